@@ -1,0 +1,628 @@
+//! The memlens trace format.
+//!
+//! A trace is one file per process: a fixed [`Header`] followed by a sequence of
+//! independent, checksummed, lz4-compressed *chunks*. Each chunk holds records of one
+//! [`ChunkKind`]:
+//!
+//! * `Meta` chunks carry definitions: modules (path, build-id, load bias, segments),
+//!   de-duplicated stacks (frames as module id + offset) and thread names. A reader loads
+//!   all of them first, so an event may reference a stack defined in a chunk written later.
+//! * `Events` chunks carry the allocation events of one thread (or the process-level RSS
+//!   samples), in time order; chunks of different threads overlap in time and the reader
+//!   merges them by timestamp.
+//! * The `End` chunk says how the process ended; a trace without one was cut short.
+//!
+//! The writer side ([`ChunkBuilder`], [`encode_chunk`], [`Header::encode`]) needs no
+//! allocation and no `std`, so the preload library can use it inside a hooked `malloc`.
+//! The reader side lives in [`reader`] (feature `std`).
+//!
+//! See `docs/TRACE_FORMAT.md` for the byte-level description.
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
+pub mod varint;
+
+#[cfg(feature = "std")]
+pub mod reader;
+#[cfg(feature = "std")]
+pub mod writer;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// First bytes of every trace file.
+pub const MAGIC: [u8; 8] = *b"MEMLENS\0";
+/// Version of the format written by this crate. Readers refuse other versions by name.
+pub const FORMAT_VERSION: u32 = 1;
+/// First four bytes of every chunk header.
+pub const CHUNK_MAGIC: [u8; 4] = *b"CHNK";
+/// Size of a chunk header in bytes.
+pub const CHUNK_HEADER_LEN: usize = 40;
+/// Largest uncompressed chunk payload a reader accepts (guards against hostile input).
+pub const MAX_CHUNK_RAW_LEN: usize = 16 << 20;
+/// Largest header payload a reader accepts.
+pub const MAX_HEADER_LEN: usize = 1 << 20;
+/// Thread index used for process-level event chunks (RSS samples).
+pub const PROCESS_THREAD: u32 = u32::MAX;
+
+/// What kind of records a chunk holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ChunkKind {
+    Meta = 1,
+    Events = 2,
+    End = 3,
+}
+
+impl ChunkKind {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(Self::Meta),
+            2 => Some(Self::Events),
+            3 => Some(Self::End),
+            _ => None,
+        }
+    }
+}
+
+/// The function through which a block was allocated or released. The family
+/// ([`AllocFunc::family`]) is what must match between allocation and release.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum AllocFunc {
+    Malloc = 0,
+    Calloc = 1,
+    Realloc = 2,
+    Reallocarray = 3,
+    PosixMemalign = 4,
+    AlignedAlloc = 5,
+    Memalign = 6,
+    Valloc = 7,
+    Pvalloc = 8,
+    Free = 9,
+    /// `operator new(size_t)` and its nothrow / aligned variants.
+    New = 10,
+    /// `operator new[](size_t)` and its nothrow / aligned variants.
+    NewArray = 11,
+    /// `operator delete(void*)` and its sized / aligned / nothrow variants.
+    Delete = 12,
+    /// `operator delete[](void*)` and its sized / aligned / nothrow variants.
+    DeleteArray = 13,
+}
+
+/// Allocation families: a block must be released by the family that allocated it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// malloc, calloc, realloc, memalign... released by free/realloc.
+    C,
+    /// operator new, released by operator delete.
+    New,
+    /// operator new[], released by operator delete[].
+    NewArray,
+}
+
+impl AllocFunc {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        use AllocFunc::*;
+        Some(match v {
+            0 => Malloc,
+            1 => Calloc,
+            2 => Realloc,
+            3 => Reallocarray,
+            4 => PosixMemalign,
+            5 => AlignedAlloc,
+            6 => Memalign,
+            7 => Valloc,
+            8 => Pvalloc,
+            9 => Free,
+            10 => New,
+            11 => NewArray,
+            12 => Delete,
+            13 => DeleteArray,
+            _ => return None,
+        })
+    }
+
+    pub fn family(self) -> Family {
+        match self {
+            AllocFunc::New | AllocFunc::Delete => Family::New,
+            AllocFunc::NewArray | AllocFunc::DeleteArray => Family::NewArray,
+            _ => Family::C,
+        }
+    }
+
+    /// The name a C or C++ programmer knows the function by.
+    pub fn name(self) -> &'static str {
+        use AllocFunc::*;
+        match self {
+            Malloc => "malloc",
+            Calloc => "calloc",
+            Realloc => "realloc",
+            Reallocarray => "reallocarray",
+            PosixMemalign => "posix_memalign",
+            AlignedAlloc => "aligned_alloc",
+            Memalign => "memalign",
+            Valloc => "valloc",
+            Pvalloc => "pvalloc",
+            Free => "free",
+            New => "operator new",
+            NewArray => "operator new[]",
+            Delete => "operator delete",
+            DeleteArray => "operator delete[]",
+        }
+    }
+}
+
+/// How the traced process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExitKind {
+    /// `exit()` or return from `main`; `code` is the status.
+    Exit = 1,
+    /// `_exit()` / `_Exit()` called by the program; `code` is the status.
+    UnderscoreExit = 2,
+    /// Killed by a fatal signal that the recorder saw; `code` is the signal number.
+    Signal = 3,
+    /// The image was replaced by `execve`; `code` is 0.
+    Exec = 4,
+}
+
+impl ExitKind {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(Self::Exit),
+            2 => Some(Self::UnderscoreExit),
+            3 => Some(Self::Signal),
+            4 => Some(Self::Exec),
+            _ => None,
+        }
+    }
+}
+
+/// Record tags inside chunk payloads.
+pub mod tag {
+    // Events chunks.
+    pub const ALLOC: u8 = 1;
+    pub const FREE: u8 = 2;
+    pub const REALLOC: u8 = 3;
+    pub const RSS: u8 = 4;
+    // Meta chunks.
+    pub const MODULE_LOAD: u8 = 16;
+    pub const MODULE_UNLOAD: u8 = 17;
+    pub const STACK: u8 = 18;
+    pub const THREAD: u8 = 19;
+    // End chunk.
+    pub const END: u8 = 32;
+}
+
+/// The fixed part of a trace: who was traced, when, and with which settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Header {
+    pub pid: u32,
+    pub ppid: u32,
+    /// Pid of the traced process this one was forked from, 0 if none.
+    pub forked_from: u32,
+    /// Wall-clock time of the trace start, ns since the Unix epoch.
+    pub start_unix_ns: u64,
+    /// Executable path (`/proc/self/exe`).
+    pub exe: String,
+    /// Command line.
+    pub argv: Vec<String>,
+    pub page_size: u32,
+    /// Interval between RSS samples, ns (0: none).
+    pub rss_interval_ns: u64,
+    /// Maximum recorded stack depth.
+    pub max_depth: u32,
+    /// Version of memlens that wrote the trace.
+    pub writer: String,
+}
+
+/// Errors of the no_std writer side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteError {
+    /// The destination buffer is too small.
+    NoSpace,
+}
+
+impl Header {
+    /// Encode the header (magic, version, length, payload, crc) into `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let mut p = Vec::new();
+        varint::put_u64(&mut p, self.pid as u64);
+        varint::put_u64(&mut p, self.ppid as u64);
+        varint::put_u64(&mut p, self.forked_from as u64);
+        varint::put_u64(&mut p, self.start_unix_ns);
+        varint::put_bytes(&mut p, self.exe.as_bytes());
+        varint::put_u64(&mut p, self.argv.len() as u64);
+        for a in &self.argv {
+            varint::put_bytes(&mut p, a.as_bytes());
+        }
+        varint::put_u64(&mut p, self.page_size as u64);
+        varint::put_u64(&mut p, self.rss_interval_ns);
+        varint::put_u64(&mut p, self.max_depth as u64);
+        varint::put_bytes(&mut p, self.writer.as_bytes());
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        out.extend_from_slice(&p);
+        out.extend_from_slice(&crc32(&p).to_le_bytes());
+    }
+
+    /// Decode a header payload (the bytes between the length and the crc).
+    pub fn decode_payload(p: &[u8]) -> Option<Header> {
+        let mut c = varint::Cursor::new(p);
+        let pid = c.u32()?;
+        let ppid = c.u32()?;
+        let forked_from = c.u32()?;
+        let start_unix_ns = c.u64()?;
+        let exe = c.string()?;
+        let n = c.u64()?;
+        if n > 1 << 16 {
+            return None;
+        }
+        let mut argv = Vec::new();
+        for _ in 0..n {
+            argv.push(c.string()?);
+        }
+        Some(Header {
+            pid,
+            ppid,
+            forked_from,
+            start_unix_ns,
+            exe,
+            argv,
+            page_size: c.u32()?,
+            rss_interval_ns: c.u64()?,
+            max_depth: c.u32()?,
+            writer: c.string()?,
+        })
+    }
+}
+
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(data);
+    h.finalize()
+}
+
+/// Builds the uncompressed payload of one chunk in a fixed buffer, without allocating.
+///
+/// Timestamps and addresses are delta-encoded against the previous record of the chunk,
+/// so [`ChunkBuilder::first_ts`] / [`ChunkBuilder::last_ts`] delimit the chunk in time.
+pub struct ChunkBuilder<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+    first_ts: u64,
+    last_ts: u64,
+    last_addr: u64,
+    records: u32,
+}
+
+/// Largest encoding of any single event record (tag + func + 5 varints).
+pub const MAX_EVENT_RECORD_LEN: usize = 2 + 5 * varint::MAX_LEN;
+
+impl<'a> ChunkBuilder<'a> {
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        ChunkBuilder {
+            buf,
+            len: 0,
+            first_ts: 0,
+            last_ts: 0,
+            last_addr: 0,
+            records: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+    pub fn records(&self) -> u32 {
+        self.records
+    }
+    pub fn first_ts(&self) -> u64 {
+        self.first_ts
+    }
+    pub fn last_ts(&self) -> u64 {
+        self.last_ts
+    }
+    pub fn payload(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+    /// Room left, in bytes.
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.len
+    }
+    pub fn clear(&mut self) {
+        self.len = 0;
+        self.records = 0;
+        self.first_ts = 0;
+        self.last_ts = 0;
+        self.last_addr = 0;
+    }
+
+    #[inline]
+    fn put_u8(&mut self, v: u8) {
+        self.buf[self.len] = v;
+        self.len += 1;
+    }
+    #[inline]
+    fn put(&mut self, v: u64) {
+        self.len += varint::encode_u64(v, &mut self.buf[self.len..]);
+    }
+    #[inline]
+    fn put_ts(&mut self, ts: u64) {
+        if self.records == 0 {
+            self.first_ts = ts;
+            self.last_ts = ts;
+        }
+        // Time never goes backwards inside a chunk; clamp if the clock did.
+        let ts = ts.max(self.last_ts);
+        self.put(ts - self.last_ts);
+        self.last_ts = ts;
+        self.records += 1;
+    }
+    #[inline]
+    fn put_addr(&mut self, addr: u64) {
+        let d = addr.wrapping_sub(self.last_addr) as i64;
+        self.put(varint::zigzag(d));
+        self.last_addr = addr;
+    }
+
+    /// A block of `size` bytes at `addr` allocated through `func` with stack `stack`.
+    #[inline]
+    pub fn alloc(&mut self, ts: u64, func: AllocFunc, addr: u64, size: u64, stack: u32) -> Result<(), WriteError> {
+        if self.remaining() < MAX_EVENT_RECORD_LEN {
+            return Err(WriteError::NoSpace);
+        }
+        self.put_u8(tag::ALLOC);
+        self.put_u8(func as u8);
+        self.put_ts(ts);
+        self.put_addr(addr);
+        self.put(size);
+        self.put(stack as u64);
+        Ok(())
+    }
+
+    /// The block at `addr` released through `func` (free, delete, delete[]) at `stack`.
+    /// `stack` is 0 when the release stack was not recorded.
+    #[inline]
+    pub fn free(&mut self, ts: u64, func: AllocFunc, addr: u64, stack: u32) -> Result<(), WriteError> {
+        if self.remaining() < MAX_EVENT_RECORD_LEN {
+            return Err(WriteError::NoSpace);
+        }
+        self.put_u8(tag::FREE);
+        self.put_u8(func as u8);
+        self.put_ts(ts);
+        self.put_addr(addr);
+        self.put(stack as u64);
+        Ok(())
+    }
+
+    /// `realloc(old, size)` returned `new` (0 when it failed and `old` stays allocated).
+    #[inline]
+    pub fn realloc(
+        &mut self,
+        ts: u64,
+        func: AllocFunc,
+        old: u64,
+        new: u64,
+        size: u64,
+        stack: u32,
+    ) -> Result<(), WriteError> {
+        if self.remaining() < MAX_EVENT_RECORD_LEN {
+            return Err(WriteError::NoSpace);
+        }
+        self.put_u8(tag::REALLOC);
+        self.put_u8(func as u8);
+        self.put_ts(ts);
+        self.put_addr(old);
+        self.put_addr(new);
+        self.put(size);
+        self.put(stack as u64);
+        Ok(())
+    }
+
+    /// A sample of the process's resident set size.
+    pub fn rss(&mut self, ts: u64, rss_bytes: u64) -> Result<(), WriteError> {
+        if self.remaining() < 2 * varint::MAX_LEN + 1 {
+            return Err(WriteError::NoSpace);
+        }
+        self.put_u8(tag::RSS);
+        self.put_ts(ts);
+        self.put(rss_bytes);
+        Ok(())
+    }
+
+    /// A de-duplicated stack. `frames` are `(module id, offset)`; module id 0 means the
+    /// address is in no known module and `offset` is the absolute address. Frame 0 is the
+    /// return address into the allocating function's caller, outermost last.
+    pub fn stack(&mut self, id: u32, frames: &[(u32, u64)]) -> Result<(), WriteError> {
+        let need = 1 + varint::MAX_LEN * (2 + 2 * frames.len());
+        if self.remaining() < need {
+            return Err(WriteError::NoSpace);
+        }
+        self.put_u8(tag::STACK);
+        self.records += 1;
+        self.put(id as u64);
+        self.put(frames.len() as u64);
+        for &(m, off) in frames {
+            self.put(m as u64);
+            self.put(off);
+        }
+        Ok(())
+    }
+
+    /// A module mapped into the process. `load_bias` is added to the ELF virtual addresses
+    /// to get run-time addresses; `segments` are the PT_LOAD `(vaddr, memsz, flags)`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn module_load(
+        &mut self,
+        ts: u64,
+        id: u32,
+        path: &[u8],
+        build_id: &[u8],
+        load_bias: u64,
+        segments: &[(u64, u64, u32)],
+    ) -> Result<(), WriteError> {
+        let need = 1 + varint::MAX_LEN * (6 + 3 * segments.len()) + path.len() + build_id.len();
+        if self.remaining() < need {
+            return Err(WriteError::NoSpace);
+        }
+        self.put_u8(tag::MODULE_LOAD);
+        self.records += 1;
+        self.put(ts);
+        self.put(id as u64);
+        self.put_raw_bytes(path);
+        self.put_raw_bytes(build_id);
+        self.put(load_bias);
+        self.put(segments.len() as u64);
+        for &(vaddr, memsz, flags) in segments {
+            self.put(vaddr);
+            self.put(memsz);
+            self.put(flags as u64);
+        }
+        Ok(())
+    }
+
+    pub fn module_unload(&mut self, ts: u64, id: u32) -> Result<(), WriteError> {
+        if self.remaining() < 1 + 2 * varint::MAX_LEN {
+            return Err(WriteError::NoSpace);
+        }
+        self.put_u8(tag::MODULE_UNLOAD);
+        self.records += 1;
+        self.put(ts);
+        self.put(id as u64);
+        Ok(())
+    }
+
+    /// Thread `index` (the chunk-level thread number) is kernel thread `tid`.
+    pub fn thread(&mut self, ts: u64, index: u32, tid: u32, name: &[u8]) -> Result<(), WriteError> {
+        if self.remaining() < 1 + 4 * varint::MAX_LEN + name.len() {
+            return Err(WriteError::NoSpace);
+        }
+        self.put_u8(tag::THREAD);
+        self.records += 1;
+        self.put(ts);
+        self.put(index as u64);
+        self.put(tid as u64);
+        self.put_raw_bytes(name);
+        Ok(())
+    }
+
+    /// How the process ended, with the recorder's own counters.
+    pub fn end(&mut self, ts: u64, kind: ExitKind, code: i32, counters: &EndCounters) -> Result<(), WriteError> {
+        if self.remaining() < 2 + 8 * varint::MAX_LEN {
+            return Err(WriteError::NoSpace);
+        }
+        self.put_u8(tag::END);
+        self.records += 1;
+        self.put(ts);
+        self.put_u8(kind as u8);
+        self.put(varint::zigzag(code as i64));
+        self.put(counters.untracked_frees);
+        self.put(counters.dropped_events);
+        self.put(counters.recorder_peak_bytes);
+        self.put(counters.write_errors);
+        Ok(())
+    }
+
+    fn put_raw_bytes(&mut self, b: &[u8]) {
+        self.put(b.len() as u64);
+        self.buf[self.len..self.len + b.len()].copy_from_slice(b);
+        self.len += b.len();
+    }
+}
+
+/// Counters the recorder reports in the End record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EndCounters {
+    /// Releases of pointers the recorder never saw allocated (passed through untouched).
+    pub untracked_frees: u64,
+    /// Events lost because the trace could not be written.
+    pub dropped_events: u64,
+    /// Highest memory the recorder itself used, bytes.
+    pub recorder_peak_bytes: u64,
+    /// Failed writes to the trace file.
+    pub write_errors: u64,
+}
+
+/// Largest compressed size of a chunk whose payload is `raw_len` bytes, header included.
+pub const fn max_encoded_chunk_len(raw_len: usize) -> usize {
+    // lz4 worst case: raw + raw/255 + 16, plus a little slack.
+    CHUNK_HEADER_LEN + raw_len + raw_len / 255 + 64
+}
+
+/// Frame one chunk: compress `raw` into `out` behind a header. Returns the bytes written.
+/// `out` must hold [`max_encoded_chunk_len`]`(raw.len())` bytes.
+pub fn encode_chunk(
+    kind: ChunkKind,
+    thread: u32,
+    first_ts: u64,
+    last_ts: u64,
+    raw: &[u8],
+    out: &mut [u8],
+) -> Result<usize, WriteError> {
+    if out.len() < max_encoded_chunk_len(raw.len()) {
+        return Err(WriteError::NoSpace);
+    }
+    let (hdr, body) = out.split_at_mut(CHUNK_HEADER_LEN);
+    let clen = lz4_flex::block::compress_into(raw, body).map_err(|_| WriteError::NoSpace)?;
+    let crc = crc32(&body[..clen]);
+    hdr[0..4].copy_from_slice(&CHUNK_MAGIC);
+    hdr[4] = kind as u8;
+    hdr[5] = 1; // flags: lz4 block compression
+    hdr[6..8].copy_from_slice(&0u16.to_le_bytes());
+    hdr[8..12].copy_from_slice(&thread.to_le_bytes());
+    hdr[12..16].copy_from_slice(&(raw.len() as u32).to_le_bytes());
+    hdr[16..20].copy_from_slice(&(clen as u32).to_le_bytes());
+    hdr[20..28].copy_from_slice(&first_ts.to_le_bytes());
+    hdr[28..36].copy_from_slice(&last_ts.to_le_bytes());
+    hdr[36..40].copy_from_slice(&crc.to_le_bytes());
+    Ok(CHUNK_HEADER_LEN + clen)
+}
+
+/// A parsed chunk header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkHeader {
+    pub kind: ChunkKind,
+    pub flags: u8,
+    pub thread: u32,
+    pub raw_len: u32,
+    pub payload_len: u32,
+    pub first_ts: u64,
+    pub last_ts: u64,
+    pub crc: u32,
+}
+
+impl ChunkHeader {
+    /// Parse a chunk header; `None` if it is not one (bad magic, kind, or sizes).
+    pub fn parse(b: &[u8; CHUNK_HEADER_LEN]) -> Option<ChunkHeader> {
+        if b[0..4] != CHUNK_MAGIC {
+            return None;
+        }
+        let u32at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let u64at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
+        let h = ChunkHeader {
+            kind: ChunkKind::from_u8(b[4])?,
+            flags: b[5],
+            thread: u32at(8),
+            raw_len: u32at(12),
+            payload_len: u32at(16),
+            first_ts: u64at(20),
+            last_ts: u64at(28),
+            crc: u32at(36),
+        };
+        if h.flags & !1 != 0
+            || h.raw_len as usize > MAX_CHUNK_RAW_LEN
+            || h.payload_len as usize > max_encoded_chunk_len(h.raw_len as usize)
+            || h.first_ts > h.last_ts
+        {
+            return None;
+        }
+        Some(h)
+    }
+}

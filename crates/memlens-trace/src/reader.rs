@@ -1,0 +1,481 @@
+//! Streaming trace reader.
+//!
+//! [`TraceReader::open`] reads the header and indexes the chunk headers (seeking over the
+//! payloads), so opening costs little even for huge traces. [`TraceReader::metadata`] loads
+//! the definitions (modules, stacks, threads) and the end record. [`TraceReader::events`]
+//! streams all events in time order, merging the per-thread chunks; it keeps only the chunks
+//! that overlap the current time decoded, so memory stays bounded by (threads x chunk size).
+
+use crate::varint::{unzigzag, Cursor};
+use crate::*;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::fmt;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// Why a file cannot be read as a trace. `Display` gives one sentence for a person.
+#[derive(Debug)]
+pub enum TraceError {
+    Io { path: PathBuf, err: std::io::Error },
+    NotATrace { path: PathBuf },
+    Version { path: PathBuf, found: u32 },
+    BadHeader { path: PathBuf },
+    Corrupt { path: PathBuf, offset: u64, what: &'static str },
+}
+
+impl fmt::Display for TraceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TraceError::Io { path, err } => write!(f, "cannot read {}: {}", path.display(), err),
+            TraceError::NotATrace { path } => write!(f, "{} is not a memlens trace (it does not start with the memlens signature)", path.display()),
+            TraceError::Version { path, found } => write!(
+                f,
+                "{} is a memlens trace of format version {}, but this memlens reads version {}; use the memlens that recorded it",
+                path.display(),
+                found,
+                FORMAT_VERSION
+            ),
+            TraceError::BadHeader { path } => write!(f, "{} has a damaged trace header", path.display()),
+            TraceError::Corrupt { path, offset, what } => {
+                write!(f, "{} is damaged at byte {}: {}", path.display(), offset, what)
+            }
+        }
+    }
+}
+
+impl std::error::Error for TraceError {}
+
+/// Where and why a trace ends early.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Truncation {
+    /// Bytes of the file that hold complete chunks.
+    pub valid_bytes: u64,
+    pub file_bytes: u64,
+    /// Why: a partial chunk at the end, garbage after the last chunk, or no end record.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug)]
+struct ChunkInfo {
+    offset: u64,
+    header: ChunkHeader,
+}
+
+/// A module (executable or shared library) mapped into the traced process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Module {
+    pub id: u32,
+    pub path: String,
+    pub build_id: Vec<u8>,
+    pub load_bias: u64,
+    /// PT_LOAD segments: (vaddr, memsz, flags).
+    pub segments: Vec<(u64, u64, u32)>,
+    pub loaded_ns: u64,
+    /// When it was unloaded (dlclose), if it was.
+    pub unloaded_ns: Option<u64>,
+}
+
+impl Module {
+    pub fn build_id_hex(&self) -> String {
+        self.build_id.iter().map(|b| format!("{b:02x}")).collect()
+    }
+    /// File name without directories.
+    pub fn short_name(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
+}
+
+/// One frame of a recorded stack: `offset` is the ELF virtual address of the return
+/// address inside module `module` (0 = unknown module; then `offset` is absolute).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RawFrame {
+    pub module: u32,
+    pub offset: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThreadInfo {
+    pub index: u32,
+    pub tid: u32,
+    pub name: String,
+    pub started_ns: u64,
+}
+
+/// How the process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EndRecord {
+    pub ts: u64,
+    pub kind: ExitKind,
+    pub code: i32,
+    pub counters: EndCounters,
+}
+
+/// All definitions of a trace.
+#[derive(Clone, Debug, Default)]
+pub struct Metadata {
+    pub modules: HashMap<u32, Module>,
+    /// Stack id -> frames (innermost first). Id 0 is the empty stack.
+    pub stacks: HashMap<u32, Vec<RawFrame>>,
+    pub threads: HashMap<u32, ThreadInfo>,
+    pub end: Option<EndRecord>,
+}
+
+/// One event, in time order. `thread` is the recorder's thread index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    Alloc { ts: u64, thread: u32, func: AllocFunc, addr: u64, size: u64, stack: u32 },
+    Free { ts: u64, thread: u32, func: AllocFunc, addr: u64, stack: u32 },
+    Realloc { ts: u64, thread: u32, func: AllocFunc, old: u64, new: u64, size: u64, stack: u32 },
+    Rss { ts: u64, bytes: u64 },
+}
+
+impl Event {
+    pub fn ts(&self) -> u64 {
+        match *self {
+            Event::Alloc { ts, .. } | Event::Free { ts, .. } | Event::Realloc { ts, .. } | Event::Rss { ts, .. } => ts,
+        }
+    }
+}
+
+pub struct TraceReader {
+    path: PathBuf,
+    file: File,
+    header: Header,
+    chunks: Vec<ChunkInfo>,
+    truncation: Option<Truncation>,
+    file_bytes: u64,
+}
+
+impl TraceReader {
+    /// Open a trace: check the signature, version and header, and index the chunks.
+    pub fn open(path: impl AsRef<Path>) -> Result<TraceReader, TraceError> {
+        let path = path.as_ref().to_path_buf();
+        let io = |err| TraceError::Io { path: path.clone(), err };
+        let file = File::open(&path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        if meta.is_dir() {
+            return Err(TraceError::Io { path, err: std::io::Error::other("it is a directory") });
+        }
+        let file_bytes = meta.len();
+        let mut fixed = [0u8; 16];
+        if file_bytes < 16 {
+            return Err(TraceError::NotATrace { path });
+        }
+        file.read_exact_at(&mut fixed, 0).map_err(io)?;
+        if fixed[0..8] != MAGIC {
+            return Err(TraceError::NotATrace { path });
+        }
+        let version = u32::from_le_bytes(fixed[8..12].try_into().unwrap());
+        if version != FORMAT_VERSION {
+            return Err(TraceError::Version { path, found: version });
+        }
+        let hlen = u32::from_le_bytes(fixed[12..16].try_into().unwrap()) as u64;
+        if hlen as usize > MAX_HEADER_LEN || 16 + hlen + 4 > file_bytes {
+            return Err(TraceError::BadHeader { path });
+        }
+        let mut hp = vec![0u8; hlen as usize + 4];
+        file.read_exact_at(&mut hp, 16).map_err(io)?;
+        let crc = u32::from_le_bytes(hp[hlen as usize..].try_into().unwrap());
+        let payload = &hp[..hlen as usize];
+        if crc32(payload) != crc {
+            return Err(TraceError::BadHeader { path });
+        }
+        let header = Header::decode_payload(payload).ok_or_else(|| TraceError::BadHeader { path: path.clone() })?;
+
+        let mut reader = TraceReader { path, file, header, chunks: Vec::new(), truncation: None, file_bytes };
+        reader.index(16 + hlen + 4)?;
+        Ok(reader)
+    }
+
+    fn index(&mut self, mut off: u64) -> Result<(), TraceError> {
+        let mut saw_end = false;
+        let mut hb = [0u8; CHUNK_HEADER_LEN];
+        while off < self.file_bytes {
+            if off + CHUNK_HEADER_LEN as u64 > self.file_bytes {
+                self.truncate(off, "the last chunk is incomplete (the process was killed or the disk filled up while writing)");
+                break;
+            }
+            self.file
+                .read_exact_at(&mut hb, off)
+                .map_err(|err| TraceError::Io { path: self.path.clone(), err })?;
+            let Some(h) = ChunkHeader::parse(&hb) else {
+                self.truncate(off, "the data after the last complete chunk is not a chunk");
+                break;
+            };
+            let end = off + CHUNK_HEADER_LEN as u64 + h.payload_len as u64;
+            if end > self.file_bytes {
+                self.truncate(off, "the last chunk is incomplete (the process was killed or the disk filled up while writing)");
+                break;
+            }
+            saw_end |= h.kind == ChunkKind::End;
+            self.chunks.push(ChunkInfo { offset: off, header: h });
+            off = end;
+        }
+        if !saw_end && self.truncation.is_none() {
+            self.truncate(
+                self.file_bytes,
+                "it has no end record (the process was killed, is still running, or its last data was never flushed)",
+            );
+        }
+        Ok(())
+    }
+
+    fn truncate(&mut self, valid: u64, reason: &str) {
+        self.truncation = Some(Truncation { valid_bytes: valid, file_bytes: self.file_bytes, reason: reason.to_string() });
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+    /// `Some` when the trace was cut short; the rest of the data is still usable.
+    pub fn truncation(&self) -> Option<&Truncation> {
+        self.truncation.as_ref()
+    }
+    pub fn file_bytes(&self) -> u64 {
+        self.file_bytes
+    }
+    /// Number of event chunks (for progress reporting).
+    pub fn event_chunk_count(&self) -> usize {
+        self.chunks.iter().filter(|c| c.header.kind == ChunkKind::Events).count()
+    }
+    /// Total uncompressed bytes of event chunks (for progress reporting).
+    pub fn event_bytes(&self) -> u64 {
+        self.chunks.iter().filter(|c| c.header.kind == ChunkKind::Events).map(|c| c.header.raw_len as u64).sum()
+    }
+
+    fn corrupt(&self, offset: u64, what: &'static str) -> TraceError {
+        TraceError::Corrupt { path: self.path.clone(), offset, what }
+    }
+
+    /// Read, check and decompress one chunk's payload.
+    fn load(&self, c: &ChunkInfo) -> Result<Vec<u8>, TraceError> {
+        let mut comp = vec![0u8; c.header.payload_len as usize];
+        self.file
+            .read_exact_at(&mut comp, c.offset + CHUNK_HEADER_LEN as u64)
+            .map_err(|err| TraceError::Io { path: self.path.clone(), err })?;
+        if crc32(&comp) != c.header.crc {
+            return Err(self.corrupt(c.offset, "a chunk's checksum does not match its contents"));
+        }
+        if c.header.flags & 1 == 0 {
+            if comp.len() != c.header.raw_len as usize {
+                return Err(self.corrupt(c.offset, "a chunk's length is inconsistent"));
+            }
+            return Ok(comp);
+        }
+        let mut raw = vec![0u8; c.header.raw_len as usize];
+        match lz4_flex::block::decompress_into(&comp, &mut raw) {
+            Ok(n) if n == raw.len() => Ok(raw),
+            _ => Err(self.corrupt(c.offset, "a chunk does not decompress")),
+        }
+    }
+
+    /// Load every definition (modules, stacks, threads) and the end record.
+    pub fn metadata(&self) -> Result<Metadata, TraceError> {
+        let mut md = Metadata::default();
+        md.stacks.insert(0, Vec::new());
+        for c in self.chunks.iter().filter(|c| c.header.kind != ChunkKind::Events) {
+            let raw = self.load(c)?;
+            decode_meta(&raw, &mut md).ok_or_else(|| self.corrupt(c.offset, "a definition record is malformed"))?;
+        }
+        Ok(md)
+    }
+
+    /// All events in time order (ties: file order).
+    pub fn events(&self) -> EventStream<'_> {
+        let mut pending: Vec<usize> = (0..self.chunks.len()).filter(|&i| self.chunks[i].header.kind == ChunkKind::Events).collect();
+        pending.sort_by_key(|&i| (self.chunks[i].header.first_ts, i));
+        pending.reverse(); // pop from the back = earliest first
+        EventStream { reader: self, pending, active: BinaryHeap::new(), decoded: Vec::new(), failed: false, chunks_done: 0 }
+    }
+}
+
+fn decode_meta(raw: &[u8], md: &mut Metadata) -> Option<()> {
+    let mut c = Cursor::new(raw);
+    while !c.is_empty() {
+        match c.u8()? {
+            tag::MODULE_LOAD => {
+                let ts = c.u64()?;
+                let id = c.u32()?;
+                let path = c.string()?;
+                let build_id = c.bytes()?.to_vec();
+                let load_bias = c.u64()?;
+                let n = c.u64()?;
+                if n > 4096 {
+                    return None;
+                }
+                let mut segments = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    segments.push((c.u64()?, c.u64()?, c.u32()?));
+                }
+                md.modules.insert(id, Module { id, path, build_id, load_bias, segments, loaded_ns: ts, unloaded_ns: None });
+            }
+            tag::MODULE_UNLOAD => {
+                let ts = c.u64()?;
+                let id = c.u32()?;
+                if let Some(m) = md.modules.get_mut(&id) {
+                    m.unloaded_ns = Some(ts);
+                }
+            }
+            tag::STACK => {
+                let id = c.u32()?;
+                let n = c.u64()?;
+                if n > 4096 || n as usize > c.remaining() {
+                    return None;
+                }
+                let mut frames = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    frames.push(RawFrame { module: c.u32()?, offset: c.u64()? });
+                }
+                md.stacks.insert(id, frames);
+            }
+            tag::THREAD => {
+                let ts = c.u64()?;
+                let index = c.u32()?;
+                let tid = c.u32()?;
+                let name = c.string()?;
+                md.threads.insert(index, ThreadInfo { index, tid, name, started_ns: ts });
+            }
+            tag::END => {
+                let ts = c.u64()?;
+                let kind = ExitKind::from_u8(c.u8()?)?;
+                let code = unzigzag(c.u64()?) as i32;
+                let counters = EndCounters {
+                    untracked_frees: c.u64()?,
+                    dropped_events: c.u64()?,
+                    recorder_peak_bytes: c.u64()?,
+                    write_errors: c.u64()?,
+                };
+                md.end = Some(EndRecord { ts, kind, code, counters });
+            }
+            _ => return None,
+        }
+    }
+    Some(())
+}
+
+/// Decode all events of one Events chunk.
+fn decode_events(raw: &[u8], thread: u32, first_ts: u64, out: &mut Vec<Event>) -> Option<()> {
+    let mut c = Cursor::new(raw);
+    let mut ts = first_ts;
+    let mut last_addr = 0u64;
+    let mut addr = |c: &mut Cursor| -> Option<u64> {
+        let d = unzigzag(c.u64()?);
+        last_addr = last_addr.wrapping_add(d as u64);
+        Some(last_addr)
+    };
+    while !c.is_empty() {
+        let t = c.u8()?;
+        match t {
+            tag::ALLOC => {
+                let func = AllocFunc::from_u8(c.u8()?)?;
+                ts = ts.checked_add(c.u64()?)?;
+                let a = addr(&mut c)?;
+                out.push(Event::Alloc { ts, thread, func, addr: a, size: c.u64()?, stack: c.u32()? });
+            }
+            tag::FREE => {
+                let func = AllocFunc::from_u8(c.u8()?)?;
+                ts = ts.checked_add(c.u64()?)?;
+                let a = addr(&mut c)?;
+                out.push(Event::Free { ts, thread, func, addr: a, stack: c.u32()? });
+            }
+            tag::REALLOC => {
+                let func = AllocFunc::from_u8(c.u8()?)?;
+                ts = ts.checked_add(c.u64()?)?;
+                let old = addr(&mut c)?;
+                let new = addr(&mut c)?;
+                out.push(Event::Realloc { ts, thread, func, old, new, size: c.u64()?, stack: c.u32()? });
+            }
+            tag::RSS => {
+                ts = ts.checked_add(c.u64()?)?;
+                out.push(Event::Rss { ts, bytes: c.u64()? });
+            }
+            _ => return None,
+        }
+    }
+    Some(())
+}
+
+/// Iterator over the events of a trace in time order; see [`TraceReader::events`].
+pub struct EventStream<'r> {
+    reader: &'r TraceReader,
+    /// Chunk indices not yet opened, latest first.
+    pending: Vec<usize>,
+    /// (next event ts, chunk index) of opened chunks.
+    active: BinaryHeap<Reverse<(u64, usize, usize)>>,
+    /// Decoded events of opened chunks: slot -> (events, position).
+    decoded: Vec<(Vec<Event>, usize)>,
+    failed: bool,
+    chunks_done: usize,
+}
+
+impl EventStream<'_> {
+    /// Event chunks fully consumed so far (for progress bars).
+    pub fn chunks_done(&self) -> usize {
+        self.chunks_done
+    }
+
+    fn open_next(&mut self) -> Result<(), TraceError> {
+        let i = self.pending.pop().expect("caller checked");
+        let c = &self.reader.chunks[i];
+        let raw = self.reader.load(c)?;
+        // Reuse a finished slot's allocation when there is one.
+        let slot = self.decoded.iter().position(|(ev, pos)| *pos >= ev.len() && ev.capacity() > 0);
+        let slot = match slot {
+            Some(s) => s,
+            None => {
+                self.decoded.push((Vec::new(), 0));
+                self.decoded.len() - 1
+            }
+        };
+        let (ev, pos) = &mut self.decoded[slot];
+        ev.clear();
+        *pos = 0;
+        decode_events(&raw, c.header.thread, c.header.first_ts, ev).ok_or_else(|| self.reader.corrupt(c.offset, "an event record is malformed"))?;
+        if let Some(first) = ev.first() {
+            self.active.push(Reverse((first.ts(), i, slot)));
+        } else {
+            self.chunks_done += 1;
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for EventStream<'_> {
+    type Item = Result<Event, TraceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        loop {
+            // Open every chunk that starts no later than the earliest pending event.
+            let open = match (self.pending.last(), self.active.peek()) {
+                (None, _) => false,
+                (Some(_), None) => true,
+                (Some(&i), Some(Reverse((ts, _, _)))) => self.reader.chunks[i].header.first_ts <= *ts,
+            };
+            if !open {
+                break;
+            }
+            if let Err(e) = self.open_next() {
+                self.failed = true;
+                return Some(Err(e));
+            }
+        }
+        let Reverse((_, chunk, slot)) = self.active.pop()?;
+        let (ev, pos) = &mut self.decoded[slot];
+        let e = ev[*pos];
+        *pos += 1;
+        if *pos < ev.len() {
+            self.active.push(Reverse((ev[*pos].ts(), chunk, slot)));
+        } else {
+            self.chunks_done += 1;
+        }
+        Some(Ok(e))
+    }
+}

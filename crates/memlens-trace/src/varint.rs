@@ -1,0 +1,129 @@
+//! LEB128 variable-length integers and a bounds-checked decoding cursor.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// Longest LEB128 encoding of a u64.
+pub const MAX_LEN: usize = 10;
+
+/// Encode `v` into `out`, returning the bytes written. `out` must hold [`MAX_LEN`] bytes.
+#[inline]
+pub fn encode_u64(mut v: u64, out: &mut [u8]) -> usize {
+    let mut i = 0;
+    while v >= 0x80 {
+        out[i] = (v as u8) | 0x80;
+        v >>= 7;
+        i += 1;
+    }
+    out[i] = v as u8;
+    i + 1
+}
+
+pub fn put_u64(out: &mut Vec<u8>, v: u64) {
+    let mut b = [0u8; MAX_LEN];
+    let n = encode_u64(v, &mut b);
+    out.extend_from_slice(&b[..n]);
+}
+
+pub fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_u64(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+#[inline]
+pub fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+#[inline]
+pub fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// Reads values from a byte slice; every method returns `None` past the end or on an
+/// over-long encoding, never panics.
+pub struct Cursor<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    pub fn new(data: &'a [u8]) -> Self {
+        Cursor { data, pos: 0 }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.pos >= self.data.len()
+    }
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+    pub fn remaining(&self) -> usize {
+        self.data.len().saturating_sub(self.pos)
+    }
+    #[inline]
+    pub fn u8(&mut self) -> Option<u8> {
+        let b = *self.data.get(self.pos)?;
+        self.pos += 1;
+        Some(b)
+    }
+    #[inline]
+    pub fn u64(&mut self) -> Option<u64> {
+        let mut v: u64 = 0;
+        let mut shift = 0u32;
+        loop {
+            let b = self.u8()?;
+            if shift == 63 && b > 1 {
+                return None;
+            }
+            v |= ((b & 0x7f) as u64) << shift;
+            if b & 0x80 == 0 {
+                return Some(v);
+            }
+            shift += 7;
+            if shift > 63 {
+                return None;
+            }
+        }
+    }
+    pub fn u32(&mut self) -> Option<u32> {
+        u32::try_from(self.u64()?).ok()
+    }
+    pub fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = self.u64()? as usize;
+        if n > self.remaining() {
+            return None;
+        }
+        let b = &self.data[self.pos..self.pos + n];
+        self.pos += n;
+        Some(b)
+    }
+    pub fn string(&mut self) -> Option<String> {
+        Some(String::from_utf8_lossy(self.bytes()?).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_edges() {
+        for v in [0u64, 1, 127, 128, 300, u32::MAX as u64, u64::MAX - 1, u64::MAX] {
+            let mut b = [0u8; MAX_LEN];
+            let n = encode_u64(v, &mut b);
+            let mut c = Cursor::new(&b[..n]);
+            assert_eq!(c.u64(), Some(v));
+            assert!(c.is_empty());
+        }
+        for v in [0i64, -1, 1, i64::MIN, i64::MAX] {
+            assert_eq!(unzigzag(zigzag(v)), v);
+        }
+    }
+
+    #[test]
+    fn overlong_and_truncated_are_rejected() {
+        assert_eq!(Cursor::new(&[0x80, 0x80]).u64(), None);
+        assert_eq!(Cursor::new(&[0xff; 11]).u64(), None);
+        assert_eq!(Cursor::new(&[0x05, 1, 2]).bytes(), None);
+    }
+}

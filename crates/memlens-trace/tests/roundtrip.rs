@@ -1,0 +1,115 @@
+use memlens_trace::reader::{Event, RawFrame, TraceError, TraceReader};
+use memlens_trace::writer::TraceWriter;
+use memlens_trace::*;
+
+fn header() -> Header {
+    Header { pid: 42, ppid: 1, exe: "/bin/prog".into(), argv: vec!["prog".into(), "x".into()], page_size: 4096, rss_interval_ns: 10_000_000, max_depth: 64, writer: "test".into(), ..Default::default() }
+}
+
+fn sample_trace() -> Vec<u8> {
+    let mut w = TraceWriter::new(Vec::new(), &header()).unwrap();
+    // Thread 0's chunk spans 10..40, thread 1's 20..30: the reader must interleave them.
+    w.chunk(ChunkKind::Events, 0, |b| {
+        b.alloc(10, AllocFunc::Malloc, 0x1000, 16, 1)?;
+        b.free(40, AllocFunc::Free, 0x1000, 0)
+    })
+    .unwrap();
+    w.chunk(ChunkKind::Events, 1, |b| {
+        b.alloc(20, AllocFunc::New, 0x2000, 32, 2)?;
+        b.realloc(30, AllocFunc::Realloc, 0x2000, 0x3000, 64, 2)
+    })
+    .unwrap();
+    w.chunk(ChunkKind::Meta, 0, |b| {
+        b.module_load(0, 1, b"/bin/prog", &[0xab, 0xcd], 0x5555_0000, &[(0, 0x2000, 5)])?;
+        b.stack(1, &[(1, 0x1234), (0, 0x7fff_0000)])?;
+        b.stack(2, &[(1, 0x1300)])?;
+        b.thread(0, 0, 42, b"main")
+    })
+    .unwrap();
+    w.chunk(ChunkKind::End, 0, |b| b.end(50, ExitKind::Exit, 3, &EndCounters { untracked_frees: 2, ..Default::default() })).unwrap();
+    w.finish().unwrap()
+}
+
+fn write_tmp(name: &str, data: &[u8]) -> std::path::PathBuf {
+    let p = std::env::temp_dir().join(format!("memlens-trace-test-{}-{}", std::process::id(), name));
+    std::fs::write(&p, data).unwrap();
+    p
+}
+
+#[test]
+fn events_merge_by_time_and_metadata_resolves() {
+    let p = write_tmp("ok", &sample_trace());
+    let r = TraceReader::open(&p).unwrap();
+    assert_eq!(r.header(), &header());
+    assert!(r.truncation().is_none());
+    let md = r.metadata().unwrap();
+    assert_eq!(md.stacks[&1], vec![RawFrame { module: 1, offset: 0x1234 }, RawFrame { module: 0, offset: 0x7fff_0000 }]);
+    assert_eq!(md.modules[&1].build_id_hex(), "abcd");
+    assert_eq!(md.threads[&0].tid, 42);
+    let end = md.end.unwrap();
+    assert_eq!((end.kind, end.code, end.counters.untracked_frees), (ExitKind::Exit, 3, 2));
+    let ev: Vec<Event> = r.events().map(|e| e.unwrap()).collect();
+    let ts: Vec<u64> = ev.iter().map(|e| e.ts()).collect();
+    assert_eq!(ts, vec![10, 20, 30, 40]);
+    assert_eq!(ev[2], Event::Realloc { ts: 30, thread: 1, func: AllocFunc::Realloc, old: 0x2000, new: 0x3000, size: 64, stack: 2 });
+    std::fs::remove_file(p).ok();
+}
+
+#[test]
+fn truncated_trace_reads_up_to_last_complete_chunk() {
+    let full = sample_trace();
+    let full_reader_chunks = {
+        let p = write_tmp("full", &full);
+        let n = TraceReader::open(&p).unwrap().events().count();
+        std::fs::remove_file(p).ok();
+        n
+    };
+    assert_eq!(full_reader_chunks, 4);
+    // Every cut point must open (or fail with a clear error), never panic.
+    for cut in 0..full.len() {
+        let p = write_tmp("cut", &full[..cut]);
+        match TraceReader::open(&p) {
+            Ok(r) => {
+                assert!(r.truncation().is_some(), "cut at {cut} not reported as truncated");
+                let n = r.events().filter(|e| e.is_ok()).count();
+                assert!(n <= 4);
+                r.metadata().unwrap();
+            }
+            Err(e) => assert!(matches!(e, TraceError::NotATrace { .. } | TraceError::BadHeader { .. }), "{e}"),
+        }
+        std::fs::remove_file(p).ok();
+    }
+}
+
+#[test]
+fn corruption_is_reported_not_panicked() {
+    let full = sample_trace();
+    let mut seen_corrupt = 0;
+    for i in 0..full.len() {
+        let mut bad = full.clone();
+        bad[i] ^= 0x5a;
+        let p = write_tmp("flip", &bad);
+        if let Ok(r) = TraceReader::open(&p) {
+            let ev_err = r.events().any(|e| e.is_err());
+            let md_err = r.metadata().is_err();
+            if ev_err || md_err {
+                seen_corrupt += 1;
+            }
+        }
+        std::fs::remove_file(p).ok();
+    }
+    assert!(seen_corrupt > 0);
+}
+
+#[test]
+fn other_version_and_garbage_say_so() {
+    let mut t = sample_trace();
+    t[8] = 7;
+    let p = write_tmp("ver", &t);
+    let e = TraceReader::open(&p).err().unwrap();
+    assert!(e.to_string().contains("format version 7"), "{e}");
+    std::fs::write(&p, b"hello world, not a trace at all").unwrap();
+    let e = TraceReader::open(&p).err().unwrap();
+    assert!(e.to_string().contains("is not a memlens trace"), "{e}");
+    std::fs::remove_file(p).ok();
+}
