@@ -1,0 +1,313 @@
+//! Replay of trace events into the live heap.
+//!
+//! [`Replay`] holds every live block (address -> size, allocation site) and the running
+//! counters. It applies one [`Event`] at a time, so a trace of any size is analysed with
+//! memory proportional to the live heap, never to the number of events.
+//!
+//! Semantics (see also `docs/ANALYSIS.md`):
+//! * `Alloc` adds a block. If the address is already live, the old block is treated as
+//!   implicitly freed (a release the recorder missed) and counted in
+//!   [`Counters::reused_addresses`]. An allocation at address 0 (a failed allocation) is
+//!   counted in [`Counters::failed_allocations`] and changes nothing.
+//! * `Free` of a live address removes it and counts one free. Freeing address 0 is a
+//!   no-op. Freeing an unknown address (allocated before recording started, or through a
+//!   path the recorder does not see) is ignored and counted in
+//!   [`Counters::untracked_frees`].
+//! * `Realloc { old, new, size }`: `old == 0` is an allocation; `new == 0 && size == 0` is
+//!   `realloc(p, 0)` and frees `old`; `new == 0 && size > 0` is a failure and `old` stays
+//!   live ([`Counters::failed_reallocs`]); otherwise `old` is released and `new` is added
+//!   with `size` bytes and the realloc's stack. For the totals a successful realloc counts
+//!   as one allocation (of `size` bytes) *and* one free of the old block, besides being
+//!   counted in [`Counters::reallocs`].
+
+use memlens_trace::reader::Event;
+use memlens_trace::AllocFunc;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Where a block was allocated: its stack id and the allocating function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SiteKey {
+    pub stack: u32,
+    pub func: AllocFunc,
+}
+
+/// A live heap block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Block {
+    pub size: u64,
+    pub site: SiteKey,
+}
+
+/// Running event counters of a replay.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Successful allocations, successful reallocs included.
+    pub allocations: u64,
+    /// Releases of tracked blocks (free, delete, realloc moving or freeing a block).
+    pub frees: u64,
+    /// `realloc`-family calls, whatever their outcome.
+    pub reallocs: u64,
+    /// Sum of the requested sizes of all successful allocations (reallocs included).
+    pub bytes_allocated: u64,
+    /// Releases of addresses that were not live (allocated before recording started).
+    pub untracked_frees: u64,
+    /// Reallocs that returned NULL with a non-zero size (the old block stays).
+    pub failed_reallocs: u64,
+    /// Allocations that returned NULL.
+    pub failed_allocations: u64,
+    /// Allocations at an address that was still live (the old block is dropped).
+    pub reused_addresses: u64,
+    /// Highest RSS sample, bytes (0: no samples).
+    pub peak_rss_bytes: u64,
+    /// Events applied.
+    pub events: u64,
+}
+
+/// Notified of every block that enters or leaves the live heap.
+pub trait HeapObserver {
+    fn added(&mut self, _block: &Block, _allocation: bool) {}
+    fn removed(&mut self, _block: &Block) {}
+}
+
+/// Observer that does nothing.
+impl HeapObserver for () {}
+
+/// A fast hasher for heap addresses (std's SipHash is needlessly slow for trusted u64 keys).
+#[derive(Default, Clone, Copy)]
+pub struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        // Fibonacci hashing, folded so the high bits (used by hashbrown) depend on all bits.
+        let h = self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        h ^ (h >> 29)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+type AddrMap<V> = HashMap<u64, V, BuildHasherDefault<AddrHasher>>;
+
+/// The live heap and counters after the events applied so far.
+#[derive(Default)]
+pub struct Replay {
+    live: AddrMap<Block>,
+    live_bytes: u64,
+    counters: Counters,
+}
+
+impl Replay {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes currently live.
+    pub fn live_bytes(&self) -> u64 {
+        self.live_bytes
+    }
+    /// Blocks currently live.
+    pub fn live_blocks(&self) -> u64 {
+        self.live.len() as u64
+    }
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+    /// The live blocks, in no particular order.
+    pub fn blocks(&self) -> impl Iterator<Item = (u64, &Block)> + '_ {
+        self.live.iter().map(|(&a, b)| (a, b))
+    }
+
+    fn add(&mut self, addr: u64, block: Block, obs: &mut impl HeapObserver) {
+        self.counters.allocations += 1;
+        self.counters.bytes_allocated = self.counters.bytes_allocated.saturating_add(block.size);
+        if let Some(old) = self.live.insert(addr, block) {
+            self.counters.reused_addresses += 1;
+            self.live_bytes -= old.size;
+            obs.removed(&old);
+        }
+        self.live_bytes = self.live_bytes.saturating_add(block.size);
+        obs.added(&block, true);
+    }
+
+    /// Remove a live block; `false` if the address was not live.
+    fn remove(&mut self, addr: u64, obs: &mut impl HeapObserver) -> bool {
+        match self.live.remove(&addr) {
+            Some(old) => {
+                self.counters.frees += 1;
+                self.live_bytes -= old.size;
+                obs.removed(&old);
+                true
+            }
+            None => {
+                self.counters.untracked_frees += 1;
+                false
+            }
+        }
+    }
+
+    /// Apply one event.
+    pub fn apply(&mut self, ev: &Event, obs: &mut impl HeapObserver) {
+        self.counters.events += 1;
+        match *ev {
+            Event::Alloc {
+                func,
+                addr,
+                size,
+                stack,
+                ..
+            } => {
+                if addr == 0 {
+                    self.counters.failed_allocations += 1;
+                } else {
+                    self.add(
+                        addr,
+                        Block {
+                            size,
+                            site: SiteKey { stack, func },
+                        },
+                        obs,
+                    );
+                }
+            }
+            Event::Free { addr, .. } => {
+                if addr != 0 {
+                    self.remove(addr, obs);
+                }
+            }
+            Event::Realloc {
+                func,
+                old,
+                new,
+                size,
+                stack,
+                ..
+            } => {
+                self.counters.reallocs += 1;
+                let block = Block {
+                    size,
+                    site: SiteKey { stack, func },
+                };
+                if old == 0 {
+                    if new == 0 {
+                        self.counters.failed_allocations += 1;
+                    } else {
+                        self.add(new, block, obs);
+                    }
+                } else if new == 0 {
+                    if size == 0 {
+                        self.remove(old, obs);
+                    } else {
+                        self.counters.failed_reallocs += 1;
+                    }
+                } else {
+                    self.remove(old, obs);
+                    self.add(new, block, obs);
+                }
+            }
+            Event::Rss { bytes, .. } => {
+                self.counters.peak_rss_bytes = self.counters.peak_rss_bytes.max(bytes);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alloc(addr: u64, size: u64, stack: u32) -> Event {
+        Event::Alloc {
+            ts: 0,
+            thread: 0,
+            func: AllocFunc::Malloc,
+            addr,
+            size,
+            stack,
+        }
+    }
+    fn free(addr: u64) -> Event {
+        Event::Free {
+            ts: 0,
+            thread: 0,
+            func: AllocFunc::Free,
+            addr,
+            stack: 0,
+        }
+    }
+    fn realloc(old: u64, new: u64, size: u64, stack: u32) -> Event {
+        Event::Realloc {
+            ts: 0,
+            thread: 0,
+            func: AllocFunc::Realloc,
+            old,
+            new,
+            size,
+            stack,
+        }
+    }
+
+    #[test]
+    fn realloc_cases() {
+        let mut r = Replay::new();
+        for e in [
+            alloc(0x10, 100, 1),
+            realloc(0x10, 0x20, 300, 2), // move: free 100, alloc 300
+            realloc(0x20, 0, 500, 3),    // failure: 0x20 stays with 300
+            realloc(0, 0x30, 7, 4),      // realloc(NULL, 7) = malloc
+            realloc(0x30, 0, 0, 5),      // realloc(p, 0) = free
+            realloc(0x99, 0x40, 8, 6),   // old unknown: untracked free, new block
+            free(0),
+        ] {
+            r.apply(&e, &mut ());
+        }
+        let c = r.counters();
+        assert_eq!(r.live_bytes(), 308);
+        assert_eq!(r.live_blocks(), 2);
+        assert_eq!(
+            (
+                c.allocations,
+                c.frees,
+                c.reallocs,
+                c.bytes_allocated,
+                c.untracked_frees,
+                c.failed_reallocs
+            ),
+            (4, 2, 5, 415, 1, 1)
+        );
+        let mut live: Vec<_> = r.blocks().map(|(a, b)| (a, b.size, b.site.stack)).collect();
+        live.sort();
+        assert_eq!(live, vec![(0x20, 300, 2), (0x40, 8, 6)]);
+    }
+
+    #[test]
+    fn alloc_over_live_address_drops_old_block() {
+        let mut r = Replay::new();
+        r.apply(&alloc(0x10, 100, 1), &mut ());
+        r.apply(&alloc(0x10, 40, 2), &mut ());
+        assert_eq!(
+            (
+                r.live_bytes(),
+                r.live_blocks(),
+                r.counters().reused_addresses
+            ),
+            (40, 1, 1)
+        );
+        r.apply(&free(0x10), &mut ());
+        r.apply(&free(0x10), &mut ());
+        assert_eq!(
+            (
+                r.live_bytes(),
+                r.counters().frees,
+                r.counters().untracked_frees
+            ),
+            (0, 1, 1)
+        );
+    }
+}

@@ -1,0 +1,213 @@
+//! Stack symbolization: raw frames (module id + ELF virtual address of a return address)
+//! to function names, source locations and inlined frames, with blazesym.
+//!
+//! A module is only symbolized if the file at its recorded path still has the build-id
+//! recorded in the trace: otherwise the debug information would describe another binary
+//! and the names would be wrong. Such modules' frames are shown as `module+0xoffset` and a
+//! warning says why. Results are cached per raw frame, and only the frames asked for are
+//! ever symbolized.
+
+use blazesym::symbolize::source::{Elf, Source};
+use blazesym::symbolize::{CodeInfo, Input, Symbolized, Symbolizer as Blaze};
+use memlens_trace::reader::{Module, RawFrame};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// One symbolized frame. A return address inside inlined code gives several frames: the
+/// inlined ones first (`inlined: true`), then the function they were inlined into.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// Demangled function name, or `module+0x1234` / `0x7f...` when unknown.
+    pub function: String,
+    /// Source file (as recorded in the debug information, usually a path).
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    /// File name of the module (`libc.so.6`), `None` for addresses outside any module.
+    pub module: Option<String>,
+    /// The function was inlined into the next frame.
+    pub inlined: bool,
+}
+
+impl Frame {
+    /// The file name of [`Frame::file`], without directories.
+    pub fn file_name(&self) -> Option<&str> {
+        self.file
+            .as_deref()
+            .map(|f| f.rsplit('/').next().unwrap_or(f))
+    }
+}
+
+enum ModuleState {
+    Unchecked,
+    /// The file matches the trace: symbolize it.
+    Usable,
+    /// Do not symbolize (reason already in the warnings).
+    Unusable,
+}
+
+struct ModuleEntry {
+    module: Module,
+    state: ModuleState,
+}
+
+/// Symbolizes the stacks of one trace. Create it from the trace's modules
+/// ([`memlens_trace::reader::Metadata::modules`]).
+pub struct Symbolizer {
+    blaze: Blaze,
+    modules: HashMap<u32, ModuleEntry>,
+    cache: HashMap<RawFrame, Vec<Frame>>,
+    warnings: Vec<String>,
+}
+
+/// Read the GNU build-id of an ELF file (`Ok(empty)` if it has none).
+pub fn read_build_id(path: &Path) -> Result<Vec<u8>, String> {
+    match blazesym::helper::read_elf_build_id(path) {
+        Ok(id) => Ok(id.map(|b| b.to_vec()).unwrap_or_default()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl Symbolizer {
+    pub fn new(modules: &HashMap<u32, Module>) -> Self {
+        Symbolizer {
+            blaze: Blaze::builder()
+                .enable_code_info(true)
+                .enable_inlined_fns(true)
+                .enable_demangling(true)
+                .build(),
+            modules: modules
+                .iter()
+                .map(|(&id, m)| {
+                    (
+                        id,
+                        ModuleEntry {
+                            module: m.clone(),
+                            state: ModuleState::Unchecked,
+                        },
+                    )
+                })
+                .collect(),
+            cache: HashMap::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Why some frames could not be symbolized (one sentence each, each said once).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Symbolize a whole stack (innermost first). Inlined functions add frames.
+    pub fn stack(&mut self, raw: &[RawFrame]) -> Vec<Frame> {
+        raw.iter().flat_map(|&f| self.frame(f).to_vec()).collect()
+    }
+
+    /// The innermost symbolized frame of a stack (the function that called the allocator).
+    pub fn innermost(&mut self, raw: &[RawFrame]) -> Option<Frame> {
+        raw.first().and_then(|&f| self.frame(f).first().cloned())
+    }
+
+    /// Symbolize one raw frame (cached). Never empty.
+    pub fn frame(&mut self, raw: RawFrame) -> &[Frame] {
+        if !self.cache.contains_key(&raw) {
+            let frames = self.resolve(raw);
+            self.cache.insert(raw, frames);
+        }
+        &self.cache[&raw]
+    }
+
+    fn fallback(&self, raw: RawFrame) -> Frame {
+        let (function, module) = match self.modules.get(&raw.module) {
+            _ if raw.module == 0 => (format!("{:#x}", raw.offset), None),
+            Some(e) => {
+                let name = e.module.short_name().to_string();
+                (format!("{name}+{:#x}", raw.offset), Some(name))
+            }
+            None => (format!("module#{}+{:#x}", raw.module, raw.offset), None),
+        };
+        Frame {
+            function,
+            file: None,
+            line: None,
+            module,
+            inlined: false,
+        }
+    }
+
+    fn usable(&mut self, id: u32) -> bool {
+        let Some(e) = self.modules.get_mut(&id) else {
+            return false;
+        };
+        if let ModuleState::Unchecked = e.state {
+            let path = Path::new(&e.module.path);
+            let problem = if !path.exists() {
+                Some(format!(
+                    "{} no longer exists, so its frames are shown as offsets",
+                    e.module.path
+                ))
+            } else {
+                match read_build_id(path) {
+                    Ok(id) if id == e.module.build_id => None,
+                    Ok(_) => Some(format!(
+                        "{} changed since the trace was recorded (build-id mismatch); its frames are shown as offsets",
+                        e.module.path
+                    )),
+                    Err(err) => Some(format!(
+                        "{} cannot be read as an ELF file ({err}); its frames are shown as offsets",
+                        e.module.path
+                    )),
+                }
+            };
+            e.state = match problem {
+                None => ModuleState::Usable,
+                Some(w) => {
+                    self.warnings.push(w);
+                    ModuleState::Unusable
+                }
+            };
+        }
+        matches!(e.state, ModuleState::Usable)
+    }
+
+    fn resolve(&mut self, raw: RawFrame) -> Vec<Frame> {
+        let fallback = self.fallback(raw);
+        if raw.module == 0 || raw.offset == 0 || !self.usable(raw.module) {
+            return vec![fallback];
+        }
+        let path = &self.modules[&raw.module].module.path;
+        let src = Source::Elf(Elf::new(path));
+        // A return address points after the call: look up the call instruction itself.
+        let sym = match self
+            .blaze
+            .symbolize_single(&src, Input::VirtOffset(raw.offset - 1))
+        {
+            Ok(Symbolized::Sym(sym)) => sym,
+            _ => return vec![fallback],
+        };
+        let module = fallback.module.clone();
+        let loc = |ci: Option<&CodeInfo>| match ci {
+            Some(ci) => (Some(ci.to_path().to_string_lossy().into_owned()), ci.line),
+            None => (None, None),
+        };
+        let mut frames = Vec::with_capacity(1 + sym.inlined.len());
+        for f in sym.inlined.iter().rev() {
+            let (file, line) = loc(f.code_info.as_ref());
+            frames.push(Frame {
+                function: f.name.to_string(),
+                file,
+                line,
+                module: module.clone(),
+                inlined: true,
+            });
+        }
+        let (file, line) = loc(sym.code_info.as_deref());
+        frames.push(Frame {
+            function: sym.name.to_string(),
+            file,
+            line,
+            module,
+            inlined: false,
+        });
+        frames
+    }
+}
