@@ -290,8 +290,8 @@ pub fn crc32(data: &[u8]) -> u32 {
 ///
 /// Timestamps and addresses are delta-encoded against the previous record of the chunk,
 /// so [`ChunkBuilder::first_ts`] / [`ChunkBuilder::last_ts`] delimit the chunk in time.
-pub struct ChunkBuilder<'a> {
-    buf: &'a mut [u8],
+pub struct ChunkBuilder<B> {
+    buf: B,
     len: usize,
     first_ts: u64,
     last_ts: u64,
@@ -302,8 +302,8 @@ pub struct ChunkBuilder<'a> {
 /// Largest encoding of any single event record (tag + func + 5 varints).
 pub const MAX_EVENT_RECORD_LEN: usize = 2 + 5 * varint::MAX_LEN;
 
-impl<'a> ChunkBuilder<'a> {
-    pub fn new(buf: &'a mut [u8]) -> Self {
+impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
+    pub fn new(buf: B) -> Self {
         ChunkBuilder {
             buf,
             len: 0,
@@ -330,11 +330,11 @@ impl<'a> ChunkBuilder<'a> {
         self.last_ts
     }
     pub fn payload(&self) -> &[u8] {
-        &self.buf[..self.len]
+        &self.buf.as_ref()[..self.len]
     }
     /// Room left, in bytes.
     pub fn remaining(&self) -> usize {
-        self.buf.len() - self.len
+        self.buf.as_ref().len() - self.len
     }
     pub fn clear(&mut self) {
         self.len = 0;
@@ -346,12 +346,12 @@ impl<'a> ChunkBuilder<'a> {
 
     #[inline]
     fn put_u8(&mut self, v: u8) {
-        self.buf[self.len] = v;
+        self.buf.as_mut()[self.len] = v;
         self.len += 1;
     }
     #[inline]
     fn put(&mut self, v: u64) {
-        self.len += varint::encode_u64(v, &mut self.buf[self.len..]);
+        self.len += varint::encode_u64(v, &mut self.buf.as_mut()[self.len..]);
     }
     #[inline]
     fn put_ts(&mut self, ts: u64) {
@@ -374,7 +374,14 @@ impl<'a> ChunkBuilder<'a> {
 
     /// A block of `size` bytes at `addr` allocated through `func` with stack `stack`.
     #[inline]
-    pub fn alloc(&mut self, ts: u64, func: AllocFunc, addr: u64, size: u64, stack: u32) -> Result<(), WriteError> {
+    pub fn alloc(
+        &mut self,
+        ts: u64,
+        func: AllocFunc,
+        addr: u64,
+        size: u64,
+        stack: u32,
+    ) -> Result<(), WriteError> {
         if self.remaining() < MAX_EVENT_RECORD_LEN {
             return Err(WriteError::NoSpace);
         }
@@ -390,7 +397,13 @@ impl<'a> ChunkBuilder<'a> {
     /// The block at `addr` released through `func` (free, delete, delete[]) at `stack`.
     /// `stack` is 0 when the release stack was not recorded.
     #[inline]
-    pub fn free(&mut self, ts: u64, func: AllocFunc, addr: u64, stack: u32) -> Result<(), WriteError> {
+    pub fn free(
+        &mut self,
+        ts: u64,
+        func: AllocFunc,
+        addr: u64,
+        stack: u32,
+    ) -> Result<(), WriteError> {
         if self.remaining() < MAX_EVENT_RECORD_LEN {
             return Err(WriteError::NoSpace);
         }
@@ -514,7 +527,13 @@ impl<'a> ChunkBuilder<'a> {
     }
 
     /// How the process ended, with the recorder's own counters.
-    pub fn end(&mut self, ts: u64, kind: ExitKind, code: i32, counters: &EndCounters) -> Result<(), WriteError> {
+    pub fn end(
+        &mut self,
+        ts: u64,
+        kind: ExitKind,
+        code: i32,
+        counters: &EndCounters,
+    ) -> Result<(), WriteError> {
         if self.remaining() < 2 + 8 * varint::MAX_LEN {
             return Err(WriteError::NoSpace);
         }
@@ -532,7 +551,7 @@ impl<'a> ChunkBuilder<'a> {
 
     fn put_raw_bytes(&mut self, b: &[u8]) {
         self.put(b.len() as u64);
-        self.buf[self.len..self.len + b.len()].copy_from_slice(b);
+        self.buf.as_mut()[self.len..self.len + b.len()].copy_from_slice(b);
         self.len += b.len();
     }
 }
@@ -552,8 +571,8 @@ pub struct EndCounters {
 
 /// Largest compressed size of a chunk whose payload is `raw_len` bytes, header included.
 pub const fn max_encoded_chunk_len(raw_len: usize) -> usize {
-    // lz4 worst case: raw + raw/255 + 16, plus a little slack.
-    CHUNK_HEADER_LEN + raw_len + raw_len / 255 + 64
+    // lz4_flex demands room for its worst case up front: 20 + 110% of the input.
+    CHUNK_HEADER_LEN + 24 + raw_len + raw_len / 8
 }
 
 /// Frame one chunk: compress `raw` into `out` behind a header. Returns the bytes written.

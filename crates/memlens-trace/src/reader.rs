@@ -18,11 +18,25 @@ use std::path::{Path, PathBuf};
 /// Why a file cannot be read as a trace. `Display` gives one sentence for a person.
 #[derive(Debug)]
 pub enum TraceError {
-    Io { path: PathBuf, err: std::io::Error },
-    NotATrace { path: PathBuf },
-    Version { path: PathBuf, found: u32 },
-    BadHeader { path: PathBuf },
-    Corrupt { path: PathBuf, offset: u64, what: &'static str },
+    Io {
+        path: PathBuf,
+        err: std::io::Error,
+    },
+    NotATrace {
+        path: PathBuf,
+    },
+    Version {
+        path: PathBuf,
+        found: u32,
+    },
+    BadHeader {
+        path: PathBuf,
+    },
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        what: &'static str,
+    },
 }
 
 impl fmt::Display for TraceError {
@@ -125,16 +139,43 @@ pub struct Metadata {
 /// One event, in time order. `thread` is the recorder's thread index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
-    Alloc { ts: u64, thread: u32, func: AllocFunc, addr: u64, size: u64, stack: u32 },
-    Free { ts: u64, thread: u32, func: AllocFunc, addr: u64, stack: u32 },
-    Realloc { ts: u64, thread: u32, func: AllocFunc, old: u64, new: u64, size: u64, stack: u32 },
-    Rss { ts: u64, bytes: u64 },
+    Alloc {
+        ts: u64,
+        thread: u32,
+        func: AllocFunc,
+        addr: u64,
+        size: u64,
+        stack: u32,
+    },
+    Free {
+        ts: u64,
+        thread: u32,
+        func: AllocFunc,
+        addr: u64,
+        stack: u32,
+    },
+    Realloc {
+        ts: u64,
+        thread: u32,
+        func: AllocFunc,
+        old: u64,
+        new: u64,
+        size: u64,
+        stack: u32,
+    },
+    Rss {
+        ts: u64,
+        bytes: u64,
+    },
 }
 
 impl Event {
     pub fn ts(&self) -> u64 {
         match *self {
-            Event::Alloc { ts, .. } | Event::Free { ts, .. } | Event::Realloc { ts, .. } | Event::Rss { ts, .. } => ts,
+            Event::Alloc { ts, .. }
+            | Event::Free { ts, .. }
+            | Event::Realloc { ts, .. }
+            | Event::Rss { ts, .. } => ts,
         }
     }
 }
@@ -152,11 +193,17 @@ impl TraceReader {
     /// Open a trace: check the signature, version and header, and index the chunks.
     pub fn open(path: impl AsRef<Path>) -> Result<TraceReader, TraceError> {
         let path = path.as_ref().to_path_buf();
-        let io = |err| TraceError::Io { path: path.clone(), err };
+        let io = |err| TraceError::Io {
+            path: path.clone(),
+            err,
+        };
         let file = File::open(&path).map_err(io)?;
         let meta = file.metadata().map_err(io)?;
         if meta.is_dir() {
-            return Err(TraceError::Io { path, err: std::io::Error::other("it is a directory") });
+            return Err(TraceError::Io {
+                path,
+                err: std::io::Error::other("it is a directory"),
+            });
         }
         let file_bytes = meta.len();
         let mut fixed = [0u8; 16];
@@ -169,7 +216,10 @@ impl TraceReader {
         }
         let version = u32::from_le_bytes(fixed[8..12].try_into().unwrap());
         if version != FORMAT_VERSION {
-            return Err(TraceError::Version { path, found: version });
+            return Err(TraceError::Version {
+                path,
+                found: version,
+            });
         }
         let hlen = u32::from_le_bytes(fixed[12..16].try_into().unwrap()) as u64;
         if hlen as usize > MAX_HEADER_LEN || 16 + hlen + 4 > file_bytes {
@@ -182,9 +232,17 @@ impl TraceReader {
         if crc32(payload) != crc {
             return Err(TraceError::BadHeader { path });
         }
-        let header = Header::decode_payload(payload).ok_or_else(|| TraceError::BadHeader { path: path.clone() })?;
+        let header = Header::decode_payload(payload)
+            .ok_or_else(|| TraceError::BadHeader { path: path.clone() })?;
 
-        let mut reader = TraceReader { path, file, header, chunks: Vec::new(), truncation: None, file_bytes };
+        let mut reader = TraceReader {
+            path,
+            file,
+            header,
+            chunks: Vec::new(),
+            truncation: None,
+            file_bytes,
+        };
         reader.index(16 + hlen + 4)?;
         Ok(reader)
     }
@@ -199,7 +257,10 @@ impl TraceReader {
             }
             self.file
                 .read_exact_at(&mut hb, off)
-                .map_err(|err| TraceError::Io { path: self.path.clone(), err })?;
+                .map_err(|err| TraceError::Io {
+                    path: self.path.clone(),
+                    err,
+                })?;
             let Some(h) = ChunkHeader::parse(&hb) else {
                 self.truncate(off, "the data after the last complete chunk is not a chunk");
                 break;
@@ -210,7 +271,10 @@ impl TraceReader {
                 break;
             }
             saw_end |= h.kind == ChunkKind::End;
-            self.chunks.push(ChunkInfo { offset: off, header: h });
+            self.chunks.push(ChunkInfo {
+                offset: off,
+                header: h,
+            });
             off = end;
         }
         if !saw_end && self.truncation.is_none() {
@@ -223,7 +287,11 @@ impl TraceReader {
     }
 
     fn truncate(&mut self, valid: u64, reason: &str) {
-        self.truncation = Some(Truncation { valid_bytes: valid, file_bytes: self.file_bytes, reason: reason.to_string() });
+        self.truncation = Some(Truncation {
+            valid_bytes: valid,
+            file_bytes: self.file_bytes,
+            reason: reason.to_string(),
+        });
     }
 
     pub fn path(&self) -> &Path {
@@ -241,15 +309,26 @@ impl TraceReader {
     }
     /// Number of event chunks (for progress reporting).
     pub fn event_chunk_count(&self) -> usize {
-        self.chunks.iter().filter(|c| c.header.kind == ChunkKind::Events).count()
+        self.chunks
+            .iter()
+            .filter(|c| c.header.kind == ChunkKind::Events)
+            .count()
     }
     /// Total uncompressed bytes of event chunks (for progress reporting).
     pub fn event_bytes(&self) -> u64 {
-        self.chunks.iter().filter(|c| c.header.kind == ChunkKind::Events).map(|c| c.header.raw_len as u64).sum()
+        self.chunks
+            .iter()
+            .filter(|c| c.header.kind == ChunkKind::Events)
+            .map(|c| c.header.raw_len as u64)
+            .sum()
     }
 
     fn corrupt(&self, offset: u64, what: &'static str) -> TraceError {
-        TraceError::Corrupt { path: self.path.clone(), offset, what }
+        TraceError::Corrupt {
+            path: self.path.clone(),
+            offset,
+            what,
+        }
     }
 
     /// Read, check and decompress one chunk's payload.
@@ -257,7 +336,10 @@ impl TraceReader {
         let mut comp = vec![0u8; c.header.payload_len as usize];
         self.file
             .read_exact_at(&mut comp, c.offset + CHUNK_HEADER_LEN as u64)
-            .map_err(|err| TraceError::Io { path: self.path.clone(), err })?;
+            .map_err(|err| TraceError::Io {
+                path: self.path.clone(),
+                err,
+            })?;
         if crc32(&comp) != c.header.crc {
             return Err(self.corrupt(c.offset, "a chunk's checksum does not match its contents"));
         }
@@ -278,19 +360,33 @@ impl TraceReader {
     pub fn metadata(&self) -> Result<Metadata, TraceError> {
         let mut md = Metadata::default();
         md.stacks.insert(0, Vec::new());
-        for c in self.chunks.iter().filter(|c| c.header.kind != ChunkKind::Events) {
+        for c in self
+            .chunks
+            .iter()
+            .filter(|c| c.header.kind != ChunkKind::Events)
+        {
             let raw = self.load(c)?;
-            decode_meta(&raw, &mut md).ok_or_else(|| self.corrupt(c.offset, "a definition record is malformed"))?;
+            decode_meta(&raw, &mut md)
+                .ok_or_else(|| self.corrupt(c.offset, "a definition record is malformed"))?;
         }
         Ok(md)
     }
 
     /// All events in time order (ties: file order).
     pub fn events(&self) -> EventStream<'_> {
-        let mut pending: Vec<usize> = (0..self.chunks.len()).filter(|&i| self.chunks[i].header.kind == ChunkKind::Events).collect();
+        let mut pending: Vec<usize> = (0..self.chunks.len())
+            .filter(|&i| self.chunks[i].header.kind == ChunkKind::Events)
+            .collect();
         pending.sort_by_key(|&i| (self.chunks[i].header.first_ts, i));
         pending.reverse(); // pop from the back = earliest first
-        EventStream { reader: self, pending, active: BinaryHeap::new(), decoded: Vec::new(), failed: false, chunks_done: 0 }
+        EventStream {
+            reader: self,
+            pending,
+            active: BinaryHeap::new(),
+            decoded: Vec::new(),
+            failed: false,
+            chunks_done: 0,
+        }
     }
 }
 
@@ -312,7 +408,18 @@ fn decode_meta(raw: &[u8], md: &mut Metadata) -> Option<()> {
                 for _ in 0..n {
                     segments.push((c.u64()?, c.u64()?, c.u32()?));
                 }
-                md.modules.insert(id, Module { id, path, build_id, load_bias, segments, loaded_ns: ts, unloaded_ns: None });
+                md.modules.insert(
+                    id,
+                    Module {
+                        id,
+                        path,
+                        build_id,
+                        load_bias,
+                        segments,
+                        loaded_ns: ts,
+                        unloaded_ns: None,
+                    },
+                );
             }
             tag::MODULE_UNLOAD => {
                 let ts = c.u64()?;
@@ -329,7 +436,10 @@ fn decode_meta(raw: &[u8], md: &mut Metadata) -> Option<()> {
                 }
                 let mut frames = Vec::with_capacity(n as usize);
                 for _ in 0..n {
-                    frames.push(RawFrame { module: c.u32()?, offset: c.u64()? });
+                    frames.push(RawFrame {
+                        module: c.u32()?,
+                        offset: c.u64()?,
+                    });
                 }
                 md.stacks.insert(id, frames);
             }
@@ -338,7 +448,15 @@ fn decode_meta(raw: &[u8], md: &mut Metadata) -> Option<()> {
                 let index = c.u32()?;
                 let tid = c.u32()?;
                 let name = c.string()?;
-                md.threads.insert(index, ThreadInfo { index, tid, name, started_ns: ts });
+                md.threads.insert(
+                    index,
+                    ThreadInfo {
+                        index,
+                        tid,
+                        name,
+                        started_ns: ts,
+                    },
+                );
             }
             tag::END => {
                 let ts = c.u64()?;
@@ -350,7 +468,12 @@ fn decode_meta(raw: &[u8], md: &mut Metadata) -> Option<()> {
                     recorder_peak_bytes: c.u64()?,
                     write_errors: c.u64()?,
                 };
-                md.end = Some(EndRecord { ts, kind, code, counters });
+                md.end = Some(EndRecord {
+                    ts,
+                    kind,
+                    code,
+                    counters,
+                });
             }
             _ => return None,
         }
@@ -375,24 +498,48 @@ fn decode_events(raw: &[u8], thread: u32, first_ts: u64, out: &mut Vec<Event>) -
                 let func = AllocFunc::from_u8(c.u8()?)?;
                 ts = ts.checked_add(c.u64()?)?;
                 let a = addr(&mut c)?;
-                out.push(Event::Alloc { ts, thread, func, addr: a, size: c.u64()?, stack: c.u32()? });
+                out.push(Event::Alloc {
+                    ts,
+                    thread,
+                    func,
+                    addr: a,
+                    size: c.u64()?,
+                    stack: c.u32()?,
+                });
             }
             tag::FREE => {
                 let func = AllocFunc::from_u8(c.u8()?)?;
                 ts = ts.checked_add(c.u64()?)?;
                 let a = addr(&mut c)?;
-                out.push(Event::Free { ts, thread, func, addr: a, stack: c.u32()? });
+                out.push(Event::Free {
+                    ts,
+                    thread,
+                    func,
+                    addr: a,
+                    stack: c.u32()?,
+                });
             }
             tag::REALLOC => {
                 let func = AllocFunc::from_u8(c.u8()?)?;
                 ts = ts.checked_add(c.u64()?)?;
                 let old = addr(&mut c)?;
                 let new = addr(&mut c)?;
-                out.push(Event::Realloc { ts, thread, func, old, new, size: c.u64()?, stack: c.u32()? });
+                out.push(Event::Realloc {
+                    ts,
+                    thread,
+                    func,
+                    old,
+                    new,
+                    size: c.u64()?,
+                    stack: c.u32()?,
+                });
             }
             tag::RSS => {
                 ts = ts.checked_add(c.u64()?)?;
-                out.push(Event::Rss { ts, bytes: c.u64()? });
+                out.push(Event::Rss {
+                    ts,
+                    bytes: c.u64()?,
+                });
             }
             _ => return None,
         }
@@ -424,7 +571,10 @@ impl EventStream<'_> {
         let c = &self.reader.chunks[i];
         let raw = self.reader.load(c)?;
         // Reuse a finished slot's allocation when there is one.
-        let slot = self.decoded.iter().position(|(ev, pos)| *pos >= ev.len() && ev.capacity() > 0);
+        let slot = self
+            .decoded
+            .iter()
+            .position(|(ev, pos)| *pos >= ev.len() && ev.capacity() > 0);
         let slot = match slot {
             Some(s) => s,
             None => {
@@ -435,7 +585,10 @@ impl EventStream<'_> {
         let (ev, pos) = &mut self.decoded[slot];
         ev.clear();
         *pos = 0;
-        decode_events(&raw, c.header.thread, c.header.first_ts, ev).ok_or_else(|| self.reader.corrupt(c.offset, "an event record is malformed"))?;
+        decode_events(&raw, c.header.thread, c.header.first_ts, ev).ok_or_else(|| {
+            self.reader
+                .corrupt(c.offset, "an event record is malformed")
+        })?;
         if let Some(first) = ev.first() {
             self.active.push(Reverse((first.ts(), i, slot)));
         } else {
@@ -457,7 +610,9 @@ impl Iterator for EventStream<'_> {
             let open = match (self.pending.last(), self.active.peek()) {
                 (None, _) => false,
                 (Some(_), None) => true,
-                (Some(&i), Some(Reverse((ts, _, _)))) => self.reader.chunks[i].header.first_ts <= *ts,
+                (Some(&i), Some(Reverse((ts, _, _)))) => {
+                    self.reader.chunks[i].header.first_ts <= *ts
+                }
             };
             if !open {
                 break;

@@ -108,7 +108,16 @@ mod tests {
 
     #[test]
     fn roundtrip_edges() {
-        for v in [0u64, 1, 127, 128, 300, u32::MAX as u64, u64::MAX - 1, u64::MAX] {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            300,
+            u32::MAX as u64,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
             let mut b = [0u8; MAX_LEN];
             let n = encode_u64(v, &mut b);
             let mut c = Cursor::new(&b[..n]);

@@ -18,7 +18,10 @@ impl<W: Write> TraceWriter<W> {
         let mut h = Vec::new();
         header.encode(&mut h);
         out.write_all(&h)?;
-        Ok(TraceWriter { out, buf: vec![0u8; CHUNK_RAW + 4096] })
+        Ok(TraceWriter {
+            out,
+            buf: vec![0u8; CHUNK_RAW + 4096],
+        })
     }
 
     /// Write one chunk of `kind` for `thread`, filled by `fill`. Chunks larger than the
@@ -27,13 +30,20 @@ impl<W: Write> TraceWriter<W> {
         &mut self,
         kind: ChunkKind,
         thread: u32,
-        fill: impl FnOnce(&mut ChunkBuilder) -> Result<(), WriteError>,
+        fill: impl FnOnce(&mut ChunkBuilder<&mut [u8]>) -> Result<(), WriteError>,
     ) -> std::io::Result<()> {
-        let mut b = ChunkBuilder::new(&mut self.buf);
+        let mut b = ChunkBuilder::new(&mut self.buf[..]);
         fill(&mut b).map_err(|_| std::io::Error::other("chunk too large"))?;
         let mut out = vec![0u8; max_encoded_chunk_len(b.len())];
-        let n = encode_chunk(kind, thread, b.first_ts(), b.last_ts(), b.payload(), &mut out)
-            .map_err(|_| std::io::Error::other("chunk too large"))?;
+        let n = encode_chunk(
+            kind,
+            thread,
+            b.first_ts(),
+            b.last_ts(),
+            b.payload(),
+            &mut out,
+        )
+        .map_err(|_| std::io::Error::other("chunk too large"))?;
         self.out.write_all(&out[..n])
     }
 

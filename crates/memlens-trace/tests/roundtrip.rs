@@ -3,7 +3,17 @@ use memlens_trace::writer::TraceWriter;
 use memlens_trace::*;
 
 fn header() -> Header {
-    Header { pid: 42, ppid: 1, exe: "/bin/prog".into(), argv: vec!["prog".into(), "x".into()], page_size: 4096, rss_interval_ns: 10_000_000, max_depth: 64, writer: "test".into(), ..Default::default() }
+    Header {
+        pid: 42,
+        ppid: 1,
+        exe: "/bin/prog".into(),
+        argv: vec!["prog".into(), "x".into()],
+        page_size: 4096,
+        rss_interval_ns: 10_000_000,
+        max_depth: 64,
+        writer: "test".into(),
+        ..Default::default()
+    }
 }
 
 fn sample_trace() -> Vec<u8> {
@@ -20,18 +30,40 @@ fn sample_trace() -> Vec<u8> {
     })
     .unwrap();
     w.chunk(ChunkKind::Meta, 0, |b| {
-        b.module_load(0, 1, b"/bin/prog", &[0xab, 0xcd], 0x5555_0000, &[(0, 0x2000, 5)])?;
+        b.module_load(
+            0,
+            1,
+            b"/bin/prog",
+            &[0xab, 0xcd],
+            0x5555_0000,
+            &[(0, 0x2000, 5)],
+        )?;
         b.stack(1, &[(1, 0x1234), (0, 0x7fff_0000)])?;
         b.stack(2, &[(1, 0x1300)])?;
         b.thread(0, 0, 42, b"main")
     })
     .unwrap();
-    w.chunk(ChunkKind::End, 0, |b| b.end(50, ExitKind::Exit, 3, &EndCounters { untracked_frees: 2, ..Default::default() })).unwrap();
+    w.chunk(ChunkKind::End, 0, |b| {
+        b.end(
+            50,
+            ExitKind::Exit,
+            3,
+            &EndCounters {
+                untracked_frees: 2,
+                ..Default::default()
+            },
+        )
+    })
+    .unwrap();
     w.finish().unwrap()
 }
 
 fn write_tmp(name: &str, data: &[u8]) -> std::path::PathBuf {
-    let p = std::env::temp_dir().join(format!("memlens-trace-test-{}-{}", std::process::id(), name));
+    let p = std::env::temp_dir().join(format!(
+        "memlens-trace-test-{}-{}",
+        std::process::id(),
+        name
+    ));
     std::fs::write(&p, data).unwrap();
     p
 }
@@ -43,15 +75,41 @@ fn events_merge_by_time_and_metadata_resolves() {
     assert_eq!(r.header(), &header());
     assert!(r.truncation().is_none());
     let md = r.metadata().unwrap();
-    assert_eq!(md.stacks[&1], vec![RawFrame { module: 1, offset: 0x1234 }, RawFrame { module: 0, offset: 0x7fff_0000 }]);
+    assert_eq!(
+        md.stacks[&1],
+        vec![
+            RawFrame {
+                module: 1,
+                offset: 0x1234
+            },
+            RawFrame {
+                module: 0,
+                offset: 0x7fff_0000
+            }
+        ]
+    );
     assert_eq!(md.modules[&1].build_id_hex(), "abcd");
     assert_eq!(md.threads[&0].tid, 42);
     let end = md.end.unwrap();
-    assert_eq!((end.kind, end.code, end.counters.untracked_frees), (ExitKind::Exit, 3, 2));
+    assert_eq!(
+        (end.kind, end.code, end.counters.untracked_frees),
+        (ExitKind::Exit, 3, 2)
+    );
     let ev: Vec<Event> = r.events().map(|e| e.unwrap()).collect();
     let ts: Vec<u64> = ev.iter().map(|e| e.ts()).collect();
     assert_eq!(ts, vec![10, 20, 30, 40]);
-    assert_eq!(ev[2], Event::Realloc { ts: 30, thread: 1, func: AllocFunc::Realloc, old: 0x2000, new: 0x3000, size: 64, stack: 2 });
+    assert_eq!(
+        ev[2],
+        Event::Realloc {
+            ts: 30,
+            thread: 1,
+            func: AllocFunc::Realloc,
+            old: 0x2000,
+            new: 0x3000,
+            size: 64,
+            stack: 2
+        }
+    );
     std::fs::remove_file(p).ok();
 }
 
@@ -70,12 +128,21 @@ fn truncated_trace_reads_up_to_last_complete_chunk() {
         let p = write_tmp("cut", &full[..cut]);
         match TraceReader::open(&p) {
             Ok(r) => {
-                assert!(r.truncation().is_some(), "cut at {cut} not reported as truncated");
+                assert!(
+                    r.truncation().is_some(),
+                    "cut at {cut} not reported as truncated"
+                );
                 let n = r.events().filter(|e| e.is_ok()).count();
                 assert!(n <= 4);
                 r.metadata().unwrap();
             }
-            Err(e) => assert!(matches!(e, TraceError::NotATrace { .. } | TraceError::BadHeader { .. }), "{e}"),
+            Err(e) => assert!(
+                matches!(
+                    e,
+                    TraceError::NotATrace { .. } | TraceError::BadHeader { .. }
+                ),
+                "{e}"
+            ),
         }
         std::fs::remove_file(p).ok();
     }
@@ -112,4 +179,21 @@ fn other_version_and_garbage_say_so() {
     let e = TraceReader::open(&p).err().unwrap();
     assert!(e.to_string().contains("is not a memlens trace"), "{e}");
     std::fs::remove_file(p).ok();
+}
+
+#[test]
+fn incompressible_full_chunk_encodes() {
+    // Random bytes do not compress: the chunk bound must still hold them.
+    let mut x: u64 = 0x1234_5678;
+    let raw: Vec<u8> = (0..64 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let mut out = vec![0u8; max_encoded_chunk_len(raw.len())];
+    let n = encode_chunk(ChunkKind::Meta, 0, 0, 0, &raw, &mut out).expect("bound too small");
+    assert!(n > raw.len());
 }

@@ -1,0 +1,58 @@
+//! Settings passed by `memlens run` through the environment.
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `MEMLENS_OUTPUT` | trace path pattern; `%p` pid, `%n` program name | `memlens.%n.%p.trace` |
+//! | `MEMLENS_MANIFEST` | file to which each trace path is appended | none |
+//! | `MEMLENS_DEPTH` | maximum stack depth | 64 |
+//! | `MEMLENS_RSS_INTERVAL_MS` | RSS sampling interval (0: off) | 10 |
+//! | `MEMLENS_NO_FOLLOW` | `1`: do not trace programs started by `exec` | follow |
+
+use core::ffi::CStr;
+
+pub const MAX_DEPTH_LIMIT: usize = 256;
+
+pub struct Config {
+    pub output: Option<&'static CStr>,
+    pub manifest: Option<&'static CStr>,
+    pub max_depth: usize,
+    pub rss_interval_ns: u64,
+    pub no_follow: bool,
+}
+
+fn env(name: &CStr) -> Option<&'static CStr> {
+    // SAFETY: getenv returns a pointer into the environment block or NULL; the strings
+    // live as long as nobody calls setenv/unsetenv on them, and we read them only at
+    // start-up (and copy what we keep).
+    let p = unsafe { libc::getenv(name.as_ptr()) };
+    if p.is_null() {
+        None
+    } else {
+        // SAFETY: non-null getenv results are NUL-terminated.
+        Some(unsafe { CStr::from_ptr(p) })
+    }
+}
+
+fn env_u64(name: &CStr) -> Option<u64> {
+    core::str::from_utf8(env(name)?.to_bytes())
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+impl Config {
+    pub fn from_env() -> Config {
+        Config {
+            output: env(c"MEMLENS_OUTPUT").filter(|s| !s.is_empty()),
+            manifest: env(c"MEMLENS_MANIFEST").filter(|s| !s.is_empty()),
+            max_depth: env_u64(c"MEMLENS_DEPTH")
+                .unwrap_or(64)
+                .clamp(1, MAX_DEPTH_LIMIT as u64) as usize,
+            rss_interval_ns: env_u64(c"MEMLENS_RSS_INTERVAL_MS").unwrap_or(10) * 1_000_000,
+            no_follow: env(c"MEMLENS_NO_FOLLOW")
+                .map(|v| v.to_bytes() == b"1")
+                .unwrap_or(false),
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! The interposed allocation functions.
+//!
+//! Each hook calls glibc's real allocator through its `__libc_*` entry point (never
+//! `dlsym` inside malloc), then records the event with the caller's stack. Releases are
+//! recorded *before* the real free, allocations *after* the real allocation, so that the
+//! timestamps order a block's reuse by another thread correctly. Pointers the recorder
+//! never saw (allocated before it started) are passed to the real free untouched.
+
+use crate::caller;
+use crate::thread::{record, Op};
+use core::ffi::{c_int, c_void};
+use memlens_trace::AllocFunc;
+
+extern "C" {
+    fn __libc_malloc(size: usize) -> *mut c_void;
+    fn __libc_calloc(n: usize, size: usize) -> *mut c_void;
+    fn __libc_realloc(p: *mut c_void, size: usize) -> *mut c_void;
+    fn __libc_free(p: *mut c_void);
+    fn __libc_memalign(align: usize, size: usize) -> *mut c_void;
+    fn __libc_valloc(size: usize) -> *mut c_void;
+    fn __libc_pvalloc(size: usize) -> *mut c_void;
+}
+
+#[inline(always)]
+fn set_errno(e: c_int) {
+    // SAFETY: writes this thread's errno.
+    unsafe { *libc::__errno_location() = e };
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+    let c = caller!();
+    let p = __libc_malloc(size);
+    if !p.is_null() {
+        record(
+            AllocFunc::Malloc,
+            Op::Alloc {
+                addr: p as u64,
+                size: size as u64,
+            },
+            c,
+        );
+    }
+    p
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
+    let c = caller!();
+    let p = __libc_calloc(n, size);
+    if !p.is_null() {
+        record(
+            AllocFunc::Calloc,
+            Op::Alloc {
+                addr: p as u64,
+                size: n.wrapping_mul(size) as u64,
+            },
+            c,
+        );
+    }
+    p
+}
+
+#[inline(always)]
+unsafe fn realloc_impl(
+    func: AllocFunc,
+    old: *mut c_void,
+    size: usize,
+    c: crate::thread::Caller,
+) -> *mut c_void {
+    if old.is_null() {
+        let p = __libc_malloc(size);
+        if !p.is_null() {
+            record(
+                func,
+                Op::Realloc {
+                    old: 0,
+                    new: p as u64,
+                    size: size as u64,
+                },
+                c,
+            );
+        }
+        return p;
+    }
+    if size == 0 {
+        // glibc frees the block and returns NULL.
+        record(
+            func,
+            Op::Realloc {
+                old: old as u64,
+                new: 0,
+                size: 0,
+            },
+            c,
+        );
+        return __libc_realloc(old, 0);
+    }
+    let p = __libc_realloc(old, size);
+    if !p.is_null() {
+        record(
+            func,
+            Op::Realloc {
+                old: old as u64,
+                new: p as u64,
+                size: size as u64,
+            },
+            c,
+        );
+    }
+    p
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn realloc(old: *mut c_void, size: usize) -> *mut c_void {
+    let c = caller!();
+    realloc_impl(AllocFunc::Realloc, old, size, c)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn reallocarray(old: *mut c_void, n: usize, size: usize) -> *mut c_void {
+    let c = caller!();
+    match n.checked_mul(size) {
+        Some(total) => realloc_impl(AllocFunc::Reallocarray, old, total, c),
+        None => {
+            set_errno(libc::ENOMEM);
+            core::ptr::null_mut()
+        }
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn free(p: *mut c_void) {
+    if p.is_null() {
+        return;
+    }
+    let c = caller!();
+    record(AllocFunc::Free, Op::Free { addr: p as u64 }, c);
+    __libc_free(p);
+}
+
+#[inline(always)]
+unsafe fn aligned(
+    func: AllocFunc,
+    align: usize,
+    size: usize,
+    c: crate::thread::Caller,
+) -> *mut c_void {
+    let p = __libc_memalign(align, size);
+    if !p.is_null() {
+        record(
+            func,
+            Op::Alloc {
+                addr: p as u64,
+                size: size as u64,
+            },
+            c,
+        );
+    }
+    p
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
+    let c = caller!();
+    if !align.is_power_of_two() || align % core::mem::size_of::<*mut c_void>() != 0 {
+        return libc::EINVAL;
+    }
+    let p = aligned(AllocFunc::PosixMemalign, align, size, c);
+    if p.is_null() {
+        return libc::ENOMEM;
+    }
+    *out = p;
+    0
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+    let c = caller!();
+    aligned(AllocFunc::AlignedAlloc, align, size, c)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
+    let c = caller!();
+    aligned(AllocFunc::Memalign, align, size, c)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
+    let c = caller!();
+    let p = __libc_valloc(size);
+    if !p.is_null() {
+        record(
+            AllocFunc::Valloc,
+            Op::Alloc {
+                addr: p as u64,
+                size: size as u64,
+            },
+            c,
+        );
+    }
+    p
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
+    let c = caller!();
+    let p = __libc_pvalloc(size);
+    if !p.is_null() {
+        record(
+            AllocFunc::Pvalloc,
+            Op::Alloc {
+                addr: p as u64,
+                size: size as u64,
+            },
+            c,
+        );
+    }
+    p
+}
+
+// ---- C++ operator new / delete (Itanium ABI mangled names, x86_64) ----
+
+/// The real throwing `operator new`, for the out-of-memory path only: it runs the
+/// program's new-handler loop and throws `std::bad_alloc`, which we cannot do from here.
+unsafe fn real_new_slow(name: &core::ffi::CStr, size: usize, align: usize) -> *mut c_void {
+    let f = libc::dlsym(libc::RTLD_NEXT, name.as_ptr());
+    if f.is_null() {
+        libc::abort();
+    }
+    let _busy = crate::tls::BusyGuard::enter();
+    if align == 0 {
+        let f: unsafe extern "C" fn(usize) -> *mut c_void = core::mem::transmute(f);
+        f(size)
+    } else {
+        let f: unsafe extern "C" fn(usize, usize) -> *mut c_void = core::mem::transmute(f);
+        f(size, align)
+    }
+}
+
+#[inline(always)]
+unsafe fn new_impl(
+    func: AllocFunc,
+    size: usize,
+    align: usize,
+    nothrow: bool,
+    slow: &core::ffi::CStr,
+    c: crate::thread::Caller,
+) -> *mut c_void {
+    let sz = size.max(1);
+    let mut p = if align == 0 {
+        __libc_malloc(sz)
+    } else {
+        __libc_memalign(align, sz)
+    };
+    if p.is_null() {
+        if nothrow {
+            return p;
+        }
+        p = real_new_slow(slow, size, align);
+    }
+    record(
+        func,
+        Op::Alloc {
+            addr: p as u64,
+            size: size as u64,
+        },
+        c,
+    );
+    p
+}
+
+#[inline(always)]
+unsafe fn delete_impl(func: AllocFunc, p: *mut c_void, c: crate::thread::Caller) {
+    if p.is_null() {
+        return;
+    }
+    record(func, Op::Free { addr: p as u64 }, c);
+    __libc_free(p);
+}
+
+macro_rules! new_hook {
+    ($name:ident, $func:expr, nothrow = $nt:expr, slow = $slow:expr) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(size: usize) -> *mut c_void {
+            let c = caller!();
+            new_impl($func, size, 0, $nt, $slow, c)
+        }
+    };
+}
+macro_rules! new_aligned_hook {
+    ($name:ident, $func:expr, nothrow = $nt:expr, slow = $slow:expr) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(size: usize, align: usize) -> *mut c_void {
+            let c = caller!();
+            new_impl($func, size, align, $nt, $slow, c)
+        }
+    };
+}
+macro_rules! delete_hook {
+    ($name:ident, $func:expr $(, $extra:ident : $ty:ty)*) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(p: *mut c_void $(, $extra: $ty)*) {
+            let c = caller!();
+            $(let _ = $extra;)*
+            delete_impl($func, p, c)
+        }
+    };
+}
+
+// operator new(size_t), new[](size_t), and their nothrow forms (the nothrow_t& is ignored).
+new_hook!(_Znwm, AllocFunc::New, nothrow = false, slow = c"_Znwm");
+new_hook!(_Znam, AllocFunc::NewArray, nothrow = false, slow = c"_Znam");
+new_hook!(
+    _ZnwmRKSt9nothrow_t,
+    AllocFunc::New,
+    nothrow = true,
+    slow = c"_Znwm"
+);
+new_hook!(
+    _ZnamRKSt9nothrow_t,
+    AllocFunc::NewArray,
+    nothrow = true,
+    slow = c"_Znam"
+);
+// operator new(size_t, align_val_t) and friends.
+new_aligned_hook!(
+    _ZnwmSt11align_val_t,
+    AllocFunc::New,
+    nothrow = false,
+    slow = c"_ZnwmSt11align_val_t"
+);
+new_aligned_hook!(
+    _ZnamSt11align_val_t,
+    AllocFunc::NewArray,
+    nothrow = false,
+    slow = c"_ZnamSt11align_val_t"
+);
+new_aligned_hook!(
+    _ZnwmSt11align_val_tRKSt9nothrow_t,
+    AllocFunc::New,
+    nothrow = true,
+    slow = c"_ZnwmSt11align_val_t"
+);
+new_aligned_hook!(
+    _ZnamSt11align_val_tRKSt9nothrow_t,
+    AllocFunc::NewArray,
+    nothrow = true,
+    slow = c"_ZnamSt11align_val_t"
+);
+
+delete_hook!(_ZdlPv, AllocFunc::Delete);
+delete_hook!(_ZdaPv, AllocFunc::DeleteArray);
+delete_hook!(_ZdlPvm, AllocFunc::Delete, _size: usize);
+delete_hook!(_ZdaPvm, AllocFunc::DeleteArray, _size: usize);
+delete_hook!(_ZdlPvSt11align_val_t, AllocFunc::Delete, _align: usize);
+delete_hook!(_ZdaPvSt11align_val_t, AllocFunc::DeleteArray, _align: usize);
+delete_hook!(_ZdlPvmSt11align_val_t, AllocFunc::Delete, _size: usize, _align: usize);
+delete_hook!(_ZdaPvmSt11align_val_t, AllocFunc::DeleteArray, _size: usize, _align: usize);
+delete_hook!(_ZdlPvRKSt9nothrow_t, AllocFunc::Delete, _nt: *const c_void);
+delete_hook!(_ZdaPvRKSt9nothrow_t, AllocFunc::DeleteArray, _nt: *const c_void);
+delete_hook!(_ZdlPvSt11align_val_tRKSt9nothrow_t, AllocFunc::Delete, _align: usize, _nt: *const c_void);
+delete_hook!(_ZdaPvSt11align_val_tRKSt9nothrow_t, AllocFunc::DeleteArray, _align: usize, _nt: *const c_void);

@@ -1,0 +1,537 @@
+//! Start-up, fork, exec, dlopen/dlclose and exit.
+
+use crate::config::Config;
+use crate::thread::{self, now_ns, ACTIVE};
+use crate::{modules, output, private_alloc, stacks, tls};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::ffi::{c_char, c_int, c_void, CStr};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use memlens_trace::{ExitKind, Header};
+
+extern crate alloc;
+
+/// Real implementations resolved with dlsym(RTLD_NEXT) in the constructor.
+static REAL_DLCLOSE: AtomicUsize = AtomicUsize::new(0);
+static REAL_EXIT: AtomicUsize = AtomicUsize::new(0);
+static REAL_UEXIT: AtomicUsize = AtomicUsize::new(0);
+static REAL_EXECVE: AtomicUsize = AtomicUsize::new(0);
+static REAL_EXECVPE: AtomicUsize = AtomicUsize::new(0);
+static REAL_EXECVP: AtomicUsize = AtomicUsize::new(0);
+static REAL_EXECV: AtomicUsize = AtomicUsize::new(0);
+static REAL_FEXECVE: AtomicUsize = AtomicUsize::new(0);
+/// Set when the End record was written by exit: later events are not recorded.
+static FINISHED: AtomicBool = AtomicBool::new(false);
+static mut OUTPUT_PATTERN: Vec<u8> = Vec::new();
+static mut MANIFEST: Vec<u8> = Vec::new();
+
+#[used]
+#[link_section = ".init_array"]
+static INIT: extern "C" fn() = memlens_init;
+
+fn resolve(name: &CStr) -> usize {
+    // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name.
+    unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) as usize }
+}
+
+fn program_name(exe: &[u8]) -> Vec<u8> {
+    let base = exe.rsplit(|&c| c == b'/').next().unwrap_or(exe);
+    base.iter()
+        .map(|&c| {
+            if c.is_ascii_alphanumeric() || b"._-+".contains(&c) {
+                c
+            } else {
+                b'_'
+            }
+        })
+        .collect()
+}
+
+fn read_cmdline() -> Vec<String> {
+    let mut out = Vec::new();
+    let mut buf = alloc::vec![0u8; 64 * 1024];
+    // SAFETY: open/read/close into a local buffer.
+    let n = unsafe {
+        let fd = libc::open(
+            c"/proc/self/cmdline".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return out;
+        }
+        let n = libc::read(fd, buf.as_mut_ptr() as *mut _, buf.len());
+        libc::close(fd);
+        n
+    };
+    if n > 0 {
+        for a in buf[..n as usize].split(|&c| c == 0) {
+            out.push(String::from_utf8_lossy(a).into_owned());
+        }
+        if out.last().is_some_and(|s| s.is_empty()) {
+            out.pop();
+        }
+    }
+    out
+}
+
+fn header(forked_from: u32) -> Header {
+    // SAFETY: getpid/getppid/sysconf have no preconditions.
+    let (pid, ppid, page) = unsafe {
+        (
+            libc::getpid() as u32,
+            libc::getppid() as u32,
+            libc::sysconf(libc::_SC_PAGESIZE) as u32,
+        )
+    };
+    let mut exe = [0u8; 4096];
+    // SAFETY: readlink writes at most exe.len() bytes.
+    let n = unsafe {
+        libc::readlink(
+            c"/proc/self/exe".as_ptr(),
+            exe.as_mut_ptr() as *mut _,
+            exe.len(),
+        )
+    };
+    let mut wall = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills wall.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut wall) };
+    Header {
+        pid,
+        ppid,
+        forked_from,
+        start_unix_ns: wall.tv_sec as u64 * 1_000_000_000 + wall.tv_nsec as u64,
+        exe: String::from_utf8_lossy(&exe[..n.max(0) as usize]).into_owned(),
+        argv: read_cmdline(),
+        page_size: page,
+        rss_interval_ns: thread::RSS_INTERVAL_NS.load(Ordering::Relaxed),
+        max_depth: thread::MAX_DEPTH.load(Ordering::Relaxed),
+        writer: String::from(concat!("memlens ", env!("CARGO_PKG_VERSION"))),
+    }
+}
+
+/// Open this process's trace (named from the pattern) and note it in the manifest.
+fn open_trace(forked_from: u32) -> bool {
+    let h = header(forked_from);
+    let name = program_name(h.exe.as_bytes());
+    // SAFETY: the pattern statics are written only in the constructor, before threads.
+    let pattern: &[u8] = unsafe { &*core::ptr::addr_of!(OUTPUT_PATTERN) };
+    let mut f = output::FILE.lock();
+    if !f.create(pattern, h.pid, &name, &h) {
+        output::DISABLED.store(true, Ordering::Relaxed);
+        return false;
+    }
+    // SAFETY: as above.
+    let manifest: &[u8] = unsafe { &*core::ptr::addr_of!(MANIFEST) };
+    if !manifest.is_empty() {
+        let mut line = f.path().to_vec();
+        line.push(b'\n');
+        let mut c = manifest.to_vec();
+        c.push(0);
+        // SAFETY: NUL-terminated path; a single short O_APPEND write is atomic.
+        unsafe {
+            let fd = libc::open(
+                c.as_ptr() as *const _,
+                libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC,
+                0o644,
+            );
+            if fd >= 0 {
+                libc::write(fd, line.as_ptr() as *const _, line.len());
+                libc::close(fd);
+            }
+        }
+    }
+    true
+}
+
+/// Remove our own entry from LD_PRELOAD in place, so programs started by exec are not
+/// traced (`--no-follow`). Shrinking the string in place needs no allocation.
+fn strip_ld_preload() {
+    // SAFETY: getenv returns the live environment string; we only shorten it in place.
+    unsafe {
+        let p = libc::getenv(c"LD_PRELOAD".as_ptr());
+        if p.is_null() {
+            return;
+        }
+        let len = libc::strlen(p);
+        let s = core::slice::from_raw_parts_mut(p as *mut u8, len);
+        let mut out = 0;
+        let mut first = true;
+        for part in s.to_vec().split(|&c| c == b':' || c == b' ') {
+            if part.is_empty()
+                || part.windows(16).any(|w| w == b"memlens_preload.")
+                || part.ends_with(b"libmemlens_preload.so")
+            {
+                continue;
+            }
+            if !first {
+                s[out] = b':';
+                out += 1;
+            }
+            s[out..out + part.len()].copy_from_slice(part);
+            out += part.len();
+            first = false;
+        }
+        if out < len {
+            *p.add(out) = 0;
+        }
+    }
+}
+
+extern "C" fn memlens_init() {
+    let Some(_busy) = tls::BusyGuard::enter() else {
+        return;
+    };
+    let cfg = Config::from_env();
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills t.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    thread::START_NS.store(
+        t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64,
+        Ordering::Relaxed,
+    );
+    thread::MAX_DEPTH.store(cfg.max_depth as u32, Ordering::Relaxed);
+    thread::RSS_INTERVAL_NS.store(cfg.rss_interval_ns, Ordering::Relaxed);
+    // SAFETY: single-threaded start-up; nothing reads these yet.
+    unsafe {
+        OUTPUT_PATTERN = cfg
+            .output
+            .map(|c| c.to_bytes().to_vec())
+            .unwrap_or_else(|| b"memlens.%n.%p.trace".to_vec());
+        MANIFEST = cfg
+            .manifest
+            .map(|c| c.to_bytes().to_vec())
+            .unwrap_or_default();
+    }
+    if cfg.no_follow {
+        strip_ld_preload();
+    }
+    REAL_DLCLOSE.store(resolve(c"dlclose"), Ordering::Relaxed);
+    REAL_EXIT.store(resolve(c"_exit"), Ordering::Relaxed);
+    REAL_UEXIT.store(resolve(c"_Exit"), Ordering::Relaxed);
+    REAL_EXECVE.store(resolve(c"execve"), Ordering::Relaxed);
+    REAL_EXECVPE.store(resolve(c"execvpe"), Ordering::Relaxed);
+    REAL_EXECVP.store(resolve(c"execvp"), Ordering::Relaxed);
+    REAL_EXECV.store(resolve(c"execv"), Ordering::Relaxed);
+    REAL_FEXECVE.store(resolve(c"fexecve"), Ordering::Relaxed);
+    if !stacks::init() || !open_trace(0) {
+        return;
+    }
+    thread::init_key();
+    modules::refresh(0);
+    // SAFETY: registering handlers with valid function pointers.
+    unsafe {
+        libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
+        on_exit(at_exit, core::ptr::null_mut());
+    }
+    ACTIVE.store(true, Ordering::Release);
+}
+
+extern "C" {
+    fn on_exit(f: extern "C" fn(c_int, *mut c_void), arg: *mut c_void) -> c_int;
+}
+
+/// Flush everything and write the End record, once.
+fn finish(kind: ExitKind, code: i32) {
+    if !ACTIVE.load(Ordering::Acquire) || FINISHED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let busy = tls::BusyGuard::enter();
+    thread::flush_all();
+    output::end(now_ns(), kind, code);
+    ACTIVE.store(false, Ordering::Release);
+    drop(busy);
+}
+
+/// Runs after every atexit handler registered later than our constructor, including
+/// `_dl_fini` (the destructors of the program's libraries).
+extern "C" fn at_exit(status: c_int, _arg: *mut c_void) {
+    finish(ExitKind::Exit, status);
+}
+
+fn call_exit(slot: &AtomicUsize, status: c_int) -> ! {
+    let f = slot.load(Ordering::Relaxed);
+    if f != 0 {
+        // SAFETY: f is the real _exit/_Exit resolved by dlsym.
+        let f: extern "C" fn(c_int) -> ! = unsafe { core::mem::transmute(f) };
+        f(status)
+    }
+    // SAFETY: exit_group never returns.
+    unsafe { libc::syscall(libc::SYS_exit_group, status as libc::c_long) };
+    loop {}
+}
+
+#[no_mangle]
+pub extern "C" fn _exit(status: c_int) -> ! {
+    finish(ExitKind::UnderscoreExit, status);
+    call_exit(&REAL_EXIT, status)
+}
+
+#[no_mangle]
+pub extern "C" fn _Exit(status: c_int) -> ! {
+    finish(ExitKind::UnderscoreExit, status);
+    call_exit(&REAL_UEXIT, status)
+}
+
+// ---- fork ----
+
+extern "C" fn fork_prepare() {
+    let t = tls::get();
+    t.busy += 1;
+    // Take every recorder lock, in the documented order, so that the child does not
+    // inherit one held by a thread that does not exist there.
+    core::mem::forget(thread::REGISTRY.lock());
+    thread::lock_late_for_fork();
+    core::mem::forget(modules::REBUILD.lock());
+    core::mem::forget(stacks::INSERT.lock());
+    core::mem::forget(output::META.lock());
+    core::mem::forget(output::FILE.lock());
+    core::mem::forget(private_alloc::FORK_GATE.lock());
+}
+
+fn release_fork_locks() {
+    // SAFETY: each lock was taken and forgotten by fork_prepare on this thread.
+    unsafe {
+        private_alloc::FORK_GATE.force_unlock();
+        output::FILE.force_unlock();
+        output::META.force_unlock();
+        stacks::INSERT.force_unlock();
+        modules::REBUILD.force_unlock();
+        thread::unlock_late_after_fork();
+        thread::REGISTRY.force_unlock();
+    }
+}
+
+extern "C" fn fork_parent() {
+    release_fork_locks();
+    tls::get().busy -= 1;
+}
+
+extern "C" fn fork_child() {
+    release_fork_locks();
+    if ACTIVE.load(Ordering::Acquire) && !output::DISABLED.load(Ordering::Relaxed) {
+        // SAFETY: getppid has no preconditions.
+        let parent = unsafe { libc::getppid() } as u32;
+        output::META.lock().discard();
+        output::FILE.lock().forget();
+        // New trace, new stack ids space: stacks are defined again in the child's file.
+        stacks::EPOCH.fetch_add(0x5851_F42D_4C95_7F2D, Ordering::Relaxed);
+        if open_trace(parent) {
+            let ts = now_ns();
+            modules::reemit_all(ts);
+            thread::after_fork_child(ts);
+        }
+    }
+    tls::get().busy -= 1;
+}
+
+// ---- exec ----
+
+/// The image is about to be replaced: flush everything and mark the trace ended by exec.
+/// If exec fails, recording goes on and a later End record supersedes this one.
+fn before_exec() {
+    if !ACTIVE.load(Ordering::Acquire) || FINISHED.load(Ordering::Acquire) {
+        return;
+    }
+    let Some(_b) = tls::BusyGuard::enter() else {
+        return;
+    };
+    thread::flush_all();
+    output::end(now_ns(), ExitKind::Exec, 0);
+}
+
+type ExecveFn =
+    unsafe extern "C" fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
+type ExecvFn = unsafe extern "C" fn(*const c_char, *const *const c_char) -> c_int;
+type FexecveFn = unsafe extern "C" fn(c_int, *const *const c_char, *const *const c_char) -> c_int;
+
+fn real<F: Copy>(slot: &AtomicUsize) -> Option<F> {
+    let f = slot.load(Ordering::Relaxed);
+    // SAFETY: F is the function-pointer type matching the symbol resolved into `slot`.
+    (f != 0).then(|| unsafe { core::mem::transmute_copy::<usize, F>(&f) })
+}
+
+fn enosys() -> c_int {
+    // SAFETY: sets this thread's errno.
+    unsafe { *libc::__errno_location() = libc::ENOSYS };
+    -1
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn execve(
+    path: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    before_exec();
+    match real::<ExecveFn>(&REAL_EXECVE) {
+        Some(f) => f(path, argv, envp),
+        None => enosys(),
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn execvpe(
+    file: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    before_exec();
+    match real::<ExecveFn>(&REAL_EXECVPE) {
+        Some(f) => f(file, argv, envp),
+        None => enosys(),
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) -> c_int {
+    before_exec();
+    match real::<ExecvFn>(&REAL_EXECV) {
+        Some(f) => f(path, argv),
+        None => enosys(),
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn execvp(file: *const c_char, argv: *const *const c_char) -> c_int {
+    before_exec();
+    match real::<ExecvFn>(&REAL_EXECVP) {
+        Some(f) => f(file, argv),
+        None => enosys(),
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn fexecve(
+    fd: c_int,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    before_exec();
+    match real::<FexecveFn>(&REAL_FEXECVE) {
+        Some(f) => f(fd, argv, envp),
+        None => enosys(),
+    }
+}
+
+/// Collect the NULL-terminated variadic argument list of `execl`-style functions.
+///
+/// x86_64 System V passes variadic pointer arguments exactly like named ones: the first
+/// ones in the six integer registers, the rest on the caller's stack just above the
+/// return address. The hooks below name the register arguments and read the rest from
+/// their own frame (`rbp + 16` upward; frame pointers are forced for this crate). Reading
+/// stops at the NULL terminator the API requires, so only the caller's argument area is
+/// read. The argv vector is built in the recorder's private heap.
+unsafe fn gather(
+    regs: &[*const c_char],
+    stack_args: *const *const c_char,
+    want_envp: bool,
+) -> (Vec<*const c_char>, *const *const c_char) {
+    let mut argv = Vec::new();
+    let mut i = 0usize;
+    let mut next = || {
+        let v = if i < regs.len() {
+            regs[i]
+        } else {
+            *stack_args.add(i - regs.len())
+        };
+        i += 1;
+        v
+    };
+    loop {
+        let a = next();
+        argv.push(a);
+        if a.is_null() {
+            break;
+        }
+    }
+    let envp = if want_envp {
+        next() as *const *const c_char
+    } else {
+        core::ptr::null()
+    };
+    (argv, envp)
+}
+
+macro_rules! frame_args {
+    () => {{
+        let rbp: u64;
+        // SAFETY: reads the frame pointer register only.
+        core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack, preserves_flags));
+        (rbp + 16) as *const *const c_char
+    }};
+}
+
+extern "C" {
+    static environ: *const *const c_char;
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn execl(
+    path: *const c_char,
+    a0: *const c_char,
+    a1: *const c_char,
+    a2: *const c_char,
+    a3: *const c_char,
+    a4: *const c_char,
+) -> c_int {
+    let stack = frame_args!();
+    let (argv, _) = gather(&[a0, a1, a2, a3, a4], stack, false);
+    execve(path, argv.as_ptr(), environ)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn execlp(
+    file: *const c_char,
+    a0: *const c_char,
+    a1: *const c_char,
+    a2: *const c_char,
+    a3: *const c_char,
+    a4: *const c_char,
+) -> c_int {
+    let stack = frame_args!();
+    let (argv, _) = gather(&[a0, a1, a2, a3, a4], stack, false);
+    execvpe(file, argv.as_ptr(), environ)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn execle(
+    path: *const c_char,
+    a0: *const c_char,
+    a1: *const c_char,
+    a2: *const c_char,
+    a3: *const c_char,
+    a4: *const c_char,
+) -> c_int {
+    let stack = frame_args!();
+    let (argv, envp) = gather(&[a0, a1, a2, a3, a4], stack, true);
+    execve(path, argv.as_ptr(), envp)
+}
+
+// ---- dlclose ----
+// dlopen is deliberately not interposed: glibc uses dlopen's return address to choose the
+// caller's RUNPATH and namespace, so a wrapper would change which library gets loaded.
+// New modules are picked up when a frame falls outside every known one
+// (`modules::refresh_if_changed`). dlclose is interposed so that an unloaded library
+// leaves the module set at once, before its addresses can be reused.
+
+type DlcloseFn = unsafe extern "C" fn(*mut c_void) -> c_int;
+
+#[no_mangle]
+pub unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
+    let r = match real::<DlcloseFn>(&REAL_DLCLOSE) {
+        Some(f) => f(handle),
+        None => return -1,
+    };
+    if ACTIVE.load(Ordering::Acquire) {
+        if let Some(_b) = tls::BusyGuard::enter() {
+            modules::refresh(now_ns());
+        }
+    }
+    r
+}

@@ -1,0 +1,408 @@
+//! Loaded modules and the unwinder over them.
+//!
+//! The set of modules lives in an immutable [`Snapshot`] published through an atomic
+//! pointer: the hot path (unwinding, frame -> module translation) takes no lock. When
+//! modules come or go (dlopen/dlclose), a new snapshot is built and published; old ones
+//! are retired but never freed, because a thread may still be unwinding with one (they
+//! are small: the unwind data they share is reference-counted).
+//!
+//! Unwind data (`.eh_frame_hdr`, `.eh_frame`) is *copied* into the recorder's memory when a
+//! module is first seen, so unwinding keeps working while, and after, a library is
+//! unmapped by `dlclose`.
+
+use crate::output;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::ffi::{c_int, c_void, CStr};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
+use framehop::{ExplicitModuleSectionInfo, FrameAddress, MustNotAllocateDuringUnwind, Unwinder};
+
+extern crate alloc;
+
+pub type Cache = CacheX86_64<MustNotAllocateDuringUnwind>;
+type Unw = UnwinderX86_64<Vec<u8>, MustNotAllocateDuringUnwind>;
+
+/// A module as the trace describes it.
+struct ModuleInfo {
+    id: u32,
+    name: Vec<u8>,
+    bias: u64,
+    start: u64,
+    end: u64,
+}
+
+pub struct Snapshot {
+    unwinder: Unw,
+    /// Sorted by start address.
+    modules: Vec<ModuleInfo>,
+    /// Mixed into stack hashes: stacks recorded under another module set are different.
+    pub generation: u64,
+}
+
+static CURRENT: AtomicPtr<Snapshot> = AtomicPtr::new(core::ptr::null_mut());
+/// Serialises snapshot rebuilds (and is held across fork).
+pub static REBUILD: spin::Mutex<()> = spin::Mutex::new(());
+static NEXT_MODULE_ID: AtomicU32 = AtomicU32::new(1);
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// The current snapshot, or `None` before initialisation.
+#[inline]
+pub fn current() -> Option<&'static Snapshot> {
+    let p = CURRENT.load(Ordering::Acquire);
+    // SAFETY: published snapshots are never freed (see module docs).
+    unsafe { p.as_ref() }
+}
+
+impl Snapshot {
+    /// `(module id, offset)` for a code address; module 0 with the absolute address when
+    /// the address is in no known module.
+    pub fn locate(&self, addr: u64) -> (u32, u64) {
+        let i = self.modules.partition_point(|m| m.start <= addr);
+        if i > 0 {
+            let m = &self.modules[i - 1];
+            if addr < m.end {
+                return (m.id, addr.wrapping_sub(m.bias));
+            }
+        }
+        (0, addr)
+    }
+
+    pub fn contains(&self, addr: u64) -> bool {
+        self.locate(addr).0 != 0
+    }
+
+    /// Unwind from a return address. `frames[0]` receives `ret`; returns the frame count.
+    ///
+    /// `sp`/`bp` are the caller's registers right after the hooked call returns; stack
+    /// reads are limited to `[sp, stack_hi)`.
+    pub fn unwind(
+        &self,
+        ret: u64,
+        sp: u64,
+        bp: u64,
+        stack_hi: u64,
+        cache: &mut Cache,
+        frames: &mut [u64],
+    ) -> usize {
+        if frames.is_empty() {
+            return 0;
+        }
+        frames[0] = ret;
+        let mut n = 1;
+        if sp == 0 || sp >= stack_hi {
+            return n;
+        }
+        let lo = sp;
+        let mut read = |addr: u64| -> Result<u64, ()> {
+            if addr >= lo && addr.checked_add(8).is_some_and(|e| e <= stack_hi) {
+                // SAFETY: [lo, stack_hi) lies inside this thread's own stack mapping, above
+                // the current stack pointer, so it is mapped and readable.
+                Ok(unsafe { core::ptr::read_unaligned(addr as *const u64) })
+            } else {
+                Err(())
+            }
+        };
+        let mut regs = UnwindRegsX86_64::new(ret, sp, bp);
+        let Some(mut addr) = FrameAddress::from_return_address(ret) else {
+            return n;
+        };
+        while n < frames.len() {
+            match self
+                .unwinder
+                .unwind_frame(addr, &mut regs, cache, &mut read)
+            {
+                Ok(Some(ra)) => {
+                    // A return address at or below the stack pointer bound is garbage.
+                    frames[n] = ra;
+                    n += 1;
+                    match FrameAddress::from_return_address(ra) {
+                        Some(a) => addr = a,
+                        None => break,
+                    }
+                }
+                _ => break,
+            }
+        }
+        n
+    }
+}
+
+/// One module found by `dl_iterate_phdr`.
+struct Found {
+    name: Vec<u8>,
+    bias: u64,
+    start: u64,
+    end: u64,
+    text: Option<core::ops::Range<u64>>,
+    eh_frame_hdr: Option<(u64, u64)>,
+    build_id: Vec<u8>,
+    segments: Vec<(u64, u64, u32)>,
+}
+
+unsafe extern "C" fn collect(
+    info: *mut libc::dl_phdr_info,
+    _size: usize,
+    data: *mut c_void,
+) -> c_int {
+    // SAFETY: dl_iterate_phdr passes a valid info for the duration of the callback, and
+    // `data` is the Vec we passed in.
+    let info = &*info;
+    let out = &mut *(data as *mut Vec<Found>);
+    let bias = info.dlpi_addr;
+    let phdrs = core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize);
+    let mut f = Found {
+        name: if info.dlpi_name.is_null() {
+            Vec::new()
+        } else {
+            CStr::from_ptr(info.dlpi_name).to_bytes().to_vec()
+        },
+        bias,
+        start: u64::MAX,
+        end: 0,
+        text: None,
+        eh_frame_hdr: None,
+        build_id: Vec::new(),
+        segments: Vec::new(),
+    };
+    for ph in phdrs {
+        match ph.p_type {
+            libc::PT_LOAD => {
+                f.start = f.start.min(ph.p_vaddr);
+                f.end = f.end.max(ph.p_vaddr + ph.p_memsz);
+                f.segments.push((ph.p_vaddr, ph.p_memsz, ph.p_flags));
+                if ph.p_flags & libc::PF_X != 0 && f.text.is_none() {
+                    f.text = Some(ph.p_vaddr..ph.p_vaddr + ph.p_memsz);
+                }
+            }
+            libc::PT_GNU_EH_FRAME => f.eh_frame_hdr = Some((ph.p_vaddr, ph.p_memsz)),
+            libc::PT_NOTE if f.build_id.is_empty() => {
+                f.build_id = find_build_id((bias + ph.p_vaddr) as *const u8, ph.p_memsz as usize);
+            }
+            _ => {}
+        }
+    }
+    if f.start < f.end {
+        out.push(f);
+    }
+    0
+}
+
+/// Parse ELF notes in memory for NT_GNU_BUILD_ID.
+unsafe fn find_build_id(p: *const u8, len: usize) -> Vec<u8> {
+    let mut off = 0usize;
+    while off + 12 <= len {
+        let rd = |o: usize| core::ptr::read_unaligned(p.add(o) as *const u32) as usize;
+        let (namesz, descsz, ty) = (rd(off), rd(off + 4), rd(off + 8));
+        let name_off = off + 12;
+        let desc_off = name_off + ((namesz + 3) & !3);
+        let next = desc_off + ((descsz + 3) & !3);
+        if next > len {
+            break;
+        }
+        if ty == 3 && namesz == 4 && core::slice::from_raw_parts(p.add(name_off), 4) == b"GNU\0" {
+            return core::slice::from_raw_parts(p.add(desc_off), descsz).to_vec();
+        }
+        off = next;
+    }
+    Vec::new()
+}
+
+/// Decode the `eh_frame_ptr` of an `.eh_frame_hdr` (only the encodings compilers emit).
+unsafe fn eh_frame_address(hdr_avma: u64) -> Option<u64> {
+    let p = hdr_avma as *const u8;
+    if *p != 1 {
+        return None;
+    }
+    let enc = *p.add(1);
+    let field = hdr_avma + 4;
+    let base = match enc & 0x70 {
+        0x00 => 0,
+        0x10 => field,
+        _ => return None,
+    };
+    let v = match enc & 0x0f {
+        0x0b => core::ptr::read_unaligned(field as *const i32) as i64 as u64,
+        0x03 => core::ptr::read_unaligned(field as *const u32) as u64,
+        0x0c | 0x04 => core::ptr::read_unaligned(field as *const u64),
+        _ => return None,
+    };
+    Some(base.wrapping_add(v))
+}
+
+fn main_exe_path() -> Vec<u8> {
+    let mut buf = [0u8; 4096];
+    // SAFETY: readlink writes at most buf.len() bytes into buf.
+    let n = unsafe {
+        libc::readlink(
+            c"/proc/self/exe".as_ptr(),
+            buf.as_mut_ptr() as *mut _,
+            buf.len(),
+        )
+    };
+    if n > 0 {
+        buf[..n as usize].to_vec()
+    } else {
+        Vec::new()
+    }
+}
+
+/// Build framehop's module from the in-memory unwind sections, copying them.
+unsafe fn framehop_module(f: &Found, name: String) -> Option<framehop::Module<Vec<u8>>> {
+    let (hdr_vaddr, hdr_len) = f.eh_frame_hdr?;
+    let hdr_avma = f.bias + hdr_vaddr;
+    let eh_avma = eh_frame_address(hdr_avma)?;
+    let eh_vaddr = eh_avma.wrapping_sub(f.bias);
+    // .eh_frame runs to the end of the PT_LOAD segment that contains it at the most.
+    let seg_end = f
+        .segments
+        .iter()
+        .filter(|s| eh_vaddr >= s.0 && eh_vaddr < s.0 + s.1)
+        .map(|s| s.0 + s.1)
+        .next()?;
+    let eh_len = seg_end - eh_vaddr;
+    let hdr = core::slice::from_raw_parts(hdr_avma as *const u8, hdr_len as usize).to_vec();
+    let eh = core::slice::from_raw_parts(eh_avma as *const u8, eh_len as usize).to_vec();
+    let info = ExplicitModuleSectionInfo {
+        base_svma: 0,
+        text_svma: f.text.clone(),
+        eh_frame_svma: Some(eh_vaddr..seg_end),
+        eh_frame: Some(eh),
+        eh_frame_hdr_svma: Some(hdr_vaddr..hdr_vaddr + hdr_len),
+        eh_frame_hdr: Some(hdr),
+        ..Default::default()
+    };
+    Some(framehop::Module::new(
+        name,
+        f.bias + f.start..f.bias + f.end,
+        f.bias,
+        info,
+    ))
+}
+
+/// Rescan the loaded modules; publish a new snapshot and record loads/unloads if the set
+/// changed. Must be called with the thread marked busy. Returns whether anything changed.
+pub fn refresh(ts: u64) -> bool {
+    let _g = REBUILD.lock();
+    LAST_COUNTS.store(load_counts(), Ordering::Relaxed);
+    let mut found: Vec<Found> = Vec::new();
+    // SAFETY: `collect` only reads the phdr info and pushes into `found`.
+    unsafe { libc::dl_iterate_phdr(Some(collect), &mut found as *mut _ as *mut c_void) };
+    let old = current();
+    let same = |m: &ModuleInfo, f: &Found| {
+        m.bias == f.bias && m.start == f.bias + f.start && (f.name.is_empty() || m.name == f.name)
+    };
+    if let Some(old) = old {
+        if old.modules.len() == found.len()
+            && found.iter().all(|f| old.modules.iter().any(|m| same(m, f)))
+        {
+            return false;
+        }
+    }
+    let mut unwinder = match old {
+        Some(o) => o.unwinder.clone(),
+        None => Unw::new(),
+    };
+    let mut modules: Vec<ModuleInfo> = Vec::new();
+    // Unloaded modules.
+    if let Some(old) = old {
+        for m in &old.modules {
+            if !found.iter().any(|f| same(m, f)) {
+                unwinder.remove_module(m.start);
+                output::module_unload(ts, m.id);
+            }
+        }
+    }
+    let main_path = main_exe_path();
+    for f in &found {
+        if let Some(m) = old.and_then(|o| o.modules.iter().find(|m| same(m, f))) {
+            modules.push(ModuleInfo {
+                id: m.id,
+                name: m.name.clone(),
+                bias: m.bias,
+                start: m.start,
+                end: m.end,
+            });
+            continue;
+        }
+        let id = NEXT_MODULE_ID.fetch_add(1, Ordering::Relaxed);
+        let name = if f.name.is_empty() {
+            main_path.clone()
+        } else {
+            f.name.clone()
+        };
+        // SAFETY: the module is mapped while we hold no reference past this call.
+        if let Some(m) = unsafe { framehop_module(f, String::from_utf8_lossy(&name).into_owned()) }
+        {
+            unwinder.add_module(m);
+        }
+        output::module_load(ts, id, &name, &f.build_id, f.bias, &f.segments);
+        modules.push(ModuleInfo {
+            id,
+            name,
+            bias: f.bias,
+            start: f.bias + f.start,
+            end: f.bias + f.end,
+        });
+    }
+    modules.sort_by_key(|m| m.start);
+    let snap = alloc::boxed::Box::new(Snapshot {
+        unwinder,
+        modules,
+        generation: GENERATION
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    });
+    CURRENT.store(alloc::boxed::Box::into_raw(snap), Ordering::Release);
+    true
+}
+
+/// `dlpi_adds`/`dlpi_subs` as of the last rescan.
+static LAST_COUNTS: AtomicU64 = AtomicU64::new(0);
+
+unsafe extern "C" fn counts(
+    info: *mut libc::dl_phdr_info,
+    _size: usize,
+    data: *mut c_void,
+) -> c_int {
+    // SAFETY: valid for the callback; data is the u64 we passed.
+    let info = &*info;
+    *(data as *mut u64) = info.dlpi_adds.wrapping_mul(0x1_0000_0001) ^ info.dlpi_subs;
+    1 // stop after the first module: the counters are global
+}
+
+fn load_counts() -> u64 {
+    let mut c = 0u64;
+    // SAFETY: `counts` writes one u64 into `c`.
+    unsafe { libc::dl_iterate_phdr(Some(counts), &mut c as *mut u64 as *mut c_void) };
+    c
+}
+
+/// Rescan because a frame fell outside every known module, if the loader's counters say
+/// that modules were loaded or unloaded since the last scan (a library dlopen'ed by the
+/// program or by glibc itself). Code outside any module (JIT) costs one counter check.
+pub fn refresh_if_changed(ts: u64) -> bool {
+    if load_counts() == LAST_COUNTS.load(Ordering::Relaxed) {
+        return false;
+    }
+    refresh(ts)
+}
+
+/// Re-emit every current module into a fresh trace (after fork).
+pub fn reemit_all(ts: u64) {
+    if let Some(s) = current() {
+        let mut found: Vec<Found> = Vec::new();
+        // SAFETY: as in `refresh`.
+        unsafe { libc::dl_iterate_phdr(Some(collect), &mut found as *mut _ as *mut c_void) };
+        for m in &s.modules {
+            let f = found
+                .iter()
+                .find(|f| f.bias == m.bias && f.bias + f.start == m.start);
+            let (bid, segs) = match f {
+                Some(f) => (&f.build_id[..], &f.segments[..]),
+                None => (&[][..], &[][..]),
+            };
+            output::module_load(ts, m.id, &m.name, bid, m.bias, segs);
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! The trace file of this process, and the shared buffer of definitions (modules, stacks,
+//! threads) that goes into it as Meta chunks.
+//!
+//! Lock order (outer first): thread state, modules::REBUILD, stacks::INSERT, META, FILE,
+//! private_alloc::FORK_GATE. Fork's prepare handler takes them in that order.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use memlens_trace::{
+    encode_chunk, max_encoded_chunk_len, ChunkBuilder, ChunkKind, EndCounters, ExitKind, Header,
+};
+
+extern crate alloc;
+
+/// Raw size of one chunk's payload: events of a thread, or definitions.
+pub const CHUNK_RAW: usize = 64 * 1024;
+
+pub struct TraceFile {
+    fd: i32,
+    dev: u64,
+    ino: u64,
+    path: Vec<u8>,
+    failed: bool,
+}
+
+pub static FILE: spin::Mutex<TraceFile> = spin::Mutex::new(TraceFile {
+    fd: -1,
+    dev: 0,
+    ino: 0,
+    path: Vec::new(),
+    failed: false,
+});
+
+pub struct Meta {
+    builder: Option<ChunkBuilder<Box<[u8]>>>,
+    out: Vec<u8>,
+}
+
+pub static META: spin::Mutex<Meta> = spin::Mutex::new(Meta {
+    builder: None,
+    out: Vec::new(),
+});
+
+pub static DROPPED_EVENTS: AtomicU64 = AtomicU64::new(0);
+pub static WRITE_ERRORS: AtomicU64 = AtomicU64::new(0);
+/// Set when the trace cannot be written any more: hooks stop recording.
+pub static DISABLED: AtomicBool = AtomicBool::new(false);
+
+fn errno() -> i32 {
+    // SAFETY: __errno_location always returns this thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Substitute `%p` (pid) and `%n` (program name) in the path pattern.
+fn expand(pattern: &[u8], pid: u32, name: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(pattern.len() + 16);
+    let mut i = 0;
+    while i < pattern.len() {
+        if pattern[i] == b'%' && i + 1 < pattern.len() {
+            match pattern[i + 1] {
+                b'p' => {
+                    let mut b = itoa_buf(pid as u64);
+                    out.extend_from_slice(b.as_slice());
+                    b.clear();
+                    i += 2;
+                    continue;
+                }
+                b'n' => {
+                    out.extend_from_slice(name);
+                    i += 2;
+                    continue;
+                }
+                b'%' => {
+                    out.push(b'%');
+                    i += 2;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        out.push(pattern[i]);
+        i += 1;
+    }
+    out
+}
+
+pub fn itoa_buf(mut v: u64) -> Vec<u8> {
+    let mut tmp = [0u8; 20];
+    let mut n = 0;
+    loop {
+        tmp[n] = b'0' + (v % 10) as u8;
+        n += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    tmp[..n].reverse();
+    tmp[..n].to_vec()
+}
+
+fn cstr(v: &[u8]) -> Vec<u8> {
+    let mut c = v.to_vec();
+    c.push(0);
+    c
+}
+
+/// Move `fd` to a high number (close-on-exec), away from 0-2 and from numbers the
+/// program is likely to expect free.
+fn move_high(fd: i32) -> i32 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    let want = (lim.rlim_cur.min(1024) as i32 - 24).max(3);
+    // SAFETY: plain fd syscalls on an fd we own.
+    unsafe {
+        let hi = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, want);
+        if hi >= 0 {
+            libc::close(fd);
+            return hi;
+        }
+        if fd <= 2 {
+            let hi = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3);
+            if hi >= 0 {
+                libc::close(fd);
+                return hi;
+            }
+        }
+    }
+    fd
+}
+
+impl TraceFile {
+    /// Create the trace file for this process: `pattern` expanded, with `.1`, `.2`...
+    /// appended if the name is taken (an exec chain of one program keeps its pid).
+    pub fn create(&mut self, pattern: &[u8], pid: u32, name: &[u8], header: &Header) -> bool {
+        let base = expand(pattern, pid, name);
+        for attempt in 0..1000u32 {
+            let mut p = base.clone();
+            if attempt > 0 {
+                p.push(b'.');
+                p.extend_from_slice(&itoa_buf(attempt as u64));
+            }
+            let c = cstr(&p);
+            // SAFETY: c is NUL-terminated.
+            let fd = unsafe {
+                libc::open(
+                    c.as_ptr() as *const _,
+                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+                    0o644,
+                )
+            };
+            if fd < 0 {
+                if errno() == libc::EEXIST {
+                    continue;
+                }
+                self.warn_once(&p, errno());
+                return false;
+            }
+            self.fd = move_high(fd);
+            self.path = p;
+            self.failed = false;
+            self.remember_identity();
+            let mut h = Vec::new();
+            header.encode(&mut h);
+            self.write(&h);
+            return !self.failed;
+        }
+        false
+    }
+
+    fn remember_identity(&mut self) {
+        // SAFETY: fstat fills `st`.
+        let mut st: libc::stat = unsafe { core::mem::zeroed() };
+        if unsafe { libc::fstat(self.fd, &mut st) } == 0 {
+            self.dev = st.st_dev;
+            self.ino = st.st_ino;
+        }
+    }
+
+    /// Make sure `fd` is still our file: the program may have closed it (close-all
+    /// loops) and even reused the number. Reopen by path if so.
+    fn ensure_fd(&mut self) -> bool {
+        let mut st: libc::stat = unsafe { core::mem::zeroed() };
+        // SAFETY: fstat fills `st`; a closed fd just fails.
+        let ok = self.fd >= 0
+            && unsafe { libc::fstat(self.fd, &mut st) } == 0
+            && st.st_dev == self.dev
+            && st.st_ino == self.ino;
+        if ok {
+            return true;
+        }
+        let c = cstr(&self.path);
+        // SAFETY: c is NUL-terminated. We never close the old number: it may be the
+        // program's file now.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr() as *const _,
+                libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return false;
+        }
+        self.fd = move_high(fd);
+        self.remember_identity();
+        true
+    }
+
+    /// Append bytes; on failure, warn once and stop recording (the program runs on).
+    pub fn write(&mut self, mut data: &[u8]) {
+        if self.failed || self.fd < 0 {
+            return;
+        }
+        if !self.ensure_fd() {
+            self.fail(libc::EBADF);
+            return;
+        }
+        while !data.is_empty() {
+            // SAFETY: data is a valid slice; fd is ours.
+            let n = unsafe { libc::write(self.fd, data.as_ptr() as *const _, data.len()) };
+            if n < 0 {
+                if errno() == libc::EINTR {
+                    continue;
+                }
+                self.fail(errno());
+                return;
+            }
+            if n == 0 {
+                self.fail(libc::ENOSPC);
+                return;
+            }
+            data = &data[n as usize..];
+        }
+    }
+
+    fn fail(&mut self, err: i32) {
+        self.failed = true;
+        WRITE_ERRORS.fetch_add(1, Ordering::Relaxed);
+        DISABLED.store(true, Ordering::Relaxed);
+        let p = self.path.clone();
+        self.warn_once(&p, err);
+    }
+
+    fn warn_once(&self, path: &[u8], err: i32) {
+        static WARNED: AtomicBool = AtomicBool::new(false);
+        if WARNED.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let mut msg = Vec::new();
+        msg.extend_from_slice(b"memlens: cannot write the trace ");
+        msg.extend_from_slice(path);
+        msg.extend_from_slice(b": ");
+        // SAFETY: strerror returns a static NUL-terminated string for any errno.
+        let s = unsafe { core::ffi::CStr::from_ptr(libc::strerror(err)) };
+        msg.extend_from_slice(s.to_bytes());
+        msg.extend_from_slice(
+            b"; recording stops here, the program runs on and the trace keeps what was written\n",
+        );
+        // SAFETY: writing a buffer to fd 2; failure is ignored on purpose.
+        unsafe { libc::write(2, msg.as_ptr() as *const _, msg.len()) };
+    }
+
+    pub fn path(&self) -> &[u8] {
+        &self.path
+    }
+
+    /// Forget the parent's file in a forked child (the fd stays open: it is the parent's).
+    pub fn forget(&mut self) {
+        self.fd = -1;
+        self.failed = false;
+        self.path.clear();
+    }
+}
+
+/// Compress and write one chunk.
+pub fn write_chunk<B: AsRef<[u8]> + AsMut<[u8]>>(
+    kind: ChunkKind,
+    thread: u32,
+    b: &ChunkBuilder<B>,
+    out: &mut Vec<u8>,
+) {
+    if b.is_empty() {
+        return;
+    }
+    let need = max_encoded_chunk_len(b.len());
+    if out.len() < need {
+        out.resize(need, 0);
+    }
+    match encode_chunk(kind, thread, b.first_ts(), b.last_ts(), b.payload(), out) {
+        Ok(n) => FILE.lock().write(&out[..n]),
+        Err(_) => {
+            DROPPED_EVENTS.fetch_add(b.records() as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Meta {
+    fn builder(&mut self) -> &mut ChunkBuilder<Box<[u8]>> {
+        self.builder.get_or_insert_with(|| {
+            ChunkBuilder::new(alloc::vec![0u8; CHUNK_RAW].into_boxed_slice())
+        })
+    }
+
+    /// Run `f` on the definitions buffer, flushing it first if the record does not fit.
+    pub fn with<E>(&mut self, mut f: impl FnMut(&mut ChunkBuilder<Box<[u8]>>) -> Result<(), E>) {
+        if f(self.builder()).is_ok() {
+            return;
+        }
+        self.flush();
+        if f(self.builder()).is_err() {
+            DROPPED_EVENTS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn flush(&mut self) {
+        let Some(b) = self.builder.as_mut() else {
+            return;
+        };
+        write_chunk(ChunkKind::Meta, 0, b, &mut self.out);
+        b.clear();
+    }
+
+    /// Drop buffered definitions (a forked child must not write the parent's).
+    pub fn discard(&mut self) {
+        if let Some(b) = self.builder.as_mut() {
+            b.clear();
+        }
+    }
+}
+
+pub fn module_load(
+    ts: u64,
+    id: u32,
+    path: &[u8],
+    build_id: &[u8],
+    bias: u64,
+    segments: &[(u64, u64, u32)],
+) {
+    META.lock()
+        .with(|b| b.module_load(ts, id, path, build_id, bias, segments));
+}
+
+pub fn module_unload(ts: u64, id: u32) {
+    META.lock().with(|b| b.module_unload(ts, id));
+}
+
+pub fn thread_record(ts: u64, index: u32, tid: u32, name: &[u8]) {
+    META.lock().with(|b| b.thread(ts, index, tid, name));
+}
+
+/// Write the End chunk (after all events have been flushed).
+pub fn end(ts: u64, kind: ExitKind, code: i32) {
+    let counters = EndCounters {
+        untracked_frees: 0,
+        dropped_events: DROPPED_EVENTS.load(Ordering::Relaxed),
+        recorder_peak_bytes: crate::private_alloc::MAPPED_BYTES.load(Ordering::Relaxed),
+        write_errors: WRITE_ERRORS.load(Ordering::Relaxed),
+    };
+    META.lock().flush();
+    let mut buf = [0u8; 256];
+    let mut b = ChunkBuilder::new(&mut buf[..]);
+    if b.end(ts, kind, code, &counters).is_ok() {
+        let mut out = Vec::new();
+        write_chunk(ChunkKind::End, 0, &b, &mut out);
+    }
+}

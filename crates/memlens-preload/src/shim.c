@@ -1,0 +1,20 @@
+/* The C part of the memlens recorder.
+ *
+ * 1. Per-thread state in initial-exec TLS. Rust's thread_local! in a cdylib uses the
+ *    general-dynamic model (__tls_get_addr), which may call malloc: a hook using it can
+ *    recurse. Initial-exec TLS is a fixed offset from %fs, safe inside malloc. It works
+ *    because the library is loaded at start-up through LD_PRELOAD, never dlopen'ed.
+ */
+#define _GNU_SOURCE
+#include <stddef.h>
+
+struct memlens_tls {
+    int busy;       /* > 0 while this thread is inside the recorder */
+    int exiting;    /* the thread's state was torn down at thread exit */
+    void *state;    /* the thread's ThreadState, or NULL */
+};
+
+static __thread struct memlens_tls tls __attribute__((tls_model("initial-exec")));
+
+__attribute__((visibility("hidden"))) struct memlens_tls *memlens_tls(void) { return &tls; }
+
