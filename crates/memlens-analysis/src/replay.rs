@@ -129,7 +129,7 @@ impl Replay {
         self.counters.bytes_allocated = self.counters.bytes_allocated.saturating_add(block.size);
         if let Some(old) = self.live.insert(addr, block) {
             self.counters.reused_addresses += 1;
-            self.live_bytes -= old.size;
+            self.live_bytes = self.live_bytes.saturating_sub(old.size);
             obs.removed(&old);
         }
         self.live_bytes = self.live_bytes.saturating_add(block.size);
@@ -141,7 +141,7 @@ impl Replay {
         match self.live.remove(&addr) {
             Some(old) => {
                 self.counters.frees += 1;
-                self.live_bytes -= old.size;
+                self.live_bytes = self.live_bytes.saturating_sub(old.size);
                 obs.removed(&old);
                 true
             }

@@ -145,8 +145,8 @@ impl HeapObserver for SiteTable {
     }
     fn removed(&mut self, b: &Block) {
         if let Some(s) = self.0.get_mut(&b.site) {
-            s.live_bytes -= b.size;
-            s.live_blocks -= 1;
+            s.live_bytes = s.live_bytes.saturating_sub(b.size);
+            s.live_blocks = s.live_blocks.saturating_sub(1);
         }
     }
 }
@@ -280,7 +280,7 @@ impl Report {
                     ..whole
                 }
             });
-            s.live_bytes += b.size;
+            s.live_bytes = s.live_bytes.saturating_add(b.size);
             s.live_blocks += 1;
         }
         let peak_sites: Vec<Site> = at_peak

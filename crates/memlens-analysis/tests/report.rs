@@ -283,3 +283,56 @@ fn progress_reports_every_chunk_of_pass_one() {
     assert!(seen.iter().all(|p| p.chunks_total == 4));
     std::fs::remove_file(p).ok();
 }
+
+#[test]
+fn damaged_traces_never_panic() {
+    let (p, full) = write_trace("fuzz", true);
+    let mut errors = 0;
+    for i in 0..full.len() {
+        for data in [full[..i].to_vec(), {
+            let mut d = full.clone();
+            d[i] ^= 0x5a;
+            d
+        }] {
+            std::fs::write(&p, &data).unwrap();
+            if let Ok(reader) = TraceReader::open(&p) {
+                match Report::build(&reader, &ReportOptions::default()) {
+                    Ok(r) => assert_eq!(r.peak.bytes, r.totals.peak_heap_bytes),
+                    Err(e) => {
+                        assert!(!e.to_string().contains('\n'));
+                        errors += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(errors > 0);
+    std::fs::remove_file(p).ok();
+}
+
+#[test]
+fn huge_sizes_saturate_instead_of_overflowing() {
+    let mut w = TraceWriter::new(Vec::new(), &header()).unwrap();
+    w.chunk(ChunkKind::Events, 0, |b| {
+        b.alloc(1, AllocFunc::Malloc, 0x10, u64::MAX, 1)?;
+        b.alloc(2, AllocFunc::Malloc, 0x20, u64::MAX, 1)?;
+        b.free(3, AllocFunc::Free, 0x10, 0)?;
+        b.free(4, AllocFunc::Free, 0x20, 0)
+    })
+    .unwrap();
+    let p = std::env::temp_dir().join(format!(
+        "memlens-analysis-{}-huge.trace",
+        std::process::id()
+    ));
+    std::fs::write(&p, w.finish().unwrap()).unwrap();
+    let r = Report::build(&TraceReader::open(&p).unwrap(), &ReportOptions::default()).unwrap();
+    assert_eq!(
+        (
+            r.totals.bytes_allocated,
+            r.totals.peak_heap_bytes,
+            r.totals.not_freed_bytes
+        ),
+        (u64::MAX, u64::MAX, 0)
+    );
+    std::fs::remove_file(p).ok();
+}
