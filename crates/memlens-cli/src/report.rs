@@ -464,8 +464,6 @@ pub fn json_report(r: &Report, sym: &mut Symbolizer) -> Value {
 
 /// Print the short summary `memlens run` shows on stderr when the program exits: one
 /// block of lines prefixed `==memlens==`. `Err` is one sentence (the trace is unreadable).
-// Called from run.rs; the allow keeps clippy quiet until that lands.
-#[allow(dead_code)]
 pub fn print_run_summary(trace: &Path) -> Result<(), String> {
     let block = run_summary(trace)?;
     let _ = std::io::stderr().lock().write_all(block.as_bytes());
