@@ -248,15 +248,21 @@ fn output_pattern(pattern: &str) -> Result<PathBuf, LaunchError> {
             dir.display()
         )));
     }
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
-        .map_err(|_| LaunchError::Other("the output path contains a NUL byte".into()))?;
-    // SAFETY: access() with a NUL-terminated path.
-    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
-        return Err(LaunchError::Other(format!(
-            "cannot write traces to {}: {} (choose another place with -o DIR/memlens.%n.%p.trace)",
-            dir.display(),
-            std::io::Error::last_os_error()
-        )));
+    // Create and remove a probe file: permission bits alone do not tell (root passes
+    // access(2) checks on file systems that refuse new files, like /proc).
+    let probe = dir.join(format!(".memlens-probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+        }
+        Err(e) => return Err(LaunchError::Other(format!(
+            "cannot write traces to {}: {e} (choose another place with -o DIR/memlens.%n.%p.trace)",
+            dir.display()
+        ))),
     }
     Ok(p)
 }
@@ -400,8 +406,8 @@ fn run(args: RunArgs) -> Result<ExitCode, LaunchError> {
     Ok(ExitCode::from(status.code().unwrap_or(1) as u8))
 }
 
-/// The summary of the first trace of the program's own process, and the names of the
-/// other traces (children, exec'd programs).
+/// The summary of the program's own process — its last trace, the image that ran last
+/// after any exec chain (`env`, shell wrappers) — and the names of the other traces.
 fn summarize(traces: &[PathBuf], root_pid: u32) {
     if traces.is_empty() {
         eprintln!(
@@ -415,7 +421,11 @@ fn summarize(traces: &[PathBuf], root_pid: u32) {
             .map(|r| r.header().pid == root_pid)
             .unwrap_or(false)
     };
-    let main = traces.iter().find(|p| is_root(p)).unwrap_or(&traces[0]);
+    let main = traces
+        .iter()
+        .rev()
+        .find(|p| is_root(p))
+        .unwrap_or(&traces[0]);
     if let Err(e) = crate::report::print_run_summary(main) {
         eprintln!("==memlens== cannot summarize {}: {e}", main.display());
     }

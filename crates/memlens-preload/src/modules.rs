@@ -68,10 +68,6 @@ impl Snapshot {
         (0, addr)
     }
 
-    pub fn contains(&self, addr: u64) -> bool {
-        self.locate(addr).0 != 0
-    }
-
     /// Unwind from a return address. `frames[0]` receives `ret`; returns the frame count.
     ///
     /// `sp`/`bp` are the caller's registers right after the hooked call returns; stack

@@ -94,40 +94,54 @@ fn probe(h: u64) -> Result<u32, Option<usize>> {
     Err(None)
 }
 
+/// A stack that is new and has frames outside every known module: the caller should
+/// rescan the modules (a library was loaded behind our back) before defining it.
+pub struct UnknownFrames;
+
 /// The id of the stack `frames`, defining it in the trace if it is new. 0 when the table
-/// is full or not initialised.
+/// is full or not initialised. A new stack with a frame outside every known module is
+/// defined only if `define_unknown` is set; otherwise `Err(UnknownFrames)` (checking
+/// frames only for new stacks keeps the common path free of module look-ups).
 #[inline]
-pub fn id_for(frames: &[u64], snap: &Snapshot) -> u32 {
+pub fn id_for(frames: &[u64], snap: &Snapshot, define_unknown: bool) -> Result<u32, UnknownFrames> {
     if TABLE.load(Ordering::Relaxed).is_null() {
-        return 0;
+        return Ok(0);
     }
     let h = hash(frames, snap.generation);
     match probe(h) {
-        Ok(id) => id,
-        Err(_) => insert(h, frames, snap),
+        Ok(id) => Ok(id),
+        Err(_) => insert(h, frames, snap, define_unknown),
     }
 }
 
 #[cold]
-fn insert(h: u64, frames: &[u64], snap: &Snapshot) -> u32 {
-    let _g = INSERT.lock();
-    let i = match probe(h) {
-        Ok(id) => return id,
-        Err(Some(i)) => i,
-        Err(None) => return 0,
-    };
-    if NEXT_ID.load(Ordering::Relaxed) >= MAX_STACKS {
-        return 0;
-    }
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+fn insert(
+    h: u64,
+    frames: &[u64],
+    snap: &Snapshot,
+    define_unknown: bool,
+) -> Result<u32, UnknownFrames> {
     let mut located = [(0u32, 0u64); crate::config::MAX_DEPTH_LIMIT];
     let n = frames.len().min(located.len());
     for (dst, &f) in located.iter_mut().zip(&frames[..n]) {
         *dst = snap.locate(f);
     }
+    if !define_unknown && located[..n].iter().any(|&(m, _)| m == 0) {
+        return Err(UnknownFrames);
+    }
+    let _g = INSERT.lock();
+    let i = match probe(h) {
+        Ok(id) => return Ok(id),
+        Err(Some(i)) => i,
+        Err(None) => return Ok(0),
+    };
+    if NEXT_ID.load(Ordering::Relaxed) >= MAX_STACKS {
+        return Ok(0);
+    }
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     output::META.lock().with(|b| b.stack(id, &located[..n]));
     let s = slot(i);
     s.id.store(id, Ordering::Relaxed);
     s.hash.store(h, Ordering::Release);
-    id
+    Ok(id)
 }

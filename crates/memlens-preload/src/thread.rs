@@ -34,6 +34,7 @@ pub struct ThreadState {
     out: Vec<u8>,
     cache: Cache,
     frames: [u64; MAX_DEPTH_LIMIT],
+    stack_lo: u64,
     stack_hi: u64,
 }
 
@@ -54,27 +55,129 @@ pub fn now_ns() -> u64 {
         .saturating_sub(START_NS.load(Ordering::Relaxed))
 }
 
-fn stack_top() -> u64 {
-    // SAFETY: pthread_getattr_np initialises attr (it may call malloc: we are busy, so
-    // that passes through); attr is destroyed after use.
-    unsafe {
-        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
-        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
-            return 0;
+/// Bounds `[lo, hi)` of the stack the current thread runs on: the mapping that holds the
+/// stack pointer, read from /proc/self/maps with raw syscalls. (pthread_getattr_np cannot
+/// be used here: it holds the thread's lock while it allocates, so a hook calling it from
+/// inside such an allocation deadlocks.) For the main thread's growable stack, `lo` is
+/// the lowest address the stack may grow to. `(0, 0)` if unknown: then only the first
+/// frame of each stack is recorded.
+fn stack_bounds() -> (u64, u64) {
+    let sp = {
+        let sp: u64;
+        // SAFETY: reads the stack pointer register only.
+        unsafe {
+            core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
+        };
+        sp
+    };
+    let mut found = (0u64, 0u64, false);
+    for_each_mapping(|start, end, name| {
+        if start <= sp && sp < end {
+            found = (start, end, name == b"[stack]");
+            false
+        } else {
+            true
         }
-        let mut addr: *mut libc::c_void = core::ptr::null_mut();
-        let mut size: usize = 0;
-        let r = libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
-        libc::pthread_attr_destroy(&mut attr);
-        if r != 0 {
-            return 0;
-        }
-        addr as u64 + size as u64
+    });
+    let (start, end, is_main) = found;
+    if end == 0 {
+        return (0, 0);
     }
+    if is_main {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit fills lim.
+        unsafe { libc::getrlimit(libc::RLIMIT_STACK, &mut lim) };
+        let max = if lim.rlim_cur == libc::RLIM_INFINITY {
+            1 << 30
+        } else {
+            lim.rlim_cur.max(8 << 20)
+        };
+        (end.saturating_sub(max).min(start), end)
+    } else {
+        (start, end)
+    }
+}
+
+/// Call `f(start, end, name)` for each line of /proc/self/maps until it returns false.
+/// Reads with open/read/close into a stack buffer: no allocation, no lock.
+fn for_each_mapping(mut f: impl FnMut(u64, u64, &[u8]) -> bool) {
+    // SAFETY: NUL-terminated path; the fd is closed below.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/maps".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return;
+    }
+    let mut buf = [0u8; 8192];
+    let mut have = 0usize;
+    'outer: loop {
+        // SAFETY: reads into the free tail of buf.
+        let n = unsafe { libc::read(fd, buf[have..].as_mut_ptr() as *mut _, buf.len() - have) };
+        if n <= 0 {
+            break;
+        }
+        have += n as usize;
+        let mut consumed = 0;
+        while let Some(nl) = buf[consumed..have].iter().position(|&c| c == b'\n') {
+            let line = &buf[consumed..consumed + nl];
+            consumed += nl + 1;
+            if let Some((start, end, name)) = parse_maps_line(line) {
+                if !f(start, end, name) {
+                    break 'outer;
+                }
+            }
+        }
+        buf.copy_within(consumed..have, 0);
+        have -= consumed;
+        if have == buf.len() {
+            break; // a line longer than the buffer: give up rather than misparse
+        }
+    }
+    // SAFETY: closing the fd opened above.
+    unsafe { libc::close(fd) };
+}
+
+fn parse_maps_line(line: &[u8]) -> Option<(u64, u64, &[u8])> {
+    let hex = |s: &[u8]| -> Option<u64> {
+        let mut v = 0u64;
+        for &c in s {
+            v = v.checked_mul(16)? + (c as char).to_digit(16)? as u64;
+        }
+        Some(v)
+    };
+    let dash = line.iter().position(|&c| c == b'-')?;
+    let sp = line.iter().position(|&c| c == b' ')?;
+    let start = hex(&line[..dash])?;
+    let end = hex(&line[dash + 1..sp])?;
+    // The name is the 6th field, after five space-separated ones.
+    let mut fields = 0;
+    let mut i = 0;
+    while i < line.len() && fields < 5 {
+        if line[i] == b' ' {
+            fields += 1;
+            while i < line.len() && line[i] == b' ' {
+                i += 1;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    Some((start, end, &line[i.min(line.len())..]))
 }
 
 impl ThreadState {
     fn new(index: u32) -> Box<ThreadState> {
+        let (stack_lo, stack_hi) = if index == LATE_THREAD {
+            (0, 0)
+        } else {
+            stack_bounds()
+        };
         Box::new(ThreadState {
             lock: AtomicBool::new(false),
             index,
@@ -82,7 +185,8 @@ impl ThreadState {
             out: Vec::new(),
             cache: Cache::new_in(),
             frames: [0; MAX_DEPTH_LIMIT],
-            stack_hi: if index == LATE_THREAD { 0 } else { stack_top() },
+            stack_lo,
+            stack_hi,
         })
     }
 
@@ -259,29 +363,30 @@ fn capture(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
         return 0;
     };
     let depth = (MAX_DEPTH.load(Ordering::Relaxed) as usize).min(MAX_DEPTH_LIMIT);
-    let mut n = snap.unwind(
-        caller.ret,
-        caller.sp,
-        caller.bp,
-        st.stack_hi,
-        &mut st.cache,
-        &mut st.frames[..depth],
-    );
-    // A frame outside every known module: a library was loaded behind our back.
-    if !snap.contains(st.frames[n - 1]) && modules::refresh_if_changed(ts) {
-        if let Some(s) = modules::current() {
-            snap = s;
-            n = snap.unwind(
-                caller.ret,
-                caller.sp,
-                caller.bp,
-                st.stack_hi,
-                &mut st.cache,
-                &mut st.frames[..depth],
-            );
+    // Only walk the stack the thread was created on: on another one (sigaltstack, a
+    // coroutine's) its bounds are unknown, and only the first frame is kept.
+    let hi = if caller.sp >= st.stack_lo && caller.sp < st.stack_hi {
+        st.stack_hi
+    } else {
+        0
+    };
+    let frames = &mut st.frames[..depth];
+    let n = snap.unwind(caller.ret, caller.sp, caller.bp, hi, &mut st.cache, frames);
+    match stacks::id_for(&frames[..n], snap, false) {
+        Ok(id) => id,
+        Err(stacks::UnknownFrames) => {
+            // A new stack through code outside every known module: a library loaded
+            // behind our back (dlopen is not interposed). Rescan if the loader's counters
+            // moved, unwind again with the new modules, and define the stack either way.
+            if modules::refresh_if_changed(ts) {
+                if let Some(s) = modules::current() {
+                    snap = s;
+                }
+            }
+            let n = snap.unwind(caller.ret, caller.sp, caller.bp, hi, &mut st.cache, frames);
+            stacks::id_for(&frames[..n], snap, true).unwrap_or(0)
         }
     }
-    stacks::id_for(&st.frames[..n], snap)
 }
 
 /// Sample RSS if the interval has passed; one thread wins each interval.

@@ -1,0 +1,221 @@
+//! Shared harness for tests that build the programs in `tests/programs/`, run them under
+//! `memlens run`, and read the reports back as JSON.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub fn memlens() -> PathBuf {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_memlens"));
+    let preload = exe.with_file_name("libmemlens_preload.so");
+    assert!(
+        preload.is_file(),
+        "{} is missing: build the workspace first (`cargo build --release --workspace`, or `make test`)",
+        preload.display()
+    );
+    exe
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+pub fn source(name: &str) -> PathBuf {
+    repo_root().join("tests/programs").join(name)
+}
+
+/// A fresh directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn build_dir() -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("programs");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Compile a test program with `compiler` (gcc, g++, rustc) and extra flags; cached by
+/// output name for the life of the target directory.
+pub fn build(compiler: &str, src: &str, out: &str, flags: &[&str]) -> PathBuf {
+    let exe = build_dir().join(out);
+    let srcp = source(src);
+    let fresh = exe.metadata().and_then(|m| m.modified()).ok()
+        >= srcp.metadata().and_then(|m| m.modified()).ok();
+    if exe.exists() && fresh {
+        return exe;
+    }
+    let tmp = exe.with_extension(format!("tmp{}", std::process::id()));
+    let mut cmd = Command::new(compiler);
+    if compiler == "rustc" {
+        cmd.arg(&srcp).arg("-o").arg(&tmp).args(flags);
+    } else {
+        cmd.args(flags).arg(&srcp).arg("-o").arg(&tmp);
+    }
+    let o = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {compiler}: {e}"));
+    assert!(
+        o.status.success(),
+        "{compiler} {src} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::rename(&tmp, &exe).unwrap();
+    exe
+}
+
+/// Flags for the C test programs: optimised (no frame pointers, so stacks need DWARF
+/// unwinding), but without the optimisations that would remove or merge the very
+/// allocations and frames the tests count (builtin malloc elimination, tail calls).
+pub const C_FLAGS: &[&str] = &[
+    "-g",
+    "-O1",
+    "-fno-builtin",
+    "-fno-optimize-sibling-calls",
+    "-pthread",
+];
+pub const CXX_FLAGS: &[&str] = &[
+    "-g",
+    "-O1",
+    "-fno-builtin",
+    "-fno-optimize-sibling-calls",
+    "-fno-allocation-dce",
+];
+
+pub fn build_c(src: &str, out: &str) -> PathBuf {
+    build("gcc", src, out, C_FLAGS)
+}
+
+/// The result of one `memlens run`.
+pub struct Run {
+    pub output: Output,
+    pub dir: PathBuf,
+}
+
+impl Run {
+    /// Trace files written, sorted by name.
+    pub fn traces(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().contains(".trace"))
+            .collect();
+        v.sort();
+        v
+    }
+    pub fn only_trace(&self) -> PathBuf {
+        let t = self.traces();
+        assert_eq!(
+            t.len(),
+            1,
+            "expected one trace, got {t:?}\nstderr:\n{}",
+            self.stderr()
+        );
+        t[0].clone()
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+}
+
+/// `memlens run -o DIR/%n.%p.trace [extra] -- prog args`
+pub fn run_with(extra: &[&str], prog: &Path, args: &[&str]) -> Run {
+    let dir = scratch(prog.file_name().unwrap().to_str().unwrap());
+    let pattern = dir.join("%n.%p.trace");
+    let output = Command::new(memlens())
+        .arg("run")
+        .arg("-o")
+        .arg(&pattern)
+        .args(extra)
+        .arg("--")
+        .arg(prog)
+        .args(args)
+        .output()
+        .unwrap();
+    Run { output, dir }
+}
+
+pub fn run(prog: &Path, args: &[&str]) -> Run {
+    run_with(&[], prog, args)
+}
+
+/// `memlens report --format json --top <all>`
+pub fn report(trace: &Path) -> Value {
+    let o = Command::new(memlens())
+        .args(["report", "--format", "json", "--top", "100000"])
+        .arg(trace)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "report failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+pub fn frames(site: &Value) -> Vec<&Value> {
+    site["stack"].as_array().unwrap().iter().collect()
+}
+
+/// Sites whose innermost frame is the function `func`: exactly that name, or that name
+/// followed by a C++ parameter list (`make_objects()`).
+pub fn sites_at<'a>(report: &'a Value, func: &str) -> Vec<&'a Value> {
+    report["hotspots"]["by_allocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            frames(s).first().is_some_and(|f| {
+                let name = f["function"].as_str().unwrap_or("");
+                name == func
+                    || name
+                        .strip_prefix(func)
+                        .is_some_and(|rest| rest.starts_with('('))
+            })
+        })
+        .collect()
+}
+
+/// Sites with any frame whose function contains `func`.
+pub fn sites_through<'a>(report: &'a Value, func: &str) -> Vec<&'a Value> {
+    report["hotspots"]["by_allocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            frames(s)
+                .iter()
+                .any(|f| f["function"].as_str().unwrap_or("").contains(func))
+        })
+        .collect()
+}
+
+pub fn sum(sites: &[&Value], key: &str) -> u64 {
+    sites.iter().map(|s| s[key].as_u64().unwrap()).sum()
+}
+
+/// 1-based line of the first line of `src` containing `marker`.
+pub fn line_of(src: &str, marker: &str) -> u64 {
+    let text = std::fs::read_to_string(source(src)).unwrap();
+    text.lines()
+        .position(|l| l.contains(marker))
+        .unwrap_or_else(|| panic!("{marker} not in {src}")) as u64
+        + 1
+}

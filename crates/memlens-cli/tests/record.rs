@@ -1,0 +1,362 @@
+//! End-to-end recording tests: real C, C++ and Rust programs under `memlens run`, with
+//! exact allocation counts, bytes, function names and file:line asserted from the report.
+
+mod common;
+
+use common::*;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+
+#[test]
+fn c_allocation_functions_exact_counts_and_lines() {
+    let prog = build_c("sites.c", "sites");
+    let r = run(&prog, &[]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    assert_eq!(r.stdout(), "sites done 6\n");
+    let rep = report(&r.only_trace());
+
+    let m = sites_at(&rep, "do_malloc");
+    assert_eq!(
+        (
+            sum(&m, "allocations"),
+            sum(&m, "bytes_allocated"),
+            sum(&m, "live_blocks")
+        ),
+        (10, 1000, 0)
+    );
+    assert_eq!(m[0]["allocator"], "malloc");
+    let f0 = &m[0]["stack"][0];
+    assert!(f0["file"].as_str().unwrap().ends_with("sites.c"), "{f0}");
+    assert_eq!(
+        f0["line"].as_u64().unwrap(),
+        line_of("sites.c", "p[i] = malloc(100)")
+    );
+    let f1 = &m[0]["stack"][1];
+    assert_eq!(f1["function"], "main");
+    assert_eq!(
+        f1["line"].as_u64().unwrap(),
+        line_of("sites.c", "    do_malloc();")
+    );
+
+    let c = sites_at(&rep, "do_calloc");
+    assert_eq!(
+        (
+            sum(&c, "allocations"),
+            sum(&c, "bytes_allocated"),
+            sum(&c, "live_blocks"),
+            sum(&c, "live_bytes")
+        ),
+        (5, 500, 5, 500)
+    );
+    assert_eq!(c[0]["allocator"], "calloc");
+
+    let re = sites_at(&rep, "do_realloc");
+    assert_eq!(
+        (
+            sum(&re, "allocations"),
+            sum(&re, "bytes_allocated"),
+            sum(&re, "live_blocks")
+        ),
+        (3, 60, 0)
+    );
+    let mut allocators: Vec<&str> = re
+        .iter()
+        .map(|s| s["allocator"].as_str().unwrap())
+        .collect();
+    allocators.sort();
+    assert_eq!(allocators, ["malloc", "realloc", "realloc"]);
+
+    let a = sites_at(&rep, "do_aligned");
+    assert_eq!(
+        (
+            sum(&a, "allocations"),
+            sum(&a, "bytes_allocated"),
+            sum(&a, "live_blocks")
+        ),
+        (5, 380, 0)
+    );
+    let mut allocators: Vec<&str> = a.iter().map(|s| s["allocator"].as_str().unwrap()).collect();
+    allocators.sort();
+    assert_eq!(
+        allocators,
+        [
+            "aligned_alloc",
+            "memalign",
+            "posix_memalign",
+            "pvalloc",
+            "valloc"
+        ]
+    );
+
+    let ra = sites_at(&rep, "do_reallocarray");
+    assert_eq!(
+        (
+            sum(&ra, "allocations"),
+            sum(&ra, "bytes_allocated"),
+            sum(&ra, "live_bytes")
+        ),
+        (1, 63, 63)
+    );
+    assert_eq!(ra[0]["allocator"], "reallocarray");
+
+    // The summary on stderr names the trace and the not-freed total.
+    assert!(r.stderr().contains("==memlens== trace: "), "{}", r.stderr());
+}
+
+#[test]
+fn cxx_new_delete_families_and_libstdcxx_frames() {
+    let prog = build("g++", "cxx.cpp", "cxx", CXX_FLAGS);
+    let r = run(&prog, &[]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let rep = report(&r.only_trace());
+
+    let o = sites_at(&rep, "make_objects");
+    assert_eq!(
+        (
+            sum(&o, "allocations"),
+            sum(&o, "bytes_allocated"),
+            sum(&o, "live_bytes")
+        ),
+        (3, 72, 24)
+    );
+    assert!(o.iter().all(|s| s["allocator"] == "operator new"));
+
+    let a = sites_at(&rep, "make_arrays");
+    assert_eq!(
+        (
+            sum(&a, "allocations"),
+            sum(&a, "bytes_allocated"),
+            sum(&a, "live_bytes")
+        ),
+        (2, 320, 160)
+    );
+    assert!(a.iter().all(|s| s["allocator"] == "operator new[]"));
+
+    // The stream grows its buffer inside libstdc++.so: stacks must go through it and
+    // reach build_stream in the program, with demangled names.
+    let s = sites_through(&rep, "build_stream");
+    assert!(!s.is_empty());
+    let through_lib = s.iter().any(|site| {
+        let f = frames(site);
+        let lib = f
+            .iter()
+            .position(|f| f["module"].as_str().unwrap_or("").starts_with("libstdc++"));
+        let user = f.iter().position(|f| {
+            f["function"]
+                .as_str()
+                .unwrap_or("")
+                .contains("build_stream")
+        });
+        matches!((lib, user), (Some(l), Some(u)) if l < u)
+            && f.iter()
+                .any(|f| f["function"].as_str().unwrap_or("").contains("std::"))
+    });
+    assert!(
+        through_lib,
+        "no stack from build_stream through libstdc++: {s:#?}"
+    );
+}
+
+#[test]
+fn eight_threads_lose_no_events() {
+    let prog = build_c("threads.c", "threads");
+    let r = run(&prog, &[]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let rep = report(&r.only_trace());
+    let churn = sites_at(&rep, "worker_churn");
+    assert_eq!(sum(&churn, "allocations"), 8 * 20000);
+    assert_eq!(sum(&churn, "live_blocks"), 0);
+    let leak = sites_at(&rep, "worker_leak");
+    assert_eq!(
+        (
+            sum(&leak, "allocations"),
+            sum(&leak, "live_blocks"),
+            sum(&leak, "live_bytes")
+        ),
+        (8, 8, 576)
+    );
+    assert!(rep["totals"]["frees"].as_u64().unwrap() >= 8 * 20000);
+}
+
+#[test]
+fn fork_and_exec_each_write_their_own_trace() {
+    let prog = build_c("forkexec.c", "forkexec");
+    let r = run(&prog, &[]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    assert_eq!(r.stdout(), "child exited 0\nstage2 done\n");
+    let traces = r.traces();
+    assert_eq!(traces.len(), 3, "{traces:?}");
+    let reps: Vec<_> = traces.iter().map(|t| report(t)).collect();
+    let pid_of = |v: &serde_json::Value| v["trace"]["pid"].as_u64().unwrap();
+    let parent = reps
+        .iter()
+        .find(|v| v["trace"]["exit"]["kind"] == "exec")
+        .expect("pre-exec trace");
+    let child = reps
+        .iter()
+        .find(|v| v["trace"]["forked_from"].as_u64() == Some(pid_of(parent)))
+        .expect("child trace");
+    let stage2 = reps
+        .iter()
+        .find(|v| pid_of(v) == pid_of(parent) && v["trace"]["exit"]["kind"] == "exit")
+        .expect("exec'd trace");
+    assert_eq!(sum(&sites_at(parent, "alloc_parent"), "live_bytes"), 111);
+    let c = sites_at(child, "alloc_child");
+    assert_eq!((sum(&c, "allocations"), sum(&c, "live_bytes")), (3, 666));
+    // The child's trace holds only the child's own events, not the parent's.
+    assert!(sites_at(child, "alloc_parent").is_empty());
+    assert_eq!(sum(&sites_at(stage2, "alloc_stage2"), "live_bytes"), 333);
+    assert!(stage2["trace"]["argv"][1] == "stage2");
+}
+
+#[test]
+fn no_follow_records_only_the_first_image() {
+    let prog = build_c("forkexec.c", "forkexec");
+    let r = run_with(&["--no-follow"], &prog, &[]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let traces = r.traces();
+    // The parent before exec and its fork child; not the exec'd image.
+    assert_eq!(traces.len(), 2, "{traces:?}");
+    assert!(traces
+        .iter()
+        .all(|t| sites_at(&report(t), "alloc_stage2").is_empty()));
+}
+
+fn bare(prog: &std::path::Path, arg: &str) -> std::process::Output {
+    Command::new(prog).arg(arg).output().unwrap()
+}
+
+#[test]
+fn exit_statuses_and_signals_are_passed_on() {
+    let prog = build_c("exits.c", "exits");
+    for (how, code, sig) in [
+        ("return", Some(0), None),
+        ("exit3", Some(3), None),
+        ("_exit4", Some(4), None),
+        ("abort", None, Some(6)),
+        ("segv", None, Some(11)),
+    ] {
+        let r = run_with(&["--quiet"], &prog, &[how]);
+        let b = bare(&prog, how);
+        assert_eq!(
+            r.output.status.code(),
+            code,
+            "{how}: {:?} {}",
+            r.output.status,
+            r.stderr()
+        );
+        assert_eq!(r.output.status.signal(), sig, "{how}");
+        assert_eq!(b.status.code(), code, "{how} bare");
+        assert_eq!(r.output.stdout, b.stdout, "{how}: stdout differs");
+        assert_eq!(r.output.stderr, b.stderr, "{how}: stderr differs (--quiet)");
+        let t = r.only_trace();
+        let rep = report(&t);
+        match how {
+            "exit3" => assert_eq!(
+                rep["trace"]["exit"],
+                serde_json::json!({"kind": "exit", "code": 3})
+            ),
+            "_exit4" => assert_eq!(
+                rep["trace"]["exit"],
+                serde_json::json!({"kind": "_exit", "code": 4})
+            ),
+            "return" => assert_eq!(
+                rep["trace"]["exit"],
+                serde_json::json!({"kind": "exit", "code": 0})
+            ),
+            _ => {}
+        }
+        // The 77-byte block from main is in every trace that got flushed.
+        if code.is_some() {
+            assert_eq!(sum(&sites_at(&rep, "main"), "bytes_allocated"), 77, "{how}");
+        }
+    }
+}
+
+#[test]
+fn dlopened_then_dlclosed_library_frames_resolve() {
+    let plugin = build(
+        "gcc",
+        "plugin.c",
+        "plugin.so",
+        &[C_FLAGS, &["-shared", "-fPIC"]].concat(),
+    );
+    let prog = build_c("dlopen_main.c", "dlopen_main");
+    let r = run(&prog, &[plugin.to_str().unwrap()]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let rep = report(&r.only_trace());
+    let p = sites_at(&rep, "plugin_alloc");
+    assert_eq!(
+        (sum(&p, "allocations"), sum(&p, "live_bytes")),
+        (1, 4242),
+        "{:#}",
+        rep["not_freed"]
+    );
+    let f0 = &p[0]["stack"][0];
+    assert!(f0["file"].as_str().unwrap().ends_with("plugin.c"));
+    assert_eq!(
+        f0["line"].as_u64().unwrap(),
+        line_of("plugin.c", "return malloc(4242)")
+    );
+    assert_eq!(f0["module"], "plugin.so");
+    assert_eq!(p[0]["stack"][1]["function"], "main");
+}
+
+#[test]
+fn rust_program_boxes() {
+    let prog = build(
+        "rustc",
+        "rust_alloc.rs",
+        "rust_alloc",
+        &["-g", "-C", "opt-level=0"],
+    );
+    let r = run(&prog, &[]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    assert_eq!(r.stdout(), "rust done 10\n");
+    let rep = report(&r.only_trace());
+    let b = sites_through(&rep, "rust_alloc::make_boxes");
+    assert_eq!(
+        (
+            sum(&b, "allocations"),
+            sum(&b, "bytes_allocated"),
+            sum(&b, "live_bytes")
+        ),
+        (100, 4800, 4800)
+    );
+}
+
+#[test]
+fn summary_goes_to_stderr_and_quiet_silences_it() {
+    let prog = build_c("sites.c", "sites");
+    let loud = run(&prog, &[]);
+    let s = loud.stderr();
+    assert!(s.contains("==memlens== not freed at exit:"), "{s}");
+    assert!(s.contains("do_calloc"), "top not-freed site missing: {s}");
+    let quiet = run_with(&["--quiet"], &prog, &[]);
+    assert_eq!(quiet.stderr(), "");
+    let out = Command::new(memlens())
+        .args(["run", "-o"])
+        .arg(scratch("q").join("%p.trace"))
+        .arg("--")
+        .arg(&prog)
+        .env("MEMLENS_QUIET", "1")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    // --log-file takes the summary instead of stderr.
+    let d = scratch("log");
+    let log = d.join("memlens.log");
+    let out = Command::new(memlens())
+        .args(["run", "--log-file"])
+        .arg(&log)
+        .arg("-o")
+        .arg(d.join("%p.trace"))
+        .arg("--")
+        .arg(&prog)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("==memlens== trace:"));
+}
