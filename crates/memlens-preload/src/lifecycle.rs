@@ -159,7 +159,9 @@ fn strip_ld_preload() {
         let s = core::slice::from_raw_parts_mut(p as *mut u8, len);
         let mut out = 0;
         let mut first = true;
-        for part in s.to_vec().split(|&c| c == b':' || c == b' ') {
+        // Parts are read from a copy while the live string is rewritten in place.
+        let original = s.to_vec();
+        for part in original.split(|&c| c == b':' || c == b' ') {
             if part.is_empty()
                 || part.windows(16).any(|w| w == b"memlens_preload.")
                 || part.ends_with(b"libmemlens_preload.so")
@@ -262,8 +264,10 @@ fn call_exit(slot: &AtomicUsize, status: c_int) -> ! {
         f(status)
     }
     // SAFETY: exit_group never returns.
-    unsafe { libc::syscall(libc::SYS_exit_group, status as libc::c_long) };
-    loop {}
+    unsafe {
+        libc::syscall(libc::SYS_exit_group, status as libc::c_long);
+        libc::abort()
+    }
 }
 
 #[no_mangle]
