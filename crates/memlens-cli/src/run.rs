@@ -259,10 +259,12 @@ fn output_pattern(pattern: &str) -> Result<PathBuf, LaunchError> {
         Ok(_) => {
             let _ = std::fs::remove_file(&probe);
         }
-        Err(e) => return Err(LaunchError::Other(format!(
+        Err(e) => {
+            return Err(LaunchError::Other(format!(
             "cannot write traces to {}: {e} (choose another place with -o DIR/memlens.%n.%p.trace)",
             dir.display()
-        ))),
+        )))
+        }
     }
     Ok(p)
 }
