@@ -1,19 +1,23 @@
-//! De-duplication of stacks: a fixed-size open-addressing table in its own mmap, keyed by
-//! a 64-bit hash of the frames (and of the module-set generation).
+//! De-duplication of stacks: an open-addressing table in its own mmap, keyed by a 64-bit
+//! hash of the frames (and of the module-set generation).
 //!
 //! Lookups are lock-free: a slot's hash is published with Release after its id, and a
 //! slot once filled never changes. Insertions take [`INSERT`], write the stack's
 //! definition into the Meta buffer, then publish the slot, so a stack id is never used
 //! before its definition is buffered. A 64-bit hash is taken as the stack's identity.
+//!
+//! The table starts small (64 Ki slots, 1 MiB) and doubles when 70% full: the inserting
+//! thread builds the bigger table under the lock and publishes it. A reader still probing
+//! the old table may miss a stack; it then takes the insert path, which re-probes the
+//! current table under the lock. Old tables stay mapped (a reader may be inside one) but
+//! their pages are released with MADV_DONTNEED, after which they read as empty.
 
 use crate::modules::Snapshot;
 use crate::output;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
-const SLOTS: usize = 1 << 22;
-const MASK: usize = SLOTS - 1;
-/// Stop inserting beyond this many stacks (70% load); further new stacks get id 0.
-const MAX_STACKS: u32 = (SLOTS as u32 / 10) * 7;
+const INITIAL_SLOTS: usize = 1 << 16;
+const MAX_SLOTS: usize = 1 << 24;
 const MAX_PROBES: usize = 4096;
 
 #[repr(C)]
@@ -23,19 +27,28 @@ struct Slot {
     _pad: u32,
 }
 
-static TABLE: AtomicPtr<Slot> = AtomicPtr::new(core::ptr::null_mut());
+/// A table: `mask + 1` slots, followed in memory by nothing else.
+struct Table {
+    slots: *mut Slot,
+    mask: usize,
+    /// Filled slots (written under INSERT).
+    used: AtomicU32,
+}
+
+static TABLE: AtomicPtr<Table> = AtomicPtr::new(core::ptr::null_mut());
 pub static INSERT: spin::Mutex<()> = spin::Mutex::new(());
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 /// Mixed into hashes; bumped in a forked child so that its new trace redefines stacks.
 pub static EPOCH: AtomicU64 = AtomicU64::new(0);
 
-/// Map the table (lazily touched, so untouched slots cost no memory).
-pub fn init() -> bool {
-    // SAFETY: anonymous private mapping; result checked.
+fn map_table(slots: usize) -> Option<*mut Table> {
+    let bytes = slots * core::mem::size_of::<Slot>();
+    // SAFETY: anonymous private mapping; result checked. Zeroed memory is a valid empty
+    // table (hash 0 = free slot).
     let p = unsafe {
         libc::mmap(
             core::ptr::null_mut(),
-            SLOTS * core::mem::size_of::<Slot>(),
+            bytes,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
             -1,
@@ -43,10 +56,23 @@ pub fn init() -> bool {
         )
     };
     if p == libc::MAP_FAILED {
-        return false;
+        return None;
     }
-    TABLE.store(p as *mut Slot, Ordering::Release);
-    true
+    let t = alloc::boxed::Box::new(Table { slots: p as *mut Slot, mask: slots - 1, used: AtomicU32::new(0) });
+    Some(alloc::boxed::Box::into_raw(t))
+}
+
+extern crate alloc;
+
+/// Map the first table.
+pub fn init() -> bool {
+    match map_table(INITIAL_SLOTS) {
+        Some(t) => {
+            TABLE.store(t, Ordering::Release);
+            true
+        }
+        None => false,
+    }
 }
 
 #[inline]
@@ -60,38 +86,52 @@ fn mix(mut h: u64) -> u64 {
 
 #[inline]
 pub fn hash(frames: &[u64], generation: u64) -> u64 {
-    let mut h = generation
-        ^ EPOCH.load(Ordering::Relaxed)
-        ^ (frames.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut h = generation ^ EPOCH.load(Ordering::Relaxed) ^ (frames.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     for &f in frames {
         h = mix(h ^ f).wrapping_add(0x2545_F491_4F6C_DD1D);
     }
     mix(h) | 1
 }
 
-#[inline]
-fn slot(i: usize) -> &'static Slot {
-    // SAFETY: TABLE points to SLOTS zero-initialised slots for the life of the process
-    // (checked non-null by callers through `id_for`), and i is masked.
-    unsafe { &*TABLE.load(Ordering::Relaxed).add(i & MASK) }
+impl Table {
+    #[inline]
+    fn slot(&self, i: usize) -> &Slot {
+        // SAFETY: `slots` points to mask+1 slots that stay mapped for the life of the
+        // process, and i is masked.
+        unsafe { &*self.slots.add(i & self.mask) }
+    }
+
+    /// Find `h` (Ok(id)) or the empty slot where it would go (Err(Some(index))).
+    #[inline]
+    fn probe(&self, h: u64) -> Result<u32, Option<usize>> {
+        let mut i = h as usize & self.mask;
+        for _ in 0..MAX_PROBES {
+            let s = self.slot(i);
+            let k = s.hash.load(Ordering::Acquire);
+            if k == h {
+                return Ok(s.id.load(Ordering::Relaxed));
+            }
+            if k == 0 {
+                return Err(Some(i));
+            }
+            i = (i + 1) & self.mask;
+        }
+        Err(None)
+    }
+
+    /// Publish `(h, id)` in free slot `i`. Under INSERT.
+    fn fill(&self, i: usize, h: u64, id: u32) {
+        let s = self.slot(i);
+        s.id.store(id, Ordering::Relaxed);
+        s.hash.store(h, Ordering::Release);
+        self.used.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
-/// Find `h` (Some(id)) or the empty slot where it would go (None, index).
 #[inline]
-fn probe(h: u64) -> Result<u32, Option<usize>> {
-    let mut i = h as usize & MASK;
-    for _ in 0..MAX_PROBES {
-        let s = slot(i);
-        let k = s.hash.load(Ordering::Acquire);
-        if k == h {
-            return Ok(s.id.load(Ordering::Relaxed));
-        }
-        if k == 0 {
-            return Err(Some(i));
-        }
-        i = (i + 1) & MASK;
-    }
-    Err(None)
+fn current() -> Option<&'static Table> {
+    // SAFETY: published tables are never freed.
+    unsafe { TABLE.load(Ordering::Acquire).as_ref() }
 }
 
 /// A stack that is new and has frames outside every known module: the caller should
@@ -104,23 +144,42 @@ pub struct UnknownFrames;
 /// frames only for new stacks keeps the common path free of module look-ups).
 #[inline]
 pub fn id_for(frames: &[u64], snap: &Snapshot, define_unknown: bool) -> Result<u32, UnknownFrames> {
-    if TABLE.load(Ordering::Relaxed).is_null() {
-        return Ok(0);
-    }
+    let Some(t) = current() else { return Ok(0) };
     let h = hash(frames, snap.generation);
-    match probe(h) {
+    match t.probe(h) {
         Ok(id) => Ok(id),
         Err(_) => insert(h, frames, snap, define_unknown),
     }
 }
 
+/// Double the table (under INSERT): rehash every entry into a new one, publish it, and
+/// release the old one's pages.
+fn grow(old: &'static Table) -> Option<&'static Table> {
+    let slots = (old.mask + 1) * 2;
+    if slots > MAX_SLOTS {
+        return None;
+    }
+    let new_ptr = map_table(slots)?;
+    // SAFETY: just created, not yet shared.
+    let new = unsafe { &*new_ptr };
+    for i in 0..=old.mask {
+        let s = old.slot(i);
+        let h = s.hash.load(Ordering::Acquire);
+        if h != 0 {
+            if let Err(Some(j)) = new.probe(h) {
+                new.fill(j, h, s.id.load(Ordering::Relaxed));
+            }
+        }
+    }
+    TABLE.store(new_ptr, Ordering::Release);
+    // SAFETY: the old mapping stays mapped; DONTNEED makes its pages read as zeros, which
+    // a late reader takes for "not found" and then re-probes the new table under lock.
+    unsafe { libc::madvise(old.slots as *mut libc::c_void, (old.mask + 1) * core::mem::size_of::<Slot>(), libc::MADV_DONTNEED) };
+    Some(new)
+}
+
 #[cold]
-fn insert(
-    h: u64,
-    frames: &[u64],
-    snap: &Snapshot,
-    define_unknown: bool,
-) -> Result<u32, UnknownFrames> {
+fn insert(h: u64, frames: &[u64], snap: &Snapshot, define_unknown: bool) -> Result<u32, UnknownFrames> {
     let mut located = [(0u32, 0u64); crate::config::MAX_DEPTH_LIMIT];
     let n = frames.len().min(located.len());
     for (dst, &f) in located.iter_mut().zip(&frames[..n]) {
@@ -130,18 +189,23 @@ fn insert(
         return Err(UnknownFrames);
     }
     let _g = INSERT.lock();
-    let i = match probe(h) {
+    let Some(mut t) = current() else { return Ok(0) };
+    if let Ok(id) = t.probe(h) {
+        return Ok(id);
+    }
+    if (t.used.load(Ordering::Relaxed) as usize + 1) * 10 > (t.mask + 1) * 7 {
+        match grow(t) {
+            Some(bigger) => t = bigger,
+            None => return Ok(0),
+        }
+    }
+    let i = match t.probe(h) {
         Ok(id) => return Ok(id),
         Err(Some(i)) => i,
         Err(None) => return Ok(0),
     };
-    if NEXT_ID.load(Ordering::Relaxed) >= MAX_STACKS {
-        return Ok(0);
-    }
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     output::META.lock().with(|b| b.stack(id, &located[..n]));
-    let s = slot(i);
-    s.id.store(id, Ordering::Relaxed);
-    s.hash.store(h, Ordering::Release);
+    t.fill(i, h, id);
     Ok(id)
 }
