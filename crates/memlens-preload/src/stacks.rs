@@ -84,13 +84,36 @@ fn mix(mut h: u64) -> u64 {
     h ^ (h >> 33)
 }
 
+const P1: u64 = 0x9E37_79B1_85EB_CA87;
+const P2: u64 = 0xC2B2_AE3D_27D4_EB4F;
+
+#[inline(always)]
+fn round(acc: u64, v: u64) -> u64 {
+    acc.wrapping_add(v.wrapping_mul(P2)).rotate_left(31).wrapping_mul(P1)
+}
+
+/// Hash of a stack: xxh64-style rounds over four independent lanes (deep stacks hash at
+/// about one frame per cycle instead of one serial multiply chain per frame), then a full
+/// avalanche. Never 0 (0 marks a free slot).
 #[inline]
 pub fn hash(frames: &[u64], generation: u64) -> u64 {
-    let mut h = generation ^ EPOCH.load(Ordering::Relaxed) ^ (frames.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    for &f in frames {
-        h = mix(h ^ f).wrapping_add(0x2545_F491_4F6C_DD1D);
+    let seed = generation ^ EPOCH.load(Ordering::Relaxed);
+    let mut lanes = [seed.wrapping_add(P1).wrapping_add(P2), seed.wrapping_add(P2), seed, seed.wrapping_sub(P1)];
+    let mut chunks = frames.chunks_exact(4);
+    for c in &mut chunks {
+        lanes[0] = round(lanes[0], c[0]);
+        lanes[1] = round(lanes[1], c[1]);
+        lanes[2] = round(lanes[2], c[2]);
+        lanes[3] = round(lanes[3], c[3]);
     }
-    mix(h) | 1
+    for (lane, &f) in lanes.iter_mut().zip(chunks.remainder()) {
+        *lane = round(*lane, f);
+    }
+    let mut h = (frames.len() as u64).wrapping_mul(P1);
+    for (i, l) in lanes.iter().enumerate() {
+        h = mix(h ^ l.rotate_left(i as u32 * 16));
+    }
+    h | 1
 }
 
 impl Table {
