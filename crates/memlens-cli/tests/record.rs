@@ -360,3 +360,101 @@ fn summary_goes_to_stderr_and_quiet_silences_it() {
         .unwrap()
         .contains("==memlens== trace:"));
 }
+
+#[test]
+fn killed_program_leaves_a_readable_truncated_trace() {
+    let prog = build_c("exits.c", "exits");
+    let r = run_with(&["--quiet"], &prog, &["kill9"]);
+    assert_eq!(r.output.status.signal(), Some(9));
+    let rep = report(&r.only_trace());
+    assert!(rep["trace"]["truncated"].is_string(), "{}", rep["trace"]);
+    assert!(rep["trace"]["exit"].is_null());
+    // The text report says so too.
+    let o = Command::new(memlens())
+        .arg("report")
+        .arg(r.only_trace())
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .to_lowercase()
+            .contains("truncated"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
+#[test]
+fn programs_that_close_all_fds_or_lower_rlimit_keep_their_files_and_our_trace() {
+    let prog = build_c("fds.c", "fds");
+    let expected: String = (0..5000).map(|i| format!("line {i}\n")).collect();
+    for mode in ["closeall", "rlimit16"] {
+        let d = scratch("fds-out");
+        let out = d.join("out.txt");
+        let r = run_with(&["--quiet"], &prog, &[mode, out.to_str().unwrap()]);
+        assert!(r.output.status.success(), "{mode}: {}", r.stderr());
+        assert_eq!(r.stdout(), format!("fds {mode} done, fd was 3\n"));
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            expected,
+            "{mode}: the program's own file was disturbed"
+        );
+        let rep = report(&r.only_trace());
+        assert!(
+            rep["trace"]["truncated"].is_null(),
+            "{mode}: {}",
+            rep["trace"]
+        );
+        let w = sites_at(&rep, "work");
+        assert_eq!(
+            (sum(&w, "allocations"), sum(&w, "live_bytes")),
+            (5000, 200_000),
+            "{mode}"
+        );
+    }
+}
+
+#[test]
+fn installed_layout_finds_the_recorder() {
+    let prefix = scratch("prefix");
+    let bin = prefix.join("bin");
+    let lib = prefix.join("lib/memlens");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&lib).unwrap();
+    let exe = memlens();
+    std::fs::copy(&exe, bin.join("memlens")).unwrap();
+    let prog = build_c("sites.c", "sites");
+    // Without the library next to it, memlens says where it looked.
+    let o = Command::new(bin.join("memlens"))
+        .args(["run", "-q", "--"])
+        .arg(&prog)
+        .current_dir(&prefix)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("cannot find the recorder library"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::copy(
+        exe.with_file_name("libmemlens_preload.so"),
+        lib.join("libmemlens_preload.so"),
+    )
+    .unwrap();
+    let o = Command::new(bin.join("memlens"))
+        .args(["run", "-q", "--"])
+        .arg(&prog)
+        .current_dir(&prefix)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "sites done 6\n");
+    let traces: Vec<_> = std::fs::read_dir(&prefix)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".trace"))
+        .collect();
+    assert_eq!(traces.len(), 1);
+}
