@@ -1,4 +1,5 @@
-/* Ends in the way named by argv[1]: return, exit3, _exit4, abort, segv, kill9. */
+/* Ends in the way named by argv[1]: return, exit3, _exit4, abort, segv, kill9; or
+ * sleep300: sleeps 300 ms without allocating, then returns 0. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,5 +17,6 @@ int main(int argc, char **argv) {
     if (!strcmp(how, "abort")) abort();
     if (!strcmp(how, "segv")) { volatile int *z = (int *)16; *z = 1; }
     if (!strcmp(how, "kill9")) kill(getpid(), SIGKILL);
+    if (!strcmp(how, "sleep300")) usleep(300000);
     return 0;
 }

@@ -15,6 +15,7 @@ extern crate alloc;
 static REAL_DLCLOSE: AtomicUsize = AtomicUsize::new(0);
 static REAL_EXIT: AtomicUsize = AtomicUsize::new(0);
 static REAL_UEXIT: AtomicUsize = AtomicUsize::new(0);
+static REAL_ABORT: AtomicUsize = AtomicUsize::new(0);
 static REAL_EXECVE: AtomicUsize = AtomicUsize::new(0);
 static REAL_EXECVPE: AtomicUsize = AtomicUsize::new(0);
 static REAL_EXECVP: AtomicUsize = AtomicUsize::new(0);
@@ -216,6 +217,7 @@ extern "C" fn memlens_init() {
     REAL_DLCLOSE.store(resolve(c"dlclose"), Ordering::Relaxed);
     REAL_EXIT.store(resolve(c"_exit"), Ordering::Relaxed);
     REAL_UEXIT.store(resolve(c"_Exit"), Ordering::Relaxed);
+    REAL_ABORT.store(resolve(c"abort"), Ordering::Relaxed);
     REAL_EXECVE.store(resolve(c"execve"), Ordering::Relaxed);
     REAL_EXECVPE.store(resolve(c"execvpe"), Ordering::Relaxed);
     REAL_EXECVP.store(resolve(c"execvp"), Ordering::Relaxed);
@@ -232,6 +234,7 @@ extern "C" fn memlens_init() {
         on_exit(at_exit, core::ptr::null_mut());
     }
     ACTIVE.store(true, Ordering::Release);
+    thread::start_sampler();
 }
 
 extern "C" {
@@ -282,6 +285,28 @@ pub extern "C" fn _Exit(status: c_int) -> ! {
     call_exit(&REAL_UEXIT, status)
 }
 
+/// `abort()` (failed assertions, `std::terminate`): flush what was recorded and mark the
+/// trace as ended by SIGABRT, then abort for real. If a SIGABRT handler returns control
+/// to the program (longjmp), recording stops there: the trace already says how it ended.
+#[no_mangle]
+pub extern "C" fn abort() -> ! {
+    finish(ExitKind::Signal, libc::SIGABRT);
+    let f = REAL_ABORT.load(Ordering::Relaxed);
+    if f != 0 {
+        // SAFETY: f is glibc's abort, resolved by dlsym.
+        let f: extern "C" fn() -> ! = unsafe { core::mem::transmute(f) };
+        f()
+    }
+    // SAFETY: raise/exit_group are always safe to call; neither returns here.
+    unsafe {
+        libc::raise(libc::SIGABRT);
+        libc::syscall(libc::SYS_exit_group, 127 as libc::c_long);
+    }
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
 // ---- fork ----
 
 extern "C" fn fork_prepare() {
@@ -329,6 +354,7 @@ extern "C" fn fork_child() {
             let ts = now_ns();
             modules::reemit_all(ts);
             thread::after_fork_child(ts);
+            thread::start_sampler();
         }
     }
     tls::get().busy -= 1;

@@ -58,7 +58,11 @@ fn map_table(slots: usize) -> Option<*mut Table> {
     if p == libc::MAP_FAILED {
         return None;
     }
-    let t = alloc::boxed::Box::new(Table { slots: p as *mut Slot, mask: slots - 1, used: AtomicU32::new(0) });
+    let t = alloc::boxed::Box::new(Table {
+        slots: p as *mut Slot,
+        mask: slots - 1,
+        used: AtomicU32::new(0),
+    });
     Some(alloc::boxed::Box::into_raw(t))
 }
 
@@ -89,7 +93,9 @@ const P2: u64 = 0xC2B2_AE3D_27D4_EB4F;
 
 #[inline(always)]
 fn round(acc: u64, v: u64) -> u64 {
-    acc.wrapping_add(v.wrapping_mul(P2)).rotate_left(31).wrapping_mul(P1)
+    acc.wrapping_add(v.wrapping_mul(P2))
+        .rotate_left(31)
+        .wrapping_mul(P1)
 }
 
 /// Hash of a stack: xxh64-style rounds over four independent lanes (deep stacks hash at
@@ -98,7 +104,12 @@ fn round(acc: u64, v: u64) -> u64 {
 #[inline]
 pub fn hash(frames: &[u64], generation: u64) -> u64 {
     let seed = generation ^ EPOCH.load(Ordering::Relaxed);
-    let mut lanes = [seed.wrapping_add(P1).wrapping_add(P2), seed.wrapping_add(P2), seed, seed.wrapping_sub(P1)];
+    let mut lanes = [
+        seed.wrapping_add(P1).wrapping_add(P2),
+        seed.wrapping_add(P2),
+        seed,
+        seed.wrapping_sub(P1),
+    ];
     let mut chunks = frames.chunks_exact(4);
     for c in &mut chunks {
         lanes[0] = round(lanes[0], c[0]);
@@ -197,12 +208,23 @@ fn grow(old: &'static Table) -> Option<&'static Table> {
     TABLE.store(new_ptr, Ordering::Release);
     // SAFETY: the old mapping stays mapped; DONTNEED makes its pages read as zeros, which
     // a late reader takes for "not found" and then re-probes the new table under lock.
-    unsafe { libc::madvise(old.slots as *mut libc::c_void, (old.mask + 1) * core::mem::size_of::<Slot>(), libc::MADV_DONTNEED) };
+    unsafe {
+        libc::madvise(
+            old.slots as *mut libc::c_void,
+            (old.mask + 1) * core::mem::size_of::<Slot>(),
+            libc::MADV_DONTNEED,
+        )
+    };
     Some(new)
 }
 
 #[cold]
-fn insert(h: u64, frames: &[u64], snap: &Snapshot, define_unknown: bool) -> Result<u32, UnknownFrames> {
+fn insert(
+    h: u64,
+    frames: &[u64],
+    snap: &Snapshot,
+    define_unknown: bool,
+) -> Result<u32, UnknownFrames> {
     let mut located = [(0u32, 0u64); crate::config::MAX_DEPTH_LIMIT];
     let n = frames.len().min(located.len());
     for (dst, &f) in located.iter_mut().zip(&frames[..n]) {

@@ -20,7 +20,6 @@ extern crate alloc;
 pub static ACTIVE: AtomicBool = AtomicBool::new(false);
 pub static MAX_DEPTH: AtomicU32 = AtomicU32::new(64);
 pub static RSS_INTERVAL_NS: AtomicU64 = AtomicU64::new(10_000_000);
-static NEXT_RSS_TS: AtomicU64 = AtomicU64::new(0);
 static NEXT_THREAD_INDEX: AtomicU32 = AtomicU32::new(0);
 /// Monotonic clock at trace start, ns.
 pub static START_NS: AtomicU64 = AtomicU64::new(0);
@@ -173,7 +172,7 @@ fn parse_maps_line(line: &[u8]) -> Option<(u64, u64, &[u8])> {
 
 impl ThreadState {
     fn new(index: u32) -> Box<ThreadState> {
-        let (stack_lo, stack_hi) = if index == LATE_THREAD {
+        let (stack_lo, stack_hi) = if index >= LATE_THREAD {
             (0, 0)
         } else {
             stack_bounds()
@@ -335,7 +334,6 @@ pub fn record(func: AllocFunc, op: Op, caller: Caller) {
             record_into(st, func, op, caller, now_ns());
         }
     }
-    maybe_sample_rss(ts0);
 }
 
 #[inline]
@@ -389,28 +387,72 @@ fn capture(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
     }
 }
 
-/// Sample RSS if the interval has passed; one thread wins each interval.
-fn maybe_sample_rss(ts: u64) {
-    let interval = RSS_INTERVAL_NS.load(Ordering::Relaxed);
-    let next = NEXT_RSS_TS.load(Ordering::Relaxed);
-    if interval == 0 || ts < next {
-        return;
-    }
-    if NEXT_RSS_TS
-        .compare_exchange(next, ts + interval, Ordering::Relaxed, Ordering::Relaxed)
-        .is_err()
-    {
-        return;
-    }
-    let Some(rss) = read_rss() else { return };
+/// The RSS sampler: a thread that wakes every interval and appends an Rss record to its
+/// own buffer (thread index PROCESS_THREAD). It blocks every signal, so the program's
+/// process-directed signals are never delivered to it, and it is busy for its whole
+/// life, so nothing it does is recorded. `--rss-interval 0` means no thread at all.
+extern "C" fn sampler_main(_: *mut libc::c_void) -> *mut libc::c_void {
     let t = tls::get();
-    if let Some(st) = (!t.state.is_null()).then(|| unsafe { &mut *t.state }) {
-        st.lock();
-        if st.events.rss(ts, rss).is_err() {
-            st.flush_locked();
-            let _ = st.events.rss(ts, rss);
+    t.busy = 1;
+    // SAFETY: naming our own thread.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"memlens-rss".as_ptr()) };
+    let st_ptr = Box::into_raw(ThreadState::new(memlens_trace::PROCESS_THREAD));
+    REGISTRY.lock().push(st_ptr as usize);
+    let interval = RSS_INTERVAL_NS.load(Ordering::Relaxed);
+    let ts = libc::timespec {
+        tv_sec: (interval / 1_000_000_000) as i64,
+        tv_nsec: (interval % 1_000_000_000) as i64,
+    };
+    let my_generation = SAMPLER_GENERATION.load(Ordering::Acquire);
+    loop {
+        if !ACTIVE.load(Ordering::Acquire)
+            || SAMPLER_GENERATION.load(Ordering::Acquire) != my_generation
+        {
+            break;
         }
-        st.unlock();
+        if let Some(rss) = read_rss() {
+            let now = now_ns();
+            // SAFETY: our own state, registered above; other threads only touch it
+            // under its lock (flush_all).
+            let st = unsafe { &mut *st_ptr };
+            st.lock();
+            if st.events.rss(now, rss).is_err() {
+                st.flush_locked();
+                let _ = st.events.rss(now, rss);
+            }
+            st.unlock();
+        }
+        // SAFETY: sleeping; EINTR cannot happen (all signals blocked).
+        unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
+    }
+    core::ptr::null_mut()
+}
+
+/// Bumped to retire a sampler (a forked child starts its own).
+static SAMPLER_GENERATION: AtomicU32 = AtomicU32::new(0);
+
+/// Start the sampler thread, detached, with every signal blocked from birth. Caller is
+/// busy (pthread_create allocates).
+pub fn start_sampler() {
+    if RSS_INTERVAL_NS.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    SAMPLER_GENERATION.fetch_add(1, Ordering::AcqRel);
+    // SAFETY: standard pthread calls on local attr/sigset values; the old signal mask is
+    // restored before returning.
+    unsafe {
+        let mut all: libc::sigset_t = core::mem::zeroed();
+        let mut old: libc::sigset_t = core::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
+        libc::pthread_attr_init(&mut attr);
+        libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
+        libc::pthread_attr_setstacksize(&mut attr, 256 * 1024);
+        let mut tid: libc::pthread_t = 0;
+        libc::pthread_create(&mut tid, &attr, sampler_main, core::ptr::null_mut());
+        libc::pthread_attr_destroy(&mut attr);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut());
     }
 }
 
