@@ -28,6 +28,7 @@ mod modules;
 mod output;
 mod private_alloc;
 mod stacks;
+mod sys;
 mod thread;
 mod tls;
 

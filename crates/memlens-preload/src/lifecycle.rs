@@ -51,21 +51,9 @@ fn program_name(exe: &[u8]) -> Vec<u8> {
 fn read_cmdline() -> Vec<String> {
     let mut out = Vec::new();
     let mut buf = alloc::vec![0u8; 64 * 1024];
-    // SAFETY: open/read/close into a local buffer.
-    let n = unsafe {
-        let fd = libc::open(
-            c"/proc/self/cmdline".as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        );
-        if fd < 0 {
-            return out;
-        }
-        let n = libc::read(fd, buf.as_mut_ptr() as *mut _, buf.len());
-        libc::close(fd);
-        n
-    };
+    let n = crate::sys::read_file(c"/proc/self/cmdline", &mut buf).unwrap_or(0);
     if n > 0 {
-        for a in buf[..n as usize].split(|&c| c == 0) {
+        for a in buf[..n].split(|&c| c == 0) {
             out.push(String::from_utf8_lossy(a).into_owned());
         }
         if out.last().is_some_and(|s| s.is_empty()) {
@@ -501,47 +489,29 @@ extern "C" {
     static environ: *const *const c_char;
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn execl(
-    path: *const c_char,
-    a0: *const c_char,
-    a1: *const c_char,
-    a2: *const c_char,
-    a3: *const c_char,
-    a4: *const c_char,
-) -> c_int {
-    let stack = frame_args!();
-    let (argv, _) = gather(&[a0, a1, a2, a3, a4], stack, false);
-    execve(path, argv.as_ptr(), environ)
+/// `execl`, `execlp`, `execle`: the first five list arguments arrive in registers, the
+/// rest are read from the caller's frame (see `gather`); then the vector variant runs.
+macro_rules! execl_family {
+    ($name:ident, $vector:ident, envp = $want_envp:expr) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(
+            path: *const c_char,
+            a0: *const c_char,
+            a1: *const c_char,
+            a2: *const c_char,
+            a3: *const c_char,
+            a4: *const c_char,
+        ) -> c_int {
+            let stack = frame_args!();
+            let (argv, envp) = gather(&[a0, a1, a2, a3, a4], stack, $want_envp);
+            $vector(path, argv.as_ptr(), if $want_envp { envp } else { environ })
+        }
+    };
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn execlp(
-    file: *const c_char,
-    a0: *const c_char,
-    a1: *const c_char,
-    a2: *const c_char,
-    a3: *const c_char,
-    a4: *const c_char,
-) -> c_int {
-    let stack = frame_args!();
-    let (argv, _) = gather(&[a0, a1, a2, a3, a4], stack, false);
-    execvpe(file, argv.as_ptr(), environ)
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn execle(
-    path: *const c_char,
-    a0: *const c_char,
-    a1: *const c_char,
-    a2: *const c_char,
-    a3: *const c_char,
-    a4: *const c_char,
-) -> c_int {
-    let stack = frame_args!();
-    let (argv, envp) = gather(&[a0, a1, a2, a3, a4], stack, true);
-    execve(path, argv.as_ptr(), envp)
-}
+execl_family!(execl, execve, envp = false);
+execl_family!(execlp, execvpe, envp = false);
+execl_family!(execle, execve, envp = true);
 
 // ---- dlclose ----
 // dlopen is deliberately not interposed: glibc uses dlopen's return address to choose the

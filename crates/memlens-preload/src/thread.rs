@@ -459,23 +459,8 @@ pub fn start_sampler() {
 /// Resident set size from /proc/self/statm (second field, in pages).
 pub fn read_rss() -> Option<u64> {
     let mut buf = [0u8; 128];
-    // SAFETY: plain open/read/close on a NUL-terminated path into a local buffer.
-    let n = unsafe {
-        let fd = libc::open(
-            c"/proc/self/statm".as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        );
-        if fd < 0 {
-            return None;
-        }
-        let n = libc::read(fd, buf.as_mut_ptr() as *mut _, buf.len());
-        libc::close(fd);
-        n
-    };
-    if n <= 0 {
-        return None;
-    }
-    let mut fields = buf[..n as usize].split(|&c| c == b' ');
+    let n = crate::sys::read_file(c"/proc/self/statm", &mut buf)?;
+    let mut fields = buf[..n].split(|&c| c == b' ');
     fields.next()?;
     let pages: u64 = core::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
     // SAFETY: sysconf has no preconditions.
