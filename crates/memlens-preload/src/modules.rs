@@ -72,6 +72,9 @@ impl Snapshot {
     ///
     /// `sp`/`bp` are the caller's registers right after the hooked call returns; stack
     /// reads are limited to `[sp, stack_hi)`.
+    ///
+    /// Every successful stack read is appended to `log` (see [`ReadLog`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn unwind(
         &self,
         ret: u64,
@@ -80,6 +83,7 @@ impl Snapshot {
         stack_hi: u64,
         cache: &mut Cache,
         frames: &mut [u64],
+        log: &mut ReadLog,
     ) -> usize {
         if frames.is_empty() {
             return 0;
@@ -94,7 +98,12 @@ impl Snapshot {
             if addr >= lo && addr.checked_add(8).is_some_and(|e| e <= stack_hi) {
                 // SAFETY: [lo, stack_hi) lies inside this thread's own stack mapping, above
                 // the current stack pointer, so it is mapped and readable.
-                Ok(unsafe { core::ptr::read_unaligned(addr as *const u64) })
+                let v = unsafe { core::ptr::read_unaligned(addr as *const u64) };
+                if addr == bp || addr == bp.wrapping_add(8) {
+                    log.bp_sensitive = true;
+                }
+                log.push(addr, v);
+                Ok(v)
             } else {
                 Err(())
             }
@@ -117,10 +126,60 @@ impl Snapshot {
                         None => break,
                     }
                 }
-                _ => break,
+                Ok(None) => break,
+                Err(_) => {
+                    // May be a frame-pointer check on the start bp: see ReadLog.
+                    log.bp_sensitive = true;
+                    break;
+                }
             }
         }
         n
+    }
+}
+
+/// The stack words an unwind read, in order. An unwind is a pure function of its start
+/// registers, the module snapshot, the stack bounds and these words, so a later unwind
+/// from the same registers that finds the same words here gives the same stack
+/// (`thread::capture` uses this to skip unwinding).
+///
+/// The start `bp` is the one input not in the log: it is a register, and in code built
+/// without frame pointers it changes from call to call. It can only influence the result
+/// by being dereferenced (a read at bp or bp+8: the frame-pointer rules), or through a
+/// frame-pointer sanity check that ends the walk with an error. `bp_sensitive` records
+/// either, and then the result is only reused for the same `bp`.
+pub struct ReadLog {
+    pub reads: [(u64, u64); READ_LOG_LEN],
+    pub len: usize,
+    pub overflow: bool,
+    pub bp_sensitive: bool,
+}
+
+pub const READ_LOG_LEN: usize = 128;
+
+impl ReadLog {
+    pub const fn new() -> Self {
+        ReadLog {
+            reads: [(0, 0); READ_LOG_LEN],
+            len: 0,
+            overflow: false,
+            bp_sensitive: false,
+        }
+    }
+    #[inline]
+    pub fn clear(&mut self) {
+        self.len = 0;
+        self.overflow = false;
+        self.bp_sensitive = false;
+    }
+    #[inline]
+    fn push(&mut self, addr: u64, v: u64) {
+        if self.len < READ_LOG_LEN {
+            self.reads[self.len] = (addr, v);
+            self.len += 1;
+        } else {
+            self.overflow = true;
+        }
     }
 }
 

@@ -33,6 +33,8 @@ pub struct ThreadState {
     out: Vec<u8>,
     cache: Cache,
     frames: [u64; MAX_DEPTH_LIMIT],
+    log: modules::ReadLog,
+    memo: Box<[Memo]>,
     stack_lo: u64,
     stack_hi: u64,
 }
@@ -184,6 +186,8 @@ impl ThreadState {
             out: Vec::new(),
             cache: Cache::new_in(),
             frames: [0; MAX_DEPTH_LIMIT],
+            log: modules::ReadLog::new(),
+            memo: (0..MEMO_ENTRIES).map(|_| Memo::EMPTY).collect(),
             stack_lo,
             stack_hi,
         })
@@ -355,6 +359,73 @@ fn record_into(st: &mut ThreadState, func: AllocFunc, op: Op, caller: Caller, ts
     }
 }
 
+/// Memoized unwinds, per thread: start registers -> the stack words the unwind read and
+/// the stack id it produced. A hit re-reads those words; if all are unchanged, the unwind
+/// would produce the same frames (see `modules::ReadLog`), so the id is reused without
+/// unwinding, hashing or probing. All the words lie at or above the same stack pointer
+/// in this thread's own stack, so re-reading them is safe.
+const MEMO_ENTRIES: usize = 64;
+const MEMO_READS: usize = 64;
+
+#[derive(Clone, Copy)]
+struct Memo {
+    ret: u64,
+    sp: u64,
+    bp: u64,
+    hi: u64,
+    generation: u64,
+    depth: u32,
+    stack: u32,
+    nreads: u32,
+    /// The unwind depended on the start bp (see `modules::ReadLog`): reuse only for it.
+    bp_sensitive: bool,
+    reads: [(u64, u64); MEMO_READS],
+}
+
+impl Memo {
+    const EMPTY: Memo = Memo {
+        ret: 0,
+        sp: 0,
+        bp: 0,
+        hi: 0,
+        generation: 0,
+        depth: 0,
+        stack: 0,
+        nreads: 0,
+        bp_sensitive: false,
+        reads: [(0, 0); MEMO_READS],
+    };
+
+    #[inline]
+    fn slot(ret: u64, sp: u64) -> usize {
+        let h = (ret ^ sp.rotate_left(21)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (h >> 58) as usize % MEMO_ENTRIES
+    }
+
+    #[inline]
+    fn matches(&self, c: Caller, hi: u64, generation: u64, depth: u32) -> bool {
+        self.stack != 0
+            && self.ret == c.ret
+            && self.sp == c.sp
+            && (!self.bp_sensitive || self.bp == c.bp)
+            && self.hi == hi
+            && self.generation == generation
+            && self.depth == depth
+            && self.reads[..self.nreads as usize].iter().all(|&(addr, v)| {
+                // SAFETY: addr was read by an unwind that started at this same stack
+                // pointer on this thread's stack, within [sp, hi): it is mapped.
+                unsafe { core::ptr::read_unaligned(addr as *const u64) == v }
+            })
+    }
+}
+
+/// Forget memoized unwinds (a forked child numbers its stacks anew).
+pub fn clear_memo(st: &mut ThreadState) {
+    for m in st.memo.iter_mut() {
+        m.stack = 0;
+    }
+}
+
 #[inline]
 fn capture(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
     let Some(mut snap) = modules::current() else {
@@ -368,9 +439,22 @@ fn capture(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
     } else {
         0
     };
+    let slot = Memo::slot(caller.ret, caller.sp);
+    if st.memo[slot].matches(caller, hi, snap.generation, depth as u32) {
+        return st.memo[slot].stack;
+    }
     let frames = &mut st.frames[..depth];
-    let n = snap.unwind(caller.ret, caller.sp, caller.bp, hi, &mut st.cache, frames);
-    match stacks::id_for(&frames[..n], snap, false) {
+    st.log.clear();
+    let n = snap.unwind(
+        caller.ret,
+        caller.sp,
+        caller.bp,
+        hi,
+        &mut st.cache,
+        frames,
+        &mut st.log,
+    );
+    let id = match stacks::id_for(&frames[..n], snap, false) {
         Ok(id) => id,
         Err(stacks::UnknownFrames) => {
             // A new stack through code outside every known module: a library loaded
@@ -381,10 +465,33 @@ fn capture(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
                     snap = s;
                 }
             }
-            let n = snap.unwind(caller.ret, caller.sp, caller.bp, hi, &mut st.cache, frames);
+            st.log.clear();
+            let n = snap.unwind(
+                caller.ret,
+                caller.sp,
+                caller.bp,
+                hi,
+                &mut st.cache,
+                frames,
+                &mut st.log,
+            );
             stacks::id_for(&frames[..n], snap, true).unwrap_or(0)
         }
+    };
+    if id != 0 && !st.log.overflow && st.log.len <= MEMO_READS {
+        let m = &mut st.memo[slot];
+        m.ret = caller.ret;
+        m.sp = caller.sp;
+        m.bp = caller.bp;
+        m.hi = hi;
+        m.generation = snap.generation;
+        m.depth = depth as u32;
+        m.nreads = st.log.len as u32;
+        m.bp_sensitive = st.log.bp_sensitive;
+        m.reads[..st.log.len].copy_from_slice(&st.log.reads[..st.log.len]);
+        m.stack = id;
     }
+    id
 }
 
 /// The RSS sampler: a thread that wakes every interval and appends an Rss record to its
@@ -505,6 +612,7 @@ pub fn after_fork_child(ts: u64) {
         // SAFETY: our own live state; no other thread exists.
         let st = unsafe { &mut *t.state };
         st.events.clear();
+        clear_memo(st);
         st.unlock();
         // SAFETY: gettid has no preconditions.
         let tid = unsafe { libc::gettid() } as u32;
