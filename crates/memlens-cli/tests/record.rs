@@ -487,3 +487,39 @@ fn rss_is_sampled_while_the_program_does_not_allocate() {
         0
     );
 }
+
+#[test]
+fn posix_spawn_vfork_system_and_allocating_signal_handlers() {
+    let prog = build_c("spawn.c", "spawn");
+    // The children run exits.c ("spawned"/"vforked" are unknown modes: plain return 0).
+    let child = build_c("exits.c", "exits");
+    let r = run_with(&["--quiet"], &prog, &[child.to_str().unwrap()]);
+    let bare = Command::new(&prog).arg(&child).output().unwrap();
+    assert!(r.output.status.success(), "{}", r.stderr());
+    assert_eq!(
+        r.stdout(),
+        "signals 100\nending by spawned\nposix_spawn 0\nending by vforked\nvfork 0\nsystem 7\n"
+    );
+    assert_eq!(r.output.stdout, bare.stdout);
+    let reps: Vec<_> = r.traces().iter().map(|t| report(t)).collect();
+    let main = reps
+        .iter()
+        .find(|v| v["trace"]["exe"].as_str().unwrap().ends_with("/spawn"))
+        .expect("spawn's trace");
+    let h = sites_at(main, "on_signal");
+    assert_eq!((sum(&h, "allocations"), sum(&h, "live_bytes")), (100, 3200));
+    // The posix_spawn'ed and the vfork+exec'd children each wrote a trace of exits.
+    let children: Vec<_> = reps
+        .iter()
+        .filter(|v| v["trace"]["exe"].as_str().unwrap().ends_with("/exits"))
+        .collect();
+    let mut modes: Vec<&str> = children
+        .iter()
+        .map(|v| v["trace"]["argv"][1].as_str().unwrap())
+        .collect();
+    modes.sort();
+    assert_eq!(modes, ["spawned", "vforked"]);
+    assert!(children
+        .iter()
+        .all(|v| v["trace"]["exit"]["kind"] == "exit"));
+}
