@@ -10,6 +10,7 @@
 //! module is first seen, so unwinding keeps working while, and after, a library is
 //! unmapped by `dlclose`.
 
+use crate::config::MAX_DEPTH_LIMIT;
 use crate::output;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -68,12 +69,15 @@ impl Snapshot {
         (0, addr)
     }
 
-    /// Unwind from a return address. `frames[0]` receives `ret`; returns the frame count.
+    /// Unwind from a return address into `out`: `out.frames[0]` is `ret`, then the
+    /// callers, at most `depth` frames. `sp`/`bp` are the caller's registers right after
+    /// the hooked call returns; stack reads are limited to `[sp, stack_hi)`.
     ///
-    /// `sp`/`bp` are the caller's registers right after the hooked call returns; stack
-    /// reads are limited to `[sp, stack_hi)`.
-    ///
-    /// Every successful stack read is appended to `log` (see [`ReadLog`]).
+    /// `prev` is this thread's previous unwind. When a frame's registers (ip, sp, bp)
+    /// equal those of a frame of `prev`, and every stack word `prev` read from that frame
+    /// outward still holds the same value, the rest of the walk would repeat `prev`'s
+    /// exactly (an unwind is a pure function of registers, module snapshot and the words
+    /// it reads), so `prev`'s remaining frames are copied instead of unwound.
     #[allow(clippy::too_many_arguments)]
     pub fn unwind(
         &self,
@@ -81,105 +85,222 @@ impl Snapshot {
         sp: u64,
         bp: u64,
         stack_hi: u64,
+        depth: usize,
         cache: &mut Cache,
-        frames: &mut [u64],
-        log: &mut ReadLog,
-    ) -> usize {
-        if frames.is_empty() {
-            return 0;
+        prev: &UnwindRecord,
+        out: &mut UnwindRecord,
+    ) {
+        out.start(self.generation, stack_hi, depth);
+        if out.depth == 0 {
+            return;
         }
-        frames[0] = ret;
-        let mut n = 1;
+        out.frames[0] = ret;
+        out.sp[0] = sp;
+        out.bp[0] = bp;
+        out.n = 1;
         if sp == 0 || sp >= stack_hi {
-            return n;
+            return;
         }
         let lo = sp;
-        let mut read = |addr: u64| -> Result<u64, ()> {
-            if addr >= lo && addr.checked_add(8).is_some_and(|e| e <= stack_hi) {
-                // SAFETY: [lo, stack_hi) lies inside this thread's own stack mapping, above
-                // the current stack pointer, so it is mapped and readable.
-                let v = unsafe { core::ptr::read_unaligned(addr as *const u64) };
-                if addr == bp || addr == bp.wrapping_add(8) {
-                    log.bp_sensitive = true;
-                }
-                log.push(addr, v);
-                Ok(v)
-            } else {
-                Err(())
-            }
-        };
+        let readable = |addr: u64| addr >= lo && addr.checked_add(8).is_some_and(|e| e <= stack_hi);
+        let reuse = prev.valid
+            && prev.generation == self.generation
+            && prev.hi == stack_hi
+            && !prev.overflow;
+        let mut li = 0usize;
         let mut regs = UnwindRegsX86_64::new(ret, sp, bp);
         let Some(mut addr) = FrameAddress::from_return_address(ret) else {
-            return n;
+            return;
         };
-        while n < frames.len() {
+        loop {
+            let k = out.n - 1;
+            out.seg[k] = out.nreads as u16;
+            if reuse {
+                while li < prev.n && prev.sp[li] < regs.sp() {
+                    li += 1;
+                }
+                if li < prev.n
+                    && prev.sp[li] == regs.sp()
+                    && prev.bp[li] == regs.bp()
+                    && prev.frames[li] == out.frames[k]
+                    && out.adopt_tail(prev, li, bp, &readable)
+                {
+                    return;
+                }
+            }
+            if out.n >= out.depth {
+                out.end_by_limit = true;
+                return;
+            }
+            let mut read = |a: u64| -> Result<u64, ()> {
+                if readable(a) {
+                    // SAFETY: [lo, stack_hi) lies inside this thread's own stack mapping,
+                    // above the current stack pointer, so it is mapped and readable.
+                    let v = unsafe { core::ptr::read_unaligned(a as *const u64) };
+                    out.push_read(a, v, bp);
+                    Ok(v)
+                } else {
+                    Err(())
+                }
+            };
             match self
                 .unwinder
                 .unwind_frame(addr, &mut regs, cache, &mut read)
             {
                 Ok(Some(ra)) => {
-                    // A return address at or below the stack pointer bound is garbage.
-                    frames[n] = ra;
-                    n += 1;
+                    let n = out.n;
+                    out.frames[n] = ra;
+                    out.sp[n] = regs.sp();
+                    out.bp[n] = regs.bp();
+                    out.n = n + 1;
                     match FrameAddress::from_return_address(ra) {
                         Some(a) => addr = a,
-                        None => break,
+                        None => return,
                     }
                 }
-                Ok(None) => break,
+                Ok(None) => return,
                 Err(_) => {
-                    // May be a frame-pointer check on the start bp: see ReadLog.
-                    log.bp_sensitive = true;
-                    break;
+                    // May be a frame-pointer check on the start bp: see UnwindRecord.
+                    out.ended_by_error = true;
+                    out.bp_sensitive = true;
+                    return;
                 }
             }
         }
-        n
     }
 }
 
-/// The stack words an unwind read, in order. An unwind is a pure function of its start
-/// registers, the module snapshot, the stack bounds and these words, so a later unwind
-/// from the same registers that finds the same words here gives the same stack
-/// (`thread::capture` uses this to skip unwinding).
+/// Maximum stack reads kept per unwind (about two per frame).
+pub const RECORD_READS: usize = 2 * MAX_DEPTH_LIMIT;
+
+/// One unwind: its frames, the registers at each frame, and every stack word it read, by
+/// frame (`seg[k]` = index of the first read made while stepping from frame k outward).
 ///
-/// The start `bp` is the one input not in the log: it is a register, and in code built
+/// The start `bp` is the one input not in `reads`: it is a register, and in code built
 /// without frame pointers it changes from call to call. It can only influence the result
 /// by being dereferenced (a read at bp or bp+8: the frame-pointer rules), or through a
 /// frame-pointer sanity check that ends the walk with an error. `bp_sensitive` records
 /// either, and then the result is only reused for the same `bp`.
-pub struct ReadLog {
-    pub reads: [(u64, u64); READ_LOG_LEN],
-    pub len: usize,
+pub struct UnwindRecord {
+    pub valid: bool,
+    pub generation: u64,
+    pub hi: u64,
+    pub depth: usize,
+    pub n: usize,
+    pub frames: [u64; MAX_DEPTH_LIMIT],
+    pub sp: [u64; MAX_DEPTH_LIMIT],
+    pub bp: [u64; MAX_DEPTH_LIMIT],
+    pub seg: [u16; MAX_DEPTH_LIMIT],
+    pub reads: [(u64, u64); RECORD_READS],
+    pub nreads: usize,
     pub overflow: bool,
     pub bp_sensitive: bool,
+    pub end_by_limit: bool,
+    pub ended_by_error: bool,
 }
 
-pub const READ_LOG_LEN: usize = 128;
-
-impl ReadLog {
-    pub const fn new() -> Self {
-        ReadLog {
-            reads: [(0, 0); READ_LOG_LEN],
-            len: 0,
-            overflow: false,
-            bp_sensitive: false,
+impl UnwindRecord {
+    /// A new, empty record on the heap, without building it on the stack first (it is
+    /// ~15 KiB; hooks may run on small thread stacks).
+    pub fn boxed() -> alloc::boxed::Box<UnwindRecord> {
+        let layout = core::alloc::Layout::new::<UnwindRecord>();
+        // SAFETY: all-zero bytes are a valid UnwindRecord (integers 0, bools false,
+        // `valid` false); the allocation has UnwindRecord's layout and is owned by the Box.
+        unsafe {
+            let p = alloc::alloc::alloc_zeroed(layout) as *mut UnwindRecord;
+            if p.is_null() {
+                alloc::alloc::handle_alloc_error(layout);
+            }
+            alloc::boxed::Box::from_raw(p)
         }
     }
-    #[inline]
-    pub fn clear(&mut self) {
-        self.len = 0;
+
+    fn start(&mut self, generation: u64, hi: u64, depth: usize) {
+        self.valid = true;
+        self.generation = generation;
+        self.hi = hi;
+        self.depth = depth.min(MAX_DEPTH_LIMIT);
+        self.n = 0;
+        self.nreads = 0;
         self.overflow = false;
         self.bp_sensitive = false;
+        self.end_by_limit = false;
+        self.ended_by_error = false;
     }
+
     #[inline]
-    fn push(&mut self, addr: u64, v: u64) {
-        if self.len < READ_LOG_LEN {
-            self.reads[self.len] = (addr, v);
-            self.len += 1;
+    fn push_read(&mut self, addr: u64, v: u64, start_bp: u64) {
+        if addr == start_bp || addr == start_bp.wrapping_add(8) {
+            self.bp_sensitive = true;
+        }
+        if self.nreads < RECORD_READS {
+            self.reads[self.nreads] = (addr, v);
+            self.nreads += 1;
         } else {
             self.overflow = true;
         }
+    }
+
+    /// Frames of this unwind.
+    pub fn frames(&self) -> &[u64] {
+        &self.frames[..self.n]
+    }
+
+    /// Forget this unwind (a forked child).
+    pub fn invalidate(&mut self) {
+        self.valid = false;
+    }
+
+    /// Try to finish this unwind, now at frame `n - 1`, with `prev`'s frames after its
+    /// frame `li` (same registers). Succeeds if every word `prev` read from `li` on is
+    /// unchanged and readable here, and `prev` does not end short of what we need.
+    fn adopt_tail(
+        &mut self,
+        prev: &UnwindRecord,
+        li: usize,
+        start_bp: u64,
+        readable: &impl Fn(u64) -> bool,
+    ) -> bool {
+        let k = self.n - 1;
+        let tail = prev.n - li - 1;
+        let room = self.depth - self.n;
+        // prev stopped at its depth limit: beyond its end the frames are unknown.
+        if prev.end_by_limit && tail < room {
+            return false;
+        }
+        let from = prev.seg[li] as usize;
+        let tail_reads = &prev.reads[from..prev.nreads];
+        if self.nreads + tail_reads.len() > RECORD_READS {
+            return false;
+        }
+        for &(a, v) in tail_reads {
+            // SAFETY: dereferenced only after checking it lies in this thread's stack,
+            // at or above the current stack pointer.
+            if !readable(a) || unsafe { core::ptr::read_unaligned(a as *const u64) } != v {
+                return false;
+            }
+        }
+        let take = tail.min(room);
+        for t in 0..take {
+            let (d, s) = (self.n + t, li + 1 + t);
+            self.frames[d] = prev.frames[s];
+            self.sp[d] = prev.sp[s];
+            self.bp[d] = prev.bp[s];
+            self.seg[d] = (self.nreads + prev.seg[s] as usize - from) as u16;
+        }
+        self.seg[k] = self.nreads as u16;
+        for &(a, v) in tail_reads {
+            self.push_read(a, v, start_bp);
+        }
+        self.n += take;
+        if take < tail {
+            self.end_by_limit = true;
+        } else {
+            self.end_by_limit = prev.end_by_limit;
+            self.ended_by_error = prev.ended_by_error;
+            self.bp_sensitive |= prev.ended_by_error;
+        }
+        true
     }
 }
 

@@ -32,8 +32,9 @@ pub struct ThreadState {
     events: ChunkBuilder<Box<[u8]>>,
     out: Vec<u8>,
     cache: Cache,
-    frames: [u64; MAX_DEPTH_LIMIT],
-    log: modules::ReadLog,
+    /// This unwind and the previous one, alternating (`cur` is the next to fill).
+    unwinds: [Box<modules::UnwindRecord>; 2],
+    cur: usize,
     memo: Box<[Memo]>,
     stack_lo: u64,
     stack_hi: u64,
@@ -185,8 +186,11 @@ impl ThreadState {
             events: ChunkBuilder::new(alloc::vec![0u8; CHUNK_RAW].into_boxed_slice()),
             out: Vec::new(),
             cache: Cache::new_in(),
-            frames: [0; MAX_DEPTH_LIMIT],
-            log: modules::ReadLog::new(),
+            unwinds: [
+                modules::UnwindRecord::boxed(),
+                modules::UnwindRecord::boxed(),
+            ],
+            cur: 0,
             memo: (0..MEMO_ENTRIES).map(|_| Memo::EMPTY).collect(),
             stack_lo,
             stack_hi,
@@ -361,7 +365,7 @@ fn record_into(st: &mut ThreadState, func: AllocFunc, op: Op, caller: Caller, ts
 
 /// Memoized unwinds, per thread: start registers -> the stack words the unwind read and
 /// the stack id it produced. A hit re-reads those words; if all are unchanged, the unwind
-/// would produce the same frames (see `modules::ReadLog`), so the id is reused without
+/// would produce the same frames (see `modules::UnwindRecord`), so the id is reused without
 /// unwinding, hashing or probing. All the words lie at or above the same stack pointer
 /// in this thread's own stack, so re-reading them is safe.
 const MEMO_ENTRIES: usize = 64;
@@ -377,7 +381,7 @@ struct Memo {
     depth: u32,
     stack: u32,
     nreads: u32,
-    /// The unwind depended on the start bp (see `modules::ReadLog`): reuse only for it.
+    /// The unwind depended on the start bp (see `modules::UnwindRecord`): reuse only for it.
     bp_sensitive: bool,
     reads: [(u64, u64); MEMO_READS],
 }
@@ -424,6 +428,9 @@ pub fn clear_memo(st: &mut ThreadState) {
     for m in st.memo.iter_mut() {
         m.stack = 0;
     }
+    for u in st.unwinds.iter_mut() {
+        u.invalidate();
+    }
 }
 
 #[inline]
@@ -443,18 +450,24 @@ fn capture(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
     if st.memo[slot].matches(caller, hi, snap.generation, depth as u32) {
         return st.memo[slot].stack;
     }
-    let frames = &mut st.frames[..depth];
-    st.log.clear();
-    let n = snap.unwind(
+    let (first, second) = st.unwinds.split_at_mut(1);
+    let (out, prev) = if st.cur == 0 {
+        (&mut first[0], &second[0])
+    } else {
+        (&mut second[0], &first[0])
+    };
+    st.cur ^= 1;
+    snap.unwind(
         caller.ret,
         caller.sp,
         caller.bp,
         hi,
+        depth,
         &mut st.cache,
-        frames,
-        &mut st.log,
+        prev,
+        out,
     );
-    let id = match stacks::id_for(&frames[..n], snap, false) {
+    let id = match stacks::id_for(out.frames(), snap, false) {
         Ok(id) => id,
         Err(stacks::UnknownFrames) => {
             // A new stack through code outside every known module: a library loaded
@@ -465,20 +478,20 @@ fn capture(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
                     snap = s;
                 }
             }
-            st.log.clear();
-            let n = snap.unwind(
+            snap.unwind(
                 caller.ret,
                 caller.sp,
                 caller.bp,
                 hi,
+                depth,
                 &mut st.cache,
-                frames,
-                &mut st.log,
+                prev,
+                out,
             );
-            stacks::id_for(&frames[..n], snap, true).unwrap_or(0)
+            stacks::id_for(out.frames(), snap, true).unwrap_or(0)
         }
     };
-    if id != 0 && !st.log.overflow && st.log.len <= MEMO_READS {
+    if id != 0 && !out.overflow && out.nreads <= MEMO_READS {
         let m = &mut st.memo[slot];
         m.ret = caller.ret;
         m.sp = caller.sp;
@@ -486,9 +499,9 @@ fn capture(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
         m.hi = hi;
         m.generation = snap.generation;
         m.depth = depth as u32;
-        m.nreads = st.log.len as u32;
-        m.bp_sensitive = st.log.bp_sensitive;
-        m.reads[..st.log.len].copy_from_slice(&st.log.reads[..st.log.len]);
+        m.nreads = out.nreads as u32;
+        m.bp_sensitive = out.bp_sensitive;
+        m.reads[..out.nreads].copy_from_slice(&out.reads[..out.nreads]);
         m.stack = id;
     }
     id
