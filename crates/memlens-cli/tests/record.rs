@@ -523,3 +523,48 @@ fn posix_spawn_vfork_system_and_allocating_signal_handlers() {
         .iter()
         .all(|v| v["trace"]["exit"]["kind"] == "exit"));
 }
+
+/// Every site's (allocator, symbolized stack) -> allocations.
+fn site_counts(rep: &serde_json::Value) -> std::collections::BTreeMap<String, u64> {
+    let mut m = std::collections::BTreeMap::new();
+    for s in rep["hotspots"]["by_allocations"].as_array().unwrap() {
+        let stack: Vec<String> = frames(s)
+            .iter()
+            .map(|f| format!("{}@{}:{}", f["function"], f["file"], f["line"]))
+            .collect();
+        *m.entry(format!("{} <- {}", s["allocator"], stack.join(" <- ")))
+            .or_insert(0) += s["allocations"].as_u64().unwrap();
+    }
+    m
+}
+
+#[test]
+fn unwind_caches_change_no_stack() {
+    let prog = build_c("recursion.c", "recursion");
+    let cached = run_with(&["--quiet"], &prog, &[]);
+    let d = scratch("nocache");
+    let out = Command::new(memlens())
+        .args(["run", "--quiet", "-o"])
+        .arg(d.join("%n.%p.trace"))
+        .arg("--")
+        .arg(&prog)
+        .env("MEMLENS_UNWIND_CACHE", "0")
+        .output()
+        .unwrap();
+    assert!(cached.output.status.success() && out.status.success());
+    let a = site_counts(&report(&cached.only_trace()));
+    let trace = std::fs::read_dir(&d)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let b = site_counts(&report(&trace));
+    assert_eq!(a, b);
+    // The recursion gives many distinct stacks, at many depths.
+    let leaf_sites = a
+        .keys()
+        .filter(|k| k.starts_with("\"malloc\" <- \"leaf\""))
+        .count();
+    assert!(leaf_sites >= 40, "{leaf_sites} leaf stacks");
+}

@@ -187,6 +187,7 @@ extern "C" fn memlens_init() {
         Ordering::Relaxed,
     );
     thread::MAX_DEPTH.store(cfg.max_depth as u32, Ordering::Relaxed);
+    thread::UNWIND_CACHE.store(cfg.unwind_cache, Ordering::Relaxed);
     thread::RSS_INTERVAL_NS.store(cfg.rss_interval_ns, Ordering::Relaxed);
     // SAFETY: single-threaded start-up; nothing reads these yet.
     unsafe {

@@ -19,6 +19,8 @@ extern crate alloc;
 /// Set once the recorder is initialised; hooks pass through before that.
 pub static ACTIVE: AtomicBool = AtomicBool::new(false);
 pub static MAX_DEPTH: AtomicU32 = AtomicU32::new(64);
+/// Memoized and prefix-reused unwinds (`MEMLENS_UNWIND_CACHE=0` turns them off).
+pub static UNWIND_CACHE: AtomicBool = AtomicBool::new(true);
 pub static RSS_INTERVAL_NS: AtomicU64 = AtomicU64::new(10_000_000);
 static NEXT_THREAD_INDEX: AtomicU32 = AtomicU32::new(0);
 /// Monotonic clock at trace start, ns.
@@ -447,16 +449,21 @@ fn capture(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
         0
     };
     let slot = Memo::slot(caller.ret, caller.sp);
-    if st.memo[slot].matches(caller, hi, snap.generation, depth as u32) {
+    let cached = UNWIND_CACHE.load(Ordering::Relaxed);
+    if cached && st.memo[slot].matches(caller, hi, snap.generation, depth as u32) {
         return st.memo[slot].stack;
     }
     let (first, second) = st.unwinds.split_at_mut(1);
     let (out, prev) = if st.cur == 0 {
-        (&mut first[0], &second[0])
+        (&mut first[0], &mut second[0])
     } else {
-        (&mut second[0], &first[0])
+        (&mut second[0], &mut first[0])
     };
     st.cur ^= 1;
+    if !cached {
+        prev.invalidate();
+    }
+    let prev = &*prev;
     snap.unwind(
         caller.ret,
         caller.sp,
@@ -491,7 +498,7 @@ fn capture(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
             stacks::id_for(out.frames(), snap, true).unwrap_or(0)
         }
     };
-    if id != 0 && !out.overflow && out.nreads <= MEMO_READS {
+    if cached && id != 0 && !out.overflow && out.nreads <= MEMO_READS {
         let m = &mut st.memo[slot];
         m.ret = caller.ret;
         m.sp = caller.sp;
