@@ -21,6 +21,7 @@
 
 #![allow(clippy::missing_safety_doc)]
 
+mod clock;
 mod config;
 mod hooks;
 mod lifecycle;

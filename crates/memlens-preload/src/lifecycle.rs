@@ -176,16 +176,7 @@ extern "C" fn memlens_init() {
         return;
     };
     let cfg = Config::from_env();
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime fills t.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
-    thread::START_NS.store(
-        t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64,
-        Ordering::Relaxed,
-    );
+    crate::clock::start();
     thread::MAX_DEPTH.store(cfg.max_depth as u32, Ordering::Relaxed);
     thread::UNWIND_CACHE.store(cfg.unwind_cache, Ordering::Relaxed);
     thread::RSS_INTERVAL_NS.store(cfg.rss_interval_ns, Ordering::Relaxed);

@@ -23,8 +23,6 @@ pub static MAX_DEPTH: AtomicU32 = AtomicU32::new(64);
 pub static UNWIND_CACHE: AtomicBool = AtomicBool::new(true);
 pub static RSS_INTERVAL_NS: AtomicU64 = AtomicU64::new(10_000_000);
 static NEXT_THREAD_INDEX: AtomicU32 = AtomicU32::new(0);
-/// Monotonic clock at trace start, ns.
-pub static START_NS: AtomicU64 = AtomicU64::new(0);
 /// Thread index of the shared state used by threads past their own state's teardown.
 pub const LATE_THREAD: u32 = u32::MAX - 1;
 
@@ -47,17 +45,7 @@ pub static REGISTRY: spin::Mutex<Vec<usize>> = spin::Mutex::new(Vec::new());
 static LATE: spin::Mutex<Option<Box<ThreadState>>> = spin::Mutex::new(None);
 static mut KEY: libc::pthread_key_t = 0;
 
-#[inline]
-pub fn now_ns() -> u64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime fills t (vDSO, no syscall, no allocation).
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
-    (t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64)
-        .saturating_sub(START_NS.load(Ordering::Relaxed))
-}
+pub use crate::clock::now_ns;
 
 /// Bounds `[lo, hi)` of the stack the current thread runs on: the mapping that holds the
 /// stack pointer, read from /proc/self/maps with raw syscalls. (pthread_getattr_np cannot
@@ -531,11 +519,16 @@ extern "C" fn sampler_main(_: *mut libc::c_void) -> *mut libc::c_void {
         tv_nsec: (interval % 1_000_000_000) as i64,
     };
     let my_generation = SAMPLER_GENERATION.load(Ordering::Acquire);
+    let tsc = crate::clock::tsc_is_clocksource();
+    let first = crate::clock::sample();
     loop {
         if !ACTIVE.load(Ordering::Acquire)
             || SAMPLER_GENERATION.load(Ordering::Acquire) != my_generation
         {
             break;
+        }
+        if tsc {
+            crate::clock::calibrate(first, crate::clock::sample());
         }
         if let Some(rss) = read_rss() {
             let now = now_ns();
