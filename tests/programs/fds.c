@@ -2,8 +2,12 @@
  *   closeall  close every fd from 3 to 4095 (as daemons do), then open a file of its
  *             own (it gets fd 3), allocate 5000 x 40 B (kept) while writing to it.
  *   rlimit16  lower RLIMIT_NOFILE to 16, then the same allocations.
+ *   fsize     files are limited to 64 KiB (RLIMIT_FSIZE, SIGXFSZ ignored: writes past it
+ *             fail with EFBIG, as on a full disk); 200,000 extra malloc/free pairs make
+ *             the recorder's trace outgrow that, while the program's own file fits.
  * argv[2] is the file to write; it must end up holding exactly "line 0".."line 4999". */
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +29,14 @@ int main(int argc, char **argv) {
     if (argc < 3) return 2;
     if (!strcmp(argv[1], "closeall")) {
         for (int fd = 3; fd < 4096; fd++) close(fd);
+    } else if (!strcmp(argv[1], "fsize")) {
+        signal(SIGXFSZ, SIG_IGN);
+        struct rlimit r = {64 << 10, 64 << 10};
+        if (setrlimit(RLIMIT_FSIZE, &r) != 0) abort();
+        for (int i = 0; i < 200000; i++) {
+            void *volatile p = malloc(24 + i % 64);
+            free(p);
+        }
     } else if (!strcmp(argv[1], "rlimit16")) {
         struct rlimit r = {16, 16};
         if (setrlimit(RLIMIT_NOFILE, &r) != 0) abort();

@@ -568,3 +568,34 @@ fn unwind_caches_change_no_stack() {
         .count();
     assert!(leaf_sites >= 40, "{leaf_sites} leaf stacks");
 }
+
+#[test]
+fn full_disk_warns_once_and_keeps_what_was_written() {
+    let prog = build_c("fds.c", "fds");
+    let d = scratch("fsize-out");
+    let out = d.join("out.txt");
+    let r = run_with(&["--quiet"], &prog, &["fsize", out.to_str().unwrap()]);
+    // The program is not disturbed: same output, same exit status, its file complete.
+    assert!(r.output.status.success(), "{}", r.stderr());
+    assert_eq!(r.stdout(), "fds fsize done, fd was 3\n");
+    let expected: String = (0..5000).map(|i| format!("line {i}\n")).collect();
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), expected);
+    // One warning, then silence.
+    let stderr = r.stderr();
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("memlens: cannot write the trace"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", r.stderr());
+    assert!(
+        warnings[0].contains("File too large") && warnings[0].contains("the program runs on"),
+        "{}",
+        warnings[0]
+    );
+    // The trace stops at the limit, reads back, and says it was cut short.
+    let trace = r.only_trace();
+    assert_eq!(std::fs::metadata(&trace).unwrap().len(), 64 << 10);
+    let rep = report(&trace);
+    assert!(rep["trace"]["truncated"].is_string(), "{}", rep["trace"]);
+    assert!(rep["totals"]["allocations"].as_u64().unwrap() > 0);
+}
