@@ -470,6 +470,30 @@ pub fn print_run_summary(trace: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Where a summary line points: the first frame in the program's own code, not in a
+/// system library (`/lib`, `/usr/lib`: glibc's `strdup` or stdio are rarely what a user
+/// wants to read first); the innermost frame if every frame is in a system library.
+fn summary_frame(r: &Report, sym: &mut Symbolizer, stack: u32) -> String {
+    let raw = r.stack(stack);
+    let system = |m: u32| {
+        r.metadata.modules.get(&m).is_some_and(|m| {
+            ["/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/"]
+                .iter()
+                .any(|p| m.path.starts_with(p))
+                || m.path.starts_with("linux-vdso")
+        })
+    };
+    let pick = raw.iter().find(|f| !system(f.module)).or(raw.first());
+    match pick {
+        Some(&f) => sym
+            .frame(f)
+            .first()
+            .map(frame_text)
+            .unwrap_or_else(|| "(no stack recorded)".to_string()),
+        None => "(no stack recorded)".to_string(),
+    }
+}
+
 /// The text of [`print_run_summary`].
 fn run_summary(trace: &Path) -> Result<String, String> {
     let r = analyse(trace, 3)?;
@@ -494,10 +518,7 @@ fn run_summary(trace: &Path) -> Result<String, String> {
         ),
     ];
     for s in &r.not_freed.sites {
-        let at = match sym.innermost(r.stack(s.stack)) {
-            Some(f) => frame_text(&f),
-            None => "(no stack recorded)".to_string(),
-        };
+        let at = summary_frame(&r, &mut sym, s.stack);
         lines.push(format!(
             "  {} in {} at {at}",
             human_bytes(s.stats.live_bytes),
@@ -513,6 +534,17 @@ fn run_summary(trace: &Path) -> Result<String, String> {
                 "more sites"
             )
         ));
+    }
+    if !r.by_allocations.is_empty() {
+        lines.push("most allocations:".to_string());
+        for s in &r.by_allocations {
+            let at = summary_frame(&r, &mut sym, s.stack);
+            lines.push(format!(
+                "  {} ({}) at {at}",
+                plural(s.stats.allocations, "allocation", "allocations"),
+                human_bytes(s.stats.bytes_allocated)
+            ));
+        }
     }
     if let Some(tr) = &r.truncation {
         lines.push(format!("warning: the trace was cut short: {}", tr.reason));
