@@ -660,6 +660,10 @@ mod tests {
              ==memlens==   3.91 KiB in 1 block at 0x7004\n\
              ==memlens==   2.93 KiB in 1 block at 0x7003\n\
              ==memlens==   ... and 1 more site (memlens report shows them)\n\
+             ==memlens== most allocations:\n\
+             ==memlens==   1 allocation (4.88 KiB) at 0x7005\n\
+             ==memlens==   1 allocation (3.91 KiB) at 0x7004\n\
+             ==memlens==   1 allocation (2.93 KiB) at 0x7003\n\
              ==memlens== trace: {}\n",
             p.display()
         );
