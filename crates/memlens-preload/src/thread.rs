@@ -452,38 +452,31 @@ fn capture(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
         prev.invalidate();
     }
     let prev = &*prev;
-    snap.unwind(
-        caller.ret,
-        caller.sp,
-        caller.bp,
-        hi,
-        depth,
-        &mut st.cache,
-        prev,
-        out,
-    );
-    let id = match stacks::id_for(out.frames(), snap, false) {
-        Ok(id) => id,
-        Err(stacks::UnknownFrames) => {
-            // A new stack through code outside every known module: a library loaded
-            // behind our back (dlopen is not interposed). Rescan if the loader's counters
-            // moved, unwind again with the new modules, and define the stack either way.
-            if modules::refresh_if_changed(ts) {
-                if let Some(s) = modules::current() {
-                    snap = s;
+    // A new stack through code outside every known module means a library was loaded
+    // behind our back (dlopen is not interposed): rescan if the loader's counters moved,
+    // unwind once more with the new modules, and define the stack either way.
+    let mut retried = false;
+    let id = loop {
+        snap.unwind(
+            caller.ret,
+            caller.sp,
+            caller.bp,
+            hi,
+            depth,
+            &mut st.cache,
+            prev,
+            out,
+        );
+        match stacks::id_for(out.frames(), snap, retried) {
+            Ok(id) => break id,
+            Err(stacks::UnknownFrames) => {
+                if modules::refresh_if_changed(ts) {
+                    if let Some(s) = modules::current() {
+                        snap = s;
+                    }
                 }
+                retried = true;
             }
-            snap.unwind(
-                caller.ret,
-                caller.sp,
-                caller.bp,
-                hi,
-                depth,
-                &mut st.cache,
-                prev,
-                out,
-            );
-            stacks::id_for(out.frames(), snap, true).unwrap_or(0)
         }
     };
     if cached && id != 0 && !out.overflow && out.nreads <= MEMO_READS {
