@@ -103,3 +103,36 @@ fn report_of_non_trace() {
     assert!(err.contains("is not a memlens trace"), "{err}");
     one_line(&err);
 }
+
+#[test]
+fn setuid_program_is_refused() {
+    // A setuid program owned by someone else: the loader ignores LD_PRELOAD for it.
+    // As root, make one (a copy owned by nobody); otherwise any setuid-root tool will do.
+    // SAFETY: geteuid has no preconditions.
+    let prog = if unsafe { libc::geteuid() } == 0 {
+        let d = scratch("setuid");
+        let p = d.join("exits-setuid");
+        std::fs::copy(build_c("exits.c", "exits"), &p).unwrap();
+        std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
+        p
+    } else {
+        [
+            "/usr/bin/su",
+            "/bin/su",
+            "/usr/bin/passwd",
+            "/usr/bin/mount",
+        ]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+        .expect("a setuid-root program")
+    };
+    let (code, err) = memlens_run(&["--", prog.to_str().unwrap()]);
+    assert_eq!(code, Some(125));
+    assert!(
+        err.contains("is setuid/setgid") && err.contains("LD_PRELOAD"),
+        "{err}"
+    );
+    one_line(&err);
+}
