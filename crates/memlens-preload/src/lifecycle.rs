@@ -72,15 +72,6 @@ fn header(forked_from: u32) -> Header {
             libc::sysconf(libc::_SC_PAGESIZE) as u32,
         )
     };
-    let mut exe = [0u8; 4096];
-    // SAFETY: readlink writes at most exe.len() bytes.
-    let n = unsafe {
-        libc::readlink(
-            c"/proc/self/exe".as_ptr(),
-            exe.as_mut_ptr() as *mut _,
-            exe.len(),
-        )
-    };
     let mut wall = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -92,7 +83,7 @@ fn header(forked_from: u32) -> Header {
         ppid,
         forked_from,
         start_unix_ns: wall.tv_sec as u64 * 1_000_000_000 + wall.tv_nsec as u64,
-        exe: String::from_utf8_lossy(&exe[..n.max(0) as usize]).into_owned(),
+        exe: String::from_utf8_lossy(&crate::sys::exe_path()).into_owned(),
         argv: read_cmdline(),
         page_size: page,
         rss_interval_ns: thread::RSS_INTERVAL_NS.load(Ordering::Relaxed),

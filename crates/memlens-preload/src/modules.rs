@@ -25,9 +25,12 @@ pub type Cache = CacheX86_64<MustNotAllocateDuringUnwind>;
 type Unw = UnwinderX86_64<Vec<u8>, MustNotAllocateDuringUnwind>;
 
 /// A module as the trace describes it.
+#[derive(Clone)]
 struct ModuleInfo {
     id: u32,
     name: Vec<u8>,
+    build_id: Vec<u8>,
+    segments: Vec<(u64, u64, u32)>,
     bias: u64,
     start: u64,
     end: u64,
@@ -406,23 +409,6 @@ unsafe fn eh_frame_address(hdr_avma: u64) -> Option<u64> {
     Some(base.wrapping_add(v))
 }
 
-fn main_exe_path() -> Vec<u8> {
-    let mut buf = [0u8; 4096];
-    // SAFETY: readlink writes at most buf.len() bytes into buf.
-    let n = unsafe {
-        libc::readlink(
-            c"/proc/self/exe".as_ptr(),
-            buf.as_mut_ptr() as *mut _,
-            buf.len(),
-        )
-    };
-    if n > 0 {
-        buf[..n as usize].to_vec()
-    } else {
-        Vec::new()
-    }
-}
-
 /// Build framehop's module from the in-memory unwind sections, copying them.
 unsafe fn framehop_module(f: &Found, name: String) -> Option<framehop::Module<Vec<u8>>> {
     let (hdr_vaddr, hdr_len) = f.eh_frame_hdr?;
@@ -489,21 +475,14 @@ pub fn refresh(ts: u64) -> bool {
             }
         }
     }
-    let main_path = main_exe_path();
     for f in &found {
         if let Some(m) = old.and_then(|o| o.modules.iter().find(|m| same(m, f))) {
-            modules.push(ModuleInfo {
-                id: m.id,
-                name: m.name.clone(),
-                bias: m.bias,
-                start: m.start,
-                end: m.end,
-            });
+            modules.push(m.clone());
             continue;
         }
         let id = NEXT_MODULE_ID.fetch_add(1, Ordering::Relaxed);
         let name = if f.name.is_empty() {
-            main_path.clone()
+            crate::sys::exe_path()
         } else {
             f.name.clone()
         };
@@ -516,6 +495,8 @@ pub fn refresh(ts: u64) -> bool {
         modules.push(ModuleInfo {
             id,
             name,
+            build_id: f.build_id.clone(),
+            segments: f.segments.clone(),
             bias: f.bias,
             start: f.bias + f.start,
             end: f.bias + f.end,
@@ -567,18 +548,8 @@ pub fn refresh_if_changed(ts: u64) -> bool {
 /// Re-emit every current module into a fresh trace (after fork).
 pub fn reemit_all(ts: u64) {
     if let Some(s) = current() {
-        let mut found: Vec<Found> = Vec::new();
-        // SAFETY: as in `refresh`.
-        unsafe { libc::dl_iterate_phdr(Some(collect), &mut found as *mut _ as *mut c_void) };
         for m in &s.modules {
-            let f = found
-                .iter()
-                .find(|f| f.bias == m.bias && f.bias + f.start == m.start);
-            let (bid, segs) = match f {
-                Some(f) => (&f.build_id[..], &f.segments[..]),
-                None => (&[][..], &[][..]),
-            };
-            output::module_load(ts, m.id, &m.name, bid, m.bias, segs);
+            output::module_load(ts, m.id, &m.name, &m.build_id, m.bias, &m.segments);
         }
     }
 }

@@ -60,9 +60,7 @@ fn expand(pattern: &[u8], pid: u32, name: &[u8]) -> Vec<u8> {
         if pattern[i] == b'%' && i + 1 < pattern.len() {
             match pattern[i + 1] {
                 b'p' => {
-                    let mut b = itoa_buf(pid as u64);
-                    out.extend_from_slice(b.as_slice());
-                    b.clear();
+                    out.extend_from_slice(&itoa_buf(pid as u64));
                     i += 2;
                     continue;
                 }
