@@ -1,7 +1,8 @@
 //! Per-thread recording state and the hot path of every hook.
 //!
 //! Each thread gets a [`ThreadState`] (allocated from the private heap, pointed to from
-//! initial-exec TLS) holding its event buffer, unwinder cache and scratch frames. A
+//! initial-exec TLS) holding its event buffer and, once it first unwinds, its unwinding
+//! state ([`Unwinding`]: framehop cache, unwind records, memo). A
 //! thread's state has a spin lock, uncontended except when another thread flushes all
 //! buffers (process exit, exec) or when a thread records through the shared *late*
 //! state (after its own state was torn down at thread exit, e.g. from TLS destructors).
@@ -31,11 +32,9 @@ pub struct ThreadState {
     index: u32,
     events: ChunkBuilder<Box<[u8]>>,
     out: Vec<u8>,
-    cache: Cache,
-    /// This unwind and the previous one, alternating (`cur` is the next to fill).
-    unwinds: [Box<modules::UnwindRecord>; 2],
-    cur: usize,
-    memo: Box<[Memo]>,
+    /// Created on the first unwind: the RSS sampler's state never needs it, and it is
+    /// the bulk of a state's memory (~280 KiB).
+    unwinding: Option<Box<Unwinding>>,
     stack_lo: u64,
     stack_hi: u64,
 }
@@ -175,13 +174,7 @@ impl ThreadState {
             index,
             events: ChunkBuilder::new(alloc::vec![0u8; CHUNK_RAW].into_boxed_slice()),
             out: Vec::new(),
-            cache: Cache::new_in(),
-            unwinds: [
-                modules::UnwindRecord::boxed(),
-                modules::UnwindRecord::boxed(),
-            ],
-            cur: 0,
-            memo: (0..MEMO_ENTRIES).map(|_| Memo::EMPTY).collect(),
+            unwinding: None,
             stack_lo,
             stack_hi,
         })
@@ -211,6 +204,54 @@ impl ThreadState {
         self.lock();
         self.flush_locked();
         self.unlock();
+    }
+
+    /// Append one record with `write`; when the buffer is full, flush it and try once
+    /// more; count the record as dropped if it still does not fit. Caller holds the lock.
+    #[inline]
+    fn push(
+        &mut self,
+        write: impl Fn(&mut ChunkBuilder<Box<[u8]>>) -> Result<(), memlens_trace::WriteError>,
+    ) {
+        if write(&mut self.events).is_err() {
+            self.flush_locked();
+            if write(&mut self.events).is_err() {
+                output::DROPPED_EVENTS.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// A thread's unwinding state.
+pub struct Unwinding {
+    cache: Cache,
+    /// This unwind and the previous one, alternating (`cur` is the next to fill).
+    records: [Box<modules::UnwindRecord>; 2],
+    cur: usize,
+    memo: Box<[Memo]>,
+}
+
+impl Unwinding {
+    fn new() -> Box<Unwinding> {
+        Box::new(Unwinding {
+            cache: Cache::new_in(),
+            records: [
+                modules::UnwindRecord::boxed(),
+                modules::UnwindRecord::boxed(),
+            ],
+            cur: 0,
+            memo: (0..MEMO_ENTRIES).map(|_| Memo::EMPTY).collect(),
+        })
+    }
+
+    /// Forget memoized unwinds (a forked child numbers its stacks anew).
+    fn forget(&mut self) {
+        for m in self.memo.iter_mut() {
+            m.stack = 0;
+        }
+        for u in self.records.iter_mut() {
+            u.invalidate();
+        }
     }
 }
 
@@ -340,17 +381,11 @@ fn record_into(st: &mut ThreadState, func: AllocFunc, op: Op, caller: Caller, ts
         Op::Free { .. } => 0,
         _ => capture(st, caller, ts),
     };
-    let write = |b: &mut ChunkBuilder<Box<[u8]>>| match op {
+    st.push(|b| match op {
         Op::Alloc { addr, size } => b.alloc(ts, func, addr, size, stack),
         Op::Free { addr } => b.free(ts, func, addr, stack),
         Op::Realloc { old, new, size } => b.realloc(ts, func, old, new, size, stack),
-    };
-    if write(&mut st.events).is_err() {
-        st.flush_locked();
-        if write(&mut st.events).is_err() {
-            output::DROPPED_EVENTS.fetch_add(1, Ordering::Relaxed);
-        }
-    }
+    });
 }
 
 /// Memoized unwinds, per thread: start registers -> the stack words the unwind read and
@@ -413,16 +448,6 @@ impl Memo {
     }
 }
 
-/// Forget memoized unwinds (a forked child numbers its stacks anew).
-pub fn clear_memo(st: &mut ThreadState) {
-    for m in st.memo.iter_mut() {
-        m.stack = 0;
-    }
-    for u in st.unwinds.iter_mut() {
-        u.invalidate();
-    }
-}
-
 #[inline]
 fn capture(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
     let Some(mut snap) = modules::current() else {
@@ -436,18 +461,19 @@ fn capture(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
     } else {
         0
     };
+    let u = st.unwinding.get_or_insert_with(Unwinding::new);
     let slot = Memo::slot(caller.ret, caller.sp);
     let cached = UNWIND_CACHE.load(Ordering::Relaxed);
-    if cached && st.memo[slot].matches(caller, hi, snap.generation, depth as u32) {
-        return st.memo[slot].stack;
+    if cached && u.memo[slot].matches(caller, hi, snap.generation, depth as u32) {
+        return u.memo[slot].stack;
     }
-    let (first, second) = st.unwinds.split_at_mut(1);
-    let (out, prev) = if st.cur == 0 {
+    let (first, second) = u.records.split_at_mut(1);
+    let (out, prev) = if u.cur == 0 {
         (&mut first[0], &mut second[0])
     } else {
         (&mut second[0], &mut first[0])
     };
-    st.cur ^= 1;
+    u.cur ^= 1;
     if !cached {
         prev.invalidate();
     }
@@ -463,7 +489,7 @@ fn capture(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
             caller.bp,
             hi,
             depth,
-            &mut st.cache,
+            &mut u.cache,
             prev,
             out,
         );
@@ -480,7 +506,7 @@ fn capture(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
         }
     };
     if cached && id != 0 && !out.overflow && out.nreads <= MEMO_READS {
-        let m = &mut st.memo[slot];
+        let m = &mut u.memo[slot];
         m.ret = caller.ret;
         m.sp = caller.sp;
         m.bp = caller.bp;
@@ -529,10 +555,7 @@ extern "C" fn sampler_main(_: *mut libc::c_void) -> *mut libc::c_void {
             // under its lock (flush_all).
             let st = unsafe { &mut *st_ptr };
             st.lock();
-            if st.events.rss(now, rss).is_err() {
-                st.flush_locked();
-                let _ = st.events.rss(now, rss);
-            }
+            st.push(|b| b.rss(now, rss));
             st.unlock();
         }
         // SAFETY: sleeping; EINTR cannot happen (all signals blocked).
@@ -618,7 +641,9 @@ pub fn after_fork_child(ts: u64) {
         // SAFETY: our own live state; no other thread exists.
         let st = unsafe { &mut *t.state };
         st.events.clear();
-        clear_memo(st);
+        if let Some(u) = st.unwinding.as_mut() {
+            u.forget();
+        }
         st.unlock();
         // SAFETY: gettid has no preconditions.
         let tid = unsafe { libc::gettid() } as u32;
