@@ -206,12 +206,7 @@ pub fn find_preload() -> Result<PathBuf, LaunchError> {
         .map_err(|e| LaunchError::Other(format!("cannot locate the memlens executable: {e}")))?;
     let exe = exe.canonicalize().unwrap_or(exe);
     let dir = exe.parent().unwrap_or(Path::new("/"));
-    let candidates = [
-        dir.join(NAME),
-        dir.join("../lib/memlens").join(NAME),
-        dir.join("deps").join(NAME),
-        dir.join("..").join(NAME),
-    ];
+    let candidates = [dir.join(NAME), dir.join("../lib/memlens").join(NAME)];
     for c in &candidates {
         if c.is_file() {
             return Ok(c.canonicalize().unwrap_or_else(|_| c.clone()));
