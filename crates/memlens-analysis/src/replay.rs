@@ -60,6 +60,8 @@ pub struct Counters {
     pub reused_addresses: u64,
     /// Highest RSS sample, bytes (0: no samples).
     pub peak_rss_bytes: u64,
+    /// Heap errors the recorder caught (double/invalid/mismatched releases).
+    pub heap_errors: u64,
     /// Events applied.
     pub events: u64,
 }
@@ -214,6 +216,8 @@ impl Replay {
             Event::Rss { bytes, .. } => {
                 self.counters.peak_rss_bytes = self.counters.peak_rss_bytes.max(bytes);
             }
+            // The release itself, when it went ahead (a mismatch), is its own event.
+            Event::HeapError { .. } => self.counters.heap_errors += 1,
         }
     }
 }

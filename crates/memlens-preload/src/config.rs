@@ -7,6 +7,7 @@
 //! | `MEMLENS_DEPTH` | maximum stack depth | 64 |
 //! | `MEMLENS_RSS_INTERVAL_MS` | RSS sampling interval (0: off) | 10 |
 //! | `MEMLENS_NO_FOLLOW` | `1`: do not trace programs started by `exec` | follow |
+//! | `MEMLENS_FREE_STACKS` | `1`: record the stack of every free/delete (heap error reports then show where a block was first freed) | off |
 //! | `MEMLENS_UNWIND_CACHE` | `0`: unwind every stack in full (no memo, no prefix reuse); for checking that the caches change nothing | on |
 
 use core::ffi::CStr;
@@ -20,6 +21,7 @@ pub struct Config {
     pub rss_interval_ns: u64,
     pub no_follow: bool,
     pub unwind_cache: bool,
+    pub free_stacks: bool,
 }
 
 fn env(name: &CStr) -> Option<&'static CStr> {
@@ -58,6 +60,9 @@ impl Config {
             unwind_cache: env(c"MEMLENS_UNWIND_CACHE")
                 .map(|v| v.to_bytes() != b"0")
                 .unwrap_or(true),
+            free_stacks: env(c"MEMLENS_FREE_STACKS")
+                .map(|v| v.to_bytes() == b"1")
+                .unwrap_or(false),
         }
     }
 }

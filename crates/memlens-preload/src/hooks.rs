@@ -1,15 +1,21 @@
 //! The interposed allocation functions.
 //!
 //! Each hook calls glibc's real allocator through its `__libc_*` entry point (never
-//! `dlsym` inside malloc), then records the event with the caller's stack. Releases are
-//! recorded *before* the real free, allocations *after* the real allocation, so that the
-//! timestamps order a block's reuse by another thread correctly. Pointers the recorder
-//! never saw (allocated before it started) are passed to the real free untouched.
+//! `dlsym` inside malloc), keeps the live-block table (`live.rs`) in step, and records
+//! the event with the caller's stack. Releases are recorded *before* the real free,
+//! allocations *after* the real allocation, so that the timestamps order a block's reuse
+//! by another thread correctly.
+//!
+//! Heap errors are caught here, as memcheck catches them: a release of an address where
+//! no live block starts (double free, a pointer never allocated or inside a block) is
+//! recorded and *not* passed to glibc, so the program survives it; a release by the wrong
+//! family (malloc/delete, new/free, new[]/delete) is recorded and then done.
 
 use crate::caller;
-use crate::thread::{record, Op};
+use crate::live::{self, Meta, Removed};
+use crate::thread::{record, Caller, Op};
 use core::ffi::{c_int, c_void};
-use memlens_trace::AllocFunc;
+use memlens_trace::{AllocFunc, HeapErrorKind};
 
 extern "C" {
     fn __libc_malloc(size: usize) -> *mut c_void;
@@ -27,20 +33,62 @@ fn set_errno(e: c_int) {
     unsafe { *libc::__errno_location() = e };
 }
 
+/// A block came back from the real allocator: enter it in the table, record it.
+#[inline(always)]
+fn allocated(func: AllocFunc, p: *mut c_void, size: u64, c: Caller) {
+    if p.is_null() {
+        return;
+    }
+    // Allocations made while the recorder runs (by libc functions it calls) are its own.
+    let internal = crate::tls::get().busy != 0;
+    live::insert(p as u64, Meta::new(size, func, internal));
+    record(
+        func,
+        Op::Alloc {
+            addr: p as u64,
+            size,
+        },
+        c,
+    );
+}
+
+/// `p` is being released by `func`: take it out of the table. Returns the block's
+/// metadata when the release may go on to glibc, `None` for a heap error that must not.
+#[inline(always)]
+fn releasing(func: AllocFunc, p: *mut c_void, c: Caller) -> Option<Option<Meta>> {
+    match live::remove(p as u64) {
+        Removed::Block(m) => {
+            if m.func().family() != func.family() {
+                error(func, HeapErrorKind::Mismatch, p, m.func(), c);
+            }
+            Some(Some(m))
+        }
+        Removed::NotABlock => {
+            error(func, HeapErrorKind::NotABlock, p, func, c);
+            None
+        }
+        Removed::Deferred => Some(None),
+    }
+}
+
+#[cold]
+fn error(func: AllocFunc, kind: HeapErrorKind, p: *mut c_void, alloc_func: AllocFunc, c: Caller) {
+    record(
+        func,
+        Op::Error {
+            kind,
+            addr: p as u64,
+            alloc_func,
+        },
+        c,
+    );
+}
+
 #[no_mangle]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     let c = caller!();
     let p = __libc_malloc(size);
-    if !p.is_null() {
-        record(
-            AllocFunc::Malloc,
-            Op::Alloc {
-                addr: p as u64,
-                size: size as u64,
-            },
-            c,
-        );
-    }
+    allocated(AllocFunc::Malloc, p, size as u64, c);
     p
 }
 
@@ -48,29 +96,17 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
     let c = caller!();
     let p = __libc_calloc(n, size);
-    if !p.is_null() {
-        record(
-            AllocFunc::Calloc,
-            Op::Alloc {
-                addr: p as u64,
-                size: n.wrapping_mul(size) as u64,
-            },
-            c,
-        );
-    }
+    allocated(AllocFunc::Calloc, p, n.wrapping_mul(size) as u64, c);
     p
 }
 
 #[inline(always)]
-unsafe fn realloc_impl(
-    func: AllocFunc,
-    old: *mut c_void,
-    size: usize,
-    c: crate::thread::Caller,
-) -> *mut c_void {
+unsafe fn realloc_impl(func: AllocFunc, old: *mut c_void, size: usize, c: Caller) -> *mut c_void {
     if old.is_null() {
         let p = __libc_malloc(size);
         if !p.is_null() {
+            let internal = crate::tls::get().busy != 0;
+            live::insert(p as u64, Meta::new(size as u64, func, internal));
             record(
                 func,
                 Op::Realloc {
@@ -83,6 +119,12 @@ unsafe fn realloc_impl(
         }
         return p;
     }
+    // Out of the table before glibc may free it (another thread may get the address).
+    let Some(was) = releasing(func, old, c) else {
+        // Not a block: memcheck's answer, NULL, with the pointer left alone.
+        set_errno(libc::ENOMEM);
+        return core::ptr::null_mut();
+    };
     if size == 0 {
         // glibc frees the block and returns NULL.
         record(
@@ -97,17 +139,24 @@ unsafe fn realloc_impl(
         return __libc_realloc(old, 0);
     }
     let p = __libc_realloc(old, size);
-    if !p.is_null() {
-        record(
-            func,
-            Op::Realloc {
-                old: old as u64,
-                new: p as u64,
-                size: size as u64,
-            },
-            c,
-        );
+    if p.is_null() {
+        // Failed: the old block stays allocated.
+        if let Some(m) = was {
+            live::insert(old as u64, m);
+        }
+        return p;
     }
+    let internal = crate::tls::get().busy != 0;
+    live::insert(p as u64, Meta::new(size as u64, func, internal));
+    record(
+        func,
+        Op::Realloc {
+            old: old as u64,
+            new: p as u64,
+            size: size as u64,
+        },
+        c,
+    );
     p
 }
 
@@ -129,34 +178,26 @@ pub unsafe extern "C" fn reallocarray(old: *mut c_void, n: usize, size: usize) -
     }
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn free(p: *mut c_void) {
-    if p.is_null() {
+/// The release path shared by free and every operator delete.
+#[inline(always)]
+unsafe fn release(func: AllocFunc, p: *mut c_void, c: Caller) {
+    if p.is_null() || releasing(func, p, c).is_none() {
         return;
     }
-    let c = caller!();
-    record(AllocFunc::Free, Op::Free { addr: p as u64 }, c);
+    record(func, Op::Free { addr: p as u64 }, c);
     __libc_free(p);
 }
 
+#[no_mangle]
+pub unsafe extern "C" fn free(p: *mut c_void) {
+    let c = caller!();
+    release(AllocFunc::Free, p, c)
+}
+
 #[inline(always)]
-unsafe fn aligned(
-    func: AllocFunc,
-    align: usize,
-    size: usize,
-    c: crate::thread::Caller,
-) -> *mut c_void {
+unsafe fn aligned(func: AllocFunc, align: usize, size: usize, c: Caller) -> *mut c_void {
     let p = __libc_memalign(align, size);
-    if !p.is_null() {
-        record(
-            func,
-            Op::Alloc {
-                addr: p as u64,
-                size: size as u64,
-            },
-            c,
-        );
-    }
+    allocated(func, p, size as u64, c);
     p
 }
 
@@ -190,16 +231,7 @@ pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
 pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
     let c = caller!();
     let p = __libc_valloc(size);
-    if !p.is_null() {
-        record(
-            AllocFunc::Valloc,
-            Op::Alloc {
-                addr: p as u64,
-                size: size as u64,
-            },
-            c,
-        );
-    }
+    allocated(AllocFunc::Valloc, p, size as u64, c);
     p
 }
 
@@ -207,16 +239,7 @@ pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
 pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
     let c = caller!();
     let p = __libc_pvalloc(size);
-    if !p.is_null() {
-        record(
-            AllocFunc::Pvalloc,
-            Op::Alloc {
-                addr: p as u64,
-                size: size as u64,
-            },
-            c,
-        );
-    }
+    allocated(AllocFunc::Pvalloc, p, size as u64, c);
     p
 }
 
@@ -246,7 +269,7 @@ unsafe fn new_impl(
     align: usize,
     nothrow: bool,
     slow: &core::ffi::CStr,
-    c: crate::thread::Caller,
+    c: Caller,
 ) -> *mut c_void {
     let sz = size.max(1);
     let mut p = if align == 0 {
@@ -260,24 +283,13 @@ unsafe fn new_impl(
         }
         p = real_new_slow(slow, size, align);
     }
-    record(
-        func,
-        Op::Alloc {
-            addr: p as u64,
-            size: size as u64,
-        },
-        c,
-    );
+    allocated(func, p, size as u64, c);
     p
 }
 
 #[inline(always)]
-unsafe fn delete_impl(func: AllocFunc, p: *mut c_void, c: crate::thread::Caller) {
-    if p.is_null() {
-        return;
-    }
-    record(func, Op::Free { addr: p as u64 }, c);
-    __libc_free(p);
+unsafe fn delete_impl(func: AllocFunc, p: *mut c_void, c: Caller) {
+    release(func, p, c)
 }
 
 macro_rules! new_hook {

@@ -170,6 +170,7 @@ extern "C" fn memlens_init() {
     crate::clock::start();
     thread::MAX_DEPTH.store(cfg.max_depth as u32, Ordering::Relaxed);
     thread::UNWIND_CACHE.store(cfg.unwind_cache, Ordering::Relaxed);
+    thread::FREE_STACKS.store(cfg.free_stacks, Ordering::Relaxed);
     thread::RSS_INTERVAL_NS.store(cfg.rss_interval_ns, Ordering::Relaxed);
     // SAFETY: single-threaded start-up; nothing reads these yet.
     unsafe {
@@ -292,9 +293,11 @@ extern "C" fn fork_prepare() {
     core::mem::forget(output::META.lock());
     core::mem::forget(output::FILE.lock());
     core::mem::forget(private_alloc::FORK_GATE.lock());
+    crate::live::lock_all();
 }
 
 fn release_fork_locks() {
+    crate::live::unlock_all();
     // SAFETY: each lock was taken and forgotten by fork_prepare on this thread.
     unsafe {
         private_alloc::FORK_GATE.force_unlock();

@@ -19,20 +19,9 @@ impl OomHandler for MmapOnOom {
     fn handle_oom(talc: &mut Talc<Self>, layout: Layout) -> Result<(), ()> {
         let want = (layout.size() + layout.align() + 4096).max(REGION);
         let size = (want + 0xfff) & !0xfff;
-        // SAFETY: an anonymous private mapping has no preconditions; the result is checked.
-        let p = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                size,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
+        let Some(p) = crate::own_memory::map(size) else {
             return Err(());
-        }
+        };
         MAPPED_BYTES.fetch_add(size as u64, Ordering::Relaxed);
         // SAFETY: the span is a fresh mapping owned by nobody else, valid for `size` bytes.
         unsafe { talc.claim(Span::from_base_size(p as *mut u8, size)) }.map(|_| ())

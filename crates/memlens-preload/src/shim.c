@@ -12,6 +12,9 @@ struct memlens_tls {
     int busy;       /* > 0 while this thread is inside the recorder */
     int exiting;    /* the thread's state was torn down at thread exit */
     void *state;    /* the thread's ThreadState, or NULL */
+    int live_shard; /* 1 + the live-table shard this thread has locked, or 0 */
+    int pending_n;  /* live-table operations queued by a re-entered hook */
+    unsigned long long pending[8][2];
 };
 
 static __thread struct memlens_tls tls __attribute__((tls_model("initial-exec")));

@@ -43,21 +43,8 @@ pub static EPOCH: AtomicU64 = AtomicU64::new(0);
 
 fn map_table(slots: usize) -> Option<*mut Table> {
     let bytes = slots * core::mem::size_of::<Slot>();
-    // SAFETY: anonymous private mapping; result checked. Zeroed memory is a valid empty
-    // table (hash 0 = free slot).
-    let p = unsafe {
-        libc::mmap(
-            core::ptr::null_mut(),
-            bytes,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return None;
-    }
+    // Zeroed memory is a valid empty table (hash 0 = free slot).
+    let p = crate::own_memory::map(bytes)?;
     let t = alloc::boxed::Box::new(Table {
         slots: p as *mut Slot,
         mask: slots - 1,

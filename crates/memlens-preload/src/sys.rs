@@ -34,3 +34,95 @@ pub fn exe_path() -> alloc::vec::Vec<u8> {
     };
     buf[..n.max(0) as usize].to_vec()
 }
+
+/// One line of /proc/self/maps.
+pub struct Mapping<'a> {
+    pub start: u64,
+    pub end: u64,
+    pub read: bool,
+    pub write: bool,
+    pub exec: bool,
+    pub shared: bool,
+    /// The path or pseudo-name (`[heap]`, `[stack]`), empty for anonymous memory.
+    pub name: &'a [u8],
+}
+
+/// Call `f` for each line of /proc/self/maps until it returns false.
+/// Reads with open/read/close into a stack buffer: no allocation, no lock.
+pub fn for_each_mapping(mut f: impl FnMut(&Mapping) -> bool) {
+    // SAFETY: NUL-terminated path; the fd is closed below.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/maps".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return;
+    }
+    let mut buf = [0u8; 8192];
+    let mut have = 0usize;
+    'outer: loop {
+        // SAFETY: reads into the free tail of buf.
+        let n = unsafe { libc::read(fd, buf[have..].as_mut_ptr() as *mut _, buf.len() - have) };
+        if n <= 0 {
+            break;
+        }
+        have += n as usize;
+        let mut consumed = 0;
+        while let Some(nl) = buf[consumed..have].iter().position(|&c| c == b'\n') {
+            let line = &buf[consumed..consumed + nl];
+            consumed += nl + 1;
+            if let Some(m) = parse_maps_line(line) {
+                if !f(&m) {
+                    break 'outer;
+                }
+            }
+        }
+        buf.copy_within(consumed..have, 0);
+        have -= consumed;
+        if have == buf.len() {
+            break; // a line longer than the buffer: give up rather than misparse
+        }
+    }
+    // SAFETY: closing the fd opened above.
+    unsafe { libc::close(fd) };
+}
+
+fn parse_maps_line(line: &[u8]) -> Option<Mapping<'_>> {
+    let hex = |s: &[u8]| -> Option<u64> {
+        let mut v = 0u64;
+        for &c in s {
+            v = v.checked_mul(16)? + (c as char).to_digit(16)? as u64;
+        }
+        Some(v)
+    };
+    let dash = line.iter().position(|&c| c == b'-')?;
+    let sp = line.iter().position(|&c| c == b' ')?;
+    let start = hex(&line[..dash])?;
+    let end = hex(&line[dash + 1..sp])?;
+    // The name is the 6th field, after five space-separated ones.
+    let mut fields = 0;
+    let mut i = 0;
+    while i < line.len() && fields < 5 {
+        if line[i] == b' ' {
+            fields += 1;
+            while i < line.len() && line[i] == b' ' {
+                i += 1;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    let p = &line[sp + 1..];
+    let perm = |k: usize, c: u8| p.get(k) == Some(&c);
+    Some(Mapping {
+        start,
+        end,
+        read: perm(0, b'r'),
+        write: perm(1, b'w'),
+        exec: perm(2, b'x'),
+        shared: perm(3, b's'),
+        name: &line[i.min(line.len())..],
+    })
+}

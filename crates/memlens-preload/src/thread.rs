@@ -13,7 +13,7 @@ use crate::{config::MAX_DEPTH_LIMIT, stacks, tls};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use memlens_trace::{AllocFunc, ChunkBuilder, ChunkKind};
+use memlens_trace::{AllocFunc, ChunkBuilder, ChunkKind, HeapErrorKind};
 
 extern crate alloc;
 
@@ -22,6 +22,8 @@ pub static ACTIVE: AtomicBool = AtomicBool::new(false);
 pub static MAX_DEPTH: AtomicU32 = AtomicU32::new(64);
 /// Memoized and prefix-reused unwinds (`MEMLENS_UNWIND_CACHE=0` turns them off).
 pub static UNWIND_CACHE: AtomicBool = AtomicBool::new(true);
+/// Record the stack of every release (`MEMLENS_FREE_STACKS=1`), not only of heap errors.
+pub static FREE_STACKS: AtomicBool = AtomicBool::new(false);
 pub static RSS_INTERVAL_NS: AtomicU64 = AtomicU64::new(10_000_000);
 static NEXT_THREAD_INDEX: AtomicU32 = AtomicU32::new(0);
 /// Thread index of the shared state used by threads past their own state's teardown.
@@ -62,7 +64,8 @@ fn stack_bounds() -> (u64, u64) {
         sp
     };
     let mut found = (0u64, 0u64, false);
-    for_each_mapping(|start, end, name| {
+    crate::sys::for_each_mapping(|m| {
+        let (start, end, name) = (m.start, m.end, m.name);
         if start <= sp && sp < end {
             found = (start, end, name == b"[stack]");
             false
@@ -90,76 +93,6 @@ fn stack_bounds() -> (u64, u64) {
     } else {
         (start, end)
     }
-}
-
-/// Call `f(start, end, name)` for each line of /proc/self/maps until it returns false.
-/// Reads with open/read/close into a stack buffer: no allocation, no lock.
-fn for_each_mapping(mut f: impl FnMut(u64, u64, &[u8]) -> bool) {
-    // SAFETY: NUL-terminated path; the fd is closed below.
-    let fd = unsafe {
-        libc::open(
-            c"/proc/self/maps".as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return;
-    }
-    let mut buf = [0u8; 8192];
-    let mut have = 0usize;
-    'outer: loop {
-        // SAFETY: reads into the free tail of buf.
-        let n = unsafe { libc::read(fd, buf[have..].as_mut_ptr() as *mut _, buf.len() - have) };
-        if n <= 0 {
-            break;
-        }
-        have += n as usize;
-        let mut consumed = 0;
-        while let Some(nl) = buf[consumed..have].iter().position(|&c| c == b'\n') {
-            let line = &buf[consumed..consumed + nl];
-            consumed += nl + 1;
-            if let Some((start, end, name)) = parse_maps_line(line) {
-                if !f(start, end, name) {
-                    break 'outer;
-                }
-            }
-        }
-        buf.copy_within(consumed..have, 0);
-        have -= consumed;
-        if have == buf.len() {
-            break; // a line longer than the buffer: give up rather than misparse
-        }
-    }
-    // SAFETY: closing the fd opened above.
-    unsafe { libc::close(fd) };
-}
-
-fn parse_maps_line(line: &[u8]) -> Option<(u64, u64, &[u8])> {
-    let hex = |s: &[u8]| -> Option<u64> {
-        let mut v = 0u64;
-        for &c in s {
-            v = v.checked_mul(16)? + (c as char).to_digit(16)? as u64;
-        }
-        Some(v)
-    };
-    let dash = line.iter().position(|&c| c == b'-')?;
-    let sp = line.iter().position(|&c| c == b' ')?;
-    let start = hex(&line[..dash])?;
-    let end = hex(&line[dash + 1..sp])?;
-    // The name is the 6th field, after five space-separated ones.
-    let mut fields = 0;
-    let mut i = 0;
-    while i < line.len() && fields < 5 {
-        if line[i] == b' ' {
-            fields += 1;
-            while i < line.len() && line[i] == b' ' {
-                i += 1;
-            }
-        } else {
-            i += 1;
-        }
-    }
-    Some((start, end, &line[i.min(line.len())..]))
 }
 
 impl ThreadState {
@@ -344,9 +277,25 @@ macro_rules! caller {
 /// What happened, for [`record`].
 #[derive(Clone, Copy)]
 pub enum Op {
-    Alloc { addr: u64, size: u64 },
-    Free { addr: u64 },
-    Realloc { old: u64, new: u64, size: u64 },
+    Alloc {
+        addr: u64,
+        size: u64,
+    },
+    Free {
+        addr: u64,
+    },
+    Realloc {
+        old: u64,
+        new: u64,
+        size: u64,
+    },
+    /// A heap error at `addr`; `alloc_func` is the block's allocating function for a
+    /// mismatch.
+    Error {
+        kind: HeapErrorKind,
+        addr: u64,
+        alloc_func: AllocFunc,
+    },
 }
 
 /// Record one event. Called after the real allocation (so its timestamp follows it) and
@@ -378,13 +327,18 @@ pub fn record(func: AllocFunc, op: Op, caller: Caller) {
 #[inline]
 fn record_into(st: &mut ThreadState, func: AllocFunc, op: Op, caller: Caller, ts: u64) {
     let stack = match op {
-        Op::Free { .. } => 0,
+        Op::Free { .. } if !FREE_STACKS.load(Ordering::Relaxed) => 0,
         _ => capture(st, caller, ts),
     };
     st.push(|b| match op {
         Op::Alloc { addr, size } => b.alloc(ts, func, addr, size, stack),
         Op::Free { addr } => b.free(ts, func, addr, stack),
         Op::Realloc { old, new, size } => b.realloc(ts, func, old, new, size, stack),
+        Op::Error {
+            kind,
+            addr,
+            alloc_func,
+        } => b.heap_error(ts, func, kind, addr, alloc_func, stack),
     });
 }
 

@@ -9,6 +9,12 @@ pub struct Tls {
     /// Set once the thread's state was flushed at thread exit.
     pub exiting: i32,
     pub state: *mut ThreadState,
+    /// 1 + the live-table shard this thread holds locked, 0 if none (see `live.rs`).
+    pub live_shard: i32,
+    /// Live-table operations queued by a hook re-entered (from a signal handler) while
+    /// this thread held the shard they need.
+    pub pending_n: i32,
+    pub pending: [[u64; 2]; 8],
 }
 
 #[allow(improper_ctypes)] // only a pointer to ThreadState crosses, never the value

@@ -53,6 +53,8 @@ pub enum ChunkKind {
     Meta = 1,
     Events = 2,
     End = 3,
+    /// The reachability scan at exit (see the `SCAN_*` tags).
+    Scan = 4,
 }
 
 impl ChunkKind {
@@ -61,6 +63,7 @@ impl ChunkKind {
             1 => Some(Self::Meta),
             2 => Some(Self::Events),
             3 => Some(Self::End),
+            4 => Some(Self::Scan),
             _ => None,
         }
     }
@@ -187,6 +190,7 @@ pub mod tag {
     pub const FREE: u8 = 2;
     pub const REALLOC: u8 = 3;
     pub const RSS: u8 = 4;
+    pub const HEAP_ERROR: u8 = 5;
     // Meta chunks.
     pub const MODULE_LOAD: u8 = 16;
     pub const MODULE_UNLOAD: u8 = 17;
@@ -194,6 +198,128 @@ pub mod tag {
     pub const THREAD: u8 = 19;
     // End chunk.
     pub const END: u8 = 32;
+    // Scan chunks (the reachability scan at exit).
+    pub const SCAN_BEGIN: u8 = 40;
+    pub const SCAN_ROOT: u8 = 41;
+    pub const SCAN_BLOCK: u8 = 42;
+    pub const SCAN_END: u8 = 43;
+}
+
+/// A heap error the recorder caught (and did not pass on to the allocator).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum HeapErrorKind {
+    /// free/delete/realloc of an address where no live block starts: a double free, a
+    /// pointer never allocated, or one inside a block. Not passed to the allocator.
+    NotABlock = 1,
+    /// A block released by the wrong family (malloc/delete, new/free, new[]/delete...).
+    /// It is released anyway, as memcheck does.
+    Mismatch = 2,
+}
+
+impl HeapErrorKind {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(Self::NotABlock),
+            2 => Some(Self::Mismatch),
+            _ => None,
+        }
+    }
+}
+
+/// What the exit scan concluded about one block. Memcheck's four kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum BlockState {
+    DefinitelyLost = 0,
+    IndirectlyLost = 1,
+    PossiblyLost = 2,
+    StillReachable = 3,
+}
+
+impl BlockState {
+    pub fn from_u8(v: u8) -> Self {
+        match v & 3 {
+            0 => Self::DefinitelyLost,
+            1 => Self::IndirectlyLost,
+            2 => Self::PossiblyLost,
+            _ => Self::StillReachable,
+        }
+    }
+}
+
+/// The interior-pointer heuristics of memcheck's `--leak-check-heuristics`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Heuristic {
+    StdString = 1,
+    Length64 = 2,
+    NewArray = 3,
+    MultipleInheritance = 4,
+}
+
+impl Heuristic {
+    pub const ALL: [Heuristic; 4] = [
+        Heuristic::StdString,
+        Heuristic::Length64,
+        Heuristic::NewArray,
+        Heuristic::MultipleInheritance,
+    ];
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Self::ALL.get((v as usize).wrapping_sub(1)).copied()
+    }
+    /// The name memcheck's `--leak-check-heuristics` uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Heuristic::StdString => "stdstring",
+            Heuristic::Length64 => "length64",
+            Heuristic::NewArray => "newarray",
+            Heuristic::MultipleInheritance => "multipleinheritance",
+        }
+    }
+}
+
+/// Kinds of root regions the scan reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RootKind {
+    /// Writable data (.data, .bss, relro...) of a loaded module.
+    ModuleData = 1,
+    /// An anonymous mapping (the program's own mmap, the main thread's TLS...).
+    Anonymous = 2,
+    /// A thread's stack, from its stack pointer up (it also holds its static TLS).
+    ThreadStack = 3,
+    /// A thread's registers.
+    Registers = 4,
+    /// Another writable mapping (a file mapped privately, shared memory).
+    OtherMapping = 5,
+}
+
+impl RootKind {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => Self::ModuleData,
+            2 => Self::Anonymous,
+            3 => Self::ThreadStack,
+            4 => Self::Registers,
+            5 => Self::OtherMapping,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a scanned block has the state it has. `Block(i)`: the `i`th block of the scan (in
+/// address order) points to it: for a lost block, `i` is the clique leader that owns it
+/// (possibly itself indirect when its clique was merged into a later one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockLink {
+    None,
+    Block(u32),
+    /// Root region `root`, the pointer word at `addr`.
+    Root {
+        root: u32,
+        addr: u64,
+    },
 }
 
 /// The fixed part of a trace: who was traced, when, and with which settings.
@@ -546,6 +672,133 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         self.put(counters.dropped_events);
         self.put(counters.recorder_peak_bytes);
         self.put(counters.write_errors);
+        Ok(())
+    }
+
+    /// A heap error at `addr`, raised by a call to `func` at `stack`. `alloc_func` is the
+    /// block's allocating function for a mismatch, `func` otherwise.
+    pub fn heap_error(
+        &mut self,
+        ts: u64,
+        func: AllocFunc,
+        kind: HeapErrorKind,
+        addr: u64,
+        alloc_func: AllocFunc,
+        stack: u32,
+    ) -> Result<(), WriteError> {
+        if self.remaining() < MAX_EVENT_RECORD_LEN {
+            return Err(WriteError::NoSpace);
+        }
+        self.put_u8(tag::HEAP_ERROR);
+        self.put_u8(func as u8);
+        self.put_ts(ts);
+        self.put_u8(kind as u8);
+        self.put_u8(alloc_func as u8);
+        self.put_addr(addr);
+        self.put(stack as u64);
+        Ok(())
+    }
+
+    /// Start of the exit scan: what ended the process (`trigger`, `code` as in the End
+    /// record), the number of blocks that follow, the thread that ran it, how many other
+    /// threads were stopped and how many could not be (their stacks are then read whole),
+    /// and flags (bit 0: glibc's and libstdc++'s freeres ran first).
+    #[allow(clippy::too_many_arguments)]
+    pub fn scan_begin(
+        &mut self,
+        ts: u64,
+        trigger: ExitKind,
+        code: i32,
+        blocks: u64,
+        tid: u32,
+        stopped: u32,
+        unstoppable: u32,
+        flags: u64,
+    ) -> Result<(), WriteError> {
+        if self.remaining() < 2 + 8 * varint::MAX_LEN {
+            return Err(WriteError::NoSpace);
+        }
+        self.put_u8(tag::SCAN_BEGIN);
+        self.records += 1;
+        self.put(ts);
+        self.put_u8(trigger as u8);
+        self.put(varint::zigzag(code as i64));
+        self.put(blocks);
+        self.put(tid as u64);
+        self.put(stopped as u64);
+        self.put(unstoppable as u64);
+        self.put(flags);
+        Ok(())
+    }
+
+    /// Root region `id`: `[start, end)` of kind `kind`, of thread `tid` (stacks,
+    /// registers) or module `module` (module data), with the mapping's name.
+    #[allow(clippy::too_many_arguments)]
+    pub fn scan_root(
+        &mut self,
+        id: u32,
+        kind: RootKind,
+        tid: u32,
+        module: u32,
+        start: u64,
+        end: u64,
+        name: &[u8],
+    ) -> Result<(), WriteError> {
+        let name = &name[..name.len().min(4096)];
+        if self.remaining() < 2 + 6 * varint::MAX_LEN + name.len() {
+            return Err(WriteError::NoSpace);
+        }
+        self.put_u8(tag::SCAN_ROOT);
+        self.records += 1;
+        self.put(id as u64);
+        self.put_u8(kind as u8);
+        self.put(tid as u64);
+        self.put(module as u64);
+        self.put(start);
+        self.put(end.wrapping_sub(start));
+        self.put_raw_bytes(name);
+        Ok(())
+    }
+
+    /// One block, in ascending address order (the address is delta-coded).
+    pub fn scan_block(
+        &mut self,
+        addr: u64,
+        size: u64,
+        state: BlockState,
+        heuristic: Option<Heuristic>,
+        internal: bool,
+        link: BlockLink,
+    ) -> Result<(), WriteError> {
+        if self.remaining() < 2 + 5 * varint::MAX_LEN {
+            return Err(WriteError::NoSpace);
+        }
+        self.put_u8(tag::SCAN_BLOCK);
+        self.records += 1;
+        self.put_addr(addr);
+        self.put(size);
+        let flags = state as u8 | heuristic.map_or(0, |h| h as u8) << 2 | (internal as u8) << 7;
+        self.put_u8(flags);
+        match link {
+            BlockLink::None => self.put(0),
+            BlockLink::Block(i) => self.put((i as u64 + 1) << 1),
+            BlockLink::Root { root, addr } => {
+                self.put((root as u64) << 1 | 1);
+                self.put(addr);
+            }
+        }
+        Ok(())
+    }
+
+    /// End of the scan, with the time it took.
+    pub fn scan_end(&mut self, ts: u64, blocks: u64) -> Result<(), WriteError> {
+        if self.remaining() < 1 + 2 * varint::MAX_LEN {
+            return Err(WriteError::NoSpace);
+        }
+        self.put_u8(tag::SCAN_END);
+        self.records += 1;
+        self.put(ts);
+        self.put(blocks);
         Ok(())
     }
 

@@ -167,6 +167,53 @@ pub enum Event {
         ts: u64,
         bytes: u64,
     },
+    /// A heap error caught by the recorder (see [`HeapErrorKind`]).
+    HeapError {
+        ts: u64,
+        thread: u32,
+        func: AllocFunc,
+        kind: HeapErrorKind,
+        addr: u64,
+        alloc_func: AllocFunc,
+        stack: u32,
+    },
+}
+
+/// One record of the exit scan, in file order: `Begin`, the roots, the blocks in
+/// ascending address order, `End`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScanRecord {
+    Begin {
+        ts: u64,
+        trigger: ExitKind,
+        code: i32,
+        blocks: u64,
+        tid: u32,
+        stopped: u32,
+        unstoppable: u32,
+        flags: u64,
+    },
+    Root {
+        id: u32,
+        kind: RootKind,
+        tid: u32,
+        module: u32,
+        start: u64,
+        end: u64,
+        name: String,
+    },
+    Block {
+        addr: u64,
+        size: u64,
+        state: BlockState,
+        heuristic: Option<Heuristic>,
+        internal: bool,
+        link: BlockLink,
+    },
+    End {
+        ts: u64,
+        blocks: u64,
+    },
 }
 
 impl Event {
@@ -175,7 +222,8 @@ impl Event {
             Event::Alloc { ts, .. }
             | Event::Free { ts, .. }
             | Event::Realloc { ts, .. }
-            | Event::Rss { ts, .. } => ts,
+            | Event::Rss { ts, .. }
+            | Event::HeapError { ts, .. } => ts,
         }
     }
 }
@@ -356,6 +404,29 @@ impl TraceReader {
         }
     }
 
+    /// Whether the trace holds an exit scan.
+    pub fn has_scan(&self) -> bool {
+        self.chunks.iter().any(|c| c.header.kind == ChunkKind::Scan)
+    }
+
+    /// The exit scan's records, streamed chunk by chunk (`None` items never appear; a
+    /// damaged chunk ends the stream with an error).
+    pub fn scan(&self) -> ScanStream<'_> {
+        ScanStream {
+            reader: self,
+            chunks: self
+                .chunks
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.header.kind == ChunkKind::Scan)
+                .map(|(i, _)| i)
+                .collect::<Vec<_>>()
+                .into_iter(),
+            decoded: Vec::new().into_iter(),
+            failed: false,
+        }
+    }
+
     /// Load every definition (modules, stacks, threads) and the end record.
     pub fn metadata(&self) -> Result<Metadata, TraceError> {
         let mut md = Metadata::default();
@@ -363,7 +434,7 @@ impl TraceReader {
         for c in self
             .chunks
             .iter()
-            .filter(|c| c.header.kind != ChunkKind::Events)
+            .filter(|c| matches!(c.header.kind, ChunkKind::Meta | ChunkKind::End))
         {
             let raw = self.load(c)?;
             decode_meta(&raw, &mut md)
@@ -541,10 +612,128 @@ fn decode_events(raw: &[u8], thread: u32, first_ts: u64, out: &mut Vec<Event>) -
                     bytes: c.u64()?,
                 });
             }
+            tag::HEAP_ERROR => {
+                let func = AllocFunc::from_u8(c.u8()?)?;
+                ts = ts.checked_add(c.u64()?)?;
+                let kind = HeapErrorKind::from_u8(c.u8()?)?;
+                let alloc_func = AllocFunc::from_u8(c.u8()?)?;
+                let a = addr(&mut c)?;
+                out.push(Event::HeapError {
+                    ts,
+                    thread,
+                    func,
+                    kind,
+                    addr: a,
+                    alloc_func,
+                    stack: c.u32()?,
+                });
+            }
             _ => return None,
         }
     }
     Some(())
+}
+
+/// Decode all records of one Scan chunk.
+fn decode_scan(raw: &[u8], out: &mut Vec<ScanRecord>) -> Option<()> {
+    let mut c = Cursor::new(raw);
+    let mut last_addr = 0u64;
+    while !c.is_empty() {
+        match c.u8()? {
+            tag::SCAN_BEGIN => out.push(ScanRecord::Begin {
+                ts: c.u64()?,
+                trigger: ExitKind::from_u8(c.u8()?)?,
+                code: unzigzag(c.u64()?) as i32,
+                blocks: c.u64()?,
+                tid: c.u32()?,
+                stopped: c.u32()?,
+                unstoppable: c.u32()?,
+                flags: c.u64()?,
+            }),
+            tag::SCAN_ROOT => {
+                let id = c.u32()?;
+                let kind = RootKind::from_u8(c.u8()?)?;
+                let tid = c.u32()?;
+                let module = c.u32()?;
+                let start = c.u64()?;
+                let end = start.checked_add(c.u64()?)?;
+                let name = c.string()?;
+                out.push(ScanRecord::Root {
+                    id,
+                    kind,
+                    tid,
+                    module,
+                    start,
+                    end,
+                    name,
+                });
+            }
+            tag::SCAN_BLOCK => {
+                last_addr = last_addr.wrapping_add(unzigzag(c.u64()?) as u64);
+                let size = c.u64()?;
+                let flags = c.u8()?;
+                let l = c.u64()?;
+                let link = if l == 0 {
+                    BlockLink::None
+                } else if l & 1 == 0 {
+                    BlockLink::Block(u32::try_from((l >> 1) - 1).ok()?)
+                } else {
+                    BlockLink::Root {
+                        root: u32::try_from(l >> 1).ok()?,
+                        addr: c.u64()?,
+                    }
+                };
+                out.push(ScanRecord::Block {
+                    addr: last_addr,
+                    size,
+                    state: BlockState::from_u8(flags),
+                    heuristic: Heuristic::from_u8((flags >> 2) & 7),
+                    internal: flags & 0x80 != 0,
+                    link,
+                });
+            }
+            tag::SCAN_END => out.push(ScanRecord::End {
+                ts: c.u64()?,
+                blocks: c.u64()?,
+            }),
+            _ => return None,
+        }
+    }
+    Some(())
+}
+
+/// Iterator over the exit scan's records; see [`TraceReader::scan`].
+pub struct ScanStream<'r> {
+    reader: &'r TraceReader,
+    chunks: std::vec::IntoIter<usize>,
+    decoded: std::vec::IntoIter<ScanRecord>,
+    failed: bool,
+}
+
+impl Iterator for ScanStream<'_> {
+    type Item = Result<ScanRecord, TraceError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.failed {
+                return None;
+            }
+            if let Some(r) = self.decoded.next() {
+                return Some(Ok(r));
+            }
+            let i = self.chunks.next()?;
+            let c = &self.reader.chunks[i];
+            let mut out = Vec::new();
+            let res = self.reader.load(c).and_then(|raw| {
+                decode_scan(&raw, &mut out)
+                    .ok_or_else(|| self.reader.corrupt(c.offset, "a scan record is malformed"))
+            });
+            if let Err(e) = res {
+                self.failed = true;
+                return Some(Err(e));
+            }
+            self.decoded = out.into_iter();
+        }
+    }
 }
 
 /// Iterator over the events of a trace in time order; see [`TraceReader::events`].

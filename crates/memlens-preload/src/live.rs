@@ -1,0 +1,413 @@
+//! The live-block table: every block the program holds, by start address, with its
+//! requested size and allocating function. It is what makes heap errors detectable
+//! (a release of an address that is not a live block start, a release by the wrong
+//! family) and what the leak scan walks at exit.
+//!
+//! 256 shards chosen by a hash of the address, each an open-addressing table (linear
+//! probing, backward-shift deletion, no tombstones) of 16-byte slots in its own mmap
+//! region, doubled at 3/4 load: 16 bytes / load (0.375..0.75) = 21..43, about 28 bytes per
+//! live block on average. Each shard has a spin lock held for one probe sequence.
+//!
+//! Every hook updates the table, including hooks that do not record an event (re-entered
+//! from the recorder itself, or before start-up), so that the table matches glibc's heap.
+//! A hook re-entered by a signal handler while its thread holds a shard lock never waits:
+//! it try-locks, and if the shard is taken it queues the operation in the thread's TLS;
+//! the interrupted operation applies the queue when it unlocks.
+
+use crate::own_memory;
+use crate::tls;
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
+use memlens_trace::AllocFunc;
+
+pub const SHARDS: usize = 256;
+const INITIAL_SLOTS: usize = 256;
+
+/// One live block. `addr == 0` marks a free slot.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Slot {
+    pub addr: u64,
+    pub meta: u64,
+}
+
+/// Size (48 bits), allocating function (4 bits), and whether the allocation was made on
+/// the recorder's behalf (by a libc function it called).
+#[derive(Clone, Copy)]
+pub struct Meta(pub u64);
+
+const SIZE_MASK: u64 = (1 << 48) - 1;
+const INTERNAL: u64 = 1 << 52;
+
+impl Meta {
+    pub fn new(size: u64, func: AllocFunc, internal: bool) -> Meta {
+        Meta(size.min(SIZE_MASK) | (func as u64) << 48 | if internal { INTERNAL } else { 0 })
+    }
+    pub fn size(self) -> u64 {
+        self.0 & SIZE_MASK
+    }
+    pub fn func(self) -> AllocFunc {
+        AllocFunc::from_u8(((self.0 >> 48) & 0xf) as u8).unwrap_or(AllocFunc::Malloc)
+    }
+    pub fn internal(self) -> bool {
+        self.0 & INTERNAL != 0
+    }
+}
+
+/// A shard's table, at the start of its mapping: header then `cap` slots.
+#[repr(C)]
+struct Table {
+    cap: usize,
+    count: usize,
+}
+
+impl Table {
+    fn bytes(cap: usize) -> usize {
+        core::mem::size_of::<Table>() + cap * core::mem::size_of::<Slot>()
+    }
+    /// # Safety
+    /// `t` points to a mapped table.
+    unsafe fn slots<'a>(t: *mut Table) -> &'a mut [Slot] {
+        // SAFETY: the slots follow the header in the same mapping, `cap` of them.
+        unsafe {
+            core::slice::from_raw_parts_mut(
+                (t as *mut u8).add(core::mem::size_of::<Table>()) as *mut Slot,
+                (*t).cap,
+            )
+        }
+    }
+}
+
+struct Shard {
+    lock: AtomicBool,
+    table: AtomicPtr<Table>,
+}
+
+static TABLE: [Shard; SHARDS] = [const {
+    Shard {
+        lock: AtomicBool::new(false),
+        table: AtomicPtr::new(core::ptr::null_mut()),
+    }
+}; SHARDS];
+
+#[inline(always)]
+fn hash(addr: u64) -> u64 {
+    (addr >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+#[inline(always)]
+fn shard_of(addr: u64) -> usize {
+    (hash(addr) >> 56) as usize
+}
+
+#[inline(always)]
+fn home(addr: u64, cap: usize) -> usize {
+    (hash(addr) >> 20) as usize & (cap - 1)
+}
+
+/// What a release found.
+pub enum Removed {
+    /// A live block started there; it is no longer in the table.
+    Block(Meta),
+    /// No live block starts at this address: a double free, or a pointer that was never
+    /// allocated or points inside a block.
+    NotABlock,
+    /// Could not be checked (a signal handler interrupted this thread's own table
+    /// operation); the removal is queued. Treat the release as valid.
+    Deferred,
+}
+
+enum Op {
+    Insert(u64, Meta),
+    Remove(u64),
+}
+
+/// Record a new block.
+#[inline]
+pub fn insert(addr: u64, meta: Meta) {
+    run(Op::Insert(addr, meta));
+}
+
+/// Forget the block at `addr` (called before the real release).
+#[inline]
+pub fn remove(addr: u64) -> Removed {
+    run(Op::Remove(addr))
+}
+
+#[inline]
+fn run(op: Op) -> Removed {
+    let addr = match op {
+        Op::Insert(a, _) | Op::Remove(a) => a,
+    };
+    let s = shard_of(addr);
+    let shard = &TABLE[s];
+    let t = tls::get();
+    if t.live_shard != 0 {
+        // Re-entered from a signal handler during this thread's own table operation.
+        if shard
+            .lock
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return queue(t, op);
+        }
+        let r = apply(shard, op);
+        shard.lock.store(false, Ordering::Release);
+        return r;
+    }
+    while shard
+        .lock
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        core::hint::spin_loop();
+    }
+    t.live_shard = s as i32 + 1;
+    let r = apply(shard, op);
+    t.live_shard = 0;
+    shard.lock.store(false, Ordering::Release);
+    if t.pending_n != 0 {
+        drain(t);
+    }
+    r
+}
+
+fn queue(t: &mut tls::Tls, op: Op) -> Removed {
+    let n = t.pending_n as usize;
+    if n < t.pending.len() {
+        t.pending[n] = match op {
+            Op::Insert(a, m) => [a, m.0],
+            Op::Remove(a) => [a | 1, 0],
+        };
+        // Publish after the slot is written: a signal arriving in between sees the old n.
+        core::sync::atomic::compiler_fence(Ordering::SeqCst);
+        t.pending_n = n as i32 + 1;
+    }
+    // A full queue drops the operation: the table then keeps a stale block (a released
+    // block counted as live) or misses one (whose release will be reported as invalid).
+    Removed::Deferred
+}
+
+/// Apply the operations queued by signal handlers. Each is popped with a compare-exchange
+/// on the count, so a handler that queues another one meanwhile is never lost.
+fn drain(t: &mut tls::Tls) {
+    // SAFETY: pending_n is this thread's own TLS int; only this thread (and signal
+    // handlers running on it) touch it, so an atomic view of it is sound.
+    let count = unsafe { AtomicI32::from_ptr(&mut t.pending_n) };
+    loop {
+        let n = count.load(Ordering::Relaxed);
+        if n == 0 {
+            return;
+        }
+        let [a, m] = t.pending[n as usize - 1];
+        if count
+            .compare_exchange(n, n - 1, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            continue;
+        }
+        let op = if a & 1 != 0 {
+            Op::Remove(a & !1)
+        } else {
+            Op::Insert(a, Meta(m))
+        };
+        run(op);
+    }
+}
+
+/// The operation itself, with the shard locked.
+fn apply(shard: &Shard, op: Op) -> Removed {
+    let mut tp = shard.table.load(Ordering::Relaxed);
+    if tp.is_null() {
+        if let Op::Remove(_) = op {
+            return Removed::NotABlock;
+        }
+        match new_table(INITIAL_SLOTS) {
+            Some(t) => {
+                tp = t;
+                shard.table.store(tp, Ordering::Release);
+            }
+            None => return Removed::Deferred,
+        }
+    }
+    // SAFETY: tp is this shard's mapped table and we hold the shard lock.
+    let t = unsafe { &mut *tp };
+    // SAFETY: as above.
+    let slots = unsafe { Table::slots(tp) };
+    let mask = t.cap - 1;
+    match op {
+        Op::Insert(addr, meta) => {
+            let mut i = home(addr, t.cap);
+            loop {
+                if slots[i].addr == addr {
+                    // A stale entry (a release we never saw): replace it.
+                    slots[i].meta = meta.0;
+                    return Removed::Deferred;
+                }
+                if slots[i].addr == 0 {
+                    slots[i] = Slot { addr, meta: meta.0 };
+                    t.count += 1;
+                    break;
+                }
+                i = (i + 1) & mask;
+            }
+            if t.count * 4 > t.cap * 3 {
+                grow(shard, tp);
+            }
+            Removed::Deferred
+        }
+        Op::Remove(addr) => {
+            let mut i = home(addr, t.cap);
+            loop {
+                if slots[i].addr == 0 {
+                    return Removed::NotABlock;
+                }
+                if slots[i].addr == addr {
+                    break;
+                }
+                i = (i + 1) & mask;
+            }
+            let meta = Meta(slots[i].meta);
+            // Backward-shift deletion: pull later members of the probe run into the hole.
+            let mut hole = i;
+            let mut j = (i + 1) & mask;
+            while slots[j].addr != 0 {
+                let h = home(slots[j].addr, t.cap);
+                // Move j into the hole unless its home lies cyclically in (hole, j].
+                let in_between = if hole <= j {
+                    hole < h && h <= j
+                } else {
+                    hole < h || h <= j
+                };
+                if !in_between {
+                    slots[hole] = slots[j];
+                    hole = j;
+                }
+                j = (j + 1) & mask;
+            }
+            slots[hole] = Slot { addr: 0, meta: 0 };
+            t.count -= 1;
+            Removed::Block(meta)
+        }
+    }
+}
+
+fn new_table(cap: usize) -> Option<*mut Table> {
+    let p = own_memory::map(Table::bytes(cap))? as *mut Table;
+    // SAFETY: fresh zeroed mapping large enough for the header.
+    unsafe { (*p).cap = cap };
+    Some(p)
+}
+
+/// Double the shard's table (shard locked). On mmap failure the table stays as it is and
+/// gets fuller, which is slower but still correct until it is completely full.
+fn grow(shard: &Shard, old: *mut Table) {
+    // SAFETY: old is the shard's current table; we hold the lock.
+    let (old_cap, count) = unsafe { ((*old).cap, (*old).count) };
+    let Some(new) = new_table(old_cap * 2) else {
+        return;
+    };
+    // SAFETY: both tables are mapped; the new one is private to us until published.
+    let (from, to) = unsafe { (Table::slots(old), Table::slots(new)) };
+    let mask = old_cap * 2 - 1;
+    for s in from.iter().filter(|s| s.addr != 0) {
+        let mut i = home(s.addr, old_cap * 2);
+        while to[i].addr != 0 {
+            i = (i + 1) & mask;
+        }
+        to[i] = *s;
+    }
+    // SAFETY: the new table is ours.
+    unsafe { (*new).count = count };
+    shard.table.store(new, Ordering::Release);
+    // SAFETY: the old table was this shard's, replaced above; only lock holders and the
+    // exit scan (which runs with every other thread stopped) read it.
+    unsafe { own_memory::unmap(old as *mut u8, Table::bytes(old_cap)) };
+}
+
+/// Look a block up without removing it.
+pub fn get(addr: u64) -> Option<Meta> {
+    let shard = &TABLE[shard_of(addr)];
+    let tp = shard.table.load(Ordering::Acquire);
+    if tp.is_null() {
+        return None;
+    }
+    // SAFETY: a published table stays mapped until replaced under the lock; callers are
+    // the exit scan (threads stopped) and tests.
+    let slots = unsafe { Table::slots(tp) };
+    let mut i = home(addr, slots.len());
+    loop {
+        if slots[i].addr == 0 {
+            return None;
+        }
+        if slots[i].addr == addr {
+            return Some(Meta(slots[i].meta));
+        }
+        i = (i + 1) & (slots.len() - 1);
+    }
+}
+
+/// Every live block, read without locks: only for the exit scan, when every other thread
+/// is stopped (a thread stopped inside an operation may leave one slot out of date).
+pub fn for_each(mut f: impl FnMut(u64, Meta)) {
+    for shard in TABLE.iter() {
+        let tp = shard.table.load(Ordering::Acquire);
+        if tp.is_null() {
+            continue;
+        }
+        // SAFETY: see above.
+        for s in unsafe { Table::slots(tp) }.iter().filter(|s| s.addr != 0) {
+            f(s.addr, Meta(s.meta));
+        }
+    }
+}
+
+/// Number of live blocks (approximate while other threads run).
+pub fn len() -> usize {
+    TABLE
+        .iter()
+        .map(|s| {
+            let tp = s.table.load(Ordering::Acquire);
+            // SAFETY: see `get`.
+            if tp.is_null() {
+                0
+            } else {
+                unsafe { (*tp).count }
+            }
+        })
+        .sum()
+}
+
+/// Bytes mapped by the table.
+pub fn mapped_bytes() -> usize {
+    TABLE
+        .iter()
+        .map(|s| {
+            let tp = s.table.load(Ordering::Acquire);
+            // SAFETY: see `get`.
+            if tp.is_null() {
+                0
+            } else {
+                Table::bytes(unsafe { (*tp).cap })
+            }
+        })
+        .sum()
+}
+
+/// fork: take every shard lock so the child never inherits one mid-operation.
+pub fn lock_all() {
+    for s in TABLE.iter() {
+        while s
+            .lock
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+pub fn unlock_all() {
+    for s in TABLE.iter().rev() {
+        s.lock.store(false, Ordering::Release);
+    }
+}
