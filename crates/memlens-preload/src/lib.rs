@@ -30,6 +30,7 @@ mod modules;
 mod output;
 mod own_memory;
 mod private_alloc;
+mod scan;
 mod stacks;
 mod sys;
 mod thread;

@@ -2,11 +2,11 @@
 
 use crate::config::Config;
 use crate::thread::{self, now_ns, ACTIVE};
-use crate::{modules, output, private_alloc, stacks, tls};
+use crate::{modules, output, private_alloc, scan, stacks, tls};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::ffi::{c_char, c_int, c_void, CStr};
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use memlens_trace::{ExitKind, Header};
 
 extern crate alloc;
@@ -14,6 +14,7 @@ extern crate alloc;
 /// Real implementations resolved with dlsym(RTLD_NEXT) in the constructor.
 static REAL_DLCLOSE: AtomicUsize = AtomicUsize::new(0);
 static REAL_EXIT: AtomicUsize = AtomicUsize::new(0);
+static REAL_PROGRAM_EXIT: AtomicUsize = AtomicUsize::new(0);
 static REAL_UEXIT: AtomicUsize = AtomicUsize::new(0);
 static REAL_ABORT: AtomicUsize = AtomicUsize::new(0);
 static REAL_EXECVE: AtomicUsize = AtomicUsize::new(0);
@@ -188,6 +189,7 @@ extern "C" fn memlens_init() {
     }
     REAL_DLCLOSE.store(resolve(c"dlclose"), Ordering::Relaxed);
     REAL_EXIT.store(resolve(c"_exit"), Ordering::Relaxed);
+    REAL_PROGRAM_EXIT.store(resolve(c"exit"), Ordering::Relaxed);
     REAL_UEXIT.store(resolve(c"_Exit"), Ordering::Relaxed);
     REAL_ABORT.store(resolve(c"abort"), Ordering::Relaxed);
     REAL_EXECVE.store(resolve(c"execve"), Ordering::Relaxed);
@@ -213,10 +215,14 @@ extern "C" {
     fn on_exit(f: extern "C" fn(c_int, *mut c_void), arg: *mut c_void) -> c_int;
 }
 
-/// Flush everything and write the End record, once.
-fn finish(kind: ExitKind, code: i32) {
+/// Scan (unless the process is exec'ing), flush everything and write the End record,
+/// once.
+fn finish(kind: ExitKind, code: i32, ctx: &scan::Context) {
     if !ACTIVE.load(Ordering::Acquire) || FINISHED.swap(true, Ordering::AcqRel) {
         return;
+    }
+    if kind != ExitKind::Exec && !output::DISABLED.load(Ordering::Relaxed) {
+        scan::run(kind, code, ctx);
     }
     let busy = tls::BusyGuard::enter();
     thread::flush_all();
@@ -225,10 +231,57 @@ fn finish(kind: ExitKind, code: i32) {
     drop(busy);
 }
 
+#[repr(C)]
+struct ExitRegs {
+    rbx: u64,
+    rbp: u64,
+    r12: u64,
+    r13: u64,
+    r14: u64,
+    r15: u64,
+    sp: u64,
+}
+
+extern "C" {
+    /// Written by the `exit`/`_exit`/`_Exit` stubs in shim.c.
+    static memlens_exit_regs: ExitRegs;
+    /// Written by shim.c's main trampoline when main returns.
+    static memlens_main_returned_sp: u64;
+}
+
+/// The thread whose `exit`/`_exit`/`_Exit` call the stubs recorded.
+static EXIT_TID: AtomicU32 = AtomicU32::new(0);
+
+fn gettid() -> u32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() as u32 }
+}
+
+/// Where the exiting thread's live stack starts, and its registers at that point.
+fn exit_context() -> scan::Context {
+    let mut ctx = scan::Context::default();
+    // SAFETY: plain reads of words written by this thread's own earlier calls (or zero).
+    let (regs, main_sp) = unsafe {
+        (
+            core::ptr::read_volatile(core::ptr::addr_of!(memlens_exit_regs)),
+            core::ptr::read_volatile(core::ptr::addr_of!(memlens_main_returned_sp)),
+        )
+    };
+    if EXIT_TID.load(Ordering::Acquire) == gettid() && regs.sp != 0 {
+        ctx.sp = regs.sp;
+        ctx.regs[..6]
+            .copy_from_slice(&[regs.rbx, regs.rbp, regs.r12, regs.r13, regs.r14, regs.r15]);
+        ctx.nregs = 6;
+    } else if main_sp != 0 {
+        ctx.sp = main_sp;
+    }
+    ctx
+}
+
 /// Runs after every atexit handler registered later than our constructor, including
 /// `_dl_fini` (the destructors of the program's libraries).
 extern "C" fn at_exit(status: c_int, _arg: *mut c_void) {
-    finish(ExitKind::Exit, status);
+    finish(ExitKind::Exit, status, &exit_context());
 }
 
 fn call_exit(slot: &AtomicUsize, status: c_int) -> ! {
@@ -245,15 +298,26 @@ fn call_exit(slot: &AtomicUsize, status: c_int) -> ! {
     }
 }
 
+/// The program called `exit()` (shim.c's stub saved its registers first).
 #[no_mangle]
-pub extern "C" fn _exit(status: c_int) -> ! {
-    finish(ExitKind::UnderscoreExit, status);
+pub extern "C" fn memlens_exit_impl(status: c_int) -> ! {
+    EXIT_TID.store(gettid(), Ordering::Release);
+    call_exit(&REAL_PROGRAM_EXIT, status)
+}
+
+/// The program called `_exit()`.
+#[no_mangle]
+pub extern "C" fn memlens_uexit_impl(status: c_int) -> ! {
+    EXIT_TID.store(gettid(), Ordering::Release);
+    finish(ExitKind::UnderscoreExit, status, &exit_context());
     call_exit(&REAL_EXIT, status)
 }
 
+/// The program called `_Exit()`.
 #[no_mangle]
-pub extern "C" fn _Exit(status: c_int) -> ! {
-    finish(ExitKind::UnderscoreExit, status);
+pub extern "C" fn memlens_uexit2_impl(status: c_int) -> ! {
+    EXIT_TID.store(gettid(), Ordering::Release);
+    finish(ExitKind::UnderscoreExit, status, &exit_context());
     call_exit(&REAL_UEXIT, status)
 }
 
@@ -262,7 +326,13 @@ pub extern "C" fn _Exit(status: c_int) -> ! {
 /// to the program (longjmp), recording stops there: the trace already says how it ended.
 #[no_mangle]
 pub extern "C" fn abort() -> ! {
-    finish(ExitKind::Signal, libc::SIGABRT);
+    // The caller's frame is live: scan from it.
+    let c = crate::caller!();
+    let ctx = scan::Context {
+        sp: c.sp,
+        ..Default::default()
+    };
+    finish(ExitKind::Signal, libc::SIGABRT, &ctx);
     let f = REAL_ABORT.load(Ordering::Relaxed);
     if f != 0 {
         // SAFETY: f is glibc's abort, resolved by dlsym.

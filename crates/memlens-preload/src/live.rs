@@ -89,19 +89,23 @@ static TABLE: [Shard; SHARDS] = [const {
     }
 }; SHARDS];
 
+/// Blocks are placed by 1 MiB region: the region picks the shard and a pseudo-random
+/// offset, and within a region consecutive blocks take consecutive slots. Allocators hand
+/// out neighbouring addresses close together in time, so this keeps the table's working
+/// set in cache far better than a fully mixing hash would.
 #[inline(always)]
-fn hash(addr: u64) -> u64 {
-    (addr >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+fn region_hash(addr: u64) -> u64 {
+    (addr >> 20).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 #[inline(always)]
 fn shard_of(addr: u64) -> usize {
-    (hash(addr) >> 56) as usize
+    (region_hash(addr) >> 56) as usize
 }
 
 #[inline(always)]
 fn home(addr: u64, cap: usize) -> usize {
-    (hash(addr) >> 20) as usize & (cap - 1)
+    ((addr >> 4).wrapping_add(region_hash(addr) >> 20)) as usize & (cap - 1)
 }
 
 /// What a release found.
@@ -167,6 +171,9 @@ fn run(op: Op) -> Removed {
     shard.lock.store(false, Ordering::Release);
     if t.pending_n != 0 {
         drain(t);
+    }
+    if t.busy == 0 {
+        crate::scan::maybe_park();
     }
     r
 }
@@ -324,28 +331,6 @@ fn grow(shard: &Shard, old: *mut Table) {
     unsafe { own_memory::unmap(old as *mut u8, Table::bytes(old_cap)) };
 }
 
-/// Look a block up without removing it.
-pub fn get(addr: u64) -> Option<Meta> {
-    let shard = &TABLE[shard_of(addr)];
-    let tp = shard.table.load(Ordering::Acquire);
-    if tp.is_null() {
-        return None;
-    }
-    // SAFETY: a published table stays mapped until replaced under the lock; callers are
-    // the exit scan (threads stopped) and tests.
-    let slots = unsafe { Table::slots(tp) };
-    let mut i = home(addr, slots.len());
-    loop {
-        if slots[i].addr == 0 {
-            return None;
-        }
-        if slots[i].addr == addr {
-            return Some(Meta(slots[i].meta));
-        }
-        i = (i + 1) & (slots.len() - 1);
-    }
-}
-
 /// Every live block, read without locks: only for the exit scan, when every other thread
 /// is stopped (a thread stopped inside an operation may leave one slot out of date).
 pub fn for_each(mut f: impl FnMut(u64, Meta)) {
@@ -372,22 +357,6 @@ pub fn len() -> usize {
                 0
             } else {
                 unsafe { (*tp).count }
-            }
-        })
-        .sum()
-}
-
-/// Bytes mapped by the table.
-pub fn mapped_bytes() -> usize {
-    TABLE
-        .iter()
-        .map(|s| {
-            let tp = s.table.load(Ordering::Acquire);
-            // SAFETY: see `get`.
-            if tp.is_null() {
-                0
-            } else {
-                Table::bytes(unsafe { (*tp).cap })
             }
         })
         .sum()

@@ -479,9 +479,16 @@ fn capture(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
 /// own buffer (thread index PROCESS_THREAD). It blocks every signal, so the program's
 /// process-directed signals are never delivered to it, and it is busy for its whole
 /// life, so nothing it does is recorded. `--rss-interval 0` means no thread at all.
+/// The memlens-rss thread's kernel id (the exit scan leaves it running).
+pub static SAMPLER_TID: AtomicU32 = AtomicU32::new(0);
+
 extern "C" fn sampler_main(_: *mut libc::c_void) -> *mut libc::c_void {
     let t = tls::get();
     t.busy = 1;
+    // SAFETY: gettid has no preconditions.
+    SAMPLER_TID.store(unsafe { libc::gettid() } as u32, Ordering::Release);
+    let here = 0u8;
+    crate::scan::SAMPLER_SP.store(&here as *const u8 as u64, Ordering::Relaxed);
     // SAFETY: naming our own thread.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"memlens-rss".as_ptr()) };
     let st_ptr = Box::into_raw(ThreadState::new(memlens_trace::PROCESS_THREAD));
@@ -540,7 +547,16 @@ pub fn start_sampler() {
         libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
         libc::pthread_attr_setstacksize(&mut attr, 256 * 1024);
         let mut tid: libc::pthread_t = 0;
-        libc::pthread_create(&mut tid, &attr, sampler_main, core::ptr::null_mut());
+        SAMPLER_TID.store(0, Ordering::Relaxed);
+        let created =
+            libc::pthread_create(&mut tid, &attr, sampler_main, core::ptr::null_mut()) == 0;
+        // Wait (briefly) for its kernel id: the exit scan must know which thread it is
+        // even in a program that exits at once.
+        let mut spins = 0;
+        while created && SAMPLER_TID.load(Ordering::Acquire) == 0 && spins < 100_000 {
+            libc::sched_yield();
+            spins += 1;
+        }
         libc::pthread_attr_destroy(&mut attr);
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut());
     }

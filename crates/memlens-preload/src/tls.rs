@@ -55,5 +55,6 @@ impl Drop for BusyGuard {
     #[inline(always)]
     fn drop(&mut self) {
         self.0.busy = 0;
+        crate::scan::maybe_park();
     }
 }

@@ -62,4 +62,13 @@ fn main() {
             }
         }
     }
+    for rec in r.scan() {
+        match rec {
+            Ok(r) => println!("scan {r:?}"),
+            Err(e) => {
+                println!("scan error: {e}");
+                break;
+            }
+        }
+    }
 }
