@@ -18,6 +18,7 @@
 //! # Ok::<(), memlens_analysis::Error>(())
 //! ```
 
+pub mod leaks;
 pub mod replay;
 pub mod report;
 pub mod symbolize;

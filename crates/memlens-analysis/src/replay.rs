@@ -121,6 +121,10 @@ impl Replay {
     pub fn counters(&self) -> &Counters {
         &self.counters
     }
+    /// The live block starting at `addr`.
+    pub fn get(&self, addr: u64) -> Option<Block> {
+        self.live.get(&addr).copied()
+    }
     /// The live blocks, in no particular order.
     pub fn blocks(&self) -> impl Iterator<Item = (u64, &Block)> + '_ {
         self.live.iter().map(|(&a, b)| (a, b))

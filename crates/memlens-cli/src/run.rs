@@ -47,6 +47,21 @@ pub struct RunArgs {
     /// Write memlens's own messages (the summary) to FILE instead of stderr.
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
+    /// Leak check at exit: no (no scan), summary (LEAK SUMMARY in the summary), full
+    /// (also the loss records, as `memlens leaks` prints them).
+    #[arg(long, value_enum, default_value_t = LeakCheck::Summary)]
+    pub leak_check: LeakCheck,
+    #[command(flatten)]
+    pub leak: crate::leaks::LeakOptions,
+    /// Exit with N instead of the program's status when there were errors: heap errors,
+    /// or loss records of the kinds in --errors-for-leak-kinds (memcheck's meaning).
+    /// 0 (the default for `run`) keeps the program's status.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub error_exitcode: u8,
+    /// Record the stack of every free/delete, so heap errors show where a block was
+    /// first freed (costs time).
+    #[arg(long)]
+    pub free_stacks: bool,
     /// The program to run, then its arguments (put them after `--`).
     #[arg(
         trailing_var_arg = true,
@@ -65,7 +80,7 @@ pub enum LaunchError {
 }
 
 impl LaunchError {
-    fn exit(&self) -> ExitCode {
+    pub fn exit(&self) -> ExitCode {
         let (msg, code) = match self {
             LaunchError::NotFound(m) => (m, EXIT_NOT_FOUND),
             LaunchError::NotRunnable(m) => (m, EXIT_CANNOT_RUN),
@@ -319,14 +334,30 @@ fn read_manifest(path: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LeakCheck {
+    No,
+    Summary,
+    Full,
+}
+
+/// Budgets of `memlens check`.
+#[derive(Clone, Debug, Default)]
+pub struct Budgets {
+    pub max_peak: Option<u64>,
+    pub max_leaked: Option<u64>,
+    pub max_allocations: Option<u64>,
+}
+
 pub fn main(args: RunArgs) -> ExitCode {
-    match run(args) {
+    match run(args, None) {
         Ok(code) => code,
         Err(e) => e.exit(),
     }
 }
 
-fn run(args: RunArgs) -> Result<ExitCode, LaunchError> {
+/// Run the program; with `budgets` (memlens check), also fail when one is exceeded.
+pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchError> {
     let prog = resolve_program(&args.command[0])?;
     check_preloadable(&prog)?;
     let preload = find_preload()?;
@@ -360,7 +391,12 @@ fn run(args: RunArgs) -> Result<ExitCode, LaunchError> {
         .env("MEMLENS_OUTPUT", &pattern)
         .env("MEMLENS_MANIFEST", &manifest)
         .env("MEMLENS_DEPTH", args.depth.to_string())
-        .env("MEMLENS_RSS_INTERVAL_MS", args.rss_interval.to_string());
+        .env("MEMLENS_RSS_INTERVAL_MS", args.rss_interval.to_string())
+        .env(
+            "MEMLENS_LEAK_CHECK",
+            if args.leak_check == LeakCheck::No { "no" } else { "yes" },
+        )
+        .env("MEMLENS_FREE_STACKS", if args.free_stacks { "1" } else { "0" });
     if args.no_follow {
         cmd.env("MEMLENS_NO_FOLLOW", "1");
     } else {
@@ -392,37 +428,154 @@ fn run(args: RunArgs) -> Result<ExitCode, LaunchError> {
 
     let traces = read_manifest(&manifest);
     let _ = std::fs::remove_file(&manifest);
+    let main_trace = main_trace(&traces, child.id());
     if !quiet {
-        summarize(&traces, child.id());
+        summarize(&traces, main_trace.as_ref());
+    }
+    let mut failed = false;
+    if let Some(t) = &main_trace {
+        if args.leak_check != LeakCheck::No {
+            failed |= leak_gate(t, &args, quiet);
+        }
+        if let Some(b) = &budgets {
+            failed |= budget_gate(t, b);
+        }
+    } else if budgets.is_some() {
+        eprintln!("==memlens== check failed: no trace was recorded, nothing could be checked");
+        failed = true;
     }
 
     use std::os::unix::process::ExitStatusExt;
     if let Some(sig) = status.signal() {
         die_by_signal(sig);
     }
+    if failed && args.error_exitcode != 0 {
+        return Ok(ExitCode::from(args.error_exitcode));
+    }
     Ok(ExitCode::from(status.code().unwrap_or(1) as u8))
 }
 
-/// The summary of the program's own process — its last trace, the image that ran last
-/// after any exec chain (`env`, shell wrappers) — and the names of the other traces.
-fn summarize(traces: &[PathBuf], root_pid: u32) {
-    if traces.is_empty() {
-        eprintln!(
-            "==memlens== no trace was recorded: the program did not load the recorder \
-             (it may clear LD_PRELOAD, or run a static program)"
-        );
-        return;
+/// Print the leak summary (and with --leak-check=full the records); true if there were
+/// errors in memcheck's sense.
+fn leak_gate(trace: &Path, args: &RunArgs, quiet: bool) -> bool {
+    let mut view = match crate::leaks::LeakView::load(trace, &args.leak) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("==memlens== cannot read the leak check of {}: {e}", trace.display());
+            return false;
+        }
+    };
+    if !quiet {
+        let text = if args.leak_check == LeakCheck::Full {
+            view.text("==memlens== ")
+        } else {
+            let mut s = String::new();
+            for e in view.report.errors.iter().filter(|e| e.suppressed_by.is_none()) {
+                s.push_str(&format!(
+                    "==memlens== heap error: {}{}\n",
+                    e.kind.title(),
+                    if e.count > 1 { format!(" ({} times)", e.count) } else { String::new() }
+                ));
+            }
+            if view.report.scan.is_some() {
+                s.push_str(&view.summary_text("==memlens== "));
+                if view.error_count() > 0 {
+                    s.push_str(&format!(
+                        "==memlens== {} error(s); `memlens leaks {}` shows the records and stacks\n",
+                        view.error_count(),
+                        trace.display()
+                    ));
+                }
+            }
+            s
+        };
+        eprint!("{text}");
     }
+    view.error_count() > 0
+}
+
+/// `memlens check`'s budgets; true (and a message) if one is exceeded.
+fn budget_gate(trace: &Path, b: &Budgets) -> bool {
+    let r = match memlens_trace::reader::TraceReader::open(trace).and_then(|r| {
+        memlens_analysis::Report::build(&r, &memlens_analysis::ReportOptions { top: 1 })
+            .map_err(|e| match e {
+                memlens_analysis::Error::Trace(t) => t,
+            })
+    }) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("==memlens== check failed: cannot read {}: {e}", trace.display());
+            return true;
+        }
+    };
+    let mut failed = false;
+    let h = crate::report::human_bytes;
+    if let Some(max) = b.max_peak {
+        if r.totals.peak_heap_bytes > max {
+            eprintln!(
+                "==memlens== check failed: peak heap {} exceeds --max-peak {}",
+                h(r.totals.peak_heap_bytes),
+                h(max)
+            );
+            failed = true;
+        }
+    }
+    if let Some(max) = b.max_allocations {
+        if r.totals.allocations > max {
+            eprintln!(
+                "==memlens== check failed: {} allocations exceed --max-allocations {max}",
+                r.totals.allocations
+            );
+            failed = true;
+        }
+    }
+    if let Some(max) = b.max_leaked {
+        let leaked = match memlens_trace::reader::TraceReader::open(trace)
+            .map_err(|e| e.to_string())
+            .and_then(|rd| {
+                memlens_analysis::leaks::analyse(&rd, memlens_analysis::leaks::Resolution::High)
+                    .map_err(|e| e.to_string())
+            }) {
+            Ok(l) => l.summary.definitely_lost.bytes + l.summary.indirectly_lost.bytes,
+            Err(_) => r.totals.not_freed_bytes,
+        };
+        if leaked > max {
+            eprintln!(
+                "==memlens== check failed: {} leaked (definitely + indirectly lost) exceeds --max-leaked {}",
+                h(leaked),
+                h(max)
+            );
+            failed = true;
+        }
+    }
+    failed
+}
+
+/// The program's own process's trace: its last one, the image that ran last after any
+/// exec chain (`env`, shell wrappers).
+fn main_trace(traces: &[PathBuf], root_pid: u32) -> Option<PathBuf> {
     let is_root = |p: &PathBuf| {
         memlens_trace::reader::TraceReader::open(p)
             .map(|r| r.header().pid == root_pid)
             .unwrap_or(false)
     };
-    let main = traces
+    traces
         .iter()
         .rev()
         .find(|p| is_root(p))
-        .unwrap_or(&traces[0]);
+        .or(traces.first())
+        .cloned()
+}
+
+/// The summary of the program's own process and the names of the other traces.
+fn summarize(traces: &[PathBuf], main: Option<&PathBuf>) {
+    let Some(main) = main else {
+        eprintln!(
+            "==memlens== no trace was recorded: the program did not load the recorder \
+             (it may clear LD_PRELOAD, or run a static program)"
+        );
+        return;
+    };
     if let Err(e) = crate::report::print_run_summary(main) {
         eprintln!("==memlens== cannot summarize {}: {e}", main.display());
     }

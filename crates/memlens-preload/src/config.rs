@@ -8,6 +8,7 @@
 //! | `MEMLENS_RSS_INTERVAL_MS` | RSS sampling interval (0: off) | 10 |
 //! | `MEMLENS_NO_FOLLOW` | `1`: do not trace programs started by `exec` | follow |
 //! | `MEMLENS_FREE_STACKS` | `1`: record the stack of every free/delete (heap error reports then show where a block was first freed) | off |
+//! | `MEMLENS_LEAK_CHECK` | `no`: no reachability scan at exit | yes |
 //! | `MEMLENS_UNWIND_CACHE` | `0`: unwind every stack in full (no memo, no prefix reuse); for checking that the caches change nothing | on |
 
 use core::ffi::CStr;
@@ -22,6 +23,7 @@ pub struct Config {
     pub no_follow: bool,
     pub unwind_cache: bool,
     pub free_stacks: bool,
+    pub leak_check: bool,
 }
 
 fn env(name: &CStr) -> Option<&'static CStr> {
@@ -59,6 +61,9 @@ impl Config {
                 .unwrap_or(false),
             unwind_cache: env(c"MEMLENS_UNWIND_CACHE")
                 .map(|v| v.to_bytes() != b"0")
+                .unwrap_or(true),
+            leak_check: env(c"MEMLENS_LEAK_CHECK")
+                .map(|v| v.to_bytes() != b"no")
                 .unwrap_or(true),
             free_stacks: env(c"MEMLENS_FREE_STACKS")
                 .map(|v| v.to_bytes() == b"1")

@@ -1,0 +1,535 @@
+//! Leak kinds and heap errors: the recorder's exit scan joined with the replayed heap.
+//!
+//! The scan (see the recorder's `scan.rs`) gives every block still allocated at exit a
+//! state (memcheck's four kinds) and a link: its parent on a shortest chain from a root
+//! for reachable and possibly-lost blocks, its clique leader for lost ones. The replay of
+//! the events gives each block's allocation stack. Loss records group blocks by (kind,
+//! allocating function, stack compared at the leak resolution), as memcheck does, and a
+//! definitely-lost record carries the bytes of the indirectly lost blocks its blocks own.
+//!
+//! Heap errors come from the recorder's HeapError events, classified here with the event
+//! history: a release of an address that was freed and not reallocated is a double free;
+//! of an address inside a live block, an interior free; otherwise a free of memory never
+//! allocated. Each distinct (kind, stack) is one error with a count.
+
+use crate::replay::{Block, Replay};
+use memlens_trace::reader::{Event, ScanRecord, TraceReader};
+use memlens_trace::{AllocFunc, BlockLink, BlockState, ExitKind, Heuristic, RootKind};
+use std::collections::HashMap;
+
+/// memcheck's `--leak-resolution`: how many frames two stacks must share to be merged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    Low,
+    Med,
+    High,
+}
+
+impl Resolution {
+    fn frames(self) -> usize {
+        match self {
+            Resolution::Low => 2,
+            Resolution::Med => 4,
+            Resolution::High => usize::MAX,
+        }
+    }
+}
+
+/// The four kinds, in memcheck's order.
+pub const KINDS: [BlockState; 4] = [
+    BlockState::DefinitelyLost,
+    BlockState::IndirectlyLost,
+    BlockState::PossiblyLost,
+    BlockState::StillReachable,
+];
+
+/// The JSON / option name of a kind.
+pub fn kind_key(k: BlockState) -> &'static str {
+    match k {
+        BlockState::DefinitelyLost => "definitely_lost",
+        BlockState::IndirectlyLost => "indirectly_lost",
+        BlockState::PossiblyLost => "possibly_lost",
+        BlockState::StillReachable => "still_reachable",
+    }
+}
+
+/// Bytes and blocks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Amount {
+    pub bytes: u64,
+    pub blocks: u64,
+}
+
+impl Amount {
+    fn add(&mut self, bytes: u64) {
+        self.bytes += bytes;
+        self.blocks += 1;
+    }
+}
+
+/// Per-kind totals, as in memcheck's LEAK SUMMARY.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub definitely_lost: Amount,
+    pub indirectly_lost: Amount,
+    pub possibly_lost: Amount,
+    pub still_reachable: Amount,
+    /// Blocks in records matched by a suppression (not in the four lines above).
+    pub suppressed: Amount,
+    /// Still-reachable blocks reached only through an interior pointer accepted by a
+    /// heuristic (memcheck's "of which reachable via heuristic").
+    pub reachable_via_heuristic: Vec<(Heuristic, Amount)>,
+}
+
+impl Summary {
+    pub fn get(&self, k: BlockState) -> Amount {
+        match k {
+            BlockState::DefinitelyLost => self.definitely_lost,
+            BlockState::IndirectlyLost => self.indirectly_lost,
+            BlockState::PossiblyLost => self.possibly_lost,
+            BlockState::StillReachable => self.still_reachable,
+        }
+    }
+    fn get_mut(&mut self, k: BlockState) -> &mut Amount {
+        match k {
+            BlockState::DefinitelyLost => &mut self.definitely_lost,
+            BlockState::IndirectlyLost => &mut self.indirectly_lost,
+            BlockState::PossiblyLost => &mut self.possibly_lost,
+            BlockState::StillReachable => &mut self.still_reachable,
+        }
+    }
+}
+
+/// One step of a chain that keeps blocks alive, from the root down.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChainStep {
+    /// A root: the word at `addr` in a region of kind `kind` (a module's data, a thread's
+    /// stack or registers...), `name` its mapping, `tid` its thread.
+    Root {
+        kind: RootKind,
+        name: String,
+        tid: u32,
+        addr: u64,
+    },
+    /// A heap block allocated at `stack` by `func`.
+    Block { stack: u32, func: AllocFunc, size: u64 },
+}
+
+/// One loss record.
+#[derive(Clone, Debug)]
+pub struct LossRecord {
+    pub kind: BlockState,
+    pub func: AllocFunc,
+    /// Stack id of the first block (the record's stack; with a resolution below high,
+    /// the others share its first frames).
+    pub stack: u32,
+    pub bytes: u64,
+    pub blocks: u64,
+    /// For definitely lost records: the indirectly lost blocks they own.
+    pub indirect: Amount,
+    /// For still reachable / possibly lost records: the chain from a root to the first
+    /// block (the block itself last).
+    pub chain: Vec<ChainStep>,
+    /// Name of the suppression that matched, if any (set by the caller).
+    pub suppressed_by: Option<String>,
+}
+
+impl LossRecord {
+    /// memcheck's sort key: total size (direct + indirect), then blocks.
+    pub fn total_bytes(&self) -> u64 {
+        self.bytes + self.indirect.bytes
+    }
+}
+
+/// Classes of heap error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorKind {
+    DoubleFree,
+    /// Release of a pointer inside a block, not at its start.
+    InteriorFree,
+    /// Release of memory that was never allocated.
+    InvalidFree,
+    /// Released by the wrong family.
+    MismatchedFree,
+}
+
+impl ErrorKind {
+    pub fn key(self) -> &'static str {
+        match self {
+            ErrorKind::DoubleFree => "double_free",
+            ErrorKind::InteriorFree => "interior_free",
+            ErrorKind::InvalidFree => "invalid_free",
+            ErrorKind::MismatchedFree => "mismatched_free",
+        }
+    }
+    pub fn title(self) -> &'static str {
+        match self {
+            ErrorKind::DoubleFree => "Invalid free() / delete / delete[] / realloc(): double free",
+            ErrorKind::InteriorFree => {
+                "Invalid free() / delete / delete[] / realloc(): pointer inside a block"
+            }
+            ErrorKind::InvalidFree => {
+                "Invalid free() / delete / delete[] / realloc(): never allocated"
+            }
+            ErrorKind::MismatchedFree => "Mismatched free() / delete / delete []",
+        }
+    }
+}
+
+/// One distinct heap error (same kind and offending stack), with how often it happened.
+#[derive(Clone, Debug)]
+pub struct HeapError {
+    pub kind: ErrorKind,
+    /// The releasing function (free, operator delete, realloc...).
+    pub func: AllocFunc,
+    pub addr: u64,
+    pub count: u64,
+    /// Where the bad release happened.
+    pub stack: u32,
+    /// The block's allocation (function and stack), when known.
+    pub alloc: Option<(AllocFunc, u32, u64)>,
+    /// Where the block was first freed (double free), 0 when not recorded.
+    pub first_free_stack: Option<u32>,
+    pub suppressed_by: Option<String>,
+}
+
+/// What the scan itself reported.
+#[derive(Clone, Debug)]
+pub struct ScanInfo {
+    pub trigger: ExitKind,
+    pub code: i32,
+    pub stopped_threads: u32,
+    pub unstoppable_threads: u32,
+    pub freeres: bool,
+    pub duration_ns: u64,
+    /// Blocks allocated by the recorder's own calls into libc (never reported).
+    pub internal: Amount,
+    /// Scanned blocks the event replay did not know (reported with no stack).
+    pub unknown_blocks: u64,
+}
+
+/// Leak kinds and heap errors of one trace.
+#[derive(Clone, Debug)]
+pub struct LeakReport {
+    /// `None` when the trace has no scan (the process was killed, exec'ed, or recording
+    /// failed): only heap errors are known then.
+    pub scan: Option<ScanInfo>,
+    pub summary: Summary,
+    /// Sorted like memcheck's: ascending total size.
+    pub records: Vec<LossRecord>,
+    pub errors: Vec<HeapError>,
+}
+
+#[derive(Clone, Copy)]
+struct ScannedBlock {
+    addr: u64,
+    size: u64,
+    state: BlockState,
+    heuristic: Option<Heuristic>,
+    internal: bool,
+    link: BlockLink,
+}
+
+struct Root {
+    kind: RootKind,
+    tid: u32,
+    name: String,
+}
+
+/// Replay the events (for allocation stacks and heap errors) and read the scan.
+pub fn analyse(r: &TraceReader, resolution: Resolution) -> Result<LeakReport, crate::Error> {
+    let md = r.metadata()?;
+    // Events: replay, and keep what heap errors need.
+    let mut replay = Replay::new();
+    // Address -> (alloc func, alloc stack, size, free stack) of blocks freed and not reused.
+    let mut freed: HashMap<u64, (AllocFunc, u32, u64, u32)> = HashMap::new();
+    let mut errors: HashMap<(ErrorKind, u32, AllocFunc), HeapError> = HashMap::new();
+    for ev in r.events() {
+        let ev = ev?;
+        match ev {
+            Event::Free { addr, stack, .. } => {
+                if let Some(b) = live_block(&replay, addr) {
+                    freed.insert(addr, (b.site.func, b.site.stack, b.size, stack));
+                }
+            }
+            Event::Realloc { old, new, size, .. } if old != 0 && (new != 0 || size == 0) => {
+                if let Some(b) = live_block(&replay, old) {
+                    freed.insert(old, (b.site.func, b.site.stack, b.size, 0));
+                }
+            }
+            Event::Alloc { addr, .. } => {
+                freed.remove(&addr);
+            }
+            Event::HeapError {
+                func,
+                kind,
+                addr,
+                alloc_func,
+                stack,
+                ..
+            } => {
+                let (ek, alloc, first_free) = match kind {
+                    memlens_trace::HeapErrorKind::Mismatch => (
+                        ErrorKind::MismatchedFree,
+                        live_block(&replay, addr).map(|b| (alloc_func, b.site.stack, b.size)),
+                        None,
+                    ),
+                    memlens_trace::HeapErrorKind::NotABlock => {
+                        if let Some(&(f, s, size, fs)) = freed.get(&addr) {
+                            (ErrorKind::DoubleFree, Some((f, s, size)), Some(fs))
+                        } else if let Some((_, b)) = replay
+                            .blocks()
+                            .find(|(a, b)| addr > *a && addr < a + b.size.max(1))
+                        {
+                            (
+                                ErrorKind::InteriorFree,
+                                Some((b.site.func, b.site.stack, b.size)),
+                                None,
+                            )
+                        } else {
+                            (ErrorKind::InvalidFree, None, None)
+                        }
+                    }
+                };
+                errors
+                    .entry((ek, stack, func))
+                    .or_insert(HeapError {
+                        kind: ek,
+                        func,
+                        addr,
+                        count: 0,
+                        stack,
+                        alloc,
+                        first_free_stack: first_free,
+                        suppressed_by: None,
+                    })
+                    .count += 1;
+            }
+            _ => {}
+        }
+        replay.apply(&ev, &mut ());
+    }
+    let mut errors: Vec<HeapError> = errors.into_values().collect();
+    errors.sort_by_key(|e| (e.kind, e.stack, e.addr));
+
+    if !r.has_scan() {
+        return Ok(LeakReport {
+            scan: None,
+            summary: Summary::default(),
+            records: Vec::new(),
+            errors,
+        });
+    }
+
+    // The scan.
+    let mut info = ScanInfo {
+        trigger: ExitKind::Exit,
+        code: 0,
+        stopped_threads: 0,
+        unstoppable_threads: 0,
+        freeres: false,
+        duration_ns: 0,
+        internal: Amount::default(),
+        unknown_blocks: 0,
+    };
+    let mut started = 0;
+    let mut roots: HashMap<u32, Root> = HashMap::new();
+    let mut blocks: Vec<ScannedBlock> = Vec::new();
+    for rec in r.scan() {
+        match rec? {
+            ScanRecord::Begin {
+                ts,
+                trigger,
+                code,
+                stopped,
+                unstoppable,
+                flags,
+                ..
+            } => {
+                started = ts;
+                info.trigger = trigger;
+                info.code = code;
+                info.stopped_threads = stopped;
+                info.unstoppable_threads = unstoppable;
+                info.freeres = flags & 1 != 0;
+            }
+            ScanRecord::Root {
+                id, kind, tid, name, ..
+            } => {
+                roots.insert(id, Root { kind, tid, name });
+            }
+            ScanRecord::Block {
+                addr,
+                size,
+                state,
+                heuristic,
+                internal,
+                link,
+            } => blocks.push(ScannedBlock {
+                addr,
+                size,
+                state,
+                heuristic,
+                internal,
+                link,
+            }),
+            ScanRecord::End { ts, .. } => info.duration_ns = ts.saturating_sub(started),
+        }
+    }
+
+    // Each block's site, from the replay.
+    let site = |b: &ScannedBlock| -> (AllocFunc, u32) {
+        live_block(&replay, b.addr).map_or((AllocFunc::Malloc, 0), |x| (x.site.func, x.site.stack))
+    };
+    // The definitely-lost leader owning each indirect block.
+    let leader_of = |mut i: usize| -> Option<usize> {
+        for _ in 0..blocks.len().min(1 << 20) + 1 {
+            match blocks[i].state {
+                BlockState::DefinitelyLost => return Some(i),
+                BlockState::IndirectlyLost => match blocks[i].link {
+                    BlockLink::Block(j) if (j as usize) < blocks.len() && j as usize != i => {
+                        i = j as usize
+                    }
+                    _ => return None,
+                },
+                _ => return None,
+            }
+        }
+        None
+    };
+
+    // Group into records.
+    let depth = resolution.frames();
+    let key_frames = |stack: u32| -> Vec<(u32, u64)> {
+        md.stacks
+            .get(&stack)
+            .map(|f| f.iter().take(depth).map(|f| (f.module, f.offset)).collect())
+            .unwrap_or_default()
+    };
+    type Key = (BlockState, AllocFunc, Vec<(u32, u64)>);
+    let mut index: HashMap<Key, usize> = HashMap::new();
+    let mut records: Vec<LossRecord> = Vec::new();
+    let mut record_of_block: Vec<usize> = vec![usize::MAX; blocks.len()];
+    let mut summary = Summary::default();
+    let mut heur: HashMap<Heuristic, Amount> = HashMap::new();
+    for (i, b) in blocks.iter().enumerate() {
+        if b.internal {
+            info.internal.add(b.size);
+            continue;
+        }
+        if live_block(&replay, b.addr).is_none() {
+            info.unknown_blocks += 1;
+        }
+        let (func, stack) = site(b);
+        let key = (b.state, func, key_frames(stack));
+        let ri = *index.entry(key).or_insert_with(|| {
+            records.push(LossRecord {
+                kind: b.state,
+                func,
+                stack,
+                bytes: 0,
+                blocks: 0,
+                indirect: Amount::default(),
+                chain: Vec::new(),
+                suppressed_by: None,
+            });
+            records.len() - 1
+        });
+        records[ri].bytes += b.size;
+        records[ri].blocks += 1;
+        record_of_block[i] = ri;
+        summary.get_mut(b.state).add(b.size);
+        if let (BlockState::StillReachable, Some(h)) = (b.state, b.heuristic) {
+            heur.entry(h).or_default().add(b.size);
+        }
+    }
+    for (i, b) in blocks.iter().enumerate() {
+        if b.internal || b.state != BlockState::IndirectlyLost {
+            continue;
+        }
+        if let Some(l) = leader_of(i) {
+            let ri = record_of_block[l];
+            if ri != usize::MAX {
+                records[ri].indirect.add(b.size);
+            }
+        }
+    }
+    // Chains for reachable and possibly lost records: from their first block up.
+    let mut done = vec![false; records.len()];
+    for (i, b) in blocks.iter().enumerate() {
+        let ri = record_of_block[i];
+        if ri == usize::MAX
+            || done[ri]
+            || !matches!(
+                b.state,
+                BlockState::StillReachable | BlockState::PossiblyLost
+            )
+        {
+            continue;
+        }
+        done[ri] = true;
+        let mut chain = Vec::new();
+        let mut cur = i;
+        for _ in 0..64 {
+            match blocks[cur].link {
+                BlockLink::Block(j) if (j as usize) < blocks.len() && j as usize != cur => {
+                    cur = j as usize;
+                    let (func, stack) = site(&blocks[cur]);
+                    chain.push(ChainStep::Block {
+                        stack,
+                        func,
+                        size: blocks[cur].size,
+                    });
+                }
+                BlockLink::Root { root, addr } => {
+                    if let Some(r) = roots.get(&root) {
+                        chain.push(ChainStep::Root {
+                            kind: r.kind,
+                            name: r.name.clone(),
+                            tid: r.tid,
+                            addr,
+                        });
+                    }
+                    break;
+                }
+                _ => break,
+            }
+        }
+        chain.reverse();
+        records[ri].chain = chain;
+    }
+    records.sort_by_key(|r| (r.total_bytes(), r.blocks, r.kind));
+    let mut h: Vec<(Heuristic, Amount)> = heur.into_iter().collect();
+    h.sort_by_key(|(h, _)| *h);
+    summary.reachable_via_heuristic = h;
+    Ok(LeakReport {
+        scan: Some(info),
+        summary,
+        records,
+        errors,
+    })
+}
+
+fn live_block(replay: &Replay, addr: u64) -> Option<Block> {
+    replay.get(addr)
+}
+
+impl LeakReport {
+    /// Recompute the summary after the caller marked records as suppressed.
+    pub fn resummarize(&mut self) {
+        let mut s = Summary {
+            reachable_via_heuristic: std::mem::take(&mut self.summary.reachable_via_heuristic),
+            ..Summary::default()
+        };
+        for r in &self.records {
+            let a = if r.suppressed_by.is_some() {
+                &mut s.suppressed
+            } else {
+                s.get_mut(r.kind)
+            };
+            a.bytes += r.bytes;
+            a.blocks += r.blocks;
+        }
+        self.summary = s;
+    }
+}

@@ -1,0 +1,630 @@
+//! `memlens leaks`: memcheck-style loss records and heap errors of a trace, as text, JSON
+//! (`docs/LEAKS_JSON.md`) or SARIF 2.1.0; and the leak part of `memlens run`'s summary
+//! and `memlens check`'s verdict.
+
+use crate::report::frame_text;
+use memlens_analysis::leaks::{
+    self, kind_key, Amount, ChainStep, ErrorKind, HeapError, LeakReport, LossRecord, Resolution,
+    KINDS,
+};
+use memlens_analysis::Symbolizer;
+use memlens_trace::reader::{Metadata, TraceReader};
+use memlens_trace::{AllocFunc, BlockState, RootKind};
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Options shared by `leaks`, `run` and `check`, named as memcheck names them.
+#[derive(clap::Args, Clone, Debug)]
+pub struct LeakOptions {
+    /// Which loss records to print: any of definite,indirect,possible,reachable, or
+    /// all, or none.
+    #[arg(long, value_name = "KINDS", default_value = "definite,possible", value_parser = parse_kinds)]
+    pub show_leak_kinds: KindSet,
+    /// Which leak kinds count as errors (for --error-exitcode and `memlens check`).
+    #[arg(long, value_name = "KINDS", default_value = "definite,possible", value_parser = parse_kinds)]
+    pub errors_for_leak_kinds: KindSet,
+    /// How many frames two stacks must share to merge their loss records: low (2),
+    /// med (4), high (all).
+    #[arg(long, value_enum, default_value_t = LeakResolution::High)]
+    pub leak_resolution: LeakResolution,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LeakResolution {
+    Low,
+    Med,
+    High,
+}
+
+/// A set of leak kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KindSet(pub [bool; 4]);
+
+impl KindSet {
+    pub fn contains(&self, k: BlockState) -> bool {
+        self.0[k as usize]
+    }
+}
+
+fn parse_kinds(s: &str) -> Result<KindSet, String> {
+    let mut set = [false; 4];
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part {
+            "all" => set = [true; 4],
+            "none" => set = [false; 4],
+            "definite" => set[0] = true,
+            "indirect" => set[1] = true,
+            "possible" => set[2] = true,
+            "reachable" => set[3] = true,
+            other => {
+                return Err(format!(
+                    "unknown leak kind `{other}` (use definite, indirect, possible, reachable, all or none)"
+                ))
+            }
+        }
+    }
+    Ok(KindSet(set))
+}
+
+#[derive(clap::Args)]
+pub struct LeaksArgs {
+    /// The trace file to read.
+    pub trace: PathBuf,
+    /// Output format: text (memcheck's layout), json, or sarif (SARIF 2.1.0).
+    #[arg(long, value_enum, default_value_t = LeakFormat::Text)]
+    pub format: LeakFormat,
+    #[command(flatten)]
+    pub leak: LeakOptions,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LeakFormat {
+    Text,
+    Json,
+    Sarif,
+}
+
+/// A leak report with everything presentation needs.
+pub struct LeakView {
+    pub report: LeakReport,
+    pub metadata: Metadata,
+    pub sym: Symbolizer,
+    pub opts: LeakOptions,
+}
+
+impl LeakView {
+    pub fn load(path: &Path, opts: &LeakOptions) -> Result<LeakView, String> {
+        let reader = TraceReader::open(path).map_err(|e| e.to_string())?;
+        let res = match opts.leak_resolution {
+            LeakResolution::Low => Resolution::Low,
+            LeakResolution::Med => Resolution::Med,
+            LeakResolution::High => Resolution::High,
+        };
+        let report = leaks::analyse(&reader, res).map_err(|e| e.to_string())?;
+        let metadata = reader.metadata().map_err(|e| e.to_string())?;
+        let sym = Symbolizer::new(&metadata.modules);
+        Ok(LeakView {
+            report,
+            metadata,
+            sym,
+            opts: opts.clone(),
+        })
+    }
+
+    /// memcheck's error count: heap errors plus loss records of the kinds in
+    /// --errors-for-leak-kinds, not suppressed.
+    pub fn error_count(&self) -> u64 {
+        let leaks = self
+            .report
+            .records
+            .iter()
+            .filter(|r| r.suppressed_by.is_none() && self.opts.errors_for_leak_kinds.contains(r.kind))
+            .count() as u64;
+        let errs = self
+            .report
+            .errors
+            .iter()
+            .filter(|e| e.suppressed_by.is_none())
+            .count() as u64;
+        leaks + errs
+    }
+
+    fn frames(&mut self, stack: u32) -> Vec<memlens_analysis::Frame> {
+        let raw = self.metadata.stacks.get(&stack).cloned().unwrap_or_default();
+        self.sym.stack(&raw)
+    }
+
+    fn stack_lines(&mut self, o: &mut String, func: AllocFunc, stack: u32, prefix: &str) {
+        let _ = writeln!(o, "{prefix}   at {}", func.name());
+        let frames = self.frames(stack);
+        for f in frames.iter().take(24) {
+            let _ = writeln!(o, "{prefix}   by {}", frame_text(f));
+        }
+        if frames.len() > 24 {
+            let _ = writeln!(o, "{prefix}   ... {} more frames", frames.len() - 24);
+        }
+    }
+
+    /// Name a root word: a global's symbol, a thread's stack...
+    fn root_text(&self, kind: RootKind, name: &str, tid: u32, addr: u64) -> String {
+        let pid = self.metadata.threads.values().map(|t| t.tid).min().unwrap_or(0);
+        let short = name.rsplit('/').next().unwrap_or(name);
+        match kind {
+            RootKind::ModuleData => match data_symbol(&self.metadata, addr) {
+                Some(sym) => format!("global `{sym}` ({short})"),
+                None => format!("data of {short}"),
+            },
+            RootKind::Anonymous => match data_symbol(&self.metadata, addr) {
+                Some(sym) => format!("global `{sym}`"),
+                None => format!("anonymous memory at {addr:#x}"),
+            },
+            RootKind::ThreadStack if tid == pid || pid == 0 => "the main thread's stack".into(),
+            RootKind::ThreadStack => format!("the stack of thread {tid}"),
+            RootKind::Registers => format!("the registers of thread {tid}"),
+            RootKind::OtherMapping => format!("the mapping {short}"),
+        }
+    }
+
+    fn chain_text(&mut self, r: &LossRecord) -> Option<String> {
+        if r.chain.is_empty() {
+            return None;
+        }
+        let mut parts = Vec::new();
+        for step in &r.chain {
+            match step {
+                ChainStep::Root {
+                    kind,
+                    name,
+                    tid,
+                    addr,
+                } => parts.push(self.root_text(*kind, name, *tid, *addr)),
+                ChainStep::Block { stack, func, .. } => {
+                    let at = self
+                        .frames(*stack)
+                        .first()
+                        .map(frame_text)
+                        .unwrap_or_else(|| "?".into());
+                    parts.push(format!("block from {} at {at}", func.name()));
+                }
+            }
+        }
+        parts.push(format!(
+            "{} block{}",
+            r.blocks,
+            if r.blocks == 1 { "" } else { "s" }
+        ));
+        Some(parts.join(" -> "))
+    }
+
+    /// The LEAK SUMMARY block, memcheck's five lines.
+    pub fn summary_text(&self, prefix: &str) -> String {
+        let s = &self.report.summary;
+        let mut o = String::new();
+        let line = |o: &mut String, label: &str, a: Amount| {
+            let _ = writeln!(
+                o,
+                "{prefix}   {label:>15}: {} bytes in {} blocks",
+                group(a.bytes),
+                group(a.blocks)
+            );
+        };
+        let _ = writeln!(o, "{prefix}LEAK SUMMARY:");
+        line(&mut o, "definitely lost", s.definitely_lost);
+        line(&mut o, "indirectly lost", s.indirectly_lost);
+        line(&mut o, "possibly lost", s.possibly_lost);
+        line(&mut o, "still reachable", s.still_reachable);
+        for (h, a) in &s.reachable_via_heuristic {
+            let _ = writeln!(
+                o,
+                "{prefix}                       of which reachable via heuristic:\n{prefix}   {:>29}: {} bytes in {} blocks",
+                h.name(),
+                group(a.bytes),
+                group(a.blocks)
+            );
+        }
+        line(&mut o, "suppressed", s.suppressed);
+        o
+    }
+
+    /// The whole text report.
+    pub fn text(&mut self, prefix: &str) -> String {
+        let mut o = String::new();
+        let records = self.report.records.clone();
+        let shown: Vec<&LossRecord> = records
+            .iter()
+            .filter(|r| r.suppressed_by.is_none() && self.opts.show_leak_kinds.contains(r.kind))
+            .collect();
+        let total = records.iter().filter(|r| r.suppressed_by.is_none()).count();
+        let errors = self.report.errors.clone();
+        for e in errors.iter().filter(|e| e.suppressed_by.is_none()) {
+            self.error_text(&mut o, e, prefix);
+        }
+        match &self.report.scan {
+            None => {
+                let _ = writeln!(
+                    o,
+                    "{prefix}No leak check: the trace has no exit scan (the process was killed, \
+                     replaced by exec, or its trace could not be written)."
+                );
+                return o;
+            }
+            Some(info) if info.unstoppable_threads > 0 => {
+                let _ = writeln!(
+                    o,
+                    "{prefix}note: {} thread(s) could not be stopped for the scan; their stacks were read as they were.",
+                    info.unstoppable_threads
+                );
+            }
+            _ => {}
+        }
+        let mut n = 0;
+        for (i, r) in records.iter().enumerate() {
+            if r.suppressed_by.is_some() {
+                continue;
+            }
+            n += 1;
+            if !shown.iter().any(|s| std::ptr::eq(*s, r)) {
+                continue;
+            }
+            let _ = i;
+            let size = if r.indirect.bytes > 0 {
+                format!(
+                    "{} ({} direct, {} indirect) bytes",
+                    group(r.total_bytes()),
+                    group(r.bytes),
+                    group(r.indirect.bytes)
+                )
+            } else {
+                format!("{} bytes", group(r.bytes))
+            };
+            let _ = writeln!(
+                o,
+                "{prefix}{size} in {} blocks are {} in loss record {n} of {total}",
+                group(r.blocks),
+                kind_words(r.kind)
+            );
+            self.stack_lines(&mut o, r.func, r.stack, prefix);
+            if let Some(c) = self.chain_text(r) {
+                let label = if r.kind == BlockState::StillReachable {
+                    "kept alive by"
+                } else {
+                    "pointed into by"
+                };
+                let _ = writeln!(o, "{prefix}   {label}: {c}");
+            }
+            let _ = writeln!(o, "{prefix}");
+        }
+        o.push_str(&self.summary_text(prefix));
+        let hidden: Vec<&str> = KINDS
+            .iter()
+            .filter(|k| !self.opts.show_leak_kinds.contains(**k) && self.report.summary.get(**k).blocks > 0)
+            .map(|k| kind_option(*k))
+            .collect();
+        if !hidden.is_empty() {
+            let _ = writeln!(
+                o,
+                "{prefix}Records of kind {} not shown: add --show-leak-kinds={},{}",
+                hidden.join(", "),
+                shown_kinds(&self.opts.show_leak_kinds),
+                hidden.join(",")
+            );
+        }
+        let errs = self.error_count();
+        let _ = writeln!(
+            o,
+            "{prefix}ERROR SUMMARY: {errs} error{} ({} heap error{}, {} loss record{} of the kinds in --errors-for-leak-kinds)",
+            if errs == 1 { "" } else { "s" },
+            self.report.errors.iter().filter(|e| e.suppressed_by.is_none()).count(),
+            if self.report.errors.len() == 1 { "" } else { "s" },
+            errs - self.report.errors.iter().filter(|e| e.suppressed_by.is_none()).count() as u64,
+            if errs == 1 { "" } else { "s" },
+        );
+        o
+    }
+
+    fn error_text(&mut self, o: &mut String, e: &HeapError, prefix: &str) {
+        let times = if e.count > 1 {
+            format!(" ({} times)", e.count)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(o, "{prefix}{}{times}", e.kind.title());
+        self.stack_lines(o, e.func, e.stack, prefix);
+        match e.kind {
+            ErrorKind::InvalidFree => {
+                let _ = writeln!(
+                    o,
+                    "{prefix} Address {:#x} was never allocated by malloc/new",
+                    e.addr
+                );
+            }
+            ErrorKind::MismatchedFree | ErrorKind::DoubleFree | ErrorKind::InteriorFree => {
+                if let Some((f, s, size)) = e.alloc {
+                    let what = match e.kind {
+                        ErrorKind::InteriorFree => "inside",
+                        _ => "0 bytes inside",
+                    };
+                    let _ = writeln!(
+                        o,
+                        "{prefix} Address {:#x} is {what} a block of size {} alloc'd",
+                        e.addr,
+                        group(size)
+                    );
+                    self.stack_lines(o, f, s, prefix);
+                }
+                if let Some(fs) = e.first_free_stack {
+                    let _ = writeln!(o, "{prefix} Block was first freed");
+                    if fs == 0 {
+                        let _ = writeln!(
+                            o,
+                            "{prefix}   (stack not recorded: run with --free-stacks)"
+                        );
+                    } else {
+                        self.stack_lines(o, AllocFunc::Free, fs, prefix);
+                    }
+                }
+            }
+        }
+        let _ = writeln!(o, "{prefix}");
+    }
+
+    fn json_stack(&mut self, stack: u32) -> Value {
+        Value::Array(
+            self.frames(stack)
+                .iter()
+                .map(|f| {
+                    json!({
+                        "function": f.function,
+                        "file": f.file,
+                        "line": f.line,
+                        "module": f.module,
+                        "inlined": f.inlined,
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    pub fn json(&mut self) -> Value {
+        let s = self.report.summary.clone();
+        let amount = |a: Amount| json!({"bytes": a.bytes, "blocks": a.blocks});
+        let mut summary = serde_json::Map::new();
+        for k in KINDS {
+            summary.insert(kind_key(k).into(), amount(s.get(k)));
+        }
+        summary.insert("suppressed".into(), amount(s.suppressed));
+        let mut heur = serde_json::Map::new();
+        for (h, a) in &s.reachable_via_heuristic {
+            heur.insert(h.name().into(), amount(*a));
+        }
+        summary.insert("reachable_via_heuristic".into(), Value::Object(heur));
+        let records = self.report.records.clone();
+        let mut recs = Vec::new();
+        for r in &records {
+            let chain = self.chain_text(r);
+            recs.push(json!({
+                "kind": kind_key(r.kind),
+                "bytes": r.bytes,
+                "blocks": r.blocks,
+                "indirect_bytes": r.indirect.bytes,
+                "indirect_blocks": r.indirect.blocks,
+                "allocator": r.func.name(),
+                "stack": self.json_stack(r.stack),
+                "kept_alive_by": chain,
+                "suppressed_by": r.suppressed_by,
+            }));
+        }
+        let errors = self.report.errors.clone();
+        let mut errs = Vec::new();
+        for e in &errors {
+            let alloc = e.alloc.map(|(f, s, size)| (f, s, size));
+            let alloc_json = match alloc {
+                Some((f, s, size)) => {
+                    json!({"allocator": f.name(), "size": size, "stack": self.json_stack(s)})
+                }
+                None => Value::Null,
+            };
+            let first_free = match e.first_free_stack {
+                Some(0) | None => Value::Null,
+                Some(s) => self.json_stack(s),
+            };
+            errs.push(json!({
+                "kind": e.kind.key(),
+                "function": e.func.name(),
+                "address": e.addr,
+                "count": e.count,
+                "stack": self.json_stack(e.stack),
+                "allocation": alloc_json,
+                "first_free_stack": first_free,
+                "suppressed_by": e.suppressed_by,
+            }));
+        }
+        let scan = self.report.scan.as_ref().map(|i| {
+            json!({
+                "stopped_threads": i.stopped_threads,
+                "unstoppable_threads": i.unstoppable_threads,
+                "freeres": i.freeres,
+                "duration_ns": i.duration_ns,
+                "recorder_blocks": amount(i.internal),
+            })
+        });
+        json!({
+            "summary": summary,
+            "records": recs,
+            "errors": errs,
+            "scan": scan,
+            "error_count": self.error_count(),
+        })
+    }
+
+    /// SARIF 2.1.0: one result per unsuppressed loss record of a shown kind and per heap
+    /// error, located at the first frame with a source file outside system libraries.
+    pub fn sarif(&mut self) -> Value {
+        let mut results = Vec::new();
+        let records = self.report.records.clone();
+        let show = self.opts.show_leak_kinds;
+        for r in records
+            .iter()
+            .filter(|r| r.suppressed_by.is_none() && show.contains(r.kind))
+        {
+            let level = if self.opts.errors_for_leak_kinds.contains(r.kind) {
+                "error"
+            } else {
+                "note"
+            };
+            let msg = format!(
+                "{} bytes in {} blocks are {} ({} via {})",
+                group(r.total_bytes()),
+                group(r.blocks),
+                kind_words(r.kind),
+                if r.indirect.bytes > 0 {
+                    format!("{} indirect", group(r.indirect.bytes))
+                } else {
+                    "allocated".into()
+                },
+                r.func.name()
+            );
+            let loc = self.sarif_location(r.stack);
+            results.push(json!({
+                "ruleId": kind_key(r.kind),
+                "level": level,
+                "message": {"text": msg},
+                "locations": loc,
+            }));
+        }
+        let errors = self.report.errors.clone();
+        for e in errors.iter().filter(|e| e.suppressed_by.is_none()) {
+            let loc = self.sarif_location(e.stack);
+            results.push(json!({
+                "ruleId": e.kind.key(),
+                "level": "error",
+                "message": {"text": format!("{} ({} time(s), address {:#x})", e.kind.title(), e.count, e.addr)},
+                "locations": loc,
+            }));
+        }
+        let rule = |id: &str, text: &str| json!({"id": id, "shortDescription": {"text": text}});
+        json!({
+            "version": "2.1.0",
+            "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+            "runs": [{
+                "tool": {"driver": {
+                    "name": "memlens",
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "informationUri": "https://github.com/memlens/memlens",
+                    "rules": [
+                        rule("definitely_lost", "Memory definitely lost: no pointer to the block remains"),
+                        rule("indirectly_lost", "Memory indirectly lost: reachable only from lost blocks"),
+                        rule("possibly_lost", "Memory possibly lost: only interior pointers to the block remain"),
+                        rule("still_reachable", "Memory still reachable at exit"),
+                        rule("double_free", "A block released twice"),
+                        rule("interior_free", "A release of a pointer inside a block"),
+                        rule("invalid_free", "A release of memory that was never allocated"),
+                        rule("mismatched_free", "A block released by the wrong allocator family"),
+                    ],
+                }},
+                "results": results,
+            }],
+        })
+    }
+
+    fn sarif_location(&mut self, stack: u32) -> Value {
+        let frames = self.frames(stack);
+        let system = |f: &memlens_analysis::Frame| {
+            f.file.as_deref().is_none_or(|p| {
+                p.starts_with("/usr/include") || p.starts_with("./") && f.module.as_deref().is_some_and(|m| m.starts_with("lib"))
+            })
+        };
+        match frames.iter().find(|f| !system(f)).or(frames.first()) {
+            Some(f) => {
+                let mut loc = json!({"physicalLocation": {
+                    "artifactLocation": {"uri": f.file.clone().unwrap_or_else(|| f.module.clone().unwrap_or_default())},
+                }});
+                if let Some(line) = f.line {
+                    loc["physicalLocation"]["region"] = json!({"startLine": line});
+                }
+                loc["logicalLocations"] = json!([{"name": f.function, "kind": "function"}]);
+                json!([loc])
+            }
+            None => json!([]),
+        }
+    }
+}
+
+fn kind_words(k: BlockState) -> &'static str {
+    match k {
+        BlockState::DefinitelyLost => "definitely lost",
+        BlockState::IndirectlyLost => "indirectly lost",
+        BlockState::PossiblyLost => "possibly lost",
+        BlockState::StillReachable => "still reachable",
+    }
+}
+
+fn kind_option(k: BlockState) -> &'static str {
+    ["definite", "indirect", "possible", "reachable"][k as usize]
+}
+
+fn shown_kinds(s: &KindSet) -> String {
+    KINDS
+        .iter()
+        .filter(|k| s.contains(**k))
+        .map(|k| kind_option(*k))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// 1234567 -> "1,234,567", as memcheck prints counts.
+pub fn group(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The data symbol (a global variable) containing `addr`, from the module's ELF symbols.
+fn data_symbol(md: &Metadata, addr: u64) -> Option<String> {
+    use object::{Object, ObjectSymbol};
+    let m = md.modules.values().find(|m| {
+        m.segments.iter().any(|&(vaddr, memsz, _)| {
+            let lo = m.load_bias.wrapping_add(vaddr);
+            addr >= lo && addr < lo + memsz
+        })
+    })?;
+    let data = std::fs::read(&m.path).ok()?;
+    let file = object::File::parse(&*data).ok()?;
+    let vaddr = addr.wrapping_sub(m.load_bias);
+    file.symbols()
+        .chain(file.dynamic_symbols())
+        .filter(|s| s.kind() == object::SymbolKind::Data)
+        .find(|s| vaddr >= s.address() && vaddr < s.address() + s.size().max(1))
+        .and_then(|s| s.name().ok().map(str::to_string))
+}
+
+pub fn main(args: LeaksArgs) -> ExitCode {
+    let mut view = match LeakView::load(&args.trace, &args.leak) {
+        Ok(v) => v,
+        Err(e) => return crate::fail(e),
+    };
+    let out = match args.format {
+        LeakFormat::Text => view.text(""),
+        LeakFormat::Json => {
+            serde_json::to_string_pretty(&view.json()).unwrap_or_default() + "\n"
+        }
+        LeakFormat::Sarif => {
+            serde_json::to_string_pretty(&view.sarif()).unwrap_or_default() + "\n"
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => crate::fail(format!("cannot write the report: {e}")),
+    }
+}
