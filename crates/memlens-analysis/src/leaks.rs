@@ -112,7 +112,11 @@ pub enum ChainStep {
         addr: u64,
     },
     /// A heap block allocated at `stack` by `func`.
-    Block { stack: u32, func: AllocFunc, size: u64 },
+    Block {
+        stack: u32,
+        func: AllocFunc,
+        size: u64,
+    },
 }
 
 /// One loss record.
@@ -354,7 +358,11 @@ pub fn analyse(r: &TraceReader, resolution: Resolution) -> Result<LeakReport, cr
                 info.freeres = flags & 1 != 0;
             }
             ScanRecord::Root {
-                id, kind, tid, name, ..
+                id,
+                kind,
+                tid,
+                name,
+                ..
             } => {
                 roots.insert(id, Root { kind, tid, name });
             }

@@ -121,7 +121,9 @@ impl LeakView {
             .report
             .records
             .iter()
-            .filter(|r| r.suppressed_by.is_none() && self.opts.errors_for_leak_kinds.contains(r.kind))
+            .filter(|r| {
+                r.suppressed_by.is_none() && self.opts.errors_for_leak_kinds.contains(r.kind)
+            })
             .count() as u64;
         let errs = self
             .report
@@ -133,7 +135,12 @@ impl LeakView {
     }
 
     fn frames(&mut self, stack: u32) -> Vec<memlens_analysis::Frame> {
-        let raw = self.metadata.stacks.get(&stack).cloned().unwrap_or_default();
+        let raw = self
+            .metadata
+            .stacks
+            .get(&stack)
+            .cloned()
+            .unwrap_or_default();
         self.sym.stack(&raw)
     }
 
@@ -150,7 +157,13 @@ impl LeakView {
 
     /// Name a root word: a global's symbol, a thread's stack...
     fn root_text(&self, kind: RootKind, name: &str, tid: u32, addr: u64) -> String {
-        let pid = self.metadata.threads.values().map(|t| t.tid).min().unwrap_or(0);
+        let pid = self
+            .metadata
+            .threads
+            .values()
+            .map(|t| t.tid)
+            .min()
+            .unwrap_or(0);
         let short = name.rsplit('/').next().unwrap_or(name);
         match kind {
             RootKind::ModuleData => match data_symbol(&self.metadata, addr) {
@@ -300,7 +313,9 @@ impl LeakView {
         o.push_str(&self.summary_text(prefix));
         let hidden: Vec<&str> = KINDS
             .iter()
-            .filter(|k| !self.opts.show_leak_kinds.contains(**k) && self.report.summary.get(**k).blocks > 0)
+            .filter(|k| {
+                !self.opts.show_leak_kinds.contains(**k) && self.report.summary.get(**k).blocks > 0
+            })
             .map(|k| kind_option(*k))
             .collect();
         if !hidden.is_empty() {
@@ -358,10 +373,8 @@ impl LeakView {
                 if let Some(fs) = e.first_free_stack {
                     let _ = writeln!(o, "{prefix} Block was first freed");
                     if fs == 0 {
-                        let _ = writeln!(
-                            o,
-                            "{prefix}   (stack not recorded: run with --free-stacks)"
-                        );
+                        let _ =
+                            writeln!(o, "{prefix}   (stack not recorded: run with --free-stacks)");
                     } else {
                         self.stack_lines(o, AllocFunc::Free, fs, prefix);
                     }
@@ -534,7 +547,9 @@ impl LeakView {
         let frames = self.frames(stack);
         let system = |f: &memlens_analysis::Frame| {
             f.file.as_deref().is_none_or(|p| {
-                p.starts_with("/usr/include") || p.starts_with("./") && f.module.as_deref().is_some_and(|m| m.starts_with("lib"))
+                p.starts_with("/usr/include")
+                    || p.starts_with("./")
+                        && f.module.as_deref().is_some_and(|m| m.starts_with("lib"))
             })
         };
         match frames.iter().find(|f| !system(f)).or(frames.first()) {
@@ -614,15 +629,14 @@ pub fn main(args: LeaksArgs) -> ExitCode {
     };
     let out = match args.format {
         LeakFormat::Text => view.text(""),
-        LeakFormat::Json => {
-            serde_json::to_string_pretty(&view.json()).unwrap_or_default() + "\n"
-        }
-        LeakFormat::Sarif => {
-            serde_json::to_string_pretty(&view.sarif()).unwrap_or_default() + "\n"
-        }
+        LeakFormat::Json => serde_json::to_string_pretty(&view.json()).unwrap_or_default() + "\n",
+        LeakFormat::Sarif => serde_json::to_string_pretty(&view.sarif()).unwrap_or_default() + "\n",
     };
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush()) {
+    match stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => crate::fail(format!("cannot write the report: {e}")),

@@ -70,7 +70,11 @@ fn parse_size(s: &str) -> Result<u64, String> {
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
         "t" | "tb" | "tib" => 1 << 40,
-        u => return Err(format!("unknown size unit `{u}` in `{s}` (use K, M, G or T)")),
+        u => {
+            return Err(format!(
+                "unknown size unit `{u}` in `{s}` (use K, M, G or T)"
+            ))
+        }
     };
     Ok((n * mult as f64) as u64)
 }

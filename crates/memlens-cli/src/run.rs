@@ -394,9 +394,16 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
         .env("MEMLENS_RSS_INTERVAL_MS", args.rss_interval.to_string())
         .env(
             "MEMLENS_LEAK_CHECK",
-            if args.leak_check == LeakCheck::No { "no" } else { "yes" },
+            if args.leak_check == LeakCheck::No {
+                "no"
+            } else {
+                "yes"
+            },
         )
-        .env("MEMLENS_FREE_STACKS", if args.free_stacks { "1" } else { "0" });
+        .env(
+            "MEMLENS_FREE_STACKS",
+            if args.free_stacks { "1" } else { "0" },
+        );
     if args.no_follow {
         cmd.env("MEMLENS_NO_FOLLOW", "1");
     } else {
@@ -461,7 +468,10 @@ fn leak_gate(trace: &Path, args: &RunArgs, quiet: bool) -> bool {
     let mut view = match crate::leaks::LeakView::load(trace, &args.leak) {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("==memlens== cannot read the leak check of {}: {e}", trace.display());
+            eprintln!(
+                "==memlens== cannot read the leak check of {}: {e}",
+                trace.display()
+            );
             return false;
         }
     };
@@ -470,11 +480,20 @@ fn leak_gate(trace: &Path, args: &RunArgs, quiet: bool) -> bool {
             view.text("==memlens== ")
         } else {
             let mut s = String::new();
-            for e in view.report.errors.iter().filter(|e| e.suppressed_by.is_none()) {
+            for e in view
+                .report
+                .errors
+                .iter()
+                .filter(|e| e.suppressed_by.is_none())
+            {
                 s.push_str(&format!(
                     "==memlens== heap error: {}{}\n",
                     e.kind.title(),
-                    if e.count > 1 { format!(" ({} times)", e.count) } else { String::new() }
+                    if e.count > 1 {
+                        format!(" ({} times)", e.count)
+                    } else {
+                        String::new()
+                    }
                 ));
             }
             if view.report.scan.is_some() {
@@ -497,14 +516,18 @@ fn leak_gate(trace: &Path, args: &RunArgs, quiet: bool) -> bool {
 /// `memlens check`'s budgets; true (and a message) if one is exceeded.
 fn budget_gate(trace: &Path, b: &Budgets) -> bool {
     let r = match memlens_trace::reader::TraceReader::open(trace).and_then(|r| {
-        memlens_analysis::Report::build(&r, &memlens_analysis::ReportOptions { top: 1 })
-            .map_err(|e| match e {
+        memlens_analysis::Report::build(&r, &memlens_analysis::ReportOptions { top: 1 }).map_err(
+            |e| match e {
                 memlens_analysis::Error::Trace(t) => t,
-            })
+            },
+        )
     }) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("==memlens== check failed: cannot read {}: {e}", trace.display());
+            eprintln!(
+                "==memlens== check failed: cannot read {}: {e}",
+                trace.display()
+            );
             return true;
         }
     };

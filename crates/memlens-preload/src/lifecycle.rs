@@ -6,7 +6,7 @@ use crate::{modules, output, private_alloc, scan, stacks, tls};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::ffi::{c_char, c_int, c_void, CStr};
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use memlens_trace::{ExitKind, Header};
 
 extern crate alloc;
@@ -232,6 +232,10 @@ fn finish(kind: ExitKind, code: i32, ctx: &scan::Context) {
     drop(busy);
 }
 
+/// The caller's callee-saved registers and stack pointer at the program's own call to
+/// `exit`/`_exit`/`_Exit`, stored by the naked stubs below before anything clobbers them.
+/// The leak scan uses them as roots (memcheck sees them too: they are saved in the
+/// frames of exit's machinery).
 #[repr(C)]
 struct ExitRegs {
     rbx: u64,
@@ -243,11 +247,108 @@ struct ExitRegs {
     sp: u64,
 }
 
-extern "C" {
-    /// Written by the `exit`/`_exit`/`_Exit` stubs in shim.c.
-    static memlens_exit_regs: ExitRegs;
-    /// Written by shim.c's main trampoline when main returns.
-    static memlens_main_returned_sp: u64;
+static mut EXIT_REGS: ExitRegs = ExitRegs {
+    rbx: 0,
+    rbp: 0,
+    r12: 0,
+    r13: 0,
+    r14: 0,
+    r15: 0,
+    sp: 0,
+};
+
+/// The stack pointer of `main_trampoline` once main has returned (0 before).
+static MAIN_RETURNED_SP: AtomicU64 = AtomicU64::new(0);
+
+macro_rules! exit_stub {
+    ($name:ident, $imp:ident) => {
+        #[unsafe(naked)]
+        #[no_mangle]
+        pub extern "C" fn $name(status: c_int) -> ! {
+            // Store rbx, rbp, r12-r15 and the caller's sp (rsp + 8 past the return
+            // address) into EXIT_REGS, then tail-jump to the implementation with the
+            // arguments untouched.
+            core::arch::naked_asm!(
+                "mov qword ptr [rip + {r}], rbx",
+                "mov qword ptr [rip + {r} + 8], rbp",
+                "mov qword ptr [rip + {r} + 16], r12",
+                "mov qword ptr [rip + {r} + 24], r13",
+                "mov qword ptr [rip + {r} + 32], r14",
+                "mov qword ptr [rip + {r} + 40], r15",
+                "lea rax, [rsp + 8]",
+                "mov qword ptr [rip + {r} + 48], rax",
+                "jmp {imp}",
+                r = sym EXIT_REGS,
+                imp = sym $imp,
+            )
+        }
+    };
+}
+
+exit_stub!(exit, exit_impl);
+exit_stub!(_exit, uexit_impl);
+exit_stub!(_Exit, uexit2_impl);
+
+type MainFn = extern "C" fn(c_int, *mut *mut c_char, *mut *mut c_char) -> c_int;
+static REAL_MAIN: AtomicUsize = AtomicUsize::new(0);
+
+/// Calls the program's main, then records where its own frame is: after main returns,
+/// glibc calls exit() itself (not through the PLT) and main's locals are dead, so the
+/// scan must start above main's frame, as memcheck's does.
+extern "C" fn main_trampoline(
+    argc: c_int,
+    argv: *mut *mut c_char,
+    envp: *mut *mut c_char,
+) -> c_int {
+    // SAFETY: REAL_MAIN was set from __libc_start_main's main argument just before.
+    let main: MainFn = unsafe { core::mem::transmute(REAL_MAIN.load(Ordering::Relaxed)) };
+    let r = main(argc, argv, envp);
+    let sp: u64;
+    // SAFETY: reads the stack pointer register only.
+    unsafe {
+        core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
+    };
+    MAIN_RETURNED_SP.store(sp, Ordering::Release);
+    r
+}
+
+/// Interposed to call main through [`main_trampoline`].
+#[no_mangle]
+pub unsafe extern "C" fn __libc_start_main(
+    main: MainFn,
+    argc: c_int,
+    argv: *mut *mut c_char,
+    init: usize,
+    fini: usize,
+    rtld_fini: usize,
+    stack_end: *mut c_void,
+) -> c_int {
+    type StartFn = unsafe extern "C" fn(
+        MainFn,
+        c_int,
+        *mut *mut c_char,
+        usize,
+        usize,
+        usize,
+        *mut c_void,
+    ) -> c_int;
+    let real = resolve(c"__libc_start_main");
+    if real == 0 {
+        // Cannot happen with glibc; without it there is no way to start the program.
+        libc::abort();
+    }
+    REAL_MAIN.store(main as usize, Ordering::Relaxed);
+    // SAFETY: real is glibc's __libc_start_main, same signature.
+    let real: StartFn = core::mem::transmute(real);
+    real(
+        main_trampoline,
+        argc,
+        argv,
+        init,
+        fini,
+        rtld_fini,
+        stack_end,
+    )
 }
 
 /// The thread whose `exit`/`_exit`/`_Exit` call the stubs recorded.
@@ -261,13 +362,9 @@ fn gettid() -> u32 {
 /// Where the exiting thread's live stack starts, and its registers at that point.
 fn exit_context() -> scan::Context {
     let mut ctx = scan::Context::default();
-    // SAFETY: plain reads of words written by this thread's own earlier calls (or zero).
-    let (regs, main_sp) = unsafe {
-        (
-            core::ptr::read_volatile(core::ptr::addr_of!(memlens_exit_regs)),
-            core::ptr::read_volatile(core::ptr::addr_of!(memlens_main_returned_sp)),
-        )
-    };
+    // SAFETY: a plain read of words the exit stubs wrote on this thread (or zeros).
+    let regs = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(EXIT_REGS)) };
+    let main_sp = MAIN_RETURNED_SP.load(Ordering::Acquire);
     if EXIT_TID.load(Ordering::Acquire) == gettid() && regs.sp != 0 {
         ctx.sp = regs.sp;
         ctx.regs[..6]
@@ -299,24 +396,21 @@ fn call_exit(slot: &AtomicUsize, status: c_int) -> ! {
     }
 }
 
-/// The program called `exit()` (shim.c's stub saved its registers first).
-#[no_mangle]
-pub extern "C" fn memlens_exit_impl(status: c_int) -> ! {
+/// The program called `exit()` (the stub saved its registers first).
+extern "C" fn exit_impl(status: c_int) -> ! {
     EXIT_TID.store(gettid(), Ordering::Release);
     call_exit(&REAL_PROGRAM_EXIT, status)
 }
 
 /// The program called `_exit()`.
-#[no_mangle]
-pub extern "C" fn memlens_uexit_impl(status: c_int) -> ! {
+extern "C" fn uexit_impl(status: c_int) -> ! {
     EXIT_TID.store(gettid(), Ordering::Release);
     finish(ExitKind::UnderscoreExit, status, &exit_context());
     call_exit(&REAL_EXIT, status)
 }
 
 /// The program called `_Exit()`.
-#[no_mangle]
-pub extern "C" fn memlens_uexit2_impl(status: c_int) -> ! {
+extern "C" fn uexit2_impl(status: c_int) -> ! {
     EXIT_TID.store(gettid(), Ordering::Release);
     finish(ExitKind::UnderscoreExit, status, &exit_context());
     call_exit(&REAL_UEXIT, status)
