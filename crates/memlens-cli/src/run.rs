@@ -53,6 +53,10 @@ pub struct RunArgs {
     pub leak_check: LeakCheck,
     #[command(flatten)]
     pub leak: crate::leaks::LeakOptions,
+    /// Interior-pointer heuristics that make a block reachable: all, none, or a list of
+    /// stdstring, length64, newarray, multipleinheritance (memcheck's option).
+    #[arg(long, value_name = "SET", default_value = "all", value_parser = parse_heuristics)]
+    pub leak_check_heuristics: u32,
     /// Exit with N instead of the program's status when there were errors: heap errors,
     /// or loss records of the kinds in --errors-for-leak-kinds (memcheck's meaning).
     /// 0 (the default for `run`) keeps the program's status.
@@ -334,6 +338,26 @@ fn read_manifest(path: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+/// `all`, `none` or a comma list of heuristic names -> a bit per heuristic value (1..4).
+fn parse_heuristics(s: &str) -> Result<u32, String> {
+    let mut bits = 0u32;
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part {
+            "all" => bits = 0b11110,
+            "none" => bits = 0,
+            name => match memlens_trace::Heuristic::ALL.iter().find(|h| h.name() == name) {
+                Some(h) => bits |= 1 << *h as u32,
+                None => {
+                    return Err(format!(
+                        "unknown heuristic `{name}` (use stdstring, length64, newarray, multipleinheritance, all or none)"
+                    ))
+                }
+            },
+        }
+    }
+    Ok(bits)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LeakCheck {
     No,
@@ -403,7 +427,8 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
         .env(
             "MEMLENS_FREE_STACKS",
             if args.free_stacks { "1" } else { "0" },
-        );
+        )
+        .env("MEMLENS_HEURISTICS", args.leak_check_heuristics.to_string());
     if args.no_follow {
         cmd.env("MEMLENS_NO_FOLLOW", "1");
     } else {

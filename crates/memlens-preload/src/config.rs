@@ -8,6 +8,7 @@
 //! | `MEMLENS_RSS_INTERVAL_MS` | RSS sampling interval (0: off) | 10 |
 //! | `MEMLENS_NO_FOLLOW` | `1`: do not trace programs started by `exec` | follow |
 //! | `MEMLENS_FREE_STACKS` | `1`: record the stack of every free/delete (heap error reports then show where a block was first freed) | off |
+//! | `MEMLENS_HEURISTICS` | bit mask of enabled interior-pointer heuristics (bit 1 stdstring, 2 length64, 3 newarray, 4 multipleinheritance) | 30 (all) |
 //! | `MEMLENS_LEAK_CHECK` | `no`: no reachability scan at exit | yes |
 //! | `MEMLENS_UNWIND_CACHE` | `0`: unwind every stack in full (no memo, no prefix reuse); for checking that the caches change nothing | on |
 
@@ -24,6 +25,7 @@ pub struct Config {
     pub unwind_cache: bool,
     pub free_stacks: bool,
     pub leak_check: bool,
+    pub heuristics: u32,
 }
 
 fn env(name: &CStr) -> Option<&'static CStr> {
@@ -62,6 +64,7 @@ impl Config {
             unwind_cache: env(c"MEMLENS_UNWIND_CACHE")
                 .map(|v| v.to_bytes() != b"0")
                 .unwrap_or(true),
+            heuristics: env_u64(c"MEMLENS_HEURISTICS").map_or(0b11110, |v| v as u32 & 0b11110),
             leak_check: env(c"MEMLENS_LEAK_CHECK")
                 .map(|v| v.to_bytes() != b"no")
                 .unwrap_or(true),

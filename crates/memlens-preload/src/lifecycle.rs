@@ -173,6 +173,7 @@ extern "C" fn memlens_init() {
     thread::UNWIND_CACHE.store(cfg.unwind_cache, Ordering::Relaxed);
     thread::FREE_STACKS.store(cfg.free_stacks, Ordering::Relaxed);
     scan::ENABLED.store(cfg.leak_check, Ordering::Relaxed);
+    scan::HEURISTICS.store(cfg.heuristics, Ordering::Relaxed);
     thread::RSS_INTERVAL_NS.store(cfg.rss_interval_ns, Ordering::Relaxed);
     // SAFETY: single-threaded start-up; nothing reads these yet.
     unsafe {
