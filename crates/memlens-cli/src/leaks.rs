@@ -433,7 +433,7 @@ impl LeakView {
         let errors = self.report.errors.clone();
         let mut errs = Vec::new();
         for e in &errors {
-            let alloc = e.alloc.map(|(f, s, size)| (f, s, size));
+            let alloc = e.alloc;
             let alloc_json = match alloc {
                 Some((f, s, size)) => {
                     json!({"allocator": f.name(), "size": size, "stack": self.json_stack(s)})
@@ -595,7 +595,7 @@ pub fn group(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

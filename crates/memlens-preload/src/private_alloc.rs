@@ -24,7 +24,7 @@ impl OomHandler for MmapOnOom {
         };
         MAPPED_BYTES.fetch_add(size as u64, Ordering::Relaxed);
         // SAFETY: the span is a fresh mapping owned by nobody else, valid for `size` bytes.
-        unsafe { talc.claim(Span::from_base_size(p as *mut u8, size)) }.map(|_| ())
+        unsafe { talc.claim(Span::from_base_size(p, size)) }.map(|_| ())
     }
 }
 

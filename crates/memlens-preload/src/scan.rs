@@ -498,7 +498,7 @@ impl Marker<'_> {
     /// memcheck's aligned_ptr_above_page0_is_vtable_addr: in a readable file mapping,
     /// and one of its first entries points into executable file-backed code.
     fn looks_like_vtable(&self, p: u64) -> bool {
-        if p < 4096 || p % 8 != 0 {
+        if p < 4096 || !p.is_multiple_of(8) {
             return false;
         }
         let Some(m) = self.map_of(p) else {
@@ -554,13 +554,13 @@ impl Marker<'_> {
             }
             if on(Heuristic::NewArray) {
                 if let Some(n) = self.word(b, 0) {
-                    if n > 0 && size >= 8 && (size - 8) % n == 0 {
+                    if n > 0 && size >= 8 && (size - 8).is_multiple_of(n) {
                         return Some(Heuristic::NewArray);
                     }
                 }
             }
         }
-        if on(Heuristic::MultipleInheritance) && w % 8 == 0 && w + 8 <= start + size {
+        if on(Heuristic::MultipleInheritance) && w.is_multiple_of(8) && w + 8 <= start + size {
             if let (Some(first), Some(inner)) = (self.word(b, 0), self.word(b, w - start)) {
                 if self.looks_like_vtable(inner) && self.looks_like_vtable(first) {
                     return Some(Heuristic::MultipleInheritance);
@@ -752,15 +752,15 @@ const HEAP_MAX: u64 = 64 << 20;
 /// 64 MiB and start with a heap_info {ar_ptr, prev, size, mprotect_size, ...} whose size
 /// is the mapping's read-write length.
 fn is_arena_heap(start: u64, end: u64) -> bool {
-    if start % HEAP_MAX != 0 || end - start < 64 {
+    if !start.is_multiple_of(HEAP_MAX) || end - start < 64 {
         return false;
     }
     // SAFETY: the mapping is readable and at least 64 bytes long.
     let w = |i: u64| unsafe { core::ptr::read((start + 8 * i) as *const u64) };
     let (ar, prev, size, mprot) = (w(0), w(1), w(2), w(3));
     ar != 0
-        && ar % 8 == 0
-        && prev % HEAP_MAX == 0
+        && ar.is_multiple_of(8)
+        && prev.is_multiple_of(HEAP_MAX)
         && size <= HEAP_MAX
         && (size == end - start || mprot == end - start)
 }
@@ -950,15 +950,14 @@ pub fn run(trigger: ExitKind, code: i32, ctx: &Context) {
     // Write.
     let mut out = Vec::new();
     let mut b = ChunkBuilder::new(alloc::vec![0u8; crate::output::CHUNK_RAW].into_boxed_slice());
-    let mut put =
-        |b: &mut ChunkBuilder<alloc::boxed::Box<[u8]>>,
-         f: &mut dyn FnMut(&mut ChunkBuilder<alloc::boxed::Box<[u8]>>) -> bool| {
-            if !f(b) {
-                crate::output::write_chunk(ChunkKind::Scan, 0, b, &mut out);
-                b.clear();
-                f(b);
-            }
-        };
+    type Builder = ChunkBuilder<alloc::boxed::Box<[u8]>>;
+    let mut put = |b: &mut Builder, f: &mut dyn FnMut(&mut Builder) -> bool| {
+        if !f(b) {
+            crate::output::write_chunk(ChunkKind::Scan, 0, b, &mut out);
+            b.clear();
+            f(b);
+        }
+    };
     let tid = gettid();
     put(&mut b, &mut |b| {
         b.scan_begin(
