@@ -20,6 +20,7 @@
 
 pub mod replay;
 pub mod report;
+pub mod suppressions;
 pub mod symbolize;
 
 pub use report::{NotFreed, PeakHeap, Progress, Report, ReportOptions, Site, SiteStats, Totals};
