@@ -928,6 +928,382 @@ fn gen_suppression_round_trips() {
     }
 }
 
+#[test]
+fn default_set_parses_and_is_printable() {
+    let s = Suppressions::default_set();
+    assert!(s.len() >= 10);
+    let text = Suppressions::default_set_text();
+    for info in s.iter() {
+        assert_eq!(info.kind, "Memcheck:Leak");
+        assert_eq!(info.origin, "<memlens default suppressions>");
+        assert!(text.contains(info.name));
+    }
+    // Each entry is explained by a comment.
+    assert!(text.lines().filter(|l| l.starts_with('#')).count() >= s.len());
+}
+
+#[test]
+fn default_set_on_glibc_and_libstdcxx_stacks() {
+    let s = Suppressions::default_set();
+    let ld = "ld-linux-x86-64.so.2";
+    let libc = "libc.so.6";
+    // A thread's DTV, as memcheck showed it for tests/programs/leaks/threads.c running.
+    let dtv = [
+        fun("calloc"),
+        fun_in("calloc", ld),
+        fun_in("allocate_dtv", ld),
+        fun_in("_dl_allocate_tls", ld),
+        fun_in("allocate_stack", libc),
+        fun_in("pthread_create", libc),
+        fun_in("main", "threads"),
+    ];
+    assert_eq!(
+        s.matches(LeakKind::Possible, &dtv),
+        Some("glibc-thread-dtv")
+    );
+    assert_eq!(
+        s.matches(LeakKind::Definite, &dtv),
+        Some("glibc-thread-dtv")
+    );
+    // The same without glibc's symbols: ld.so by module.
+    let dtv_nosym = [
+        fun("calloc"),
+        obj(ld),
+        obj(ld),
+        obj(libc),
+        fun_in("main", "threads"),
+    ];
+    assert_eq!(
+        s.matches(LeakKind::Possible, &dtv_nosym),
+        Some("ld.so-internal")
+    );
+    // dlopen's link map.
+    let link_map = [
+        fun("calloc"),
+        fun_in("_dl_new_object", "/lib64/ld-linux-x86-64.so.2"),
+        fun_in("_dl_map_object_from_fd", "/lib64/ld-linux-x86-64.so.2"),
+        fun_in("dlopen", libc),
+        fun_in("main", "prog"),
+    ];
+    assert_eq!(
+        s.matches(LeakKind::Reachable, &link_map),
+        Some("ld.so-internal")
+    );
+    // libstdc++'s emergency pool, with and without libstdc++'s symbols.
+    let pool = [
+        fun("malloc"),
+        fun_in("(anonymous namespace)::pool::pool()", "libstdc++.so.6"),
+        fun_in("_GLOBAL__sub_I_eh_alloc.cc", "libstdc++.so.6"),
+        fun_in("call_init", ld),
+        fun_in("_dl_init", ld),
+    ];
+    assert_eq!(
+        s.matches(LeakKind::Reachable, &pool),
+        Some("libstdc++-emergency-eh-pool")
+    );
+    let pool_nosym = [fun("malloc"), obj("libstdc++.so.6"), obj(ld), obj(ld)];
+    assert_eq!(
+        s.matches(LeakKind::Reachable, &pool_nosym),
+        Some("libstdc++-emergency-eh-pool")
+    );
+    assert_eq!(s.matches(LeakKind::Definite, &pool_nosym), None);
+    // A user's global constructor that allocates with operator new through libstdc++ is
+    // not the pool.
+    let user_ctor = [
+        fun("operator new(unsigned long)"),
+        fun_in(
+            "std::__cxx11::basic_string<char>::_M_construct(unsigned long, char)",
+            "libstdc++.so.6",
+        ),
+        fun_in("__static_initialization_and_destruction_0()", "prog"),
+        fun_in("call_init", ld),
+    ];
+    assert_eq!(s.matches(LeakKind::Reachable, &user_ctor), None);
+    // stdout's buffer.
+    let stdio = [
+        fun("malloc"),
+        fun_in("_IO_file_doallocate", libc),
+        fun_in("_IO_doallocbuf", libc),
+        fun_in("printf", libc),
+        fun_in("main", "prog"),
+    ];
+    assert_eq!(
+        s.matches(LeakKind::Reachable, &stdio),
+        Some("glibc-stdio-buffer")
+    );
+    assert_eq!(s.matches(LeakKind::Definite, &stdio), None);
+    // getpwuid's static buffer and setlocale's data.
+    let pw = [
+        fun("malloc"),
+        fun_in("getpwuid", libc),
+        fun_in("main", "prog"),
+    ];
+    assert_eq!(
+        s.matches(LeakKind::Reachable, &pw),
+        Some("glibc-getpw-buffer")
+    );
+    let locale = [
+        fun("malloc"),
+        fun_in("_nl_make_l10nflist", libc),
+        fun_in("_nl_find_locale", libc),
+        fun_in("setlocale", libc),
+        fun_in("main", "prog"),
+    ];
+    assert!(s.matches(LeakKind::Reachable, &locale).is_some());
+    // The program's own blocks, even when a libc function allocated them.
+    for frames in [
+        &[
+            fun("malloc"),
+            fun_in("leak_me", "prog"),
+            fun_in("main", "prog"),
+        ][..],
+        &[
+            fun("malloc"),
+            fun_in("strdup", libc),
+            fun_in("keep_name", "prog"),
+        ][..],
+        &[
+            fun("malloc"),
+            fun_in("__fopen_internal", libc),
+            fun_in("fopen", libc),
+        ][..],
+        &[
+            fun("calloc"),
+            fun_in("thread_main", "prog"),
+            fun_in("start_thread", libc),
+        ][..],
+    ] {
+        for k in LeakKind::ALL {
+            assert_eq!(s.matches(k, frames), None, "{frames:?}");
+        }
+    }
+}
+
+/// A small JSON reader, enough for tests/leaks/expected.json.
+mod json {
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum Value {
+        Null,
+        Bool(bool),
+        Num(f64),
+        Str(String),
+        Arr(Vec<Value>),
+        Obj(Vec<(String, Value)>),
+    }
+
+    impl Value {
+        pub fn get(&self, key: &str) -> &Value {
+            match self {
+                Value::Obj(m) => m
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v)
+                    .unwrap_or(&Value::Null),
+                _ => &Value::Null,
+            }
+        }
+        pub fn str(&self) -> Option<&str> {
+            match self {
+                Value::Str(s) => Some(s),
+                _ => None,
+            }
+        }
+        pub fn arr(&self) -> &[Value] {
+            match self {
+                Value::Arr(a) => a,
+                _ => &[],
+            }
+        }
+        pub fn obj(&self) -> &[(String, Value)] {
+            match self {
+                Value::Obj(m) => m,
+                _ => &[],
+            }
+        }
+    }
+
+    pub fn parse(text: &str) -> Value {
+        let b = text.as_bytes();
+        let mut i = 0;
+        let v = value(b, &mut i);
+        ws(b, &mut i);
+        assert_eq!(i, b.len(), "trailing text");
+        v
+    }
+
+    fn ws(b: &[u8], i: &mut usize) {
+        while *i < b.len() && b[*i].is_ascii_whitespace() {
+            *i += 1;
+        }
+    }
+
+    fn value(b: &[u8], i: &mut usize) -> Value {
+        ws(b, i);
+        match b[*i] {
+            b'{' => {
+                *i += 1;
+                let mut m = Vec::new();
+                loop {
+                    ws(b, i);
+                    if b[*i] == b'}' {
+                        *i += 1;
+                        return Value::Obj(m);
+                    }
+                    let Value::Str(k) = value(b, i) else {
+                        panic!("key")
+                    };
+                    ws(b, i);
+                    assert_eq!(b[*i], b':');
+                    *i += 1;
+                    m.push((k, value(b, i)));
+                    ws(b, i);
+                    if b[*i] == b',' {
+                        *i += 1;
+                    }
+                }
+            }
+            b'[' => {
+                *i += 1;
+                let mut a = Vec::new();
+                loop {
+                    ws(b, i);
+                    if b[*i] == b']' {
+                        *i += 1;
+                        return Value::Arr(a);
+                    }
+                    a.push(value(b, i));
+                    ws(b, i);
+                    if b[*i] == b',' {
+                        *i += 1;
+                    }
+                }
+            }
+            b'"' => {
+                *i += 1;
+                let mut s = String::new();
+                loop {
+                    let c = b[*i];
+                    *i += 1;
+                    match c {
+                        b'"' => return Value::Str(s),
+                        b'\\' => {
+                            let e = b[*i];
+                            *i += 1;
+                            match e {
+                                b'n' => s.push('\n'),
+                                b't' => s.push('\t'),
+                                b'r' => s.push('\r'),
+                                b'u' => {
+                                    let hex = std::str::from_utf8(&b[*i..*i + 4]).unwrap();
+                                    *i += 4;
+                                    s.push(
+                                        char::from_u32(u32::from_str_radix(hex, 16).unwrap())
+                                            .unwrap_or('?'),
+                                    );
+                                }
+                                other => s.push(other as char),
+                            }
+                        }
+                        _ => {
+                            // Copy a whole UTF-8 sequence.
+                            let start = *i - 1;
+                            while *i < b.len() && (b[*i] & 0xC0) == 0x80 {
+                                *i += 1;
+                            }
+                            s.push_str(std::str::from_utf8(&b[start..*i]).unwrap());
+                        }
+                    }
+                }
+            }
+            b't' => {
+                *i += 4;
+                Value::Bool(true)
+            }
+            b'f' => {
+                *i += 5;
+                Value::Bool(false)
+            }
+            b'n' => {
+                *i += 4;
+                Value::Null
+            }
+            _ => {
+                let start = *i;
+                while *i < b.len()
+                    && matches!(b[*i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    *i += 1;
+                }
+                Value::Num(std::str::from_utf8(&b[start..*i]).unwrap().parse().unwrap())
+            }
+        }
+    }
+}
+
+/// memcheck's loss records for the leak corpus (tests/leaks/expected.json): the default set
+/// suppresses exactly the blocks that belong to ld.so, glibc and libstdc++, never one of the
+/// programs' own.
+#[test]
+fn default_set_on_the_leak_corpus() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/leaks/expected.json"
+    );
+    let text = std::fs::read_to_string(path).expect("tests/leaks/expected.json");
+    let corpus = json::parse(&text);
+    let s = Suppressions::default_set();
+    let mut suppressed = Vec::new();
+    let mut records = 0;
+    for (case, entry) in corpus.obj() {
+        for rec in entry.get("records").arr() {
+            records += 1;
+            let kind = match rec.get("kind").str().unwrap() {
+                "definitely_lost" => LeakKind::Definite,
+                "indirectly_lost" => LeakKind::Indirect,
+                "possibly_lost" => LeakKind::Possible,
+                "still_reachable" => LeakKind::Reachable,
+                k => panic!("kind {k}"),
+            };
+            let frames: Vec<Frame> = rec
+                .get("stack")
+                .arr()
+                .iter()
+                .map(|f| Frame {
+                    function: f.get("function").str(),
+                    mangled: None,
+                    file: f.get("file").str(),
+                    line: match f.get("line") {
+                        json::Value::Num(n) => Some(*n as u32),
+                        _ => None,
+                    },
+                    module: f.get("object").str(),
+                })
+                .collect();
+            if let Some(name) = s.matches(kind, &frames) {
+                suppressed.push((
+                    case.as_str(),
+                    rec.get("function").str().unwrap_or("?"),
+                    name,
+                ));
+            }
+        }
+    }
+    assert!(records > 100, "{records} records");
+    suppressed.sort();
+    assert_eq!(
+        suppressed,
+        [
+            ("dlopen_keep", "_dl_check_map_versions", "ld.so-internal"),
+            ("dlopen_keep", "_dl_new_object", "ld.so-internal"),
+            ("dlopen_keep", "_dl_new_object", "ld.so-internal"),
+            ("dlopen_keep", "strdup", "ld.so-internal"),
+            ("exit_cxx_sigterm", "???", "libstdc++-emergency-eh-pool"),
+            ("exit_sigterm", "_IO_file_doallocate", "glibc-stdio-buffer"),
+            ("threads_running", "allocate_dtv", "glibc-thread-dtv"),
+        ]
+    );
+}
+
 /// A xorshift generator: the tests below are reproducible.
 struct Rng(u64);
 
