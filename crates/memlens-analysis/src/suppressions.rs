@@ -1030,8 +1030,8 @@ const DEFAULT_SUPPRESSIONS: &str = r#"# memlens's built-in leak suppressions, in
 }
 
 # stdio buffers (4096 bytes for a pipe or a file, 1024 for a terminal), malloc'd on a
-# stream's first read or write. exit() frees them in _IO_cleanup, after every atexit and
-# on_exit handler has run, so they are still allocated when memlens looks.
+# stream's first read or write. glibc never frees them at exit, only __libc_freeres does
+# (valgrind runs it, so memcheck shows them only after a fatal signal).
 {
    glibc-stdio-buffer
    Memcheck:Leak
