@@ -21,6 +21,7 @@
 pub mod leaks;
 pub mod replay;
 pub mod report;
+pub mod suppressions;
 pub mod symbolize;
 
 pub use report::{NotFreed, PeakHeap, Progress, Report, ReportOptions, Site, SiteStats, Totals};

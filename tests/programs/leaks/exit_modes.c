@@ -1,15 +1,15 @@
 /* How the program ends, argv[1]:
  *   return   main returns 0
  *   exit     exit(3) from main
- *   _exit    _exit(4) from main: no atexit handlers, no stdio flush, no freeres
+ *   _exit    _exit(4) from main: no atexit handlers, no stdio flush
  *   sigterm  raise(SIGTERM) with the default action: the process dies by signal 15
  * Every variant first makes a 500-byte block nobody points to (exit_lost_block:
  * definitely lost) and a 600-byte block held by a global (exit_kept_block: still
  * reachable), then prints one line with printf and fflush, so stdout (a pipe or a file in
  * the tests: fully buffered) gets its 4096-byte stdio buffer from malloc
- * (_IO_file_doallocate). That buffer is released at exit by glibc (and by valgrind's
- * __libc_freeres) after return and exit(), but not after _exit or a fatal signal,
- * where it shows as still reachable. */
+ * (_IO_file_doallocate). glibc never frees that buffer at exit; valgrind's
+ * __libc_freeres does, at the exit_group system call (after return, exit() and _exit),
+ * but not when the process dies by a signal, where it shows as still reachable. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
