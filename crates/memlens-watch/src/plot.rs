@@ -164,12 +164,21 @@ pub fn svg(points: &[Point], info: &PlotInfo) -> String {
             d.trim_end()
         );
     }
-    // Trend of the floor.
-    if let (Some(tr), true) = (
-        &info.trend,
-        info.trend.as_ref().is_some_and(|t| t.points > 0),
-    ) {
-        let at = |t: f64| (tr.intercept + tr.slope * t).clamp(0.0, y_top);
+    // The trend: the floor's slope, drawn through the middle of the samples it was
+    // fitted on (the floor itself lies under them).
+    if let Some(tr) = info.trend.as_ref().filter(|t| t.points > 0) {
+        let m = info.trend_metric.unwrap_or(Metric::Rss);
+        let mut offsets: Vec<f64> = points
+            .iter()
+            .filter(|p| p.t() >= tr.warmup && p.m[m.index()].known())
+            .map(|p| p.mean(m) - tr.slope * p.t())
+            .collect();
+        offsets.sort_by(f64::total_cmp);
+        let c = offsets
+            .get(offsets.len() / 2)
+            .copied()
+            .unwrap_or(tr.intercept);
+        let at = |t: f64| (c + tr.slope * t).clamp(0.0, y_top);
         let _ = writeln!(
             o,
             r##"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#d62728" stroke-width="2" stroke-dasharray="8 4"/>"##,
@@ -220,10 +229,7 @@ pub fn svg(points: &[Point], info: &PlotInfo) -> String {
         .map(|c| (c.0.name().to_string(), c.1, c.2))
         .collect();
     if info.trend.as_ref().is_some_and(|t| t.points > 0) {
-        let name = format!(
-            "trend ({} floor)",
-            info.trend_metric.map_or("rss", |m| m.name())
-        );
+        let name = format!("trend ({})", info.trend_metric.map_or("rss", |m| m.name()));
         legend.push((name, "#d62728", "8 4"));
     }
     for (name, color, dash) in legend.iter().rev() {
@@ -241,38 +247,32 @@ pub fn svg(points: &[Point], info: &PlotInfo) -> String {
     o
 }
 
-/// A step of 1, 2 or 5 times a power of ten giving about 6 intervals, and the axis top.
+/// The smallest "round" step giving at most 8 intervals up to `max`, and the axis top:
+/// 1, 2 or 5 times a power of ten, or for bytes whole binary units (64 MiB, not 50.0 MiB).
 fn nice_axis(max: f64) -> (f64, f64) {
     let max = if max > 0.0 { max } else { 1.0 };
-    let raw = max / 6.0;
-    let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|m| m * mag)
-        .find(|s| *s >= raw)
-        .unwrap_or(10.0 * mag);
-    let step = if max >= 1024.0 {
-        // Bytes: steps in whole binary units read better (64 MiB, not 50.0 MiB).
-        binary_step(raw)
+    let mut candidates = Vec::new();
+    if max >= 1024.0 {
+        for unit in [1u64, 1 << 10, 1 << 20, 1 << 30, 1 << 40] {
+            for m in [
+                1.0, 2.0, 4.0, 5.0, 10.0, 20.0, 25.0, 50.0, 100.0, 200.0, 250.0, 500.0,
+            ] {
+                candidates.push(m * unit as f64);
+            }
+        }
     } else {
-        step
-    };
-    (step, (max / step).ceil().max(1.0) * step)
-}
-
-fn binary_step(raw: f64) -> f64 {
-    let unit = [1u64 << 40, 1 << 30, 1 << 20, 1 << 10, 1]
+        let mut mag = 10f64.powf((max / 8.0).log10().floor());
+        for _ in 0..3 {
+            candidates.extend([1.0, 2.0, 5.0].map(|m| m * mag));
+            mag *= 10.0;
+        }
+    }
+    candidates.sort_by(f64::total_cmp);
+    let step = candidates
         .into_iter()
-        .find(|&u| raw >= u as f64)
-        .unwrap_or(1) as f64;
-    let x = raw / unit;
-    let m = [
-        1.0, 2.0, 4.0, 5.0, 10.0, 20.0, 25.0, 50.0, 100.0, 200.0, 250.0, 500.0, 1000.0,
-    ]
-    .into_iter()
-    .find(|m| *m >= x)
-    .unwrap_or(1024.0);
-    m * unit
+        .find(|s| (max / s).ceil() <= 8.0)
+        .unwrap_or(max);
+    (step, (max / step).ceil().max(1.0) * step)
 }
 
 fn time_unit(t_max: f64) -> (&'static str, f64) {
@@ -346,10 +346,12 @@ mod tests {
     #[test]
     fn axes() {
         assert_eq!(nice_axis(10.0), (2.0, 10.0));
+        assert_eq!(nice_axis(3.001), (0.5, 3.5));
         assert_eq!(nice_axis(95.0), (20.0, 100.0));
-        let (step, top) = nice_axis(300.0 * 1048576.0);
-        assert_eq!(step, 50.0 * 1048576.0);
-        assert_eq!(top, 300.0 * 1048576.0);
+        const MIB: f64 = 1048576.0;
+        assert_eq!(nice_axis(300.0 * MIB), (50.0 * MIB, 300.0 * MIB));
+        assert_eq!(nice_axis(62.0 * MIB), (10.0 * MIB, 70.0 * MIB));
+        assert_eq!(nice_axis(1500.0), (200.0, 1600.0));
         assert_eq!(time_unit(100.0).0, "s");
         assert_eq!(time_unit(3600.0).0, "min");
         assert_eq!(trim_num(2.5), "2.5");

@@ -155,7 +155,8 @@ impl ProcDir {
                 return Err(self.why_empty());
             }
             Err(e) => match e.raw_os_error() {
-                Some(libc::ESRCH) => return Err(ReadError::Gone),
+                // No memory map: exiting, a zombie, or a kernel thread.
+                Some(libc::ESRCH) => return Err(self.why_empty()),
                 // ENOENT: a kernel older than 4.14; EACCES/EPERM: not ours to ptrace.
                 Some(libc::ENOENT) => None,
                 _ => Some(e),
@@ -166,11 +167,7 @@ impl ProcDir {
                 if let Some(s) = parse_status(buf) {
                     return Ok((s, Source::Status));
                 }
-                return Err(if buf.contains("State:\tZ") || buf.contains("State:\tX") {
-                    ReadError::Gone
-                } else {
-                    ReadError::NoMemory
-                });
+                return Err(self.why_empty());
             }
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Err(ReadError::Gone),
             Err(_) => {}
@@ -193,9 +190,8 @@ impl ProcDir {
 
     fn why_empty(&self) -> ReadError {
         match self.stat() {
-            Ok(st) if st.state == 'Z' || st.state == 'X' => ReadError::Gone,
-            Ok(_) => ReadError::NoMemory,
-            Err(_) => ReadError::Gone,
+            Ok(st) if st.flags & PF_KTHREAD != 0 => ReadError::NoMemory,
+            _ => ReadError::Gone,
         }
     }
 
@@ -228,12 +224,16 @@ impl ProcDir {
     }
 }
 
+const PF_KTHREAD: u64 = 0x0020_0000;
+
 /// The fields of `/proc/PID/stat` memlens uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stat {
     pub comm: String,
     pub state: char,
     pub ppid: i32,
+    /// Kernel flags (`PF_*`).
+    pub flags: u64,
     /// Clock ticks since boot at which the process started.
     pub start_time: u64,
     /// User + system CPU time in clock ticks.
@@ -252,6 +252,7 @@ pub fn parse_stat(s: &str) -> Option<Stat> {
         comm,
         state: f.first()?.chars().next()?,
         ppid: f.get(1)?.parse().ok()?,
+        flags: field(9)?,
         start_time: field(22)?,
         cpu_ticks: field(14)? + field(15)?,
     })
@@ -570,6 +571,7 @@ Locked:                0 kB
         assert_eq!(st.ppid, 7);
         assert_eq!(st.cpu_ticks, 15);
         assert_eq!(st.start_time, 5555);
+        assert_eq!(st.flags, 4194560);
     }
 
     #[test]
@@ -614,6 +616,16 @@ Locked:                0 kB
         assert_eq!(ProcDir::open(0).unwrap_err(), OpenError::NoSuchProcess);
         let (cpu, peak) = self_usage();
         assert!(cpu >= 0.0 && peak > 0);
+    }
+
+    #[test]
+    fn kernel_thread_has_no_memory() {
+        // kthreadd is pid 2 on Linux, unless a pid namespace hides it.
+        if let Ok(d) = ProcDir::open(2) {
+            if d.stat().is_ok_and(|s| s.flags & PF_KTHREAD != 0) {
+                assert_eq!(d.sample(&mut String::new()), Err(ReadError::NoMemory));
+            }
+        }
     }
 
     #[test]
