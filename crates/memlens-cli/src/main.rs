@@ -1,8 +1,9 @@
-//! The `memlens` command line: presentation layer over the recorder (`run`) and the
-//! analysis library (`report`).
+//! The `memlens` command line: presentation layer over the recorder (`run`), the
+//! analysis library (`report`) and the /proc sampler (`watch`).
 
 mod report;
 mod run;
+mod watch;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -16,7 +17,8 @@ use std::process::ExitCode;
 rebuilding it, and turns the trace into reports.\n\n\
 Typical session:\n  \
 memlens run -- ./myprog arg1 arg2      # run it, print a summary, write memlens.myprog.<pid>.trace\n  \
-memlens report memlens.myprog.<pid>.trace   # the full report (add --format json for machines)"
+memlens report memlens.myprog.<pid>.trace   # the full report (add --format json for machines)\n  \
+memlens watch -- ./myprog              # its memory over time, from outside: growing or stable?"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -29,6 +31,9 @@ enum Command {
     Run(run::RunArgs),
     /// Print the report of a trace: totals, peak heap, memory not freed at exit, top sites.
     Report(report::ReportArgs),
+    /// Follow a process's memory over time from /proc (any language, no preload) and
+    /// judge whether it grows.
+    Watch(watch::WatchArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +41,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run::main(args),
         Command::Report(args) => report::main(args),
+        Command::Watch(args) => watch::main(args),
     }
 }
 
