@@ -479,6 +479,7 @@ fn watch(args: WatchArgs) -> Result<ExitCode, Failure> {
     let mut first: Option<TreeSample> = None;
     let mut last: Option<TreeSample> = None;
     let mut worst_source = Source::SmapsRollup;
+    let mut source_note: Option<String> = None;
     let mut rss_budget = RssBudget::default();
     let mut status: Option<ExitStatus> = None;
     let mut tick: u64 = 0;
@@ -520,7 +521,24 @@ fn watch(args: WatchArgs) -> Result<ExitCode, Failure> {
             }
             first = Some(s);
         }
-        worst_source = worst_source.max(s.source);
+        if s.source > worst_source {
+            // Say why now: the process may be gone by the time of the report.
+            source_note = Some(if s.root_source > Source::SmapsRollup {
+                format!(
+                    "/proc/{pid}/smaps_rollup is not readable ({}): PSS and USS are unknown, \
+                     RSS comes from /proc/{pid}/{}",
+                    smaps_error(sampler.root()),
+                    s.root_source.name()
+                )
+            } else {
+                format!(
+                    "the smaps_rollup of a child process is not readable: PSS and USS of the \
+                     tree are unknown, RSS comes from its /proc/PID/{}",
+                    s.source.name()
+                )
+            });
+            worst_source = s.source;
+        }
         last = Some(s);
         history.push(t, &s.mem, s.processes);
         if let (Some(w), true) = (outputs.csv.as_mut(), csv_ok) {
@@ -610,13 +628,6 @@ fn watch(args: WatchArgs) -> Result<ExitCode, Failure> {
         0
     };
     let (self_cpu, self_peak) = proc::self_usage();
-    let source_note = (worst_source != Source::SmapsRollup).then(|| {
-        format!(
-            "/proc/{pid}/smaps_rollup is not readable ({}): PSS and USS are unknown, RSS comes from /proc/{pid}/{}",
-            smaps_error(sampler.root()),
-            worst_source.name()
-        )
-    });
     let summary = Summary {
         args: &args,
         target: &target,
@@ -975,7 +986,10 @@ fn extremes(points: &[Point], m: Metric) -> Option<(f64, f64, f64)> {
         return None;
     }
     let min = known.iter().map(|p| p.min(m)).fold(f64::INFINITY, f64::min);
-    let peak = known.iter().max_by(|a, b| a.max(m).total_cmp(&b.max(m)))?;
+    // The first point at the maximum, if several reach it.
+    let peak = known
+        .iter()
+        .reduce(|a, b| if b.max(m) > a.max(m) { b } else { a })?;
     Some((min, peak.max(m), peak.t()))
 }
 
@@ -1071,12 +1085,12 @@ fn budget_lines(s: &Summary) -> Vec<String> {
         out.push(if s.growth_exceeded {
             format!(
                 "--max-growth-rate {}: EXCEEDED, {} is growing at {}",
-                human_rate(r),
+                budget_rate(r),
                 s.metric.name(),
                 human_rate(s.trend.slope)
             )
         } else {
-            format!("--max-growth-rate {}: ok", human_rate(r))
+            format!("--max-growth-rate {}: ok", budget_rate(r))
         });
     }
     out
@@ -1227,6 +1241,11 @@ fn text_report(s: &Summary, outputs: &Outputs) -> String {
         let _ = writeln!(o, "{p} wrote {}", files.join(", "));
     }
     o
+}
+
+/// A budget rate as given: `10.00 MiB/h`.
+fn budget_rate(bytes_per_sec: f64) -> String {
+    format!("{}/h", units::human_bytes_f(bytes_per_sec * 3600.0))
 }
 
 fn plural(n: u64, what: &str) -> String {

@@ -407,6 +407,8 @@ pub struct TreeSample {
     pub processes: u32,
     /// The poorest source among them.
     pub source: Source,
+    /// The watched process's own source.
+    pub root_source: Source,
 }
 
 /// Samples a process, or a process and all its descendants.
@@ -439,7 +441,8 @@ impl Sampler {
     /// Read the tree once. Errors are the root's: a child that vanishes or cannot be
     /// read is left out of this sample.
     pub fn sample(&mut self) -> Result<TreeSample, ReadError> {
-        let (mut mem, mut source) = self.root.sample(&mut self.buf)?;
+        let (mut mem, root_source) = self.root.sample(&mut self.buf)?;
+        let mut source = root_source;
         let mut processes = 1;
         if self.include_children {
             for pid in self.descendants() {
@@ -457,6 +460,7 @@ impl Sampler {
             mem,
             processes,
             source,
+            root_source,
         })
     }
 
