@@ -354,12 +354,9 @@ fn start_target(args: &WatchArgs) -> Result<Target, Failure> {
                 .map(|s| format!("[{}]", s.trim()))
                 .unwrap_or_default();
         }
-        if label.chars().count() > 80 {
-            label = label.chars().take(77).collect::<String>() + "...";
-        }
         return Ok(Target {
             pid,
-            label,
+            label: short_label(&label),
             child: None,
             command: None,
         });
@@ -388,10 +385,24 @@ fn start_target(args: &WatchArgs) -> Result<Target, Failure> {
         .collect();
     Ok(Target {
         pid: child.id() as i32,
-        label: command.join(" "),
+        label: short_label(&command.join(" ")),
         child: Some(child),
         command: Some(command),
     })
+}
+
+/// A command line for one report line: control characters (a script's newlines) as
+/// spaces, at most 80 characters.
+fn short_label(s: &str) -> String {
+    let clean: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if clean.chars().count() > 80 {
+        clean.chars().take(77).collect::<String>() + "..."
+    } else {
+        clean
+    }
 }
 
 /// The budget that failed, for the report.
