@@ -417,6 +417,8 @@ fn csv_and_plot_files() {
         "50ms",
         "-d",
         "1s",
+        "--limit",
+        "2GiB",
         "--csv",
         s(&csv),
         "--plot",
@@ -445,6 +447,8 @@ fn csv_and_plot_files() {
     }
     let t: Vec<f64> = rows.iter().map(|r| r[0].parse().unwrap()).collect();
     assert!(t.windows(2).all(|w| w[1] > w[0]), "times increase: {t:?}");
+    assert_eq!(w.json["limit"]["source"], "--limit");
+    assert_eq!(w.json["limit"]["bytes"], 2u64 << 30);
     let plot = std::fs::read_to_string(&svg).unwrap();
     assert!(plot.starts_with("<svg") && plot.trim_end().ends_with("</svg>"));
     assert!(plot.contains("<polyline"), "{plot}");
@@ -496,4 +500,88 @@ fn unreadable_smaps_falls_back_to_status() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("PSS is not available for process"), "{err}");
     one_line(&err);
+}
+
+/// Run `memlens watch ARGS` with stderr on a new pseudo-terminal; what it wrote there.
+fn on_terminal(args: &[&str]) -> (Option<i32>, String) {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty fills two descriptors; both are owned by Files below.
+    unsafe {
+        assert_eq!(
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null()
+            ),
+            0
+        );
+        libc::fcntl(master, libc::F_SETFD, libc::FD_CLOEXEC);
+        libc::fcntl(slave, libc::F_SETFD, libc::FD_CLOEXEC);
+        libc::fcntl(master, libc::F_SETFL, libc::O_NONBLOCK);
+    }
+    // SAFETY: fresh descriptors from openpty.
+    let (mut m, sl) = unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::fs::File::from_raw_fd(slave),
+        )
+    };
+    let done = Arc::new(AtomicBool::new(false));
+    let d2 = done.clone();
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match m.read(&mut buf) {
+                Ok(n) if n > 0 => out.extend_from_slice(&buf[..n]),
+                _ if d2.load(Ordering::SeqCst) => break,
+                _ => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    });
+    let mut cmd = Command::new(memlens_bin());
+    cmd.arg("watch")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(sl);
+    let status = cmd.spawn().unwrap().wait().unwrap();
+    drop(cmd);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    done.store(true, Ordering::SeqCst);
+    (status.code(), reader.join().unwrap())
+}
+
+#[test]
+fn live_view_redraws_only_on_a_terminal_it_owns() {
+    let prog = build_c("watch_grow.c", "watch_grow");
+    // --pid: memlens owns the terminal and redraws its view in place.
+    let mut target = Command::new(&prog).args(["256", "100"]).spawn().unwrap();
+    let pid = target.id().to_string();
+    let (code, out) = on_terminal(&["-i", "100ms", "-d", "1s", "--pid", &pid]);
+    target.kill().unwrap();
+    target.wait().unwrap();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(&format!("memlens watch: pid {pid}")), "{out}");
+    assert!(
+        out.contains("\x1b[5A"),
+        "cursor moves up to redraw: {out:?}"
+    );
+    assert!(out.contains('▁'), "a sparkline: {out:?}");
+    assert!(out.contains("==memlens== verdict: "), "{out}");
+
+    // A program started by memlens shares the terminal: whole lines only, no cursor
+    // movement that could overwrite or split the program's output.
+    let (code, out) = on_terminal(&["-i", "100ms", "-d", "1s", "--", s(&prog), "256", "100"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains('\x1b'), "no escape sequences: {out:?}");
+    assert!(out.contains("==memlens== 0:00 rss "), "{out}");
+    assert!(out.contains("==memlens== verdict: "), "{out}");
 }
