@@ -180,10 +180,17 @@ impl ProcDir {
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Err(ReadError::Gone),
             Err(e) => {
                 let cause = denied_smaps.unwrap_or(e);
-                Err(ReadError::Denied(format!(
-                    "cannot read the memory of process {}: {cause}",
-                    self.pid
-                )))
+                Err(ReadError::Denied(
+                    if cause.kind() == io::ErrorKind::PermissionDenied {
+                        format!(
+                            "cannot read the memory of process {}: permission denied \
+                             (run memlens as the process's user, or as root)",
+                            self.pid
+                        )
+                    } else {
+                        format!("cannot read the memory of process {}: {cause}", self.pid)
+                    },
+                ))
             }
         }
     }
