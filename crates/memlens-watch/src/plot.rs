@@ -78,7 +78,8 @@ pub fn svg(points: &[Point], info: &PlotInfo) -> String {
             y_max = y_max.max(*b as f64);
         }
     }
-    let (y_step, y_top) = nice_axis(y_max.max(1024.0));
+    // 5% headroom: the top sample and the budget lines stay clear of the frame.
+    let (y_step, y_top) = nice_axis((y_max * 1.05).max(1024.0));
     let (x_unit, x_div) = time_unit(t_max);
     let (x_step, x_top) = nice_axis(t_max / x_div);
     let pw = W - LEFT - RIGHT;
@@ -268,11 +269,13 @@ fn nice_axis(max: f64) -> (f64, f64) {
         }
     }
     candidates.sort_by(f64::total_cmp);
+    // A value a hair above a round number (3.0005 s) does not get a whole extra step.
+    let steps = |s: f64| (max / s - 0.01).ceil().max(1.0);
     let step = candidates
         .into_iter()
-        .find(|s| (max / s).ceil() <= 8.0)
+        .find(|&s| steps(s) <= 8.0)
         .unwrap_or(max);
-    (step, (max / step).ceil().max(1.0) * step)
+    (step, steps(step) * step)
 }
 
 fn time_unit(t_max: f64) -> (&'static str, f64) {
@@ -346,7 +349,8 @@ mod tests {
     #[test]
     fn axes() {
         assert_eq!(nice_axis(10.0), (2.0, 10.0));
-        assert_eq!(nice_axis(3.001), (0.5, 3.5));
+        assert_eq!(nice_axis(3.001), (0.5, 3.0));
+        assert_eq!(nice_axis(3.1), (0.5, 3.5));
         assert_eq!(nice_axis(95.0), (20.0, 100.0));
         const MIB: f64 = 1048576.0;
         assert_eq!(nice_axis(300.0 * MIB), (50.0 * MIB, 300.0 * MIB));
