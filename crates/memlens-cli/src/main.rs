@@ -1,9 +1,10 @@
-//! The `memlens` command line: presentation layer over the recorder (`run`) and the
-//! analysis library (`report`).
+//! The `memlens` command line: presentation layer over the recorder (`run`), the
+//! analysis library (`report`) and the /proc sampler (`watch`).
 
 mod leaks;
 mod report;
 mod run;
+mod watch;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -17,7 +18,8 @@ use std::process::ExitCode;
 rebuilding it, and turns the trace into reports.\n\n\
 Typical session:\n  \
 memlens run -- ./myprog arg1 arg2      # run it, print a summary, write memlens.myprog.<pid>.trace\n  \
-memlens report memlens.myprog.<pid>.trace   # the full report (add --format json for machines)"
+memlens report memlens.myprog.<pid>.trace   # the full report (add --format json for machines)\n  \
+memlens watch -- ./myprog              # its memory over time, from outside: growing or stable?"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -37,6 +39,9 @@ enum Command {
     /// on heap errors, leaks of the kinds in --errors-for-leak-kinds, or an exceeded
     /// budget (--max-peak, --max-leaked, --max-allocations).
     Check(CheckArgs),
+    /// Follow a process's memory over time from /proc (any language, no preload) and
+    /// judge whether it grows.
+    Watch(watch::WatchArgs),
 }
 
 #[derive(clap::Args)]
@@ -99,6 +104,7 @@ fn main() -> ExitCode {
                 Err(e) => e.exit(),
             }
         }
+        Command::Watch(args) => watch::main(args),
     }
 }
 

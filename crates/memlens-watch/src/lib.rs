@@ -1,0 +1,30 @@
+//! `memlens watch`: the memory of any process over time, read from `/proc`, with a
+//! verdict on its trend. Nothing is injected into the process, so it works for any
+//! language and for static binaries.
+//!
+//! * [`proc`]: one reading of a process or process tree (`smaps_rollup`, falling back
+//!   to `status` and `statm`), and memlens's own cost.
+//! * [`history`]: every sample of a watch in bounded memory (merging old samples, keeping
+//!   their minimum, maximum and mean).
+//! * [`trend`]: Theil–Sen slope of the series' floor with Sen's confidence interval, and
+//!   the verdict: growing, stable or inconclusive.
+//! * [`limit`]: the cgroup limit or the machine's memory, for the time-to-limit projection.
+//! * [`plot`]: the SVG chart.
+//! * [`units`]: sizes, durations and rates as people write them.
+//!
+//! ```
+//! use memlens_watch::trend::{analyze, TrendConfig, Verdict};
+//! // 4 KiB per second for ten minutes.
+//! let t: Vec<f64> = (0..600).map(|i| i as f64).collect();
+//! let v: Vec<f64> = t.iter().map(|x| 50e6 + 4096.0 * x).collect();
+//! let trend = analyze(&t, &v, &TrendConfig::default());
+//! assert_eq!(trend.verdict, Verdict::Growing);
+//! assert!((trend.slope - 4096.0).abs() < 1e-6);
+//! ```
+
+pub mod history;
+pub mod limit;
+pub mod plot;
+pub mod proc;
+pub mod trend;
+pub mod units;

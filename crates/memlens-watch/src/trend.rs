@@ -1,0 +1,501 @@
+//! Is the memory growing? A robust trend with a confidence bound, and a verdict.
+//!
+//! The trend is computed on the **floor** of the series, not on the raw samples: after
+//! the warm-up, each point is replaced by the minimum over the window of `1/8` of the
+//! watched time that ends at it. Memory that is allocated and freed again in waves
+//! (caches flushed, garbage collected, requests served), or a one-off spike, lifts the
+//! samples but not the floor; a leak lifts the floor. A line keeps its slope under this
+//! transformation, so the rate of a steady leak is measured exactly. Cycles longer than
+//! the window show through; they need a longer watch to be judged.
+//!
+//! On the floor, the slope is the Theil–Sen estimate (the median of the slopes between
+//! all pairs of points), which ignores up to ~29% of outlying points, with the
+//! distribution-free 95% confidence interval of Sen (1968) from the ranks of the pairwise
+//! slopes. Everything is deterministic.
+//!
+//! Verdict, with `T` the watched time after the warm-up and `threshold` the growth that
+//! matters, `max(1 MiB, 2% of the floor's median)`:
+//! * **growing**: the lower bound is above zero and the growth over `T` reaches the
+//!   threshold;
+//! * **inconclusive** if the lower bound is above zero but the growth is below the
+//!   threshold (rising slightly: watch longer);
+//! * **stable**: otherwise, if even the upper bound grows less than the threshold over
+//!   `T` (shrinking memory is stable);
+//! * **inconclusive**: anything else (too few samples, or too noisy).
+
+/// Tuning of [`analyze`]; the defaults are documented above.
+#[derive(Clone, Debug)]
+pub struct TrendConfig {
+    /// Seconds ignored at the start; `None`: 10% of the watched time, at most 5 minutes.
+    pub warmup: Option<f64>,
+    /// Floor window as a fraction of the watched time after the warm-up.
+    pub floor_fraction: f64,
+    /// Points of the floor used for the slope (evenly picked).
+    pub max_points: usize,
+    /// Normal quantile of the confidence interval (1.96: 95%, two-sided).
+    pub z: f64,
+    pub min_growth_bytes: f64,
+    pub min_growth_fraction: f64,
+    /// Samples needed after the warm-up.
+    pub min_samples: usize,
+}
+
+impl Default for TrendConfig {
+    fn default() -> Self {
+        TrendConfig {
+            warmup: None,
+            floor_fraction: 1.0 / 8.0,
+            max_points: 120,
+            z: 1.96,
+            min_growth_bytes: 1024.0 * 1024.0,
+            min_growth_fraction: 0.02,
+            min_samples: 10,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Growing,
+    Stable,
+    Inconclusive,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Growing => "growing",
+            Verdict::Stable => "stable",
+            Verdict::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// The result of [`analyze`]. Rates are bytes per second; times seconds since the watch
+/// started.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trend {
+    pub verdict: Verdict,
+    /// Why, in a few words (for the report).
+    pub reason: String,
+    /// Theil–Sen slope of the floor and its confidence interval. 0 when not computed.
+    pub slope: f64,
+    pub slope_low: f64,
+    pub slope_high: f64,
+    /// The fitted floor is `intercept + slope * t`.
+    pub intercept: f64,
+    /// Warm-up actually used.
+    pub warmup: f64,
+    /// Watched time after the warm-up.
+    pub span: f64,
+    /// Floor window.
+    pub window: f64,
+    /// Time range of the floor points the line was fitted on.
+    pub fit_start: f64,
+    pub fit_end: f64,
+    /// Samples (history points) after the warm-up, and floor points fitted.
+    pub samples: usize,
+    pub points: usize,
+    /// Median of the floor, and the growth over `span` that counts as material.
+    pub level: f64,
+    pub threshold: f64,
+}
+
+impl Trend {
+    /// Growth over the watched time after the warm-up, in bytes.
+    pub fn growth(&self) -> f64 {
+        self.slope * self.span
+    }
+}
+
+/// Warm-up used when none is given: 10% of the watched time, at most 5 minutes.
+pub fn default_warmup(elapsed: f64) -> f64 {
+    (0.1 * elapsed).min(300.0)
+}
+
+/// Judge the series `(t[i], v[i])`: times in seconds since the watch started (increasing),
+/// values in bytes (for merged history points, the minimum of the samples merged).
+pub fn analyze(t: &[f64], v: &[f64], cfg: &TrendConfig) -> Trend {
+    let elapsed = t.last().copied().unwrap_or(0.0);
+    let warmup = cfg
+        .warmup
+        .unwrap_or_else(|| default_warmup(elapsed))
+        .min(elapsed);
+    let first = t.partition_point(|&x| x < warmup);
+    let (t, v) = (&t[first..], &v[first..]);
+    let span = match (t.first(), t.last()) {
+        (Some(a), Some(b)) => b - a,
+        _ => 0.0,
+    };
+    let mut out = Trend {
+        verdict: Verdict::Inconclusive,
+        reason: String::new(),
+        slope: 0.0,
+        slope_low: 0.0,
+        slope_high: 0.0,
+        intercept: 0.0,
+        warmup,
+        span,
+        window: 0.0,
+        fit_start: 0.0,
+        fit_end: 0.0,
+        samples: t.len(),
+        points: 0,
+        level: 0.0,
+        threshold: cfg.min_growth_bytes,
+    };
+    if t.len() < cfg.min_samples || span <= 0.0 {
+        out.reason = format!(
+            "too few samples after the warm-up ({} of {} needed)",
+            t.len(),
+            cfg.min_samples
+        );
+        return out;
+    }
+    let window = span * cfg.floor_fraction;
+    out.window = window;
+    let (ft, fv) = trailing_min(t, v, window);
+    let idx = pick_evenly(ft.len(), cfg.max_points);
+    let x: Vec<f64> = idx.iter().map(|&i| ft[i]).collect();
+    let y: Vec<f64> = idx.iter().map(|&i| fv[i]).collect();
+    out.points = x.len();
+    if x.len() < 3 || x[x.len() - 1] <= x[0] {
+        out.reason = "too few samples after the warm-up".into();
+        return out;
+    }
+    out.fit_start = x[0];
+    out.fit_end = x[x.len() - 1];
+    let fit = theil_sen(&x, &y, cfg.z);
+    out.slope = fit.slope;
+    out.slope_low = fit.low;
+    out.slope_high = fit.high;
+    out.intercept = fit.intercept;
+    out.level = median(&mut y.clone());
+    out.threshold = cfg
+        .min_growth_bytes
+        .max(cfg.min_growth_fraction * out.level);
+    let growth = |s: f64| s * span;
+    if fit.low > 0.0 && growth(fit.slope) >= out.threshold {
+        out.verdict = Verdict::Growing;
+        out.reason = "the floor rises steadily".into();
+    } else if fit.low > 0.0 {
+        out.reason = "rising, but by less than the threshold so far".into();
+    } else if growth(fit.high) < out.threshold {
+        out.verdict = Verdict::Stable;
+        out.reason = if fit.high < 0.0 {
+            "the floor is falling".into()
+        } else {
+            "the floor stays level".into()
+        };
+    } else {
+        out.reason = "too noisy to tell growth from no growth so far".into();
+    }
+    out
+}
+
+/// For each point at least `window` after the first, the minimum of the points in the
+/// window that ends at it.
+pub fn trailing_min(t: &[f64], v: &[f64], window: f64) -> (Vec<f64>, Vec<f64>) {
+    let mut ot = Vec::new();
+    let mut ov = Vec::new();
+    let Some(&t0) = t.first() else {
+        return (ot, ov);
+    };
+    // Monotone deque of indices with increasing values.
+    let mut dq: std::collections::VecDeque<usize> = std::collections::VecDeque::new();
+    for i in 0..t.len() {
+        while dq.back().is_some_and(|&j| v[j] >= v[i]) {
+            dq.pop_back();
+        }
+        dq.push_back(i);
+        while dq.front().is_some_and(|&j| t[j] < t[i] - window) {
+            dq.pop_front();
+        }
+        if t[i] - t0 >= window {
+            ot.push(t[i]);
+            ov.push(v[dq[0]]);
+        }
+    }
+    (ot, ov)
+}
+
+/// At most `max` indices of `0..n`, evenly spread, first and last included.
+pub fn pick_evenly(n: usize, max: usize) -> Vec<usize> {
+    if n <= max || max < 2 {
+        return (0..n).collect();
+    }
+    (0..max)
+        .map(|k| ((k as f64) * (n - 1) as f64 / (max - 1) as f64).round() as usize)
+        .collect()
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// A Theil–Sen line with Sen's confidence interval for the slope.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Fit {
+    pub slope: f64,
+    pub low: f64,
+    pub high: f64,
+    pub intercept: f64,
+}
+
+/// Theil–Sen slope (median of pairwise slopes), intercept (median of `y - slope * x`),
+/// and the rank-based confidence interval: with `N` pairwise slopes sorted and
+/// `C = z * sqrt(n(n-1)(2n+5)/18)`, the bounds are the slopes of rank `(N - C)/2` and
+/// `(N + C)/2 + 1` (Sen 1968; Gilbert 1987, §16.5).
+pub fn theil_sen(x: &[f64], y: &[f64], z: f64) -> Fit {
+    let n = x.len();
+    let mut slopes = Vec::with_capacity(n * n.saturating_sub(1) / 2);
+    for i in 0..n {
+        for j in i + 1..n {
+            let dx = x[j] - x[i];
+            if dx > 0.0 {
+                slopes.push((y[j] - y[i]) / dx);
+            }
+        }
+    }
+    if slopes.is_empty() {
+        let c = median(&mut y.to_vec());
+        return Fit {
+            slope: 0.0,
+            low: 0.0,
+            high: 0.0,
+            intercept: c,
+        };
+    }
+    let slope = median(&mut slopes); // sorts
+    let nn = slopes.len() as f64;
+    let nf = n as f64;
+    let c = z * (nf * (nf - 1.0) * (2.0 * nf + 5.0) / 18.0).sqrt();
+    let rank_low = ((nn - c) / 2.0).floor();
+    let rank_high = ((nn + c) / 2.0).ceil() + 1.0;
+    let at = |rank: f64| {
+        let i = (rank - 1.0).clamp(0.0, nn - 1.0) as usize;
+        slopes[i]
+    };
+    let mut resid: Vec<f64> = x.iter().zip(y).map(|(a, b)| b - slope * a).collect();
+    Fit {
+        slope,
+        low: at(rank_low).min(slope),
+        high: at(rank_high).max(slope),
+        intercept: median(&mut resid),
+    }
+}
+
+/// Seconds until a value now at `current` reaches `limit` at `slope` bytes per second;
+/// `Some(0)` if already there, `None` if it never will at this rate.
+pub fn time_to_limit(current: f64, limit: f64, slope: f64) -> Option<f64> {
+    if current >= limit {
+        return Some(0.0);
+    }
+    (slope > 0.0).then(|| (limit - current) / slope)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: f64 = 1024.0 * 1024.0;
+
+    /// A deterministic noise source (xorshift), values in [-1, 1).
+    struct Noise(u64);
+    impl Noise {
+        fn next(&mut self) -> f64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+        }
+    }
+
+    fn series(n: usize, dt: f64, mut f: impl FnMut(f64) -> f64) -> (Vec<f64>, Vec<f64>) {
+        let t: Vec<f64> = (0..n).map(|i| i as f64 * dt).collect();
+        let v = t.iter().map(|&x| f(x)).collect();
+        (t, v)
+    }
+
+    fn judge(t: &[f64], v: &[f64]) -> Trend {
+        analyze(t, v, &TrendConfig::default())
+    }
+
+    #[test]
+    fn theil_sen_on_a_line_with_outliers() {
+        let x: Vec<f64> = (0..50).map(|i| i as f64).collect();
+        let mut y: Vec<f64> = x.iter().map(|&a| 3.0 * a + 7.0).collect();
+        y[10] = 1e9;
+        y[40] = -1e9;
+        let f = theil_sen(&x, &y, 1.96);
+        assert!((f.slope - 3.0).abs() < 1e-9, "{f:?}");
+        assert!((f.intercept - 7.0).abs() < 1e-6, "{f:?}");
+        assert!(f.low <= 3.0 && f.high >= 3.0);
+    }
+
+    #[test]
+    fn sen_interval_covers_the_true_slope_and_narrows() {
+        let mut noise = Noise(0x9e3779b97f4a7c15);
+        let x: Vec<f64> = (0..40).map(|i| i as f64).collect();
+        let y: Vec<f64> = x.iter().map(|&a| 2.0 * a + 10.0 * noise.next()).collect();
+        let f = theil_sen(&x, &y, 1.96);
+        assert!(f.low < 2.0 && 2.0 < f.high, "{f:?}");
+        let x2: Vec<f64> = (0..120).map(|i| i as f64 / 3.0).collect();
+        let y2: Vec<f64> = x2.iter().map(|&a| 2.0 * a + 10.0 * noise.next()).collect();
+        let f2 = theil_sen(&x2, &y2, 1.96);
+        assert!(f2.high - f2.low < f.high - f.low, "{f:?} {f2:?}");
+    }
+
+    #[test]
+    fn steady_leak_is_growing_at_its_rate() {
+        // 20 MiB/s in 2 MiB steps every 100 ms, sampled every 50 ms, plus page noise.
+        let mut noise = Noise(7);
+        let (t, v) = series(80, 0.05, |x| {
+            30.0 * MIB + 2.0 * MIB * (x / 0.1).floor() + 40960.0 * noise.next().abs()
+        });
+        let tr = judge(&t, &v);
+        assert_eq!(tr.verdict, Verdict::Growing, "{tr:?}");
+        let rel = (tr.slope - 20.0 * MIB).abs() / (20.0 * MIB);
+        assert!(rel < 0.05, "{tr:?}");
+        assert!(tr.slope_low > 0.0 && tr.slope_high >= tr.slope);
+    }
+
+    #[test]
+    fn slow_leak_under_garbage_collection_sawtooth() {
+        // A GC heap: sawtooth of 50 MiB every 30 s whose floor rises 10 MiB/h, for 2 h.
+        let (t, v) = series(7200, 1.0, |x| {
+            200.0 * MIB + 10.0 * MIB * x / 3600.0 + 50.0 * MIB * ((x % 30.0) / 30.0)
+        });
+        let tr = judge(&t, &v);
+        assert_eq!(tr.verdict, Verdict::Growing, "{tr:?}");
+        let per_hour = tr.slope * 3600.0 / MIB;
+        assert!((per_hour - 10.0).abs() < 1.0, "{per_hour}");
+    }
+
+    #[test]
+    fn waves_are_stable() {
+        // Allocate 30 MiB over 150 ms, hold 100 ms, free, rest 200 ms; sampled every 50 ms
+        // for 4 s, with page noise; try several phases.
+        for phase in [0.0, 0.1, 0.23, 0.37] {
+            let mut noise = Noise(11);
+            let (t, v) = series(80, 0.05, |x| {
+                let p = (x + phase) % 0.45;
+                let wave = if p < 0.15 {
+                    30.0 * MIB * p / 0.15
+                } else if p < 0.25 {
+                    30.0 * MIB
+                } else {
+                    0.0
+                };
+                2.0 * MIB + wave + 8192.0 * noise.next().abs()
+            });
+            let tr = judge(&t, &v);
+            assert_eq!(tr.verdict, Verdict::Stable, "phase {phase}: {tr:?}");
+        }
+    }
+
+    #[test]
+    fn one_spike_is_not_growth() {
+        for at in [1.0, 2.0, 3.3] {
+            let (t, v) = series(80, 0.05, |x| {
+                if x >= at && x < at + 0.3 {
+                    250.0 * MIB
+                } else {
+                    5.0 * MIB
+                }
+            });
+            let tr = judge(&t, &v);
+            assert_ne!(tr.verdict, Verdict::Growing, "spike at {at}: {tr:?}");
+        }
+        // A spike of one sample, anywhere, leaves a flat series stable.
+        let (t, mut v) = series(100, 1.0, |_| 50.0 * MIB);
+        v[97] = 900.0 * MIB;
+        assert_eq!(judge(&t, &v).verdict, Verdict::Stable);
+    }
+
+    #[test]
+    fn flat_noisy_series_is_stable_and_falling_is_stable() {
+        let mut noise = Noise(3);
+        let (t, v) = series(600, 1.0, |_| 100.0 * MIB + 0.2 * MIB * noise.next());
+        assert_eq!(judge(&t, &v).verdict, Verdict::Stable);
+        let (t, v) = series(600, 1.0, |x| 100.0 * MIB - 0.05 * MIB * x);
+        let tr = judge(&t, &v);
+        assert_eq!(tr.verdict, Verdict::Stable);
+        assert!(tr.slope < 0.0);
+    }
+
+    #[test]
+    fn small_rise_and_short_watch_are_inconclusive() {
+        // Rises 0.5 MiB in 10 minutes: real but below the 1 MiB threshold.
+        let (t, v) = series(600, 1.0, |x| 20.0 * MIB + 0.5 * MIB * x / 600.0);
+        let tr = judge(&t, &v);
+        assert_eq!(tr.verdict, Verdict::Inconclusive, "{tr:?}");
+        assert!(tr.reason.contains("less than the threshold"), "{tr:?}");
+        let (t, v) = series(5, 1.0, |x| x * MIB);
+        let tr = judge(&t, &v);
+        assert_eq!(tr.verdict, Verdict::Inconclusive);
+        assert!(tr.reason.contains("too few samples"));
+        assert_eq!(judge(&[], &[]).verdict, Verdict::Inconclusive);
+    }
+
+    #[test]
+    fn warm_up_is_ignored() {
+        // Starts by loading 500 MiB over 30 s, then flat for 80 s.
+        let (t, v) = series(110, 1.0, |x| 500.0 * MIB * (x / 30.0).min(1.0));
+        let tr = judge(&t, &v);
+        assert!((tr.warmup - 10.9).abs() < 1e-9, "{tr:?}");
+        let with = |w: f64| {
+            let cfg = TrendConfig {
+                warmup: Some(w),
+                ..Default::default()
+            };
+            analyze(&t, &v, &cfg)
+        };
+        assert_eq!(with(30.0).verdict, Verdict::Stable);
+        assert_eq!(with(30.0).warmup, 30.0);
+        assert_ne!(with(0.0).verdict, Verdict::Stable);
+    }
+
+    #[test]
+    fn uneven_sampling_uses_real_times() {
+        // Samples late by up to 40% of the interval: the rate is still exact.
+        let mut noise = Noise(5);
+        let mut t = Vec::new();
+        let mut x = 0.0;
+        for _ in 0..200 {
+            t.push(x);
+            x += 1.0 + 0.4 * noise.next().abs();
+        }
+        let v: Vec<f64> = t.iter().map(|&a| 10.0 * MIB + 4096.0 * a).collect();
+        let tr = judge(&t, &v);
+        assert!((tr.slope - 4096.0).abs() < 0.01 * 4096.0, "{tr:?}");
+    }
+
+    #[test]
+    fn limits() {
+        assert_eq!(time_to_limit(10.0, 100.0, 3.0), Some(30.0));
+        assert_eq!(time_to_limit(100.0, 100.0, 0.0), Some(0.0));
+        assert_eq!(time_to_limit(10.0, 100.0, 0.0), None);
+        assert_eq!(time_to_limit(10.0, 100.0, -1.0), None);
+    }
+
+    #[test]
+    fn trailing_min_and_picking() {
+        let t = [0.0, 1.0, 2.0, 3.0, 4.0];
+        let v = [5.0, 1.0, 9.0, 9.0, 2.0];
+        let (ft, fv) = trailing_min(&t, &v, 2.0);
+        assert_eq!(ft, vec![2.0, 3.0, 4.0]);
+        assert_eq!(fv, vec![1.0, 1.0, 2.0]);
+        assert_eq!(pick_evenly(5, 10), vec![0, 1, 2, 3, 4]);
+        assert_eq!(pick_evenly(11, 3), vec![0, 5, 10]);
+    }
+}

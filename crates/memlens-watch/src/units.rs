@@ -1,0 +1,243 @@
+//! Sizes, durations and rates as people type and read them.
+//!
+//! * Sizes: `4096`, `500MiB`, `2GiB`, `1.5G`, `300 kB`. `K`, `M`, `G`, `T` and `KiB`,
+//!   `MiB`, `GiB`, `TiB` are powers of 1024; `kB`, `MB`, `GB`, `TB` powers of 1000; `B` or
+//!   no unit is bytes. Units are case-insensitive.
+//! * Durations: `500ms`, `1s`, `2m`, `1.5h`, `1d`, `1m30s`; a plain number is seconds.
+//! * Rates: a size per time unit, `10MiB/h`, `1.5M/min`, `200KiB/s`; `0` alone is zero.
+
+use std::time::Duration;
+
+/// Parse a size in bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let unit = unit.trim();
+    let bad = || format!("'{s}' is not a size (examples: 4096, 500MiB, 2GiB, 1.5G, 300kB)");
+    if num.is_empty() {
+        return Err(bad());
+    }
+    let value: f64 = num.parse().map_err(|_| bad())?;
+    let mult: f64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kib" => 1024.0,
+        "m" | "mib" => 1024.0 * 1024.0,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tib" => 1024.0f64.powi(4),
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        _ => return Err(bad()),
+    };
+    let bytes = value * mult;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(format!("'{s}' is too large"));
+    }
+    Ok(bytes.round() as u64)
+}
+
+/// Parse a duration: one or more `<number><unit>` parts (`1m30s`), or a plain number of
+/// seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let bad = || format!("'{s}' is not a duration (examples: 500ms, 1s, 2m, 1h, 1m30s)");
+    if t.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = t.parse::<f64>() {
+        return secs_to_duration(secs).ok_or_else(bad);
+    }
+    let mut rest = t;
+    let mut total = 0.0f64;
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        if n == 0 {
+            return Err(bad());
+        }
+        let value: f64 = rest[..n].parse().map_err(|_| bad())?;
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let secs_per = unit_seconds(rest[..u].trim()).ok_or_else(bad)?;
+        total += value * secs_per;
+        rest = &rest[u..];
+    }
+    secs_to_duration(total).ok_or_else(bad)
+}
+
+fn secs_to_duration(secs: f64) -> Option<Duration> {
+    (0.0..1e12)
+        .contains(&secs)
+        .then(|| Duration::from_secs_f64(secs))
+}
+
+fn unit_seconds(u: &str) -> Option<f64> {
+    Some(match u.to_ascii_lowercase().as_str() {
+        "ms" => 1e-3,
+        "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60.0,
+        "h" | "hr" | "hour" | "hours" => 3600.0,
+        "d" | "day" | "days" => 86400.0,
+        _ => return None,
+    })
+}
+
+/// Parse a growth rate into bytes per second.
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let bad = || format!("'{s}' is not a rate (examples: 10MiB/h, 1.5M/min, 200KiB/s, 0)");
+    if t.parse::<f64>() == Ok(0.0) {
+        return Ok(0.0);
+    }
+    let (size, per) = t.split_once('/').ok_or_else(bad)?;
+    let bytes = parse_size(size).map_err(|_| bad())?;
+    let secs = unit_seconds(per.trim()).ok_or_else(bad)?;
+    Ok(bytes as f64 / secs)
+}
+
+/// Bytes for people: `512 B`, `1.50 KiB`, `3.00 MiB` (the style of `memlens report`).
+pub fn human_bytes(n: u64) -> String {
+    human_bytes_f(n as f64)
+}
+
+/// [`human_bytes`] for a value that may be negative or fractional.
+pub fn human_bytes_f(v: f64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    let sign = if v < 0.0 { "-" } else { "" };
+    let a = v.abs();
+    if a < 1024.0 {
+        return format!("{sign}{a:.0} B");
+    }
+    let mut x = a / 1024.0;
+    let mut u = 0;
+    while x >= 1024.0 && u + 1 < UNITS.len() {
+        x /= 1024.0;
+        u += 1;
+    }
+    format!("{sign}{x:.2} {}", UNITS[u])
+}
+
+/// A growth rate (bytes per second) as a signed amount per hour: `+36.00 MiB/h`.
+pub fn human_rate(bytes_per_sec: f64) -> String {
+    let per_hour = bytes_per_sec * 3600.0;
+    let s = human_bytes_f(per_hour);
+    if per_hour >= 0.0 {
+        format!("+{s}/h")
+    } else {
+        format!("{s}/h")
+    }
+}
+
+/// A duration for people: `850 ms`, `12.3 s`, `4m 05s`, `2h 10m`, `3d 4h`.
+pub fn human_duration(secs: f64) -> String {
+    if !secs.is_finite() {
+        return "forever".into();
+    }
+    let s = secs.max(0.0);
+    if s < 1.0 {
+        return format!("{:.0} ms", s * 1e3);
+    }
+    if s < 60.0 {
+        return format!("{s:.1} s");
+    }
+    let total = s.round() as u64;
+    let (d, h, m, sec) = (
+        total / 86400,
+        total / 3600 % 24,
+        total / 60 % 60,
+        total % 60,
+    );
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m:02}m")
+    } else {
+        format!("{m}m {sec:02}s")
+    }
+}
+
+/// A clock reading for the live view: `0:07`, `12:30`, `1:02:03`.
+pub fn clock(secs: f64) -> String {
+    let t = secs.max(0.0) as u64;
+    let (h, m, s) = (t / 3600, t / 60 % 60, t % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m}:{s:02}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("500MiB"), Ok(500 << 20));
+        assert_eq!(parse_size("500 MiB"), Ok(500 << 20));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_size("1.5g"), Ok(3 << 29));
+        assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert_eq!(parse_size("300kB"), Ok(300_000));
+        assert_eq!(parse_size("2GB"), Ok(2_000_000_000));
+        assert_eq!(parse_size("10B"), Ok(10));
+        for bad in ["", "MiB", "1.2.3M", "5 parsecs", "-5M", "1e999G"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        let ms = |s| parse_duration(s).map(|d| d.as_millis());
+        assert_eq!(ms("500ms"), Ok(500));
+        assert_eq!(ms("1s"), Ok(1000));
+        assert_eq!(ms("2m"), Ok(120_000));
+        assert_eq!(ms("10m"), Ok(600_000));
+        assert_eq!(ms("1.5h"), Ok(5_400_000));
+        assert_eq!(ms("1m30s"), Ok(90_000));
+        assert_eq!(ms("1d"), Ok(86_400_000));
+        assert_eq!(ms("2.5"), Ok(2500));
+        assert_eq!(ms("0"), Ok(0));
+        for bad in ["", "s", "5 fortnights", "-1s", "1m30", "ms5"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("0"), Ok(0.0));
+        assert_eq!(parse_rate("3600B/h"), Ok(1.0));
+        assert_eq!(parse_rate("10MiB/h"), Ok(10.0 * 1048576.0 / 3600.0));
+        assert_eq!(parse_rate("1M/s"), Ok(1048576.0));
+        assert_eq!(parse_rate("60KiB/min"), Ok(1024.0));
+        for bad in ["10MiB", "10MiB/fortnight", "/h", "fast"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn human() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.50 KiB");
+        assert_eq!(human_bytes(3 << 20), "3.00 MiB");
+        assert_eq!(human_bytes_f(-2.0 * 1048576.0), "-2.00 MiB");
+        assert_eq!(human_rate(1048576.0 / 3600.0 * 36.0), "+36.00 MiB/h");
+        assert_eq!(human_rate(-1.0), "-3.52 KiB/h");
+        assert_eq!(human_duration(0.25), "250 ms");
+        assert_eq!(human_duration(12.34), "12.3 s");
+        assert_eq!(human_duration(245.0), "4m 05s");
+        assert_eq!(human_duration(7800.0), "2h 10m");
+        assert_eq!(human_duration(3.0 * 86400.0 + 4.0 * 3600.0), "3d 4h");
+        assert_eq!(clock(7.9), "0:07");
+        assert_eq!(clock(3723.0), "1:02:03");
+    }
+}
