@@ -428,6 +428,17 @@ fn installed_layout_finds_the_recorder() {
     std::fs::create_dir_all(&lib).unwrap();
     let exe = memlens();
     std::fs::copy(&exe, bin.join("memlens")).unwrap();
+    // Another test thread that forks while the copy's write descriptor is open hands it
+    // to a child until that child execs: running the copy then fails with ETXTBSY.
+    // Wait for those children to exec, by retrying that one error.
+    for _ in 0..100 {
+        match Command::new(bin.join("memlens")).arg("--version").output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            _ => break,
+        }
+    }
     let prog = build_c("sites.c", "sites");
     // Without the library next to it, memlens says where it looked.
     let o = Command::new(bin.join("memlens"))
