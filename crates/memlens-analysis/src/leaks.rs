@@ -12,8 +12,8 @@
 //! of an address inside a live block, an interior free; otherwise a free of memory never
 //! allocated. Each distinct (kind, stack) is one error with a count.
 
-use crate::replay::{Block, Replay};
-use memlens_trace::reader::{Event, ScanRecord, TraceReader};
+use crate::replay::Replay;
+use memlens_trace::reader::{Event, ScanBlock, ScanRecord, TraceReader};
 use memlens_trace::{AllocFunc, BlockLink, BlockState, ExitKind, Heuristic, RootKind};
 use std::collections::HashMap;
 
@@ -224,16 +224,6 @@ pub struct LeakReport {
     pub errors: Vec<HeapError>,
 }
 
-#[derive(Clone, Copy)]
-struct ScannedBlock {
-    addr: u64,
-    size: u64,
-    state: BlockState,
-    heuristic: Option<Heuristic>,
-    internal: bool,
-    link: BlockLink,
-}
-
 struct Root {
     kind: RootKind,
     tid: u32,
@@ -252,12 +242,12 @@ pub fn analyse(r: &TraceReader, resolution: Resolution) -> Result<LeakReport, cr
         let ev = ev?;
         match ev {
             Event::Free { addr, stack, .. } => {
-                if let Some(b) = live_block(&replay, addr) {
+                if let Some(b) = replay.get(addr) {
                     freed.insert(addr, (b.site.func, b.site.stack, b.size, stack));
                 }
             }
             Event::Realloc { old, new, size, .. } if old != 0 && (new != 0 || size == 0) => {
-                if let Some(b) = live_block(&replay, old) {
+                if let Some(b) = replay.get(old) {
                     freed.insert(old, (b.site.func, b.site.stack, b.size, 0));
                 }
             }
@@ -275,7 +265,7 @@ pub fn analyse(r: &TraceReader, resolution: Resolution) -> Result<LeakReport, cr
                 let (ek, alloc, first_free) = match kind {
                     memlens_trace::HeapErrorKind::Mismatch => (
                         ErrorKind::MismatchedFree,
-                        live_block(&replay, addr).map(|b| (alloc_func, b.site.stack, b.size)),
+                        replay.get(addr).map(|b| (alloc_func, b.site.stack, b.size)),
                         None,
                     ),
                     memlens_trace::HeapErrorKind::NotABlock => {
@@ -338,7 +328,7 @@ pub fn analyse(r: &TraceReader, resolution: Resolution) -> Result<LeakReport, cr
     };
     let mut started = 0;
     let mut roots: HashMap<u32, Root> = HashMap::new();
-    let mut blocks: Vec<ScannedBlock> = Vec::new();
+    let mut blocks: Vec<ScanBlock> = Vec::new();
     for rec in r.scan() {
         match rec? {
             ScanRecord::Begin {
@@ -366,28 +356,16 @@ pub fn analyse(r: &TraceReader, resolution: Resolution) -> Result<LeakReport, cr
             } => {
                 roots.insert(id, Root { kind, tid, name });
             }
-            ScanRecord::Block {
-                addr,
-                size,
-                state,
-                heuristic,
-                internal,
-                link,
-            } => blocks.push(ScannedBlock {
-                addr,
-                size,
-                state,
-                heuristic,
-                internal,
-                link,
-            }),
+            ScanRecord::Block(b) => blocks.push(b),
             ScanRecord::End { ts, .. } => info.duration_ns = ts.saturating_sub(started),
         }
     }
 
     // Each block's site, from the replay.
-    let site = |b: &ScannedBlock| -> (AllocFunc, u32) {
-        live_block(&replay, b.addr).map_or((AllocFunc::Malloc, 0), |x| (x.site.func, x.site.stack))
+    let site = |b: &ScanBlock| -> (AllocFunc, u32) {
+        replay
+            .get(b.addr)
+            .map_or((AllocFunc::Malloc, 0), |x| (x.site.func, x.site.stack))
     };
     // The definitely-lost leader owning each indirect block.
     let leader_of = |mut i: usize| -> Option<usize> {
@@ -425,7 +403,7 @@ pub fn analyse(r: &TraceReader, resolution: Resolution) -> Result<LeakReport, cr
             info.internal.add(b.size);
             continue;
         }
-        if live_block(&replay, b.addr).is_none() {
+        if replay.get(b.addr).is_none() {
             info.unknown_blocks += 1;
         }
         let (func, stack) = site(b);
@@ -516,10 +494,6 @@ pub fn analyse(r: &TraceReader, resolution: Resolution) -> Result<LeakReport, cr
         records,
         errors,
     })
-}
-
-fn live_block(replay: &Replay, addr: u64) -> Option<Block> {
-    replay.get(addr)
 }
 
 impl LeakReport {

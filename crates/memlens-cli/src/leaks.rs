@@ -12,7 +12,6 @@ use memlens_trace::reader::{Metadata, TraceReader};
 use memlens_trace::{AllocFunc, BlockState, RootKind};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -117,6 +116,18 @@ impl LeakView {
     /// memcheck's error count: heap errors plus loss records of the kinds in
     /// --errors-for-leak-kinds, not suppressed.
     pub fn error_count(&self) -> u64 {
+        let (heap, leaks) = self.error_counts();
+        heap + leaks
+    }
+
+    /// (unsuppressed heap errors, unsuppressed loss records of the error kinds).
+    fn error_counts(&self) -> (u64, u64) {
+        let heap = self
+            .report
+            .errors
+            .iter()
+            .filter(|e| e.suppressed_by.is_none())
+            .count() as u64;
         let leaks = self
             .report
             .records
@@ -125,13 +136,7 @@ impl LeakView {
                 r.suppressed_by.is_none() && self.opts.errors_for_leak_kinds.contains(r.kind)
             })
             .count() as u64;
-        let errs = self
-            .report
-            .errors
-            .iter()
-            .filter(|e| e.suppressed_by.is_none())
-            .count() as u64;
-        leaks + errs
+        (heap, leaks)
     }
 
     fn frames(&mut self, stack: u32) -> Vec<memlens_analysis::Frame> {
@@ -246,10 +251,6 @@ impl LeakView {
     pub fn text(&mut self, prefix: &str) -> String {
         let mut o = String::new();
         let records = self.report.records.clone();
-        let shown: Vec<&LossRecord> = records
-            .iter()
-            .filter(|r| r.suppressed_by.is_none() && self.opts.show_leak_kinds.contains(r.kind))
-            .collect();
         let total = records.iter().filter(|r| r.suppressed_by.is_none()).count();
         let errors = self.report.errors.clone();
         for e in errors.iter().filter(|e| e.suppressed_by.is_none()) {
@@ -274,15 +275,11 @@ impl LeakView {
             _ => {}
         }
         let mut n = 0;
-        for (i, r) in records.iter().enumerate() {
-            if r.suppressed_by.is_some() {
-                continue;
-            }
+        for r in records.iter().filter(|r| r.suppressed_by.is_none()) {
             n += 1;
-            if !shown.iter().any(|s| std::ptr::eq(*s, r)) {
+            if !self.opts.show_leak_kinds.contains(r.kind) {
                 continue;
             }
-            let _ = i;
             let size = if r.indirect.bytes > 0 {
                 format!(
                     "{} ({} direct, {} indirect) bytes",
@@ -327,15 +324,15 @@ impl LeakView {
                 hidden.join(",")
             );
         }
-        let errs = self.error_count();
+        let (heap, leaks) = self.error_counts();
+        let s = |n: u64| if n == 1 { "" } else { "s" };
         let _ = writeln!(
             o,
-            "{prefix}ERROR SUMMARY: {errs} error{} ({} heap error{}, {} loss record{} of the kinds in --errors-for-leak-kinds)",
-            if errs == 1 { "" } else { "s" },
-            self.report.errors.iter().filter(|e| e.suppressed_by.is_none()).count(),
-            if self.report.errors.len() == 1 { "" } else { "s" },
-            errs - self.report.errors.iter().filter(|e| e.suppressed_by.is_none()).count() as u64,
-            if errs == 1 { "" } else { "s" },
+            "{prefix}ERROR SUMMARY: {} error{} ({heap} heap error{}, {leaks} loss record{} of the kinds in --errors-for-leak-kinds)",
+            heap + leaks,
+            s(heap + leaks),
+            s(heap),
+            s(leaks),
         );
         o
     }
@@ -632,13 +629,5 @@ pub fn main(args: LeaksArgs) -> ExitCode {
         LeakFormat::Json => serde_json::to_string_pretty(&view.json()).unwrap_or_default() + "\n",
         LeakFormat::Sarif => serde_json::to_string_pretty(&view.sarif()).unwrap_or_default() + "\n",
     };
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(out.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(e) => crate::fail(format!("cannot write the report: {e}")),
-    }
+    crate::print_stdout(&out)
 }

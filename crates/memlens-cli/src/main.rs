@@ -108,6 +108,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// Write a finished report to stdout. A reader that went away (`memlens report t | head`)
+/// is nothing to complain about; any other write error is.
+pub fn print_stdout(out: &str) -> ExitCode {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => fail(format!("cannot write the report: {e}")),
+    }
+}
+
 /// Print one error sentence for a person and return the generic failure code.
 pub fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("memlens: error: {msg}");

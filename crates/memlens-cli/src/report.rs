@@ -47,16 +47,7 @@ pub fn main(args: ReportArgs) -> ExitCode {
             s
         }
     };
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(out.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Ok(()) => ExitCode::SUCCESS,
-        // `memlens report t | head`: the reader went away, nothing to complain about.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(e) => crate::fail(format!("cannot write the report: {e}")),
-    }
+    crate::print_stdout(&out)
 }
 
 /// Open and analyse a trace, with a progress bar on stderr if it is a terminal.

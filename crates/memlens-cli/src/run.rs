@@ -466,11 +466,20 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
     }
     let mut failed = false;
     if let Some(t) = &main_trace {
+        // One leak analysis serves both the summary and --max-leaked.
+        let wants_leaks = args.leak_check != LeakCheck::No
+            || budgets.as_ref().is_some_and(|b| b.max_leaked.is_some());
+        let mut view = wants_leaks.then(|| crate::leaks::LeakView::load(t, &args.leak));
         if args.leak_check != LeakCheck::No {
-            failed |= leak_gate(t, &args, quiet);
+            if let Some(v) = view.as_mut() {
+                failed |= leak_gate(t, v.as_mut(), &args, quiet);
+            }
         }
         if let Some(b) = &budgets {
-            failed |= budget_gate(t, b);
+            let leaked = view.as_ref().and_then(|v| v.as_ref().ok()).map(|v| {
+                v.report.summary.definitely_lost.bytes + v.report.summary.indirectly_lost.bytes
+            });
+            failed |= budget_gate(t, b, leaked);
         }
     } else if budgets.is_some() {
         eprintln!("==memlens== check failed: no trace was recorded, nothing could be checked");
@@ -489,8 +498,13 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
 
 /// Print the leak summary (and with --leak-check=full the records); true if there were
 /// errors in memcheck's sense.
-fn leak_gate(trace: &Path, args: &RunArgs, quiet: bool) -> bool {
-    let mut view = match crate::leaks::LeakView::load(trace, &args.leak) {
+fn leak_gate(
+    trace: &Path,
+    view: Result<&mut crate::leaks::LeakView, &mut String>,
+    args: &RunArgs,
+    quiet: bool,
+) -> bool {
+    let view = match view {
         Ok(v) => v,
         Err(e) => {
             eprintln!(
@@ -538,8 +552,9 @@ fn leak_gate(trace: &Path, args: &RunArgs, quiet: bool) -> bool {
     view.error_count() > 0
 }
 
-/// `memlens check`'s budgets; true (and a message) if one is exceeded.
-fn budget_gate(trace: &Path, b: &Budgets) -> bool {
+/// `memlens check`'s budgets; true (and a message) if one is exceeded. `leaked` is the
+/// leak check's definitely + indirectly lost bytes, if it could be read.
+fn budget_gate(trace: &Path, b: &Budgets, leaked: Option<u64>) -> bool {
     let r = match memlens_trace::reader::TraceReader::open(trace).and_then(|r| {
         memlens_analysis::Report::build(&r, &memlens_analysis::ReportOptions { top: 1 }).map_err(
             |e| match e {
@@ -578,15 +593,7 @@ fn budget_gate(trace: &Path, b: &Budgets) -> bool {
         }
     }
     if let Some(max) = b.max_leaked {
-        let leaked = match memlens_trace::reader::TraceReader::open(trace)
-            .map_err(|e| e.to_string())
-            .and_then(|rd| {
-                memlens_analysis::leaks::analyse(&rd, memlens_analysis::leaks::Resolution::High)
-                    .map_err(|e| e.to_string())
-            }) {
-            Ok(l) => l.summary.definitely_lost.bytes + l.summary.indirectly_lost.bytes,
-            Err(_) => r.totals.not_freed_bytes,
-        };
+        let leaked = leaked.unwrap_or(r.totals.not_freed_bytes);
         if leaked > max {
             eprintln!(
                 "==memlens== check failed: {} leaked (definitely + indirectly lost) exceeds --max-leaked {}",

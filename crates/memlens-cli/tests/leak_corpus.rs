@@ -17,6 +17,13 @@ const KINDS: [&str; 4] = [
     "still_reachable",
 ];
 
+fn expected() -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("tests/leaks/expected.json")).unwrap(),
+    )
+    .unwrap()
+}
+
 fn leaks_json(trace: &std::path::Path, extra: &[&str]) -> Value {
     let o = Command::new(memlens())
         .arg("leaks")
@@ -75,10 +82,7 @@ fn build_case(case: &Value) -> std::path::PathBuf {
 
 #[test]
 fn leak_summaries_match_memcheck() {
-    let expected: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo_root().join("tests/leaks/expected.json")).unwrap(),
-    )
-    .unwrap();
+    let expected = expected();
     let mut checked = 0;
     let mut failures = Vec::new();
     for (name, case) in expected.as_object().unwrap() {
@@ -140,42 +144,33 @@ fn leak_summaries_match_memcheck() {
 
 /// Loss records carry the leaking function, their indirect bytes, and their kind, and
 /// records are sorted by total size like memcheck's.
+/// (kind, bytes, blocks, indirect bytes) of each record, as memlens and memcheck both
+/// write them in JSON.
+fn record_keys(records: &[Value]) -> Vec<(String, u64, u64, u64)> {
+    records
+        .iter()
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap().to_string(),
+                r["bytes"].as_u64().unwrap(),
+                r["blocks"].as_u64().unwrap(),
+                r["indirect_bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn loss_records_of_a_tree() {
-    let expected: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo_root().join("tests/leaks/expected.json")).unwrap(),
-    )
-    .unwrap();
+    let expected = expected();
     let case = &expected["tree_sever"];
     let exe = build_case(case);
     let run = run_with(&["-q"], &exe, &["sever"]);
     let got = leaks_json(&run.only_trace(), &["--show-leak-kinds=all"]);
     let records = got["records"].as_array().unwrap();
     let want = case["records"].as_array().unwrap();
-    let key =
-        |kind: &str, bytes: u64, blocks: u64, ind: u64| (kind.to_string(), bytes, blocks, ind);
-    let mut g: Vec<_> = records
-        .iter()
-        .map(|r| {
-            key(
-                r["kind"].as_str().unwrap(),
-                r["bytes"].as_u64().unwrap(),
-                r["blocks"].as_u64().unwrap(),
-                r["indirect_bytes"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    let mut w: Vec<_> = want
-        .iter()
-        .map(|r| {
-            key(
-                r["kind"].as_str().unwrap(),
-                r["bytes"].as_u64().unwrap(),
-                r["blocks"].as_u64().unwrap(),
-                r["indirect_bytes"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let mut g = record_keys(records);
+    let mut w = record_keys(want);
     g.sort();
     w.sort();
     assert_eq!(g, w);

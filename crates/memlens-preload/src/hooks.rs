@@ -33,15 +33,21 @@ fn set_errno(e: c_int) {
     unsafe { *libc::__errno_location() = e };
 }
 
+/// Enter a new block in the live table. Allocations made while the recorder runs (by
+/// libc functions it calls) are marked as its own.
+#[inline(always)]
+fn track(func: AllocFunc, p: *mut c_void, size: u64) {
+    let internal = crate::tls::get().busy != 0;
+    live::insert(p as u64, Meta::new(size, func, internal));
+}
+
 /// A block came back from the real allocator: enter it in the table, record it.
 #[inline(always)]
 fn allocated(func: AllocFunc, p: *mut c_void, size: u64, c: Caller) {
     if p.is_null() {
         return;
     }
-    // Allocations made while the recorder runs (by libc functions it calls) are its own.
-    let internal = crate::tls::get().busy != 0;
-    live::insert(p as u64, Meta::new(size, func, internal));
+    track(func, p, size);
     record(
         func,
         Op::Alloc {
@@ -105,8 +111,7 @@ unsafe fn realloc_impl(func: AllocFunc, old: *mut c_void, size: usize, c: Caller
     if old.is_null() {
         let p = __libc_malloc(size);
         if !p.is_null() {
-            let internal = crate::tls::get().busy != 0;
-            live::insert(p as u64, Meta::new(size as u64, func, internal));
+            track(func, p, size as u64);
             record(
                 func,
                 Op::Realloc {
@@ -146,8 +151,7 @@ unsafe fn realloc_impl(func: AllocFunc, old: *mut c_void, size: usize, c: Caller
         }
         return p;
     }
-    let internal = crate::tls::get().busy != 0;
-    live::insert(p as u64, Meta::new(size as u64, func, internal));
+    track(func, p, size as u64);
     record(
         func,
         Op::Realloc {

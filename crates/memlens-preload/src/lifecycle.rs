@@ -304,12 +304,7 @@ extern "C" fn main_trampoline(
     // SAFETY: REAL_MAIN was set from __libc_start_main's main argument just before.
     let main: MainFn = unsafe { core::mem::transmute(REAL_MAIN.load(Ordering::Relaxed)) };
     let r = main(argc, argv, envp);
-    let sp: u64;
-    // SAFETY: reads the stack pointer register only.
-    unsafe {
-        core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
-    };
-    MAIN_RETURNED_SP.store(sp, Ordering::Release);
+    MAIN_RETURNED_SP.store(crate::sys::current_sp(), Ordering::Release);
     r
 }
 
@@ -355,18 +350,13 @@ pub unsafe extern "C" fn __libc_start_main(
 /// The thread whose `exit`/`_exit`/`_Exit` call the stubs recorded.
 static EXIT_TID: AtomicU32 = AtomicU32::new(0);
 
-fn gettid() -> u32 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() as u32 }
-}
-
 /// Where the exiting thread's live stack starts, and its registers at that point.
 fn exit_context() -> scan::Context {
     let mut ctx = scan::Context::default();
     // SAFETY: a plain read of words the exit stubs wrote on this thread (or zeros).
     let regs = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(EXIT_REGS)) };
     let main_sp = MAIN_RETURNED_SP.load(Ordering::Acquire);
-    if EXIT_TID.load(Ordering::Acquire) == gettid() && regs.sp != 0 {
+    if EXIT_TID.load(Ordering::Acquire) == crate::sys::gettid() && regs.sp != 0 {
         ctx.sp = regs.sp;
         ctx.regs[..6]
             .copy_from_slice(&[regs.rbx, regs.rbp, regs.r12, regs.r13, regs.r14, regs.r15]);
@@ -399,20 +389,20 @@ fn call_exit(slot: &AtomicUsize, status: c_int) -> ! {
 
 /// The program called `exit()` (the stub saved its registers first).
 extern "C" fn exit_impl(status: c_int) -> ! {
-    EXIT_TID.store(gettid(), Ordering::Release);
+    EXIT_TID.store(crate::sys::gettid(), Ordering::Release);
     call_exit(&REAL_PROGRAM_EXIT, status)
 }
 
 /// The program called `_exit()`.
 extern "C" fn uexit_impl(status: c_int) -> ! {
-    EXIT_TID.store(gettid(), Ordering::Release);
+    EXIT_TID.store(crate::sys::gettid(), Ordering::Release);
     finish(ExitKind::UnderscoreExit, status, &exit_context());
     call_exit(&REAL_EXIT, status)
 }
 
 /// The program called `_Exit()`.
 extern "C" fn uexit2_impl(status: c_int) -> ! {
-    EXIT_TID.store(gettid(), Ordering::Release);
+    EXIT_TID.store(crate::sys::gettid(), Ordering::Release);
     finish(ExitKind::UnderscoreExit, status, &exit_context());
     call_exit(&REAL_UEXIT, status)
 }

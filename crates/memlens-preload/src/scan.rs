@@ -59,11 +59,6 @@ static PARKED_DONE: AtomicU32 = AtomicU32::new(0);
 static mut PARKED_STATE: [[u64; 18]; MAX_THREADS] = [[0; 18]; MAX_THREADS];
 static NEVER: AtomicU32 = AtomicU32::new(0);
 
-fn gettid() -> u32 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::syscall(libc::SYS_gettid) as u32 }
-}
-
 fn stop_signal() -> i32 {
     libc::SIGRTMAX() - 2
 }
@@ -73,7 +68,7 @@ pub fn park(gregs: Option<&[i64; 23]>) -> ! {
     let i = PARKED.fetch_add(1, Ordering::AcqRel);
     if i < MAX_THREADS {
         let mut s = [0u64; 18];
-        s[0] = gettid() as u64;
+        s[0] = sys::gettid() as u64;
         match gregs {
             Some(g) => {
                 s[1] = g[libc::REG_RSP as usize] as u64;
@@ -81,14 +76,7 @@ pub fn park(gregs: Option<&[i64; 23]>) -> ! {
                     s[2 + r] = g[r] as u64;
                 }
             }
-            None => {
-                let sp: u64;
-                // SAFETY: reads the stack pointer register only.
-                unsafe {
-                    core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
-                };
-                s[1] = sp;
-            }
+            None => s[1] = sys::current_sp(),
         }
         // SAFETY: slot i was claimed by the fetch_add above; only this thread writes it
         // and the scanner reads it after PARKED_DONE says it is complete.
@@ -104,7 +92,7 @@ pub fn park(gregs: Option<&[i64; 23]>) -> ! {
 /// Called by the recorder where a thread leaves its critical sections.
 #[inline]
 pub fn maybe_park() {
-    if STOPPING.load(Ordering::Relaxed) && gettid() != SCANNER_TID.load(Ordering::Relaxed) {
+    if STOPPING.load(Ordering::Relaxed) && sys::gettid() != SCANNER_TID.load(Ordering::Relaxed) {
         park(None)
     }
 }
@@ -215,62 +203,52 @@ fn parse_u64(s: &[u8]) -> Option<u64> {
     Some(v)
 }
 
+/// `/proc/self/task/TID/NAME`, read into `buf`; the bytes read.
+fn read_task_file<'b>(tid: u32, name: &[u8], buf: &'b mut [u8]) -> Option<&'b [u8]> {
+    let mut path = Vec::from(&b"/proc/self/task/"[..]);
+    path.extend_from_slice(&crate::output::itoa_buf(tid as u64));
+    path.push(b'/');
+    path.extend_from_slice(name);
+    path.push(0);
+    let n = sys::read_file(core::ffi::CStr::from_bytes_with_nul(&path).ok()?, buf)?;
+    Some(&buf[..n])
+}
+
 /// The stack pointer of a thread blocked in a system call, from
 /// /proc/self/task/TID/syscall ("nr a1 .. a6 sp pc"); `None` if it is running.
 fn blocked_sp(tid: u32) -> Option<u64> {
-    let mut path = Vec::from(&b"/proc/self/task/"[..]);
-    path.extend_from_slice(&crate::output::itoa_buf(tid as u64));
-    path.extend_from_slice(b"/syscall\0");
     let mut buf = [0u8; 256];
-    let n = sys::read_file(core::ffi::CStr::from_bytes_with_nul(&path).ok()?, &mut buf)?;
-    let fields: Vec<&[u8]> = buf[..n]
+    let fields: Vec<&[u8]> = read_task_file(tid, b"syscall", &mut buf)?
         .split(|&c| c == b' ' || c == b'\n')
         .filter(|f| !f.is_empty())
         .collect();
     if fields.len() < 9 {
         return None;
     }
-    let sp = fields[7].strip_prefix(b"0x")?;
-    let mut v = 0u64;
-    for &c in sp {
-        v = v.checked_mul(16)? + (c as char).to_digit(16)? as u64;
-    }
-    Some(v)
+    sys::parse_hex(fields[7].strip_prefix(b"0x")?)
 }
 
 /// Whether thread `tid` blocks signal `sig` (the SigBlk mask of its /proc status).
 fn blocks_signal(tid: u32, sig: i32) -> bool {
-    let mut path = Vec::from(&b"/proc/self/task/"[..]);
-    path.extend_from_slice(&crate::output::itoa_buf(tid as u64));
-    path.extend_from_slice(b"/status\0");
     let mut buf = [0u8; 4096];
-    let Some(n) = core::ffi::CStr::from_bytes_with_nul(&path)
-        .ok()
-        .and_then(|p| sys::read_file(p, &mut buf))
-    else {
+    let Some(text) = read_task_file(tid, b"status", &mut buf) else {
         return false;
     };
-    let text = &buf[..n];
     let Some(at) = text.windows(7).position(|w| w == b"SigBlk:") else {
         return false;
     };
-    let mut mask = 0u64;
-    for &c in text[at + 7..]
-        .iter()
-        .skip_while(|c| c.is_ascii_whitespace())
-    {
-        match (c as char).to_digit(16) {
-            Some(d) => mask = mask << 4 | d as u64,
-            None => break,
-        }
-    }
+    let mask = text[at + 7..]
+        .split(|c| c.is_ascii_whitespace())
+        .find(|f| !f.is_empty())
+        .and_then(sys::parse_hex)
+        .unwrap_or(0);
     mask & (1u64 << (sig - 1)) != 0
 }
 
 /// Stop every other thread (except the RSS sampler, which never touches program
 /// memory). Returns (stopped, unstoppable tids with their blocked sp if known).
 fn stop_threads() -> (usize, Vec<(u32, u64)>) {
-    let me = gettid();
+    let me = sys::gettid();
     SCANNER_TID.store(me, Ordering::Relaxed);
     STOPPING.store(true, Ordering::SeqCst);
     let sampler = crate::thread::SAMPLER_TID.load(Ordering::Relaxed);
@@ -437,6 +415,18 @@ impl Heap {
             max,
             readable,
         }
+    }
+
+    /// The aligned words of block `b` (none if its memory cannot be read).
+    fn words(&self, b: usize) -> impl Iterator<Item = u64> + '_ {
+        let (start, meta) = self.blocks[b];
+        let n = if self.readable[b] {
+            size_of(meta) / 8
+        } else {
+            0
+        };
+        // SAFETY: each word lies within the live, readable block.
+        (0..n).map(move |k| unsafe { core::ptr::read((start + 8 * k) as *const u64) })
     }
 
     /// The block containing address `w`.
@@ -634,19 +624,11 @@ impl Marker<'_> {
     }
 
     fn scan_block(&mut self, b: u32) {
-        let (start, meta) = self.heap.blocks[b as usize];
-        if !self.heap.readable[b as usize] {
-            return;
-        }
-        let size = size_of(meta);
-        let mut off = 0;
-        while off + 8 <= size {
-            // SAFETY: within the live, readable block.
-            let w = unsafe { core::ptr::read((start + off) as *const u64) };
-            if w >= self.heap.min && w < self.heap.max {
+        let heap = self.heap;
+        for w in heap.words(b as usize) {
+            if w >= heap.min && w < heap.max {
                 self.reach(w, b as u64 + 1, Some(b));
             }
-            off += 8;
         }
     }
 
@@ -671,17 +653,9 @@ impl Marker<'_> {
             self.state[leader] |= CLAIMED | LEADER;
             stack.push(leader as u32);
             while let Some(j) = stack.pop() {
-                let (start, meta) = self.heap.blocks[j as usize];
-                if !self.heap.readable[j as usize] {
-                    continue;
-                }
-                let size = size_of(meta);
-                let mut off = 0;
-                while off + 8 <= size {
-                    // SAFETY: within the live, readable block.
-                    let w = unsafe { core::ptr::read((start + off) as *const u64) };
-                    off += 8;
-                    let Some(b) = self.heap.find(w) else {
+                let heap = self.heap;
+                for w in heap.words(j as usize) {
+                    let Some(b) = heap.find(w) else {
                         continue;
                     };
                     let bi = b as usize;
@@ -863,15 +837,10 @@ pub fn run(trigger: ExitKind, code: i32, ctx: &Context) {
     let my_sp = if ctx.sp != 0 {
         ctx.sp
     } else {
-        let sp: u64;
-        // SAFETY: reads the stack pointer register only.
-        unsafe {
-            core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
-        };
-        sp
+        sys::current_sp()
     };
-    let mut stacks: Vec<(u32, u64, bool)> = alloc::vec![(gettid(), my_sp, ctx.red_zone)];
-    reg_roots.push((gettid(), ctx.regs[..ctx.nregs].to_vec()));
+    let mut stacks: Vec<(u32, u64, bool)> = alloc::vec![(sys::gettid(), my_sp, ctx.red_zone)];
+    reg_roots.push((sys::gettid(), ctx.regs[..ctx.nregs].to_vec()));
     // SAFETY: the first `stopped` slots were completed by parked threads.
     let parked = unsafe { &*core::ptr::addr_of!(PARKED_STATE) };
     for s in parked[..stopped.min(MAX_THREADS)].iter() {
@@ -958,7 +927,7 @@ pub fn run(trigger: ExitKind, code: i32, ctx: &Context) {
             f(b);
         }
     };
-    let tid = gettid();
+    let tid = sys::gettid();
     put(&mut b, &mut |b| {
         b.scan_begin(
             started,

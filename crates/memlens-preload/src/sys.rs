@@ -35,6 +35,36 @@ pub fn exe_path() -> alloc::vec::Vec<u8> {
     buf[..n.max(0) as usize].to_vec()
 }
 
+/// The stack pointer of the calling function.
+#[inline(always)]
+pub fn current_sp() -> u64 {
+    let sp: u64;
+    // SAFETY: reads the stack pointer register only.
+    unsafe {
+        core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
+    };
+    sp
+}
+
+/// The calling thread's kernel id.
+#[inline]
+pub fn gettid() -> u32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() as u32 }
+}
+
+/// A whole hexadecimal number (no prefix); `None` if empty, not hex, or too large.
+pub fn parse_hex(s: &[u8]) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut v = 0u64;
+    for &c in s {
+        v = v.checked_mul(16)? + (c as char).to_digit(16)? as u64;
+    }
+    Some(v)
+}
+
 /// One line of /proc/self/maps.
 pub struct Mapping<'a> {
     pub start: u64,
@@ -90,13 +120,7 @@ pub fn for_each_mapping(mut f: impl FnMut(&Mapping) -> bool) {
 }
 
 fn parse_maps_line(line: &[u8]) -> Option<Mapping<'_>> {
-    let hex = |s: &[u8]| -> Option<u64> {
-        let mut v = 0u64;
-        for &c in s {
-            v = v.checked_mul(16)? + (c as char).to_digit(16)? as u64;
-        }
-        Some(v)
-    };
+    let hex = parse_hex;
     let dash = line.iter().position(|&c| c == b'-')?;
     let sp = line.iter().position(|&c| c == b' ')?;
     let start = hex(&line[..dash])?;

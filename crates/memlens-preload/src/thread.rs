@@ -55,14 +55,7 @@ pub use crate::clock::now_ns;
 /// the lowest address the stack may grow to. `(0, 0)` if unknown: then only the first
 /// frame of each stack is recorded.
 fn stack_bounds() -> (u64, u64) {
-    let sp = {
-        let sp: u64;
-        // SAFETY: reads the stack pointer register only.
-        unsafe {
-            core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
-        };
-        sp
-    };
+    let sp = crate::sys::current_sp();
     let mut found = (0u64, 0u64, false);
     crate::sys::for_each_mapping(|m| {
         let (start, end, name) = (m.start, m.end, m.name);
@@ -485,8 +478,7 @@ pub static SAMPLER_TID: AtomicU32 = AtomicU32::new(0);
 extern "C" fn sampler_main(_: *mut libc::c_void) -> *mut libc::c_void {
     let t = tls::get();
     t.busy = 1;
-    // SAFETY: gettid has no preconditions.
-    SAMPLER_TID.store(unsafe { libc::gettid() } as u32, Ordering::Release);
+    SAMPLER_TID.store(crate::sys::gettid(), Ordering::Release);
     let here = 0u8;
     crate::scan::SAMPLER_SP.store(&here as *const u8 as u64, Ordering::Relaxed);
     // SAFETY: naming our own thread.

@@ -179,6 +179,20 @@ pub enum Event {
     },
 }
 
+/// What the exit scan says about one block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScanBlock {
+    pub addr: u64,
+    pub size: u64,
+    pub state: BlockState,
+    /// The heuristic that made it reachable (it was reached only through an interior
+    /// pointer that heuristic accepts).
+    pub heuristic: Option<Heuristic>,
+    /// Allocated by libc on the recorder's behalf: never reported.
+    pub internal: bool,
+    pub link: BlockLink,
+}
+
 /// One record of the exit scan, in file order: `Begin`, the roots, the blocks in
 /// ascending address order, `End`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -202,14 +216,7 @@ pub enum ScanRecord {
         end: u64,
         name: String,
     },
-    Block {
-        addr: u64,
-        size: u64,
-        state: BlockState,
-        heuristic: Option<Heuristic>,
-        internal: bool,
-        link: BlockLink,
-    },
+    Block(ScanBlock),
     End {
         ts: u64,
         blocks: u64,
@@ -683,14 +690,14 @@ fn decode_scan(raw: &[u8], out: &mut Vec<ScanRecord>) -> Option<()> {
                         addr: c.u64()?,
                     }
                 };
-                out.push(ScanRecord::Block {
+                out.push(ScanRecord::Block(ScanBlock {
                     addr: last_addr,
                     size,
                     state: BlockState::from_u8(flags),
                     heuristic: Heuristic::from_u8((flags >> 2) & 7),
                     internal: flags & 0x80 != 0,
                     link,
-                });
+                }));
             }
             tag::SCAN_END => out.push(ScanRecord::End {
                 ts: c.u64()?,
