@@ -12,7 +12,7 @@
 //! of an address inside a live block, an interior free; otherwise a free of memory never
 //! allocated. Each distinct (kind, stack) is one error with a count.
 
-use crate::replay::Replay;
+use crate::replay::{AddrMap, Replay};
 use memlens_trace::reader::{Event, ScanBlock, ScanRecord, TraceReader};
 use memlens_trace::{AllocFunc, BlockLink, BlockState, ExitKind, Heuristic, RootKind};
 use std::collections::HashMap;
@@ -236,7 +236,7 @@ pub fn analyse(r: &TraceReader, resolution: Resolution) -> Result<LeakReport, cr
     // Events: replay, and keep what heap errors need.
     let mut replay = Replay::new();
     // Address -> (alloc func, alloc stack, size, free stack) of blocks freed and not reused.
-    let mut freed: HashMap<u64, (AllocFunc, u32, u64, u32)> = HashMap::new();
+    let mut freed: AddrMap<(AllocFunc, u32, u64, u32)> = AddrMap::default();
     let mut errors: HashMap<(ErrorKind, u32, AllocFunc), HeapError> = HashMap::new();
     for ev in r.events() {
         let ev = ev?;

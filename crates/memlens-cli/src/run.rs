@@ -466,11 +466,12 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
     }
     let mut failed = false;
     if let Some(t) = &main_trace {
-        // One leak analysis serves both the summary and --max-leaked.
-        let wants_leaks = args.leak_check != LeakCheck::No
-            || budgets.as_ref().is_some_and(|b| b.max_leaked.is_some());
+        // One leak analysis serves both the summary and --max-leaked; none is made when
+        // nothing would use it (quiet, no --error-exitcode, no leak budget).
+        let gating_leaks = args.leak_check != LeakCheck::No && (!quiet || args.error_exitcode != 0);
+        let wants_leaks = gating_leaks || budgets.as_ref().is_some_and(|b| b.max_leaked.is_some());
         let mut view = wants_leaks.then(|| crate::leaks::LeakView::load(t, &args.leak));
-        if args.leak_check != LeakCheck::No {
+        if gating_leaks {
             if let Some(v) = view.as_mut() {
                 failed |= leak_gate(t, v.as_mut(), &args, quiet);
             }
