@@ -548,6 +548,11 @@ impl Suppressions {
         DEFAULT_SUPPRESSIONS
     }
 
+    /// Appends another set's suppressions (they match after this set's).
+    pub fn extend(&mut self, other: Suppressions) {
+        self.entries.extend(other.entries);
+    }
+
     /// Number of suppressions loaded (all tools and kinds).
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -924,6 +929,21 @@ fn lsan_any_frame(template: &str, frames: &[Frame]) -> bool {
 /// name, else `obj:` with the module, else `obj:*`; up to `main` and at most 24 of them.
 /// The result parses and suppresses the leak it was made from.
 pub fn gen_suppression(name: &str, kind: LeakKind, frames: &[Frame]) -> String {
+    gen_block(
+        name,
+        &format!("Memcheck:Leak\n   match-leak-kinds: {}", kind.as_str()),
+        frames,
+    )
+}
+
+/// A Valgrind suppression for a memcheck error of another kind than a leak (`Free` for
+/// invalid, double and mismatched frees), at `frames` (`frames[0]` is the releasing
+/// function), in the layout of [`gen_suppression`].
+pub fn gen_error_suppression(name: &str, kind: &str, frames: &[Frame]) -> String {
+    gen_block(name, &format!("Memcheck:{kind}"), frames)
+}
+
+fn gen_block(name: &str, kind_lines: &str, frames: &[Frame]) -> String {
     let one_line = |s: &str| s.replace(['\n', '\r'], "?");
     let name = one_line(name.trim());
     let name = match name.as_str() {
@@ -932,10 +952,7 @@ pub fn gen_suppression(name: &str, kind: LeakKind, frames: &[Frame]) -> String {
         n if n.starts_with('#') => format!("<{name}>"),
         _ => name,
     };
-    let mut out = format!(
-        "{{\n   {name}\n   Memcheck:Leak\n   match-leak-kinds: {}\n",
-        kind.as_str()
-    );
+    let mut out = format!("{{\n   {name}\n   {kind_lines}\n");
     for f in frames.iter().take(MAX_GEN_FRAMES) {
         let line = match (f.mangled.or(f.function), f.module) {
             (Some(fun), _) if !fun.trim().is_empty() => format!("fun:{}", one_line(fun.trim())),

@@ -19,6 +19,9 @@ use std::path::Path;
 pub struct Frame {
     /// Demangled function name, or `module+0x1234` / `0x7f...` when unknown.
     pub function: String,
+    /// The symbol as it is in the binary, when demangling changed it (`_Z4makev` for
+    /// `make()`): what Valgrind suppressions' `fun:` lines name.
+    pub mangled: Option<String>,
     /// Source file (as recorded in the debug information, usually a path).
     pub file: Option<String>,
     pub line: Option<u32>,
@@ -36,6 +39,9 @@ impl Frame {
             .map(|f| f.rsplit('/').next().unwrap_or(f))
     }
 }
+
+/// File name of the recorder (the preload library).
+pub const RECORDER_MODULE: &str = "libmemlens_preload.so";
 
 enum ModuleState {
     Unchecked,
@@ -73,7 +79,7 @@ impl Symbolizer {
             blaze: Blaze::builder()
                 .enable_code_info(true)
                 .enable_inlined_fns(true)
-                .enable_demangling(true)
+                .enable_demangling(false)
                 .build(),
             modules: modules
                 .iter()
@@ -97,9 +103,23 @@ impl Symbolizer {
         &self.warnings
     }
 
-    /// Symbolize a whole stack (innermost first). Inlined functions add frames.
+    /// Symbolize a whole stack (innermost first). Inlined functions add frames. Frames in
+    /// the recorder itself (its `__libc_start_main` and `main` trampoline, at the base of
+    /// every main-thread stack) are left out: they are not the program's.
     pub fn stack(&mut self, raw: &[RawFrame]) -> Vec<Frame> {
-        raw.iter().flat_map(|&f| self.frame(f).to_vec()).collect()
+        let mut out = Vec::with_capacity(raw.len());
+        for &f in raw {
+            if !self.is_recorder(f.module) {
+                out.extend_from_slice(self.frame(f));
+            }
+        }
+        out
+    }
+
+    fn is_recorder(&self, module: u32) -> bool {
+        self.modules
+            .get(&module)
+            .is_some_and(|e| e.module.short_name() == RECORDER_MODULE)
     }
 
     /// The innermost symbolized frame of a stack (the function that called the allocator).
@@ -127,6 +147,7 @@ impl Symbolizer {
         };
         Frame {
             function,
+            mangled: None,
             file: None,
             line: None,
             module,
@@ -192,8 +213,10 @@ impl Symbolizer {
         let mut frames = Vec::with_capacity(1 + sym.inlined.len());
         for f in sym.inlined.iter().rev() {
             let (file, line) = loc(f.code_info.as_ref());
+            let (function, mangled) = demangle(&f.name);
             frames.push(Frame {
-                function: f.name.to_string(),
+                function,
+                mangled,
                 file,
                 line,
                 module: module.clone(),
@@ -201,13 +224,54 @@ impl Symbolizer {
             });
         }
         let (file, line) = loc(sym.code_info.as_deref());
+        let (function, mangled) = demangle(&sym.name);
         frames.push(Frame {
-            function: sym.name.to_string(),
+            function,
+            mangled,
             file,
             line,
             module,
             inlined: false,
         });
         frames
+    }
+}
+
+/// A symbol's readable name, and the symbol itself when it differs. Rust's schemes are
+/// tried first (a legacy Rust symbol is also a valid C++ one), without the hash suffix;
+/// then the Itanium C++ ABI.
+pub fn demangle(symbol: &str) -> (String, Option<String>) {
+    let readable = rustc_demangle::try_demangle(symbol)
+        .map(|d| format!("{d:#}"))
+        .ok()
+        .or_else(|| {
+            cpp_demangle::Symbol::new(symbol)
+                .ok()
+                .and_then(|s| s.demangle().ok())
+        });
+    match readable {
+        Some(r) if r != symbol => (r, Some(symbol.to_string())),
+        _ => (symbol.to_string(), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::demangle;
+
+    #[test]
+    fn demangles_cpp_and_rust_and_keeps_the_symbol() {
+        assert_eq!(
+            demangle("_Z4makev"),
+            ("make()".to_string(), Some("_Z4makev".to_string()))
+        );
+        assert_eq!(
+            demangle("_ZN5alloc5alloc5alloc17h0123456789abcdefE"),
+            (
+                "alloc::alloc::alloc".to_string(),
+                Some("_ZN5alloc5alloc5alloc17h0123456789abcdefE".to_string())
+            )
+        );
+        assert_eq!(demangle("main"), ("main".to_string(), None));
     }
 }

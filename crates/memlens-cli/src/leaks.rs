@@ -7,6 +7,9 @@ use memlens_analysis::leaks::{
     self, kind_key, Amount, ChainStep, ErrorKind, HeapError, LeakReport, LossRecord, Resolution,
     KINDS,
 };
+use memlens_analysis::suppressions::{
+    gen_error_suppression, gen_suppression, LeakKind, Suppressions,
+};
 use memlens_analysis::Symbolizer;
 use memlens_trace::reader::{Metadata, TraceReader};
 use memlens_trace::{AllocFunc, BlockState, RootKind};
@@ -29,6 +32,47 @@ pub struct LeakOptions {
     /// med (4), high (all).
     #[arg(long, value_enum, default_value_t = LeakResolution::High)]
     pub leak_resolution: LeakResolution,
+    /// Read suppressions from FILE: Valgrind's format (`{ name Memcheck:Leak fun:... }`)
+    /// or LeakSanitizer's (`leak:PATTERN` lines). Repeat the option for several files.
+    #[arg(long = "suppressions", value_name = "FILE")]
+    pub suppressions: Vec<PathBuf>,
+    /// Also apply memlens's built-in suppressions of glibc / ld.so / libstdc++ internals
+    /// (yes or no); `memlens leaks --show-default-suppressions` lists them.
+    #[arg(long, value_name = "yes|no", default_value = "yes", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
+    pub default_suppressions: bool,
+    /// Print a ready-to-paste Valgrind suppression after each loss record and heap error
+    /// shown (all), or not (no).
+    #[arg(long, value_enum, value_name = "no|all", default_value_t = GenSuppressions::No)]
+    pub gen_suppressions: GenSuppressions,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GenSuppressions {
+    No,
+    All,
+}
+
+fn parse_yes_no(s: &str) -> Result<bool, String> {
+    match s {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err(format!("`{s}` is neither yes nor no")),
+    }
+}
+
+impl LeakOptions {
+    /// The suppressions to apply: the files given with --suppressions, in order, then the
+    /// built-in set unless --default-suppressions=no. Errors name the file and line.
+    pub fn load_suppressions(&self) -> Result<Suppressions, String> {
+        let mut sup = Suppressions::new();
+        for f in &self.suppressions {
+            sup.load_file(f).map_err(|e| e.to_string())?;
+        }
+        if self.default_suppressions {
+            sup.extend(Suppressions::default_set());
+        }
+        Ok(sup)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -71,7 +115,12 @@ fn parse_kinds(s: &str) -> Result<KindSet, String> {
 #[derive(clap::Args)]
 pub struct LeaksArgs {
     /// The trace file to read.
-    pub trace: PathBuf,
+    #[arg(required_unless_present = "show_default_suppressions")]
+    pub trace: Option<PathBuf>,
+    /// Print memlens's built-in suppressions (Valgrind format, with the reason for each)
+    /// and exit.
+    #[arg(long)]
+    pub show_default_suppressions: bool,
     /// Output format: text (memcheck's layout), json, or sarif (SARIF 2.1.0).
     #[arg(long, value_enum, default_value_t = LeakFormat::Text)]
     pub format: LeakFormat,
@@ -92,10 +141,23 @@ pub struct LeakView {
     pub metadata: Metadata,
     pub sym: Symbolizer,
     pub opts: LeakOptions,
+    /// Suppressions that matched, in first-use order.
+    pub used_suppressions: Vec<UsedSuppression>,
+}
+
+/// A suppression that matched, and what it hid.
+pub struct UsedSuppression {
+    pub name: String,
+    /// `file:line` of the suppression (or the built-in set's name).
+    pub origin: String,
+    /// Loss records and heap errors it matched.
+    pub count: u64,
+    /// Bytes and blocks of the loss records it matched.
+    pub amount: Amount,
 }
 
 impl LeakView {
-    pub fn load(path: &Path, opts: &LeakOptions) -> Result<LeakView, String> {
+    pub fn load(path: &Path, opts: &LeakOptions, sup: &Suppressions) -> Result<LeakView, String> {
         let reader = TraceReader::open(path).map_err(|e| e.to_string())?;
         let res = match opts.leak_resolution {
             LeakResolution::Low => Resolution::Low,
@@ -105,12 +167,122 @@ impl LeakView {
         let report = leaks::analyse(&reader, res).map_err(|e| e.to_string())?;
         let metadata = reader.metadata().map_err(|e| e.to_string())?;
         let sym = Symbolizer::new(&metadata.modules);
-        Ok(LeakView {
+        let mut view = LeakView {
             report,
             metadata,
             sym,
             opts: opts.clone(),
-        })
+            used_suppressions: Vec::new(),
+        };
+        view.suppress(sup);
+        Ok(view)
+    }
+
+    /// Mark the loss records and heap errors that a suppression matches, and recompute
+    /// the summary.
+    fn suppress(&mut self, sup: &Suppressions) {
+        if sup.is_empty() {
+            return;
+        }
+        let mut used: Vec<UsedSuppression> = Vec::new();
+        let mut note = |name: &str, a: Amount| match used.iter_mut().find(|u| u.name == name) {
+            Some(u) => {
+                u.count += 1;
+                u.amount.bytes += a.bytes;
+                u.amount.blocks += a.blocks;
+            }
+            None => used.push(UsedSuppression {
+                name: name.to_string(),
+                origin: sup
+                    .iter()
+                    .find(|i| i.name == name)
+                    .map(|i| format!("{}:{}", i.origin, i.line))
+                    .unwrap_or_default(),
+                count: 1,
+                amount: a,
+            }),
+        };
+        for i in 0..self.report.records.len() {
+            let (kind, func, stack) = {
+                let r = &self.report.records[i];
+                (r.kind, r.func, r.stack)
+            };
+            let frames = self.supp_frames(func, stack);
+            let frames = frames.iter().map(SuppFrame::view).collect::<Vec<_>>();
+            if let Some(name) = sup.matches(supp_kind(kind), &frames) {
+                let r = &mut self.report.records[i];
+                note(
+                    name,
+                    Amount {
+                        bytes: r.bytes,
+                        blocks: r.blocks,
+                    },
+                );
+                r.suppressed_by = Some(name.to_string());
+            }
+        }
+        for i in 0..self.report.errors.len() {
+            let (func, stack) = (self.report.errors[i].func, self.report.errors[i].stack);
+            let frames = self.supp_frames(func, stack);
+            let frames = frames.iter().map(SuppFrame::view).collect::<Vec<_>>();
+            // memcheck files invalid, double and mismatched frees under one kind, `Free`.
+            if let Some(name) = sup.matches_error("Free", None, &frames) {
+                note(name, Amount::default());
+                self.report.errors[i].suppressed_by = Some(name.to_string());
+            }
+        }
+        self.report.resummarize();
+        self.used_suppressions = used;
+    }
+
+    /// A stack as suppressions see it: the allocation (or release) function first, as
+    /// memcheck's replacement shows it, then the symbolized frames with module paths.
+    fn supp_frames(&mut self, func: AllocFunc, stack: u32) -> Vec<SuppFrame> {
+        let (function, mangled) = alloc_symbol(func);
+        let mut out = vec![SuppFrame {
+            function: Some(function.to_string()),
+            mangled: mangled.map(str::to_string),
+            file: None,
+            line: None,
+            module: None,
+        }];
+        let raw = self
+            .metadata
+            .stacks
+            .get(&stack)
+            .cloned()
+            .unwrap_or_default();
+        for r in raw {
+            let path = self.metadata.modules.get(&r.module).map(|m| m.path.clone());
+            for f in self.sym.frame(r) {
+                // Unresolved frames are `module+0x...` / `0x...`: no function (`???`).
+                let known = f.file.is_some()
+                    || !(f.function.starts_with("0x") || f.function.contains("+0x"));
+                out.push(SuppFrame {
+                    function: known.then(|| f.function.clone()),
+                    mangled: f.mangled.clone(),
+                    file: f.file.clone(),
+                    line: f.line,
+                    module: path.clone().or_else(|| f.module.clone()),
+                });
+            }
+        }
+        out
+    }
+
+    /// `--gen-suppressions=all`: the Valgrind suppression for a record or error.
+    fn suppression_text(
+        &mut self,
+        kind: Option<BlockState>,
+        func: AllocFunc,
+        stack: u32,
+    ) -> String {
+        let frames = self.supp_frames(func, stack);
+        let frames = frames.iter().map(SuppFrame::view).collect::<Vec<_>>();
+        match kind {
+            Some(k) => gen_suppression("", supp_kind(k), &frames),
+            None => gen_error_suppression("", "Free", &frames),
+        }
     }
 
     /// memcheck's error count: heap errors plus loss records of the kinds in
@@ -305,6 +477,10 @@ impl LeakView {
                 };
                 let _ = writeln!(o, "{prefix}   {label}: {c}");
             }
+            if self.opts.gen_suppressions == GenSuppressions::All {
+                let s = self.suppression_text(Some(r.kind), r.func, r.stack);
+                o.push_str(&s);
+            }
             let _ = writeln!(o, "{prefix}");
         }
         o.push_str(&self.summary_text(prefix));
@@ -334,6 +510,17 @@ impl LeakView {
             s(heap),
             s(leaks),
         );
+        for u in &self.used_suppressions {
+            let _ = writeln!(
+                o,
+                "{prefix}used_suppression: {:>6} {} {} (suppressed: {} bytes in {} blocks)",
+                u.count,
+                u.name,
+                u.origin,
+                group(u.amount.bytes),
+                group(u.amount.blocks)
+            );
+        }
         o
     }
 
@@ -378,6 +565,10 @@ impl LeakView {
                 }
             }
         }
+        if self.opts.gen_suppressions == GenSuppressions::All {
+            let s = self.suppression_text(None, e.func, e.stack);
+            o.push_str(&s);
+        }
         let _ = writeln!(o, "{prefix}");
     }
 
@@ -413,8 +604,10 @@ impl LeakView {
         summary.insert("reachable_via_heuristic".into(), Value::Object(heur));
         let records = self.report.records.clone();
         let mut recs = Vec::new();
+        let gen = self.opts.gen_suppressions == GenSuppressions::All;
         for r in &records {
             let chain = self.chain_text(r);
+            let suppression = gen.then(|| self.suppression_text(Some(r.kind), r.func, r.stack));
             recs.push(json!({
                 "kind": kind_key(r.kind),
                 "bytes": r.bytes,
@@ -425,6 +618,7 @@ impl LeakView {
                 "stack": self.json_stack(r.stack),
                 "kept_alive_by": chain,
                 "suppressed_by": r.suppressed_by,
+                "suppression": suppression,
             }));
         }
         let errors = self.report.errors.clone();
@@ -441,6 +635,7 @@ impl LeakView {
                 Some(0) | None => Value::Null,
                 Some(s) => self.json_stack(s),
             };
+            let suppression = gen.then(|| self.suppression_text(None, e.func, e.stack));
             errs.push(json!({
                 "kind": e.kind.key(),
                 "function": e.func.name(),
@@ -450,6 +645,7 @@ impl LeakView {
                 "allocation": alloc_json,
                 "first_free_stack": first_free,
                 "suppressed_by": e.suppressed_by,
+                "suppression": suppression,
             }));
         }
         let scan = self.report.scan.as_ref().map(|i| {
@@ -466,6 +662,13 @@ impl LeakView {
             "records": recs,
             "errors": errs,
             "scan": scan,
+            "used_suppressions": self.used_suppressions.iter().map(|u| json!({
+                "name": u.name,
+                "origin": u.origin,
+                "count": u.count,
+                "bytes": u.amount.bytes,
+                "blocks": u.amount.blocks,
+            })).collect::<Vec<_>>(),
             "error_count": self.error_count(),
         })
     }
@@ -565,6 +768,48 @@ impl LeakView {
     }
 }
 
+/// An owned [`memlens_analysis::suppressions::Frame`].
+struct SuppFrame {
+    function: Option<String>,
+    mangled: Option<String>,
+    file: Option<String>,
+    line: Option<u32>,
+    module: Option<String>,
+}
+
+impl SuppFrame {
+    fn view(&self) -> memlens_analysis::suppressions::Frame<'_> {
+        memlens_analysis::suppressions::Frame {
+            function: self.function.as_deref(),
+            mangled: self.mangled.as_deref(),
+            file: self.file.as_deref(),
+            line: self.line,
+            module: self.module.as_deref(),
+        }
+    }
+}
+
+fn supp_kind(k: BlockState) -> LeakKind {
+    match k {
+        BlockState::DefinitelyLost => LeakKind::Definite,
+        BlockState::IndirectlyLost => LeakKind::Indirect,
+        BlockState::PossiblyLost => LeakKind::Possible,
+        BlockState::StillReachable => LeakKind::Reachable,
+    }
+}
+
+/// The allocator function as a frame: its readable name and, for C++'s operators, the
+/// symbol (the plain variants: `_Znwm`, `_ZdlPv`...) that suppressions name.
+fn alloc_symbol(f: AllocFunc) -> (&'static str, Option<&'static str>) {
+    match f {
+        AllocFunc::New => ("operator new(unsigned long)", Some("_Znwm")),
+        AllocFunc::NewArray => ("operator new[](unsigned long)", Some("_Znam")),
+        AllocFunc::Delete => ("operator delete(void*)", Some("_ZdlPv")),
+        AllocFunc::DeleteArray => ("operator delete[](void*)", Some("_ZdaPv")),
+        other => (other.name(), None),
+    }
+}
+
 fn kind_words(k: BlockState) -> &'static str {
     match k {
         BlockState::DefinitelyLost => "definitely lost",
@@ -616,11 +861,25 @@ fn data_symbol(md: &Metadata, addr: u64) -> Option<String> {
         .chain(file.dynamic_symbols())
         .filter(|s| s.kind() == object::SymbolKind::Data)
         .find(|s| vaddr >= s.address() && vaddr < s.address() + s.size().max(1))
-        .and_then(|s| s.name().ok().map(str::to_string))
+        .and_then(|s| {
+            s.name()
+                .ok()
+                .map(|n| memlens_analysis::symbolize::demangle(n).0)
+        })
 }
 
 pub fn main(args: LeaksArgs) -> ExitCode {
-    let mut view = match LeakView::load(&args.trace, &args.leak) {
+    if args.show_default_suppressions {
+        return crate::print_stdout(Suppressions::default_set_text());
+    }
+    let Some(trace) = &args.trace else {
+        return crate::fail("no trace file given");
+    };
+    let sup = match args.leak.load_suppressions() {
+        Ok(s) => s,
+        Err(e) => return crate::fail(e),
+    };
+    let mut view = match LeakView::load(trace, &args.leak, &sup) {
         Ok(v) => v,
         Err(e) => return crate::fail(e),
     };

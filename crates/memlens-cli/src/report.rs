@@ -574,6 +574,7 @@ mod tests {
     fn frame_lines() {
         let f = |function: &str, file: Option<&str>, line, module: Option<&str>, inlined| Frame {
             function: function.into(),
+            mangled: None,
             file: file.map(Into::into),
             line,
             module: module.map(Into::into),

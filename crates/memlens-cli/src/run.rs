@@ -386,6 +386,8 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
     check_preloadable(&prog)?;
     let preload = find_preload()?;
     let pattern = output_pattern(&args.output)?;
+    // Read the suppression files now: a typo should not cost a whole run.
+    let suppressions = args.leak.load_suppressions().map_err(LaunchError::Other)?;
     let quiet = args.quiet || std::env::var_os("MEMLENS_QUIET").is_some_and(|v| v == "1");
     let log = match &args.log_file {
         Some(p) => Some(std::fs::File::create(p).map_err(|e| {
@@ -470,7 +472,8 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
         // nothing would use it (quiet, no --error-exitcode, no leak budget).
         let gating_leaks = args.leak_check != LeakCheck::No && (!quiet || args.error_exitcode != 0);
         let wants_leaks = gating_leaks || budgets.as_ref().is_some_and(|b| b.max_leaked.is_some());
-        let mut view = wants_leaks.then(|| crate::leaks::LeakView::load(t, &args.leak));
+        let mut view =
+            wants_leaks.then(|| crate::leaks::LeakView::load(t, &args.leak, &suppressions));
         if gating_leaks {
             if let Some(v) = view.as_mut() {
                 failed |= leak_gate(t, v.as_mut(), &args, quiet);
