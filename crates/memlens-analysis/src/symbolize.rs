@@ -239,8 +239,13 @@ impl Symbolizer {
 
 /// A symbol's readable name, and the symbol itself when it differs. Rust's schemes are
 /// tried first (a legacy Rust symbol is also a valid C++ one), without the hash suffix;
-/// then the Itanium C++ ABI.
+/// then the Itanium C++ ABI. glibc's internal aliases (`__GI__IO_file_doallocate`, what
+/// its debug symbols often name) read as the public function (`_IO_file_doallocate`), as
+/// memcheck shows them and as suppressions name them.
 pub fn demangle(symbol: &str) -> (String, Option<String>) {
+    if let Some(public) = symbol.strip_prefix("__GI_").filter(|s| !s.is_empty()) {
+        return (public.to_string(), Some(symbol.to_string()));
+    }
     let readable = rustc_demangle::try_demangle(symbol)
         .map(|d| format!("{d:#}"))
         .ok()
@@ -273,5 +278,12 @@ mod tests {
             )
         );
         assert_eq!(demangle("main"), ("main".to_string(), None));
+        assert_eq!(
+            demangle("__GI__IO_file_doallocate"),
+            (
+                "_IO_file_doallocate".to_string(),
+                Some("__GI__IO_file_doallocate".to_string())
+            )
+        );
     }
 }

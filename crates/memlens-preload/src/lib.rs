@@ -31,6 +31,7 @@ mod output;
 mod own_memory;
 mod private_alloc;
 mod scan;
+mod signals;
 mod stacks;
 mod sys;
 mod thread;

@@ -31,7 +31,7 @@ static mut MANIFEST: Vec<u8> = Vec::new();
 #[link_section = ".init_array"]
 static INIT: extern "C" fn() = memlens_init;
 
-fn resolve(name: &CStr) -> usize {
+pub fn resolve(name: &CStr) -> usize {
     // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name.
     unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) as usize }
 }
@@ -163,10 +163,36 @@ fn strip_ld_preload() {
     }
 }
 
+/// Set once initialisation has been attempted (it runs once).
+static INIT_STARTED: AtomicBool = AtomicBool::new(false);
+
+/// A hook ran before our constructor: the constructors of the program's shared
+/// libraries (libstdc++'s, the program's own) run before a preloaded library's, and
+/// their allocations deserve stacks too. Initialise now, unless libc is not ready yet
+/// (no environment) or initialisation was already attempted. True if recording is on.
+#[cold]
+pub fn init_early() -> bool {
+    if INIT_STARTED.load(Ordering::Relaxed) || FINISHED.load(Ordering::Relaxed) {
+        return ACTIVE.load(Ordering::Acquire);
+    }
+    extern "C" {
+        static environ: *const *const c_char;
+    }
+    // SAFETY: reading libc's environ pointer; null until libc's start-up set it.
+    if unsafe { environ.is_null() } || tls::get().busy != 0 {
+        return false;
+    }
+    memlens_init();
+    ACTIVE.load(Ordering::Acquire)
+}
+
 extern "C" fn memlens_init() {
     let Some(_busy) = tls::BusyGuard::enter() else {
         return;
     };
+    if INIT_STARTED.swap(true, Ordering::AcqRel) {
+        return;
+    }
     let cfg = Config::from_env();
     crate::clock::start();
     thread::MAX_DEPTH.store(cfg.max_depth as u32, Ordering::Relaxed);
@@ -210,11 +236,18 @@ extern "C" fn memlens_init() {
         on_exit(at_exit, core::ptr::null_mut());
     }
     ACTIVE.store(true, Ordering::Release);
+    crate::signals::init();
     thread::start_sampler();
 }
 
 extern "C" {
     fn on_exit(f: extern "C" fn(c_int, *mut c_void), arg: *mut c_void) -> c_int;
+}
+
+/// A fatal signal is about to kill the process: scan from the interrupted context, flush
+/// and write the End record (once; a later call does nothing).
+pub fn finish_by_signal(sig: c_int, ctx: &scan::Context) {
+    finish(ExitKind::Signal, sig, ctx);
 }
 
 /// Scan (unless the process is exec'ing), flush everything and write the End record,

@@ -92,9 +92,16 @@ pub fn park(gregs: Option<&[i64; 23]>) -> ! {
 /// Called by the recorder where a thread leaves its critical sections.
 #[inline]
 pub fn maybe_park() {
-    if STOPPING.load(Ordering::Relaxed) && sys::gettid() != SCANNER_TID.load(Ordering::Relaxed) {
+    if another_thread_scans() {
         park(None)
     }
+    crate::signals::take_pending();
+}
+
+/// A scan is under way on another thread: this one must stop.
+#[inline]
+pub fn another_thread_scans() -> bool {
+    STOPPING.load(Ordering::Relaxed) && sys::gettid() != SCANNER_TID.load(Ordering::Relaxed)
 }
 
 extern "C" fn stop_handler(_sig: i32, _info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
@@ -266,7 +273,7 @@ fn stop_threads() -> (usize, Vec<(u32, u64)>) {
         sa.sa_sigaction = stop_handler as *const () as usize;
         sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
         libc::sigfillset(&mut sa.sa_mask);
-        libc::sigaction(stop_signal(), &sa, core::ptr::null_mut());
+        crate::signals::real_sigaction(stop_signal(), &sa, core::ptr::null_mut());
     }
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() };

@@ -295,7 +295,10 @@ pub enum Op {
 /// before the real release (so a reuse of the address by another thread comes later).
 #[inline]
 pub fn record(func: AllocFunc, op: Op, caller: Caller) {
-    if !ACTIVE.load(Ordering::Relaxed) || DISABLED.load(Ordering::Relaxed) {
+    if !ACTIVE.load(Ordering::Relaxed) && !crate::lifecycle::init_early() {
+        return;
+    }
+    if DISABLED.load(Ordering::Relaxed) {
         return;
     }
     let Some(mut g) = tls::BusyGuard::enter() else {
