@@ -5,8 +5,8 @@
 //!
 //! 256 shards chosen by a hash of the address, each an open-addressing table (linear
 //! probing, backward-shift deletion, no tombstones) of 16-byte slots in its own mmap
-//! region, doubled at 3/4 load: 16 bytes / load (0.375..0.75) = 21..43, about 28 bytes per
-//! live block on average. Each shard has a spin lock held for one probe sequence.
+//! region, grown by half at 3/4 load: 16 bytes / load (0.5..0.75) = 21..32 bytes per live
+//! block, never more than 32. Each shard has a spin lock held for one probe sequence.
 //!
 //! Every hook updates the table, including hooks that do not record an event (re-entered
 //! from the recorder itself, or before start-up), so that the table matches glibc's heap.
@@ -103,9 +103,36 @@ fn shard_of(addr: u64) -> usize {
     (region_hash(addr) >> 56) as usize
 }
 
+/// A block's first slot: its region's pseudo-random place in the table (the hash bits
+/// below the shard's, mapped onto `cap` by a multiply-shift), plus its 16-byte index
+/// within the region, wrapped around.
 #[inline(always)]
 fn home(addr: u64, cap: usize) -> usize {
-    ((addr >> 4).wrapping_add(region_hash(addr) >> 20)) as usize & (cap - 1)
+    let base = (((region_hash(addr) << 8) as u128 * cap as u128) >> 64) as usize;
+    let h = base + ((addr >> 4) & 0xFFFF) as usize;
+    if h < cap {
+        h
+    } else if cap > 0xFFFF {
+        h - cap
+    } else {
+        h % cap
+    }
+}
+
+/// The slot after `i`, wrapping around.
+#[inline(always)]
+fn next(i: usize, cap: usize) -> usize {
+    if i + 1 == cap {
+        0
+    } else {
+        i + 1
+    }
+}
+
+/// Capacity after growing: half as large again, so that a table just grown is half full
+/// (32 bytes per block) rather than 3/8 full (43 bytes) as with doubling.
+fn grown(cap: usize) -> usize {
+    cap + cap / 2
 }
 
 /// What a release found.
@@ -240,7 +267,7 @@ fn apply(shard: &Shard, op: Op) -> Removed {
     let t = unsafe { &mut *tp };
     // SAFETY: as above.
     let slots = unsafe { Table::slots(tp) };
-    let mask = t.cap - 1;
+    let cap = t.cap;
     match op {
         Op::Insert(addr, meta) => {
             let mut i = home(addr, t.cap);
@@ -255,7 +282,7 @@ fn apply(shard: &Shard, op: Op) -> Removed {
                     t.count += 1;
                     break;
                 }
-                i = (i + 1) & mask;
+                i = next(i, cap);
             }
             if t.count * 4 > t.cap * 3 {
                 grow(shard, tp);
@@ -271,14 +298,14 @@ fn apply(shard: &Shard, op: Op) -> Removed {
                 if slots[i].addr == addr {
                     break;
                 }
-                i = (i + 1) & mask;
+                i = next(i, cap);
             }
             let meta = Meta(slots[i].meta);
             // Backward-shift deletion: pull later members of the probe run into the hole.
             let mut hole = i;
-            let mut j = (i + 1) & mask;
+            let mut j = next(i, cap);
             while slots[j].addr != 0 {
-                let h = home(slots[j].addr, t.cap);
+                let h = home(slots[j].addr, cap);
                 // Move j into the hole unless its home lies cyclically in (hole, j].
                 let in_between = if hole <= j {
                     hole < h && h <= j
@@ -289,7 +316,7 @@ fn apply(shard: &Shard, op: Op) -> Removed {
                     slots[hole] = slots[j];
                     hole = j;
                 }
-                j = (j + 1) & mask;
+                j = next(j, cap);
             }
             slots[hole] = Slot { addr: 0, meta: 0 };
             t.count -= 1;
@@ -310,16 +337,16 @@ fn new_table(cap: usize) -> Option<*mut Table> {
 fn grow(shard: &Shard, old: *mut Table) {
     // SAFETY: old is the shard's current table; we hold the lock.
     let (old_cap, count) = unsafe { ((*old).cap, (*old).count) };
-    let Some(new) = new_table(old_cap * 2) else {
+    let new_cap = grown(old_cap);
+    let Some(new) = new_table(new_cap) else {
         return;
     };
     // SAFETY: both tables are mapped; the new one is private to us until published.
     let (from, to) = unsafe { (Table::slots(old), Table::slots(new)) };
-    let mask = old_cap * 2 - 1;
     for s in from.iter().filter(|s| s.addr != 0) {
-        let mut i = home(s.addr, old_cap * 2);
+        let mut i = home(s.addr, new_cap);
         while to[i].addr != 0 {
-            i = (i + 1) & mask;
+            i = next(i, new_cap);
         }
         to[i] = *s;
     }
