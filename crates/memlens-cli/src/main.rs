@@ -1,8 +1,10 @@
 //! The `memlens` command line: presentation layer over the recorder (`run`), the
 //! analysis library (`report`) and the /proc sampler (`watch`).
 
+mod export;
 mod flamegraph;
 mod leaks;
+mod pprof;
 mod profile;
 mod report;
 mod run;
@@ -23,6 +25,7 @@ memlens run -- ./myprog arg1 arg2      # run it, print a summary, write memlens.
 memlens report memlens.myprog.<pid>.trace   # the full report (add --format json for machines)\n  \
 memlens leaks memlens.myprog.<pid>.trace    # leak kinds at exit, as memcheck reports them\n  \
 memlens flamegraph memlens.myprog.<pid>.trace --metric leaked -o leaks.svg\n  \
+memlens export memlens.myprog.<pid>.trace --format pprof -o heap.pb.gz && go tool pprof -top heap.pb.gz\n  \
 memlens watch -- ./myprog              # its memory over time, from outside: growing or stable?"
 )]
 struct Cli {
@@ -46,6 +49,9 @@ enum Command {
     /// Draw one metric of every allocation site (peak, leaked, allocations...) as an
     /// interactive flame graph (SVG), or write its folded stacks.
     Flamegraph(flamegraph::FlamegraphArgs),
+    /// Write every allocation site for other tools: pprof (for `go tool pprof`), folded
+    /// stacks, or JSON.
+    Export(export::ExportArgs),
     /// Follow a process's memory over time from /proc (any language, no preload) and
     /// judge whether it grows.
     Watch(watch::WatchArgs),
@@ -113,6 +119,7 @@ fn main() -> ExitCode {
         }
         Command::Watch(args) => watch::main(args),
         Command::Flamegraph(args) => flamegraph::main(args),
+        Command::Export(args) => export::main(args),
     }
 }
 
