@@ -96,8 +96,9 @@ impl Diff {
     }
 }
 
-/// The function name used to match a frame.
-fn match_name(f: &Frame) -> String {
+/// The name a frame is matched by: its function name, or `[unknown]` for an address
+/// outside any module (which differs from run to run).
+pub fn match_name(f: &Frame) -> String {
     if f.module.is_none() && f.file.is_none() {
         "[unknown]".to_string()
     } else {

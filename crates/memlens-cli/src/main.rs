@@ -1,6 +1,7 @@
 //! The `memlens` command line: presentation layer over the recorder (`run`), the
 //! analysis library (`report`) and the /proc sampler (`watch`).
 
+mod diff;
 mod export;
 mod flamegraph;
 mod leaks;
@@ -26,6 +27,7 @@ memlens report memlens.myprog.<pid>.trace   # the full report (add --format json
 memlens leaks memlens.myprog.<pid>.trace    # leak kinds at exit, as memcheck reports them\n  \
 memlens flamegraph memlens.myprog.<pid>.trace --metric leaked -o leaks.svg\n  \
 memlens export memlens.myprog.<pid>.trace --format pprof -o heap.pb.gz && go tool pprof -top heap.pb.gz\n  \
+memlens diff before.trace after.trace  # what grew, what shrank, per site\n  \
 memlens watch -- ./myprog              # its memory over time, from outside: growing or stable?"
 )]
 struct Cli {
@@ -52,6 +54,8 @@ enum Command {
     /// Write every allocation site for other tools: pprof (for `go tool pprof`), folded
     /// stacks, or JSON.
     Export(export::ExportArgs),
+    /// Compare two traces site by site: what grew, what shrank, what is new or vanished.
+    Diff(diff::DiffArgs),
     /// Follow a process's memory over time from /proc (any language, no preload) and
     /// judge whether it grows.
     Watch(watch::WatchArgs),
@@ -120,6 +124,7 @@ fn main() -> ExitCode {
         Command::Watch(args) => watch::main(args),
         Command::Flamegraph(args) => flamegraph::main(args),
         Command::Export(args) => export::main(args),
+        Command::Diff(args) => diff::main(args),
     }
 }
 
