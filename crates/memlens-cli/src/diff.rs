@@ -13,23 +13,24 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::Args)]
-#[command(
-    long_about = "Compare two traces site by site: what grew, what shrank, what is new, what \
+/// `memlens diff --help`: the description before the options.
+pub const LONG_ABOUT: &str =
+    "Compare two traces site by site: what grew, what shrank, what is new, what \
 vanished. Typically two runs of one program (before and after a change, or with two inputs).\n\n\
 Sites are matched by their symbolized stack (the function names of every frame and the \
 allocating function), since addresses differ between runs. For each site that changed: \
 allocations and bytes allocated, bytes and blocks live at the heap's peak, live at exit, and \
 leaked (definitely + indirectly lost), before -> after, with the change. Sites are sorted by \
-the absolute change of --metric. Changes are AFTER minus BEFORE.",
-    after_help = "Examples:\n  \
+the absolute change of --metric. Changes are AFTER minus BEFORE.";
+
+#[derive(clap::Args)]
+#[command(after_help = "Examples:\n  \
 memlens diff before.trace after.trace\n  \
 memlens diff before.trace after.trace --metric leaked --top 5\n  \
 memlens diff before.trace after.trace --format json > diff.json\n  \
 memlens diff before.trace after.trace --metric allocated --flamegraph diff.svg\n\n\
 The differential flame graph is drawn with AFTER's values; red boxes grew, blue ones shrank \
-(sites that vanished have no width in AFTER, so they are in the text and JSON only)."
-)]
+(sites that vanished have no width in AFTER, so they are in the text and JSON only).")]
 pub struct DiffArgs {
     /// The first trace (before).
     pub before: PathBuf,

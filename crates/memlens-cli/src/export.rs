@@ -10,9 +10,9 @@ use serde_json::{json, Map, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::Args)]
-#[command(
-    long_about = "Write every allocation site of a trace in a format other tools read.\n\n\
+/// `memlens export --help`: the description before the options.
+pub const LONG_ABOUT: &str =
+    "Write every allocation site of a trace in a format other tools read.\n\n\
 pprof: a gzipped profile.proto for `go tool pprof` (and the tools that read pprof files), with \
 the sample types alloc_objects, alloc_space, inuse_objects, inuse_space (at exit), \
 peak_inuse_objects, peak_inuse_space (at the heap's peak), leaked_objects and leaked_space \
@@ -20,13 +20,14 @@ peak_inuse_objects, peak_inuse_space (at the heap's peak), leaked_objects and le
 -sample_index. The allocating function is the sample label `allocator`.\n\n\
 collapsed: folded stacks of one metric (--metric), `root;caller;callee;allocator VALUE` per \
 line, for flamegraph.pl, speedscope and others.\n\n\
-json: every metric of every site, with symbolized stacks (docs/EXPORT.md).",
-    after_help = "Examples:\n  \
+json: every metric of every site, with symbolized stacks (docs/EXPORT.md).";
+
+#[derive(clap::Args)]
+#[command(after_help = "Examples:\n  \
 memlens export memlens.myprog.1234.trace --format pprof -o heap.pb.gz\n  \
 go tool pprof -top -sample_index=leaked_space heap.pb.gz\n  \
 memlens export memlens.myprog.1234.trace --format collapsed --metric allocations > allocs.folded\n  \
-memlens export memlens.myprog.1234.trace --format json | jq '.sites[0]'"
-)]
+memlens export memlens.myprog.1234.trace --format json | jq '.sites[0]'")]
 pub struct ExportArgs {
     /// The trace file to read.
     pub trace: PathBuf,

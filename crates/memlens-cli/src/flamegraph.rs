@@ -7,22 +7,23 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::Args)]
-#[command(
-    long_about = "Draw one metric of every allocation site as a flame graph: each box is a \
+/// `memlens flamegraph --help`: the description before the options.
+pub const LONG_ABOUT: &str =
+    "Draw one metric of every allocation site as a flame graph: each box is a \
 function, as wide as the metric's value in the stacks that go through it; a function's \
 callees sit on top of it, and the allocating function (malloc, operator new...) is the top of \
 each stack. The SVG is interactive in a browser: hover for values, click to zoom, Ctrl-F (or \
 the Search button) to highlight functions by name or regular expression.\n\n\
 Frames are symbolized function names, inlined functions included; a frame that cannot be \
 symbolized shows as module+0xoffset or 0xaddress. Sites whose stacks have the same function \
-names are added together.",
-    after_help = "Examples:\n  \
+names are added together.";
+
+#[derive(clap::Args)]
+#[command(after_help = "Examples:\n  \
 memlens flamegraph memlens.myprog.1234.trace -o peak.svg              # the heap at its peak\n  \
 memlens flamegraph memlens.myprog.1234.trace --metric leaked -o leaks.svg\n  \
 memlens flamegraph memlens.myprog.1234.trace --metric allocations --collapsed > allocs.folded\n\n\
-The leak metrics need the exit scan, which `memlens run` does unless --leak-check=no."
-)]
+The leak metrics need the exit scan, which `memlens run` does unless --leak-check=no.")]
 pub struct FlamegraphArgs {
     /// The trace file to read.
     pub trace: PathBuf,

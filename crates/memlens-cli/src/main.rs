@@ -1,5 +1,6 @@
 //! The `memlens` command line: presentation layer over the recorder (`run`), the
-//! analysis library (`report`) and the /proc sampler (`watch`).
+//! analysis library (`report`, `leaks`, `flamegraph`, `export`, `diff`) and the /proc
+//! sampler (`watch`).
 
 mod diff;
 mod export;
@@ -50,11 +51,14 @@ enum Command {
     Check(CheckArgs),
     /// Draw one metric of every allocation site (peak, leaked, allocations...) as an
     /// interactive flame graph (SVG), or write its folded stacks.
+    #[command(long_about = flamegraph::LONG_ABOUT)]
     Flamegraph(flamegraph::FlamegraphArgs),
     /// Write every allocation site for other tools: pprof (for `go tool pprof`), folded
     /// stacks, or JSON.
+    #[command(long_about = export::LONG_ABOUT)]
     Export(export::ExportArgs),
     /// Compare two traces site by site: what grew, what shrank, what is new or vanished.
+    #[command(long_about = diff::LONG_ABOUT)]
     Diff(diff::DiffArgs),
     /// Follow a process's memory over time from /proc (any language, no preload) and
     /// judge whether it grows.
