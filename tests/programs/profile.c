@@ -5,8 +5,11 @@
  *   keep_reachable    2 x calloc(8, 16) in a global array: still reachable
  *   extra_leak        only with the argument "extra": 1 x malloc(777), definitely lost
  *   make_big          3 x malloc(4096), all live together (the heap's peak), then freed
- * Every function is noinline (and tail calls are off in the tests' flags), so each site
- * has its own frame. Output goes through write(2): stdio would allocate a buffer. */
+ * Every function is noinline, so each site has its own frame. Build it as the tests do:
+ *   gcc -g -O1 -fno-builtin -fno-optimize-sibling-calls profile.c
+ * (without -fno-builtin, gcc deletes the allocations whose memory is never read; with
+ * tail calls, run's frame would vanish). Output goes through write(2): stdio would
+ * allocate a buffer. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
