@@ -13,6 +13,7 @@
 //! allocated. Each distinct (kind, stack) is one error with a count.
 
 use crate::replay::{AddrMap, Replay};
+use crate::report::Progress;
 use memlens_trace::reader::{Event, ScanBlock, ScanRecord, TraceReader};
 use memlens_trace::{AllocFunc, BlockLink, BlockState, ExitKind, Heuristic, RootKind};
 use std::collections::HashMap;
@@ -232,14 +233,34 @@ struct Root {
 
 /// Replay the events (for allocation stacks and heap errors) and read the scan.
 pub fn analyse(r: &TraceReader, resolution: Resolution) -> Result<LeakReport, crate::Error> {
+    analyse_with_progress(r, resolution, &mut |_| {})
+}
+
+/// [`analyse`], calling `progress` (pass 3) whenever an event chunk has been consumed.
+pub fn analyse_with_progress(
+    r: &TraceReader,
+    resolution: Resolution,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<LeakReport, crate::Error> {
     let md = r.metadata()?;
+    let chunks_total = r.event_chunk_count() as u64;
     // Events: replay, and keep what heap errors need.
     let mut replay = Replay::new();
     // Address -> (alloc func, alloc stack, size, free stack) of blocks freed and not reused.
     let mut freed: AddrMap<(AllocFunc, u32, u64, u32)> = AddrMap::default();
     let mut errors: HashMap<(ErrorKind, u32, AllocFunc), HeapError> = HashMap::new();
-    for ev in r.events() {
+    let mut events = r.events();
+    let mut reported = 0;
+    while let Some(ev) = events.next() {
         let ev = ev?;
+        if events.chunks_done() != reported {
+            reported = events.chunks_done();
+            progress(Progress {
+                pass: 3,
+                chunks_done: reported as u64,
+                chunks_total,
+            });
+        }
         match ev {
             Event::Free { addr, stack, .. } => {
                 if let Some(b) = replay.get(addr) {

@@ -3,6 +3,9 @@
 //! * [`replay`]: applies events to a model of the live heap ([`replay::Replay`]).
 //! * [`report`]: builds a [`Report`] (totals, peak heap, not freed at exit, top sites)
 //!   with two streaming passes over a trace.
+//! * [`profile`]: every metric of every allocation site ([`Profile`]), for flame graphs
+//!   and exports; [`diff`] compares two profiles site by site, matching sites by their
+//!   symbolized stacks.
 //! * [`symbolize`]: turns the raw stacks of the sites you print into functions and source
 //!   lines ([`Symbolizer`]), refusing to use binaries that changed since recording.
 //!
@@ -18,12 +21,15 @@
 //! # Ok::<(), memlens_analysis::Error>(())
 //! ```
 
+pub mod diff;
 pub mod leaks;
+pub mod profile;
 pub mod replay;
 pub mod report;
 pub mod suppressions;
 pub mod symbolize;
 
+pub use profile::{Metric, Profile, ProfileOptions};
 pub use report::{NotFreed, PeakHeap, Progress, Report, ReportOptions, Site, SiteStats, Totals};
 pub use symbolize::{Frame, Symbolizer};
 

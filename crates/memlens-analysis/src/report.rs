@@ -29,7 +29,8 @@ impl Default for ReportOptions {
 /// Progress of [`Report::build_with_progress`]: event chunks consumed so far.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Progress {
-    /// 1: totals and sites; 2: replay up to the peak (usually stops before the end).
+    /// 1: totals and sites; 2: replay up to the peak (usually stops before the end);
+    /// 3: the leak check's replay ([`crate::leaks::analyse_with_progress`]).
     pub pass: u8,
     pub chunks_done: u64,
     pub chunks_total: u64,

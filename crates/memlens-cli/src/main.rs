@@ -1,7 +1,13 @@
 //! The `memlens` command line: presentation layer over the recorder (`run`), the
-//! analysis library (`report`) and the /proc sampler (`watch`).
+//! analysis library (`report`, `leaks`, `flamegraph`, `export`, `diff`) and the /proc
+//! sampler (`watch`).
 
+mod diff;
+mod export;
+mod flamegraph;
 mod leaks;
+mod pprof;
+mod profile;
 mod report;
 mod run;
 mod watch;
@@ -19,6 +25,10 @@ rebuilding it, and turns the trace into reports.\n\n\
 Typical session:\n  \
 memlens run -- ./myprog arg1 arg2      # run it, print a summary, write memlens.myprog.<pid>.trace\n  \
 memlens report memlens.myprog.<pid>.trace   # the full report (add --format json for machines)\n  \
+memlens leaks memlens.myprog.<pid>.trace    # leak kinds at exit, as memcheck reports them\n  \
+memlens flamegraph memlens.myprog.<pid>.trace --metric leaked -o leaks.svg\n  \
+memlens export memlens.myprog.<pid>.trace --format pprof -o heap.pb.gz && go tool pprof -top heap.pb.gz\n  \
+memlens diff before.trace after.trace  # what grew, what shrank, per site\n  \
 memlens watch -- ./myprog              # its memory over time, from outside: growing or stable?"
 )]
 struct Cli {
@@ -39,6 +49,17 @@ enum Command {
     /// on heap errors, leaks of the kinds in --errors-for-leak-kinds, or an exceeded
     /// budget (--max-peak, --max-leaked, --max-allocations).
     Check(CheckArgs),
+    /// Draw one metric of every allocation site (peak, leaked, allocations...) as an
+    /// interactive flame graph (SVG), or write its folded stacks.
+    #[command(long_about = flamegraph::LONG_ABOUT)]
+    Flamegraph(flamegraph::FlamegraphArgs),
+    /// Write every allocation site for other tools: pprof (for `go tool pprof`), folded
+    /// stacks, or JSON.
+    #[command(long_about = export::LONG_ABOUT)]
+    Export(export::ExportArgs),
+    /// Compare two traces site by site: what grew, what shrank, what is new or vanished.
+    #[command(long_about = diff::LONG_ABOUT)]
+    Diff(diff::DiffArgs),
     /// Follow a process's memory over time from /proc (any language, no preload) and
     /// judge whether it grows.
     Watch(watch::WatchArgs),
@@ -105,21 +126,29 @@ fn main() -> ExitCode {
             }
         }
         Command::Watch(args) => watch::main(args),
+        Command::Flamegraph(args) => flamegraph::main(args),
+        Command::Export(args) => export::main(args),
+        Command::Diff(args) => diff::main(args),
     }
 }
 
 /// Write a finished report to stdout. A reader that went away (`memlens report t | head`)
 /// is nothing to complain about; any other write error is.
 pub fn print_stdout(out: &str) -> ExitCode {
+    match write_stdout(out.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+/// Write bytes to stdout; a reader that went away is `Ok`. `Err` is one sentence.
+pub fn write_stdout(out: &[u8]) -> Result<(), String> {
     use std::io::Write as _;
     let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(out.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(e) => fail(format!("cannot write the report: {e}")),
+    match stdout.write_all(out).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(format!("cannot write the report: {e}")),
     }
 }
 

@@ -2,9 +2,9 @@
 //! [`memlens_analysis::Report`] as text for people or JSON for programs
 //! (keys documented in `docs/REPORT_JSON.md`).
 
-use memlens_analysis::{Frame, Report, ReportOptions, Site, Symbolizer};
-use memlens_trace::reader::{EndRecord, TraceReader};
-use memlens_trace::ExitKind;
+use memlens_analysis::{Frame, Progress, Report, ReportOptions, Site, Symbolizer};
+use memlens_trace::reader::{EndRecord, TraceReader, Truncation};
+use memlens_trace::{ExitKind, Header};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
@@ -54,8 +54,20 @@ pub fn main(args: ReportArgs) -> ExitCode {
 fn analyse(path: &Path, top: usize) -> Result<Report, String> {
     let reader = TraceReader::open(path).map_err(|e| e.to_string())?;
     let opts = ReportOptions { top };
+    with_progress(&reader, |progress| {
+        Report::build_with_progress(&reader, &opts, progress)
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// Run an analysis of `reader` that reports [`Progress`], with a progress bar on stderr
+/// if it is a terminal.
+pub fn with_progress<T>(
+    reader: &TraceReader,
+    analysis: impl FnOnce(&mut dyn FnMut(Progress)) -> T,
+) -> T {
     if !std::io::stderr().is_terminal() {
-        return Report::build(&reader, &opts).map_err(|e| e.to_string());
+        return analysis(&mut |_| {});
     }
     let bar = indicatif::ProgressBar::new(reader.event_chunk_count() as u64);
     bar.set_style(
@@ -65,15 +77,18 @@ fn analyse(path: &Path, top: usize) -> Result<Report, String> {
     );
     bar.set_message("reading events");
     let mut pass = 1;
-    let result = Report::build_with_progress(&reader, &opts, &mut |p| {
+    let result = analysis(&mut |p| {
         if p.pass != pass {
             pass = p.pass;
-            bar.set_message("replaying to the peak");
+            bar.set_message(match pass {
+                2 => "replaying to the peak",
+                _ => "checking leaks",
+            });
         }
         bar.set_position(p.chunks_done);
     });
     bar.finish_and_clear();
-    result.map_err(|e| e.to_string())
+    result
 }
 
 // ---------------------------------------------------------------------------------------
@@ -200,7 +215,7 @@ pub fn frame_text(f: &Frame) -> String {
     s
 }
 
-fn text_stack(out: &mut String, frames: &[Frame]) {
+pub fn text_stack(out: &mut String, frames: &[Frame]) {
     if frames.is_empty() {
         out.push_str("    (no stack recorded)\n");
         return;
@@ -379,12 +394,13 @@ fn more(o: &mut String, total: usize, shown: usize) {
 // ---------------------------------------------------------------------------------------
 // JSON
 
+/// A FRAME of `docs/REPORT_JSON.md`.
+pub fn json_frame(f: &Frame) -> Value {
+    json!({"function": f.function, "file": f.file, "line": f.line, "module": f.module, "inlined": f.inlined})
+}
+
 fn json_site(r: &Report, sym: &mut Symbolizer, s: &Site) -> Value {
-    let stack: Vec<Value> = sym
-        .stack(r.stack(s.stack))
-        .into_iter()
-        .map(|f| json!({"function": f.function, "file": f.file, "line": f.line, "module": f.module, "inlined": f.inlined}))
-        .collect();
+    let stack: Vec<Value> = sym.stack(r.stack(s.stack)).iter().map(json_frame).collect();
     json!({
         "allocations": s.stats.allocations,
         "bytes_allocated": s.stats.bytes_allocated,
@@ -397,6 +413,27 @@ fn json_site(r: &Report, sym: &mut Symbolizer, s: &Site) -> Value {
 
 fn json_sites(r: &Report, sym: &mut Symbolizer, sites: &[Site]) -> Value {
     Value::Array(sites.iter().map(|s| json_site(r, sym, s)).collect())
+}
+
+/// The `trace` object of `docs/REPORT_JSON.md`: what was traced and how it ended.
+pub fn json_trace(
+    path: &Path,
+    h: &Header,
+    truncation: Option<&Truncation>,
+    end: Option<&EndRecord>,
+    warnings: &[&String],
+) -> Value {
+    json!({
+        "path": path.to_string_lossy(),
+        "pid": h.pid,
+        "ppid": h.ppid,
+        "forked_from": if h.forked_from == 0 { Value::Null } else { json!(h.forked_from) },
+        "exe": h.exe,
+        "argv": h.argv,
+        "truncated": truncation.map(|t| t.reason.clone()),
+        "exit": end.map(|e| json!({"kind": exit_kind_key(e.kind), "code": e.code})),
+        "warnings": warnings,
+    })
 }
 
 /// The report as JSON (see `docs/REPORT_JSON.md`).
@@ -418,19 +455,8 @@ pub fn json_report(r: &Report, sym: &mut Symbolizer) -> Value {
     });
     // After symbolizing, so its warnings are included.
     let warnings: Vec<&String> = r.warnings.iter().chain(sym.warnings()).collect();
-    let h = &r.header;
     json!({
-        "trace": {
-            "path": r.path.to_string_lossy(),
-            "pid": h.pid,
-            "ppid": h.ppid,
-            "forked_from": if h.forked_from == 0 { Value::Null } else { json!(h.forked_from) },
-            "exe": h.exe,
-            "argv": h.argv,
-            "truncated": r.truncation.as_ref().map(|t| t.reason.clone()),
-            "exit": r.end.map(|e| json!({"kind": exit_kind_key(e.kind), "code": e.code})),
-            "warnings": warnings,
-        },
+        "trace": json_trace(&r.path, &r.header, r.truncation.as_ref(), r.end.as_ref(), &warnings),
         "totals": {
             "allocations": t.allocations,
             "frees": t.frees,
