@@ -14,6 +14,9 @@
 
 use crate::replay::{AddrMap, Replay};
 use crate::report::Progress;
+use crate::suppressions::{gen_error_suppression, gen_suppression, LeakKind, Suppressions};
+use crate::Symbolizer;
+use memlens_trace::reader::Metadata;
 use memlens_trace::reader::{Event, ScanBlock, ScanRecord, TraceReader};
 use memlens_trace::{AllocFunc, BlockLink, BlockState, ExitKind, Heuristic, RootKind};
 use std::collections::HashMap;
@@ -518,6 +521,66 @@ pub fn analyse_with_progress(
 }
 
 impl LeakReport {
+    pub fn suppress(
+        &mut self,
+        sup: &Suppressions,
+        md: &Metadata,
+        sym: &mut Symbolizer,
+    ) -> Vec<UsedSuppression> {
+        if sup.is_empty() {
+            return Vec::new();
+        }
+        let mut used: Vec<UsedSuppression> = Vec::new();
+        let mut note = |name: &str, a: Amount| match used.iter_mut().find(|u| u.name == name) {
+            Some(u) => {
+                u.count += 1;
+                u.amount.bytes += a.bytes;
+                u.amount.blocks += a.blocks;
+            }
+            None => used.push(UsedSuppression {
+                name: name.to_string(),
+                origin: sup
+                    .iter()
+                    .find(|i| i.name == name)
+                    .map(|i| format!("{}:{}", i.origin, i.line))
+                    .unwrap_or_default(),
+                count: 1,
+                amount: a,
+            }),
+        };
+        for i in 0..self.records.len() {
+            let (kind, func, stack) = {
+                let r = &self.records[i];
+                (r.kind, r.func, r.stack)
+            };
+            let frames = suppression_frames(md, sym, func, stack);
+            let frames = frames.iter().map(SuppFrame::view).collect::<Vec<_>>();
+            if let Some(name) = sup.matches(supp_kind(kind), &frames) {
+                let r = &mut self.records[i];
+                note(
+                    name,
+                    Amount {
+                        bytes: r.bytes,
+                        blocks: r.blocks,
+                    },
+                );
+                r.suppressed_by = Some(name.to_string());
+            }
+        }
+        for i in 0..self.errors.len() {
+            let (func, stack) = (self.errors[i].func, self.errors[i].stack);
+            let frames = suppression_frames(md, sym, func, stack);
+            let frames = frames.iter().map(SuppFrame::view).collect::<Vec<_>>();
+            // memcheck files invalid, double and mismatched frees under one kind, `Free`.
+            if let Some(name) = sup.matches_error("Free", None, &frames) {
+                note(name, Amount::default());
+                self.errors[i].suppressed_by = Some(name.to_string());
+            }
+        }
+        self.resummarize();
+        used
+    }
+
     /// Recompute the summary after the caller marked records as suppressed.
     pub fn resummarize(&mut self) {
         let mut s = Summary {
@@ -534,5 +597,113 @@ impl LeakReport {
             a.blocks += r.blocks;
         }
         self.summary = s;
+    }
+}
+
+// ---- suppressions ----
+
+/// A suppression that matched, and what it hid.
+#[derive(Clone, Debug)]
+pub struct UsedSuppression {
+    pub name: String,
+    /// `file:line` of the suppression (or the built-in set's name).
+    pub origin: String,
+    /// Loss records and heap errors it matched.
+    pub count: u64,
+    /// Bytes and blocks of the loss records it matched.
+    pub amount: Amount,
+}
+
+/// A stack as suppressions see it: the allocation (or release) function first, as
+/// memcheck's replacement shows it, then the symbolized frames with module paths.
+pub fn suppression_frames(
+    md: &Metadata,
+    sym: &mut Symbolizer,
+    func: AllocFunc,
+    stack: u32,
+) -> Vec<SuppFrame> {
+    let (function, mangled) = alloc_symbol(func);
+    let mut out = vec![SuppFrame {
+        function: Some(function.to_string()),
+        mangled: mangled.map(str::to_string),
+        file: None,
+        line: None,
+        module: None,
+    }];
+    let raw = md.stacks.get(&stack).cloned().unwrap_or_default();
+    for r in raw {
+        let path = md.modules.get(&r.module).map(|m| m.path.clone());
+        for f in sym.frame(r) {
+            // Unresolved frames are `module+0x...` / `0x...`: no function (`???`).
+            let known =
+                f.file.is_some() || !(f.function.starts_with("0x") || f.function.contains("+0x"));
+            out.push(SuppFrame {
+                function: known.then(|| f.function.clone()),
+                mangled: f.mangled.clone(),
+                file: f.file.clone(),
+                line: f.line,
+                module: path.clone().or_else(|| f.module.clone()),
+            });
+        }
+    }
+    out
+}
+
+/// The Valgrind suppression (`--gen-suppressions=all`) for a loss record of `kind`, or
+/// for a heap error (`None`: memcheck's `Free` kind) at `stack`.
+pub fn suppression_text(
+    md: &Metadata,
+    sym: &mut Symbolizer,
+    kind: Option<BlockState>,
+    func: AllocFunc,
+    stack: u32,
+) -> String {
+    let frames = suppression_frames(md, sym, func, stack);
+    let frames = frames.iter().map(SuppFrame::view).collect::<Vec<_>>();
+    match kind {
+        Some(k) => gen_suppression("", supp_kind(k), &frames),
+        None => gen_error_suppression("", "Free", &frames),
+    }
+}
+
+/// An owned [`crate::suppressions::Frame`].
+pub struct SuppFrame {
+    pub function: Option<String>,
+    pub mangled: Option<String>,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    pub module: Option<String>,
+}
+
+impl SuppFrame {
+    pub fn view(&self) -> crate::suppressions::Frame<'_> {
+        crate::suppressions::Frame {
+            function: self.function.as_deref(),
+            mangled: self.mangled.as_deref(),
+            file: self.file.as_deref(),
+            line: self.line,
+            module: self.module.as_deref(),
+        }
+    }
+}
+
+pub fn supp_kind(k: BlockState) -> LeakKind {
+    match k {
+        BlockState::DefinitelyLost => LeakKind::Definite,
+        BlockState::IndirectlyLost => LeakKind::Indirect,
+        BlockState::PossiblyLost => LeakKind::Possible,
+        BlockState::StillReachable => LeakKind::Reachable,
+    }
+}
+
+/// The allocator function as a frame: its readable name and, for C++'s operators, the
+/// symbol (the plain variants: `_Znwm`, `_ZdlPv`...) that suppressions name.
+pub fn alloc_symbol(f: AllocFunc) -> (&'static str, Option<&'static str>) {
+    match f {
+        AllocFunc::New => ("operator new(unsigned long)", Some("_Znwm")),
+        AllocFunc::NewArray => ("operator new[](unsigned long)", Some("_Znam")),
+        AllocFunc::Delete => ("operator delete(void*)", Some("_ZdlPv")),
+        AllocFunc::DeleteArray => ("operator delete[](void*)", Some("_ZdaPv")),
+        other => (other.name(), None),
     }
 }

@@ -208,17 +208,24 @@ pub struct ProfileOptions {
     /// Run the leak check's pass (the [`Source::LeakCheck`] metrics); without it they
     /// are 0 and [`Profile::leak_check`] is false.
     pub leaks: bool,
+    /// Leave out of the leak metrics what memlens's built-in suppressions hide (memory of
+    /// ld.so, glibc and libstdc++ that is not the program's), as `memlens leaks` does.
+    pub default_suppressions: bool,
 }
 
 impl ProfileOptions {
     /// Everything.
     pub fn all() -> Self {
-        ProfileOptions { leaks: true }
+        ProfileOptions {
+            leaks: true,
+            default_suppressions: true,
+        }
     }
     /// What these metrics need.
     pub fn for_metrics(metrics: &[Metric]) -> Self {
         ProfileOptions {
             leaks: metrics.iter().any(|m| m.info().source == Source::LeakCheck),
+            default_suppressions: true,
         }
     }
 }
@@ -278,9 +285,18 @@ impl Profile {
         if opts.leaks {
             // High resolution: one record per (kind, function, whole stack), that is per
             // site and kind. Blocks the replay does not know are at stack 0.
-            let lr = leaks::analyse_with_progress(reader, Resolution::High, progress)?;
+            let mut lr = leaks::analyse_with_progress(reader, Resolution::High, progress)?;
             leak_check = lr.scan.is_some();
-            for r in &lr.records {
+            if opts.default_suppressions {
+                let md = reader.metadata()?;
+                let mut sym = crate::Symbolizer::new(&md.modules);
+                lr.suppress(
+                    &crate::suppressions::Suppressions::default_set(),
+                    &md,
+                    &mut sym,
+                );
+            }
+            for r in lr.records.iter().filter(|r| r.suppressed_by.is_none()) {
                 let v = sites.entry(key(r.stack, r.func)).or_default();
                 let (bytes, blocks) = Metric::of_kind(r.kind);
                 v[bytes] += r.bytes;

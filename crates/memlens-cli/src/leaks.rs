@@ -5,11 +5,9 @@
 use crate::report::{frame_text, json_frame};
 use memlens_analysis::leaks::{
     self, kind_key, Amount, ChainStep, ErrorKind, HeapError, LeakReport, LossRecord, Resolution,
-    KINDS,
+    UsedSuppression, KINDS,
 };
-use memlens_analysis::suppressions::{
-    gen_error_suppression, gen_suppression, LeakKind, Suppressions,
-};
+use memlens_analysis::suppressions::Suppressions;
 use memlens_analysis::Symbolizer;
 use memlens_trace::reader::{Metadata, TraceReader};
 use memlens_trace::{AllocFunc, BlockState, RootKind};
@@ -145,17 +143,6 @@ pub struct LeakView {
     pub used_suppressions: Vec<UsedSuppression>,
 }
 
-/// A suppression that matched, and what it hid.
-pub struct UsedSuppression {
-    pub name: String,
-    /// `file:line` of the suppression (or the built-in set's name).
-    pub origin: String,
-    /// Loss records and heap errors it matched.
-    pub count: u64,
-    /// Bytes and blocks of the loss records it matched.
-    pub amount: Amount,
-}
-
 impl LeakView {
     pub fn load(path: &Path, opts: &LeakOptions, sup: &Suppressions) -> Result<LeakView, String> {
         let reader = TraceReader::open(path).map_err(|e| e.to_string())?;
@@ -181,93 +168,7 @@ impl LeakView {
     /// Mark the loss records and heap errors that a suppression matches, and recompute
     /// the summary.
     fn suppress(&mut self, sup: &Suppressions) {
-        if sup.is_empty() {
-            return;
-        }
-        let mut used: Vec<UsedSuppression> = Vec::new();
-        let mut note = |name: &str, a: Amount| match used.iter_mut().find(|u| u.name == name) {
-            Some(u) => {
-                u.count += 1;
-                u.amount.bytes += a.bytes;
-                u.amount.blocks += a.blocks;
-            }
-            None => used.push(UsedSuppression {
-                name: name.to_string(),
-                origin: sup
-                    .iter()
-                    .find(|i| i.name == name)
-                    .map(|i| format!("{}:{}", i.origin, i.line))
-                    .unwrap_or_default(),
-                count: 1,
-                amount: a,
-            }),
-        };
-        for i in 0..self.report.records.len() {
-            let (kind, func, stack) = {
-                let r = &self.report.records[i];
-                (r.kind, r.func, r.stack)
-            };
-            let frames = self.supp_frames(func, stack);
-            let frames = frames.iter().map(SuppFrame::view).collect::<Vec<_>>();
-            if let Some(name) = sup.matches(supp_kind(kind), &frames) {
-                let r = &mut self.report.records[i];
-                note(
-                    name,
-                    Amount {
-                        bytes: r.bytes,
-                        blocks: r.blocks,
-                    },
-                );
-                r.suppressed_by = Some(name.to_string());
-            }
-        }
-        for i in 0..self.report.errors.len() {
-            let (func, stack) = (self.report.errors[i].func, self.report.errors[i].stack);
-            let frames = self.supp_frames(func, stack);
-            let frames = frames.iter().map(SuppFrame::view).collect::<Vec<_>>();
-            // memcheck files invalid, double and mismatched frees under one kind, `Free`.
-            if let Some(name) = sup.matches_error("Free", None, &frames) {
-                note(name, Amount::default());
-                self.report.errors[i].suppressed_by = Some(name.to_string());
-            }
-        }
-        self.report.resummarize();
-        self.used_suppressions = used;
-    }
-
-    /// A stack as suppressions see it: the allocation (or release) function first, as
-    /// memcheck's replacement shows it, then the symbolized frames with module paths.
-    fn supp_frames(&mut self, func: AllocFunc, stack: u32) -> Vec<SuppFrame> {
-        let (function, mangled) = alloc_symbol(func);
-        let mut out = vec![SuppFrame {
-            function: Some(function.to_string()),
-            mangled: mangled.map(str::to_string),
-            file: None,
-            line: None,
-            module: None,
-        }];
-        let raw = self
-            .metadata
-            .stacks
-            .get(&stack)
-            .cloned()
-            .unwrap_or_default();
-        for r in raw {
-            let path = self.metadata.modules.get(&r.module).map(|m| m.path.clone());
-            for f in self.sym.frame(r) {
-                // Unresolved frames are `module+0x...` / `0x...`: no function (`???`).
-                let known = f.file.is_some()
-                    || !(f.function.starts_with("0x") || f.function.contains("+0x"));
-                out.push(SuppFrame {
-                    function: known.then(|| f.function.clone()),
-                    mangled: f.mangled.clone(),
-                    file: f.file.clone(),
-                    line: f.line,
-                    module: path.clone().or_else(|| f.module.clone()),
-                });
-            }
-        }
-        out
+        self.used_suppressions = self.report.suppress(sup, &self.metadata, &mut self.sym);
     }
 
     /// `--gen-suppressions=all`: the Valgrind suppression for a record or error.
@@ -277,12 +178,7 @@ impl LeakView {
         func: AllocFunc,
         stack: u32,
     ) -> String {
-        let frames = self.supp_frames(func, stack);
-        let frames = frames.iter().map(SuppFrame::view).collect::<Vec<_>>();
-        match kind {
-            Some(k) => gen_suppression("", supp_kind(k), &frames),
-            None => gen_error_suppression("", "Free", &frames),
-        }
+        leaks::suppression_text(&self.metadata, &mut self.sym, kind, func, stack)
     }
 
     /// memcheck's error count: heap errors plus loss records of the kinds in
@@ -752,48 +648,6 @@ impl LeakView {
             }
             None => json!([]),
         }
-    }
-}
-
-/// An owned [`memlens_analysis::suppressions::Frame`].
-struct SuppFrame {
-    function: Option<String>,
-    mangled: Option<String>,
-    file: Option<String>,
-    line: Option<u32>,
-    module: Option<String>,
-}
-
-impl SuppFrame {
-    fn view(&self) -> memlens_analysis::suppressions::Frame<'_> {
-        memlens_analysis::suppressions::Frame {
-            function: self.function.as_deref(),
-            mangled: self.mangled.as_deref(),
-            file: self.file.as_deref(),
-            line: self.line,
-            module: self.module.as_deref(),
-        }
-    }
-}
-
-fn supp_kind(k: BlockState) -> LeakKind {
-    match k {
-        BlockState::DefinitelyLost => LeakKind::Definite,
-        BlockState::IndirectlyLost => LeakKind::Indirect,
-        BlockState::PossiblyLost => LeakKind::Possible,
-        BlockState::StillReachable => LeakKind::Reachable,
-    }
-}
-
-/// The allocator function as a frame: its readable name and, for C++'s operators, the
-/// symbol (the plain variants: `_Znwm`, `_ZdlPv`...) that suppressions name.
-fn alloc_symbol(f: AllocFunc) -> (&'static str, Option<&'static str>) {
-    match f {
-        AllocFunc::New => ("operator new(unsigned long)", Some("_Znwm")),
-        AllocFunc::NewArray => ("operator new[](unsigned long)", Some("_Znam")),
-        AllocFunc::Delete => ("operator delete(void*)", Some("_ZdlPv")),
-        AllocFunc::DeleteArray => ("operator delete[](void*)", Some("_ZdaPv")),
-        other => (other.name(), None),
     }
 }
 

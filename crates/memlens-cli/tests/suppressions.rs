@@ -246,3 +246,34 @@ fn default_suppressions_are_listed_and_parse() {
     let run = run_with(&["-q", &arg, "--error-exitcode=9"], &exe, &[]);
     assert_eq!(run.output.status.code(), Some(0), "{}", run.stderr());
 }
+
+/// Flame graphs and exports leave out what the built-in set hides, as `memlens leaks`
+/// does: after SIGTERM (no freeres), libstdc++'s 72,704-byte emergency pool is still
+/// reachable, but it is not the program's.
+#[test]
+fn leak_metrics_of_flame_graphs_skip_the_default_suppressions() {
+    let exe = build(
+        "g++",
+        "leaks/exit_modes_cxx.cpp",
+        "supp-exit-cxx",
+        &["-g", "-O0"],
+    );
+    let run = run_with(&["-q"], &exe, &["sigterm"]);
+    let trace = run.only_trace();
+    let raw = leaks_json(&trace, &["--default-suppressions=no"]);
+    assert_eq!(amount(&raw["summary"]["still_reachable"]), (72_704, 1));
+    let o = memlens_out(
+        &[
+            "flamegraph",
+            "--collapsed",
+            "--metric",
+            "still-reachable",
+            "-o",
+            "-",
+        ],
+        Some(&trace),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let folded = String::from_utf8(o.stdout).unwrap();
+    assert!(!folded.contains("72704"), "{folded}");
+}
