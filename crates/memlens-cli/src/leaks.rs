@@ -2,7 +2,7 @@
 //! (`docs/LEAKS_JSON.md`) or SARIF 2.1.0; and the leak part of `memlens run`'s summary
 //! and `memlens check`'s verdict.
 
-use crate::report::frame_text;
+use crate::report::{frame_json, frame_text};
 use memlens_analysis::leaks::{
     self, kind_key, Amount, ChainStep, ErrorKind, HeapError, LeakReport, LossRecord, Resolution,
     KINDS,
@@ -382,20 +382,7 @@ impl LeakView {
     }
 
     fn json_stack(&mut self, stack: u32) -> Value {
-        Value::Array(
-            self.frames(stack)
-                .iter()
-                .map(|f| {
-                    json!({
-                        "function": f.function,
-                        "file": f.file,
-                        "line": f.line,
-                        "module": f.module,
-                        "inlined": f.inlined,
-                    })
-                })
-                .collect(),
-        )
+        Value::Array(self.frames(stack).iter().map(frame_json).collect())
     }
 
     pub fn json(&mut self) -> Value {

@@ -47,41 +47,16 @@ enum Command {
 #[derive(clap::Args)]
 struct CheckArgs {
     /// Fail if the heap's peak exceeds SIZE (e.g. 64MiB, 1.5G, 4096).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = memlens_common::units::parse_size)]
     max_peak: Option<u64>,
     /// Fail if more than SIZE is definitely + indirectly lost at exit.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = memlens_common::units::parse_size)]
     max_leaked: Option<u64>,
     /// Fail if the program makes more than N allocations.
     #[arg(long, value_name = "N")]
     max_allocations: Option<u64>,
     #[command(flatten)]
     run: run::RunArgs,
-}
-
-/// `4096`, `64K`, `64KiB`, `1.5M`, `2GiB`: binary units (K = 1024).
-fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size (examples: 4096, 64KiB, 1.5G)"))?;
-    let mult = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1u64,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        u => {
-            return Err(format!(
-                "unknown size unit `{u}` in `{s}` (use K, M, G or T)"
-            ))
-        }
-    };
-    Ok((n * mult as f64) as u64)
 }
 
 fn main() -> ExitCode {

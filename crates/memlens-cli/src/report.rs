@@ -79,20 +79,7 @@ fn analyse(path: &Path, top: usize) -> Result<Report, String> {
 // ---------------------------------------------------------------------------------------
 // Units
 
-/// Bytes for people: `512 B`, `1.50 KiB`, `3.00 MiB`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64 / 1024.0;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    format!("{v:.2} {}", UNITS[u])
-}
+pub use memlens_common::units::human_bytes;
 
 /// A count with thousands separators: `1,234,567`.
 pub fn count(n: u64) -> String {
@@ -379,12 +366,13 @@ fn more(o: &mut String, total: usize, shown: usize) {
 // ---------------------------------------------------------------------------------------
 // JSON
 
+/// One frame as JSON (`docs/REPORT_JSON.md`, FRAME; the same in `memlens leaks`).
+pub fn frame_json(f: &Frame) -> Value {
+    json!({"function": f.function, "file": f.file, "line": f.line, "module": f.module, "inlined": f.inlined})
+}
+
 fn json_site(r: &Report, sym: &mut Symbolizer, s: &Site) -> Value {
-    let stack: Vec<Value> = sym
-        .stack(r.stack(s.stack))
-        .into_iter()
-        .map(|f| json!({"function": f.function, "file": f.file, "line": f.line, "module": f.module, "inlined": f.inlined}))
-        .collect();
+    let stack: Vec<Value> = sym.stack(r.stack(s.stack)).iter().map(frame_json).collect();
     json!({
         "allocations": s.stats.allocations,
         "bytes_allocated": s.stats.bytes_allocated,
