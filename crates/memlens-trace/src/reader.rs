@@ -369,6 +369,15 @@ impl TraceReader {
             .filter(|c| c.header.kind == ChunkKind::Events)
             .count()
     }
+    /// The time of the last event, from the chunk index (0 if there is none).
+    pub fn last_event_ts(&self) -> u64 {
+        self.chunks
+            .iter()
+            .filter(|c| c.header.kind == ChunkKind::Events)
+            .map(|c| c.header.last_ts)
+            .max()
+            .unwrap_or(0)
+    }
     /// Total uncompressed bytes of event chunks (for progress reporting).
     pub fn event_bytes(&self) -> u64 {
         self.chunks
