@@ -2,6 +2,7 @@
 //! analysis library (`report`) and the /proc sampler (`watch`).
 
 mod leaks;
+mod plot;
 mod report;
 mod run;
 mod watch;
@@ -19,6 +20,7 @@ rebuilding it, and turns the trace into reports.\n\n\
 Typical session:\n  \
 memlens run -- ./myprog arg1 arg2      # run it, print a summary, write memlens.myprog.<pid>.trace\n  \
 memlens report memlens.myprog.<pid>.trace   # the full report (add --format json for machines)\n  \
+memlens plot memlens.myprog.<pid>.trace -o timeline.svg   # heap, RSS and top sites over time\n  \
 memlens watch -- ./myprog              # its memory over time, from outside: growing or stable?"
 )]
 struct Cli {
@@ -30,8 +32,13 @@ struct Cli {
 enum Command {
     /// Run a program under the recorder and write a trace per process.
     Run(run::RunArgs),
-    /// Print the report of a trace: totals, peak heap, memory not freed at exit, top sites.
+    /// Print the report of a trace: totals, peak heap, memory not freed at exit, top sites,
+    /// temporary allocations, growing sites, heap vs RSS, advice; for the whole run or a
+    /// window of it (--from/--to).
     Report(report::ReportArgs),
+    /// Draw a trace's timeline as an SVG (or PNG) chart: heap in use, RSS and the top
+    /// sites' live bytes over time.
+    Plot(plot::PlotArgs),
     /// Leak kinds at exit (definitely / indirectly / possibly lost, still reachable) and
     /// heap errors, as memcheck reports them: loss records with stacks, LEAK SUMMARY.
     Leaks(leaks::LeaksArgs),
@@ -64,6 +71,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run::main(args),
         Command::Report(args) => report::main(args),
+        Command::Plot(args) => plot::main(args),
         Command::Leaks(args) => leaks::main(args),
         Command::Check(mut args) => {
             if args.run.error_exitcode == 0 {

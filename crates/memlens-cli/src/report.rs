@@ -11,7 +11,7 @@ use memlens_analysis::{
     TemporarySort, TimePoint, WindowSpec,
 };
 use memlens_common::units::human_bytes_f;
-use memlens_trace::reader::{EndRecord, TraceReader};
+use memlens_trace::reader::{EndRecord, Metadata, RawFrame, TraceReader};
 use memlens_trace::ExitKind;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -689,7 +689,7 @@ fn text(r: &Report, sym: &mut Symbolizer, top: usize, shown: &[&str]) -> String 
             let _ = writeln!(body, "  nothing stands out");
         }
         for a in &r.advice {
-            let at = site_location(r, sym, a.site.stack);
+            let at = site_location(&r.metadata, sym, a.site.stack);
             let _ = writeln!(body, "  - {at}: {}", a.message);
         }
     }
@@ -758,10 +758,10 @@ fn more(o: &mut String, total: usize, shown: usize) {
 /// Where a summary or advice line points: the first frame in the program's own code, not in a
 /// system library (`/lib`, `/usr/lib`: glibc's `strdup` or stdio are rarely what a user
 /// wants to read first); the innermost frame if every frame is in a system library.
-pub fn site_location(r: &Report, sym: &mut Symbolizer, stack: u32) -> String {
-    let raw = r.stack(stack);
+pub fn site_location(md: &Metadata, sym: &mut Symbolizer, stack: u32) -> String {
+    let raw: &[RawFrame] = md.stacks.get(&stack).map_or(&[], |v| v.as_slice());
     let system = |m: u32| {
-        r.metadata.modules.get(&m).is_some_and(|m| {
+        md.modules.get(&m).is_some_and(|m| {
             ["/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/"]
                 .iter()
                 .any(|p| m.path.starts_with(p))
@@ -835,7 +835,7 @@ fn json_breakdown(b: &Breakdown) -> Value {
 }
 
 fn json_advice(r: &Report, sym: &mut Symbolizer, a: &Advice) -> Value {
-    let at = site_location(r, sym, a.site.stack);
+    let at = site_location(&r.metadata, sym, a.site.stack);
     json_site_with(
         r,
         sym,
@@ -1009,7 +1009,7 @@ pub fn run_summary(r: &Report, trace: &Path) -> String {
         ),
     ];
     for s in &r.not_freed.sites {
-        let at = site_location(r, &mut sym, s.stack);
+        let at = site_location(&r.metadata, &mut sym, s.stack);
         lines.push(format!(
             "  {} in {} at {at}",
             human_bytes(s.stats.live_bytes),
@@ -1029,7 +1029,7 @@ pub fn run_summary(r: &Report, trace: &Path) -> String {
     if !r.by_allocations.is_empty() {
         lines.push("most allocations:".to_string());
         for s in &r.by_allocations {
-            let at = site_location(r, &mut sym, s.stack);
+            let at = site_location(&r.metadata, &mut sym, s.stack);
             lines.push(format!(
                 "  {} ({}) at {at}",
                 plural(s.stats.allocations, "allocation", "allocations"),
@@ -1040,7 +1040,7 @@ pub fn run_summary(r: &Report, trace: &Path) -> String {
     if !r.growth.sites.is_empty() {
         lines.push("keeps growing (memlens report explains):".to_string());
         for g in &r.growth.sites {
-            let at = site_location(r, &mut sym, g.site.stack);
+            let at = site_location(&r.metadata, &mut sym, g.site.stack);
             lines.push(format!(
                 "  {} to {} at {at}",
                 human_rate_s(g.fit.rate),

@@ -31,8 +31,12 @@ pub fn nice_axis(max: f64) -> (f64, f64) {
     (step, steps(step) * step)
 }
 
+/// The unit of a time axis whose largest value is `t_max` seconds, and its length in
+/// seconds.
 pub fn time_unit(t_max: f64) -> (&'static str, f64) {
-    if t_max < 180.0 {
+    if t_max < 1.0 {
+        ("ms", 1e-3)
+    } else if t_max < 180.0 {
         ("s", 1.0)
     } else if t_max < 3.0 * 3600.0 {
         ("min", 60.0)
@@ -43,11 +47,13 @@ pub fn time_unit(t_max: f64) -> (&'static str, f64) {
     }
 }
 
+/// A number without trailing zeros: `2.5`, `20`.
 pub fn trim_num(v: f64) -> String {
     let s = format!("{v:.3}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
+/// Text escaped for SVG (XML) content and attributes.
 pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -70,6 +76,7 @@ mod tests {
         assert_eq!(nice_axis(62.0 * MIB), (10.0 * MIB, 70.0 * MIB));
         assert_eq!(nice_axis(1500.0), (200.0, 1600.0));
         assert_eq!(time_unit(100.0).0, "s");
+        assert_eq!(time_unit(0.03), ("ms", 1e-3));
         assert_eq!(time_unit(3600.0).0, "min");
         assert_eq!(trim_num(2.5), "2.5");
         assert_eq!(trim_num(20.0), "20");
