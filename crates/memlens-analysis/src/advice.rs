@@ -75,18 +75,14 @@ fn pct(a: u64, b: u64) -> f64 {
 }
 
 /// Advice for a growing site.
-pub fn growth(site: Site, g: &GrowthFit, window_ns: u64) -> Advice {
-    let what = if window_ns > 0 && g.fraction > 0.0 {
-        format!("{:.0}% of the run", 100.0 * g.fraction)
-    } else {
-        "the run".to_string()
-    };
+pub fn growth(site: Site, g: &GrowthFit) -> Advice {
+    let what = format!("{:.0}% of the run", 100.0 * g.fraction);
     Advice {
         kind: AdviceKind::Growth,
         site,
         message: format!(
-            "live memory here grows {}/s for {what} ({} -> {}) and is not given back: \
-             bound it (a size limit, LRU eviction) or drop entries nobody needs any more",
+            "live memory here grows {}/s for {what} (its floor {} -> {}) and is not given \
+             back: bound it (a size limit, LRU eviction) or drop entries nobody needs any more",
             human_bytes(g.rate.max(0.0) as u64),
             human_bytes(g.start_bytes),
             human_bytes(g.max_bytes)
@@ -119,11 +115,18 @@ pub fn from_facts(site: Site, f: &SiteFacts) -> Vec<Advice> {
             kind: AdviceKind::ReallocChain,
             site,
             message: format!(
-                "{} reallocs grew blocks here ({} moved them, copying {}): reserve the final \
-                 size up front, or grow the capacity geometrically (x1.5 to x2)",
+                "{} reallocs grew blocks here ({}): reserve the final size up front, or grow \
+                 the capacity geometrically (x1.5 to x2)",
                 f.grow_reallocs,
-                f.realloc_moves,
-                human_bytes(f.realloc_copied)
+                if f.realloc_moves == 0 {
+                    "all in place, this time".to_string()
+                } else {
+                    format!(
+                        "{} moved them, copying {}",
+                        f.realloc_moves,
+                        human_bytes(f.realloc_copied)
+                    )
+                }
             ),
             weight: f.grow_reallocs,
         });

@@ -2,7 +2,9 @@
 //! is still reachable, so never "lost", but never given back either (caches without a
 //! bound, registries, queues nobody drains).
 //!
-//! **Sampling, in bounded memory.** The window is cut into [`INTERVALS`] equal intervals.
+//! **Sampling, in bounded memory.** The part of the window where the program allocated or
+//! freed (from its first to its last heap event, so that start-up and the exit scan do
+//! not dilute it; "the run" below) is cut into [`INTERVALS`] equal intervals.
 //! For every site the analysis keeps the *floor* of each interval: the minimum of the
 //! site's live bytes during it (updated on every release, in O(1)). Memory that is
 //! allocated and released within an interval vanishes from the floor; memory that stays
@@ -19,8 +21,8 @@
 //!   2. the floor rose by at least [`MIN_GROWTH_BYTES`] and by at least
 //!      [`MIN_GROWTH_OF_PEAK`] of the window's peak heap (it matters);
 //!   3. the floor first reaches its highest value in the last [`LATE_FRACTION`] of the
-//!      window (it is still growing late in the run: a site that filled up early and then
-//!      stayed level is a bounded cache, not a leak);
+//!      run (it is still growing late: a site that filled up early and then stayed level
+//!      is a bounded cache, not a leak);
 //!   4. before that highest value, the floor never fell back by more than
 //!      [`MAX_FALLBACK`] of its rise (it keeps what it gains: memory that comes and goes
 //!      in waves longer than an interval fails here).
@@ -28,7 +30,7 @@
 //!   A drop *after* the highest floor (a cache emptied at exit) is allowed.
 //! * "grew over" is the time from the start of the first interval whose floor is above
 //!   the first one, to the end of the interval where the floor first reached its highest
-//!   value, as a fraction of the window.
+//!   value, as a fraction of the run (as defined above).
 
 use memlens_common::stats::{mann_kendall_confidence, theil_sen};
 
@@ -40,7 +42,7 @@ pub const MIN_POINTS: usize = 8;
 pub const MIN_GROWTH_BYTES: u64 = 64 << 10;
 /// Smallest rise of the floor that counts, as a fraction of the window's peak heap.
 pub const MIN_GROWTH_OF_PEAK: f64 = 0.01;
-/// The floor's highest value must come in this last fraction of the window.
+/// The floor's highest value must come in this last fraction of the run.
 pub const LATE_FRACTION: f64 = 0.25;
 /// Largest fall of the floor, before its highest value, as a fraction of the rise.
 pub const MAX_FALLBACK: f64 = 0.25;
@@ -78,7 +80,7 @@ impl GrowthFit {
     }
 }
 
-/// Judge one site's floors over the window `[from_ns, from_ns + span_ns]` cut into
+/// Judge one site's floors over the span `[from_ns, from_ns + span_ns]` cut into
 /// `intervals`; `Some` if it is growing by the rules above. `peak_heap` is the window's
 /// peak heap, for rule 2.
 pub fn judge(

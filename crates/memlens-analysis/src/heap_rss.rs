@@ -8,12 +8,16 @@
 //!   live block, [`glibc_chunk_size`] minus the requested size;
 //! * **baseline**: what was resident before the heap grew: the first RSS sample of the
 //!   trace minus the heap chunks live then (code, libraries, the main stack);
-//! * **recorder**: memlens's own memory in the process (its peak, from the end record);
 //! * **other**: the rest, memory that is resident but in no live block. Mostly free
 //!   memory the allocator keeps after `free` (freed chunks not returned to the system,
 //!   holes between live blocks: fragmentation), plus memory not from malloc (`mmap`,
-//!   thread stacks, file mappings). It can be negative: pages of a live block that were
-//!   never touched (a large `calloc`) are not resident.
+//!   thread stacks, file mappings), and the growth of memlens's own memory since the first
+//!   sample. It can be negative: pages of a live block that were never touched (a large
+//!   `calloc`) are not resident.
+//!
+//! memlens's own memory in the process (the recorder's private heap: stack table,
+//! buffers) is in the baseline and in "other"; its peak, from the end record, is given as
+//! `recorder_bytes`, an upper bound of what the program does not have without memlens.
 //!
 //! The findings ([`findings`]) turn large parts into sentences; their thresholds are the
 //! constants below.
@@ -58,8 +62,9 @@ pub struct Breakdown {
     pub heap_blocks: u64,
     pub overhead_bytes: u64,
     pub baseline_bytes: u64,
+    /// memlens's own memory at its peak (part of baseline and other, not subtracted).
     pub recorder_bytes: u64,
-    /// `rss - heap - overhead - baseline - recorder`.
+    /// `rss - heap - overhead - baseline`.
     pub other_bytes: i64,
 }
 
@@ -69,8 +74,7 @@ impl Breakdown {
         let explained = p
             .heap_bytes
             .saturating_add(overhead)
-            .saturating_add(baseline)
-            .saturating_add(recorder);
+            .saturating_add(baseline);
         Breakdown {
             time_ns: p.ts,
             rss: p.rss,
@@ -101,6 +105,8 @@ pub struct HeapVsRss {
 
 /// "other" above this fraction of the RSS is reported as memory the allocator keeps.
 pub const OTHER_FRACTION: f64 = 0.5;
+/// memlens's own memory above this fraction of the RSS is mentioned.
+pub const RECORDER_FRACTION: f64 = 0.25;
 /// Overhead above this fraction of the heap in use is reported.
 pub const OVERHEAD_FRACTION: f64 = 0.25;
 /// At the end of the window: the heap below this fraction of its peak while the RSS stays
@@ -137,6 +143,13 @@ pub fn findings(h: &HeapVsRss) -> Vec<String> {
              malloc (mmap, thread stacks)",
             human_bytes(other),
             pct(other as f64, p.rss as f64)
+        ));
+    }
+    if p.recorder_bytes as f64 > RECORDER_FRACTION * p.rss as f64 {
+        out.push(format!(
+            "up to {} of it is memlens's own memory (the recorder), which the program does not \
+             have when it runs without memlens",
+            human_bytes(p.recorder_bytes)
         ));
     }
     if p.heap_blocks > 0 && p.overhead_bytes as f64 > OVERHEAD_FRACTION * p.heap_bytes as f64 {
@@ -192,7 +205,7 @@ mod tests {
         };
         let b = Breakdown::new(&peak, 2 << 20, 1 << 20);
         assert_eq!(b.overhead_bytes, 16_000);
-        assert_eq!(b.other_bytes, (197 << 20) - 16_000);
+        assert_eq!(b.other_bytes, (198 << 20) - 16_000);
         let end = Breakdown::new(
             &RssPoint {
                 ts: 20,

@@ -215,7 +215,10 @@ pub struct GrowingSite {
 /// Growth (logical leaks), see [`crate::growth`].
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Growth {
-    /// Intervals the window was cut into, and the length of one.
+    /// The span the intervals cover: the window, from its first to its last heap event.
+    pub from_ns: u64,
+    pub span_ns: u64,
+    /// Intervals the span was cut into, and the length of one.
     pub intervals: usize,
     pub interval_ns: u64,
     /// Sites with enough floors to be judged.
@@ -459,6 +462,10 @@ struct Pass {
     win: Window,
     entered: bool,
     at_from: Counters,
+    /// The span the growth intervals cover: the window, from its first to its last heap
+    /// event.
+    grow_from: u64,
+    grow_span: u64,
     /// Growth intervals closed so far, and the end of the current one.
     closed: usize,
     next_boundary: u64,
@@ -478,8 +485,8 @@ struct Pass {
 
 impl Pass {
     fn boundary(&self, k: usize) -> u64 {
-        let span = self.win.span_ns() as u128;
-        self.win.from_ns + (span * k as u128 / growth::INTERVALS as u128) as u64
+        let span = self.grow_span as u128;
+        self.grow_from + (span * k as u128 / growth::INTERVALS as u128) as u64
     }
 
     fn enter(&mut self) {
@@ -535,7 +542,7 @@ impl Pass {
         if !self.entered && ts >= self.win.from_ns {
             self.enter();
         }
-        if self.entered && self.win.span_ns() > 0 {
+        if self.entered && self.grow_span > 0 {
             while ts >= self.next_boundary && self.closed < growth::INTERVALS {
                 self.close_interval();
             }
@@ -624,6 +631,13 @@ impl Report {
         let win = opts.window.resolve(run_end).map_err(Error::Window)?;
         let to_end = win.to_ns >= run_end;
         let want_leaks = opts.leaks.filter(|_| to_end);
+        // Growth looks at the part of the window where the program allocated or freed:
+        // start-up and the exit scan would only dilute its intervals.
+        let (grow_from, grow_to) = match reader.heap_event_span() {
+            Some((a, b)) => (a.max(win.from_ns), b.min(win.to_ns)),
+            None => (win.from_ns, win.from_ns),
+        };
+        let grow_span = grow_to.saturating_sub(grow_from);
 
         let mut pass = Pass {
             replay: Replay::new(),
@@ -647,6 +661,8 @@ impl Report {
             win,
             entered: false,
             at_from: Counters::default(),
+            grow_from,
+            grow_span,
             closed: 0,
             next_boundary: u64::MAX,
             peak_bytes: 0,
@@ -681,7 +697,7 @@ impl Report {
         if !pass.entered {
             pass.enter();
         }
-        if win.span_ns() > 0 {
+        if grow_span > 0 {
             while pass.closed < growth::INTERVALS {
                 pass.close_interval();
             }
@@ -816,8 +832,7 @@ impl Report {
             if f.values.len() >= growth::MIN_POINTS {
                 judged += 1;
             }
-            if let Some(fit) =
-                growth::judge(f, win.from_ns, win.span_ns(), growth::INTERVALS, peak_bytes)
+            if let Some(fit) = growth::judge(f, grow_from, grow_span, growth::INTERVALS, peak_bytes)
             {
                 growing.push((
                     i,
@@ -842,7 +857,7 @@ impl Report {
         // Advice.
         let mut adv: Vec<Advice> = growing
             .iter()
-            .map(|(_, g)| advice::growth(g.site, &g.fit, win.span_ns()))
+            .map(|(_, g)| advice::growth(g.site, &g.fit))
             .collect();
         for s in accs.iter().filter(|s| s.allocations > 0) {
             adv.extend(advice::from_facts(
@@ -853,8 +868,10 @@ impl Report {
         advice::sort(&mut adv);
         adv.truncate(top);
         let growth = Growth {
+            from_ns: grow_from,
+            span_ns: grow_span,
             intervals: growth::INTERVALS,
-            interval_ns: win.span_ns() / growth::INTERVALS as u64,
+            interval_ns: grow_span / growth::INTERVALS as u64,
             sites_judged: judged,
             site_count: growing.len(),
             sites: growing.into_iter().take(top).map(|(_, g)| g).collect(),

@@ -587,9 +587,11 @@ fn text(r: &Report, sym: &mut Symbolizer, top: usize, shown: &[&str]) -> String 
     if on("growth") {
         let g = &r.growth;
         let how = format!(
-            "floors of live bytes in {} intervals of {}; {} judged",
+            "floors of live bytes in {} intervals of {} from {} to {}; {} judged",
             g.intervals,
             human_time(g.interval_ns),
+            human_time(g.from_ns),
+            human_time(g.from_ns + g.span_ns),
             plural(g.sites_judged as u64, "site", "sites")
         );
         if g.site_count == 0 {
@@ -606,7 +608,7 @@ fn text(r: &Report, sym: &mut Symbolizer, top: usize, shown: &[&str]) -> String 
             let f = &gs.fit;
             let _ = writeln!(
                 body,
-                "  {} from {}: {} -> {} between {} and {} ({:.0}% of the {})",
+                "  {} from {}: floor {} -> {} between {} and {} ({:.0}% of the {})",
                 human_rate_s(f.rate),
                 gs.site.func.name(),
                 human_bytes(f.start_bytes),
@@ -670,12 +672,14 @@ fn text(r: &Report, sym: &mut Symbolizer, top: usize, shown: &[&str]) -> String 
                 row(&mut body, "baseline at start", &|b| {
                     human_bytes(b.baseline_bytes)
                 });
-                row(&mut body, "memlens recorder", &|b| {
-                    human_bytes(b.recorder_bytes)
-                });
                 row(&mut body, "other (kept, not heap)", &|b| {
                     human_bytes_f(b.other_bytes as f64)
                 });
+                let _ = writeln!(
+                    body,
+                    "  (memlens's own memory, part of baseline and other: up to {})",
+                    human_bytes(h.at_peak_rss.recorder_bytes)
+                );
                 for f in &h.findings {
                     let _ = writeln!(body, "  - {f}");
                 }
@@ -914,6 +918,8 @@ pub fn json_report(r: &Report, sym: &mut Symbolizer) -> Value {
         })
         .collect();
     let growth = json!({
+        "from_ms": ms(g.from_ns),
+        "to_ms": ms(g.from_ns + g.span_ns),
         "intervals": g.intervals,
         "interval_ms": ms(g.interval_ns),
         "sites_judged": g.sites_judged,

@@ -378,6 +378,18 @@ impl TraceReader {
             .max()
             .unwrap_or(0)
     }
+    /// From the first to the last heap event (allocations, releases, heap errors: the
+    /// chunks of the program's threads, not the RSS samples), from the chunk index; `None`
+    /// if there is none.
+    pub fn heap_event_span(&self) -> Option<(u64, u64)> {
+        let heap = self
+            .chunks
+            .iter()
+            .filter(|c| c.header.kind == ChunkKind::Events && c.header.thread != PROCESS_THREAD);
+        let first = heap.clone().map(|c| c.header.first_ts).min()?;
+        let last = heap.map(|c| c.header.last_ts).max()?;
+        Some((first, last))
+    }
     /// Total uncompressed bytes of event chunks (for progress reporting).
     pub fn event_bytes(&self) -> u64 {
         self.chunks
