@@ -183,7 +183,7 @@ fn random_trace(seed: u64, n: usize) -> Trace {
         let ts = (i as u64 + 1) * 1000;
         let th = rng.below(3) as u32;
         let l = &mut live[th as usize];
-        if ts % 50_000 == 0 {
+        if ts.is_multiple_of(50_000) {
             t.rss(ts, 10 << 20);
         }
         if !l.is_empty() && rng.below(100) < 45 {
@@ -473,7 +473,11 @@ fn temporary_allocations_and_the_advice_rules() {
     t.realloc(tick(), 0, 0, 0x200, 16, 3);
     let mut at = 0x200;
     for k in 2..=101u64 {
-        let new = if k % 2 == 0 { at + 0x10000 } else { at };
+        let new = if k.is_multiple_of(2) {
+            at + 0x10000
+        } else {
+            at
+        };
         t.realloc(tick(), 0, at, new, 16 * k, 3);
         at = new;
     }
