@@ -41,6 +41,9 @@ pub struct Block {
     pub ts: u64,
     /// The recorder's index of the thread that allocated it.
     pub thread: u32,
+    /// What [`HeapObserver::added`] returned for it (the report keeps its site's index
+    /// here, to find the site again without a lookup when the block leaves).
+    pub tag: u32,
 }
 
 /// Why a block left the live heap.
@@ -85,7 +88,10 @@ pub struct Counters {
 
 /// Notified of every block that enters or leaves the live heap, with its address.
 pub trait HeapObserver {
-    fn added(&mut self, _addr: u64, _block: &Block) {}
+    /// A block entered the heap; the value returned is kept as the block's `tag`.
+    fn added(&mut self, _addr: u64, _block: &Block) -> u32 {
+        0
+    }
     fn removed(&mut self, _addr: u64, _block: &Block, _why: Release) {}
 }
 
@@ -148,16 +154,25 @@ impl Replay {
         self.live.iter().map(|(&a, b)| (a, b))
     }
 
-    fn add(&mut self, addr: u64, block: Block, obs: &mut impl HeapObserver) {
+    fn add(&mut self, addr: u64, mut block: Block, obs: &mut impl HeapObserver) {
+        use std::collections::hash_map::Entry;
         self.counters.allocations += 1;
         self.counters.bytes_allocated = self.counters.bytes_allocated.saturating_add(block.size);
-        if let Some(old) = self.live.insert(addr, block) {
-            self.counters.reused_addresses += 1;
-            self.live_bytes = self.live_bytes.saturating_sub(old.size);
-            obs.removed(addr, &old, Release::Reused);
-        }
         self.live_bytes = self.live_bytes.saturating_add(block.size);
-        obs.added(addr, &block);
+        match self.live.entry(addr) {
+            Entry::Occupied(mut e) => {
+                let old = *e.get();
+                self.counters.reused_addresses += 1;
+                self.live_bytes = self.live_bytes.saturating_sub(old.size);
+                obs.removed(addr, &old, Release::Reused);
+                block.tag = obs.added(addr, &block);
+                e.insert(block);
+            }
+            Entry::Vacant(e) => {
+                block.tag = obs.added(addr, &block);
+                e.insert(block);
+            }
+        }
     }
 
     /// Remove a live block; `false` if the address was not live.
@@ -198,6 +213,7 @@ impl Replay {
                             site: SiteKey { stack, func },
                             ts,
                             thread,
+                            tag: 0,
                         },
                         obs,
                     );
@@ -223,6 +239,7 @@ impl Replay {
                     site: SiteKey { stack, func },
                     ts,
                     thread,
+                    tag: 0,
                 };
                 if old == 0 {
                     if new == 0 {

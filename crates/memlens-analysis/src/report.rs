@@ -356,23 +356,52 @@ impl SiteAcc {
     }
 }
 
-/// Sites, interned: (stack, function) -> index.
+/// Sites, interned: (stack, function) -> index into `sites`. The recorder numbers stacks
+/// from 1 up, and a stack almost always goes with one allocating function, so a vector
+/// indexed by stack id answers most lookups; the hash map takes the rest.
 #[derive(Default)]
 struct SiteTable {
+    /// Stack id -> 1 + index of the site (stack, its first function); 0: none yet.
+    by_stack: Vec<u32>,
     index: HashMap<u64, u32, BuildHasherDefault<AddrHasher>>,
     sites: Vec<SiteAcc>,
 }
 
+/// Stack ids below this use `by_stack` (4 bytes each, allocated as they are seen).
+const DIRECT_STACKS: u32 = 1 << 24;
+
 impl SiteTable {
     #[inline]
-    fn get(&mut self, key: SiteKey) -> &mut SiteAcc {
+    fn index(&mut self, key: SiteKey) -> u32 {
+        if key.stack < DIRECT_STACKS {
+            let slot = key.stack as usize;
+            if let Some(&i) = self.by_stack.get(slot) {
+                if i != 0 && self.sites[i as usize - 1].key.func == key.func {
+                    return i - 1;
+                }
+            }
+        }
+        self.index_slow(key)
+    }
+
+    #[cold]
+    fn index_slow(&mut self, key: SiteKey) -> u32 {
         let k = (key.stack as u64) << 8 | key.func as u64;
         let sites = &mut self.sites;
         let i = *self.index.entry(k).or_insert_with(|| {
             sites.push(SiteAcc::new(key));
             (sites.len() - 1) as u32
         });
-        &mut self.sites[i as usize]
+        if key.stack < DIRECT_STACKS {
+            let slot = key.stack as usize;
+            if slot >= self.by_stack.len() {
+                self.by_stack.resize(slot + 1, 0);
+            }
+            if self.by_stack[slot] == 0 {
+                self.by_stack[slot] = i + 1;
+            }
+        }
+        i
     }
 }
 
@@ -393,14 +422,15 @@ struct State {
 
 impl HeapObserver for State {
     #[inline]
-    fn added(&mut self, addr: u64, b: &Block) {
+    fn added(&mut self, addr: u64, b: &Block) -> u32 {
         self.temporary.allocated(b.thread, addr);
         self.live_chunk = self
             .live_chunk
             .saturating_add(glibc_chunk_size(b.size, self.page_size));
         let realloc_old = self.realloc_old.take();
         let (epoch, in_window) = (self.epoch, self.in_window);
-        let s = self.sites.get(b.site);
+        let index = self.sites.index(b.site);
+        let s = &mut self.sites.sites[index as usize];
         s.touch(epoch);
         s.live_bytes = s.live_bytes.saturating_add(b.size);
         s.live_blocks += 1;
@@ -421,6 +451,7 @@ impl HeapObserver for State {
                 }
             }
         }
+        index
     }
 
     #[inline]
@@ -433,7 +464,7 @@ impl HeapObserver for State {
             self.realloc_old = Some((addr, b.size));
         }
         let (epoch, in_window, from) = (self.epoch, self.in_window, self.from);
-        let s = self.sites.get(b.site);
+        let s = &mut self.sites.sites[b.tag as usize];
         s.touch(epoch);
         s.live_bytes = s.live_bytes.saturating_sub(b.size);
         s.live_blocks = s.live_blocks.saturating_sub(1);

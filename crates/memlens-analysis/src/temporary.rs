@@ -80,8 +80,9 @@ mod tests {
     #[derive(Default)]
     struct Count(Temporary, Vec<u64>);
     impl HeapObserver for Count {
-        fn added(&mut self, addr: u64, b: &Block) {
+        fn added(&mut self, addr: u64, b: &Block) -> u32 {
             self.0.allocated(b.thread, addr);
+            0
         }
         fn removed(&mut self, addr: u64, b: &Block, why: Release) {
             if self.0.released(addr, b, why) {

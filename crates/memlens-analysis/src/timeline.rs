@@ -97,8 +97,9 @@ impl SiteLive {
 }
 
 impl HeapObserver for SiteLive {
-    fn added(&mut self, _addr: u64, b: &Block) {
+    fn added(&mut self, _addr: u64, b: &Block) -> u32 {
         self.change(b.site, true, b.size);
+        0
     }
     fn removed(&mut self, _addr: u64, b: &Block, _why: Release) {
         self.change(b.site, false, b.size);

@@ -8,7 +8,8 @@
 //! * STACKS distinct stacks (default 20,000) of 8 to 40 frames drawn from 6,000 functions
 //!   in 4 modules (files that do not exist: frames stay unsymbolized), used with a
 //!   Zipf-like popularity (a few sites make most allocations), each with its own typical
-//!   size;
+//!   size and allocator function (malloc, new or calloc), and its reallocs made at
+//!   another of the stacks;
 //! * per THREAD (default 4): 45% temporary allocations (malloc then free at once), 35%
 //!   short-lived ones (freed about 4,000 allocations later), 8% long-lived ones (a pool
 //!   of at most 100,000 blocks per thread, a random one replaced when full), 10% reallocs
@@ -52,6 +53,9 @@ impl Rng {
 
 struct Site {
     stack: u32,
+    /// A call site calls one allocator function; its reallocs are another call site.
+    func: AllocFunc,
+    realloc_stack: u32,
     size: u64,
 }
 
@@ -110,23 +114,19 @@ impl Gen {
                 continue;
             }
             let site = self.pick(&mut t.rng);
-            let (stack, base) = (site.stack, site.size);
+            let (stack, func, realloc_stack, base) =
+                (site.stack, site.func, site.realloc_stack, site.size);
             let size = base + t.rng.below(base / 4 + 1);
             let r = t.rng.below(100);
             if r < 45 {
                 let a = t.addr();
-                b.alloc(ts, AllocFunc::Malloc, a, size, stack)?;
+                b.alloc(ts, func, a, size, stack)?;
                 ts += t.rng.below(NS_PER_EVENT) + 1;
                 b.free(ts, AllocFunc::Free, a, 0)?;
                 t.free_addrs.push(a);
                 self.events += 2;
             } else if r < 80 {
                 let a = t.addr();
-                let func = if r < 60 {
-                    AllocFunc::New
-                } else {
-                    AllocFunc::Malloc
-                };
                 b.alloc(ts, func, a, size, stack)?;
                 t.live_bytes += size;
                 t.short.push_back((a, size));
@@ -141,7 +141,7 @@ impl Gen {
                 }
             } else if r < 88 {
                 let a = t.addr();
-                b.alloc(ts, AllocFunc::Calloc, a, size, stack)?;
+                b.alloc(ts, func, a, size, stack)?;
                 t.live_bytes += size;
                 self.events += 1;
                 if t.long.len() < LONG_POOL {
@@ -159,7 +159,7 @@ impl Gen {
                 // Grow the newest short-lived block; half of the time it moves.
                 let new_size = sz + 16 + t.rng.below(sz + 1);
                 let new = if t.rng.below(2) == 0 { old } else { t.addr() };
-                b.realloc(ts, AllocFunc::Realloc, old, new, new_size, stack)?;
+                b.realloc(ts, AllocFunc::Realloc, old, new, new_size, realloc_stack)?;
                 if new != old {
                     t.free_addrs.push(old);
                 }
@@ -248,8 +248,15 @@ fn main() -> std::io::Result<()> {
                 } else {
                     16u64 << rng.below(9)
                 };
+                let func = match rng.below(10) {
+                    0..=4 => AllocFunc::Malloc,
+                    5..=7 => AllocFunc::New,
+                    _ => AllocFunc::Calloc,
+                };
                 sites.push(Site {
                     stack: next_stack,
+                    func,
+                    realloc_stack: 0,
                     size,
                 });
                 next_stack += 1;
@@ -257,8 +264,13 @@ fn main() -> std::io::Result<()> {
             Ok(())
         })?;
     }
-    // The last stack is the growing site; it is not drawn at random.
+    // The last stack is the growing site; it is not drawn at random. Each site's reallocs
+    // are one of the other stacks.
     let growing_stack = sites.pop().map_or(1, |s| s.stack);
+    let n = sites.len() as u64;
+    for (i, s) in sites.iter_mut().enumerate() {
+        s.realloc_stack = 1 + ((i as u64 * 7919 + 13) % n) as u32;
+    }
     let mut acc = 0.0;
     let cdf: Vec<f64> = (0..sites.len())
         .map(|i| {

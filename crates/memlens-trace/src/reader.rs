@@ -839,13 +839,17 @@ impl Iterator for EventStream<'_> {
                 return Some(Err(e));
             }
         }
-        let Reverse((_, chunk, slot)) = self.active.pop()?;
+        // The earliest chunk's next event. Its following event replaces it in place (one
+        // sift down, usually no move at all) instead of a pop and a push.
+        let mut top = self.active.peek_mut()?;
+        let Reverse((_, chunk, slot)) = *top;
         let (ev, pos) = &mut self.decoded[slot];
         let e = ev[*pos];
         *pos += 1;
         if *pos < ev.len() {
-            self.active.push(Reverse((ev[*pos].ts(), chunk, slot)));
+            *top = Reverse((ev[*pos].ts(), chunk, slot));
         } else {
+            std::collections::binary_heap::PeekMut::pop(top);
             self.chunks_done += 1;
         }
         Some(Ok(e))
