@@ -147,9 +147,9 @@ pub fn findings(h: &HeapVsRss) -> Vec<String> {
     }
     if p.recorder_bytes as f64 > RECORDER_FRACTION * p.rss as f64 {
         out.push(format!(
-            "up to {} of it is memlens's own memory (the recorder), which the program does not \
-             have when it runs without memlens",
-            human_bytes(p.recorder_bytes)
+            "memlens's own memory (the recorder, up to {}) counts in this RSS; the program \
+             does not have it when it runs without memlens",
+            human_bytes(p.recorder_bytes.min(p.rss))
         ));
     }
     if p.heap_blocks > 0 && p.overhead_bytes as f64 > OVERHEAD_FRACTION * p.heap_bytes as f64 {

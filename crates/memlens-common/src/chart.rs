@@ -2,15 +2,16 @@
 //! plot`): round axis steps, a time unit for an axis, numbers and text for SVG.
 
 /// The smallest "round" step giving at most 8 intervals up to `max`, and the axis top:
-/// 1, 2 or 5 times a power of ten, or for bytes whole binary units (64 MiB, not 50.0 MiB).
+/// 1, 2 or 5 times a power of ten, or for bytes whole binary units (64 MiB, not 50.0 MiB;
+/// 256 KiB rather than 200 KiB).
 pub fn nice_axis(max: f64) -> (f64, f64) {
     let max = if max > 0.0 { max } else { 1.0 };
     let mut candidates = Vec::new();
     if max >= 1024.0 {
         for unit in [1u64, 1 << 10, 1 << 20, 1 << 30, 1 << 40] {
-            for m in [
-                1.0, 2.0, 4.0, 5.0, 10.0, 20.0, 25.0, 50.0, 100.0, 200.0, 250.0, 500.0,
-            ] {
+            // Steps of 64 units or more are powers of two, so that labels stay round
+            // when they reach the next unit (768 KiB, 1.00 MiB, 1.25 MiB; not 1000 KiB).
+            for m in [1.0, 2.0, 4.0, 5.0, 10.0, 20.0, 25.0, 50.0, 64.0, 128.0, 256.0, 512.0] {
                 candidates.push(m * unit as f64);
             }
         }
@@ -74,7 +75,8 @@ mod tests {
         const MIB: f64 = 1048576.0;
         assert_eq!(nice_axis(300.0 * MIB), (50.0 * MIB, 300.0 * MIB));
         assert_eq!(nice_axis(62.0 * MIB), (10.0 * MIB, 70.0 * MIB));
-        assert_eq!(nice_axis(1500.0), (200.0, 1600.0));
+        assert_eq!(nice_axis(1500.0), (256.0, 1536.0));
+        assert_eq!(nice_axis(2.55 * MIB), (512.0 * 1024.0, 3.0 * MIB));
         assert_eq!(time_unit(100.0).0, "s");
         assert_eq!(time_unit(0.03), ("ms", 1e-3));
         assert_eq!(time_unit(3600.0).0, "min");
