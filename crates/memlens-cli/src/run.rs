@@ -483,10 +483,12 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
     let mut failed = false;
     match (&main_trace, analysis) {
         (Some(t), Some(Ok(mut report))) => {
+            // The summary is printed: the leak view can have the definitions.
+            let metadata = std::mem::take(&mut report.metadata);
             let mut view = report
                 .leaks
                 .take()
-                .map(|l| crate::leaks::LeakView::new(l, report.metadata.clone(), &args.leak));
+                .map(|l| crate::leaks::LeakView::new(l, metadata, &args.leak));
             if gating_leaks {
                 if let Some(v) = view.as_mut() {
                     failed |= leak_gate(t, v, &args, quiet);
