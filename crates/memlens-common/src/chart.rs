@@ -11,7 +11,9 @@ pub fn nice_axis(max: f64) -> (f64, f64) {
         for unit in [1u64, 1 << 10, 1 << 20, 1 << 30, 1 << 40] {
             // Steps of 64 units or more are powers of two, so that labels stay round
             // when they reach the next unit (768 KiB, 1.00 MiB, 1.25 MiB; not 1000 KiB).
-            for m in [1.0, 2.0, 4.0, 5.0, 10.0, 20.0, 25.0, 50.0, 64.0, 128.0, 256.0, 512.0] {
+            for m in [
+                1.0, 2.0, 4.0, 5.0, 10.0, 20.0, 25.0, 50.0, 64.0, 128.0, 256.0, 512.0,
+            ] {
                 candidates.push(m * unit as f64);
             }
         }
