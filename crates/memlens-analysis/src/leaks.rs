@@ -16,8 +16,7 @@ use crate::replay::{AddrMap, Replay};
 use crate::report::Progress;
 use crate::suppressions::{gen_error_suppression, gen_suppression, LeakKind, Suppressions};
 use crate::Symbolizer;
-use memlens_trace::reader::Metadata;
-use memlens_trace::reader::{Event, ScanBlock, ScanRecord, TraceReader};
+use memlens_trace::reader::{Event, Metadata, ScanBlock, ScanRecord, TraceReader};
 use memlens_trace::{AllocFunc, BlockLink, BlockState, ExitKind, Heuristic, RootKind};
 use std::collections::HashMap;
 
@@ -247,11 +246,8 @@ pub fn analyse_with_progress(
 ) -> Result<LeakReport, crate::Error> {
     let md = r.metadata()?;
     let chunks_total = r.event_chunk_count() as u64;
-    // Events: replay, and keep what heap errors need.
     let mut replay = Replay::new();
-    // Address -> (alloc func, alloc stack, size, free stack) of blocks freed and not reused.
-    let mut freed: AddrMap<(AllocFunc, u32, u64, u32)> = AddrMap::default();
-    let mut errors: HashMap<(ErrorKind, u32, AllocFunc), HeapError> = HashMap::new();
+    let mut tracker = LeakTracker::default();
     let mut events = r.events();
     let mut reported = 0;
     while let Some(ev) = events.next() {
@@ -264,7 +260,44 @@ pub fn analyse_with_progress(
                 chunks_total,
             });
         }
-        match ev {
+        tracker.before(&ev, &replay);
+        replay.apply(&ev, &mut ());
+    }
+    tracker.finish(r, &md, &replay, resolution)
+}
+
+/// The event side of the leak analysis, for a caller that replays the events itself (the
+/// report does, to fold this into its own pass): call [`LeakTracker::before`] with every
+/// event before applying it to the replay, then [`LeakTracker::finish`] with the replay of
+/// the whole trace.
+///
+/// [`LeakTracker::summary_only`] skips what heap errors need (a map of freed blocks),
+/// for callers that only show the leak kinds: its report has no errors.
+#[derive(Default)]
+pub struct LeakTracker {
+    summary_only: bool,
+    /// Address -> (alloc func, alloc stack, size, free stack) of blocks freed and not reused.
+    freed: AddrMap<(AllocFunc, u32, u64, u32)>,
+    errors: HashMap<(ErrorKind, u32, AllocFunc), HeapError>,
+}
+
+impl LeakTracker {
+    /// A tracker that leaves heap errors out (cheaper: nothing per event).
+    pub fn summary_only() -> Self {
+        LeakTracker {
+            summary_only: true,
+            ..Self::default()
+        }
+    }
+
+    /// Note what heap errors will need from `ev`, before it is applied to `replay`.
+    #[inline]
+    pub fn before(&mut self, ev: &Event, replay: &Replay) {
+        if self.summary_only {
+            return;
+        }
+        let (freed, errors) = (&mut self.freed, &mut self.errors);
+        match *ev {
             Event::Free { addr, stack, .. } => {
                 if let Some(b) = replay.get(addr) {
                     freed.insert(addr, (b.site.func, b.site.stack, b.size, stack));
@@ -325,199 +358,209 @@ pub fn analyse_with_progress(
             }
             _ => {}
         }
-        replay.apply(&ev, &mut ());
-    }
-    let mut errors: Vec<HeapError> = errors.into_values().collect();
-    errors.sort_by_key(|e| (e.kind, e.stack, e.addr));
-
-    if !r.has_scan() {
-        return Ok(LeakReport {
-            scan: None,
-            summary: Summary::default(),
-            records: Vec::new(),
-            errors,
-        });
     }
 
-    // The scan.
-    let mut info = ScanInfo {
-        trigger: ExitKind::Exit,
-        code: 0,
-        stopped_threads: 0,
-        unstoppable_threads: 0,
-        freeres: false,
-        duration_ns: 0,
-        internal: Amount::default(),
-        unknown_blocks: 0,
-    };
-    let mut started = 0;
-    let mut roots: HashMap<u32, Root> = HashMap::new();
-    let mut blocks: Vec<ScanBlock> = Vec::new();
-    for rec in r.scan() {
-        match rec? {
-            ScanRecord::Begin {
-                ts,
-                trigger,
-                code,
-                stopped,
-                unstoppable,
-                flags,
-                ..
-            } => {
-                started = ts;
-                info.trigger = trigger;
-                info.code = code;
-                info.stopped_threads = stopped;
-                info.unstoppable_threads = unstoppable;
-                info.freeres = flags & 1 != 0;
-            }
-            ScanRecord::Root {
-                id,
-                kind,
-                tid,
-                name,
-                ..
-            } => {
-                roots.insert(id, Root { kind, tid, name });
-            }
-            ScanRecord::Block(b) => blocks.push(b),
-            ScanRecord::End { ts, .. } => info.duration_ns = ts.saturating_sub(started),
-        }
-    }
+    /// The leak report: the scan joined with the replay of the whole trace.
+    pub fn finish(
+        self,
+        r: &TraceReader,
+        md: &Metadata,
+        replay: &Replay,
+        resolution: Resolution,
+    ) -> Result<LeakReport, crate::Error> {
+        let errors = self.errors;
+        let mut errors: Vec<HeapError> = errors.into_values().collect();
+        errors.sort_by_key(|e| (e.kind, e.stack, e.addr));
 
-    // Each block's site, from the replay.
-    let site = |b: &ScanBlock| -> (AllocFunc, u32) {
-        replay
-            .get(b.addr)
-            .map_or((AllocFunc::Malloc, 0), |x| (x.site.func, x.site.stack))
-    };
-    // The definitely-lost leader owning each indirect block.
-    let leader_of = |mut i: usize| -> Option<usize> {
-        for _ in 0..blocks.len().min(1 << 20) + 1 {
-            match blocks[i].state {
-                BlockState::DefinitelyLost => return Some(i),
-                BlockState::IndirectlyLost => match blocks[i].link {
-                    BlockLink::Block(j) if (j as usize) < blocks.len() && j as usize != i => {
-                        i = j as usize
-                    }
-                    _ => return None,
-                },
-                _ => return None,
-            }
-        }
-        None
-    };
-
-    // Group into records.
-    let depth = resolution.frames();
-    let key_frames = |stack: u32| -> Vec<(u32, u64)> {
-        md.stacks
-            .get(&stack)
-            .map(|f| f.iter().take(depth).map(|f| (f.module, f.offset)).collect())
-            .unwrap_or_default()
-    };
-    type Key = (BlockState, AllocFunc, Vec<(u32, u64)>);
-    let mut index: HashMap<Key, usize> = HashMap::new();
-    let mut records: Vec<LossRecord> = Vec::new();
-    let mut record_of_block: Vec<usize> = vec![usize::MAX; blocks.len()];
-    let mut summary = Summary::default();
-    let mut heur: HashMap<Heuristic, Amount> = HashMap::new();
-    for (i, b) in blocks.iter().enumerate() {
-        if b.internal {
-            info.internal.add(b.size);
-            continue;
-        }
-        if replay.get(b.addr).is_none() {
-            info.unknown_blocks += 1;
-        }
-        let (func, stack) = site(b);
-        let key = (b.state, func, key_frames(stack));
-        let ri = *index.entry(key).or_insert_with(|| {
-            records.push(LossRecord {
-                kind: b.state,
-                func,
-                stack,
-                bytes: 0,
-                blocks: 0,
-                indirect: Amount::default(),
-                chain: Vec::new(),
-                suppressed_by: None,
+        if !r.has_scan() {
+            return Ok(LeakReport {
+                scan: None,
+                summary: Summary::default(),
+                records: Vec::new(),
+                errors,
             });
-            records.len() - 1
-        });
-        records[ri].bytes += b.size;
-        records[ri].blocks += 1;
-        record_of_block[i] = ri;
-        summary.get_mut(b.state).add(b.size);
-        if let (BlockState::StillReachable, Some(h)) = (b.state, b.heuristic) {
-            heur.entry(h).or_default().add(b.size);
         }
-    }
-    for (i, b) in blocks.iter().enumerate() {
-        if b.internal || b.state != BlockState::IndirectlyLost {
-            continue;
-        }
-        if let Some(l) = leader_of(i) {
-            let ri = record_of_block[l];
-            if ri != usize::MAX {
-                records[ri].indirect.add(b.size);
+
+        // The scan.
+        let mut info = ScanInfo {
+            trigger: ExitKind::Exit,
+            code: 0,
+            stopped_threads: 0,
+            unstoppable_threads: 0,
+            freeres: false,
+            duration_ns: 0,
+            internal: Amount::default(),
+            unknown_blocks: 0,
+        };
+        let mut started = 0;
+        let mut roots: HashMap<u32, Root> = HashMap::new();
+        let mut blocks: Vec<ScanBlock> = Vec::new();
+        for rec in r.scan() {
+            match rec? {
+                ScanRecord::Begin {
+                    ts,
+                    trigger,
+                    code,
+                    stopped,
+                    unstoppable,
+                    flags,
+                    ..
+                } => {
+                    started = ts;
+                    info.trigger = trigger;
+                    info.code = code;
+                    info.stopped_threads = stopped;
+                    info.unstoppable_threads = unstoppable;
+                    info.freeres = flags & 1 != 0;
+                }
+                ScanRecord::Root {
+                    id,
+                    kind,
+                    tid,
+                    name,
+                    ..
+                } => {
+                    roots.insert(id, Root { kind, tid, name });
+                }
+                ScanRecord::Block(b) => blocks.push(b),
+                ScanRecord::End { ts, .. } => info.duration_ns = ts.saturating_sub(started),
             }
         }
-    }
-    // Chains for reachable and possibly lost records: from their first block up.
-    let mut done = vec![false; records.len()];
-    for (i, b) in blocks.iter().enumerate() {
-        let ri = record_of_block[i];
-        if ri == usize::MAX
-            || done[ri]
-            || !matches!(
-                b.state,
-                BlockState::StillReachable | BlockState::PossiblyLost
-            )
-        {
-            continue;
-        }
-        done[ri] = true;
-        let mut chain = Vec::new();
-        let mut cur = i;
-        for _ in 0..64 {
-            match blocks[cur].link {
-                BlockLink::Block(j) if (j as usize) < blocks.len() && j as usize != cur => {
-                    cur = j as usize;
-                    let (func, stack) = site(&blocks[cur]);
-                    chain.push(ChainStep::Block {
-                        stack,
-                        func,
-                        size: blocks[cur].size,
-                    });
+
+        // Each block's site, from the replay.
+        let site = |b: &ScanBlock| -> (AllocFunc, u32) {
+            replay
+                .get(b.addr)
+                .map_or((AllocFunc::Malloc, 0), |x| (x.site.func, x.site.stack))
+        };
+        // The definitely-lost leader owning each indirect block.
+        let leader_of = |mut i: usize| -> Option<usize> {
+            for _ in 0..blocks.len().min(1 << 20) + 1 {
+                match blocks[i].state {
+                    BlockState::DefinitelyLost => return Some(i),
+                    BlockState::IndirectlyLost => match blocks[i].link {
+                        BlockLink::Block(j) if (j as usize) < blocks.len() && j as usize != i => {
+                            i = j as usize
+                        }
+                        _ => return None,
+                    },
+                    _ => return None,
                 }
-                BlockLink::Root { root, addr } => {
-                    if let Some(r) = roots.get(&root) {
-                        chain.push(ChainStep::Root {
-                            kind: r.kind,
-                            name: r.name.clone(),
-                            tid: r.tid,
-                            addr,
+            }
+            None
+        };
+
+        // Group into records.
+        let depth = resolution.frames();
+        let key_frames = |stack: u32| -> Vec<(u32, u64)> {
+            md.stacks
+                .get(&stack)
+                .map(|f| f.iter().take(depth).map(|f| (f.module, f.offset)).collect())
+                .unwrap_or_default()
+        };
+        type Key = (BlockState, AllocFunc, Vec<(u32, u64)>);
+        let mut index: HashMap<Key, usize> = HashMap::new();
+        let mut records: Vec<LossRecord> = Vec::new();
+        let mut record_of_block: Vec<usize> = vec![usize::MAX; blocks.len()];
+        let mut summary = Summary::default();
+        let mut heur: HashMap<Heuristic, Amount> = HashMap::new();
+        for (i, b) in blocks.iter().enumerate() {
+            if b.internal {
+                info.internal.add(b.size);
+                continue;
+            }
+            if replay.get(b.addr).is_none() {
+                info.unknown_blocks += 1;
+            }
+            let (func, stack) = site(b);
+            let key = (b.state, func, key_frames(stack));
+            let ri = *index.entry(key).or_insert_with(|| {
+                records.push(LossRecord {
+                    kind: b.state,
+                    func,
+                    stack,
+                    bytes: 0,
+                    blocks: 0,
+                    indirect: Amount::default(),
+                    chain: Vec::new(),
+                    suppressed_by: None,
+                });
+                records.len() - 1
+            });
+            records[ri].bytes += b.size;
+            records[ri].blocks += 1;
+            record_of_block[i] = ri;
+            summary.get_mut(b.state).add(b.size);
+            if let (BlockState::StillReachable, Some(h)) = (b.state, b.heuristic) {
+                heur.entry(h).or_default().add(b.size);
+            }
+        }
+        for (i, b) in blocks.iter().enumerate() {
+            if b.internal || b.state != BlockState::IndirectlyLost {
+                continue;
+            }
+            if let Some(l) = leader_of(i) {
+                let ri = record_of_block[l];
+                if ri != usize::MAX {
+                    records[ri].indirect.add(b.size);
+                }
+            }
+        }
+        // Chains for reachable and possibly lost records: from their first block up.
+        let mut done = vec![false; records.len()];
+        for (i, b) in blocks.iter().enumerate() {
+            let ri = record_of_block[i];
+            if ri == usize::MAX
+                || done[ri]
+                || !matches!(
+                    b.state,
+                    BlockState::StillReachable | BlockState::PossiblyLost
+                )
+            {
+                continue;
+            }
+            done[ri] = true;
+            let mut chain = Vec::new();
+            let mut cur = i;
+            for _ in 0..64 {
+                match blocks[cur].link {
+                    BlockLink::Block(j) if (j as usize) < blocks.len() && j as usize != cur => {
+                        cur = j as usize;
+                        let (func, stack) = site(&blocks[cur]);
+                        chain.push(ChainStep::Block {
+                            stack,
+                            func,
+                            size: blocks[cur].size,
                         });
                     }
-                    break;
+                    BlockLink::Root { root, addr } => {
+                        if let Some(r) = roots.get(&root) {
+                            chain.push(ChainStep::Root {
+                                kind: r.kind,
+                                name: r.name.clone(),
+                                tid: r.tid,
+                                addr,
+                            });
+                        }
+                        break;
+                    }
+                    _ => break,
                 }
-                _ => break,
             }
+            chain.reverse();
+            records[ri].chain = chain;
         }
-        chain.reverse();
-        records[ri].chain = chain;
+        records.sort_by_key(|r| (r.total_bytes(), r.blocks, r.kind));
+        let mut h: Vec<(Heuristic, Amount)> = heur.into_iter().collect();
+        h.sort_by_key(|(h, _)| *h);
+        summary.reachable_via_heuristic = h;
+        Ok(LeakReport {
+            scan: Some(info),
+            summary,
+            records,
+            errors,
+        })
     }
-    records.sort_by_key(|r| (r.total_bytes(), r.blocks, r.kind));
-    let mut h: Vec<(Heuristic, Amount)> = heur.into_iter().collect();
-    h.sort_by_key(|(h, _)| *h);
-    summary.reachable_via_heuristic = h;
-    Ok(LeakReport {
-        scan: Some(info),
-        summary,
-        records,
-        errors,
-    })
 }
 
 impl LeakReport {

@@ -1,6 +1,16 @@
 //! Analysis of memlens traces.
 //!
 //! * [`replay`]: applies events to a model of the live heap ([`replay::Replay`]).
+//! * [`report`]: builds a [`Report`] in one streaming pass over a trace: totals, peak
+//!   heap, not freed at exit, top sites, temporary allocations, growth, heap vs RSS,
+//!   advice, and the leak analysis, for the whole run or a [`window`] of it.
+//! * [`temporary`]: the definition of a temporary allocation, for every view that counts
+//!   them.
+//! * [`growth`]: per-site floors of live bytes over time, and the growing-site rules.
+//! * [`heap_rss`]: the split of the RSS into heap, allocator overhead and the rest.
+//! * [`advice`]: the advice rules and their thresholds.
+//! * [`timeline`]: heap, RSS and top sites over time, downsampled, for charts.
+//! * [`leaks`]: memcheck's leak kinds from the exit scan, and heap errors.
 //! * [`report`]: builds a [`Report`] (totals, peak heap, not freed at exit, top sites)
 //!   with two streaming passes over a trace.
 //! * [`profile`]: every metric of every allocation site ([`Profile`]), for flame graphs
@@ -12,7 +22,7 @@
 //! ```no_run
 //! use memlens_analysis::{Report, ReportOptions, Symbolizer};
 //! let reader = memlens_trace::reader::TraceReader::open("memlens.prog.42.trace")?;
-//! let report = Report::build(&reader, &ReportOptions { top: 5 })?;
+//! let report = Report::build(&reader, &ReportOptions { top: 5, ..Default::default() })?;
 //! let mut sym = Symbolizer::new(&report.metadata.modules);
 //! for site in &report.not_freed.sites {
 //!     let frames = sym.stack(report.stack(site.stack));
@@ -21,17 +31,27 @@
 //! # Ok::<(), memlens_analysis::Error>(())
 //! ```
 
+pub mod advice;
 pub mod diff;
+pub mod growth;
+pub mod heap_rss;
 pub mod leaks;
 pub mod profile;
 pub mod replay;
 pub mod report;
 pub mod suppressions;
 pub mod symbolize;
+pub mod temporary;
+pub mod timeline;
+pub mod window;
 
 pub use profile::{Metric, Profile, ProfileOptions};
-pub use report::{NotFreed, PeakHeap, Progress, Report, ReportOptions, Site, SiteStats, Totals};
+pub use report::{
+    GrowingSite, GrowthSort, LiveSort, NotFreed, PeakHeap, Progress, Report, ReportOptions, Site,
+    SiteStats, SortOptions, TemporarySort, Totals,
+};
 pub use symbolize::{Frame, Symbolizer};
+pub use window::{TimePoint, Window, WindowSpec};
 
 use memlens_trace::reader::TraceError;
 use std::fmt;
@@ -41,12 +61,15 @@ use std::fmt;
 pub enum Error {
     /// The trace cannot be read (not a trace, unreadable, damaged).
     Trace(TraceError),
+    /// The time window does not fit the run (one sentence naming the option).
+    Window(String),
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Trace(e) => e.fmt(f),
+            Error::Window(m) => f.write_str(m),
         }
     }
 }
@@ -55,6 +78,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Trace(e) => Some(e),
+            Error::Window(_) => None,
         }
     }
 }

@@ -264,8 +264,14 @@ impl Profile {
         opts: &ProfileOptions,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Profile, Error> {
-        let report =
-            Report::build_with_progress(reader, &ReportOptions { top: usize::MAX }, progress)?;
+        let report = Report::build_with_progress(
+            reader,
+            &ReportOptions {
+                top: usize::MAX,
+                ..Default::default()
+            },
+            progress,
+        )?;
         let mut sites: HashMap<SiteKey, Values> = HashMap::new();
         let key = |stack, func| SiteKey { stack, func };
         // `by_allocations` holds every site, with what was live at the end.

@@ -37,6 +37,26 @@ pub struct SiteKey {
 pub struct Block {
     pub size: u64,
     pub site: SiteKey,
+    /// When it was allocated (ns since the trace started).
+    pub ts: u64,
+    /// The recorder's index of the thread that allocated it.
+    pub thread: u32,
+    /// What [`HeapObserver::added`] returned for it (the report keeps its site's index
+    /// here, to find the site again without a lookup when the block leaves).
+    pub tag: u32,
+}
+
+/// Why a block left the live heap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Release {
+    /// Released by the program: free, delete, `realloc(p, 0)`.
+    Free,
+    /// Replaced by the block a successful realloc returned (moved or resized in place);
+    /// [`HeapObserver::added`] follows at once with the new block.
+    Realloc,
+    /// Dropped because an allocation returned its address while it was live (a release
+    /// the recorder missed).
+    Reused,
 }
 
 /// Running event counters of a replay.
@@ -66,10 +86,13 @@ pub struct Counters {
     pub events: u64,
 }
 
-/// Notified of every block that enters or leaves the live heap.
+/// Notified of every block that enters or leaves the live heap, with its address.
 pub trait HeapObserver {
-    fn added(&mut self, _block: &Block, _allocation: bool) {}
-    fn removed(&mut self, _block: &Block) {}
+    /// A block entered the heap; the value returned is kept as the block's `tag`.
+    fn added(&mut self, _addr: u64, _block: &Block) -> u32 {
+        0
+    }
+    fn removed(&mut self, _addr: u64, _block: &Block, _why: Release) {}
 }
 
 /// Observer that does nothing.
@@ -131,25 +154,34 @@ impl Replay {
         self.live.iter().map(|(&a, b)| (a, b))
     }
 
-    fn add(&mut self, addr: u64, block: Block, obs: &mut impl HeapObserver) {
+    fn add(&mut self, addr: u64, mut block: Block, obs: &mut impl HeapObserver) {
+        use std::collections::hash_map::Entry;
         self.counters.allocations += 1;
         self.counters.bytes_allocated = self.counters.bytes_allocated.saturating_add(block.size);
-        if let Some(old) = self.live.insert(addr, block) {
-            self.counters.reused_addresses += 1;
-            self.live_bytes = self.live_bytes.saturating_sub(old.size);
-            obs.removed(&old);
-        }
         self.live_bytes = self.live_bytes.saturating_add(block.size);
-        obs.added(&block, true);
+        match self.live.entry(addr) {
+            Entry::Occupied(mut e) => {
+                let old = *e.get();
+                self.counters.reused_addresses += 1;
+                self.live_bytes = self.live_bytes.saturating_sub(old.size);
+                obs.removed(addr, &old, Release::Reused);
+                block.tag = obs.added(addr, &block);
+                e.insert(block);
+            }
+            Entry::Vacant(e) => {
+                block.tag = obs.added(addr, &block);
+                e.insert(block);
+            }
+        }
     }
 
     /// Remove a live block; `false` if the address was not live.
-    fn remove(&mut self, addr: u64, obs: &mut impl HeapObserver) -> bool {
+    fn remove(&mut self, addr: u64, why: Release, obs: &mut impl HeapObserver) -> bool {
         match self.live.remove(&addr) {
             Some(old) => {
                 self.counters.frees += 1;
                 self.live_bytes = self.live_bytes.saturating_sub(old.size);
-                obs.removed(&old);
+                obs.removed(addr, &old, why);
                 true
             }
             None => {
@@ -164,11 +196,12 @@ impl Replay {
         self.counters.events += 1;
         match *ev {
             Event::Alloc {
+                ts,
+                thread,
                 func,
                 addr,
                 size,
                 stack,
-                ..
             } => {
                 if addr == 0 {
                     self.counters.failed_allocations += 1;
@@ -178,6 +211,9 @@ impl Replay {
                         Block {
                             size,
                             site: SiteKey { stack, func },
+                            ts,
+                            thread,
+                            tag: 0,
                         },
                         obs,
                     );
@@ -185,21 +221,25 @@ impl Replay {
             }
             Event::Free { addr, .. } => {
                 if addr != 0 {
-                    self.remove(addr, obs);
+                    self.remove(addr, Release::Free, obs);
                 }
             }
             Event::Realloc {
+                ts,
+                thread,
                 func,
                 old,
                 new,
                 size,
                 stack,
-                ..
             } => {
                 self.counters.reallocs += 1;
                 let block = Block {
                     size,
                     site: SiteKey { stack, func },
+                    ts,
+                    thread,
+                    tag: 0,
                 };
                 if old == 0 {
                     if new == 0 {
@@ -209,12 +249,12 @@ impl Replay {
                     }
                 } else if new == 0 {
                     if size == 0 {
-                        self.remove(old, obs);
+                        self.remove(old, Release::Free, obs);
                     } else {
                         self.counters.failed_reallocs += 1;
                     }
                 } else {
-                    self.remove(old, obs);
+                    self.remove(old, Release::Realloc, obs);
                     self.add(new, block, obs);
                 }
             }

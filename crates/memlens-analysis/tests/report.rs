@@ -114,8 +114,14 @@ fn site(
             bytes_allocated,
             live_bytes,
             live_blocks,
+            temporary: 0,
         },
     }
+}
+
+fn temp(mut s: Site, temporary: u64) -> Site {
+    s.stats.temporary = temporary;
+    s
 }
 
 #[test]
@@ -143,6 +149,16 @@ fn totals_peak_and_sites_of_overlapping_threads() {
     assert!(r.truncation.is_none());
     assert_eq!(r.end.unwrap().code, 3);
 
+    // Temporary: 0x6000 (released by realloc(p, 0) right after its allocation on thread
+    // 1) and 0x3000 (freed right after the realloc that made it, on thread 0).
+    assert_eq!(t.temporary, 2);
+    assert_eq!(
+        (r.temporary.count, r.temporary.bytes, r.temporary.site_count),
+        (2, 2500, 2)
+    );
+    assert_eq!(r.temporary.sites[0].site.stack, 3);
+    assert_eq!(r.temporary.sites[1].site.stack, 2);
+
     // The heap at 9 ms: the new'd 50 bytes of thread 1 and the realloc'd 2000 bytes.
     assert_eq!(
         (
@@ -156,7 +172,7 @@ fn totals_peak_and_sites_of_overlapping_threads() {
     assert_eq!(
         r.peak.sites,
         vec![
-            site(3, AllocFunc::Realloc, 1, 2000, 2000, 1),
+            temp(site(3, AllocFunc::Realloc, 1, 2000, 2000, 1), 1),
             site(4, AllocFunc::New, 1, 50, 50, 1)
         ]
     );
@@ -178,9 +194,9 @@ fn totals_peak_and_sites_of_overlapping_threads() {
     );
 
     assert_eq!(r.site_count, 4);
-    let s2 = site(2, AllocFunc::Malloc, 2, 1500, 0, 0);
+    let s2 = temp(site(2, AllocFunc::Malloc, 2, 1500, 0, 0), 1);
     let s1 = site(1, AllocFunc::Malloc, 2, 400, 300, 1);
-    let s3 = site(3, AllocFunc::Realloc, 1, 2000, 0, 0);
+    let s3 = temp(site(3, AllocFunc::Realloc, 1, 2000, 0, 0), 1);
     let s4 = site(4, AllocFunc::New, 1, 50, 50, 1);
     assert_eq!(r.by_allocations, vec![s2, s1, s3, s4]);
     assert_eq!(r.by_bytes, vec![s3, s2, s1, s4]);
@@ -192,7 +208,14 @@ fn totals_peak_and_sites_of_overlapping_threads() {
 #[test]
 fn top_limits_every_list_but_not_the_counts() {
     let (p, _) = write_trace("top", true);
-    let r = Report::build(&TraceReader::open(&p).unwrap(), &ReportOptions { top: 1 }).unwrap();
+    let r = Report::build(
+        &TraceReader::open(&p).unwrap(),
+        &ReportOptions {
+            top: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(r.by_allocations.len(), 1);
     assert_eq!(r.by_bytes[0].stack, 3);
     assert_eq!((r.not_freed.sites.len(), r.not_freed.site_count), (1, 2));

@@ -4,7 +4,7 @@
 use crate::export::json_values;
 use crate::flamegraph::{svg, Style};
 use crate::profile::{folded, load, metric_parser, value_text, Dest};
-use crate::report::{count, human_bytes, json_frame, json_trace, text_stack, Format};
+use crate::report::{count, frame_json, human_bytes, json_trace, text_stack, Format};
 use memlens_analysis::diff::{diff, match_name, Diff, DiffSite, Status};
 use memlens_analysis::profile::{Unit, Values, METRICS};
 use memlens_analysis::{Metric, Profile, ProfileOptions, Symbolizer};
@@ -291,7 +291,7 @@ fn json(a: &Profile, b: &Profile, d: &Diff, top: usize, sa: &Symbolizer, sb: &Sy
                 "before": side(a, s.before.as_ref()),
                 "after": side(b, s.after.as_ref()),
                 "change": change(s),
-                "stack": s.frames.iter().map(json_frame).collect::<Vec<_>>(),
+                "stack": s.frames.iter().map(frame_json).collect::<Vec<_>>(),
             })
         })
         .collect();

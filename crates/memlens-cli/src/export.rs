@@ -3,7 +3,7 @@
 //! every site, with stacks). Formats in `docs/EXPORT.md`.
 
 use crate::profile::{folded, folded_text, load, metric_parser, require_known, Dest};
-use crate::report::{json_frame, json_trace};
+use crate::report::{frame_json, json_trace};
 use memlens_analysis::profile::METRICS;
 use memlens_analysis::{Metric, Profile, ProfileOptions, Symbolizer};
 use serde_json::{json, Map, Value};
@@ -128,7 +128,7 @@ pub fn json(p: &Profile, sym: &mut Symbolizer) -> Value {
             let mut o = Map::new();
             o.insert("allocator".into(), json!(s.func.name()));
             o.extend(json_values(p, &s.values));
-            let stack: Vec<Value> = sym.stack(p.stack(s.stack)).iter().map(json_frame).collect();
+            let stack: Vec<Value> = sym.stack(p.stack(s.stack)).iter().map(frame_json).collect();
             o.insert("stack".into(), Value::Array(stack));
             Value::Object(o)
         })

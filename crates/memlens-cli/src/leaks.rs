@@ -2,10 +2,10 @@
 //! (`docs/LEAKS_JSON.md`) or SARIF 2.1.0; and the leak part of `memlens run`'s summary
 //! and `memlens check`'s verdict.
 
-use crate::report::{frame_text, json_frame};
+use crate::report::{count, frame_json, frame_text};
 use memlens_analysis::leaks::{
     self, kind_key, Amount, ChainStep, ErrorKind, HeapError, LeakReport, LossRecord, Resolution,
-    UsedSuppression, KINDS,
+    Summary, UsedSuppression, KINDS,
 };
 use memlens_analysis::suppressions::Suppressions;
 use memlens_analysis::Symbolizer;
@@ -80,6 +80,17 @@ pub enum LeakResolution {
     High,
 }
 
+impl LeakOptions {
+    /// The analysis's resolution.
+    pub fn resolution(&self) -> Resolution {
+        match self.leak_resolution {
+            LeakResolution::Low => Resolution::Low,
+            LeakResolution::Med => Resolution::Med,
+            LeakResolution::High => Resolution::High,
+        }
+    }
+}
+
 /// A set of leak kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KindSet(pub [bool; 4]);
@@ -146,13 +157,18 @@ pub struct LeakView {
 impl LeakView {
     pub fn load(path: &Path, opts: &LeakOptions, sup: &Suppressions) -> Result<LeakView, String> {
         let reader = TraceReader::open(path).map_err(|e| e.to_string())?;
-        let res = match opts.leak_resolution {
-            LeakResolution::Low => Resolution::Low,
-            LeakResolution::Med => Resolution::Med,
-            LeakResolution::High => Resolution::High,
-        };
-        let report = leaks::analyse(&reader, res).map_err(|e| e.to_string())?;
+        let report = leaks::analyse(&reader, opts.resolution()).map_err(|e| e.to_string())?;
         let metadata = reader.metadata().map_err(|e| e.to_string())?;
+        Ok(LeakView::new(report, metadata, opts, sup))
+    }
+
+    /// A view of a leak report made elsewhere (by `memlens run`'s single pass).
+    pub fn new(
+        report: LeakReport,
+        metadata: Metadata,
+        opts: &LeakOptions,
+        sup: &Suppressions,
+    ) -> LeakView {
         let sym = Symbolizer::new(&metadata.modules);
         let mut view = LeakView {
             report,
@@ -162,7 +178,7 @@ impl LeakView {
             used_suppressions: Vec::new(),
         };
         view.suppress(sup);
-        Ok(view)
+        view
     }
 
     /// Mark the loss records and heap errors that a suppression matches, and recompute
@@ -287,32 +303,7 @@ impl LeakView {
 
     /// The LEAK SUMMARY block, memcheck's five lines.
     pub fn summary_text(&self, prefix: &str) -> String {
-        let s = &self.report.summary;
-        let mut o = String::new();
-        let line = |o: &mut String, label: &str, a: Amount| {
-            let _ = writeln!(
-                o,
-                "{prefix}   {label:>15}: {} bytes in {} blocks",
-                group(a.bytes),
-                group(a.blocks)
-            );
-        };
-        let _ = writeln!(o, "{prefix}LEAK SUMMARY:");
-        line(&mut o, "definitely lost", s.definitely_lost);
-        line(&mut o, "indirectly lost", s.indirectly_lost);
-        line(&mut o, "possibly lost", s.possibly_lost);
-        line(&mut o, "still reachable", s.still_reachable);
-        for (h, a) in &s.reachable_via_heuristic {
-            let _ = writeln!(
-                o,
-                "{prefix}                       of which reachable via heuristic:\n{prefix}   {:>29}: {} bytes in {} blocks",
-                h.name(),
-                group(a.bytes),
-                group(a.blocks)
-            );
-        }
-        line(&mut o, "suppressed", s.suppressed);
-        o
+        summary_text(&self.report.summary, prefix)
     }
 
     /// The whole text report.
@@ -351,17 +342,17 @@ impl LeakView {
             let size = if r.indirect.bytes > 0 {
                 format!(
                     "{} ({} direct, {} indirect) bytes",
-                    group(r.total_bytes()),
-                    group(r.bytes),
-                    group(r.indirect.bytes)
+                    count(r.total_bytes()),
+                    count(r.bytes),
+                    count(r.indirect.bytes)
                 )
             } else {
-                format!("{} bytes", group(r.bytes))
+                format!("{} bytes", count(r.bytes))
             };
             let _ = writeln!(
                 o,
                 "{prefix}{size} in {} blocks are {} in loss record {n} of {total}",
-                group(r.blocks),
+                count(r.blocks),
                 kind_words(r.kind)
             );
             self.stack_lines(&mut o, r.func, r.stack, prefix);
@@ -413,8 +404,8 @@ impl LeakView {
                 u.count,
                 u.name,
                 u.origin,
-                group(u.amount.bytes),
-                group(u.amount.blocks)
+                count(u.amount.bytes),
+                count(u.amount.blocks)
             );
         }
         o
@@ -446,7 +437,7 @@ impl LeakView {
                         o,
                         "{prefix} Address {:#x} is {what} a block of size {} alloc'd",
                         e.addr,
-                        group(size)
+                        count(size)
                     );
                     self.stack_lines(o, f, s, prefix);
                 }
@@ -469,22 +460,11 @@ impl LeakView {
     }
 
     fn json_stack(&mut self, stack: u32) -> Value {
-        Value::Array(self.frames(stack).iter().map(json_frame).collect())
+        Value::Array(self.frames(stack).iter().map(frame_json).collect())
     }
 
     pub fn json(&mut self) -> Value {
-        let s = self.report.summary.clone();
-        let amount = |a: Amount| json!({"bytes": a.bytes, "blocks": a.blocks});
-        let mut summary = serde_json::Map::new();
-        for k in KINDS {
-            summary.insert(kind_key(k).into(), amount(s.get(k)));
-        }
-        summary.insert("suppressed".into(), amount(s.suppressed));
-        let mut heur = serde_json::Map::new();
-        for (h, a) in &s.reachable_via_heuristic {
-            heur.insert(h.name().into(), amount(*a));
-        }
-        summary.insert("reachable_via_heuristic".into(), Value::Object(heur));
+        let summary = summary_json(&self.report.summary);
         let records = self.report.records.clone();
         let mut recs = Vec::new();
         let gen = self.opts.gen_suppressions == GenSuppressions::All;
@@ -537,7 +517,7 @@ impl LeakView {
                 "unstoppable_threads": i.unstoppable_threads,
                 "freeres": i.freeres,
                 "duration_ns": i.duration_ns,
-                "recorder_blocks": amount(i.internal),
+                "recorder_blocks": {"bytes": i.internal.bytes, "blocks": i.internal.blocks},
             })
         });
         json!({
@@ -573,11 +553,11 @@ impl LeakView {
             };
             let msg = format!(
                 "{} bytes in {} blocks are {} ({} via {})",
-                group(r.total_bytes()),
-                group(r.blocks),
+                count(r.total_bytes()),
+                count(r.blocks),
                 kind_words(r.kind),
                 if r.indirect.bytes > 0 {
-                    format!("{} indirect", group(r.indirect.bytes))
+                    format!("{} indirect", count(r.indirect.bytes))
                 } else {
                     "allocated".into()
                 },
@@ -673,17 +653,50 @@ fn shown_kinds(s: &KindSet) -> String {
         .join(",")
 }
 
-/// 1234567 -> "1,234,567", as memcheck prints counts.
-pub fn group(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
+/// memcheck's LEAK SUMMARY block (five lines, and the heuristics' lines).
+pub fn summary_text(s: &Summary, prefix: &str) -> String {
+    let mut o = String::new();
+    let line = |o: &mut String, label: &str, a: Amount| {
+        let _ = writeln!(
+            o,
+            "{prefix}   {label:>15}: {} bytes in {} blocks",
+            count(a.bytes),
+            count(a.blocks)
+        );
+    };
+    let _ = writeln!(o, "{prefix}LEAK SUMMARY:");
+    line(&mut o, "definitely lost", s.definitely_lost);
+    line(&mut o, "indirectly lost", s.indirectly_lost);
+    line(&mut o, "possibly lost", s.possibly_lost);
+    line(&mut o, "still reachable", s.still_reachable);
+    for (h, a) in &s.reachable_via_heuristic {
+        let _ = writeln!(
+            o,
+            "{prefix}                       of which reachable via heuristic:\n{prefix}   {:>29}: {} bytes in {} blocks",
+            h.name(),
+            count(a.bytes),
+            count(a.blocks)
+        );
     }
-    out
+    line(&mut o, "suppressed", s.suppressed);
+    o
+}
+
+/// memcheck's LEAK SUMMARY as JSON (`docs/LEAKS_JSON.md`, `summary`; also the `leaks` key
+/// of `memlens report --format json`).
+pub fn summary_json(s: &Summary) -> Value {
+    let amount = |a: Amount| json!({"bytes": a.bytes, "blocks": a.blocks});
+    let mut summary = serde_json::Map::new();
+    for k in KINDS {
+        summary.insert(kind_key(k).into(), amount(s.get(k)));
+    }
+    summary.insert("suppressed".into(), amount(s.suppressed));
+    let mut heur = serde_json::Map::new();
+    for (h, a) in &s.reachable_via_heuristic {
+        heur.insert(h.name().into(), amount(*a));
+    }
+    summary.insert("reachable_via_heuristic".into(), Value::Object(heur));
+    Value::Object(summary)
 }
 
 /// The data symbol (a global variable) containing `addr`, from the module's ELF symbols.

@@ -6,6 +6,7 @@ mod diff;
 mod export;
 mod flamegraph;
 mod leaks;
+mod plot;
 mod pprof;
 mod profile;
 mod report;
@@ -29,6 +30,7 @@ memlens leaks memlens.myprog.<pid>.trace    # leak kinds at exit, as memcheck re
 memlens flamegraph memlens.myprog.<pid>.trace --metric leaked -o leaks.svg\n  \
 memlens export memlens.myprog.<pid>.trace --format pprof -o heap.pb.gz && go tool pprof -top heap.pb.gz\n  \
 memlens diff before.trace after.trace  # what grew, what shrank, per site\n  \
+memlens plot memlens.myprog.<pid>.trace -o timeline.svg   # heap, RSS and top sites over time\n  \
 memlens watch -- ./myprog              # its memory over time, from outside: growing or stable?"
 )]
 struct Cli {
@@ -40,8 +42,13 @@ struct Cli {
 enum Command {
     /// Run a program under the recorder and write a trace per process.
     Run(run::RunArgs),
-    /// Print the report of a trace: totals, peak heap, memory not freed at exit, top sites.
+    /// Print the report of a trace: totals, peak heap, memory not freed at exit, top sites,
+    /// temporary allocations, growing sites, heap vs RSS, advice; for the whole run or a
+    /// window of it (--from/--to).
     Report(report::ReportArgs),
+    /// Draw a trace's timeline as an SVG (or PNG) chart: heap in use, RSS and the top
+    /// sites' live bytes over time.
+    Plot(plot::PlotArgs),
     /// Leak kinds at exit (definitely / indirectly / possibly lost, still reachable) and
     /// heap errors, as memcheck reports them: loss records with stacks, LEAK SUMMARY.
     Leaks(leaks::LeaksArgs),
@@ -68,10 +75,10 @@ enum Command {
 #[derive(clap::Args)]
 struct CheckArgs {
     /// Fail if the heap's peak exceeds SIZE (e.g. 64MiB, 1.5G, 4096).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = memlens_common::units::parse_size)]
     max_peak: Option<u64>,
     /// Fail if more than SIZE is definitely + indirectly lost at exit.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = memlens_common::units::parse_size)]
     max_leaked: Option<u64>,
     /// Fail if the program makes more than N allocations.
     #[arg(long, value_name = "N")]
@@ -80,36 +87,12 @@ struct CheckArgs {
     run: run::RunArgs,
 }
 
-/// `4096`, `64K`, `64KiB`, `1.5M`, `2GiB`: binary units (K = 1024).
-fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size (examples: 4096, 64KiB, 1.5G)"))?;
-    let mult = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1u64,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        u => {
-            return Err(format!(
-                "unknown size unit `{u}` in `{s}` (use K, M, G or T)"
-            ))
-        }
-    };
-    Ok((n * mult as f64) as u64)
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => run::main(args),
         Command::Report(args) => report::main(args),
+        Command::Plot(args) => plot::main(args),
         Command::Leaks(args) => leaks::main(args),
         Command::Check(mut args) => {
             if args.run.error_exitcode == 0 {

@@ -463,31 +463,67 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
     let traces = read_manifest(&manifest);
     let _ = std::fs::remove_file(&manifest);
     let main_trace = main_trace(&traces, child.id());
+    // One pass over the trace serves the summary, the leak check and the budgets. None is
+    // made when nothing would use it (quiet, no --error-exitcode, no budget).
+    let gating_leaks = args.leak_check != LeakCheck::No && (!quiet || args.error_exitcode != 0);
+    let wants_leaks = gating_leaks || budgets.as_ref().is_some_and(|b| b.max_leaked.is_some());
+    let analysis = main_trace
+        .as_ref()
+        .filter(|_| !quiet || wants_leaks || budgets.is_some())
+        .map(|t| {
+            let opts = memlens_analysis::ReportOptions {
+                top: 3,
+                leaks: wants_leaks.then(|| args.leak.resolution()),
+                heap_errors: true,
+                ..Default::default()
+            };
+            crate::report::analyse(t, &opts)
+        });
     if !quiet {
-        summarize(&traces, main_trace.as_ref());
+        summarize(&traces, main_trace.as_ref(), analysis.as_ref());
     }
     let mut failed = false;
-    if let Some(t) = &main_trace {
-        // One leak analysis serves both the summary and --max-leaked; none is made when
-        // nothing would use it (quiet, no --error-exitcode, no leak budget).
-        let gating_leaks = args.leak_check != LeakCheck::No && (!quiet || args.error_exitcode != 0);
-        let wants_leaks = gating_leaks || budgets.as_ref().is_some_and(|b| b.max_leaked.is_some());
-        let mut view =
-            wants_leaks.then(|| crate::leaks::LeakView::load(t, &args.leak, &suppressions));
-        if gating_leaks {
-            if let Some(v) = view.as_mut() {
-                failed |= leak_gate(t, v.as_mut(), &args, quiet);
+    match (&main_trace, analysis) {
+        (Some(t), Some(Ok(mut report))) => {
+            // The summary is printed: the leak view can have the definitions.
+            let metadata = std::mem::take(&mut report.metadata);
+            let mut view = report
+                .leaks
+                .take()
+                .map(|l| crate::leaks::LeakView::new(l, metadata, &args.leak, &suppressions));
+            if gating_leaks {
+                if let Some(v) = view.as_mut() {
+                    failed |= leak_gate(t, v, &args, quiet);
+                }
+            }
+            if let Some(b) = &budgets {
+                let leaked = view.as_ref().map(|v| {
+                    v.report.summary.definitely_lost.bytes + v.report.summary.indirectly_lost.bytes
+                });
+                failed |= budget_gate(&report, b, leaked);
             }
         }
-        if let Some(b) = &budgets {
-            let leaked = view.as_ref().and_then(|v| v.as_ref().ok()).map(|v| {
-                v.report.summary.definitely_lost.bytes + v.report.summary.indirectly_lost.bytes
-            });
-            failed |= budget_gate(t, b, leaked);
+        (Some(t), Some(Err(e))) => {
+            if quiet && gating_leaks {
+                eprintln!(
+                    "==memlens== cannot read the leak check of {}: {e}",
+                    t.display()
+                );
+            }
+            if budgets.is_some() {
+                eprintln!("==memlens== check failed: cannot read {}: {e}", t.display());
+                failed = true;
+            }
         }
-    } else if budgets.is_some() {
-        eprintln!("==memlens== check failed: no trace was recorded, nothing could be checked");
-        failed = true;
+        (Some(_), None) => {}
+        (None, _) => {
+            if budgets.is_some() {
+                eprintln!(
+                    "==memlens== check failed: no trace was recorded, nothing could be checked"
+                );
+                failed = true;
+            }
+        }
     }
 
     use std::os::unix::process::ExitStatusExt;
@@ -502,22 +538,7 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
 
 /// Print the leak summary (and with --leak-check=full the records); true if there were
 /// errors in memcheck's sense.
-fn leak_gate(
-    trace: &Path,
-    view: Result<&mut crate::leaks::LeakView, &mut String>,
-    args: &RunArgs,
-    quiet: bool,
-) -> bool {
-    let view = match view {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!(
-                "==memlens== cannot read the leak check of {}: {e}",
-                trace.display()
-            );
-            return false;
-        }
-    };
+fn leak_gate(trace: &Path, view: &mut crate::leaks::LeakView, args: &RunArgs, quiet: bool) -> bool {
     if !quiet {
         let text = if args.leak_check == LeakCheck::Full {
             view.text("==memlens== ")
@@ -558,23 +579,7 @@ fn leak_gate(
 
 /// `memlens check`'s budgets; true (and a message) if one is exceeded. `leaked` is the
 /// leak check's definitely + indirectly lost bytes, if it could be read.
-fn budget_gate(trace: &Path, b: &Budgets, leaked: Option<u64>) -> bool {
-    let r = match memlens_trace::reader::TraceReader::open(trace).and_then(|r| {
-        memlens_analysis::Report::build(&r, &memlens_analysis::ReportOptions { top: 1 }).map_err(
-            |e| match e {
-                memlens_analysis::Error::Trace(t) => t,
-            },
-        )
-    }) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!(
-                "==memlens== check failed: cannot read {}: {e}",
-                trace.display()
-            );
-            return true;
-        }
-    };
+fn budget_gate(r: &memlens_analysis::Report, b: &Budgets, leaked: Option<u64>) -> bool {
     let mut failed = false;
     let h = crate::report::human_bytes;
     if let Some(max) = b.max_peak {
@@ -627,7 +632,11 @@ fn main_trace(traces: &[PathBuf], root_pid: u32) -> Option<PathBuf> {
 }
 
 /// The summary of the program's own process and the names of the other traces.
-fn summarize(traces: &[PathBuf], main: Option<&PathBuf>) {
+fn summarize(
+    traces: &[PathBuf],
+    main: Option<&PathBuf>,
+    analysis: Option<&Result<memlens_analysis::Report, String>>,
+) {
     let Some(main) = main else {
         eprintln!(
             "==memlens== no trace was recorded: the program did not load the recorder \
@@ -635,8 +644,10 @@ fn summarize(traces: &[PathBuf], main: Option<&PathBuf>) {
         );
         return;
     };
-    if let Err(e) = crate::report::print_run_summary(main) {
-        eprintln!("==memlens== cannot summarize {}: {e}", main.display());
+    match analysis {
+        Some(Ok(r)) => crate::report::print_run_summary(r, main),
+        Some(Err(e)) => eprintln!("==memlens== cannot summarize {}: {e}", main.display()),
+        None => {}
     }
     let others: Vec<&PathBuf> = traces.iter().filter(|p| *p != main).collect();
     if !others.is_empty() {

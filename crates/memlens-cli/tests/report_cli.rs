@@ -96,7 +96,9 @@ fn text_report_has_the_numbers() {
         "  untracked frees    1 ",
         "  bytes allocated    5.06 KiB\n",
         "  peak heap          4.93 KiB at 4.0 ms\n",
-        "  peak RSS           5.00 MiB\n",
+        "  peak RSS           5.00 MiB at 5.0 ms\n",
+        "  temporary          1 (20.0% of allocations)\n",
+        "  runtime            10.0 ms\n",
         "  not freed at exit  2.02 KiB in 2 blocks\n",
         "Not freed at exit: 2.02 KiB in 2 blocks from 2 sites\n",
         "  2.00 KiB in 1 block from realloc (1 allocation, 2.00 KiB in total)\n    at 0x7f0000003333\n",
@@ -147,7 +149,8 @@ fn json_report_has_the_documented_keys_and_exact_values() {
         v["totals"],
         serde_json::json!({
             "allocations": 5, "frees": 3, "reallocs": 1, "bytes_allocated": 5180,
-            "peak_heap_bytes": 5048, "peak_heap_time_ms": 4.0, "peak_rss_bytes": 5242880,
+            "temporary": 1, "peak_heap_bytes": 5048, "peak_heap_time_ms": 4.0,
+            "peak_rss_bytes": 5242880, "peak_rss_time_ms": 5.0,
             "runtime_ms": 10.0, "not_freed_bytes": 2064, "not_freed_blocks": 2, "untracked_frees": 1
         })
     );
@@ -155,7 +158,7 @@ fn json_report_has_the_documented_keys_and_exact_values() {
     let frame = |addr: &str| serde_json::json!({"function": addr, "file": null, "line": null, "module": null, "inlined": false});
     let realloc_site = serde_json::json!({
         "allocations": 1, "bytes_allocated": 2048, "live_bytes": 2048, "live_blocks": 1,
-        "allocator": "realloc", "stack": [frame("0x7f0000003333")]
+        "temporary": 0, "allocator": "realloc", "stack": [frame("0x7f0000003333")]
     });
     assert_eq!(v["not_freed"]["bytes"], 2064);
     assert_eq!(v["not_freed"]["blocks"], 2);
@@ -163,7 +166,7 @@ fn json_report_has_the_documented_keys_and_exact_values() {
         v["not_freed"]["sites"],
         serde_json::json!([realloc_site, {
             "allocations": 3, "bytes_allocated": 132, "live_bytes": 16, "live_blocks": 1,
-            "allocator": "malloc", "stack": [frame("0x7f0000001111"), frame("0x7f0000009999")]
+            "temporary": 0, "allocator": "malloc", "stack": [frame("0x7f0000001111"), frame("0x7f0000009999")]
         }])
     );
 

@@ -369,6 +369,27 @@ impl TraceReader {
             .filter(|c| c.header.kind == ChunkKind::Events)
             .count()
     }
+    /// The time of the last event, from the chunk index (0 if there is none).
+    pub fn last_event_ts(&self) -> u64 {
+        self.chunks
+            .iter()
+            .filter(|c| c.header.kind == ChunkKind::Events)
+            .map(|c| c.header.last_ts)
+            .max()
+            .unwrap_or(0)
+    }
+    /// From the first to the last heap event (allocations, releases, heap errors: the
+    /// chunks of the program's threads, not the RSS samples), from the chunk index; `None`
+    /// if there is none.
+    pub fn heap_event_span(&self) -> Option<(u64, u64)> {
+        let heap = self
+            .chunks
+            .iter()
+            .filter(|c| c.header.kind == ChunkKind::Events && c.header.thread != PROCESS_THREAD);
+        let first = heap.clone().map(|c| c.header.first_ts).min()?;
+        let last = heap.map(|c| c.header.last_ts).max()?;
+        Some((first, last))
+    }
     /// Total uncompressed bytes of event chunks (for progress reporting).
     pub fn event_bytes(&self) -> u64 {
         self.chunks
@@ -818,13 +839,17 @@ impl Iterator for EventStream<'_> {
                 return Some(Err(e));
             }
         }
-        let Reverse((_, chunk, slot)) = self.active.pop()?;
+        // The earliest chunk's next event. Its following event replaces it in place (one
+        // sift down, usually no move at all) instead of a pop and a push.
+        let mut top = self.active.peek_mut()?;
+        let Reverse((_, chunk, slot)) = *top;
         let (ev, pos) = &mut self.decoded[slot];
         let e = ev[*pos];
         *pos += 1;
         if *pos < ev.len() {
-            self.active.push(Reverse((ev[*pos].ts(), chunk, slot)));
+            *top = Reverse((ev[*pos].ts(), chunk, slot));
         } else {
+            std::collections::binary_heap::PeekMut::pop(top);
             self.chunks_done += 1;
         }
         Some(Ok(e))

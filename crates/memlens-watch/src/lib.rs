@@ -10,7 +10,7 @@
 //!   the verdict: growing, stable or inconclusive.
 //! * [`limit`]: the cgroup limit or the machine's memory, for the time-to-limit projection.
 //! * [`plot`]: the SVG chart.
-//! * [`units`]: sizes, durations and rates as people write them.
+//! * [`units`]: sizes, durations and rates as people write them (from `memlens-common`).
 //!
 //! ```
 //! use memlens_watch::trend::{analyze, TrendConfig, Verdict};
@@ -27,4 +27,4 @@ pub mod limit;
 pub mod plot;
 pub mod proc;
 pub mod trend;
-pub mod units;
+pub use memlens_common::units;

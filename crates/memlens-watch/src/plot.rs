@@ -5,7 +5,8 @@
 
 use crate::history::{Metric, Point};
 use crate::trend::{Trend, Verdict};
-use crate::units::human_bytes;
+use memlens_common::chart::{esc, nice_axis, time_unit, trim_num};
+use memlens_common::units::human_bytes;
 use std::fmt::Write as _;
 
 /// What to draw besides the series.
@@ -248,60 +249,6 @@ pub fn svg(points: &[Point], info: &PlotInfo) -> String {
     o
 }
 
-/// The smallest "round" step giving at most 8 intervals up to `max`, and the axis top:
-/// 1, 2 or 5 times a power of ten, or for bytes whole binary units (64 MiB, not 50.0 MiB).
-fn nice_axis(max: f64) -> (f64, f64) {
-    let max = if max > 0.0 { max } else { 1.0 };
-    let mut candidates = Vec::new();
-    if max >= 1024.0 {
-        for unit in [1u64, 1 << 10, 1 << 20, 1 << 30, 1 << 40] {
-            for m in [
-                1.0, 2.0, 4.0, 5.0, 10.0, 20.0, 25.0, 50.0, 100.0, 200.0, 250.0, 500.0,
-            ] {
-                candidates.push(m * unit as f64);
-            }
-        }
-    } else {
-        let mut mag = 10f64.powf((max / 8.0).log10().floor());
-        for _ in 0..3 {
-            candidates.extend([1.0, 2.0, 5.0].map(|m| m * mag));
-            mag *= 10.0;
-        }
-    }
-    candidates.sort_by(f64::total_cmp);
-    // A value a hair above a round number (3.0005 s) does not get a whole extra step.
-    let steps = |s: f64| (max / s - 0.01).ceil().max(1.0);
-    let step = candidates
-        .into_iter()
-        .find(|&s| steps(s) <= 8.0)
-        .unwrap_or(max);
-    (step, steps(step) * step)
-}
-
-fn time_unit(t_max: f64) -> (&'static str, f64) {
-    if t_max < 180.0 {
-        ("s", 1.0)
-    } else if t_max < 3.0 * 3600.0 {
-        ("min", 60.0)
-    } else if t_max < 3.0 * 86400.0 {
-        ("h", 3600.0)
-    } else {
-        ("days", 86400.0)
-    }
-}
-
-fn trim_num(v: f64) -> String {
-    let s = format!("{v:.3}");
-    s.trim_end_matches('0').trim_end_matches('.').to_string()
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,21 +291,5 @@ mod tests {
         assert!(out.contains("warm-up"));
         assert!(out.contains("time (s)"));
         assert!(out.contains("peak 38.51 MiB"));
-    }
-
-    #[test]
-    fn axes() {
-        assert_eq!(nice_axis(10.0), (2.0, 10.0));
-        assert_eq!(nice_axis(3.001), (0.5, 3.0));
-        assert_eq!(nice_axis(3.1), (0.5, 3.5));
-        assert_eq!(nice_axis(95.0), (20.0, 100.0));
-        const MIB: f64 = 1048576.0;
-        assert_eq!(nice_axis(300.0 * MIB), (50.0 * MIB, 300.0 * MIB));
-        assert_eq!(nice_axis(62.0 * MIB), (10.0 * MIB, 70.0 * MIB));
-        assert_eq!(nice_axis(1500.0), (200.0, 1600.0));
-        assert_eq!(time_unit(100.0).0, "s");
-        assert_eq!(time_unit(3600.0).0, "min");
-        assert_eq!(trim_num(2.5), "2.5");
-        assert_eq!(trim_num(20.0), "20");
     }
 }

@@ -23,6 +23,9 @@
 //!   `T` (shrinking memory is stable);
 //! * **inconclusive**: anything else (too few samples, or too noisy).
 
+use memlens_common::stats::median;
+pub use memlens_common::stats::{pick_evenly, theil_sen, trailing_min, Fit};
+
 /// Tuning of [`analyze`]; the defaults are documented above.
 #[derive(Clone, Debug)]
 pub struct TrendConfig {
@@ -193,107 +196,6 @@ pub fn analyze(t: &[f64], v: &[f64], cfg: &TrendConfig) -> Trend {
     out
 }
 
-/// For each point at least `window` after the first, the minimum of the points in the
-/// window that ends at it.
-pub fn trailing_min(t: &[f64], v: &[f64], window: f64) -> (Vec<f64>, Vec<f64>) {
-    let mut ot = Vec::new();
-    let mut ov = Vec::new();
-    let Some(&t0) = t.first() else {
-        return (ot, ov);
-    };
-    // Monotone deque of indices with increasing values.
-    let mut dq: std::collections::VecDeque<usize> = std::collections::VecDeque::new();
-    for i in 0..t.len() {
-        while dq.back().is_some_and(|&j| v[j] >= v[i]) {
-            dq.pop_back();
-        }
-        dq.push_back(i);
-        while dq.front().is_some_and(|&j| t[j] < t[i] - window) {
-            dq.pop_front();
-        }
-        if t[i] - t0 >= window {
-            ot.push(t[i]);
-            ov.push(v[dq[0]]);
-        }
-    }
-    (ot, ov)
-}
-
-/// At most `max` indices of `0..n`, evenly spread, first and last included.
-pub fn pick_evenly(n: usize, max: usize) -> Vec<usize> {
-    if n <= max || max < 2 {
-        return (0..n).collect();
-    }
-    (0..max)
-        .map(|k| ((k as f64) * (n - 1) as f64 / (max - 1) as f64).round() as usize)
-        .collect()
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-/// A Theil–Sen line with Sen's confidence interval for the slope.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Fit {
-    pub slope: f64,
-    pub low: f64,
-    pub high: f64,
-    pub intercept: f64,
-}
-
-/// Theil–Sen slope (median of pairwise slopes), intercept (median of `y - slope * x`),
-/// and the rank-based confidence interval: with `N` pairwise slopes sorted and
-/// `C = z * sqrt(n(n-1)(2n+5)/18)`, the bounds are the slopes of rank `(N - C)/2` and
-/// `(N + C)/2 + 1` (Sen 1968; Gilbert 1987, §16.5).
-pub fn theil_sen(x: &[f64], y: &[f64], z: f64) -> Fit {
-    let n = x.len();
-    let mut slopes = Vec::with_capacity(n * n.saturating_sub(1) / 2);
-    for i in 0..n {
-        for j in i + 1..n {
-            let dx = x[j] - x[i];
-            if dx > 0.0 {
-                slopes.push((y[j] - y[i]) / dx);
-            }
-        }
-    }
-    if slopes.is_empty() {
-        let c = median(&mut y.to_vec());
-        return Fit {
-            slope: 0.0,
-            low: 0.0,
-            high: 0.0,
-            intercept: c,
-        };
-    }
-    let slope = median(&mut slopes); // sorts
-    let nn = slopes.len() as f64;
-    let nf = n as f64;
-    let c = z * (nf * (nf - 1.0) * (2.0 * nf + 5.0) / 18.0).sqrt();
-    let rank_low = ((nn - c) / 2.0).floor();
-    let rank_high = ((nn + c) / 2.0).ceil() + 1.0;
-    let at = |rank: f64| {
-        let i = (rank - 1.0).clamp(0.0, nn - 1.0) as usize;
-        slopes[i]
-    };
-    let mut resid: Vec<f64> = x.iter().zip(y).map(|(a, b)| b - slope * a).collect();
-    Fit {
-        slope,
-        low: at(rank_low).min(slope),
-        high: at(rank_high).max(slope),
-        intercept: median(&mut resid),
-    }
-}
-
 /// Seconds until a value now at `current` reaches `limit` at `slope` bytes per second;
 /// `Some(0)` if already there, `None` if it never will at this rate.
 pub fn time_to_limit(current: f64, limit: f64, slope: f64) -> Option<f64> {
@@ -328,31 +230,6 @@ mod tests {
 
     fn judge(t: &[f64], v: &[f64]) -> Trend {
         analyze(t, v, &TrendConfig::default())
-    }
-
-    #[test]
-    fn theil_sen_on_a_line_with_outliers() {
-        let x: Vec<f64> = (0..50).map(|i| i as f64).collect();
-        let mut y: Vec<f64> = x.iter().map(|&a| 3.0 * a + 7.0).collect();
-        y[10] = 1e9;
-        y[40] = -1e9;
-        let f = theil_sen(&x, &y, 1.96);
-        assert!((f.slope - 3.0).abs() < 1e-9, "{f:?}");
-        assert!((f.intercept - 7.0).abs() < 1e-6, "{f:?}");
-        assert!(f.low <= 3.0 && f.high >= 3.0);
-    }
-
-    #[test]
-    fn sen_interval_covers_the_true_slope_and_narrows() {
-        let mut noise = Noise(0x9e3779b97f4a7c15);
-        let x: Vec<f64> = (0..40).map(|i| i as f64).collect();
-        let y: Vec<f64> = x.iter().map(|&a| 2.0 * a + 10.0 * noise.next()).collect();
-        let f = theil_sen(&x, &y, 1.96);
-        assert!(f.low < 2.0 && 2.0 < f.high, "{f:?}");
-        let x2: Vec<f64> = (0..120).map(|i| i as f64 / 3.0).collect();
-        let y2: Vec<f64> = x2.iter().map(|&a| 2.0 * a + 10.0 * noise.next()).collect();
-        let f2 = theil_sen(&x2, &y2, 1.96);
-        assert!(f2.high - f2.low < f.high - f.low, "{f:?} {f2:?}");
     }
 
     #[test]
@@ -486,16 +363,5 @@ mod tests {
         assert_eq!(time_to_limit(100.0, 100.0, 0.0), Some(0.0));
         assert_eq!(time_to_limit(10.0, 100.0, 0.0), None);
         assert_eq!(time_to_limit(10.0, 100.0, -1.0), None);
-    }
-
-    #[test]
-    fn trailing_min_and_picking() {
-        let t = [0.0, 1.0, 2.0, 3.0, 4.0];
-        let v = [5.0, 1.0, 9.0, 9.0, 2.0];
-        let (ft, fv) = trailing_min(&t, &v, 2.0);
-        assert_eq!(ft, vec![2.0, 3.0, 4.0]);
-        assert_eq!(fv, vec![1.0, 1.0, 2.0]);
-        assert_eq!(pick_evenly(5, 10), vec![0, 1, 2, 3, 4]);
-        assert_eq!(pick_evenly(11, 3), vec![0, 5, 10]);
     }
 }

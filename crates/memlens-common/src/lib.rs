@@ -1,0 +1,14 @@
+//! Small pure helpers shared by memlens's crates, so each exists once:
+//!
+//! * [`units`]: sizes, durations and rates as people type and read them (`64MiB`,
+//!   `1m30s`, `10MiB/h`; `1.50 KiB`).
+//! * [`stats`]: the Theil–Sen slope with Sen's confidence interval, the Mann–Kendall
+//!   confidence of a rise, medians and trailing minima (`memlens watch`'s RSS trend and
+//!   the report's growth section).
+//! * [`chart`]: axis steps and escaping for the hand-written SVG charts.
+//!
+//! No dependencies.
+
+pub mod chart;
+pub mod stats;
+pub mod units;
