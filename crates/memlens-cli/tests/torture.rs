@@ -246,5 +246,234 @@ fn t1_64_threads_free_each_others_blocks() {
     let o = torture(&Case::new(&exe, &[]), 64 * 1000);
     assert_eq!(o.stdout, "threads 64 x 1000, 32000 left on the queue\n");
     // Every block was freed, in whichever thread: nothing is live at exit.
-    assert_eq!(o.main["totals"]["frees"].as_u64().unwrap() >= 64 * 1000, true);
+    assert!(o.main["totals"]["frees"].as_u64().unwrap() >= 64 * 1000);
+}
+
+// ---- 2. processes -------------------------------------------------------------------
+
+fn procs() -> PathBuf {
+    c_program("procs.c", "torture-procs")
+}
+
+/// Children's traces: each complete (checked by `torture`) and each with the 100 mallocs
+/// every process of procs.c makes.
+fn children_allocate(o: &Outcome, expected: usize) {
+    let kids = o.children();
+    assert_eq!(kids.len(), expected, "child traces");
+    for k in kids {
+        // A child that only exec'ed has the 100 in the trace of what it exec'ed.
+        if k["trace"]["exit"]["kind"] != "exec" {
+            assert!(Outcome::allocations(k) >= 100, "{}", k["trace"]);
+        }
+    }
+}
+
+#[test]
+fn t2_fork_in_a_loop() {
+    let o = torture(&Case::new(&procs(), &["forkloop"]), 100);
+    assert_eq!(o.stdout, "forkloop: exit statuses sum to 190\n");
+    children_allocate(&o, 20);
+    for k in o.children() {
+        assert_eq!(k["trace"]["forked_from"], o.main["trace"]["pid"]);
+    }
+}
+
+#[test]
+fn t2_fork_from_a_thread() {
+    let o = torture(&Case::new(&procs(), &["threadfork"]), 100);
+    assert_eq!(o.stdout, "threadfork: child status 5\n");
+    children_allocate(&o, 1);
+}
+
+#[test]
+fn t2_posix_spawn() {
+    let o = torture(&Case::new(&procs(), &["spawn"]), 100);
+    assert_eq!(o.stdout, "leaf 7\nspawn: child status 7\n");
+    children_allocate(&o, 1);
+}
+
+#[test]
+fn t2_vfork_exec() {
+    let o = torture(&Case::new(&procs(), &["vfork"]), 100);
+    assert_eq!(o.stdout, "leaf 8\nvfork: child status 8\n");
+    children_allocate(&o, 1);
+}
+
+#[test]
+fn t2_system() {
+    let o = torture(&Case::new(&procs(), &["system"]), 100);
+    assert_eq!(o.stdout, "leaf 9\nsystem: status 9\n");
+    // /bin/sh (forked, then exec'ed, or it may exec the leaf directly) and the leaf.
+    assert!(
+        o.children()
+            .iter()
+            .any(|k| k["trace"]["argv"][1] == "leaf" && Outcome::allocations(k) >= 100),
+        "no trace of the leaf"
+    );
+}
+
+#[test]
+fn t2_daemon_double_fork_setsid() {
+    let o = torture(&Case::new(&procs(), &["daemon"]), 100);
+    assert_eq!(
+        o.stdout,
+        "daemon: middle status 0, grandchild said: daemon alive\n"
+    );
+    // The middle child (which only forks and _exits) and the daemon, forked from it, whose
+    // trace is complete: the parent read its pipe to EOF, so it had exited.
+    let kids = o.children();
+    assert_eq!(kids.len(), 2);
+    let middle = kids
+        .iter()
+        .find(|k| k["trace"]["forked_from"] == o.main["trace"]["pid"])
+        .expect("middle child");
+    assert_eq!(middle["trace"]["exit"]["kind"], "_exit");
+    let daemon = kids
+        .iter()
+        .find(|k| k["trace"]["forked_from"] == middle["trace"]["pid"])
+        .expect("daemon");
+    assert!(Outcome::allocations(daemon) >= 100);
+}
+
+// ---- 3. control flow ----------------------------------------------------------------
+
+fn control() -> PathBuf {
+    cxx_program("control.cpp", "torture-control")
+}
+
+#[test]
+fn t3_signal_handler_mallocs() {
+    let o = torture(&Case::new(&control(), &["signal"]), 10_000);
+    assert_eq!(o.stdout, "signal: handled 10000\n");
+}
+
+#[test]
+fn t3_longjmp_out_of_deep_recursion() {
+    let o = torture(&Case::new(&control(), &["longjmp"]), 100 * 100);
+    assert_eq!(o.stdout, "longjmp: 100 jumps, 10000 blocks\n");
+}
+
+#[test]
+fn t3_exceptions_through_100_frames() {
+    let o = torture(&Case::new(&control(), &["exceptions"]), 1000 * 100);
+    assert_eq!(o.stdout, "exceptions: caught 1000\n");
+}
+
+#[test]
+fn t3_pthread_cancel_blocked_threads() {
+    let o = torture(&Case::new(&control(), &["cancel"]), 1);
+    assert_eq!(o.stdout, "cancel: reader cancelled, waiter cancelled\n");
+}
+
+#[test]
+fn t3_threads_still_running_at_exit() {
+    let o = torture(&Case::new(&control(), &["running"]), 8000);
+    assert_eq!(o.stdout, "running: main returns with 8 threads allocating\n");
+}
+
+// ---- 4. dynamic loading and TLS -----------------------------------------------------
+
+#[test]
+fn t4_dlopen_dlclose_1000_times() {
+    let lib = library("dlplugin.c", "libtorture_plugin.so");
+    let exe = c_program("dlloop.c", "torture-dlloop");
+    let o = torture(&Case::new(&exe, &[lib.to_str().unwrap()]), 1000 * 11);
+    assert_eq!(o.stdout, "dlloop: 1000 rounds, total 45000\n");
+}
+
+#[test]
+fn t4_static_and_dynamic_tls() {
+    let stat = library("tls_static.c", "libtorture_tls_static.so");
+    let dynamic = library("tls_dynamic.c", "libtorture_tls_dynamic.so");
+    let dir = stat.parent().unwrap().to_str().unwrap().to_string();
+    let mut flags = C_FLAGS.to_vec();
+    let rpath = format!("-Wl,-rpath,{dir}");
+    let ldir = format!("-L{dir}");
+    flags.extend(["-Wl,--no-as-needed", &ldir, &rpath, "-ltorture_tls_static"]);
+    let exe = program("gcc", "tls_main.c", "torture-tls", &flags);
+    let o = torture(&Case::new(&exe, &[dynamic.to_str().unwrap()]), 16 * 2000);
+    assert!(o.stdout.starts_with("tls: sum "), "{}", o.stdout);
+}
+
+// ---- 5. edge allocations ------------------------------------------------------------
+
+#[test]
+fn t5_edge_allocations() {
+    let exe = c_program("edge.c", "torture-edge");
+    let o = torture(&Case::new(&exe, &[]), 1_000_000);
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(lines[0], "realloc(p, 0) returned NULL");
+    // 18 alignments (8 B .. 1 MiB) x 3 functions
+    assert_eq!(lines[1], "aligned allocations correct: 54");
+    assert_eq!(lines[2], "malloc(1 << 46) NULL, ENOMEM");
+    assert_eq!(lines[3], "calloc overflow NULL");
+    assert_eq!(lines[4], "a million tiny blocks");
+    // lines[5]: the 4 GiB block, allocated or refused (printed either way, same both runs)
+}
+
+// ---- 6. hostile environment ---------------------------------------------------------
+
+fn env_program() -> PathBuf {
+    c_program("env.c", "torture-env")
+}
+
+#[test]
+fn t6_all_fds_closed_at_start() {
+    let dir = scratch("torture-closeall");
+    let file = dir.join("out.txt");
+    let case = Case::new(&env_program(), &["closeall", file.to_str().unwrap()]);
+    let o = torture(&case, 11_000);
+    assert_eq!(o.status.code(), Some(3));
+    // (Subject to the RSS sampler fd race as well, in a narrower window: one open.)
+    // Written by the recorded run (the bare run's file was truncated and rewritten).
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "closeall: file on fd 0\n"
+    );
+}
+
+#[test]
+fn t6_dup2_over_every_fd() {
+    let o = torture(&Case::new(&env_program(), &["dup2"]), 11_000);
+    assert_eq!(o.stdout, "dup2: done\n");
+}
+
+/// memlens bug (docs/RELIABILITY.md, "RSS sampler"): the recorder's RSS sampler thread
+/// opens /proc/self/statm every 10 ms, taking the lowest free fd for a moment. A program
+/// at its RLIMIT_NOFILE limit then sees one fd fewer (12 instead of 13 here) when the
+/// sample lands during its open() loop, and a program relying on open() returning the
+/// lowest free fd can get another one. Intermittent.
+#[test]
+#[ignore = "memlens bug: the RSS sampler thread transiently takes a low fd (see docs/RELIABILITY.md)"]
+fn t6_rlimit_nofile_16() {
+    let o = torture(&Case::new(&env_program(), &["rlimit"]), 10_000);
+    assert_eq!(
+        o.stdout,
+        "rlimit: opened 13 fds, then Too many open files\nrlimit: child exit 4\n"
+    );
+    assert_eq!(o.children().len(), 1);
+}
+
+#[test]
+fn t6_unwritable_cwd() {
+    // A 0555 directory; root writes there anyway, so as root /proc stands in.
+    let dir = scratch("torture-ro");
+    let ro = dir.join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    std::fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o555)).unwrap();
+    // SAFETY: geteuid has no preconditions.
+    let ro = if unsafe { libc::geteuid() } == 0 {
+        PathBuf::from("/proc")
+    } else {
+        ro
+    };
+    let o = torture(
+        &Case::new(&env_program(), &["cwd", ro.to_str().unwrap()]),
+        10_000,
+    );
+    assert_eq!(
+        o.stdout,
+        "cwd: can create files here: no\ncwd: child exit 4\n"
+    );
+    assert_eq!(o.children().len(), 1);
 }
