@@ -1,0 +1,630 @@
+//! Torture suite (issue 6: never break the program under test; never lose or misread a
+//! trace). Each case runs a program from `tests/programs/torture/` bare and under
+//! `memlens run -q`, and asserts: byte-identical stdout and stderr, the same exit status or
+//! signal, every trace written reads back complete (`trace.truncated` is null), and the
+//! main process's trace holds at least the allocations the program is known to make.
+//! The cases and what each proves are listed in docs/RELIABILITY.md.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::Read;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A hang guard, not a timing assert: a deadlocked run fails instead of hanging the suite.
+const HANG_GUARD: Duration = Duration::from_secs(120);
+
+/// A program of tests/programs/torture built once per test binary (tests run in parallel;
+/// the lock keeps two of them from building the same output).
+fn program(compiler: &str, src: &str, out: &str, flags: &[&str]) -> PathBuf {
+    static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let map = built.get_or_insert_with(HashMap::new);
+    if let Some(p) = map.get(out) {
+        return p.clone();
+    }
+    let p = build(compiler, &format!("torture/{src}"), out, flags);
+    map.insert(out.to_string(), p.clone());
+    p
+}
+
+fn c_program(src: &str, out: &str) -> PathBuf {
+    program("gcc", src, out, C_FLAGS)
+}
+
+fn cxx_program(src: &str, out: &str) -> PathBuf {
+    let mut flags = CXX_FLAGS.to_vec();
+    flags.push("-pthread");
+    program("g++", src, out, &flags)
+}
+
+/// A shared library from tests/programs/torture, built with -shared -fPIC.
+fn library(src: &str, out: &str) -> PathBuf {
+    let mut flags = C_FLAGS.to_vec();
+    flags.extend(["-shared", "-fPIC"]);
+    program("gcc", src, out, &flags)
+}
+
+/// One program invocation: the same for the bare run and the recorded one.
+struct Case {
+    prog: PathBuf,
+    args: Vec<OsString>,
+    env: Vec<(String, String)>,
+    cwd: Option<PathBuf>,
+}
+
+impl Case {
+    fn new(prog: &Path, args: &[&str]) -> Case {
+        Case {
+            prog: prog.to_path_buf(),
+            args: args.iter().map(OsString::from).collect(),
+            env: Vec::new(),
+            cwd: None,
+        }
+    }
+    fn env(mut self, k: &str, v: &str) -> Case {
+        self.env.push((k.to_string(), v.to_string()));
+        self
+    }
+}
+
+struct Finished {
+    status: ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    pid: u32,
+}
+
+/// Run `cmd` to the end with the hang guard; its own process group, killed as a whole if
+/// the guard trips.
+fn finish(mut cmd: Command, what: &str) -> Finished {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > HANG_GUARD {
+            // SAFETY: kill(2) on the process group this test created.
+            unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+            let _ = child.wait();
+            panic!("{what}: still running after {HANG_GUARD:?} (hang?)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Finished {
+        status,
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+        pid,
+    }
+}
+
+/// What a torture run leaves to assert on.
+struct Outcome {
+    stdout: String,
+    status: ExitStatus,
+    /// Every trace's report, in file name order.
+    reports: Vec<Value>,
+    /// The main process's report (its pid's trace with the most allocations, when it
+    /// exec'ed).
+    main: Value,
+}
+
+impl Outcome {
+    fn allocations(r: &Value) -> u64 {
+        r["totals"]["allocations"].as_u64().unwrap()
+    }
+    /// Reports of processes other than the main one.
+    fn children(&self) -> Vec<&Value> {
+        let main_pid = &self.main["trace"]["pid"];
+        self.reports
+            .iter()
+            .filter(|r| &r["trace"]["pid"] != main_pid)
+            .collect()
+    }
+}
+
+/// The torture check: bare vs recorded, identical output and status; every trace complete;
+/// the main process made at least `min_allocations`.
+fn torture(case: &Case, min_allocations: u64) -> Outcome {
+    let what = format!("{} {:?}", case.prog.display(), case.args);
+    let mut bare = Command::new(&case.prog);
+    bare.args(&case.args).envs(case.env.iter().cloned());
+    if let Some(d) = &case.cwd {
+        bare.current_dir(d);
+    }
+    let bare = finish(bare, &what);
+
+    let dir = scratch(case.prog.file_name().unwrap().to_str().unwrap());
+    let mut rec = Command::new(memlens());
+    rec.arg("run")
+        .arg("-q")
+        .arg("-o")
+        .arg(dir.join("%n.%p.trace"))
+        .arg("--")
+        .arg(&case.prog)
+        .args(&case.args)
+        .envs(case.env.iter().cloned());
+    if let Some(d) = &case.cwd {
+        rec.current_dir(d);
+    }
+    let rec = finish(rec, &what);
+
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    assert_eq!(
+        text(&rec.stdout),
+        text(&bare.stdout),
+        "{what}: stdout differs"
+    );
+    assert_eq!(
+        text(&rec.stderr),
+        text(&bare.stderr),
+        "{what}: stderr differs"
+    );
+    assert_eq!(rec.stdout, bare.stdout, "{what}: stdout bytes differ");
+    assert_eq!(rec.stderr, bare.stderr, "{what}: stderr bytes differ");
+    assert_eq!(rec.status.code(), bare.status.code(), "{what}: exit status");
+    assert_eq!(rec.status.signal(), bare.status.signal(), "{what}: signal");
+
+    let run = Run {
+        output: std::process::Output {
+            status: rec.status,
+            stdout: rec.stdout,
+            stderr: rec.stderr,
+        },
+        dir,
+    };
+    let traces = run.traces();
+    assert!(!traces.is_empty(), "{what}: no trace written");
+    let reports: Vec<Value> = traces.iter().map(|t| summary(t)).collect();
+    for (t, r) in traces.iter().zip(&reports) {
+        assert!(
+            r["trace"]["truncated"].is_null(),
+            "{what}: {} is truncated: {}",
+            t.display(),
+            r["trace"]["truncated"]
+        );
+        assert!(
+            !r["trace"]["exit"]["kind"].is_null(),
+            "{what}: {} has no exit",
+            t.display()
+        );
+    }
+    // The main process is memlens's child: not forked from a traced process.
+    let main = reports
+        .iter()
+        .filter(|r| {
+            r["trace"]["ppid"].as_u64() == Some(u64::from(rec.pid))
+                && r["trace"]["forked_from"].is_null()
+        })
+        .max_by_key(|r| Outcome::allocations(r))
+        .unwrap_or_else(|| panic!("{what}: no trace of the main process in {traces:?}"))
+        .clone();
+    assert!(
+        Outcome::allocations(&main) >= min_allocations,
+        "{what}: main process recorded {} allocations, expected at least {min_allocations}",
+        Outcome::allocations(&main)
+    );
+    Outcome {
+        stdout: text(&run.output.stdout),
+        status: run.output.status,
+        reports,
+        main,
+    }
+}
+
+/// `memlens report --format json --top 1`: the totals and the trace's state. (The
+/// harness's `report` lists every site, which for CPython is gigabytes of JSON.)
+fn summary(trace: &Path) -> Value {
+    let o = Command::new(memlens())
+        .args(["report", "--format", "json", "--top", "1"])
+        .arg(trace)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "report {} failed: {}",
+        trace.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+// ---- 1. threads ---------------------------------------------------------------------
+
+#[test]
+fn t1_64_threads_free_each_others_blocks() {
+    let exe = c_program("threads.c", "torture-threads");
+    let o = torture(&Case::new(&exe, &[]), 64 * 1000);
+    assert_eq!(o.stdout, "threads 64 x 1000, 32000 left on the queue\n");
+    // Every block was freed, in whichever thread: nothing is live at exit.
+    assert!(o.main["totals"]["frees"].as_u64().unwrap() >= 64 * 1000);
+}
+
+// ---- 2. processes -------------------------------------------------------------------
+
+fn procs() -> PathBuf {
+    c_program("procs.c", "torture-procs")
+}
+
+/// Children's traces: each complete (checked by `torture`) and each with the 100 mallocs
+/// every process of procs.c makes.
+fn children_allocate(o: &Outcome, expected: usize) {
+    let kids = o.children();
+    assert_eq!(kids.len(), expected, "child traces");
+    for k in kids {
+        // A child that only exec'ed has the 100 in the trace of what it exec'ed.
+        if k["trace"]["exit"]["kind"] != "exec" {
+            assert!(Outcome::allocations(k) >= 100, "{}", k["trace"]);
+        }
+    }
+}
+
+#[test]
+fn t2_fork_in_a_loop() {
+    let o = torture(&Case::new(&procs(), &["forkloop"]), 100);
+    assert_eq!(o.stdout, "forkloop: exit statuses sum to 190\n");
+    children_allocate(&o, 20);
+    for k in o.children() {
+        assert_eq!(k["trace"]["forked_from"], o.main["trace"]["pid"]);
+    }
+}
+
+#[test]
+fn t2_fork_from_a_thread() {
+    let o = torture(&Case::new(&procs(), &["threadfork"]), 100);
+    assert_eq!(o.stdout, "threadfork: child status 5\n");
+    children_allocate(&o, 1);
+}
+
+#[test]
+fn t2_posix_spawn() {
+    let o = torture(&Case::new(&procs(), &["spawn"]), 100);
+    assert_eq!(o.stdout, "leaf 7\nspawn: child status 7\n");
+    children_allocate(&o, 1);
+}
+
+#[test]
+fn t2_vfork_exec() {
+    let o = torture(&Case::new(&procs(), &["vfork"]), 100);
+    assert_eq!(o.stdout, "leaf 8\nvfork: child status 8\n");
+    children_allocate(&o, 1);
+}
+
+#[test]
+fn t2_system() {
+    let o = torture(&Case::new(&procs(), &["system"]), 100);
+    assert_eq!(o.stdout, "leaf 9\nsystem: status 9\n");
+    // /bin/sh (forked, then exec'ed, or it may exec the leaf directly) and the leaf.
+    assert!(
+        o.children()
+            .iter()
+            .any(|k| k["trace"]["argv"][1] == "leaf" && Outcome::allocations(k) >= 100),
+        "no trace of the leaf"
+    );
+}
+
+#[test]
+fn t2_daemon_double_fork_setsid() {
+    let o = torture(&Case::new(&procs(), &["daemon"]), 100);
+    assert_eq!(
+        o.stdout,
+        "daemon: middle status 0, grandchild said: daemon alive\n"
+    );
+    // The middle child (which only forks and _exits) and the daemon, forked from it, whose
+    // trace is complete: the parent read its pipe to EOF, so it had exited.
+    let kids = o.children();
+    assert_eq!(kids.len(), 2);
+    let middle = kids
+        .iter()
+        .find(|k| k["trace"]["forked_from"] == o.main["trace"]["pid"])
+        .expect("middle child");
+    assert_eq!(middle["trace"]["exit"]["kind"], "_exit");
+    let daemon = kids
+        .iter()
+        .find(|k| k["trace"]["forked_from"] == middle["trace"]["pid"])
+        .expect("daemon");
+    assert!(Outcome::allocations(daemon) >= 100);
+}
+
+// ---- 3. control flow ----------------------------------------------------------------
+
+fn control() -> PathBuf {
+    cxx_program("control.cpp", "torture-control")
+}
+
+#[test]
+fn t3_signal_handler_mallocs() {
+    let o = torture(&Case::new(&control(), &["signal"]), 10_000);
+    assert_eq!(o.stdout, "signal: handled 10000\n");
+}
+
+#[test]
+fn t3_longjmp_out_of_deep_recursion() {
+    let o = torture(&Case::new(&control(), &["longjmp"]), 100 * 100);
+    assert_eq!(o.stdout, "longjmp: 100 jumps, 10000 blocks\n");
+}
+
+#[test]
+fn t3_exceptions_through_100_frames() {
+    let o = torture(&Case::new(&control(), &["exceptions"]), 1000 * 100);
+    assert_eq!(o.stdout, "exceptions: caught 1000\n");
+}
+
+#[test]
+fn t3_pthread_cancel_blocked_threads() {
+    let o = torture(&Case::new(&control(), &["cancel"]), 1);
+    assert_eq!(o.stdout, "cancel: reader cancelled, waiter cancelled\n");
+}
+
+#[test]
+fn t3_threads_still_running_at_exit() {
+    let o = torture(&Case::new(&control(), &["running"]), 8000);
+    assert_eq!(
+        o.stdout,
+        "running: main returns with 8 threads allocating\n"
+    );
+}
+
+// ---- 4. dynamic loading and TLS -----------------------------------------------------
+
+#[test]
+fn t4_dlopen_dlclose_1000_times() {
+    let lib = library("dlplugin.c", "libtorture_plugin.so");
+    let exe = c_program("dlloop.c", "torture-dlloop");
+    let o = torture(&Case::new(&exe, &[lib.to_str().unwrap()]), 1000 * 11);
+    assert_eq!(o.stdout, "dlloop: 1000 rounds, total 45000\n");
+}
+
+#[test]
+fn t4_static_and_dynamic_tls() {
+    let stat = library("tls_static.c", "libtorture_tls_static.so");
+    let dynamic = library("tls_dynamic.c", "libtorture_tls_dynamic.so");
+    let dir = stat.parent().unwrap().to_str().unwrap().to_string();
+    let mut flags = C_FLAGS.to_vec();
+    let rpath = format!("-Wl,-rpath,{dir}");
+    let ldir = format!("-L{dir}");
+    flags.extend(["-Wl,--no-as-needed", &ldir, &rpath, "-ltorture_tls_static"]);
+    let exe = program("gcc", "tls_main.c", "torture-tls", &flags);
+    let o = torture(&Case::new(&exe, &[dynamic.to_str().unwrap()]), 16 * 2000);
+    assert!(o.stdout.starts_with("tls: sum "), "{}", o.stdout);
+}
+
+// ---- 5. edge allocations ------------------------------------------------------------
+
+#[test]
+fn t5_edge_allocations() {
+    let exe = c_program("edge.c", "torture-edge");
+    let o = torture(&Case::new(&exe, &[]), 1_000_000);
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(lines[0], "realloc(p, 0) returned NULL");
+    // 18 alignments (8 B .. 1 MiB) x 3 functions
+    assert_eq!(lines[1], "aligned allocations correct: 54");
+    assert_eq!(lines[2], "malloc(1 << 46) NULL, ENOMEM");
+    assert_eq!(lines[3], "calloc overflow NULL");
+    assert_eq!(lines[4], "a million tiny blocks");
+    // lines[5]: the 4 GiB block, allocated or refused (printed either way, same both runs)
+}
+
+// ---- 6. hostile environment ---------------------------------------------------------
+
+fn env_program() -> PathBuf {
+    c_program("env.c", "torture-env")
+}
+
+#[test]
+fn t6_all_fds_closed_at_start() {
+    let dir = scratch("torture-closeall");
+    let file = dir.join("out.txt");
+    let case = Case::new(&env_program(), &["closeall", file.to_str().unwrap()]);
+    let o = torture(&case, 11_000);
+    assert_eq!(o.status.code(), Some(3));
+    // (Subject to the RSS sampler fd race as well, in a narrower window: one open.)
+    // Written by the recorded run (the bare run's file was truncated and rewritten).
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "closeall: file on fd 0\n"
+    );
+}
+
+#[test]
+fn t6_dup2_over_every_fd() {
+    let o = torture(&Case::new(&env_program(), &["dup2"]), 11_000);
+    assert_eq!(o.stdout, "dup2: done\n");
+}
+
+/// memlens bug (docs/RELIABILITY.md, "RSS sampler"): the recorder's RSS sampler thread
+/// opens /proc/self/statm every 10 ms, taking the lowest free fd for a moment. A program
+/// at its RLIMIT_NOFILE limit then sees one fd fewer (12 instead of 13 here) when the
+/// sample lands during its open() loop, and a program relying on open() returning the
+/// lowest free fd can get another one. Intermittent.
+#[test]
+#[ignore = "memlens bug: the RSS sampler thread transiently takes a low fd (see docs/RELIABILITY.md)"]
+fn t6_rlimit_nofile_16() {
+    let o = torture(&Case::new(&env_program(), &["rlimit"]), 10_000);
+    assert_eq!(
+        o.stdout,
+        "rlimit: opened 13 fds, then Too many open files\nrlimit: child exit 4\n"
+    );
+    assert_eq!(o.children().len(), 1);
+}
+
+#[test]
+fn t6_unwritable_cwd() {
+    // A 0555 directory; root writes there anyway, so as root /proc stands in.
+    let dir = scratch("torture-ro");
+    let ro = dir.join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    std::fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o555)).unwrap();
+    // SAFETY: geteuid has no preconditions.
+    let ro = if unsafe { libc::geteuid() } == 0 {
+        PathBuf::from("/proc")
+    } else {
+        ro
+    };
+    let o = torture(
+        &Case::new(&env_program(), &["cwd", ro.to_str().unwrap()]),
+        10_000,
+    );
+    assert_eq!(
+        o.stdout,
+        "cwd: can create files here: no\ncwd: child exit 4\n"
+    );
+    assert_eq!(o.children().len(), 1);
+}
+
+// ---- 7. another allocator -----------------------------------------------------------
+
+const JEMALLOC: &str = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2";
+const TCMALLOC: &str = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4";
+
+/// memlens puts its recorder first in LD_PRELOAD and keeps the program's preloads after
+/// it. The recorder's malloc family is then the first definition the loader finds, so the
+/// program's calls reach memlens, which passes them to glibc's `__libc_malloc`: the
+/// preloaded allocator is bypassed for the malloc family (its own entry points, such as
+/// `mallocx` or `tc_malloc`, still reach it, unrecorded). Hence the full count.
+fn preloaded_allocator(lib: &str) {
+    if !Path::new(lib).exists() {
+        eprintln!(
+            "skipped: {lib} is not installed (apt-get install libjemalloc2 libtcmalloc-minimal4)"
+        );
+        return;
+    }
+    let exe = c_program("threads.c", "torture-threads");
+    let o = torture(&Case::new(&exe, &[]).env("LD_PRELOAD", lib), 64 * 1000);
+    assert_eq!(o.stdout, "threads 64 x 1000, 32000 left on the queue\n");
+}
+
+#[test]
+fn t7_jemalloc_preloaded() {
+    preloaded_allocator(JEMALLOC);
+}
+
+#[test]
+fn t7_tcmalloc_preloaded() {
+    preloaded_allocator(TCMALLOC);
+}
+
+/// Linked (a NEEDED entry): the preloaded recorder still comes first in symbol lookup,
+/// so the same holds.
+#[test]
+fn t7_jemalloc_linked() {
+    if !Path::new(JEMALLOC).exists() {
+        eprintln!("skipped: {JEMALLOC} is not installed");
+        return;
+    }
+    let mut flags = C_FLAGS.to_vec();
+    flags.extend(["-Wl,--no-as-needed", JEMALLOC]);
+    let exe = program("gcc", "threads.c", "torture-threads-jemalloc", &flags);
+    let o = torture(&Case::new(&exe, &[]), 64 * 1000);
+    assert_eq!(o.stdout, "threads 64 x 1000, 32000 left on the queue\n");
+}
+
+// ---- 8. other languages -------------------------------------------------------------
+
+#[test]
+fn t8_rust_threads_and_channels() {
+    let exe = program("rustc", "rust_threads.rs", "torture-rust", &["-O", "-g"]);
+    let o = torture(&Case::new(&exe, &[]), 80_000);
+    assert!(o.stdout.starts_with("rust: "), "{}", o.stdout);
+}
+
+/// CPython running its own json tests, with PYTHONMALLOC=malloc so that every object goes
+/// through malloc (pymalloc's arenas would hide most of them). The runner prints counts
+/// only: unittest's own output has timings.
+#[test]
+#[ignore = "not verified yet: slow under the debug recorder; run with --ignored"]
+fn t8_cpython_test_json() {
+    let Ok(python) = which("python3") else {
+        eprintln!("skipped: no python3");
+        return;
+    };
+    // The interpreter itself, not a wrapper script (pyenv's shims are shell scripts).
+    let probe = Command::new(&python)
+        .args(["-c", "import sys, test.test_json; print(sys.executable)"])
+        .output()
+        .unwrap();
+    if !probe.status.success() {
+        eprintln!("skipped: CPython's test package is missing (test.test_json)");
+        return;
+    }
+    let python = PathBuf::from(String::from_utf8(probe.stdout).unwrap().trim());
+    let script = "import io, unittest\n\
+        s = unittest.defaultTestLoader.loadTestsFromName('test.test_json')\n\
+        r = unittest.TextTestRunner(stream=io.StringIO(), verbosity=0).run(s)\n\
+        print('json tests', r.testsRun, 'failures', len(r.failures), 'errors', len(r.errors), 'skipped', len(r.skipped))\n";
+    let case = Case::new(&python, &["-c", script]).env("PYTHONMALLOC", "malloc");
+    let o = torture(&case, 100_000);
+    assert!(o.stdout.contains("failures 0 errors 0"), "{}", o.stdout);
+}
+
+/// A Go program calling C's malloc through cgo from goroutines.
+///
+/// memlens bug (docs/RELIABILITY.md): output and exit status are unchanged, but the trace
+/// "has no end record": a Go program exits through the runtime's raw `exit_group`
+/// syscall, never through libc's `exit`/`_exit`, so neither the on_exit handler nor the
+/// `_exit` hook runs, and the end record (and the leak scan, and whatever is still in
+/// per-thread buffers) is never written.
+#[test]
+#[ignore = "memlens bug: a Go program exits by a raw exit_group syscall; its trace has no end record"]
+fn t8_go_cgo() {
+    let Ok(go) = which("go") else {
+        eprintln!("skipped: go is not installed");
+        return;
+    };
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("programs")
+        .join("torture-cgo");
+    let src = source("torture/cgo_alloc.go");
+    let o = Command::new(go)
+        .arg("build")
+        .arg("-o")
+        .arg(&out)
+        .arg(&src)
+        .env("CGO_ENABLED", "1")
+        .env("GO111MODULE", "off")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "go build: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = torture(&Case::new(&out, &[]), 8 * 2000);
+    assert_eq!(o.stdout, "go: 8 goroutines x 2000 C mallocs\n");
+}
+
+fn which(name: &str) -> Result<PathBuf, ()> {
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(name))
+                .find(|f| f.is_file())
+        })
+        .ok_or(())
+}
