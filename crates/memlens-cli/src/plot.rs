@@ -5,7 +5,7 @@
 use crate::report::{human_time, site_location, window_spec, Bar};
 use memlens_analysis::timeline::{Timeline, TimelineOptions};
 use memlens_analysis::Symbolizer;
-use memlens_common::chart::{esc, nice_axis, time_unit, trim_num};
+use memlens_common::chart::{byte_grid, esc, nice_axis, time_unit, trim_num};
 use memlens_common::units::human_bytes;
 use memlens_trace::reader::TraceReader;
 use std::fmt::Write as _;
@@ -204,20 +204,7 @@ pub fn svg(tl: &Timeline, title: &str, labels: &[String]) -> String {
     let pw = W - LEFT - RIGHT;
     let x = |t: f64| LEFT + pw * ((t - t0) / x_div) / span;
     let y = |v: f64| TOP + PLOT_H * (1.0 - v / y_top);
-    let mut v = 0.0;
-    while v <= y_top + y_step * 1e-9 {
-        let _ = writeln!(
-            o,
-            r##"<line x1="{LEFT}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
-            W - RIGHT,
-            y(v),
-            y(v),
-            LEFT - 6.0,
-            y(v) + 4.0,
-            esc(&human_bytes(v as u64))
-        );
-        v += y_step;
-    }
+    byte_grid(&mut o, LEFT, W - RIGHT, y_top, y_step, y);
     // Time ticks at round values of the unit, inside the window.
     let first_tick = (t0 / x_div / x_step).ceil() * x_step;
     let mut s = first_tick;

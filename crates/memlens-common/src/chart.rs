@@ -64,6 +64,33 @@ pub fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// The horizontal grid of a bytes axis: a line from `left` to `right` and a label at every
+/// `step` from 0 up to `top`; `y` maps a value to its SVG y coordinate.
+pub fn byte_grid(
+    o: &mut String,
+    left: f64,
+    right: f64,
+    top: f64,
+    step: f64,
+    y: impl Fn(f64) -> f64,
+) {
+    use std::fmt::Write as _;
+    let mut v = 0.0;
+    while v <= top + step * 1e-9 {
+        let _ = writeln!(
+            o,
+            r##"<line x1="{left}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+            right,
+            y(v),
+            y(v),
+            left - 6.0,
+            y(v) + 4.0,
+            esc(&crate::units::human_bytes(v as u64))
+        );
+        v += step;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

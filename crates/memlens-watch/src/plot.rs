@@ -5,7 +5,7 @@
 
 use crate::history::{Metric, Point};
 use crate::trend::{Trend, Verdict};
-use memlens_common::chart::{esc, nice_axis, time_unit, trim_num};
+use memlens_common::chart::{byte_grid, esc, nice_axis, time_unit, trim_num};
 use memlens_common::units::human_bytes;
 use std::fmt::Write as _;
 
@@ -102,20 +102,7 @@ pub fn svg(points: &[Point], info: &PlotInfo) -> String {
         }
     }
     // Grid and axes.
-    let mut v = 0.0;
-    while v <= y_top + y_step * 1e-9 {
-        let _ = writeln!(
-            o,
-            r##"<line x1="{LEFT}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
-            W - RIGHT,
-            y(v),
-            y(v),
-            LEFT - 6.0,
-            y(v) + 4.0,
-            esc(&human_bytes(v as u64))
-        );
-        v += y_step;
-    }
+    byte_grid(&mut o, LEFT, W - RIGHT, y_top, y_step, y);
     let mut s = 0.0;
     while s <= x_top + x_step * 1e-9 {
         let px = LEFT + pw * s / x_top;
