@@ -35,32 +35,18 @@ impl TimePoint {
         if t.parse::<f64>().is_ok() {
             return Err(format!("`{s}` has no unit (write {t}s, {t}ms or {t}%)"));
         }
-        let mut rest = t;
-        let mut ns = 0.0f64;
-        while !rest.is_empty() {
-            let n = rest
-                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .ok_or_else(bad)?;
-            if n == 0 {
-                return Err(bad());
-            }
-            let value: f64 = rest[..n].parse().map_err(|_| bad())?;
-            rest = &rest[n..];
-            let u = rest
-                .find(|c: char| c.is_ascii_digit() || c == '.')
-                .unwrap_or(rest.len());
-            let per = match rest[..u].trim() {
+        let ns = memlens_common::units::sum_of_parts(t, |u| {
+            Some(match u {
                 "ns" => 1.0,
                 "us" | "µs" => 1e3,
                 "ms" => 1e6,
                 "s" => 1e9,
                 "m" | "min" => 60e9,
                 "h" => 3600e9,
-                _ => return Err(bad()),
-            };
-            ns += value * per;
-            rest = &rest[u..];
-        }
+                _ => return None,
+            })
+        })
+        .ok_or_else(bad)?;
         if !ns.is_finite() || ns >= u64::MAX as f64 {
             return Err(bad());
         }

@@ -51,25 +51,29 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if let Ok(secs) = t.parse::<f64>() {
         return secs_to_duration(secs).ok_or_else(bad);
     }
+    let total = sum_of_parts(t, unit_seconds).ok_or_else(bad)?;
+    secs_to_duration(total).ok_or_else(bad)
+}
+
+/// The sum of one or more `<number><unit>` parts (`1m30s`, `1.5h`), each unit worth what
+/// `unit` says (`None`: not a unit). `None` when `t` is not such a list.
+pub fn sum_of_parts(t: &str, unit: impl Fn(&str) -> Option<f64>) -> Option<f64> {
     let mut rest = t;
     let mut total = 0.0f64;
     while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
+        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
         if n == 0 {
-            return Err(bad());
+            return None;
         }
-        let value: f64 = rest[..n].parse().map_err(|_| bad())?;
+        let value: f64 = rest[..n].parse().ok()?;
         rest = &rest[n..];
         let u = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(rest.len());
-        let secs_per = unit_seconds(rest[..u].trim()).ok_or_else(bad)?;
-        total += value * secs_per;
+        total += value * unit(rest[..u].trim())?;
         rest = &rest[u..];
     }
-    secs_to_duration(total).ok_or_else(bad)
+    Some(total)
 }
 
 fn secs_to_duration(secs: f64) -> Option<Duration> {
