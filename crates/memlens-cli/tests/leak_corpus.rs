@@ -9,7 +9,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::os::unix::process::ExitStatusExt;
-use std::process::Command;
 
 const KINDS: [&str; 4] = [
     "definitely_lost",
@@ -23,26 +22,6 @@ fn expected() -> Value {
         &std::fs::read_to_string(repo_root().join("tests/leaks/expected.json")).unwrap(),
     )
     .unwrap()
-}
-
-fn leaks_json(trace: &std::path::Path, extra: &[&str]) -> Value {
-    let o = Command::new(memlens())
-        .arg("leaks")
-        .args(["--format", "json"])
-        .args(extra)
-        .arg(trace)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "memlens leaks failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).unwrap()
-}
-
-fn amount(v: &Value) -> (u64, u64) {
-    (v["bytes"].as_u64().unwrap(), v["blocks"].as_u64().unwrap())
 }
 
 /// Build a case's program (and its libraries, next to it) with the recorded flags.

@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -15,20 +14,6 @@ use std::process::{Command, Stdio};
 fn program() -> std::path::PathBuf {
     static EXE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     EXE.get_or_init(|| build_c("signals.c", "signals")).clone()
-}
-
-fn leaks(trace: &Path) -> Value {
-    let o = Command::new(memlens())
-        .args(["leaks", "--format", "json"])
-        .arg(trace)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap()
-}
-
-fn amount(v: &Value) -> (u64, u64) {
-    (v["bytes"].as_u64().unwrap(), v["blocks"].as_u64().unwrap())
 }
 
 fn exit_of(trace: &Path) -> (String, i64) {
@@ -56,7 +41,7 @@ fn a_segfault_is_scanned_and_still_kills() {
     assert_eq!(run.output.status.signal(), Some(libc::SIGSEGV));
     let trace = run.only_trace();
     assert_eq!(exit_of(&trace), ("signal".to_string(), 11));
-    let v = leaks(&trace);
+    let v = leaks_json(&trace, &[]);
     assert_eq!(amount(&v["summary"]["definitely_lost"]), (777, 1));
     assert_eq!(amount(&v["summary"]["still_reachable"]), (1000, 1));
     assert_eq!(v["records"][0]["stack"][0]["function"], "lose");
@@ -69,7 +54,7 @@ fn sig_dfl_put_back_by_the_program_is_still_scanned() {
     let trace = run.only_trace();
     assert_eq!(exit_of(&trace), ("signal".to_string(), libc::SIGINT as i64));
     assert_eq!(
-        amount(&leaks(&trace)["summary"]["definitely_lost"]),
+        amount(&leaks_json(&trace, &[])["summary"]["definitely_lost"]),
         (777, 1)
     );
 }
@@ -134,7 +119,7 @@ fn sigterm_from_outside_during_allocations() {
         };
         let trace = run.only_trace();
         assert_eq!(exit_of(&trace), ("signal".to_string(), 15), "round {round}");
-        let v = leaks(&trace);
+        let v = leaks_json(&trace, &[]);
         assert_eq!(
             amount(&v["summary"]["definitely_lost"]),
             (777, 1),

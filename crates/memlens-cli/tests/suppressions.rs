@@ -19,20 +19,11 @@ fn memlens_out(args: &[&str], trace: Option<&Path>) -> Output {
     c.output().unwrap()
 }
 
-fn leaks_json(trace: &Path, extra: &[&str]) -> Value {
-    let mut args = vec!["leaks", "--format", "json", "--show-leak-kinds=all"];
+/// `memlens leaks --format json --show-leak-kinds=all [extra] TRACE`.
+fn leaks_all(trace: &Path, extra: &[&str]) -> Value {
+    let mut args = vec!["--show-leak-kinds=all"];
     args.extend(extra);
-    let o = memlens_out(&args, Some(trace));
-    assert!(
-        o.status.success(),
-        "memlens leaks failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).unwrap()
-}
-
-fn amount(v: &Value) -> (u64, u64) {
-    (v["bytes"].as_u64().unwrap(), v["blocks"].as_u64().unwrap())
+    leaks_json(trace, &args)
 }
 
 const KINDS: [&str; 4] = [
@@ -80,7 +71,7 @@ fn generated_suppressions_suppress_every_record_they_were_made_from() {
     let file = run.dir.join("generated.supp");
     std::fs::write(&file, &supp).unwrap();
     let arg = format!("--suppressions={}", file.display());
-    let got = leaks_json(&trace, &["--default-suppressions=no", &arg]);
+    let got = leaks_all(&trace, &["--default-suppressions=no", &arg]);
     assert_eq!(total(&got["summary"]), (0, 0), "{}", got["summary"]);
     assert_eq!(
         amount(&got["summary"]["suppressed"]),
@@ -110,11 +101,11 @@ fn leaksanitizer_list_hides_one_record() {
     );
     let run = run_with(&["-q"], &exe, &[]);
     let trace = run.only_trace();
-    let raw = leaks_json(&trace, &[]);
+    let raw = leaks_all(&trace, &[]);
     let file = run.dir.join("lsan.supp");
     std::fs::write(&file, "# LeakSanitizer\nleak:lose_short_string\n").unwrap();
     let arg = format!("--suppressions={}", file.display());
-    let got = leaks_json(&trace, &[&arg]);
+    let got = leaks_all(&trace, &[&arg]);
     let before = amount(&raw["summary"]["definitely_lost"]);
     let after = amount(&got["summary"]["definitely_lost"]);
     // lose_short_string() loses one 32-byte std::string buffer.
@@ -169,7 +160,7 @@ fn heap_errors_are_suppressed_as_memcheck_free_errors() {
     let exe = build("g++", "heap_errors.cpp", "supp-heap-errors", CXX_FLAGS);
     let run = run_with(&["-q"], &exe, &[]);
     let trace = run.only_trace();
-    let raw = leaks_json(&trace, &["--gen-suppressions=all"]);
+    let raw = leaks_all(&trace, &["--gen-suppressions=all"]);
     assert_eq!(raw["error_count"], 6);
     let supp: String = raw["errors"]
         .as_array()
@@ -184,7 +175,7 @@ fn heap_errors_are_suppressed_as_memcheck_free_errors() {
     let file = run.dir.join("errors.supp");
     std::fs::write(&file, &supp).unwrap();
     let arg = format!("--suppressions={}", file.display());
-    let got = leaks_json(&trace, &[&arg]);
+    let got = leaks_all(&trace, &[&arg]);
     assert_eq!(got["error_count"], 0);
 }
 
@@ -260,7 +251,7 @@ fn leak_metrics_of_flame_graphs_skip_the_default_suppressions() {
     );
     let run = run_with(&["-q"], &exe, &["sigterm"]);
     let trace = run.only_trace();
-    let raw = leaks_json(&trace, &["--default-suppressions=no"]);
+    let raw = leaks_all(&trace, &["--default-suppressions=no"]);
     assert_eq!(amount(&raw["summary"]["still_reachable"]), (72_704, 1));
     let o = memlens_out(
         &[

@@ -219,3 +219,24 @@ pub fn line_of(src: &str, marker: &str) -> u64 {
         .unwrap_or_else(|| panic!("{marker} not in {src}")) as u64
         + 1
 }
+
+/// `memlens leaks --format json [extra] TRACE`, which must succeed.
+pub fn leaks_json(trace: &Path, extra: &[&str]) -> Value {
+    let o = Command::new(memlens())
+        .args(["leaks", "--format", "json"])
+        .args(extra)
+        .arg(trace)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "memlens leaks failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// (bytes, blocks) of a `{"bytes": N, "blocks": N}` object of the leaks JSON.
+pub fn amount(v: &Value) -> (u64, u64) {
+    (v["bytes"].as_u64().unwrap(), v["blocks"].as_u64().unwrap())
+}
