@@ -58,6 +58,8 @@ impl Meta {
 struct Table {
     cap: usize,
     count: usize,
+    /// `u64::MAX / cap + 1`: `x % cap` without a division (see [`home`]).
+    cap_inverse: u64,
 }
 
 impl Table {
@@ -105,18 +107,16 @@ fn shard_of(addr: u64) -> usize {
 
 /// A block's first slot: its region's pseudo-random place in the table (the hash bits
 /// below the shard's, mapped onto `cap` by a multiply-shift), plus its 16-byte index
-/// within the region, wrapped around.
+/// within the region modulo `cap` (by Lemire's multiply-based remainder, with the
+/// table's `cap_inverse`: no division in the hot path), wrapped around.
 #[inline(always)]
-fn home(addr: u64, cap: usize) -> usize {
-    let base = (((region_hash(addr) << 8) as u128 * cap as u128) >> 64) as usize;
-    let h = base + ((addr >> 4) & 0xFFFF) as usize;
-    if h < cap {
-        h
-    } else if cap > 0xFFFF {
-        h - cap
-    } else {
-        h % cap
-    }
+fn home(addr: u64, t: &Table) -> usize {
+    let cap = t.cap as u64;
+    let base = (((region_hash(addr) << 8) as u128 * cap as u128) >> 64) as u64;
+    let local = (addr >> 4) & 0xFFFF;
+    let local = ((t.cap_inverse.wrapping_mul(local) as u128 * cap as u128) >> 64) as u64;
+    let h = base + local;
+    (if h < cap { h } else { h - cap }) as usize
 }
 
 /// The slot after `i`, wrapping around.
@@ -270,7 +270,7 @@ fn apply(shard: &Shard, op: Op) -> Removed {
     let cap = t.cap;
     match op {
         Op::Insert(addr, meta) => {
-            let mut i = home(addr, t.cap);
+            let mut i = home(addr, t);
             loop {
                 if slots[i].addr == addr {
                     // A stale entry (a release we never saw): replace it.
@@ -290,7 +290,7 @@ fn apply(shard: &Shard, op: Op) -> Removed {
             Removed::Deferred
         }
         Op::Remove(addr) => {
-            let mut i = home(addr, t.cap);
+            let mut i = home(addr, t);
             loop {
                 if slots[i].addr == 0 {
                     return Removed::NotABlock;
@@ -305,7 +305,7 @@ fn apply(shard: &Shard, op: Op) -> Removed {
             let mut hole = i;
             let mut j = next(i, cap);
             while slots[j].addr != 0 {
-                let h = home(slots[j].addr, cap);
+                let h = home(slots[j].addr, t);
                 // Move j into the hole unless its home lies cyclically in (hole, j].
                 let in_between = if hole <= j {
                     hole < h && h <= j
@@ -328,7 +328,10 @@ fn apply(shard: &Shard, op: Op) -> Removed {
 fn new_table(cap: usize) -> Option<*mut Table> {
     let p = own_memory::map(Table::bytes(cap))? as *mut Table;
     // SAFETY: fresh zeroed mapping large enough for the header.
-    unsafe { (*p).cap = cap };
+    unsafe {
+        (*p).cap = cap;
+        (*p).cap_inverse = u64::MAX / cap as u64 + 1;
+    }
     Some(p)
 }
 
@@ -343,8 +346,10 @@ fn grow(shard: &Shard, old: *mut Table) {
     };
     // SAFETY: both tables are mapped; the new one is private to us until published.
     let (from, to) = unsafe { (Table::slots(old), Table::slots(new)) };
+    // SAFETY: the new table's header, mapped and not yet published.
+    let new_header = unsafe { &*new };
     for s in from.iter().filter(|s| s.addr != 0) {
-        let mut i = home(s.addr, new_cap);
+        let mut i = home(s.addr, new_header);
         while to[i].addr != 0 {
             i = next(i, new_cap);
         }
