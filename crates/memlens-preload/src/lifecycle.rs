@@ -470,9 +470,15 @@ pub extern "C" fn abort() -> ! {
 
 // ---- fork ----
 
+/// The forking process's pid, taken before the fork: a child that asked getppid() could
+/// get 1 (or a subreaper) when its parent exits at once, as a daemonizing middle child does.
+static FORK_PARENT: AtomicU32 = AtomicU32::new(0);
+
 extern "C" fn fork_prepare() {
     let t = tls::get();
     t.busy += 1;
+    // SAFETY: getpid has no preconditions.
+    FORK_PARENT.store(unsafe { libc::getpid() } as u32, Ordering::Relaxed);
     // Take every recorder lock, in the documented order, so that the child does not
     // inherit one held by a thread that does not exist there.
     core::mem::forget(thread::REGISTRY.lock());
@@ -507,8 +513,7 @@ extern "C" fn fork_parent() {
 extern "C" fn fork_child() {
     release_fork_locks();
     if ACTIVE.load(Ordering::Acquire) && !output::DISABLED.load(Ordering::Relaxed) {
-        // SAFETY: getppid has no preconditions.
-        let parent = unsafe { libc::getppid() } as u32;
+        let parent = FORK_PARENT.load(Ordering::Relaxed);
         output::META.lock().discard();
         output::FILE.lock().forget();
         // New trace, new stack ids space: stacks are defined again in the child's file.

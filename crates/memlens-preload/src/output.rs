@@ -104,34 +104,6 @@ fn cstr(v: &[u8]) -> Vec<u8> {
     c
 }
 
-/// Move `fd` to a high number (close-on-exec), away from 0-2 and from numbers the
-/// program is likely to expect free.
-fn move_high(fd: i32) -> i32 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit fills the struct.
-    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    let want = (lim.rlim_cur.min(1024) as i32 - 24).max(3);
-    // SAFETY: plain fd syscalls on an fd we own.
-    unsafe {
-        let hi = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, want);
-        if hi >= 0 {
-            libc::close(fd);
-            return hi;
-        }
-        if fd <= 2 {
-            let hi = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3);
-            if hi >= 0 {
-                libc::close(fd);
-                return hi;
-            }
-        }
-    }
-    fd
-}
-
 impl TraceFile {
     /// Create the trace file for this process: `pattern` expanded, with `.1`, `.2`...
     /// appended if the name is taken (an exec chain of one program keeps its pid).
@@ -159,7 +131,7 @@ impl TraceFile {
                 self.warn_once(&p, errno());
                 return false;
             }
-            self.fd = move_high(fd);
+            self.fd = crate::sys::move_high(fd);
             self.path = p;
             self.failed = false;
             self.remember_identity();
@@ -204,7 +176,7 @@ impl TraceFile {
         if fd < 0 {
             return false;
         }
-        self.fd = move_high(fd);
+        self.fd = crate::sys::move_high(fd);
         self.remember_identity();
         true
     }

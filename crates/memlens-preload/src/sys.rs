@@ -21,6 +21,34 @@ pub fn read_file(path: &CStr, buf: &mut [u8]) -> Option<usize> {
     (n > 0).then_some(n as usize)
 }
 
+/// Move `fd` to a high number (close-on-exec), away from 0-2 and from numbers the
+/// program is likely to expect free.
+pub fn move_high(fd: i32) -> i32 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    let want = (lim.rlim_cur.min(1024) as i32 - 24).max(3);
+    // SAFETY: plain fd syscalls on an fd we own.
+    unsafe {
+        let hi = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, want);
+        if hi >= 0 {
+            libc::close(fd);
+            return hi;
+        }
+        if fd <= 2 {
+            let hi = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3);
+            if hi >= 0 {
+                libc::close(fd);
+                return hi;
+            }
+        }
+    }
+    fd
+}
+
 /// The executable's path (`/proc/self/exe`), empty if it cannot be read.
 pub fn exe_path() -> alloc::vec::Vec<u8> {
     let mut buf = [0u8; 4096];
@@ -149,4 +177,74 @@ fn parse_maps_line(line: &[u8]) -> Option<Mapping<'_>> {
         shared: perm(3, b's'),
         name: &line[i.min(line.len())..],
     })
+}
+
+/// A /proc file the recorder keeps open for the life of the process (the RSS sampler's
+/// `/proc/self/statm`), so that reading it never takes the lowest free fd while the
+/// program's threads run: it is opened once, in a moment the program cannot observe
+/// (initialisation, or the fork child handler), and moved to a high number. If the
+/// program closes it (close-all loops) or the number comes to mean another file, it is
+/// reopened by path, which is the one moment it takes a low number again.
+pub struct ProcFile {
+    path: &'static CStr,
+    fd: i32,
+    dev: u64,
+    ino: u64,
+}
+
+impl ProcFile {
+    pub const fn new(path: &'static CStr) -> Self {
+        ProcFile {
+            path,
+            fd: -1,
+            dev: 0,
+            ino: 0,
+        }
+    }
+
+    /// (Re)open the file now. In a forked child the inherited fd is the parent's
+    /// `/proc/self`, so the child calls this from its fork handler. The old number is not
+    /// closed if it is no longer ours (the program may own it now).
+    pub fn open(&mut self) {
+        if self.fd >= 0 && self.is_ours() {
+            // SAFETY: the fd is ours (identity checked just above).
+            unsafe { libc::close(self.fd) };
+        }
+        self.fd = -1;
+        // SAFETY: NUL-terminated path.
+        let fd = unsafe { libc::open(self.path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return;
+        }
+        self.fd = move_high(fd);
+        let mut st: libc::stat = unsafe { core::mem::zeroed() };
+        // SAFETY: fstat fills `st`.
+        if unsafe { libc::fstat(self.fd, &mut st) } == 0 {
+            self.dev = st.st_dev;
+            self.ino = st.st_ino;
+        }
+    }
+
+    fn is_ours(&self) -> bool {
+        let mut st: libc::stat = unsafe { core::mem::zeroed() };
+        // SAFETY: fstat fills `st`; a closed fd just fails.
+        self.fd >= 0
+            && unsafe { libc::fstat(self.fd, &mut st) } == 0
+            && st.st_dev == self.dev
+            && st.st_ino == self.ino
+    }
+
+    /// Read the file from its start (pread: no offset to share or restore). Returns the
+    /// number of bytes read, `None` on error or an empty file.
+    pub fn read(&mut self, buf: &mut [u8]) -> Option<usize> {
+        if !self.is_ours() {
+            self.open();
+        }
+        if self.fd < 0 {
+            return None;
+        }
+        // SAFETY: the read goes into `buf`; the fd is ours.
+        let n = unsafe { libc::pread(self.fd, buf.as_mut_ptr() as *mut _, buf.len(), 0) };
+        (n > 0).then_some(n as usize)
+    }
 }

@@ -530,6 +530,13 @@ pub fn start_sampler() {
         return;
     }
     SAMPLER_GENERATION.fetch_add(1, Ordering::AcqRel);
+    // Open statm here, synchronously: in the fork child this runs before fork returns.
+    // A forked child's lock may have been held by the parent's sampler (a thread that
+    // does not exist here): start afresh.
+    // SAFETY: no other thread of this process touches STATM yet (the old sampler is
+    // gone in a child, or not started).
+    unsafe { STATM.force_unlock() };
+    STATM.lock().open();
     // SAFETY: standard pthread calls on local attr/sigset values; the old signal mask is
     // restored before returning.
     unsafe {
@@ -557,10 +564,14 @@ pub fn start_sampler() {
     }
 }
 
+/// The sampler's `/proc/self/statm`, opened once per process by `start_sampler`.
+static STATM: spin::Mutex<crate::sys::ProcFile> =
+    spin::Mutex::new(crate::sys::ProcFile::new(c"/proc/self/statm"));
+
 /// Resident set size from /proc/self/statm (second field, in pages).
 pub fn read_rss() -> Option<u64> {
     let mut buf = [0u8; 128];
-    let n = crate::sys::read_file(c"/proc/self/statm", &mut buf)?;
+    let n = STATM.lock().read(&mut buf)?;
     let mut fields = buf[..n].split(|&c| c == b' ');
     fields.next()?;
     let pages: u64 = core::str::from_utf8(fields.next()?).ok()?.parse().ok()?;

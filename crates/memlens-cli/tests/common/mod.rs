@@ -240,3 +240,29 @@ pub fn leaks_json(trace: &Path, extra: &[&str]) -> Value {
 pub fn amount(v: &Value) -> (u64, u64) {
     (v["bytes"].as_u64().unwrap(), v["blocks"].as_u64().unwrap())
 }
+
+/// An external program a test needs (go, python3, sqlite3...), found on PATH. Missing, the
+/// test is skipped with a message naming the package, except under CI
+/// (`MEMLENS_TEST_REQUIRE_ALL=1`, set by `.ci/run`, which installs them all), where a
+/// missing tool fails the test instead of letting it pass without running.
+pub fn tool(name: &str, package: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|f| f.is_file())
+    });
+    if found.is_none() {
+        skip_or_fail(&format!(
+            "{name} is not installed (apt-get install {package})"
+        ));
+    }
+    found
+}
+
+/// Skip (locally) or fail (under CI) a test whose prerequisite is missing.
+pub fn skip_or_fail(why: &str) {
+    if std::env::var_os("MEMLENS_TEST_REQUIRE_ALL").is_some_and(|v| v == "1") {
+        panic!("{why}; MEMLENS_TEST_REQUIRE_ALL=1 requires it");
+    }
+    eprintln!("skipped: {why}");
+}
