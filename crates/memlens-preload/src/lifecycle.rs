@@ -257,6 +257,10 @@ fn finish(kind: ExitKind, code: i32, ctx: &scan::Context) {
         return;
     }
     if kind != ExitKind::Exec && !output::DISABLED.load(Ordering::Relaxed) {
+        {
+            let _busy = tls::BusyGuard::enter();
+            thread::final_rss_sample();
+        }
         scan::run(kind, code, ctx);
     }
     let busy = tls::BusyGuard::enter();

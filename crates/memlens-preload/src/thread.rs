@@ -12,7 +12,7 @@ use crate::output::{self, CHUNK_RAW, DISABLED};
 use crate::{config::MAX_DEPTH_LIMIT, stacks, tls};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use memlens_trace::{AllocFunc, ChunkBuilder, ChunkKind, HeapErrorKind};
 
 extern crate alloc;
@@ -488,6 +488,7 @@ extern "C" fn sampler_main(_: *mut libc::c_void) -> *mut libc::c_void {
     unsafe { libc::prctl(libc::PR_SET_NAME, c"memlens-rss".as_ptr()) };
     let st_ptr = Box::into_raw(ThreadState::new(memlens_trace::PROCESS_THREAD));
     REGISTRY.lock().push(st_ptr as usize);
+    SAMPLER_STATE.store(st_ptr as usize, Ordering::Release);
     let interval = RSS_INTERVAL_NS.load(Ordering::Relaxed);
     let ts = libc::timespec {
         tv_sec: (interval / 1_000_000_000) as i64,
@@ -505,19 +506,44 @@ extern "C" fn sampler_main(_: *mut libc::c_void) -> *mut libc::c_void {
         if tsc {
             crate::clock::calibrate(first, crate::clock::sample());
         }
-        if let Some(rss) = read_rss() {
-            let now = now_ns();
-            // SAFETY: our own state, registered above; other threads only touch it
-            // under its lock (flush_all).
-            let st = unsafe { &mut *st_ptr };
-            st.lock();
-            st.push(|b| b.rss(now, rss));
-            st.unlock();
-        }
+        // SAFETY: our own state, registered above; other threads only touch it under
+        // its lock (flush_all, final_rss_sample).
+        unsafe { push_rss_sample(st_ptr) };
         // SAFETY: sleeping; EINTR cannot happen (all signals blocked).
         unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
     }
     core::ptr::null_mut()
+}
+
+/// The current sampler's state (0 until it has started in this process).
+static SAMPLER_STATE: AtomicUsize = AtomicUsize::new(0);
+
+/// Append an Rss record, read now, to the sampler's state.
+///
+/// # Safety
+/// `st` is this process's registered sampler state (its memory lives to the end of the
+/// process); its lock serialises the sampler thread and the caller.
+unsafe fn push_rss_sample(st: *mut ThreadState) {
+    if let Some(rss) = read_rss() {
+        let now = now_ns();
+        // SAFETY: see the function's contract.
+        let st = unsafe { &mut *st };
+        st.lock();
+        st.push(|b| b.rss(now, rss));
+        st.unlock();
+    }
+}
+
+/// One last RSS sample at exit, before the leak scan: the report's "heap vs RSS at the
+/// end" pairs it with the heap after the program's last free, instead of with whatever
+/// the heap was at the sampler's last tick (up to an interval earlier). Caller is busy.
+pub fn final_rss_sample() {
+    let st = SAMPLER_STATE.load(Ordering::Acquire);
+    if st != 0 {
+        // SAFETY: SAMPLER_STATE holds this process's sampler state (reset by
+        // start_sampler in a forked child before the child's sampler registers its own).
+        unsafe { push_rss_sample(st as *mut ThreadState) };
+    }
 }
 
 /// Bumped to retire a sampler (a forked child starts its own).
@@ -530,6 +556,8 @@ pub fn start_sampler() {
         return;
     }
     SAMPLER_GENERATION.fetch_add(1, Ordering::AcqRel);
+    // A forked child's inherited pointer is the parent's sampler state, abandoned here.
+    SAMPLER_STATE.store(0, Ordering::Release);
     // Open statm here, synchronously: in the fork child this runs before fork returns.
     // A forked child's lock may have been held by the parent's sampler (a thread that
     // does not exist here): start afresh.
