@@ -1,10 +1,11 @@
 /* Known allocation sites for the flamegraph / export / diff tests
  * (crates/memlens-cli/tests/profile_cli.rs). main -> run calls, in this order:
- *   make_small      100 x malloc(24), each freed before the next one
+ *   make_small      100 x malloc(24), each freed before the next one (temporary)
  *   leak_blocks       5 x malloc(200), none kept: definitely lost
  *   keep_reachable    2 x calloc(8, 16) in a global array: still reachable
  *   extra_leak        only with the argument "extra": 1 x malloc(777), definitely lost
  *   make_big          3 x malloc(4096), all live together (the heap's peak), then freed
+ *                   in order (the last is temporary: freed before another allocation)
  * Every function is noinline, so each site has its own frame. Build it as the tests do:
  *   gcc -g -O1 -fno-builtin -fno-optimize-sibling-calls profile.c
  * (without -fno-builtin, gcc deletes the allocations whose memory is never read; with

@@ -2,19 +2,20 @@
 //! exports (pprof, folded stacks, JSON) and diffs.
 //!
 //! A site is (stack id, allocating function), as in the report. [`Profile::build`] gets
-//! the event metrics from [`Report::build`] (its first pass: allocations, bytes, what is
-//! live at the end and when the heap peaked; its second pass: the heap at the peak) with
-//! no cut of the site lists, and the leak metrics from [`leaks::analyse`] (the exit scan
-//! joined with the allocation stacks). Nothing is kept per event: memory is proportional
+//! every metric from one [`Report::build`] with no cut of the site lists: allocations,
+//! bytes, temporaries, what is live at the end and at the heap's peak, and, when asked,
+//! the leak metrics (the exit scan joined with the allocation stacks, folded into the same
+//! pass). Nothing is kept per event: memory is proportional
 //! to the live blocks and the distinct sites.
 //!
 //! **Adding a metric**: a variant of [`Metric`], its row in [`METRICS`] (name, JSON key,
 //! unit, title, which pass computes it), and the line of [`Profile::build_with_progress`]
 //! that fills it. Flame graphs, the JSON export and diffs take every metric from the table.
 
-use crate::leaks::{self, Resolution};
+use crate::leaks::Resolution;
 use crate::replay::SiteKey;
 use crate::report::{Progress, Report, ReportOptions, Totals};
+use crate::window::{Window, WindowSpec};
 use crate::Error;
 use memlens_trace::reader::{EndRecord, Metadata, RawFrame, TraceReader, Truncation};
 use memlens_trace::{AllocFunc, BlockState, Header};
@@ -41,6 +42,8 @@ pub enum Metric {
     PossiblyLostBlocks,
     StillReachableBytes,
     StillReachableBlocks,
+    Temporary,
+    TemporaryBytes,
 }
 
 /// What a metric counts.
@@ -131,11 +134,13 @@ pub const METRICS: [MetricInfo; Metric::COUNT] = {
         row(M::PossiblyLostBlocks, "possibly-lost-blocks", "possibly_lost_blocks", Blocks, "blocks possibly lost at exit", LeakCheck),
         row(M::StillReachableBytes, "still-reachable", "still_reachable_bytes", Bytes, "bytes still reachable at exit", LeakCheck),
         row(M::StillReachableBlocks, "still-reachable-blocks", "still_reachable_blocks", Blocks, "blocks still reachable at exit", LeakCheck),
+        row(M::Temporary, "temporary", "temporary", Allocations, "temporary allocations (freed before the thread's next allocation)", Events),
+        row(M::TemporaryBytes, "temporary-bytes", "temporary_bytes", Bytes, "bytes of temporary allocations", Events),
     ]
 };
 
 impl Metric {
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 18;
 
     /// Every metric, in table order.
     pub fn all() -> impl Iterator<Item = Metric> {
@@ -203,7 +208,7 @@ pub struct SiteProfile {
 }
 
 /// What to compute.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ProfileOptions {
     /// Run the leak check's pass (the [`Source::LeakCheck`] metrics); without it they
     /// are 0 and [`Profile::leak_check`] is false.
@@ -211,6 +216,11 @@ pub struct ProfileOptions {
     /// Leave out of the leak metrics what memlens's built-in suppressions hide (memory of
     /// ld.so, glibc and libstdc++ that is not the program's), as `memlens leaks` does.
     pub default_suppressions: bool,
+    /// The part of the run to profile (the whole run by default), as the report's
+    /// `--from/--to`: allocations and temporaries made in the window, the peak within it,
+    /// "exit" values at the window's end (blocks allocated in the window). The leak
+    /// metrics are known only for a window that reaches the end of the run.
+    pub window: WindowSpec,
 }
 
 impl ProfileOptions {
@@ -219,13 +229,14 @@ impl ProfileOptions {
         ProfileOptions {
             leaks: true,
             default_suppressions: true,
+            window: WindowSpec::default(),
         }
     }
     /// What these metrics need.
     pub fn for_metrics(metrics: &[Metric]) -> Self {
         ProfileOptions {
             leaks: metrics.iter().any(|m| m.info().source == Source::LeakCheck),
-            default_suppressions: true,
+            ..Self::all()
         }
     }
 }
@@ -241,6 +252,8 @@ pub struct Profile {
     pub metadata: Metadata,
     /// The report's totals (peak time, runtime...).
     pub totals: Totals,
+    /// The part of the run profiled.
+    pub window: Window,
     /// Every site, by stack id then function.
     pub sites: Vec<SiteProfile>,
     /// The sum over the sites.
@@ -264,10 +277,14 @@ impl Profile {
         opts: &ProfileOptions,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Profile, Error> {
+        // One pass computes everything: the report's replay, with the leak check folded in
+        // (high resolution: one record per kind and site) when the leak metrics are asked.
         let report = Report::build_with_progress(
             reader,
             &ReportOptions {
                 top: usize::MAX,
+                leaks: opts.leaks.then_some(Resolution::High),
+                window: opts.window,
                 ..Default::default()
             },
             progress,
@@ -287,21 +304,23 @@ impl Profile {
             v[Metric::PeakBytes] = s.stats.live_bytes;
             v[Metric::PeakBlocks] = s.stats.live_blocks;
         }
+        for t in &report.temporary.sites {
+            let v = sites.entry(key(t.site.stack, t.site.func)).or_default();
+            v[Metric::Temporary] = t.site.stats.temporary;
+            v[Metric::TemporaryBytes] = t.bytes;
+        }
         let mut leak_check = false;
-        if opts.leaks {
-            // High resolution: one record per (kind, function, whole stack), that is per
-            // site and kind. Blocks the replay does not know are at stack 0.
-            let mut lr = leaks::analyse_with_progress(reader, Resolution::High, progress)?;
+        if let Some(mut lr) = report.leaks {
             leak_check = lr.scan.is_some();
             if opts.default_suppressions {
-                let md = reader.metadata()?;
-                let mut sym = crate::Symbolizer::new(&md.modules);
+                let mut sym = crate::Symbolizer::new(&report.metadata.modules);
                 lr.suppress(
                     &crate::suppressions::Suppressions::default_set(),
-                    &md,
+                    &report.metadata,
                     &mut sym,
                 );
             }
+            // Blocks the replay does not know are at stack 0.
             for r in lr.records.iter().filter(|r| r.suppressed_by.is_none()) {
                 let v = sites.entry(key(r.stack, r.func)).or_default();
                 let (bytes, blocks) = Metric::of_kind(r.kind);
@@ -336,6 +355,7 @@ impl Profile {
             end: report.end,
             metadata: report.metadata,
             totals: report.totals,
+            window: report.window,
             sites,
             sums,
             leak_check,
@@ -371,6 +391,6 @@ mod tests {
         keys.sort();
         keys.dedup();
         assert_eq!((names.len(), keys.len()), (Metric::COUNT, Metric::COUNT));
-        assert_eq!(Metric::from_name("temporary"), None);
+        assert_eq!(Metric::from_name("fragmentation"), None);
     }
 }

@@ -4,9 +4,12 @@
 use crate::export::json_values;
 use crate::flamegraph::{svg, Style};
 use crate::profile::{folded, load, metric_parser, value_text, Dest};
-use crate::report::{count, frame_json, human_bytes, json_trace, text_stack, Format};
+use crate::report::{
+    count, frame_json, human_bytes, human_time, json_trace, text_stack, window_spec, Format,
+};
 use memlens_analysis::diff::{diff, match_name, Diff, DiffSite, Status};
 use memlens_analysis::profile::{Unit, Values, METRICS};
+use memlens_analysis::window::WindowSpec;
 use memlens_analysis::{Metric, Profile, ProfileOptions, Symbolizer};
 use serde_json::{json, Map, Value};
 use std::fmt::Write as _;
@@ -21,21 +24,35 @@ Sites are matched by their symbolized stack (the function names of every frame a
 allocating function), since addresses differ between runs. For each site that changed: \
 allocations and bytes allocated, bytes and blocks live at the heap's peak, live at exit, and \
 leaked (definitely + indirectly lost), before -> after, with the change. Sites are sorted by \
-the absolute change of --metric. Changes are AFTER minus BEFORE.";
+the absolute change of --metric. Changes are AFTER minus BEFORE.\n\n\
+Two parts of one run: give one trace and --before-window/--after-window (FROM..TO, either \
+end optional). Allocations are then those made in each window, the peak is the window's, \
+and \"live at end\" is what was allocated in the window and still live at its end (a \
+window from the start of the run gives the whole heap at that moment). Leak metrics need a \
+window that reaches the end of the run.";
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  \
 memlens diff before.trace after.trace\n  \
 memlens diff before.trace after.trace --metric leaked --top 5\n  \
 memlens diff before.trace after.trace --format json > diff.json\n  \
-memlens diff before.trace after.trace --metric allocated --flamegraph diff.svg\n\n\
+memlens diff before.trace after.trace --metric allocated --flamegraph diff.svg\n  \
+memlens diff app.trace --before-window ..10s --after-window ..60s\n  \
+memlens diff app.trace --before-window ..50% --after-window 50%.. --metric allocations\n\n\
 The differential flame graph is drawn with AFTER's values; red boxes grew, blue ones shrank \
 (sites that vanished have no width in AFTER, so they are in the text and JSON only).")]
 pub struct DiffArgs {
     /// The first trace (before).
     pub before: PathBuf,
-    /// The second trace (after).
-    pub after: PathBuf,
+    /// The second trace (after). Leave it out to compare two windows of BEFORE.
+    pub after: Option<PathBuf>,
+    /// Compare only this part of BEFORE's run: FROM..TO, either end optional, in times
+    /// since the start (1.5s, 200ms, 1m30s) or percentages of the run (25%).
+    #[arg(long, value_name = "FROM..TO")]
+    pub before_window: Option<String>,
+    /// The part of AFTER's run (of BEFORE's, with one trace) to compare, as --before-window.
+    #[arg(long, value_name = "FROM..TO")]
+    pub after_window: Option<String>,
     /// Output format: text for people, json for programs.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -57,9 +74,38 @@ pub fn main(args: DiffArgs) -> ExitCode {
     }
 }
 
+/// `FROM..TO` (either end may be empty) as a window; `Err` is one sentence naming `flag`.
+fn window_arg(flag: &str, v: Option<&str>) -> Result<WindowSpec, String> {
+    let Some(v) = v else {
+        return Ok(WindowSpec::default());
+    };
+    let (from, to) = v.split_once("..").ok_or_else(|| {
+        format!("{flag} {v}: write FROM..TO, for example 0s..2s, 2s.. or 50%..100%")
+    })?;
+    let end = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+    window_spec(end(from).as_deref(), end(to).as_deref()).map_err(|e| format!("{flag} {v}: {e}"))
+}
+
 fn run(args: &DiffArgs) -> Result<String, String> {
-    let a = load(&args.before, &ProfileOptions::all())?;
-    let b = load(&args.after, &ProfileOptions::all())?;
+    let wa = window_arg("--before-window", args.before_window.as_deref())?;
+    let wb = window_arg("--after-window", args.after_window.as_deref())?;
+    let after = match &args.after {
+        Some(p) => p,
+        None if args.before_window.is_some() || args.after_window.is_some() => &args.before,
+        None => {
+            return Err(
+                "give a second trace to compare with, or --before-window and \
+                        --after-window to compare two parts of one run"
+                    .to_string(),
+            )
+        }
+    };
+    let opts = |window| ProfileOptions {
+        window,
+        ..ProfileOptions::all()
+    };
+    let a = load(&args.before, &opts(wa)).map_err(|e| window_error(e, "--before-window", &wa))?;
+    let b = load(after, &opts(wb)).map_err(|e| window_error(e, "--after-window", &wb))?;
     for p in [&a, &b] {
         crate::profile::require_known(p, args.metric)?;
     }
@@ -144,17 +190,71 @@ fn number_change(m: Metric, d: i64) -> String {
     format!("{sign}{}", number_text(m, d.unsigned_abs()))
 }
 
+/// An error of the analysis about a window names the option the window came from.
+fn window_error(e: String, flag: &str, w: &WindowSpec) -> String {
+    if w.is_whole() {
+        e
+    } else {
+        // The analysis words it for the report's --from/--to.
+        let e = e
+            .replace("--from ", "its start ")
+            .replace("--to ", "its end ");
+        format!("{flag}: {e}")
+    }
+}
+
 fn describe(p: &Profile) -> String {
     let cmd = if p.header.argv.is_empty() {
         p.header.exe.clone()
     } else {
         p.header.argv.join(" ")
     };
-    format!("{} (pid {}: {cmd})", p.path.display(), p.header.pid)
+    let window = if p.window.is_whole() {
+        String::new()
+    } else {
+        format!(
+            ", from {} to {} of {}",
+            human_time(p.window.from_ns),
+            human_time(p.window.to_ns),
+            human_time(p.window.run_ns)
+        )
+    };
+    format!("{} (pid {}: {cmd}{window})", p.path.display(), p.header.pid)
+}
+
+/// A label or metric title for a diff of windows: "exit" is the window's end there, and
+/// counts are of the window.
+fn in_windows(text: &str, windowed: bool) -> String {
+    if !windowed {
+        return text.to_string();
+    }
+    text.replace(" over the whole run", " in the window")
+        .replace(" at exit (not freed)", " at the window's end")
+        .replace(" at exit", " at the window's end")
+}
+
+/// A row label: "live at exit" is "live at end" in a diff of windows.
+fn end_label(label: &str, windowed: bool) -> String {
+    if windowed {
+        label.replace("at exit", "at end")
+    } else {
+        label.to_string()
+    }
+}
+
+/// The `window` object of a side in JSON.
+fn window_json(p: &Profile) -> Value {
+    json!({
+        "from_ms": p.window.from_ns as f64 / 1e6,
+        "to_ms": p.window.to_ns as f64 / 1e6,
+        "run_ms": p.window.run_ns as f64 / 1e6,
+        "whole_run": p.window.is_whole(),
+    })
 }
 
 fn text(a: &Profile, b: &Profile, d: &Diff, top: usize, warnings: &[String]) -> String {
     let mut o = String::new();
+    let windowed = !a.window.is_whole() || !b.window.is_whole();
     let metric = d.metric.info();
     let _ = writeln!(o, "memlens diff");
     let _ = writeln!(o, "  before  {}", describe(a));
@@ -163,9 +263,15 @@ fn text(a: &Profile, b: &Profile, d: &Diff, top: usize, warnings: &[String]) -> 
         let _ = writeln!(o, "  warning {w}");
     }
     if !d.leak_check {
+        let side = if a.leak_check { b } else { a };
+        let why = if side.window.to_ns < side.window.run_ns {
+            "ends before the run does (the leak check is at the end)"
+        } else {
+            "has no leak check"
+        };
         let _ = writeln!(
             o,
-            "  note    leak metrics are not compared: {} has no leak check",
+            "  note    leak metrics are not compared: {} {why}",
             if a.leak_check { "after" } else { "before" }
         );
     }
@@ -182,10 +288,12 @@ fn text(a: &Profile, b: &Profile, d: &Diff, top: usize, warnings: &[String]) -> 
         ("blocks live at exit", Metric::ExitBlocks),
         ("leaked", Metric::LeakedBytes),
         ("blocks leaked", Metric::LeakedBlocks),
+        ("temporary allocations", Metric::Temporary),
     ] {
         if !d.comparable(m) {
             continue;
         }
+        let label = end_label(label, windowed);
         let (x, y) = (a.sums[m], b.sums[m]);
         let change = (y as i128 - x as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64;
         let _ = writeln!(
@@ -201,7 +309,7 @@ fn text(a: &Profile, b: &Profile, d: &Diff, top: usize, warnings: &[String]) -> 
     let _ = writeln!(
         o,
         "\nSites by change in {} (--metric {}): {} changed, {} new, {} vanished, {} unchanged",
-        metric.title,
+        in_windows(metric.title, windowed),
         metric.name,
         count(Status::Both),
         count(Status::New),
@@ -212,7 +320,7 @@ fn text(a: &Profile, b: &Profile, d: &Diff, top: usize, warnings: &[String]) -> 
         let _ = writeln!(o, "  no site changed");
     }
     for s in d.sites.iter().take(top) {
-        site_text(&mut o, d, s);
+        site_text(&mut o, d, s, windowed);
     }
     if d.sites.len() > top {
         let _ = writeln!(
@@ -224,7 +332,7 @@ fn text(a: &Profile, b: &Profile, d: &Diff, top: usize, warnings: &[String]) -> 
     o
 }
 
-fn site_text(o: &mut String, d: &Diff, s: &DiffSite) {
+fn site_text(o: &mut String, d: &Diff, s: &DiffSite, windowed: bool) {
     let info = d.metric.info();
     let status = match s.status() {
         Status::New => ", new site",
@@ -242,6 +350,7 @@ fn site_text(o: &mut String, d: &Diff, s: &DiffSite) {
         if !d.comparable(m1) || (s.change(m1) == 0 && s.change(m2) == 0) {
             continue;
         }
+        let label = end_label(label, windowed);
         let _ = writeln!(
             o,
             "    {label:<13} {} -> {}  ({}, {})",
@@ -315,6 +424,8 @@ fn json(a: &Profile, b: &Profile, d: &Diff, top: usize, sa: &Symbolizer, sb: &Sy
     json!({
         "before": json_trace(&a.path, &a.header, a.truncation.as_ref(), a.end.as_ref(), &wa.iter().collect::<Vec<_>>()),
         "after": json_trace(&b.path, &b.header, b.truncation.as_ref(), b.end.as_ref(), &wb.iter().collect::<Vec<_>>()),
+        "before_window": window_json(a),
+        "after_window": window_json(b),
         "metric": d.metric.info().name,
         "leak_check": d.leak_check,
         "totals": totals,

@@ -35,6 +35,13 @@ pub fn require_known(p: &Profile, metric: Metric) -> Result<(), String> {
     if p.known(metric) {
         return Ok(());
     }
+    if p.window.to_ns < p.window.run_ns {
+        return Err(format!(
+            "the window of {} ends before the run does, and the leak check is at the end, so --metric {} is unknown there",
+            p.path.display(),
+            metric.info().name
+        ));
+    }
     Err(format!(
         "{} has no leak check (the process was killed, replaced itself with exec, or its trace could not be finished), so --metric {} is unknown",
         p.path.display(),

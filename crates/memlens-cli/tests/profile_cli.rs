@@ -113,7 +113,7 @@ fn map(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
 #[test]
 fn collapsed_stacks_have_the_exact_values_of_every_metric() {
     let (a, b) = traces();
-    let cases: [(&str, BTreeMap<String, u64>); 11] = [
+    let cases: [(&str, BTreeMap<String, u64>); 13] = [
         (
             "allocations",
             map(&[(SMALL, 100), (LEAK, 5), (REACH, 2), (BIG, 3)]),
@@ -131,6 +131,10 @@ fn collapsed_stacks_have_the_exact_values_of_every_metric() {
         ("still-reachable", map(&[(REACH, 256)])),
         ("indirectly-lost", map(&[])),
         ("possibly-lost", map(&[])),
+        // Freed before the thread's next allocation: every small block, and the last of
+        // the three big ones (freed last, so still the most recent allocation).
+        ("temporary", map(&[(SMALL, 100), (BIG, 1)])),
+        ("temporary-bytes", map(&[(SMALL, 2400), (BIG, 4096)])),
     ];
     for (metric, want) in &cases {
         assert_eq!(&collapsed(a, metric), want, "--metric {metric}");
@@ -220,7 +224,7 @@ fn json_export_has_every_metric_of_every_site() {
     .unwrap();
     assert_eq!(v["leak_check"], true);
     assert_eq!(v["trace"]["path"], s(a));
-    assert_eq!(v["metrics"].as_array().unwrap().len(), 16);
+    assert_eq!(v["metrics"].as_array().unwrap().len(), 18);
     let sites = v["sites"].as_array().unwrap();
     let site = |func: &str| -> Vec<&Value> {
         sites
@@ -802,6 +806,101 @@ fn stdout_on_terminal(args: &[&str]) -> (Option<i32>, String) {
     (o.status.code(), String::from_utf8(o.stderr).unwrap())
 }
 
+/// Two windows of one trace: report_phases.c's phases, split at the heap's peak (the
+/// marker's 1 MiB block, allocated at that instant and so in both windows).
+#[test]
+fn diff_of_two_windows_of_one_trace() {
+    let r = run(&build_c("report_phases.c", "report_phases"), &[]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let trace = r.only_trace();
+    let peak_ms = report(&trace)["totals"]["peak_heap_time_ms"]
+        .as_f64()
+        .unwrap();
+    let at = format!("{}ns", (peak_ms * 1e6).round() as u64);
+    let (before, after) = (format!("..{at}"), format!("{at}.."));
+    let args = [
+        "diff",
+        s(&trace),
+        "--before-window",
+        &before,
+        "--after-window",
+        &after,
+        "--metric",
+        "allocations",
+        "--top",
+        "100",
+    ];
+    let mut json_args = args.to_vec();
+    json_args.extend(["--format", "json"]);
+    let v: Value = serde_json::from_str(&ok(&memlens_cmd(&json_args))).unwrap();
+    assert_eq!(v["before_window"]["whole_run"], false);
+    assert_eq!(v["before_window"]["from_ms"], 0.0);
+    assert_eq!(v["after_window"]["from_ms"], v["before_window"]["to_ms"]);
+    assert_eq!(v["after_window"]["to_ms"], v["after_window"]["run_ms"]);
+    // The first window does not reach the end, where the leak check is.
+    assert_eq!(v["leak_check"], false);
+    assert!(v["totals"]["leaked_bytes"].is_null());
+    assert_eq!(
+        v["totals"]["allocations"],
+        serde_json::json!({"before": 501, "after": 301, "change": -200})
+    );
+    let site = |f: &str| -> Value {
+        v["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["stack"][0]["function"] == f)
+            .unwrap_or_else(|| panic!("no site {f} in {v:#}"))
+            .clone()
+    };
+    let one = site("phase_one");
+    assert_eq!(one["status"], "vanished");
+    assert_eq!(one["before"]["allocations"], 500);
+    assert_eq!(one["before"]["bytes_allocated"], 50_000);
+    assert_eq!(one["change"]["allocations"], -500);
+    let two = site("phase_two");
+    assert_eq!(two["status"], "new");
+    assert_eq!(two["after"]["allocations"], 300);
+    assert_eq!(two["after"]["bytes_allocated"], 60_000);
+    // Ordered by the size of the change.
+    assert_eq!(v["sites"][0]["stack"][0]["function"], "phase_one");
+    // The marker is allocated at the split: once in each window, live at the first one's
+    // end (freed just after).
+    let marker = site("marker");
+    assert_eq!(marker["status"], "both");
+    assert_eq!(marker["change"]["allocations"], 0);
+    assert_eq!(marker["before"]["exit_bytes"], 1 << 20);
+    assert_eq!(marker["change"]["exit_bytes"], -(1 << 20));
+
+    // The text names both windows and why leaks are not compared.
+    let text = ok(&memlens_cmd(&args));
+    assert!(text.contains(", from 0.000 ms to "), "{text}");
+    assert!(text.contains("\n  live at end "), "{text}");
+    assert!(
+        text.contains("Sites by change in allocations made in the window (--metric allocations)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("leak metrics are not compared: before ends before the run does"),
+        "{text}"
+    );
+    assert!(text.contains("phase_one"), "{text}");
+
+    // One trace and no window, or a window without `..`: one sentence each.
+    one_sentence(
+        &memlens_cmd(&["diff", s(&trace)]),
+        "give a second trace to compare with, or --before-window and --after-window",
+    );
+    one_sentence(
+        &memlens_cmd(&["diff", s(&trace), "--before-window", "2s"]),
+        "--before-window 2s: write FROM..TO",
+    );
+    one_sentence(
+        &memlens_cmd(&["diff", s(&trace), "--after-window", "1h.."]),
+        "--after-window: its start 1h 00m is at or after the end of the run",
+    );
+}
+
 /// One line on stderr starting `memlens: error: `, containing `want`, status 125.
 fn one_sentence(o: &Output, want: &str) {
     let err = String::from_utf8_lossy(&o.stderr);
@@ -833,22 +932,22 @@ fn bad_input_gets_one_sentence_and_no_panic() {
 
     // An unknown metric: clap's usage error, with the valid names.
     for args in [
-        vec!["flamegraph", s(a), "--metric", "temporary"],
+        vec!["flamegraph", s(a), "--metric", "fragmentation"],
         vec![
             "export",
             s(a),
             "--format",
             "collapsed",
             "--metric",
-            "temporary",
+            "fragmentation",
         ],
-        vec!["diff", s(a), s(a), "--metric", "temporary"],
+        vec!["diff", s(a), s(a), "--metric", "fragmentation"],
     ] {
         let o = memlens_cmd(&args);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{err}");
         assert!(
-            err.starts_with("error: invalid value 'temporary' for '--metric <METRIC>'"),
+            err.starts_with("error: invalid value 'fragmentation' for '--metric <METRIC>'"),
             "{err}"
         );
         assert!(
