@@ -478,6 +478,14 @@ fn t6_rlimit_nofile_16() {
     assert_eq!(o.children().len(), 1);
 }
 
+/// The recorder's own fds (trace, statm) are close-on-exec, in the process and in a forked
+/// child: the count of fds an exec would pass on is the same as bare.
+#[test]
+fn t6_recorder_fds_are_close_on_exec() {
+    let o = torture(&Case::new(&env_program(), &["fdflags"]), 10_000);
+    assert!(o.stdout.starts_with("fdflags: child exit 4\nfdflags: "), "{}", o.stdout);
+}
+
 #[test]
 fn t6_unwritable_cwd() {
     // A 0555 directory; root writes there anyway, so as root /proc stands in.

@@ -6,6 +6,8 @@
  *   rlimit         RLIMIT_NOFILE 16, allocate, open /dev/null until EMFILE and say whether
  *                  it got every free number below 16, fork a child that allocates
  *   cwd DIR        chdir to DIR (not writable), allocate, fork a child that allocates
+ *   fdflags        allocate, fork, then count the open fds >= 3 that are not close-on-exec
+ *                  (the same bare and recorded: the recorder's own fds are all CLOEXEC)
  * Each case makes at least 10,000 mallocs. */
 #include <errno.h>
 #include <fcntl.h>
@@ -72,6 +74,15 @@ int main(int argc, char **argv) {
                strerror(errno));
         while (n > 0) close(fds[--n]);
         printf("rlimit: child exit %d\n", child_status());
+    } else if (!strcmp(mode, "fdflags")) {
+        allocate(10000);
+        printf("fdflags: child exit %d\n", child_status());
+        int inherited = 0;
+        for (int fd = 3; fd < 65536; fd++) {
+            int fl = fcntl(fd, F_GETFD);
+            if (fl >= 0 && !(fl & FD_CLOEXEC)) inherited++;
+        }
+        printf("fdflags: %d fds >= 3 would survive exec\n", inherited);
     } else if (!strcmp(mode, "cwd") && argc > 2) {
         if (chdir(argv[2])) return 1;
         allocate(10000);
