@@ -483,7 +483,11 @@ fn t6_rlimit_nofile_16() {
 #[test]
 fn t6_recorder_fds_are_close_on_exec() {
     let o = torture(&Case::new(&env_program(), &["fdflags"]), 10_000);
-    assert!(o.stdout.starts_with("fdflags: child exit 4\nfdflags: "), "{}", o.stdout);
+    assert!(
+        o.stdout.starts_with("fdflags: child exit 4\nfdflags: "),
+        "{}",
+        o.stdout
+    );
 }
 
 #[test]
@@ -602,15 +606,12 @@ fn t8_cpython_test_modules() {
     );
 }
 
-/// A Go program calling C's malloc through cgo from goroutines.
-///
-/// memlens bug (docs/RELIABILITY.md): output and exit status are unchanged, but the trace
-/// "has no end record": a Go program exits through the runtime's raw `exit_group`
-/// syscall, never through libc's `exit`/`_exit`, so neither the on_exit handler nor the
-/// `_exit` hook runs, and the end record (and the leak scan, and whatever is still in
-/// per-thread buffers) is never written.
+/// A Go program calling C's malloc through cgo from goroutines, then leaking 3 blocks
+/// from C and keeping 2 in a Go global, and ending with os.Exit(3). The Go runtime exits
+/// with a raw `exit_group` (runtime.exit), never through libc: the recorder redirects
+/// runtime.exit (go_exit.rs), so the trace is complete, ends by `_exit` with code 3, and
+/// has a leak check that tells the dropped blocks from those the Go heap holds.
 #[test]
-#[ignore = "memlens bug: a Go program exits by a raw exit_group syscall; its trace has no end record"]
 fn t8_go_cgo() {
     let Some(go) = tool("go", "golang-go") else {
         return;
@@ -633,8 +634,22 @@ fn t8_go_cgo() {
         "go build: {}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let o = torture(&Case::new(&out, &[]), 8 * 2000);
+    let o = torture(&Case::new(&out, &[]), 8 * 2000 + 5);
     assert_eq!(o.stdout, "go: 8 goroutines x 2000 C mallocs\n");
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(o.main["trace"]["exit"]["kind"], "_exit");
+    assert_eq!(o.main["trace"]["exit"]["code"], 3);
+    let trace = PathBuf::from(o.main["trace"]["path"].as_str().unwrap());
+    let v = leaks_json(&trace, &["--show-leak-kinds=all"]);
+    assert_eq!(amount(&v["summary"]["definitely_lost"]), (300, 3), "{v:#}");
+    let kept: Vec<&Value> = v["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "still_reachable" && r["stack"][0]["function"] == "alloc")
+        .collect();
+    assert_eq!(kept.len(), 1, "{v:#}");
+    assert_eq!(amount(kept[0]), (400, 2));
 }
 
 // ---- 9. real programs ---------------------------------------------------------------

@@ -236,6 +236,7 @@ extern "C" fn memlens_init() {
         on_exit(at_exit, core::ptr::null_mut());
     }
     ACTIVE.store(true, Ordering::Release);
+    crate::go_exit::install();
     crate::signals::init();
     thread::start_sampler();
 }
@@ -275,7 +276,7 @@ fn finish(kind: ExitKind, code: i32, ctx: &scan::Context) {
 /// The leak scan uses them as roots (memcheck sees them too: they are saved in the
 /// frames of exit's machinery).
 #[repr(C)]
-struct ExitRegs {
+pub(crate) struct ExitRegs {
     rbx: u64,
     rbp: u64,
     r12: u64,
@@ -285,7 +286,7 @@ struct ExitRegs {
     sp: u64,
 }
 
-static mut EXIT_REGS: ExitRegs = ExitRegs {
+pub(crate) static mut EXIT_REGS: ExitRegs = ExitRegs {
     rbx: 0,
     rbp: 0,
     r12: 0,
@@ -385,7 +386,7 @@ pub unsafe extern "C" fn __libc_start_main(
 }
 
 /// The thread whose `exit`/`_exit`/`_Exit` call the stubs recorded.
-static EXIT_TID: AtomicU32 = AtomicU32::new(0);
+pub(crate) static EXIT_TID: AtomicU32 = AtomicU32::new(0);
 
 /// Where the exiting thread's live stack starts, and its registers at that point.
 fn exit_context() -> scan::Context {
@@ -435,6 +436,16 @@ extern "C" fn uexit_impl(status: c_int) -> ! {
     EXIT_TID.store(crate::sys::gettid(), Ordering::Release);
     finish(ExitKind::UnderscoreExit, status, &exit_context());
     call_exit(&REAL_EXIT, status)
+}
+
+/// A Go program is exiting (`runtime.exit`, redirected by go_exit.rs), on the recorder's
+/// own stack: as `_exit`, finish with the registers the stub saved. The stack pointer is
+/// left out: the goroutine's stack lies inside a Go heap arena, which is scanned whole
+/// as an anonymous mapping.
+pub(crate) fn finish_go_exit(code: c_int) {
+    let mut ctx = exit_context();
+    ctx.sp = 0;
+    finish(ExitKind::UnderscoreExit, code, &ctx);
 }
 
 /// The program called `_Exit()`.

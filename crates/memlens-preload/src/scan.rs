@@ -44,6 +44,9 @@ pub struct Context {
 pub static HEURISTICS: AtomicU32 = AtomicU32::new(0b11110);
 /// Whether to run the scan at all (`MEMLENS_LEAK_CHECK=no` turns it off).
 pub static ENABLED: AtomicBool = AtomicBool::new(true);
+/// Scan every mapping a thread's stack pointer is in whole (a Go program: go_exit.rs).
+pub static WHOLE_STACK_MAPPINGS: AtomicBool = AtomicBool::new(false);
+
 /// The memlens-rss thread's stack pointer, to leave its stack out of the roots.
 pub static SAMPLER_SP: AtomicU64 = AtomicU64::new(0);
 
@@ -271,7 +274,9 @@ fn stop_threads() -> (usize, Vec<(u32, u64)>) {
     unsafe {
         let mut sa: libc::sigaction = core::mem::zeroed();
         sa.sa_sigaction = stop_handler as *const () as usize;
-        sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        // SA_ONSTACK: a thread with an alternate signal stack (every Go thread: its
+        // goroutine stacks are a few KiB) takes the handler there.
+        sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK;
         libc::sigfillset(&mut sa.sa_mask);
         crate::signals::real_sigaction(stop_signal(), &sa, core::ptr::null_mut());
     }
@@ -859,6 +864,11 @@ pub fn run(trigger: ExitKind, code: i32, ctx: &Context) {
             stacks.push((tid, sp, true));
         }
     }
+    // The recorder's memory and mmapped blocks are never roots, even inside a stack's
+    // range: the kernel merges adjacent anonymous mappings, so the mapping a stack
+    // pointer is in can reach into the recorder's tables (seen in a Go program, whose
+    // goroutine stacks lie in large anonymous arenas).
+    let not_roots = merge(excl.clone());
     for &(tid, sp, red) in &stacks {
         if let Some(r) = rw.iter().find(|r| sp >= r.0 && sp < r.1) {
             let lo = if red {
@@ -866,13 +876,20 @@ pub fn run(trigger: ExitKind, code: i32, ctx: &Context) {
             } else {
                 sp
             };
-            excl.push((r.0, r.1));
-            roots.push(Root {
-                kind: RootKind::ThreadStack,
-                tid,
-                start: lo,
-                end: r.1,
-                name: r.4.clone(),
+            // A thread's stack mapping is scanned from its stack pointer up, the dead
+            // part below left out, except in a Go program: a goroutine's stack lies
+            // inside a Go heap arena, whose other objects (below it too) are roots.
+            if !WHOLE_STACK_MAPPINGS.load(Ordering::Relaxed) {
+                excl.push((r.0, r.1));
+            }
+            subtract(lo, r.1, &not_roots, |start, end| {
+                roots.push(Root {
+                    kind: RootKind::ThreadStack,
+                    tid,
+                    start,
+                    end,
+                    name: r.4.clone(),
+                })
             });
         }
     }

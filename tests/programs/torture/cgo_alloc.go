@@ -1,18 +1,42 @@
 // Torture 8: a Go program calling C's malloc and free through cgo from 8 goroutines,
-// 2,000 blocks each (the Go runtime's own memory does not go through malloc).
+// 2,000 blocks each (the Go runtime's own memory does not go through malloc). Then, for
+// the leak check: 3 blocks of 100 bytes whose pointers are dropped (C code: definitely
+// lost) and 2 blocks of 200 bytes kept in a Go global slice (still reachable: the Go
+// heap is scanned as a root). It ends with os.Exit(3): runtime.exit, not libc's exit.
 package main
 
 /*
 #include <stdlib.h>
 static void *alloc(size_t n) { return malloc(n); }
+static __attribute__((noinline)) void drop_three(void) {
+	for (int i = 0; i < 3; i++) {
+		char *volatile p = malloc(100);
+		p[0] = 1;
+	}
+}
+// Overwrite the dead frames drop_three (and the recorder's malloc hook below it) left on
+// this thread's stack, so no stale copy of a dropped pointer stays where a conservative
+// scan would see it: at a Go exit, the main thread's stack (cgo calls from the main
+// goroutine run there) is scanned whole, as its live part is not known.
+static __attribute__((noinline)) void scrub(void) {
+	volatile char buf[65536];
+	for (size_t i = 0; i < sizeof buf; i++) buf[i] = 0;
+}
+static void leak(void) {
+	drop_three();
+	scrub();
+}
 */
 import "C"
 
 import (
 	"fmt"
+	"os"
 	"sync"
 	"unsafe"
 )
+
+var kept []unsafe.Pointer
 
 func main() {
 	var wg sync.WaitGroup
@@ -27,5 +51,10 @@ func main() {
 		}(g)
 	}
 	wg.Wait()
+	C.leak()
+	for i := 0; i < 2; i++ {
+		kept = append(kept, C.alloc(200))
+	}
 	fmt.Println("go: 8 goroutines x 2000 C mallocs")
+	os.Exit(3)
 }
