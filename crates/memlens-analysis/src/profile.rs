@@ -12,7 +12,7 @@
 //! unit, title, which pass computes it), and the line of [`Profile::build_with_progress`]
 //! that fills it. Flame graphs, the JSON export and diffs take every metric from the table.
 
-use crate::leaks::{self, Resolution};
+use crate::leaks::{self, LeakReport, Resolution};
 use crate::replay::SiteKey;
 use crate::report::{Progress, Report, ReportOptions, Totals};
 use crate::Error;
@@ -272,59 +272,24 @@ impl Profile {
             },
             progress,
         )?;
-        let mut sites: HashMap<SiteKey, Values> = HashMap::new();
-        let key = |stack, func| SiteKey { stack, func };
-        // `by_allocations` holds every site, with what was live at the end.
-        for s in &report.by_allocations {
-            let v = sites.entry(key(s.stack, s.func)).or_default();
-            v[Metric::Allocations] = s.stats.allocations;
-            v[Metric::Allocated] = s.stats.bytes_allocated;
-            v[Metric::ExitBytes] = s.stats.live_bytes;
-            v[Metric::ExitBlocks] = s.stats.live_blocks;
-        }
-        for s in &report.peak.sites {
-            let v = sites.entry(key(s.stack, s.func)).or_default();
-            v[Metric::PeakBytes] = s.stats.live_bytes;
-            v[Metric::PeakBlocks] = s.stats.live_blocks;
-        }
-        let mut leak_check = false;
+        let mut lr = None;
         if opts.leaks {
             // High resolution: one record per (kind, function, whole stack), that is per
             // site and kind. Blocks the replay does not know are at stack 0.
-            let mut lr = leaks::analyse_with_progress(reader, Resolution::High, progress)?;
-            leak_check = lr.scan.is_some();
+            let mut l = leaks::analyse_with_progress(reader, Resolution::High, progress)?;
             if opts.default_suppressions {
                 let md = reader.metadata()?;
                 let mut sym = crate::Symbolizer::new(&md.modules);
-                lr.suppress(
+                l.suppress(
                     &crate::suppressions::Suppressions::default_set(),
                     &md,
                     &mut sym,
                 );
             }
-            for r in lr.records.iter().filter(|r| r.suppressed_by.is_none()) {
-                let v = sites.entry(key(r.stack, r.func)).or_default();
-                let (bytes, blocks) = Metric::of_kind(r.kind);
-                v[bytes] += r.bytes;
-                v[blocks] += r.blocks;
-                if matches!(
-                    r.kind,
-                    BlockState::DefinitelyLost | BlockState::IndirectlyLost
-                ) {
-                    v[Metric::LeakedBytes] += r.bytes;
-                    v[Metric::LeakedBlocks] += r.blocks;
-                }
-            }
+            lr = Some(l);
         }
-        let mut sites: Vec<SiteProfile> = sites
-            .into_iter()
-            .map(|(k, values)| SiteProfile {
-                stack: k.stack,
-                func: k.func,
-                values,
-            })
-            .collect();
-        sites.sort_by_key(|s| (s.stack, s.func));
+        let leak_check = lr.as_ref().is_some_and(|l| l.scan.is_some());
+        let sites = Self::site_values(&report, lr.as_ref());
         let mut sums = Values::default();
         for s in &sites {
             sums.add(&s.values);
@@ -341,6 +306,58 @@ impl Profile {
             leak_check,
             warnings: report.warnings,
         })
+    }
+
+    /// Every site's values, from a report whose site lists were not cut (`top:
+    /// usize::MAX`) and, for the leak metrics, a leak report at high resolution (one
+    /// record per site and kind) whose suppressed records are marked. The event metrics
+    /// describe the report's window. Sites are sorted by stack id then function.
+    ///
+    /// This is the one place that fills [`Values`]: `memlens html` calls it on the report
+    /// it already has, [`Profile::build`] on its own.
+    pub fn site_values(report: &Report, leaks: Option<&LeakReport>) -> Vec<SiteProfile> {
+        let mut sites: HashMap<SiteKey, Values> = HashMap::new();
+        let key = |stack, func| SiteKey { stack, func };
+        // `by_allocations` holds every site, with what was live at the end.
+        for s in &report.by_allocations {
+            let v = sites.entry(key(s.stack, s.func)).or_default();
+            v[Metric::Allocations] = s.stats.allocations;
+            v[Metric::Allocated] = s.stats.bytes_allocated;
+            v[Metric::ExitBytes] = s.stats.live_bytes;
+            v[Metric::ExitBlocks] = s.stats.live_blocks;
+        }
+        for s in &report.peak.sites {
+            let v = sites.entry(key(s.stack, s.func)).or_default();
+            v[Metric::PeakBytes] = s.stats.live_bytes;
+            v[Metric::PeakBlocks] = s.stats.live_blocks;
+        }
+        for r in leaks
+            .iter()
+            .flat_map(|l| &l.records)
+            .filter(|r| r.suppressed_by.is_none())
+        {
+            let v = sites.entry(key(r.stack, r.func)).or_default();
+            let (bytes, blocks) = Metric::of_kind(r.kind);
+            v[bytes] += r.bytes;
+            v[blocks] += r.blocks;
+            if matches!(
+                r.kind,
+                BlockState::DefinitelyLost | BlockState::IndirectlyLost
+            ) {
+                v[Metric::LeakedBytes] += r.bytes;
+                v[Metric::LeakedBlocks] += r.blocks;
+            }
+        }
+        let mut sites: Vec<SiteProfile> = sites
+            .into_iter()
+            .map(|(k, values)| SiteProfile {
+                stack: k.stack,
+                func: k.func,
+                values,
+            })
+            .collect();
+        sites.sort_by_key(|s| (s.stack, s.func));
+        sites
     }
 
     /// Whether `m` is known for this trace (leak metrics need the leak check).
