@@ -51,8 +51,8 @@ memlens html --suppressions=myprog.supp memlens.myprog.4242.trace -o report.html
 pub struct HtmlArgs {
     /// The trace file to read.
     pub trace: PathBuf,
-    /// The HTML file to write. Default: the trace's file name with .html added, in the
-    /// current directory.
+    /// The HTML file to write (`-`: stdout). Default: the trace's file name with .html
+    /// added, in the current directory.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Rows in each table: sites of each list, growing sites, advice, leak records.
@@ -88,7 +88,9 @@ pub fn main(args: HtmlArgs) -> ExitCode {
     let out = output_path(&args);
     match write_page(&args, &out) {
         Ok(()) => {
-            eprintln!("memlens: wrote {}", out.display());
+            if out != Path::new("-") {
+                eprintln!("memlens: wrote {}", out.display());
+            }
             ExitCode::SUCCESS
         }
         Err(e) => crate::fail(e),
@@ -124,6 +126,10 @@ fn write_page(args: &HtmlArgs, out: &Path) -> Result<(), String> {
     let sup = opts.load_suppressions()?;
     let window = window_spec(args.from.as_deref(), args.to.as_deref())?;
     let reader = TraceReader::open(&args.trace).map_err(|e| e.to_string())?;
+    if out == Path::new("-") {
+        let page = build(args, &reader, window, &opts, &sup)?;
+        return crate::write_stdout(page.as_bytes());
+    }
     let file =
         std::fs::File::create(out).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     let page = build(args, &reader, window, &opts, &sup);
