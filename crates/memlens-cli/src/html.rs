@@ -167,7 +167,7 @@ fn build(
         reader,
         &ReportOptions {
             top: usize::MAX,
-            window: window.clone(),
+            window,
             leaks: Some(Resolution::High),
             heap_errors: true,
             sort: SortOptions::default(),
