@@ -12,7 +12,7 @@
 //! unit, title, which pass computes it), and the line of [`Profile::build_with_progress`]
 //! that fills it. Flame graphs, the JSON export and diffs take every metric from the table.
 
-use crate::leaks::Resolution;
+use crate::leaks::{LeakReport, Resolution};
 use crate::replay::SiteKey;
 use crate::report::{Progress, Report, ReportOptions, Totals};
 use crate::window::{Window, WindowSpec};
@@ -270,8 +270,8 @@ impl Profile {
         Self::build_with_progress(reader, opts, &mut |_| {})
     }
 
-    /// Profile a trace, calling `progress` as event chunks are consumed (passes 1 and 2
-    /// of the report, then 3 for the leak check).
+    /// Profile a trace, calling `progress` as event chunks are consumed (the report's
+    /// passes).
     pub fn build_with_progress(
         reader: &TraceReader,
         opts: &ProfileOptions,
@@ -279,7 +279,7 @@ impl Profile {
     ) -> Result<Profile, Error> {
         // One pass computes everything: the report's replay, with the leak check folded in
         // (high resolution: one record per kind and site) when the leak metrics are asked.
-        let report = Report::build_with_progress(
+        let mut report = Report::build_with_progress(
             reader,
             &ReportOptions {
                 top: usize::MAX,
@@ -289,6 +289,46 @@ impl Profile {
             },
             progress,
         )?;
+        let mut lr = report.leaks.take();
+        if let Some(l) = lr.as_mut() {
+            if opts.default_suppressions {
+                let mut sym = crate::Symbolizer::new(&report.metadata.modules);
+                l.suppress(
+                    &crate::suppressions::Suppressions::default_set(),
+                    &report.metadata,
+                    &mut sym,
+                );
+            }
+        }
+        let leak_check = lr.as_ref().is_some_and(|l| l.scan.is_some());
+        let sites = Self::site_values(&report, lr.as_ref());
+        let mut sums = Values::default();
+        for s in &sites {
+            sums.add(&s.values);
+        }
+        Ok(Profile {
+            path: report.path,
+            header: report.header,
+            truncation: report.truncation,
+            end: report.end,
+            metadata: report.metadata,
+            totals: report.totals,
+            window: report.window,
+            sites,
+            sums,
+            leak_check,
+            warnings: report.warnings,
+        })
+    }
+
+    /// Every site's values, from a report whose site lists were not cut (`top:
+    /// usize::MAX`) and, for the leak metrics, a leak report at high resolution (one
+    /// record per site and kind) whose suppressed records are marked. The event metrics
+    /// describe the report's window. Sites are sorted by stack id then function.
+    ///
+    /// This is the one place that fills [`Values`]: `memlens html` calls it on the report
+    /// it already has, [`Profile::build`] on its own.
+    pub fn site_values(report: &Report, leaks: Option<&LeakReport>) -> Vec<SiteProfile> {
         let mut sites: HashMap<SiteKey, Values> = HashMap::new();
         let key = |stack, func| SiteKey { stack, func };
         // `by_allocations` holds every site, with what was live at the end.
@@ -309,30 +349,22 @@ impl Profile {
             v[Metric::Temporary] = t.site.stats.temporary;
             v[Metric::TemporaryBytes] = t.bytes;
         }
-        let mut leak_check = false;
-        if let Some(mut lr) = report.leaks {
-            leak_check = lr.scan.is_some();
-            if opts.default_suppressions {
-                let mut sym = crate::Symbolizer::new(&report.metadata.modules);
-                lr.suppress(
-                    &crate::suppressions::Suppressions::default_set(),
-                    &report.metadata,
-                    &mut sym,
-                );
-            }
-            // Blocks the replay does not know are at stack 0.
-            for r in lr.records.iter().filter(|r| r.suppressed_by.is_none()) {
-                let v = sites.entry(key(r.stack, r.func)).or_default();
-                let (bytes, blocks) = Metric::of_kind(r.kind);
-                v[bytes] += r.bytes;
-                v[blocks] += r.blocks;
-                if matches!(
-                    r.kind,
-                    BlockState::DefinitelyLost | BlockState::IndirectlyLost
-                ) {
-                    v[Metric::LeakedBytes] += r.bytes;
-                    v[Metric::LeakedBlocks] += r.blocks;
-                }
+        // Blocks the replay does not know are at stack 0.
+        for r in leaks
+            .iter()
+            .flat_map(|l| &l.records)
+            .filter(|r| r.suppressed_by.is_none())
+        {
+            let v = sites.entry(key(r.stack, r.func)).or_default();
+            let (bytes, blocks) = Metric::of_kind(r.kind);
+            v[bytes] += r.bytes;
+            v[blocks] += r.blocks;
+            if matches!(
+                r.kind,
+                BlockState::DefinitelyLost | BlockState::IndirectlyLost
+            ) {
+                v[Metric::LeakedBytes] += r.bytes;
+                v[Metric::LeakedBlocks] += r.blocks;
             }
         }
         let mut sites: Vec<SiteProfile> = sites
@@ -344,23 +376,7 @@ impl Profile {
             })
             .collect();
         sites.sort_by_key(|s| (s.stack, s.func));
-        let mut sums = Values::default();
-        for s in &sites {
-            sums.add(&s.values);
-        }
-        Ok(Profile {
-            path: report.path,
-            header: report.header,
-            truncation: report.truncation,
-            end: report.end,
-            metadata: report.metadata,
-            totals: report.totals,
-            window: report.window,
-            sites,
-            sums,
-            leak_check,
-            warnings: report.warnings,
-        })
+        sites
     }
 
     /// Whether `m` is known for this trace (leak metrics need the leak check).

@@ -50,7 +50,7 @@ pub enum GenSuppressions {
     All,
 }
 
-fn parse_yes_no(s: &str) -> Result<bool, String> {
+pub fn parse_yes_no(s: &str) -> Result<bool, String> {
     match s {
         "yes" => Ok(true),
         "no" => Ok(false),

@@ -1,10 +1,11 @@
 //! The `memlens` command line: presentation layer over the recorder (`run`), the
-//! analysis library (`report`, `leaks`, `flamegraph`, `export`, `diff`) and the /proc
+//! analysis library (`report`, `leaks`, `flamegraph`, `export`, `diff`, `html`) and the /proc
 //! sampler (`watch`).
 
 mod diff;
 mod export;
 mod flamegraph;
+mod html;
 mod leaks;
 mod plot;
 mod pprof;
@@ -31,6 +32,7 @@ memlens flamegraph memlens.myprog.<pid>.trace --metric leaked -o leaks.svg\n  \
 memlens export memlens.myprog.<pid>.trace --format pprof -o heap.pb.gz && go tool pprof -top heap.pb.gz\n  \
 memlens diff before.trace after.trace  # what grew, what shrank, per site\n  \
 memlens plot memlens.myprog.<pid>.trace -o timeline.svg   # heap, RSS and top sites over time\n  \
+memlens html memlens.myprog.<pid>.trace -o report.html    # all of it as one web page, offline\n  \
 memlens watch -- ./myprog              # its memory over time, from outside: growing or stable?"
 )]
 struct Cli {
@@ -67,6 +69,10 @@ enum Command {
     /// Compare two traces site by site: what grew, what shrank, what is new or vanished.
     #[command(long_about = diff::LONG_ABOUT)]
     Diff(diff::DiffArgs),
+    /// Write the report as one self-contained HTML page: summary, timeline, flame graph
+    /// with a metric switcher, sortable site tables with stacks, leak records.
+    #[command(long_about = html::LONG_ABOUT)]
+    Html(html::HtmlArgs),
     /// Follow a process's memory over time from /proc (any language, no preload) and
     /// judge whether it grows.
     Watch(watch::WatchArgs),
@@ -112,6 +118,7 @@ fn main() -> ExitCode {
         Command::Flamegraph(args) => flamegraph::main(args),
         Command::Export(args) => export::main(args),
         Command::Diff(args) => diff::main(args),
+        Command::Html(args) => html::main(args),
     }
 }
 

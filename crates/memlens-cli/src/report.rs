@@ -797,18 +797,24 @@ fn more(o: &mut String, total: usize, shown: usize) {
     }
 }
 
+/// A module of the system (`/lib`, `/usr/lib`, the vDSO), whose frames are rarely the
+/// ones a user wants to read first.
+pub fn is_system_module(path: &str) -> bool {
+    ["/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/"]
+        .iter()
+        .any(|p| path.starts_with(p))
+        || path.starts_with("linux-vdso")
+}
+
 /// Where a summary or advice line points: the first frame in the program's own code, not in a
 /// system library (`/lib`, `/usr/lib`: glibc's `strdup` or stdio are rarely what a user
 /// wants to read first); the innermost frame if every frame is in a system library.
 pub fn site_location(md: &Metadata, sym: &mut Symbolizer, stack: u32) -> String {
     let raw: &[RawFrame] = md.stacks.get(&stack).map_or(&[], |v| v.as_slice());
     let system = |m: u32| {
-        md.modules.get(&m).is_some_and(|m| {
-            ["/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/"]
-                .iter()
-                .any(|p| m.path.starts_with(p))
-                || m.path.starts_with("linux-vdso")
-        })
+        md.modules
+            .get(&m)
+            .is_some_and(|m| is_system_module(&m.path))
     };
     let pick = raw.iter().find(|f| !system(f.module)).or(raw.first());
     match pick {
