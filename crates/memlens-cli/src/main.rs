@@ -8,6 +8,7 @@ mod flamegraph;
 mod html;
 mod leaks;
 mod plot;
+mod png;
 mod pprof;
 mod profile;
 mod report;

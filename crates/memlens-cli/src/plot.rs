@@ -9,7 +9,7 @@ use memlens_common::chart::{byte_grid, esc, nice_axis, time_unit, trim_num};
 use memlens_common::units::human_bytes;
 use memlens_trace::reader::TraceReader;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
@@ -17,15 +17,14 @@ use std::process::ExitCode;
     after_help = "Each series keeps, per time bucket, the highest value it reached in it, \
 so short spikes stay visible whatever the length of the trace. The sites followed are those \
 with the most live bytes at their own peak in the window.\n\n\
-PNG: the chart is drawn as SVG; -o FILE.png converts it with rsvg-convert (librsvg), which \
-must be installed.\n\n\
+PNG: -o FILE.png rasterizes the same chart (text in the system's fonts).\n\n\
 Examples:\n  memlens plot memlens.myprog.4242.trace -o timeline.svg\n  \
 memlens plot --sites 8 --from 2s memlens.myprog.4242.trace -o phase2.svg"
 )]
 pub struct PlotArgs {
     /// The trace file to read.
     pub trace: PathBuf,
-    /// Output file: .svg, or .png (converted with rsvg-convert). Default: the trace's
+    /// Output file: .svg or .png. Default: the trace's
     /// name with .svg added, in the current directory.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -110,37 +109,13 @@ fn plot(args: &PlotArgs) -> Result<PathBuf, String> {
         h.pid
     );
     let svg = svg(&tl, &title, &labels);
-    if png {
-        write_png(&svg, &out)?;
+    let bytes = if png {
+        crate::png::from_svg(&svg)?
     } else {
-        std::fs::write(&out, svg).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
-    }
+        svg.into_bytes()
+    };
+    std::fs::write(&out, bytes).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     Ok(out)
-}
-
-/// Convert with rsvg-convert, through a temporary SVG next to the output.
-fn write_png(svg: &str, out: &Path) -> Result<(), String> {
-    let tmp = out.with_extension(format!("tmp{}.svg", std::process::id()));
-    std::fs::write(&tmp, svg).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    let res = std::process::Command::new("rsvg-convert")
-        .arg("-o")
-        .arg(out)
-        .arg(&tmp)
-        .output();
-    let _ = std::fs::remove_file(&tmp);
-    match res {
-        Ok(o) if o.status.success() => Ok(()),
-        Ok(o) => Err(format!(
-            "rsvg-convert could not make {}: {}",
-            out.display(),
-            String::from_utf8_lossy(&o.stderr).trim()
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
-            "a PNG needs rsvg-convert (package librsvg2-bin), which is not installed; write {} instead",
-            out.with_extension("svg").display()
-        )),
-        Err(e) => Err(format!("cannot run rsvg-convert: {e}")),
-    }
 }
 
 const W: f64 = 1000.0;

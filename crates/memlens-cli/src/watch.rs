@@ -67,8 +67,8 @@ pub struct WatchArgs {
     /// Write the final report, with the samples, to FILE as JSON ("-": stdout).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Draw the memory over time as an SVG chart in FILE.
-    #[arg(long, value_name = "FILE.svg")]
+    /// Draw the memory over time as a chart in FILE: SVG, or PNG if FILE ends in .png.
+    #[arg(long, value_name = "FILE.svg|FILE.png")]
     pub plot: Option<PathBuf>,
     /// The limit to project the time to (default: the cgroup's memory limit, or the
     /// machine's memory).
@@ -676,7 +676,18 @@ fn watch(args: WatchArgs) -> Result<ExitCode, Failure> {
     }
     if let Some((f, p)) = outputs.plot.as_mut() {
         let svg = plot::svg(&history.points(), &plot_info(&summary));
-        if let Err(e) = f.write_all(svg.as_bytes()) {
+        let bytes = if crate::png::wants_png(p) {
+            match crate::png::from_svg(&svg) {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("memlens: error: {e}");
+                    return Ok(ExitCode::from(crate::EXIT_USAGE));
+                }
+            }
+        } else {
+            svg.into_bytes()
+        };
+        if let Err(e) = f.write_all(&bytes) {
             eprintln!("memlens: error: cannot write the plot {}: {e}", p.display());
             return Ok(ExitCode::from(crate::EXIT_USAGE));
         }

@@ -355,6 +355,23 @@ fn plot_writes_an_svg_with_the_series() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     check_well_formed(&std::fs::read_to_string(dir.join("half.svg")).unwrap());
+    // The same chart as PNG, at the SVG's size (1000 px wide).
+    let png = dir.join("timeline.png");
+    let o = Command::new(memlens())
+        .args(["plot", "--sites", "3", "-o"])
+        .arg(&png)
+        .arg(patterns_trace())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let png = std::fs::read(&png).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 1000);
+    assert!(
+        png.len() > 10_000,
+        "a chart, not an empty image: {} bytes",
+        png.len()
+    );
 }
 
 fn assert_one_line_error(o: &Output, contains: &str) {

@@ -478,7 +478,7 @@ fn capture(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
 /// The memlens-rss thread's kernel id (the exit scan leaves it running).
 pub static SAMPLER_TID: AtomicU32 = AtomicU32::new(0);
 
-extern "C" fn sampler_main(_: *mut libc::c_void) -> *mut libc::c_void {
+extern "C" fn sampler_main(state: *mut libc::c_void) -> *mut libc::c_void {
     let t = tls::get();
     t.busy = 1;
     SAMPLER_TID.store(crate::sys::gettid(), Ordering::Release);
@@ -486,9 +486,8 @@ extern "C" fn sampler_main(_: *mut libc::c_void) -> *mut libc::c_void {
     crate::scan::SAMPLER_SP.store(&here as *const u8 as u64, Ordering::Relaxed);
     // SAFETY: naming our own thread.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"memlens-rss".as_ptr()) };
-    let st_ptr = Box::into_raw(ThreadState::new(memlens_trace::PROCESS_THREAD));
-    REGISTRY.lock().push(st_ptr as usize);
-    SAMPLER_STATE.store(st_ptr as usize, Ordering::Release);
+    // Made and registered by start_sampler, which passes it here.
+    let st_ptr = state as *mut ThreadState;
     let interval = RSS_INTERVAL_NS.load(Ordering::Relaxed);
     let ts = libc::timespec {
         tv_sec: (interval / 1_000_000_000) as i64,
@@ -515,7 +514,7 @@ extern "C" fn sampler_main(_: *mut libc::c_void) -> *mut libc::c_void {
     core::ptr::null_mut()
 }
 
-/// The current sampler's state (0 until it has started in this process).
+/// The current sampler's state (0 until start_sampler has run in this process).
 static SAMPLER_STATE: AtomicUsize = AtomicUsize::new(0);
 
 /// Append an Rss record, read now, to the sampler's state.
@@ -556,8 +555,12 @@ pub fn start_sampler() {
         return;
     }
     SAMPLER_GENERATION.fetch_add(1, Ordering::AcqRel);
-    // A forked child's inherited pointer is the parent's sampler state, abandoned here.
-    SAMPLER_STATE.store(0, Ordering::Release);
+    // The sampler's state, made here rather than by the thread, so that a process that
+    // exits before the thread runs still has it for the last sample at exit. (A forked
+    // child's inherited pointer is the parent's sampler state, abandoned there.)
+    let st_ptr = Box::into_raw(ThreadState::new(memlens_trace::PROCESS_THREAD));
+    REGISTRY.lock().push(st_ptr as usize);
+    SAMPLER_STATE.store(st_ptr as usize, Ordering::Release);
     // Open statm here, synchronously: in the fork child this runs before fork returns.
     // A forked child's lock may have been held by the parent's sampler (a thread that
     // does not exist here): start afresh.
@@ -579,7 +582,7 @@ pub fn start_sampler() {
         let mut tid: libc::pthread_t = 0;
         SAMPLER_TID.store(0, Ordering::Relaxed);
         let created =
-            libc::pthread_create(&mut tid, &attr, sampler_main, core::ptr::null_mut()) == 0;
+            libc::pthread_create(&mut tid, &attr, sampler_main, st_ptr as *mut libc::c_void) == 0;
         // Wait (briefly) for its kernel id: the exit scan must know which thread it is
         // even in a program that exits at once.
         let mut spins = 0;
