@@ -98,17 +98,7 @@ pub fn main(args: HtmlArgs) -> ExitCode {
 }
 
 fn output_path(args: &HtmlArgs) -> PathBuf {
-    match &args.output {
-        Some(p) => p.clone(),
-        None => {
-            let name = args
-                .trace
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "memlens".into());
-            PathBuf::from(format!("{name}.html"))
-        }
-    }
+    crate::report::output_or_default(args.output.as_ref(), &args.trace, "html")
 }
 
 /// Analyse, build the page, write it. The output file is created first, so that an

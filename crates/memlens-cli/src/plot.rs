@@ -53,17 +53,7 @@ pub fn main(args: PlotArgs) -> ExitCode {
 }
 
 fn plot(args: &PlotArgs) -> Result<PathBuf, String> {
-    let out = match &args.output {
-        Some(p) => p.clone(),
-        None => {
-            let name = args
-                .trace
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "memlens".into());
-            PathBuf::from(format!("{name}.svg"))
-        }
-    };
+    let out = crate::report::output_or_default(args.output.as_ref(), &args.trace, "svg");
     let png = match out.extension().and_then(|e| e.to_str()) {
         Some(e) if e.eq_ignore_ascii_case("svg") => false,
         Some(e) if e.eq_ignore_ascii_case("png") => true,

@@ -189,6 +189,17 @@ pub fn main(args: ReportArgs) -> ExitCode {
     crate::print_stdout(&out)
 }
 
+/// The output file given, or the trace's file name plus `.EXT` in the current directory.
+pub fn output_or_default(given: Option<&PathBuf>, trace: &Path, ext: &str) -> PathBuf {
+    given.cloned().unwrap_or_else(|| {
+        let name = trace
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "memlens".into());
+        PathBuf::from(format!("{name}.{ext}"))
+    })
+}
+
 /// A progress bar on stderr when it is a terminal, fed by [`Progress`] reports; `messages`
 /// names each pass. `None` when stderr is not a terminal.
 pub struct Bar {

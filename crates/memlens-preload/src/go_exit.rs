@@ -174,14 +174,7 @@ pub fn install() {
 extern "C" fn go_exit_stub() -> ! {
     core::arch::naked_asm!(
         "mov edi, dword ptr [rsp + 8]",
-        "mov qword ptr [rip + {r}], rbx",
-        "mov qword ptr [rip + {r} + 8], rbp",
-        "mov qword ptr [rip + {r} + 16], r12",
-        "mov qword ptr [rip + {r} + 24], r13",
-        "mov qword ptr [rip + {r} + 32], r14",
-        "mov qword ptr [rip + {r} + 40], r15",
-        "lea rax, [rsp + 8]",
-        "mov qword ptr [rip + {r} + 48], rax",
+        crate::lifecycle::save_exit_regs!(),
         "mov rsp, qword ptr [rip + {top}]",
         "and rsp, -16",
         "call {imp}",

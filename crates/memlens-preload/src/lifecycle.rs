@@ -299,6 +299,25 @@ pub(crate) static mut EXIT_REGS: ExitRegs = ExitRegs {
 /// The stack pointer of `main_trampoline` once main has returned (0 before).
 static MAIN_RETURNED_SP: AtomicU64 = AtomicU64::new(0);
 
+/// The instructions that store rbx, rbp, r12-r15 and the caller's stack pointer (rsp + 8,
+/// past the return address) into `EXIT_REGS` (operand `{r}`), at the entry of an exit
+/// stub. Clobbers rax.
+macro_rules! save_exit_regs {
+    () => {
+        concat!(
+            "mov qword ptr [rip + {r}], rbx\n",
+            "mov qword ptr [rip + {r} + 8], rbp\n",
+            "mov qword ptr [rip + {r} + 16], r12\n",
+            "mov qword ptr [rip + {r} + 24], r13\n",
+            "mov qword ptr [rip + {r} + 32], r14\n",
+            "mov qword ptr [rip + {r} + 40], r15\n",
+            "lea rax, [rsp + 8]\n",
+            "mov qword ptr [rip + {r} + 48], rax\n",
+        )
+    };
+}
+pub(crate) use save_exit_regs;
+
 macro_rules! exit_stub {
     ($name:ident, $imp:ident) => {
         #[unsafe(naked)]
@@ -308,14 +327,7 @@ macro_rules! exit_stub {
             // address) into EXIT_REGS, then tail-jump to the implementation with the
             // arguments untouched.
             core::arch::naked_asm!(
-                "mov qword ptr [rip + {r}], rbx",
-                "mov qword ptr [rip + {r} + 8], rbp",
-                "mov qword ptr [rip + {r} + 16], r12",
-                "mov qword ptr [rip + {r} + 24], r13",
-                "mov qword ptr [rip + {r} + 32], r14",
-                "mov qword ptr [rip + {r} + 40], r15",
-                "lea rax, [rsp + 8]",
-                "mov qword ptr [rip + {r} + 48], rax",
+                save_exit_regs!(),
                 "jmp {imp}",
                 r = sym EXIT_REGS,
                 imp = sym $imp,
