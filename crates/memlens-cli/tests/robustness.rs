@@ -321,7 +321,7 @@ fn killing_memlens_run_leaves_the_program_running_and_its_trace_complete() {
 /// a tmpfs is not permitted here.
 fn with_small_tmpfs(dir: &Path, then: &str) -> Option<Output> {
     let mount = format!(
-        "mount -t tmpfs -o size=512k memlens-test {d} && {then}; s=$?; umount {d}; exit $s",
+        "mount -t tmpfs -o size=512k memlens-test {d} && ( {then} ); s=$?; umount {d}; exit $s",
         d = dir.display()
     );
     // Directly (root), else in new user + mount namespaces (unprivileged).
