@@ -504,6 +504,37 @@ impl<'a> Iterator for Lines<'a> {
     }
 }
 
+/// Largest suppression file read: far more than any real one (Valgrind's default file is
+/// about 60 KiB), small enough that a wrong path (a disk image, `/dev/zero`) fails fast.
+const MAX_FILE_BYTES: u64 = 64 << 20;
+
+/// Read a regular file of at most `max` bytes: a directory, a device or a pipe, or a
+/// bigger file, is an error (one sentence) rather than an endless read.
+fn read_bounded(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    // stat before open: opening a pipe would wait for a writer.
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file"
+        };
+        return Err(std::io::Error::other(format!("it is {what}")));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(max + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::other(format!(
+            "it is larger than {} MiB, which no suppression file is",
+            max >> 20
+        )));
+    }
+    Ok(bytes)
+}
+
 fn parse_leak_kinds(set: &str) -> Result<u8, String> {
     match set.trim() {
         "all" => return Ok(ALL_KINDS),
@@ -824,11 +855,13 @@ impl Suppressions {
     /// line is `type:...` a LeakSanitizer list.
     pub fn load_file(&mut self, path: &Path) -> Result<(), ParseError> {
         let origin = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| ParseError {
+        let fail = |message: String| ParseError {
             origin: origin.clone(),
             line: 0,
-            message: format!("cannot read the suppression file: {e}"),
-        })?;
+            message,
+        };
+        let bytes = read_bounded(path, MAX_FILE_BYTES)
+            .map_err(|e| fail(format!("cannot read the suppression file: {e}")))?;
         let text = String::from_utf8_lossy(&bytes);
         match Lines::new(&text).next() {
             None => Ok(()),

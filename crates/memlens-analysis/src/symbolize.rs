@@ -166,6 +166,12 @@ impl Symbolizer {
                     "{} no longer exists, so its frames are shown as offsets",
                     e.module.path
                 ))
+            } else if !path.is_file() {
+                // A trace can name anything: never open a pipe or a device.
+                Some(format!(
+                    "{} is not a regular file, so its frames are shown as offsets",
+                    e.module.path
+                ))
             } else {
                 match read_build_id(path) {
                     Ok(id) if id == e.module.build_id => None,

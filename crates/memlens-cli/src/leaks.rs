@@ -152,6 +152,8 @@ pub struct LeakView {
     pub opts: LeakOptions,
     /// Suppressions that matched, in first-use order.
     pub used_suppressions: Vec<UsedSuppression>,
+    /// Why the trace ends early, if it does (set by [`LeakView::load`]).
+    pub truncation: Option<memlens_trace::reader::Truncation>,
 }
 
 impl LeakView {
@@ -159,7 +161,9 @@ impl LeakView {
         let reader = TraceReader::open(path).map_err(|e| e.to_string())?;
         let report = leaks::analyse(&reader, opts.resolution()).map_err(|e| e.to_string())?;
         let metadata = reader.metadata().map_err(|e| e.to_string())?;
-        Ok(LeakView::new(report, metadata, opts, sup))
+        let mut view = LeakView::new(report, metadata, opts, sup);
+        view.truncation = reader.truncation().cloned();
+        Ok(view)
     }
 
     /// A view of a leak report made elsewhere (by `memlens run`'s single pass).
@@ -176,6 +180,7 @@ impl LeakView {
             sym,
             opts: opts.clone(),
             used_suppressions: Vec::new(),
+            truncation: None,
         };
         view.suppress(sup);
         view
@@ -533,6 +538,7 @@ impl LeakView {
                 "blocks": u.amount.blocks,
             })).collect::<Vec<_>>(),
             "error_count": self.error_count(),
+            "truncated": self.truncation.as_ref().map(|t| t.reason.clone()),
         })
     }
 
@@ -708,6 +714,10 @@ fn data_symbol(md: &Metadata, addr: u64) -> Option<String> {
             addr >= lo && addr < lo + memsz
         })
     })?;
+    // The path comes from the trace: only a regular file (never a pipe or a device).
+    if !std::fs::metadata(&m.path).ok()?.is_file() {
+        return None;
+    }
     let data = std::fs::read(&m.path).ok()?;
     let file = object::File::parse(&*data).ok()?;
     let vaddr = addr.wrapping_sub(m.load_bias);
@@ -737,6 +747,7 @@ pub fn main(args: LeaksArgs) -> ExitCode {
         Ok(v) => v,
         Err(e) => return crate::fail(e),
     };
+    crate::warn_truncated(trace, view.truncation.as_ref());
     let out = match args.format {
         LeakFormat::Text => view.text(""),
         LeakFormat::Json => serde_json::to_string_pretty(&view.json()).unwrap_or_default() + "\n",

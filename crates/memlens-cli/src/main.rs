@@ -149,5 +149,17 @@ pub fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_USAGE)
 }
 
+/// Say on stderr that a trace was cut short, for outputs with no place of their own for it
+/// (`report` prints it in the report itself).
+pub fn warn_truncated(path: &std::path::Path, t: Option<&memlens_trace::reader::Truncation>) {
+    if let Some(t) = t {
+        eprintln!(
+            "memlens: warning: {} is truncated: {}; the output covers what was recorded",
+            path.display(),
+            t.reason
+        );
+    }
+}
+
 /// Exit status of memlens itself when it cannot do its job (bad input, missing program...).
 pub const EXIT_USAGE: u8 = 125;

@@ -71,6 +71,7 @@ fn plot(args: &PlotArgs) -> Result<PathBuf, String> {
         window: window_spec(args.from.as_deref(), args.to.as_deref())?,
     };
     let reader = TraceReader::open(&args.trace).map_err(|e| e.to_string())?;
+    crate::warn_truncated(&args.trace, reader.truncation());
     let mut bar = Bar::new(
         &reader,
         &["finding the top sites", "following them over time"],

@@ -24,6 +24,7 @@ pub fn metric_parser() -> impl clap::builder::TypedValueParser<Value = Metric> {
 /// Open a trace and profile it, with a progress bar on a terminal. `Err` is one sentence.
 pub fn load(path: &Path, opts: &ProfileOptions) -> Result<Profile, String> {
     let reader = TraceReader::open(path).map_err(|e| e.to_string())?;
+    crate::warn_truncated(path, reader.truncation());
     with_progress(&reader, |progress| {
         Profile::build_with_progress(&reader, opts, progress)
     })

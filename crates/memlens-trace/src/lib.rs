@@ -898,3 +898,37 @@ impl ChunkHeader {
         Some(h)
     }
 }
+
+/// Recompute, in place, the header checksum and the checksum of every complete chunk
+/// that follows it, walking the framing as the reader does and stopping where it stops.
+/// For tests and fuzzing: a mutated trace with its checksums refreshed reaches the record
+/// decoders instead of being refused as damaged.
+pub fn refresh_checksums(data: &mut [u8]) {
+    if data.len() < 16 || data[0..8] != MAGIC {
+        return;
+    }
+    let hlen = u32::from_le_bytes([data[12], data[13], data[14], data[15]]) as usize;
+    let Some(mut off) = hlen.checked_add(20).filter(|&end| end <= data.len()) else {
+        return;
+    };
+    let crc = crc32(&data[16..16 + hlen]);
+    data[16 + hlen..off].copy_from_slice(&crc.to_le_bytes());
+    while off + CHUNK_HEADER_LEN <= data.len() {
+        if data[off..off + 4] != CHUNK_MAGIC {
+            return;
+        }
+        let len = u32::from_le_bytes([
+            data[off + 16],
+            data[off + 17],
+            data[off + 18],
+            data[off + 19],
+        ]) as usize;
+        let start = off + CHUNK_HEADER_LEN;
+        if len > data.len() - start {
+            return;
+        }
+        let crc = crc32(&data[start..start + len]);
+        data[off + 36..off + 40].copy_from_slice(&crc.to_le_bytes());
+        off = start + len;
+    }
+}

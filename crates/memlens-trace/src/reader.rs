@@ -46,7 +46,7 @@ impl fmt::Display for TraceError {
             TraceError::NotATrace { path } => write!(f, "{} is not a memlens trace (it does not start with the memlens signature)", path.display()),
             TraceError::Version { path, found } => write!(
                 f,
-                "{} is a memlens trace of format version {}, but this memlens reads version {}; use the memlens that recorded it",
+                "{} is a memlens trace in trace format version {}; this memlens reads version {} (read it with the memlens that recorded it)",
                 path.display(),
                 found,
                 FORMAT_VERSION
@@ -252,15 +252,22 @@ impl TraceReader {
             path: path.clone(),
             err,
         };
-        let file = File::open(&path).map_err(io)?;
-        let meta = file.metadata().map_err(io)?;
-        if meta.is_dir() {
+        // stat before open: opening a pipe would wait for a writer. The reader seeks, so
+        // a trace must be a regular file.
+        let meta = std::fs::metadata(&path).map_err(io)?;
+        if !meta.is_file() {
+            let what = if meta.is_dir() {
+                "it is a directory"
+            } else {
+                "it is not a regular file (a trace is read by offset, so pipes and devices cannot be read)"
+            };
             return Err(TraceError::Io {
                 path,
-                err: std::io::Error::other("it is a directory"),
+                err: std::io::Error::other(what),
             });
         }
-        let file_bytes = meta.len();
+        let file = File::open(&path).map_err(io)?;
+        let file_bytes = file.metadata().map_err(io)?.len();
         let mut fixed = [0u8; 16];
         if file_bytes < 16 {
             return Err(TraceError::NotATrace { path });
