@@ -320,6 +320,37 @@ fn t2_vfork_exec() {
     children_allocate(&o, 1);
 }
 
+/// An exec chain of one process: five execs by five entry points (execl, execle, execv,
+/// execvp, execve), so six images and six traces for one pid, five ended by exec.
+#[test]
+fn t2_exec_chain() {
+    let o = torture(&Case::new(&procs(), &["execchain"]), 100);
+    assert_eq!(
+        o.stdout,
+        "chain 0\nchain 1\nchain 2\nchain 3\nchain 4\nchain 5\n"
+    );
+    assert_eq!(o.status.code(), Some(6));
+    assert_eq!(o.reports.len(), 6);
+    let pid = &o.main["trace"]["pid"];
+    assert!(o.reports.iter().all(|r| &r["trace"]["pid"] == pid));
+    let ends: Vec<&str> = o
+        .reports
+        .iter()
+        .map(|r| r["trace"]["exit"]["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(ends.iter().filter(|k| **k == "exec").count(), 5, "{ends:?}");
+    let last = o
+        .reports
+        .iter()
+        .find(|r| r["trace"]["exit"]["kind"] != "exec")
+        .unwrap();
+    assert_eq!(last["trace"]["argv"][2], "5");
+    assert_eq!(last["trace"]["exit"]["code"], 6);
+    for r in &o.reports {
+        assert!(Outcome::allocations(r) >= 100, "{}", r["trace"]);
+    }
+}
+
 #[test]
 fn t2_system() {
     let o = torture(&Case::new(&procs(), &["system"]), 100);

@@ -4,6 +4,8 @@
  *   spawn      posix_spawn of "leaf 7"
  *   vfork      vfork + execv of "leaf 8"
  *   system     system("<self> leaf 9")
+ *   execchain  the program execs itself 5 times (execl, execle, execv, execvp, execve),
+ *              each stage printing "chain K" and making 100 mallocs; the last exits 6
  *   daemon     double fork + setsid; the grandchild makes 100 mallocs, writes to a pipe
  *              and exits; the parent reads the pipe to EOF (the grandchild is gone then)
  * Every process makes at least 100 mallocs of its own. */
@@ -50,6 +52,23 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "leaf")) {
         printf("leaf %s\n", argv[2]);
         return atoi(argv[2]);
+    }
+    if (!strcmp(mode, "execchain")) {
+        int k = argc > 2 ? atoi(argv[2]) : 0;
+        printf("chain %d\n", k);
+        fflush(stdout);
+        char next[16];
+        snprintf(next, sizeof next, "%d", k + 1);
+        char *av[] = {argv[0], "execchain", next, NULL};
+        switch (k) {
+        case 0: execl(argv[0], argv[0], "execchain", next, (char *)NULL); break;
+        case 1: execle(argv[0], argv[0], "execchain", next, (char *)NULL, environ); break;
+        case 2: execv(argv[0], av); break;
+        case 3: execvp(argv[0], av); break;
+        case 4: execve(argv[0], av, environ); break;
+        default: return 6;
+        }
+        return 99; /* the exec failed */
     }
     fflush(stdout);
     if (!strcmp(mode, "forkloop")) {
