@@ -490,11 +490,19 @@ impl TraceReader {
             pending,
             active: BinaryHeap::new(),
             decoded: Vec::new(),
+            decoded_bytes: 0,
+            decoded_limit: MAX_DECODED_BYTES,
             failed: false,
             chunks_done: 0,
         }
     }
 }
+
+/// The most memory the event stream holds in decoded events at once (the chunks that
+/// overlap the current time). A recorder's chunk holds at most 64 KiB of records per
+/// thread, about 0.5 MiB decoded, so this is some 4,000 threads allocating at the same
+/// moments; past it the trace is damaged or was not written by memlens.
+pub const MAX_DECODED_BYTES: usize = 2 << 30;
 
 fn decode_meta(raw: &[u8], md: &mut Metadata) -> Option<()> {
     let mut c = Cursor::new(raw);
@@ -780,6 +788,9 @@ pub struct EventStream<'r> {
     active: BinaryHeap<Reverse<(u64, usize, usize)>>,
     /// Decoded events of opened chunks: slot -> (events, position).
     decoded: Vec<(Vec<Event>, usize)>,
+    /// Bytes the slots' event vectors hold (their capacities), and the most allowed.
+    decoded_bytes: usize,
+    decoded_limit: usize,
     failed: bool,
     chunks_done: usize,
 }
@@ -788,6 +799,13 @@ impl EventStream<'_> {
     /// Event chunks fully consumed so far (for progress bars).
     pub fn chunks_done(&self) -> usize {
         self.chunks_done
+    }
+
+    /// Hold at most `bytes` of decoded events at once instead of [`MAX_DECODED_BYTES`]
+    /// (tests, tools with a tighter budget).
+    pub fn with_decoded_limit(mut self, bytes: usize) -> Self {
+        self.decoded_limit = bytes;
+        self
     }
 
     fn open_next(&mut self) -> Result<(), TraceError> {
@@ -809,10 +827,18 @@ impl EventStream<'_> {
         let (ev, pos) = &mut self.decoded[slot];
         ev.clear();
         *pos = 0;
+        let before = ev.capacity();
         decode_events(&raw, c.header.thread, c.header.first_ts, ev).ok_or_else(|| {
             self.reader
                 .corrupt(c.offset, "an event record is malformed")
         })?;
+        self.decoded_bytes += (ev.capacity() - before) * core::mem::size_of::<Event>();
+        if self.decoded_bytes > self.decoded_limit {
+            return Err(self.reader.corrupt(
+                c.offset,
+                "its event chunks overlap in time so much that reading them in order needs more memory than any recording does (a recorder writes at most 64 KiB per thread and chunk)",
+            ));
+        }
         if let Some(first) = ev.first() {
             self.active.push(Reverse((first.ts(), i, slot)));
         } else {

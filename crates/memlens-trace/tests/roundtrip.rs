@@ -197,3 +197,29 @@ fn incompressible_full_chunk_encodes() {
     let n = encode_chunk(ChunkKind::Meta, 0, 0, 0, &raw, &mut out).expect("bound too small");
     assert!(n > raw.len());
 }
+
+/// Chunks that all overlap in time are decoded together: the stream holds at most its
+/// limit of decoded events and says so past it, instead of growing without bound.
+#[test]
+fn overlapping_chunks_are_bounded() {
+    let mut w = TraceWriter::new(Vec::new(), &header()).unwrap();
+    for thread in 0..64u32 {
+        w.chunk(ChunkKind::Events, thread, |b| {
+            for i in 0..1000u64 {
+                b.alloc(10 + i, AllocFunc::Malloc, 0x1000 + 16 * i, 16, 1)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+    let p = write_tmp("overlap", &w.finish().unwrap());
+    let r = TraceReader::open(&p).unwrap();
+    assert_eq!(r.events().filter(|e| e.is_ok()).count(), 64_000);
+    let e = r
+        .events()
+        .with_decoded_limit(256 * 1024)
+        .find_map(|e| e.err())
+        .expect("the limit is reached");
+    assert!(e.to_string().contains("overlap in time"), "{e}");
+    std::fs::remove_file(p).ok();
+}
