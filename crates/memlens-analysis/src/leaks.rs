@@ -14,7 +14,9 @@
 
 use crate::replay::{AddrMap, Replay};
 use crate::report::Progress;
-use crate::suppressions::{gen_error_suppression, gen_suppression, LeakKind, Suppressions};
+use crate::suppressions::{
+    gen_error_suppression, gen_suppression, LeakKind, SuppressionInfo, Suppressions,
+};
 use crate::Symbolizer;
 use memlens_trace::reader::{Event, Metadata, ScanBlock, ScanRecord, TraceReader};
 use memlens_trace::{AllocFunc, BlockLink, BlockState, ExitKind, Heuristic, RootKind};
@@ -574,22 +576,25 @@ impl LeakReport {
             return Vec::new();
         }
         let mut used: Vec<UsedSuppression> = Vec::new();
-        let mut note = |name: &str, a: Amount| match used.iter_mut().find(|u| u.name == name) {
-            Some(u) => {
-                u.count += 1;
-                u.amount.bytes += a.bytes;
-                u.amount.blocks += a.blocks;
+        // One line per entry (by its place: entries may share a name).
+        let mut note = |e: SuppressionInfo<'_>, a: Amount| {
+            let origin = format!("{}:{}", e.origin, e.line);
+            match used
+                .iter_mut()
+                .find(|u| u.name == e.name && u.origin == origin)
+            {
+                Some(u) => {
+                    u.count += 1;
+                    u.amount.bytes += a.bytes;
+                    u.amount.blocks += a.blocks;
+                }
+                None => used.push(UsedSuppression {
+                    name: e.name.to_string(),
+                    origin,
+                    count: 1,
+                    amount: a,
+                }),
             }
-            None => used.push(UsedSuppression {
-                name: name.to_string(),
-                origin: sup
-                    .iter()
-                    .find(|i| i.name == name)
-                    .map(|i| format!("{}:{}", i.origin, i.line))
-                    .unwrap_or_default(),
-                count: 1,
-                amount: a,
-            }),
         };
         for i in 0..self.records.len() {
             let (kind, func, stack) = {
@@ -598,16 +603,16 @@ impl LeakReport {
             };
             let frames = suppression_frames(md, sym, func, stack);
             let frames = frames.iter().map(SuppFrame::view).collect::<Vec<_>>();
-            if let Some(name) = sup.matches(supp_kind(kind), &frames) {
+            if let Some(e) = sup.matching(supp_kind(kind), &frames) {
                 let r = &mut self.records[i];
                 note(
-                    name,
+                    e,
                     Amount {
                         bytes: r.bytes,
                         blocks: r.blocks,
                     },
                 );
-                r.suppressed_by = Some(name.to_string());
+                r.suppressed_by = Some(e.name.to_string());
             }
         }
         for i in 0..self.errors.len() {
@@ -615,9 +620,9 @@ impl LeakReport {
             let frames = suppression_frames(md, sym, func, stack);
             let frames = frames.iter().map(SuppFrame::view).collect::<Vec<_>>();
             // memcheck files invalid, double and mismatched frees under one kind, `Free`.
-            if let Some(name) = sup.matches_error("Free", None, &frames) {
-                note(name, Amount::default());
-                self.errors[i].suppressed_by = Some(name.to_string());
+            if let Some(e) = sup.matching_error("Free", None, &frames) {
+                note(e, Amount::default());
+                self.errors[i].suppressed_by = Some(e.name.to_string());
             }
         }
         self.resummarize();

@@ -449,6 +449,17 @@ struct Entry {
     rule: Rule,
 }
 
+impl Entry {
+    fn info(&self) -> SuppressionInfo<'_> {
+        SuppressionInfo {
+            name: &self.name,
+            kind: &self.kind_line,
+            origin: &self.origin,
+            line: self.line,
+        }
+    }
+}
+
 /// One loaded suppression, for listing (`-v`, `--show-default-suppressions`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SuppressionInfo<'a> {
@@ -595,12 +606,7 @@ impl Suppressions {
 
     /// The loaded suppressions, in matching order.
     pub fn iter(&self) -> impl Iterator<Item = SuppressionInfo<'_>> {
-        self.entries.iter().map(|e| SuppressionInfo {
-            name: &e.name,
-            kind: &e.kind_line,
-            origin: &e.origin,
-            line: e.line,
-        })
+        self.entries.iter().map(Entry::info)
     }
 
     /// Adds the suppressions of a Valgrind suppression file. `origin` names it in errors.
@@ -886,6 +892,12 @@ impl Suppressions {
     /// callers outward), by name: a `Memcheck:Leak` entry whose `match-leak-kinds` include
     /// `kind`, or a `leak:` line (any kind).
     pub fn matches(&self, kind: LeakKind, frames: &[Frame]) -> Option<&str> {
+        self.matching(kind, frames).map(|i| i.name)
+    }
+
+    /// As [`Suppressions::matches`], the whole entry: two entries may share a name
+    /// (`<insert_a_suppression_name_here>`), not a place.
+    pub fn matching(&self, kind: LeakKind, frames: &[Frame]) -> Option<SuppressionInfo<'_>> {
         self.entries
             .iter()
             .find(|e| match &e.rule {
@@ -897,7 +909,7 @@ impl Suppressions {
                 }
                 Rule::Lsan { kind, template } => kind == "leak" && lsan_any_frame(template, frames),
             })
-            .map(|e| e.name.as_str())
+            .map(Entry::info)
     }
 
     /// The first Memcheck suppression of another kind than `Leak` that applies to an error
@@ -908,6 +920,16 @@ impl Suppressions {
     /// `FishyValue` (`malloc(size)`) suppression names; entries that name one match only an
     /// equal `extra`.
     pub fn matches_error(&self, kind: &str, extra: Option<&str>, frames: &[Frame]) -> Option<&str> {
+        self.matching_error(kind, extra, frames).map(|i| i.name)
+    }
+
+    /// As [`Suppressions::matches_error`], the whole entry.
+    pub fn matching_error(
+        &self,
+        kind: &str,
+        extra: Option<&str>,
+        frames: &[Frame],
+    ) -> Option<SuppressionInfo<'_>> {
         let canon = |k: &str| if k == "Value0" { "Cond" } else { k }.to_string();
         let kind = canon(kind);
         if kind == "Leak" {
@@ -924,7 +946,7 @@ impl Suppressions {
                 }
                 Rule::Lsan { .. } => false,
             })
-            .map(|e| e.name.as_str())
+            .map(Entry::info)
     }
 }
 
