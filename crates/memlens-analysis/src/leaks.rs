@@ -682,11 +682,9 @@ pub fn suppression_frames(
     for r in raw {
         let path = md.modules.get(&r.module).map(|m| m.path.clone());
         for f in sym.frame(r) {
-            // Unresolved frames are `module+0x...` / `0x...`: no function (`???`).
-            let known =
-                f.file.is_some() || !(f.function.starts_with("0x") || f.function.contains("+0x"));
+            // An unresolved frame has no function (`???` to suppressions).
             out.push(SuppFrame {
-                function: known.then(|| f.function.clone()),
+                function: f.resolved.then(|| f.function.clone()),
                 mangled: f.mangled.clone(),
                 file: f.file.clone(),
                 line: f.line,

@@ -29,6 +29,9 @@ pub struct Frame {
     pub module: Option<String>,
     /// The function was inlined into the next frame.
     pub inlined: bool,
+    /// A symbol was found: `false` when `function` is only the address
+    /// (`module+0x1234`), which suppressions see as `???`.
+    pub resolved: bool,
 }
 
 impl Frame {
@@ -152,6 +155,7 @@ impl Symbolizer {
             line: None,
             module,
             inlined: false,
+            resolved: false,
         }
     }
 
@@ -227,6 +231,7 @@ impl Symbolizer {
                 line,
                 module: module.clone(),
                 inlined: true,
+                resolved: true,
             });
         }
         let (file, line) = loc(sym.code_info.as_deref());
@@ -238,6 +243,7 @@ impl Symbolizer {
             line,
             module,
             inlined: false,
+            resolved: true,
         });
         frames
     }

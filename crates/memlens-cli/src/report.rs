@@ -1147,6 +1147,7 @@ mod tests {
             line,
             module: module.map(Into::into),
             inlined,
+            resolved: true,
         };
         assert_eq!(
             frame_text(&f(
