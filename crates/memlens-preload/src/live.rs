@@ -4,9 +4,15 @@
 //! family) and what the leak scan walks at exit.
 //!
 //! 256 shards chosen by a hash of the address, each an open-addressing table (linear
-//! probing, backward-shift deletion, no tombstones) of 16-byte slots in its own mmap
-//! region, grown by half at 3/4 load: 16 bytes / load (0.5..0.75) = 21..32 bytes per live
+//! probing, backward-shift deletion, no tombstones) of 12-byte slots in its own mmap
+//! region, doubled at 3/4 load: 12 bytes / load (0.375..0.75) = 16..32 bytes per live
 //! block, never more than 32. Each shard has a spin lock held for one probe sequence.
+//!
+//! A slot packs the block's address divided by 16 (44 bits: glibc's blocks are 16-byte
+//! aligned and x86_64 user addresses are below 2^47), its size (47 bits), allocating
+//! function and the internal bit. An address that cannot be packed (not 16-byte aligned,
+//! or above 2^48) is never a block start: releasing one is reported as not a block, and
+//! inserting one (no glibc allocation returns such) is not recorded.
 //!
 //! Every hook updates the table, including hooks that do not record an event (re-entered
 //! from the recorder itself, or before start-up), so that the table matches glibc's heap.
@@ -22,12 +28,87 @@ use memlens_trace::AllocFunc;
 pub const SHARDS: usize = 256;
 const INITIAL_SLOTS: usize = 256;
 
-/// One live block. `addr == 0` marks a free slot.
-#[repr(C)]
+/// Bytes of one slot: a u64 (the packed address and the size's low 20 bits) then a u32
+/// (the size's high 27 bits, the function, the internal bit). `key == 0` marks a free slot.
+const SLOT_BYTES: usize = 12;
+const KEY_BITS: u32 = 44;
+const KEY_MASK: u64 = (1 << KEY_BITS) - 1;
+const SIZE_LO_BITS: u32 = 64 - KEY_BITS;
+
+/// The slot key of a block at `addr`, `None` if no block can start there.
+#[inline(always)]
+fn key_of(addr: u64) -> Option<u64> {
+    (addr & 15 == 0 && addr >> (KEY_BITS + 4) == 0 && addr != 0).then_some(addr >> 4)
+}
+
+/// A shard's slots: `cap` packed 12-byte records after the table header.
 #[derive(Clone, Copy)]
-pub struct Slot {
-    pub addr: u64,
-    pub meta: u64,
+struct Slots {
+    base: *mut u8,
+    cap: usize,
+}
+
+impl Slots {
+    /// # Safety
+    /// `t` points to a mapped table.
+    unsafe fn of(t: *mut Table) -> Slots {
+        Slots {
+            // SAFETY: the slots follow the header in the same mapping.
+            base: unsafe { (t as *mut u8).add(core::mem::size_of::<Table>()) },
+            // SAFETY: the header is mapped.
+            cap: unsafe { (*t).cap },
+        }
+    }
+    #[inline(always)]
+    fn at(self, i: usize) -> *mut u8 {
+        debug_assert!(i < self.cap);
+        // SAFETY: i < cap, so the 12 bytes at i are inside the mapping.
+        unsafe { self.base.add(i * SLOT_BYTES) }
+    }
+    /// The key at slot `i` (0: free).
+    #[inline(always)]
+    fn key(self, i: usize) -> u64 {
+        // SAFETY: 8 bytes inside slot i (unaligned: slots are 12 bytes).
+        unsafe { core::ptr::read_unaligned(self.at(i) as *const u64) & KEY_MASK }
+    }
+    #[inline(always)]
+    fn meta(self, i: usize) -> Meta {
+        let p = self.at(i);
+        // SAFETY: the slot's 12 bytes, as above.
+        let (lo, hi) = unsafe {
+            (
+                core::ptr::read_unaligned(p as *const u64),
+                core::ptr::read_unaligned(p.add(8) as *const u32) as u64,
+            )
+        };
+        let size = lo >> KEY_BITS | (hi & ((1 << 27) - 1)) << SIZE_LO_BITS;
+        Meta(size | (hi >> 27 & 0xf) << 48 | (hi >> 31) << 52)
+    }
+    #[inline(always)]
+    fn set(self, i: usize, key: u64, meta: Meta) {
+        let size = meta.size().min((1 << 47) - 1);
+        let lo = key | size << KEY_BITS;
+        let hi = (size >> SIZE_LO_BITS) as u32
+            | ((meta.0 >> 48 & 0xf) as u32) << 27
+            | (meta.internal() as u32) << 31;
+        let p = self.at(i);
+        // SAFETY: the slot's 12 bytes; we hold the shard lock.
+        unsafe {
+            core::ptr::write_unaligned(p as *mut u64, lo);
+            core::ptr::write_unaligned(p.add(8) as *mut u32, hi);
+        }
+    }
+    #[inline(always)]
+    fn clear(self, i: usize) {
+        // SAFETY: as `set`.
+        unsafe { core::ptr::write_bytes(self.at(i), 0, SLOT_BYTES) };
+    }
+    /// Copy slot `from` over slot `to`.
+    #[inline(always)]
+    fn copy(self, from: usize, to: usize) {
+        // SAFETY: two distinct slots of the mapping.
+        unsafe { core::ptr::copy_nonoverlapping(self.at(from), self.at(to), SLOT_BYTES) };
+    }
 }
 
 /// Size (48 bits), allocating function (4 bits), and whether the allocation was made on
@@ -64,18 +145,7 @@ struct Table {
 
 impl Table {
     fn bytes(cap: usize) -> usize {
-        core::mem::size_of::<Table>() + cap * core::mem::size_of::<Slot>()
-    }
-    /// # Safety
-    /// `t` points to a mapped table.
-    unsafe fn slots<'a>(t: *mut Table) -> &'a mut [Slot] {
-        // SAFETY: the slots follow the header in the same mapping, `cap` of them.
-        unsafe {
-            core::slice::from_raw_parts_mut(
-                (t as *mut u8).add(core::mem::size_of::<Table>()) as *mut Slot,
-                (*t).cap,
-            )
-        }
+        core::mem::size_of::<Table>() + cap * SLOT_BYTES
     }
 }
 
@@ -129,10 +199,10 @@ fn next(i: usize, cap: usize) -> usize {
     }
 }
 
-/// Capacity after growing: half as large again, so that a table just grown is half full
-/// (32 bytes per block) rather than 3/8 full (43 bytes) as with doubling.
+/// Capacity after growing: doubled, so that a table just grown is 3/8 full (32 bytes per
+/// block with 12-byte slots).
 fn grown(cap: usize) -> usize {
-    cap + cap / 2
+    cap * 2
 }
 
 /// What a release found.
@@ -266,19 +336,24 @@ fn apply(shard: &Shard, op: Op) -> Removed {
     // SAFETY: tp is this shard's mapped table and we hold the shard lock.
     let t = unsafe { &mut *tp };
     // SAFETY: as above.
-    let slots = unsafe { Table::slots(tp) };
+    let slots = unsafe { Slots::of(tp) };
     let cap = t.cap;
     match op {
         Op::Insert(addr, meta) => {
+            let Some(key) = key_of(addr) else {
+                // Not a block start glibc hands out: nothing to record.
+                return Removed::Deferred;
+            };
             let mut i = home(addr, t);
             loop {
-                if slots[i].addr == addr {
+                let k = slots.key(i);
+                if k == key {
                     // A stale entry (a release we never saw): replace it.
-                    slots[i].meta = meta.0;
+                    slots.set(i, key, meta);
                     return Removed::Deferred;
                 }
-                if slots[i].addr == 0 {
-                    slots[i] = Slot { addr, meta: meta.0 };
+                if k == 0 {
+                    slots.set(i, key, meta);
                     t.count += 1;
                     break;
                 }
@@ -290,22 +365,30 @@ fn apply(shard: &Shard, op: Op) -> Removed {
             Removed::Deferred
         }
         Op::Remove(addr) => {
+            let Some(key) = key_of(addr) else {
+                return Removed::NotABlock;
+            };
             let mut i = home(addr, t);
             loop {
-                if slots[i].addr == 0 {
+                let k = slots.key(i);
+                if k == 0 {
                     return Removed::NotABlock;
                 }
-                if slots[i].addr == addr {
+                if k == key {
                     break;
                 }
                 i = next(i, cap);
             }
-            let meta = Meta(slots[i].meta);
+            let meta = slots.meta(i);
             // Backward-shift deletion: pull later members of the probe run into the hole.
             let mut hole = i;
             let mut j = next(i, cap);
-            while slots[j].addr != 0 {
-                let h = home(slots[j].addr, t);
+            loop {
+                let k = slots.key(j);
+                if k == 0 {
+                    break;
+                }
+                let h = home(k << 4, t);
                 // Move j into the hole unless its home lies cyclically in (hole, j].
                 let in_between = if hole <= j {
                     hole < h && h <= j
@@ -313,12 +396,12 @@ fn apply(shard: &Shard, op: Op) -> Removed {
                     hole < h || h <= j
                 };
                 if !in_between {
-                    slots[hole] = slots[j];
+                    slots.copy(j, hole);
                     hole = j;
                 }
                 j = next(j, cap);
             }
-            slots[hole] = Slot { addr: 0, meta: 0 };
+            slots.clear(hole);
             t.count -= 1;
             Removed::Block(meta)
         }
@@ -335,7 +418,7 @@ fn new_table(cap: usize) -> Option<*mut Table> {
     Some(p)
 }
 
-/// Double the shard's table (shard locked). On mmap failure the table stays as it is and
+/// Grow the shard's table (shard locked). On mmap failure the table stays as it is and
 /// gets fuller, which is slower but still correct until it is completely full.
 fn grow(shard: &Shard, old: *mut Table) {
     // SAFETY: old is the shard's current table; we hold the lock.
@@ -345,15 +428,21 @@ fn grow(shard: &Shard, old: *mut Table) {
         return;
     };
     // SAFETY: both tables are mapped; the new one is private to us until published.
-    let (from, to) = unsafe { (Table::slots(old), Table::slots(new)) };
+    let (from, to) = unsafe { (Slots::of(old), Slots::of(new)) };
     // SAFETY: the new table's header, mapped and not yet published.
     let new_header = unsafe { &*new };
-    for s in from.iter().filter(|s| s.addr != 0) {
-        let mut i = home(s.addr, new_header);
-        while to[i].addr != 0 {
+    for j in 0..old_cap {
+        let k = from.key(j);
+        if k == 0 {
+            continue;
+        }
+        let mut i = home(k << 4, new_header);
+        while to.key(i) != 0 {
             i = next(i, new_cap);
         }
-        to[i] = *s;
+        // SAFETY: slot j of the old table and slot i of the new one, 12 bytes each, in two
+        // distinct mappings.
+        unsafe { core::ptr::copy_nonoverlapping(from.at(j), to.at(i), SLOT_BYTES) };
     }
     // SAFETY: the new table is ours.
     unsafe { (*new).count = count };
@@ -372,8 +461,12 @@ pub fn for_each(mut f: impl FnMut(u64, Meta)) {
             continue;
         }
         // SAFETY: see above.
-        for s in unsafe { Table::slots(tp) }.iter().filter(|s| s.addr != 0) {
-            f(s.addr, Meta(s.meta));
+        let slots = unsafe { Slots::of(tp) };
+        for i in 0..slots.cap {
+            let k = slots.key(i);
+            if k != 0 {
+                f(k << 4, slots.meta(i));
+            }
         }
     }
 }
