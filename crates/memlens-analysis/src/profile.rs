@@ -384,6 +384,14 @@ impl Profile {
         m.info().source != Source::LeakCheck || self.leak_check
     }
 
+    /// Every frame of every site's stack (with repeats), for
+    /// [`crate::Symbolizer::prefetch`].
+    pub fn frames(&self) -> impl Iterator<Item = RawFrame> + '_ {
+        self.sites
+            .iter()
+            .flat_map(|s| self.stack(s.stack).iter().copied())
+    }
+
     /// The frames of a stack (innermost first); empty if the trace does not define it.
     pub fn stack(&self, id: u32) -> &[RawFrame] {
         self.metadata.stacks.get(&id).map_or(&[], |v| v.as_slice())

@@ -79,11 +79,7 @@ pub fn read_build_id(path: &Path) -> Result<Vec<u8>, String> {
 impl Symbolizer {
     pub fn new(modules: &HashMap<u32, Module>) -> Self {
         Symbolizer {
-            blaze: Blaze::builder()
-                .enable_code_info(true)
-                .enable_inlined_fns(true)
-                .enable_demangling(false)
-                .build(),
+            blaze: new_blaze(),
             modules: modules
                 .iter()
                 .map(|(&id, m)| {
@@ -206,47 +202,118 @@ impl Symbolizer {
             return vec![fallback];
         }
         let path = &self.modules[&raw.module].module.path;
-        let src = Source::Elf(Elf::new(path));
-        // A return address points after the call: look up the call instruction itself.
-        let sym = match self
-            .blaze
-            .symbolize_single(&src, Input::VirtOffset(raw.offset - 1))
-        {
-            Ok(Symbolized::Sym(sym)) => sym,
-            _ => return vec![fallback],
-        };
-        let module = fallback.module.clone();
-        let loc = |ci: Option<&CodeInfo>| match ci {
-            Some(ci) => (Some(ci.to_path().to_string_lossy().into_owned()), ci.line),
-            None => (None, None),
-        };
-        let mut frames = Vec::with_capacity(1 + sym.inlined.len());
-        for f in sym.inlined.iter().rev() {
-            let (file, line) = loc(f.code_info.as_ref());
-            let (function, mangled) = demangle(&f.name);
-            frames.push(Frame {
-                function,
-                mangled,
-                file,
-                line,
-                module: module.clone(),
-                inlined: true,
-                resolved: true,
-            });
+        resolve_with(&self.blaze, path, raw, fallback)
+    }
+
+    /// Symbolize these frames ahead of use, on every core: the commands that show every
+    /// site (flame graphs, exports, diffs, the web page) call it with all their frames,
+    /// then read them from the cache. Small batches are done on this thread.
+    pub fn prefetch(&mut self, frames: impl IntoIterator<Item = RawFrame>) {
+        let mut todo: Vec<RawFrame> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for f in frames {
+            if !self.cache.contains_key(&f) && seen.insert(f) {
+                todo.push(f);
+            }
         }
-        let (file, line) = loc(sym.code_info.as_deref());
-        let (function, mangled) = demangle(&sym.name);
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if todo.len() < PARALLEL_MIN || workers < 2 {
+            for f in todo {
+                self.frame(f);
+            }
+            return;
+        }
+        // Module checks (build-id) happen here, once; then the lookups in parallel, each
+        // worker with its own blazesym symbolizer (its caches are not shared).
+        let mut jobs: Vec<(RawFrame, String, Frame)> = Vec::new();
+        for f in todo {
+            let fallback = self.fallback(f);
+            if f.module == 0 || f.offset == 0 || !self.usable(f.module) {
+                self.cache.insert(f, vec![fallback]);
+            } else {
+                let path = self.modules[&f.module].module.path.clone();
+                jobs.push((f, path, fallback));
+            }
+        }
+        // Same module together, so each worker opens few files.
+        jobs.sort_by_key(|j| (j.0.module, j.0.offset));
+        let per = jobs.len().div_ceil(workers);
+        let results: Vec<Vec<(RawFrame, Vec<Frame>)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = jobs
+                .chunks(per.max(1))
+                .map(|part| {
+                    scope.spawn(move || {
+                        let blaze = new_blaze();
+                        part.iter()
+                            .map(|(f, path, fallback)| {
+                                (*f, resolve_with(&blaze, path, *f, fallback.clone()))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        for (f, frames) in results.into_iter().flatten() {
+            self.cache.insert(f, frames);
+        }
+    }
+}
+
+/// Below this many new frames, [`Symbolizer::prefetch`] stays on one thread.
+const PARALLEL_MIN: usize = 512;
+
+fn new_blaze() -> Blaze {
+    Blaze::builder()
+        .enable_code_info(true)
+        .enable_inlined_fns(true)
+        .enable_demangling(false)
+        .build()
+}
+
+/// Symbolize one frame of the module at `path` (known usable); `fallback` if the
+/// address has no symbol.
+fn resolve_with(blaze: &Blaze, path: &str, raw: RawFrame, fallback: Frame) -> Vec<Frame> {
+    let src = Source::Elf(Elf::new(path));
+    // A return address points after the call: look up the call instruction itself.
+    let sym = match blaze.symbolize_single(&src, Input::VirtOffset(raw.offset - 1)) {
+        Ok(Symbolized::Sym(sym)) => sym,
+        _ => return vec![fallback],
+    };
+    let module = fallback.module.clone();
+    let loc = |ci: Option<&CodeInfo>| match ci {
+        Some(ci) => (Some(ci.to_path().to_string_lossy().into_owned()), ci.line),
+        None => (None, None),
+    };
+    let mut frames = Vec::with_capacity(1 + sym.inlined.len());
+    for f in sym.inlined.iter().rev() {
+        let (file, line) = loc(f.code_info.as_ref());
+        let (function, mangled) = demangle(&f.name);
         frames.push(Frame {
             function,
             mangled,
             file,
             line,
-            module,
-            inlined: false,
+            module: module.clone(),
+            inlined: true,
             resolved: true,
         });
-        frames
     }
+    let (file, line) = loc(sym.code_info.as_deref());
+    let (function, mangled) = demangle(&sym.name);
+    frames.push(Frame {
+        function,
+        mangled,
+        file,
+        line,
+        module,
+        inlined: false,
+        resolved: true,
+    });
+    frames
 }
 
 /// A symbol's readable name, and the symbol itself when it differs. Rust's schemes are

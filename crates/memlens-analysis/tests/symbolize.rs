@@ -186,3 +186,57 @@ fn missing_binary_is_said_once() {
         sym.warnings()
     );
 }
+
+/// `prefetch` symbolizes on every core; what it caches must be what one-by-one lookups
+/// give. A program of 800 functions, two frames in each: above the parallel threshold.
+#[test]
+fn parallel_prefetch_gives_the_same_frames_as_one_by_one() {
+    let dir = std::env::temp_dir().join(format!("memlens-sym-{}-many", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut src = String::from("#include <stdlib.h>\n");
+    for i in 0..800 {
+        src.push_str(&format!(
+            "__attribute__((noinline)) void *f{i}(void) {{ return malloc({}); }}\n",
+            i + 1
+        ));
+    }
+    src.push_str("int main(void) { return f0() == 0; }\n");
+    std::fs::write(dir.join("many.c"), src).unwrap();
+    let bin = dir.join("many");
+    let out = Command::new("gcc")
+        .args(["-g", "-O0", "-Wl,--build-id", "-o"])
+        .arg(&bin)
+        .arg(dir.join("many.c"))
+        .output()
+        .expect("this test needs gcc");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut raws = Vec::new();
+    let mut build_id = Vec::new();
+    for i in 0..800 {
+        let ((addr, size), id) = symbol_and_build_id(&bin, &format!("f{i}"));
+        build_id = id;
+        raws.push(RawFrame {
+            module: 1,
+            offset: addr + 2,
+        });
+        raws.push(RawFrame {
+            module: 1,
+            offset: addr + size - 1,
+        });
+    }
+    let mods = modules(&bin, build_id);
+    let mut parallel = Symbolizer::new(&mods);
+    parallel.prefetch(raws.iter().copied());
+    let mut serial = Symbolizer::new(&mods);
+    for (k, &r) in raws.iter().enumerate() {
+        let want = serial.frame(r).to_vec();
+        let got = parallel.frame(r).to_vec();
+        assert_eq!(format!("{got:?}"), format!("{want:?}"), "frame {k} ({r:?})");
+        assert_eq!(want[0].function, format!("f{}", k / 2));
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -111,6 +111,8 @@ fn run(args: &DiffArgs) -> Result<String, String> {
     }
     let mut sa = Symbolizer::new(&a.metadata.modules);
     let mut sb = Symbolizer::new(&b.metadata.modules);
+    sa.prefetch(a.frames());
+    sb.prefetch(b.frames());
     let d = diff(&a, &mut sa, &b, &mut sb, args.metric);
     if let Some(path) = &args.flamegraph {
         let before = folded(&a, &mut sa, args.metric, match_name);

@@ -76,6 +76,7 @@ fn run(args: &ExportArgs) -> Result<(), String> {
         };
     let profile = load(&args.trace, &opts)?;
     let mut sym = Symbolizer::new(&profile.metadata.modules);
+    sym.prefetch(profile.frames());
     let data = match args.format {
         ExportFormat::Pprof => crate::pprof::gzipped(&profile, &mut sym),
         ExportFormat::Collapsed => {

@@ -204,6 +204,15 @@ fn build(
     let sites = Profile::site_values(&report, report.leaks.as_ref());
 
     let mut sym = Symbolizer::new(&report.metadata.modules);
+    sym.prefetch(sites.iter().flat_map(|s| {
+        report
+            .metadata
+            .stacks
+            .get(&s.stack)
+            .map_or(&[][..], |v| v.as_slice())
+            .iter()
+            .copied()
+    }));
     let flame = flame_json(
         &report,
         &sites,
