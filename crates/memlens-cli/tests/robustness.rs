@@ -10,11 +10,11 @@ mod common;
 use common::*;
 use memlens_trace::{encode_chunk, refresh_checksums, varint, ChunkKind, Header, FORMAT_VERSION};
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn killable() -> PathBuf {
     build_c("killable.c", "killable")
@@ -41,9 +41,6 @@ impl Rng {
 /// Run `cmd` to completion under a 1 GiB address-space limit, killing it (and failing)
 /// if it has not finished after 60 s: a hang detector, not a timing assertion.
 fn guarded(mut cmd: Command) -> Output {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
     // SAFETY: setrlimit is async-signal-safe; it only limits the child.
     unsafe {
         cmd.pre_exec(|| {
@@ -56,33 +53,7 @@ fn guarded(mut cmd: Command) -> Output {
         });
     }
     let shown = format!("{cmd:?}");
-    let mut child = cmd.spawn().unwrap();
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = r.read_to_end(&mut v);
-            v
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("hang: {shown} had not finished after 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
+    run_guarded(cmd, Duration::from_secs(60), &shown).0
 }
 
 fn memlens_guarded(args: &[OsString]) -> Output {

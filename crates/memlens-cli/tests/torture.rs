@@ -11,12 +11,11 @@ use common::*;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::io::Read;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A hang guard, not a timing assert: a deadlocked run fails instead of hanging the suite.
 const HANG_GUARD: Duration = Duration::from_secs(120);
@@ -88,42 +87,12 @@ struct Finished {
 
 /// Run `cmd` to the end with the hang guard; its own process group, killed as a whole if
 /// the guard trips.
-fn finish(mut cmd: Command, what: &str) -> Finished {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let mut child = cmd.spawn().unwrap();
-    let pid = child.id();
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > HANG_GUARD {
-            // SAFETY: kill(2) on the process group this test created.
-            unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
-            let _ = child.wait();
-            panic!("{what}: still running after {HANG_GUARD:?} (hang?)");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+fn finish(cmd: Command, what: &str) -> Finished {
+    let (o, pid) = run_guarded(cmd, HANG_GUARD, what);
     Finished {
-        status,
-        stdout: t_out.join().unwrap(),
-        stderr: t_err.join().unwrap(),
+        status: o.status,
+        stdout: o.stdout,
+        stderr: o.stderr,
         pid,
     }
 }

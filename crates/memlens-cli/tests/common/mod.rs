@@ -266,3 +266,46 @@ pub fn skip_or_fail(why: &str) {
     }
     eprintln!("skipped: {why}");
 }
+
+/// Run `cmd` to the end, stdin empty, stdout and stderr captured, in its own process
+/// group; if it has not finished after `guard`, kill the group and panic. A hang
+/// detector, not a timing assertion. Returns the output and the child's pid.
+pub fn run_guarded(mut cmd: Command, guard: std::time::Duration, what: &str) -> (Output, u32) {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > guard {
+            // SAFETY: kill(2) on the process group this function created.
+            unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+            let _ = child.wait();
+            panic!("{what}: still running after {guard:?} (hang?)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let output = Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    };
+    (output, pid)
+}
