@@ -219,7 +219,8 @@ pub struct ProfileOptions {
     /// The part of the run to profile (the whole run by default), as the report's
     /// `--from/--to`: allocations and temporaries made in the window, the peak within it,
     /// "exit" values at the window's end (blocks allocated in the window). The leak
-    /// metrics are known only for a window that reaches the end of the run.
+    /// metrics are known only for a window that reaches the end of the run, and are the
+    /// whole run's (the exit scan's), whenever the blocks were allocated.
     pub window: WindowSpec,
 }
 

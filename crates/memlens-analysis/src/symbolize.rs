@@ -212,11 +212,14 @@ impl Symbolizer {
         let mut todo: Vec<RawFrame> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for f in frames {
-            if !self.cache.contains_key(&f) && seen.insert(f) {
+            // Recorder frames are never shown (`stack` leaves them out): not looked up,
+            // and their module not checked (no warning about it).
+            if !self.cache.contains_key(&f) && !self.is_recorder(f.module) && seen.insert(f) {
                 todo.push(f);
             }
         }
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Each worker parses the debug information of the modules it meets: a few suffice.
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_WORKERS));
         if todo.len() < PARALLEL_MIN || workers < 2 {
             for f in todo {
                 self.frame(f);
@@ -265,6 +268,8 @@ impl Symbolizer {
 
 /// Below this many new frames, [`Symbolizer::prefetch`] stays on one thread.
 const PARALLEL_MIN: usize = 512;
+/// At most this many symbolizing threads (each holds its own parsed debug information).
+const MAX_WORKERS: usize = 8;
 
 fn new_blaze() -> Blaze {
     Blaze::builder()

@@ -29,7 +29,8 @@ Two parts of one run: give one trace and --before-window/--after-window (FROM..T
 end optional). Allocations are then those made in each window, the peak is the window's, \
 and \"live at end\" is what was allocated in the window and still live at its end (a \
 window from the start of the run gives the whole heap at that moment). Leak metrics need a \
-window that reaches the end of the run.";
+window that reaches the end of the run, and are then the whole run's (the exit scan finds \
+every leaked block, whenever it was allocated).";
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  \

@@ -606,16 +606,14 @@ fn t8_cpython_test_modules() {
     );
 }
 
-/// A Go program calling C's malloc through cgo from goroutines, then leaking 3 blocks
-/// from C and keeping 2 in a Go global, and ending with os.Exit(3). The Go runtime exits
-/// with a raw `exit_group` (runtime.exit), never through libc: the recorder redirects
-/// runtime.exit (go_exit.rs), so the trace is complete, ends by `_exit` with code 3, and
-/// has a leak check that tells the dropped blocks from those the Go heap holds.
-#[test]
-fn t8_go_cgo() {
-    let Some(go) = tool("go", "golang-go") else {
-        return;
-    };
+/// The cgo torture program, built once (None: no Go toolchain, test skipped).
+fn go_program() -> Option<PathBuf> {
+    static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let go = tool("go", "golang-go")?;
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = built.as_ref() {
+        return Some(p.clone());
+    }
     let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("programs")
         .join("torture-cgo");
@@ -634,6 +632,34 @@ fn t8_go_cgo() {
         "go build: {}",
         String::from_utf8_lossy(&o.stderr)
     );
+    *built = Some(out.clone());
+    Some(out)
+}
+
+/// Eight goroutines calling os.Exit(3) at once: one exit finishes the trace, the others
+/// wait (the redirected runtime.exit lets one thread in), none crashes.
+#[test]
+fn t8_go_exit_race() {
+    let Some(out) = go_program() else {
+        return;
+    };
+    for _ in 0..10 {
+        let o = torture(&Case::new(&out, &["race"]), 8);
+        assert_eq!(o.status.code(), Some(3));
+        assert_eq!(o.main["trace"]["exit"]["kind"], "_exit");
+    }
+}
+
+/// A Go program calling C's malloc through cgo from goroutines, then leaking 3 blocks
+/// from C and keeping 2 in a Go global, and ending with os.Exit(3). The Go runtime exits
+/// with a raw `exit_group` (runtime.exit), never through libc: the recorder redirects
+/// runtime.exit (go_exit.rs), so the trace is complete, ends by `_exit` with code 3, and
+/// has a leak check that tells the dropped blocks from those the Go heap holds.
+#[test]
+fn t8_go_cgo() {
+    let Some(out) = go_program() else {
+        return;
+    };
     let o = torture(&Case::new(&out, &[]), 8 * 2000 + 5);
     assert_eq!(o.stdout, "go: 8 goroutines x 2000 C mallocs\n");
     assert_eq!(o.status.code(), Some(3));

@@ -38,6 +38,9 @@ const STACK_SIZE: usize = 1 << 20;
 /// The top of that stack (0 until installed).
 static GO_EXIT_STACK_TOP: AtomicUsize = AtomicUsize::new(0);
 
+/// Set by the first thread that enters the stub.
+static GO_EXIT_CLAIMED: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+
 /// Whether the main executable is a Go program: a PT_NOTE with owner "Go" (the Go
 /// build id, `.note.go.buildid`).
 ///
@@ -47,7 +50,8 @@ unsafe fn is_go(phdrs: *const libc::Elf64_Phdr, n: usize, bias: usize) -> bool {
     for i in 0..n {
         // SAFETY: i < n (contract).
         let ph = unsafe { &*phdrs.add(i) };
-        if ph.p_type != libc::PT_NOTE {
+        // SAFETY: the same headers (contract).
+        if ph.p_type != libc::PT_NOTE || !unsafe { loaded(phdrs, n, ph.p_vaddr, ph.p_memsz) } {
             continue;
         }
         let mut at = bias + ph.p_vaddr as usize;
@@ -108,41 +112,28 @@ unsafe fn find_runtime_exit(phdrs: *const libc::Elf64_Phdr, n: usize, bias: usiz
 /// Look for `runtime.exit` and redirect it to [`go_exit_stub`]. Called once, at start-up,
 /// before the Go runtime runs (the recorder's constructor or its first hook).
 pub fn install() {
-    // SAFETY: getauxval has no preconditions; AT_PHDR/AT_PHNUM describe the loaded
-    // executable's program headers.
-    let (phdrs, n) = unsafe {
-        (
-            libc::getauxval(libc::AT_PHDR) as *const libc::Elf64_Phdr,
-            libc::getauxval(libc::AT_PHNUM) as usize,
-        )
+    // The executable is the first object dl_iterate_phdr reports: its headers and its
+    // load bias (0 for a fixed-address executable, the base of a PIE).
+    let mut exe = Exe {
+        phdrs: core::ptr::null(),
+        n: 0,
+        bias: 0,
     };
-    if phdrs.is_null() || n == 0 {
+    // SAFETY: the callback only copies three fields of the first entry into `exe`.
+    unsafe { libc::dl_iterate_phdr(Some(first_object), &mut exe as *mut Exe as *mut _) };
+    if exe.phdrs.is_null() || exe.n == 0 {
         return;
-    }
-    // The load bias: where PT_PHDR says the headers are vs where they are.
-    let mut bias = 0usize;
-    for i in 0..n {
-        // SAFETY: i < n.
-        let ph = unsafe { &*phdrs.add(i) };
-        if ph.p_type == libc::PT_PHDR {
-            bias = (phdrs as usize).wrapping_sub(ph.p_vaddr as usize);
-        }
     }
     // SAFETY: the executable's own headers, mapped at `bias`.
     let target = unsafe {
-        if !is_go(phdrs, n, bias) {
+        if !is_go(exe.phdrs, exe.n, exe.bias) {
             return;
         }
-        find_runtime_exit(phdrs, n, bias)
+        find_runtime_exit(exe.phdrs, exe.n, exe.bias)
     };
     if target == 0 {
         return;
     }
-    let Some(stack) = crate::own_memory::map(STACK_SIZE) else {
-        return;
-    };
-    GO_EXIT_STACK_TOP.store(stack as usize + STACK_SIZE, Ordering::Release);
-    crate::scan::WHOLE_STACK_MAPPINGS.store(true, Ordering::Relaxed);
     let stub = go_exit_stub as *const () as usize as u64;
     let mut patch = [0u8; 12];
     patch[0] = 0x48; // movabs rax, imm64
@@ -156,23 +147,79 @@ pub fn install() {
     let len = (target + patch.len() - first).next_multiple_of(page);
     // SAFETY: the pages hold the executable's own text; they are made writable for the
     // 12-byte copy and put back read+exec. The Go runtime has not started: no thread
-    // runs this code.
+    // runs this code. The stub's stack is in place before the patch can be reached.
     unsafe {
         let rwx = libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC;
         if libc::mprotect(first as *mut _, len, rwx) != 0 {
+            // Refused (SELinux execmod, PaX...): the program is left as it is.
             return;
         }
+        let Some(stack) = crate::own_memory::map(STACK_SIZE) else {
+            libc::mprotect(first as *mut _, len, libc::PROT_READ | libc::PROT_EXEC);
+            return;
+        };
+        GO_EXIT_STACK_TOP.store(stack as usize + STACK_SIZE, Ordering::Release);
         core::ptr::copy_nonoverlapping(patch.as_ptr(), target as *mut u8, patch.len());
         libc::mprotect(first as *mut _, len, libc::PROT_READ | libc::PROT_EXEC);
     }
+    crate::scan::WHOLE_STACK_MAPPINGS.store(true, Ordering::Relaxed);
+}
+
+/// The main executable's program headers and load bias.
+#[repr(C)]
+struct Exe {
+    phdrs: *const libc::Elf64_Phdr,
+    n: usize,
+    bias: usize,
+}
+
+/// dl_iterate_phdr callback: keep the first object (the executable) and stop.
+unsafe extern "C" fn first_object(
+    info: *mut libc::dl_phdr_info,
+    _size: libc::size_t,
+    data: *mut libc::c_void,
+) -> libc::c_int {
+    // SAFETY: dl_iterate_phdr passes a valid info, and `data` is the `Exe` install gave.
+    unsafe {
+        let exe = &mut *(data as *mut Exe);
+        exe.phdrs = (*info).dlpi_phdr;
+        exe.n = (*info).dlpi_phnum as usize;
+        exe.bias = (*info).dlpi_addr as usize;
+    }
+    1
+}
+
+/// Whether `[vaddr, vaddr + len)` lies inside a loaded segment.
+///
+/// # Safety
+/// `phdrs` points to `n` program headers.
+unsafe fn loaded(phdrs: *const libc::Elf64_Phdr, n: usize, vaddr: u64, len: u64) -> bool {
+    (0..n).any(|i| {
+        // SAFETY: i < n (contract).
+        let ph = unsafe { &*phdrs.add(i) };
+        ph.p_type == libc::PT_LOAD
+            && vaddr >= ph.p_vaddr
+            && vaddr.saturating_add(len) <= ph.p_vaddr + ph.p_memsz
+    })
 }
 
 /// Entered by a jump from the patched `runtime.exit`: [rsp] is its return address, the
-/// exit code at [rsp + 8]. Saves the callee-saved registers (scan roots), switches to
-/// the stack at [`GO_EXIT_STACK_TOP`] and calls [`go_exit`].
+/// exit code at [rsp + 8]. Claims [`GO_EXIT_CLAIMED`], saves the callee-saved registers
+/// (scan roots), switches to the stack at [`GO_EXIT_STACK_TOP`] and calls [`go_exit`].
 #[unsafe(naked)]
 extern "C" fn go_exit_stub() -> ! {
     core::arch::naked_asm!(
+        // One thread at a time: the first to exit claims the stub (and its stack); any
+        // other waits here on its own stack until the winner's exit_group ends the
+        // process (or the leak scan's stop signal parks it).
+        "mov al, 1",
+        "xchg byte ptr [rip + {claimed}], al",
+        "test al, al",
+        "jz 3f",
+        "2:",
+        "pause",
+        "jmp 2b",
+        "3:",
         "mov edi, dword ptr [rsp + 8]",
         crate::lifecycle::save_exit_regs!(),
         "mov rsp, qword ptr [rip + {top}]",
@@ -181,6 +228,7 @@ extern "C" fn go_exit_stub() -> ! {
         "ud2",
         r = sym crate::lifecycle::EXIT_REGS,
         top = sym GO_EXIT_STACK_TOP,
+        claimed = sym GO_EXIT_CLAIMED,
         imp = sym go_exit,
     )
 }

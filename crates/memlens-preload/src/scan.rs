@@ -24,7 +24,7 @@
 use crate::{live, own_memory, sys, tls};
 extern crate alloc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use memlens_trace::{
     BlockLink, BlockState, ChunkBuilder, ChunkKind, ExitKind, Heuristic, RootKind,
 };
@@ -46,9 +46,6 @@ pub static HEURISTICS: AtomicU32 = AtomicU32::new(0b11110);
 pub static ENABLED: AtomicBool = AtomicBool::new(true);
 /// Scan every mapping a thread's stack pointer is in whole (a Go program: go_exit.rs).
 pub static WHOLE_STACK_MAPPINGS: AtomicBool = AtomicBool::new(false);
-
-/// The memlens-rss thread's stack pointer, to leave its stack out of the roots.
-pub static SAMPLER_SP: AtomicU64 = AtomicU64::new(0);
 
 // ---- stopping the other threads ----
 
@@ -795,7 +792,6 @@ pub fn run(trigger: ExitKind, code: i32, ctx: &Context) {
     let mut maps: Vec<Map> = Vec::new();
     let mut rw: Vec<(u64, u64, bool, bool, Vec<u8>)> = Vec::new(); // start, end, file, shared, name
     let mut excl: Vec<(u64, u64)> = Vec::new();
-    let sampler_sp = SAMPLER_SP.load(Ordering::Relaxed);
     sys::for_each_mapping(|m| {
         let file = m.name.first() == Some(&b'/');
         if m.read {
@@ -812,9 +808,7 @@ pub fn run(trigger: ExitKind, code: i32, ctx: &Context) {
         let ours = !me_path.is_empty() && m.name == &me_path[..];
         let special = m.name.starts_with(b"[v") || m.name == b"[heap]";
         let dev = m.name.starts_with(b"/dev/") && !m.name.starts_with(b"/dev/shm/");
-        let sampler = sampler_sp >= m.start && sampler_sp < m.end;
-        if ours || special || dev || sampler || (m.name.is_empty() && is_arena_heap(m.start, m.end))
-        {
+        if ours || special || dev || (m.name.is_empty() && is_arena_heap(m.start, m.end)) {
             return true;
         }
         rw.push((m.start, m.end, file, m.shared, m.name.to_vec()));
@@ -869,7 +863,11 @@ pub fn run(trigger: ExitKind, code: i32, ctx: &Context) {
     // pointer is in can reach into the recorder's tables (seen in a Go program, whose
     // goroutine stacks lie in large anonymous arenas).
     let not_roots = merge(excl.clone());
-    for &(tid, sp, red) in &stacks {
+    // In a Go program a goroutine's stack lies inside a Go heap arena whose other objects
+    // (below it too) are roots: every mapping is scanned whole below, stacks included,
+    // and once (a root per thread as well would rescan an arena per thread).
+    let whole = WHOLE_STACK_MAPPINGS.load(Ordering::Relaxed);
+    for &(tid, sp, red) in stacks.iter().filter(|_| !whole) {
         if let Some(r) = rw.iter().find(|r| sp >= r.0 && sp < r.1) {
             let lo = if red {
                 sp.saturating_sub(128).max(r.0)
@@ -877,11 +875,8 @@ pub fn run(trigger: ExitKind, code: i32, ctx: &Context) {
                 sp
             };
             // A thread's stack mapping is scanned from its stack pointer up, the dead
-            // part below left out, except in a Go program: a goroutine's stack lies
-            // inside a Go heap arena, whose other objects (below it too) are roots.
-            if !WHOLE_STACK_MAPPINGS.load(Ordering::Relaxed) {
-                excl.push((r.0, r.1));
-            }
+            // part below left out.
+            excl.push((r.0, r.1));
             subtract(lo, r.1, &not_roots, |start, end| {
                 roots.push(Root {
                     kind: RootKind::ThreadStack,

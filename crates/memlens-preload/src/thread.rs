@@ -482,8 +482,6 @@ extern "C" fn sampler_main(state: *mut libc::c_void) -> *mut libc::c_void {
     let t = tls::get();
     t.busy = 1;
     SAMPLER_TID.store(crate::sys::gettid(), Ordering::Release);
-    let here = 0u8;
-    crate::scan::SAMPLER_SP.store(&here as *const u8 as u64, Ordering::Relaxed);
     // SAFETY: naming our own thread.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"memlens-rss".as_ptr()) };
     // Made and registered by start_sampler, which passes it here.
@@ -507,7 +505,7 @@ extern "C" fn sampler_main(state: *mut libc::c_void) -> *mut libc::c_void {
         }
         // SAFETY: our own state, registered above; other threads only touch it under
         // its lock (flush_all, final_rss_sample).
-        unsafe { push_rss_sample(st_ptr) };
+        unsafe { push_rss_sample(st_ptr, Some(my_generation)) };
         // SAFETY: sleeping; EINTR cannot happen (all signals blocked).
         unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
     }
@@ -522,13 +520,17 @@ static SAMPLER_STATE: AtomicUsize = AtomicUsize::new(0);
 /// # Safety
 /// `st` is this process's registered sampler state (its memory lives to the end of the
 /// process); its lock serialises the sampler thread and the caller.
-unsafe fn push_rss_sample(st: *mut ThreadState) {
+unsafe fn push_rss_sample(st: *mut ThreadState, generation: Option<u32>) {
     if let Some(rss) = read_rss() {
         let now = now_ns();
         // SAFETY: see the function's contract.
         let st = unsafe { &mut *st };
         st.lock();
-        st.push(|b| b.rss(now, rss));
+        // A retired sampler adds nothing after the last sample at exit (taken under
+        // this lock once the generation moved on).
+        if generation.is_none_or(|g| SAMPLER_GENERATION.load(Ordering::Acquire) == g) {
+            st.push(|b| b.rss(now, rss));
+        }
         st.unlock();
     }
 }
@@ -539,9 +541,12 @@ unsafe fn push_rss_sample(st: *mut ThreadState) {
 pub fn final_rss_sample() {
     let st = SAMPLER_STATE.load(Ordering::Acquire);
     if st != 0 {
-        // SAFETY: SAMPLER_STATE holds this process's sampler state (reset by
-        // start_sampler in a forked child before the child's sampler registers its own).
-        unsafe { push_rss_sample(st as *mut ThreadState) };
+        // Retire the sampler first: its later samples would measure the leak scan's own
+        // memory, not the program's.
+        SAMPLER_GENERATION.fetch_add(1, Ordering::AcqRel);
+        // SAFETY: SAMPLER_STATE holds this process's sampler state (made by start_sampler,
+        // in a forked child too).
+        unsafe { push_rss_sample(st as *mut ThreadState, None) };
     }
 }
 
@@ -578,7 +583,17 @@ pub fn start_sampler() {
         let mut attr: libc::pthread_attr_t = core::mem::zeroed();
         libc::pthread_attr_init(&mut attr);
         libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
-        libc::pthread_attr_setstacksize(&mut attr, 256 * 1024);
+        // Its stack (and the thread descriptor glibc puts at its top) is recorder memory:
+        // the exit scan leaves it out like the recorder's other mappings, and only it.
+        const SAMPLER_STACK: usize = 256 * 1024;
+        match crate::own_memory::map(SAMPLER_STACK) {
+            Some(stack) => {
+                libc::pthread_attr_setstack(&mut attr, stack as *mut libc::c_void, SAMPLER_STACK);
+            }
+            None => {
+                libc::pthread_attr_setstacksize(&mut attr, SAMPLER_STACK);
+            }
+        }
         let mut tid: libc::pthread_t = 0;
         SAMPLER_TID.store(0, Ordering::Relaxed);
         let created =

@@ -491,18 +491,24 @@ impl TraceReader {
             active: BinaryHeap::new(),
             decoded: Vec::new(),
             decoded_bytes: 0,
-            decoded_limit: MAX_DECODED_BYTES,
+            decoded_limit: decoded_limit(self.file_bytes),
             failed: false,
             chunks_done: 0,
         }
     }
 }
 
-/// The most memory the event stream holds in decoded events at once (the chunks that
-/// overlap the current time). A recorder's chunk holds at most 64 KiB of records per
-/// thread, about 0.5 MiB decoded, so this is some 4,000 threads allocating at the same
-/// moments; past it the trace is damaged or was not written by memlens.
+/// The least memory the event stream may hold in decoded events at once (the chunks
+/// that overlap the current time), whatever the trace's size.
 pub const MAX_DECODED_BYTES: usize = 2 << 30;
+
+/// Decoded events held at once, at most: 2 GiB, or 64 times the file for a larger one.
+/// Events decode to some 10-50 times their compressed size, so a real trace never needs
+/// more than its whole file decoded; a crafted one whose chunks all overlap could ask
+/// for some 4,000 times its size, and is refused instead.
+fn decoded_limit(file_bytes: u64) -> usize {
+    MAX_DECODED_BYTES.max(usize::try_from(file_bytes.saturating_mul(64)).unwrap_or(usize::MAX))
+}
 
 fn decode_meta(raw: &[u8], md: &mut Metadata) -> Option<()> {
     let mut c = Cursor::new(raw);
