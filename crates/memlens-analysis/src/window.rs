@@ -72,10 +72,23 @@ impl TimePoint {
 }
 
 /// The window asked for; `None` ends are the run's.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct WindowSpec {
     pub from: Option<TimePoint>,
     pub to: Option<TimePoint>,
+    /// What errors call the two ends: the options they came from (`--from`, `--to`), or
+    /// words for them when one option gives both (`memlens diff --before-window`).
+    pub names: [&'static str; 2],
+}
+
+impl Default for WindowSpec {
+    fn default() -> Self {
+        WindowSpec {
+            from: None,
+            to: None,
+            names: ["--from", "--to"],
+        }
+    }
 }
 
 /// A window resolved against a run: `[from_ns, to_ns]`, both included.
@@ -102,14 +115,16 @@ impl WindowSpec {
         self.from.is_none() && self.to.is_none()
     }
 
-    /// The window in a run of `run_ns`; `Err` is one sentence naming the option.
+    /// The window in a run of `run_ns`; `Err` is one sentence naming the ends as
+    /// [`WindowSpec::names`] does.
     pub fn resolve(&self, run_ns: u64) -> Result<Window, String> {
+        let [from_name, to_name] = self.names;
         let from = self.from.map_or(0, |p| p.at(run_ns));
         let to = self.to.map_or(run_ns, |p| p.at(run_ns)).min(run_ns);
         if let Some(f) = self.from {
             if from > run_ns || (from == run_ns && run_ns > 0) {
                 return Err(format!(
-                    "--from {} is at or after the end of the run ({})",
+                    "{from_name} {} is at or after the end of the run ({})",
                     f.show(run_ns),
                     human_duration(run_ns as f64 / 1e9)
                 ));
@@ -118,11 +133,11 @@ impl WindowSpec {
         if from >= to && !(run_ns == 0 && self.to.is_none()) {
             return Err(match (self.from, self.to) {
                 (Some(f), Some(t)) => format!(
-                    "--from {} is not before --to {}: the window is empty",
+                    "{from_name} {} is not before {to_name} {}: the window is empty",
                     f.show(run_ns),
                     t.show(run_ns)
                 ),
-                (_, Some(t)) => format!("--to {} leaves an empty window", t.show(run_ns)),
+                (_, Some(t)) => format!("{to_name} {} leaves an empty window", t.show(run_ns)),
                 _ => "the window is empty".to_string(),
             });
         }
@@ -175,6 +190,7 @@ mod tests {
             WindowSpec {
                 from: from.map(|f| TimePoint::parse(f).unwrap()),
                 to: to.map(|t| TimePoint::parse(t).unwrap()),
+                ..Default::default()
             }
             .resolve(4 * s)
         };

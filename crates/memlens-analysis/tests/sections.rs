@@ -152,6 +152,7 @@ fn window(from: &str, to: &str) -> WindowSpec {
     WindowSpec {
         from: Some(TimePoint::parse(from).unwrap()),
         to: Some(TimePoint::parse(to).unwrap()),
+        ..Default::default()
     }
 }
 
@@ -257,6 +258,7 @@ fn one_pass_peak_composition_matches_a_replay_to_the_peak() {
             let spec = WindowSpec {
                 from: from.map(|f| TimePoint::parse(f).unwrap()),
                 to: to.map(|t| TimePoint::parse(t).unwrap()),
+                ..Default::default()
             };
             let r = report(
                 &p,

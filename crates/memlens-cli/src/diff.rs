@@ -84,7 +84,13 @@ fn window_arg(flag: &str, v: Option<&str>) -> Result<WindowSpec, String> {
         format!("{flag} {v}: write FROM..TO, for example 0s..2s, 2s.. or 50%..100%")
     })?;
     let end = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
-    window_spec(end(from).as_deref(), end(to).as_deref()).map_err(|e| format!("{flag} {v}: {e}"))
+    let spec = window_spec(end(from).as_deref(), end(to).as_deref())
+        .map_err(|e| format!("{flag} {v}: {e}"))?;
+    // Errors about the window's place in the run name its ends, after `{flag}: `.
+    Ok(WindowSpec {
+        names: ["its start", "its end"],
+        ..spec
+    })
 }
 
 fn run(args: &DiffArgs) -> Result<String, String> {
@@ -198,10 +204,6 @@ fn window_error(e: String, flag: &str, w: &WindowSpec) -> String {
     if w.is_whole() {
         e
     } else {
-        // The analysis words it for the report's --from/--to.
-        let e = e
-            .replace("--from ", "its start ")
-            .replace("--to ", "its end ");
         format!("{flag}: {e}")
     }
 }

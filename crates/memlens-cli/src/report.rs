@@ -90,6 +90,7 @@ pub fn window_spec(from: Option<&str>, to: Option<&str>) -> Result<WindowSpec, S
     Ok(WindowSpec {
         from: parse("--from", from)?,
         to: parse("--to", to)?,
+        ..Default::default()
     })
 }
 
