@@ -242,6 +242,22 @@ impl ProfileOptions {
     }
 }
 
+/// Every frame of these sites' stacks (with repeats), for
+/// [`crate::Symbolizer::prefetch`].
+pub fn site_frames<'a>(
+    metadata: &'a Metadata,
+    sites: &'a [SiteProfile],
+) -> impl Iterator<Item = RawFrame> + 'a {
+    sites
+        .iter()
+        .flat_map(|s| stack_of(metadata, s.stack).iter().copied())
+}
+
+/// The frames of a stack (innermost first); empty if the trace does not define it.
+fn stack_of(metadata: &Metadata, id: u32) -> &[RawFrame] {
+    metadata.stacks.get(&id).map_or(&[], |v| v.as_slice())
+}
+
 /// Every site of a trace with every metric. Stacks are raw: symbolize with
 /// [`crate::Symbolizer`].
 #[derive(Clone, Debug)]
@@ -388,14 +404,12 @@ impl Profile {
     /// Every frame of every site's stack (with repeats), for
     /// [`crate::Symbolizer::prefetch`].
     pub fn frames(&self) -> impl Iterator<Item = RawFrame> + '_ {
-        self.sites
-            .iter()
-            .flat_map(|s| self.stack(s.stack).iter().copied())
+        site_frames(&self.metadata, &self.sites)
     }
 
     /// The frames of a stack (innermost first); empty if the trace does not define it.
     pub fn stack(&self, id: u32) -> &[RawFrame] {
-        self.metadata.stacks.get(&id).map_or(&[], |v| v.as_slice())
+        stack_of(&self.metadata, id)
     }
 }
 

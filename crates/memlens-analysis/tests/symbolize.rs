@@ -23,11 +23,17 @@ int main(void)
 
 /// Compile the demo into a fresh directory; returns the binary's path.
 fn compile(tag: &str) -> PathBuf {
+    compile_source(tag, "demo", SOURCE)
+}
+
+/// Compile `source` as `NAME.c` into a fresh directory with debug information and a
+/// build-id; returns the binary's path.
+fn compile_source(tag: &str, name: &str, source: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("memlens-sym-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let src = dir.join("demo.c");
-    std::fs::write(&src, SOURCE).unwrap();
-    let bin = dir.join("demo");
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(&src, source).unwrap();
+    let bin = dir.join(name);
     let out = Command::new("gcc")
         .args(["-g", "-O0", "-Wl,--build-id", "-o"])
         .arg(&bin)
@@ -191,8 +197,6 @@ fn missing_binary_is_said_once() {
 /// give. A program of 800 functions, two frames in each: above the parallel threshold.
 #[test]
 fn parallel_prefetch_gives_the_same_frames_as_one_by_one() {
-    let dir = std::env::temp_dir().join(format!("memlens-sym-{}-many", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     let mut src = String::from("#include <stdlib.h>\n");
     for i in 0..800 {
         src.push_str(&format!(
@@ -201,19 +205,7 @@ fn parallel_prefetch_gives_the_same_frames_as_one_by_one() {
         ));
     }
     src.push_str("int main(void) { return f0() == 0; }\n");
-    std::fs::write(dir.join("many.c"), src).unwrap();
-    let bin = dir.join("many");
-    let out = Command::new("gcc")
-        .args(["-g", "-O0", "-Wl,--build-id", "-o"])
-        .arg(&bin)
-        .arg(dir.join("many.c"))
-        .output()
-        .expect("this test needs gcc");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let bin = compile_source("many", "many", &src);
     let mut raws = Vec::new();
     let mut build_id = Vec::new();
     for i in 0..800 {
@@ -238,5 +230,5 @@ fn parallel_prefetch_gives_the_same_frames_as_one_by_one() {
         assert_eq!(format!("{got:?}"), format!("{want:?}"), "frame {k} ({r:?})");
         assert_eq!(want[0].function, format!("f{}", k / 2));
     }
-    std::fs::remove_dir_all(&dir).ok();
+    std::fs::remove_dir_all(bin.parent().unwrap()).ok();
 }

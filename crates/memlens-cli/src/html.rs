@@ -204,15 +204,10 @@ fn build(
     let sites = Profile::site_values(&report, report.leaks.as_ref());
 
     let mut sym = Symbolizer::new(&report.metadata.modules);
-    sym.prefetch(sites.iter().flat_map(|s| {
-        report
-            .metadata
-            .stacks
-            .get(&s.stack)
-            .map_or(&[][..], |v| v.as_slice())
-            .iter()
-            .copied()
-    }));
+    sym.prefetch(memlens_analysis::profile::site_frames(
+        &report.metadata,
+        &sites,
+    ));
     let flame = flame_json(
         &report,
         &sites,
