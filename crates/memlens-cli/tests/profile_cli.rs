@@ -774,30 +774,7 @@ fn diff_of_two_runs_shows_exactly_the_extra_leak() {
 
 /// Run memlens with stdout on a new pseudo-terminal: (status, stderr).
 fn stdout_on_terminal(args: &[&str]) -> (Option<i32>, String) {
-    use std::os::fd::FromRawFd;
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty fills two descriptors; both are owned by Files below.
-    unsafe {
-        assert_eq!(
-            libc::openpty(
-                &mut master,
-                &mut slave,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                std::ptr::null()
-            ),
-            0
-        );
-        libc::fcntl(master, libc::F_SETFD, libc::FD_CLOEXEC);
-        libc::fcntl(slave, libc::F_SETFD, libc::FD_CLOEXEC);
-    }
-    // SAFETY: fresh descriptors from openpty.
-    let (_master, slave) = unsafe {
-        (
-            std::fs::File::from_raw_fd(master),
-            std::fs::File::from_raw_fd(slave),
-        )
-    };
+    let (_master, slave) = pty();
     let o = Command::new(memlens())
         .args(args)
         .stdout(slave)

@@ -514,33 +514,12 @@ fn unreadable_smaps_falls_back_to_status() {
 /// Run `memlens watch ARGS` with stderr on a new pseudo-terminal; what it wrote there.
 fn on_terminal(args: &[&str]) -> (Option<i32>, String) {
     use std::io::Read;
-    use std::os::fd::FromRawFd;
+    use std::os::fd::AsRawFd;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty fills two descriptors; both are owned by Files below.
-    unsafe {
-        assert_eq!(
-            libc::openpty(
-                &mut master,
-                &mut slave,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                std::ptr::null()
-            ),
-            0
-        );
-        libc::fcntl(master, libc::F_SETFD, libc::FD_CLOEXEC);
-        libc::fcntl(slave, libc::F_SETFD, libc::FD_CLOEXEC);
-        libc::fcntl(master, libc::F_SETFL, libc::O_NONBLOCK);
-    }
-    // SAFETY: fresh descriptors from openpty.
-    let (mut m, sl) = unsafe {
-        (
-            std::fs::File::from_raw_fd(master),
-            std::fs::File::from_raw_fd(slave),
-        )
-    };
+    let (mut m, sl) = pty();
+    // SAFETY: fcntl on a descriptor the File owns.
+    unsafe { libc::fcntl(m.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
     let done = Arc::new(AtomicBool::new(false));
     let d2 = done.clone();
     let reader = std::thread::spawn(move || {
