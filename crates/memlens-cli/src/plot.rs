@@ -5,7 +5,7 @@
 use crate::report::{human_time, site_location, window_spec, Bar};
 use memlens_analysis::timeline::{Timeline, TimelineOptions};
 use memlens_analysis::Symbolizer;
-use memlens_common::chart::{byte_grid, esc, nice_axis, time_unit, trim_num};
+use memlens_common::chart::{byte_grid, esc, nice_axis, time_grid, time_unit};
 use memlens_common::units::human_bytes;
 use memlens_trace::reader::TraceReader;
 use std::fmt::Write as _;
@@ -173,18 +173,15 @@ pub fn svg(tl: &Timeline, title: &str, labels: &[String]) -> String {
     byte_grid(&mut o, LEFT, W - RIGHT, y_top, y_step, y);
     // Time ticks at round values of the unit, inside the window.
     let first_tick = (t0 / x_div / x_step).ceil() * x_step;
-    let mut s = first_tick;
-    while s <= t1 / x_div + x_step * 1e-9 {
-        let px = x(s * x_div);
-        let _ = writeln!(
-            o,
-            r##"<line x1="{px:.1}" x2="{px:.1}" y1="{TOP}" y2="{:.1}" stroke="#eee"/><text x="{px:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
-            TOP + PLOT_H,
-            TOP + PLOT_H + 16.0,
-            trim_num(s)
-        );
-        s += x_step;
-    }
+    time_grid(
+        &mut o,
+        first_tick,
+        t1 / x_div,
+        x_step,
+        TOP,
+        TOP + PLOT_H,
+        |s| x(s * x_div),
+    );
     let _ = writeln!(
         o,
         r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{PLOT_H}" fill="none" stroke="#444"/><text x="{:.1}" y="{:.1}" text-anchor="middle">time since the program started ({x_unit})</text>"##,

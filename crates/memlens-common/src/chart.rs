@@ -91,6 +91,32 @@ pub fn byte_grid(
     }
 }
 
+/// The vertical grid of a time axis: a line from `top` to `bottom` and a label below it
+/// at every `step` from `first` up to `last` (in the axis unit); `x` maps a value to its
+/// SVG x coordinate.
+pub fn time_grid(
+    o: &mut String,
+    first: f64,
+    last: f64,
+    step: f64,
+    top: f64,
+    bottom: f64,
+    x: impl Fn(f64) -> f64,
+) {
+    use std::fmt::Write as _;
+    let mut s = first;
+    while s <= last + step * 1e-9 {
+        let px = x(s);
+        let _ = writeln!(
+            o,
+            r##"<line x1="{px:.1}" x2="{px:.1}" y1="{top}" y2="{bottom:.1}" stroke="#eee"/><text x="{px:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
+            bottom + 16.0,
+            trim_num(s)
+        );
+        s += step;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 
 use crate::history::{Metric, Point};
 use crate::trend::{Trend, Verdict};
-use memlens_common::chart::{byte_grid, esc, nice_axis, time_unit, trim_num};
+use memlens_common::chart::{byte_grid, esc, nice_axis, time_grid, time_unit};
 use memlens_common::units::human_bytes;
 use std::fmt::Write as _;
 
@@ -103,18 +103,9 @@ pub fn svg(points: &[Point], info: &PlotInfo) -> String {
     }
     // Grid and axes.
     byte_grid(&mut o, LEFT, W - RIGHT, y_top, y_step, y);
-    let mut s = 0.0;
-    while s <= x_top + x_step * 1e-9 {
-        let px = LEFT + pw * s / x_top;
-        let _ = writeln!(
-            o,
-            r##"<line x1="{px:.1}" x2="{px:.1}" y1="{TOP}" y2="{:.1}" stroke="#eee"/><text x="{px:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
-            TOP + ph,
-            TOP + ph + 16.0,
-            trim_num(s)
-        );
-        s += x_step;
-    }
+    time_grid(&mut o, 0.0, x_top, x_step, TOP, TOP + ph, |s| {
+        LEFT + pw * s / x_top
+    });
     let _ = writeln!(
         o,
         r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#444"/><text x="{:.1}" y="{:.1}" text-anchor="middle">time ({x_unit})</text>"##,
