@@ -90,7 +90,7 @@ fn error(func: AllocFunc, kind: HeapErrorKind, p: *mut c_void, alloc_func: Alloc
     );
 }
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     let c = caller!();
     let p = __libc_malloc(size);
@@ -98,7 +98,7 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     p
 }
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
     let c = caller!();
     let p = __libc_calloc(n, size);
@@ -164,13 +164,13 @@ unsafe fn realloc_impl(func: AllocFunc, old: *mut c_void, size: usize, c: Caller
     p
 }
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn realloc(old: *mut c_void, size: usize) -> *mut c_void {
     let c = caller!();
     realloc_impl(AllocFunc::Realloc, old, size, c)
 }
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn reallocarray(old: *mut c_void, n: usize, size: usize) -> *mut c_void {
     let c = caller!();
     match n.checked_mul(size) {
@@ -192,7 +192,7 @@ unsafe fn release(func: AllocFunc, p: *mut c_void, c: Caller) {
     __libc_free(p);
 }
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn free(p: *mut c_void) {
     let c = caller!();
     release(AllocFunc::Free, p, c)
@@ -205,7 +205,7 @@ unsafe fn aligned(func: AllocFunc, align: usize, size: usize, c: Caller) -> *mut
     p
 }
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
     let c = caller!();
     if !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<*mut c_void>()) {
@@ -219,19 +219,19 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
     0
 }
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
     let c = caller!();
     aligned(AllocFunc::AlignedAlloc, align, size, c)
 }
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
     let c = caller!();
     aligned(AllocFunc::Memalign, align, size, c)
 }
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
     let c = caller!();
     let p = __libc_valloc(size);
@@ -239,7 +239,7 @@ pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
     p
 }
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
     let c = caller!();
     let p = __libc_pvalloc(size);
@@ -298,7 +298,7 @@ unsafe fn delete_impl(func: AllocFunc, p: *mut c_void, c: Caller) {
 
 macro_rules! new_hook {
     ($name:ident, $func:expr, nothrow = $nt:expr, slow = $slow:expr) => {
-        #[no_mangle]
+        #[cfg_attr(not(test), no_mangle)]
         pub unsafe extern "C" fn $name(size: usize) -> *mut c_void {
             let c = caller!();
             new_impl($func, size, 0, $nt, $slow, c)
@@ -307,7 +307,7 @@ macro_rules! new_hook {
 }
 macro_rules! new_aligned_hook {
     ($name:ident, $func:expr, nothrow = $nt:expr, slow = $slow:expr) => {
-        #[no_mangle]
+        #[cfg_attr(not(test), no_mangle)]
         pub unsafe extern "C" fn $name(size: usize, align: usize) -> *mut c_void {
             let c = caller!();
             new_impl($func, size, align, $nt, $slow, c)
@@ -316,7 +316,7 @@ macro_rules! new_aligned_hook {
 }
 macro_rules! delete_hook {
     ($name:ident, $func:expr $(, $extra:ident : $ty:ty)*) => {
-        #[no_mangle]
+        #[cfg_attr(not(test), no_mangle)]
         pub unsafe extern "C" fn $name(p: *mut c_void $(, $extra: $ty)*) {
             let c = caller!();
             $(let _ = $extra;)*
