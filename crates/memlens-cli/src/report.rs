@@ -1100,6 +1100,17 @@ pub fn run_summary(r: &Report, trace: &Path) -> String {
             ));
         }
     }
+    if let Some(e) = r
+        .metadata
+        .end
+        .as_ref()
+        .filter(|e| e.kind == ExitKind::Signal)
+    {
+        lines.push(format!(
+            "the program was {}; the leak check ran at that point",
+            describe_end(Some(e))
+        ));
+    }
     if let Some(tr) = &r.truncation {
         lines.push(format!("warning: the trace was cut short: {}", tr.reason));
     }

@@ -27,6 +27,8 @@ static FINISHED: AtomicBool = AtomicBool::new(false);
 static mut OUTPUT_PATTERN: Vec<u8> = Vec::new();
 static mut MANIFEST: Vec<u8> = Vec::new();
 
+/// Not in unit-test builds: the test binary must not start recording itself.
+#[cfg(not(test))]
 #[used]
 #[link_section = ".init_array"]
 static INIT: extern "C" fn() = memlens_init;
@@ -228,7 +230,6 @@ extern "C" fn memlens_init() {
     if !stacks::init() || !open_trace(0) {
         return;
     }
-    thread::init_key();
     modules::refresh(0);
     // SAFETY: registering handlers with valid function pointers.
     unsafe {
@@ -321,7 +322,7 @@ pub(crate) use save_exit_regs;
 macro_rules! exit_stub {
     ($name:ident, $imp:ident) => {
         #[unsafe(naked)]
-        #[no_mangle]
+        #[cfg_attr(not(test), no_mangle)]
         pub extern "C" fn $name(status: c_int) -> ! {
             // Store rbx, rbp, r12-r15 and the caller's sp (rsp + 8 past the return
             // address) into EXIT_REGS, then tail-jump to the implementation with the
@@ -359,7 +360,7 @@ extern "C" fn main_trampoline(
 }
 
 /// Interposed to call main through [`main_trampoline`].
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn __libc_start_main(
     main: MainFn,
     argc: c_int,
@@ -470,7 +471,7 @@ extern "C" fn uexit2_impl(status: c_int) -> ! {
 /// `abort()` (failed assertions, `std::terminate`): flush what was recorded and mark the
 /// trace as ended by SIGABRT, then abort for real. If a SIGABRT handler returns control
 /// to the program (longjmp), recording stops there: the trace already says how it ended.
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub extern "C" fn abort() -> ! {
     // The caller's frame is live: scan from it.
     let c = crate::caller!();
@@ -587,7 +588,7 @@ fn enosys() -> c_int {
     -1
 }
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn execve(
     path: *const c_char,
     argv: *const *const c_char,
@@ -600,7 +601,7 @@ pub unsafe extern "C" fn execve(
     }
 }
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn execvpe(
     file: *const c_char,
     argv: *const *const c_char,
@@ -613,7 +614,7 @@ pub unsafe extern "C" fn execvpe(
     }
 }
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) -> c_int {
     before_exec();
     match real::<ExecvFn>(&REAL_EXECV) {
@@ -622,7 +623,7 @@ pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) 
     }
 }
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn execvp(file: *const c_char, argv: *const *const c_char) -> c_int {
     before_exec();
     match real::<ExecvFn>(&REAL_EXECVP) {
@@ -631,7 +632,7 @@ pub unsafe extern "C" fn execvp(file: *const c_char, argv: *const *const c_char)
     }
 }
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn fexecve(
     fd: c_int,
     argv: *const *const c_char,
@@ -700,7 +701,7 @@ extern "C" {
 /// rest are read from the caller's frame (see `gather`); then the vector variant runs.
 macro_rules! execl_family {
     ($name:ident, $vector:ident, envp = $want_envp:expr) => {
-        #[no_mangle]
+        #[cfg_attr(not(test), no_mangle)]
         pub unsafe extern "C" fn $name(
             path: *const c_char,
             a0: *const c_char,
@@ -729,7 +730,7 @@ execl_family!(execle, execve, envp = true);
 
 type DlcloseFn = unsafe extern "C" fn(*mut c_void) -> c_int;
 
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
     let r = match real::<DlcloseFn>(&REAL_DLCLOSE) {
         Some(f) => f(handle),

@@ -21,6 +21,7 @@
 //!
 //! The scan never calls the hooked allocator: its memory is the recorder's private heap.
 
+use crate::self_mem::{self, Reader, SelfMemory};
 use crate::{live, own_memory, sys, tls};
 extern crate alloc;
 use alloc::vec::Vec;
@@ -30,14 +31,23 @@ use memlens_trace::{
 };
 
 /// Registers and stack pointer of the exiting thread at the point the program ended.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 pub struct Context {
     /// The stack from here up is live (0: unknown, use the scanning frame's).
     pub sp: u64,
-    pub regs: [u64; 16],
+    /// General-purpose registers, then the vector registers' words (see [`MAX_REGS`]).
+    pub regs: [u64; MAX_REGS],
     pub nregs: usize,
-    /// Include the 128-byte red zone below `sp` (a signal interrupted the thread).
-    pub red_zone: bool,
+}
+
+impl Default for Context {
+    fn default() -> Context {
+        Context {
+            sp: 0,
+            regs: [0; MAX_REGS],
+            nregs: 0,
+        }
+    }
 }
 
 /// Enabled heuristics, a bit per [`Heuristic`] value (memcheck's default: all).
@@ -55,8 +65,33 @@ static SCANNER_TID: AtomicU32 = AtomicU32::new(0);
 const MAX_THREADS: usize = 1024;
 static PARKED: AtomicUsize = AtomicUsize::new(0);
 static PARKED_DONE: AtomicU32 = AtomicU32::new(0);
-/// Per parked thread: tid, sp, 16 registers (x86_64 gregs order up to RSP).
-static mut PARKED_STATE: [[u64; 18]; MAX_THREADS] = [[0; 18]; MAX_THREADS];
+/// Registers a thread interrupted by a signal has: 16 general-purpose (x86_64 gregs
+/// order up to RSP) and the low 128 bits of xmm0-15 (a compiler keeps pointers there
+/// too: memcpy'd structs, vectorised loops), two words each.
+pub const MAX_REGS: usize = 16 + 32;
+/// Per parked thread: tid, sp, then its registers.
+static mut PARKED_STATE: [[u64; 2 + MAX_REGS]; MAX_THREADS] = [[0; 2 + MAX_REGS]; MAX_THREADS];
+
+/// The registers of an interrupted context into `out` (at least [`MAX_REGS`] long):
+/// general-purpose, then xmm0-15 when the kernel saved the FP state.
+pub fn context_registers(uc: &libc::ucontext_t, out: &mut [u64]) -> usize {
+    for (r, &v) in out.iter_mut().zip(uc.uc_mcontext.gregs[..16].iter()) {
+        *r = v as u64;
+    }
+    let fp = uc.uc_mcontext.fpregs;
+    if fp.is_null() {
+        return 16;
+    }
+    // SAFETY: a non-null fpregs of a signal context points at the FP state the kernel
+    // saved in the signal frame, which lives until the handler returns.
+    let xmm = unsafe { &(*fp)._xmm };
+    for (k, x) in xmm.iter().enumerate() {
+        let e = x.element;
+        out[16 + 2 * k] = e[0] as u64 | (e[1] as u64) << 32;
+        out[17 + 2 * k] = e[2] as u64 | (e[3] as u64) << 32;
+    }
+    MAX_REGS
+}
 static NEVER: AtomicU32 = AtomicU32::new(0);
 
 fn stop_signal() -> i32 {
@@ -64,17 +99,15 @@ fn stop_signal() -> i32 {
 }
 
 /// Park this thread for good (the process is exiting), after publishing its registers.
-pub fn park(gregs: Option<&[i64; 23]>) -> ! {
+pub fn park(uc: Option<&libc::ucontext_t>) -> ! {
     let i = PARKED.fetch_add(1, Ordering::AcqRel);
     if i < MAX_THREADS {
-        let mut s = [0u64; 18];
+        let mut s = [0u64; 2 + MAX_REGS];
         s[0] = sys::gettid() as u64;
-        match gregs {
-            Some(g) => {
-                s[1] = g[libc::REG_RSP as usize] as u64;
-                for r in 0..16 {
-                    s[2 + r] = g[r] as u64;
-                }
+        match uc {
+            Some(uc) => {
+                s[1] = uc.uc_mcontext.gregs[libc::REG_RSP as usize] as u64;
+                context_registers(uc, &mut s[2..]);
             }
             None => s[1] = sys::current_sp(),
         }
@@ -112,7 +145,7 @@ extern "C" fn stop_handler(_sig: i32, _info: *mut libc::siginfo_t, ctx: *mut lib
     }
     // SAFETY: the kernel passes a valid ucontext_t to an SA_SIGINFO handler.
     let uc = unsafe { &*(ctx as *const libc::ucontext_t) };
-    park(Some(&uc.uc_mcontext.gregs))
+    park(Some(uc))
 }
 
 fn futex_wait(word: &AtomicU32, val: u32, timeout_ns: Option<u64>) {
@@ -279,25 +312,33 @@ fn stop_threads() -> (usize, Vec<(u32, u64)>) {
     }
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() };
+    // The signal goes to every thread, also to one that blocks it now: a thread being
+    // created runs with every signal blocked until start_thread restores its mask, and
+    // takes the signal a moment later.
     let mut sent = Vec::new();
-    let mut blocking = Vec::new();
+    let mut blocking = 0usize;
     for &tid in &others {
         if blocks_signal(tid, stop_signal()) {
-            blocking.push(tid);
-            continue;
+            blocking += 1;
         }
         // SAFETY: tgkill to a thread of our own process.
         if unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, stop_signal()) } == 0 {
             sent.push(tid);
         }
     }
-    // Wait up to 500 ms for them to park (only a thread that blocks the signal takes
-    // that long: it is then read as it stands).
-    let deadline = monotonic_ns() + 500_000_000;
+    // Wait up to 500 ms for the threads that take the signal to park (only a thread that
+    // never returns from a signal handler takes that long), then up to 20 ms more for
+    // those that blocked it: a thread that keeps it blocked is read as it stands.
+    let mut deadline = monotonic_ns() + 500_000_000;
+    let mut grace = blocking > 0;
     loop {
         let done = PARKED_DONE.load(Ordering::Acquire);
         if done as usize >= sent.len() {
             break;
+        }
+        if grace && done as usize >= sent.len().saturating_sub(blocking) {
+            deadline = deadline.min(monotonic_ns() + 20_000_000);
+            grace = false;
         }
         let now = monotonic_ns();
         if now >= deadline {
@@ -313,9 +354,8 @@ fn stop_threads() -> (usize, Vec<(u32, u64)>) {
         .iter()
         .map(|s| s[0] as u32)
         .collect();
-    let unstoppable = sent
+    let unstoppable = others
         .iter()
-        .chain(blocking.iter())
         .filter(|t| !parked_tids.contains(t))
         .map(|&t| (t, blocked_sp(t).unwrap_or(0)))
         .collect();
@@ -486,6 +526,10 @@ struct Marker<'a> {
     link: Vec<u64>,
     queue: Vec<u32>,
     heuristics: u32,
+    /// Root memory and the file mappings a vtable check looks into are read through this
+    /// (never faulting); heap blocks, in anonymous memory, are read directly.
+    mem: &'a mut dyn Reader,
+    buf: Vec<u64>,
 }
 
 impl Marker<'_> {
@@ -496,7 +540,7 @@ impl Marker<'_> {
 
     /// memcheck's aligned_ptr_above_page0_is_vtable_addr: in a readable file mapping,
     /// and one of its first entries points into executable file-backed code.
-    fn looks_like_vtable(&self, p: u64) -> bool {
+    fn looks_like_vtable(&mut self, p: u64) -> bool {
         if p < 4096 || !p.is_multiple_of(8) {
             return false;
         }
@@ -506,20 +550,13 @@ impl Marker<'_> {
         if !m.file {
             return false;
         }
-        for k in 0..20u64 {
-            let a = p + k * 8;
-            if a + 8 > m.end {
-                break;
-            }
-            // SAFETY: a..a+8 lies inside a readable mapping.
-            let pc = unsafe { core::ptr::read(a as *const u64) };
-            if let Some(t) = self.map_of(pc) {
-                if t.exec && t.file {
-                    return true;
-                }
-            }
-        }
-        false
+        // A file mapping may end in pages past the end of its file: read safely.
+        let n = (((m.end - p) / 8) as usize).min(20);
+        let mut entries = [0u64; 20];
+        let got = self.mem.read(p, &mut entries[..n]);
+        entries[..got]
+            .iter()
+            .any(|&pc| self.map_of(pc).is_some_and(|t| t.exec && t.file))
     }
 
     fn word(&self, b: usize, off: u64) -> Option<u64> {
@@ -532,7 +569,7 @@ impl Marker<'_> {
     }
 
     /// Which heuristic accepts an interior pointer `w` into block `b`.
-    fn heuristic(&self, w: u64, b: usize) -> Option<Heuristic> {
+    fn heuristic(&mut self, w: u64, b: usize) -> Option<Heuristic> {
         let (start, meta) = self.heap.blocks[b];
         let size = size_of(meta);
         let on = |h: Heuristic| self.heuristics & (1 << h as u32) != 0;
@@ -616,20 +653,24 @@ impl Marker<'_> {
         }
     }
 
+    /// Mark from the words of root memory `[lo, hi)`; what cannot be read is skipped.
     fn scan_range(&mut self, lo: u64, hi: u64, root: u32) {
-        let mut a = (lo + 7) & !7;
-        while a + 8 <= hi {
-            // SAFETY: root ranges lie in readable mappings (checked by the caller).
-            let w = unsafe { core::ptr::read(a as *const u64) };
-            if w >= self.heap.min && w < self.heap.max {
-                self.reach(
-                    w,
-                    ROOT_LINK | (root as u64) << 48 | (a & 0xFFFF_FFFF_FFFF),
-                    None,
-                );
+        let mut buf = core::mem::take(&mut self.buf);
+        let (min, max) = (self.heap.min, self.heap.max);
+        let mut cur = self_mem::Cursor::new(lo, hi);
+        while let Some((at, n)) = cur.next(&mut *self.mem, &mut buf) {
+            for (k, &w) in buf[..n].iter().enumerate() {
+                if w >= min && w < max {
+                    let a = at + 8 * k as u64;
+                    self.reach(
+                        w,
+                        ROOT_LINK | (root as u64) << 48 | (a & 0xFFFF_FFFF_FFFF),
+                        None,
+                    );
+                }
             }
-            a += 8;
         }
+        self.buf = buf;
     }
 
     fn scan_block(&mut self, b: u32) {
@@ -734,13 +775,15 @@ const HEAP_MAX: u64 = 64 << 20;
 /// Is this anonymous mapping one of glibc's non-main arena heaps? They are aligned to
 /// 64 MiB and start with a heap_info {ar_ptr, prev, size, mprotect_size, ...} whose size
 /// is the mapping's read-write length.
-fn is_arena_heap(start: u64, end: u64) -> bool {
+fn is_arena_heap(mem: &mut dyn Reader, start: u64, end: u64) -> bool {
     if !start.is_multiple_of(HEAP_MAX) || end - start < 64 {
         return false;
     }
-    // SAFETY: the mapping is readable and at least 64 bytes long.
-    let w = |i: u64| unsafe { core::ptr::read((start + 8 * i) as *const u64) };
-    let (ar, prev, size, mprot) = (w(0), w(1), w(2), w(3));
+    let mut w = [0u64; 4];
+    if mem.read(start, &mut w) < 4 {
+        return false;
+    }
+    let [ar, prev, size, mprot] = w;
     ar != 0
         && ar.is_multiple_of(8)
         && prev.is_multiple_of(HEAP_MAX)
@@ -762,6 +805,63 @@ fn self_module_path() -> Vec<u8> {
         }
     }
     Vec::new()
+}
+
+/// glibc's thread-stack layout constants: (static TLS size, its alignment, the size of
+/// `struct pthread`), from the two entry points its own debuggers and sanitizers use.
+/// `None` if this glibc does not export them.
+fn thread_stack_layout() -> Option<(u64, u64, u64)> {
+    let _busy = tls::BusyGuard::enter();
+    // SAFETY: dlsym with NUL-terminated names (may allocate: we are busy). The first is
+    // `void _dl_get_tls_static_info(size_t *size, size_t *align)`, the second a `const
+    // uint32_t` (both GLIBC_PRIVATE, stable since glibc 2.34 and 2.3 respectively).
+    unsafe {
+        let info = libc::dlsym(libc::RTLD_DEFAULT, c"_dl_get_tls_static_info".as_ptr());
+        let tcb = libc::dlsym(libc::RTLD_DEFAULT, c"_thread_db_sizeof_pthread".as_ptr());
+        if info.is_null() || tcb.is_null() {
+            return None;
+        }
+        let info: extern "C" fn(*mut usize, *mut usize) = core::mem::transmute(info);
+        let (mut size, mut align) = (0usize, 0usize);
+        info(&mut size, &mut align);
+        let tcb = core::ptr::read(tcb as *const u32) as u64;
+        (align.is_power_of_two() && size as u64 > tcb && tcb > 0).then_some((
+            size as u64,
+            align as u64,
+            tcb,
+        ))
+    }
+}
+
+/// The stacks of threads that have ended, which glibc keeps in its cache for the next
+/// thread: a private anonymous mapping whose top holds a `struct pthread` (at the thread
+/// pointer `tp`, where glibc puts it, and whose first and third words point to itself),
+/// and in which no live thread's stack pointer lies. `f` gets each whole: the dead
+/// thread's frames, its static TLS and its thread descriptor. (memcheck's freeres frees
+/// glibc's stack cache before its scan, so none of it is a root there either; LSan scans
+/// the stacks and TLS of live threads only.)
+fn dead_thread_stacks(
+    mem: &mut dyn Reader,
+    rw: &[(u64, u64, bool, bool, Vec<u8>)],
+    live_sps: &[u64],
+    mut f: impl FnMut(u64, u64),
+) {
+    let Some((static_size, align, tcb)) = thread_stack_layout() else {
+        return;
+    };
+    for &(start, end, file, shared, ref name) in rw {
+        if file || shared || !name.is_empty() || end - start < static_size + 4096 {
+            continue;
+        }
+        if live_sps.iter().any(|&sp| sp >= start && sp < end) {
+            continue;
+        }
+        let tp = (end - tcb) & !(align - 1);
+        let mut hdr = [0u64; 3];
+        if mem.read(tp, &mut hdr) == 3 && hdr[0] == tp && hdr[2] == tp {
+            f(start, end);
+        }
+    }
 }
 
 // ---- the scan ----
@@ -788,6 +888,7 @@ pub fn run(trigger: ExitKind, code: i32, ctx: &Context) {
     let mut heap = Heap::new(blocks);
 
     // The mappings.
+    let mut mem = SelfMemory::new();
     let me_path = self_module_path();
     let mut maps: Vec<Map> = Vec::new();
     let mut rw: Vec<(u64, u64, bool, bool, Vec<u8>)> = Vec::new(); // start, end, file, shared, name
@@ -807,20 +908,30 @@ pub fn run(trigger: ExitKind, code: i32, ctx: &Context) {
         }
         let ours = !me_path.is_empty() && m.name == &me_path[..];
         let special = m.name.starts_with(b"[v") || m.name == b"[heap]";
-        let dev = m.name.starts_with(b"/dev/") && !m.name.starts_with(b"/dev/shm/");
-        if ours || special || dev || (m.name.is_empty() && is_arena_heap(m.start, m.end)) {
+        // Device memory is not the program's data (and may not even be readable), but a
+        // private mapping of /dev/zero is plain anonymous memory and shared memory is
+        // memory.
+        let dev = m.name.starts_with(b"/dev/")
+            && !m.name.starts_with(b"/dev/shm/")
+            && !m.name.starts_with(b"/dev/zero");
+        if ours || special || dev || (m.name.is_empty() && is_arena_heap(&mut mem, m.start, m.end))
+        {
             return true;
         }
         rw.push((m.start, m.end, file, m.shared, m.name.to_vec()));
         true
     });
     own_memory::for_each(|s, e| excl.push((s, e)));
-    // Blocks outside readable memory (a stale table entry) are not read; mmapped chunks
-    // of live blocks are heap, not roots.
+    // Blocks outside readable anonymous memory (a stale table entry; glibc never puts a
+    // block in a file mapping, whose pages past the file's end would fault) are not read;
+    // mmapped chunks of live blocks are heap, not roots.
     for (i, b) in heap.blocks.iter().enumerate() {
         let (start, end) = (b.0, end_of(b));
         let mi = maps.partition_point(|m| m.start <= b.0);
-        let ok = mi > 0 && start >= maps[mi - 1].start + 16 && end <= maps[mi - 1].end;
+        let ok = mi > 0
+            && !maps[mi - 1].file
+            && start >= maps[mi - 1].start + 16
+            && end <= maps[mi - 1].end;
         heap.readable[i] = ok;
         if ok && size_of(b.1) >= 64 * 1024 {
             // SAFETY: the chunk header (16 bytes before the block) is in the same mapping.
@@ -845,17 +956,21 @@ pub fn run(trigger: ExitKind, code: i32, ctx: &Context) {
     } else {
         sys::current_sp()
     };
-    let mut stacks: Vec<(u32, u64, bool)> = alloc::vec![(sys::gettid(), my_sp, ctx.red_zone)];
+    // Every stack from its stack pointer exactly: below it, even in the red zone, lie
+    // only dead frames (the recorder's own hook frames among them) and, for a thread a
+    // signal interrupted, the signal frame; stale pointers there must not keep a block
+    // reachable (memcheck's answer too).
+    let mut stacks: Vec<(u32, u64)> = alloc::vec![(sys::gettid(), my_sp)];
     reg_roots.push((sys::gettid(), ctx.regs[..ctx.nregs].to_vec()));
     // SAFETY: the first `stopped` slots were completed by parked threads.
     let parked = unsafe { &*core::ptr::addr_of!(PARKED_STATE) };
     for s in parked[..stopped.min(MAX_THREADS)].iter() {
-        stacks.push((s[0] as u32, s[1], true));
-        reg_roots.push((s[0] as u32, s[2..18].to_vec()));
+        stacks.push((s[0] as u32, s[1]));
+        reg_roots.push((s[0] as u32, s[2..].to_vec()));
     }
     for &(tid, sp) in &unstoppable {
         if sp != 0 {
-            stacks.push((tid, sp, true));
+            stacks.push((tid, sp));
         }
     }
     // The recorder's memory and mmapped blocks are never roots, even inside a stack's
@@ -867,17 +982,12 @@ pub fn run(trigger: ExitKind, code: i32, ctx: &Context) {
     // (below it too) are roots: every mapping is scanned whole below, stacks included,
     // and once (a root per thread as well would rescan an arena per thread).
     let whole = WHOLE_STACK_MAPPINGS.load(Ordering::Relaxed);
-    for &(tid, sp, red) in stacks.iter().filter(|_| !whole) {
+    for &(tid, sp) in stacks.iter().filter(|_| !whole) {
         if let Some(r) = rw.iter().find(|r| sp >= r.0 && sp < r.1) {
-            let lo = if red {
-                sp.saturating_sub(128).max(r.0)
-            } else {
-                sp
-            };
             // A thread's stack mapping is scanned from its stack pointer up, the dead
             // part below left out.
             excl.push((r.0, r.1));
-            subtract(lo, r.1, &not_roots, |start, end| {
+            subtract(sp, r.1, &not_roots, |start, end| {
                 roots.push(Root {
                     kind: RootKind::ThreadStack,
                     tid,
@@ -887,6 +997,13 @@ pub fn run(trigger: ExitKind, code: i32, ctx: &Context) {
                 })
             });
         }
+    }
+    // The stacks glibc keeps for reuse after their threads ended hold only dead frames.
+    // (A thread whose stack pointer is unknown might own one of them: then none is left
+    // out, rather than a live thread's stack.)
+    if !whole && unstoppable.iter().all(|&(_, sp)| sp != 0) {
+        let live_sps: Vec<u64> = stacks.iter().map(|s| s.1).collect();
+        dead_thread_stacks(&mut mem, &rw, &live_sps, |lo, hi| excl.push((lo, hi)));
     }
     let excl = merge(excl);
     for (s, e, file, shared, name) in &rw {
@@ -916,6 +1033,8 @@ pub fn run(trigger: ExitKind, code: i32, ctx: &Context) {
         link: alloc::vec![0u64; n],
         queue: Vec::new(),
         heuristics: HEURISTICS.load(Ordering::Relaxed),
+        mem: &mut mem,
+        buf: alloc::vec![0u64; 8192],
     };
     let mut id = 0u32;
     for r in &roots {

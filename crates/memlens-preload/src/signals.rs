@@ -125,7 +125,7 @@ pub fn init() {
 ///
 /// # Safety
 /// As `sigaction(2)`.
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn sigaction(
     sig: c_int,
     act: *const libc::sigaction,
@@ -150,7 +150,7 @@ pub unsafe extern "C" fn sigaction(
 ///
 /// # Safety
 /// As `signal(2)`.
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn signal(sig: c_int, handler: libc::sighandler_t) -> libc::sighandler_t {
     if handler == libc::SIG_ERR || sig <= 0 || sig >= 65 {
         *libc::__errno_location() = libc::EINVAL;
@@ -172,7 +172,7 @@ pub unsafe extern "C" fn signal(sig: c_int, handler: libc::sighandler_t) -> libc
 ///
 /// # Safety
 /// As `signal(2)`.
-#[no_mangle]
+#[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn bsd_signal(sig: c_int, handler: libc::sighandler_t) -> libc::sighandler_t {
     signal(sig, handler)
 }
@@ -213,10 +213,10 @@ extern "C" fn fatal_handler(sig: c_int, info: *mut libc::siginfo_t, uctx: *mut l
     let fault = synchronous(sig, info);
     let t = tls::get();
     // SAFETY: the kernel passes a valid ucontext_t to an SA_SIGINFO handler.
-    let g = unsafe { &(*(uctx as *const libc::ucontext_t)).uc_mcontext.gregs };
+    let uc = unsafe { &*(uctx as *const libc::ucontext_t) };
     if scan::another_thread_scans() && t.busy == 0 && t.live_shard == 0 {
         // Another thread is finishing (exit, or another signal): stop like the others.
-        scan::park(Some(g));
+        scan::park(Some(uc));
     }
     if thread::ACTIVE.load(Ordering::Acquire) && (t.busy != 0 || t.live_shard != 0) && !fault {
         // Inside the recorder: handle it on the way out (take_pending).
@@ -227,14 +227,10 @@ extern "C" fn fatal_handler(sig: c_int, info: *mut libc::siginfo_t, uctx: *mut l
     }
     if t.busy == 0 && t.live_shard == 0 {
         let mut ctx = scan::Context {
-            sp: g[libc::REG_RSP as usize] as u64,
-            nregs: 16,
-            red_zone: true,
+            sp: uc.uc_mcontext.gregs[libc::REG_RSP as usize] as u64,
             ..Default::default()
         };
-        for (r, v) in ctx.regs.iter_mut().zip(g.iter()) {
-            *r = *v as u64;
-        }
+        ctx.nregs = scan::context_registers(uc, &mut ctx.regs);
         lifecycle::finish_by_signal(sig, &ctx);
     }
     die_by(sig, fault);

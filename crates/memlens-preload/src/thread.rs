@@ -44,7 +44,6 @@ pub struct ThreadState {
 /// Every live thread state, for flushing at exit/exec and for fork.
 pub static REGISTRY: spin::Mutex<Vec<usize>> = spin::Mutex::new(Vec::new());
 static LATE: spin::Mutex<Option<Box<ThreadState>>> = spin::Mutex::new(None);
-static mut KEY: libc::pthread_key_t = 0;
 
 pub use crate::clock::now_ns;
 
@@ -181,9 +180,25 @@ impl Unwinding {
     }
 }
 
-/// Thread-exit destructor: flush and free the state; later events of this thread go
-/// through the shared late state.
+extern "C" {
+    /// glibc's registration of a thread-exit destructor (what C++ `thread_local` and
+    /// Rust's thread locals use): it consumes no pthread key, only a small list node.
+    fn __cxa_thread_atexit_impl(
+        dtor: unsafe extern "C" fn(*mut libc::c_void),
+        obj: *mut libc::c_void,
+        dso_symbol: *mut libc::c_void,
+    ) -> libc::c_int;
+}
+
+/// Thread-exit destructor, run by glibc when the thread ends (after the program's own
+/// thread-local destructors registered after ours): flush and free the state; later
+/// events of this thread (pthread key destructors) go through the shared late state.
+/// A thread that calls `exit()` runs it too, on its way out of the process: then the
+/// state stays, and the exit flushes it with the others.
 unsafe extern "C" fn thread_exit(p: *mut libc::c_void) {
+    if crate::lifecycle::EXIT_TID.load(Ordering::Acquire) == crate::sys::gettid() {
+        return;
+    }
     let Some(_g) = tls::BusyGuard::enter() else {
         return;
     };
@@ -200,9 +215,26 @@ unsafe extern "C" fn thread_exit(p: *mut libc::c_void) {
     st.flush();
 }
 
-pub fn init_key() {
-    // SAFETY: KEY is written once here, before any hook is active.
-    unsafe { libc::pthread_key_create(core::ptr::addr_of_mut!(KEY), Some(thread_exit)) };
+/// Ask glibc to call [`thread_exit`] with `state` when this thread ends. Not for the
+/// process's main thread: its state lives until the process exits (and glibc runs
+/// thread-exit destructors of the thread calling `exit()` before the atexit handlers,
+/// whose allocations still belong to it). Called busy: the list node glibc allocates
+/// is the recorder's own.
+fn register_thread_exit(state: *mut ThreadState) {
+    // SAFETY: getpid has no preconditions.
+    if crate::sys::gettid() == unsafe { libc::getpid() } as u32 {
+        return;
+    }
+    // SAFETY: thread_exit has the destructor signature; state stays valid until it runs
+    // (only thread_exit frees it); dso_symbol is an address inside this library, which
+    // is never unloaded.
+    unsafe {
+        __cxa_thread_atexit_impl(
+            thread_exit,
+            state as *mut libc::c_void,
+            thread_exit as *const () as *mut libc::c_void,
+        )
+    };
 }
 
 /// This thread's state, created on first use. `None` for threads past teardown.
@@ -224,8 +256,7 @@ fn create_state(t: &mut tls::Tls, ts: u64) -> Option<&'static mut ThreadState> {
     let p = Box::into_raw(ThreadState::new(index));
     t.state = p;
     REGISTRY.lock().push(p as usize);
-    // SAFETY: KEY was created in init; setspecific may allocate (we are busy).
-    unsafe { libc::pthread_setspecific(KEY, p as *const libc::c_void) };
+    register_thread_exit(p);
     let mut name = [0u8; 16];
     // SAFETY: PR_GET_NAME writes at most 16 bytes.
     unsafe { libc::prctl(libc::PR_GET_NAME, name.as_mut_ptr()) };
