@@ -820,3 +820,32 @@ fn t9_gcc_compile() {
         .count();
     assert_eq!(cc1, 1, "one cc1 trace");
 }
+
+// ---- 10. what the recorder must leave the program -----------------------------------
+
+/// The exit scan reads every writable mapping: pages past the end of a file mapping
+/// (SIGBUS on any access), PROT_NONE, MAP_NORESERVE and /dev/zero mappings, while a
+/// thread it cannot stop maps and unmaps pages. The program still exits 0 with its own
+/// output, and the trace is complete (the leak corpus checks the numbers).
+#[test]
+fn t10_exit_scan_survives_every_mapping() {
+    let exe = build("gcc", "leaks/mappings.c", "torture-mappings", C_FLAGS);
+    let o = torture(&Case::new(&exe, &[]), 5);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(o.stdout, "mapped\n");
+    assert_eq!(o.main["trace"]["exit"]["kind"], "exit");
+}
+
+/// Every pthread key is the program's: after threads that allocated (and so have the
+/// recorder's per-thread state) came and went, with one still running, the program gets
+/// PTHREAD_KEYS_MAX keys, each works, and each destructor runs at thread exit.
+#[test]
+fn t10_every_pthread_key_left_to_the_program() {
+    let exe = c_program("keys.c", "torture-keys");
+    let o = torture(&Case::new(&exe, &[]), 1024 + 9);
+    assert_eq!(
+        o.stdout,
+        "keys: 1024 of PTHREAD_KEYS_MAX 1024\n\
+         every key set and read: yes, destructors run: 1024\n"
+    );
+}

@@ -1293,12 +1293,15 @@ fn default_set_on_the_leak_corpus() {
     assert_eq!(
         suppressed,
         [
+            ("dead_threads", "allocate_dtv", "glibc-thread-dtv"),
             ("dlopen_keep", "_dl_check_map_versions", "ld.so-internal"),
             ("dlopen_keep", "_dl_new_object", "ld.so-internal"),
             ("dlopen_keep", "_dl_new_object", "ld.so-internal"),
             ("dlopen_keep", "strdup", "ld.so-internal"),
             ("exit_cxx_sigterm", "???", "libstdc++-emergency-eh-pool"),
             ("exit_sigterm", "_IO_file_doallocate", "glibc-stdio-buffer"),
+            ("mappings", "allocate_dtv", "glibc-thread-dtv"),
+            ("registers_xmm", "allocate_dtv", "glibc-thread-dtv"),
             ("threads_running", "allocate_dtv", "glibc-thread-dtv"),
         ]
     );
