@@ -505,3 +505,84 @@ pub fn unlock_all() {
         s.lock.store(false, Ordering::Release);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    extern crate std;
+    use std::collections::HashMap;
+
+    /// The blocks of the table inside `[lo, hi)` (tests share the process-wide table, so
+    /// each uses its own address range).
+    fn in_range(lo: u64, hi: u64) -> HashMap<u64, u64> {
+        let mut m = HashMap::new();
+        for_each(|a, meta| {
+            if a >= lo && a < hi {
+                m.insert(a, meta.0);
+            }
+        });
+        m
+    }
+
+    #[test]
+    fn insert_remove_and_errors_match_a_model() {
+        // A pseudo-random mix over 20,000 addresses in one range, against a HashMap:
+        // enough to grow shards several times and to exercise backward-shift deletion.
+        let (lo, hi) = (0x1000_0000_0000u64, 0x1000_0000_0000u64 + (20_000 << 4));
+        let mut model: HashMap<u64, u64> = HashMap::new();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for step in 0..200_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let addr = lo + ((x % 20_000) << 4);
+            if x & (1 << 40) != 0 {
+                if let std::collections::hash_map::Entry::Vacant(e) = model.entry(addr) {
+                    let meta = Meta::new(step % 5000, AllocFunc::Calloc, step % 3 == 0);
+                    e.insert(meta.0);
+                    insert(addr, meta);
+                }
+            } else {
+                match (remove(addr), model.remove(&addr)) {
+                    (Removed::Block(m), Some(want)) => assert_eq!(m.0, want),
+                    (Removed::NotABlock, None) => {}
+                    _ => panic!("step {step}: table and model disagree on {addr:#x}"),
+                }
+            }
+        }
+        assert_eq!(in_range(lo, hi), model);
+        for a in model.keys() {
+            assert!(matches!(remove(*a), Removed::Block(_)));
+        }
+        assert!(in_range(lo, hi).is_empty());
+    }
+
+    #[test]
+    fn sizes_functions_and_the_internal_bit_round_trip() {
+        let base = 0x2000_0000_0000u64;
+        let cases = [
+            (0u64, AllocFunc::Malloc, false),
+            (1, AllocFunc::New, true),
+            ((1 << 47) - 1, AllocFunc::NewArray, false),
+            (123_456_789, AllocFunc::AlignedAlloc, true),
+        ];
+        for (k, &(size, func, internal)) in cases.iter().enumerate() {
+            insert(base + 16 * k as u64, Meta::new(size, func, internal));
+        }
+        for (k, &(size, func, internal)) in cases.iter().enumerate() {
+            let Removed::Block(m) = remove(base + 16 * k as u64) else {
+                panic!("block {k} missing");
+            };
+            assert_eq!((m.size(), m.func(), m.internal()), (size, func, internal));
+        }
+    }
+
+    #[test]
+    fn addresses_that_cannot_start_a_block() {
+        // Not 16-byte aligned, zero, or beyond 2^48: never a block, never stored.
+        for a in [0u64, 0x3000_0000_0008, 1 << 49] {
+            insert(a, Meta::new(8, AllocFunc::Malloc, false));
+            assert!(matches!(remove(a), Removed::NotABlock), "{a:#x}");
+        }
+    }
+}
