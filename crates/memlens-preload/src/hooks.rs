@@ -37,7 +37,7 @@ fn set_errno(e: c_int) {
 /// libc functions it calls) are marked as its own.
 #[inline(always)]
 fn track(func: AllocFunc, p: *mut c_void, size: u64) {
-    let internal = crate::tls::get().busy != 0;
+    let internal = crate::tls::busy();
     live::insert(p as u64, Meta::new(size, func, internal));
 }
 

@@ -19,7 +19,6 @@
 //! This crate targets x86_64 Linux with glibc (it reaches the real allocator through
 //! glibc's `__libc_*` entry points).
 
-#![allow(clippy::missing_safety_doc)]
 // Unit tests build this crate as an ordinary test binary: the hooks are not exported there
 // (`#[cfg_attr(not(test), no_mangle)]`) and the constructor is left out, so the test binary
 // never records itself, and what only the exported entry points reach is unused.

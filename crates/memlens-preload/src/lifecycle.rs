@@ -181,7 +181,7 @@ pub fn init_early() -> bool {
         static environ: *const *const c_char;
     }
     // SAFETY: reading libc's environ pointer; null until libc's start-up set it.
-    if unsafe { environ.is_null() } || tls::get().busy != 0 {
+    if unsafe { environ.is_null() } || tls::busy() {
         return false;
     }
     memlens_init();
@@ -503,8 +503,7 @@ pub extern "C" fn abort() -> ! {
 static FORK_PARENT: AtomicU32 = AtomicU32::new(0);
 
 extern "C" fn fork_prepare() {
-    let t = tls::get();
-    t.busy += 1;
+    tls::busy_inc();
     // SAFETY: getpid has no preconditions.
     FORK_PARENT.store(unsafe { libc::getpid() } as u32, Ordering::Relaxed);
     // Take every recorder lock, in the documented order, so that the child does not
@@ -535,7 +534,7 @@ fn release_fork_locks() {
 
 extern "C" fn fork_parent() {
     release_fork_locks();
-    tls::get().busy -= 1;
+    tls::busy_dec();
 }
 
 extern "C" fn fork_child() {
@@ -553,7 +552,7 @@ extern "C" fn fork_child() {
             thread::start_sampler();
         }
     }
-    tls::get().busy -= 1;
+    tls::busy_dec();
 }
 
 // ---- exec ----

@@ -22,7 +22,7 @@
 
 use crate::own_memory;
 use crate::tls;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use memlens_trace::AllocFunc;
 
 pub const SHARDS: usize = 256;
@@ -241,8 +241,8 @@ fn run(op: Op) -> Removed {
     };
     let s = shard_of(addr);
     let shard = &TABLE[s];
-    let t = tls::get();
-    if t.live_shard != 0 {
+    let t = tls::here();
+    if t.live_shard() != 0 {
         // Re-entered from a signal handler during this thread's own table operation.
         if shard
             .lock
@@ -262,29 +262,33 @@ fn run(op: Op) -> Removed {
     {
         core::hint::spin_loop();
     }
-    t.live_shard = s as i32 + 1;
+    t.set_live_shard(s as i32 + 1);
     let r = apply(shard, op);
-    t.live_shard = 0;
+    t.set_live_shard(0);
     shard.lock.store(false, Ordering::Release);
-    if t.pending_n != 0 {
+    if t.pending_count().load(Ordering::Relaxed) != 0 {
         drain(t);
     }
-    if t.busy == 0 {
+    if !t.busy() {
         crate::scan::maybe_park();
     }
     r
 }
 
-fn queue(t: &mut tls::Tls, op: Op) -> Removed {
-    let n = t.pending_n as usize;
-    if n < t.pending.len() {
-        t.pending[n] = match op {
-            Op::Insert(a, m) => [a, m.0],
-            Op::Remove(a) => [a | 1, 0],
-        };
+fn queue(t: tls::Here, op: Op) -> Removed {
+    let count = t.pending_count();
+    let n = count.load(Ordering::Relaxed) as usize;
+    if n < tls::PENDING {
+        t.pending_set(
+            n,
+            match op {
+                Op::Insert(a, m) => [a, m.0],
+                Op::Remove(a) => [a | 1, 0],
+            },
+        );
         // Publish after the slot is written: a signal arriving in between sees the old n.
         core::sync::atomic::compiler_fence(Ordering::SeqCst);
-        t.pending_n = n as i32 + 1;
+        count.store(n as i32 + 1, Ordering::Relaxed);
     }
     // A full queue drops the operation: the table then keeps a stale block (a released
     // block counted as live) or misses one (whose release will be reported as invalid).
@@ -293,16 +297,14 @@ fn queue(t: &mut tls::Tls, op: Op) -> Removed {
 
 /// Apply the operations queued by signal handlers. Each is popped with a compare-exchange
 /// on the count, so a handler that queues another one meanwhile is never lost.
-fn drain(t: &mut tls::Tls) {
-    // SAFETY: pending_n is this thread's own TLS int; only this thread (and signal
-    // handlers running on it) touch it, so an atomic view of it is sound.
-    let count = unsafe { AtomicI32::from_ptr(&mut t.pending_n) };
+fn drain(t: tls::Here) {
+    let count = t.pending_count();
     loop {
         let n = count.load(Ordering::Relaxed);
         if n == 0 {
             return;
         }
-        let [a, m] = t.pending[n as usize - 1];
+        let [a, m] = t.pending_get(n as usize - 1);
         if count
             .compare_exchange(n, n - 1, Ordering::Relaxed, Ordering::Relaxed)
             .is_err()

@@ -138,8 +138,8 @@ pub fn another_thread_scans() -> bool {
 }
 
 extern "C" fn stop_handler(_sig: i32, _info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    let t = tls::get();
-    if t.busy != 0 || t.live_shard != 0 {
+    let t = tls::here();
+    if t.busy() || t.live_shard() != 0 {
         // Inside the recorder, holding its locks: park on the way out instead.
         return;
     }

@@ -211,21 +211,22 @@ extern "C" fn fatal_handler(sig: c_int, info: *mut libc::siginfo_t, uctx: *mut l
     // SAFETY: errno is this thread's; saved and restored around the handler.
     let errno = unsafe { *libc::__errno_location() };
     let fault = synchronous(sig, info);
-    let t = tls::get();
+    let t = tls::here();
+    let inside = t.busy() || t.live_shard() != 0;
     // SAFETY: the kernel passes a valid ucontext_t to an SA_SIGINFO handler.
     let uc = unsafe { &*(uctx as *const libc::ucontext_t) };
-    if scan::another_thread_scans() && t.busy == 0 && t.live_shard == 0 {
+    if scan::another_thread_scans() && !inside {
         // Another thread is finishing (exit, or another signal): stop like the others.
         scan::park(Some(uc));
     }
-    if thread::ACTIVE.load(Ordering::Acquire) && (t.busy != 0 || t.live_shard != 0) && !fault {
+    if thread::ACTIVE.load(Ordering::Acquire) && inside && !fault {
         // Inside the recorder: handle it on the way out (take_pending).
         PENDING.store(sig, Ordering::Release);
         // SAFETY: restoring this thread's errno.
         unsafe { *libc::__errno_location() = errno };
         return;
     }
-    if t.busy == 0 && t.live_shard == 0 {
+    if !inside {
         let mut ctx = scan::Context {
             sp: uc.uc_mcontext.gregs[libc::REG_RSP as usize] as u64,
             ..Default::default()
@@ -243,8 +244,8 @@ pub fn take_pending() {
     if PENDING.load(Ordering::Relaxed) == 0 {
         return;
     }
-    let t = tls::get();
-    if t.busy != 0 || t.live_shard != 0 {
+    let t = tls::here();
+    if t.busy() || t.live_shard() != 0 {
         return;
     }
     let sig = PENDING.swap(0, Ordering::AcqRel);

@@ -202,12 +202,12 @@ unsafe extern "C" fn thread_exit(p: *mut libc::c_void) {
     let Some(_g) = tls::BusyGuard::enter() else {
         return;
     };
-    let t = tls::get();
-    if t.state as *mut libc::c_void != p || p.is_null() {
+    let t = tls::here();
+    if t.state() as *mut libc::c_void != p || p.is_null() {
         return;
     }
-    t.exiting = 1;
-    t.state = core::ptr::null_mut();
+    t.set_exiting_flag(1);
+    t.set_state(core::ptr::null_mut());
     REGISTRY.lock().retain(|&s| s != p as usize);
     // SAFETY: p was produced by Box::into_raw in `state_for` and is no longer reachable
     // from TLS or the registry.
@@ -239,22 +239,24 @@ fn register_thread_exit(state: *mut ThreadState) {
 
 /// This thread's state, created on first use. `None` for threads past teardown.
 #[inline]
-fn state_for(t: &mut tls::Tls, ts: u64) -> Option<&'static mut ThreadState> {
-    if !t.state.is_null() {
-        // SAFETY: t.state is this thread's live state (cleared before it is freed).
-        return Some(unsafe { &mut *t.state });
+fn state_for(t: tls::Here, ts: u64) -> Option<&'static mut ThreadState> {
+    let p = t.state();
+    if !p.is_null() {
+        // SAFETY: p is this thread's live state (cleared before it is freed), used only
+        // by this thread under its busy flag, so by one code path at a time.
+        return Some(unsafe { &mut *p });
     }
-    if t.exiting != 0 {
+    if t.exiting() {
         return None;
     }
     create_state(t, ts)
 }
 
 #[cold]
-fn create_state(t: &mut tls::Tls, ts: u64) -> Option<&'static mut ThreadState> {
+fn create_state(t: tls::Here, ts: u64) -> Option<&'static mut ThreadState> {
     let index = NEXT_THREAD_INDEX.fetch_add(1, Ordering::Relaxed);
     let p = Box::into_raw(ThreadState::new(index));
-    t.state = p;
+    t.set_state(p);
     REGISTRY.lock().push(p as usize);
     register_thread_exit(p);
     let mut name = [0u8; 16];
@@ -332,12 +334,11 @@ pub fn record(func: AllocFunc, op: Op, caller: Caller) {
     if DISABLED.load(Ordering::Relaxed) {
         return;
     }
-    let Some(mut g) = tls::BusyGuard::enter() else {
+    let Some(busy) = tls::BusyGuard::enter() else {
         return;
     };
-    let t = g.tls();
     let ts0 = now_ns();
-    match state_for(t, ts0) {
+    match state_for(busy.here(), ts0) {
         Some(st) => {
             st.lock();
             record_into(st, func, op, caller, ts0);
@@ -510,8 +511,7 @@ fn capture(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
 pub static SAMPLER_TID: AtomicU32 = AtomicU32::new(0);
 
 extern "C" fn sampler_main(state: *mut libc::c_void) -> *mut libc::c_void {
-    let t = tls::get();
-    t.busy = 1;
+    tls::here().set_busy_depth(1);
     SAMPLER_TID.store(crate::sys::gettid(), Ordering::Release);
     // SAFETY: naming our own thread.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"memlens-rss".as_ptr()) };
@@ -685,14 +685,13 @@ pub unsafe fn unlock_late_after_fork() {
 /// contents were the parent's events). States of threads that do not exist in the child
 /// are abandoned (their memory is small and their locks may be held).
 pub fn after_fork_child(ts: u64) {
-    let t = tls::get();
-    let mine = t.state as usize;
+    let mine = tls::here().state() as usize;
     let mut reg = REGISTRY.lock();
     reg.clear();
     if mine != 0 {
         reg.push(mine);
         // SAFETY: our own live state; no other thread exists.
-        let st = unsafe { &mut *t.state };
+        let st = unsafe { &mut *(mine as *mut ThreadState) };
         st.events.clear();
         if let Some(u) = st.unwinding.as_mut() {
             u.forget();
