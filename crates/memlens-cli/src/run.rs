@@ -90,7 +90,7 @@ impl LaunchError {
             LaunchError::NotRunnable(m) => (m, EXIT_CANNOT_RUN),
             LaunchError::Other(m) => (m, crate::EXIT_USAGE),
         };
-        eprintln!("memlens: error: {msg}");
+        crate::say!("memlens: error: {msg}");
         ExitCode::from(code)
     }
 }
@@ -505,20 +505,20 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
         }
         (Some(t), Some(Err(e))) => {
             if quiet && gating_leaks {
-                eprintln!(
+                crate::say!(
                     "==memlens== cannot read the leak check of {}: {e}",
                     t.display()
                 );
             }
             if budgets.is_some() {
-                eprintln!("==memlens== check failed: cannot read {}: {e}", t.display());
+                crate::say!("==memlens== check failed: cannot read {}: {e}", t.display());
                 failed = true;
             }
         }
         (Some(_), None) => {}
         (None, _) => {
             if budgets.is_some() {
-                eprintln!(
+                crate::say!(
                     "==memlens== check failed: no trace was recorded, nothing could be checked"
                 );
                 failed = true;
@@ -572,7 +572,7 @@ fn leak_gate(trace: &Path, view: &mut crate::leaks::LeakView, args: &RunArgs, qu
             }
             s
         };
-        eprint!("{text}");
+        crate::write_stderr(&text);
     }
     view.error_count() > 0
 }
@@ -584,7 +584,7 @@ fn budget_gate(r: &memlens_analysis::Report, b: &Budgets, leaked: Option<u64>) -
     let h = crate::report::human_bytes;
     if let Some(max) = b.max_peak {
         if r.totals.peak_heap_bytes > max {
-            eprintln!(
+            crate::say!(
                 "==memlens== check failed: peak heap {} exceeds --max-peak {}",
                 h(r.totals.peak_heap_bytes),
                 h(max)
@@ -594,7 +594,7 @@ fn budget_gate(r: &memlens_analysis::Report, b: &Budgets, leaked: Option<u64>) -
     }
     if let Some(max) = b.max_allocations {
         if r.totals.allocations > max {
-            eprintln!(
+            crate::say!(
                 "==memlens== check failed: {} allocations exceed --max-allocations {max}",
                 r.totals.allocations
             );
@@ -604,7 +604,7 @@ fn budget_gate(r: &memlens_analysis::Report, b: &Budgets, leaked: Option<u64>) -
     if let Some(max) = b.max_leaked {
         let leaked = leaked.unwrap_or(r.totals.not_freed_bytes);
         if leaked > max {
-            eprintln!(
+            crate::say!(
                 "==memlens== check failed: {} leaked (definitely + indirectly lost) exceeds --max-leaked {}",
                 h(leaked),
                 h(max)
@@ -638,7 +638,7 @@ fn summarize(
     analysis: Option<&Result<memlens_analysis::Report, String>>,
 ) {
     let Some(main) = main else {
-        eprintln!(
+        crate::say!(
             "==memlens== no trace was recorded: the program did not load the recorder \
              (it may clear LD_PRELOAD, or run a static program)"
         );
@@ -646,17 +646,17 @@ fn summarize(
     };
     match analysis {
         Some(Ok(r)) => crate::report::print_run_summary(r, main),
-        Some(Err(e)) => eprintln!("==memlens== cannot summarize {}: {e}", main.display()),
+        Some(Err(e)) => crate::say!("==memlens== cannot summarize {}: {e}", main.display()),
         None => {}
     }
     let others: Vec<&PathBuf> = traces.iter().filter(|p| *p != main).collect();
     if !others.is_empty() {
-        eprintln!("==memlens== {} more process trace(s):", others.len());
+        crate::say!("==memlens== {} more process trace(s):", others.len());
         for p in others.iter().take(20) {
-            eprintln!("==memlens==   {}", p.display());
+            crate::say!("==memlens==   {}", p.display());
         }
         if others.len() > 20 {
-            eprintln!("==memlens==   ... and {} more", others.len() - 20);
+            crate::say!("==memlens==   ... and {} more", others.len() - 20);
         }
     }
 }
