@@ -327,15 +327,46 @@ fn die_by_signal(sig: i32) -> ! {
     std::process::exit(128 + sig)
 }
 
-fn read_manifest(path: &Path) -> Vec<PathBuf> {
-    std::fs::read(path)
-        .map(|d| {
-            d.split(|&c| c == b'\n')
-                .filter(|l| !l.is_empty())
-                .map(|l| PathBuf::from(OsStr::from_bytes(l)))
-                .collect()
+/// The list of trace files the recorder writes to, one path per line, appended by each
+/// process as it opens its trace. A memfd of memlens that the recorder opens as
+/// `/proc/MEMLENS_PID/fd/N`: no file exists anywhere, so nothing is left behind even when
+/// memlens is killed (the memory goes with its last descriptor).
+struct Manifest {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl Manifest {
+    fn new() -> Result<Manifest, LaunchError> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: memfd_create with a NUL-terminated name; a new descriptor or -1.
+        let fd = unsafe { libc::memfd_create(c"memlens-manifest".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(LaunchError::Other(format!(
+                "cannot create the list of traces (memfd_create): {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        Ok(Manifest {
+            // SAFETY: fd is a new descriptor that nothing else owns.
+            file: unsafe { std::fs::File::from_raw_fd(fd) },
+            path: PathBuf::from(format!("/proc/{}/fd/{fd}", std::process::id())),
         })
-        .unwrap_or_default()
+    }
+
+    /// The trace paths, in the order the processes opened them.
+    fn read(&self) -> Vec<PathBuf> {
+        use std::io::{Read, Seek};
+        let mut data = Vec::new();
+        let mut f = &self.file;
+        if f.rewind().and_then(|()| f.read_to_end(&mut data)).is_err() {
+            return Vec::new();
+        }
+        data.split(|&c| c == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| PathBuf::from(OsStr::from_bytes(l)))
+            .collect()
+    }
 }
 
 /// `all`, `none` or a comma list of heuristic names -> a bit per heuristic value (1..4).
@@ -396,15 +427,7 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
         None => None,
     };
 
-    let manifest = std::env::temp_dir().join(format!(
-        "memlens-manifest-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0)
-    ));
-    let _ = std::fs::remove_file(&manifest);
+    let manifest = Manifest::new()?;
     let mut ld_preload = preload.as_os_str().to_os_string();
     if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
         ld_preload.push(":");
@@ -415,7 +438,7 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
         .args(&args.command[1..])
         .env("LD_PRELOAD", ld_preload)
         .env("MEMLENS_OUTPUT", &pattern)
-        .env("MEMLENS_MANIFEST", &manifest)
+        .env("MEMLENS_MANIFEST", &manifest.path)
         .env("MEMLENS_DEPTH", args.depth.to_string())
         .env("MEMLENS_RSS_INTERVAL_MS", args.rss_interval.to_string())
         .env(
@@ -460,8 +483,7 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
         }
     };
 
-    let traces = read_manifest(&manifest);
-    let _ = std::fs::remove_file(&manifest);
+    let traces = manifest.read();
     let main_trace = main_trace(&traces, child.id());
     // One pass over the trace serves the summary, the leak check and the budgets. None is
     // made when nothing would use it (quiet, no --error-exitcode, no budget).
