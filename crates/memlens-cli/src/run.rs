@@ -2,7 +2,7 @@
 //! summary, and exit exactly as the program did.
 
 use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -44,11 +44,13 @@ pub struct RunArgs {
     /// Interval between RSS samples in milliseconds (0 turns sampling off).
     #[arg(long, value_name = "MS", default_value_t = 10)]
     pub rss_interval: u64,
-    /// Write memlens's own messages (the summary) to FILE instead of stderr.
+    /// Write memlens's own messages (the summary) to FILE instead of stderr. As Valgrind's:
+    /// %p is the program's process id, %q{VAR} the value of the environment variable VAR,
+    /// %% a %.
     #[arg(long, value_name = "FILE")]
-    pub log_file: Option<PathBuf>,
-    /// Leak check at exit: no (no scan), summary (LEAK SUMMARY in the summary), full
-    /// (also the loss records, as `memlens leaks` prints them).
+    pub log_file: Option<OsString>,
+    /// Leak check at exit: no (no scan), summary (LEAK SUMMARY in the summary), full or
+    /// yes (also the loss records, as `memlens leaks` prints them).
     #[arg(long, value_enum, default_value_t = LeakCheck::Summary)]
     pub leak_check: LeakCheck,
     #[command(flatten)]
@@ -369,6 +371,116 @@ impl Manifest {
     }
 }
 
+/// `--log-file`: where memlens's own messages go once the program has started.
+enum LogFile {
+    None,
+    /// A name without `%p`, created before the program starts.
+    Created(std::fs::File),
+    /// A name with `%p` (the program's pid): its directory was checked before the program
+    /// started; the file is created once the pid is known.
+    PerPid(OsString),
+}
+
+impl LogFile {
+    /// Expand and check the name now, so that a log memlens cannot create stops the run
+    /// before the program starts.
+    fn prepare(pattern: &OsStr) -> Result<LogFile, String> {
+        let cannot = |p: &Path, e: std::io::Error| {
+            format!("cannot create the log file {}: {e}", p.display())
+        };
+        let mine = log_file_name(pattern, std::process::id())?;
+        if log_file_name(pattern, 0)? == mine {
+            let f = std::fs::File::create(&mine).map_err(|e| cannot(&mine, e))?;
+            return Ok(LogFile::Created(f));
+        }
+        // The same name but for the pid: if that one can be created, so can the real one.
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&mine)
+        {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&mine);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(cannot(&mine, e)),
+        }
+        Ok(LogFile::PerPid(pattern.to_os_string()))
+    }
+
+    /// The open log, created now for a name with `%p`. Failing that (checked before, so
+    /// unlikely), one warning, and the messages stay on stderr.
+    fn open(&mut self, pid: u32) -> Option<&std::fs::File> {
+        if let LogFile::PerPid(pattern) = self {
+            *self = match log_file_name(pattern, pid).and_then(|p| {
+                std::fs::File::create(&p).map_err(|e| format!("{}: {e}", p.display()))
+            }) {
+                Ok(f) => LogFile::Created(f),
+                Err(e) => {
+                    crate::say!(
+                        "memlens: warning: cannot create the log file {e}; messages stay on stderr"
+                    );
+                    LogFile::None
+                }
+            };
+        }
+        match self {
+            LogFile::Created(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
+/// Valgrind's `--log-file` expansion: `%p` the pid, `%q{VAR}` the environment variable
+/// VAR (which must be set), `%%` a `%`.
+fn log_file_name(pattern: &OsStr, pid: u32) -> Result<PathBuf, String> {
+    let p = pattern.as_bytes();
+    let mut out = Vec::with_capacity(p.len() + 10);
+    let mut i = 0;
+    while i < p.len() {
+        if p[i] != b'%' {
+            out.push(p[i]);
+            i += 1;
+            continue;
+        }
+        match p.get(i + 1) {
+            Some(b'p') => {
+                out.extend_from_slice(pid.to_string().as_bytes());
+                i += 2;
+            }
+            Some(b'%') => {
+                out.push(b'%');
+                i += 2;
+            }
+            Some(b'q') if p.get(i + 2) == Some(&b'{') => {
+                let rest = &p[i + 3..];
+                let Some(end) = rest.iter().position(|&c| c == b'}') else {
+                    return Err("--log-file: `%q{` without its closing `}`".into());
+                };
+                let name = OsStr::from_bytes(&rest[..end]);
+                let value = std::env::var_os(name).ok_or_else(|| {
+                    format!(
+                        "--log-file names the environment variable {} (%q{{...}}), which is not set",
+                        name.to_string_lossy()
+                    )
+                })?;
+                out.extend_from_slice(value.as_bytes());
+                i += 3 + end + 1;
+            }
+            _ => {
+                return Err(format!(
+                    "--log-file: `%` must be followed by p (the pid), q{{VAR}} (an environment variable) or % in {}",
+                    pattern.to_string_lossy()
+                ))
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err("the log file name (--log-file) is empty".into());
+    }
+    Ok(PathBuf::from(OsString::from_vec(out)))
+}
+
 /// `all`, `none` or a comma list of heuristic names -> a bit per heuristic value (1..4).
 fn parse_heuristics(s: &str) -> Result<u32, String> {
     let mut bits = 0u32;
@@ -393,6 +505,8 @@ fn parse_heuristics(s: &str) -> Result<u32, String> {
 pub enum LeakCheck {
     No,
     Summary,
+    /// Valgrind spells it `yes` too.
+    #[value(alias = "yes")]
     Full,
 }
 
@@ -420,13 +534,10 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
     // Read the suppression files now: a typo should not cost a whole run.
     let suppressions = args.leak.load_suppressions().map_err(LaunchError::Other)?;
     let quiet = args.quiet || std::env::var_os("MEMLENS_QUIET").is_some_and(|v| v == "1");
-    let log = match &args.log_file {
-        Some(p) => Some(std::fs::File::create(p).map_err(|e| {
-            LaunchError::Other(format!("cannot create the log file {}: {e}", p.display()))
-        })?),
-        None => None,
+    let mut log = match &args.log_file {
+        Some(pattern) => LogFile::prepare(pattern).map_err(LaunchError::Other)?,
+        None => LogFile::None,
     };
-
     let manifest = Manifest::new()?;
     let mut ld_preload = preload.as_os_str().to_os_string();
     if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
@@ -466,7 +577,7 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
         _ => LaunchError::NotRunnable(format!("cannot run {}: {e}", prog.display())),
     })?;
     install_signal_handling(child.id() as i32);
-    if let Some(f) = &log {
+    if let Some(f) = log.open(child.id()) {
         use std::os::fd::AsRawFd;
         // SAFETY: replaces memlens's own stderr; the program keeps the original one.
         unsafe { libc::dup2(f.as_raw_fd(), 2) };

@@ -126,6 +126,61 @@ fn a_program_without_run_gets_the_command_line_meant() {
     );
 }
 
+/// Valgrind's spellings where the meaning is the same: `--leak-check=yes` is `full`.
+#[test]
+fn leak_check_yes_is_full() {
+    let prog = build_c("forkexec.c", "forkexec");
+    let r = run_with(&["--leak-check=yes"], &prog, &[]);
+    assert_eq!(r.output.status.code(), Some(0), "{}", r.stderr());
+    // memcheck's full output (records, ERROR SUMMARY), which `summary` does not print.
+    let err = r.stderr();
+    assert!(
+        err.contains("==memlens== ERROR SUMMARY: 0 errors (0 heap errors")
+            && err.contains("==memlens== Records of kind reachable not shown"),
+        "{err}"
+    );
+}
+
+/// `--log-file` expands Valgrind's `%p` (the program's pid), `%q{VAR}` and `%%`.
+#[test]
+fn log_file_expands_pid_and_environment() {
+    let prog = build_c("exits.c", "exits");
+    let d = scratch("logfile");
+    let o = Command::new(memlens())
+        .current_dir(&d)
+        .env("MEMLENS_TEST_WHO", "ci")
+        .args(["run", "--log-file=log.%q{MEMLENS_TEST_WHO}.%p.100%%", "--"])
+        .arg(&prog)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let names: Vec<String> = std::fs::read_dir(&d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let trace = names.iter().find(|n| n.ends_with(".trace")).expect("trace");
+    let pid = memlens_trace::reader::TraceReader::open(d.join(trace))
+        .unwrap()
+        .header()
+        .pid;
+    let log = format!("log.ci.{pid}.100%");
+    assert!(names.contains(&log), "{names:?}");
+    let text = std::fs::read_to_string(d.join(&log)).unwrap();
+    assert!(text.contains("==memlens== trace: "), "{text}");
+
+    // An unset variable or an unknown % sequence: refused before the program starts.
+    for bad in ["--log-file=x.%q{MEMLENS_TEST_UNSET_VAR}", "--log-file=x.%n"] {
+        let (code, err) = memlens_run(&[bad, "--", prog.to_str().unwrap()]);
+        assert_eq!(code, Some(125), "{bad}: {err}");
+        one_line(&err);
+    }
+}
+
 /// A pipe whose reading end is closed: writing to it fails with EPIPE, as when the
 /// reader (`| head -1`) has gone.
 fn closed_pipe() -> std::process::Stdio {
