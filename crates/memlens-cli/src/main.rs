@@ -43,7 +43,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a program under the recorder and write a trace per process.
+    /// Run a program under the recorder and write a trace per recorded process (its own,
+    /// and with --trace-children=yes those it starts).
     Run(run::RunArgs),
     /// Print the report of a trace: totals, peak heap, memory not freed at exit, top sites,
     /// temporary allocations, growing sites, heap vs RSS, advice; for the whole run or a

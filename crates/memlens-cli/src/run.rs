@@ -18,10 +18,12 @@ pub const EXIT_NOT_FOUND: u8 = 127;
 #[command(
     after_help = "The program's stdout and stderr are left untouched; memlens prints its summary on \
 stderr after the program exits and then exits with the program's own status (or dies by the same \
-signal). Each process writes its own trace: children started with fork get their own file, and \
-programs started with exec are followed unless --no-follow is given.\n\n\
+signal). The program's process is recorded, and so is each program its process becomes by exec \
+(a shim or wrapper script and the real program: each image writes its own trace, and the summary \
+is of the last). With --trace-children=yes every other process it starts (fork, exec) is \
+recorded too, each in its own trace.\n\n\
 Examples:\n  memlens run -- ./myprog arg1 arg2\n  memlens run -o /tmp/%n.%p.trace -- python3 script.py\n  \
-memlens run --quiet --no-follow -- make -j2"
+memlens run --trace-children=yes --trace-children-skip='*/sh,*/make' -- make -j2"
 )]
 pub struct RunArgs {
     /// Trace file name pattern: %p is replaced by the process id, %n by the program name.
@@ -35,7 +37,18 @@ pub struct RunArgs {
     /// Do not print the summary (same as MEMLENS_QUIET=1).
     #[arg(short, long)]
     pub quiet: bool,
-    /// Do not trace programs started by exec (fork children are still traced).
+    /// Also record the processes the program starts, each in its own trace (yes), or only
+    /// the program's own process and the programs it becomes by exec (no, the default, as
+    /// Valgrind's).
+    #[arg(long, value_name = "no|yes", default_value = "no", value_parser = crate::leaks::parse_yes_no, action = clap::ArgAction::Set)]
+    pub trace_children: bool,
+    /// Programs not to record when started by exec, nor anything they start: comma-separated
+    /// patterns of the program's path, with `*` and `?` (Valgrind's option; repeatable).
+    /// The program memlens starts is always recorded.
+    #[arg(long, value_name = "PATTERNS")]
+    pub trace_children_skip: Vec<String>,
+    /// Do not record programs started by exec, not even those the program's own process
+    /// becomes (with --trace-children=yes, forked children are still recorded).
     #[arg(long)]
     pub no_follow: bool,
     /// Maximum number of frames recorded per stack (1-256).
@@ -550,6 +563,12 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
         .env("LD_PRELOAD", ld_preload)
         .env("MEMLENS_OUTPUT", &pattern)
         .env("MEMLENS_MANIFEST", &manifest.path)
+        .env(
+            "MEMLENS_TRACE_CHILDREN",
+            if args.trace_children { "1" } else { "0" },
+        )
+        .env("MEMLENS_LAUNCHER_PID", std::process::id().to_string())
+        .env("MEMLENS_PROGRAM", &prog)
         .env("MEMLENS_DEPTH", args.depth.to_string())
         .env("MEMLENS_RSS_INTERVAL_MS", args.rss_interval.to_string())
         .env(
@@ -569,6 +588,12 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
         cmd.env("MEMLENS_NO_FOLLOW", "1");
     } else {
         cmd.env_remove("MEMLENS_NO_FOLLOW");
+    }
+    let skip = args.trace_children_skip.join(",");
+    if skip.is_empty() {
+        cmd.env_remove("MEMLENS_TRACE_CHILDREN_SKIP");
+    } else {
+        cmd.env("MEMLENS_TRACE_CHILDREN_SKIP", skip);
     }
     let mut child = cmd.spawn().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => {
@@ -595,7 +620,9 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
     };
 
     let traces = manifest.read();
-    let main_trace = main_trace(&traces, child.id());
+    let infos = trace_infos(&traces);
+    let images = own_images(&infos, child.id());
+    let main_trace = main_trace(&traces, &images);
     // One pass over the trace serves the summary, the leak check and the budgets. None is
     // made when nothing would use it (quiet, no --error-exitcode, no budget).
     let gating_leaks = args.leak_check != LeakCheck::No && (!quiet || args.error_exitcode != 0);
@@ -613,7 +640,7 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
             crate::report::analyse(t, &opts)
         });
     if !quiet {
-        summarize(&traces, main_trace.as_ref(), analysis.as_ref());
+        summarize(&traces, &images, main_trace.as_ref(), analysis.as_ref());
     }
     let mut failed = false;
     match (&main_trace, analysis) {
@@ -748,25 +775,48 @@ fn budget_gate(r: &memlens_analysis::Report, b: &Budgets, leaked: Option<u64>) -
     failed
 }
 
-/// The program's own process's trace: its last one, the image that ran last after any
-/// exec chain (`env`, shell wrappers).
-fn main_trace(traces: &[PathBuf], root_pid: u32) -> Option<PathBuf> {
-    let is_root = |p: &PathBuf| {
-        memlens_trace::reader::TraceReader::open(p)
-            .map(|r| r.header().pid == root_pid)
-            .unwrap_or(false)
-    };
+/// What the summary needs of one trace's header.
+struct TraceInfo {
+    path: PathBuf,
+    pid: u32,
+    exe: String,
+}
+
+/// The headers of the traces written (unreadable ones are left out of the chain of
+/// images but still listed).
+fn trace_infos(traces: &[PathBuf]) -> Vec<TraceInfo> {
     traces
         .iter()
-        .rev()
-        .find(|p| is_root(p))
-        .or(traces.first())
-        .cloned()
+        .filter_map(|p| {
+            let r = memlens_trace::reader::TraceReader::open(p).ok()?;
+            Some(TraceInfo {
+                path: p.clone(),
+                pid: r.header().pid,
+                exe: r.header().exe.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The traces of the program's own process, one per image in the order they ran (a shim,
+/// `env`, the real program).
+fn own_images(infos: &[TraceInfo], root_pid: u32) -> Vec<&TraceInfo> {
+    infos.iter().filter(|t| t.pid == root_pid).collect()
+}
+
+/// The program's own process's trace: its last one, the image that ran last after any
+/// exec chain (`env`, shell wrappers).
+fn main_trace(traces: &[PathBuf], images: &[&TraceInfo]) -> Option<PathBuf> {
+    images
+        .last()
+        .map(|t| t.path.clone())
+        .or_else(|| traces.first().cloned())
 }
 
 /// The summary of the program's own process and the names of the other traces.
 fn summarize(
     traces: &[PathBuf],
+    images: &[&TraceInfo],
     main: Option<&PathBuf>,
     analysis: Option<&Result<memlens_analysis::Report, String>>,
 ) {
@@ -781,6 +831,14 @@ fn summarize(
         Some(Ok(r)) => crate::report::print_run_summary(r, main),
         Some(Err(e)) => crate::say!("==memlens== cannot summarize {}: {e}", main.display()),
         None => {}
+    }
+    if images.len() > 1 {
+        let names: Vec<&str> = images.iter().map(|t| t.exe.as_str()).collect();
+        crate::say!(
+            "==memlens== its process ran {} programs by exec: {}; this summary is of the last",
+            images.len(),
+            names.join(" -> ")
+        );
     }
     let others: Vec<&PathBuf> = traces.iter().filter(|p| *p != main).collect();
     if !others.is_empty() {
