@@ -79,6 +79,7 @@
 //! (pattern length x name length) for `*`/`?` patterns and (frame lines x frames) for
 //! `...`: no input makes it backtrack exponentially, and no input makes a parser panic.
 
+use memlens_common::glob::glob_match;
 use std::fmt;
 use std::path::Path;
 
@@ -187,28 +188,6 @@ impl Glob {
             glob_match(self.text.as_bytes(), s.as_bytes())
         }
     }
-}
-
-/// Wildcard matching with one remembered `*`: O(pattern x string) at worst.
-fn glob_match(pat: &[u8], s: &[u8]) -> bool {
-    let (mut p, mut i) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while i < s.len() {
-        if p < pat.len() && pat[p] == b'*' {
-            star = Some((p, i));
-            p += 1;
-        } else if p < pat.len() && (pat[p] == b'?' || pat[p] == s[i]) {
-            p += 1;
-            i += 1;
-        } else if let Some((sp, si)) = star {
-            p = sp + 1;
-            i = si + 1;
-            star = Some((sp, si + 1));
-        } else {
-            return false;
-        }
-    }
-    pat[p..].iter().all(|&c| c == b'*')
 }
 
 /// One frame line of a Valgrind suppression.

@@ -92,7 +92,7 @@ fn run(args: &ExportArgs) -> Result<(), String> {
     };
     if args.format != ExportFormat::Json {
         for w in profile.warnings.iter().chain(sym.warnings()) {
-            eprintln!("memlens: warning: {w}");
+            crate::say!("memlens: warning: {w}");
         }
     }
     dest.write(&data)

@@ -78,7 +78,7 @@ fn run(args: &FlamegraphArgs) -> Result<(), String> {
     sym.prefetch(profile.frames());
     let stacks = folded(&profile, &mut sym, args.metric, |f| f.function.clone());
     for w in profile.warnings.iter().chain(sym.warnings()) {
-        eprintln!("memlens: warning: {w}");
+        crate::say!("memlens: warning: {w}");
     }
     if collapsed {
         return dest.write(folded_text(&stacks).as_bytes());

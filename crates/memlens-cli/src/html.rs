@@ -89,7 +89,7 @@ pub fn main(args: HtmlArgs) -> ExitCode {
     match write_page(&args, &out) {
         Ok(()) => {
             if out != Path::new("-") {
-                eprintln!("memlens: wrote {}", out.display());
+                crate::say!("memlens: wrote {}", out.display());
             }
             ExitCode::SUCCESS
         }

@@ -43,7 +43,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a program under the recorder and write a trace per process.
+    /// Run a program under the recorder and write a trace per recorded process (its own,
+    /// and with --trace-children=yes those it starts).
     Run(run::RunArgs),
     /// Print the report of a trace: totals, peak heap, memory not freed at exit, top sites,
     /// temporary allocations, growing sites, heap vs RSS, advice; for the whole run or a
@@ -95,7 +96,10 @@ struct CheckArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return command_line_error(&e),
+    };
     match cli.command {
         Command::Run(args) => run::main(args),
         Command::Report(args) => report::main(args),
@@ -123,6 +127,81 @@ fn main() -> ExitCode {
     }
 }
 
+/// A command line clap refused (or `--help`/`--version`): its message, a hint when the
+/// words look like a program meant for `memlens run`, and the status: 0 for help and
+/// version, [`EXIT_USAGE`] for a bad command line, as for any other input memlens cannot
+/// use.
+fn command_line_error(e: &clap::Error) -> ExitCode {
+    let _ = e.print();
+    if e.exit_code() == 0 {
+        return ExitCode::SUCCESS;
+    }
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if let Some(hint) = run_hint(&args) {
+        write_stderr(&hint);
+    }
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// `memlens ./prog args` or `memlens --leak-check=full ./prog` (Valgrind's habit): the
+/// `memlens run` command line that was probably meant, as a tip. None when the first word
+/// is a subcommand or there is no program word.
+fn run_hint(args: &[std::ffi::OsString]) -> Option<String> {
+    use clap::CommandFactory;
+    let first = args.first()?.to_str().unwrap_or("");
+    let cmd = Cli::command();
+    if first == "help" || cmd.get_subcommands().any(|c| c.get_name() == first) {
+        return None;
+    }
+    let program = args
+        .iter()
+        .position(|a| !a.to_string_lossy().starts_with('-'))?;
+    let words = |a: &[std::ffi::OsString]| {
+        a.iter()
+            .map(|w| shell_word(&w.to_string_lossy()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let options = words(&args[..program]);
+    Some(format!(
+        "\ntip: to record a program, name the `run` command and put the program after `--`:\n  memlens run {}{}-- {}\n",
+        options,
+        if options.is_empty() { "" } else { " " },
+        words(&args[program..])
+    ))
+}
+
+/// `w` as one word for a POSIX shell: as it is when that is safe, else single-quoted.
+fn shell_word(w: &str) -> String {
+    let plain = !w.is_empty()
+        && w.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_./=:,%+@".contains(&c));
+    if plain {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
+}
+
+/// Write memlens's own message text to stderr. A stderr that is closed, full or gone
+/// (`memlens run ... 2>&1 | head -1`, `2>/dev/full`) loses the message and nothing else:
+/// the program's exit status must still come out, so the error is ignored.
+pub fn write_stderr(text: &str) {
+    use std::io::Write as _;
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr
+        .write_all(text.as_bytes())
+        .and_then(|()| stderr.flush());
+}
+
+/// `eprintln!` for memlens's own messages, through [`write_stderr`]: never panics.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::write_stderr(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 /// Write a finished report to stdout. A reader that went away (`memlens report t | head`)
 /// is nothing to complain about; any other write error is.
 pub fn print_stdout(out: &str) -> ExitCode {
@@ -145,7 +224,7 @@ pub fn write_stdout(out: &[u8]) -> Result<(), String> {
 
 /// Print one error sentence for a person and return the generic failure code.
 pub fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("memlens: error: {msg}");
+    say!("memlens: error: {msg}");
     ExitCode::from(EXIT_USAGE)
 }
 
@@ -153,7 +232,7 @@ pub fn fail(msg: impl std::fmt::Display) -> ExitCode {
 /// (`report` prints it in the report itself).
 pub fn warn_truncated(path: &std::path::Path, t: Option<&memlens_trace::reader::Truncation>) {
     if let Some(t) = t {
-        eprintln!(
+        say!(
             "memlens: warning: {} is truncated: {}; the output covers what was recorded",
             path.display(),
             t.reason

@@ -45,7 +45,7 @@ pub struct PlotArgs {
 pub fn main(args: PlotArgs) -> ExitCode {
     match plot(&args) {
         Ok(out) => {
-            eprintln!("memlens: wrote {}", out.display());
+            crate::say!("memlens: wrote {}", out.display());
             ExitCode::SUCCESS
         }
         Err(e) => crate::fail(e),

@@ -15,7 +15,7 @@ use memlens_trace::reader::{EndRecord, Metadata, RawFrame, TraceReader};
 use memlens_trace::ExitKind;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
-use std::io::{IsTerminal, Write as _};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -1127,8 +1127,7 @@ pub fn run_summary(r: &Report, trace: &Path) -> String {
 
 /// Print [`run_summary`] on stderr.
 pub fn print_run_summary(r: &Report, trace: &Path) {
-    let block = run_summary(r, trace);
-    let _ = std::io::stderr().lock().write_all(block.as_bytes());
+    crate::write_stderr(&run_summary(r, trace));
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! summary, and exit exactly as the program did.
 
 use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -18,10 +18,12 @@ pub const EXIT_NOT_FOUND: u8 = 127;
 #[command(
     after_help = "The program's stdout and stderr are left untouched; memlens prints its summary on \
 stderr after the program exits and then exits with the program's own status (or dies by the same \
-signal). Each process writes its own trace: children started with fork get their own file, and \
-programs started with exec are followed unless --no-follow is given.\n\n\
+signal). The program's process is recorded, and so is each program its process becomes by exec \
+(a shim or wrapper script and the real program: each image writes its own trace, and the summary \
+is of the last). With --trace-children=yes every other process it starts (fork, exec) is \
+recorded too, each in its own trace.\n\n\
 Examples:\n  memlens run -- ./myprog arg1 arg2\n  memlens run -o /tmp/%n.%p.trace -- python3 script.py\n  \
-memlens run --quiet --no-follow -- make -j2"
+memlens run --trace-children=yes --trace-children-skip='*/sh,*/make' -- make -j2"
 )]
 pub struct RunArgs {
     /// Trace file name pattern: %p is replaced by the process id, %n by the program name.
@@ -35,7 +37,18 @@ pub struct RunArgs {
     /// Do not print the summary (same as MEMLENS_QUIET=1).
     #[arg(short, long)]
     pub quiet: bool,
-    /// Do not trace programs started by exec (fork children are still traced).
+    /// Also record the processes the program starts, each in its own trace (yes), or only
+    /// the program's own process and the programs it becomes by exec (no, the default, as
+    /// Valgrind's).
+    #[arg(long, value_name = "no|yes", default_value = "no", value_parser = crate::leaks::parse_yes_no, action = clap::ArgAction::Set)]
+    pub trace_children: bool,
+    /// Programs not to record when started by exec, nor anything they start: comma-separated
+    /// patterns of the program's path, with `*` and `?` (Valgrind's option; repeatable).
+    /// The program memlens starts is always recorded.
+    #[arg(long, value_name = "PATTERNS")]
+    pub trace_children_skip: Vec<String>,
+    /// Do not record programs started by exec, not even those the program's own process
+    /// becomes (with --trace-children=yes, forked children are still recorded).
     #[arg(long)]
     pub no_follow: bool,
     /// Maximum number of frames recorded per stack (1-256).
@@ -44,11 +57,13 @@ pub struct RunArgs {
     /// Interval between RSS samples in milliseconds (0 turns sampling off).
     #[arg(long, value_name = "MS", default_value_t = 10)]
     pub rss_interval: u64,
-    /// Write memlens's own messages (the summary) to FILE instead of stderr.
+    /// Write memlens's own messages (the summary) to FILE instead of stderr. As Valgrind's:
+    /// %p is the program's process id, %q{VAR} the value of the environment variable VAR,
+    /// %% a %.
     #[arg(long, value_name = "FILE")]
-    pub log_file: Option<PathBuf>,
-    /// Leak check at exit: no (no scan), summary (LEAK SUMMARY in the summary), full
-    /// (also the loss records, as `memlens leaks` prints them).
+    pub log_file: Option<OsString>,
+    /// Leak check at exit: no (no scan), summary (LEAK SUMMARY in the summary), full or
+    /// yes (also the loss records, as `memlens leaks` prints them).
     #[arg(long, value_enum, default_value_t = LeakCheck::Summary)]
     pub leak_check: LeakCheck,
     #[command(flatten)]
@@ -90,7 +105,7 @@ impl LaunchError {
             LaunchError::NotRunnable(m) => (m, EXIT_CANNOT_RUN),
             LaunchError::Other(m) => (m, crate::EXIT_USAGE),
         };
-        eprintln!("memlens: error: {msg}");
+        crate::say!("memlens: error: {msg}");
         ExitCode::from(code)
     }
 }
@@ -327,15 +342,156 @@ fn die_by_signal(sig: i32) -> ! {
     std::process::exit(128 + sig)
 }
 
-fn read_manifest(path: &Path) -> Vec<PathBuf> {
-    std::fs::read(path)
-        .map(|d| {
-            d.split(|&c| c == b'\n')
-                .filter(|l| !l.is_empty())
-                .map(|l| PathBuf::from(OsStr::from_bytes(l)))
-                .collect()
+/// The list of trace files the recorder writes to, one path per line, appended by each
+/// process as it opens its trace. A memfd of memlens that the recorder opens as
+/// `/proc/MEMLENS_PID/fd/N`: no file exists anywhere, so nothing is left behind even when
+/// memlens is killed (the memory goes with its last descriptor).
+struct Manifest {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl Manifest {
+    fn new() -> Result<Manifest, LaunchError> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: memfd_create with a NUL-terminated name; a new descriptor or -1.
+        let fd = unsafe { libc::memfd_create(c"memlens-manifest".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(LaunchError::Other(format!(
+                "cannot create the list of traces (memfd_create): {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        Ok(Manifest {
+            // SAFETY: fd is a new descriptor that nothing else owns.
+            file: unsafe { std::fs::File::from_raw_fd(fd) },
+            path: PathBuf::from(format!("/proc/{}/fd/{fd}", std::process::id())),
         })
-        .unwrap_or_default()
+    }
+
+    /// The trace paths, in the order the processes opened them.
+    fn read(&self) -> Vec<PathBuf> {
+        use std::io::{Read, Seek};
+        let mut data = Vec::new();
+        let mut f = &self.file;
+        if f.rewind().and_then(|()| f.read_to_end(&mut data)).is_err() {
+            return Vec::new();
+        }
+        data.split(|&c| c == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| PathBuf::from(OsStr::from_bytes(l)))
+            .collect()
+    }
+}
+
+/// `--log-file`: where memlens's own messages go once the program has started.
+enum LogFile {
+    None,
+    /// A name without `%p`, created before the program starts.
+    Created(std::fs::File),
+    /// A name with `%p` (the program's pid): its directory was checked before the program
+    /// started; the file is created once the pid is known.
+    PerPid(OsString),
+}
+
+impl LogFile {
+    /// Expand and check the name now, so that a log memlens cannot create stops the run
+    /// before the program starts.
+    fn prepare(pattern: &OsStr) -> Result<LogFile, String> {
+        let cannot = |p: &Path, e: std::io::Error| {
+            format!("cannot create the log file {}: {e}", p.display())
+        };
+        let mine = log_file_name(pattern, std::process::id())?;
+        if log_file_name(pattern, 0)? == mine {
+            let f = std::fs::File::create(&mine).map_err(|e| cannot(&mine, e))?;
+            return Ok(LogFile::Created(f));
+        }
+        // The same name but for the pid: if that one can be created, so can the real one.
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&mine)
+        {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&mine);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(cannot(&mine, e)),
+        }
+        Ok(LogFile::PerPid(pattern.to_os_string()))
+    }
+
+    /// The open log, created now for a name with `%p`. Failing that (checked before, so
+    /// unlikely), one warning, and the messages stay on stderr.
+    fn open(&mut self, pid: u32) -> Option<&std::fs::File> {
+        if let LogFile::PerPid(pattern) = self {
+            *self = match log_file_name(pattern, pid).and_then(|p| {
+                std::fs::File::create(&p).map_err(|e| format!("{}: {e}", p.display()))
+            }) {
+                Ok(f) => LogFile::Created(f),
+                Err(e) => {
+                    crate::say!(
+                        "memlens: warning: cannot create the log file {e}; messages stay on stderr"
+                    );
+                    LogFile::None
+                }
+            };
+        }
+        match self {
+            LogFile::Created(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
+/// Valgrind's `--log-file` expansion: `%p` the pid, `%q{VAR}` the environment variable
+/// VAR (which must be set), `%%` a `%`.
+fn log_file_name(pattern: &OsStr, pid: u32) -> Result<PathBuf, String> {
+    let p = pattern.as_bytes();
+    let mut out = Vec::with_capacity(p.len() + 10);
+    let mut i = 0;
+    while i < p.len() {
+        if p[i] != b'%' {
+            out.push(p[i]);
+            i += 1;
+            continue;
+        }
+        match p.get(i + 1) {
+            Some(b'p') => {
+                out.extend_from_slice(pid.to_string().as_bytes());
+                i += 2;
+            }
+            Some(b'%') => {
+                out.push(b'%');
+                i += 2;
+            }
+            Some(b'q') if p.get(i + 2) == Some(&b'{') => {
+                let rest = &p[i + 3..];
+                let Some(end) = rest.iter().position(|&c| c == b'}') else {
+                    return Err("--log-file: `%q{` without its closing `}`".into());
+                };
+                let name = OsStr::from_bytes(&rest[..end]);
+                let value = std::env::var_os(name).ok_or_else(|| {
+                    format!(
+                        "--log-file names the environment variable {} (%q{{...}}), which is not set",
+                        name.to_string_lossy()
+                    )
+                })?;
+                out.extend_from_slice(value.as_bytes());
+                i += 3 + end + 1;
+            }
+            _ => {
+                return Err(format!(
+                    "--log-file: `%` must be followed by p (the pid), q{{VAR}} (an environment variable) or % in {}",
+                    pattern.to_string_lossy()
+                ))
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err("the log file name (--log-file) is empty".into());
+    }
+    Ok(PathBuf::from(OsString::from_vec(out)))
 }
 
 /// `all`, `none` or a comma list of heuristic names -> a bit per heuristic value (1..4).
@@ -362,6 +518,8 @@ fn parse_heuristics(s: &str) -> Result<u32, String> {
 pub enum LeakCheck {
     No,
     Summary,
+    /// Valgrind spells it `yes` too.
+    #[value(alias = "yes")]
     Full,
 }
 
@@ -389,22 +547,11 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
     // Read the suppression files now: a typo should not cost a whole run.
     let suppressions = args.leak.load_suppressions().map_err(LaunchError::Other)?;
     let quiet = args.quiet || std::env::var_os("MEMLENS_QUIET").is_some_and(|v| v == "1");
-    let log = match &args.log_file {
-        Some(p) => Some(std::fs::File::create(p).map_err(|e| {
-            LaunchError::Other(format!("cannot create the log file {}: {e}", p.display()))
-        })?),
-        None => None,
+    let mut log = match &args.log_file {
+        Some(pattern) => LogFile::prepare(pattern).map_err(LaunchError::Other)?,
+        None => LogFile::None,
     };
-
-    let manifest = std::env::temp_dir().join(format!(
-        "memlens-manifest-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0)
-    ));
-    let _ = std::fs::remove_file(&manifest);
+    let manifest = Manifest::new()?;
     let mut ld_preload = preload.as_os_str().to_os_string();
     if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
         ld_preload.push(":");
@@ -415,7 +562,13 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
         .args(&args.command[1..])
         .env("LD_PRELOAD", ld_preload)
         .env("MEMLENS_OUTPUT", &pattern)
-        .env("MEMLENS_MANIFEST", &manifest)
+        .env("MEMLENS_MANIFEST", &manifest.path)
+        .env(
+            "MEMLENS_TRACE_CHILDREN",
+            if args.trace_children { "1" } else { "0" },
+        )
+        .env("MEMLENS_LAUNCHER_PID", std::process::id().to_string())
+        .env("MEMLENS_PROGRAM", &prog)
         .env("MEMLENS_DEPTH", args.depth.to_string())
         .env("MEMLENS_RSS_INTERVAL_MS", args.rss_interval.to_string())
         .env(
@@ -436,6 +589,12 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
     } else {
         cmd.env_remove("MEMLENS_NO_FOLLOW");
     }
+    let skip = args.trace_children_skip.join(",");
+    if skip.is_empty() {
+        cmd.env_remove("MEMLENS_TRACE_CHILDREN_SKIP");
+    } else {
+        cmd.env("MEMLENS_TRACE_CHILDREN_SKIP", skip);
+    }
     let mut child = cmd.spawn().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => {
             LaunchError::NotFound(format!("cannot run {}: {e}", prog.display()))
@@ -443,7 +602,7 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
         _ => LaunchError::NotRunnable(format!("cannot run {}: {e}", prog.display())),
     })?;
     install_signal_handling(child.id() as i32);
-    if let Some(f) = &log {
+    if let Some(f) = log.open(child.id()) {
         use std::os::fd::AsRawFd;
         // SAFETY: replaces memlens's own stderr; the program keeps the original one.
         unsafe { libc::dup2(f.as_raw_fd(), 2) };
@@ -460,9 +619,10 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
         }
     };
 
-    let traces = read_manifest(&manifest);
-    let _ = std::fs::remove_file(&manifest);
-    let main_trace = main_trace(&traces, child.id());
+    let traces = manifest.read();
+    let infos = trace_infos(&traces);
+    let images = own_images(&infos, child.id());
+    let main_trace = main_trace(&traces, &images);
     // One pass over the trace serves the summary, the leak check and the budgets. None is
     // made when nothing would use it (quiet, no --error-exitcode, no budget).
     let gating_leaks = args.leak_check != LeakCheck::No && (!quiet || args.error_exitcode != 0);
@@ -480,7 +640,7 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
             crate::report::analyse(t, &opts)
         });
     if !quiet {
-        summarize(&traces, main_trace.as_ref(), analysis.as_ref());
+        summarize(&traces, &images, main_trace.as_ref(), analysis.as_ref());
     }
     let mut failed = false;
     match (&main_trace, analysis) {
@@ -505,20 +665,20 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
         }
         (Some(t), Some(Err(e))) => {
             if quiet && gating_leaks {
-                eprintln!(
+                crate::say!(
                     "==memlens== cannot read the leak check of {}: {e}",
                     t.display()
                 );
             }
             if budgets.is_some() {
-                eprintln!("==memlens== check failed: cannot read {}: {e}", t.display());
+                crate::say!("==memlens== check failed: cannot read {}: {e}", t.display());
                 failed = true;
             }
         }
         (Some(_), None) => {}
         (None, _) => {
             if budgets.is_some() {
-                eprintln!(
+                crate::say!(
                     "==memlens== check failed: no trace was recorded, nothing could be checked"
                 );
                 failed = true;
@@ -572,7 +732,7 @@ fn leak_gate(trace: &Path, view: &mut crate::leaks::LeakView, args: &RunArgs, qu
             }
             s
         };
-        eprint!("{text}");
+        crate::write_stderr(&text);
     }
     view.error_count() > 0
 }
@@ -584,7 +744,7 @@ fn budget_gate(r: &memlens_analysis::Report, b: &Budgets, leaked: Option<u64>) -
     let h = crate::report::human_bytes;
     if let Some(max) = b.max_peak {
         if r.totals.peak_heap_bytes > max {
-            eprintln!(
+            crate::say!(
                 "==memlens== check failed: peak heap {} exceeds --max-peak {}",
                 h(r.totals.peak_heap_bytes),
                 h(max)
@@ -594,7 +754,7 @@ fn budget_gate(r: &memlens_analysis::Report, b: &Budgets, leaked: Option<u64>) -
     }
     if let Some(max) = b.max_allocations {
         if r.totals.allocations > max {
-            eprintln!(
+            crate::say!(
                 "==memlens== check failed: {} allocations exceed --max-allocations {max}",
                 r.totals.allocations
             );
@@ -604,7 +764,7 @@ fn budget_gate(r: &memlens_analysis::Report, b: &Budgets, leaked: Option<u64>) -
     if let Some(max) = b.max_leaked {
         let leaked = leaked.unwrap_or(r.totals.not_freed_bytes);
         if leaked > max {
-            eprintln!(
+            crate::say!(
                 "==memlens== check failed: {} leaked (definitely + indirectly lost) exceeds --max-leaked {}",
                 h(leaked),
                 h(max)
@@ -615,30 +775,53 @@ fn budget_gate(r: &memlens_analysis::Report, b: &Budgets, leaked: Option<u64>) -
     failed
 }
 
-/// The program's own process's trace: its last one, the image that ran last after any
-/// exec chain (`env`, shell wrappers).
-fn main_trace(traces: &[PathBuf], root_pid: u32) -> Option<PathBuf> {
-    let is_root = |p: &PathBuf| {
-        memlens_trace::reader::TraceReader::open(p)
-            .map(|r| r.header().pid == root_pid)
-            .unwrap_or(false)
-    };
+/// What the summary needs of one trace's header.
+struct TraceInfo {
+    path: PathBuf,
+    pid: u32,
+    exe: String,
+}
+
+/// The headers of the traces written (unreadable ones are left out of the chain of
+/// images but still listed).
+fn trace_infos(traces: &[PathBuf]) -> Vec<TraceInfo> {
     traces
         .iter()
-        .rev()
-        .find(|p| is_root(p))
-        .or(traces.first())
-        .cloned()
+        .filter_map(|p| {
+            let r = memlens_trace::reader::TraceReader::open(p).ok()?;
+            Some(TraceInfo {
+                path: p.clone(),
+                pid: r.header().pid,
+                exe: r.header().exe.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The traces of the program's own process, one per image in the order they ran (a shim,
+/// `env`, the real program).
+fn own_images(infos: &[TraceInfo], root_pid: u32) -> Vec<&TraceInfo> {
+    infos.iter().filter(|t| t.pid == root_pid).collect()
+}
+
+/// The program's own process's trace: its last one, the image that ran last after any
+/// exec chain (`env`, shell wrappers).
+fn main_trace(traces: &[PathBuf], images: &[&TraceInfo]) -> Option<PathBuf> {
+    images
+        .last()
+        .map(|t| t.path.clone())
+        .or_else(|| traces.first().cloned())
 }
 
 /// The summary of the program's own process and the names of the other traces.
 fn summarize(
     traces: &[PathBuf],
+    images: &[&TraceInfo],
     main: Option<&PathBuf>,
     analysis: Option<&Result<memlens_analysis::Report, String>>,
 ) {
     let Some(main) = main else {
-        eprintln!(
+        crate::say!(
             "==memlens== no trace was recorded: the program did not load the recorder \
              (it may clear LD_PRELOAD, or run a static program)"
         );
@@ -646,17 +829,25 @@ fn summarize(
     };
     match analysis {
         Some(Ok(r)) => crate::report::print_run_summary(r, main),
-        Some(Err(e)) => eprintln!("==memlens== cannot summarize {}: {e}", main.display()),
+        Some(Err(e)) => crate::say!("==memlens== cannot summarize {}: {e}", main.display()),
         None => {}
+    }
+    if images.len() > 1 {
+        let names: Vec<&str> = images.iter().map(|t| t.exe.as_str()).collect();
+        crate::say!(
+            "==memlens== its process ran {} programs by exec: {}; this summary is of the last",
+            images.len(),
+            names.join(" -> ")
+        );
     }
     let others: Vec<&PathBuf> = traces.iter().filter(|p| *p != main).collect();
     if !others.is_empty() {
-        eprintln!("==memlens== {} more process trace(s):", others.len());
+        crate::say!("==memlens== {} more process trace(s):", others.len());
         for p in others.iter().take(20) {
-            eprintln!("==memlens==   {}", p.display());
+            crate::say!("==memlens==   {}", p.display());
         }
         if others.len() > 20 {
-            eprintln!("==memlens==   ... and {} more", others.len() - 20);
+            crate::say!("==memlens==   ... and {} more", others.len() - 20);
         }
     }
 }

@@ -138,7 +138,7 @@ struct Failure(String, u8);
 
 impl Failure {
     fn exit(&self) -> ExitCode {
-        eprintln!("memlens: error: {}", self.0);
+        crate::say!("memlens: error: {}", self.0);
         ExitCode::from(self.1)
     }
 }
@@ -555,7 +555,7 @@ fn watch(args: WatchArgs) -> Result<ExitCode, Failure> {
         if let (Some(w), true) = (outputs.csv.as_mut(), csv_ok) {
             if let Err(e) = write_csv(w, t, unix_start + t, &s) {
                 if e.kind() != std::io::ErrorKind::BrokenPipe {
-                    eprintln!("memlens: warning: cannot write the CSV file: {e}; no more samples will be written to it");
+                    crate::say!("memlens: warning: cannot write the CSV file: {e}; no more samples will be written to it");
                 }
                 csv_ok = false;
             }
@@ -665,13 +665,13 @@ fn watch(args: WatchArgs) -> Result<ExitCode, Failure> {
         let _ = w.flush();
     }
     if !args.quiet {
-        eprint!("{}", text_report(&summary, &outputs));
+        crate::write_stderr(&text_report(&summary, &outputs));
     } else {
         for line in budget_lines(&summary)
             .iter()
             .filter(|l| l.contains("EXCEEDED"))
         {
-            eprintln!("==memlens== {line}");
+            crate::say!("==memlens== {line}");
         }
     }
     if let Some((f, p)) = outputs.plot.as_mut() {
@@ -680,7 +680,7 @@ fn watch(args: WatchArgs) -> Result<ExitCode, Failure> {
             match crate::png::from_svg(&svg) {
                 Ok(b) => b,
                 Err(e) => {
-                    eprintln!("memlens: error: {e}");
+                    crate::say!("memlens: error: {e}");
                     return Ok(ExitCode::from(crate::EXIT_USAGE));
                 }
             }
@@ -688,7 +688,7 @@ fn watch(args: WatchArgs) -> Result<ExitCode, Failure> {
             svg.into_bytes()
         };
         if let Err(e) = f.write_all(&bytes) {
-            eprintln!("memlens: error: cannot write the plot {}: {e}", p.display());
+            crate::say!("memlens: error: cannot write the plot {}: {e}", p.display());
             return Ok(ExitCode::from(crate::EXIT_USAGE));
         }
     }
@@ -697,7 +697,7 @@ fn watch(args: WatchArgs) -> Result<ExitCode, Failure> {
         s.push('\n');
         if let Err(e) = w.write_all(s.as_bytes()).and_then(|()| w.flush()) {
             if e.kind() != std::io::ErrorKind::BrokenPipe {
-                eprintln!("memlens: error: cannot write the JSON report {name}: {e}");
+                crate::say!("memlens: error: cannot write the JSON report {name}: {e}");
                 return Ok(ExitCode::from(crate::EXIT_USAGE));
             }
         }
@@ -872,7 +872,7 @@ impl Live {
                     units::clock(t)
                 );
                 // One write, so the line is never split by the program's output.
-                let _ = std::io::stderr().write_all(line.as_bytes());
+                crate::write_stderr(&line);
                 while *next <= t {
                     *next += LINE_PERIOD;
                 }
@@ -917,7 +917,7 @@ impl Live {
                     let _ = writeln!(out, "\r\x1b[2K{l}");
                 }
                 *drawn = lines.len();
-                let _ = std::io::stderr().write_all(out.as_bytes());
+                crate::write_stderr(&out);
             }
         }
     }
@@ -946,7 +946,7 @@ impl Live {
     fn finish(&mut self) {
         if let LiveMode::Terminal { drawn } = self.mode {
             if drawn > 0 {
-                let _ = std::io::stderr().write_all(format!("\x1b[{drawn}A\r\x1b[J").as_bytes());
+                crate::write_stderr(&format!("\x1b[{drawn}A\r\x1b[J"));
             }
         }
     }

@@ -922,7 +922,7 @@ fn bad_input_gets_one_sentence_and_no_panic() {
     ] {
         let o = memlens_cmd(&args);
         let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert_eq!(o.status.code(), Some(125), "{err}");
         assert!(
             err.starts_with("error: invalid value 'fragmentation' for '--metric <METRIC>'"),
             "{err}"

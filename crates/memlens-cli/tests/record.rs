@@ -181,7 +181,7 @@ fn eight_threads_lose_no_events() {
 #[test]
 fn fork_and_exec_each_write_their_own_trace() {
     let prog = build_c("forkexec.c", "forkexec");
-    let r = run(&prog, &[]);
+    let r = run_with(&["--trace-children=yes"], &prog, &[]);
     assert!(r.output.status.success(), "{}", r.stderr());
     assert_eq!(r.stdout(), "child exited 0\nstage2 done\n");
     let traces = r.traces();
@@ -212,7 +212,7 @@ fn fork_and_exec_each_write_their_own_trace() {
 #[test]
 fn no_follow_records_only_the_first_image() {
     let prog = build_c("forkexec.c", "forkexec");
-    let r = run_with(&["--no-follow"], &prog, &[]);
+    let r = run_with(&["--trace-children=yes", "--no-follow"], &prog, &[]);
     assert!(r.output.status.success(), "{}", r.stderr());
     let traces = r.traces();
     // The parent before exec and its fork child; not the exec'd image.
@@ -220,6 +220,164 @@ fn no_follow_records_only_the_first_image() {
     assert!(traces
         .iter()
         .all(|t| sites_at(&report(t), "alloc_stage2").is_empty()));
+    // Without children: the launched image alone.
+    let r = run_with(&["--no-follow"], &prog, &[]);
+    assert_eq!(r.stdout(), "child exited 0\nstage2 done\n");
+    let rep = report(&r.only_trace());
+    assert_eq!(sum(&sites_at(&rep, "alloc_parent"), "live_bytes"), 111);
+    assert_eq!(rep["trace"]["exit"]["kind"], "exec");
+}
+
+/// Valgrind's default, `--trace-children=no`: the launched process and the images its pid
+/// execs into are recorded; a forked child runs on with the recorder passive (no trace)
+/// and what it execs is not recorded.
+#[test]
+fn children_are_not_traced_by_default() {
+    let prog = build_c("forkexec.c", "forkexec");
+    let r = run(&prog, &[]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    assert_eq!(r.stdout(), "child exited 0\nstage2 done\n");
+    let reps: Vec<_> = r.traces().iter().map(|t| report(t)).collect();
+    // The image before exec and the one after: one pid, no forked child.
+    assert_eq!(reps.len(), 2, "{:?}", r.traces());
+    assert_eq!(reps[0]["trace"]["pid"], reps[1]["trace"]["pid"]);
+    assert!(reps.iter().all(|v| v["trace"]["forked_from"].is_null()));
+    assert!(reps.iter().all(|v| sites_at(v, "alloc_child").is_empty()));
+    let err = r.stderr();
+    assert!(
+        err.contains("==memlens== its process ran 2 programs by exec: "),
+        "{err}"
+    );
+
+    // A shell loop: one trace (the shell's), whatever it starts; its status passed on.
+    let sh = std::path::Path::new("/bin/sh");
+    let r = run_with(
+        &["-q"],
+        sh,
+        &[
+            "-c",
+            "for i in 1 2 3 4 5 6 7 8 9 10; do /bin/true; done; exit 3",
+        ],
+    );
+    assert_eq!(r.output.status.code(), Some(3), "{}", r.stderr());
+    assert_eq!(r.traces().len(), 1, "{:?}", r.traces());
+}
+
+/// Every way procs.c starts processes (fork loop, fork from a thread, posix_spawn,
+/// vfork, system, exec chain, daemon) runs as it does bare with the children passive,
+/// and only the launched pid's images are recorded.
+#[test]
+fn untraced_children_run_as_bare() {
+    let prog = build_c("torture/procs.c", "procs-untraced");
+    for mode in [
+        "forkloop",
+        "threadfork",
+        "spawn",
+        "vfork",
+        "system",
+        "execchain",
+        "daemon",
+    ] {
+        let r = run_with(&["-q"], &prog, &[mode]);
+        let bare = bare(&prog, mode);
+        assert_eq!(r.output.stdout, bare.stdout, "{mode}: {}", r.stderr());
+        assert_eq!(r.output.status.code(), bare.status.code(), "{mode}");
+        let reps: Vec<_> = r.traces().iter().map(|t| report(t)).collect();
+        let images = if mode == "execchain" { 6 } else { 1 };
+        assert_eq!(reps.len(), images, "{mode}: {:?}", r.traces());
+        assert!(
+            reps.iter()
+                .all(|v| v["trace"]["pid"] == reps[0]["trace"]["pid"]
+                    && v["trace"]["truncated"].is_null()),
+            "{mode}"
+        );
+    }
+}
+
+/// A shim (a shell script that runs helpers, then execs the real program through
+/// `env`), as pyenv's: the summary is of the real program, and says which programs ran;
+/// the shim's helpers are recorded only with --trace-children=yes, and
+/// --trace-children-skip leaves out the programs it names.
+#[test]
+fn a_shim_resolves_to_the_real_program() {
+    let prog = build_c("forkexec.c", "forkexec");
+    let d = scratch("shim");
+    let shim = d.join("shim");
+    std::fs::write(
+        &shim,
+        "#!/bin/sh\nname=$(basename \"$0\")\n/bin/true\nexec /usr/bin/env \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let exes = |r: &Run| -> Vec<String> {
+        r.traces()
+            .iter()
+            .map(|t| report(t)["trace"]["exe"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    let r = run_with(&[], &shim, &[prog.to_str().unwrap()]);
+    assert_eq!(
+        r.stdout(),
+        "child exited 0\nstage2 done\n",
+        "{}",
+        r.stderr()
+    );
+    let err = r.stderr();
+    // sh (the shim), env, forkexec, forkexec again (stage 2): one pid.
+    assert_eq!(r.traces().len(), 4, "{:?}", exes(&r));
+    let chain = err
+        .lines()
+        .find(|l| l.starts_with("==memlens== its process ran 4 programs by exec: "))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        chain.contains(" -> /usr/bin/env -> ")
+            && chain.ends_with(&format!(
+                "{p} -> {p}; this summary is of the last",
+                p = prog.display()
+            )),
+        "{chain}"
+    );
+    // The summary is stage 2's: its 333 bytes are what is not freed.
+    assert!(
+        err.contains("==memlens== not freed at exit: 333 B in 1 block\n"),
+        "{err}"
+    );
+
+    let r = run_with(
+        &["-q", "--trace-children=yes"],
+        &shim,
+        &[prog.to_str().unwrap()],
+    );
+    let all = exes(&r);
+    assert!(all.iter().any(|e| e.ends_with("/basename")), "{all:?}");
+    assert!(all.iter().any(|e| e.ends_with("/true")), "{all:?}");
+
+    let r = run_with(
+        &[
+            "-q",
+            "--trace-children=yes",
+            "--trace-children-skip=*/basename",
+            "--trace-children-skip=/bin/tr?e,*/env",
+        ],
+        &shim,
+        &[prog.to_str().unwrap()],
+    );
+    assert_eq!(
+        r.stdout(),
+        "child exited 0\nstage2 done\n",
+        "{}",
+        r.stderr()
+    );
+    let some = exes(&r);
+    assert!(
+        !some
+            .iter()
+            .any(|e| e.ends_with("/basename") || e.ends_with("/true") || e.ends_with("/env")),
+        "{some:?}"
+    );
+    // env was skipped, and nothing it started was recorded: no forkexec at all.
+    assert!(!some.iter().any(|e| e.ends_with("/forkexec")), "{some:?}");
 }
 
 fn bare(prog: &std::path::Path, arg: &str) -> std::process::Output {
@@ -504,7 +662,11 @@ fn posix_spawn_vfork_system_and_allocating_signal_handlers() {
     let prog = build_c("spawn.c", "spawn");
     // The children run exits.c ("spawned"/"vforked" are unknown modes: plain return 0).
     let child = build_c("exits.c", "exits");
-    let r = run_with(&["--quiet"], &prog, &[child.to_str().unwrap()]);
+    let r = run_with(
+        &["--quiet", "--trace-children=yes"],
+        &prog,
+        &[child.to_str().unwrap()],
+    );
     let bare = Command::new(&prog).arg(&child).output().unwrap();
     assert!(r.output.status.success(), "{}", r.stderr());
     assert_eq!(

@@ -91,12 +91,16 @@ struct Recorded {
     lines: std::io::Lines<BufReader<ChildStdout>>,
     pid: i32,
     dir: PathBuf,
+    /// memlens's `TMPDIR`, empty of its own.
+    tmpdir: PathBuf,
 }
 
 impl Recorded {
     fn start(mode: &str, batches: u32) -> Recorded {
         let dir = scratch("killable");
+        let tmpdir = scratch("killable-tmp");
         let mut memlens = Command::new(memlens())
+            .env("TMPDIR", &tmpdir)
             .args(["run", "-q", "-o"])
             .arg(dir.join("%n.%p.trace"))
             .arg("--")
@@ -120,6 +124,7 @@ impl Recorded {
             lines,
             pid,
             dir,
+            tmpdir,
         }
     }
 
@@ -260,7 +265,8 @@ fn sigkill_at_random_moments_leaves_a_readable_prefix() {
 fn killing_memlens_run_leaves_the_program_running_and_its_trace_complete() {
     // The recorder lives in the program: `memlens run` killed with SIGKILL takes nothing
     // with it. The program runs on (orphaned), finishes, and writes a complete trace;
-    // only memlens's summary and the exit status it would have passed on are lost.
+    // only memlens's summary and the exit status it would have passed on are lost, and
+    // no file of memlens's own stays behind.
     let mut r = Recorded::start("step", 5);
     r.until_batch(2, true);
     r.memlens.kill().unwrap(); // SIGKILL to memlens itself
@@ -286,6 +292,13 @@ fn killing_memlens_run_leaves_the_program_running_and_its_trace_complete() {
     assert!(rep["trace"]["truncated"].is_null(), "{}", rep["trace"]);
     assert_eq!(rep["trace"]["exit"]["code"], 0, "{}", rep["trace"]);
     assert_eq!(killable_allocations(&rep), 5000);
+    // And nothing of memlens's own is left behind in its TMPDIR (it kept a list of the
+    // traces written there, /tmp/memlens-manifest-*, before).
+    let left: Vec<_> = std::fs::read_dir(&r.tmpdir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind in TMPDIR: {left:?}");
 }
 
 /// Run `sh -c script` as root in a private mount namespace if possible. `None`: mounting

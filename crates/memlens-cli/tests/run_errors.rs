@@ -83,9 +83,179 @@ fn unwritable_output_directory() {
 
 #[test]
 fn unknown_flag_is_an_error() {
+    // 125, as every input memlens cannot use (README's exit status tables).
     let (code, err) = memlens_run(&["--no-such-flag", "--", "true"]);
-    assert_eq!(code, Some(2));
+    assert_eq!(code, Some(125));
     assert!(err.contains("--no-such-flag"), "{err}");
+    for args in [
+        &["report", "--format", "xml", "x.trace"][..],
+        &["watch", "--max-rss", "lots", "--", "true"],
+        &["frobnicate"],
+        &[],
+    ] {
+        let o = Command::new(memlens()).args(args).output().unwrap();
+        assert_eq!(o.status.code(), Some(125), "{args:?}");
+    }
+    // Help and version are not errors.
+    for args in [&["--help"][..], &["run", "--help"], &["--version"]] {
+        let o = Command::new(memlens()).args(args).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{args:?}");
+    }
+}
+
+/// Valgrind's habits: `memlens ./prog` and `memlens --leak-check=full ./prog` are not
+/// memlens's syntax, and the error says what is.
+#[test]
+fn a_program_without_run_gets_the_command_line_meant() {
+    let o = Command::new(memlens())
+        .args(["./prog", "a b", "c"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert!(err.contains("\n  memlens run -- ./prog 'a b' c\n"), "{err}");
+    let o = Command::new(memlens())
+        .args(["--leak-check=full", "-q", "ls", "-l"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains("\n  memlens run --leak-check=full -q -- ls -l\n"),
+        "{err}"
+    );
+}
+
+/// Valgrind's spellings where the meaning is the same: `--leak-check=yes` is `full`.
+#[test]
+fn leak_check_yes_is_full() {
+    let prog = build_c("forkexec.c", "forkexec");
+    let r = run_with(&["--leak-check=yes"], &prog, &[]);
+    assert_eq!(r.output.status.code(), Some(0), "{}", r.stderr());
+    // memcheck's full output (records, ERROR SUMMARY), which `summary` does not print.
+    let err = r.stderr();
+    assert!(
+        err.contains("==memlens== ERROR SUMMARY: 0 errors (0 heap errors")
+            && err.contains("==memlens== Records of kind reachable not shown"),
+        "{err}"
+    );
+}
+
+/// `--log-file` expands Valgrind's `%p` (the program's pid), `%q{VAR}` and `%%`.
+#[test]
+fn log_file_expands_pid_and_environment() {
+    let prog = build_c("exits.c", "exits");
+    let d = scratch("logfile");
+    let o = Command::new(memlens())
+        .current_dir(&d)
+        .env("MEMLENS_TEST_WHO", "ci")
+        .args(["run", "--log-file=log.%q{MEMLENS_TEST_WHO}.%p.100%%", "--"])
+        .arg(&prog)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let names: Vec<String> = std::fs::read_dir(&d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let trace = names.iter().find(|n| n.ends_with(".trace")).expect("trace");
+    let pid = memlens_trace::reader::TraceReader::open(d.join(trace))
+        .unwrap()
+        .header()
+        .pid;
+    let log = format!("log.ci.{pid}.100%");
+    assert!(names.contains(&log), "{names:?}");
+    let text = std::fs::read_to_string(d.join(&log)).unwrap();
+    assert!(text.contains("==memlens== trace: "), "{text}");
+
+    // An unset variable or an unknown % sequence: refused before the program starts.
+    for bad in ["--log-file=x.%q{MEMLENS_TEST_UNSET_VAR}", "--log-file=x.%n"] {
+        let (code, err) = memlens_run(&[bad, "--", prog.to_str().unwrap()]);
+        assert_eq!(code, Some(125), "{bad}: {err}");
+        one_line(&err);
+    }
+}
+
+/// A pipe whose reading end is closed: writing to it fails with EPIPE, as when the
+/// reader (`| head -1`) has gone.
+fn closed_pipe() -> std::process::Stdio {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two new descriptors; the write end is owned by the OwnedFd.
+    unsafe {
+        assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC), 0);
+        libc::close(fds[0]);
+        std::process::Stdio::from(std::os::fd::OwnedFd::from_raw_fd(fds[1]))
+    }
+}
+
+fn dev_full() -> std::process::Stdio {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap()
+        .into()
+}
+
+/// memlens's own messages cannot be written (stderr closed or full, a full log file): the
+/// program's status still comes out, never a panic (101).
+#[test]
+fn unwritable_messages_never_replace_the_program_status() {
+    let d = scratch("stderr-gone");
+    let pattern = d.join("%n.%p.trace");
+    let pattern = pattern.to_str().unwrap();
+    let exit3 = ["--", "sh", "-c", "exit 3"];
+    // (memlens's arguments, its stderr)
+    type Stderr = fn() -> std::process::Stdio;
+    let cases: Vec<(Vec<&str>, Stderr)> = vec![
+        ([&["run", "-o", pattern][..], &exit3].concat(), closed_pipe),
+        ([&["run", "-o", pattern][..], &exit3].concat(), dev_full),
+        (
+            [&["run", "-o", pattern, "--log-file=/dev/full"][..], &exit3].concat(),
+            std::process::Stdio::inherit,
+        ),
+        (
+            [&["check", "-o", pattern, "--error-exitcode=9"][..], &exit3].concat(),
+            closed_pipe,
+        ),
+        (
+            [&["watch", "--interval", "10ms"][..], &exit3].concat(),
+            closed_pipe,
+        ),
+        (
+            [&["watch", "--interval", "10ms"][..], &exit3].concat(),
+            dev_full,
+        ),
+    ];
+    for (args, stderr) in cases {
+        let o = Command::new(memlens())
+            .args(&args)
+            .stderr(stderr())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(3), "{args:?}");
+    }
+    // A report into a closed pipe, with stderr closed too: a quiet end.
+    let trace = std::fs::read_dir(&d)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .next()
+        .expect("a trace");
+    for cmd in ["report", "leaks"] {
+        let o = Command::new(memlens())
+            .arg(cmd)
+            .arg(&trace)
+            .stdout(closed_pipe())
+            .stderr(closed_pipe())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{cmd}");
+    }
 }
 
 #[test]

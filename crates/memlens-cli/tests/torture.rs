@@ -135,8 +135,10 @@ fn torture(case: &Case, min_allocations: u64) -> Outcome {
 
     let dir = scratch(case.prog.file_name().unwrap().to_str().unwrap());
     let mut rec = Command::new(memlens());
+    // Every process is recorded: the recorder itself is what is tortured in the children.
     rec.arg("run")
         .arg("-q")
+        .arg("--trace-children=yes")
         .arg("-o")
         .arg(dir.join("%n.%p.trace"))
         .arg("--")

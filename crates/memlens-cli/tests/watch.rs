@@ -352,22 +352,22 @@ fn missing_pid_is_one_clear_error() {
     );
     one_line(&err);
 
-    // --pid and a program together, or neither: a usage error.
+    // --pid and a program together, or neither: a usage error (125, as for every command).
     let o = Command::new(memlens_bin())
         .args(["watch", "--pid", "1", "--", "true"])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(125));
     let o = Command::new(memlens_bin())
         .args(["watch"])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(125));
     let o = Command::new(memlens_bin())
         .args(["watch", "--max-rss", "lots", "--", "true"])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&o.stderr).contains("'lots' is not a size"));
     // A program that does not exist.
     let o = Command::new(memlens_bin())

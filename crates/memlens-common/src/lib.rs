@@ -6,9 +6,12 @@
 //!   confidence of a rise, medians and trailing minima (`memlens watch`'s RSS trend and
 //!   the report's growth section).
 //! * [`chart`]: axis steps and escaping for the hand-written SVG charts.
+//! * [`glob`]: `*`/`?` wildcards (suppression patterns, `--trace-children-skip`), without
+//!   allocating, so the recorder uses them too.
 //!
 //! No dependencies.
 
 pub mod chart;
+pub mod glob;
 pub mod stats;
 pub mod units;

@@ -7,6 +7,10 @@
 //! | `MEMLENS_DEPTH` | maximum stack depth | 64 |
 //! | `MEMLENS_RSS_INTERVAL_MS` | RSS sampling interval (0: off) | 10 |
 //! | `MEMLENS_NO_FOLLOW` | `1`: do not trace programs started by `exec` | follow |
+//! | `MEMLENS_TRACE_CHILDREN` | `0`: record only the process `memlens run` launched (the one whose parent is `MEMLENS_LAUNCHER_PID`) and the images it execs into; forked children and what they exec run with the recorder passive | `1` (every process) |
+//! | `MEMLENS_LAUNCHER_PID` | pid of `memlens run`, the parent of the launched process | none |
+//! | `MEMLENS_PROGRAM` | the path `memlens run` exec'd: that image is never skipped | none |
+//! | `MEMLENS_TRACE_CHILDREN_SKIP` | comma-separated `*`/`?` patterns of exec'd program paths (`AT_EXECFN`) not to record, nor anything they start | none |
 //! | `MEMLENS_FREE_STACKS` | `1`: record the stack of every free/delete (heap error reports then show where a block was first freed) | off |
 //! | `MEMLENS_HEURISTICS` | bit mask of enabled interior-pointer heuristics (bit 1 stdstring, 2 length64, 3 newarray, 4 multipleinheritance) | 30 (all) |
 //! | `MEMLENS_LEAK_CHECK` | `no`: no reachability scan at exit | yes |
@@ -22,6 +26,10 @@ pub struct Config {
     pub max_depth: usize,
     pub rss_interval_ns: u64,
     pub no_follow: bool,
+    pub trace_children: bool,
+    pub launcher_pid: u32,
+    pub program: Option<&'static CStr>,
+    pub trace_children_skip: Option<&'static CStr>,
     pub unwind_cache: bool,
     pub free_stacks: bool,
     pub leak_check: bool,
@@ -61,6 +69,12 @@ impl Config {
             no_follow: env(c"MEMLENS_NO_FOLLOW")
                 .map(|v| v.to_bytes() == b"1")
                 .unwrap_or(false),
+            trace_children: env(c"MEMLENS_TRACE_CHILDREN")
+                .map(|v| v.to_bytes() != b"0")
+                .unwrap_or(true),
+            launcher_pid: env_u64(c"MEMLENS_LAUNCHER_PID").map_or(0, |p| p as u32),
+            program: env(c"MEMLENS_PROGRAM").filter(|s| !s.is_empty()),
+            trace_children_skip: env(c"MEMLENS_TRACE_CHILDREN_SKIP").filter(|s| !s.is_empty()),
             unwind_cache: env(c"MEMLENS_UNWIND_CACHE")
                 .map(|v| v.to_bytes() != b"0")
                 .unwrap_or(true),

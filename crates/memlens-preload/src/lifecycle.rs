@@ -24,6 +24,9 @@ static REAL_EXECV: AtomicUsize = AtomicUsize::new(0);
 static REAL_FEXECVE: AtomicUsize = AtomicUsize::new(0);
 /// Set when the End record was written by exit: later events are not recorded.
 static FINISHED: AtomicBool = AtomicBool::new(false);
+/// `--trace-children=yes` (or no `memlens run`): a forked child records into its own
+/// trace. Otherwise it runs on with the recorder passive.
+static TRACE_CHILDREN: AtomicBool = AtomicBool::new(true);
 static mut OUTPUT_PATTERN: Vec<u8> = Vec::new();
 static mut MANIFEST: Vec<u8> = Vec::new();
 
@@ -165,6 +168,50 @@ fn strip_ld_preload() {
     }
 }
 
+/// How this image takes part, decided at start-up from `memlens run`'s settings.
+#[derive(PartialEq, Eq)]
+enum Part {
+    Record,
+    /// `--trace-children=no` and not the launched process: hooks keep the live-block
+    /// table (heap errors are still kept from glibc) and record nothing.
+    Passive,
+    /// Its path matches `--trace-children-skip`: passive, and LD_PRELOAD loses the
+    /// recorder so that nothing it starts is recorded either (Valgrind does not trace into
+    /// a skipped program, so nothing below it is traced).
+    Skip,
+}
+
+/// The launched process is the one whose parent is `memlens run`: it and the images its
+/// pid execs into (shims, wrapper scripts, `env`) are recorded whatever
+/// `--trace-children` says. Skip patterns match the path given to execve (`AT_EXECFN`,
+/// as Valgrind matches it), except for the program `memlens run` itself started.
+fn part_of_this_image(cfg: &Config) -> Part {
+    // SAFETY: getauxval has no preconditions; AT_EXECFN is the address of the
+    // NUL-terminated path the kernel copied onto the initial stack, or 0.
+    let execfn = unsafe { libc::getauxval(libc::AT_EXECFN) } as *const c_char;
+    let execfn: &[u8] = if execfn.is_null() {
+        b""
+    } else {
+        // SAFETY: non-null AT_EXECFN points to a NUL-terminated string that lives as long
+        // as the process.
+        unsafe { CStr::from_ptr(execfn) }.to_bytes()
+    };
+    // SAFETY: getppid has no preconditions.
+    let ppid = unsafe { libc::getppid() } as u32;
+    let launched = cfg.launcher_pid != 0 && ppid == cfg.launcher_pid;
+    let launched_program = launched && cfg.program.is_some_and(|p| p.to_bytes() == execfn);
+    let skipped = cfg
+        .trace_children_skip
+        .is_some_and(|l| memlens_common::glob::glob_list_match(l.to_bytes(), execfn));
+    if skipped && !launched_program {
+        Part::Skip
+    } else if !cfg.trace_children && !launched {
+        Part::Passive
+    } else {
+        Part::Record
+    }
+}
+
 /// Set once initialisation has been attempted (it runs once).
 static INIT_STARTED: AtomicBool = AtomicBool::new(false);
 
@@ -214,9 +261,6 @@ extern "C" fn memlens_init() {
             .map(|c| c.to_bytes().to_vec())
             .unwrap_or_default();
     }
-    if cfg.no_follow {
-        strip_ld_preload();
-    }
     REAL_DLCLOSE.store(resolve(c"dlclose"), Ordering::Relaxed);
     REAL_EXIT.store(resolve(c"_exit"), Ordering::Relaxed);
     REAL_PROGRAM_EXIT.store(resolve(c"exit"), Ordering::Relaxed);
@@ -227,7 +271,13 @@ extern "C" fn memlens_init() {
     REAL_EXECVP.store(resolve(c"execvp"), Ordering::Relaxed);
     REAL_EXECV.store(resolve(c"execv"), Ordering::Relaxed);
     REAL_FEXECVE.store(resolve(c"fexecve"), Ordering::Relaxed);
-    if !stacks::init() || !open_trace(0) {
+    // The real exit and exec functions are resolved first: a passive image needs them too.
+    let part = part_of_this_image(&cfg);
+    if cfg.no_follow || part == Part::Skip {
+        strip_ld_preload();
+    }
+    TRACE_CHILDREN.store(cfg.trace_children, Ordering::Relaxed);
+    if part != Part::Record || !stacks::init() || !open_trace(0) {
         return;
     }
     modules::refresh(0);
@@ -543,6 +593,14 @@ extern "C" fn fork_child() {
         let parent = FORK_PARENT.load(Ordering::Relaxed);
         output::META.lock().discard();
         output::FILE.lock().forget();
+        if !TRACE_CHILDREN.load(Ordering::Relaxed) {
+            // --trace-children=no: the child runs on with the recorder passive. The
+            // parent's trace is forgotten, never written; what it execs is not recorded
+            // either (its parent is not `memlens run`).
+            ACTIVE.store(false, Ordering::Release);
+            tls::get().busy -= 1;
+            return;
+        }
         // New trace, new stack ids space: stacks are defined again in the child's file.
         stacks::EPOCH.fetch_add(0x5851_F42D_4C95_7F2D, Ordering::Relaxed);
         if open_trace(parent) {
