@@ -598,7 +598,7 @@ extern "C" fn fork_child() {
             // parent's trace is forgotten, never written; what it execs is not recorded
             // either (its parent is not `memlens run`).
             ACTIVE.store(false, Ordering::Release);
-            tls::get().busy -= 1;
+            tls::busy_dec();
             return;
         }
         // New trace, new stack ids space: stacks are defined again in the child's file.
