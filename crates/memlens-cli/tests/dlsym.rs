@@ -1,0 +1,104 @@
+//! `dlsym` under the recorder, which interposes it: `RTLD_NEXT` still answers relative to
+//! the calling module (a malloc wrapper loaded after the recorder does not get its own
+//! malloc back and recurse; an executable's own malloc forwards to the recorder's), and
+//! glibc's malloc taken from its handle, as Python's ctypes does, is recorded. The C cases
+//! with memcheck's numbers are in the leak corpus (`dlsym_leaks`).
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+/// A library linked by the program (so loaded after the recorder) defines malloc and free
+/// and forwards them with dlsym(RTLD_NEXT): called through its handle, it gets glibc's
+/// functions (not its own: that would recurse until the stack overflows) and counts its
+/// two calls.
+#[test]
+fn rtld_next_in_a_library_after_the_recorder() {
+    let lib = build(
+        "gcc",
+        "dlsym_wrapper.c",
+        "libdlsym_wrapper.so",
+        &[C_FLAGS, &["-shared", "-fPIC"]].concat(),
+    );
+    let dir = lib.parent().unwrap().to_str().unwrap().to_string();
+    let rpath = format!("-Wl,-rpath,{dir}");
+    let exe = build(
+        "gcc",
+        "dlsym_next_lib.c",
+        "dlsym_next_lib",
+        &[
+            C_FLAGS,
+            &["-Wl,--no-as-needed", lib.to_str().unwrap(), &rpath],
+        ]
+        .concat(),
+    );
+    let r = run_with(&["-q"], &exe, &[]);
+    assert_eq!(r.output.status.code(), Some(0), "{}", r.stderr());
+    assert_eq!(r.stdout(), "wrapper calls: 2\n");
+}
+
+/// An executable that defines malloc and free and forwards them with dlsym(RTLD_NEXT)
+/// reaches the recorder's hooks (the next definitions after the executable): both blocks
+/// are recorded with the executable's malloc as the allocating function's caller, the
+/// unfreed one is definitely lost, and the program ends normally.
+#[test]
+fn rtld_next_from_the_executable_reaches_the_recorder() {
+    let exe = build_c("dlsym_next_exe.c", "dlsym_next_exe");
+    let r = run_with(&["-q"], &exe, &[]);
+    assert_eq!(r.output.status.code(), Some(0), "{}", r.stderr());
+    assert_eq!(r.stdout(), "own malloc forwarded\n");
+    let rep = report(&r.only_trace());
+    let sites = sites_at(&rep, "malloc");
+    let mut sizes: Vec<u64> = sites
+        .iter()
+        .map(|s| s["bytes_allocated"].as_u64().unwrap())
+        .collect();
+    sizes.sort();
+    assert_eq!(sizes, [4001, 4002]);
+    for s in &sites {
+        assert!(
+            frames(s)[0]["file"]
+                .as_str()
+                .unwrap()
+                .ends_with("dlsym_next_exe.c"),
+            "{s}"
+        );
+    }
+    let leaks = leaks_json(&r.only_trace(), &[]);
+    assert_eq!(amount(&leaks["summary"]["definitely_lost"]), (4001, 1));
+}
+
+/// Python's ctypes takes malloc from glibc's handle: a 12 MiB block allocated through
+/// `CDLL("libc.so.6").malloc` and never freed is in the leak check.
+#[test]
+fn ctypes_malloc_is_recorded() {
+    let Some(python) = tool("python3", "python3") else {
+        return;
+    };
+    let script = "import ctypes\n\
+                  libc = ctypes.CDLL('libc.so.6')\n\
+                  libc.malloc.restype = ctypes.c_void_p\n\
+                  libc.malloc(12 * 1024 * 1024)\n\
+                  print('allocated')\n";
+    // The interpreter itself, not a launcher script (pyenv's shims exec it).
+    let exe = std::process::Command::new(&python)
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .unwrap();
+    let python = std::path::PathBuf::from(String::from_utf8(exe.stdout).unwrap().trim());
+    let r = run_with(&["-q", "--no-follow"], &python, &["-c", script]);
+    assert_eq!(r.output.status.code(), Some(0), "{}", r.stderr());
+    assert_eq!(r.stdout(), "allocated\n");
+    let leaks = leaks_json(&r.only_trace(), &["--show-leak-kinds=all"]);
+    let big: Vec<&Value> = leaks["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|rec| rec["bytes"].as_u64() == Some(12 << 20))
+        .collect();
+    assert_eq!(big.len(), 1, "{}", leaks["records"]);
+    assert_eq!(big[0]["blocks"], 1);
+    assert_eq!(big[0]["allocator"], "malloc");
+    assert_ne!(big[0]["kind"], "still_reachable", "{}", big[0]);
+}
