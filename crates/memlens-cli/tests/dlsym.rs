@@ -1,4 +1,6 @@
-//! `dlsym` under the recorder, which interposes it: `RTLD_NEXT` still answers relative to
+//! Allocation functions found by symbol: an executable that defines its own malloc is
+//! detected at start-up and the reports say so; and `dlsym` under the recorder, which
+//! interposes it: `RTLD_NEXT` still answers relative to
 //! the calling module (a malloc wrapper loaded after the recorder does not get its own
 //! malloc back and recurse; an executable's own malloc forwards to the recorder's), and
 //! glibc's malloc taken from its handle, as Python's ctypes does, is recorded. The C cases
@@ -9,21 +11,16 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-/// A library linked by the program (so loaded after the recorder) defines malloc and free
-/// and forwards them with dlsym(RTLD_NEXT): called through its handle, it gets glibc's
-/// functions (not its own: that would recurse until the stack overflows) and counts its
-/// two calls.
-#[test]
-fn rtld_next_in_a_library_after_the_recorder() {
+/// dlsym_next_lib, linked with libdlsym_wrapper.so (found through its RUNPATH).
+fn wrapper_program() -> std::path::PathBuf {
     let lib = build(
         "gcc",
         "dlsym_wrapper.c",
         "libdlsym_wrapper.so",
         &[C_FLAGS, &["-shared", "-fPIC"]].concat(),
     );
-    let dir = lib.parent().unwrap().to_str().unwrap().to_string();
-    let rpath = format!("-Wl,-rpath,{dir}");
-    let exe = build(
+    let rpath = format!("-Wl,-rpath,{}", lib.parent().unwrap().display());
+    build(
         "gcc",
         "dlsym_next_lib.c",
         "dlsym_next_lib",
@@ -32,7 +29,16 @@ fn rtld_next_in_a_library_after_the_recorder() {
             &["-Wl,--no-as-needed", lib.to_str().unwrap(), &rpath],
         ]
         .concat(),
-    );
+    )
+}
+
+/// A library linked by the program (so loaded after the recorder) defines malloc and free
+/// and forwards them with dlsym(RTLD_NEXT): called through its handle, it gets glibc's
+/// functions (not its own: that would recurse until the stack overflows) and counts its
+/// two calls.
+#[test]
+fn rtld_next_in_a_library_after_the_recorder() {
+    let exe = wrapper_program();
     let r = run_with(&["-q"], &exe, &[]);
     assert_eq!(r.output.status.code(), Some(0), "{}", r.stderr());
     assert_eq!(r.stdout(), "wrapper calls: 2\n");
@@ -101,4 +107,47 @@ fn ctypes_malloc_is_recorded() {
     assert_eq!(big[0]["blocks"], 1);
     assert_eq!(big[0]["allocator"], "malloc");
     assert_ne!(big[0]["kind"], "still_reachable", "{}", big[0]);
+}
+
+const OWN_ALLOCATOR: &str = "own_malloc defines its own malloc, calloc, realloc and free, so the blocks it allocates there never reach the C library's allocator, where memlens records, and cannot be seen; only calls passed on to the C library are recorded";
+
+/// An executable with its own malloc family: `memlens run`'s summary and `memlens report`
+/// (text and JSON) say in one sentence that its blocks cannot be seen, and why; what still
+/// reaches the C library (posix_memalign's 5000 bytes) is recorded.
+#[test]
+fn an_executable_with_its_own_malloc_is_named() {
+    let exe = build_c("own_malloc.c", "own_malloc");
+    let r = run(&exe, &[]);
+    assert_eq!(r.output.status.code(), Some(0), "{}", r.stderr());
+    assert_eq!(r.stdout(), "own allocator: done\n");
+    let stderr = r.stderr();
+    let said: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("defines its own"))
+        .collect();
+    assert_eq!(said, [format!("==memlens== warning: {OWN_ALLOCATOR}")]);
+    let rep = report(&r.only_trace());
+    assert_eq!(rep["trace"]["warnings"], serde_json::json!([OWN_ALLOCATOR]));
+    assert_eq!(rep["totals"]["allocations"], 1, "{}", rep["totals"]);
+    let m = sites_at(&rep, "main");
+    assert_eq!(sum(&m, "bytes_allocated"), 5000);
+    assert_eq!(m[0]["allocator"], "posix_memalign");
+    let text = std::process::Command::new(memlens())
+        .arg("report")
+        .arg(r.only_trace())
+        .output()
+        .unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert_eq!(text.matches(OWN_ALLOCATOR).count(), 1, "{text}");
+}
+
+/// A malloc defined by a library loaded after the recorder replaces nothing (the
+/// recorder's comes first): no such warning.
+#[test]
+fn a_library_defining_malloc_is_not_named() {
+    let exe = wrapper_program();
+    let r = run_with(&["-q"], &exe, &[]);
+    assert_eq!(r.output.status.code(), Some(0), "{}", r.stderr());
+    let rep = report(&r.only_trace());
+    assert_eq!(rep["trace"]["warnings"], serde_json::json!([]));
 }

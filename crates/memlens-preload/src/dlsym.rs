@@ -20,8 +20,12 @@
 //! lookups in a real handle, where glibc uses the caller's address for nothing but
 //! `LD_AUDIT`'s `la_symbind` callbacks, go through [`dlsym_in_handle`].
 
+use alloc::vec::Vec;
 use core::ffi::{c_char, c_void, CStr};
 use core::sync::atomic::{AtomicUsize, Ordering};
+use memlens_trace::NoticeKind;
+
+extern crate alloc;
 
 type DlsymFn = unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void;
 
@@ -91,7 +95,7 @@ unsafe extern "C" fn dlsym_in_handle(handle: *mut c_void, name: *const c_char) -
         return found;
     }
     // SAFETY: dlsym found `name`, so it is a NUL-terminated symbol name.
-    let Some((hook, cxx)) = hook_for(CStr::from_ptr(name).to_bytes()) else {
+    let Some(cxx) = hooked(CStr::from_ptr(name).to_bytes()) else {
         return found;
     };
     let replaced = if cxx {
@@ -99,10 +103,15 @@ unsafe extern "C" fn dlsym_in_handle(handle: *mut c_void, name: *const c_char) -
     } else {
         module_base(found).is_some() && module_base(found) == module_base(glibc_malloc())
     };
-    if replaced {
-        hook as *mut c_void
+    let hook = if replaced {
+        own_definition(name)
     } else {
+        core::ptr::null_mut()
+    };
+    if hook.is_null() {
         found
+    } else {
+        hook
     }
 }
 
@@ -145,45 +154,140 @@ unsafe fn is_main_libstdcxx(addr: *const c_void, handle: *mut c_void) -> bool {
         && lmid == libc::LM_ID_BASE
 }
 
-/// The recorder's hook for an allocator symbol name, and whether it is a C++ operator.
-fn hook_for(name: &[u8]) -> Option<(*const (), bool)> {
-    use crate::hooks as h;
-    let hook = match name {
-        b"malloc" => h::malloc as *const (),
-        b"calloc" => h::calloc as *const (),
-        b"realloc" => h::realloc as *const (),
-        b"reallocarray" => h::reallocarray as *const (),
-        b"free" => h::free as *const (),
-        b"posix_memalign" => h::posix_memalign as *const (),
-        b"aligned_alloc" => h::aligned_alloc as *const (),
-        b"memalign" => h::memalign as *const (),
-        b"valloc" => h::valloc as *const (),
-        b"pvalloc" => h::pvalloc as *const (),
-        b"_Znwm" => h::_Znwm as *const (),
-        b"_Znam" => h::_Znam as *const (),
-        b"_ZnwmRKSt9nothrow_t" => h::_ZnwmRKSt9nothrow_t as *const (),
-        b"_ZnamRKSt9nothrow_t" => h::_ZnamRKSt9nothrow_t as *const (),
-        b"_ZnwmSt11align_val_t" => h::_ZnwmSt11align_val_t as *const (),
-        b"_ZnamSt11align_val_t" => h::_ZnamSt11align_val_t as *const (),
-        b"_ZnwmSt11align_val_tRKSt9nothrow_t" => h::_ZnwmSt11align_val_tRKSt9nothrow_t as *const (),
-        b"_ZnamSt11align_val_tRKSt9nothrow_t" => h::_ZnamSt11align_val_tRKSt9nothrow_t as *const (),
-        b"_ZdlPv" => h::_ZdlPv as *const (),
-        b"_ZdaPv" => h::_ZdaPv as *const (),
-        b"_ZdlPvm" => h::_ZdlPvm as *const (),
-        b"_ZdaPvm" => h::_ZdaPvm as *const (),
-        b"_ZdlPvSt11align_val_t" => h::_ZdlPvSt11align_val_t as *const (),
-        b"_ZdaPvSt11align_val_t" => h::_ZdaPvSt11align_val_t as *const (),
-        b"_ZdlPvmSt11align_val_t" => h::_ZdlPvmSt11align_val_t as *const (),
-        b"_ZdaPvmSt11align_val_t" => h::_ZdaPvmSt11align_val_t as *const (),
-        b"_ZdlPvRKSt9nothrow_t" => h::_ZdlPvRKSt9nothrow_t as *const (),
-        b"_ZdaPvRKSt9nothrow_t" => h::_ZdaPvRKSt9nothrow_t as *const (),
-        b"_ZdlPvSt11align_val_tRKSt9nothrow_t" => {
-            h::_ZdlPvSt11align_val_tRKSt9nothrow_t as *const ()
+/// What [`note_own_allocator`] found: the module that defines allocation functions in
+/// place of the C library's, and their names (`malloc,free`).
+static OWN_ALLOCATOR: spin::Mutex<Option<(Vec<u8>, Vec<u8>)>> = spin::Mutex::new(None);
+
+/// At start-up: whether `malloc`, `calloc`, `realloc` or `free` resolve, for the whole
+/// process, to something other than the recorder's hooks. That happens when the
+/// executable defines them (its own allocator, or a static one linked in): it comes
+/// before the preloaded recorder in the lookup order, and the blocks it serves never pass
+/// through the hooks. Such a finding goes into the trace as a Notice record, so the
+/// reports can say so.
+pub fn note_own_allocator(ts: u64) {
+    let mut module = Vec::new();
+    let mut symbols: Vec<u8> = Vec::new();
+    for name in [c"malloc", c"calloc", c"realloc", c"free"] {
+        // Always found (glibc defines them all), so this leaves no dlerror message.
+        // SAFETY: dlsym with a NUL-terminated name.
+        let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+        // SAFETY: a NUL-terminated name.
+        if f.is_null() || f == unsafe { own_definition(name.as_ptr()) } {
+            continue;
         }
-        b"_ZdaPvSt11align_val_tRKSt9nothrow_t" => {
-            h::_ZdaPvSt11align_val_tRKSt9nothrow_t as *const ()
+        if module.is_empty() {
+            module = module_path(f);
         }
-        _ => return None,
+        if !symbols.is_empty() {
+            symbols.push(b',');
+        }
+        symbols.extend_from_slice(name.to_bytes());
+    }
+    if symbols.is_empty() {
+        return;
+    }
+    crate::output::notice(ts, NoticeKind::OwnAllocator, &module, &symbols);
+    *OWN_ALLOCATOR.lock() = Some((module, symbols));
+}
+
+/// Write the start-up finding again, into a forked child's fresh trace.
+pub fn reemit_notices(ts: u64) {
+    if let Some((module, symbols)) = OWN_ALLOCATOR.lock().as_ref() {
+        crate::output::notice(ts, NoticeKind::OwnAllocator, module, symbols);
+    }
+}
+
+/// The path of the module that contains `addr` (the executable's comes without a path
+/// from the loader).
+fn module_path(addr: *const c_void) -> Vec<u8> {
+    // SAFETY: as in module_base; dli_fname, when set, is the loader's NUL-terminated name.
+    let name = unsafe {
+        let mut info: libc::Dl_info = core::mem::zeroed();
+        if libc::dladdr(addr, &mut info) == 0 || info.dli_fname.is_null() {
+            &[][..]
+        } else {
+            CStr::from_ptr(info.dli_fname).to_bytes()
+        }
     };
-    Some((hook, name.starts_with(b"_Z")))
+    if name.first() == Some(&b'/') {
+        name.to_vec()
+    } else {
+        crate::sys::exe_path()
+    }
+}
+
+/// Whether the recorder hooks the function `name`, and if so whether it is a C++ operator
+/// (`Some(true)`) or a C function (`Some(false)`).
+fn hooked(name: &[u8]) -> Option<bool> {
+    const C: [&[u8]; 10] = [
+        b"malloc",
+        b"calloc",
+        b"realloc",
+        b"reallocarray",
+        b"free",
+        b"posix_memalign",
+        b"aligned_alloc",
+        b"memalign",
+        b"valloc",
+        b"pvalloc",
+    ];
+    const CXX: [&[u8]; 20] = [
+        b"_Znwm",
+        b"_Znam",
+        b"_ZnwmRKSt9nothrow_t",
+        b"_ZnamRKSt9nothrow_t",
+        b"_ZnwmSt11align_val_t",
+        b"_ZnamSt11align_val_t",
+        b"_ZnwmSt11align_val_tRKSt9nothrow_t",
+        b"_ZnamSt11align_val_tRKSt9nothrow_t",
+        b"_ZdlPv",
+        b"_ZdaPv",
+        b"_ZdlPvm",
+        b"_ZdaPvm",
+        b"_ZdlPvSt11align_val_t",
+        b"_ZdaPvSt11align_val_t",
+        b"_ZdlPvmSt11align_val_t",
+        b"_ZdaPvmSt11align_val_t",
+        b"_ZdlPvRKSt9nothrow_t",
+        b"_ZdaPvRKSt9nothrow_t",
+        b"_ZdlPvSt11align_val_tRKSt9nothrow_t",
+        b"_ZdaPvSt11align_val_tRKSt9nothrow_t",
+    ];
+    if C.contains(&name) {
+        Some(false)
+    } else if CXX.contains(&name) {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+/// The recorder's own definition of `name` (its hook). Not `hooks::malloc as usize`: the
+/// recorder's exported functions are interposable, so inside it too their address is the
+/// process-wide definition, the executable's own malloc when it has one. A lookup in the
+/// recorder's handle finds the recorder's first.
+unsafe fn own_definition(name: *const c_char) -> *mut c_void {
+    static OWN_HANDLE: AtomicUsize = AtomicUsize::new(0);
+    let mut handle = OWN_HANDLE.load(Ordering::Relaxed);
+    if handle == 0 {
+        // The recorder's file, from the address of this local (not exported) function,
+        // then its handle: dlopen of a loaded library with RTLD_NOLOAD, which also sets up
+        // the search list that a preloaded library's link map lacks.
+        let mut info: libc::Dl_info = core::mem::zeroed();
+        // SAFETY: dladdr fills `info`; dli_fname is the loader's NUL-terminated path, and
+        // dlopen with RTLD_NOLOAD only returns the already loaded recorder.
+        if libc::dladdr(own_definition as *const c_void, &mut info) == 0 || info.dli_fname.is_null()
+        {
+            return core::ptr::null_mut();
+        }
+        handle = libc::dlopen(info.dli_fname, libc::RTLD_LAZY | libc::RTLD_NOLOAD) as usize;
+        if handle == 0 {
+            return core::ptr::null_mut();
+        }
+        OWN_HANDLE.store(handle, Ordering::Relaxed);
+    }
+    // SAFETY: real_dlsym returns glibc's dlsym (or no_dlsym), both of type DlsymFn; the
+    // handle is the recorder's link map, and the recorder defines every hooked name.
+    let real: DlsymFn = core::mem::transmute(real_dlsym());
+    real(handle as *mut c_void, name)
 }

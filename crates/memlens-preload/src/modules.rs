@@ -600,11 +600,13 @@ pub fn is_loaded(prefix: &[u8]) -> bool {
     query.1
 }
 
-/// Re-emit every current module into a fresh trace (after fork).
+/// Re-emit every current module, and the start-up findings, into a fresh trace (after
+/// fork).
 pub fn reemit_all(ts: u64) {
     if let Some(s) = current() {
         for m in &s.modules {
             output::module_load(ts, m.id, &m.name, &m.build_id, m.bias, &m.segments);
         }
     }
+    crate::dlsym::reemit_notices(ts);
 }
