@@ -232,17 +232,23 @@ fn lost_records(
     v
 }
 
+/// Build and run a case (without arguments) under `memlens run -q`; its stdout must be
+/// memcheck's run's.
+fn run_case(name: &str) -> (Value, Run) {
+    let case = expected()[name].clone();
+    let exe = build_case(&case);
+    let run = run_with(&["-q"], &exe, &[]);
+    assert_eq!(run.stdout(), case["stdout"].as_str().unwrap());
+    (case, run)
+}
+
 /// Blocks from allocator pointers taken with dlsym (RTLD_DEFAULT, and glibc's own handle
 /// as ctypes does) are recorded: one loss record per function with memcheck's bytes and
 /// leaking function, and a block freed "across" (glibc's pointer vs the program's free)
 /// is no heap error.
 #[test]
 fn blocks_from_dlsym_allocators_are_recorded() {
-    let expected = expected();
-    let case = &expected["dlsym_leaks"];
-    let exe = build_case(case);
-    let run = run_with(&["-q"], &exe, &[]);
-    assert_eq!(run.stdout(), case["stdout"].as_str().unwrap());
+    let (case, run) = run_case("dlsym_leaks");
     let got = leaks_json(&run.only_trace(), &["--show-leak-kinds=all"]);
     let ours = lost_records(got["records"].as_array().unwrap(), |r| {
         r["stack"][0]["function"].as_str().unwrap().to_string()
@@ -265,11 +271,7 @@ fn blocks_from_dlsym_allocators_are_recorded() {
 /// library's absolute path.
 #[test]
 fn relative_dlopen_is_symbolized_from_another_directory() {
-    let expected = expected();
-    let case = &expected["dlopen_relative"];
-    let exe = build_case(case);
-    let run = run_with(&["-q"], &exe, &[]);
-    assert_eq!(run.stdout(), case["stdout"].as_str().unwrap());
+    let (case, run) = run_case("dlopen_relative");
     let elsewhere = scratch("elsewhere");
     let o = Command::new(memlens())
         .current_dir(&elsewhere)
