@@ -2,10 +2,13 @@
  * here (a bump allocator over a static arena; free does nothing). They take the place of
  * the C library's for the whole process, glibc's own calls included, so a preloaded
  * recorder never sees these blocks. posix_memalign is not replaced: its 5000-byte block
- * still comes from the C library (and is recorded). Prints "own allocator: done". */
+ * still comes from the C library (and is recorded). Prints "own allocator: done".
+ * With argv[1] = "fork", a child is forked first and exits at once (its own trace). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static unsigned char arena[1 << 20];
 static size_t used;
@@ -36,7 +39,12 @@ void *realloc(void *old, size_t n) {
 
 void free(void *p) { (void)p; }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "fork")) {
+        pid_t child = fork();
+        if (child == 0) _exit(0);
+        if (child < 0 || waitpid(child, NULL, 0) != child) return 1;
+    }
     void *volatile a = malloc(3000);
     void *volatile b = calloc(10, 100);
     void *c = NULL;

@@ -141,6 +141,22 @@ fn an_executable_with_its_own_malloc_is_named() {
     assert_eq!(text.matches(OWN_ALLOCATOR).count(), 1, "{text}");
 }
 
+/// A forked child's trace carries the finding too.
+#[test]
+fn a_forked_child_of_such_an_executable_is_named_too() {
+    let exe = build_c("own_malloc.c", "own_malloc");
+    let r = run_with(&["-q"], &exe, &["fork"]);
+    assert_eq!(r.output.status.code(), Some(0), "{}", r.stderr());
+    let traces = r.traces();
+    assert_eq!(traces.len(), 2, "{traces:?}");
+    for t in &traces {
+        assert_eq!(
+            report(t)["trace"]["warnings"],
+            serde_json::json!([OWN_ALLOCATOR])
+        );
+    }
+}
+
 /// A malloc defined by a library loaded after the recorder replaces nothing (the
 /// recorder's comes first): no such warning.
 #[test]
