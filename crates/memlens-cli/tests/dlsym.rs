@@ -167,3 +167,35 @@ fn a_library_defining_malloc_is_not_named() {
     let rep = report(&r.only_trace());
     assert_eq!(rep["trace"]["warnings"], serde_json::json!([]));
 }
+
+/// libstdc++'s operator new taken from its handle is the recorder's: its blocks are
+/// recorded as `operator new` (not as the malloc it would call inside), so releasing one
+/// with operator delete is no mismatched-family error, and the unfreed one is lost.
+#[test]
+fn operator_new_from_libstdcxx_handle_is_recorded() {
+    let exe = build("g++", "dlsym_cxx.cpp", "dlsym_cxx", CXX_FLAGS);
+    let r = run_with(&["-q"], &exe, &[]);
+    assert_eq!(r.output.status.code(), Some(0), "{}", r.stderr());
+    assert_eq!(r.stdout(), "dlsym operators done\n");
+    let rep = report(&r.only_trace());
+    let mut news: Vec<(u64, String)> = sites_at(&rep, "main")
+        .iter()
+        .map(|s| {
+            (
+                s["bytes_allocated"].as_u64().unwrap(),
+                s["allocator"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    news.sort();
+    assert_eq!(
+        news,
+        [
+            (6001, "operator new".to_string()),
+            (6002, "operator new".to_string())
+        ]
+    );
+    let leaks = leaks_json(&r.only_trace(), &[]);
+    assert_eq!(leaks["errors"], serde_json::json!([]));
+    assert_eq!(amount(&leaks["summary"]["definitely_lost"]), (6001, 1));
+}

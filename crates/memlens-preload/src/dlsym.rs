@@ -4,10 +4,11 @@
 //! "malloc")`, as Python's ctypes does for `CDLL("libc.so.6").malloc`, or plugin loaders
 //! and JITs do) gets glibc's own function: its blocks would bypass the recorder, and a
 //! `free()` of one would look like a free of memory never allocated. So when a lookup in a
-//! handle answers with exactly the definition the recorder itself forwards to (glibc's
-//! malloc family, libstdc++'s operator new/delete), the recorder's hook is returned
-//! instead. Any other answer (a library's own malloc, a copy of glibc in another `dlmopen`
-//! namespace, which has its own heap) is passed on unchanged.
+//! handle answers with a function a hook replaces (one of glibc's, in the module of the
+//! `__libc_malloc` the hooks call; libstdc++'s operator new/delete in the main namespace),
+//! the recorder's hook is returned instead. Any other answer (a library's own malloc, a
+//! copy of glibc or libstdc++ in another `dlmopen` namespace, which has its own heap) is
+//! passed on unchanged.
 //!
 //! glibc's `dlsym` uses its caller's address: `RTLD_NEXT` means "the next definition after
 //! the calling module", and `RTLD_DEFAULT` searches the calling module's scope (its
