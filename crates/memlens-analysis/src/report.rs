@@ -22,8 +22,10 @@ use crate::replay::{AddrHasher, Block, Counters, HeapObserver, Release, Replay, 
 use crate::temporary::Temporary;
 use crate::window::{Window, WindowSpec};
 use crate::Error;
-use memlens_trace::reader::{EndRecord, Event, Metadata, RawFrame, TraceReader, Truncation};
-use memlens_trace::{AllocFunc, Header};
+use memlens_trace::reader::{
+    EndRecord, Event, Metadata, Notice, RawFrame, TraceReader, Truncation,
+};
+use memlens_trace::{AllocFunc, Header, NoticeKind};
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::path::PathBuf;
@@ -943,6 +945,7 @@ impl Report {
                 ));
             }
         }
+        warnings.extend(metadata.notices.iter().map(notice_sentence));
         if totals.reused_addresses > 0 {
             warnings.push(format!(
                 "{} allocations returned an address that was still allocated (a release was not recorded); the old blocks were counted as freed",
@@ -975,5 +978,48 @@ impl Report {
     /// The frames of a stack (innermost first); empty if the trace does not define it.
     pub fn stack(&self, id: u32) -> &[RawFrame] {
         self.metadata.stacks.get(&id).map_or(&[], |v| v.as_slice())
+    }
+}
+
+/// A recorder's finding about the process, in one sentence.
+pub fn notice_sentence(n: &Notice) -> String {
+    match n.kind {
+        NoticeKind::OwnAllocator => {
+            let file = n.module.rsplit('/').next().unwrap_or(&n.module);
+            let names: Vec<&str> = n.symbols.split(',').collect();
+            let list = match names.split_last() {
+                Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+                _ => n.symbols.clone(),
+            };
+            format!(
+                "{file} defines its own {list}, so the blocks it allocates there never reach the C library's allocator, where memlens records, and cannot be seen; only calls passed on to the C library are recorded"
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod notice_tests {
+    use super::*;
+
+    fn own(symbols: &str) -> String {
+        notice_sentence(&Notice {
+            ts: 0,
+            kind: NoticeKind::OwnAllocator,
+            module: "/opt/app/bin/server".into(),
+            symbols: symbols.into(),
+        })
+    }
+
+    #[test]
+    fn own_allocator_sentence_names_the_file_and_lists_the_functions() {
+        assert!(
+            own("malloc").starts_with("server defines its own malloc, so the blocks"),
+            "{}",
+            own("malloc")
+        );
+        assert!(own("malloc,free").starts_with("server defines its own malloc and free, so"));
+        assert!(own("malloc,calloc,free")
+            .starts_with("server defines its own malloc, calloc and free, so"));
     }
 }

@@ -9,6 +9,7 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
 
 const KINDS: [&str; 4] = [
     "definitely_lost",
@@ -117,7 +118,7 @@ fn leak_summaries_match_memcheck() {
             // The running thread's DTV (272 bytes, +16 for the recorder's TLS module).
             "threads_running" => Some((288, 1)),
             // The dlopen'd plugin's link map, path, version table (path-dependent bytes).
-            "dlopen_keep" => None,
+            "dlopen_keep" | "dlopen_relative" => None,
             // No freeres after a signal: glibc's stdout buffer, libstdc++'s EH pool.
             "exit_sigterm" => Some((4096, 1)),
             // A thread still runs at exit, so no freeres: the running thread's DTV and
@@ -170,6 +171,9 @@ fn leak_summaries_match_memcheck() {
                 // ld.so keeps the plugin's path in still-reachable blocks: bytes depend on
                 // the directory the test builds in; the blocks must match.
                 ("dlopen_keep", "still_reachable") => g.1 == e.1,
+                // dlopen by a relative path: ld.so keeps the library's directory (its
+                // origin, from the working directory) in a block of the same kind.
+                ("dlopen_relative", "still_reachable") => g.1 == e.1,
                 _ => g == e,
             };
             if !ok {
@@ -250,4 +254,98 @@ fn summary_says_the_program_died_by_a_signal() {
         err.contains("==memlens==    definitely lost: 48 bytes in 1 blocks\n"),
         "{err}"
     );
+}
+
+/// The definitely lost records of a case, as (bytes, blocks, first frame that is not an
+/// allocation function) for memlens's JSON and memcheck's expected.json, sorted.
+fn lost_records(
+    records: &[Value],
+    first_function: impl Fn(&Value) -> String,
+) -> Vec<(u64, u64, String)> {
+    let mut v: Vec<(u64, u64, String)> = records
+        .iter()
+        .filter(|r| r["kind"] == "definitely_lost")
+        .map(|r| {
+            (
+                r["bytes"].as_u64().unwrap(),
+                r["blocks"].as_u64().unwrap(),
+                first_function(r),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Build and run a case (without arguments) under `memlens run -q`; its stdout must be
+/// memcheck's run's.
+fn run_case(name: &str) -> (Value, Run) {
+    let case = expected()[name].clone();
+    let exe = build_case(&case);
+    let run = run_with(&["-q"], &exe, &[]);
+    assert_eq!(run.stdout(), case["stdout"].as_str().unwrap());
+    (case, run)
+}
+
+/// Blocks from allocator pointers taken with dlsym (RTLD_DEFAULT, and glibc's own handle
+/// as ctypes does) are recorded: one loss record per function with memcheck's bytes and
+/// leaking function, and a block freed "across" (glibc's pointer vs the program's free)
+/// is no heap error.
+#[test]
+fn blocks_from_dlsym_allocators_are_recorded() {
+    let (case, run) = run_case("dlsym_leaks");
+    let got = leaks_json(&run.only_trace(), &["--show-leak-kinds=all"]);
+    let ours = lost_records(got["records"].as_array().unwrap(), |r| {
+        r["stack"][0]["function"].as_str().unwrap().to_string()
+    });
+    let theirs = lost_records(case["records"].as_array().unwrap(), |r| {
+        r["function"].as_str().unwrap().to_string()
+    });
+    assert_eq!(ours.len(), 8, "{ours:?}");
+    assert_eq!(ours, theirs);
+    assert_eq!(
+        got["errors"].as_array().unwrap().len(),
+        0,
+        "{}",
+        got["errors"]
+    );
+}
+
+/// A library dlopen'ed by a relative path, after which the program changed directory, is
+/// still symbolized by `memlens leaks` run from yet another directory: the trace holds the
+/// library's absolute path.
+#[test]
+fn relative_dlopen_is_symbolized_from_another_directory() {
+    let (case, run) = run_case("dlopen_relative");
+    let elsewhere = scratch("elsewhere");
+    let o = Command::new(memlens())
+        .current_dir(&elsewhere)
+        .args(["leaks", "--format", "json"])
+        .arg(run.only_trace())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let want = case["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "definitely_lost")
+        .unwrap();
+    let lost: Vec<&Value> = got["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "definitely_lost")
+        .collect();
+    assert_eq!(lost.len(), 1, "{}", got["records"]);
+    assert_eq!(lost[0]["bytes"], want["bytes"]);
+    let frame = &lost[0]["stack"][0];
+    assert_eq!(frame["function"], want["source_function"], "{frame}");
+    assert_eq!(frame["line"], want["source_line"], "{frame}");
+    assert!(
+        frame["file"].as_str().unwrap().ends_with("leak_plugin.c"),
+        "{frame}"
+    );
+    assert_eq!(frame["module"], "leak_plugin.so");
 }

@@ -26,6 +26,7 @@
 
 mod clock;
 mod config;
+mod dlsym;
 mod go_exit;
 mod hooks;
 mod lifecycle;

@@ -281,6 +281,7 @@ extern "C" fn memlens_init() {
         return;
     }
     modules::refresh(0);
+    crate::dlsym::note_own_allocator(0);
     // SAFETY: registering handlers with valid function pointers.
     unsafe {
         libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));

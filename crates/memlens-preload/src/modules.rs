@@ -28,7 +28,11 @@ type Unw = UnwinderX86_64<Vec<u8>, MustNotAllocateDuringUnwind>;
 #[derive(Clone)]
 struct ModuleInfo {
     id: u32,
+    /// The file's absolute path, as written to the trace.
     name: Vec<u8>,
+    /// The name the loader gives (`dlpi_name`: empty for the executable, the path as the
+    /// program passed it to `dlopen`), to recognise the module at the next rescan.
+    loader_name: Vec<u8>,
     build_id: Vec<u8>,
     segments: Vec<(u64, u64, u32)>,
     bias: u64,
@@ -442,6 +446,29 @@ unsafe fn framehop_module(f: &Found, name: String) -> Option<framehop::Module<Ve
     ))
 }
 
+/// The absolute path of a module's file. The loader keeps a `dlopen`ed library's name as
+/// the program gave it (`./plugin.so`), relative to a working directory that may have
+/// changed since and that `memlens leaks` does not share; the kernel names the file mapped
+/// at the module's first segment by its absolute path. The loader's name is kept when no
+/// file mapping is there (the vDSO).
+fn absolute_path(f: &Found) -> Vec<u8> {
+    if f.name.first() == Some(&b'/') {
+        return f.name.clone();
+    }
+    let at = f.bias + f.start;
+    let mut path = None;
+    crate::sys::for_each_mapping(|m| {
+        if m.start <= at && at < m.end {
+            if m.name.first() == Some(&b'/') {
+                path = Some(m.name.to_vec());
+            }
+            return false;
+        }
+        true
+    });
+    path.unwrap_or_else(|| f.name.clone())
+}
+
 /// Rescan the loaded modules; publish a new snapshot and record loads/unloads if the set
 /// changed. Must be called with the thread marked busy. Returns whether anything changed.
 pub fn refresh(ts: u64) -> bool {
@@ -452,7 +479,9 @@ pub fn refresh(ts: u64) -> bool {
     unsafe { libc::dl_iterate_phdr(Some(collect), &mut found as *mut _ as *mut c_void) };
     let old = current();
     let same = |m: &ModuleInfo, f: &Found| {
-        m.bias == f.bias && m.start == f.bias + f.start && (f.name.is_empty() || m.name == f.name)
+        m.bias == f.bias
+            && m.start == f.bias + f.start
+            && (f.name.is_empty() || m.loader_name == f.name)
     };
     if let Some(old) = old {
         if old.modules.len() == found.len()
@@ -484,7 +513,7 @@ pub fn refresh(ts: u64) -> bool {
         let name = if f.name.is_empty() {
             crate::sys::exe_path()
         } else {
-            f.name.clone()
+            absolute_path(f)
         };
         // SAFETY: the module is mapped while we hold no reference past this call.
         if let Some(m) = unsafe { framehop_module(f, String::from_utf8_lossy(&name).into_owned()) }
@@ -495,6 +524,7 @@ pub fn refresh(ts: u64) -> bool {
         modules.push(ModuleInfo {
             id,
             name,
+            loader_name: f.name.clone(),
             build_id: f.build_id.clone(),
             segments: f.segments.clone(),
             bias: f.bias,
@@ -545,11 +575,38 @@ pub fn refresh_if_changed(ts: u64) -> bool {
     refresh(ts)
 }
 
-/// Re-emit every current module into a fresh trace (after fork).
+unsafe extern "C" fn find_file(
+    info: *mut libc::dl_phdr_info,
+    _size: usize,
+    data: *mut c_void,
+) -> c_int {
+    // SAFETY: valid for the callback; data is the (prefix, found) pair we passed, and a
+    // non-null dlpi_name is the loader's NUL-terminated name.
+    let (prefix, found) = &mut *(data as *mut (&[u8], bool));
+    let info = &*info;
+    if !info.dlpi_name.is_null() {
+        let path = CStr::from_ptr(info.dlpi_name).to_bytes();
+        let file = path.rsplit(|&c| c == b'/').next().unwrap_or(path);
+        *found = file.starts_with(prefix);
+    }
+    *found as c_int // stop at the first match
+}
+
+/// Whether a module whose file name starts with `prefix` (`libstdc++.so`) is loaded.
+pub fn is_loaded(prefix: &[u8]) -> bool {
+    let mut query = (prefix, false);
+    // SAFETY: `find_file` only reads the phdr info and writes `query`.
+    unsafe { libc::dl_iterate_phdr(Some(find_file), &mut query as *mut _ as *mut c_void) };
+    query.1
+}
+
+/// Re-emit every current module, and the start-up findings, into a fresh trace (after
+/// fork).
 pub fn reemit_all(ts: u64) {
     if let Some(s) = current() {
         for m in &s.modules {
             output::module_load(ts, m.id, &m.name, &m.build_id, m.bias, &m.segments);
         }
     }
+    crate::dlsym::reemit_notices(ts);
 }

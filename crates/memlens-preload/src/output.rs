@@ -319,6 +319,10 @@ pub fn module_unload(ts: u64, id: u32) {
     META.lock().with(|b| b.module_unload(ts, id));
 }
 
+pub fn notice(ts: u64, kind: memlens_trace::NoticeKind, module: &[u8], symbols: &[u8]) {
+    META.lock().with(|b| b.notice(ts, kind, module, symbols));
+}
+
 pub fn thread_record(ts: u64, index: u32, tid: u32, name: &[u8]) {
     META.lock().with(|b| b.thread(ts, index, tid, name));
 }

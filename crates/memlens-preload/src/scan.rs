@@ -366,7 +366,17 @@ fn stop_threads() -> (usize, Vec<(u32, u64)>) {
 
 /// Run libstdc++'s and glibc's freeres (memcheck's `--run-cxx-freeres`/`--run-libc-freeres`).
 fn freeres() {
-    for name in [c"_ZN9__gnu_cxx9__freeresEv", c"__libc_freeres"] {
+    // Only lookups that succeed: a failed one leaves an error message that glibc frees at
+    // the next dl* call through the program's free, and a free that itself calls dlsym
+    // (a wrapper forwarding with RTLD_NEXT) would then recurse without end.
+    let cxx = crate::modules::is_loaded(b"libstdc++.so");
+    for (name, wanted) in [
+        (c"_ZN9__gnu_cxx9__freeresEv", cxx),
+        (c"__libc_freeres", true),
+    ] {
+        if !wanted {
+            continue;
+        }
         let f = {
             let _busy = tls::BusyGuard::enter();
             // SAFETY: dlsym with a NUL-terminated name; may allocate (we are busy).

@@ -157,6 +157,24 @@ impl AllocFunc {
     }
 }
 
+/// Something the recorder found at start-up that limits what it can see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum NoticeKind {
+    /// The executable defines allocation functions of its own (`symbols`), which take
+    /// the place of the C library's for the whole process.
+    OwnAllocator = 1,
+}
+
+impl NoticeKind {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(Self::OwnAllocator),
+            _ => None,
+        }
+    }
+}
+
 /// How the traced process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -196,6 +214,7 @@ pub mod tag {
     pub const MODULE_UNLOAD: u8 = 17;
     pub const STACK: u8 = 18;
     pub const THREAD: u8 = 19;
+    pub const NOTICE: u8 = 20;
     // End chunk.
     pub const END: u8 = 32;
     // Scan chunks (the reachability scan at exit).
@@ -649,6 +668,27 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         self.put(index as u64);
         self.put(tid as u64);
         self.put_raw_bytes(name);
+        Ok(())
+    }
+
+    /// A finding about the process (`kind`): the module concerned (its path) and the
+    /// symbols, separated by commas.
+    pub fn notice(
+        &mut self,
+        ts: u64,
+        kind: NoticeKind,
+        module: &[u8],
+        symbols: &[u8],
+    ) -> Result<(), WriteError> {
+        if self.remaining() < 2 + 3 * varint::MAX_LEN + module.len() + symbols.len() {
+            return Err(WriteError::NoSpace);
+        }
+        self.put_u8(tag::NOTICE);
+        self.records += 1;
+        self.put(ts);
+        self.put_u8(kind as u8);
+        self.put_raw_bytes(module);
+        self.put_raw_bytes(symbols);
         Ok(())
     }
 

@@ -126,6 +126,17 @@ pub struct EndRecord {
     pub counters: EndCounters,
 }
 
+/// A finding of the recorder about the process (see [`NoticeKind`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub ts: u64,
+    pub kind: NoticeKind,
+    /// The module concerned (the executable's path for `OwnAllocator`).
+    pub module: String,
+    /// The symbols concerned, separated by commas (`malloc,free`).
+    pub symbols: String,
+}
+
 /// All definitions of a trace.
 #[derive(Clone, Debug, Default)]
 pub struct Metadata {
@@ -134,6 +145,8 @@ pub struct Metadata {
     pub stacks: HashMap<u32, Vec<RawFrame>>,
     pub threads: HashMap<u32, ThreadInfo>,
     pub end: Option<EndRecord>,
+    /// The recorder's findings, in the order written.
+    pub notices: Vec<Notice>,
 }
 
 /// One event, in time order. `thread` is the recorder's thread index.
@@ -577,6 +590,18 @@ fn decode_meta(raw: &[u8], md: &mut Metadata) -> Option<()> {
                         started_ns: ts,
                     },
                 );
+            }
+            tag::NOTICE => {
+                let ts = c.u64()?;
+                let kind = NoticeKind::from_u8(c.u8()?)?;
+                let module = c.string()?;
+                let symbols = c.string()?;
+                md.notices.push(Notice {
+                    ts,
+                    kind,
+                    module,
+                    symbols,
+                });
             }
             tag::END => {
                 let ts = c.u64()?;

@@ -1,4 +1,4 @@
-use memlens_trace::reader::{Event, RawFrame, TraceError, TraceReader};
+use memlens_trace::reader::{Event, Notice, RawFrame, TraceError, TraceReader};
 use memlens_trace::writer::TraceWriter;
 use memlens_trace::*;
 
@@ -40,6 +40,7 @@ fn sample_trace() -> Vec<u8> {
         )?;
         b.stack(1, &[(1, 0x1234), (0, 0x7fff_0000)])?;
         b.stack(2, &[(1, 0x1300)])?;
+        b.notice(0, NoticeKind::OwnAllocator, b"/bin/prog", b"malloc,free")?;
         b.thread(0, 0, 42, b"main")
     })
     .unwrap();
@@ -90,6 +91,15 @@ fn events_merge_by_time_and_metadata_resolves() {
     );
     assert_eq!(md.modules[&1].build_id_hex(), "abcd");
     assert_eq!(md.threads[&0].tid, 42);
+    assert_eq!(
+        md.notices,
+        vec![Notice {
+            ts: 0,
+            kind: NoticeKind::OwnAllocator,
+            module: "/bin/prog".into(),
+            symbols: "malloc,free".into(),
+        }]
+    );
     let end = md.end.unwrap();
     assert_eq!(
         (end.kind, end.code, end.counters.untracked_frees),

@@ -1298,6 +1298,14 @@ fn default_set_on_the_leak_corpus() {
             ("dlopen_keep", "_dl_new_object", "ld.so-internal"),
             ("dlopen_keep", "_dl_new_object", "ld.so-internal"),
             ("dlopen_keep", "strdup", "ld.so-internal"),
+            (
+                "dlopen_relative",
+                "_dl_check_map_versions",
+                "ld.so-internal"
+            ),
+            ("dlopen_relative", "_dl_new_object", "ld.so-internal"),
+            ("dlopen_relative", "_dl_new_object", "ld.so-internal"),
+            ("dlopen_relative", "strdup", "ld.so-internal"),
             ("exit_cxx_sigterm", "???", "libstdc++-emergency-eh-pool"),
             ("exit_sigterm", "_IO_file_doallocate", "glibc-stdio-buffer"),
             ("mappings", "allocate_dtv", "glibc-thread-dtv"),
