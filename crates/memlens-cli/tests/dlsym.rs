@@ -145,7 +145,7 @@ fn an_executable_with_its_own_malloc_is_named() {
 #[test]
 fn a_forked_child_of_such_an_executable_is_named_too() {
     let exe = build_c("own_malloc.c", "own_malloc");
-    let r = run_with(&["-q"], &exe, &["fork"]);
+    let r = run_with(&["-q", "--trace-children=yes"], &exe, &["fork"]);
     assert_eq!(r.output.status.code(), Some(0), "{}", r.stderr());
     let traces = r.traces();
     assert_eq!(traces.len(), 2, "{traces:?}");
