@@ -115,7 +115,8 @@ impl Symbolizer {
         out
     }
 
-    fn is_recorder(&self, module: u32) -> bool {
+    /// Whether frames of this module are the recorder's own (never shown).
+    pub fn is_recorder(&self, module: u32) -> bool {
         self.modules
             .get(&module)
             .is_some_and(|e| e.module.short_name() == RECORDER_MODULE)
