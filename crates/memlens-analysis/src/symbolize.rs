@@ -350,6 +350,15 @@ mod tests {
     use super::demangle;
 
     #[test]
+    fn each_cxx_operator_is_named_as_its_symbol_demangles() {
+        for f in memlens_trace::AllocFunc::ALL {
+            if let Some((symbol, readable)) = f.cxx_operator() {
+                assert_eq!(demangle(symbol).0, readable, "{f:?}");
+            }
+        }
+    }
+
+    #[test]
     fn demangles_cpp_and_rust_and_keeps_the_symbol() {
         assert_eq!(
             demangle("_Z4makev"),

@@ -272,3 +272,60 @@ fn leak_metrics_of_flame_graphs_skip_the_default_suppressions() {
     let folded = String::from_utf8(o.stdout).unwrap();
     assert!(!folded.contains("72704"), "{folded}");
 }
+
+/// A Valgrind suppression names the operator the program called: `delete p` of C++14 is
+/// the sized `operator delete(void*, unsigned long)`, `fun:_ZdlPvm`, and memlens's frame 0
+/// must be that symbol (not the plain `_ZdlPv`) for the same file to pass `memlens check`.
+#[test]
+fn valgrind_suppressions_name_the_sized_operator_delete() {
+    let exe = build("g++", "heap_errors.cpp", "heap_errors", CXX_FLAGS);
+    let dir = scratch("supp-sized-delete");
+    let out = dir.join("%p.trace");
+    let check = |extra: &[&str]| {
+        Command::new(memlens())
+            .arg("check")
+            .arg("-q")
+            .arg("-o")
+            .arg(&out)
+            .args(extra)
+            .arg("--")
+            .arg(&exe)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(check(&[]).status.code(), Some(1));
+    // The suppressions Valgrind's memcheck needs for this program.
+    let file = dir.join("valgrind.supp");
+    std::fs::write(
+        &file,
+        "{\n   frees\n   Memcheck:Free\n   fun:free\n   ...\n   fun:main\n}\n\
+         {\n   sized-delete\n   Memcheck:Free\n   fun:_ZdlPvm\n   fun:_Z10mismatchesv\n}\n",
+    )
+    .unwrap();
+    let arg = format!("--suppressions={}", file.display());
+    let passing = check(&[&arg]);
+    assert_eq!(
+        passing.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&passing.stderr)
+    );
+
+    // Frame 0 of the errors at `delete`, as generated suppressions and the JSON name it.
+    let run = run_with(&["-q"], &exe, &[]);
+    let v = leaks_json(&run.only_trace(), &["--gen-suppressions=all"]);
+    let deletes: Vec<&Value> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["function"] == "operator delete")
+        .collect();
+    assert_eq!(deletes.len(), 2, "{v:#}");
+    for e in deletes {
+        let supp = e["suppression"].as_str().unwrap();
+        assert!(
+            supp.contains("   Memcheck:Free\n   fun:_ZdlPvm\n   fun:_Z10mismatchesv\n"),
+            "{supp}"
+        );
+    }
+}
