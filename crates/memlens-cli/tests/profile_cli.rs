@@ -686,6 +686,10 @@ fn pprof_names_the_program_first_and_no_recorder_frame() {
         !files.iter().any(|f| f.ends_with("libmemlens_preload.so")),
         "{files:?}"
     );
+    if tool("go", "golang-go").is_some() {
+        let top = pprof(&dir, &dir.join("heap.pb.gz"), &["-top"]);
+        assert!(top.starts_with("File: cxx\n"), "{top}");
+    }
     let functions: Vec<&str> = p.function.iter().map(|f| st(f.name)).collect();
     assert!(functions.contains(&"main"), "{functions:?}");
     assert!(
