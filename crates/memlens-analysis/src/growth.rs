@@ -27,7 +27,11 @@
 //!      [`MAX_FALLBACK`] of its rise (it keeps what it gains: memory that comes and goes
 //!      in waves longer than an interval fails here).
 //!
-//!   A drop *after* the highest floor (a cache emptied at exit) is allowed.
+//!   5. at the end of the window the site still holds more than its first floor: a
+//!      site that gave back all it gained (a cache emptied at exit, memory all freed by
+//!      the end) is not a logical leak, whatever its rise.
+//!
+//!   A partial drop *after* the highest floor is allowed.
 //! * "grew over" is the time from the start of the first interval whose floor is above
 //!   the first one, to the end of the interval where the floor first reached its highest
 //!   value, as a fraction of the run (as defined above).
@@ -81,10 +85,12 @@ impl GrowthFit {
 }
 
 /// Judge one site's floors over the span `[from_ns, from_ns + span_ns]` cut into
-/// `intervals`; `Some` if it is growing by the rules above. `peak_heap` is the window's
-/// peak heap, for rule 2.
+/// `intervals`; `Some` if it is growing by the rules above. `live_end` is the site's live
+/// bytes at the end of the window, for rule 5; `peak_heap` is the window's peak heap, for
+/// rule 2.
 pub fn judge(
     floors: &Floors,
+    live_end: u64,
     from_ns: u64,
     span_ns: u64,
     intervals: usize,
@@ -107,6 +113,10 @@ pub fn judge(
         .enumerate()
         .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0)))?;
     let rise = max - first;
+    // Rule 5.
+    if live_end <= first {
+        return None;
+    }
     // Rule 2.
     let needed = (MIN_GROWTH_BYTES as f64).max(MIN_GROWTH_OF_PEAK * peak_heap as f64);
     if (rise as f64) < needed {
@@ -162,8 +172,10 @@ mod tests {
         }
     }
 
+    /// Judged with the site still holding its last floor at the end.
     fn growing(fl: &Floors) -> Option<GrowthFit> {
-        judge(fl, 0, 64 * S, INTERVALS, 10 << 20)
+        let live_end = *fl.values.last().unwrap();
+        judge(fl, live_end, 0, 64 * S, INTERVALS, 10 << 20)
     }
 
     #[test]
@@ -176,11 +188,18 @@ mod tests {
         assert_eq!((g.start_bytes, g.max_bytes), (0, 63 * 16 * KIB));
         assert_eq!((g.grew_from_ns, g.grew_to_ns), (S, 64 * S));
         assert!((g.fraction - 63.0 / 64.0).abs() < 1e-9);
-        // Emptied at exit (the last interval's floor is 0): still growing.
+        // Half emptied in the last interval: still growing.
         let mut fl2 = fl.clone();
-        *fl2.values.last_mut().unwrap() = 0;
+        *fl2.values.last_mut().unwrap() /= 2;
         let g2 = growing(&fl2).expect("growing");
         assert_eq!(g2.grew_to_ns, 63 * S);
+        // Emptied at exit: all it gained was given back, not a logical leak.
+        let full = *fl.values.last().unwrap();
+        assert!(judge(&fl, full, 0, 64 * S, INTERVALS, 10 << 20).is_some());
+        assert!(judge(&fl, 0, 0, 64 * S, INTERVALS, 10 << 20).is_none());
+        let from_16k = floors(1, |k| k as u64 * 16 * KIB);
+        assert!(judge(&from_16k, 16 * KIB, 0, 64 * S, INTERVALS, 10 << 20).is_none());
+        assert!(judge(&from_16k, 16 * KIB + 1, 0, 64 * S, INTERVALS, 10 << 20).is_some());
         // Starting late, with a noisy floor.
         let fl3 = floors(32, |k| {
             (k as u64 - 31) * 40 * KIB + (k as u64 * 7919) % 9000
@@ -204,8 +223,9 @@ mod tests {
         assert!(growing(&small).is_none());
         // ... or less than 1% of the peak heap.
         let fl = floors(0, |k| k as u64 * 2 * KIB);
-        assert!(judge(&fl, 0, 64 * S, INTERVALS, 1 << 30).is_none());
-        assert!(judge(&fl, 0, 64 * S, INTERVALS, 1 << 20).is_some());
+        let end = *fl.values.last().unwrap();
+        assert!(judge(&fl, end, 0, 64 * S, INTERVALS, 1 << 30).is_none());
+        assert!(judge(&fl, end, 0, 64 * S, INTERVALS, 1 << 20).is_some());
         // Fewer than 8 floors.
         assert!(growing(&floors(58, |k| k as u64 * 100 * KIB)).is_none());
         // Flat.

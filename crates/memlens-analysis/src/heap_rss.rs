@@ -62,7 +62,9 @@ pub struct Breakdown {
     pub heap_blocks: u64,
     pub overhead_bytes: u64,
     pub baseline_bytes: u64,
-    /// memlens's own memory at its peak (part of baseline and other, not subtracted).
+    /// memlens's own memory at its peak, at most this RSS (its mappings are not all
+    /// resident); part of baseline and other, not subtracted. The one number every
+    /// format shows.
     pub recorder_bytes: u64,
     /// `rss - heap - overhead - baseline`.
     pub other_bytes: i64,
@@ -82,7 +84,7 @@ impl Breakdown {
             heap_blocks: p.heap_blocks,
             overhead_bytes: overhead,
             baseline_bytes: baseline,
-            recorder_bytes: recorder,
+            recorder_bytes: recorder.min(p.rss),
             other_bytes: p.rss as i64 - explained as i64,
         }
     }
@@ -149,7 +151,7 @@ pub fn findings(h: &HeapVsRss) -> Vec<String> {
         out.push(format!(
             "memlens's own memory (the recorder, up to {}) counts in this RSS; the program \
              does not have it when it runs without memlens",
-            human_bytes(p.recorder_bytes.min(p.rss))
+            human_bytes(p.recorder_bytes)
         ));
     }
     if p.heap_blocks > 0 && p.overhead_bytes as f64 > OVERHEAD_FRACTION * p.heap_bytes as f64 {

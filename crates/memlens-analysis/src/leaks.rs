@@ -743,13 +743,11 @@ pub fn supp_kind(k: BlockState) -> LeakKind {
 }
 
 /// The allocator function as a frame: its readable name and, for C++'s operators, the
-/// symbol (the plain variants: `_Znwm`, `_ZdlPv`...) that suppressions name.
+/// symbol of the operator the program called (`_Znwm`, `_ZdlPvm`...), which suppressions
+/// name.
 pub fn alloc_symbol(f: AllocFunc) -> (&'static str, Option<&'static str>) {
-    match f {
-        AllocFunc::New => ("operator new(unsigned long)", Some("_Znwm")),
-        AllocFunc::NewArray => ("operator new[](unsigned long)", Some("_Znam")),
-        AllocFunc::Delete => ("operator delete(void*)", Some("_ZdlPv")),
-        AllocFunc::DeleteArray => ("operator delete[](void*)", Some("_ZdaPv")),
-        other => (other.name(), None),
+    match f.cxx_operator() {
+        Some((symbol, readable)) => (readable, Some(symbol)),
+        None => (f.name(), None),
     }
 }

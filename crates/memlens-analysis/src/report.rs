@@ -865,8 +865,14 @@ impl Report {
             if f.values.len() >= growth::MIN_POINTS {
                 judged += 1;
             }
-            if let Some(fit) = growth::judge(f, grow_from, grow_span, growth::INTERVALS, peak_bytes)
-            {
+            if let Some(fit) = growth::judge(
+                f,
+                s.live_bytes,
+                grow_from,
+                grow_span,
+                growth::INTERVALS,
+                peak_bytes,
+            ) {
                 growing.push((
                     i,
                     GrowingSite {

@@ -46,6 +46,69 @@ impl Frame {
 /// File name of the recorder (the preload library).
 pub const RECORDER_MODULE: &str = "libmemlens_preload.so";
 
+/// Well-known allocation wrappers, treated as the allocator (Valgrind's `--alloc-fn`):
+/// stacks start at their caller, where the program decided to allocate. gnulib's and
+/// libiberty's `x*alloc` (bash, coreutils, gcc...), Perl's `safesys*`, GLib's `g_*alloc`,
+/// SQLite's allocation layers, OpenSSL's `CRYPTO_*alloc`.
+pub const DEFAULT_ALLOC_FNS: &[&str] = &[
+    "xmalloc",
+    "xcalloc",
+    "xrealloc",
+    "xzalloc",
+    "xcharalloc",
+    "xnmalloc",
+    "xreallocarray",
+    "x2nrealloc",
+    "xmemdup",
+    "xstrdup",
+    "sh_xmalloc",
+    "sh_xrealloc",
+    "Perl_safesysmalloc",
+    "Perl_safesyscalloc",
+    "Perl_safesysrealloc",
+    "g_malloc",
+    "g_malloc0",
+    "g_realloc",
+    "g_malloc_n",
+    "g_malloc0_n",
+    "g_realloc_n",
+    "g_try_malloc",
+    "g_try_malloc0",
+    "g_try_realloc",
+    "g_try_malloc_n",
+    "g_try_malloc0_n",
+    "g_try_realloc_n",
+    "sqlite3MemMalloc",
+    "sqlite3MemRealloc",
+    "mallocWithAlarm",
+    "sqlite3Malloc",
+    "sqlite3MallocZero",
+    "sqlite3_malloc",
+    "sqlite3_malloc64",
+    "sqlite3Realloc",
+    "sqlite3_realloc",
+    "sqlite3_realloc64",
+    "sqlite3DbMallocRaw",
+    "sqlite3DbMallocRawNN",
+    "sqlite3DbMallocZero",
+    "sqlite3DbRealloc",
+    "dbMallocRawFinish",
+    "dbReallocFinish",
+    "CRYPTO_malloc",
+    "CRYPTO_zalloc",
+    "CRYPTO_realloc",
+];
+
+/// The wrappers given with `--alloc-fn`, added to [`DEFAULT_ALLOC_FNS`] by every
+/// [`Symbolizer`] made afterwards.
+static EXTRA_ALLOC_FNS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// Treat these functions as allocators too (`--alloc-fn=NAME`, the demangled name or the
+/// symbol). Set once, before symbolizing; a later call changes nothing.
+pub fn set_alloc_fns(names: &[String]) {
+    let _ = EXTRA_ALLOC_FNS.set(names.to_vec());
+}
+
 enum ModuleState {
     Unchecked,
     /// The file matches the trace: symbolize it.
@@ -66,6 +129,8 @@ pub struct Symbolizer {
     modules: HashMap<u32, ModuleEntry>,
     cache: HashMap<RawFrame, Vec<Frame>>,
     warnings: Vec<String>,
+    /// Allocation wrappers ([`DEFAULT_ALLOC_FNS`] and `--alloc-fn`).
+    alloc_fns: std::collections::HashSet<String>,
 }
 
 /// Read the GNU build-id of an ELF file (`Ok(empty)` if it has none).
@@ -94,6 +159,11 @@ impl Symbolizer {
                 .collect(),
             cache: HashMap::new(),
             warnings: Vec::new(),
+            alloc_fns: DEFAULT_ALLOC_FNS
+                .iter()
+                .map(|s| s.to_string())
+                .chain(EXTRA_ALLOC_FNS.get().into_iter().flatten().cloned())
+                .collect(),
         }
     }
 
@@ -104,7 +174,9 @@ impl Symbolizer {
 
     /// Symbolize a whole stack (innermost first). Inlined functions add frames. Frames in
     /// the recorder itself (its `__libc_start_main` and `main` trampoline, at the base of
-    /// every main-thread stack) are left out: they are not the program's.
+    /// every main-thread stack) are left out: they are not the program's. So are the
+    /// allocation wrappers at its top (Valgrind's `--alloc-fn`: a wrapper counts only at
+    /// the top or just below another one): the stack starts at their caller.
     pub fn stack(&mut self, raw: &[RawFrame]) -> Vec<Frame> {
         let mut out = Vec::with_capacity(raw.len());
         for &f in raw {
@@ -112,10 +184,24 @@ impl Symbolizer {
                 out.extend_from_slice(self.frame(f));
             }
         }
+        let wrappers = out.iter().take_while(|f| self.is_alloc_fn(f)).count();
+        if wrappers < out.len() {
+            out.drain(..wrappers);
+        }
         out
     }
 
-    fn is_recorder(&self, module: u32) -> bool {
+    /// The frame is an allocation wrapper's (by its name or its symbol).
+    fn is_alloc_fn(&self, f: &Frame) -> bool {
+        f.resolved
+            && (self.alloc_fns.contains(&f.function)
+                || f.mangled
+                    .as_ref()
+                    .is_some_and(|m| self.alloc_fns.contains(m)))
+    }
+
+    /// Whether frames of this module are the recorder's own (never shown).
+    pub fn is_recorder(&self, module: u32) -> bool {
         self.modules
             .get(&module)
             .is_some_and(|e| e.module.short_name() == RECORDER_MODULE)
@@ -347,6 +433,15 @@ pub fn demangle(symbol: &str) -> (String, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::demangle;
+
+    #[test]
+    fn each_cxx_operator_is_named_as_its_symbol_demangles() {
+        for f in memlens_trace::AllocFunc::ALL {
+            if let Some((symbol, readable)) = f.cxx_operator() {
+                assert_eq!(demangle(symbol).0, readable, "{f:?}");
+            }
+        }
+    }
 
     #[test]
     fn demangles_cpp_and_rust_and_keeps_the_symbol() {

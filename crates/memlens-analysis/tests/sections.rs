@@ -389,7 +389,8 @@ fn a_window_counts_its_allocations_and_starts_with_the_heap_before_it() {
 fn growth_flags_the_site_that_keeps_growing_and_not_waves_or_plateaus() {
     // 10 s; every 10 ms: s1 keeps 1 KiB (102,400 B/s); s2 goes up by 4 KiB for 50 steps and
     // back down (waves of 1 s); s3 keeps 2 KiB until 3 s, then nothing (a plateau); s4
-    // keeps 1 KiB and is freed entirely in the last step (a cache emptied at exit).
+    // keeps 1 KiB and is freed entirely in the last step (a cache emptied at exit: all
+    // given back, so not a logical leak of the whole run, but growing in its first half).
     let mut t = Trace::default();
     let mut wave = Vec::new();
     let mut s4 = Vec::new();
@@ -423,7 +424,7 @@ fn growth_flags_the_site_that_keeps_growing_and_not_waves_or_plateaus() {
     assert_eq!(g.from_ns, 10 * MS);
     assert_eq!(g.intervals, 64);
     let flagged: Vec<u32> = g.sites.iter().map(|s| s.site.stack).collect();
-    assert_eq!(flagged, vec![1, 4], "{g:#?}");
+    assert_eq!(flagged, vec![1], "{g:#?}");
     let s1 = &g.sites[0].fit;
     let rel = (s1.rate - 102_400.0).abs() / 102_400.0;
     assert!(rel < 0.02, "{s1:?}");
@@ -433,17 +434,12 @@ fn growth_flags_the_site_that_keeps_growing_and_not_waves_or_plateaus() {
     assert_eq!(g.sites[0].site.stats.live_bytes, 1_024_000);
     // Advice: one growth line per flagged site, first.
     let adv: Vec<(AdviceKind, u32)> = r.advice.iter().map(|a| (a.kind, a.site.stack)).collect();
-    assert_eq!(
-        adv,
-        vec![(AdviceKind::Growth, 1), (AdviceKind::Growth, 4)],
-        "{:?}",
-        r.advice
-    );
+    assert_eq!(adv, vec![(AdviceKind::Growth, 1)], "{:?}", r.advice);
     let m = &r.advice[0].message;
     assert!(m.contains(" KiB/s for 97% of the run"), "{m}");
 
     // In a window of the first half, the plateau site is not growing either: it stops at
-    // 3 s of 5 s, before the last quarter.
+    // 3 s of 5 s, before the last quarter. s4 still holds its memory at 5 s: growing.
     let r = report(
         &p,
         ReportOptions {

@@ -160,7 +160,22 @@ pub fn svg(
     let mut svg = Vec::new();
     inferno::flamegraph::from_lines(&mut opts, text.lines(), &mut svg)
         .map_err(|e| format!("cannot draw the flame graph: {e}"))?;
-    Ok(svg)
+    Ok(label_root(svg))
+}
+
+/// inferno leaves the text of its root box (the whole, "all") empty: write "all" in it.
+fn label_root(svg: Vec<u8>) -> Vec<u8> {
+    let text = String::from_utf8_lossy(&svg);
+    let Some(root) = text.find("<title>all (") else {
+        return svg;
+    };
+    match text[root..].find("></text>") {
+        Some(end) => {
+            let at = root + end + 1;
+            format!("{}all{}", &text[..at], &text[at..]).into_bytes()
+        }
+        None => svg,
+    }
 }
 
 fn xml_escape(s: &str) -> String {

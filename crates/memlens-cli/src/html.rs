@@ -13,7 +13,7 @@
 
 use crate::leaks::{parse_yes_no, GenSuppressions, KindSet, LeakOptions, LeakResolution, LeakView};
 use crate::profile::folded_stack;
-use crate::report::{is_system_module, json_report, site_location, window_spec, Bar};
+use crate::report::{is_system_module, json_report, site_labels, window_spec, Bar};
 use memlens_analysis::leaks::Resolution;
 use memlens_analysis::profile::{SiteProfile, METRICS};
 use memlens_analysis::replay::SiteKey;
@@ -292,12 +292,15 @@ fn ms(ns: u64) -> f64 {
 }
 
 fn timeline_json(r: &Report, tl: &Timeline, sym: &mut Symbolizer) -> Value {
+    let stacks: Vec<u32> = tl.sites.iter().map(|s| s.site.stack).collect();
+    let labels = site_labels(&r.metadata, sym, &stacks);
     let sites: Vec<Value> = tl
         .sites
         .iter()
-        .map(|s| {
+        .zip(labels)
+        .map(|(s, at)| {
             json!({
-                "at": site_location(&r.metadata, sym, s.site.stack),
+                "at": at,
                 "allocator": s.site.func.name(),
                 "peak_bytes": s.peak_bytes,
                 "values": s.values,

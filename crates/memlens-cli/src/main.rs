@@ -39,6 +39,11 @@ memlens watch -- ./myprog              # its memory over time, from outside: gro
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Treat the function NAME as an allocator, as Valgrind's --alloc-fn: stacks start at
+    /// its caller (for wrappers such as `my_malloc`; well-known ones, `xmalloc`,
+    /// `g_malloc`, `Perl_safesysmalloc`, `sqlite3Malloc`..., are built in). Repeatable.
+    #[arg(long = "alloc-fn", value_name = "NAME", global = true)]
+    alloc_fn: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -100,6 +105,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return command_line_error(&e),
     };
+    memlens_analysis::symbolize::set_alloc_fns(&cli.alloc_fn);
     match cli.command {
         Command::Run(args) => run::main(args),
         Command::Report(args) => report::main(args),

@@ -2,7 +2,7 @@
 //! time, and the live bytes of the top sites. The data comes from
 //! [`memlens_analysis::timeline::Timeline`]; this module only draws it.
 
-use crate::report::{human_time, site_location, window_spec, Bar};
+use crate::report::{human_time, site_labels, window_spec, Bar};
 use memlens_analysis::timeline::{Timeline, TimelineOptions};
 use memlens_analysis::Symbolizer;
 use memlens_common::chart::{byte_grid, esc, nice_axis, time_grid, time_unit};
@@ -85,13 +85,11 @@ fn plot(args: &PlotArgs) -> Result<PathBuf, String> {
     drop(bar);
     let metadata = reader.metadata().map_err(|e| e.to_string())?;
     let mut sym = Symbolizer::new(&metadata.modules);
-    let labels: Vec<String> = tl
-        .sites
-        .iter()
-        .map(|s| {
-            let at = site_location(&metadata, &mut sym, s.site.stack);
-            format!("{} ({})", at, s.site.func.name())
-        })
+    let stacks: Vec<u32> = tl.sites.iter().map(|s| s.site.stack).collect();
+    let labels: Vec<String> = site_labels(&metadata, &mut sym, &stacks)
+        .into_iter()
+        .zip(&tl.sites)
+        .map(|(at, s)| format!("{} ({})", at, s.site.func.name()))
         .collect();
     let h = reader.header();
     let title = format!(

@@ -329,6 +329,17 @@ pub fn message(p: &Profile, sym: &mut Symbolizer) -> proto::Profile {
         comments
             .push("no leak check in this trace: leaked_objects and leaked_space are 0".to_string());
     }
+    // `go tool pprof` takes the first mapping for the profile's main file: the program's.
+    if let Some((&id, m)) = p
+        .metadata
+        .modules
+        .iter()
+        .filter(|(_, m)| m.path == p.header.exe)
+        .min_by_key(|(&id, _)| id)
+    {
+        let lo = m.segments.iter().map(|s| s.0).min().unwrap_or(0);
+        b.mapping(id, m.load_bias.wrapping_add(lo));
+    }
     let allocator = b.string("allocator");
     for s in &p.sites {
         let values: Vec<i64> = SAMPLE_TYPES
@@ -338,7 +349,13 @@ pub fn message(p: &Profile, sym: &mut Symbolizer) -> proto::Profile {
         if values.iter().all(|&v| v == 0) {
             continue;
         }
-        let raw = p.stack(s.stack).to_vec();
+        // The recorder's own frames (its `main` trampoline) are not the program's.
+        let raw: Vec<RawFrame> = p
+            .stack(s.stack)
+            .iter()
+            .copied()
+            .filter(|f| !sym.is_recorder(f.module))
+            .collect();
         let location_id: Vec<u64> = if raw.is_empty() {
             vec![b.no_stack_location()]
         } else {

@@ -821,22 +821,72 @@ pub fn is_system_module(path: &str) -> bool {
 /// Where a summary or advice line points: the first frame in the program's own code, not in a
 /// system library (`/lib`, `/usr/lib`: glibc's `strdup` or stdio are rarely what a user
 /// wants to read first); the innermost frame if every frame is in a system library.
+/// Allocation wrappers (`--alloc-fn`) are not frames of the stack: it starts at their caller.
 pub fn site_location(md: &Metadata, sym: &mut Symbolizer, stack: u32) -> String {
+    let (frames, at) = located_frames(md, sym, stack);
+    frames
+        .get(at)
+        .map(frame_text)
+        .unwrap_or_else(|| "(no stack recorded)".to_string())
+}
+
+/// A stack's symbolized frames and the index of the frame [`site_location`] names.
+fn located_frames(md: &Metadata, sym: &mut Symbolizer, stack: u32) -> (Vec<Frame>, usize) {
     let raw: &[RawFrame] = md.stacks.get(&stack).map_or(&[], |v| v.as_slice());
-    let system = |m: u32| {
-        md.modules
-            .get(&m)
-            .is_some_and(|m| is_system_module(&m.path))
+    let frames = sym.stack(raw);
+    let system: std::collections::HashSet<&str> = md
+        .modules
+        .values()
+        .filter(|m| is_system_module(&m.path))
+        .map(|m| m.short_name())
+        .collect();
+    let at = frames
+        .iter()
+        .position(|f| f.module.as_deref().is_none_or(|m| !system.contains(m)))
+        .unwrap_or(0);
+    (frames, at)
+}
+
+/// [`site_location`] of each stack of a list, each label distinguishable: a label that
+/// several stacks share is followed by `via` and the first frame, from there on, where
+/// this stack differs from every other stack with that label (the same wrapper called
+/// from different places).
+pub fn site_labels(md: &Metadata, sym: &mut Symbolizer, stacks: &[u32]) -> Vec<String> {
+    let located: Vec<Vec<String>> = stacks
+        .iter()
+        .map(|&s| {
+            let (frames, at) = located_frames(md, sym, s);
+            frames.iter().skip(at).map(frame_text).collect()
+        })
+        .collect();
+    let base = |f: &[String]| {
+        f.first()
+            .cloned()
+            .unwrap_or_else(|| "(no stack recorded)".to_string())
     };
-    let pick = raw.iter().find(|f| !system(f.module)).or(raw.first());
-    match pick {
-        Some(&f) => sym
-            .frame(f)
-            .first()
-            .map(frame_text)
-            .unwrap_or_else(|| "(no stack recorded)".to_string()),
-        None => "(no stack recorded)".to_string(),
-    }
+    located
+        .iter()
+        .enumerate()
+        .map(|(i, own)| {
+            let label = base(own);
+            // Where this stack parts from each other stack with the same label.
+            let parts = located
+                .iter()
+                .enumerate()
+                .filter(|&(j, other)| j != i && base(other) == label)
+                .map(|(_, other)| {
+                    own.iter()
+                        .zip(other)
+                        .position(|(a, b)| a != b)
+                        .unwrap_or(own.len().min(other.len()))
+                })
+                .max();
+            match parts.and_then(|k| own.get(k)) {
+                Some(f) => format!("{label} via {f}"),
+                None => label,
+            }
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1060,8 +1110,12 @@ pub fn run_summary(r: &Report, trace: &Path) -> String {
             plural(t.not_freed_blocks, "block", "blocks")
         ),
     ];
-    for s in &r.not_freed.sites {
-        let at = site_location(&r.metadata, &mut sym, s.stack);
+    let labels = |sym: &mut Symbolizer, stacks: Vec<u32>| site_labels(&r.metadata, sym, &stacks);
+    let at = labels(
+        &mut sym,
+        r.not_freed.sites.iter().map(|s| s.stack).collect(),
+    );
+    for (s, at) in r.not_freed.sites.iter().zip(at) {
         lines.push(format!(
             "  {} in {} at {at}",
             human_bytes(s.stats.live_bytes),
@@ -1080,8 +1134,8 @@ pub fn run_summary(r: &Report, trace: &Path) -> String {
     }
     if !r.by_allocations.is_empty() {
         lines.push("most allocations:".to_string());
-        for s in &r.by_allocations {
-            let at = site_location(&r.metadata, &mut sym, s.stack);
+        let at = labels(&mut sym, r.by_allocations.iter().map(|s| s.stack).collect());
+        for (s, at) in r.by_allocations.iter().zip(at) {
             lines.push(format!(
                 "  {} ({}) at {at}",
                 plural(s.stats.allocations, "allocation", "allocations"),
@@ -1091,8 +1145,11 @@ pub fn run_summary(r: &Report, trace: &Path) -> String {
     }
     if !r.growth.sites.is_empty() {
         lines.push("keeps growing (memlens report explains):".to_string());
-        for g in &r.growth.sites {
-            let at = site_location(&r.metadata, &mut sym, g.site.stack);
+        let at = labels(
+            &mut sym,
+            r.growth.sites.iter().map(|g| g.site.stack).collect(),
+        );
+        for (g, at) in r.growth.sites.iter().zip(at) {
             lines.push(format!(
                 "  {} to {} at {at}",
                 human_rate_s(g.fit.rate),

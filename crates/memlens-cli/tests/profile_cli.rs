@@ -180,6 +180,10 @@ fn svg_flame_graph_names_the_functions_with_their_values() {
         assert!(svg.contains(want), "missing {want}");
     }
     assert!(!svg.contains("make_big"), "nothing of make_big leaked");
+    // The root box is labelled, as every other box wide enough for its name.
+    let root = &svg[svg.find("<title>all (").unwrap()..];
+    let root = &root[..root.find("</g>").unwrap()];
+    assert!(root.ends_with(">all</text>"), "{root}");
 
     // Stdout when it is not a terminal, and the allocations metric.
     let svg = ok(&memlens_cmd(&[
@@ -520,16 +524,14 @@ mod pb {
     }
 }
 
-#[test]
-fn pprof_file_decodes_with_its_tables_consistent() {
+/// `memlens export TRACE --format pprof` into `dir`, decoded.
+fn export_pprof(trace: &Path, dir: &Path) -> pb::Profile {
     use prost::Message as _;
     use std::io::Read as _;
-    let (a, _) = traces();
-    let dir = scratch("pprof-decode");
     let file = dir.join("heap.pb.gz");
     ok(&memlens_cmd(&[
         "export",
-        s(a),
+        s(trace),
         "--format",
         "pprof",
         "-o",
@@ -541,7 +543,14 @@ fn pprof_file_decodes_with_its_tables_consistent() {
     flate2::read::GzDecoder::new(&gz[..])
         .read_to_end(&mut raw)
         .unwrap();
-    let p = pb::Profile::decode(&raw[..]).unwrap();
+    pb::Profile::decode(&raw[..]).unwrap()
+}
+
+#[test]
+fn pprof_file_decodes_with_its_tables_consistent() {
+    let (a, _) = traces();
+    let dir = scratch("pprof-decode");
+    let p = export_pprof(a, &dir);
     let st = |i: i64| p.string_table[i as usize].as_str();
 
     assert_eq!(p.string_table[0], "");
@@ -635,7 +644,9 @@ fn pprof_file_decodes_with_its_tables_consistent() {
         .flat_map(|&id| p.location[id as usize - 1].line.iter())
         .map(|l| st(func(l.function_id).name))
         .collect();
-    assert_eq!(&names[..3], ["leak_blocks", "run", "main"], "{names:?}");
+    // The whole stack, down to the C library's start and nothing of the recorder's.
+    assert_eq!(names[..3], ["leak_blocks", "run", "main"], "{names:?}");
+    assert_eq!(names[3..], BELOW_MAIN, "{names:?}");
     // Samples of the other sites.
     let values = |name: &str| -> Vec<Vec<i64>> {
         p.sample
@@ -654,6 +665,37 @@ fn pprof_file_decodes_with_its_tables_consistent() {
         ]
     );
     assert_eq!(p.sample.len(), 5);
+}
+
+/// A C++ program whose first allocations are made inside libstdc++ (its emergency
+/// exception pool, at start-up): the profile's first mapping is still the program, the
+/// file `go tool pprof` names as the profile's main file, and no stack holds a frame of
+/// the recorder (its `main` trampoline).
+#[test]
+fn pprof_names_the_program_first_and_no_recorder_frame() {
+    let exe = build("g++", "cxx.cpp", "cxx", CXX_FLAGS);
+    let r = run(&exe, &[]);
+    assert_eq!(r.output.status.code(), Some(0), "{}", r.stderr());
+    let dir = scratch("pprof-cxx");
+    let p = export_pprof(&r.only_trace(), &dir);
+    let st = |i: i64| p.string_table[i as usize].as_str();
+    let files: Vec<&str> = p.mapping.iter().map(|m| st(m.filename)).collect();
+    assert_eq!(files[0], s(&exe), "{files:?}");
+    assert!(files.iter().any(|f| f.contains("libstdc++")), "{files:?}");
+    assert!(
+        !files.iter().any(|f| f.ends_with("libmemlens_preload.so")),
+        "{files:?}"
+    );
+    if tool("go", "golang-go").is_some() {
+        let top = pprof(&dir, &dir.join("heap.pb.gz"), &["-top"]);
+        assert!(top.starts_with("File: cxx\n"), "{top}");
+    }
+    let functions: Vec<&str> = p.function.iter().map(|f| st(f.name)).collect();
+    assert!(functions.contains(&"main"), "{functions:?}");
+    assert!(
+        !functions.iter().any(|f| f.contains("main_trampoline")),
+        "{functions:?}"
+    );
 }
 
 fn diff_json(a: &Path, b: &Path, extra: &[&str]) -> Value {

@@ -772,3 +772,95 @@ fn full_disk_warns_once_and_keeps_what_was_written() {
     assert!(rep["trace"]["truncated"].is_string(), "{}", rep["trace"]);
     assert!(rep["totals"]["allocations"].as_u64().unwrap() > 0);
 }
+
+/// The site's stack is its first frame, called by main.
+fn assert_called_from_main(site: &serde_json::Value) {
+    let names: Vec<&str> = frames(site)
+        .iter()
+        .map(|f| f["function"].as_str().unwrap())
+        .collect();
+    assert_eq!(names[1], "main", "{names:?}");
+    assert_eq!(names[2..], BELOW_MAIN, "{names:?}");
+}
+
+/// Allocation wrappers (Valgrind's `--alloc-fn`): a well-known one (`xmalloc`) and one
+/// given on the command line are treated as the allocator, so stacks start at their
+/// callers; labels that would still be the same say where the stacks part.
+#[test]
+fn alloc_fn_wrappers_start_stacks_at_their_callers_and_labels_differ() {
+    let prog = build_c("wrappers.c", "wrappers");
+    let r = run(&prog, &[]);
+    assert_eq!(r.output.status.code(), Some(0), "{}", r.stderr());
+    assert_eq!(r.stdout(), "wrappers done\n");
+    let trace = r.only_trace();
+    let at = |func: &str, marker: &str| {
+        format!(
+            "{func} (wrappers.c:{}) [wrappers]",
+            line_of("wrappers.c", marker)
+        )
+    };
+
+    // xmalloc is built in: its sites start at keep_a and keep_b.
+    let rep = report(&trace);
+    for (func, bytes) in [("keep_a", 100), ("keep_b", 200)] {
+        let s = sites_at(&rep, func);
+        assert_eq!(s.len(), 1, "{func}: {rep:#}");
+        assert_eq!(s[0]["live_bytes"], bytes);
+        assert_called_from_main(s[0]);
+    }
+    // my_alloc is not: two sites at it, each label with the caller that tells them apart.
+    let mine = sites_at(&rep, "my_alloc");
+    assert_eq!(mine.len(), 2);
+    let my_alloc = at("my_alloc", "my_alloc's call");
+    let summary = r.stderr();
+    for (func, bytes) in [("keep_d", 400), ("keep_c", 300)] {
+        let caller = at(func, &format!("void {func}(void)"));
+        let line = format!("==memlens==   {bytes} B in 1 block at {my_alloc} via {caller}\n");
+        assert!(summary.contains(&line), "{line}{summary}");
+    }
+    let line = format!(
+        "==memlens==   200 B in 1 block at {}\n",
+        at("keep_b", "void keep_b(void)")
+    );
+    assert!(summary.contains(&line), "{line}{summary}");
+    // The web page's chart legend: the same labels.
+    let page = r.dir.join("wrappers.html");
+    let o = Command::new(memlens())
+        .arg("html")
+        .arg(&trace)
+        .arg("-o")
+        .arg(&page)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let page = std::fs::read_to_string(page).unwrap();
+    for func in ["keep_c", "keep_d"] {
+        let caller = at(func, &format!("void {func}(void)"));
+        let label = format!("\"at\":\"{my_alloc} via {caller}\"");
+        assert_eq!(page.matches(&label).count(), 1, "{label}");
+    }
+
+    // --alloc-fn=my_alloc, when reading the trace or when running.
+    let o = Command::new(memlens())
+        .args(["report", "--format", "json", "--alloc-fn=my_alloc"])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let rep: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(sites_at(&rep, "my_alloc").is_empty(), "{rep:#}");
+    for (func, bytes) in [("keep_c", 300), ("keep_d", 400)] {
+        let s = sites_at(&rep, func);
+        assert_eq!(s.len(), 1, "{func}: {rep:#}");
+        assert_eq!(s[0]["live_bytes"], bytes);
+        assert_called_from_main(s[0]);
+    }
+    let r = run_with(&["--alloc-fn", "my_alloc"], &prog, &[]);
+    assert_eq!(r.output.status.code(), Some(0), "{}", r.stderr());
+    let line = format!(
+        "==memlens==   400 B in 1 block at {}\n",
+        at("keep_d", "void keep_d(void)")
+    );
+    assert!(r.stderr().contains(&line), "{line}{}", r.stderr());
+    assert!(!r.stderr().contains("my_alloc"), "{}", r.stderr());
+}

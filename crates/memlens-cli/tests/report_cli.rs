@@ -377,3 +377,63 @@ fn stacks_are_symbolized_unless_the_binary_changed() {
     }
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// memlens's own memory (mapped: 4 MiB) above the RSS it counts in (3 MiB): the text
+/// report and the JSON (which the web page shows) give one number for it, at most the RSS.
+#[test]
+fn recorder_memory_is_one_number_in_every_format() {
+    const MIB: u64 = 1 << 20;
+    let mut w = TraceWriter::new(
+        Vec::new(),
+        &Header {
+            pid: 1,
+            exe: "/usr/bin/demo".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    w.chunk(ChunkKind::Events, 0, |b| {
+        b.alloc(MS, AllocFunc::Malloc, 0x1000, 1000, 1)
+    })
+    .unwrap();
+    w.chunk(ChunkKind::Events, PROCESS_THREAD, |b| {
+        b.rss(2 * MS, 3 * MIB)
+    })
+    .unwrap();
+    w.chunk(ChunkKind::Meta, 0, |b| b.stack(1, &[(0, 0x7f00_0000_1111)]))
+        .unwrap();
+    let counters = EndCounters {
+        recorder_peak_bytes: 4 * MIB,
+        ..Default::default()
+    };
+    w.chunk(ChunkKind::End, 0, |b| {
+        b.end(3 * MS, ExitKind::Exit, 0, &counters)
+    })
+    .unwrap();
+    let p = tmp("recorder-memory.trace");
+    std::fs::write(&p, w.finish().unwrap()).unwrap();
+
+    let out = memlens(&["report", p.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("(memlens's own memory, part of baseline and other: up to 3.00 MiB)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("memlens's own memory (the recorder, up to 3.00 MiB) counts in this RSS"),
+        "{text}"
+    );
+    assert!(!text.contains("4.00 MiB"), "{text}");
+    let out = memlens(&["report", "--format", "json", p.to_str().unwrap()]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let h = &v["heap_vs_rss"];
+    assert_eq!(h["at_peak_rss"]["recorder_bytes"], 3 * MIB);
+    assert!(
+        h["findings"].as_array().unwrap().iter().any(|f| f
+            .as_str()
+            .unwrap()
+            .contains("(the recorder, up to 3.00 MiB)")),
+        "{h}"
+    );
+    std::fs::remove_file(p).ok();
+}

@@ -124,38 +124,41 @@ fn leaksanitizer_list_hides_one_record() {
     assert_eq!(hidden[0]["stack"][0]["function"], "lose_short_string()");
 }
 
-#[test]
-fn check_passes_once_the_leaks_are_suppressed() {
-    let exe = build_c("leaks/cases.c", "supp-cases");
-    let dir = scratch("supp-check");
-    let out = dir.join("%p.trace");
+/// `memlens check` of `exe` fails (exit status 1), and passes (0) with the Valgrind
+/// suppressions `supp`.
+fn check_passes_only_with(exe: &Path, dir: &Path, supp: &str) {
     let check = |extra: &[&str]| {
         Command::new(memlens())
             .arg("check")
             .arg("-q")
             .arg("-o")
-            .arg(&out)
+            .arg(dir.join("%p.trace"))
             .args(extra)
             .arg("--")
-            .arg(&exe)
+            .arg(exe)
             .output()
             .unwrap()
     };
-    let failing = check(&[]);
-    assert_eq!(failing.status.code(), Some(1));
-    let file = dir.join("all.supp");
-    std::fs::write(
-        &file,
-        "{\n   everything\n   Memcheck:Leak\n   match-leak-kinds: all\n   ...\n   fun:main\n}\n",
-    )
-    .unwrap();
-    let arg = format!("--suppressions={}", file.display());
-    let passing = check(&[&arg]);
+    assert_eq!(check(&[]).status.code(), Some(1));
+    let file = dir.join("given.supp");
+    std::fs::write(&file, supp).unwrap();
+    let passing = check(&[&format!("--suppressions={}", file.display())]);
     assert_eq!(
         passing.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&passing.stderr)
+    );
+}
+
+#[test]
+fn check_passes_once_the_leaks_are_suppressed() {
+    let exe = build_c("leaks/cases.c", "supp-cases");
+    let dir = scratch("supp-check");
+    check_passes_only_with(
+        &exe,
+        &dir,
+        "{\n   everything\n   Memcheck:Leak\n   match-leak-kinds: all\n   ...\n   fun:main\n}\n",
     );
 }
 
@@ -271,4 +274,38 @@ fn leak_metrics_of_flame_graphs_skip_the_default_suppressions() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let folded = String::from_utf8(o.stdout).unwrap();
     assert!(!folded.contains("72704"), "{folded}");
+}
+
+/// A Valgrind suppression names the operator the program called: `delete p` of C++14 is
+/// the sized `operator delete(void*, unsigned long)`, `fun:_ZdlPvm`, and memlens's frame 0
+/// must be that symbol (not the plain `_ZdlPv`) for the same file to pass `memlens check`.
+#[test]
+fn valgrind_suppressions_name_the_sized_operator_delete() {
+    let exe = build("g++", "heap_errors.cpp", "heap_errors", CXX_FLAGS);
+    let dir = scratch("supp-sized-delete");
+    // The suppressions Valgrind's memcheck needs for this program.
+    check_passes_only_with(
+        &exe,
+        &dir,
+        "{\n   frees\n   Memcheck:Free\n   fun:free\n   ...\n   fun:main\n}\n\
+         {\n   sized-delete\n   Memcheck:Free\n   fun:_ZdlPvm\n   fun:_Z10mismatchesv\n}\n",
+    );
+
+    // Frame 0 of the errors at `delete`, as generated suppressions and the JSON name it.
+    let run = run_with(&["-q"], &exe, &[]);
+    let v = leaks_json(&run.only_trace(), &["--gen-suppressions=all"]);
+    let deletes: Vec<&Value> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["function"] == "operator delete")
+        .collect();
+    assert_eq!(deletes.len(), 2, "{v:#}");
+    for e in deletes {
+        let supp = e["suppression"].as_str().unwrap();
+        assert!(
+            supp.contains("   Memcheck:Free\n   fun:_ZdlPvm\n   fun:_Z10mismatchesv\n"),
+            "{supp}"
+        );
+    }
 }

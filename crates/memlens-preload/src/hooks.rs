@@ -326,55 +326,56 @@ macro_rules! delete_hook {
 }
 
 // operator new(size_t), new[](size_t), and their nothrow forms (the nothrow_t& is ignored).
+// Each operator records its own AllocFunc, so frames name the one the program called.
 new_hook!(_Znwm, AllocFunc::New, nothrow = false, slow = c"_Znwm");
 new_hook!(_Znam, AllocFunc::NewArray, nothrow = false, slow = c"_Znam");
 new_hook!(
     _ZnwmRKSt9nothrow_t,
-    AllocFunc::New,
+    AllocFunc::NewNothrow,
     nothrow = true,
     slow = c"_Znwm"
 );
 new_hook!(
     _ZnamRKSt9nothrow_t,
-    AllocFunc::NewArray,
+    AllocFunc::NewArrayNothrow,
     nothrow = true,
     slow = c"_Znam"
 );
 // operator new(size_t, align_val_t) and friends.
 new_aligned_hook!(
     _ZnwmSt11align_val_t,
-    AllocFunc::New,
+    AllocFunc::NewAligned,
     nothrow = false,
     slow = c"_ZnwmSt11align_val_t"
 );
 new_aligned_hook!(
     _ZnamSt11align_val_t,
-    AllocFunc::NewArray,
+    AllocFunc::NewArrayAligned,
     nothrow = false,
     slow = c"_ZnamSt11align_val_t"
 );
 new_aligned_hook!(
     _ZnwmSt11align_val_tRKSt9nothrow_t,
-    AllocFunc::New,
+    AllocFunc::NewAlignedNothrow,
     nothrow = true,
     slow = c"_ZnwmSt11align_val_t"
 );
 new_aligned_hook!(
     _ZnamSt11align_val_tRKSt9nothrow_t,
-    AllocFunc::NewArray,
+    AllocFunc::NewArrayAlignedNothrow,
     nothrow = true,
     slow = c"_ZnamSt11align_val_t"
 );
 
 delete_hook!(_ZdlPv, AllocFunc::Delete);
 delete_hook!(_ZdaPv, AllocFunc::DeleteArray);
-delete_hook!(_ZdlPvm, AllocFunc::Delete, _size: usize);
-delete_hook!(_ZdaPvm, AllocFunc::DeleteArray, _size: usize);
-delete_hook!(_ZdlPvSt11align_val_t, AllocFunc::Delete, _align: usize);
-delete_hook!(_ZdaPvSt11align_val_t, AllocFunc::DeleteArray, _align: usize);
-delete_hook!(_ZdlPvmSt11align_val_t, AllocFunc::Delete, _size: usize, _align: usize);
-delete_hook!(_ZdaPvmSt11align_val_t, AllocFunc::DeleteArray, _size: usize, _align: usize);
-delete_hook!(_ZdlPvRKSt9nothrow_t, AllocFunc::Delete, _nt: *const c_void);
-delete_hook!(_ZdaPvRKSt9nothrow_t, AllocFunc::DeleteArray, _nt: *const c_void);
-delete_hook!(_ZdlPvSt11align_val_tRKSt9nothrow_t, AllocFunc::Delete, _align: usize, _nt: *const c_void);
-delete_hook!(_ZdaPvSt11align_val_tRKSt9nothrow_t, AllocFunc::DeleteArray, _align: usize, _nt: *const c_void);
+delete_hook!(_ZdlPvm, AllocFunc::DeleteSized, _size: usize);
+delete_hook!(_ZdaPvm, AllocFunc::DeleteArraySized, _size: usize);
+delete_hook!(_ZdlPvSt11align_val_t, AllocFunc::DeleteAligned, _align: usize);
+delete_hook!(_ZdaPvSt11align_val_t, AllocFunc::DeleteArrayAligned, _align: usize);
+delete_hook!(_ZdlPvmSt11align_val_t, AllocFunc::DeleteSizedAligned, _size: usize, _align: usize);
+delete_hook!(_ZdaPvmSt11align_val_t, AllocFunc::DeleteArraySizedAligned, _size: usize, _align: usize);
+delete_hook!(_ZdlPvRKSt9nothrow_t, AllocFunc::DeleteNothrow, _nt: *const c_void);
+delete_hook!(_ZdaPvRKSt9nothrow_t, AllocFunc::DeleteArrayNothrow, _nt: *const c_void);
+delete_hook!(_ZdlPvSt11align_val_tRKSt9nothrow_t, AllocFunc::DeleteAlignedNothrow, _align: usize, _nt: *const c_void);
+delete_hook!(_ZdaPvSt11align_val_tRKSt9nothrow_t, AllocFunc::DeleteArrayAlignedNothrow, _align: usize, _nt: *const c_void);

@@ -9,8 +9,8 @@
 //! block, never more than 32. Each shard has a spin lock held for one probe sequence.
 //!
 //! A slot packs the block's address divided by 16 (44 bits: glibc's blocks are 16-byte
-//! aligned and x86_64 user addresses are below 2^47), its size (47 bits), allocating
-//! function and the internal bit. An address that cannot be packed (not 16-byte aligned,
+//! aligned and x86_64 user addresses are below 2^47), its size (46 bits), allocating
+//! function (5 bits) and the internal bit. An address that cannot be packed (not 16-byte aligned,
 //! or above 2^48) is never a block start: releasing one is reported as not a block, and
 //! inserting one (no glibc allocation returns such) is not recorded.
 //!
@@ -29,7 +29,7 @@ pub const SHARDS: usize = 256;
 const INITIAL_SLOTS: usize = 256;
 
 /// Bytes of one slot: a u64 (the packed address and the size's low 20 bits) then a u32
-/// (the size's high 27 bits, the function, the internal bit). `key == 0` marks a free slot.
+/// (the size's high 26 bits, the function, the internal bit). `key == 0` marks a free slot.
 const SLOT_BYTES: usize = 12;
 const KEY_BITS: u32 = 44;
 const KEY_MASK: u64 = (1 << KEY_BITS) - 1;
@@ -81,15 +81,15 @@ impl Slots {
                 core::ptr::read_unaligned(p.add(8) as *const u32) as u64,
             )
         };
-        let size = lo >> KEY_BITS | (hi & ((1 << 27) - 1)) << SIZE_LO_BITS;
-        Meta(size | (hi >> 27 & 0xf) << 48 | (hi >> 31) << 52)
+        let size = lo >> KEY_BITS | (hi & ((1 << 26) - 1)) << SIZE_LO_BITS;
+        Meta(size | (hi >> 26 & FUNC_MASK) << 48 | (hi >> 31) << 53)
     }
     #[inline(always)]
     fn set(self, i: usize, key: u64, meta: Meta) {
-        let size = meta.size().min((1 << 47) - 1);
+        let size = meta.size().min((1 << 46) - 1);
         let lo = key | size << KEY_BITS;
         let hi = (size >> SIZE_LO_BITS) as u32
-            | ((meta.0 >> 48 & 0xf) as u32) << 27
+            | ((meta.0 >> 48 & FUNC_MASK) as u32) << 26
             | (meta.internal() as u32) << 31;
         let p = self.at(i);
         // SAFETY: the slot's 12 bytes; we hold the shard lock.
@@ -111,13 +111,15 @@ impl Slots {
     }
 }
 
-/// Size (48 bits), allocating function (4 bits), and whether the allocation was made on
+/// Size (48 bits), allocating function (5 bits), and whether the allocation was made on
 /// the recorder's behalf (by a libc function it called).
 #[derive(Clone, Copy)]
 pub struct Meta(pub u64);
 
 const SIZE_MASK: u64 = (1 << 48) - 1;
-const INTERNAL: u64 = 1 << 52;
+/// The allocating function's bits, above the size.
+const FUNC_MASK: u64 = 0x1f;
+const INTERNAL: u64 = 1 << 53;
 
 impl Meta {
     pub fn new(size: u64, func: AllocFunc, internal: bool) -> Meta {
@@ -127,7 +129,7 @@ impl Meta {
         self.0 & SIZE_MASK
     }
     pub fn func(self) -> AllocFunc {
-        AllocFunc::from_u8(((self.0 >> 48) & 0xf) as u8).unwrap_or(AllocFunc::Malloc)
+        AllocFunc::from_u8(((self.0 >> 48) & FUNC_MASK) as u8).unwrap_or(AllocFunc::Malloc)
     }
     pub fn internal(self) -> bool {
         self.0 & INTERNAL != 0
@@ -565,8 +567,9 @@ mod tests {
         let cases = [
             (0u64, AllocFunc::Malloc, false),
             (1, AllocFunc::New, true),
-            ((1 << 47) - 1, AllocFunc::NewArray, false),
+            ((1 << 46) - 1, AllocFunc::NewArray, false),
             (123_456_789, AllocFunc::AlignedAlloc, true),
+            (77, AllocFunc::NewAlignedNothrow, true),
         ];
         for (k, &(size, func, internal)) in cases.iter().enumerate() {
             insert(base + 16 * k as u64, Meta::new(size, func, internal));

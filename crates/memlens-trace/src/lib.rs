@@ -70,7 +70,10 @@ impl ChunkKind {
 }
 
 /// The function through which a block was allocated or released. The family
-/// ([`AllocFunc::family`]) is what must match between allocation and release.
+/// ([`AllocFunc::family`]) is what must match between allocation and release. Each of
+/// C++'s operators is its own value, so that frames name the operator the program called
+/// (`_ZdlPvm`, as Valgrind suppressions do); traces written before the variants existed
+/// recorded every variant as the plain operator (10 to 13).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum AllocFunc {
@@ -84,14 +87,30 @@ pub enum AllocFunc {
     Valloc = 7,
     Pvalloc = 8,
     Free = 9,
-    /// `operator new(size_t)` and its nothrow / aligned variants.
+    /// `operator new(size_t)` (and, in old traces, its nothrow / aligned variants).
     New = 10,
-    /// `operator new[](size_t)` and its nothrow / aligned variants.
+    /// `operator new[](size_t)` (and, in old traces, its variants).
     NewArray = 11,
-    /// `operator delete(void*)` and its sized / aligned / nothrow variants.
+    /// `operator delete(void*)` (and, in old traces, its sized / aligned / nothrow variants).
     Delete = 12,
-    /// `operator delete[](void*)` and its sized / aligned / nothrow variants.
+    /// `operator delete[](void*)` (and, in old traces, its variants).
     DeleteArray = 13,
+    NewNothrow = 14,
+    NewArrayNothrow = 15,
+    NewAligned = 16,
+    NewArrayAligned = 17,
+    NewAlignedNothrow = 18,
+    NewArrayAlignedNothrow = 19,
+    DeleteSized = 20,
+    DeleteArraySized = 21,
+    DeleteAligned = 22,
+    DeleteArrayAligned = 23,
+    DeleteSizedAligned = 24,
+    DeleteArraySizedAligned = 25,
+    DeleteNothrow = 26,
+    DeleteArrayNothrow = 27,
+    DeleteAlignedNothrow = 28,
+    DeleteArrayAlignedNothrow = 29,
 }
 
 /// Allocation families: a block must be released by the family that allocated it.
@@ -106,36 +125,70 @@ pub enum Family {
 }
 
 impl AllocFunc {
-    pub fn from_u8(v: u8) -> Option<Self> {
+    /// Every value, in order (`ALL[v as usize] as u8 == v`).
+    pub const ALL: [AllocFunc; 30] = {
         use AllocFunc::*;
-        Some(match v {
-            0 => Malloc,
-            1 => Calloc,
-            2 => Realloc,
-            3 => Reallocarray,
-            4 => PosixMemalign,
-            5 => AlignedAlloc,
-            6 => Memalign,
-            7 => Valloc,
-            8 => Pvalloc,
-            9 => Free,
-            10 => New,
-            11 => NewArray,
-            12 => Delete,
-            13 => DeleteArray,
-            _ => return None,
-        })
+        [
+            Malloc,
+            Calloc,
+            Realloc,
+            Reallocarray,
+            PosixMemalign,
+            AlignedAlloc,
+            Memalign,
+            Valloc,
+            Pvalloc,
+            Free,
+            New,
+            NewArray,
+            Delete,
+            DeleteArray,
+            NewNothrow,
+            NewArrayNothrow,
+            NewAligned,
+            NewArrayAligned,
+            NewAlignedNothrow,
+            NewArrayAlignedNothrow,
+            DeleteSized,
+            DeleteArraySized,
+            DeleteAligned,
+            DeleteArrayAligned,
+            DeleteSizedAligned,
+            DeleteArraySizedAligned,
+            DeleteNothrow,
+            DeleteArrayNothrow,
+            DeleteAlignedNothrow,
+            DeleteArrayAlignedNothrow,
+        ]
+    };
+
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Self::ALL.get(v as usize).copied()
     }
 
     pub fn family(self) -> Family {
+        use AllocFunc::*;
         match self {
-            AllocFunc::New | AllocFunc::Delete => Family::New,
-            AllocFunc::NewArray | AllocFunc::DeleteArray => Family::NewArray,
+            New | NewNothrow | NewAligned | NewAlignedNothrow | Delete | DeleteSized
+            | DeleteAligned | DeleteSizedAligned | DeleteNothrow | DeleteAlignedNothrow => {
+                Family::New
+            }
+            NewArray
+            | NewArrayNothrow
+            | NewArrayAligned
+            | NewArrayAlignedNothrow
+            | DeleteArray
+            | DeleteArraySized
+            | DeleteArrayAligned
+            | DeleteArraySizedAligned
+            | DeleteArrayNothrow
+            | DeleteArrayAlignedNothrow => Family::NewArray,
             _ => Family::C,
         }
     }
 
-    /// The name a C or C++ programmer knows the function by.
+    /// The name a C or C++ programmer knows the function by (C++'s operators by their
+    /// family: `operator new`, `operator delete[]`...).
     pub fn name(self) -> &'static str {
         use AllocFunc::*;
         match self {
@@ -149,11 +202,90 @@ impl AllocFunc {
             Valloc => "valloc",
             Pvalloc => "pvalloc",
             Free => "free",
-            New => "operator new",
-            NewArray => "operator new[]",
-            Delete => "operator delete",
-            DeleteArray => "operator delete[]",
+            New | NewNothrow | NewAligned | NewAlignedNothrow => "operator new",
+            NewArray | NewArrayNothrow | NewArrayAligned | NewArrayAlignedNothrow => {
+                "operator new[]"
+            }
+            Delete | DeleteSized | DeleteAligned | DeleteSizedAligned | DeleteNothrow
+            | DeleteAlignedNothrow => "operator delete",
+            DeleteArray
+            | DeleteArraySized
+            | DeleteArrayAligned
+            | DeleteArraySizedAligned
+            | DeleteArrayNothrow
+            | DeleteArrayAlignedNothrow => "operator delete[]",
         }
+    }
+
+    /// For C++'s operators, the exact one the program called: its symbol (Itanium ABI,
+    /// x86_64) and its demangled name. `None` for the C functions.
+    pub fn cxx_operator(self) -> Option<(&'static str, &'static str)> {
+        use AllocFunc::*;
+        Some(match self {
+            New => ("_Znwm", "operator new(unsigned long)"),
+            NewArray => ("_Znam", "operator new[](unsigned long)"),
+            NewNothrow => (
+                "_ZnwmRKSt9nothrow_t",
+                "operator new(unsigned long, std::nothrow_t const&)",
+            ),
+            NewArrayNothrow => (
+                "_ZnamRKSt9nothrow_t",
+                "operator new[](unsigned long, std::nothrow_t const&)",
+            ),
+            NewAligned => (
+                "_ZnwmSt11align_val_t",
+                "operator new(unsigned long, std::align_val_t)",
+            ),
+            NewArrayAligned => (
+                "_ZnamSt11align_val_t",
+                "operator new[](unsigned long, std::align_val_t)",
+            ),
+            NewAlignedNothrow => (
+                "_ZnwmSt11align_val_tRKSt9nothrow_t",
+                "operator new(unsigned long, std::align_val_t, std::nothrow_t const&)",
+            ),
+            NewArrayAlignedNothrow => (
+                "_ZnamSt11align_val_tRKSt9nothrow_t",
+                "operator new[](unsigned long, std::align_val_t, std::nothrow_t const&)",
+            ),
+            Delete => ("_ZdlPv", "operator delete(void*)"),
+            DeleteArray => ("_ZdaPv", "operator delete[](void*)"),
+            DeleteSized => ("_ZdlPvm", "operator delete(void*, unsigned long)"),
+            DeleteArraySized => ("_ZdaPvm", "operator delete[](void*, unsigned long)"),
+            DeleteAligned => (
+                "_ZdlPvSt11align_val_t",
+                "operator delete(void*, std::align_val_t)",
+            ),
+            DeleteArrayAligned => (
+                "_ZdaPvSt11align_val_t",
+                "operator delete[](void*, std::align_val_t)",
+            ),
+            DeleteSizedAligned => (
+                "_ZdlPvmSt11align_val_t",
+                "operator delete(void*, unsigned long, std::align_val_t)",
+            ),
+            DeleteArraySizedAligned => (
+                "_ZdaPvmSt11align_val_t",
+                "operator delete[](void*, unsigned long, std::align_val_t)",
+            ),
+            DeleteNothrow => (
+                "_ZdlPvRKSt9nothrow_t",
+                "operator delete(void*, std::nothrow_t const&)",
+            ),
+            DeleteArrayNothrow => (
+                "_ZdaPvRKSt9nothrow_t",
+                "operator delete[](void*, std::nothrow_t const&)",
+            ),
+            DeleteAlignedNothrow => (
+                "_ZdlPvSt11align_val_tRKSt9nothrow_t",
+                "operator delete(void*, std::align_val_t, std::nothrow_t const&)",
+            ),
+            DeleteArrayAlignedNothrow => (
+                "_ZdaPvSt11align_val_tRKSt9nothrow_t",
+                "operator delete[](void*, std::align_val_t, std::nothrow_t const&)",
+            ),
+            _ => return None,
+        })
     }
 }
 
@@ -970,5 +1102,23 @@ pub fn refresh_checksums(data: &mut [u8]) {
         let crc = crc32(&data[start..start + len]);
         data[off + 36..off + 40].copy_from_slice(&crc.to_le_bytes());
         off = start + len;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AllocFunc, Family};
+
+    #[test]
+    fn alloc_func_values_round_trip() {
+        for v in 0..=255u8 {
+            match AllocFunc::from_u8(v) {
+                Some(f) => assert_eq!(f as u8, v),
+                None => assert!(v as usize >= AllocFunc::ALL.len()),
+            }
+        }
+        for f in AllocFunc::ALL {
+            assert_eq!(f.cxx_operator().is_some(), f.family() != Family::C, "{f:?}");
+        }
     }
 }

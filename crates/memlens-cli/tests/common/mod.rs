@@ -95,6 +95,9 @@ pub const CXX_FLAGS: &[&str] = &[
     "-fno-allocation-dce",
 ];
 
+/// The base of every main-thread stack below `main`, outermost last, with this glibc.
+pub const BELOW_MAIN: [&str; 3] = ["__libc_start_call_main", "__libc_start_main_impl", "_start"];
+
 pub fn build_c(src: &str, out: &str) -> PathBuf {
     build("gcc", src, out, C_FLAGS)
 }
