@@ -523,7 +523,7 @@ extern "C" fn sampler_main(state: *mut libc::c_void) -> *mut libc::c_void {
         tv_nsec: (interval % 1_000_000_000) as i64,
     };
     let my_generation = SAMPLER_GENERATION.load(Ordering::Acquire);
-    let tsc = crate::clock::tsc_is_clocksource();
+    let tsc = TSC_CLOCKSOURCE.load(Ordering::Relaxed);
     let first = crate::clock::sample();
     loop {
         if !ACTIVE.load(Ordering::Acquire)
@@ -604,6 +604,10 @@ pub fn start_sampler() {
     // gone in a child, or not started).
     unsafe { STATM.force_unlock() };
     STATM.lock().open();
+    // Also read here, on the starting thread: a file the sampler opened itself would take
+    // the lowest free descriptor for a moment while the program runs, and the program's
+    // own open() could get the next one (seen with RLIMIT_NOFILE=16).
+    TSC_CLOCKSOURCE.store(crate::clock::tsc_is_clocksource(), Ordering::Relaxed);
     // SAFETY: standard pthread calls on local attr/sigset values; the old signal mask is
     // restored before returning.
     unsafe {
@@ -640,6 +644,9 @@ pub fn start_sampler() {
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut());
     }
 }
+
+/// Whether the kernel keeps time with the TSC, read by `start_sampler` for its thread.
+static TSC_CLOCKSOURCE: AtomicBool = AtomicBool::new(false);
 
 /// The sampler's `/proc/self/statm`, opened once per process by `start_sampler`.
 static STATM: spin::Mutex<crate::sys::ProcFile> =
