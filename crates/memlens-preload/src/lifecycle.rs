@@ -252,9 +252,14 @@ pub fn finish_by_signal(sig: c_int, ctx: &scan::Context) {
 }
 
 /// Scan (unless the process is exec'ing), flush everything and write the End record,
-/// once.
+/// once. A process that does not own the trace (a `vfork` child that failed to exec and
+/// `_exit`s, on its parent's memory) does nothing: the trace and the flags are the
+/// parent's, and stopping the parent's threads for a scan would never end.
 fn finish(kind: ExitKind, code: i32, ctx: &scan::Context) {
-    if !ACTIVE.load(Ordering::Acquire) || FINISHED.swap(true, Ordering::AcqRel) {
+    if !ACTIVE.load(Ordering::Acquire) || !output::owns_trace() {
+        return;
+    }
+    if FINISHED.swap(true, Ordering::AcqRel) {
         return;
     }
     if kind != ExitKind::Exec && !output::DISABLED.load(Ordering::Relaxed) {
@@ -558,9 +563,11 @@ extern "C" fn fork_child() {
 // ---- exec ----
 
 /// The image is about to be replaced: flush everything and mark the trace ended by exec.
-/// If exec fails, recording goes on and a later End record supersedes this one.
+/// If exec fails, recording goes on and a later End record supersedes this one. A `vfork`
+/// child execs the child's image, not its parent's: it leaves the parent's trace alone.
 fn before_exec() {
-    if !ACTIVE.load(Ordering::Acquire) || FINISHED.load(Ordering::Acquire) {
+    if !ACTIVE.load(Ordering::Acquire) || FINISHED.load(Ordering::Acquire) || !output::owns_trace()
+    {
         return;
     }
     let Some(_b) = tls::BusyGuard::enter() else {

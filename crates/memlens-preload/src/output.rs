@@ -6,7 +6,7 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use memlens_trace::{
     encode_chunk, max_encoded_chunk_len, ChunkBuilder, ChunkKind, EndCounters, ExitKind, Header,
 };
@@ -46,6 +46,20 @@ pub static DROPPED_EVENTS: AtomicU64 = AtomicU64::new(0);
 pub static WRITE_ERRORS: AtomicU64 = AtomicU64::new(0);
 /// Set when the trace cannot be written any more: hooks stop recording.
 pub static DISABLED: AtomicBool = AtomicBool::new(false);
+/// The process the trace file belongs to: the one that created it. Another process can
+/// run this library's code on the same memory without having created a trace: a `vfork`
+/// child (it shares the parent's memory until it execs or exits, and fork handlers do
+/// not run for it), or a child cloned by a raw system call. Such a process must leave
+/// the trace, and every shared state around it, alone: it may have closed the fd
+/// (`close_range`, Python's `close_fds`), and reopening the file by path from there, or
+/// writing end records, would write into the middle of the parent's trace.
+static OWNER_PID: AtomicU32 = AtomicU32::new(0);
+
+/// True if the calling process created the trace (see [`OWNER_PID`]).
+pub fn owns_trace() -> bool {
+    // SAFETY: getpid has no preconditions (glibc asks the kernel: right in a vfork child).
+    OWNER_PID.load(Ordering::Relaxed) == unsafe { libc::getpid() } as u32
+}
 
 fn errno() -> i32 {
     // SAFETY: __errno_location always returns this thread's errno.
@@ -135,6 +149,7 @@ impl TraceFile {
             self.path = p;
             self.failed = false;
             self.remember_identity();
+            OWNER_PID.store(pid, Ordering::Relaxed);
             let mut h = Vec::new();
             header.encode(&mut h);
             self.write(&h);
@@ -247,15 +262,20 @@ impl TraceFile {
     }
 }
 
-/// Compress and write one chunk.
+/// Compress and write one chunk. False if the chunk was left alone because this process
+/// does not own the trace (a `vfork` child running on its parent's memory): the caller
+/// keeps the buffer for the owner. True otherwise (written, or counted as dropped).
 pub fn write_chunk<B: AsRef<[u8]> + AsMut<[u8]>>(
     kind: ChunkKind,
     thread: u32,
     b: &ChunkBuilder<B>,
     out: &mut Vec<u8>,
-) {
+) -> bool {
     if b.is_empty() {
-        return;
+        return true;
+    }
+    if !owns_trace() {
+        return false;
     }
     let need = max_encoded_chunk_len(b.len());
     if out.len() < need {
@@ -267,6 +287,7 @@ pub fn write_chunk<B: AsRef<[u8]> + AsMut<[u8]>>(
             DROPPED_EVENTS.fetch_add(b.records() as u64, Ordering::Relaxed);
         }
     }
+    true
 }
 
 impl Meta {
@@ -291,8 +312,9 @@ impl Meta {
         let Some(b) = self.builder.as_mut() else {
             return;
         };
-        write_chunk(ChunkKind::Meta, 0, b, &mut self.out);
-        b.clear();
+        if write_chunk(ChunkKind::Meta, 0, b, &mut self.out) {
+            b.clear();
+        }
     }
 
     /// Drop buffered definitions (a forked child must not write the parent's).
