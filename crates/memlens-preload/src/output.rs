@@ -13,6 +13,10 @@ use memlens_trace::{
 
 extern crate alloc;
 
+/// Trace files are readable by their owner only, like core dumps: they hold the
+/// program's argv (passwords passed as arguments) and heap addresses.
+const TRACE_MODE: libc::c_uint = 0o600;
+
 /// Raw size of one chunk's payload: events of a thread, or definitions.
 pub const CHUNK_RAW: usize = 64 * 1024;
 
@@ -135,7 +139,7 @@ impl TraceFile {
                 libc::open(
                     c.as_ptr() as *const _,
                     libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
-                    0o644,
+                    TRACE_MODE,
                 )
             };
             if fd < 0 {
