@@ -25,11 +25,12 @@ memlens run --quiet --no-follow -- make -j2"
 )]
 pub struct RunArgs {
     /// Trace file name pattern: %p is replaced by the process id, %n by the program name.
+    /// A directory (or a name ending in /) gets the traces inside it, with the default name.
     #[arg(
         short = 'o',
         long = "output",
         value_name = "PATTERN",
-        default_value = "memlens.%n.%p.trace"
+        default_value = DEFAULT_OUTPUT
     )]
     pub output: String,
     /// Do not print the summary (same as MEMLENS_QUIET=1).
@@ -239,8 +240,13 @@ pub fn find_preload() -> Result<PathBuf, LaunchError> {
     )))
 }
 
+/// The trace name pattern when `-o` names none (or names a directory).
+pub const DEFAULT_OUTPUT: &str = "memlens.%n.%p.trace";
+
 /// Make the output pattern absolute (the program may change directory) and check that
-/// its directory is writable now, rather than losing the trace later.
+/// its directory is writable now, rather than losing the trace later. A directory (an
+/// existing one, or any name ending in `/`) gets the traces inside it, with the default
+/// name.
 fn output_pattern(pattern: &str) -> Result<PathBuf, LaunchError> {
     if pattern.is_empty() {
         return Err(LaunchError::Other(
@@ -248,6 +254,11 @@ fn output_pattern(pattern: &str) -> Result<PathBuf, LaunchError> {
         ));
     }
     let p = PathBuf::from(pattern);
+    let p = if pattern.ends_with('/') || p.is_dir() {
+        p.join(DEFAULT_OUTPUT)
+    } else {
+        p
+    };
     let p = if p.is_absolute() {
         p
     } else {
@@ -275,9 +286,9 @@ fn output_pattern(pattern: &str) -> Result<PathBuf, LaunchError> {
         }
         Err(e) => {
             return Err(LaunchError::Other(format!(
-            "cannot write traces to {}: {e} (choose another place with -o DIR/memlens.%n.%p.trace)",
-            dir.display()
-        )))
+                "cannot write traces to {}: {e} (choose another directory with -o DIR/)",
+                dir.display()
+            )))
         }
     }
     Ok(p)

@@ -62,3 +62,54 @@ fn traces_are_created_owner_only() {
         assert_eq!(mode(&dir.join(t)), "600", "{t}");
     }
 }
+
+/// `memlens run` of exits.c (one process, one 77-byte malloc, exit 0) with `-o <output>`.
+fn run_exits(dir: &Path, output: &str) -> Output {
+    let prog = build_c("exits.c", "exits");
+    run_in(dir, output, &[], &prog, &["return"])
+}
+
+/// The summary's `trace:` line.
+fn summary_trace(o: &Output) -> String {
+    let err = stderr(o);
+    err.lines()
+        .find_map(|l| l.strip_prefix("==memlens== trace: "))
+        .unwrap_or_else(|| panic!("no trace line in:\n{err}"))
+        .to_string()
+}
+
+/// Item 3 of issue 15: `-o DIR/` and `-o DIR` (an existing directory) put the trace
+/// inside it with the default name; `-o missing/` is refused before the program starts.
+#[test]
+fn output_naming_a_directory_puts_the_traces_inside() {
+    for (arg, sub) in [("out/", "out"), ("out2", "out2"), ("./out3/", "out3")] {
+        let dir = scratch("trace-dir");
+        std::fs::create_dir(dir.join(sub)).unwrap();
+        let o = run_exits(&dir, arg);
+        assert_eq!(o.status.code(), Some(0), "{arg}: {}", stderr(&o));
+        let inside = names(&dir.join(sub));
+        assert_eq!(inside.len(), 1, "{arg}: {inside:?}");
+        assert!(
+            inside[0].starts_with("memlens.exits.") && inside[0].ends_with(".trace"),
+            "{arg}: {inside:?}"
+        );
+        let trace = dir.join(sub).join(&inside[0]);
+        assert_eq!(
+            Path::new(&summary_trace(&o)).canonicalize().unwrap(),
+            trace.canonicalize().unwrap()
+        );
+        assert_eq!(names(&dir), [sub], "{arg}: nothing written beside it");
+    }
+    let dir = scratch("trace-dir-missing");
+    let o = run_exits(&dir, "missing/");
+    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "memlens: error: cannot write traces to {}: no such directory\n",
+            dir.canonicalize().unwrap().join("missing").display()
+        )
+    );
+    assert!(o.stdout.is_empty(), "the program did not start");
+    assert!(names(&dir).is_empty());
+}
