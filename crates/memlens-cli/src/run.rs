@@ -421,11 +421,16 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
         ld_preload.push(":");
         ld_preload.push(old);
     }
+    // Trace files older than this are left from earlier runs: their names are reused.
+    let run_start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
     let mut cmd = Command::new(&prog);
     cmd.arg0(&args.command[0])
         .args(&args.command[1..])
         .env("LD_PRELOAD", ld_preload)
         .env("MEMLENS_OUTPUT", &pattern)
+        .env("MEMLENS_RUN_START", run_start.to_string())
         .env("MEMLENS_MANIFEST", &manifest)
         .env("MEMLENS_DEPTH", args.depth.to_string())
         .env("MEMLENS_RSS_INTERVAL_MS", args.rss_interval.to_string())
@@ -660,14 +665,12 @@ fn summarize(
         Some(Err(e)) => eprintln!("==memlens== cannot summarize {}: {e}", main.display()),
         None => {}
     }
+    // Every file this run wrote, so that none is mistaken for another run's.
     let others: Vec<&PathBuf> = traces.iter().filter(|p| *p != main).collect();
     if !others.is_empty() {
         eprintln!("==memlens== {} more process trace(s):", others.len());
-        for p in others.iter().take(20) {
+        for p in others {
             eprintln!("==memlens==   {}", p.display());
-        }
-        if others.len() > 20 {
-            eprintln!("==memlens==   ... and {} more", others.len() - 20);
         }
     }
 }

@@ -113,3 +113,106 @@ fn output_naming_a_directory_puts_the_traces_inside() {
     assert!(o.stdout.is_empty(), "the program did not start");
     assert!(names(&dir).is_empty());
 }
+
+/// The summary's `trace:` file and the files it lists after it, as names in `dir`.
+fn summary_names(o: &Output, dir: &Path) -> (String, Vec<String>) {
+    let name = |p: &str| {
+        Path::new(p)
+            .strip_prefix(dir)
+            .unwrap_or_else(|_| panic!("{p} is not in {}", dir.display()))
+            .to_string_lossy()
+            .into_owned()
+    };
+    let main = name(&summary_trace(o));
+    let err = stderr(o);
+    let mut others: Vec<String> = err
+        .lines()
+        .skip_while(|l| !l.contains("more process trace(s):"))
+        .skip(1)
+        .map_while(|l| l.strip_prefix("==memlens==   "))
+        .map(name)
+        .collect();
+    others.sort();
+    (main, others)
+}
+
+fn trace_report(p: &Path) -> serde_json::Value {
+    let o = Command::new(memlens())
+        .args(["report", "--format", "json", "--top", "1"])
+        .arg(p)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}: {}", p.display(), stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// The file name of the program a trace recorded.
+fn exe_of(p: &Path) -> String {
+    let r = trace_report(p);
+    let exe = r["trace"]["exe"].as_str().unwrap();
+    exe.rsplit('/').next().unwrap().to_string()
+}
+
+/// Item 2 of issue 15: running again with the same `-o` replaces the earlier run's file
+/// (and a suffixed name this run needs); suffixes number the images of one run that share
+/// the name (an exec chain keeps its pid); the summary names every file.
+#[test]
+fn same_output_again_replaces_the_earlier_run() {
+    let dir = scratch("trace-again");
+    let dir = dir.canonicalize().unwrap();
+    let first = run_exits(&dir, "t.trace");
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    assert_eq!(names(&dir), ["t.trace"]);
+    // A file with a suffix this run will use, from before it, readable by all.
+    std::fs::write(dir.join("t.trace.3"), "an earlier file\n").unwrap();
+    std::fs::set_permissions(dir.join("t.trace.3"), PermissionsExt::from_mode(0o644)).unwrap();
+
+    // One process, six images: execl, execle, execv, execvp, execve; the last exits 6.
+    let procs = build_c("torture/procs.c", "torture-procs");
+    let o = run_in(&dir, "t.trace", &[], &procs, &["execchain"]);
+    assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
+    let expected: Vec<String> = std::iter::once("t.trace".to_string())
+        .chain((1..=5).map(|k| format!("t.trace.{k}")))
+        .collect();
+    assert_eq!(names(&dir), expected);
+    for (k, name) in expected.iter().enumerate() {
+        let p = dir.join(name);
+        assert_eq!(mode(&p), "600", "{name}");
+        assert_eq!(exe_of(&p), "torture-procs", "{name}");
+        let r = trace_report(&p);
+        let stage = r["trace"]["argv"][2].as_str().unwrap_or("0");
+        assert_eq!(stage, k.to_string(), "{name}");
+    }
+    let (main, others) = summary_names(&o, &dir);
+    assert_eq!(main, "t.trace.5");
+    assert_eq!(others, expected[..5]);
+}
+
+/// A name taken by a file that is not a trace is replaced too (as a compiler's `-o`
+/// does); a symbolic link is never followed: its target stays, the trace takes a suffix.
+#[test]
+fn earlier_files_are_replaced_but_links_not_followed() {
+    let dir = scratch("trace-replace");
+    let dir = dir.canonicalize().unwrap();
+    std::fs::write(dir.join("notes.trace"), "not a trace\n").unwrap();
+    let o = run_exits(&dir, "notes.trace");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(names(&dir), ["notes.trace"]);
+    assert_eq!(exe_of(&dir.join("notes.trace")), "exits");
+    assert_eq!(summary_names(&o, &dir), ("notes.trace".into(), vec![]));
+
+    std::fs::write(dir.join("target.txt"), "keep\n").unwrap();
+    std::os::unix::fs::symlink("target.txt", dir.join("link.trace")).unwrap();
+    let o = run_exits(&dir, "link.trace");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("target.txt")).unwrap(),
+        "keep\n"
+    );
+    assert!(std::fs::symlink_metadata(dir.join("link.trace"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(summary_names(&o, &dir), ("link.trace.1".into(), vec![]));
+    assert_eq!(exe_of(&dir.join("link.trace.1")), "exits");
+}

@@ -201,6 +201,7 @@ extern "C" fn memlens_init() {
     scan::ENABLED.store(cfg.leak_check, Ordering::Relaxed);
     scan::HEURISTICS.store(cfg.heuristics, Ordering::Relaxed);
     thread::RSS_INTERVAL_NS.store(cfg.rss_interval_ns, Ordering::Relaxed);
+    output::RUN_START_NS.store(cfg.run_start_ns, Ordering::Relaxed);
     // SAFETY: single-threaded start-up; nothing reads these yet.
     unsafe {
         OUTPUT_PATTERN = cfg

@@ -406,6 +406,24 @@ impl Header {
     }
 }
 
+/// The start time (`start_unix_ns`) of a trace, read from its first bytes (signature,
+/// version, length, then the payload's pid, ppid, forked_from and start time, which
+/// every format version begins with). `None` if `prefix` does not start a trace.
+pub fn header_start_unix_ns(prefix: &[u8]) -> Option<u64> {
+    if prefix.len() < 16 || prefix[0..8] != MAGIC {
+        return None;
+    }
+    let version = u32::from_le_bytes(prefix[8..12].try_into().ok()?);
+    if !(1..=FORMAT_VERSION).contains(&version) {
+        return None;
+    }
+    let mut c = varint::Cursor::new(&prefix[16..]);
+    c.u32()?;
+    c.u32()?;
+    c.u32()?;
+    c.u64()
+}
+
 pub fn crc32(data: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(data);

@@ -223,3 +223,24 @@ fn overlapping_chunks_are_bounded() {
     assert!(e.to_string().contains("overlap in time"), "{e}");
     std::fs::remove_file(p).ok();
 }
+
+/// The start time is read from a trace's first 64 bytes alone (the recorder tells a file
+/// left by an earlier run from one of this run by it); anything else is not a trace.
+#[test]
+fn start_time_from_the_first_bytes() {
+    let h = Header {
+        start_unix_ns: 1_765_000_000_123_456_789,
+        ..header()
+    };
+    let mut bytes = Vec::new();
+    h.encode(&mut bytes);
+    assert_eq!(
+        header_start_unix_ns(&bytes[..64.min(bytes.len())]),
+        Some(1_765_000_000_123_456_789)
+    );
+    assert_eq!(header_start_unix_ns(b"not a trace\n"), None);
+    assert_eq!(header_start_unix_ns(&bytes[..12]), None);
+    let mut future = bytes.clone();
+    future[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+    assert_eq!(header_start_unix_ns(&future), None);
+}
