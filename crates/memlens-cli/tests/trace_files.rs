@@ -216,3 +216,80 @@ fn earlier_files_are_replaced_but_links_not_followed() {
     assert_eq!(summary_names(&o, &dir), ("link.trace.1".into(), vec![]));
     assert_eq!(exe_of(&dir.join("link.trace.1")), "exits");
 }
+
+const NOT_RECORDED: &str =
+    "==memlens== warning: the program replaced itself with exec and the new \
+image was not recorded: the program took the recorder out of LD_PRELOAD (removed or replaced it) \
+before exec'ing; this summary describes only the image before the exec\n";
+
+/// Item 6 of issue 15: a program that execs itself after removing the recorder from
+/// LD_PRELOAD (unsetenv, another library, an environment of its own): the summary and
+/// the report say that the new image was not recorded, and why.
+#[test]
+fn exec_without_the_recorder_says_the_new_image_was_not_recorded() {
+    let prog = build_c("reexec.c", "reexec");
+    for mode in ["unset", "replace", "emptyenv"] {
+        let dir = scratch("reexec");
+        let o = run_in(&dir, "%n.%p.trace", &[], &prog, &[mode]);
+        assert_eq!(o.status.code(), Some(0), "{mode}: {}", stderr(&o));
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "new image\n", "{mode}");
+        let traces = names(&dir);
+        assert_eq!(traces.len(), 1, "{mode}: {traces:?}");
+        let trace = dir.join(&traces[0]);
+        let r = trace_report(&trace);
+        assert_eq!(r["trace"]["exit"]["kind"], "exec", "{mode}");
+        assert_eq!(r["trace"]["exit"]["code"], 1, "{mode}");
+        let err = stderr(&o);
+        assert_eq!(err.matches(NOT_RECORDED).count(), 1, "{mode}:\n{err}");
+        let text = Command::new(memlens())
+            .arg("report")
+            .arg(&trace)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&text.stdout).into_owned();
+        assert!(
+            text.contains("\n  ended      replaced itself with exec after ",)
+                && text.contains(
+                    "\n  note       the new image was not recorded: the program took the recorder \
+                 out of LD_PRELOAD (removed or replaced it) before exec'ing\n"
+                ),
+            "{mode}:\n{text}"
+        );
+    }
+}
+
+/// The recorder kept: the new image has its own trace, which the summary describes, and
+/// nothing is said; with --no-follow, the summary says why the new image has no trace.
+#[test]
+fn exec_keeping_the_recorder_is_followed_silently() {
+    let prog = build_c("reexec.c", "reexec");
+    let dir = scratch("reexec-keep");
+    let o = run_in(&dir, "%n.%p.trace", &[], &prog, &["keep"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(names(&dir).len(), 2);
+    let err = stderr(&o);
+    assert!(!err.contains("not recorded"), "{err}");
+    assert!(
+        err.contains("definitely lost: 1,000 bytes in 1 blocks"),
+        "{err}"
+    );
+
+    let dir = scratch("reexec-nofollow");
+    let o = run_in(&dir, "%n.%p.trace", &["--no-follow"], &prog, &["keep"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let traces = names(&dir);
+    assert_eq!(traces.len(), 1);
+    assert_eq!(
+        trace_report(&dir.join(&traces[0]))["trace"]["exit"]["code"],
+        2
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains(
+            "==memlens== warning: the program replaced itself with exec and the new image was \
+             not recorded: --no-follow was given; this summary describes only the image before \
+             the exec\n"
+        ),
+        "{err}"
+    );
+}

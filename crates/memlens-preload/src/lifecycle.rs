@@ -127,6 +127,45 @@ fn open_trace(forked_from: u32) -> bool {
     true
 }
 
+/// Whether one entry of LD_PRELOAD is this recorder.
+fn names_recorder(part: &[u8]) -> bool {
+    part.windows(16).any(|w| w == b"memlens_preload.") || part.ends_with(b"libmemlens_preload.so")
+}
+
+/// Set with `--no-follow` (which takes the recorder out of LD_PRELOAD).
+static NO_FOLLOW: AtomicBool = AtomicBool::new(false);
+
+/// The exec end record's code: whether the environment `envp` passed to the new image
+/// still preloads the recorder (`memlens_trace::EXEC_*`).
+fn exec_code(envp: *const *const c_char) -> i32 {
+    if NO_FOLLOW.load(Ordering::Relaxed) {
+        return memlens_trace::EXEC_NOT_FOLLOWED;
+    }
+    let mut i = 0;
+    loop {
+        // SAFETY: envp is exec's NULL-terminated array of NUL-terminated strings (a NULL
+        // envp, which Linux takes as empty, is checked first).
+        let entry = if envp.is_null() {
+            core::ptr::null()
+        } else {
+            unsafe { *envp.add(i) }
+        };
+        if entry.is_null() {
+            return memlens_trace::EXEC_RECORDER_REMOVED;
+        }
+        // SAFETY: as above.
+        let entry = unsafe { CStr::from_ptr(entry) }.to_bytes();
+        if let Some(value) = entry.strip_prefix(b"LD_PRELOAD=") {
+            return if value.split(|&c| c == b':' || c == b' ').any(names_recorder) {
+                memlens_trace::EXEC_RECORDER_KEPT
+            } else {
+                memlens_trace::EXEC_RECORDER_REMOVED
+            };
+        }
+        i += 1;
+    }
+}
+
 /// Remove our own entry from LD_PRELOAD in place, so programs started by exec are not
 /// traced (`--no-follow`). Shrinking the string in place needs no allocation.
 fn strip_ld_preload() {
@@ -143,10 +182,7 @@ fn strip_ld_preload() {
         // Parts are read from a copy while the live string is rewritten in place.
         let original = s.to_vec();
         for part in original.split(|&c| c == b':' || c == b' ') {
-            if part.is_empty()
-                || part.windows(16).any(|w| w == b"memlens_preload.")
-                || part.ends_with(b"libmemlens_preload.so")
-            {
+            if part.is_empty() || names_recorder(part) {
                 continue;
             }
             if !first {
@@ -214,6 +250,7 @@ extern "C" fn memlens_init() {
             .unwrap_or_default();
     }
     if cfg.no_follow {
+        NO_FOLLOW.store(true, Ordering::Relaxed);
         strip_ld_preload();
     }
     REAL_DLCLOSE.store(resolve(c"dlclose"), Ordering::Relaxed);
@@ -563,10 +600,11 @@ extern "C" fn fork_child() {
 
 // ---- exec ----
 
-/// The image is about to be replaced: flush everything and mark the trace ended by exec.
-/// If exec fails, recording goes on and a later End record supersedes this one. A `vfork`
-/// child execs the child's image, not its parent's: it leaves the parent's trace alone.
-fn before_exec() {
+/// The image is about to be replaced, with the environment `envp`: flush everything and
+/// mark the trace ended by exec, saying whether the new image will be recorded. If exec
+/// fails, recording goes on and a later End record supersedes this one. A `vfork` child
+/// execs the child's image, not its parent's: it leaves the parent's trace alone.
+fn before_exec(envp: *const *const c_char) {
     if !ACTIVE.load(Ordering::Acquire) || FINISHED.load(Ordering::Acquire) || !output::owns_trace()
     {
         return;
@@ -575,7 +613,7 @@ fn before_exec() {
         return;
     };
     thread::flush_all();
-    output::end(now_ns(), ExitKind::Exec, 0);
+    output::end(now_ns(), ExitKind::Exec, exec_code(envp));
 }
 
 type ExecveFn =
@@ -601,7 +639,7 @@ pub unsafe extern "C" fn execve(
     argv: *const *const c_char,
     envp: *const *const c_char,
 ) -> c_int {
-    before_exec();
+    before_exec(envp);
     match real::<ExecveFn>(&REAL_EXECVE) {
         Some(f) => f(path, argv, envp),
         None => enosys(),
@@ -614,7 +652,7 @@ pub unsafe extern "C" fn execvpe(
     argv: *const *const c_char,
     envp: *const *const c_char,
 ) -> c_int {
-    before_exec();
+    before_exec(envp);
     match real::<ExecveFn>(&REAL_EXECVPE) {
         Some(f) => f(file, argv, envp),
         None => enosys(),
@@ -623,7 +661,7 @@ pub unsafe extern "C" fn execvpe(
 
 #[no_mangle]
 pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) -> c_int {
-    before_exec();
+    before_exec(environ);
     match real::<ExecvFn>(&REAL_EXECV) {
         Some(f) => f(path, argv),
         None => enosys(),
@@ -632,7 +670,7 @@ pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) 
 
 #[no_mangle]
 pub unsafe extern "C" fn execvp(file: *const c_char, argv: *const *const c_char) -> c_int {
-    before_exec();
+    before_exec(environ);
     match real::<ExecvFn>(&REAL_EXECVP) {
         Some(f) => f(file, argv),
         None => enosys(),
@@ -645,7 +683,7 @@ pub unsafe extern "C" fn fexecve(
     argv: *const *const c_char,
     envp: *const *const c_char,
 ) -> c_int {
-    before_exec();
+    before_exec(envp);
     match real::<FexecveFn>(&REAL_FEXECVE) {
         Some(f) => f(fd, argv, envp),
         None => enosys(),

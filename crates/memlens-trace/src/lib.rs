@@ -167,9 +167,20 @@ pub enum ExitKind {
     UnderscoreExit = 2,
     /// Killed by a fatal signal that the recorder saw; `code` is the signal number.
     Signal = 3,
-    /// The image was replaced by `execve`; `code` is 0.
+    /// The image was replaced by `execve`; `code` says whether the new image is
+    /// recorded (one of the `EXEC_*` constants).
     Exec = 4,
 }
+
+/// Exec end code: the environment passed to the new image still preloads the recorder.
+/// (Traces older than the other codes have it for every exec.)
+pub const EXEC_RECORDER_KEPT: i32 = 0;
+/// Exec end code: the environment passed to the new image does not preload the recorder
+/// (the program removed or replaced `LD_PRELOAD`): the new image is not recorded.
+pub const EXEC_RECORDER_REMOVED: i32 = 1;
+/// Exec end code: `--no-follow` took the recorder out of `LD_PRELOAD`: the new image is
+/// not recorded, as asked.
+pub const EXEC_NOT_FOLLOWED: i32 = 2;
 
 impl ExitKind {
     pub fn from_u8(v: u8) -> Option<Self> {
