@@ -278,6 +278,8 @@ pub fn json_trace(
         "forked_from": if h.forked_from == 0 { Value::Null } else { json!(h.forked_from) },
         "exe": h.exe,
         "argv": h.argv,
+        "argv_omitted": (h.argv_omitted > 0)
+            .then(|| json!({"arguments": h.argv_omitted, "bytes": h.argv_omitted_bytes})),
         "truncated": truncation.map(|t| t.reason.clone()),
         "exit": end.map(|e| json!({"kind": exit_kind_key(e.kind), "code": e.code})),
         "warnings": warnings,
@@ -479,8 +481,17 @@ fn text(r: &Report, sym: &mut Symbolizer, top: usize, shown: &[&str]) -> String 
         "  program    {}",
         if h.exe.is_empty() { "?" } else { &h.exe }
     );
-    if !h.argv.is_empty() {
+    if !h.argv.is_empty() || h.argv_omitted > 0 {
         let _ = writeln!(o, "  command    {}", h.argv.join(" "));
+    }
+    if h.argv_omitted > 0 {
+        let _ = writeln!(
+            o,
+            "  note       the command line was cut: {} ({}) not recorded, past the first {}",
+            plural(h.argv_omitted as u64, "more argument", "more arguments"),
+            human_bytes(h.argv_omitted_bytes),
+            human_bytes(memlens_trace::ARGV_KEPT_BYTES as u64)
+        );
     }
     let mut process = format!("pid {}, parent {}", h.pid, h.ppid);
     if h.forked_from != 0 {

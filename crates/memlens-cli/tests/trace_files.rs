@@ -293,3 +293,63 @@ fn exec_keeping_the_recorder_is_followed_silently() {
         "{err}"
     );
 }
+
+/// Item 5 of issue 15: a command line longer than the 64 KiB a trace keeps is cut between
+/// arguments, and the trace says how many arguments (and bytes) were left out.
+#[test]
+fn long_command_lines_are_cut_between_arguments_and_say_so() {
+    let prog = build_c("exits.c", "exits");
+    let dir = scratch("argv-long");
+    // 70 arguments of 1000 bytes (1001 with the NUL), each starting with its number.
+    let long: Vec<String> = (0..70)
+        .map(|i| format!("{i:03}{}", "x".repeat(997)))
+        .collect();
+    let mut args = vec!["return"];
+    args.extend(long.iter().map(String::as_str));
+    let o = run_in(&dir, "t.trace", &[], &prog, &args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let trace = dir.join("t.trace");
+    let r = trace_report(&trace);
+    let argv: Vec<&str> = r["trace"]["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    // argv[0] is the path as given, then "return": whole arguments up to 65,536 bytes.
+    let head = prog.to_str().unwrap().len() + 1 + "return".len() + 1;
+    let kept = (65_536 - head) / 1001;
+    assert_eq!(argv.len(), 2 + kept);
+    assert_eq!(argv[0], prog.to_str().unwrap());
+    assert_eq!(argv[1], "return");
+    assert_eq!(argv[2..], long[..kept]);
+    let omitted = 70 - kept;
+    assert_eq!(
+        r["trace"]["argv_omitted"],
+        serde_json::json!({"arguments": omitted, "bytes": omitted * 1001})
+    );
+    let text = Command::new(memlens())
+        .arg("report")
+        .arg(&trace)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    // (The size is printed as memlens prints sizes; JSON above has the exact bytes.)
+    let note = text
+        .lines()
+        .find(|l| l.starts_with("  note       the command line was cut: "))
+        .unwrap_or_else(|| panic!("no note in:\n{text}"));
+    assert!(
+        note.starts_with(&format!(
+            "  note       the command line was cut: {omitted} more arguments ("
+        )) && note.ends_with(" KiB) not recorded, past the first 64.00 KiB"),
+        "{note}"
+    );
+
+    // A short command line is whole, and the report says nothing.
+    let o = run_in(&dir, "short.trace", &[], &prog, &["return", "a", "b"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r = trace_report(&dir.join("short.trace"));
+    assert_eq!(r["trace"]["argv"].as_array().unwrap().len(), 4);
+    assert!(r["trace"]["argv_omitted"].is_null());
+}

@@ -49,19 +49,85 @@ fn program_name(exe: &[u8]) -> Vec<u8> {
         .collect()
 }
 
-fn read_cmdline() -> Vec<String> {
-    let mut out = Vec::new();
-    let mut buf = alloc::vec![0u8; 64 * 1024];
-    let n = crate::sys::read_file(c"/proc/self/cmdline", &mut buf).unwrap_or(0);
-    if n > 0 {
-        for a in buf[..n].split(|&c| c == 0) {
-            out.push(String::from_utf8_lossy(a).into_owned());
-        }
-        if out.last().is_some_and(|s| s.is_empty()) {
-            out.pop();
+/// The command line as read from /proc/self/cmdline in pieces: whole arguments up to
+/// `ARGV_KEPT_BYTES` are kept; after the first that does not fit, every argument is
+/// only counted (a command line can be megabytes long).
+#[derive(Default)]
+struct Cmdline {
+    args: Vec<String>,
+    kept_bytes: usize,
+    omitted: u32,
+    omitted_bytes: u64,
+    /// The argument being read (while it may still be kept) and its length so far.
+    arg: Vec<u8>,
+    arg_len: usize,
+}
+
+impl Cmdline {
+    fn fits(&self) -> bool {
+        self.omitted == 0 && self.kept_bytes + self.arg_len <= memlens_trace::ARGV_KEPT_BYTES
+    }
+
+    /// Bytes read: arguments, each ended by a NUL.
+    fn take(&mut self, data: &[u8]) {
+        for piece in data.split_inclusive(|&c| c == 0) {
+            self.arg_len += piece.len();
+            if self.fits() {
+                self.arg
+                    .extend_from_slice(piece.strip_suffix(&[0]).unwrap_or(piece));
+            }
+            if piece.last() == Some(&0) {
+                self.end_arg();
+            }
         }
     }
-    out
+
+    fn end_arg(&mut self) {
+        if self.fits() {
+            self.kept_bytes += self.arg_len;
+            self.args
+                .push(String::from_utf8_lossy(&self.arg).into_owned());
+        } else {
+            self.omitted += 1;
+            self.omitted_bytes += self.arg_len as u64;
+        }
+        self.arg.clear();
+        self.arg_len = 0;
+    }
+
+    /// The arguments kept, how many were left out and their bytes.
+    fn finish(mut self) -> (Vec<String>, u32, u64) {
+        // A last argument without its NUL (a program that rewrote its argument area).
+        if self.arg_len > 0 {
+            self.end_arg();
+        }
+        (self.args, self.omitted, self.omitted_bytes)
+    }
+}
+
+fn read_cmdline() -> (Vec<String>, u32, u64) {
+    let mut cmdline = Cmdline::default();
+    // SAFETY: NUL-terminated path; the fd is closed below.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/cmdline".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd >= 0 {
+        let mut buf = alloc::vec![0u8; 16 * 1024];
+        loop {
+            // SAFETY: read writes at most buf.len() bytes into buf; fd is ours.
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut _, buf.len()) };
+            if n <= 0 {
+                break;
+            }
+            cmdline.take(&buf[..n as usize]);
+        }
+        // SAFETY: our fd.
+        unsafe { libc::close(fd) };
+    }
+    cmdline.finish()
 }
 
 fn header(forked_from: u32) -> Header {
@@ -79,13 +145,16 @@ fn header(forked_from: u32) -> Header {
     };
     // SAFETY: clock_gettime fills wall.
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut wall) };
+    let (argv, argv_omitted, argv_omitted_bytes) = read_cmdline();
     Header {
         pid,
         ppid,
         forked_from,
         start_unix_ns: wall.tv_sec as u64 * 1_000_000_000 + wall.tv_nsec as u64,
         exe: String::from_utf8_lossy(&crate::sys::exe_path()).into_owned(),
-        argv: read_cmdline(),
+        argv,
+        argv_omitted,
+        argv_omitted_bytes,
         page_size: page,
         rss_interval_ns: thread::RSS_INTERVAL_NS.load(Ordering::Relaxed),
         max_depth: thread::MAX_DEPTH.load(Ordering::Relaxed),

@@ -353,7 +353,17 @@ pub struct Header {
     pub max_depth: u32,
     /// Version of memlens that wrote the trace.
     pub writer: String,
+    /// Arguments left out of `argv` because the command line is longer than the recorder
+    /// keeps ([`ARGV_KEPT_BYTES`]): how many. 0 when `argv` is whole. (These two fields
+    /// were appended to the header payload later; a header without them reads as 0.)
+    pub argv_omitted: u32,
+    /// The bytes of the arguments left out, each with its NUL.
+    pub argv_omitted_bytes: u64,
 }
+
+/// How much of the command line (arguments with their NULs) a trace keeps: whole
+/// arguments up to this size; the rest are counted in `Header::argv_omitted`.
+pub const ARGV_KEPT_BYTES: usize = 64 * 1024;
 
 /// Errors of the no_std writer side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -379,6 +389,8 @@ impl Header {
         varint::put_u64(&mut p, self.rss_interval_ns);
         varint::put_u64(&mut p, self.max_depth as u64);
         varint::put_bytes(&mut p, self.writer.as_bytes());
+        varint::put_u64(&mut p, self.argv_omitted as u64);
+        varint::put_u64(&mut p, self.argv_omitted_bytes);
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&(p.len() as u32).to_le_bytes());
@@ -402,6 +414,16 @@ impl Header {
         for _ in 0..n {
             argv.push(c.string()?);
         }
+        let page_size = c.u32()?;
+        let rss_interval_ns = c.u64()?;
+        let max_depth = c.u32()?;
+        let writer = c.string()?;
+        // Appended later: absent from the headers of older traces.
+        let (argv_omitted, argv_omitted_bytes) = if c.is_empty() {
+            (0, 0)
+        } else {
+            (c.u32()?, c.u64()?)
+        };
         Some(Header {
             pid,
             ppid,
@@ -409,10 +431,12 @@ impl Header {
             start_unix_ns,
             exe,
             argv,
-            page_size: c.u32()?,
-            rss_interval_ns: c.u64()?,
-            max_depth: c.u32()?,
-            writer: c.string()?,
+            page_size,
+            rss_interval_ns,
+            max_depth,
+            writer,
+            argv_omitted,
+            argv_omitted_bytes,
         })
     }
 }

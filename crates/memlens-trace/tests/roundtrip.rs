@@ -244,3 +244,23 @@ fn start_time_from_the_first_bytes() {
     future[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
     assert_eq!(header_start_unix_ns(&future), None);
 }
+
+/// The arguments left out of a long command line travel in two varints appended to the
+/// header payload; a payload without them (traces written before) reads as a whole argv.
+#[test]
+fn argv_omitted_roundtrips_and_older_headers_read_as_whole() {
+    let h = Header {
+        argv_omitted: 3,
+        argv_omitted_bytes: 3003,
+        ..header()
+    };
+    let mut bytes = Vec::new();
+    h.encode(&mut bytes);
+    let len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+    let payload = &bytes[16..16 + len];
+    assert_eq!(Header::decode_payload(payload), Some(h.clone()));
+    // 3 is one varint byte, 3003 two: an older writer stopped before them.
+    let older = Header::decode_payload(&payload[..len - 3]).unwrap();
+    assert_eq!((older.argv_omitted, older.argv_omitted_bytes), (0, 0));
+    assert_eq!(older.argv, h.argv);
+}
