@@ -146,6 +146,17 @@ fn trace_report(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
+/// `memlens report` of a trace, as text.
+fn report_text(p: &Path) -> String {
+    let o = Command::new(memlens())
+        .arg("report")
+        .arg(p)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}: {}", p.display(), stderr(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 /// The file name of the program a trace recorded.
 fn exe_of(p: &Path) -> String {
     let r = trace_report(p);
@@ -241,12 +252,7 @@ fn exec_without_the_recorder_says_the_new_image_was_not_recorded() {
         assert_eq!(r["trace"]["exit"]["code"], 1, "{mode}");
         let err = stderr(&o);
         assert_eq!(err.matches(NOT_RECORDED).count(), 1, "{mode}:\n{err}");
-        let text = Command::new(memlens())
-            .arg("report")
-            .arg(&trace)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&text.stdout).into_owned();
+        let text = report_text(&trace);
         assert!(
             text.contains("\n  ended      replaced itself with exec after ",)
                 && text.contains(
@@ -328,12 +334,7 @@ fn long_command_lines_are_cut_between_arguments_and_say_so() {
         r["trace"]["argv_omitted"],
         serde_json::json!({"arguments": omitted, "bytes": omitted * 1001})
     );
-    let text = Command::new(memlens())
-        .arg("report")
-        .arg(&trace)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    let text = report_text(&trace);
     // (The size is printed as memlens prints sizes; JSON above has the exact bytes.)
     let note = text
         .lines()
