@@ -127,9 +127,9 @@ fn cstr(v: &[u8]) -> Vec<u8> {
 /// earlier run, and its name is reused.
 pub static RUN_START_NS: AtomicU64 = AtomicU64::new(0);
 
-/// Open `path` for a new trace: created if free (fd, `true`); if it holds a file left
-/// from before this run, that file, emptied (fd, `false`). `Err(errno)` otherwise:
-/// `EEXIST` when the name belongs to another process of this run. On success the file
+/// Open `path` for a new trace: created if free; if it holds a file left from before
+/// this run, that file, emptied. `Err(errno)` otherwise: `EEXIST` when the name belongs
+/// to another process of this run (or to something that is not a regular file). On success the file
 /// is locked (`flock`) until `create` has written its header, so a process of the same
 /// run that meets the name meanwhile waits, then reads that header.
 fn open_trace_path(path: &[u8]) -> Result<i32, i32> {
@@ -154,7 +154,17 @@ fn open_trace_path(path: &[u8]) -> Result<i32, i32> {
         return Err(err);
     }
     // The name is taken. Never follow a symbolic link there (someone else's file in a
-    // shared directory), and replace only a regular file.
+    // shared directory), and replace only a regular file: not even open anything else
+    // (a device or a FIFO).
+    // SAFETY: c is NUL-terminated; lstat fills `st`.
+    let regular = unsafe {
+        let mut st: libc::stat = core::mem::zeroed();
+        libc::lstat(c.as_ptr() as *const _, &mut st) == 0
+            && st.st_mode & libc::S_IFMT == libc::S_IFREG
+    };
+    if !regular {
+        return Err(libc::EEXIST);
+    }
     // SAFETY: c is NUL-terminated.
     let fd = unsafe {
         libc::open(
