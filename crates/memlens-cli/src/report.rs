@@ -278,6 +278,8 @@ pub fn json_trace(
         "forked_from": if h.forked_from == 0 { Value::Null } else { json!(h.forked_from) },
         "exe": h.exe,
         "argv": h.argv,
+        "argv_omitted": (h.argv_omitted > 0)
+            .then(|| json!({"arguments": h.argv_omitted, "bytes": h.argv_omitted_bytes})),
         "truncated": truncation.map(|t| t.reason.clone()),
         "exit": end.map(|e| json!({"kind": exit_kind_key(e.kind), "code": e.code})),
         "warnings": warnings,
@@ -380,6 +382,19 @@ fn describe_end(end: Option<&EndRecord>) -> String {
     }
 }
 
+/// Why the image an exec started was not recorded, from the exec end record's code;
+/// `None` when the recorder stayed preloaded (then the new image has its own trace,
+/// unless it ignores LD_PRELOAD).
+fn exec_unrecorded(code: i32) -> Option<&'static str> {
+    match code {
+        memlens_trace::EXEC_RECORDER_REMOVED => Some(
+            "the program took the recorder out of LD_PRELOAD (removed or replaced it) before exec'ing",
+        ),
+        memlens_trace::EXEC_NOT_FOLLOWED => Some("--no-follow was given"),
+        _ => None,
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Text
 
@@ -466,8 +481,17 @@ fn text(r: &Report, sym: &mut Symbolizer, top: usize, shown: &[&str]) -> String 
         "  program    {}",
         if h.exe.is_empty() { "?" } else { &h.exe }
     );
-    if !h.argv.is_empty() {
+    if !h.argv.is_empty() || h.argv_omitted > 0 {
         let _ = writeln!(o, "  command    {}", h.argv.join(" "));
+    }
+    if h.argv_omitted > 0 {
+        let _ = writeln!(
+            o,
+            "  note       the command line was cut: {} ({}) not recorded, past the first {}",
+            plural(h.argv_omitted as u64, "more argument", "more arguments"),
+            human_bytes(h.argv_omitted_bytes),
+            human_bytes(memlens_trace::ARGV_KEPT_BYTES as u64)
+        );
     }
     let mut process = format!("pid {}, parent {}", h.pid, h.ppid);
     if h.forked_from != 0 {
@@ -480,6 +504,14 @@ fn text(r: &Report, sym: &mut Symbolizer, top: usize, shown: &[&str]) -> String 
         describe_end(r.end.as_ref()),
         human_time(r.window.run_ns)
     );
+    if let Some(why) = r
+        .end
+        .as_ref()
+        .filter(|e| e.kind == ExitKind::Exec)
+        .and_then(|e| exec_unrecorded(e.code))
+    {
+        let _ = writeln!(o, "  note       the new image was not recorded: {why}");
+    }
     if let Some(w) = window_text(r) {
         let _ = writeln!(
             o,
@@ -1170,6 +1202,16 @@ pub fn run_summary(r: &Report, trace: &Path) -> String {
     }
     if let Some(tr) = &r.truncation {
         lines.push(format!("warning: the trace was cut short: {}", tr.reason));
+    }
+    // The last image of the program's process ended by exec: the one after it left no trace.
+    if let Some(e) = r.end.as_ref().filter(|e| e.kind == ExitKind::Exec) {
+        let why = exec_unrecorded(e.code).unwrap_or(
+            "it did not load the recorder (static and setuid programs ignore LD_PRELOAD)",
+        );
+        lines.push(format!(
+            "warning: the program replaced itself with exec and the new image was not recorded: {why}; \
+             this summary describes only the image before the exec"
+        ));
     }
     for w in r.warnings.iter().chain(sym.warnings()) {
         lines.push(format!("warning: {w}"));

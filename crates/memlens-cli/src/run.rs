@@ -27,11 +27,12 @@ memlens run --trace-children=yes --trace-children-skip='*/sh,*/make' -- make -j2
 )]
 pub struct RunArgs {
     /// Trace file name pattern: %p is replaced by the process id, %n by the program name.
+    /// A directory (or a name ending in /) gets the traces inside it, with the default name.
     #[arg(
         short = 'o',
         long = "output",
         value_name = "PATTERN",
-        default_value = "memlens.%n.%p.trace"
+        default_value = DEFAULT_OUTPUT
     )]
     pub output: String,
     /// Do not print the summary (same as MEMLENS_QUIET=1).
@@ -254,8 +255,13 @@ pub fn find_preload() -> Result<PathBuf, LaunchError> {
     )))
 }
 
+/// The trace name pattern when `-o` names none (or names a directory).
+pub const DEFAULT_OUTPUT: &str = "memlens.%n.%p.trace";
+
 /// Make the output pattern absolute (the program may change directory) and check that
-/// its directory is writable now, rather than losing the trace later.
+/// its directory is writable now, rather than losing the trace later. A directory (an
+/// existing one, or any name ending in `/`) gets the traces inside it, with the default
+/// name.
 fn output_pattern(pattern: &str) -> Result<PathBuf, LaunchError> {
     if pattern.is_empty() {
         return Err(LaunchError::Other(
@@ -263,6 +269,11 @@ fn output_pattern(pattern: &str) -> Result<PathBuf, LaunchError> {
         ));
     }
     let p = PathBuf::from(pattern);
+    let p = if pattern.ends_with('/') || p.is_dir() {
+        p.join(DEFAULT_OUTPUT)
+    } else {
+        p
+    };
     let p = if p.is_absolute() {
         p
     } else {
@@ -290,9 +301,9 @@ fn output_pattern(pattern: &str) -> Result<PathBuf, LaunchError> {
         }
         Err(e) => {
             return Err(LaunchError::Other(format!(
-            "cannot write traces to {}: {e} (choose another place with -o DIR/memlens.%n.%p.trace)",
-            dir.display()
-        )))
+                "cannot write traces to {}: {e} (choose another directory with -o DIR/)",
+                dir.display()
+            )))
         }
     }
     Ok(p)
@@ -557,11 +568,16 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
         ld_preload.push(":");
         ld_preload.push(old);
     }
+    // Trace files older than this are left from earlier runs: their names are reused.
+    let run_start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
     let mut cmd = Command::new(&prog);
     cmd.arg0(&args.command[0])
         .args(&args.command[1..])
         .env("LD_PRELOAD", ld_preload)
         .env("MEMLENS_OUTPUT", &pattern)
+        .env("MEMLENS_RUN_START", run_start.to_string())
         .env("MEMLENS_MANIFEST", &manifest.path)
         .env(
             "MEMLENS_TRACE_CHILDREN",
@@ -840,14 +856,12 @@ fn summarize(
             names.join(" -> ")
         );
     }
+    // Every file this run wrote, so that none is mistaken for another run's.
     let others: Vec<&PathBuf> = traces.iter().filter(|p| *p != main).collect();
     if !others.is_empty() {
         crate::say!("==memlens== {} more process trace(s):", others.len());
-        for p in others.iter().take(20) {
+        for p in others {
             crate::say!("==memlens==   {}", p.display());
-        }
-        if others.len() > 20 {
-            crate::say!("==memlens==   ... and {} more", others.len() - 20);
         }
     }
 }

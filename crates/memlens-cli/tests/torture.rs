@@ -516,6 +516,39 @@ fn t6_unwritable_cwd() {
     assert_eq!(o.children().len(), 1);
 }
 
+/// A child that closes every inherited fd (the trace's too) and execs, as Python's
+/// subprocess does with close_fds=True: the parent's trace stays whole (its 100
+/// allocations before the child and 1000 after, not cut short), and each process the
+/// child became has its own.
+fn closing_child(mode: &str, stdout: &str, child_traces: usize) {
+    let o = torture(&Case::new(&procs(), &[mode]), 1100);
+    assert_eq!(o.stdout, stdout);
+    children_allocate(&o, child_traces);
+}
+
+/// vfork, close_range(3, ~0), execv: the child runs on the parent's memory with the
+/// trace's fd closed. (It reopened the parent's trace by path and wrote the parent's
+/// buffered events and an exec end record at its end, where the parent's own fd, its
+/// offset behind, then wrote over them: the 100 allocations before the child were lost.)
+#[test]
+fn t6_vfork_child_closes_fds_then_execs() {
+    closing_child("vfork_range", "leaf 1\nvfork_range: child status 1\n", 1);
+}
+
+/// The same, with an exec that fails and `_exit(127)`. (The child ran the exit scan on the
+/// parent's memory and hung, stopping threads of the suspended parent.)
+#[test]
+fn t6_vfork_child_closes_fds_exec_fails() {
+    closing_child("vfork_fail", "vfork_fail: child status 127\n", 0);
+}
+
+/// fork, then close fds 3..1023 one by one, then execv: the forked child's trace is its own
+/// (reopened by path after the loop), ended by exec; the leaf's trace follows it.
+#[test]
+fn t6_fork_child_closes_fds_in_a_loop() {
+    closing_child("fork_loop", "leaf 2\nfork_loop: child status 2\n", 2);
+}
+
 // ---- 7. another allocator -----------------------------------------------------------
 
 const JEMALLOC: &str = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2";
@@ -579,22 +612,12 @@ fn t8_rust_threads_and_channels() {
 /// hide most of them). The runner prints counts only: unittest's own output has timings.
 #[test]
 fn t8_cpython_test_modules() {
-    let Some(python) = tool("python3", "python3 libpython3.11-testsuite") else {
+    let Some(python) = python(
+        "test.test_json, test.test_collections",
+        "python3 libpython3.11-testsuite",
+    ) else {
         return;
     };
-    // The interpreter itself, not a wrapper script (pyenv's shims are shell scripts).
-    let probe = Command::new(&python)
-        .args([
-            "-c",
-            "import sys, test.test_json, test.test_collections; print(sys.executable)",
-        ])
-        .output()
-        .unwrap();
-    if !probe.status.success() {
-        skip_or_fail("CPython's test package is missing (apt-get install libpython3.11-testsuite)");
-        return;
-    }
-    let python = PathBuf::from(String::from_utf8(probe.stdout).unwrap().trim());
     let script = "import io, unittest\n\
         for m in ('test.test_json', 'test.test_collections'):\n\
         \x20   s = unittest.defaultTestLoader.loadTestsFromName(m)\n\
@@ -606,6 +629,66 @@ fn t8_cpython_test_modules() {
         o.stdout,
         "test.test_json True failures 0 errors 0\ntest.test_collections True failures 0 errors 0\n"
     );
+}
+
+/// The Python interpreter itself, not a wrapper script (pyenv's shims are shell scripts),
+/// if it can import `modules` (None: the test is skipped, or fails under CI).
+fn python(modules: &str, package: &str) -> Option<PathBuf> {
+    let python = tool("python3", package)?;
+    let probe = Command::new(&python)
+        .args([
+            "-c",
+            &format!("import sys, {modules}; print(sys.executable)"),
+        ])
+        .output()
+        .unwrap();
+    if !probe.status.success() {
+        skip_or_fail(&format!(
+            "python3 cannot import {modules} (apt-get install {package})"
+        ));
+        return None;
+    }
+    Some(PathBuf::from(
+        String::from_utf8(probe.stdout).unwrap().trim(),
+    ))
+}
+
+/// A Python script that starts /bin/true with subprocess.run (close_fds=True, the
+/// default: the child closes every fd above 2, by close_range after vfork) between two
+/// rounds of 5,000 buffers of 1000 bytes (above pymalloc's 512, so each is a malloc).
+/// Every one of the 10,000 buffers (1001 bytes each: bytearray keeps a NUL) is in the
+/// parent's trace, and every free matches an allocation. (The child reopened the parent's
+/// trace and wrote the parent's buffered events and an end record at its end, which the
+/// parent then overwrote: thousands of allocations lost, or the trace cut short.)
+#[test]
+fn t8_python_subprocess_close_fds() {
+    let Some(python) = python("subprocess", "python3") else {
+        return;
+    };
+    let script = "import subprocess\n\
+        a = [bytearray(1000) for _ in range(5000)]\n\
+        r = subprocess.run(['/bin/true'])\n\
+        b = [bytearray(1000) for _ in range(5000)]\n\
+        print('subprocess', r.returncode, len(a) + len(b))\n";
+    let o = torture(&Case::new(&python, &["-c", script]), 10_000);
+    assert_eq!(o.stdout, "subprocess 0 10000\n");
+    assert_eq!(o.main["trace"]["exit"]["kind"], "exit");
+    assert_eq!(o.main["totals"]["untracked_frees"], 0);
+    let top = &o.main["hotspots"]["by_allocations"][0];
+    assert!(
+        frames(top)
+            .iter()
+            .any(|f| f["function"] == "PyByteArray_Resize"),
+        "{top}"
+    );
+    assert_eq!(top["allocations"], 10_000, "{top}");
+    assert_eq!(top["bytes_allocated"], 10_010_000, "{top}");
+    let true_traces = o
+        .children()
+        .iter()
+        .filter(|r| r["trace"]["argv"][0] == "/bin/true")
+        .count();
+    assert_eq!(true_traces, 1, "one trace of /bin/true");
 }
 
 /// The cgo torture program, built once (None: no Go toolchain, test skipped).

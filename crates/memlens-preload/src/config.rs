@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `MEMLENS_OUTPUT` | trace path pattern; `%p` pid, `%n` program name | `memlens.%n.%p.trace` |
 //! | `MEMLENS_MANIFEST` | file to which each trace path is appended | none |
+//! | `MEMLENS_RUN_START` | when `memlens run` started, ns since the Unix epoch: a trace file of the same name started before it is replaced (not suffixed) | none: names taken are suffixed |
 //! | `MEMLENS_DEPTH` | maximum stack depth | 64 |
 //! | `MEMLENS_RSS_INTERVAL_MS` | RSS sampling interval (0: off) | 10 |
 //! | `MEMLENS_NO_FOLLOW` | `1`: do not trace programs started by `exec` | follow |
@@ -23,6 +24,7 @@ pub const MAX_DEPTH_LIMIT: usize = 256;
 pub struct Config {
     pub output: Option<&'static CStr>,
     pub manifest: Option<&'static CStr>,
+    pub run_start_ns: u64,
     pub max_depth: usize,
     pub rss_interval_ns: u64,
     pub no_follow: bool,
@@ -62,6 +64,7 @@ impl Config {
         Config {
             output: env(c"MEMLENS_OUTPUT").filter(|s| !s.is_empty()),
             manifest: env(c"MEMLENS_MANIFEST").filter(|s| !s.is_empty()),
+            run_start_ns: env_u64(c"MEMLENS_RUN_START").unwrap_or(0),
             max_depth: env_u64(c"MEMLENS_DEPTH")
                 .unwrap_or(64)
                 .clamp(1, MAX_DEPTH_LIMIT as u64) as usize,

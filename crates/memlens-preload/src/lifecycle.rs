@@ -54,19 +54,85 @@ fn program_name(exe: &[u8]) -> Vec<u8> {
         .collect()
 }
 
-fn read_cmdline() -> Vec<String> {
-    let mut out = Vec::new();
-    let mut buf = alloc::vec![0u8; 64 * 1024];
-    let n = crate::sys::read_file(c"/proc/self/cmdline", &mut buf).unwrap_or(0);
-    if n > 0 {
-        for a in buf[..n].split(|&c| c == 0) {
-            out.push(String::from_utf8_lossy(a).into_owned());
-        }
-        if out.last().is_some_and(|s| s.is_empty()) {
-            out.pop();
+/// The command line as read from /proc/self/cmdline in pieces: whole arguments up to
+/// `ARGV_KEPT_BYTES` are kept; after the first that does not fit, every argument is
+/// only counted (a command line can be megabytes long).
+#[derive(Default)]
+struct Cmdline {
+    args: Vec<String>,
+    kept_bytes: usize,
+    omitted: u32,
+    omitted_bytes: u64,
+    /// The argument being read (while it may still be kept) and its length so far.
+    arg: Vec<u8>,
+    arg_len: usize,
+}
+
+impl Cmdline {
+    fn fits(&self) -> bool {
+        self.omitted == 0 && self.kept_bytes + self.arg_len <= memlens_trace::ARGV_KEPT_BYTES
+    }
+
+    /// Bytes read: arguments, each ended by a NUL.
+    fn take(&mut self, data: &[u8]) {
+        for piece in data.split_inclusive(|&c| c == 0) {
+            self.arg_len += piece.len();
+            if self.fits() {
+                self.arg
+                    .extend_from_slice(piece.strip_suffix(&[0]).unwrap_or(piece));
+            }
+            if piece.last() == Some(&0) {
+                self.end_arg();
+            }
         }
     }
-    out
+
+    fn end_arg(&mut self) {
+        if self.fits() {
+            self.kept_bytes += self.arg_len;
+            self.args
+                .push(String::from_utf8_lossy(&self.arg).into_owned());
+        } else {
+            self.omitted += 1;
+            self.omitted_bytes += self.arg_len as u64;
+        }
+        self.arg.clear();
+        self.arg_len = 0;
+    }
+
+    /// The arguments kept, how many were left out and their bytes.
+    fn finish(mut self) -> (Vec<String>, u32, u64) {
+        // A last argument without its NUL (a program that rewrote its argument area).
+        if self.arg_len > 0 {
+            self.end_arg();
+        }
+        (self.args, self.omitted, self.omitted_bytes)
+    }
+}
+
+fn read_cmdline() -> (Vec<String>, u32, u64) {
+    let mut cmdline = Cmdline::default();
+    // SAFETY: NUL-terminated path; the fd is closed below.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/cmdline".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd >= 0 {
+        let mut buf = alloc::vec![0u8; 16 * 1024];
+        loop {
+            // SAFETY: read writes at most buf.len() bytes into buf; fd is ours.
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut _, buf.len()) };
+            if n <= 0 {
+                break;
+            }
+            cmdline.take(&buf[..n as usize]);
+        }
+        // SAFETY: our fd.
+        unsafe { libc::close(fd) };
+    }
+    cmdline.finish()
 }
 
 fn header(forked_from: u32) -> Header {
@@ -84,13 +150,16 @@ fn header(forked_from: u32) -> Header {
     };
     // SAFETY: clock_gettime fills wall.
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut wall) };
+    let (argv, argv_omitted, argv_omitted_bytes) = read_cmdline();
     Header {
         pid,
         ppid,
         forked_from,
         start_unix_ns: wall.tv_sec as u64 * 1_000_000_000 + wall.tv_nsec as u64,
         exe: String::from_utf8_lossy(&crate::sys::exe_path()).into_owned(),
-        argv: read_cmdline(),
+        argv,
+        argv_omitted,
+        argv_omitted_bytes,
         page_size: page,
         rss_interval_ns: thread::RSS_INTERVAL_NS.load(Ordering::Relaxed),
         max_depth: thread::MAX_DEPTH.load(Ordering::Relaxed),
@@ -132,6 +201,45 @@ fn open_trace(forked_from: u32) -> bool {
     true
 }
 
+/// Whether one entry of LD_PRELOAD is this recorder.
+fn names_recorder(part: &[u8]) -> bool {
+    part.windows(16).any(|w| w == b"memlens_preload.") || part.ends_with(b"libmemlens_preload.so")
+}
+
+/// Set with `--no-follow` (which takes the recorder out of LD_PRELOAD).
+static NO_FOLLOW: AtomicBool = AtomicBool::new(false);
+
+/// The exec end record's code: whether the environment `envp` passed to the new image
+/// still preloads the recorder (`memlens_trace::EXEC_*`).
+fn exec_code(envp: *const *const c_char) -> i32 {
+    if NO_FOLLOW.load(Ordering::Relaxed) {
+        return memlens_trace::EXEC_NOT_FOLLOWED;
+    }
+    let mut i = 0;
+    loop {
+        // SAFETY: envp is exec's NULL-terminated array of NUL-terminated strings (a NULL
+        // envp, which Linux takes as empty, is checked first).
+        let entry = if envp.is_null() {
+            core::ptr::null()
+        } else {
+            unsafe { *envp.add(i) }
+        };
+        if entry.is_null() {
+            return memlens_trace::EXEC_RECORDER_REMOVED;
+        }
+        // SAFETY: as above.
+        let entry = unsafe { CStr::from_ptr(entry) }.to_bytes();
+        if let Some(value) = entry.strip_prefix(b"LD_PRELOAD=") {
+            return if value.split(|&c| c == b':' || c == b' ').any(names_recorder) {
+                memlens_trace::EXEC_RECORDER_KEPT
+            } else {
+                memlens_trace::EXEC_RECORDER_REMOVED
+            };
+        }
+        i += 1;
+    }
+}
+
 /// Remove our own entry from LD_PRELOAD in place, so programs started by exec are not
 /// traced (`--no-follow`). Shrinking the string in place needs no allocation.
 fn strip_ld_preload() {
@@ -148,10 +256,7 @@ fn strip_ld_preload() {
         // Parts are read from a copy while the live string is rewritten in place.
         let original = s.to_vec();
         for part in original.split(|&c| c == b':' || c == b' ') {
-            if part.is_empty()
-                || part.windows(16).any(|w| w == b"memlens_preload.")
-                || part.ends_with(b"libmemlens_preload.so")
-            {
+            if part.is_empty() || names_recorder(part) {
                 continue;
             }
             if !first {
@@ -250,6 +355,7 @@ extern "C" fn memlens_init() {
     scan::ENABLED.store(cfg.leak_check, Ordering::Relaxed);
     scan::HEURISTICS.store(cfg.heuristics, Ordering::Relaxed);
     thread::RSS_INTERVAL_NS.store(cfg.rss_interval_ns, Ordering::Relaxed);
+    output::RUN_START_NS.store(cfg.run_start_ns, Ordering::Relaxed);
     // SAFETY: single-threaded start-up; nothing reads these yet.
     unsafe {
         OUTPUT_PATTERN = cfg
@@ -260,6 +366,11 @@ extern "C" fn memlens_init() {
             .manifest
             .map(|c| c.to_bytes().to_vec())
             .unwrap_or_default();
+    }
+    if cfg.no_follow {
+        // The exec end record says the next image was not followed (strip_ld_preload
+        // runs below).
+        NO_FOLLOW.store(true, Ordering::Relaxed);
     }
     REAL_DLCLOSE.store(resolve(c"dlclose"), Ordering::Relaxed);
     REAL_EXIT.store(resolve(c"_exit"), Ordering::Relaxed);
@@ -304,9 +415,14 @@ pub fn finish_by_signal(sig: c_int, ctx: &scan::Context) {
 }
 
 /// Scan (unless the process is exec'ing), flush everything and write the End record,
-/// once.
+/// once. A process that does not own the trace (a `vfork` child that failed to exec and
+/// `_exit`s, on its parent's memory) does nothing: the trace and the flags are the
+/// parent's, and stopping the parent's threads for a scan would never end.
 fn finish(kind: ExitKind, code: i32, ctx: &scan::Context) {
-    if !ACTIVE.load(Ordering::Acquire) || FINISHED.swap(true, Ordering::AcqRel) {
+    if !ACTIVE.load(Ordering::Acquire) || !output::owns_trace() {
+        return;
+    }
+    if FINISHED.swap(true, Ordering::AcqRel) {
         return;
     }
     if kind != ExitKind::Exec && !output::DISABLED.load(Ordering::Relaxed) {
@@ -616,17 +732,20 @@ extern "C" fn fork_child() {
 
 // ---- exec ----
 
-/// The image is about to be replaced: flush everything and mark the trace ended by exec.
-/// If exec fails, recording goes on and a later End record supersedes this one.
-fn before_exec() {
-    if !ACTIVE.load(Ordering::Acquire) || FINISHED.load(Ordering::Acquire) {
+/// The image is about to be replaced, with the environment `envp`: flush everything and
+/// mark the trace ended by exec, saying whether the new image will be recorded. If exec
+/// fails, recording goes on and a later End record supersedes this one. A `vfork` child
+/// execs the child's image, not its parent's: it leaves the parent's trace alone.
+fn before_exec(envp: *const *const c_char) {
+    if !ACTIVE.load(Ordering::Acquire) || FINISHED.load(Ordering::Acquire) || !output::owns_trace()
+    {
         return;
     }
     let Some(_b) = tls::BusyGuard::enter() else {
         return;
     };
     thread::flush_all();
-    output::end(now_ns(), ExitKind::Exec, 0);
+    output::end(now_ns(), ExitKind::Exec, exec_code(envp));
 }
 
 type ExecveFn =
@@ -652,7 +771,7 @@ pub unsafe extern "C" fn execve(
     argv: *const *const c_char,
     envp: *const *const c_char,
 ) -> c_int {
-    before_exec();
+    before_exec(envp);
     match real::<ExecveFn>(&REAL_EXECVE) {
         Some(f) => f(path, argv, envp),
         None => enosys(),
@@ -665,7 +784,7 @@ pub unsafe extern "C" fn execvpe(
     argv: *const *const c_char,
     envp: *const *const c_char,
 ) -> c_int {
-    before_exec();
+    before_exec(envp);
     match real::<ExecveFn>(&REAL_EXECVPE) {
         Some(f) => f(file, argv, envp),
         None => enosys(),
@@ -674,7 +793,7 @@ pub unsafe extern "C" fn execvpe(
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) -> c_int {
-    before_exec();
+    before_exec(environ);
     match real::<ExecvFn>(&REAL_EXECV) {
         Some(f) => f(path, argv),
         None => enosys(),
@@ -683,7 +802,7 @@ pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) 
 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn execvp(file: *const c_char, argv: *const *const c_char) -> c_int {
-    before_exec();
+    before_exec(environ);
     match real::<ExecvFn>(&REAL_EXECVP) {
         Some(f) => f(file, argv),
         None => enosys(),
@@ -696,7 +815,7 @@ pub unsafe extern "C" fn fexecve(
     argv: *const *const c_char,
     envp: *const *const c_char,
 ) -> c_int {
-    before_exec();
+    before_exec(envp);
     match real::<FexecveFn>(&REAL_FEXECVE) {
         Some(f) => f(fd, argv, envp),
         None => enosys(),

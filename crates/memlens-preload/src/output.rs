@@ -6,12 +6,16 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use memlens_trace::{
     encode_chunk, max_encoded_chunk_len, ChunkBuilder, ChunkKind, EndCounters, ExitKind, Header,
 };
 
 extern crate alloc;
+
+/// Trace files are readable by their owner only, like core dumps: they hold the
+/// program's argv (passwords passed as arguments) and heap addresses.
+const TRACE_MODE: libc::c_uint = 0o600;
 
 /// Raw size of one chunk's payload: events of a thread, or definitions.
 pub const CHUNK_RAW: usize = 64 * 1024;
@@ -46,6 +50,20 @@ pub static DROPPED_EVENTS: AtomicU64 = AtomicU64::new(0);
 pub static WRITE_ERRORS: AtomicU64 = AtomicU64::new(0);
 /// Set when the trace cannot be written any more: hooks stop recording.
 pub static DISABLED: AtomicBool = AtomicBool::new(false);
+/// The process the trace file belongs to: the one that created it. Another process can
+/// run this library's code on the same memory without having created a trace: a `vfork`
+/// child (it shares the parent's memory until it execs or exits, and fork handlers do
+/// not run for it), or a child cloned by a raw system call. Such a process must leave
+/// the trace, and every shared state around it, alone: it may have closed the fd
+/// (`close_range`, Python's `close_fds`), and reopening the file by path from there, or
+/// writing end records, would write into the middle of the parent's trace.
+static OWNER_PID: AtomicU32 = AtomicU32::new(0);
+
+/// True if the calling process created the trace (see [`OWNER_PID`]).
+pub fn owns_trace() -> bool {
+    // SAFETY: getpid has no preconditions (glibc asks the kernel: right in a vfork child).
+    OWNER_PID.load(Ordering::Relaxed) == unsafe { libc::getpid() } as u32
+}
 
 fn errno() -> i32 {
     // SAFETY: __errno_location always returns this thread's errno.
@@ -104,9 +122,89 @@ fn cstr(v: &[u8]) -> Vec<u8> {
     c
 }
 
+/// When this run (`memlens run`) started, ns since the Unix epoch; 0 if unknown (the
+/// recorder preloaded by hand). A trace whose header starts earlier is left from an
+/// earlier run, and its name is reused.
+pub static RUN_START_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Open `path` for a new trace: created if free; if it holds a file left from before
+/// this run, that file, emptied. `Err(errno)` otherwise: `EEXIST` when the name belongs
+/// to another process of this run (or to something that is not a regular file). On success the file
+/// is locked (`flock`) until `create` has written its header, so a process of the same
+/// run that meets the name meanwhile waits, then reads that header.
+fn open_trace_path(path: &[u8]) -> Result<i32, i32> {
+    let c = cstr(path);
+    // SAFETY: c is NUL-terminated.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr() as *const _,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+            TRACE_MODE,
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: our new fd. Between the open and the lock the file is empty, which
+        // another process takes as "this run's" (see below).
+        unsafe { libc::flock(fd, libc::LOCK_EX) };
+        return Ok(fd);
+    }
+    let err = errno();
+    let run_start = RUN_START_NS.load(Ordering::Relaxed);
+    if err != libc::EEXIST || run_start == 0 {
+        return Err(err);
+    }
+    // The name is taken. Never follow a symbolic link there (someone else's file in a
+    // shared directory), and replace only a regular file: not even open anything else
+    // (a device or a FIFO).
+    // SAFETY: c is NUL-terminated; lstat fills `st`.
+    let regular = unsafe {
+        let mut st: libc::stat = core::mem::zeroed();
+        libc::lstat(c.as_ptr() as *const _, &mut st) == 0
+            && st.st_mode & libc::S_IFMT == libc::S_IFREG
+    };
+    if !regular {
+        return Err(libc::EEXIST);
+    }
+    // SAFETY: c is NUL-terminated.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr() as *const _,
+            libc::O_RDWR | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(libc::EEXIST);
+    }
+    let mut head = [0u8; 64];
+    // SAFETY: fstat fills `st`; pread writes at most head.len() bytes into head; fd is
+    // ours. flock waits while another process of this run writes the header.
+    let (st, n) = unsafe {
+        libc::flock(fd, libc::LOCK_EX);
+        let mut st: libc::stat = core::mem::zeroed();
+        let ok = libc::fstat(fd, &mut st) == 0;
+        let n = libc::pread(fd, head.as_mut_ptr() as *mut _, head.len(), 0);
+        (ok.then_some(st), n.max(0) as usize)
+    };
+    let earlier = st.is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_size > 0)
+        && memlens_trace::header_start_unix_ns(&head[..n]).is_none_or(|t| t < run_start);
+    // SAFETY: plain fd calls on our fd; an emptied file gets the mode of a new trace.
+    let replaced = earlier
+        && unsafe {
+            libc::ftruncate(fd, 0) == 0 && libc::fchmod(fd, TRACE_MODE as libc::mode_t) == 0
+        };
+    if replaced {
+        return Ok(fd);
+    }
+    // SAFETY: our fd; closing it drops the lock.
+    unsafe { libc::close(fd) };
+    Err(libc::EEXIST)
+}
+
 impl TraceFile {
-    /// Create the trace file for this process: `pattern` expanded, with `.1`, `.2`...
-    /// appended if the name is taken (an exec chain of one program keeps its pid).
+    /// Create the trace file for this process: `pattern` expanded. A file of that name
+    /// left from before this run is replaced; if the name belongs to another process of
+    /// this run (an exec chain keeps its pid, several processes may share a name without
+    /// `%p`), `.1`, `.2`... is appended.
     pub fn create(&mut self, pattern: &[u8], pid: u32, name: &[u8], header: &Header) -> bool {
         let base = expand(pattern, pid, name);
         for attempt in 0..1000u32 {
@@ -115,29 +213,24 @@ impl TraceFile {
                 p.push(b'.');
                 p.extend_from_slice(&itoa_buf(attempt as u64));
             }
-            let c = cstr(&p);
-            // SAFETY: c is NUL-terminated.
-            let fd = unsafe {
-                libc::open(
-                    c.as_ptr() as *const _,
-                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
-                    0o644,
-                )
-            };
-            if fd < 0 {
-                if errno() == libc::EEXIST {
-                    continue;
+            let fd = match open_trace_path(&p) {
+                Ok(fd) => fd,
+                Err(libc::EEXIST) => continue,
+                Err(e) => {
+                    self.warn_once(&p, e);
+                    return false;
                 }
-                self.warn_once(&p, errno());
-                return false;
-            }
+            };
             self.fd = crate::sys::move_high(fd);
             self.path = p;
             self.failed = false;
             self.remember_identity();
+            OWNER_PID.store(pid, Ordering::Relaxed);
             let mut h = Vec::new();
             header.encode(&mut h);
             self.write(&h);
+            // SAFETY: our fd (the lock moved with it); the header is written.
+            unsafe { libc::flock(self.fd, libc::LOCK_UN) };
             return !self.failed;
         }
         false
@@ -247,15 +340,20 @@ impl TraceFile {
     }
 }
 
-/// Compress and write one chunk.
+/// Compress and write one chunk. False if the chunk was left alone because this process
+/// does not own the trace (a `vfork` child running on its parent's memory): the caller
+/// keeps the buffer for the owner. True otherwise (written, or counted as dropped).
 pub fn write_chunk<B: AsRef<[u8]> + AsMut<[u8]>>(
     kind: ChunkKind,
     thread: u32,
     b: &ChunkBuilder<B>,
     out: &mut Vec<u8>,
-) {
+) -> bool {
     if b.is_empty() {
-        return;
+        return true;
+    }
+    if !owns_trace() {
+        return false;
     }
     let need = max_encoded_chunk_len(b.len());
     if out.len() < need {
@@ -267,6 +365,7 @@ pub fn write_chunk<B: AsRef<[u8]> + AsMut<[u8]>>(
             DROPPED_EVENTS.fetch_add(b.records() as u64, Ordering::Relaxed);
         }
     }
+    true
 }
 
 impl Meta {
@@ -291,8 +390,9 @@ impl Meta {
         let Some(b) = self.builder.as_mut() else {
             return;
         };
-        write_chunk(ChunkKind::Meta, 0, b, &mut self.out);
-        b.clear();
+        if write_chunk(ChunkKind::Meta, 0, b, &mut self.out) {
+            b.clear();
+        }
     }
 
     /// Drop buffered definitions (a forked child must not write the parent's).

@@ -121,8 +121,9 @@ impl ThreadState {
         // Definitions first, so that a trace cut short right after this chunk still
         // defines the stacks it uses.
         output::META.lock().flush();
-        output::write_chunk(ChunkKind::Events, self.index, &self.events, &mut self.out);
-        self.events.clear();
+        if output::write_chunk(ChunkKind::Events, self.index, &self.events, &mut self.out) {
+            self.events.clear();
+        }
     }
 
     pub fn flush(&mut self) {

@@ -317,9 +317,20 @@ pub enum ExitKind {
     UnderscoreExit = 2,
     /// Killed by a fatal signal that the recorder saw; `code` is the signal number.
     Signal = 3,
-    /// The image was replaced by `execve`; `code` is 0.
+    /// The image was replaced by `execve`; `code` says whether the new image is
+    /// recorded (one of the `EXEC_*` constants).
     Exec = 4,
 }
+
+/// Exec end code: the environment passed to the new image still preloads the recorder.
+/// (Traces older than the other codes have it for every exec.)
+pub const EXEC_RECORDER_KEPT: i32 = 0;
+/// Exec end code: the environment passed to the new image does not preload the recorder
+/// (the program removed or replaced `LD_PRELOAD`): the new image is not recorded.
+pub const EXEC_RECORDER_REMOVED: i32 = 1;
+/// Exec end code: `--no-follow` took the recorder out of `LD_PRELOAD`: the new image is
+/// not recorded, as asked.
+pub const EXEC_NOT_FOLLOWED: i32 = 2;
 
 impl ExitKind {
     pub fn from_u8(v: u8) -> Option<Self> {
@@ -493,7 +504,17 @@ pub struct Header {
     pub max_depth: u32,
     /// Version of memlens that wrote the trace.
     pub writer: String,
+    /// Arguments left out of `argv` because the command line is longer than the recorder
+    /// keeps ([`ARGV_KEPT_BYTES`]): how many. 0 when `argv` is whole. (These two fields
+    /// were appended to the header payload later; a header without them reads as 0.)
+    pub argv_omitted: u32,
+    /// The bytes of the arguments left out, each with its NUL.
+    pub argv_omitted_bytes: u64,
 }
+
+/// How much of the command line (arguments with their NULs) a trace keeps: whole
+/// arguments up to this size; the rest are counted in `Header::argv_omitted`.
+pub const ARGV_KEPT_BYTES: usize = 64 * 1024;
 
 /// Errors of the no_std writer side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -519,6 +540,8 @@ impl Header {
         varint::put_u64(&mut p, self.rss_interval_ns);
         varint::put_u64(&mut p, self.max_depth as u64);
         varint::put_bytes(&mut p, self.writer.as_bytes());
+        varint::put_u64(&mut p, self.argv_omitted as u64);
+        varint::put_u64(&mut p, self.argv_omitted_bytes);
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&(p.len() as u32).to_le_bytes());
@@ -542,6 +565,16 @@ impl Header {
         for _ in 0..n {
             argv.push(c.string()?);
         }
+        let page_size = c.u32()?;
+        let rss_interval_ns = c.u64()?;
+        let max_depth = c.u32()?;
+        let writer = c.string()?;
+        // Appended later: absent from the headers of older traces.
+        let (argv_omitted, argv_omitted_bytes) = if c.is_empty() {
+            (0, 0)
+        } else {
+            (c.u32()?, c.u64()?)
+        };
         Some(Header {
             pid,
             ppid,
@@ -549,12 +582,32 @@ impl Header {
             start_unix_ns,
             exe,
             argv,
-            page_size: c.u32()?,
-            rss_interval_ns: c.u64()?,
-            max_depth: c.u32()?,
-            writer: c.string()?,
+            page_size,
+            rss_interval_ns,
+            max_depth,
+            writer,
+            argv_omitted,
+            argv_omitted_bytes,
         })
     }
+}
+
+/// The start time (`start_unix_ns`) of a trace, read from its first bytes (signature,
+/// version, length, then the payload's pid, ppid, forked_from and start time, which
+/// every format version begins with). `None` if `prefix` does not start a trace.
+pub fn header_start_unix_ns(prefix: &[u8]) -> Option<u64> {
+    if prefix.len() < 16 || prefix[0..8] != MAGIC {
+        return None;
+    }
+    let version = u32::from_le_bytes(prefix[8..12].try_into().ok()?);
+    if !(1..=FORMAT_VERSION).contains(&version) {
+        return None;
+    }
+    let mut c = varint::Cursor::new(&prefix[16..]);
+    c.u32()?;
+    c.u32()?;
+    c.u32()?;
+    c.u64()
 }
 
 pub fn crc32(data: &[u8]) -> u32 {

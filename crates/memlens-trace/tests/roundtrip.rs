@@ -233,3 +233,44 @@ fn overlapping_chunks_are_bounded() {
     assert!(e.to_string().contains("overlap in time"), "{e}");
     std::fs::remove_file(p).ok();
 }
+
+/// The start time is read from a trace's first 64 bytes alone (the recorder tells a file
+/// left by an earlier run from one of this run by it); anything else is not a trace.
+#[test]
+fn start_time_from_the_first_bytes() {
+    let h = Header {
+        start_unix_ns: 1_765_000_000_123_456_789,
+        ..header()
+    };
+    let mut bytes = Vec::new();
+    h.encode(&mut bytes);
+    assert_eq!(
+        header_start_unix_ns(&bytes[..64.min(bytes.len())]),
+        Some(1_765_000_000_123_456_789)
+    );
+    assert_eq!(header_start_unix_ns(b"not a trace\n"), None);
+    assert_eq!(header_start_unix_ns(&bytes[..12]), None);
+    let mut future = bytes.clone();
+    future[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+    assert_eq!(header_start_unix_ns(&future), None);
+}
+
+/// The arguments left out of a long command line travel in two varints appended to the
+/// header payload; a payload without them (traces written before) reads as a whole argv.
+#[test]
+fn argv_omitted_roundtrips_and_older_headers_read_as_whole() {
+    let h = Header {
+        argv_omitted: 3,
+        argv_omitted_bytes: 3003,
+        ..header()
+    };
+    let mut bytes = Vec::new();
+    h.encode(&mut bytes);
+    let len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+    let payload = &bytes[16..16 + len];
+    assert_eq!(Header::decode_payload(payload), Some(h.clone()));
+    // 3 is one varint byte, 3003 two: an older writer stopped before them.
+    let older = Header::decode_payload(&payload[..len - 3]).unwrap();
+    assert_eq!((older.argv_omitted, older.argv_omitted_bytes), (0, 0));
+    assert_eq!(older.argv, h.argv);
+}

@@ -8,6 +8,10 @@
  *              each stage printing "chain K" and making 100 mallocs; the last exits 6
  *   daemon     double fork + setsid; the grandchild makes 100 mallocs, writes to a pipe
  *              and exits; the parent reads the pipe to EOF (the grandchild is gone then)
+ *   vfork_range  vfork, close_range(3, ~0), execv "leaf 1" (Python's subprocess with
+ *              close_fds=True); then 1000 mallocs in the parent
+ *   vfork_fail vfork, close_range(3, ~0), execv of a missing file, _exit(127); then 1000
+ *   fork_loop  fork, close fds 3..1023 one by one, execv "leaf 2"; then 1000
  * Every process makes at least 100 mallocs of its own. */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -16,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -44,6 +49,23 @@ static void *fork_from_thread(void *arg) {
         _exit(5);
     }
     return (void *)(long)status_of(pid);
+}
+
+/* A child that closes every fd it inherited (the trace's too), then execs `args`. The
+ * raw system call: glibc's close_range wrapper is newer than some glibcs. */
+static int closing_child(int use_vfork, char **args) {
+    pid_t pid = use_vfork ? vfork() : fork();
+    if (pid == 0) {
+        if (use_vfork)
+            syscall(SYS_close_range, 3U, ~0U, 0U);
+        else
+            for (int fd = 3; fd < 1024; fd++) close(fd);
+        execv(args[0], args);
+        _exit(127);
+    }
+    int st = status_of(pid);
+    allocate(1000);
+    return st;
 }
 
 int main(int argc, char **argv) {
@@ -131,6 +153,15 @@ int main(int argc, char **argv) {
         while ((r = read(p[0], buf + n, sizeof buf - 1 - n)) > 0) n += (size_t)r;
         buf[n] = 0;
         printf("daemon: middle status %d, grandchild said: %s", mid, buf);
+    } else if (!strcmp(mode, "vfork_range")) {
+        char *args[] = {argv[0], "leaf", "1", NULL};
+        printf("vfork_range: child status %d\n", closing_child(1, args));
+    } else if (!strcmp(mode, "vfork_fail")) {
+        char *args[] = {"/nonexistent/program", NULL};
+        printf("vfork_fail: child status %d\n", closing_child(1, args));
+    } else if (!strcmp(mode, "fork_loop")) {
+        char *args[] = {argv[0], "leaf", "2", NULL};
+        printf("fork_loop: child status %d\n", closing_child(0, args));
     } else {
         fprintf(stderr, "unknown mode %s\n", mode);
         return 2;
