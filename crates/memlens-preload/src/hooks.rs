@@ -185,10 +185,17 @@ pub unsafe extern "C" fn reallocarray(old: *mut c_void, n: usize, size: usize) -
 /// The release path shared by free and every operator delete.
 #[inline(always)]
 unsafe fn release(func: AllocFunc, p: *mut c_void, c: Caller) {
-    if p.is_null() || releasing(func, p, c).is_none() {
+    if p.is_null() {
         return;
     }
-    record(func, Op::Free { addr: p as u64 }, c);
+    match releasing(func, p, c) {
+        None => return,
+        // A block allocated on the recorder's behalf (by libc code it called, busy) was
+        // never in the trace: its release by glibc later (a thread-exit destructor's list
+        // node, dlerror's message, a thread's TLS buffers) is not either.
+        Some(Some(m)) if m.internal() => {}
+        Some(_) => record(func, Op::Free { addr: p as u64 }, c),
+    }
     __libc_free(p);
 }
 
