@@ -54,7 +54,7 @@ fn mode(p: &Path) -> String {
 fn traces_are_created_owner_only() {
     let prog = build_c("forkexec.c", "forkexec");
     let dir = scratch("trace-mode");
-    let o = run_in(&dir, "%n.%p.trace", &[], &prog, &[]);
+    let o = run_in(&dir, "%n.%p.trace", &["--trace-children=yes"], &prog, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let traces = names(&dir);
     assert_eq!(traces.len(), 3, "{traces:?}");
