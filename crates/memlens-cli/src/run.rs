@@ -258,6 +258,24 @@ pub fn find_preload() -> Result<PathBuf, LaunchError> {
 /// The trace name pattern when `-o` names none (or names a directory).
 pub const DEFAULT_OUTPUT: &str = "memlens.%n.%p.trace";
 
+/// Whether a file can be created at `path`: create it (never replacing one) and remove it
+/// again. Permission bits alone do not tell (root passes access(2) checks on file systems
+/// that refuse new files, like /proc). A file already there counts as creatable.
+fn can_create(path: &Path) -> std::io::Result<()> {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(path);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Make the output pattern absolute (the program may change directory) and check that
 /// its directory is writable now, rather than losing the trace later. A directory (an
 /// existing one, or any name ending in `/`) gets the traces inside it, with the default
@@ -288,24 +306,13 @@ fn output_pattern(pattern: &str) -> Result<PathBuf, LaunchError> {
             dir.display()
         )));
     }
-    // Create and remove a probe file: permission bits alone do not tell (root passes
-    // access(2) checks on file systems that refuse new files, like /proc).
     let probe = dir.join(format!(".memlens-probe-{}", std::process::id()));
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&probe)
-    {
-        Ok(_) => {
-            let _ = std::fs::remove_file(&probe);
-        }
-        Err(e) => {
-            return Err(LaunchError::Other(format!(
-                "cannot write traces to {}: {e} (choose another directory with -o DIR/)",
-                dir.display()
-            )))
-        }
-    }
+    can_create(&probe).map_err(|e| {
+        LaunchError::Other(format!(
+            "cannot write traces to {}: {e} (choose another directory with -o DIR/)",
+            dir.display()
+        ))
+    })?;
     Ok(p)
 }
 
@@ -418,17 +425,7 @@ impl LogFile {
             return Ok(LogFile::Created(f));
         }
         // The same name but for the pid: if that one can be created, so can the real one.
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&mine)
-        {
-            Ok(_) => {
-                let _ = std::fs::remove_file(&mine);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(cannot(&mine, e)),
-        }
+        can_create(&mine).map_err(|e| cannot(&mine, e))?;
         Ok(LogFile::PerPid(pattern.to_os_string()))
     }
 
