@@ -18,6 +18,7 @@
 //! | `MEMLENS_UNWIND_CACHE` | `0`: unwind every stack in full (no memo, no prefix reuse); for checking that the caches change nothing | on |
 
 use core::ffi::CStr;
+use memlens_trace::env as var;
 
 pub const MAX_DEPTH_LIMIT: usize = 256;
 
@@ -62,30 +63,30 @@ fn env_u64(name: &CStr) -> Option<u64> {
 impl Config {
     pub fn from_env() -> Config {
         Config {
-            output: env(c"MEMLENS_OUTPUT").filter(|s| !s.is_empty()),
-            manifest: env(c"MEMLENS_MANIFEST").filter(|s| !s.is_empty()),
-            run_start_ns: env_u64(c"MEMLENS_RUN_START").unwrap_or(0),
-            max_depth: env_u64(c"MEMLENS_DEPTH")
+            output: env(var::OUTPUT.c_name()).filter(|s| !s.is_empty()),
+            manifest: env(var::MANIFEST.c_name()).filter(|s| !s.is_empty()),
+            run_start_ns: env_u64(var::RUN_START.c_name()).unwrap_or(0),
+            max_depth: env_u64(var::DEPTH.c_name())
                 .unwrap_or(64)
                 .clamp(1, MAX_DEPTH_LIMIT as u64) as usize,
-            rss_interval_ns: env_u64(c"MEMLENS_RSS_INTERVAL_MS").unwrap_or(10) * 1_000_000,
-            no_follow: env(c"MEMLENS_NO_FOLLOW")
+            rss_interval_ns: env_u64(var::RSS_INTERVAL_MS.c_name()).unwrap_or(10) * 1_000_000,
+            no_follow: env(var::NO_FOLLOW.c_name())
                 .map(|v| v.to_bytes() == b"1")
                 .unwrap_or(false),
-            trace_children: env(c"MEMLENS_TRACE_CHILDREN")
+            trace_children: env(var::TRACE_CHILDREN.c_name())
                 .map(|v| v.to_bytes() != b"0")
                 .unwrap_or(true),
-            launcher_pid: env_u64(c"MEMLENS_LAUNCHER_PID").map_or(0, |p| p as u32),
-            program: env(c"MEMLENS_PROGRAM").filter(|s| !s.is_empty()),
-            trace_children_skip: env(c"MEMLENS_TRACE_CHILDREN_SKIP").filter(|s| !s.is_empty()),
-            unwind_cache: env(c"MEMLENS_UNWIND_CACHE")
+            launcher_pid: env_u64(var::LAUNCHER_PID.c_name()).map_or(0, |p| p as u32),
+            program: env(var::PROGRAM.c_name()).filter(|s| !s.is_empty()),
+            trace_children_skip: env(var::TRACE_CHILDREN_SKIP.c_name()).filter(|s| !s.is_empty()),
+            unwind_cache: env(var::UNWIND_CACHE.c_name())
                 .map(|v| v.to_bytes() != b"0")
                 .unwrap_or(true),
-            heuristics: env_u64(c"MEMLENS_HEURISTICS").map_or(0b11110, |v| v as u32 & 0b11110),
-            leak_check: env(c"MEMLENS_LEAK_CHECK")
+            heuristics: env_u64(var::HEURISTICS.c_name()).map_or(0b11110, |v| v as u32 & 0b11110),
+            leak_check: env(var::LEAK_CHECK.c_name())
                 .map(|v| v.to_bytes() != b"no")
                 .unwrap_or(true),
-            free_stacks: env(c"MEMLENS_FREE_STACKS")
+            free_stacks: env(var::FREE_STACKS.c_name())
                 .map(|v| v.to_bytes() == b"1")
                 .unwrap_or(false),
         }

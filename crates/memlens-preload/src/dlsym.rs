@@ -53,6 +53,9 @@ extern "C" fn real_dlsym() -> usize {
 }
 
 /// Stands in for a `dlsym` that could not be found (never on a working glibc): no symbol.
+///
+/// # Safety
+/// None: it reads neither argument.
 unsafe extern "C" fn no_dlsym(_handle: *mut c_void, _name: *const c_char) -> *mut c_void {
     core::ptr::null_mut()
 }
@@ -60,6 +63,10 @@ unsafe extern "C" fn no_dlsym(_handle: *mut c_void, _name: *const c_char) -> *mu
 /// `dlsym(handle, name)`. `RTLD_DEFAULT` (0) and `RTLD_NEXT` (-1) jump to glibc's `dlsym`
 /// with the arguments and the caller's return address untouched; a real handle goes to
 /// [`dlsym_in_handle`] (also a jump, so its return goes straight to the caller).
+///
+/// # Safety
+/// dlsym(3)'s contract: `handle` is RTLD_DEFAULT, RTLD_NEXT or from dlopen; `name` is a
+/// NUL-terminated string.
 #[unsafe(naked)]
 #[no_mangle]
 pub unsafe extern "C" fn dlsym(handle: *mut c_void, name: *const c_char) -> *mut c_void {
@@ -88,6 +95,9 @@ pub unsafe extern "C" fn dlsym(handle: *mut c_void, name: *const c_char) -> *mut
 /// the very function the hook replaces: glibc's own (the copy the hooks call through
 /// `__libc_malloc` & co.), or libstdc++'s operator new/delete in the main namespace. A
 /// malloc defined by another library (a wrapper, another allocator) is left alone.
+///
+/// # Safety
+/// As [`dlsym`], with a handle from dlopen.
 unsafe extern "C" fn dlsym_in_handle(handle: *mut c_void, name: *const c_char) -> *mut c_void {
     // SAFETY: real_dlsym returns glibc's dlsym (or no_dlsym), both of type DlsymFn.
     let real: DlsymFn = core::mem::transmute(real_dlsym());
@@ -136,6 +146,9 @@ fn module_base(addr: *const c_void) -> Option<usize> {
 
 /// Whether `addr` lies in libstdc++, found through a handle of the main namespace (a
 /// `dlmopen`ed namespace has its own libstdc++ and C library, with their own heap).
+///
+/// # Safety
+/// `handle` is a handle from dlopen; `addr` may be any address.
 unsafe fn is_main_libstdcxx(addr: *const c_void, handle: *mut c_void) -> bool {
     // SAFETY: as in module_base; dli_fname, when set, is the loader's NUL-terminated name.
     let mut info: libc::Dl_info = core::mem::zeroed();
@@ -267,6 +280,9 @@ fn hooked(name: &[u8]) -> Option<bool> {
 /// recorder's exported functions are interposable, so inside it too their address is the
 /// process-wide definition, the executable's own malloc when it has one. A lookup in the
 /// recorder's handle finds the recorder's first.
+///
+/// # Safety
+/// `name` is a NUL-terminated string.
 unsafe fn own_definition(name: *const c_char) -> *mut c_void {
     static OWN_HANDLE: AtomicUsize = AtomicUsize::new(0);
     let mut handle = OWN_HANDLE.load(Ordering::Relaxed);

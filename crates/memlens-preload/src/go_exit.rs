@@ -174,6 +174,9 @@ struct Exe {
 }
 
 /// dl_iterate_phdr callback: keep the first object (the executable) and stop.
+/// # Safety
+/// A `dl_iterate_phdr` callback: `info` is valid for the call, `data` points at the
+/// caller's result.
 unsafe extern "C" fn first_object(
     info: *mut libc::dl_phdr_info,
     _size: libc::size_t,

@@ -90,6 +90,10 @@ fn error(func: AllocFunc, kind: HeapErrorKind, p: *mut c_void, alloc_func: Alloc
     );
 }
 
+/// `malloc(3)`, recorded.
+///
+/// # Safety
+/// None beyond malloc(3)'s: any size is accepted.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     let c = caller!();
@@ -98,6 +102,10 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     p
 }
 
+/// `calloc(3)`, recorded.
+///
+/// # Safety
+/// None beyond calloc(3)'s.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
     let c = caller!();
@@ -106,6 +114,9 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
     p
 }
 
+/// # Safety
+/// `old` is null or a block this allocator handed out and not yet released (a pointer
+/// that is not one is caught as a heap error before glibc sees it).
 #[inline(always)]
 unsafe fn realloc_impl(func: AllocFunc, old: *mut c_void, size: usize, c: Caller) -> *mut c_void {
     if old.is_null() {
@@ -164,12 +175,21 @@ unsafe fn realloc_impl(func: AllocFunc, old: *mut c_void, size: usize, c: Caller
     p
 }
 
+/// `realloc(3)`, recorded.
+///
+/// # Safety
+/// realloc(3)'s contract: `old` is null or a live block of this allocator (anything
+/// else is reported as a heap error and left alone, with NULL returned).
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn realloc(old: *mut c_void, size: usize) -> *mut c_void {
     let c = caller!();
     realloc_impl(AllocFunc::Realloc, old, size, c)
 }
 
+/// `reallocarray(3)`, recorded.
+///
+/// # Safety
+/// As [`realloc`].
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn reallocarray(old: *mut c_void, n: usize, size: usize) -> *mut c_void {
     let c = caller!();
@@ -183,6 +203,10 @@ pub unsafe extern "C" fn reallocarray(old: *mut c_void, n: usize, size: usize) -
 }
 
 /// The release path shared by free and every operator delete.
+///
+/// # Safety
+/// `p` is null or any pointer: one that is not a live block start is reported as a heap
+/// error and not passed to glibc.
 #[inline(always)]
 unsafe fn release(func: AllocFunc, p: *mut c_void, c: Caller) {
     if p.is_null() {
@@ -199,12 +223,18 @@ unsafe fn release(func: AllocFunc, p: *mut c_void, c: Caller) {
     __libc_free(p);
 }
 
+/// `free(3)`, recorded.
+///
+/// # Safety
+/// free(3)'s contract; a pointer that is not a live block is reported, not freed.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn free(p: *mut c_void) {
     let c = caller!();
     release(AllocFunc::Free, p, c)
 }
 
+/// # Safety
+/// `align` is a power of two (glibc's memalign rounds other values up).
 #[inline(always)]
 unsafe fn aligned(func: AllocFunc, align: usize, size: usize, c: Caller) -> *mut c_void {
     let p = __libc_memalign(align, size);
@@ -212,6 +242,10 @@ unsafe fn aligned(func: AllocFunc, align: usize, size: usize, c: Caller) -> *mut
     p
 }
 
+/// `posix_memalign(3)`, recorded.
+///
+/// # Safety
+/// `out` is valid for a pointer-sized write when the call succeeds.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
     let c = caller!();
@@ -226,18 +260,30 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
     0
 }
 
+/// `aligned_alloc(3)`, recorded.
+///
+/// # Safety
+/// None beyond aligned_alloc(3)'s.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
     let c = caller!();
     aligned(AllocFunc::AlignedAlloc, align, size, c)
 }
 
+/// `memalign(3)`, recorded.
+///
+/// # Safety
+/// None beyond memalign(3)'s.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
     let c = caller!();
     aligned(AllocFunc::Memalign, align, size, c)
 }
 
+/// `valloc(3)`, recorded.
+///
+/// # Safety
+/// None beyond valloc(3)'s.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
     let c = caller!();
@@ -246,6 +292,10 @@ pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
     p
 }
 
+/// `pvalloc(3)`, recorded.
+///
+/// # Safety
+/// None beyond pvalloc(3)'s.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
     let c = caller!();
@@ -258,6 +308,10 @@ pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
 
 /// The real throwing `operator new`, for the out-of-memory path only: it runs the
 /// program's new-handler loop and throws `std::bad_alloc`, which we cannot do from here.
+///
+/// # Safety
+/// `name` is the mangled name of a throwing operator new taking `(size)` when `align` is
+/// 0 and `(size, align)` otherwise, which libstdc++ (or the next library) defines.
 unsafe fn real_new_slow(name: &core::ffi::CStr, size: usize, align: usize) -> *mut c_void {
     let f = libc::dlsym(libc::RTLD_NEXT, name.as_ptr());
     if f.is_null() {
@@ -273,6 +327,8 @@ unsafe fn real_new_slow(name: &core::ffi::CStr, size: usize, align: usize) -> *m
     }
 }
 
+/// # Safety
+/// As [`real_new_slow`] for `slow`; `align` is 0 or a power of two.
 #[inline(always)]
 unsafe fn new_impl(
     func: AllocFunc,
@@ -298,6 +354,8 @@ unsafe fn new_impl(
     p
 }
 
+/// # Safety
+/// As [`release`].
 #[inline(always)]
 unsafe fn delete_impl(func: AllocFunc, p: *mut c_void, c: Caller) {
     release(func, p, c)
@@ -305,6 +363,10 @@ unsafe fn delete_impl(func: AllocFunc, p: *mut c_void, c: Caller) {
 
 macro_rules! new_hook {
     ($name:ident, $func:expr, nothrow = $nt:expr, slow = $slow:expr) => {
+        /// A C++ `operator new` variant, recorded as the operator the program called.
+        ///
+        /// # Safety
+        /// The operator's C++ contract; none of the recorder's own.
         #[cfg_attr(not(test), no_mangle)]
         pub unsafe extern "C" fn $name(size: usize) -> *mut c_void {
             let c = caller!();
@@ -314,6 +376,10 @@ macro_rules! new_hook {
 }
 macro_rules! new_aligned_hook {
     ($name:ident, $func:expr, nothrow = $nt:expr, slow = $slow:expr) => {
+        /// An aligned C++ `operator new` variant, recorded as the one the program called.
+        ///
+        /// # Safety
+        /// `align` is a power of two, as the C++ standard requires.
         #[cfg_attr(not(test), no_mangle)]
         pub unsafe extern "C" fn $name(size: usize, align: usize) -> *mut c_void {
             let c = caller!();
@@ -323,6 +389,10 @@ macro_rules! new_aligned_hook {
 }
 macro_rules! delete_hook {
     ($name:ident, $func:expr $(, $extra:ident : $ty:ty)*) => {
+        /// A C++ `operator delete` variant, recorded as the one the program called.
+        ///
+        /// # Safety
+        /// `p` is null or any pointer: one that is not a live block is reported, not freed.
         #[cfg_attr(not(test), no_mangle)]
         pub unsafe extern "C" fn $name(p: *mut c_void $(, $extra: $ty)*) {
             let c = caller!();

@@ -527,6 +527,9 @@ extern "C" fn main_trampoline(
 }
 
 /// Interposed to call main through [`main_trampoline`].
+///
+/// # Safety
+/// Called only by the program's `_start`, with glibc's `__libc_start_main` arguments.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn __libc_start_main(
     main: MainFn,
@@ -765,6 +768,10 @@ fn enosys() -> c_int {
     -1
 }
 
+/// `execve(2)`: flush and end this image's trace first.
+///
+/// # Safety
+/// execve's contract: NUL-terminated `path`, NULL-terminated `argv` and `envp`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn execve(
     path: *const c_char,
@@ -778,6 +785,10 @@ pub unsafe extern "C" fn execve(
     }
 }
 
+/// `execvpe(3)`, as [`execve`].
+///
+/// # Safety
+/// As [`execve`].
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn execvpe(
     file: *const c_char,
@@ -791,6 +802,10 @@ pub unsafe extern "C" fn execvpe(
     }
 }
 
+/// `execv(3)`, as [`execve`].
+///
+/// # Safety
+/// As [`execve`].
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) -> c_int {
     before_exec(environ);
@@ -800,6 +815,10 @@ pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) 
     }
 }
 
+/// `execvp(3)`, as [`execve`].
+///
+/// # Safety
+/// As [`execve`].
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn execvp(file: *const c_char, argv: *const *const c_char) -> c_int {
     before_exec(environ);
@@ -809,6 +828,10 @@ pub unsafe extern "C" fn execvp(file: *const c_char, argv: *const *const c_char)
     }
 }
 
+/// `fexecve(3)`, as [`execve`].
+///
+/// # Safety
+/// As [`execve`], with an open `fd` instead of a path.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn fexecve(
     fd: c_int,
@@ -830,6 +853,10 @@ pub unsafe extern "C" fn fexecve(
 /// their own frame (`rbp + 16` upward; frame pointers are forced for this crate). Reading
 /// stops at the NULL terminator the API requires, so only the caller's argument area is
 /// read. The argv vector is built in the recorder's private heap.
+/// # Safety
+/// `regs` hold the variadic `execl*` arguments passed in registers and `stack_args`
+/// points at the caller's stack arguments, as the x86_64 ABI lays them out; the list ends
+/// with a NULL pointer.
 unsafe fn gather(
     regs: &[*const c_char],
     stack_args: *const *const c_char,
@@ -878,6 +905,10 @@ extern "C" {
 /// rest are read from the caller's frame (see `gather`); then the vector variant runs.
 macro_rules! execl_family {
     ($name:ident, $vector:ident, envp = $want_envp:expr) => {
+        /// A variadic `execl*` function, as [`execve`].
+        ///
+        /// # Safety
+        /// The C contract: NUL-terminated strings and a NULL-terminated argument list.
         #[cfg_attr(not(test), no_mangle)]
         pub unsafe extern "C" fn $name(
             path: *const c_char,
@@ -907,6 +938,10 @@ execl_family!(execle, execve, envp = true);
 
 type DlcloseFn = unsafe extern "C" fn(*mut c_void) -> c_int;
 
+/// `dlclose(3)`: rescan the modules once the library is gone.
+///
+/// # Safety
+/// dlclose's contract: `handle` came from dlopen.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
     let r = match real::<DlcloseFn>(&REAL_DLCLOSE) {

@@ -323,6 +323,9 @@ struct Found {
     segments: Vec<(u64, u64, u32)>,
 }
 
+/// # Safety
+/// A `dl_iterate_phdr` callback: `info` is valid for the call, `data` is the `Vec` the
+/// caller passed.
 unsafe extern "C" fn collect(
     info: *mut libc::dl_phdr_info,
     _size: usize,
@@ -372,6 +375,8 @@ unsafe extern "C" fn collect(
 }
 
 /// Parse ELF notes in memory for NT_GNU_BUILD_ID.
+/// # Safety
+/// `p..p+len` is a mapped PT_NOTE segment of a loaded module.
 unsafe fn find_build_id(p: *const u8, len: usize) -> Vec<u8> {
     let mut off = 0usize;
     while off + 12 <= len {
@@ -392,6 +397,8 @@ unsafe fn find_build_id(p: *const u8, len: usize) -> Vec<u8> {
 }
 
 /// Decode the `eh_frame_ptr` of an `.eh_frame_hdr` (only the encodings compilers emit).
+/// # Safety
+/// `hdr_avma` is the address of a loaded module's `.eh_frame_hdr`.
 unsafe fn eh_frame_address(hdr_avma: u64) -> Option<u64> {
     let p = hdr_avma as *const u8;
     if *p != 1 {
@@ -414,6 +421,9 @@ unsafe fn eh_frame_address(hdr_avma: u64) -> Option<u64> {
 }
 
 /// Build framehop's module from the in-memory unwind sections, copying them.
+/// # Safety
+/// `f`'s addresses are the mapped segments of a module loaded now (its unwind sections
+/// are copied here, so the module may be unloaded later).
 unsafe fn framehop_module(f: &Found, name: String) -> Option<framehop::Module<Vec<u8>>> {
     let (hdr_vaddr, hdr_len) = f.eh_frame_hdr?;
     let hdr_avma = f.bias + hdr_vaddr;
@@ -547,6 +557,9 @@ pub fn refresh(ts: u64) -> bool {
 /// `dlpi_adds`/`dlpi_subs` as of the last rescan.
 static LAST_COUNTS: AtomicU64 = AtomicU64::new(0);
 
+/// # Safety
+/// A `dl_iterate_phdr` callback: `info` is valid for the call, `data` points at the
+/// caller's counters.
 unsafe extern "C" fn counts(
     info: *mut libc::dl_phdr_info,
     _size: usize,
@@ -575,6 +588,9 @@ pub fn refresh_if_changed(ts: u64) -> bool {
     refresh(ts)
 }
 
+/// # Safety
+/// A `dl_iterate_phdr` callback: `info` is valid for the call, `data` points at the
+/// caller's search state.
 unsafe extern "C" fn find_file(
     info: *mut libc::dl_phdr_info,
     _size: usize,

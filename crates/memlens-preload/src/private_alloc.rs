@@ -41,6 +41,8 @@ impl PrivateAlloc {
 pub static FORK_GATE: spin::Mutex<()> = spin::Mutex::new(());
 
 // SAFETY: delegates to talc, which is a correct allocator; FORK_GATE only serialises.
+// Each method's # Safety is GlobalAlloc's own (a layout of non-zero size; a pointer and
+// layout that this allocator handed out).
 unsafe impl GlobalAlloc for PrivateAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let _g = FORK_GATE.lock();

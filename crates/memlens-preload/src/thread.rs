@@ -196,6 +196,9 @@ extern "C" {
 /// events of this thread (pthread key destructors) go through the shared late state.
 /// A thread that calls `exit()` runs it too, on its way out of the process: then the
 /// state stays, and the exit flushes it with the others.
+///
+/// # Safety
+/// Called by glibc with the `state` pointer registered for this thread.
 unsafe extern "C" fn thread_exit(p: *mut libc::c_void) {
     if crate::lifecycle::EXIT_TID.load(Ordering::Acquire) == crate::sys::gettid() {
         return;
