@@ -1,6 +1,7 @@
 //! `memlens run`: launch a program with the recorder preloaded, wait for it, print the
 //! summary, and exit exactly as the program did.
 
+use memlens_trace::env;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::PermissionsExt;
@@ -573,40 +574,37 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
     cmd.arg0(&args.command[0])
         .args(&args.command[1..])
         .env("LD_PRELOAD", ld_preload)
-        .env("MEMLENS_OUTPUT", &pattern)
-        .env("MEMLENS_RUN_START", run_start.to_string())
-        .env("MEMLENS_MANIFEST", &manifest.path)
+        .env(env::OUTPUT, &pattern)
+        .env(env::RUN_START, run_start.to_string())
+        .env(env::MANIFEST, &manifest.path)
         .env(
-            "MEMLENS_TRACE_CHILDREN",
+            env::TRACE_CHILDREN,
             if args.trace_children { "1" } else { "0" },
         )
-        .env("MEMLENS_LAUNCHER_PID", std::process::id().to_string())
-        .env("MEMLENS_PROGRAM", &prog)
-        .env("MEMLENS_DEPTH", args.depth.to_string())
-        .env("MEMLENS_RSS_INTERVAL_MS", args.rss_interval.to_string())
+        .env(env::LAUNCHER_PID, std::process::id().to_string())
+        .env(env::PROGRAM, &prog)
+        .env(env::DEPTH, args.depth.to_string())
+        .env(env::RSS_INTERVAL_MS, args.rss_interval.to_string())
         .env(
-            "MEMLENS_LEAK_CHECK",
+            env::LEAK_CHECK,
             if args.leak_check == LeakCheck::No {
                 "no"
             } else {
                 "yes"
             },
         )
-        .env(
-            "MEMLENS_FREE_STACKS",
-            if args.free_stacks { "1" } else { "0" },
-        )
-        .env("MEMLENS_HEURISTICS", args.leak_check_heuristics.to_string());
+        .env(env::FREE_STACKS, if args.free_stacks { "1" } else { "0" })
+        .env(env::HEURISTICS, args.leak_check_heuristics.to_string());
     if args.no_follow {
-        cmd.env("MEMLENS_NO_FOLLOW", "1");
+        cmd.env(env::NO_FOLLOW, "1");
     } else {
-        cmd.env_remove("MEMLENS_NO_FOLLOW");
+        cmd.env_remove(env::NO_FOLLOW);
     }
     let skip = args.trace_children_skip.join(",");
     if skip.is_empty() {
-        cmd.env_remove("MEMLENS_TRACE_CHILDREN_SKIP");
+        cmd.env_remove(env::TRACE_CHILDREN_SKIP);
     } else {
-        cmd.env("MEMLENS_TRACE_CHILDREN_SKIP", skip);
+        cmd.env(env::TRACE_CHILDREN_SKIP, skip);
     }
     let mut child = cmd.spawn().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => {

@@ -21,6 +21,7 @@
 
 extern crate alloc;
 
+pub mod env;
 pub mod varint;
 
 #[cfg(feature = "std")]

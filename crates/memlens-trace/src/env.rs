@@ -1,0 +1,90 @@
+//! The environment contract between `memlens run` and the recorder: the variables the
+//! CLI sets for the program it launches and the recorder reads at start-up, each named
+//! once here. What each means: `crates/memlens-preload/src/config.rs`, which reads them.
+//!
+//! An [`EnvVar`] is a NUL-terminated name (the recorder's `getenv` needs one without
+//! allocating) that `std::process::Command::env` also takes as it is.
+
+use core::ffi::CStr;
+
+/// The name of one environment variable of the contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EnvVar(&'static CStr);
+
+impl EnvVar {
+    /// The name with its NUL, for `getenv`.
+    pub const fn c_name(self) -> &'static CStr {
+        self.0
+    }
+
+    /// The name as text.
+    pub fn name(self) -> &'static str {
+        // Every name below is ASCII.
+        self.0.to_str().unwrap_or("")
+    }
+}
+
+#[cfg(feature = "std")]
+impl AsRef<std::ffi::OsStr> for EnvVar {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        std::ffi::OsStr::new(self.name())
+    }
+}
+
+/// Trace file name pattern (`%p`, `%n`...).
+pub const OUTPUT: EnvVar = EnvVar(c"MEMLENS_OUTPUT");
+/// When `memlens run` started (Unix ns): a trace file older than that is replaced.
+pub const RUN_START: EnvVar = EnvVar(c"MEMLENS_RUN_START");
+/// Where each recorded process adds the name of its trace file.
+pub const MANIFEST: EnvVar = EnvVar(c"MEMLENS_MANIFEST");
+/// `--trace-children`: 1 records forked children and what they exec.
+pub const TRACE_CHILDREN: EnvVar = EnvVar(c"MEMLENS_TRACE_CHILDREN");
+/// `--trace-children-skip`: comma-separated globs of programs not to record.
+pub const TRACE_CHILDREN_SKIP: EnvVar = EnvVar(c"MEMLENS_TRACE_CHILDREN_SKIP");
+/// The pid of `memlens run`: the process whose parent it is, is the launched program.
+pub const LAUNCHER_PID: EnvVar = EnvVar(c"MEMLENS_LAUNCHER_PID");
+/// The program `memlens run` was asked to run (never skipped).
+pub const PROGRAM: EnvVar = EnvVar(c"MEMLENS_PROGRAM");
+/// `--depth`: most frames kept per stack.
+pub const DEPTH: EnvVar = EnvVar(c"MEMLENS_DEPTH");
+/// `--rss-interval`: ms between RSS samples (0: none).
+pub const RSS_INTERVAL_MS: EnvVar = EnvVar(c"MEMLENS_RSS_INTERVAL_MS");
+/// `--leak-check=no` turns the exit scan off.
+pub const LEAK_CHECK: EnvVar = EnvVar(c"MEMLENS_LEAK_CHECK");
+/// `--free-stacks`: record the stack of every release.
+pub const FREE_STACKS: EnvVar = EnvVar(c"MEMLENS_FREE_STACKS");
+/// `--leak-check-heuristics`: a bit per heuristic.
+pub const HEURISTICS: EnvVar = EnvVar(c"MEMLENS_HEURISTICS");
+/// `--no-follow`: programs started by exec are not recorded.
+pub const NO_FOLLOW: EnvVar = EnvVar(c"MEMLENS_NO_FOLLOW");
+/// 0 turns the unwind caches off (a test compares both modes).
+pub const UNWIND_CACHE: EnvVar = EnvVar(c"MEMLENS_UNWIND_CACHE");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_the_documented_variables() {
+        for v in [
+            OUTPUT,
+            RUN_START,
+            MANIFEST,
+            TRACE_CHILDREN,
+            TRACE_CHILDREN_SKIP,
+            LAUNCHER_PID,
+            PROGRAM,
+            DEPTH,
+            RSS_INTERVAL_MS,
+            LEAK_CHECK,
+            FREE_STACKS,
+            HEURISTICS,
+            NO_FOLLOW,
+            UNWIND_CACHE,
+        ] {
+            assert!(v.name().starts_with("MEMLENS_"), "{v:?}");
+            assert_eq!(v.c_name().to_bytes(), v.name().as_bytes());
+        }
+        assert_eq!(OUTPUT.name(), "MEMLENS_OUTPUT");
+    }
+}
