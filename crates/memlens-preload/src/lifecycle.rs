@@ -392,6 +392,8 @@ extern "C" fn memlens_init() {
         return;
     }
     modules::refresh(0);
+    // What the exit scan needs from ld.so, now: at exit a stopped thread may hold its lock.
+    scan::prepare();
     crate::dlsym::note_own_allocator(0);
     // SAFETY: registering handlers with valid function pointers.
     unsafe {

@@ -38,6 +38,10 @@ pub struct Context {
     /// General-purpose registers, then the vector registers' words (see [`MAX_REGS`]).
     pub regs: [u64; MAX_REGS],
     pub nregs: usize,
+    /// Include the 128-byte red zone below `sp`: a signal interrupted the thread at an
+    /// arbitrary instruction, where a leaf function may keep live locals there (memcheck
+    /// scans it too). Not after a call (exit, abort) or a fault.
+    pub red_zone: bool,
 }
 
 impl Default for Context {
@@ -46,9 +50,13 @@ impl Default for Context {
             sp: 0,
             regs: [0; MAX_REGS],
             nregs: 0,
+            red_zone: false,
         }
     }
 }
+
+/// The 128 bytes below the stack pointer that the x86_64 ABI lets a leaf function use.
+const RED_ZONE: u64 = 128;
 
 /// Enabled heuristics, a bit per [`Heuristic`] value (memcheck's default: all).
 pub static HEURISTICS: AtomicU32 = AtomicU32::new(0b11110);
@@ -69,8 +77,11 @@ static PARKED_DONE: AtomicU32 = AtomicU32::new(0);
 /// order up to RSP) and the low 128 bits of xmm0-15 (a compiler keeps pointers there
 /// too: memcpy'd structs, vectorised loops), two words each.
 pub const MAX_REGS: usize = 16 + 32;
-/// Per parked thread: tid, sp, then its registers.
-static mut PARKED_STATE: [[u64; 2 + MAX_REGS]; MAX_THREADS] = [[0; 2 + MAX_REGS]; MAX_THREADS];
+/// Per parked thread: tid (written last, 0 while the slot is being filled), the lowest
+/// live stack address (its stack pointer, less the red zone when a signal interrupted
+/// it), its thread pointer (`pthread_self`), then its registers.
+const SLOT: usize = 3 + MAX_REGS;
+static mut PARKED_STATE: [[u64; SLOT]; MAX_THREADS] = [[0; SLOT]; MAX_THREADS];
 
 /// The registers of an interrupted context into `out` (at least [`MAX_REGS`] long):
 /// general-purpose, then xmm0-15 when the kernel saved the FP state.
@@ -98,22 +109,64 @@ fn stop_signal() -> i32 {
     libc::SIGRTMAX() - 2
 }
 
+/// Whether a signal interrupted this context at an arbitrary instruction, where a leaf
+/// function may keep live locals in the red zone below the stack pointer; not when it
+/// stopped a system call (the instruction before `rip` is `syscall`: the thread is in a
+/// libc wrapper, at a call boundary, and what lies below its stack pointer is dead, such
+/// as another thread's stale frames on a reused stack).
+pub fn interrupted_mid_code(uc: &libc::ucontext_t) -> bool {
+    let rip = uc.uc_mcontext.gregs[libc::REG_RIP as usize] as u64;
+    let mut words = [0u64; 2];
+    // The 16 bytes around rip, read without faulting (one system call: fine in a signal
+    // handler). After a system call the kernel leaves rip past the `syscall`, or, when it
+    // will restart it after the handler (SA_RESTART), on it.
+    if SelfMemory::new().read(rip.wrapping_sub(8), &mut words) != 2 {
+        return true;
+    }
+    let mut code = [0u8; 16];
+    code[..8].copy_from_slice(&words[0].to_le_bytes());
+    code[8..].copy_from_slice(&words[1].to_le_bytes());
+    let syscall_at = |i: usize| code[i] == 0x0f && code[i + 1] == 0x05;
+    !(syscall_at(6) || syscall_at(8))
+}
+
 /// Park this thread for good (the process is exiting), after publishing its registers.
 pub fn park(uc: Option<&libc::ucontext_t>) -> ! {
+    // Once parked, never again: a stop signal still on its way (or sent after a thread
+    // parked on its own way out of the recorder) stays pending.
+    // SAFETY: blocking one signal for this thread; the sets are local.
+    unsafe {
+        let mut set: libc::sigset_t = core::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, stop_signal());
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, core::ptr::null_mut());
+    }
     let i = PARKED.fetch_add(1, Ordering::AcqRel);
     if i < MAX_THREADS {
-        let mut s = [0u64; 2 + MAX_REGS];
-        s[0] = sys::gettid() as u64;
+        let mut s = [0u64; SLOT];
         match uc {
             Some(uc) => {
-                s[1] = uc.uc_mcontext.gregs[libc::REG_RSP as usize] as u64;
-                context_registers(uc, &mut s[2..]);
+                let sp = uc.uc_mcontext.gregs[libc::REG_RSP as usize] as u64;
+                s[1] = if interrupted_mid_code(uc) {
+                    sp.saturating_sub(RED_ZONE)
+                } else {
+                    sp
+                };
+                context_registers(uc, &mut s[3..]);
             }
             None => s[1] = sys::current_sp(),
         }
-        // SAFETY: slot i was claimed by the fetch_add above; only this thread writes it
-        // and the scanner reads it after PARKED_DONE says it is complete.
-        unsafe { (*core::ptr::addr_of_mut!(PARKED_STATE))[i] = s };
+        // SAFETY: pthread_self reads the thread pointer; no precondition.
+        s[2] = unsafe { libc::pthread_self() } as u64;
+        // SAFETY: slot i was claimed by the fetch_add above: only this thread writes it.
+        // Its tid goes in last, with Release: the scanner takes only slots whose tid it
+        // reads non-zero with Acquire, so it never sees a half-written slot.
+        unsafe {
+            let slot = &mut (*core::ptr::addr_of_mut!(PARKED_STATE))[i];
+            slot[1..].copy_from_slice(&s[1..]);
+            core::sync::atomic::AtomicU64::from_ptr(&mut slot[0])
+                .store(sys::gettid() as u64, Ordering::Release);
+        }
     }
     PARKED_DONE.fetch_add(1, Ordering::AcqRel);
     futex_wake(&PARKED_DONE);
@@ -268,8 +321,24 @@ fn blocked_sp(tid: u32) -> Option<u64> {
     sys::parse_hex(fields[7].strip_prefix(b"0x")?)
 }
 
-/// Whether thread `tid` blocks signal `sig` (the SigBlk mask of its /proc status).
+/// Whether thread `tid` waits for signals in `sigwaitinfo`/`sigtimedwait` (its current
+/// system call is rt_sigtimedwait): the kernel unblocks the awaited signals for the
+/// wait, so its SigBlk no longer shows them, and a stop signal sent to it would be
+/// taken by the program as its own.
+fn waits_for_signals(tid: u32) -> bool {
+    let mut buf = [0u8; 256];
+    read_task_file(tid, b"syscall", &mut buf)
+        .and_then(|t| t.split(|&c| c == b' ' || c == b'\n').next())
+        .and_then(parse_u64)
+        == Some(libc::SYS_rt_sigtimedwait as u64)
+}
+
+/// Whether thread `tid` must not be sent the stop signal: it blocks it (the SigBlk mask
+/// of its /proc status), or waits for signals and would take it.
 fn blocks_signal(tid: u32, sig: i32) -> bool {
+    if waits_for_signals(tid) {
+        return true;
+    }
     let mut buf = [0u8; 4096];
     let Some(text) = read_task_file(tid, b"status", &mut buf) else {
         return false;
@@ -287,7 +356,7 @@ fn blocks_signal(tid: u32, sig: i32) -> bool {
 
 /// Stop every other thread (except the RSS sampler, which never touches program
 /// memory). Returns (stopped, unstoppable tids with their blocked sp if known).
-fn stop_threads() -> (usize, Vec<(u32, u64)>) {
+fn stop_threads() -> (Vec<[u64; SLOT]>, Vec<(u32, u64)>) {
     let me = sys::gettid();
     SCANNER_TID.store(me, Ordering::Relaxed);
     STOPPING.store(true, Ordering::SeqCst);
@@ -297,7 +366,7 @@ fn stop_threads() -> (usize, Vec<(u32, u64)>) {
         .filter(|&t| t != me && t != sampler)
         .collect();
     if others.is_empty() {
-        return (0, Vec::new());
+        return (Vec::new(), Vec::new());
     }
     // SAFETY: installing a handler for our private real-time signal; the process is
     // exiting, the old disposition is not needed again.
@@ -312,33 +381,45 @@ fn stop_threads() -> (usize, Vec<(u32, u64)>) {
     }
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() };
-    // The signal goes to every thread, also to one that blocks it now: a thread being
-    // created runs with every signal blocked until start_thread restores its mask, and
-    // takes the signal a moment later.
+    // A thread that blocks the signal is not sent it: it may be the program's signal
+    // thread, waiting for every signal in sigwaitinfo or a signalfd, which would take it.
+    // A thread being created blocks every signal until start_thread restores its mask: it
+    // gets up to 20 ms to do so, and is signalled then.
     let mut sent = Vec::new();
-    let mut blocking = 0usize;
-    for &tid in &others {
-        if blocks_signal(tid, stop_signal()) {
-            blocking += 1;
-        }
+    let mut blocking: Vec<u32> = Vec::new();
+    let send = |tid: u32, sent: &mut Vec<u32>| {
         // SAFETY: tgkill to a thread of our own process.
         if unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, stop_signal()) } == 0 {
             sent.push(tid);
         }
+    };
+    for &tid in &others {
+        if blocks_signal(tid, stop_signal()) {
+            blocking.push(tid);
+        } else {
+            send(tid, &mut sent);
+        }
     }
-    // Wait up to 500 ms for the threads that take the signal to park (only a thread that
-    // never returns from a signal handler takes that long), then up to 20 ms more for
-    // those that blocked it: a thread that keeps it blocked is read as it stands.
-    let mut deadline = monotonic_ns() + 500_000_000;
-    let mut grace = blocking > 0;
+    if !blocking.is_empty() {
+        let until = monotonic_ns() + 20_000_000;
+        while !blocking.is_empty() && monotonic_ns() < until {
+            futex_wait(&NEVER, 0, Some(1_000_000));
+            blocking.retain(|&tid| {
+                let still = blocks_signal(tid, stop_signal());
+                if !still {
+                    send(tid, &mut sent);
+                }
+                still
+            });
+        }
+    }
+    // Wait up to 500 ms for them to park (only a thread that never returns from a signal
+    // handler takes that long).
+    let deadline = monotonic_ns() + 500_000_000;
     loop {
         let done = PARKED_DONE.load(Ordering::Acquire);
         if done as usize >= sent.len() {
             break;
-        }
-        if grace && done as usize >= sent.len().saturating_sub(blocking) {
-            deadline = deadline.min(monotonic_ns() + 20_000_000);
-            grace = false;
         }
         let now = monotonic_ns();
         if now >= deadline {
@@ -346,17 +427,24 @@ fn stop_threads() -> (usize, Vec<(u32, u64)>) {
         }
         futex_wait(&PARKED_DONE, done, Some((deadline - now).min(10_000_000)));
     }
-    let parked = PARKED_DONE.load(Ordering::Acquire) as usize;
-    // SAFETY: the first `parked` slots are complete (PARKED_DONE counts finished ones;
-    // a slot claimed but not finished is excluded by taking min with done).
-    let state = unsafe { &*core::ptr::addr_of!(PARKED_STATE) };
-    let parked_tids: Vec<u32> = state[..parked.min(MAX_THREADS)]
-        .iter()
-        .map(|s| s[0] as u32)
-        .collect();
+    // The slots whose tid is published are complete; a thread that parked on its own
+    // (leaving the recorder) is among them even if it was never signalled.
+    let claimed = PARKED.load(Ordering::Acquire).min(MAX_THREADS);
+    let mut parked: Vec<[u64; SLOT]> = Vec::new();
+    for i in 0..claimed {
+        // SAFETY: slot i is in bounds; its tid is read atomically (Acquire) and the rest
+        // only once the tid says the slot is complete and will not change again.
+        unsafe {
+            let slot = &mut (*core::ptr::addr_of_mut!(PARKED_STATE))[i];
+            let tid = core::sync::atomic::AtomicU64::from_ptr(&mut slot[0]).load(Ordering::Acquire);
+            if tid != 0 && !parked.iter().any(|p| p[0] == tid) {
+                parked.push(*slot);
+            }
+        }
+    }
     let unstoppable = others
         .iter()
-        .filter(|t| !parked_tids.contains(t))
+        .filter(|&&t| !parked.iter().any(|p| p[0] == t as u64))
         .map(|&t| (t, blocked_sp(t).unwrap_or(0)))
         .collect();
     (parked, unstoppable)
@@ -875,6 +963,28 @@ fn is_arena_heap(mem: &mut dyn Reader, start: u64, end: u64) -> bool {
         && (size == end - start || mprot == end - start)
 }
 
+/// What the scan needs from ld.so, looked up at start-up (`prepare`): after the other
+/// threads are stopped, one of them may hold ld.so's lock (parked inside `dlopen`), and
+/// `dladdr`/`dlsym` would wait for it forever.
+struct Prepared {
+    /// The recorder library's path, as the loader names it in /proc/self/maps.
+    self_path: Vec<u8>,
+    /// glibc's thread-stack layout: (static TLS size, its alignment, the size of
+    /// `struct pthread`); zeros if this glibc does not export them.
+    layout: (u64, u64, u64),
+}
+
+static PREPARED: spin::Once<Prepared> = spin::Once::new();
+
+/// Look up what the scan will need from ld.so. Called at start-up, busy, single-threaded
+/// (and again harmlessly later: it runs once).
+pub fn prepare() {
+    PREPARED.call_once(|| Prepared {
+        self_path: self_module_path(),
+        layout: thread_stack_layout().unwrap_or((0, 0, 0)),
+    });
+}
+
 fn self_module_path() -> Vec<u8> {
     let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
     // SAFETY: dladdr on one of our own functions fills info; dli_fname is a C string
@@ -895,10 +1005,9 @@ fn self_module_path() -> Vec<u8> {
 /// `struct pthread`), from the two entry points its own debuggers and sanitizers use.
 /// `None` if this glibc does not export them.
 fn thread_stack_layout() -> Option<(u64, u64, u64)> {
-    let _busy = tls::BusyGuard::enter();
-    // SAFETY: dlsym with NUL-terminated names (may allocate: we are busy). The first is
-    // `void _dl_get_tls_static_info(size_t *size, size_t *align)`, the second a `const
-    // uint32_t` (both GLIBC_PRIVATE, stable since glibc 2.34 and 2.3 respectively).
+    // SAFETY: dlsym with NUL-terminated names (may allocate: the caller is busy). The
+    // first is `void _dl_get_tls_static_info(size_t *size, size_t *align)`, the second a
+    // `const uint32_t` (both GLIBC_PRIVATE, exported by glibc 2.34 and later).
     unsafe {
         let info = libc::dlsym(libc::RTLD_DEFAULT, c"_dl_get_tls_static_info".as_ptr());
         let tcb = libc::dlsym(libc::RTLD_DEFAULT, c"_thread_db_sizeof_pthread".as_ptr());
@@ -918,32 +1027,43 @@ fn thread_stack_layout() -> Option<(u64, u64, u64)> {
 }
 
 /// The stacks of threads that have ended, which glibc keeps in its cache for the next
-/// thread: a private anonymous mapping whose top holds a `struct pthread` (at the thread
-/// pointer `tp`, where glibc puts it, and whose first and third words point to itself),
-/// and in which no live thread's stack pointer lies. `f` gets each whole: the dead
-/// thread's frames, its static TLS and its thread descriptor. (memcheck's freeres frees
-/// glibc's stack cache before its scan, so none of it is a root there either; LSan scans
-/// the stacks and TLS of live threads only.)
+/// thread (and of exited threads not yet joined). Such a stack is a private anonymous
+/// mapping just above a PROT_NONE guard page (`guard_ends` holds where guards end), whose
+/// top holds a `struct pthread` (at the thread pointer `tp`, where glibc puts it, and
+/// whose first and third words point to itself) with the static TLS below it; no live
+/// thread's stack pointer lies in it, and its `tp` is no live thread's (`live_tps`: a
+/// thread running on another stack, a fiber or a signal stack, still owns its own).
+/// `f` gets the part below the static TLS, where the dead thread's frames were; the TLS
+/// and the descriptor stay roots (an unjoined thread's return value lives there).
 fn dead_thread_stacks(
     mem: &mut dyn Reader,
     rw: &[(u64, u64, bool, bool, Vec<u8>)],
+    guard_ends: &[u64],
     live_sps: &[u64],
+    live_tps: &[u64],
     mut f: impl FnMut(u64, u64),
 ) {
-    let Some((static_size, align, tcb)) = thread_stack_layout() else {
+    let (static_size, align, tcb) = PREPARED.get().map_or((0, 0, 0), |p| p.layout);
+    if tcb == 0 {
         return;
-    };
+    }
     for &(start, end, file, shared, ref name) in rw {
         if file || shared || !name.is_empty() || end - start < static_size + 4096 {
             continue;
         }
-        if live_sps.iter().any(|&sp| sp >= start && sp < end) {
+        if !guard_ends.contains(&start) || live_sps.iter().any(|&sp| sp >= start && sp < end) {
             continue;
         }
         let tp = (end - tcb) & !(align - 1);
+        if live_tps.contains(&tp) {
+            continue;
+        }
         let mut hdr = [0u64; 3];
         if mem.read(tp, &mut hdr) == 3 && hdr[0] == tp && hdr[2] == tp {
-            f(start, end);
+            let stack_top = (tp + tcb).saturating_sub(static_size.next_multiple_of(align));
+            if stack_top > start {
+                f(start, stack_top);
+            }
         }
     }
 }
@@ -956,7 +1076,8 @@ pub fn run(trigger: ExitKind, code: i32, ctx: &Context) {
     if !ENABLED.load(Ordering::Relaxed) {
         return;
     }
-    let (stopped, unstoppable) = stop_threads();
+    let (parked, unstoppable) = stop_threads();
+    let stopped = parked.len();
     let single = stopped == 0 && unstoppable.is_empty();
     let mut flags = 0u64;
     if single && matches!(trigger, ExitKind::Exit | ExitKind::UnderscoreExit) {
@@ -973,10 +1094,13 @@ pub fn run(trigger: ExitKind, code: i32, ctx: &Context) {
 
     // The mappings.
     let mut mem = SelfMemory::new();
-    let me_path = self_module_path();
+    prepare();
+    let me_path = PREPARED.get().map_or(&[][..], |p| &p.self_path[..]);
     let mut maps: Vec<Map> = Vec::new();
     let mut rw: Vec<(u64, u64, bool, bool, Vec<u8>)> = Vec::new(); // start, end, file, shared, name
     let mut excl: Vec<(u64, u64)> = Vec::new();
+    // Where PROT_NONE mappings (thread-stack guards among them) end.
+    let mut guard_ends: Vec<u64> = Vec::new();
     sys::for_each_mapping(|m| {
         let file = m.name.first() == Some(&b'/');
         if m.read {
@@ -987,10 +1111,13 @@ pub fn run(trigger: ExitKind, code: i32, ctx: &Context) {
                 file,
             });
         }
+        if !(m.read || m.write || m.exec) {
+            guard_ends.push(m.end);
+        }
         if !(m.read && m.write) {
             return true;
         }
-        let ours = !me_path.is_empty() && m.name == &me_path[..];
+        let ours = !me_path.is_empty() && m.name == me_path;
         let special = m.name.starts_with(b"[v") || m.name == b"[heap]";
         // Device memory is not the program's data (and may not even be readable), but a
         // private mapping of /dev/zero is plain anonymous memory and shared memory is
@@ -1040,17 +1167,25 @@ pub fn run(trigger: ExitKind, code: i32, ctx: &Context) {
     } else {
         sys::current_sp()
     };
-    // Every stack from its stack pointer exactly: below it, even in the red zone, lie
-    // only dead frames (the recorder's own hook frames among them) and, for a thread a
-    // signal interrupted, the signal frame; stale pointers there must not keep a block
-    // reachable (memcheck's answer too).
-    let mut stacks: Vec<(u32, u64)> = alloc::vec![(sys::gettid(), my_sp)];
+    // Every stack from its stack pointer; for a thread a signal interrupted at an
+    // arbitrary instruction, from the red zone below it (a leaf function's live locals),
+    // but never for a call (exit, abort, a thread parking on its way out of the
+    // recorder) or a fault: below the stack pointer lie only dead frames there (the
+    // recorder's own hook frames among them) and the signal frame, and stale pointers in
+    // them must not keep a block reachable.
+    let my_lo = if ctx.red_zone {
+        my_sp.saturating_sub(RED_ZONE)
+    } else {
+        my_sp
+    };
+    let mut stacks: Vec<(u32, u64)> = alloc::vec![(sys::gettid(), my_lo)];
     reg_roots.push((sys::gettid(), ctx.regs[..ctx.nregs].to_vec()));
-    // SAFETY: the first `stopped` slots were completed by parked threads.
-    let parked = unsafe { &*core::ptr::addr_of!(PARKED_STATE) };
-    for s in parked[..stopped.min(MAX_THREADS)].iter() {
+    // SAFETY: pthread_self reads the thread pointer; no precondition.
+    let mut live_tps: Vec<u64> = alloc::vec![unsafe { libc::pthread_self() } as u64];
+    for s in &parked {
         stacks.push((s[0] as u32, s[1]));
-        reg_roots.push((s[0] as u32, s[2..].to_vec()));
+        live_tps.push(s[2]);
+        reg_roots.push((s[0] as u32, s[3..].to_vec()));
     }
     for &(tid, sp) in &unstoppable {
         if sp != 0 {
@@ -1083,11 +1218,18 @@ pub fn run(trigger: ExitKind, code: i32, ctx: &Context) {
         }
     }
     // The stacks glibc keeps for reuse after their threads ended hold only dead frames.
-    // (A thread whose stack pointer is unknown might own one of them: then none is left
-    // out, rather than a live thread's stack.)
-    if !whole && unstoppable.iter().all(|&(_, sp)| sp != 0) {
+    // (A thread that could not be stopped might own one of them, on another stack: then
+    // none is left out, rather than a live thread's.)
+    if !whole && unstoppable.is_empty() {
         let live_sps: Vec<u64> = stacks.iter().map(|s| s.1).collect();
-        dead_thread_stacks(&mut mem, &rw, &live_sps, |lo, hi| excl.push((lo, hi)));
+        dead_thread_stacks(
+            &mut mem,
+            &rw,
+            &guard_ends,
+            &live_sps,
+            &live_tps,
+            |lo, hi| excl.push((lo, hi)),
+        );
     }
     let excl = merge(excl);
     for (s, e, file, shared, name) in &rw {

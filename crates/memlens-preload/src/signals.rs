@@ -229,6 +229,10 @@ extern "C" fn fatal_handler(sig: c_int, info: *mut libc::siginfo_t, uctx: *mut l
     if !inside {
         let mut ctx = scan::Context {
             sp: uc.uc_mcontext.gregs[libc::REG_RSP as usize] as u64,
+            // A fault stops the faulting instruction itself, and a signal that arrived in a
+            // system call stops a libc wrapper (below the stack pointer lie dead frames);
+            // any other may interrupt a leaf function whose live locals are in the red zone.
+            red_zone: !fault && scan::interrupted_mid_code(uc),
             ..Default::default()
         };
         ctx.nregs = scan::context_registers(uc, &mut ctx.regs);
