@@ -39,6 +39,9 @@ pub struct ThreadState {
     unwinding: Option<Box<Unwinding>>,
     stack_lo: u64,
     stack_hi: u64,
+    /// The kernel id of the thread this state records (0: none, the late and sampler
+    /// states), for [`reap_ended_threads`].
+    tid: u32,
 }
 
 /// Every live thread state, for flushing at exit/exec and for fork.
@@ -102,6 +105,7 @@ impl ThreadState {
             unwinding: None,
             stack_lo,
             stack_hi,
+            tid: 0,
         })
     }
 
@@ -181,65 +185,51 @@ impl Unwinding {
     }
 }
 
-extern "C" {
-    /// glibc's registration of a thread-exit destructor (what C++ `thread_local` and
-    /// Rust's thread locals use): it consumes no pthread key, only a small list node.
-    fn __cxa_thread_atexit_impl(
-        dtor: unsafe extern "C" fn(*mut libc::c_void),
-        obj: *mut libc::c_void,
-        dso_symbol: *mut libc::c_void,
-    ) -> libc::c_int;
-}
-
-/// Thread-exit destructor, run by glibc when the thread ends (after the program's own
-/// thread-local destructors registered after ours): flush and free the state; later
-/// events of this thread (pthread key destructors) go through the shared late state.
-/// A thread that calls `exit()` runs it too, on its way out of the process: then the
-/// state stays, and the exit flushes it with the others.
-///
-/// # Safety
-/// Called by glibc with the `state` pointer registered for this thread.
-unsafe extern "C" fn thread_exit(p: *mut libc::c_void) {
-    if crate::lifecycle::EXIT_TID.load(Ordering::Acquire) == crate::sys::gettid() {
-        return;
-    }
-    let Some(_g) = tls::BusyGuard::enter() else {
-        return;
-    };
-    let t = tls::here();
-    if t.state() as *mut libc::c_void != p || p.is_null() {
-        return;
-    }
-    t.set_exiting_flag(1);
-    t.set_state(core::ptr::null_mut());
-    REGISTRY.lock().retain(|&s| s != p as usize);
-    // SAFETY: p was produced by Box::into_raw in `state_for` and is no longer reachable
-    // from TLS or the registry.
-    let mut st = Box::from_raw(p as *mut ThreadState);
-    st.flush();
-}
-
-/// Ask glibc to call [`thread_exit`] with `state` when this thread ends. Not for the
-/// process's main thread: its state lives until the process exits (and glibc runs
-/// thread-exit destructors of the thread calling `exit()` before the atexit handlers,
-/// whose allocations still belong to it). Called busy: the list node glibc allocates
-/// is the recorder's own.
-fn register_thread_exit(state: *mut ThreadState) {
+/// Threads end without telling the recorder: it takes no pthread key and registers no
+/// destructor (a key is the program's to run out of, and registering a thread-exit
+/// destructor takes ld.so's lock inside malloc). Instead, a registered state whose thread
+/// no longer exists (`tgkill(pid, tid, 0)` answers ESRCH once the thread has gone through
+/// its exit, after the last hook it could run) is flushed and freed here. A tid the
+/// kernel already gave to a new thread keeps its old state alive, harmlessly, until exit.
+/// Called by the RSS sampler every 100 ms and by a new thread when many states exist.
+pub fn reap_ended_threads() {
     // SAFETY: getpid has no preconditions.
-    if crate::sys::gettid() == unsafe { libc::getpid() } as u32 {
-        return;
+    let pid = unsafe { libc::getpid() };
+    let me = crate::sys::gettid();
+    let sampler = SAMPLER_TID.load(Ordering::Relaxed);
+    let mut ended: Vec<usize> = Vec::new();
+    {
+        let mut reg = REGISTRY.lock();
+        reg.retain(|&p| {
+            // SAFETY: registry entries are live states (removed, under this lock, before
+            // they are freed).
+            let tid = unsafe { (*(p as *const ThreadState)).tid };
+            if tid == 0 || tid == me || tid == sampler {
+                return true;
+            }
+            // SAFETY: signal 0 to a thread of our own process only checks it exists.
+            let gone = unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, 0) } != 0
+                // SAFETY: reading this thread's errno right after the call.
+                && unsafe { *libc::__errno_location() } == libc::ESRCH;
+            if gone {
+                ended.push(p);
+            }
+            !gone
+        });
     }
-    // SAFETY: thread_exit has the destructor signature; state stays valid until it runs
-    // (only thread_exit frees it); dso_symbol is an address inside this library, which
-    // is never unloaded.
-    unsafe {
-        __cxa_thread_atexit_impl(
-            thread_exit,
-            state as *mut libc::c_void,
-            thread_exit as *const () as *mut libc::c_void,
-        )
-    };
+    for p in ended {
+        // SAFETY: p came from Box::into_raw in `create_state` and was just taken out of
+        // the registry; its thread is gone, so nothing else can reach it.
+        let mut st = unsafe { Box::from_raw(p as *mut ThreadState) };
+        st.flush();
+    }
 }
+
+/// The sampler reaps ended threads every this many samples (100 ms by default).
+const REAP_EVERY_SAMPLES: u64 = 10;
+
+/// New threads reap ended ones only when many states exist, and then once in 32.
+const REAP_AFTER_STATES: usize = 128;
 
 /// This thread's state, created on first use. `None` for threads past teardown.
 #[inline]
@@ -250,9 +240,6 @@ fn state_for(t: tls::Here, ts: u64) -> Option<&'static mut ThreadState> {
         // by this thread under its busy flag, so by one code path at a time.
         return Some(unsafe { &mut *p });
     }
-    if t.exiting() {
-        return None;
-    }
     create_state(t, ts)
 }
 
@@ -261,14 +248,22 @@ fn create_state(t: tls::Here, ts: u64) -> Option<&'static mut ThreadState> {
     let index = NEXT_THREAD_INDEX.fetch_add(1, Ordering::Relaxed);
     let p = Box::into_raw(ThreadState::new(index));
     t.set_state(p);
-    REGISTRY.lock().push(p as usize);
-    register_thread_exit(p);
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() } as u32;
+    // SAFETY: p is live and owned by this thread; not yet shared.
+    unsafe { (*p).tid = tid };
+    let states = {
+        let mut reg = REGISTRY.lock();
+        reg.push(p as usize);
+        reg.len()
+    };
+    if states > REAP_AFTER_STATES && index.is_multiple_of(32) {
+        reap_ended_threads();
+    }
     let mut name = [0u8; 16];
     // SAFETY: PR_GET_NAME writes at most 16 bytes.
     unsafe { libc::prctl(libc::PR_GET_NAME, name.as_mut_ptr()) };
     let len = name.iter().position(|&c| c == 0).unwrap_or(16);
-    // SAFETY: gettid has no preconditions.
-    let tid = unsafe { libc::gettid() } as u32;
     output::thread_record(ts, index, tid, &name[..len]);
     // SAFETY: p is live and owned by this thread.
     Some(unsafe { &mut *p })
@@ -529,6 +524,7 @@ extern "C" fn sampler_main(state: *mut libc::c_void) -> *mut libc::c_void {
     let my_generation = SAMPLER_GENERATION.load(Ordering::Acquire);
     let tsc = TSC_CLOCKSOURCE.load(Ordering::Relaxed);
     let first = crate::clock::sample();
+    let mut rounds = 0u64;
     loop {
         if !ACTIVE.load(Ordering::Acquire)
             || SAMPLER_GENERATION.load(Ordering::Acquire) != my_generation
@@ -541,6 +537,12 @@ extern "C" fn sampler_main(state: *mut libc::c_void) -> *mut libc::c_void {
         // SAFETY: our own state, registered above; other threads only touch it under
         // its lock (flush_all, final_rss_sample).
         unsafe { push_rss_sample(st_ptr, Some(my_generation)) };
+        rounds += 1;
+        if rounds.is_multiple_of(REAP_EVERY_SAMPLES)
+            && !crate::scan::STOPPING.load(Ordering::Relaxed)
+        {
+            reap_ended_threads();
+        }
         // SAFETY: sleeping; EINTR cannot happen (all signals blocked).
         unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
     }
@@ -710,6 +712,8 @@ pub fn after_fork_child(ts: u64) {
         st.unlock();
         // SAFETY: gettid has no preconditions.
         let tid = unsafe { libc::gettid() } as u32;
+        // The child's thread has a new id: the reaper must not take it for the parent's.
+        st.tid = tid;
         output::thread_record(ts, st.index, tid, b"");
     }
     drop(reg);

@@ -14,8 +14,8 @@ use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, Ordering::Relaxed};
 pub struct Tls {
     /// > 0 while this thread runs recorder code; hooks then pass straight through.
     busy: i32,
-    /// Set once the thread's state was flushed at thread exit.
-    exiting: i32,
+    /// Unused (threads are no longer torn down from inside; see thread.rs).
+    _exiting: i32,
     state: *mut ThreadState,
     /// 1 + the live-table shard this thread holds locked, 0 if none (see `live.rs`).
     live_shard: i32,
@@ -66,18 +66,11 @@ macro_rules! i32_field {
 impl Here {
     i32_field!(busy_depth, set_busy_depth, busy);
     i32_field!(live_shard, set_live_shard, live_shard);
-    i32_field!(exiting_flag, set_exiting_flag, exiting);
 
     /// This thread is inside the recorder (its hooks pass straight through).
     #[inline(always)]
     pub fn busy(self) -> bool {
         self.busy_depth() != 0
-    }
-
-    /// The thread's state was torn down at thread exit.
-    #[inline(always)]
-    pub fn exiting(self) -> bool {
-        self.exiting_flag() != 0
     }
 
     /// This thread's recording state, or null.
