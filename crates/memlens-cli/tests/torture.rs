@@ -937,3 +937,27 @@ fn t10_every_pthread_key_left_to_the_program() {
          every key set and read: yes, destructors run: 1024\n"
     );
 }
+
+/// The program's signal thread (every signal blocked, sigwaitinfo on all of them) is not
+/// sent the scan's stop signal: it would take it as its own (and exit 3 here). Threads
+/// just created, which block every signal for a moment, are stopped all the same.
+#[test]
+fn t10_a_signal_thread_gets_nothing_from_the_scan() {
+    let exe = c_program("signal_thread.c", "torture-signal-thread");
+    let o = torture(&Case::new(&exe, &[]), 1);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(o.stdout, "main: done\n");
+}
+
+/// A thread inside dlopen/dlclose when the program exits: the scan stops it, perhaps
+/// holding ld.so's lock, and asks ld.so nothing afterwards (it hung in about one run in
+/// six when it did). Eight runs, each under the hang guard.
+#[test]
+fn t10_exit_while_a_thread_loads_libraries() {
+    let lib = library("dlplugin.c", "libtorture_plugin_exit.so");
+    let exe = c_program("dlopen_at_exit.c", "torture-dlopen-at-exit");
+    for _ in 0..8 {
+        let o = torture(&Case::new(&exe, &[lib.to_str().unwrap()]), 1);
+        assert_eq!(o.stdout, "exiting while a thread loads libraries\n");
+    }
+}

@@ -1310,6 +1310,9 @@ fn default_set_on_the_leak_corpus() {
             ("exit_sigterm", "_IO_file_doallocate", "glibc-stdio-buffer"),
             ("mappings", "allocate_dtv", "glibc-thread-dtv"),
             ("registers_xmm", "allocate_dtv", "glibc-thread-dtv"),
+            ("thread_fiber", "allocate_dtv", "glibc-thread-dtv"),
+            ("thread_redzone", "allocate_dtv", "glibc-thread-dtv"),
+            ("thread_unjoined", "allocate_dtv", "glibc-thread-dtv"),
             ("threads_running", "allocate_dtv", "glibc-thread-dtv"),
         ]
     );
