@@ -681,7 +681,6 @@ extern "C" fn fork_prepare() {
     // Take every recorder lock, in the documented order, so that the child does not
     // inherit one held by a thread that does not exist there.
     core::mem::forget(thread::REGISTRY.lock());
-    thread::lock_late_for_fork();
     core::mem::forget(modules::REBUILD.lock());
     core::mem::forget(stacks::INSERT.lock());
     core::mem::forget(output::META.lock());
@@ -699,7 +698,6 @@ fn release_fork_locks() {
         output::META.force_unlock();
         stacks::INSERT.force_unlock();
         modules::REBUILD.force_unlock();
-        thread::unlock_late_after_fork();
         thread::REGISTRY.force_unlock();
     }
 }

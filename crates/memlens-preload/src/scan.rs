@@ -307,9 +307,9 @@ fn read_task_file<'b>(tid: u32, name: &[u8], buf: &'b mut [u8]) -> Option<&'b [u
     Some(&buf[..n])
 }
 
-/// The stack pointer of a thread blocked in a system call, from
+/// The system call thread `tid` is blocked in, and its stack pointer, from
 /// /proc/self/task/TID/syscall ("nr a1 .. a6 sp pc"); `None` if it is running.
-fn blocked_sp(tid: u32) -> Option<u64> {
+fn blocked_syscall(tid: u32) -> Option<(u64, u64)> {
     let mut buf = [0u8; 256];
     let fields: Vec<&[u8]> = read_task_file(tid, b"syscall", &mut buf)?
         .split(|&c| c == b' ' || c == b'\n')
@@ -318,7 +318,15 @@ fn blocked_sp(tid: u32) -> Option<u64> {
     if fields.len() < 9 {
         return None;
     }
-    sys::parse_hex(fields[7].strip_prefix(b"0x")?)
+    Some((
+        parse_u64(fields[0])?,
+        sys::parse_hex(fields[7].strip_prefix(b"0x")?)?,
+    ))
+}
+
+/// The stack pointer of a thread blocked in a system call; `None` if it is running.
+fn blocked_sp(tid: u32) -> Option<u64> {
+    blocked_syscall(tid).map(|(_, sp)| sp)
 }
 
 /// Whether thread `tid` waits for signals in `sigwaitinfo`/`sigtimedwait` (its current
@@ -326,11 +334,7 @@ fn blocked_sp(tid: u32) -> Option<u64> {
 /// wait, so its SigBlk no longer shows them, and a stop signal sent to it would be
 /// taken by the program as its own.
 fn waits_for_signals(tid: u32) -> bool {
-    let mut buf = [0u8; 256];
-    read_task_file(tid, b"syscall", &mut buf)
-        .and_then(|t| t.split(|&c| c == b' ' || c == b'\n').next())
-        .and_then(parse_u64)
-        == Some(libc::SYS_rt_sigtimedwait as u64)
+    blocked_syscall(tid).is_some_and(|(nr, _)| nr == libc::SYS_rt_sigtimedwait as u64)
 }
 
 /// Whether thread `tid` must not be sent the stop signal: it blocks it (the SigBlk mask
@@ -976,8 +980,7 @@ struct Prepared {
 
 static PREPARED: spin::Once<Prepared> = spin::Once::new();
 
-/// Look up what the scan will need from ld.so. Called at start-up, busy, single-threaded
-/// (and again harmlessly later: it runs once).
+/// Look up what the scan will need from ld.so. Called at start-up, busy, single-threaded.
 pub fn prepare() {
     PREPARED.call_once(|| Prepared {
         self_path: self_module_path(),
@@ -1094,7 +1097,7 @@ pub fn run(trigger: ExitKind, code: i32, ctx: &Context) {
 
     // The mappings.
     let mut mem = SelfMemory::new();
-    prepare();
+    // Prepared at start-up (never here: a stopped thread may hold ld.so's lock).
     let me_path = PREPARED.get().map_or(&[][..], |p| &p.self_path[..]);
     let mut maps: Vec<Map> = Vec::new();
     let mut rw: Vec<(u64, u64, bool, bool, Vec<u8>)> = Vec::new(); // start, end, file, shared, name

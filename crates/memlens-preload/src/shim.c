@@ -10,7 +10,6 @@
 
 struct memlens_tls {
     int busy;       /* > 0 while this thread is inside the recorder */
-    int exiting;    /* unused: threads are not torn down from inside (thread.rs) */
     void *state;    /* the thread's ThreadState, or NULL */
     int live_shard; /* 1 + the live-table shard this thread has locked, or 0 */
     int pending_n;  /* live-table operations queued by a re-entered hook */

@@ -4,8 +4,8 @@
 //! initial-exec TLS) holding its event buffer and, once it first unwinds, its unwinding
 //! state ([`Unwinding`]: framehop cache, unwind records, memo). A
 //! thread's state has a spin lock, uncontended except when another thread flushes all
-//! buffers (process exit, exec) or when a thread records through the shared *late*
-//! state (after its own state was torn down at thread exit, e.g. from TLS destructors).
+//! buffers (process exit, exec) or the reaper flushes the state of a thread that ended
+//! ([`reap_ended_threads`]).
 
 use crate::modules::{self, Cache};
 use crate::output::{self, CHUNK_RAW, DISABLED};
@@ -26,8 +26,6 @@ pub static UNWIND_CACHE: AtomicBool = AtomicBool::new(true);
 pub static FREE_STACKS: AtomicBool = AtomicBool::new(false);
 pub static RSS_INTERVAL_NS: AtomicU64 = AtomicU64::new(10_000_000);
 static NEXT_THREAD_INDEX: AtomicU32 = AtomicU32::new(0);
-/// Thread index of the shared state used by threads past their own state's teardown.
-pub const LATE_THREAD: u32 = u32::MAX - 1;
 
 pub struct ThreadState {
     lock: AtomicBool,
@@ -39,14 +37,13 @@ pub struct ThreadState {
     unwinding: Option<Box<Unwinding>>,
     stack_lo: u64,
     stack_hi: u64,
-    /// The kernel id of the thread this state records (0: none, the late and sampler
-    /// states), for [`reap_ended_threads`].
+    /// The kernel id of the thread this state records (0: none, the sampler's state),
+    /// for [`reap_ended_threads`].
     tid: u32,
 }
 
 /// Every live thread state, for flushing at exit/exec and for fork.
 pub static REGISTRY: spin::Mutex<Vec<usize>> = spin::Mutex::new(Vec::new());
-static LATE: spin::Mutex<Option<Box<ThreadState>>> = spin::Mutex::new(None);
 
 pub use crate::clock::now_ns;
 
@@ -92,11 +89,7 @@ fn stack_bounds() -> (u64, u64) {
 
 impl ThreadState {
     fn new(index: u32) -> Box<ThreadState> {
-        let (stack_lo, stack_hi) = if index >= LATE_THREAD {
-            (0, 0)
-        } else {
-            stack_bounds()
-        };
+        let (stack_lo, stack_hi) = stack_bounds();
         Box::new(ThreadState {
             lock: AtomicBool::new(false),
             index,
@@ -231,20 +224,21 @@ const REAP_EVERY_SAMPLES: u64 = 10;
 /// New threads reap ended ones only when many states exist, and then once in 32.
 const REAP_AFTER_STATES: usize = 128;
 
-/// This thread's state, created on first use. `None` for threads past teardown.
+/// This thread's state, created on first use.
 #[inline]
-fn state_for(t: tls::Here, ts: u64) -> Option<&'static mut ThreadState> {
+fn state_for(t: tls::Here, ts: u64) -> &'static mut ThreadState {
     let p = t.state();
     if !p.is_null() {
-        // SAFETY: p is this thread's live state (cleared before it is freed), used only
-        // by this thread under its busy flag, so by one code path at a time.
-        return Some(unsafe { &mut *p });
+        // SAFETY: p is this thread's live state (freed only by the reaper, once the
+        // thread is gone), used only by this thread under its busy flag, so by one code
+        // path at a time.
+        return unsafe { &mut *p };
     }
     create_state(t, ts)
 }
 
 #[cold]
-fn create_state(t: tls::Here, ts: u64) -> Option<&'static mut ThreadState> {
+fn create_state(t: tls::Here, ts: u64) -> &'static mut ThreadState {
     let index = NEXT_THREAD_INDEX.fetch_add(1, Ordering::Relaxed);
     let p = Box::into_raw(ThreadState::new(index));
     t.set_state(p);
@@ -266,7 +260,7 @@ fn create_state(t: tls::Here, ts: u64) -> Option<&'static mut ThreadState> {
     let len = name.iter().position(|&c| c == 0).unwrap_or(16);
     output::thread_record(ts, index, tid, &name[..len]);
     // SAFETY: p is live and owned by this thread.
-    Some(unsafe { &mut *p })
+    unsafe { &mut *p }
 }
 
 /// Where the hooked function was called from: its return address and the caller's stack
@@ -337,18 +331,10 @@ pub fn record(func: AllocFunc, op: Op, caller: Caller) {
         return;
     };
     let ts0 = now_ns();
-    match state_for(busy.here(), ts0) {
-        Some(st) => {
-            st.lock();
-            record_into(st, func, op, caller, ts0);
-            st.unlock();
-        }
-        None => {
-            let mut late = LATE.lock();
-            let st = late.get_or_insert_with(|| ThreadState::new(LATE_THREAD));
-            record_into(st, func, op, caller, now_ns());
-        }
-    }
+    let st = state_for(busy.here(), ts0);
+    st.lock();
+    record_into(st, func, op, caller, ts0);
+    st.unlock();
 }
 
 #[inline]
@@ -678,20 +664,7 @@ pub fn flush_all() {
         unsafe { (*(p as *mut ThreadState)).flush() };
     }
     drop(reg);
-    if let Some(st) = LATE.lock().as_mut() {
-        st.flush_locked();
-    }
     output::META.lock().flush();
-}
-
-pub fn lock_late_for_fork() {
-    core::mem::forget(LATE.lock());
-}
-
-/// # Safety
-/// Only after `lock_late_for_fork` on this thread.
-pub unsafe fn unlock_late_after_fork() {
-    LATE.force_unlock();
 }
 
 /// In a forked child: keep only the calling thread's state, with an empty buffer (its
@@ -717,5 +690,4 @@ pub fn after_fork_child(ts: u64) {
         output::thread_record(ts, st.index, tid, b"");
     }
     drop(reg);
-    *LATE.lock() = None;
 }

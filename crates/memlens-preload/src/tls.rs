@@ -14,8 +14,6 @@ use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, Ordering::Relaxed};
 pub struct Tls {
     /// > 0 while this thread runs recorder code; hooks then pass straight through.
     busy: i32,
-    /// Unused (threads are no longer torn down from inside; see thread.rs).
-    _exiting: i32,
     state: *mut ThreadState,
     /// 1 + the live-table shard this thread holds locked, 0 if none (see `live.rs`).
     live_shard: i32,
