@@ -160,9 +160,10 @@ fn killable_allocations(rep: &serde_json::Value) -> u64 {
     sum(&sites_through(rep, "alloc_at"), "allocations")
 }
 
-/// A 64 KiB event buffer holds at most this many records (the smallest is 5 bytes): what
-/// a SIGKILL can take away from one thread.
-const ONE_BUFFER_OF_EVENTS: u64 = (64 << 10) / 5;
+/// What a SIGKILL can take away from one thread: its own 64 KiB event buffer and the 16
+/// full buffers that may wait for the writer thread (`writer.rs`), at most this many
+/// records (the smallest is 5 bytes).
+const ONE_BUFFER_OF_EVENTS: u64 = 17 * (64 << 10) / 5;
 
 /// The trace of a killed program reads back as truncated, through every reading
 /// command, with the events up to the last complete chunk.

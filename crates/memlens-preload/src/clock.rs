@@ -29,8 +29,9 @@ fn rdtsc() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
+/// CLOCK_MONOTONIC, ns.
 #[inline]
-fn monotonic_ns() -> u64 {
+pub fn monotonic_ns() -> u64 {
     let mut t = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -42,6 +42,7 @@ mod stacks;
 mod sys;
 mod thread;
 mod tls;
+mod writer;
 
 #[global_allocator]
 static ALLOCATOR: private_alloc::PrivateAlloc = private_alloc::PrivateAlloc::new();

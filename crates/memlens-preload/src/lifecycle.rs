@@ -2,7 +2,7 @@
 
 use crate::config::Config;
 use crate::thread::{self, now_ns, ACTIVE};
-use crate::{modules, output, private_alloc, scan, stacks, tls};
+use crate::{modules, output, private_alloc, scan, stacks, tls, writer};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::ffi::{c_char, c_int, c_void, CStr};
@@ -684,6 +684,8 @@ extern "C" fn fork_prepare() {
     core::mem::forget(modules::REBUILD.lock());
     core::mem::forget(stacks::INSERT.lock());
     core::mem::forget(output::META.lock());
+    core::mem::forget(writer::WRITING.lock());
+    core::mem::forget(writer::QUEUE.lock());
     core::mem::forget(output::FILE.lock());
     core::mem::forget(private_alloc::FORK_GATE.lock());
     crate::live::lock_all();
@@ -695,6 +697,8 @@ fn release_fork_locks() {
     unsafe {
         private_alloc::FORK_GATE.force_unlock();
         output::FILE.force_unlock();
+        writer::QUEUE.force_unlock();
+        writer::WRITING.force_unlock();
         output::META.force_unlock();
         stacks::INSERT.force_unlock();
         modules::REBUILD.force_unlock();
@@ -712,6 +716,7 @@ extern "C" fn fork_child() {
     if ACTIVE.load(Ordering::Acquire) && !output::DISABLED.load(Ordering::Relaxed) {
         let parent = FORK_PARENT.load(Ordering::Relaxed);
         output::META.lock().discard();
+        writer::after_fork_child();
         output::FILE.lock().forget();
         if !TRACE_CHILDREN.load(Ordering::Relaxed) {
             // --trace-children=no: the child runs on with the recorder passive. The

@@ -1,8 +1,8 @@
 //! The trace file of this process, and the shared buffer of definitions (modules, stacks,
 //! threads) that goes into it as Meta chunks.
 //!
-//! Lock order (outer first): thread state, modules::REBUILD, stacks::INSERT, META, FILE,
-//! private_alloc::FORK_GATE. Fork's prepare handler takes them in that order.
+//! Lock order (outer first): thread state, modules::REBUILD, stacks::INSERT, META,
+//! writer::WRITING, writer::QUEUE, FILE, private_alloc::FORK_GATE. Fork's prepare handler takes them in that order.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -38,13 +38,9 @@ pub static FILE: spin::Mutex<TraceFile> = spin::Mutex::new(TraceFile {
 
 pub struct Meta {
     builder: Option<ChunkBuilder<Box<[u8]>>>,
-    out: Vec<u8>,
 }
 
-pub static META: spin::Mutex<Meta> = spin::Mutex::new(Meta {
-    builder: None,
-    out: Vec::new(),
-});
+pub static META: spin::Mutex<Meta> = spin::Mutex::new(Meta { builder: None });
 
 pub static DROPPED_EVENTS: AtomicU64 = AtomicU64::new(0);
 pub static WRITE_ERRORS: AtomicU64 = AtomicU64::new(0);
@@ -340,20 +336,36 @@ impl TraceFile {
     }
 }
 
-/// Compress and write one chunk. False if the chunk was left alone because this process
-/// does not own the trace (a `vfork` child running on its parent's memory): the caller
-/// keeps the buffer for the owner. True otherwise (written, or counted as dropped).
+/// Compress and write one chunk now, after every chunk queued for the writer. False if
+/// the chunk was left alone because this process does not own the trace (a `vfork` child
+/// running on its parent's memory): the caller keeps the buffer for the owner. True
+/// otherwise (written, or counted as dropped).
 pub fn write_chunk<B: AsRef<[u8]> + AsMut<[u8]>>(
     kind: ChunkKind,
     thread: u32,
     b: &ChunkBuilder<B>,
-    out: &mut Vec<u8>,
 ) -> bool {
     if b.is_empty() {
         return true;
     }
     if !owns_trace() {
         return false;
+    }
+    crate::writer::write_now(kind, thread, b);
+    true
+}
+
+/// Compress `b` into `out` and append it to the file (the caller holds
+/// `writer::WRITING`, so chunks go out in order). A chunk that cannot be encoded counts
+/// its records as dropped.
+pub fn encode_and_write<B: AsRef<[u8]> + AsMut<[u8]>>(
+    kind: ChunkKind,
+    thread: u32,
+    b: &ChunkBuilder<B>,
+    out: &mut Vec<u8>,
+) {
+    if b.is_empty() {
+        return;
     }
     let need = max_encoded_chunk_len(b.len());
     if out.len() < need {
@@ -365,7 +377,6 @@ pub fn write_chunk<B: AsRef<[u8]> + AsMut<[u8]>>(
             DROPPED_EVENTS.fetch_add(b.records() as u64, Ordering::Relaxed);
         }
     }
-    true
 }
 
 impl Meta {
@@ -390,9 +401,7 @@ impl Meta {
         let Some(b) = self.builder.as_mut() else {
             return;
         };
-        if write_chunk(ChunkKind::Meta, 0, b, &mut self.out) {
-            b.clear();
-        }
+        crate::writer::submit(ChunkKind::Meta, 0, b);
     }
 
     /// Drop buffered definitions (a forked child must not write the parent's).
@@ -439,7 +448,6 @@ pub fn end(ts: u64, kind: ExitKind, code: i32) {
     let mut buf = [0u8; 256];
     let mut b = ChunkBuilder::new(&mut buf[..]);
     if b.end(ts, kind, code, &counters).is_ok() {
-        let mut out = Vec::new();
-        write_chunk(ChunkKind::End, 0, &b, &mut out);
+        write_chunk(ChunkKind::End, 0, &b);
     }
 }

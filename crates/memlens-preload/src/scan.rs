@@ -169,9 +169,9 @@ pub fn park(uc: Option<&libc::ucontext_t>) -> ! {
         }
     }
     PARKED_DONE.fetch_add(1, Ordering::AcqRel);
-    futex_wake(&PARKED_DONE);
+    crate::sys::futex_wake(&PARKED_DONE);
     loop {
-        futex_wait(&NEVER, 0, None);
+        crate::sys::futex_wait(&NEVER, 0, None);
     }
 }
 
@@ -199,48 +199,6 @@ extern "C" fn stop_handler(_sig: i32, _info: *mut libc::siginfo_t, ctx: *mut lib
     // SAFETY: the kernel passes a valid ucontext_t to an SA_SIGINFO handler.
     let uc = unsafe { &*(ctx as *const libc::ucontext_t) };
     park(Some(uc))
-}
-
-fn futex_wait(word: &AtomicU32, val: u32, timeout_ns: Option<u64>) {
-    let ts = timeout_ns.map(|ns| libc::timespec {
-        tv_sec: (ns / 1_000_000_000) as i64,
-        tv_nsec: (ns % 1_000_000_000) as i64,
-    });
-    let tp = ts
-        .as_ref()
-        .map_or(core::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: futex on a valid aligned u32; a spurious return is handled by callers.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-            val,
-            tp,
-        )
-    };
-}
-
-fn futex_wake(word: &AtomicU32) {
-    // SAFETY: futex wake on a valid aligned u32.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-            i32::MAX,
-        )
-    };
-}
-
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: fills ts.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Tids of this process's threads, from /proc/self/task (raw getdents64, no malloc).
@@ -405,9 +363,9 @@ fn stop_threads() -> (Vec<[u64; SLOT]>, Vec<(u32, u64)>) {
         }
     }
     if !blocking.is_empty() {
-        let until = monotonic_ns() + 20_000_000;
-        while !blocking.is_empty() && monotonic_ns() < until {
-            futex_wait(&NEVER, 0, Some(1_000_000));
+        let until = crate::clock::monotonic_ns() + 20_000_000;
+        while !blocking.is_empty() && crate::clock::monotonic_ns() < until {
+            crate::sys::futex_wait(&NEVER, 0, Some(1_000_000));
             blocking.retain(|&tid| {
                 let still = blocks_signal(tid, stop_signal());
                 if !still {
@@ -419,17 +377,17 @@ fn stop_threads() -> (Vec<[u64; SLOT]>, Vec<(u32, u64)>) {
     }
     // Wait up to 500 ms for them to park (only a thread that never returns from a signal
     // handler takes that long).
-    let deadline = monotonic_ns() + 500_000_000;
+    let deadline = crate::clock::monotonic_ns() + 500_000_000;
     loop {
         let done = PARKED_DONE.load(Ordering::Acquire);
         if done as usize >= sent.len() {
             break;
         }
-        let now = monotonic_ns();
+        let now = crate::clock::monotonic_ns();
         if now >= deadline {
             break;
         }
-        futex_wait(&PARKED_DONE, done, Some((deadline - now).min(10_000_000)));
+        crate::sys::futex_wait(&PARKED_DONE, done, Some((deadline - now).min(10_000_000)));
     }
     // The slots whose tid is published are complete; a thread that parked on its own
     // (leaving the recorder) is among them even if it was never signalled.
@@ -1268,12 +1226,11 @@ pub fn run(trigger: ExitKind, code: i32, ctx: &Context) {
     );
 
     // Write.
-    let mut out = Vec::new();
     let mut b = ChunkBuilder::new(alloc::vec![0u8; crate::output::CHUNK_RAW].into_boxed_slice());
     type Builder = ChunkBuilder<alloc::boxed::Box<[u8]>>;
-    let mut put = |b: &mut Builder, f: &mut dyn FnMut(&mut Builder) -> bool| {
+    let put = |b: &mut Builder, f: &mut dyn FnMut(&mut Builder) -> bool| {
         if !f(b) {
-            crate::output::write_chunk(ChunkKind::Scan, 0, b, &mut out);
+            crate::output::write_chunk(ChunkKind::Scan, 0, b);
             b.clear();
             f(b);
         }
@@ -1315,7 +1272,7 @@ pub fn run(trigger: ExitKind, code: i32, ctx: &Context) {
     }
     let now = crate::clock::now_ns();
     put(&mut b, &mut |b| b.scan_end(now, n as u64).is_ok());
-    crate::output::write_chunk(ChunkKind::Scan, 0, &b, &mut out);
+    crate::output::write_chunk(ChunkKind::Scan, 0, &b);
 }
 
 #[cfg(test)]

@@ -31,7 +31,6 @@ pub struct ThreadState {
     lock: AtomicBool,
     index: u32,
     events: ChunkBuilder<Box<[u8]>>,
-    out: Vec<u8>,
     /// Created on the first unwind: the RSS sampler's state never needs it, and it is
     /// the bulk of a state's memory (~280 KiB).
     unwinding: Option<Box<Unwinding>>,
@@ -94,7 +93,6 @@ impl ThreadState {
             lock: AtomicBool::new(false),
             index,
             events: ChunkBuilder::new(alloc::vec![0u8; CHUNK_RAW].into_boxed_slice()),
-            out: Vec::new(),
             unwinding: None,
             stack_lo,
             stack_hi,
@@ -113,14 +111,13 @@ impl ThreadState {
         self.lock.store(false, Ordering::Release);
     }
 
-    /// Compress and write the buffered events. Caller holds the state's lock.
+    /// Hand the buffered events to the writer (see `writer.rs`). Caller holds the
+    /// state's lock.
     fn flush_locked(&mut self) {
         // Definitions first, so that a trace cut short right after this chunk still
         // defines the stacks it uses.
         output::META.lock().flush();
-        if output::write_chunk(ChunkKind::Events, self.index, &self.events, &mut self.out) {
-            self.events.clear();
-        }
+        crate::writer::submit(ChunkKind::Events, self.index, &mut self.events);
     }
 
     pub fn flush(&mut self) {
@@ -503,35 +500,46 @@ extern "C" fn sampler_main(state: *mut libc::c_void) -> *mut libc::c_void {
     // Made and registered by start_sampler, which passes it here.
     let st_ptr = state as *mut ThreadState;
     let interval = RSS_INTERVAL_NS.load(Ordering::Relaxed);
-    let ts = libc::timespec {
-        tv_sec: (interval / 1_000_000_000) as i64,
-        tv_nsec: (interval % 1_000_000_000) as i64,
-    };
     let my_generation = SAMPLER_GENERATION.load(Ordering::Acquire);
     let tsc = TSC_CLOCKSOURCE.load(Ordering::Relaxed);
     let first = crate::clock::sample();
     let mut rounds = 0u64;
+    let mut next_sample = crate::clock::monotonic_ns();
+    crate::writer::WRITER_RUNS.store(true, Ordering::Release);
     loop {
         if !ACTIVE.load(Ordering::Acquire)
             || SAMPLER_GENERATION.load(Ordering::Acquire) != my_generation
         {
             break;
         }
-        if tsc {
-            crate::clock::calibrate(first, crate::clock::sample());
+        // The writer's job: compress and write what the program's threads queued.
+        crate::writer::drain();
+        let now = crate::clock::monotonic_ns();
+        if now >= next_sample {
+            if tsc {
+                crate::clock::calibrate(first, crate::clock::sample());
+            }
+            // SAFETY: our own state, registered above; other threads only touch it under
+            // its lock (flush_all, final_rss_sample).
+            unsafe { push_rss_sample(st_ptr, Some(my_generation)) };
+            rounds += 1;
+            if rounds.is_multiple_of(REAP_EVERY_SAMPLES)
+                && !crate::scan::STOPPING.load(Ordering::Relaxed)
+            {
+                reap_ended_threads();
+            }
+            next_sample = next_sample.saturating_add(interval).max(now);
+            continue;
         }
-        // SAFETY: our own state, registered above; other threads only touch it under
-        // its lock (flush_all, final_rss_sample).
-        unsafe { push_rss_sample(st_ptr, Some(my_generation)) };
-        rounds += 1;
-        if rounds.is_multiple_of(REAP_EVERY_SAMPLES)
-            && !crate::scan::STOPPING.load(Ordering::Relaxed)
-        {
-            reap_ended_threads();
+        // Sleep until the next sample or the next queued chunk. A chunk queued after
+        // `seen` was read changes WAKE, so the wait returns at once.
+        let seen = crate::writer::WAKE.load(Ordering::Acquire);
+        if crate::writer::pending() {
+            continue;
         }
-        // SAFETY: sleeping; EINTR cannot happen (all signals blocked).
-        unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
+        crate::sys::futex_wait(&crate::writer::WAKE, seen, Some(next_sample - now));
     }
+    crate::writer::WRITER_RUNS.store(false, Ordering::Release);
     core::ptr::null_mut()
 }
 
@@ -665,6 +673,7 @@ pub fn flush_all() {
     }
     drop(reg);
     output::META.lock().flush();
+    crate::writer::drain();
 }
 
 /// In a forked child: keep only the calling thread's state, with an empty buffer (its

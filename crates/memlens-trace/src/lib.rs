@@ -667,6 +667,10 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
     pub fn remaining(&self) -> usize {
         self.buf.as_ref().len() - self.len
     }
+    /// The buffer back, for reuse by a new builder.
+    pub fn into_buf(self) -> B {
+        self.buf
+    }
     pub fn clear(&mut self) {
         self.len = 0;
         self.records = 0;

@@ -1,0 +1,125 @@
+//! Compression and writing off the allocating threads.
+//!
+//! A thread whose event buffer is full (or the definitions buffer, when it fills) hands
+//! the raw buffer to a FIFO of at most [`QUEUE_CHUNKS`] chunks and takes an empty spare
+//! in exchange: the hot path never compresses. The memlens-rss thread (the *writer*, see
+//! `thread::sampler_main`) is woken and compresses and writes the queued chunks in order.
+//!
+//! Order in the file is what readers rely on: every thread's chunks in its own order, and
+//! definitions before the events that use them (a thread submits the definitions buffer
+//! before its events). Whoever writes holds [`WRITING`] and pops from the front, so
+//! chunks are written in the order they were queued. When the queue is full or there is
+//! no writer thread (`--rss-interval 0`, a forked child before its own starts, after the
+//! writer retired at exit), the submitting thread drains the queue itself and then writes
+//! its own chunk, under the same lock: nothing overtakes. Exit, exec and fatal signals
+//! flush every buffer and then [`drain`] synchronously; the End record comes last. A
+//! process killed by SIGKILL loses what was queued (at most `QUEUE_CHUNKS` x 64 KiB of
+//! raw events); its file ends at its last complete chunk, which readers accept.
+//!
+//! Lock order: META, then [`WRITING`], then [`QUEUE`], then `output::FILE`. `QUEUE` is
+//! never held while taking another lock.
+
+use crate::output::{self, CHUNK_RAW};
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use memlens_trace::{ChunkBuilder, ChunkKind};
+
+extern crate alloc;
+
+/// Raw chunks that may wait for the writer: 16 x 64 KiB, and as many spare buffers.
+pub const QUEUE_CHUNKS: usize = 16;
+
+pub type Buffer = ChunkBuilder<Box<[u8]>>;
+
+pub struct Queue {
+    chunks: VecDeque<(ChunkKind, u32, Buffer)>,
+    spares: Vec<Box<[u8]>>,
+}
+
+pub static QUEUE: spin::Mutex<Queue> = spin::Mutex::new(Queue {
+    chunks: VecDeque::new(),
+    spares: Vec::new(),
+});
+
+/// Held by whoever compresses and writes; holds the compression output buffer.
+pub static WRITING: spin::Mutex<Vec<u8>> = spin::Mutex::new(Vec::new());
+
+/// Whether a writer thread runs in this process and takes queued chunks.
+pub static WRITER_RUNS: AtomicBool = AtomicBool::new(false);
+
+/// Bumped on every submission; the writer sleeps on it (futex).
+pub static WAKE: AtomicU32 = AtomicU32::new(0);
+
+/// Hand a full buffer over: queued for the writer (the caller gets an empty buffer in
+/// its place), or, without a writer or with the queue full, written now after
+/// everything queued. False if this process does not own the trace (a `vfork` child on
+/// its parent's memory): the buffer is left as it is, for the owner.
+pub fn submit(kind: ChunkKind, thread: u32, b: &mut Buffer) -> bool {
+    if b.is_empty() {
+        return true;
+    }
+    if !output::owns_trace() {
+        return false;
+    }
+    if WRITER_RUNS.load(Ordering::Acquire) {
+        let mut q = QUEUE.lock();
+        if q.chunks.len() < QUEUE_CHUNKS {
+            let spare = q
+                .spares
+                .pop()
+                .unwrap_or_else(|| alloc::vec![0u8; CHUNK_RAW].into_boxed_slice());
+            let full = core::mem::replace(b, ChunkBuilder::new(spare));
+            q.chunks.push_back((kind, thread, full));
+            drop(q);
+            WAKE.fetch_add(1, Ordering::Release);
+            crate::sys::futex_wake(&WAKE);
+            return true;
+        }
+    }
+    write_now(kind, thread, b);
+    b.clear();
+    true
+}
+
+/// Write everything queued, then `b`, now, on the calling thread.
+pub fn write_now<B: AsRef<[u8]> + AsMut<[u8]>>(kind: ChunkKind, thread: u32, b: &ChunkBuilder<B>) {
+    let mut out = WRITING.lock();
+    drain_locked(&mut out);
+    output::encode_and_write(kind, thread, b, &mut out);
+}
+
+/// Write everything queued, on the calling thread (exit, exec, the writer's own loop).
+pub fn drain() {
+    let mut out = WRITING.lock();
+    drain_locked(&mut out);
+}
+
+fn drain_locked(out: &mut Vec<u8>) {
+    loop {
+        let Some((kind, thread, b)) = QUEUE.lock().chunks.pop_front() else {
+            return;
+        };
+        output::encode_and_write(kind, thread, &b, out);
+        let mut buf = b;
+        buf.clear();
+        QUEUE.lock().spares.push(buf.into_buf());
+    }
+}
+
+/// Whether chunks wait to be written.
+pub fn pending() -> bool {
+    !QUEUE.lock().chunks.is_empty()
+}
+
+/// In a forked child: the queued chunks are the parent's (its own writer writes them);
+/// keep their buffers as spares. No writer runs here until the child's own starts.
+pub fn after_fork_child() {
+    WRITER_RUNS.store(false, Ordering::Release);
+    let mut q = QUEUE.lock();
+    while let Some((_, _, mut b)) = q.chunks.pop_front() {
+        b.clear();
+        q.spares.push(b.into_buf());
+    }
+}
