@@ -35,7 +35,10 @@ use alloc::vec::Vec;
 /// First bytes of every trace file.
 pub const MAGIC: [u8; 8] = *b"MEMLENS\0";
 /// Version of the format written by this crate. Readers refuse other versions by name.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version readers still read (version 1: a separate function byte
+/// after each event's tag).
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// First four bytes of every chunk header.
 pub const CHUNK_MAGIC: [u8; 4] = *b"CHNK";
 /// Size of a chunk header in bytes.
@@ -347,10 +350,22 @@ impl ExitKind {
 
 /// Record tags inside chunk payloads.
 pub mod tag {
-    // Events chunks.
+    // Events chunks, format version 1 (a func byte follows the tag); read, no longer
+    // written.
     pub const ALLOC: u8 = 1;
     pub const FREE: u8 = 2;
     pub const REALLOC: u8 = 3;
+    // Events chunks, format version 2: the allocating function in the tag's low 5 bits.
+    /// Alloc: `ALLOC_FUNC | func`.
+    pub const ALLOC_FUNC: u8 = 0x80;
+    /// Free whose stack was not recorded (no stack field): `FREE_FUNC | func`.
+    pub const FREE_FUNC: u8 = 0xA0;
+    /// Free with its stack id: `FREE_STACK_FUNC | func`.
+    pub const FREE_STACK_FUNC: u8 = 0xC0;
+    /// Realloc: `REALLOC_FUNC | func`.
+    pub const REALLOC_FUNC: u8 = 0xE0;
+    /// The kind bits of a version 2 event tag (the rest is the function).
+    pub const KIND_MASK: u8 = 0xE0;
     pub const RSS: u8 = 4;
     pub const HEAP_ERROR: u8 = 5;
     // Meta chunks.
@@ -702,8 +717,10 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
     }
     #[inline]
     fn put_addr(&mut self, addr: u64) {
-        let d = addr.wrapping_sub(self.last_addr) as i64;
-        self.put(varint::zigzag(d));
+        self.put(varint::addr_delta(self.last_addr, addr));
+        if addr & 15 != 0 {
+            self.put_u8((addr & 15) as u8);
+        }
         self.last_addr = addr;
     }
 
@@ -720,8 +737,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         if self.remaining() < MAX_EVENT_RECORD_LEN {
             return Err(WriteError::NoSpace);
         }
-        self.put_u8(tag::ALLOC);
-        self.put_u8(func as u8);
+        self.put_u8(tag::ALLOC_FUNC | func as u8);
         self.put_ts(ts);
         self.put_addr(addr);
         self.put(size);
@@ -742,11 +758,16 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         if self.remaining() < MAX_EVENT_RECORD_LEN {
             return Err(WriteError::NoSpace);
         }
-        self.put_u8(tag::FREE);
-        self.put_u8(func as u8);
-        self.put_ts(ts);
-        self.put_addr(addr);
-        self.put(stack as u64);
+        if stack == 0 {
+            self.put_u8(tag::FREE_FUNC | func as u8);
+            self.put_ts(ts);
+            self.put_addr(addr);
+        } else {
+            self.put_u8(tag::FREE_STACK_FUNC | func as u8);
+            self.put_ts(ts);
+            self.put_addr(addr);
+            self.put(stack as u64);
+        }
         Ok(())
     }
 
@@ -764,8 +785,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         if self.remaining() < MAX_EVENT_RECORD_LEN {
             return Err(WriteError::NoSpace);
         }
-        self.put_u8(tag::REALLOC);
-        self.put_u8(func as u8);
+        self.put_u8(tag::REALLOC_FUNC | func as u8);
         self.put_ts(ts);
         self.put_addr(old);
         self.put_addr(new);

@@ -6,7 +6,7 @@
 //! streams all events in time order, merging the per-thread chunks; it keeps only the chunks
 //! that overlap the current time decoded, so memory stays bounded by (threads x chunk size).
 
-use crate::varint::{unzigzag, Cursor};
+use crate::varint::{unzigzag, AddrReader, Cursor};
 use crate::*;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -46,10 +46,11 @@ impl fmt::Display for TraceError {
             TraceError::NotATrace { path } => write!(f, "{} is not a memlens trace (it does not start with the memlens signature)", path.display()),
             TraceError::Version { path, found } => write!(
                 f,
-                "{} is a memlens trace in trace format version {}; this memlens reads version {} (read it with the memlens that recorded it)",
+                "{} is a memlens trace in trace format version {}; this memlens reads version {} and version {} (read it with the memlens that recorded it)",
                 path.display(),
                 found,
-                FORMAT_VERSION
+                FORMAT_VERSION,
+                OLDEST_FORMAT_VERSION
             ),
             TraceError::BadHeader { path } => write!(f, "{} has a damaged trace header", path.display()),
             TraceError::Corrupt { path, offset, what } => {
@@ -255,6 +256,8 @@ pub struct TraceReader {
     chunks: Vec<ChunkInfo>,
     truncation: Option<Truncation>,
     file_bytes: u64,
+    /// The format version the trace was written in (how its addresses are coded).
+    version: u32,
 }
 
 impl TraceReader {
@@ -290,7 +293,7 @@ impl TraceReader {
             return Err(TraceError::NotATrace { path });
         }
         let version = u32::from_le_bytes(fixed[8..12].try_into().unwrap());
-        if version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(TraceError::Version {
                 path,
                 found: version,
@@ -317,6 +320,7 @@ impl TraceReader {
             chunks: Vec::new(),
             truncation: None,
             file_bytes,
+            version,
         };
         reader.index(16 + hlen + 4)?;
         Ok(reader)
@@ -627,20 +631,28 @@ fn decode_meta(raw: &[u8], md: &mut Metadata) -> Option<()> {
 }
 
 /// Decode all events of one Events chunk.
-fn decode_events(raw: &[u8], thread: u32, first_ts: u64, out: &mut Vec<Event>) -> Option<()> {
+fn decode_events(
+    raw: &[u8],
+    version: u32,
+    thread: u32,
+    first_ts: u64,
+    out: &mut Vec<Event>,
+) -> Option<()> {
     let mut c = Cursor::new(raw);
     let mut ts = first_ts;
-    let mut last_addr = 0u64;
-    let mut addr = |c: &mut Cursor| -> Option<u64> {
-        let d = unzigzag(c.u64()?);
-        last_addr = last_addr.wrapping_add(d as u64);
-        Some(last_addr)
-    };
+    let mut addrs = AddrReader::new(version);
+    let mut addr = |c: &mut Cursor| addrs.read(c);
     while !c.is_empty() {
         let t = c.u8()?;
-        match t {
-            tag::ALLOC => {
-                let func = AllocFunc::from_u8(c.u8()?)?;
+        // Version 1 writes the function in a byte of its own, version 2 in the tag.
+        let (kind, func) = match t {
+            tag::ALLOC | tag::REALLOC => (t, AllocFunc::from_u8(c.u8()?)?),
+            tag::FREE => (tag::FREE_STACK_FUNC, AllocFunc::from_u8(c.u8()?)?),
+            0x80.. => (t & tag::KIND_MASK, AllocFunc::from_u8(t & !tag::KIND_MASK)?),
+            _ => (t, AllocFunc::Malloc),
+        };
+        match kind {
+            tag::ALLOC | tag::ALLOC_FUNC => {
                 ts = ts.checked_add(c.u64()?)?;
                 let a = addr(&mut c)?;
                 out.push(Event::Alloc {
@@ -652,20 +664,23 @@ fn decode_events(raw: &[u8], thread: u32, first_ts: u64, out: &mut Vec<Event>) -
                     stack: c.u32()?,
                 });
             }
-            tag::FREE => {
-                let func = AllocFunc::from_u8(c.u8()?)?;
+            tag::FREE_FUNC | tag::FREE_STACK_FUNC => {
                 ts = ts.checked_add(c.u64()?)?;
                 let a = addr(&mut c)?;
+                let stack = if kind == tag::FREE_STACK_FUNC {
+                    c.u32()?
+                } else {
+                    0
+                };
                 out.push(Event::Free {
                     ts,
                     thread,
                     func,
                     addr: a,
-                    stack: c.u32()?,
+                    stack,
                 });
             }
-            tag::REALLOC => {
-                let func = AllocFunc::from_u8(c.u8()?)?;
+            tag::REALLOC | tag::REALLOC_FUNC => {
                 ts = ts.checked_add(c.u64()?)?;
                 let old = addr(&mut c)?;
                 let new = addr(&mut c)?;
@@ -709,9 +724,9 @@ fn decode_events(raw: &[u8], thread: u32, first_ts: u64, out: &mut Vec<Event>) -
 }
 
 /// Decode all records of one Scan chunk.
-fn decode_scan(raw: &[u8], out: &mut Vec<ScanRecord>) -> Option<()> {
+fn decode_scan(raw: &[u8], version: u32, out: &mut Vec<ScanRecord>) -> Option<()> {
+    let mut addrs = AddrReader::new(version);
     let mut c = Cursor::new(raw);
-    let mut last_addr = 0u64;
     while !c.is_empty() {
         match c.u8()? {
             tag::SCAN_BEGIN => out.push(ScanRecord::Begin {
@@ -743,7 +758,7 @@ fn decode_scan(raw: &[u8], out: &mut Vec<ScanRecord>) -> Option<()> {
                 });
             }
             tag::SCAN_BLOCK => {
-                last_addr = last_addr.wrapping_add(unzigzag(c.u64()?) as u64);
+                let addr = addrs.read(&mut c)?;
                 let size = c.u64()?;
                 let flags = c.u8()?;
                 let l = c.u64()?;
@@ -758,7 +773,7 @@ fn decode_scan(raw: &[u8], out: &mut Vec<ScanRecord>) -> Option<()> {
                     }
                 };
                 out.push(ScanRecord::Block(ScanBlock {
-                    addr: last_addr,
+                    addr,
                     size,
                     state: BlockState::from_u8(flags),
                     heuristic: Heuristic::from_u8((flags >> 2) & 7),
@@ -798,7 +813,7 @@ impl Iterator for ScanStream<'_> {
             let c = &self.reader.chunks[i];
             let mut out = Vec::new();
             let res = self.reader.load(c).and_then(|raw| {
-                decode_scan(&raw, &mut out)
+                decode_scan(&raw, self.reader.version, &mut out)
                     .ok_or_else(|| self.reader.corrupt(c.offset, "a scan record is malformed"))
             });
             if let Err(e) = res {
@@ -859,7 +874,14 @@ impl EventStream<'_> {
         ev.clear();
         *pos = 0;
         let before = ev.capacity();
-        decode_events(&raw, c.header.thread, c.header.first_ts, ev).ok_or_else(|| {
+        decode_events(
+            &raw,
+            self.reader.version,
+            c.header.thread,
+            c.header.first_ts,
+            ev,
+        )
+        .ok_or_else(|| {
             self.reader
                 .corrupt(c.offset, "an event record is malformed")
         })?;

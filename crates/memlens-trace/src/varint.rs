@@ -102,6 +102,46 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// An address as format version 2 writes it after `last`, the previous address of the
+/// chunk: the zigzag delta of the two addresses' 16-byte units, shifted left by one, with
+/// bit 0 set when `addr` is not 16-byte aligned (then one byte with its low 4 bits
+/// follows). glibc's blocks are 16-byte aligned, so the common case saves 4 bits.
+#[inline]
+pub fn addr_delta(last: u64, addr: u64) -> u64 {
+    // Both units are below 2^60, so their difference fits an i64 exactly.
+    let d = (addr >> 4) as i64 - (last >> 4) as i64;
+    zigzag(d) << 1 | (addr & 15 != 0) as u64
+}
+
+/// Reads the addresses of one chunk, in the coding of the trace's format version.
+pub struct AddrReader {
+    last: u64,
+    version: u32,
+}
+
+impl AddrReader {
+    pub fn new(version: u32) -> AddrReader {
+        AddrReader { last: 0, version }
+    }
+
+    /// The next address of the chunk.
+    #[inline]
+    pub fn read(&mut self, c: &mut Cursor) -> Option<u64> {
+        let v = c.u64()?;
+        self.last = if self.version < 2 {
+            self.last.wrapping_add(unzigzag(v) as u64)
+        } else {
+            let unit = ((self.last >> 4) as i64).checked_add(unzigzag(v >> 1))?;
+            if !(0..1 << 60).contains(&unit) {
+                return None;
+            }
+            let low = if v & 1 != 0 { c.u8()? as u64 & 15 } else { 0 };
+            (unit as u64) << 4 | low
+        };
+        Some(self.last)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -274,3 +274,140 @@ fn argv_omitted_roundtrips_and_older_headers_read_as_whole() {
     assert_eq!((older.argv_omitted, older.argv_omitted_bytes), (0, 0));
     assert_eq!(older.argv, h.argv);
 }
+
+/// Every address coding case of format version 2 reads back exactly: aligned and not,
+/// going up and down, the highest and lowest addresses, a heap error's wild pointer.
+#[test]
+fn version_2_addresses_roundtrip_exactly() {
+    let addrs = [
+        0x5555_0000_1000u64,
+        0x5555_0000_0ff0,
+        0x5555_0000_0ff7,
+        0x7fff_ffff_fff0,
+        0,
+        1,
+        u64::MAX,
+        0xdead_beef,
+        0x10,
+    ];
+    let mut w = TraceWriter::new(Vec::new(), &header()).unwrap();
+    w.chunk(ChunkKind::Events, 0, |b| {
+        for (i, &a) in addrs.iter().enumerate() {
+            b.alloc(
+                i as u64,
+                AllocFunc::from_u8(i as u8).unwrap(),
+                a,
+                i as u64,
+                7,
+            )?;
+            b.free(i as u64, AllocFunc::Free, a, i as u32 % 2)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let p = write_tmp("v2addr", &w.finish().unwrap());
+    let r = TraceReader::open(&p).unwrap();
+    let ev: Vec<Event> = r.events().map(|e| e.unwrap()).collect();
+    let mut want = Vec::new();
+    for (i, &a) in addrs.iter().enumerate() {
+        want.push(Event::Alloc {
+            ts: i as u64,
+            thread: 0,
+            func: AllocFunc::from_u8(i as u8).unwrap(),
+            addr: a,
+            size: i as u64,
+            stack: 7,
+        });
+        want.push(Event::Free {
+            ts: i as u64,
+            thread: 0,
+            func: AllocFunc::Free,
+            addr: a,
+            stack: i as u32 % 2,
+        });
+    }
+    assert_eq!(ev, want);
+    std::fs::remove_file(p).ok();
+}
+
+/// A trace in format version 1 (written by memlens before version 2: a function byte
+/// after each event tag, addresses as plain zigzag deltas) still reads, event for event.
+#[test]
+fn version_1_traces_still_read() {
+    fn put(out: &mut Vec<u8>, v: u64) {
+        let mut b = [0u8; varint::MAX_LEN];
+        let n = varint::encode_u64(v, &mut b);
+        out.extend_from_slice(&b[..n]);
+    }
+    // Alloc malloc @0x1008 (16 B, stack 3) at ts 100, realloc to 0x2000 at 110, free by
+    // free (stack 0) at 125, a heap error (not a block) at 0x1008 at 130.
+    let mut raw = Vec::new();
+    raw.extend_from_slice(&[tag::ALLOC, AllocFunc::Malloc as u8]);
+    put(&mut raw, 0);
+    put(&mut raw, varint::zigzag(0x1008));
+    put(&mut raw, 16);
+    put(&mut raw, 3);
+    raw.extend_from_slice(&[tag::REALLOC, AllocFunc::Realloc as u8]);
+    put(&mut raw, 10);
+    put(&mut raw, varint::zigzag(0));
+    put(&mut raw, varint::zigzag(0x2000 - 0x1008));
+    put(&mut raw, 32);
+    put(&mut raw, 3);
+    raw.extend_from_slice(&[tag::FREE, AllocFunc::Free as u8]);
+    put(&mut raw, 15);
+    put(&mut raw, varint::zigzag(0));
+    put(&mut raw, 0);
+    raw.extend_from_slice(&[tag::HEAP_ERROR, AllocFunc::Free as u8]);
+    put(&mut raw, 5);
+    raw.extend_from_slice(&[HeapErrorKind::NotABlock as u8, AllocFunc::Free as u8]);
+    put(&mut raw, varint::zigzag(0x1008 - 0x2000));
+    put(&mut raw, 4);
+    let mut file = Vec::new();
+    header().encode(&mut file);
+    file[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let mut out = vec![0u8; max_encoded_chunk_len(raw.len())];
+    let n = encode_chunk(ChunkKind::Events, 0, 100, 130, &raw, &mut out).unwrap();
+    file.extend_from_slice(&out[..n]);
+    let p = write_tmp("v1", &file);
+    let r = TraceReader::open(&p).unwrap();
+    let ev: Vec<Event> = r.events().map(|e| e.unwrap()).collect();
+    assert_eq!(
+        ev,
+        vec![
+            Event::Alloc {
+                ts: 100,
+                thread: 0,
+                func: AllocFunc::Malloc,
+                addr: 0x1008,
+                size: 16,
+                stack: 3
+            },
+            Event::Realloc {
+                ts: 110,
+                thread: 0,
+                func: AllocFunc::Realloc,
+                old: 0x1008,
+                new: 0x2000,
+                size: 32,
+                stack: 3
+            },
+            Event::Free {
+                ts: 125,
+                thread: 0,
+                func: AllocFunc::Free,
+                addr: 0x2000,
+                stack: 0
+            },
+            Event::HeapError {
+                ts: 130,
+                thread: 0,
+                func: AllocFunc::Free,
+                kind: HeapErrorKind::NotABlock,
+                addr: 0x1008,
+                alloc_func: AllocFunc::Free,
+                stack: 4
+            },
+        ]
+    );
+    std::fs::remove_file(p).ok();
+}
