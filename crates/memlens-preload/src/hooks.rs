@@ -13,7 +13,7 @@
 
 use crate::caller;
 use crate::live::{self, Meta, Removed};
-use crate::thread::{record, Caller, Op};
+use crate::thread::{record, record_then, Caller, Op};
 use core::ffi::{c_int, c_void};
 use memlens_trace::{AllocFunc, HeapErrorKind};
 
@@ -41,21 +41,25 @@ fn track(func: AllocFunc, p: *mut c_void, size: u64) {
     live::insert(p as u64, Meta::new(size, func, internal));
 }
 
-/// A block came back from the real allocator: enter it in the table, record it.
+/// A block came back from the real allocator: record it, enter it in the table. The
+/// table's slot is prefetched first and filled after the event is encoded, so that its
+/// cache miss overlaps the recording. (Nothing else can see the block before the hook
+/// returns it; the entry is made before the thread may stop for an exit scan.)
 #[inline(always)]
 fn allocated(func: AllocFunc, p: *mut c_void, size: u64, c: Caller) {
     if p.is_null() {
         return;
     }
-    track(func, p, size);
-    record(
-        func,
-        Op::Alloc {
-            addr: p as u64,
-            size,
-        },
-        c,
-    );
+    live::prefetch(p as u64);
+    let meta = Meta::new(size, func, crate::tls::busy());
+    let enter = || live::insert(p as u64, meta);
+    let op = Op::Alloc {
+        addr: p as u64,
+        size,
+    };
+    if !record_then(func, op, c, enter) {
+        enter();
+    }
 }
 
 /// `p` is being released by `func`: take it out of the table. Returns the block's
@@ -212,6 +216,16 @@ unsafe fn release(func: AllocFunc, p: *mut c_void, c: Caller) {
     if p.is_null() {
         return;
     }
+    // Two cache misses, usually: the table's slot and glibc's chunk header (the size word
+    // before the block, which the real free reads). Asked for together, they overlap.
+    live::prefetch(p as u64);
+    // SAFETY: a prefetch cannot fault, whatever `p` is.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch(
+            (p as *const i8).wrapping_sub(8),
+            core::arch::x86_64::_MM_HINT_T0,
+        )
+    };
     match releasing(func, p, c) {
         None => return,
         // A block allocated on the recorder's behalf (by libc code it called, busy) was

@@ -22,7 +22,7 @@
 
 use crate::own_memory;
 use crate::tls;
-use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use memlens_trace::AllocFunc;
 
 pub const SHARDS: usize = 256;
@@ -154,14 +154,54 @@ impl Table {
 struct Shard {
     lock: AtomicBool,
     table: AtomicPtr<Table>,
+    /// The table's `cap` and `cap_inverse`, copied here (under the lock) so that
+    /// [`prefetch`] can find a slot without reading a table that another thread may be
+    /// replacing: at worst it prefetches a useless address.
+    cap: AtomicUsize,
+    cap_inverse: AtomicU64,
 }
 
 static TABLE: [Shard; SHARDS] = [const {
     Shard {
         lock: AtomicBool::new(false),
         table: AtomicPtr::new(core::ptr::null_mut()),
+        cap: AtomicUsize::new(0),
+        cap_inverse: AtomicU64::new(0),
     }
 }; SHARDS];
+
+impl Shard {
+    /// Publish a new table (shard locked).
+    fn publish(&self, t: *mut Table) {
+        // SAFETY: t is a mapped table whose header is written.
+        let (cap, inv) = unsafe { ((*t).cap, (*t).cap_inverse) };
+        self.cap.store(cap, Ordering::Relaxed);
+        self.cap_inverse.store(inv, Ordering::Relaxed);
+        self.table.store(t, Ordering::Release);
+    }
+}
+
+/// Ask the CPU to load the slot where the block at `addr` would start its probe, without
+/// waiting: the table is touched in the program's free order, so that slot is usually a
+/// cache miss, and the hooks issue this early to overlap it with their other work. Takes
+/// no lock and never faults (a prefetch of an unmapped address does nothing).
+#[inline(always)]
+pub fn prefetch(addr: u64) {
+    let shard = &TABLE[shard_of(addr)];
+    let t = shard.table.load(Ordering::Relaxed);
+    let (cap, inv) = (
+        shard.cap.load(Ordering::Relaxed),
+        shard.cap_inverse.load(Ordering::Relaxed),
+    );
+    if t.is_null() || cap == 0 {
+        return;
+    }
+    let i = home_in(addr, cap as u64, inv);
+    let p = (t as *const u8).wrapping_add(core::mem::size_of::<Table>() + i * SLOT_BYTES);
+    // SAFETY: a prefetch is a hint: it reads nothing into the program and cannot fault,
+    // whatever the address.
+    unsafe { core::arch::x86_64::_mm_prefetch(p as *const i8, core::arch::x86_64::_MM_HINT_T0) };
+}
 
 /// Blocks are placed by 1 MiB region: the region picks the shard and a pseudo-random
 /// offset, and within a region consecutive blocks take consecutive slots. The intent is
@@ -183,10 +223,15 @@ fn shard_of(addr: u64) -> usize {
 /// table's `cap_inverse`: no division in the hot path), wrapped around.
 #[inline(always)]
 fn home(addr: u64, t: &Table) -> usize {
-    let cap = t.cap as u64;
+    home_in(addr, t.cap as u64, t.cap_inverse)
+}
+
+/// [`home`] for a table of `cap` slots with that `cap_inverse`.
+#[inline(always)]
+fn home_in(addr: u64, cap: u64, cap_inverse: u64) -> usize {
     let base = (((region_hash(addr) << 8) as u128 * cap as u128) >> 64) as u64;
     let local = (addr >> 4) & 0xFFFF;
-    let local = ((t.cap_inverse.wrapping_mul(local) as u128 * cap as u128) >> 64) as u64;
+    let local = ((cap_inverse.wrapping_mul(local) as u128 * cap as u128) >> 64) as u64;
     let h = base + local;
     (if h < cap { h } else { h - cap }) as usize
 }
@@ -332,7 +377,7 @@ fn apply(shard: &Shard, op: Op) -> Removed {
         match new_table(INITIAL_SLOTS) {
             Some(t) => {
                 tp = t;
-                shard.table.store(tp, Ordering::Release);
+                shard.publish(tp);
             }
             None => return Removed::Deferred,
         }
@@ -450,7 +495,7 @@ fn grow(shard: &Shard, old: *mut Table) {
     }
     // SAFETY: the new table is ours.
     unsafe { (*new).count = count };
-    shard.table.store(new, Ordering::Release);
+    shard.publish(new);
     // SAFETY: the old table was this shard's, replaced above; only lock holders and the
     // exit scan (which runs with every other thread stopped) read it.
     unsafe { own_memory::unmap(old as *mut u8, Table::bytes(old_cap)) };

@@ -318,20 +318,31 @@ pub enum Op {
 /// before the real release (so a reuse of the address by another thread comes later).
 #[inline]
 pub fn record(func: AllocFunc, op: Op, caller: Caller) {
+    record_then(func, op, caller, || ());
+}
+
+/// [`record`], then run `then` before leaving the recorder: a stop for the exit scan or
+/// a fatal signal that arrived meanwhile is handled after it. False, without running
+/// `then`, when nothing was recorded (not started, disabled, or re-entered).
+#[inline]
+pub fn record_then(func: AllocFunc, op: Op, caller: Caller, then: impl FnOnce()) -> bool {
     if !ACTIVE.load(Ordering::Relaxed) && !crate::lifecycle::init_early() {
-        return;
+        return false;
     }
     if DISABLED.load(Ordering::Relaxed) {
-        return;
+        return false;
     }
     let Some(busy) = tls::BusyGuard::enter() else {
-        return;
+        return false;
     };
     let ts0 = now_ns();
     let st = state_for(busy.here(), ts0);
     st.lock();
     record_into(st, func, op, caller, ts0);
     st.unlock();
+    then();
+    drop(busy);
+    true
 }
 
 #[inline]
