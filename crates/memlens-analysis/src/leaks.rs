@@ -13,7 +13,7 @@
 //! allocated. Each distinct (kind, stack) is one error with a count.
 
 use crate::replay::{AddrMap, Replay};
-use crate::report::Progress;
+use crate::site::Progress;
 use crate::suppressions::{
     gen_error_suppression, gen_suppression, LeakKind, SuppressionInfo, Suppressions,
 };
