@@ -3,14 +3,17 @@
 
 use crate::export::json_values;
 use crate::flamegraph::{svg, Style};
-use crate::profile::{folded, load, metric_parser, value_text, Dest};
-use crate::report::{
-    count, frame_json, human_bytes, human_time, json_trace, text_stack, window_spec, Format,
-};
+use crate::present::frames::{frame_json, text_stack};
+use crate::present::output::Dest;
+use crate::present::trace::json_trace;
+use crate::present::window_spec;
+use crate::profile::{folded, load, metric_parser, value_text};
+use crate::report::Format;
 use memlens_analysis::diff::{diff, match_name, Diff, DiffSite, Status};
 use memlens_analysis::profile::{Unit, Values, METRICS};
 use memlens_analysis::window::WindowSpec;
 use memlens_analysis::{Metric, Profile, ProfileOptions, Symbolizer};
+use memlens_common::units::{count, human_bytes, human_time};
 use serde_json::{json, Map, Value};
 use std::fmt::Write as _;
 use std::path::PathBuf;

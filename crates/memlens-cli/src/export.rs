@@ -2,8 +2,10 @@
 //! profile.proto), collapsed (folded stacks of one metric) or JSON (every metric of
 //! every site, with stacks). Formats in `docs/EXPORT.md`.
 
-use crate::profile::{folded, folded_text, load, metric_parser, require_known, Dest};
-use crate::report::{frame_json, json_trace};
+use crate::present::frames::frame_json;
+use crate::present::output::Dest;
+use crate::present::trace::json_trace;
+use crate::profile::{folded, folded_text, load, metric_parser, require_known};
 use memlens_analysis::profile::METRICS;
 use memlens_analysis::{Metric, Profile, ProfileOptions, Symbolizer};
 use serde_json::{json, Map, Value};

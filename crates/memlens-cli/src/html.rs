@@ -12,8 +12,11 @@
 //! timeline, which follows the sites the report found.
 
 use crate::leaks::{parse_yes_no, GenSuppressions, KindSet, LeakOptions, LeakResolution, LeakView};
+use crate::present::frames::{is_system_module, site_labels};
+use crate::present::progress::Bar;
+use crate::present::{ms, window_spec};
 use crate::profile::folded_stack;
-use crate::report::{is_system_module, json_report, site_labels, window_spec, Bar};
+use crate::report::{json_report, SECTIONS};
 use memlens_analysis::leaks::Resolution;
 use memlens_analysis::profile::{SiteProfile, METRICS};
 use memlens_analysis::replay::SiteKey;
@@ -98,7 +101,7 @@ pub fn main(args: HtmlArgs) -> ExitCode {
 }
 
 fn output_path(args: &HtmlArgs) -> PathBuf {
-    crate::report::output_or_default(args.output.as_ref(), &args.trace, "html")
+    crate::present::output::output_or_default(args.output.as_ref(), &args.trace, "html")
 }
 
 /// Analyse, build the page, write it. The output file is created first, so that an
@@ -234,6 +237,10 @@ fn build(
         "timeline": timeline,
         "flame": flame,
         "system_modules": system_modules,
+        "sections": SECTIONS
+            .iter()
+            .map(|s| json!({"name": s.name, "key": s.key, "page": s.page}))
+            .collect::<Vec<_>>(),
     });
     let h = &report.header;
     let title = format!(
@@ -285,10 +292,6 @@ fn cut(r: &mut Report, top: usize) {
     r.temporary.sites.truncate(top);
     r.growth.sites.truncate(top);
     r.advice.truncate(top);
-}
-
-fn ms(ns: u64) -> f64 {
-    ns as f64 / 1e6
 }
 
 fn timeline_json(r: &Report, tl: &Timeline, sym: &mut Symbolizer) -> Value {
