@@ -3,6 +3,7 @@
 //! every site, with stacks). Formats in `docs/EXPORT.md`.
 
 use crate::present::frames::frame_json;
+use crate::present::ms;
 use crate::present::output::Dest;
 use crate::present::trace::json_trace;
 use crate::profile::{folded, folded_text, load, metric_parser, require_known};
@@ -144,7 +145,7 @@ pub fn json(p: &Profile, sym: &mut Symbolizer) -> Value {
     json!({
         "trace": json_trace(&p.path, &p.header, p.truncation.as_ref(), p.end.as_ref(), &warnings),
         "leak_check": p.leak_check,
-        "peak_time_ms": p.totals.peak_heap_ns as f64 / 1e6,
+        "peak_time_ms": ms(p.totals.peak_heap_ns),
         "metrics": metrics,
         "totals": json_values(p, &p.sums),
         "sites": sites,

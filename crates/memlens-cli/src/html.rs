@@ -8,8 +8,9 @@
 //! the other commands' output: `report` holds `memlens report --format json`'s object,
 //! `leaks` `memlens leaks --format json`'s, `timeline` the series of `memlens plot`, and
 //! `flame` the folded stacks of `memlens flamegraph` for every metric of the profile
-//! table. The analysis is one pass for the report (with the leak check) and one for the
-//! timeline, which follows the sites the report found.
+//! table; `sections` is the report's section table (name, JSON key, the element the
+//! script draws it in). The analysis is one pass for the report (with the leak check)
+//! and one for the timeline, which follows the sites the report found.
 
 use crate::leaks::{parse_yes_no, GenSuppressions, KindSet, LeakOptions, LeakResolution, LeakView};
 use crate::present::frames::{is_system_module, site_labels};
