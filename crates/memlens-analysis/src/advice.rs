@@ -11,7 +11,7 @@
 //! | pool | at least [`POOL_MIN_ALLOCATIONS`] allocations, all of one size, at least [`POOL_MIN_FREED_FRACTION`] of them freed in the window, and fewer than [`TEMPORARY_MIN_FRACTION`] temporary | a pool / free list / arena of objects of that size |
 
 use crate::growth::GrowthFit;
-use crate::report::Site;
+use crate::site::Site;
 use memlens_common::units::human_bytes;
 
 pub const TEMPORARY_MIN: u64 = 1000;
@@ -166,7 +166,7 @@ pub fn sort(advice: &mut [Advice]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::SiteStats;
+    use crate::site::SiteStats;
     use memlens_trace::AllocFunc;
 
     fn site(allocations: u64) -> Site {

@@ -13,7 +13,7 @@
 //! allocated. Each distinct (kind, stack) is one error with a count.
 
 use crate::replay::{AddrMap, Replay};
-use crate::report::Progress;
+use crate::site::Progress;
 use crate::suppressions::{
     gen_error_suppression, gen_suppression, LeakKind, SuppressionInfo, Suppressions,
 };
@@ -229,6 +229,58 @@ pub struct LeakReport {
     pub errors: Vec<HeapError>,
 }
 
+/// The exit scan's records: what the scan was, its roots by id, its blocks.
+type Scan = (ScanInfo, HashMap<u32, Root>, Vec<ScanBlock>);
+
+/// Read the exit scan's records ([`Scan`]).
+fn read_scan(r: &TraceReader) -> Result<Scan, crate::Error> {
+    let mut info = ScanInfo {
+        trigger: ExitKind::Exit,
+        code: 0,
+        stopped_threads: 0,
+        unstoppable_threads: 0,
+        freeres: false,
+        duration_ns: 0,
+        internal: Amount::default(),
+        unknown_blocks: 0,
+    };
+    let mut started = 0;
+    let mut roots: HashMap<u32, Root> = HashMap::new();
+    let mut blocks: Vec<ScanBlock> = Vec::new();
+    for rec in r.scan() {
+        match rec? {
+            ScanRecord::Begin {
+                ts,
+                trigger,
+                code,
+                stopped,
+                unstoppable,
+                flags,
+                ..
+            } => {
+                started = ts;
+                info.trigger = trigger;
+                info.code = code;
+                info.stopped_threads = stopped;
+                info.unstoppable_threads = unstoppable;
+                info.freeres = flags & 1 != 0;
+            }
+            ScanRecord::Root {
+                id,
+                kind,
+                tid,
+                name,
+                ..
+            } => {
+                roots.insert(id, Root { kind, tid, name });
+            }
+            ScanRecord::Block(b) => blocks.push(b),
+            ScanRecord::End { ts, .. } => info.duration_ns = ts.saturating_sub(started),
+        }
+    }
+    Ok((info, roots, blocks))
+}
+
 struct Root {
     kind: RootKind,
     tid: u32,
@@ -383,51 +435,7 @@ impl LeakTracker {
             });
         }
 
-        // The scan.
-        let mut info = ScanInfo {
-            trigger: ExitKind::Exit,
-            code: 0,
-            stopped_threads: 0,
-            unstoppable_threads: 0,
-            freeres: false,
-            duration_ns: 0,
-            internal: Amount::default(),
-            unknown_blocks: 0,
-        };
-        let mut started = 0;
-        let mut roots: HashMap<u32, Root> = HashMap::new();
-        let mut blocks: Vec<ScanBlock> = Vec::new();
-        for rec in r.scan() {
-            match rec? {
-                ScanRecord::Begin {
-                    ts,
-                    trigger,
-                    code,
-                    stopped,
-                    unstoppable,
-                    flags,
-                    ..
-                } => {
-                    started = ts;
-                    info.trigger = trigger;
-                    info.code = code;
-                    info.stopped_threads = stopped;
-                    info.unstoppable_threads = unstoppable;
-                    info.freeres = flags & 1 != 0;
-                }
-                ScanRecord::Root {
-                    id,
-                    kind,
-                    tid,
-                    name,
-                    ..
-                } => {
-                    roots.insert(id, Root { kind, tid, name });
-                }
-                ScanRecord::Block(b) => blocks.push(b),
-                ScanRecord::End { ts, .. } => info.duration_ns = ts.saturating_sub(started),
-            }
-        }
+        let (mut info, roots, blocks) = read_scan(r)?;
 
         // Each block's site, from the replay.
         let site = |b: &ScanBlock| -> (AllocFunc, u32) {

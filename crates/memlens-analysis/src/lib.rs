@@ -4,6 +4,8 @@
 //! * [`report`]: builds a [`Report`] in one streaming pass over a trace: totals, peak
 //!   heap, not freed at exit, top sites, temporary allocations, growth, heap vs RSS,
 //!   advice, and the leak analysis, for the whole run or a [`window`] of it.
+//! * [`site`]: what the passes share: an allocation [`Site`] and its statistics, the
+//!   [`Progress`] of a pass, the end of a run.
 //! * [`temporary`]: the definition of a temporary allocation, for every view that counts
 //!   them.
 //! * [`growth`]: per-site floors of live bytes over time, and the growing-site rules.
@@ -11,8 +13,6 @@
 //! * [`advice`]: the advice rules and their thresholds.
 //! * [`timeline`]: heap, RSS and top sites over time, downsampled, for charts.
 //! * [`leaks`]: memcheck's leak kinds from the exit scan, and heap errors.
-//! * [`report`]: builds a [`Report`] (totals, peak heap, not freed at exit, top sites)
-//!   with two streaming passes over a trace.
 //! * [`profile`]: every metric of every allocation site ([`Profile`]), for flame graphs
 //!   and exports; [`diff`] compares two profiles site by site, matching sites by their
 //!   symbolized stacks.
@@ -39,6 +39,7 @@ pub mod leaks;
 pub mod profile;
 pub mod replay;
 pub mod report;
+pub mod site;
 pub mod suppressions;
 pub mod symbolize;
 pub mod temporary;
@@ -47,9 +48,10 @@ pub mod window;
 
 pub use profile::{Metric, Profile, ProfileOptions};
 pub use report::{
-    GrowingSite, GrowthSort, LiveSort, NotFreed, PeakHeap, Progress, Report, ReportOptions, Site,
-    SiteStats, SortOptions, TemporarySort, Totals,
+    GrowingSite, GrowthSort, LiveSort, NotFreed, PeakHeap, Report, ReportOptions, SortOptions,
+    TemporarySort, Totals,
 };
+pub use site::{Progress, Site, SiteStats};
 pub use symbolize::{Frame, Symbolizer};
 pub use window::{TimePoint, Window, WindowSpec};
 

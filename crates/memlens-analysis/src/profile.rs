@@ -14,7 +14,8 @@
 
 use crate::leaks::{LeakReport, Resolution};
 use crate::replay::SiteKey;
-use crate::report::{Progress, Report, ReportOptions, Totals};
+use crate::report::{Report, ReportOptions, Totals};
+use crate::site::Progress;
 use crate::window::{Window, WindowSpec};
 use crate::Error;
 use memlens_trace::reader::{EndRecord, Metadata, RawFrame, TraceReader, Truncation};

@@ -5,7 +5,8 @@
 //! recorded in the trace: otherwise the debug information would describe another binary
 //! and the names would be wrong. Such modules' frames are shown as `module+0xoffset` and a
 //! warning says why. Results are cached per raw frame, and only the frames asked for are
-//! ever symbolized.
+//! ever symbolized. The data symbols of a module (the globals the leak check names as
+//! roots) are read once per module, under the same build-id check.
 
 use blazesym::symbolize::source::{Elf, Source};
 use blazesym::symbolize::{CodeInfo, Input, Symbolized, Symbolizer as Blaze};
@@ -128,6 +129,8 @@ pub struct Symbolizer {
     blaze: Blaze,
     modules: HashMap<u32, ModuleEntry>,
     cache: HashMap<RawFrame, Vec<Frame>>,
+    /// Each module's data symbols (address, size, symbol), read on first use.
+    data_symbols: HashMap<u32, Vec<(u64, u64, String)>>,
     warnings: Vec<String>,
     /// Allocation wrappers ([`DEFAULT_ALLOC_FNS`] and `--alloc-fn`).
     alloc_fns: std::collections::HashSet<String>,
@@ -158,6 +161,7 @@ impl Symbolizer {
                 })
                 .collect(),
             cache: HashMap::new(),
+            data_symbols: HashMap::new(),
             warnings: Vec::new(),
             alloc_fns: DEFAULT_ALLOC_FNS
                 .iter()
@@ -282,6 +286,25 @@ impl Symbolizer {
         matches!(e.state, ModuleState::Usable)
     }
 
+    /// The data symbol (a global variable) of `module` that contains `vaddr` (an ELF
+    /// virtual address), demangled. `None` when the module cannot be used (missing,
+    /// changed since recording: the same build-id check as for frames) or no data symbol
+    /// covers the address. A module's symbols are read once.
+    pub fn data_symbol(&mut self, module: u32, vaddr: u64) -> Option<String> {
+        if !self.usable(module) {
+            return None;
+        }
+        let path = &self.modules[&module].module.path;
+        let symbols = self
+            .data_symbols
+            .entry(module)
+            .or_insert_with(|| read_data_symbols(Path::new(path)));
+        symbols
+            .iter()
+            .find(|&&(addr, size, _)| vaddr >= addr && vaddr < addr + size.max(1))
+            .map(|(_, _, name)| demangle(name).0)
+    }
+
     fn resolve(&mut self, raw: RawFrame) -> Vec<Frame> {
         let fallback = self.fallback(raw);
         if raw.module == 0 || raw.offset == 0 || !self.usable(raw.module) {
@@ -350,6 +373,23 @@ impl Symbolizer {
             self.cache.insert(f, frames);
         }
     }
+}
+
+/// The data symbols of an ELF file (static table, then dynamic), in file order; empty if
+/// it cannot be read.
+fn read_data_symbols(path: &Path) -> Vec<(u64, u64, String)> {
+    use object::{Object, ObjectSymbol};
+    let Ok(data) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    let Ok(file) = object::File::parse(&*data) else {
+        return Vec::new();
+    };
+    file.symbols()
+        .chain(file.dynamic_symbols())
+        .filter(|s| s.kind() == object::SymbolKind::Data)
+        .filter_map(|s| Some((s.address(), s.size(), s.name().ok()?.to_string())))
+        .collect()
 }
 
 /// Below this many new frames, [`Symbolizer::prefetch`] stays on one thread.

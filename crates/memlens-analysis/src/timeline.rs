@@ -9,7 +9,7 @@
 //! the buckets.
 
 use crate::replay::{Block, HeapObserver, Release, Replay, SiteKey};
-use crate::report::{Progress, Report};
+use crate::site::{run_end_ns, Progress};
 use crate::window::{Window, WindowSpec};
 use crate::Error;
 use memlens_trace::reader::{Event, TraceReader};
@@ -114,7 +114,7 @@ impl Timeline {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Timeline, Error> {
         let metadata = reader.metadata()?;
-        let run_end = Report::run_end_ns(reader, &metadata);
+        let run_end = run_end_ns(reader, &metadata);
         let win = opts.window.resolve(run_end).map_err(Error::Window)?;
         let chunks_total = reader.event_chunk_count() as u64;
         let buckets = opts.buckets.max(1);

@@ -3,14 +3,17 @@
 
 use crate::export::json_values;
 use crate::flamegraph::{svg, Style};
-use crate::profile::{folded, load, metric_parser, value_text, Dest};
-use crate::report::{
-    count, frame_json, human_bytes, human_time, json_trace, text_stack, window_spec, Format,
-};
+use crate::present::frames::{frame_json, text_stack};
+use crate::present::output::Dest;
+use crate::present::trace::json_trace;
+use crate::present::{ms, window_spec};
+use crate::profile::{folded, load, metric_parser, value_text};
+use crate::report::Format;
 use memlens_analysis::diff::{diff, match_name, Diff, DiffSite, Status};
 use memlens_analysis::profile::{Unit, Values, METRICS};
 use memlens_analysis::window::WindowSpec;
 use memlens_analysis::{Metric, Profile, ProfileOptions, Symbolizer};
+use memlens_common::units::{count, human_bytes, human_time};
 use serde_json::{json, Map, Value};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -250,9 +253,9 @@ fn end_label(label: &str, windowed: bool) -> String {
 /// The `window` object of a side in JSON.
 fn window_json(p: &Profile) -> Value {
     json!({
-        "from_ms": p.window.from_ns as f64 / 1e6,
-        "to_ms": p.window.to_ns as f64 / 1e6,
-        "run_ms": p.window.run_ns as f64 / 1e6,
+        "from_ms": ms(p.window.from_ns),
+        "to_ms": ms(p.window.to_ns),
+        "run_ms": ms(p.window.run_ns),
         "whole_run": p.window.is_whole(),
     })
 }

@@ -2,8 +2,11 @@
 //! profile.proto), collapsed (folded stacks of one metric) or JSON (every metric of
 //! every site, with stacks). Formats in `docs/EXPORT.md`.
 
-use crate::profile::{folded, folded_text, load, metric_parser, require_known, Dest};
-use crate::report::{frame_json, json_trace};
+use crate::present::frames::frame_json;
+use crate::present::ms;
+use crate::present::output::Dest;
+use crate::present::trace::json_trace;
+use crate::profile::{folded, folded_text, load, metric_parser, require_known};
 use memlens_analysis::profile::METRICS;
 use memlens_analysis::{Metric, Profile, ProfileOptions, Symbolizer};
 use serde_json::{json, Map, Value};
@@ -142,7 +145,7 @@ pub fn json(p: &Profile, sym: &mut Symbolizer) -> Value {
     json!({
         "trace": json_trace(&p.path, &p.header, p.truncation.as_ref(), p.end.as_ref(), &warnings),
         "leak_check": p.leak_check,
-        "peak_time_ms": p.totals.peak_heap_ns as f64 / 1e6,
+        "peak_time_ms": ms(p.totals.peak_heap_ns),
         "metrics": metrics,
         "totals": json_values(p, &p.sums),
         "sites": sites,

@@ -1,7 +1,8 @@
 //! `memlens flamegraph`: one metric of every allocation site as an interactive flame
 //! graph (inferno's SVG: click to zoom, Ctrl-F to search) or as folded stacks.
 
-use crate::profile::{folded, folded_text, load, metric_parser, require_known, value_text, Dest};
+use crate::present::output::Dest;
+use crate::profile::{folded, folded_text, load, metric_parser, require_known, value_text};
 use memlens_analysis::{Metric, Profile, ProfileOptions, Symbolizer};
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -8,12 +8,16 @@
 //! the other commands' output: `report` holds `memlens report --format json`'s object,
 //! `leaks` `memlens leaks --format json`'s, `timeline` the series of `memlens plot`, and
 //! `flame` the folded stacks of `memlens flamegraph` for every metric of the profile
-//! table. The analysis is one pass for the report (with the leak check) and one for the
-//! timeline, which follows the sites the report found.
+//! table; `sections` is the report's section table (name, JSON key, the element the
+//! script draws it in). The analysis is one pass for the report (with the leak check)
+//! and one for the timeline, which follows the sites the report found.
 
 use crate::leaks::{parse_yes_no, GenSuppressions, KindSet, LeakOptions, LeakResolution, LeakView};
+use crate::present::frames::{is_system_module, site_labels};
+use crate::present::progress::Bar;
+use crate::present::{ms, window_spec};
 use crate::profile::folded_stack;
-use crate::report::{is_system_module, json_report, site_labels, window_spec, Bar};
+use crate::report::{json_report, SECTIONS};
 use memlens_analysis::leaks::Resolution;
 use memlens_analysis::profile::{SiteProfile, METRICS};
 use memlens_analysis::replay::SiteKey;
@@ -98,7 +102,7 @@ pub fn main(args: HtmlArgs) -> ExitCode {
 }
 
 fn output_path(args: &HtmlArgs) -> PathBuf {
-    crate::report::output_or_default(args.output.as_ref(), &args.trace, "html")
+    crate::present::output::output_or_default(args.output.as_ref(), &args.trace, "html")
 }
 
 /// Analyse, build the page, write it. The output file is created first, so that an
@@ -234,6 +238,10 @@ fn build(
         "timeline": timeline,
         "flame": flame,
         "system_modules": system_modules,
+        "sections": SECTIONS
+            .iter()
+            .map(|s| json!({"name": s.name, "key": s.key, "page": s.page}))
+            .collect::<Vec<_>>(),
     });
     let h = &report.header;
     let title = format!(
@@ -285,10 +293,6 @@ fn cut(r: &mut Report, top: usize) {
     r.temporary.sites.truncate(top);
     r.growth.sites.truncate(top);
     r.advice.truncate(top);
-}
-
-fn ms(ns: u64) -> f64 {
-    ns as f64 / 1e6
 }
 
 fn timeline_json(r: &Report, tl: &Timeline, sym: &mut Symbolizer) -> Value {

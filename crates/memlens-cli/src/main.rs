@@ -10,6 +10,7 @@ mod leaks;
 mod plot;
 mod png;
 mod pprof;
+mod present;
 mod profile;
 mod report;
 mod run;

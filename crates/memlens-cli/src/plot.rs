@@ -2,11 +2,11 @@
 //! time, and the live bytes of the top sites. The data comes from
 //! [`memlens_analysis::timeline::Timeline`]; this module only draws it.
 
-use crate::report::{human_time, site_labels, window_spec, Bar};
+use crate::present::{frames::site_labels, progress::Bar, window_spec};
 use memlens_analysis::timeline::{Timeline, TimelineOptions};
 use memlens_analysis::Symbolizer;
 use memlens_common::chart::{byte_grid, esc, nice_axis, time_grid, time_unit};
-use memlens_common::units::human_bytes;
+use memlens_common::units::{human_bytes, human_time};
 use memlens_trace::reader::TraceReader;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -53,7 +53,7 @@ pub fn main(args: PlotArgs) -> ExitCode {
 }
 
 fn plot(args: &PlotArgs) -> Result<PathBuf, String> {
-    let out = crate::report::output_or_default(args.output.as_ref(), &args.trace, "svg");
+    let out = crate::present::output::output_or_default(args.output.as_ref(), &args.trace, "svg");
     let png = match out.extension().and_then(|e| e.to_str()) {
         Some(e) if e.eq_ignore_ascii_case("svg") => false,
         Some(e) if e.eq_ignore_ascii_case("png") => true,

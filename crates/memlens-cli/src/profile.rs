@@ -1,13 +1,13 @@
 //! What `flamegraph`, `export` and `diff` share: loading a [`Profile`], the `--metric`
-//! option, folded stacks, values for people, and writing the output.
+//! option, folded stacks and values for people.
 
-use crate::report::{count, human_bytes, with_progress};
+use crate::present::progress::with_progress;
 use memlens_analysis::profile::{Unit, METRICS};
 use memlens_analysis::{Frame, Metric, Profile, ProfileOptions, Symbolizer};
+use memlens_common::units::{human_bytes, plural};
 use memlens_trace::reader::TraceReader;
 use memlens_trace::AllocFunc;
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::Path;
 
 /// `--metric NAME`, with the names and titles of the metric table as possible values.
@@ -54,8 +54,8 @@ pub fn require_known(p: &Profile, metric: Metric) -> Result<(), String> {
 pub fn value_text(unit: Unit, v: u64) -> String {
     match unit {
         Unit::Bytes => human_bytes(v),
-        Unit::Allocations => format!("{} allocation{}", count(v), if v == 1 { "" } else { "s" }),
-        Unit::Blocks => format!("{} block{}", count(v), if v == 1 { "" } else { "s" }),
+        Unit::Allocations => plural(v, "allocation", "allocations"),
+        Unit::Blocks => plural(v, "block", "blocks"),
     }
 }
 
@@ -102,40 +102,4 @@ pub fn folded_text(stacks: &BTreeMap<String, u64>) -> String {
         s.push('\n');
     }
     s
-}
-
-/// Where an output goes: a file, or stdout for no `-o` and `-o -`.
-pub enum Dest<'a> {
-    Stdout,
-    File(&'a Path),
-}
-
-impl<'a> Dest<'a> {
-    pub fn new(output: Option<&'a Path>) -> Self {
-        match output {
-            Some(p) if p != Path::new("-") => Dest::File(p),
-            _ => Dest::Stdout,
-        }
-    }
-
-    /// Refuse a terminal for output a terminal cannot show (`what`: "a binary pprof
-    /// profile"), before any work is done.
-    pub fn refuse_terminal(&self, what: &str, example: &str) -> Result<(), String> {
-        match self {
-            Dest::Stdout if std::io::stdout().is_terminal() => Err(format!(
-                "refusing to write {what} to the terminal: give -o FILE (e.g. -o {example}) or redirect stdout"
-            )),
-            _ => Ok(()),
-        }
-    }
-
-    /// Write the whole output. A reader that went away from stdout is not an error.
-    pub fn write(&self, data: &[u8]) -> Result<(), String> {
-        match self {
-            Dest::Stdout => crate::write_stdout(data),
-            Dest::File(p) => {
-                std::fs::write(p, data).map_err(|e| format!("cannot write {}: {e}", p.display()))
-            }
-        }
-    }
 }

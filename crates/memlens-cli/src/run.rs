@@ -752,7 +752,7 @@ fn leak_gate(trace: &Path, view: &mut crate::leaks::LeakView, args: &RunArgs, qu
 /// leak check's definitely + indirectly lost bytes, if it could be read.
 fn budget_gate(r: &memlens_analysis::Report, b: &Budgets, leaked: Option<u64>) -> bool {
     let mut failed = false;
-    let h = crate::report::human_bytes;
+    let h = memlens_common::units::human_bytes;
     if let Some(max) = b.max_peak {
         if r.totals.peak_heap_bytes > max {
             crate::say!(

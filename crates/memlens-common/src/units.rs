@@ -5,6 +5,11 @@
 //!   no unit is bytes. Units are case-insensitive.
 //! * Durations: `500ms`, `1s`, `2m`, `1.5h`, `1d`, `1m30s`; a plain number is seconds.
 //! * Rates: a size per time unit, `10MiB/h`, `1.5M/min`, `200KiB/s`; `0` alone is zero.
+//!
+//! And the other way, for people: [`human_bytes`], [`human_rate`] (per hour),
+//! [`human_rate_per_sec`], [`human_duration`], [`human_time`] (a moment of a trace),
+//! [`count`] (`1,234`), [`plural`], [`percent`], [`clock`]. Every command formats these
+//! through here.
 
 use std::time::Duration;
 
@@ -130,12 +135,63 @@ pub fn human_bytes_f(v: f64) -> String {
 
 /// A growth rate (bytes per second) as a signed amount per hour: `+36.00 MiB/h`.
 pub fn human_rate(bytes_per_sec: f64) -> String {
-    let per_hour = bytes_per_sec * 3600.0;
-    let s = human_bytes_f(per_hour);
-    if per_hour >= 0.0 {
-        format!("+{s}/h")
+    signed_per(bytes_per_sec * 3600.0, "h")
+}
+
+/// A growth rate as a signed amount per second: `+1.95 MiB/s` (the report's growth
+/// section).
+pub fn human_rate_per_sec(bytes_per_sec: f64) -> String {
+    signed_per(bytes_per_sec, "s")
+}
+
+/// `+1.00 KiB/UNIT`, `-3.00 MiB/UNIT`.
+fn signed_per(bytes: f64, unit: &str) -> String {
+    let s = human_bytes_f(bytes);
+    if bytes >= 0.0 {
+        format!("+{s}/{unit}")
     } else {
-        format!("{s}/h")
+        format!("{s}/{unit}")
+    }
+}
+
+/// A count with thousands separators: `1,234,567`.
+pub fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let groups: Vec<&str> = digits
+        .as_bytes()
+        .rchunks(3)
+        .rev()
+        .map(|g| std::str::from_utf8(g).unwrap_or_default())
+        .collect();
+    groups.join(",")
+}
+
+/// A count and the word for it, singular or plural: `1 block`, `1,234 blocks`.
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{} {}", count(n), if n == 1 { one } else { many })
+}
+
+/// `a` as a percentage of `b` with one decimal: `12.5%`; `0%` when `b` is 0.
+pub fn percent(a: u64, b: u64) -> String {
+    if b == 0 {
+        "0%".to_string()
+    } else {
+        format!("{:.1}%", 100.0 * a as f64 / b as f64)
+    }
+}
+
+/// A moment of a trace (ns since it started) or a span of one, in ms or s: `0.012 ms`,
+/// `9.0 ms`, `2.50 s`, `12.3 s` (the style of `memlens report`).
+pub fn human_time(ns: u64) -> String {
+    let ms = ns as f64 / 1e6;
+    if ms >= 10_000.0 {
+        format!("{:.1} s", ms / 1000.0)
+    } else if ms >= 1000.0 {
+        format!("{:.2} s", ms / 1000.0)
+    } else if ms >= 1.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{ms:.3} ms")
     }
 }
 
@@ -241,7 +297,25 @@ mod tests {
         assert_eq!(human_duration(245.0), "4m 05s");
         assert_eq!(human_duration(7800.0), "2h 10m");
         assert_eq!(human_duration(3.0 * 86400.0 + 4.0 * 3600.0), "3d 4h");
+        assert_eq!(human_rate_per_sec(-2048.0), "-2.00 KiB/s");
+        assert_eq!(plural(1, "block", "blocks"), "1 block");
+        assert_eq!(plural(1234, "block", "blocks"), "1,234 blocks");
+        assert_eq!(percent(1, 8), "12.5%");
+        assert_eq!(percent(1, 0), "0%");
         assert_eq!(clock(7.9), "0:07");
         assert_eq!(clock(3723.0), "1:02:03");
+    }
+
+    #[test]
+    fn units() {
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.50 KiB");
+        assert_eq!(human_bytes(3 << 20), "3.00 MiB");
+        assert_eq!(human_bytes(5 << 30), "5.00 GiB");
+        assert_eq!(count(1234567), "1,234,567");
+        assert_eq!(count(999), "999");
+        assert_eq!(human_time(12_345), "0.012 ms");
+        assert_eq!(human_time(9_000_000), "9.0 ms");
+        assert_eq!(human_time(2_500_000_000), "2.50 s");
     }
 }

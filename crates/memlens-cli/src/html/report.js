@@ -524,6 +524,13 @@
     return { title: title, num: true, get: typeof key === "function" ? key : function (s) { return s[key]; }, fmt: fmt || count };
   }
 
+  // The element a section of the report is drawn in (the `page` of its row in the
+  // report's section table, cli/src/report/sections.rs).
+  function pageOf(key) {
+    var s = D.sections.filter(function (x) { return x.key === key; })[0];
+    return s ? s.page : key;
+  }
+
   function drawSites() {
     var body = $("sites-body");
     var hot = [];
@@ -533,22 +540,22 @@
       if (!seen.has(k)) { seen.add(k); hot.push(s); }
     });
     var lists = [
-      { id: "peak", title: "Peak heap", total: R.peak.site_count, rows: R.peak.sites,
+      { key: "peak", title: "Peak heap", total: R.peak.site_count, rows: R.peak.sites,
         note: "The heap at its peak (" + bytes(R.peak.bytes) + " at " + time(R.peak.time_ms) + "), by site.",
         cols: [atCol, allocCol, numCol("live at peak", "live_bytes", bytes), numCol("blocks", "live_blocks"),
           numCol("% of peak", function (s) { return R.peak.bytes ? s.live_bytes / R.peak.bytes : 0; }, function (v) { return (100 * v).toFixed(1) + "%"; }),
           numCol("allocations", "allocations"), numCol("bytes allocated", "bytes_allocated", bytes)], sort: 2 },
-      { id: "not-freed", title: "Not freed at exit", total: R.not_freed.site_count, rows: R.not_freed.sites,
+      { key: "not_freed", title: "Not freed at exit", total: R.not_freed.site_count, rows: R.not_freed.sites,
         note: bytes(R.not_freed.bytes) + " in " + plural(R.not_freed.blocks, "block", "blocks") + " allocated " + (R.window.whole_run ? "in the run" : "in the window") + " and still live at its end.",
         cols: [atCol, allocCol, numCol("bytes", "live_bytes", bytes), numCol("blocks", "live_blocks"), numCol("allocations", "allocations"), numCol("bytes allocated", "bytes_allocated", bytes)], sort: 2 },
-      { id: "hotspots", title: "Hotspots", total: R.hotspots.site_count, rows: hot,
+      { key: "hotspots", title: "Hotspots", total: R.hotspots.site_count, rows: hot,
         note: "The sites with the most allocations and with the most bytes allocated.",
         cols: [atCol, allocCol, numCol("allocations", "allocations"), numCol("bytes allocated", "bytes_allocated", bytes), numCol("temporary", "temporary"), numCol("live at end", "live_bytes", bytes)], sort: 2 },
-      { id: "temporary", title: "Temporary", total: R.temporary.site_count, rows: R.temporary.sites,
+      { key: "temporary", title: "Temporary", total: R.temporary.site_count, rows: R.temporary.sites,
         note: count(R.temporary.count) + " temporary allocations (" + (100 * R.temporary.fraction).toFixed(1) + "%): freed before their thread allocated anything else.",
         cols: [atCol, allocCol, numCol("temporary", "temporary"), numCol("temporary bytes", "temporary_bytes", bytes),
           numCol("% of its allocations", "temporary_fraction", function (v) { return (100 * v).toFixed(0) + "%"; }), numCol("allocations", "allocations")], sort: 2 },
-      { id: "growth", title: "Growth", total: R.growth.site_count, rows: R.growth.sites,
+      { key: "growth", title: "Growth", total: R.growth.site_count, rows: R.growth.sites,
         note: "Sites whose live memory keeps rising (floors of live bytes in " + R.growth.intervals + " intervals of " + time(R.growth.interval_ms) + "; " + plural(R.growth.sites_judged, "site", "sites") + " judged). Reachable, so no leak check calls them lost, but never given back.",
         cols: [atCol, allocCol, numCol("rate", "rate_bytes_per_sec", rate), numCol("confidence", "confidence", function (v) { return (100 * v).toFixed(1) + "%"; }),
           numCol("floor from", "start_bytes", bytes), numCol("to", "max_bytes", bytes),
@@ -560,7 +567,7 @@
     add(body, panes);
     var buttons = [];
     lists.forEach(function (l, i) {
-      var pane = el("div", { class: "pane", id: "sites-" + l.id });
+      var pane = el("div", { class: "pane", id: pageOf(l.key) });
       add(pane, el("p", { class: "note", text: l.note }));
       if (!l.rows.length) add(pane, el("p", { class: "empty", text: "No sites." }));
       else add(pane, sortableTable(l.cols, l.rows, siteDetail, l.sort));

@@ -1,0 +1,492 @@
+//! The report's streaming pass: the replay of the events with an observer that keeps
+//! per-site statistics ([`SiteAcc`]), the peak (by epochs, see the module comment of
+//! [`crate::report`]), the growth floors and the RSS samples around the peak. [`run`]
+//! feeds it every event of the window and hands what it kept, [`Finished`], to the
+//! sections (`sections.rs`), which compute the report from it.
+
+use crate::advice::SiteFacts;
+use crate::growth::{self, Floors};
+use crate::heap_rss::{glibc_chunk_size, RssPoint};
+use crate::leaks::LeakTracker;
+use crate::replay::{AddrHasher, Block, Counters, HeapObserver, Release, Replay, SiteKey};
+use crate::site::{Progress, Site, SiteStats};
+use crate::temporary::Temporary;
+use crate::window::Window;
+use crate::Error;
+use memlens_trace::reader::{Event, TraceReader};
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+
+/// Everything the pass keeps about one site.
+#[derive(Clone, Debug)]
+pub(super) struct SiteAcc {
+    pub(super) key: SiteKey,
+    // Counted in the window.
+    pub(super) allocations: u64,
+    pub(super) bytes_allocated: u64,
+    pub(super) temporary: u64,
+    pub(super) temporary_bytes: u64,
+    pub(super) freed: u64,
+    pub(super) min_size: u64,
+    pub(super) max_size: u64,
+    pub(super) grow_reallocs: u64,
+    pub(super) realloc_moves: u64,
+    pub(super) realloc_copied: u64,
+    // State.
+    pub(super) live_bytes: u64,
+    pub(super) live_blocks: u64,
+    /// Live blocks allocated in the window.
+    pub(super) win_bytes: u64,
+    pub(super) win_blocks: u64,
+    /// Live bytes and blocks at the peak of epoch `epoch` (see the module comment).
+    pub(super) epoch: u64,
+    pub(super) peak_bytes: u64,
+    pub(super) peak_blocks: u64,
+    /// Lowest live bytes in the current growth interval.
+    pub(super) interval_min: u64,
+    pub(super) floors: Option<Box<Floors>>,
+}
+
+impl SiteAcc {
+    fn new(key: SiteKey) -> SiteAcc {
+        SiteAcc {
+            key,
+            allocations: 0,
+            bytes_allocated: 0,
+            temporary: 0,
+            temporary_bytes: 0,
+            freed: 0,
+            min_size: u64::MAX,
+            max_size: 0,
+            grow_reallocs: 0,
+            realloc_moves: 0,
+            realloc_copied: 0,
+            live_bytes: 0,
+            live_blocks: 0,
+            win_bytes: 0,
+            win_blocks: 0,
+            epoch: 0,
+            peak_bytes: 0,
+            peak_blocks: 0,
+            interval_min: 0,
+            floors: None,
+        }
+    }
+
+    #[inline]
+    pub(super) fn touch(&mut self, epoch: u64) {
+        if self.epoch != epoch {
+            self.epoch = epoch;
+            self.peak_bytes = self.live_bytes;
+            self.peak_blocks = self.live_blocks;
+        }
+    }
+
+    pub(super) fn site(&self, live_bytes: u64, live_blocks: u64) -> Site {
+        Site {
+            stack: self.key.stack,
+            func: self.key.func,
+            stats: SiteStats {
+                allocations: self.allocations,
+                bytes_allocated: self.bytes_allocated,
+                live_bytes,
+                live_blocks,
+                temporary: self.temporary,
+            },
+        }
+    }
+
+    pub(super) fn facts(&self) -> SiteFacts {
+        SiteFacts {
+            temporary: self.temporary,
+            freed: self.freed,
+            min_size: self.min_size,
+            max_size: self.max_size,
+            grow_reallocs: self.grow_reallocs,
+            realloc_moves: self.realloc_moves,
+            realloc_copied: self.realloc_copied,
+        }
+    }
+}
+
+/// Sites, interned: (stack, function) -> index into `sites`. The recorder numbers stacks
+/// from 1 up, and a stack almost always goes with one allocating function, so a vector
+/// indexed by stack id answers most lookups; the hash map takes the rest.
+#[derive(Default)]
+struct SiteTable {
+    /// Stack id -> 1 + index of the site (stack, its first function); 0: none yet.
+    by_stack: Vec<u32>,
+    index: HashMap<u64, u32, BuildHasherDefault<AddrHasher>>,
+    sites: Vec<SiteAcc>,
+}
+
+/// Stack ids below this use `by_stack` (4 bytes each, allocated as they are seen).
+const DIRECT_STACKS: u32 = 1 << 24;
+
+impl SiteTable {
+    #[inline]
+    fn index(&mut self, key: SiteKey) -> u32 {
+        if key.stack < DIRECT_STACKS {
+            let slot = key.stack as usize;
+            if let Some(&i) = self.by_stack.get(slot) {
+                if i != 0 && self.sites[i as usize - 1].key.func == key.func {
+                    return i - 1;
+                }
+            }
+        }
+        self.index_slow(key)
+    }
+
+    #[cold]
+    fn index_slow(&mut self, key: SiteKey) -> u32 {
+        let k = (key.stack as u64) << 8 | key.func as u64;
+        let sites = &mut self.sites;
+        let i = *self.index.entry(k).or_insert_with(|| {
+            sites.push(SiteAcc::new(key));
+            (sites.len() - 1) as u32
+        });
+        if key.stack < DIRECT_STACKS {
+            let slot = key.stack as usize;
+            if slot >= self.by_stack.len() {
+                self.by_stack.resize(slot + 1, 0);
+            }
+            if self.by_stack[slot] == 0 {
+                self.by_stack[slot] = i + 1;
+            }
+        }
+        i
+    }
+}
+
+/// The observer of the replay: per-site statistics and the running estimates.
+struct State {
+    sites: SiteTable,
+    temporary: Temporary,
+    /// Events at or after this time are in the window.
+    from: u64,
+    in_window: bool,
+    epoch: u64,
+    /// Sum of glibc chunk sizes of the live blocks.
+    live_chunk: u64,
+    page_size: u64,
+    /// The block a realloc just replaced: (address, size).
+    realloc_old: Option<(u64, u64)>,
+}
+
+impl HeapObserver for State {
+    #[inline]
+    fn added(&mut self, addr: u64, b: &Block) -> u32 {
+        self.temporary.allocated(b.thread, addr);
+        self.live_chunk = self
+            .live_chunk
+            .saturating_add(glibc_chunk_size(b.size, self.page_size));
+        let realloc_old = self.realloc_old.take();
+        let (epoch, in_window) = (self.epoch, self.in_window);
+        let index = self.sites.index(b.site);
+        let s = &mut self.sites.sites[index as usize];
+        s.touch(epoch);
+        s.live_bytes = s.live_bytes.saturating_add(b.size);
+        s.live_blocks += 1;
+        if in_window {
+            s.allocations += 1;
+            s.bytes_allocated = s.bytes_allocated.saturating_add(b.size);
+            s.win_bytes = s.win_bytes.saturating_add(b.size);
+            s.win_blocks += 1;
+            s.min_size = s.min_size.min(b.size);
+            s.max_size = s.max_size.max(b.size);
+            if let Some((old_addr, old_size)) = realloc_old {
+                if b.size > old_size {
+                    s.grow_reallocs += 1;
+                }
+                if old_addr != addr {
+                    s.realloc_moves += 1;
+                    s.realloc_copied = s.realloc_copied.saturating_add(old_size.min(b.size));
+                }
+            }
+        }
+        index
+    }
+
+    #[inline]
+    fn removed(&mut self, addr: u64, b: &Block, why: Release) {
+        let temporary = self.temporary.released(addr, b, why);
+        self.live_chunk = self
+            .live_chunk
+            .saturating_sub(glibc_chunk_size(b.size, self.page_size));
+        if why == Release::Realloc {
+            self.realloc_old = Some((addr, b.size));
+        }
+        let (epoch, in_window, from) = (self.epoch, self.in_window, self.from);
+        let s = &mut self.sites.sites[b.tag as usize];
+        s.touch(epoch);
+        s.live_bytes = s.live_bytes.saturating_sub(b.size);
+        s.live_blocks = s.live_blocks.saturating_sub(1);
+        s.interval_min = s.interval_min.min(s.live_bytes);
+        if b.ts >= from && in_window {
+            s.win_bytes = s.win_bytes.saturating_sub(b.size);
+            s.win_blocks = s.win_blocks.saturating_sub(1);
+            if why != Release::Reused {
+                s.freed += 1;
+            }
+            if temporary {
+                s.temporary += 1;
+                s.temporary_bytes = s.temporary_bytes.saturating_add(b.size);
+            }
+        }
+    }
+}
+
+struct Pass {
+    replay: Replay,
+    st: State,
+    leaks: Option<LeakTracker>,
+    win: Window,
+    entered: bool,
+    at_from: Counters,
+    /// The span the growth intervals cover: the window, from its first to its last heap
+    /// event.
+    grow_from: u64,
+    grow_span: u64,
+    /// Growth intervals closed so far, and the end of the current one.
+    closed: usize,
+    next_boundary: u64,
+    peak_bytes: u64,
+    peak_blocks: u64,
+    peak_ns: u64,
+    first_rss: Option<RssPoint>,
+    last_rss: Option<RssPoint>,
+    /// The last sample before the heap's peak, and the first one after it.
+    rss_before_peak: Option<RssPoint>,
+    rss_after_peak: Option<RssPoint>,
+    want_rss_after_peak: bool,
+    peak_rss: Option<RssPoint>,
+    window_last_rss: Option<RssPoint>,
+    last_ts: u64,
+}
+
+impl Pass {
+    fn boundary(&self, k: usize) -> u64 {
+        let span = self.grow_span as u128;
+        self.grow_from + (span * k as u128 / growth::INTERVALS as u128) as u64
+    }
+
+    fn enter(&mut self) {
+        self.entered = true;
+        self.st.in_window = true;
+        self.at_from = *self.replay.counters();
+        self.peak_bytes = self.replay.live_bytes();
+        self.peak_blocks = self.replay.live_blocks();
+        self.peak_ns = self.win.from_ns;
+        self.rss_before_peak = self.last_rss;
+        self.rss_after_peak = None;
+        self.want_rss_after_peak = true;
+        self.st.epoch += 1;
+        for s in &mut self.st.sites.sites {
+            s.interval_min = s.live_bytes;
+        }
+        self.next_boundary = self.boundary(1);
+    }
+
+    /// Close growth interval `self.closed`: record each site's floor.
+    fn close_interval(&mut self) {
+        let k = self.closed;
+        for s in &mut self.st.sites.sites {
+            let floor = s.interval_min;
+            s.interval_min = s.live_bytes;
+            match &mut s.floors {
+                Some(f) => f.values.push(floor),
+                None if floor > 0 => {
+                    let mut values = Vec::with_capacity(growth::INTERVALS - k);
+                    values.push(floor);
+                    s.floors = Some(Box::new(Floors { start: k, values }));
+                }
+                None => {}
+            }
+        }
+        self.closed += 1;
+        self.next_boundary = self.boundary(self.closed + 1);
+    }
+
+    fn rss_point(&self, ts: u64, rss: u64) -> RssPoint {
+        RssPoint {
+            ts,
+            rss,
+            heap_bytes: self.replay.live_bytes(),
+            heap_blocks: self.replay.live_blocks(),
+            chunk_bytes: self.st.live_chunk,
+        }
+    }
+
+    #[inline]
+    fn feed(&mut self, ev: &Event) {
+        let ts = ev.ts();
+        if !self.entered && ts >= self.win.from_ns {
+            self.enter();
+        }
+        if self.entered && self.grow_span > 0 {
+            while ts >= self.next_boundary && self.closed < growth::INTERVALS {
+                self.close_interval();
+            }
+        }
+        if let Some(l) = &mut self.leaks {
+            l.before(ev, &self.replay);
+        }
+        self.replay.apply(ev, &mut self.st);
+        self.last_ts = self.last_ts.max(ts);
+        if let Event::Rss { bytes, .. } = *ev {
+            let p = self.rss_point(ts, bytes);
+            if self.first_rss.is_none() {
+                self.first_rss = Some(p);
+            }
+            self.last_rss = Some(p);
+            if self.entered {
+                self.window_last_rss = Some(p);
+                if self.want_rss_after_peak {
+                    self.rss_after_peak = Some(p);
+                    self.want_rss_after_peak = false;
+                }
+                if self.peak_rss.is_none_or(|q| bytes > q.rss) {
+                    self.peak_rss = Some(p);
+                }
+            }
+        } else if self.entered && self.replay.live_bytes() > self.peak_bytes {
+            self.peak_bytes = self.replay.live_bytes();
+            self.peak_blocks = self.replay.live_blocks();
+            self.peak_ns = ts;
+            self.rss_before_peak = self.last_rss;
+            self.rss_after_peak = None;
+            self.want_rss_after_peak = true;
+            self.st.epoch += 1;
+        }
+    }
+}
+
+/// What the pass kept once every event of the window was fed.
+pub(super) struct Finished {
+    pub(super) replay: Replay,
+    /// The leak tracker, when the leak analysis was asked for.
+    pub(super) leaks: Option<LeakTracker>,
+    /// Every site, its peak values those of the last peak.
+    pub(super) sites: Vec<SiteAcc>,
+    /// The replay's counters when the window started.
+    pub(super) at_from: Counters,
+    pub(super) win: Window,
+    pub(super) grow_from: u64,
+    pub(super) grow_span: u64,
+    pub(super) peak_bytes: u64,
+    pub(super) peak_blocks: u64,
+    pub(super) peak_ns: u64,
+    pub(super) first_rss: Option<RssPoint>,
+    pub(super) rss_before_peak: Option<RssPoint>,
+    pub(super) rss_after_peak: Option<RssPoint>,
+    pub(super) peak_rss: Option<RssPoint>,
+    pub(super) window_last_rss: Option<RssPoint>,
+    pub(super) last_ts: u64,
+}
+
+/// Replay the events of `reader` up to the end of `win` (all of them when `to_end`),
+/// calling `progress` whenever an event chunk has been consumed. `leaks`: also feed a leak
+/// tracker (`heap_errors`: one that classifies heap errors too).
+pub(super) fn run(
+    reader: &TraceReader,
+    win: Window,
+    to_end: bool,
+    leaks: Option<bool>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Finished, Error> {
+    let chunks_total = reader.event_chunk_count() as u64;
+    // Growth looks at the part of the window where the program allocated or freed:
+    // start-up and the exit scan would only dilute its intervals.
+    let (grow_from, grow_to) = match reader.heap_event_span() {
+        Some((a, b)) => (a.max(win.from_ns), b.min(win.to_ns)),
+        None => (win.from_ns, win.from_ns),
+    };
+    let grow_span = grow_to.saturating_sub(grow_from);
+
+    let mut pass = Pass {
+        replay: Replay::new(),
+        st: State {
+            sites: SiteTable::default(),
+            temporary: Temporary::new(),
+            from: win.from_ns,
+            in_window: false,
+            epoch: 0,
+            live_chunk: 0,
+            page_size: u64::from(reader.header().page_size).max(1),
+            realloc_old: None,
+        },
+        leaks: leaks.map(|heap_errors| {
+            if heap_errors {
+                LeakTracker::default()
+            } else {
+                LeakTracker::summary_only()
+            }
+        }),
+        win,
+        entered: false,
+        at_from: Counters::default(),
+        grow_from,
+        grow_span,
+        closed: 0,
+        next_boundary: u64::MAX,
+        peak_bytes: 0,
+        peak_blocks: 0,
+        peak_ns: 0,
+        first_rss: None,
+        last_rss: None,
+        rss_before_peak: None,
+        rss_after_peak: None,
+        want_rss_after_peak: false,
+        peak_rss: None,
+        window_last_rss: None,
+        last_ts: 0,
+    };
+    let mut events = reader.events();
+    let mut reported = 0;
+    while let Some(ev) = events.next() {
+        let ev = ev?;
+        if !to_end && ev.ts() > win.to_ns {
+            break;
+        }
+        pass.feed(&ev);
+        if events.chunks_done() != reported {
+            reported = events.chunks_done();
+            progress(Progress {
+                pass: 1,
+                chunks_done: reported as u64,
+                chunks_total,
+            });
+        }
+    }
+    if !pass.entered {
+        pass.enter();
+    }
+    if grow_span > 0 {
+        while pass.closed < growth::INTERVALS {
+            pass.close_interval();
+        }
+    }
+    let epoch = pass.st.epoch;
+    let mut sites = pass.st.sites.sites;
+    for s in &mut sites {
+        s.touch(epoch);
+    }
+    Ok(Finished {
+        replay: pass.replay,
+        leaks: pass.leaks,
+        sites,
+        at_from: pass.at_from,
+        win,
+        grow_from,
+        grow_span,
+        peak_bytes: pass.peak_bytes,
+        peak_blocks: pass.peak_blocks,
+        peak_ns: pass.peak_ns,
+        first_rss: pass.first_rss,
+        rss_before_peak: pass.rss_before_peak,
+        rss_after_peak: pass.rss_after_peak,
+        peak_rss: pass.peak_rss,
+        window_last_rss: pass.window_last_rss,
+        last_ts: pass.last_ts,
+    })
+}
