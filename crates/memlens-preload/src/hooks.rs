@@ -57,7 +57,10 @@ fn allocated(func: AllocFunc, p: *mut c_void, size: u64, c: Caller) {
         addr: p as u64,
         size,
     };
-    if !record_then(func, op, c, enter) {
+    if !record_then(func, op, c, || {
+        enter();
+        true
+    }) {
         enter();
     }
 }
@@ -217,7 +220,9 @@ unsafe fn release(func: AllocFunc, p: *mut c_void, c: Caller) {
         return;
     }
     // Two cache misses, usually: the table's slot and glibc's chunk header (the size word
-    // before the block, which the real free reads). Asked for together, they overlap.
+    // before the block, which the real free reads). Asked for together, they overlap, and
+    // with the encoding of the Free record, made first on the bet that the release is an
+    // ordinary one (taken back if the table says otherwise).
     live::prefetch(p as u64);
     // SAFETY: a prefetch cannot fault, whatever `p` is.
     unsafe {
@@ -226,13 +231,40 @@ unsafe fn release(func: AllocFunc, p: *mut c_void, c: Caller) {
             core::arch::x86_64::_MM_HINT_T0,
         )
     };
-    match releasing(func, p, c) {
-        None => return,
-        // A block allocated on the recorder's behalf (by libc code it called, busy) was
-        // never in the trace: its release by glibc later (a thread-exit destructor's list
-        // node, dlerror's message, a thread's TLS buffers) is not either.
-        Some(Some(m)) if m.internal() => {}
-        Some(_) => record(func, Op::Free { addr: p as u64 }, c),
+    let mut found = None;
+    let op = Op::Free { addr: p as u64 };
+    record_then(func, op, c, || {
+        let r = live::remove(p as u64);
+        let ordinary = match r {
+            Removed::Block(m) => m.func().family() == func.family() && !m.internal(),
+            Removed::NotABlock => false,
+            Removed::Deferred => true,
+        };
+        found = Some(r);
+        ordinary
+    });
+    let removed = match found {
+        Some(r) => r,
+        None => live::remove(p as u64),
+    };
+    match removed {
+        Removed::Block(m) => {
+            if m.func().family() != func.family() {
+                error(func, HeapErrorKind::Mismatch, p, m.func(), c);
+                if !m.internal() {
+                    record(func, op, c);
+                }
+            }
+            // A block allocated on the recorder's behalf (by libc code it called, busy)
+            // was never in the trace: its release by glibc later (a thread-exit
+            // destructor's list node, dlerror's message, a thread's TLS buffers) is not
+            // either (its optimistic record was taken back).
+        }
+        Removed::NotABlock => {
+            error(func, HeapErrorKind::NotABlock, p, func, c);
+            return;
+        }
+        Removed::Deferred => {}
     }
     __libc_free(p);
 }

@@ -13,7 +13,7 @@ use crate::{config::MAX_DEPTH_LIMIT, stacks, tls};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use memlens_trace::{AllocFunc, ChunkBuilder, ChunkKind, HeapErrorKind};
+use memlens_trace::{AllocFunc, ChunkBuilder, ChunkKind, ChunkMark, HeapErrorKind};
 
 extern crate alloc;
 
@@ -128,17 +128,24 @@ impl ThreadState {
 
     /// Append one record with `write`; when the buffer is full, flush it and try once
     /// more; count the record as dropped if it still does not fit. Caller holds the lock.
+    /// Returns where the buffer stood before the record (to take it back with `rewind`),
+    /// `None` if it was dropped.
     #[inline]
     fn push(
         &mut self,
         write: impl Fn(&mut ChunkBuilder<Box<[u8]>>) -> Result<(), memlens_trace::WriteError>,
-    ) {
-        if write(&mut self.events).is_err() {
-            self.flush_locked();
-            if write(&mut self.events).is_err() {
-                output::DROPPED_EVENTS.fetch_add(1, Ordering::Relaxed);
-            }
+    ) -> Option<ChunkMark> {
+        let mark = self.events.mark();
+        if write(&mut self.events).is_ok() {
+            return Some(mark);
         }
+        self.flush_locked();
+        let mark = self.events.mark();
+        if write(&mut self.events).is_ok() {
+            return Some(mark);
+        }
+        output::DROPPED_EVENTS.fetch_add(1, Ordering::Relaxed);
+        None
     }
 }
 
@@ -318,14 +325,16 @@ pub enum Op {
 /// before the real release (so a reuse of the address by another thread comes later).
 #[inline]
 pub fn record(func: AllocFunc, op: Op, caller: Caller) {
-    record_then(func, op, caller, || ());
+    record_then(func, op, caller, || true);
 }
 
-/// [`record`], then run `then` before leaving the recorder: a stop for the exit scan or
-/// a fatal signal that arrived meanwhile is handled after it. False, without running
-/// `then`, when nothing was recorded (not started, disabled, or re-entered).
+/// [`record`], then run `then` before leaving the recorder, with the thread's buffer
+/// still held: a stop for the exit scan or a fatal signal that arrived meanwhile is
+/// handled after it, and if `then` answers false the record is taken back. False,
+/// without running `then`, when nothing was recorded (not started, disabled, or
+/// re-entered).
 #[inline]
-pub fn record_then(func: AllocFunc, op: Op, caller: Caller, then: impl FnOnce()) -> bool {
+pub fn record_then(func: AllocFunc, op: Op, caller: Caller, then: impl FnOnce() -> bool) -> bool {
     if !ACTIVE.load(Ordering::Relaxed) && !crate::lifecycle::init_early() {
         return false;
     }
@@ -338,15 +347,25 @@ pub fn record_then(func: AllocFunc, op: Op, caller: Caller, then: impl FnOnce())
     let ts0 = now_ns();
     let st = state_for(busy.here(), ts0);
     st.lock();
-    record_into(st, func, op, caller, ts0);
+    let mark = record_into(st, func, op, caller, ts0);
+    if !then() {
+        if let Some(m) = mark {
+            st.events.rewind(m);
+        }
+    }
     st.unlock();
-    then();
     drop(busy);
     true
 }
 
 #[inline]
-fn record_into(st: &mut ThreadState, func: AllocFunc, op: Op, caller: Caller, ts: u64) {
+fn record_into(
+    st: &mut ThreadState,
+    func: AllocFunc,
+    op: Op,
+    caller: Caller,
+    ts: u64,
+) -> Option<ChunkMark> {
     let stack = match op {
         Op::Free { .. } if !FREE_STACKS.load(Ordering::Relaxed) => 0,
         _ => capture(st, caller, ts),
@@ -360,7 +379,7 @@ fn record_into(st: &mut ThreadState, func: AllocFunc, op: Op, caller: Caller, ts
             addr,
             alloc_func,
         } => b.heap_error(ts, func, kind, addr, alloc_func, stack),
-    });
+    })
 }
 
 /// Memoized unwinds, per thread: start registers -> the stack words the unwind read and

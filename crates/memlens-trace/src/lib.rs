@@ -645,6 +645,16 @@ pub struct ChunkBuilder<B> {
     records: u32,
 }
 
+/// A [`ChunkBuilder`]'s position, see [`ChunkBuilder::mark`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkMark {
+    len: usize,
+    first_ts: u64,
+    last_ts: u64,
+    last_addr: u64,
+    records: u32,
+}
+
 /// Largest encoding of any single event record (tag + func + 5 varints).
 pub const MAX_EVENT_RECORD_LEN: usize = 2 + 5 * varint::MAX_LEN;
 
@@ -681,6 +691,25 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
     /// Room left, in bytes.
     pub fn remaining(&self) -> usize {
         self.buf.as_ref().len() - self.len
+    }
+    /// Where the builder is now, to [`ChunkBuilder::rewind`] to (taking back the records
+    /// appended since).
+    pub fn mark(&self) -> ChunkMark {
+        ChunkMark {
+            len: self.len,
+            first_ts: self.first_ts,
+            last_ts: self.last_ts,
+            last_addr: self.last_addr,
+            records: self.records,
+        }
+    }
+    /// Take back every record appended since `mark` was taken (with no clear in between).
+    pub fn rewind(&mut self, mark: ChunkMark) {
+        self.len = mark.len;
+        self.first_ts = mark.first_ts;
+        self.last_ts = mark.last_ts;
+        self.last_addr = mark.last_addr;
+        self.records = mark.records;
     }
     /// The buffer back, for reuse by a new builder.
     pub fn into_buf(self) -> B {
