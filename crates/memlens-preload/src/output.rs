@@ -8,7 +8,8 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use memlens_trace::{
-    encode_chunk, max_encoded_chunk_len, ChunkBuilder, ChunkKind, EndCounters, ExitKind, Header,
+    chunk_flags, encode_chunk, frame_chunk, max_encoded_chunk_len, ChunkBuilder, ChunkKind,
+    EndCounters, ExitKind, Header, CHUNK_HEADER_LEN,
 };
 
 extern crate alloc;
@@ -355,23 +356,39 @@ pub fn write_chunk<B: AsRef<[u8]> + AsMut<[u8]>>(
     true
 }
 
-/// Compress `b` into `out` and append it to the file (the caller holds
-/// `writer::WRITING`, so chunks go out in order). A chunk that cannot be encoded counts
-/// its records as dropped.
+/// Compress `b` into `out` (zstd with `zstd` when there is one, lz4 otherwise) and
+/// append it to the file (the caller holds `writer::WRITING`, so chunks go out in order).
+/// A chunk that cannot be encoded counts its records as dropped.
 pub fn encode_and_write<B: AsRef<[u8]> + AsMut<[u8]>>(
     kind: ChunkKind,
     thread: u32,
     b: &ChunkBuilder<B>,
     out: &mut Vec<u8>,
+    zstd: Option<&mut crate::writer::Zstd>,
 ) {
     if b.is_empty() {
         return;
     }
-    let need = max_encoded_chunk_len(b.len());
+    let need = max_encoded_chunk_len(b.len()).max(crate::writer::Zstd::max_chunk_len(b.len()));
     if out.len() < need {
         out.resize(need, 0);
     }
-    match encode_chunk(kind, thread, b.first_ts(), b.last_ts(), b.payload(), out) {
+    let raw = b.payload();
+    let times = (b.first_ts(), b.last_ts());
+    let zstd_len = zstd.and_then(|z| z.compress(raw, &mut out[CHUNK_HEADER_LEN..]));
+    let framed = match zstd_len {
+        Some(n) => Ok(frame_chunk(
+            kind,
+            thread,
+            times,
+            raw.len(),
+            chunk_flags::ZSTD,
+            n,
+            out,
+        )),
+        None => encode_chunk(kind, thread, times.0, times.1, raw, out),
+    };
+    match framed {
         Ok(n) => FILE.lock().write(&out[..n]),
         Err(_) => {
             DROPPED_EVENTS.fetch_add(b.records() as u64, Ordering::Relaxed);

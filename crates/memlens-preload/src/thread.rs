@@ -543,7 +543,7 @@ extern "C" fn sampler_main(state: *mut libc::c_void) -> *mut libc::c_void {
             break;
         }
         // The writer's job: compress and write what the program's threads queued.
-        crate::writer::drain();
+        crate::writer::drain_as_writer();
         let now = crate::clock::monotonic_ns();
         if now >= next_sample {
             if tsc {

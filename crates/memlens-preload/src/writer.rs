@@ -43,8 +43,72 @@ pub static QUEUE: spin::Mutex<Queue> = spin::Mutex::new(Queue {
     spares: Vec::new(),
 });
 
-/// Held by whoever compresses and writes; holds the compression output buffer.
-pub static WRITING: spin::Mutex<Vec<u8>> = spin::Mutex::new(Vec::new());
+/// What compressing and writing needs; held by whoever does it.
+pub struct Writing {
+    /// The compressed chunk being written.
+    out: Vec<u8>,
+    /// The writer thread's zstd context, made on its first chunk.
+    zstd: Option<Zstd>,
+}
+
+pub static WRITING: spin::Mutex<Writing> = spin::Mutex::new(Writing {
+    out: Vec::new(),
+    zstd: None,
+});
+
+/// zstd level for the writer thread: the fastest, which already stores an
+/// allocation-dense program's events in ~13% fewer bytes than lz4 (docs/PERFORMANCE.md).
+const ZSTD_LEVEL: i32 = 1;
+
+/// A zstd compression context in memory of the recorder's own (`ZSTD_initStaticCCtx`):
+/// zstd never allocates through it, so never through the program's malloc.
+pub struct Zstd {
+    cctx: *mut zstd_sys::ZSTD_CCtx,
+}
+
+// SAFETY: the context is used only under the WRITING lock, by one thread at a time.
+unsafe impl Send for Zstd {}
+
+impl Zstd {
+    /// A context sized for chunks of up to `CHUNK_RAW` bytes; `None` if its memory
+    /// cannot be mapped (then lz4 is used).
+    fn new() -> Option<Zstd> {
+        // SAFETY: plain zstd calls; the workspace is a fresh private mapping of the size
+        // zstd asked for, kept for the life of the process (page-aligned, as zstd needs
+        // 8-byte alignment).
+        unsafe {
+            let params = zstd_sys::ZSTD_getCParams(ZSTD_LEVEL, CHUNK_RAW as u64, 0);
+            let size = zstd_sys::ZSTD_estimateCCtxSize_usingCParams(params);
+            let space = crate::own_memory::map(size)?;
+            let cctx = zstd_sys::ZSTD_initStaticCCtx(space as *mut core::ffi::c_void, size);
+            (!cctx.is_null()).then_some(Zstd { cctx })
+        }
+    }
+
+    /// Room `compress` may need after the chunk header for `raw_len` bytes.
+    pub fn max_chunk_len(raw_len: usize) -> usize {
+        // SAFETY: a pure function of its argument.
+        memlens_trace::CHUNK_HEADER_LEN + unsafe { zstd_sys::ZSTD_compressBound(raw_len) }
+    }
+
+    /// Compress `raw` into `out` as one zstd frame; its length, or `None` (then the
+    /// caller uses lz4).
+    pub fn compress(&mut self, raw: &[u8], out: &mut [u8]) -> Option<usize> {
+        // SAFETY: cctx is our static context; the slices are valid for their lengths.
+        let n = unsafe {
+            zstd_sys::ZSTD_compressCCtx(
+                self.cctx,
+                out.as_mut_ptr() as *mut core::ffi::c_void,
+                out.len(),
+                raw.as_ptr() as *const core::ffi::c_void,
+                raw.len(),
+                ZSTD_LEVEL,
+            )
+        };
+        // SAFETY: a pure function of its argument.
+        (unsafe { zstd_sys::ZSTD_isError(n) } == 0).then_some(n)
+    }
+}
 
 /// Whether a writer thread runs in this process and takes queued chunks.
 pub static WRITER_RUNS: AtomicBool = AtomicBool::new(false);
@@ -83,25 +147,35 @@ pub fn submit(kind: ChunkKind, thread: u32, b: &mut Buffer) -> bool {
     true
 }
 
-/// Write everything queued, then `b`, now, on the calling thread.
+/// Write everything queued, then `b`, now, on the calling thread (with lz4: this may be
+/// one of the program's threads).
 pub fn write_now<B: AsRef<[u8]> + AsMut<[u8]>>(kind: ChunkKind, thread: u32, b: &ChunkBuilder<B>) {
-    let mut out = WRITING.lock();
-    drain_locked(&mut out);
-    output::encode_and_write(kind, thread, b, &mut out);
+    let mut w = WRITING.lock();
+    drain_locked(&mut w, false);
+    output::encode_and_write(kind, thread, b, &mut w.out, None);
 }
 
-/// Write everything queued, on the calling thread (exit, exec, the writer's own loop).
+/// Write everything queued, on the calling thread (exit, exec), with lz4.
 pub fn drain() {
-    let mut out = WRITING.lock();
-    drain_locked(&mut out);
+    drain_locked(&mut WRITING.lock(), false);
 }
 
-fn drain_locked(out: &mut Vec<u8>) {
+/// The writer thread's drain: with zstd, which costs more than lz4 but is done off the
+/// program's threads.
+pub fn drain_as_writer() {
+    drain_locked(&mut WRITING.lock(), true);
+}
+
+fn drain_locked(w: &mut Writing, use_zstd: bool) {
+    if use_zstd && w.zstd.is_none() {
+        w.zstd = Zstd::new();
+    }
     loop {
         let Some((kind, thread, b)) = QUEUE.lock().chunks.pop_front() else {
             return;
         };
-        output::encode_and_write(kind, thread, &b, out);
+        let zstd = if use_zstd { w.zstd.as_mut() } else { None };
+        output::encode_and_write(kind, thread, &b, &mut w.out, zstd);
         let mut buf = b;
         buf.clear();
         QUEUE.lock().spares.push(buf.into_buf());

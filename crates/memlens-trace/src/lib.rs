@@ -1107,8 +1107,16 @@ pub const fn max_encoded_chunk_len(raw_len: usize) -> usize {
     CHUNK_HEADER_LEN + 24 + raw_len + raw_len / 8
 }
 
-/// Frame one chunk: compress `raw` into `out` behind a header. Returns the bytes written.
-/// `out` must hold [`max_encoded_chunk_len`]`(raw.len())` bytes.
+/// Chunk header flag bits: how the payload is stored (neither bit: raw).
+pub mod chunk_flags {
+    /// An lz4 block.
+    pub const LZ4: u8 = 1;
+    /// A zstd frame.
+    pub const ZSTD: u8 = 2;
+}
+
+/// Frame one chunk: compress `raw` into `out` behind a header, with lz4. Returns the
+/// bytes written. `out` must hold [`max_encoded_chunk_len`]`(raw.len())` bytes.
 pub fn encode_chunk(
     kind: ChunkKind,
     thread: u32,
@@ -1120,20 +1128,45 @@ pub fn encode_chunk(
     if out.len() < max_encoded_chunk_len(raw.len()) {
         return Err(WriteError::NoSpace);
     }
+    let clen = lz4_flex::block::compress_into(raw, &mut out[CHUNK_HEADER_LEN..])
+        .map_err(|_| WriteError::NoSpace)?;
+    let times = (first_ts, last_ts);
+    Ok(frame_chunk(
+        kind,
+        thread,
+        times,
+        raw.len(),
+        chunk_flags::LZ4,
+        clen,
+        out,
+    ))
+}
+
+/// Frame one chunk whose payload the caller stored at `out[CHUNK_HEADER_LEN..]`
+/// (`stored_len` bytes, coded as `flags` says, `raw_len` bytes decoded): write the
+/// header with its checksum. Returns the chunk's length.
+pub fn frame_chunk(
+    kind: ChunkKind,
+    thread: u32,
+    (first_ts, last_ts): (u64, u64),
+    raw_len: usize,
+    flags: u8,
+    stored_len: usize,
+    out: &mut [u8],
+) -> usize {
     let (hdr, body) = out.split_at_mut(CHUNK_HEADER_LEN);
-    let clen = lz4_flex::block::compress_into(raw, body).map_err(|_| WriteError::NoSpace)?;
-    let crc = crc32(&body[..clen]);
+    let crc = crc32(&body[..stored_len]);
     hdr[0..4].copy_from_slice(&CHUNK_MAGIC);
     hdr[4] = kind as u8;
-    hdr[5] = 1; // flags: lz4 block compression
+    hdr[5] = flags;
     hdr[6..8].copy_from_slice(&0u16.to_le_bytes());
     hdr[8..12].copy_from_slice(&thread.to_le_bytes());
-    hdr[12..16].copy_from_slice(&(raw.len() as u32).to_le_bytes());
-    hdr[16..20].copy_from_slice(&(clen as u32).to_le_bytes());
+    hdr[12..16].copy_from_slice(&(raw_len as u32).to_le_bytes());
+    hdr[16..20].copy_from_slice(&(stored_len as u32).to_le_bytes());
     hdr[20..28].copy_from_slice(&first_ts.to_le_bytes());
     hdr[28..36].copy_from_slice(&last_ts.to_le_bytes());
     hdr[36..40].copy_from_slice(&crc.to_le_bytes());
-    Ok(CHUNK_HEADER_LEN + clen)
+    CHUNK_HEADER_LEN + stored_len
 }
 
 /// A parsed chunk header.
@@ -1167,7 +1200,7 @@ impl ChunkHeader {
             last_ts: u64at(28),
             crc: u32at(36),
         };
-        if h.flags & !1 != 0
+        if h.flags & !(chunk_flags::LZ4 | chunk_flags::ZSTD) != 0
             || h.raw_len as usize > MAX_CHUNK_RAW_LEN
             || h.payload_len as usize > max_encoded_chunk_len(h.raw_len as usize)
             || h.first_ts > h.last_ts

@@ -443,15 +443,20 @@ impl TraceReader {
         if crc32(&comp) != c.header.crc {
             return Err(self.corrupt(c.offset, "a chunk's checksum does not match its contents"));
         }
-        if c.header.flags & 1 == 0 {
-            if comp.len() != c.header.raw_len as usize {
-                return Err(self.corrupt(c.offset, "a chunk's length is inconsistent"));
-            }
-            return Ok(comp);
-        }
         let mut raw = vec![0u8; c.header.raw_len as usize];
-        match lz4_flex::block::decompress_into(&comp, &mut raw) {
-            Ok(n) if n == raw.len() => Ok(raw),
+        let decoded = match c.header.flags & (chunk_flags::LZ4 | chunk_flags::ZSTD) {
+            0 => {
+                if comp.len() != raw.len() {
+                    return Err(self.corrupt(c.offset, "a chunk's length is inconsistent"));
+                }
+                return Ok(comp);
+            }
+            chunk_flags::LZ4 => lz4_flex::block::decompress_into(&comp, &mut raw).ok(),
+            chunk_flags::ZSTD => zstd_safe::decompress(&mut raw[..], &comp).ok(),
+            _ => None,
+        };
+        match decoded {
+            Some(n) if n == raw.len() => Ok(raw),
             _ => Err(self.corrupt(c.offset, "a chunk does not decompress")),
         }
     }

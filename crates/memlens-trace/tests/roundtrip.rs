@@ -454,3 +454,59 @@ fn rewind_takes_a_record_back() {
     );
     std::fs::remove_file(p).ok();
 }
+
+/// A chunk stored as a zstd frame (what the recorder's writer thread writes) reads back;
+/// one whose frame is damaged past its checksum is an error, not a panic.
+#[test]
+fn zstd_chunks_read_back() {
+    let mut raw = vec![0u8; 4096];
+    let mut b = ChunkBuilder::new(&mut raw[..]);
+    for i in 0..100u64 {
+        b.alloc(i, AllocFunc::Malloc, 0x10_0000 + 32 * i, 24, 1)
+            .unwrap();
+    }
+    let (payload, times) = (b.payload().to_vec(), (b.first_ts(), b.last_ts()));
+    let mut file = Vec::new();
+    header().encode(&mut file);
+    let mut out = vec![0u8; CHUNK_HEADER_LEN + zstd_safe::compress_bound(payload.len())];
+    let n = zstd_safe::compress(&mut out[CHUNK_HEADER_LEN..], &payload, 1).unwrap();
+    let len = frame_chunk(
+        ChunkKind::Events,
+        0,
+        times,
+        payload.len(),
+        chunk_flags::ZSTD,
+        n,
+        &mut out,
+    );
+    file.extend_from_slice(&out[..len]);
+    let p = write_tmp("zstd", &file);
+    let r = TraceReader::open(&p).unwrap();
+    let ev: Vec<Event> = r.events().map(|e| e.unwrap()).collect();
+    assert_eq!(ev.len(), 100);
+    assert_eq!(
+        ev[99],
+        Event::Alloc {
+            ts: 99,
+            thread: 0,
+            func: AllocFunc::Malloc,
+            addr: 0x10_0000 + 32 * 99,
+            size: 24,
+            stack: 1
+        }
+    );
+    // Garbage in the frame, with a checksum that matches it.
+    let body = file.len() - n;
+    for byte in &mut file[body + 4..body + 12] {
+        *byte ^= 0x5a;
+    }
+    refresh_checksums(&mut file);
+    std::fs::write(&p, &file).unwrap();
+    let r = TraceReader::open(&p).unwrap();
+    let err = r
+        .events()
+        .find_map(|e| e.err())
+        .expect("a damaged frame is an error");
+    assert!(err.to_string().contains("does not decompress"), "{err}");
+    std::fs::remove_file(p).ok();
+}
