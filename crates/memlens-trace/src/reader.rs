@@ -6,7 +6,11 @@
 //! streams all events in time order, merging the per-thread chunks; it keeps only the chunks
 //! that overlap the current time decoded, so memory stays bounded by (threads x chunk size).
 
-use crate::varint::{unzigzag, AddrReader, Cursor};
+/// The decoded records, defined with their encoders in `records.rs`.
+pub use crate::records::{
+    EndRecord, Event, MetaRecord, Module, Notice, RawFrame, ScanBlock, ScanRecord, ThreadInfo,
+};
+use crate::varint::Cursor;
 use crate::*;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -78,66 +82,6 @@ struct ChunkInfo {
     header: ChunkHeader,
 }
 
-/// A module (executable or shared library) mapped into the traced process.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Module {
-    pub id: u32,
-    pub path: String,
-    pub build_id: Vec<u8>,
-    pub load_bias: u64,
-    /// PT_LOAD segments: (vaddr, memsz, flags).
-    pub segments: Vec<(u64, u64, u32)>,
-    pub loaded_ns: u64,
-    /// When it was unloaded (dlclose), if it was.
-    pub unloaded_ns: Option<u64>,
-}
-
-impl Module {
-    pub fn build_id_hex(&self) -> String {
-        self.build_id.iter().map(|b| format!("{b:02x}")).collect()
-    }
-    /// File name without directories.
-    pub fn short_name(&self) -> &str {
-        self.path.rsplit('/').next().unwrap_or(&self.path)
-    }
-}
-
-/// One frame of a recorded stack: `offset` is the ELF virtual address of the return
-/// address inside module `module` (0 = unknown module; then `offset` is absolute).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RawFrame {
-    pub module: u32,
-    pub offset: u64,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ThreadInfo {
-    pub index: u32,
-    pub tid: u32,
-    pub name: String,
-    pub started_ns: u64,
-}
-
-/// How the process ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EndRecord {
-    pub ts: u64,
-    pub kind: ExitKind,
-    pub code: i32,
-    pub counters: EndCounters,
-}
-
-/// A finding of the recorder about the process (see [`NoticeKind`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Notice {
-    pub ts: u64,
-    pub kind: NoticeKind,
-    /// The module concerned (the executable's path for `OwnAllocator`).
-    pub module: String,
-    /// The symbols concerned, separated by commas (`malloc,free`).
-    pub symbols: String,
-}
-
 /// All definitions of a trace.
 #[derive(Clone, Debug, Default)]
 pub struct Metadata {
@@ -148,105 +92,6 @@ pub struct Metadata {
     pub end: Option<EndRecord>,
     /// The recorder's findings, in the order written.
     pub notices: Vec<Notice>,
-}
-
-/// One event, in time order. `thread` is the recorder's thread index.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Event {
-    Alloc {
-        ts: u64,
-        thread: u32,
-        func: AllocFunc,
-        addr: u64,
-        size: u64,
-        stack: u32,
-    },
-    Free {
-        ts: u64,
-        thread: u32,
-        func: AllocFunc,
-        addr: u64,
-        stack: u32,
-    },
-    Realloc {
-        ts: u64,
-        thread: u32,
-        func: AllocFunc,
-        old: u64,
-        new: u64,
-        size: u64,
-        stack: u32,
-    },
-    Rss {
-        ts: u64,
-        bytes: u64,
-    },
-    /// A heap error caught by the recorder (see [`HeapErrorKind`]).
-    HeapError {
-        ts: u64,
-        thread: u32,
-        func: AllocFunc,
-        kind: HeapErrorKind,
-        addr: u64,
-        alloc_func: AllocFunc,
-        stack: u32,
-    },
-}
-
-/// What the exit scan says about one block.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ScanBlock {
-    pub addr: u64,
-    pub size: u64,
-    pub state: BlockState,
-    /// The heuristic that made it reachable (it was reached only through an interior
-    /// pointer that heuristic accepts).
-    pub heuristic: Option<Heuristic>,
-    /// Allocated by libc on the recorder's behalf: never reported.
-    pub internal: bool,
-    pub link: BlockLink,
-}
-
-/// One record of the exit scan, in file order: `Begin`, the roots, the blocks in
-/// ascending address order, `End`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ScanRecord {
-    Begin {
-        ts: u64,
-        trigger: ExitKind,
-        code: i32,
-        blocks: u64,
-        tid: u32,
-        stopped: u32,
-        unstoppable: u32,
-        flags: u64,
-    },
-    Root {
-        id: u32,
-        kind: RootKind,
-        tid: u32,
-        module: u32,
-        start: u64,
-        end: u64,
-        name: String,
-    },
-    Block(ScanBlock),
-    End {
-        ts: u64,
-        blocks: u64,
-    },
-}
-
-impl Event {
-    pub fn ts(&self) -> u64 {
-        match *self {
-            Event::Alloc { ts, .. }
-            | Event::Free { ts, .. }
-            | Event::Realloc { ts, .. }
-            | Event::Rss { ts, .. }
-            | Event::HeapError { ts, .. } => ts,
-        }
-    }
 }
 
 pub struct TraceReader {
@@ -535,101 +380,23 @@ fn decoded_limit(file_bytes: u64) -> usize {
 fn decode_meta(raw: &[u8], md: &mut Metadata) -> Option<()> {
     let mut c = Cursor::new(raw);
     while !c.is_empty() {
-        match c.u8()? {
-            tag::MODULE_LOAD => {
-                let ts = c.u64()?;
-                let id = c.u32()?;
-                let path = c.string()?;
-                let build_id = c.bytes()?.to_vec();
-                let load_bias = c.u64()?;
-                let n = c.u64()?;
-                if n > 4096 {
-                    return None;
-                }
-                let mut segments = Vec::with_capacity(n as usize);
-                for _ in 0..n {
-                    segments.push((c.u64()?, c.u64()?, c.u32()?));
-                }
-                md.modules.insert(
-                    id,
-                    Module {
-                        id,
-                        path,
-                        build_id,
-                        load_bias,
-                        segments,
-                        loaded_ns: ts,
-                        unloaded_ns: None,
-                    },
-                );
+        match records::decode_meta(&mut c)? {
+            MetaRecord::ModuleLoad(m) => {
+                md.modules.insert(m.id, m);
             }
-            tag::MODULE_UNLOAD => {
-                let ts = c.u64()?;
-                let id = c.u32()?;
+            MetaRecord::ModuleUnload { ts, id } => {
                 if let Some(m) = md.modules.get_mut(&id) {
                     m.unloaded_ns = Some(ts);
                 }
             }
-            tag::STACK => {
-                let id = c.u32()?;
-                let n = c.u64()?;
-                if n > 4096 || n as usize > c.remaining() {
-                    return None;
-                }
-                let mut frames = Vec::with_capacity(n as usize);
-                for _ in 0..n {
-                    frames.push(RawFrame {
-                        module: c.u32()?,
-                        offset: c.u64()?,
-                    });
-                }
+            MetaRecord::Stack { id, frames } => {
                 md.stacks.insert(id, frames);
             }
-            tag::THREAD => {
-                let ts = c.u64()?;
-                let index = c.u32()?;
-                let tid = c.u32()?;
-                let name = c.string()?;
-                md.threads.insert(
-                    index,
-                    ThreadInfo {
-                        index,
-                        tid,
-                        name,
-                        started_ns: ts,
-                    },
-                );
+            MetaRecord::Thread(t) => {
+                md.threads.insert(t.index, t);
             }
-            tag::NOTICE => {
-                let ts = c.u64()?;
-                let kind = NoticeKind::from_u8(c.u8()?)?;
-                let module = c.string()?;
-                let symbols = c.string()?;
-                md.notices.push(Notice {
-                    ts,
-                    kind,
-                    module,
-                    symbols,
-                });
-            }
-            tag::END => {
-                let ts = c.u64()?;
-                let kind = ExitKind::from_u8(c.u8()?)?;
-                let code = unzigzag(c.u64()?) as i32;
-                let counters = EndCounters {
-                    untracked_frees: c.u64()?,
-                    dropped_events: c.u64()?,
-                    recorder_peak_bytes: c.u64()?,
-                    write_errors: c.u64()?,
-                };
-                md.end = Some(EndRecord {
-                    ts,
-                    kind,
-                    code,
-                    counters,
-                });
-            }
-            _ => return None,
+            MetaRecord::Notice(n) => md.notices.push(n),
+            MetaRecord::End(e) => md.end = Some(e),
         }
     }
     Some(())
@@ -644,154 +411,19 @@ fn decode_events(
     out: &mut Vec<Event>,
 ) -> Option<()> {
     let mut c = Cursor::new(raw);
-    let mut ts = first_ts;
-    let mut addrs = AddrReader::new(version);
-    let mut addr = |c: &mut Cursor| addrs.read(c);
+    let mut d = records::EventDecoder::new(version, thread, first_ts);
     while !c.is_empty() {
-        let t = c.u8()?;
-        // Version 1 writes the function in a byte of its own, version 2 in the tag.
-        let (kind, func) = match t {
-            tag::ALLOC | tag::REALLOC => (t, AllocFunc::from_u8(c.u8()?)?),
-            tag::FREE => (tag::FREE_STACK_FUNC, AllocFunc::from_u8(c.u8()?)?),
-            0x80.. => (t & tag::KIND_MASK, AllocFunc::from_u8(t & !tag::KIND_MASK)?),
-            _ => (t, AllocFunc::Malloc),
-        };
-        match kind {
-            tag::ALLOC | tag::ALLOC_FUNC => {
-                ts = ts.checked_add(c.u64()?)?;
-                let a = addr(&mut c)?;
-                out.push(Event::Alloc {
-                    ts,
-                    thread,
-                    func,
-                    addr: a,
-                    size: c.u64()?,
-                    stack: c.u32()?,
-                });
-            }
-            tag::FREE_FUNC | tag::FREE_STACK_FUNC => {
-                ts = ts.checked_add(c.u64()?)?;
-                let a = addr(&mut c)?;
-                let stack = if kind == tag::FREE_STACK_FUNC {
-                    c.u32()?
-                } else {
-                    0
-                };
-                out.push(Event::Free {
-                    ts,
-                    thread,
-                    func,
-                    addr: a,
-                    stack,
-                });
-            }
-            tag::REALLOC | tag::REALLOC_FUNC => {
-                ts = ts.checked_add(c.u64()?)?;
-                let old = addr(&mut c)?;
-                let new = addr(&mut c)?;
-                out.push(Event::Realloc {
-                    ts,
-                    thread,
-                    func,
-                    old,
-                    new,
-                    size: c.u64()?,
-                    stack: c.u32()?,
-                });
-            }
-            tag::RSS => {
-                ts = ts.checked_add(c.u64()?)?;
-                out.push(Event::Rss {
-                    ts,
-                    bytes: c.u64()?,
-                });
-            }
-            tag::HEAP_ERROR => {
-                let func = AllocFunc::from_u8(c.u8()?)?;
-                ts = ts.checked_add(c.u64()?)?;
-                let kind = HeapErrorKind::from_u8(c.u8()?)?;
-                let alloc_func = AllocFunc::from_u8(c.u8()?)?;
-                let a = addr(&mut c)?;
-                out.push(Event::HeapError {
-                    ts,
-                    thread,
-                    func,
-                    kind,
-                    addr: a,
-                    alloc_func,
-                    stack: c.u32()?,
-                });
-            }
-            _ => return None,
-        }
+        out.push(d.decode_event(&mut c)?);
     }
     Some(())
 }
 
 /// Decode all records of one Scan chunk.
 fn decode_scan(raw: &[u8], version: u32, out: &mut Vec<ScanRecord>) -> Option<()> {
-    let mut addrs = AddrReader::new(version);
     let mut c = Cursor::new(raw);
+    let mut d = records::ScanDecoder::new(version);
     while !c.is_empty() {
-        match c.u8()? {
-            tag::SCAN_BEGIN => out.push(ScanRecord::Begin {
-                ts: c.u64()?,
-                trigger: ExitKind::from_u8(c.u8()?)?,
-                code: unzigzag(c.u64()?) as i32,
-                blocks: c.u64()?,
-                tid: c.u32()?,
-                stopped: c.u32()?,
-                unstoppable: c.u32()?,
-                flags: c.u64()?,
-            }),
-            tag::SCAN_ROOT => {
-                let id = c.u32()?;
-                let kind = RootKind::from_u8(c.u8()?)?;
-                let tid = c.u32()?;
-                let module = c.u32()?;
-                let start = c.u64()?;
-                let end = start.checked_add(c.u64()?)?;
-                let name = c.string()?;
-                out.push(ScanRecord::Root {
-                    id,
-                    kind,
-                    tid,
-                    module,
-                    start,
-                    end,
-                    name,
-                });
-            }
-            tag::SCAN_BLOCK => {
-                let addr = addrs.read(&mut c)?;
-                let size = c.u64()?;
-                let flags = c.u8()?;
-                let l = c.u64()?;
-                let link = if l == 0 {
-                    BlockLink::None
-                } else if l & 1 == 0 {
-                    BlockLink::Block(u32::try_from((l >> 1) - 1).ok()?)
-                } else {
-                    BlockLink::Root {
-                        root: u32::try_from(l >> 1).ok()?,
-                        addr: c.u64()?,
-                    }
-                };
-                out.push(ScanRecord::Block(ScanBlock {
-                    addr,
-                    size,
-                    state: BlockState::from_u8(flags),
-                    heuristic: Heuristic::from_u8((flags >> 2) & 7),
-                    internal: flags & 0x80 != 0,
-                    link,
-                }));
-            }
-            tag::SCAN_END => out.push(ScanRecord::End {
-                ts: c.u64()?,
-                blocks: c.u64()?,
-            }),
-            _ => return None,
-        }
+        out.push(d.decode_scan(&mut c)?);
     }
     Some(())
 }

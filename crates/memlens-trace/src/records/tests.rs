@@ -1,0 +1,264 @@
+//! One round trip per record kind: encoded by its `ChunkBuilder` method, decoded by
+//! its decoder, equal.
+
+use super::*;
+use crate::varint::Cursor;
+
+/// Encode with `write` into a fresh builder, then decode every record with `read`.
+fn roundtrip<T>(
+    write: impl FnOnce(&mut ChunkBuilder<&mut [u8]>) -> Result<(), WriteError>,
+    mut read: impl FnMut(&mut Cursor, u64) -> Option<T>,
+) -> Vec<T> {
+    let mut buf = [0u8; 1024];
+    let mut b = ChunkBuilder::new(&mut buf[..]);
+    write(&mut b).unwrap();
+    let first_ts = b.first_ts();
+    let mut c = Cursor::new(b.payload());
+    let mut out = Vec::new();
+    while !c.is_empty() {
+        out.push(read(&mut c, first_ts).expect("decodes"));
+    }
+    out
+}
+
+fn events(
+    write: impl FnOnce(&mut ChunkBuilder<&mut [u8]>) -> Result<(), WriteError>,
+) -> Vec<Event> {
+    let mut d = None;
+    roundtrip(write, |c, first_ts| {
+        d.get_or_insert_with(|| EventDecoder::new(FORMAT_VERSION, 7, first_ts))
+            .decode_event(c)
+    })
+}
+
+fn metas(
+    write: impl FnOnce(&mut ChunkBuilder<&mut [u8]>) -> Result<(), WriteError>,
+) -> Vec<MetaRecord> {
+    roundtrip(write, |c, _| decode_meta(c))
+}
+
+fn scans(
+    write: impl FnOnce(&mut ChunkBuilder<&mut [u8]>) -> Result<(), WriteError>,
+) -> Vec<ScanRecord> {
+    let mut d = ScanDecoder::new(FORMAT_VERSION);
+    roundtrip(write, |c, _| d.decode_scan(c))
+}
+
+#[test]
+fn alloc_free_realloc_rss_heap_error() {
+    let got = events(|b| {
+        b.alloc(100, AllocFunc::NewArray, 0x5555_0000_1010, 24, 3)?;
+        b.free(150, AllocFunc::DeleteArray, 0x5555_0000_1010, 0)?;
+        b.free(160, AllocFunc::Free, 0x5555_0000_2000, 9)?;
+        b.realloc(170, AllocFunc::Realloc, 0x2000, 0x3008, 64, 4)?;
+        b.rss(180, 1 << 30)?;
+        b.heap_error(
+            190,
+            AllocFunc::Free,
+            HeapErrorKind::Mismatch,
+            0x3008,
+            AllocFunc::New,
+            5,
+        )
+    });
+    assert_eq!(
+        got,
+        vec![
+            Event::Alloc {
+                ts: 100,
+                thread: 7,
+                func: AllocFunc::NewArray,
+                addr: 0x5555_0000_1010,
+                size: 24,
+                stack: 3
+            },
+            Event::Free {
+                ts: 150,
+                thread: 7,
+                func: AllocFunc::DeleteArray,
+                addr: 0x5555_0000_1010,
+                stack: 0
+            },
+            Event::Free {
+                ts: 160,
+                thread: 7,
+                func: AllocFunc::Free,
+                addr: 0x5555_0000_2000,
+                stack: 9
+            },
+            Event::Realloc {
+                ts: 170,
+                thread: 7,
+                func: AllocFunc::Realloc,
+                old: 0x2000,
+                new: 0x3008,
+                size: 64,
+                stack: 4
+            },
+            Event::Rss {
+                ts: 180,
+                bytes: 1 << 30
+            },
+            Event::HeapError {
+                ts: 190,
+                thread: 7,
+                func: AllocFunc::Free,
+                kind: HeapErrorKind::Mismatch,
+                addr: 0x3008,
+                alloc_func: AllocFunc::New,
+                stack: 5
+            },
+        ]
+    );
+}
+
+#[test]
+fn definitions_and_end() {
+    let counters = EndCounters {
+        untracked_frees: 1,
+        dropped_events: 2,
+        recorder_peak_bytes: 3,
+        write_errors: 4,
+    };
+    let got = metas(|b| {
+        b.module_load(
+            5,
+            2,
+            b"/lib/x.so",
+            &[0xbe, 0xef],
+            0x7f00_0000,
+            &[(0, 0x1000, 5), (0x2000, 0x80, 6)],
+        )?;
+        b.module_unload(9, 2)?;
+        b.stack(11, &[(2, 0x123), (0, 0x7fff_1234)])?;
+        b.thread(12, 3, 4242, b"worker")?;
+        b.notice(13, NoticeKind::OwnAllocator, b"/bin/p", b"malloc,free")?;
+        b.end(14, ExitKind::Signal, -11, &counters)
+    });
+    assert_eq!(
+        got,
+        vec![
+            MetaRecord::ModuleLoad(Module {
+                id: 2,
+                path: "/lib/x.so".into(),
+                build_id: vec![0xbe, 0xef],
+                load_bias: 0x7f00_0000,
+                segments: vec![(0, 0x1000, 5), (0x2000, 0x80, 6)],
+                loaded_ns: 5,
+                unloaded_ns: None,
+            }),
+            MetaRecord::ModuleUnload { ts: 9, id: 2 },
+            MetaRecord::Stack {
+                id: 11,
+                frames: vec![
+                    RawFrame {
+                        module: 2,
+                        offset: 0x123
+                    },
+                    RawFrame {
+                        module: 0,
+                        offset: 0x7fff_1234
+                    }
+                ],
+            },
+            MetaRecord::Thread(ThreadInfo {
+                index: 3,
+                tid: 4242,
+                name: "worker".into(),
+                started_ns: 12
+            }),
+            MetaRecord::Notice(Notice {
+                ts: 13,
+                kind: NoticeKind::OwnAllocator,
+                module: "/bin/p".into(),
+                symbols: "malloc,free".into(),
+            }),
+            MetaRecord::End(EndRecord {
+                ts: 14,
+                kind: ExitKind::Signal,
+                code: -11,
+                counters
+            }),
+        ]
+    );
+}
+
+#[test]
+fn scan_records() {
+    let got = scans(|b| {
+        b.scan_begin(20, ExitKind::Exit, 3, 2, 77, 4, 1, 1)?;
+        b.scan_root(
+            1,
+            RootKind::ThreadStack,
+            77,
+            0,
+            0x7ffd_0000,
+            0x7ffe_0000,
+            b"[stack]",
+        )?;
+        b.scan_block(
+            0x1000,
+            16,
+            BlockState::StillReachable,
+            None,
+            false,
+            BlockLink::Root {
+                root: 1,
+                addr: 0x7ffd_0010,
+            },
+        )?;
+        b.scan_block(
+            0x2000,
+            32,
+            BlockState::IndirectlyLost,
+            Some(Heuristic::StdString),
+            true,
+            BlockLink::Block(0),
+        )?;
+        b.scan_end(25, 2)
+    });
+    assert_eq!(
+        got,
+        vec![
+            ScanRecord::Begin {
+                ts: 20,
+                trigger: ExitKind::Exit,
+                code: 3,
+                blocks: 2,
+                tid: 77,
+                stopped: 4,
+                unstoppable: 1,
+                flags: 1
+            },
+            ScanRecord::Root {
+                id: 1,
+                kind: RootKind::ThreadStack,
+                tid: 77,
+                module: 0,
+                start: 0x7ffd_0000,
+                end: 0x7ffe_0000,
+                name: "[stack]".into(),
+            },
+            ScanRecord::Block(ScanBlock {
+                addr: 0x1000,
+                size: 16,
+                state: BlockState::StillReachable,
+                heuristic: None,
+                internal: false,
+                link: BlockLink::Root {
+                    root: 1,
+                    addr: 0x7ffd_0010
+                },
+            }),
+            ScanRecord::Block(ScanBlock {
+                addr: 0x2000,
+                size: 32,
+                state: BlockState::IndirectlyLost,
+                heuristic: Some(Heuristic::StdString),
+                internal: true,
+                link: BlockLink::Block(0),
+            }),
+            ScanRecord::End { ts: 25, blocks: 2 },
+        ]
+    );
+}
