@@ -10,6 +10,7 @@ use memlens_analysis::{
     Frame, GrowthSort, LiveSort, Progress, Report, ReportOptions, Site, SortOptions, Symbolizer,
     TemporarySort, TimePoint, WindowSpec,
 };
+use memlens_common::signal::signal_name;
 use memlens_common::units::human_bytes_f;
 use memlens_trace::reader::{EndRecord, Metadata, RawFrame, TraceReader};
 use memlens_trace::ExitKind;
@@ -335,27 +336,6 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 
 fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
-}
-
-fn signal_name(sig: i32) -> Option<&'static str> {
-    Some(match sig {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        3 => "SIGQUIT",
-        4 => "SIGILL",
-        5 => "SIGTRAP",
-        6 => "SIGABRT",
-        7 => "SIGBUS",
-        8 => "SIGFPE",
-        9 => "SIGKILL",
-        10 => "SIGUSR1",
-        11 => "SIGSEGV",
-        12 => "SIGUSR2",
-        13 => "SIGPIPE",
-        14 => "SIGALRM",
-        15 => "SIGTERM",
-        _ => return None,
-    })
 }
 
 fn exit_kind_key(kind: ExitKind) -> &'static str {

@@ -8,6 +8,7 @@
 //! started (`--pid`); otherwise it is a plain line every 10 seconds, written whole, so it
 //! never lands in the middle of the program's own lines or erases them.
 
+use memlens_common::signal::{killed_by, signal_label};
 use memlens_watch::history::{History, Metric, Point};
 use memlens_watch::limit::{self, Limit};
 use memlens_watch::plot::{self, PlotInfo};
@@ -1030,9 +1031,7 @@ fn ended_text(s: &Summary) -> String {
         End::Exited => match s.status {
             Some(st) => match (st.code(), st.signal()) {
                 (Some(c), _) => format!("{who} exited with status {c}"),
-                (None, Some(sig)) => {
-                    format!("{who} was killed by signal {sig} ({})", signal_name(sig))
-                }
+                (None, Some(sig)) => format!("{who} was {}", killed_by(sig)),
                 _ => format!("{who} exited"),
             },
             None => format!("{who} exited"),
@@ -1041,31 +1040,10 @@ fn ended_text(s: &Summary) -> String {
             "--duration {} reached{stopped}",
             human_duration(s.args.duration.map_or(0.0, |d| d.as_secs_f64()))
         ),
-        End::Interrupted(sig) => format!("stopped by {}", signal_name(*sig)),
+        End::Interrupted(sig) => format!("stopped by {}", signal_label(*sig)),
         End::MaxRss => format!("--max-rss exceeded{stopped}"),
         End::Unreadable(m) => format!("{m}{stopped}"),
     }
-}
-
-fn signal_name(sig: i32) -> String {
-    // SAFETY: strsignal returns a static or thread-local string for any number.
-    let p = unsafe { libc::strsignal(sig) };
-    if p.is_null() {
-        return format!("signal {sig}");
-    }
-    // SAFETY: a NUL-terminated string from libc.
-    let d = unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy();
-    let short = match sig {
-        libc::SIGINT => "SIGINT",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGABRT => "SIGABRT",
-        _ => return d.into_owned(),
-    };
-    short.to_string()
 }
 
 fn projection(s: &Summary) -> Option<(Limit, f64, Option<f64>)> {
