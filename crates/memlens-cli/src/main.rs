@@ -13,6 +13,7 @@ mod pprof;
 mod profile;
 mod report;
 mod run;
+mod supervise;
 mod watch;
 
 use clap::{Parser, Subcommand};

@@ -8,7 +8,8 @@
 //! started (`--pid`); otherwise it is a plain line every 10 seconds, written whole, so it
 //! never lands in the middle of the program's own lines or erases them.
 
-use memlens_common::signal::{killed_by, signal_label};
+use crate::supervise::{self, resolve_program, Exit, LaunchError, Supervised, Wake};
+use memlens_common::signal::signal_label;
 use memlens_watch::history::{History, Metric, Point};
 use memlens_watch::limit::{self, Limit};
 use memlens_watch::plot::{self, PlotInfo};
@@ -20,10 +21,9 @@ use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, ExitCode, ExitStatus};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
 /// A budget (`--max-rss`, `--max-growth-rate`) was exceeded.
@@ -144,6 +144,13 @@ impl Failure {
     }
 }
 
+impl From<LaunchError> for Failure {
+    fn from(e: LaunchError) -> Failure {
+        let (msg, code) = e.parts();
+        Failure(msg, code)
+    }
+}
+
 fn other(msg: impl Into<String>) -> Failure {
     Failure(msg.into(), crate::EXIT_USAGE)
 }
@@ -152,106 +159,6 @@ pub fn main(args: WatchArgs) -> ExitCode {
     match watch(args) {
         Ok(code) => code,
         Err(f) => f.exit(),
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Signals
-
-static CHILD: AtomicI32 = AtomicI32::new(0);
-static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
-static STOP: AtomicI32 = AtomicI32::new(0);
-static CHILD_EVENT: AtomicBool = AtomicBool::new(false);
-
-/// SI_KERNEL: the signal came from the kernel (the terminal's Ctrl-C, a hangup), not
-/// from kill(2).
-const SI_KERNEL: i32 = 0x80;
-
-extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
-    let code = if info.is_null() {
-        0
-    } else {
-        unsafe { (*info).si_code }
-    };
-    if sig == libc::SIGCHLD {
-        CHILD_EVENT.store(true, Ordering::SeqCst);
-    } else {
-        let child = CHILD.load(Ordering::SeqCst);
-        if child > 0 {
-            // The terminal sends Ctrl-C and hangups to the whole foreground group, the
-            // program included: pass on only what was sent to memlens alone.
-            if code != SI_KERNEL {
-                // SAFETY: kill is async-signal-safe.
-                unsafe { libc::kill(child, sig) };
-            }
-        } else {
-            STOP.store(sig, Ordering::SeqCst);
-        }
-    }
-    let fd = WAKE_FD.load(Ordering::SeqCst);
-    if fd >= 0 {
-        // SAFETY: write is async-signal-safe; the pipe is non-blocking.
-        unsafe { libc::write(fd, [0u8].as_ptr().cast(), 1) };
-    }
-}
-
-/// A self-pipe that signal handlers write to, so the wait between samples ends at once.
-struct Wake {
-    read: i32,
-}
-
-impl Wake {
-    fn install() -> Result<Wake, Failure> {
-        let mut fds = [0i32; 2];
-        // SAFETY: fds has room for two descriptors.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
-            return Err(other(format!(
-                "cannot create a pipe: {}",
-                std::io::Error::last_os_error()
-            )));
-        }
-        WAKE_FD.store(fds[1], Ordering::SeqCst);
-        for sig in [
-            libc::SIGINT,
-            libc::SIGTERM,
-            libc::SIGHUP,
-            libc::SIGQUIT,
-            libc::SIGCHLD,
-        ] {
-            // SAFETY: installing a handler in our own process; the handler only uses
-            // atomics, kill and write.
-            unsafe {
-                let mut sa: libc::sigaction = std::mem::zeroed();
-                sa.sa_sigaction = on_signal as *const () as usize;
-                sa.sa_flags = libc::SA_SIGINFO | libc::SA_NOCLDSTOP;
-                libc::sigemptyset(&mut sa.sa_mask);
-                libc::sigaction(sig, &sa, std::ptr::null_mut());
-            }
-        }
-        Ok(Wake { read: fds[0] })
-    }
-
-    /// Sleep until `deadline` or a signal.
-    fn wait_until(&self, deadline: Instant) {
-        let now = Instant::now();
-        if deadline > now {
-            let d = deadline - now;
-            let ts = libc::timespec {
-                tv_sec: d.as_secs() as libc::time_t,
-                tv_nsec: d.subsec_nanos() as libc::c_long,
-            };
-            let mut pfd = libc::pollfd {
-                fd: self.read,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd; a null signal mask pointer keeps the current mask.
-            unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
-        }
-        let mut buf = [0u8; 64];
-        // SAFETY: draining our own non-blocking pipe.
-        while unsafe { libc::read(self.read, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
     }
 }
 
@@ -285,7 +192,7 @@ struct Target {
     pid: i32,
     /// Shown in reports: the command line.
     label: String,
-    child: Option<Child>,
+    child: Option<Supervised>,
     command: Option<Vec<String>>,
 }
 
@@ -362,30 +269,20 @@ fn start_target(args: &WatchArgs) -> Result<Target, Failure> {
             command: None,
         });
     }
-    let prog = crate::run::resolve_program(&args.command[0]).map_err(|e| match e {
-        crate::run::LaunchError::NotFound(m) => Failure(m, crate::run::EXIT_NOT_FOUND),
-        crate::run::LaunchError::NotRunnable(m) => Failure(m, crate::run::EXIT_CANNOT_RUN),
-        crate::run::LaunchError::Other(m) => other(m),
-    })?;
-    let child = std::process::Command::new(&prog)
-        .arg0(&args.command[0])
-        .args(&args.command[1..])
-        .spawn()
-        .map_err(|e| {
-            let code = if e.kind() == std::io::ErrorKind::NotFound {
-                crate::run::EXIT_NOT_FOUND
-            } else {
-                crate::run::EXIT_CANNOT_RUN
-            };
-            Failure(format!("cannot run {}: {e}", prog.display()), code)
-        })?;
+    let prog = resolve_program(&args.command[0])?;
+    let child = supervise::spawn(
+        std::process::Command::new(&prog)
+            .arg0(&args.command[0])
+            .args(&args.command[1..]),
+        &prog,
+    )?;
     let command: Vec<String> = args
         .command
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     Ok(Target {
-        pid: child.id() as i32,
+        pid: child.pid() as i32,
         label: short_label(&command.join(" ")),
         child: Some(child),
         command: Some(command),
@@ -425,7 +322,7 @@ struct Summary<'a> {
     source_note: Option<String>,
     elapsed: f64,
     end: End,
-    status: Option<ExitStatus>,
+    status: Option<Exit>,
     stopped_child: Option<&'static str>,
     trend: Trend,
     limit: Option<Limit>,
@@ -439,17 +336,17 @@ struct Summary<'a> {
 fn watch(args: WatchArgs) -> Result<ExitCode, Failure> {
     let metric = args.metric.metric();
     let mut outputs = open_outputs(&args)?;
-    let wake = Wake::install()?;
+    let wake = Wake::install().map_err(|e| other(format!("cannot create a pipe: {e}")))?;
+    if args.pid.is_some() {
+        supervise::stop_on_signals();
+    }
     let mut target = start_target(&args)?;
     let pid = target.pid;
-    if target.child.is_some() {
-        CHILD.store(pid, Ordering::SeqCst);
-    }
     let started = target.child.is_some();
     // From here on, a program we started must not be left behind on an error.
     let fail_with_child = |target: &mut Target, f: Failure| -> Failure {
         if let Some(c) = target.child.as_mut() {
-            stop_child(c);
+            c.stop();
         }
         f
     };
@@ -493,7 +390,7 @@ fn watch(args: WatchArgs) -> Result<ExitCode, Failure> {
     let mut worst_source = Source::SmapsRollup;
     let mut source_note: Option<String> = None;
     let mut rss_budget = RssBudget::default();
-    let mut status: Option<ExitStatus> = None;
+    let mut status: Option<Exit> = None;
     let mut tick: u64 = 0;
     let end = loop {
         let before = start.elapsed();
@@ -582,18 +479,15 @@ fn watch(args: WatchArgs) -> Result<ExitCode, Failure> {
         let mut stop = None;
         loop {
             wake.wait_until(start + next);
-            let sig = STOP.swap(0, Ordering::SeqCst);
-            if sig != 0 {
+            if let Some(sig) = supervise::take_stop() {
                 stop = Some(End::Interrupted(sig));
                 break;
             }
-            if CHILD_EVENT.swap(false, Ordering::SeqCst) {
-                if let Some(c) = target.child.as_mut() {
-                    if let Ok(Some(st)) = c.try_wait() {
-                        status = Some(st);
-                        stop = Some(End::Exited);
-                        break;
-                    }
+            if let Some(c) = target.child.as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    status = Some(st);
+                    stop = Some(End::Exited);
+                    break;
                 }
             }
             if start.elapsed() >= next {
@@ -615,12 +509,11 @@ fn watch(args: WatchArgs) -> Result<ExitCode, Failure> {
                 Ok(Some(st)) => status = Some(st),
                 _ if end == End::Exited => status = c.wait().ok(),
                 _ => {
-                    stopped_child = Some(stop_child(c));
+                    stopped_child = Some(c.stop());
                 }
             }
         }
     }
-    CHILD.store(0, Ordering::SeqCst);
 
     let trend = trend_of(&history, metric, args.warmup.map(|d| d.as_secs_f64()));
     let growth_exceeded = args
@@ -629,11 +522,7 @@ fn watch(args: WatchArgs) -> Result<ExitCode, Failure> {
     let exit_code = if rss_budget.exceeded_at.is_some() || growth_exceeded {
         EXIT_BUDGET
     } else if let (Some(st), None) = (status, stopped_child) {
-        match (st.code(), st.signal()) {
-            (Some(c), _) => c as u8,
-            (None, Some(sig)) => (128 + sig) as u8,
-            _ => 1,
-        }
+        st.status()
     } else if let End::Unreadable(_) = end {
         EXIT_NO_PROCESS
     } else {
@@ -719,23 +608,6 @@ fn smaps_error(dir: &ProcDir) -> String {
         }
         Err(e) => e.to_string(),
     }
-}
-
-/// SIGTERM, 5 seconds of grace, then SIGKILL. Returns the signal that was needed.
-fn stop_child(c: &mut Child) -> &'static str {
-    let pid = c.id() as i32;
-    // SAFETY: signalling our own child, which we have not reaped.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    let until = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < until {
-        if let Ok(Some(_)) = c.try_wait() {
-            return "SIGTERM";
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = c.kill();
-    let _ = c.wait();
-    "SIGKILL"
 }
 
 fn trend_of(history: &History, metric: Metric, warmup: Option<f64>) -> Trend {
@@ -1029,11 +901,7 @@ fn ended_text(s: &Summary) -> String {
         .unwrap_or_default();
     match &s.end {
         End::Exited => match s.status {
-            Some(st) => match (st.code(), st.signal()) {
-                (Some(c), _) => format!("{who} exited with status {c}"),
-                (None, Some(sig)) => format!("{who} was {}", killed_by(sig)),
-                _ => format!("{who} exited"),
-            },
+            Some(st) => format!("{who} {}", st.describe()),
             None => format!("{who} exited"),
         },
         End::Duration => format!(
@@ -1310,10 +1178,9 @@ fn json_report(s: &Summary) -> Value {
             (m.name().to_string(), v)
         })
         .collect();
-    let status = s.status.map(|st| match (st.code(), st.signal()) {
-        (Some(c), _) => json!({ "code": c }),
-        (None, Some(sig)) => json!({ "signal": sig }),
-        _ => Value::Null,
+    let status = s.status.map(|st| match st {
+        Exit::Code(c) => json!({ "code": c }),
+        Exit::Signal(sig) => json!({ "signal": sig }),
     });
     let projection = projection(s);
     let samples: Vec<Value> = points
