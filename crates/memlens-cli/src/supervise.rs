@@ -196,7 +196,7 @@ fn mask_forwarded(how: libc::c_int) {
     }
 }
 
-/// The default actions of [`FORWARDED`] again.
+/// The default actions of [`FORWARDED`] again. Async-signal-safe.
 fn restore_defaults() {
     for sig in FORWARDED {
         // SAFETY: resetting our own dispositions.
@@ -345,12 +345,14 @@ pub struct Supervised {
 pub fn spawn(cmd: &mut Command, prog: &Path) -> Result<Supervised, LaunchError> {
     // Handlers first, with the signals blocked until the pid is known: a signal sent in
     // between waits and is passed on. The program gets them unblocked (a mask is
-    // inherited across exec, and std's spawn keeps it) and with their default actions
-    // (exec resets caught signals).
-    // SAFETY: the closure runs between fork and exec and only calls pthread_sigmask,
-    // which is async-signal-safe.
+    // inherited across exec, and std's spawn keeps it) and with their default actions,
+    // set before the unblocking so that one pending in the new process acts on it
+    // rather than on a copy of memlens's handler.
+    // SAFETY: the closure runs between fork and exec and only calls sigaction and
+    // pthread_sigmask, which are async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
+            restore_defaults();
             mask_forwarded(libc::SIG_UNBLOCK);
             Ok(())
         })
@@ -392,20 +394,20 @@ impl Supervised {
 
     /// Stop the program: SIGTERM, 5 seconds of grace, then SIGKILL. Returns the signal
     /// that was needed.
-    pub fn stop(&mut self) -> &'static str {
+    pub fn stop(&mut self) -> i32 {
         // SAFETY: signalling our own child, which is not reaped.
         unsafe { libc::kill(self.pid() as i32, libc::SIGTERM) };
         let until = Instant::now() + Duration::from_secs(5);
         while Instant::now() < until {
             if let Ok(Some(_)) = self.try_wait() {
-                return "SIGTERM";
+                return libc::SIGTERM;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
         // SAFETY: as above; the child has not been reaped (try_wait found it running).
         unsafe { libc::kill(self.pid() as i32, libc::SIGKILL) };
         let _ = self.wait();
-        "SIGKILL"
+        libc::SIGKILL
     }
 
     /// `waitid` for the program's end (`flags`: 0 or `WNOHANG`) without reaping it; once

@@ -179,7 +179,8 @@ struct Summary<'a> {
     elapsed: f64,
     end: End,
     status: Option<Exit>,
-    stopped_child: Option<&'static str>,
+    /// The signal that stopped a program memlens started, when the watch ended first.
+    stopped_child: Option<i32>,
     trend: Trend,
     limit: Option<Limit>,
     rss_budget: RssBudget,
@@ -464,7 +465,7 @@ impl Target {
     /// A program memlens started, once the watch is over: its status if it ended (waited
     /// for if the watch ended because it did), or stopped if the watch ended first, with
     /// the signal that stopped it.
-    fn settle(&mut self, status: Option<Exit>, end: &End) -> (Option<Exit>, Option<&'static str>) {
+    fn settle(&mut self, status: Option<Exit>, end: &End) -> (Option<Exit>, Option<i32>) {
         let Some(c) = self.child.as_mut().filter(|_| status.is_none()) else {
             return (status, None);
         };

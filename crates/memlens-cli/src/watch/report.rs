@@ -36,7 +36,7 @@ fn ended_text(s: &Summary) -> String {
     };
     let stopped = s
         .stopped_child
-        .map(|sig| format!("; the program was stopped with {sig}"))
+        .map(|sig| format!("; the program was stopped with {}", signal_label(sig)))
         .unwrap_or_default();
     match &s.end {
         End::Exited => match s.status {
@@ -348,7 +348,7 @@ pub(super) fn json(s: &Summary) -> Value {
             "source": s.source.name(),
             "ended": s.end.key(),
             "exit_status": status,
-            "stopped_with": s.stopped_child,
+            "stopped_with": s.stopped_child.map(signal_label),
         },
         "memory": memory,
         "trend": {
