@@ -14,6 +14,7 @@ mod present;
 mod profile;
 mod report;
 mod run;
+mod supervise;
 mod watch;
 
 use clap::{Parser, Subcommand};

@@ -1,11 +1,12 @@
 //! `memlens plot`: the timeline of a trace as an SVG chart: heap in use and RSS over
 //! time, and the live bytes of the top sites. The data comes from
-//! [`memlens_analysis::timeline::Timeline`]; this module only draws it.
+//! [`memlens_analysis::timeline::Timeline`]; this module says what to draw, and
+//! `memlens_common::chart` draws it (as it draws `memlens watch --plot`'s chart).
 
 use crate::present::{frames::site_labels, progress::Bar, window_spec};
 use memlens_analysis::timeline::{Timeline, TimelineOptions};
 use memlens_analysis::Symbolizer;
-use memlens_common::chart::{byte_grid, esc, nice_axis, time_grid, time_unit};
+use memlens_common::chart::{Chart, Legend, Series, TimeAxis};
 use memlens_common::units::{human_bytes, human_time};
 use memlens_trace::reader::TraceReader;
 use std::fmt::Write as _;
@@ -107,38 +108,21 @@ fn plot(args: &PlotArgs) -> Result<PathBuf, String> {
     Ok(out)
 }
 
-const W: f64 = 1000.0;
-const PLOT_H: f64 = 420.0;
-const LEFT: f64 = 84.0;
-const RIGHT: f64 = 24.0;
-const TOP: f64 = 64.0;
-const LEGEND_ROW: f64 = 18.0;
-
 /// Heap, RSS, then the sites' colors.
 const COLORS: [&str; 12] = [
     "#1f77b4", "#d62728", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
     "#bcbd22", "#17becf", "#393b79", "#637939",
 ];
 
-/// One line of the chart: id (`heap`, `rss`, `site-N`), label, color, (seconds, bytes).
-type Series<'a> = (String, String, &'a str, Vec<(f64, f64)>);
-
 /// The chart. `labels[i]` names `tl.sites[i]`.
 pub fn svg(tl: &Timeline, title: &str, labels: &[String]) -> String {
+    chart(tl, title, labels).svg()
+}
+
+/// The chart, described for `memlens_common::chart`'s renderer: heap in use, RSS and each
+/// site, every bucket's highest value at the bucket's middle, in the window's time.
+fn chart(tl: &Timeline, title: &str, labels: &[String]) -> Chart {
     let n = tl.heap.len().max(1);
-    let legend_rows = 2 + tl.sites.len();
-    let h = TOP + PLOT_H + 48.0 + LEGEND_ROW * legend_rows as f64 + 12.0;
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(o, r#"<rect width="{W}" height="{h}" fill="white"/>"#);
-    let _ = writeln!(
-        o,
-        r#"<text x="{LEFT}" y="24" font-size="16" font-weight="bold">{}</text>"#,
-        esc(title)
-    );
     let peak_heap = tl.heap.iter().copied().max().unwrap_or(0);
     let peak_rss = tl.rss.iter().flatten().copied().max();
     let w = &tl.window;
@@ -155,45 +139,22 @@ pub fn svg(tl: &Timeline, title: &str, labels: &[String]) -> String {
     let _ = write!(sub, "; highest value per {} bucket", {
         human_time(w.span_ns() / n as u64)
     });
-    let _ = writeln!(o, r#"<text x="{LEFT}" y="44">{}</text>"#, esc(&sub));
-
-    // Axes: time relative to the trace's start, in the window.
-    let y_max = peak_rss.unwrap_or(0).max(peak_heap) as f64;
-    let (y_step, y_top) = nice_axis((y_max * 1.05).max(1024.0));
     let t0 = w.from_ns as f64 / 1e9;
     let t1 = (w.to_ns as f64 / 1e9).max(t0 + 1e-6);
-    let (x_unit, x_div) = time_unit(t1);
-    let span = (t1 - t0) / x_div;
-    let (x_step, _) = nice_axis(span);
-    let pw = W - LEFT - RIGHT;
-    let x = |t: f64| LEFT + pw * ((t - t0) / x_div) / span;
-    let y = |v: f64| TOP + PLOT_H * (1.0 - v / y_top);
-    byte_grid(&mut o, LEFT, W - RIGHT, y_top, y_step, y);
-    // Time ticks at round values of the unit, inside the window.
-    let first_tick = (t0 / x_div / x_step).ceil() * x_step;
-    time_grid(
-        &mut o,
-        first_tick,
-        t1 / x_div,
-        x_step,
-        TOP,
-        TOP + PLOT_H,
-        |s| x(s * x_div),
-    );
-    let _ = writeln!(
-        o,
-        r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{PLOT_H}" fill="none" stroke="#444"/><text x="{:.1}" y="{:.1}" text-anchor="middle">time since the program started ({x_unit})</text>"##,
-        LEFT + pw / 2.0,
-        TOP + PLOT_H + 36.0
-    );
-
-    // Series: each bucket's highest value at the bucket's middle.
     let mid = |i: usize| -> f64 {
         let start = tl.times_ns[i] as f64;
         let end = tl.times_ns.get(i + 1).map_or(w.to_ns as f64, |&e| e as f64);
         (start + end) / 2.0 / 1e9
     };
-    let mut series: Vec<Series> = Vec::new();
+    let line = |id: String, label: String, color, width, points| Series {
+        id,
+        label,
+        color,
+        dash: "",
+        width,
+        points,
+        band: Vec::new(),
+    };
     let heap: Vec<(f64, f64)> = tl
         .heap
         .iter()
@@ -206,17 +167,15 @@ pub fn svg(tl: &Timeline, title: &str, labels: &[String]) -> String {
         .enumerate()
         .filter_map(|(i, v)| v.map(|v| (mid(i), v as f64)))
         .collect();
-    series.push(("heap".into(), "heap in use".into(), COLORS[0], heap));
-    series.push((
-        "rss".into(),
-        if rss.is_empty() {
-            "RSS (no samples)".into()
-        } else {
-            "RSS".into()
-        },
-        COLORS[1],
-        rss,
-    ));
+    let rss_label = if rss.is_empty() {
+        "RSS (no samples)"
+    } else {
+        "RSS"
+    };
+    let mut series = vec![
+        line("heap".into(), "heap in use".into(), COLORS[0], 2.0, heap),
+        line("rss".into(), rss_label.into(), COLORS[1], 2.0, rss),
+    ];
     for (i, s) in tl.sites.iter().enumerate() {
         let pts = s
             .values
@@ -224,60 +183,29 @@ pub fn svg(tl: &Timeline, title: &str, labels: &[String]) -> String {
             .enumerate()
             .map(|(k, &v)| (mid(k), v as f64))
             .collect();
-        let label = labels.get(i).cloned().unwrap_or_else(|| "?".into());
-        series.push((
+        let label = labels.get(i).map_or("?", String::as_str);
+        series.push(line(
             format!("site-{}", i + 1),
             format!("{label}: peak {}", human_bytes(s.peak_bytes)),
             COLORS[2 + i % (COLORS.len() - 2)],
+            1.2,
             pts,
         ));
     }
-    for (id, label, color, pts) in &series {
-        if pts.is_empty() {
-            continue;
-        }
-        let mut d = String::new();
-        for &(t, v) in pts {
-            let _ = write!(d, "{:.1},{:.1} ", x(t), y(v));
-        }
-        let width = if id.starts_with("site") { 1.2 } else { 2.0 };
-        if let [(t, v)] = pts[..] {
-            let _ = writeln!(
-                o,
-                r#"<circle data-series="{id}" cx="{:.1}" cy="{:.1}" r="3" fill="{color}"><title>{}</title></circle>"#,
-                x(t),
-                y(v),
-                esc(label)
-            );
-            continue;
-        }
-        let _ = writeln!(
-            o,
-            r#"<polyline data-series="{id}" points="{}" fill="none" stroke="{color}" stroke-width="{width}"><title>{}</title></polyline>"#,
-            d.trim_end(),
-            esc(label)
-        );
+    Chart {
+        width: 1000.0,
+        plot_height: 420.0,
+        left: 84.0,
+        title: title.to_string(),
+        subtitle: Some(sub),
+        time: TimeAxis::Window(t0, t1),
+        time_label: "time since the program started".into(),
+        y_max: peak_rss.unwrap_or(0).max(peak_heap) as f64,
+        shade: None,
+        series,
+        fit: None,
+        levels: Vec::new(),
+        marker: None,
+        legend: Legend::Below,
     }
-    // Legend under the chart, one row per series.
-    let mut ly = TOP + PLOT_H + 60.0;
-    for (_, label, color, _) in &series {
-        let shown: String = if label.chars().count() > 140 {
-            label.chars().take(137).collect::<String>() + "..."
-        } else {
-            label.clone()
-        };
-        let _ = writeln!(
-            o,
-            r#"<line x1="{LEFT}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="{color}" stroke-width="3"/><text x="{:.1}" y="{:.1}">{}</text>"#,
-            LEFT + 22.0,
-            ly - 4.0,
-            ly - 4.0,
-            LEFT + 28.0,
-            ly,
-            esc(&shown)
-        );
-        ly += LEGEND_ROW;
-    }
-    o.push_str("</svg>\n");
-    o
 }

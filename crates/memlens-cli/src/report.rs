@@ -21,6 +21,7 @@ use memlens_analysis::leaks::Resolution;
 use memlens_analysis::{
     GrowthSort, LiveSort, Report, ReportOptions, SortOptions, Symbolizer, TemporarySort,
 };
+use memlens_common::signal::killed_by;
 use memlens_common::units::{human_bytes, human_time, plural};
 use memlens_trace::reader::{EndRecord, TraceReader};
 use memlens_trace::ExitKind;
@@ -300,27 +301,6 @@ fn window_text(r: &Report) -> Option<String> {
     })
 }
 
-fn signal_name(sig: i32) -> Option<&'static str> {
-    Some(match sig {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        3 => "SIGQUIT",
-        4 => "SIGILL",
-        5 => "SIGTRAP",
-        6 => "SIGABRT",
-        7 => "SIGBUS",
-        8 => "SIGFPE",
-        9 => "SIGKILL",
-        10 => "SIGUSR1",
-        11 => "SIGSEGV",
-        12 => "SIGUSR2",
-        13 => "SIGPIPE",
-        14 => "SIGALRM",
-        15 => "SIGTERM",
-        _ => return None,
-    })
-}
-
 fn describe_end(end: Option<&EndRecord>) -> String {
     let Some(e) = end else {
         return "unknown (no end record: killed, still running, or not flushed)".to_string();
@@ -328,10 +308,7 @@ fn describe_end(end: Option<&EndRecord>) -> String {
     match e.kind {
         ExitKind::Exit => format!("exited with status {}", e.code),
         ExitKind::UnderscoreExit => format!("called _exit({})", e.code),
-        ExitKind::Signal => match signal_name(e.code) {
-            Some(name) => format!("killed by signal {} ({name})", e.code),
-            None => format!("killed by signal {}", e.code),
-        },
+        ExitKind::Signal => killed_by(e.code),
         ExitKind::Exec => "replaced itself with exec".to_string(),
     }
 }

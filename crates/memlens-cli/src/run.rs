@@ -1,6 +1,9 @@
-//! `memlens run`: launch a program with the recorder preloaded, wait for it, print the
-//! summary, and exit exactly as the program did.
+//! `memlens run` and `memlens check`: launch a program with the recorder preloaded
+//! (through [`crate::supervise`], which also passes signals on and waits), print the
+//! summary and the leak check, apply `check`'s budgets, and exit exactly as the program
+//! did.
 
+use crate::supervise::{self, is_executable, resolve_program, LaunchError};
 use memlens_trace::env;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -8,12 +11,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::sync::atomic::{AtomicI32, Ordering};
-
-/// memlens's own exit codes, following `env(1)`: 125 memlens failed, 126 the program
-/// cannot be run, 127 the program was not found.
-pub const EXIT_CANNOT_RUN: u8 = 126;
-pub const EXIT_NOT_FOUND: u8 = 127;
 
 #[derive(clap::Args)]
 #[command(
@@ -90,62 +87,6 @@ pub struct RunArgs {
         value_name = "PROGRAM [ARGS]"
     )]
     pub command: Vec<OsString>,
-}
-
-/// Everything that can stop `memlens run` before the program starts.
-#[derive(Debug)]
-pub enum LaunchError {
-    NotFound(String),
-    NotRunnable(String),
-    Other(String),
-}
-
-impl LaunchError {
-    pub fn exit(&self) -> ExitCode {
-        let (msg, code) = match self {
-            LaunchError::NotFound(m) => (m, EXIT_NOT_FOUND),
-            LaunchError::NotRunnable(m) => (m, EXIT_CANNOT_RUN),
-            LaunchError::Other(m) => (m, crate::EXIT_USAGE),
-        };
-        crate::say!("memlens: error: {msg}");
-        ExitCode::from(code)
-    }
-}
-
-/// Find `prog` like execvp does: a name with a slash is a path, otherwise search PATH.
-pub fn resolve_program(prog: &OsStr) -> Result<PathBuf, LaunchError> {
-    let shown = prog.to_string_lossy();
-    let candidate = |p: &Path| p.is_file();
-    if prog.as_bytes().contains(&b'/') {
-        let p = PathBuf::from(prog);
-        if p.is_dir() {
-            return Err(LaunchError::NotRunnable(format!(
-                "{shown} is a directory, not a program"
-            )));
-        }
-        if !p.exists() {
-            return Err(LaunchError::NotFound(format!(
-                "cannot run {shown}: no such file"
-            )));
-        }
-        return Ok(p);
-    }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    for dir in std::env::split_paths(&path) {
-        let p = dir.join(prog);
-        if candidate(&p) && is_executable(&p) {
-            return Ok(p);
-        }
-    }
-    Err(LaunchError::NotFound(format!(
-        "cannot find program '{shown}' in PATH"
-    )))
-}
-
-fn is_executable(p: &Path) -> bool {
-    std::fs::metadata(p)
-        .map(|m| m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
 }
 
 /// Why a program cannot be recorded through LD_PRELOAD, if it cannot.
@@ -315,50 +256,6 @@ fn output_pattern(pattern: &str) -> Result<PathBuf, LaunchError> {
         ))
     })?;
     Ok(p)
-}
-
-static CHILD: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn forward_signal(sig: libc::c_int) {
-    let pid = CHILD.load(Ordering::Relaxed);
-    if pid > 0 {
-        // SAFETY: kill is async-signal-safe.
-        unsafe { libc::kill(pid, sig) };
-    }
-}
-
-/// While the program runs: terminal signals (Ctrl-C, Ctrl-\) reach it directly through
-/// the process group, so memlens ignores them and lives to print the summary; signals
-/// sent to memlens alone (kill, timeout) are forwarded to the program.
-fn install_signal_handling(child: i32) {
-    CHILD.store(child, Ordering::Relaxed);
-    // SAFETY: installing handlers / ignoring signals in our own process.
-    unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_IGN);
-        libc::signal(libc::SIGQUIT, libc::SIG_IGN);
-        for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2] {
-            libc::signal(sig, forward_signal as *const () as libc::sighandler_t);
-        }
-    }
-}
-
-/// Die by `sig` as the program did (without dumping a core of memlens itself).
-fn die_by_signal(sig: i32) -> ! {
-    // SAFETY: resetting our own dispositions and raising a signal at ourselves.
-    unsafe {
-        let lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        libc::setrlimit(libc::RLIMIT_CORE, &lim);
-        libc::signal(sig, libc::SIG_DFL);
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, sig);
-        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-        libc::raise(sig);
-    }
-    std::process::exit(128 + sig)
 }
 
 /// The list of trace files the recorder writes to, one path per line, appended by each
@@ -606,33 +503,19 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
     } else {
         cmd.env(env::TRACE_CHILDREN_SKIP, skip);
     }
-    let mut child = cmd.spawn().map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            LaunchError::NotFound(format!("cannot run {}: {e}", prog.display()))
-        }
-        _ => LaunchError::NotRunnable(format!("cannot run {}: {e}", prog.display())),
-    })?;
-    install_signal_handling(child.id() as i32);
-    if let Some(f) = log.open(child.id()) {
+    let mut child = supervise::spawn(&mut cmd, &prog)?;
+    if let Some(f) = log.open(child.pid()) {
         use std::os::fd::AsRawFd;
         // SAFETY: replaces memlens's own stderr; the program keeps the original one.
         unsafe { libc::dup2(f.as_raw_fd(), 2) };
     }
-    let status = loop {
-        match child.wait() {
-            Ok(s) => break s,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(LaunchError::Other(format!(
-                    "lost track of the program: {e}"
-                )))
-            }
-        }
-    };
+    let exit = child
+        .wait()
+        .map_err(|e| LaunchError::Other(format!("lost track of the program: {e}")))?;
 
     let traces = manifest.read();
     let infos = trace_infos(&traces);
-    let images = own_images(&infos, child.id());
+    let images = own_images(&infos, child.pid());
     let main_trace = main_trace(&traces, &images);
     // One pass over the trace serves the summary, the leak check and the budgets. None is
     // made when nothing would use it (quiet, no --error-exitcode, no budget).
@@ -697,14 +580,11 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
         }
     }
 
-    use std::os::unix::process::ExitStatusExt;
-    if let Some(sig) = status.signal() {
-        die_by_signal(sig);
-    }
+    exit.reraise();
     if failed && args.error_exitcode != 0 {
         return Ok(ExitCode::from(args.error_exitcode));
     }
-    Ok(ExitCode::from(status.code().unwrap_or(1) as u8))
+    Ok(ExitCode::from(exit.status()))
 }
 
 /// Print the leak summary (and with --leak-check=full the records); true if there were

@@ -5,7 +5,8 @@
 //! * [`stats`]: the Theil–Sen slope with Sen's confidence interval, the Mann–Kendall
 //!   confidence of a rise, medians and trailing minima (`memlens watch`'s RSS trend and
 //!   the report's growth section).
-//! * [`chart`]: axis steps and escaping for the hand-written SVG charts.
+//! * [`chart`]: the one SVG chart renderer (`memlens plot`, `memlens watch --plot`).
+//! * [`signal`]: signal names (`SIGTERM`), the same in every message that prints one.
 //! * [`glob`]: `*`/`?` wildcards (suppression patterns, `--trace-children-skip`), without
 //!   allocating, so the recorder uses them too.
 //!
@@ -13,5 +14,6 @@
 
 pub mod chart;
 pub mod glob;
+pub mod signal;
 pub mod stats;
 pub mod units;

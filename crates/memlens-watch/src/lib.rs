@@ -9,7 +9,7 @@
 //! * [`trend`]: Theil–Sen slope of the series' floor with Sen's confidence interval, and
 //!   the verdict: growing, stable or inconclusive.
 //! * [`limit`]: the cgroup limit or the machine's memory, for the time-to-limit projection.
-//! * [`plot`]: the SVG chart.
+//! * [`plot`]: what the SVG chart shows (drawn by `memlens_common::chart`).
 //! * [`units`]: sizes, durations and rates as people write them (from `memlens-common`).
 //!
 //! ```
