@@ -194,32 +194,34 @@ pub fn reap_ended_threads() {
     let pid = unsafe { libc::getpid() };
     let me = crate::sys::gettid();
     let sampler = SAMPLER_TID.load(Ordering::Relaxed);
+    // The registry stays locked until the ended states are flushed: a process that
+    // exits meanwhile flushes the registry's states (`flush_all`) after these, instead
+    // of missing states taken out of it and not yet written (their events were lost).
+    let mut reg = REGISTRY.lock();
     let mut ended: Vec<usize> = Vec::new();
-    {
-        let mut reg = REGISTRY.lock();
-        reg.retain(|&p| {
-            // SAFETY: registry entries are live states (removed, under this lock, before
-            // they are freed).
-            let tid = unsafe { (*(p as *const ThreadState)).tid };
-            if tid == 0 || tid == me || tid == sampler {
-                return true;
-            }
-            // SAFETY: signal 0 to a thread of our own process only checks it exists.
-            let gone = unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, 0) } != 0
-                // SAFETY: reading this thread's errno right after the call.
-                && unsafe { *libc::__errno_location() } == libc::ESRCH;
-            if gone {
-                ended.push(p);
-            }
-            !gone
-        });
-    }
+    reg.retain(|&p| {
+        // SAFETY: registry entries are live states (removed, under this lock, before
+        // they are freed).
+        let tid = unsafe { (*(p as *const ThreadState)).tid };
+        if tid == 0 || tid == me || tid == sampler {
+            return true;
+        }
+        // SAFETY: signal 0 to a thread of our own process only checks it exists.
+        let gone = unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, 0) } != 0
+            // SAFETY: reading this thread's errno right after the call.
+            && unsafe { *libc::__errno_location() } == libc::ESRCH;
+        if gone {
+            ended.push(p);
+        }
+        !gone
+    });
     for p in ended {
         // SAFETY: p came from Box::into_raw in `create_state` and was just taken out of
         // the registry; its thread is gone, so nothing else can reach it.
         let mut st = unsafe { Box::from_raw(p as *mut ThreadState) };
         st.flush();
     }
+    drop(reg);
 }
 
 /// The sampler reaps ended threads every this many samples (100 ms by default).
