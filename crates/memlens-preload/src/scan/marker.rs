@@ -1,0 +1,423 @@
+//! The heap model and the marker: the live blocks by address, the readable mappings, and
+//! memcheck's marking (breadth first from the roots, then cliques in address order) into
+//! one verdict per block.
+
+use super::*;
+pub(super) const UNREACHED: u8 = 0;
+pub(super) const POSSIBLE: u8 = 1;
+pub(super) const REACHABLE: u8 = 2;
+pub(super) const STATE_MASK: u8 = 3;
+pub(super) const CLAIMED: u8 = 1 << 5;
+pub(super) const LEADER: u8 = 1 << 6;
+pub(super) const HEUR_SHIFT: u8 = 2;
+
+pub(super) const ROOT_LINK: u64 = 1 << 63;
+
+pub(super) struct Cluster {
+    pub(super) base: u64,
+    pub(super) limit: u64,
+    pub(super) first: u32,
+    pub(super) buckets: Vec<u32>,
+}
+
+pub(super) const BUCKET_SHIFT: u32 = 12;
+pub(super) const CLUSTER_GAP: u64 = 64 << 20;
+
+pub(super) struct Heap {
+    /// (start, meta) by address.
+    pub(super) blocks: Vec<(u64, u64)>,
+    pub(super) clusters: Vec<Cluster>,
+    pub(super) min: u64,
+    pub(super) max: u64,
+    /// Whether a block's memory can be read (it lies in a readable mapping).
+    pub(super) readable: Vec<bool>,
+}
+
+#[inline]
+pub(super) fn size_of(meta: u64) -> u64 {
+    live::Meta(meta).size()
+}
+
+#[inline]
+pub(super) fn end_of(b: &(u64, u64)) -> u64 {
+    b.0 + size_of(b.1).max(1)
+}
+
+impl Heap {
+    pub(super) fn new(mut blocks: Vec<(u64, u64)>) -> Heap {
+        blocks.sort_unstable_by_key(|b| b.0);
+        let mut clusters: Vec<Cluster> = Vec::new();
+        let mut i = 0usize;
+        while i < blocks.len() {
+            let first = i;
+            let base = blocks[i].0 & !((1 << BUCKET_SHIFT) - 1);
+            let mut limit = end_of(&blocks[i]);
+            i += 1;
+            while i < blocks.len() && blocks[i].0 < limit.saturating_add(CLUSTER_GAP) {
+                limit = limit.max(end_of(&blocks[i]));
+                i += 1;
+            }
+            let nb = ((limit - base) >> BUCKET_SHIFT) as usize + 2;
+            let mut buckets = alloc::vec![0u32; nb];
+            // buckets[k] = first block index (global) starting at or after base + k*4K.
+            let mut j = first;
+            for (k, slot) in buckets.iter_mut().enumerate() {
+                let at = base + ((k as u64) << BUCKET_SHIFT);
+                while j < i && blocks[j].0 < at {
+                    j += 1;
+                }
+                *slot = j as u32;
+            }
+            clusters.push(Cluster {
+                base,
+                limit,
+                first: first as u32,
+                buckets,
+            });
+        }
+        let min = blocks.first().map_or(u64::MAX, |b| b.0);
+        let max = clusters.iter().map(|c| c.limit).max().unwrap_or(0);
+        let readable = alloc::vec![true; blocks.len()];
+        Heap {
+            blocks,
+            clusters,
+            min,
+            max,
+            readable,
+        }
+    }
+
+    /// The aligned words of block `b` (none if its memory cannot be read).
+    pub(super) fn words(&self, b: usize) -> impl Iterator<Item = u64> + '_ {
+        let (start, meta) = self.blocks[b];
+        let n = if self.readable[b] {
+            size_of(meta) / 8
+        } else {
+            0
+        };
+        // SAFETY: each word lies within the live, readable block.
+        (0..n).map(move |k| unsafe { core::ptr::read((start + 8 * k) as *const u64) })
+    }
+
+    /// The block containing address `w`.
+    #[inline]
+    pub(super) fn find(&self, w: u64) -> Option<u32> {
+        if w < self.min || w >= self.max {
+            return None;
+        }
+        let ci = self.clusters.partition_point(|c| c.base <= w);
+        if ci == 0 {
+            return None;
+        }
+        let c = &self.clusters[ci - 1];
+        if w >= c.limit {
+            return None;
+        }
+        let k = ((w - c.base) >> BUCKET_SHIFT) as usize;
+        let lo = c.buckets[k] as usize;
+        let hi = c.buckets[k + 1] as usize;
+        // Last block starting at or before w: among those starting in this bucket, or
+        // else the last one starting before it.
+        let n = self.blocks[lo..hi].partition_point(|b| b.0 <= w);
+        let cand = if n > 0 {
+            lo + n - 1
+        } else if lo > c.first as usize {
+            lo - 1
+        } else {
+            return None;
+        };
+        let b = &self.blocks[cand];
+        (w >= b.0 && w < end_of(b)).then_some(cand as u32)
+    }
+}
+
+/// A readable mapping, for the vtable check and for validating block addresses.
+#[derive(Clone, Copy)]
+pub(super) struct Map {
+    pub(super) start: u64,
+    pub(super) end: u64,
+    pub(super) exec: bool,
+    pub(super) file: bool,
+}
+
+pub(super) struct Marker<'a> {
+    pub(super) heap: &'a Heap,
+    pub(super) maps: &'a [Map],
+    pub(super) state: Vec<u8>,
+    pub(super) link: Vec<u64>,
+    pub(super) queue: Vec<u32>,
+    pub(super) heuristics: u32,
+    /// Root memory and the file mappings a vtable check looks into are read through this
+    /// (never faulting); heap blocks, in anonymous memory, are read directly.
+    pub(super) mem: &'a mut dyn Reader,
+    pub(super) buf: Vec<u64>,
+}
+
+impl Marker<'_> {
+    pub(super) fn map_of(&self, a: u64) -> Option<&Map> {
+        let i = self.maps.partition_point(|m| m.start <= a);
+        (i > 0 && a < self.maps[i - 1].end).then(|| &self.maps[i - 1])
+    }
+
+    /// memcheck's aligned_ptr_above_page0_is_vtable_addr: in a readable file mapping,
+    /// and one of its first entries points into executable file-backed code.
+    pub(super) fn looks_like_vtable(&mut self, p: u64) -> bool {
+        if p < 4096 || !p.is_multiple_of(8) {
+            return false;
+        }
+        let Some(m) = self.map_of(p) else {
+            return false;
+        };
+        if !m.file {
+            return false;
+        }
+        // A file mapping may end in pages past the end of its file: read safely.
+        let n = (((m.end - p) / 8) as usize).min(20);
+        let mut entries = [0u64; 20];
+        let got = self.mem.read(p, &mut entries[..n]);
+        entries[..got]
+            .iter()
+            .any(|&pc| self.map_of(pc).is_some_and(|t| t.exec && t.file))
+    }
+
+    pub(super) fn word(&self, b: usize, off: u64) -> Option<u64> {
+        let (start, meta) = self.heap.blocks[b];
+        if !self.heap.readable[b] || off + 8 > size_of(meta) {
+            return None;
+        }
+        // SAFETY: the block is live and lies in a readable mapping; off+8 <= size.
+        Some(unsafe { core::ptr::read_unaligned((start + off) as *const u64) })
+    }
+
+    /// Which heuristic accepts an interior pointer `w` into block `b`.
+    pub(super) fn heuristic(&mut self, w: u64, b: usize) -> Option<Heuristic> {
+        let (start, meta) = self.heap.blocks[b];
+        let size = size_of(meta);
+        let on = |h: Heuristic| self.heuristics & (1 << h as u32) != 0;
+        if on(Heuristic::StdString) && w == start + 24 {
+            if let (Some(len), Some(cap)) = (self.word(b, 0), self.word(b, 8)) {
+                if size == cap.wrapping_add(25) && len <= cap {
+                    return Some(Heuristic::StdString);
+                }
+            }
+        }
+        if w == start + 8 {
+            if on(Heuristic::Length64) {
+                if let Some(n) = self.word(b, 0) {
+                    if n > 0 && size >= 8 && size - 8 == n {
+                        return Some(Heuristic::Length64);
+                    }
+                }
+            }
+            if on(Heuristic::NewArray) {
+                if let Some(n) = self.word(b, 0) {
+                    if n > 0 && size >= 8 && (size - 8).is_multiple_of(n) {
+                        return Some(Heuristic::NewArray);
+                    }
+                }
+            }
+        }
+        if on(Heuristic::MultipleInheritance) && w.is_multiple_of(8) && w + 8 <= start + size {
+            if let (Some(first), Some(inner)) = (self.word(b, 0), self.word(b, w - start)) {
+                if self.looks_like_vtable(inner) && self.looks_like_vtable(first) {
+                    return Some(Heuristic::MultipleInheritance);
+                }
+            }
+        }
+        None
+    }
+
+    /// A pointer `w` read from a root (`src_block == None`) or from block `src_block`.
+    #[inline]
+    pub(super) fn reach(&mut self, w: u64, src: u64, src_block: Option<u32>) {
+        let Some(b) = self.heap.find(w) else {
+            return;
+        };
+        if Some(b) == src_block {
+            return;
+        }
+        let bi = b as usize;
+        let (start, meta) = self.heap.blocks[bi];
+        let definite_src = match src_block {
+            None => true,
+            Some(s) => self.state[s as usize] & STATE_MASK == REACHABLE,
+        };
+        let mut heur = None;
+        if w != start {
+            // A pointer to the next chunk's header (glibc's bins, tcache, top) lands on
+            // the last word of a block whose size fills its chunk: not the program's.
+            if size_of(meta) >= 8 && self.heap.readable[bi] {
+                // SAFETY: the chunk header word before a live block is mapped.
+                let hdr = unsafe { core::ptr::read((start - 8) as *const u64) };
+                if w == start - 16 + (hdr & !7) {
+                    return;
+                }
+            }
+            if definite_src {
+                heur = self.heuristic(w, bi);
+            }
+        }
+        let new = if definite_src && (w == start || heur.is_some()) {
+            REACHABLE
+        } else {
+            POSSIBLE
+        };
+        let cur = self.state[bi] & STATE_MASK;
+        if new > cur {
+            let h = heur.map_or(0, |h| h as u8);
+            self.state[bi] = new | h << HEUR_SHIFT;
+            self.link[bi] = src;
+            self.queue.push(b);
+        } else if new == REACHABLE && cur == REACHABLE && heur.is_none() {
+            // Reached by a plain start pointer after a heuristic: plainly reachable.
+            self.state[bi] &= !(7 << HEUR_SHIFT);
+        }
+    }
+
+    /// Mark from the words of root memory `[lo, hi)`; what cannot be read is skipped.
+    pub(super) fn scan_range(&mut self, lo: u64, hi: u64, root: u32) {
+        let mut buf = core::mem::take(&mut self.buf);
+        let (min, max) = (self.heap.min, self.heap.max);
+        let mut cur = self_mem::Cursor::new(lo, hi);
+        while let Some((at, n)) = cur.next(&mut *self.mem, &mut buf) {
+            for (k, &w) in buf[..n].iter().enumerate() {
+                if w >= min && w < max {
+                    let a = at + 8 * k as u64;
+                    self.reach(
+                        w,
+                        ROOT_LINK | (root as u64) << 48 | (a & 0xFFFF_FFFF_FFFF),
+                        None,
+                    );
+                }
+            }
+        }
+        self.buf = buf;
+    }
+
+    pub(super) fn scan_block(&mut self, b: u32) {
+        let heap = self.heap;
+        for w in heap.words(b as usize) {
+            if w >= heap.min && w < heap.max {
+                self.reach(w, b as u64 + 1, Some(b));
+            }
+        }
+    }
+
+    pub(super) fn drain(&mut self) {
+        let mut head = 0;
+        while head < self.queue.len() {
+            let b = self.queue[head];
+            head += 1;
+            self.scan_block(b);
+        }
+        self.queue.clear();
+    }
+
+    /// memcheck's cliques, in ascending address order.
+    pub(super) fn cliques(&mut self) {
+        let n = self.heap.blocks.len();
+        let mut stack: Vec<u32> = Vec::new();
+        for leader in 0..n {
+            if self.state[leader] & (STATE_MASK | CLAIMED) != UNREACHED {
+                continue;
+            }
+            self.state[leader] |= CLAIMED | LEADER;
+            stack.push(leader as u32);
+            while let Some(j) = stack.pop() {
+                let heap = self.heap;
+                for w in heap.words(j as usize) {
+                    let Some(b) = heap.find(w) else {
+                        continue;
+                    };
+                    let bi = b as usize;
+                    if bi == leader || self.state[bi] & STATE_MASK != UNREACHED {
+                        continue;
+                    }
+                    if self.state[bi] & CLAIMED == 0 {
+                        self.state[bi] |= CLAIMED;
+                        self.link[bi] = leader as u64 + 1;
+                        stack.push(b);
+                    } else if self.state[bi] & LEADER != 0 {
+                        // An earlier clique's leader: it and its clique join this one.
+                        self.state[bi] &= !LEADER;
+                        self.link[bi] = leader as u64 + 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The marker's answer: a state byte and a link per block, in address order.
+pub(super) struct Marks {
+    pub(super) state: Vec<u8>,
+    pub(super) link: Vec<u64>,
+}
+
+impl Marks {
+    /// Block `i`'s kind, the heuristic that saved it, and its parent or clique leader.
+    pub(super) fn verdict(&self, i: usize) -> (BlockState, Option<Heuristic>, BlockLink) {
+        let s = self.state[i];
+        let state = match s & STATE_MASK {
+            REACHABLE => BlockState::StillReachable,
+            POSSIBLE => BlockState::PossiblyLost,
+            _ if s & LEADER != 0 => BlockState::DefinitelyLost,
+            _ => BlockState::IndirectlyLost,
+        };
+        let l = self.link[i];
+        let link = if l == 0 {
+            BlockLink::None
+        } else if l & ROOT_LINK != 0 {
+            BlockLink::Root {
+                root: ((l >> 48) & 0x7fff) as u32,
+                addr: l & 0xFFFF_FFFF_FFFF,
+            }
+        } else {
+            BlockLink::Block((l - 1) as u32)
+        };
+        (state, Heuristic::from_u8((s >> HEUR_SHIFT) & 7), link)
+    }
+}
+
+/// memcheck's marking: from each root range in turn (root ids 0, 1, ...), then from each
+/// register set (ids after the ranges), breadth first; then cliques. Root memory is read
+/// through `mem`; blocks directly (they are live heap memory).
+pub(super) fn mark(
+    heap: &Heap,
+    maps: &[Map],
+    mem: &mut dyn Reader,
+    heuristics: u32,
+    ranges: &[(u64, u64)],
+    reg_sets: &[&[u64]],
+) -> Marks {
+    let n = heap.blocks.len();
+    let mut mk = Marker {
+        heap,
+        maps,
+        state: alloc::vec![0u8; n],
+        link: alloc::vec![0u64; n],
+        queue: Vec::new(),
+        heuristics,
+        mem,
+        buf: alloc::vec![0u64; 8192],
+    };
+    for (id, &(lo, hi)) in ranges.iter().enumerate() {
+        mk.scan_range(lo, hi, (id as u32).min(0x7fff));
+        mk.drain();
+    }
+    let reg_base = ranges.len() as u32;
+    for (k, regs) in reg_sets.iter().enumerate() {
+        for &w in regs.iter() {
+            if w >= heap.min && w < heap.max {
+                let rid = (reg_base + k as u32).min(0x7fff);
+                mk.reach(w, ROOT_LINK | (rid as u64) << 48, None);
+            }
+        }
+        mk.drain();
+    }
+    mk.cliques();
+    Marks {
+        state: mk.state,
+        link: mk.link,
+    }
+}
