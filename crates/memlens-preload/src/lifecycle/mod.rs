@@ -11,6 +11,8 @@ use memlens_trace::{ExitKind, Header};
 
 extern crate alloc;
 
+mod exec;
+
 /// Real implementations resolved with dlsym(RTLD_NEXT) in the constructor.
 static REAL_DLCLOSE: AtomicUsize = AtomicUsize::new(0);
 static REAL_EXIT: AtomicUsize = AtomicUsize::new(0);
@@ -738,201 +740,12 @@ extern "C" fn fork_child() {
     tls::busy_dec();
 }
 
-// ---- exec ----
-
-/// The image is about to be replaced, with the environment `envp`: flush everything and
-/// mark the trace ended by exec, saying whether the new image will be recorded. If exec
-/// fails, recording goes on and a later End record supersedes this one. A `vfork` child
-/// execs the child's image, not its parent's: it leaves the parent's trace alone.
-fn before_exec(envp: *const *const c_char) {
-    if !ACTIVE.load(Ordering::Acquire) || FINISHED.load(Ordering::Acquire) || !output::owns_trace()
-    {
-        return;
-    }
-    let Some(_b) = tls::BusyGuard::enter() else {
-        return;
-    };
-    thread::flush_all();
-    output::end(now_ns(), ExitKind::Exec, exec_code(envp));
-}
-
-type ExecveFn =
-    unsafe extern "C" fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
-type ExecvFn = unsafe extern "C" fn(*const c_char, *const *const c_char) -> c_int;
-type FexecveFn = unsafe extern "C" fn(c_int, *const *const c_char, *const *const c_char) -> c_int;
-
+/// The function resolved into `slot`, if it was.
 fn real<F: Copy>(slot: &AtomicUsize) -> Option<F> {
     let f = slot.load(Ordering::Relaxed);
     // SAFETY: F is the function-pointer type matching the symbol resolved into `slot`.
     (f != 0).then(|| unsafe { core::mem::transmute_copy::<usize, F>(&f) })
 }
-
-fn enosys() -> c_int {
-    // SAFETY: sets this thread's errno.
-    unsafe { *libc::__errno_location() = libc::ENOSYS };
-    -1
-}
-
-/// `execve(2)`: flush and end this image's trace first.
-///
-/// # Safety
-/// execve's contract: NUL-terminated `path`, NULL-terminated `argv` and `envp`.
-#[cfg_attr(not(test), no_mangle)]
-pub unsafe extern "C" fn execve(
-    path: *const c_char,
-    argv: *const *const c_char,
-    envp: *const *const c_char,
-) -> c_int {
-    before_exec(envp);
-    match real::<ExecveFn>(&REAL_EXECVE) {
-        Some(f) => f(path, argv, envp),
-        None => enosys(),
-    }
-}
-
-/// `execvpe(3)`, as [`execve`].
-///
-/// # Safety
-/// As [`execve`].
-#[cfg_attr(not(test), no_mangle)]
-pub unsafe extern "C" fn execvpe(
-    file: *const c_char,
-    argv: *const *const c_char,
-    envp: *const *const c_char,
-) -> c_int {
-    before_exec(envp);
-    match real::<ExecveFn>(&REAL_EXECVPE) {
-        Some(f) => f(file, argv, envp),
-        None => enosys(),
-    }
-}
-
-/// `execv(3)`, as [`execve`].
-///
-/// # Safety
-/// As [`execve`].
-#[cfg_attr(not(test), no_mangle)]
-pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) -> c_int {
-    before_exec(environ);
-    match real::<ExecvFn>(&REAL_EXECV) {
-        Some(f) => f(path, argv),
-        None => enosys(),
-    }
-}
-
-/// `execvp(3)`, as [`execve`].
-///
-/// # Safety
-/// As [`execve`].
-#[cfg_attr(not(test), no_mangle)]
-pub unsafe extern "C" fn execvp(file: *const c_char, argv: *const *const c_char) -> c_int {
-    before_exec(environ);
-    match real::<ExecvFn>(&REAL_EXECVP) {
-        Some(f) => f(file, argv),
-        None => enosys(),
-    }
-}
-
-/// `fexecve(3)`, as [`execve`].
-///
-/// # Safety
-/// As [`execve`], with an open `fd` instead of a path.
-#[cfg_attr(not(test), no_mangle)]
-pub unsafe extern "C" fn fexecve(
-    fd: c_int,
-    argv: *const *const c_char,
-    envp: *const *const c_char,
-) -> c_int {
-    before_exec(envp);
-    match real::<FexecveFn>(&REAL_FEXECVE) {
-        Some(f) => f(fd, argv, envp),
-        None => enosys(),
-    }
-}
-
-/// Collect the NULL-terminated variadic argument list of `execl`-style functions.
-///
-/// x86_64 System V passes variadic pointer arguments exactly like named ones: the first
-/// ones in the six integer registers, the rest on the caller's stack just above the
-/// return address. The hooks below name the register arguments and read the rest from
-/// their own frame (`rbp + 16` upward; frame pointers are forced for this crate). Reading
-/// stops at the NULL terminator the API requires, so only the caller's argument area is
-/// read. The argv vector is built in the recorder's private heap.
-/// # Safety
-/// `regs` hold the variadic `execl*` arguments passed in registers and `stack_args`
-/// points at the caller's stack arguments, as the x86_64 ABI lays them out; the list ends
-/// with a NULL pointer.
-unsafe fn gather(
-    regs: &[*const c_char],
-    stack_args: *const *const c_char,
-    want_envp: bool,
-) -> (Vec<*const c_char>, *const *const c_char) {
-    let mut argv = Vec::new();
-    let mut i = 0usize;
-    let mut next = || {
-        let v = if i < regs.len() {
-            regs[i]
-        } else {
-            *stack_args.add(i - regs.len())
-        };
-        i += 1;
-        v
-    };
-    loop {
-        let a = next();
-        argv.push(a);
-        if a.is_null() {
-            break;
-        }
-    }
-    let envp = if want_envp {
-        next() as *const *const c_char
-    } else {
-        core::ptr::null()
-    };
-    (argv, envp)
-}
-
-macro_rules! frame_args {
-    () => {{
-        let rbp: u64;
-        // SAFETY: reads the frame pointer register only.
-        core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack, preserves_flags));
-        (rbp + 16) as *const *const c_char
-    }};
-}
-
-extern "C" {
-    static environ: *const *const c_char;
-}
-
-/// `execl`, `execlp`, `execle`: the first five list arguments arrive in registers, the
-/// rest are read from the caller's frame (see `gather`); then the vector variant runs.
-macro_rules! execl_family {
-    ($name:ident, $vector:ident, envp = $want_envp:expr) => {
-        /// A variadic `execl*` function, as [`execve`].
-        ///
-        /// # Safety
-        /// The C contract: NUL-terminated strings and a NULL-terminated argument list.
-        #[cfg_attr(not(test), no_mangle)]
-        pub unsafe extern "C" fn $name(
-            path: *const c_char,
-            a0: *const c_char,
-            a1: *const c_char,
-            a2: *const c_char,
-            a3: *const c_char,
-            a4: *const c_char,
-        ) -> c_int {
-            let stack = frame_args!();
-            let (argv, envp) = gather(&[a0, a1, a2, a3, a4], stack, $want_envp);
-            $vector(path, argv.as_ptr(), if $want_envp { envp } else { environ })
-        }
-    };
-}
-
-execl_family!(execl, execve, envp = false);
-execl_family!(execlp, execvpe, envp = false);
-execl_family!(execle, execve, envp = true);
 
 // ---- dlclose ----
 // dlopen is deliberately not interposed: glibc uses dlopen's return address to choose the
