@@ -34,7 +34,7 @@ impl SourceRoot {
     }
 
     /// `path` relative to the root, if it is under it.
-    fn relative(&self, path: &Path) -> Option<PathBuf> {
+    pub fn relative(&self, path: &Path) -> Option<PathBuf> {
         let under = |root: &Path, p: &Path| p.strip_prefix(root).ok().map(Path::to_path_buf);
         under(&self.given, path)
             .or_else(|| self.real.as_deref().and_then(|r| under(r, path)))
