@@ -213,6 +213,31 @@ fn within_every_limit_the_check_passes() {
         err.contains("==memlens== budgets: ok (7 limits checked)\n"),
         "{err}"
     );
+    // Modules match as suppressions' obj: lines (a frame's module path), and every key
+    // of a component must match: worker_job's frames in the executable, not libc's.
+    std::fs::write(
+        dir.join("more.toml"),
+        "[component.jobs]\nmodules = \"*/budgets\"\nfunctions = [\"nothing\", \"worker_*\"]\n\
+         [component.none]\nmodules = \"*/libc.so*\"\nfunctions = \"worker_*\"\nthreads = \"audio\"\n",
+    )
+    .unwrap();
+    let r = Command::new(memlens())
+        .current_dir(&dir)
+        .args([
+            "report",
+            "--budgets",
+            "more.toml",
+            "--format",
+            "json",
+            "t.trace",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    let j: Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(fig(&j, "jobs", "allocations"), 204);
+    assert_eq!(fig(&j, "jobs", "peak"), 5196);
+    assert_eq!(fig(&j, "none", "allocations"), 0);
     // --quiet: nothing of the budgets when they pass.
     let q = check(&dir, &["-q", "--budgets", "memlens.toml"], &[]);
     assert_eq!(q.status.code(), Some(0));
