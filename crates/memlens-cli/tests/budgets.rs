@@ -309,6 +309,30 @@ fn an_allocating_audio_thread_is_reported_with_its_stacks() {
         err.contains("==memlens== budgets: FAILED: 10 calls on no-allocation threads\n"),
         "{err}"
     );
+    // A trace recorded by `run` has no free stacks: `report --budgets` shows the frees at
+    // the freed block's allocation stack, and says so.
+    let r = run(&program(), &["audio-alloc"]);
+    let rep = Command::new(memlens())
+        .args(["report", "--no-alloc", "audio", "--format", "json"])
+        .arg(r.only_trace())
+        .output()
+        .unwrap();
+    assert_eq!(rep.status.code(), Some(0), "{}", stderr(&rep));
+    let j: Value = serde_json::from_slice(&rep.stdout).unwrap();
+    let free = j["no_alloc"]["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["kind"] == "free")
+        .unwrap();
+    assert_eq!(free["count"], 5);
+    assert_eq!(free["stack"], Value::Null);
+    assert_eq!(free["freed_block"]["function"], "malloc");
+    assert_eq!(
+        free["freed_block"]["stack"][0]["function"],
+        "audio_reconfigure"
+    );
+    assert_eq!(free["freed_block"]["stack"][0]["line"], alloc_line);
 }
 
 #[test]
