@@ -16,6 +16,9 @@
 //! * [`profile`]: every metric of every allocation site ([`Profile`]), for flame graphs
 //!   and exports; [`diff`] compares two profiles site by site, matching sites by their
 //!   symbolized stacks.
+//! * [`budgets`]: budget files (`memlens.toml`): components of a program by thread,
+//!   module or function, their figures in one pass, limits, baselines, and threads that
+//!   must not allocate.
 //! * [`symbolize`]: turns the raw stacks of the sites you print into functions and source
 //!   lines ([`Symbolizer`]), refusing to use binaries that changed since recording.
 //!
@@ -32,6 +35,7 @@
 //! ```
 
 pub mod advice;
+pub mod budgets;
 pub mod diff;
 pub mod growth;
 pub mod heap_rss;

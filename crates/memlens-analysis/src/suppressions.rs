@@ -93,6 +93,7 @@ mod parse;
 pub use generate::{gen_error_suppression, gen_suppression};
 #[cfg(test)]
 use matching::lsan_match;
+pub use matching::FramePattern;
 use matching::Loc;
 #[cfg(test)]
 use memlens_common::glob::glob_match;

@@ -287,7 +287,7 @@ pub fn main(args: LeaksArgs) -> ExitCode {
             let root = args
                 .source_root
                 .clone()
-                .unwrap_or_else(sarif::default_source_root);
+                .unwrap_or_else(crate::present::sarif::default_source_root);
             serde_json::to_string_pretty(&view.sarif(&root)).unwrap_or_default() + "\n"
         }
     };

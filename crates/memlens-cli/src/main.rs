@@ -2,6 +2,7 @@
 //! analysis library (`report`, `leaks`, `flamegraph`, `export`, `diff`, `html`) and the /proc
 //! sampler (`watch`).
 
+mod budgets;
 mod diff;
 mod export;
 mod flamegraph;
@@ -64,8 +65,9 @@ enum Command {
     /// heap errors, as memcheck reports them: loss records with stacks, LEAK SUMMARY.
     Leaks(leaks::LeaksArgs),
     /// CI gate: run the program like `run`, then exit with --error-exitcode (default 1)
-    /// on heap errors, leaks of the kinds in --errors-for-leak-kinds, or an exceeded
-    /// budget (--max-peak, --max-leaked, --max-allocations).
+    /// on heap errors, leaks of the kinds in --errors-for-leak-kinds, an exceeded budget
+    /// (--max-peak, --max-leaked, --max-allocations, a --budgets file), an allocation on a
+    /// --no-alloc thread or a regression against a --baseline.
     Check(CheckArgs),
     /// Draw one metric of every allocation site (peak, leaked, allocations...) as an
     /// interactive flame graph (SVG), or write its folded stacks.
@@ -99,6 +101,8 @@ struct CheckArgs {
     #[arg(long, value_name = "N")]
     max_allocations: Option<u64>,
     #[command(flatten)]
+    budget: budgets::BudgetArgs,
+    #[command(flatten)]
     run: run::RunArgs,
 }
 
@@ -117,10 +121,18 @@ fn main() -> ExitCode {
             if args.run.error_exitcode == 0 {
                 args.run.error_exitcode = 1;
             }
+            let file = match args.budget.load() {
+                Ok(g) => g,
+                Err(e) => return fail(e),
+            };
+            if file.as_ref().is_some_and(budgets::Gate::wants_free_stacks) {
+                args.run.free_stacks = true;
+            }
             let budgets = run::Budgets {
                 max_peak: args.max_peak,
                 max_leaked: args.max_leaked,
                 max_allocations: args.max_allocations,
+                file,
             };
             match run::run(args.run, Some(budgets)) {
                 Ok(code) => code,

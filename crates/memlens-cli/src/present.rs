@@ -1,7 +1,7 @@
 //! The CLI's presentation toolbox, shared by every command that prints or writes
 //! something: the progress bar ([`progress`]), frames and stacks as text and JSON
 //! ([`frames`]), where an output goes ([`output`]), the `trace` object every JSON output
-//! starts with ([`trace`]), and the `--from/--to` window. Sizes, times, counts and rates
+//! starts with ([`trace`]), the SARIF pieces ([`sarif`]), and the `--from/--to` window. Sizes, times, counts and rates
 //! are formatted by `memlens_common::units`, nothing here.
 //!
 //! A command's own views (the report's sections, the leak records) are in its module and
@@ -10,6 +10,7 @@
 pub mod frames;
 pub mod output;
 pub mod progress;
+pub mod sarif;
 pub mod trace;
 
 use memlens_analysis::{TimePoint, WindowSpec};

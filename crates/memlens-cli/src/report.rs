@@ -70,6 +70,10 @@ pub struct ReportArgs {
     /// totals, not-freed, peak, hotspots, temporary, growth, heap-vs-rss, advice, leaks.
     #[arg(long, value_name = "LIST")]
     pub sections: Option<String>,
+    /// With --budgets (and the other budget options): the budgets table of the trace
+    /// instead of the report (text or JSON), as `memlens check` shows it.
+    #[command(flatten)]
+    pub budget: crate::budgets::BudgetArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -144,6 +148,9 @@ fn sections(list: Option<&str>) -> Result<Vec<&'static str>, String> {
 }
 
 pub fn main(args: ReportArgs) -> ExitCode {
+    if args.budget.active() {
+        return crate::budgets::report_main(&args.budget, &args.trace, args.format);
+    }
     let opts = match (|| -> Result<(ReportOptions, Vec<&'static str>), String> {
         let opts = ReportOptions {
             top: args.top,

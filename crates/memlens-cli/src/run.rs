@@ -435,6 +435,8 @@ pub struct Budgets {
     pub max_peak: Option<u64>,
     pub max_leaked: Option<u64>,
     pub max_allocations: Option<u64>,
+    /// `--budgets` and the other options of `crate::budgets`.
+    pub file: Option<crate::budgets::Gate>,
 }
 
 pub fn main(args: RunArgs) -> ExitCode {
@@ -555,6 +557,9 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
                     v.report.summary.definitely_lost.bytes + v.report.summary.indirectly_lost.bytes
                 });
                 failed |= budget_gate(&report, b, leaked);
+                if let Some(g) = &b.file {
+                    failed |= g.gate(t, &suppressions, quiet);
+                }
             }
         }
         (Some(t), Some(Err(e))) => {

@@ -252,3 +252,36 @@ impl Suppressions {
             .map(Entry::info)
     }
 }
+
+/// One frame line of a suppression, for matching outside suppressions (the components of
+/// a budget file): a `fun:` or `obj:` pattern, matched against a frame exactly as an
+/// entry's frame line is (mangled or demangled names, `???` for unknown ones, a module's
+/// path or its file name).
+#[derive(Clone, Debug)]
+pub struct FramePattern(Loc);
+
+impl FramePattern {
+    /// `fun:PATTERN`: a function name (demangled or mangled), with `*` and `?`.
+    pub fn function(pattern: &str) -> FramePattern {
+        FramePattern(Loc::Fun(Glob::new(pattern)))
+    }
+
+    /// `obj:PATTERN`: a module's path, or its file name, with `*` and `?`.
+    pub fn module(pattern: &str) -> FramePattern {
+        match Loc::parse(&format!("obj:{pattern}")) {
+            Ok(Some(loc)) => FramePattern(loc),
+            // An `obj:` line always parses.
+            _ => FramePattern(Loc::Obj(Glob::new(pattern), None)),
+        }
+    }
+
+    /// Whether the pattern matches this frame.
+    pub fn matches(&self, f: &Frame) -> bool {
+        self.0.matches(f)
+    }
+
+    /// Whether it matches any frame of a stack (`...` before and after the line).
+    pub fn matches_any(&self, frames: &[Frame]) -> bool {
+        frames.iter().any(|f| self.matches(f))
+    }
+}

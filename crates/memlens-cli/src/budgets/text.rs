@@ -1,0 +1,242 @@
+//! The budgets as text: each component's figures and, under it, each limit with its
+//! figure, then the no-allocation violations with their stacks, the baseline comparison
+//! and the verdict. `check` prints it on stderr after `==memlens== `, `report` on stdout.
+
+use super::{figure, place, BudgetView};
+use memlens_analysis::budgets::{Figures, Matchers, Metric, Violation, ViolationKind, METRICS};
+use memlens_analysis::leaks::alloc_symbol;
+use memlens_common::units::{count, human_bytes, human_time, plural};
+use std::fmt::Write as _;
+
+/// `threads worker-*, decode; functions parse_*`, or `the whole process`.
+pub fn matchers_text(m: &Matchers) -> String {
+    let parts: Vec<String> = [
+        ("threads", &m.threads),
+        ("modules", &m.modules),
+        ("functions", &m.functions),
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.is_empty())
+    .map(|(k, v)| format!("{k} {}", v.join(", ")))
+    .collect();
+    if parts.is_empty() {
+        "the whole process".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// One line of a component's main figures.
+fn figures_line(f: &Figures) -> String {
+    let mut s = format!(
+        "peak {}, {} ({}), live at exit {}",
+        human_bytes(f.peak_bytes),
+        plural(f.allocations, "allocation", "allocations"),
+        human_bytes(f.bytes_allocated),
+        human_bytes(f.exit.bytes)
+    );
+    match &f.leaks {
+        Some(l) => {
+            let _ = write!(
+                s,
+                ", leaked {}",
+                human_bytes(l.kinds[0].bytes + l.kinds[1].bytes)
+            );
+        }
+        None => s.push_str(", leaks unknown (no exit scan)"),
+    }
+    s
+}
+
+fn what(v: &Violation) -> String {
+    let calls = match v.what {
+        ViolationKind::Alloc => plural(v.count, "allocation", "allocations"),
+        ViolationKind::Realloc => plural(v.count, "realloc", "reallocs"),
+        ViolationKind::Free => plural(v.count, "free", "frees"),
+    };
+    format!(
+        "{calls} ({}) on {} by {}",
+        human_bytes(v.bytes),
+        v.threads.join(", "),
+        alloc_symbol(v.func).0
+    )
+}
+
+impl BudgetView {
+    /// The whole table, each line after `prefix`. With `quiet`, nothing unless the run
+    /// failed.
+    pub fn text(&mut self, prefix: &str, quiet: bool) -> String {
+        if quiet && !self.failed() {
+            return String::new();
+        }
+        let mut o = String::new();
+        let origin = self.origin().to_string();
+        let _ = writeln!(
+            o,
+            "budgets{} for {}",
+            if origin.is_empty() {
+                String::new()
+            } else {
+                format!(" of {origin}")
+            },
+            self.trace.display()
+        );
+        for (i, c) in self.budgets.components.iter().enumerate() {
+            let f = &self.m.components[i].1;
+            let _ = writeln!(
+                o,
+                "  {} ({}): {}",
+                c.name,
+                matchers_text(&c.matchers),
+                figures_line(f)
+            );
+            for l in self.limits.iter().filter(|l| l.component == i) {
+                let m: &Metric = l.limit.metric;
+                let value = l.value.map_or_else(
+                    || "unknown (no exit scan)".to_string(),
+                    |v| figure(m.unit, v),
+                );
+                let verdict = if l.exceeded() {
+                    format!("EXCEEDED  {}", place(&origin, l.limit.line))
+                } else {
+                    "ok".into()
+                };
+                let _ = writeln!(
+                    o,
+                    "    {:<38} {:>14}  limit {:>12}  {verdict}",
+                    m.title,
+                    value,
+                    figure(m.unit, l.limit.max)
+                );
+            }
+        }
+        if !self.budgets.no_alloc.is_empty() {
+            let pats: Vec<&str> = self
+                .budgets
+                .no_alloc
+                .iter()
+                .map(|n| n.pattern.as_str())
+                .collect();
+            if self.m.violations.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "no-allocation threads ({}): no allocation or free on them, ok",
+                    pats.join(", ")
+                );
+            } else {
+                let _ = writeln!(
+                    o,
+                    "no-allocation threads ({}): {} from {} on {}: VIOLATED",
+                    pats.join(", "),
+                    plural(self.violation_calls(), "call", "calls"),
+                    plural(self.m.violations.len() as u64, "stack", "stacks"),
+                    self.m.no_alloc_threads.join(", ")
+                );
+            }
+            let violations = self.m.violations.clone();
+            for v in &violations {
+                let _ = writeln!(o, "  {}, first at {}", what(v), human_time(v.first_ns));
+                let mut stack = String::new();
+                match v.freed_block {
+                    Some(site) => {
+                        let _ = writeln!(
+                            stack,
+                            "    (the free's stack was not recorded; the block was allocated by {} at:)",
+                            alloc_symbol(site.func).0
+                        );
+                        self.stack_text(&mut stack, site.stack);
+                    }
+                    None => self.stack_text(&mut stack, v.stack),
+                }
+                o.push_str(&stack);
+            }
+        }
+        if let Some(checks) = &self.baseline {
+            let base = self
+                .args
+                .baseline
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            let regressed: Vec<_> = checks.iter().filter(|c| c.regressed()).collect();
+            let _ = writeln!(
+                o,
+                "baseline {base}: {} compared (exact; the allocation rate within +{}%): {}",
+                plural(checks.len() as u64, "figure", "figures"),
+                (self.args.max_regression * 100.0 * 100.0).round() / 100.0,
+                if regressed.is_empty() {
+                    "no regression".to_string()
+                } else {
+                    format!("{} REGRESSED", count(regressed.len() as u64))
+                }
+            );
+            for c in checks.iter().filter(|c| c.before != c.after) {
+                let m = METRICS
+                    .iter()
+                    .find(|m| m.key == c.metric)
+                    .unwrap_or(&METRICS[0]);
+                let diff = c.after as i128 - c.before as i128;
+                let change = match m.unit {
+                    memlens_analysis::budgets::Unit::Count => format!("{diff:+}"),
+                    _ => {
+                        let sign = if diff < 0 { "-" } else { "+" };
+                        format!("{sign}{}", figure(m.unit, diff.unsigned_abs() as u64))
+                    }
+                };
+                let _ = writeln!(
+                    o,
+                    "  {} {}: {} -> {} ({change}){}",
+                    c.component,
+                    m.title,
+                    figure(m.unit, c.before),
+                    figure(m.unit, c.after),
+                    if c.regressed() { "  REGRESSED" } else { "" }
+                );
+            }
+        }
+        let mut problems = Vec::new();
+        if self.exceeded() > 0 {
+            problems.push(format!(
+                "{} exceeded",
+                plural(self.exceeded() as u64, "limit", "limits")
+            ));
+        }
+        if !self.m.violations.is_empty() {
+            problems.push(format!(
+                "{} on no-allocation threads",
+                plural(self.violation_calls(), "call", "calls")
+            ));
+        }
+        if self.regressions() > 0 {
+            problems.push(format!(
+                "{} against the baseline",
+                plural(self.regressions() as u64, "regression", "regressions")
+            ));
+        }
+        if problems.is_empty() {
+            let _ = writeln!(
+                o,
+                "budgets: ok ({} checked)",
+                plural(self.limits.len() as u64, "limit", "limits")
+            );
+        } else {
+            let _ = writeln!(o, "budgets: FAILED: {}", problems.join(", "));
+        }
+        o.lines()
+            .map(|l| format!("{prefix}{l}\n"))
+            .collect::<String>()
+    }
+
+    /// A stack as `    at FRAME` lines.
+    fn stack_text(&mut self, out: &mut String, stack: u32) {
+        let raw = self
+            .m
+            .metadata
+            .stacks
+            .get(&stack)
+            .cloned()
+            .unwrap_or_default();
+        let frames = self.sym.stack(&raw);
+        crate::present::frames::text_stack(out, &frames);
+    }
+}
