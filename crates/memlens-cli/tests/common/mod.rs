@@ -58,7 +58,11 @@ pub fn build(compiler: &str, src: &str, out: &str, flags: &[&str]) -> PathBuf {
     if exe.exists() && fresh {
         return exe;
     }
-    let tmp = exe.with_extension(format!("tmp{}", std::process::id()));
+    // Unique per build, not only per process: two tests of one binary may build the same
+    // program at once, and one's rename must not take the other's file away.
+    static BUILDS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = exe.with_extension(format!("tmp{}-{n}", std::process::id()));
     let mut cmd = Command::new(compiler);
     if compiler == "rustc" {
         cmd.arg(&srcp).arg("-o").arg(&tmp).args(flags);
