@@ -230,21 +230,19 @@ const REAP_EVERY_SAMPLES: u64 = 10;
 /// New threads reap ended ones only when many states exist, and then once in 32.
 const REAP_AFTER_STATES: usize = 128;
 
-/// This thread's state, created on first use.
+/// This thread's state, created on first use: live until the thread is gone (only the
+/// reaper frees it, then). Other threads touch it only under its lock.
 #[inline]
-fn state_for(t: tls::Here, ts: u64) -> &'static mut ThreadState {
+fn state_for(t: tls::Here, ts: u64) -> *mut ThreadState {
     let p = t.state();
     if !p.is_null() {
-        // SAFETY: p is this thread's live state (freed only by the reaper, once the
-        // thread is gone), used only by this thread under its busy flag, so by one code
-        // path at a time.
-        return unsafe { &mut *p };
+        return p;
     }
     create_state(t, ts)
 }
 
 #[cold]
-fn create_state(t: tls::Here, ts: u64) -> &'static mut ThreadState {
+fn create_state(t: tls::Here, ts: u64) -> *mut ThreadState {
     let index = NEXT_THREAD_INDEX.fetch_add(1, Ordering::Relaxed);
     let p = Box::into_raw(ThreadState::new(index));
     t.set_state(p);
@@ -265,8 +263,7 @@ fn create_state(t: tls::Here, ts: u64) -> &'static mut ThreadState {
     unsafe { libc::prctl(libc::PR_GET_NAME, name.as_mut_ptr()) };
     let len = name.iter().position(|&c| c == 0).unwrap_or(16);
     output::thread_record(ts, index, tid, &name[..len]);
-    // SAFETY: p is live and owned by this thread.
-    unsafe { &mut *p }
+    p
 }
 
 /// Where the hooked function was called from: its return address and the caller's stack
@@ -347,7 +344,9 @@ pub fn record_then(func: AllocFunc, op: Op, caller: Caller, then: impl FnOnce() 
         return false;
     };
     let ts0 = now_ns();
-    let st = state_for(busy.here(), ts0);
+    // SAFETY: this thread's live state (see state_for), used here only while the thread
+    // is busy, so by one code path of this thread at a time; other threads take its lock.
+    let st = unsafe { &mut *state_for(busy.here(), ts0) };
     st.lock();
     let mark = record_into(st, func, op, caller, ts0);
     if !then() {

@@ -10,7 +10,6 @@
 //!   the verdict: growing, stable or inconclusive.
 //! * [`limit`]: the cgroup limit or the machine's memory, for the time-to-limit projection.
 //! * [`plot`]: what the SVG chart shows (drawn by `memlens_common::chart`).
-//! * [`units`]: sizes, durations and rates as people write them (from `memlens-common`).
 //!
 //! ```
 //! use memlens_watch::trend::{analyze, TrendConfig, Verdict};
@@ -27,4 +26,3 @@ pub mod limit;
 pub mod plot;
 pub mod proc;
 pub mod trend;
-pub use memlens_common::units;

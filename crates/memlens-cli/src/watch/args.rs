@@ -1,8 +1,8 @@
 //! `memlens watch`'s command line: what to watch, how often, for how long, which files to
 //! write, the budgets.
 
+use memlens_common::units;
 use memlens_watch::history::Metric;
-use memlens_watch::units;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -2,13 +2,12 @@
 //! owns (`--pid`: values, a sparkline, the trend; ANSI cursor moves), otherwise one whole
 //! line every 10 seconds, so that a program sharing the terminal is never overwritten.
 
-use super::report::plural;
 use super::{trend_of, WatchArgs};
+use memlens_common::units::{self, human_bytes, human_duration, human_rate};
 use memlens_watch::history::{History, Metric};
 use memlens_watch::limit::Limit;
 use memlens_watch::proc::{MemSample, TreeSample};
 use memlens_watch::trend::{self, Trend, Verdict};
-use memlens_watch::units::{self, human_bytes, human_duration, human_rate};
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::io::IsTerminal;
@@ -124,7 +123,7 @@ impl Live {
                     format!(
                         "memlens watch: pid {pid} {label} | {} | {} every {}",
                         units::clock(t),
-                        plural(history.samples(), "sample"),
+                        units::plural(history.samples(), "sample", "samples"),
                         human_duration(args.interval.as_secs_f64())
                     ),
                     format!(

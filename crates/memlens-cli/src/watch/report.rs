@@ -5,11 +5,11 @@
 use super::{End, Summary};
 use crate::supervise::Exit;
 use memlens_common::signal::signal_label;
+use memlens_common::units::{self, human_bytes, human_duration, human_rate};
 use memlens_watch::history::{Metric, Point};
 use memlens_watch::limit::Limit;
 use memlens_watch::plot::PlotInfo;
 use memlens_watch::trend::{self, Verdict};
-use memlens_watch::units::{self, human_bytes, human_duration, human_rate};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 
@@ -120,7 +120,7 @@ pub(super) fn text(s: &Summary, files: &[String]) -> String {
         s.target.pid,
         s.target.label,
         human_duration(s.elapsed),
-        plural(s.history.samples(), "sample"),
+        units::plural(s.history.samples(), "sample", "samples"),
         human_duration(s.args.interval.as_secs_f64()),
         s.source.name()
     );
@@ -246,20 +246,11 @@ fn budget_rate(bytes_per_sec: f64) -> String {
     format!("{}/h", units::human_bytes_f(bytes_per_sec * 3600.0))
 }
 
-pub(super) fn plural(n: u64, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
-    }
-}
-
 /// A rate per hour, and per second too when it is fast enough to read that way.
 fn rate_text(bytes_per_sec: f64) -> String {
     let h = human_rate(bytes_per_sec);
     if bytes_per_sec.abs() >= 1024.0 * 1024.0 / 60.0 {
-        let sign = if bytes_per_sec >= 0.0 { "+" } else { "" };
-        format!("{h} = {sign}{}/s", units::human_bytes_f(bytes_per_sec))
+        format!("{h} = {}", units::human_rate_per_sec(bytes_per_sec))
     } else {
         h
     }
