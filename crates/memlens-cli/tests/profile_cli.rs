@@ -7,6 +7,9 @@
 //!   make_big          3 x malloc(4096), live together at the heap's peak, then freed
 //! The pprof file is read back by `go tool pprof` (Debian package golang-go) and decoded
 //! here with message definitions independent of the exporter's.
+//!
+//! Longer than 800 lines on purpose: three commands over one program with known sites,
+//! each output format checked against the same exact figures.
 
 mod common;
 

@@ -1,5 +1,8 @@
 //! End-to-end recording tests: real C, C++ and Rust programs under `memlens run`, with
 //! exact allocation counts, bytes, function names and file:line asserted from the report.
+//!
+//! Longer than 800 lines on purpose: every case is a program and its exact figures, and
+//! one binary shares the programs' builds.
 
 mod common;
 

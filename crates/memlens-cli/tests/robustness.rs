@@ -4,6 +4,9 @@
 //! truncated, corrupted and random input with a short error: no panic, no hang (a
 //! 60 s guard kills it), no unbounded allocation (run under a 1 GiB RLIMIT_AS).
 //! Cases and status: docs/RELIABILITY.md.
+//!
+//! Longer than 800 lines on purpose: one integration-test binary per concern keeps the
+//! expensive fixtures (recorded traces, hostile-input generators) shared by its cases.
 
 mod common;
 

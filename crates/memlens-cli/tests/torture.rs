@@ -4,6 +4,9 @@
 //! signal, every trace written reads back complete (`trace.truncated` is null), and the
 //! main process's trace holds at least the allocations the program is known to make.
 //! The cases and what each proves are listed in docs/RELIABILITY.md.
+//!
+//! Longer than 800 lines on purpose: the suite is one list of cases over one harness
+//! (`torture()`), numbered as in docs/RELIABILITY.md's table.
 
 mod common;
 

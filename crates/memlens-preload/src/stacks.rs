@@ -241,3 +241,77 @@ fn insert(
     t.fill(i, h, id);
     Ok(id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_tells_stacks_apart() {
+        let a = [0x1000u64, 0x2000, 0x3000];
+        assert_eq!(hash(&a, 0), hash(&a, 0));
+        assert_ne!(
+            hash(&a, 0),
+            hash(&[0x3000, 0x2000, 0x1000], 0),
+            "order counts"
+        );
+        assert_ne!(hash(&a, 0), hash(&a, 1), "the module generation counts");
+        assert_ne!(hash(&a, 0), hash(&a[..2], 0), "depth counts");
+        // Deep stacks go through all four lanes: one frame changed anywhere changes it.
+        let deep: Vec<u64> = (0..64).map(|i| 0x40_0000 + 16 * i).collect();
+        let h = hash(&deep, 7);
+        for i in 0..deep.len() {
+            let mut d = deep.clone();
+            d[i] ^= 0x10;
+            assert_ne!(hash(&d, 7), h, "frame {i}");
+        }
+        // Never 0: 0 marks a free slot.
+        assert!((0..10_000u64).all(|i| hash(&[i], i) != 0));
+    }
+
+    #[test]
+    fn table_finds_what_it_holds_and_probes_past_collisions() {
+        // SAFETY: map_table's result is a fresh table owned by this test.
+        let t = unsafe { &*map_table(1024).unwrap() };
+        // Three hashes with the same home slot, and one elsewhere.
+        let same = [
+            0x5_0001u64 << 10 | 7,
+            0x6_0001 << 10 | 7,
+            0x7_0001 << 10 | 7,
+        ];
+        for (n, &h) in same.iter().enumerate() {
+            let Err(Some(i)) = t.probe(h) else {
+                panic!("{h:#x} found before it was filled")
+            };
+            assert_eq!(i, 7 + n, "linear probing from the home slot");
+            t.fill(i, h, 100 + n as u32);
+        }
+        assert_eq!(t.probe(0x8000 << 10 | 20), Err(Some(20)));
+        for (n, &h) in same.iter().enumerate() {
+            assert_eq!(t.probe(h), Ok(100 + n as u32));
+        }
+        assert_eq!(t.used.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn growing_keeps_every_stack_and_empties_the_old_table() {
+        // SAFETY: a fresh table owned by this test; grow publishes the new one in TABLE,
+        // which nothing else in the test binary reads.
+        let old: &'static Table = unsafe { &*map_table(1024).unwrap() };
+        let hashes: Vec<u64> = (1..=700u64).map(|i| hash(&[i * 16], 3)).collect();
+        for (n, &h) in hashes.iter().enumerate() {
+            let Err(Some(i)) = old.probe(h) else {
+                panic!("duplicate hash")
+            };
+            old.fill(i, h, n as u32 + 1);
+        }
+        let new = grow(old).expect("room to grow");
+        assert_eq!(new.mask + 1, 2048);
+        assert_eq!(new.used.load(Ordering::Relaxed), 700);
+        for (n, &h) in hashes.iter().enumerate() {
+            assert_eq!(new.probe(h), Ok(n as u32 + 1));
+        }
+        // A late reader of the old table finds nothing, and re-probes under the lock.
+        assert!(hashes.iter().all(|&h| old.probe(h).is_err()));
+    }
+}

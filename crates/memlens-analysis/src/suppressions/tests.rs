@@ -1,3 +1,7 @@
+//! Unit tests of the suppression files: parsing (Valgrind's and LeakSanitizer's
+//! formats, with their errors), matching, and generation. Longer than 800 lines on
+//! purpose: each format's grammar and each wildcard rule has its own exact case.
+
 use super::*;
 
 fn fun(name: &'static str) -> Frame<'static> {
