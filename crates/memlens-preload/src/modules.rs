@@ -97,6 +97,23 @@ impl Snapshot {
         prev: &UnwindRecord,
         out: &mut UnwindRecord,
     ) {
+        self.walk(ret, sp, bp, stack_hi, depth, cache, prev, out);
+        out.find_bp_dependence();
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn walk(
+        &self,
+        ret: u64,
+        sp: u64,
+        bp: u64,
+        stack_hi: u64,
+        depth: usize,
+        cache: &mut Cache,
+        prev: &UnwindRecord,
+        out: &mut UnwindRecord,
+    ) {
         out.start(self.generation, stack_hi, depth);
         if out.depth == 0 {
             return;
@@ -104,6 +121,9 @@ impl Snapshot {
         out.frames[0] = ret;
         out.sp[0] = sp;
         out.bp[0] = bp;
+        out.uses_bp[0] = false;
+        out.keeps_bp[0] = false;
+        out.restore_read[0] = 0;
         out.n = 1;
         if sp == 0 || sp >= stack_hi {
             return;
@@ -126,9 +146,11 @@ impl Snapshot {
                 while li < prev.n && prev.sp[li] < regs.sp() {
                     li += 1;
                 }
+                // Same frame, same stack pointer; the same bp too, unless the rest of
+                // the earlier walk never depended on it (see `bp_dep`).
                 if li < prev.n
                     && prev.sp[li] == regs.sp()
-                    && prev.bp[li] == regs.bp()
+                    && (prev.bp[li] == regs.bp() || !prev.bp_dep[li])
                     && prev.frames[li] == out.frames[k]
                     && out.adopt_tail(prev, li, bp, &readable)
                 {
@@ -139,6 +161,7 @@ impl Snapshot {
                 out.end_by_limit = true;
                 return;
             }
+            let reads_before = out.nreads;
             let mut read = |a: u64| -> Result<u64, ()> {
                 if readable(a) {
                     // SAFETY: [lo, stack_hi) lies inside this thread's own stack mapping,
@@ -150,15 +173,31 @@ impl Snapshot {
                     Err(())
                 }
             };
-            match self
+            let bp_before = regs.bp();
+            regs.take_bp_used();
+            let step = self
                 .unwinder
-                .unwind_frame(addr, &mut regs, cache, &mut read)
-            {
+                .unwind_frame(addr, &mut regs, cache, &mut read);
+            out.uses_bp[k] = regs.take_bp_used() || step.is_err();
+            out.keeps_bp[k] = regs.bp() == bp_before;
+            out.restore_read[k] = 0;
+            if !out.keeps_bp[k] {
+                // The read bp was restored from: not the return address (at the new
+                // stack pointer - 8).
+                let ra_at = regs.sp().wrapping_sub(8);
+                let found = (reads_before..out.nreads)
+                    .find(|&r| out.reads[r].1 == regs.bp() && out.reads[r].0 != ra_at);
+                out.restore_read[k] = found.map_or(0, |r| r as u16 + 1);
+            }
+            match step {
                 Ok(Some(ra)) => {
                     let n = out.n;
                     out.frames[n] = ra;
                     out.sp[n] = regs.sp();
                     out.bp[n] = regs.bp();
+                    out.uses_bp[n] = false;
+                    out.keeps_bp[n] = false;
+                    out.restore_read[n] = 0;
                     out.n = n + 1;
                     match FrameAddress::from_return_address(ra) {
                         Some(a) => addr = a,
@@ -198,7 +237,24 @@ pub struct UnwindRecord {
     pub sp: [u64; MAX_DEPTH_LIMIT],
     pub bp: [u64; MAX_DEPTH_LIMIT],
     pub seg: [u16; MAX_DEPTH_LIMIT],
+    /// Whether the step from frame k computed anything from frame k's bp (a frame-pointer
+    /// rule, or DWARF CFI framehop evaluates generically; an error counts too).
+    pub uses_bp: [bool; MAX_DEPTH_LIMIT],
+    /// Whether the step from frame k passed bp on unchanged (did not restore it from
+    /// the stack: or restored the same value, which counts the same).
+    pub keeps_bp: [bool; MAX_DEPTH_LIMIT],
+    /// Whether the walk from frame k outward depends on frame k's bp: some later step
+    /// uses it before a step restores bp from the stack (a word in `reads`). A later walk
+    /// that reaches frame k with another bp may adopt the tail when this is false.
+    pub bp_dep: [bool; MAX_DEPTH_LIMIT],
+    /// The read (index + 1; 0: none) whose value the step from frame k restored bp to.
+    pub restore_read: [u16; MAX_DEPTH_LIMIT],
     pub reads: [(u64, u64); RECORD_READS],
+    /// Whether the walk's result depends on `reads[i]`: every read does but a bp restore
+    /// whose value no later step uses (`bp_dep` of the frame it restored bp for is false),
+    /// such as the saved rbp of a function that keeps data in rbp. Only relevant reads
+    /// are checked when an unwind is reused.
+    pub relevant: [bool; RECORD_READS],
     pub nreads: usize,
     pub overflow: bool,
     pub bp_sensitive: bool,
@@ -248,6 +304,33 @@ impl UnwindRecord {
         }
     }
 
+    /// Fill `bp_dep` from `uses_bp` and `keeps_bp`, from the outermost frame inward.
+    fn find_bp_dependence(&mut self) {
+        let mut outer = self.ended_by_error;
+        for k in (0..self.n).rev() {
+            let dep = self.uses_bp[k] || (self.keeps_bp[k] && outer);
+            self.bp_dep[k] = dep;
+            outer = dep;
+        }
+        self.relevant[..self.nreads].fill(true);
+        for k in 0..self.n.saturating_sub(1) {
+            let r = self.restore_read[k] as usize;
+            if r != 0 && r <= self.nreads && !self.bp_dep[k + 1] {
+                self.relevant[r - 1] = false;
+            }
+        }
+        self.bp_sensitive |= self.n > 0 && self.bp_dep[0];
+    }
+
+    /// The reads the result depends on, as (address, value).
+    pub fn relevant_reads(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.reads[..self.nreads]
+            .iter()
+            .zip(&self.relevant[..self.nreads])
+            .filter(|(_, &r)| r)
+            .map(|(&rv, _)| rv)
+    }
+
     /// Frames of this unwind.
     pub fn frames(&self) -> &[u64] {
         &self.frames[..self.n]
@@ -280,19 +363,43 @@ impl UnwindRecord {
         if self.nreads + tail_reads.len() > RECORD_READS {
             return false;
         }
-        for &(a, v) in tail_reads {
+        let tail_relevant = &prev.relevant[from..prev.nreads];
+        for (&(a, v), _) in tail_reads.iter().zip(tail_relevant).filter(|(_, &r)| r) {
             // SAFETY: dereferenced only after checking it lies in this thread's stack,
             // at or above the current stack pointer.
             if !readable(a) || unsafe { core::ptr::read_unaligned(a as *const u64) } != v {
                 return false;
             }
         }
+        // Restore reads, moved with the tail's reads.
+        let base = self.nreads;
+        let moved = move |r: u16| {
+            if r == 0 {
+                0
+            } else {
+                (base + r as usize - from) as u16
+            }
+        };
         let take = tail.min(room);
+        self.uses_bp[k] = prev.uses_bp[li];
+        self.keeps_bp[k] = prev.keeps_bp[li];
+        self.restore_read[k] = moved(prev.restore_read[li]);
+        // bp as this walk has it: passed on from frame k while the earlier walk kept it,
+        // then as the earlier walk restored it from the (unchanged) stack.
+        let mut bp = self.bp[k];
+        let mut kept = prev.keeps_bp[li];
         for t in 0..take {
             let (d, s) = (self.n + t, li + 1 + t);
             self.frames[d] = prev.frames[s];
             self.sp[d] = prev.sp[s];
-            self.bp[d] = prev.bp[s];
+            if !kept {
+                bp = prev.bp[s];
+            }
+            self.bp[d] = bp;
+            kept = kept && prev.keeps_bp[s];
+            self.uses_bp[d] = prev.uses_bp[s];
+            self.keeps_bp[d] = prev.keeps_bp[s];
+            self.restore_read[d] = moved(prev.restore_read[s]);
             self.seg[d] = (self.nreads + prev.seg[s] as usize - from) as u16;
         }
         self.seg[k] = self.nreads as u16;
@@ -625,4 +732,52 @@ pub fn reemit_all(ts: u64) {
         }
     }
     crate::dlsym::reemit_notices(ts);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A walk of four frames: frame 0's step restores bp from read 0 (a function keeping
+    /// data in rbp), frame 1's step passes bp on, frame 2's uses it (a frame-pointer rule).
+    /// Then read 0's value matters (frame 1 keeps the bp it restored, frame 2 uses it);
+    /// if frame 2 does not use bp, read 0 is irrelevant and so is the start bp.
+    #[test]
+    fn a_restored_bp_that_no_step_uses_is_not_a_dependency() {
+        let mut r = UnwindRecord::boxed();
+        r.start(1, 0x8000, 8);
+        r.n = 4;
+        r.nreads = 4;
+        r.reads[..4].copy_from_slice(&[
+            (0x7000, 0xdead),
+            (0x7008, 0x40_1000),
+            (0x7018, 0x40_2000),
+            (0x7028, 0x40_3000),
+        ]);
+        r.restore_read[..4].copy_from_slice(&[1, 0, 0, 0]);
+        r.keeps_bp[..4].copy_from_slice(&[false, true, false, false]);
+        r.uses_bp[..4].copy_from_slice(&[false, false, true, false]);
+        r.find_bp_dependence();
+        assert_eq!(&r.bp_dep[..4], &[false, true, true, false]);
+        assert_eq!(r.relevant_reads().count(), 4);
+        assert!(!r.bp_sensitive);
+
+        r.uses_bp[2] = false;
+        r.bp_sensitive = false;
+        r.find_bp_dependence();
+        assert_eq!(&r.bp_dep[..4], &[false, false, false, false]);
+        assert_eq!(
+            r.relevant_reads().collect::<Vec<_>>(),
+            vec![
+                (0x7008, 0x40_1000),
+                (0x7018, 0x40_2000),
+                (0x7028, 0x40_3000)
+            ]
+        );
+
+        // The first step uses the start bp: the result is only reused for the same bp.
+        r.uses_bp[0] = true;
+        r.find_bp_dependence();
+        assert!(r.bp_sensitive);
+    }
 }

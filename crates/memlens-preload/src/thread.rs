@@ -388,8 +388,8 @@ fn record_into(
 /// would produce the same frames (see `modules::UnwindRecord`), so the id is reused without
 /// unwinding, hashing or probing. All the words lie at or above the same stack pointer
 /// in this thread's own stack, so re-reading them is safe.
-const MEMO_ENTRIES: usize = 64;
-const MEMO_READS: usize = 64;
+const MEMO_ENTRIES: usize = 128;
+const MEMO_READS: usize = 48;
 
 #[derive(Clone, Copy)]
 struct Memo {
@@ -423,7 +423,7 @@ impl Memo {
     #[inline]
     fn slot(ret: u64, sp: u64) -> usize {
         let h = (ret ^ sp.rotate_left(21)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        (h >> 58) as usize % MEMO_ENTRIES
+        (h >> 57) as usize % MEMO_ENTRIES
     }
 
     #[inline]
@@ -500,7 +500,11 @@ fn capture(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
             }
         }
     };
-    if cached && id != 0 && !out.overflow && out.nreads <= MEMO_READS {
+    // Only the reads the result depends on are kept (see UnwindRecord::relevant): a
+    // saved rbp that no later step uses changes from call to call in code that keeps
+    // data in rbp, and checking it would make every such call a miss.
+    let relevant = out.relevant_reads().count();
+    if cached && id != 0 && !out.overflow && relevant <= MEMO_READS {
         let m = &mut u.memo[slot];
         m.ret = caller.ret;
         m.sp = caller.sp;
@@ -508,9 +512,11 @@ fn capture(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
         m.hi = hi;
         m.generation = snap.generation;
         m.depth = depth as u32;
-        m.nreads = out.nreads as u32;
+        m.nreads = relevant as u32;
         m.bp_sensitive = out.bp_sensitive;
-        m.reads[..out.nreads].copy_from_slice(&out.reads[..out.nreads]);
+        for (dst, rv) in m.reads.iter_mut().zip(out.relevant_reads()) {
+            *dst = rv;
+        }
         m.stack = id;
     }
     id

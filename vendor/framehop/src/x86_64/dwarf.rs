@@ -47,6 +47,8 @@ impl DwarfUnwinding for ArchX86_64 {
                 // eprintln!("Unwind rule translation failed: {:?}", err);
             }
         }
+        // memlens patch: the generic path may compute from rbp; say so, conservatively.
+        regs.note_bp_used();
 
         let cfa = eval_cfa_rule::<R, _, ES>(section, cfa_rule, encoding, regs)
             .ok_or(DwarfUnwinderError::CouldNotRecoverCfa)?;

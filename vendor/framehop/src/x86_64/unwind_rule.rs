@@ -120,6 +120,7 @@ impl UnwindRule for UnwindRuleX86_64 {
                     let new_sp = sp.checked_add(8).ok_or(Error::IntegerOverflow)?;
                     (new_sp, regs.bp())
                 } else {
+                    regs.note_bp_used(); // memlens patch
                     let sp = regs.sp();
                     let bp = regs.bp();
                     let new_sp = bp.checked_add(16).ok_or(Error::IntegerOverflow)?;
@@ -201,6 +202,7 @@ impl UnwindRule for UnwindRuleX86_64 {
                 //     return_address: *const c_void,
                 // }
                 // and rbp is a *const CallFrameInfo.
+                regs.note_bp_used(); // memlens patch
                 let sp = regs.sp();
                 let bp = regs.bp();
                 if bp == 0 {

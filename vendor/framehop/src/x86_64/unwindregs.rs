@@ -6,6 +6,10 @@ use crate::display_utils::HexNum;
 pub struct UnwindRegsX86_64 {
     ip: u64,
     regs: [u64; 16],
+    // memlens patch: set when an unwind step computed anything from rbp (a frame-pointer
+    // rule, or DWARF CFI that could not be turned into a rule): a step without it only
+    // passes rbp on or restores it from the stack, so its result does not depend on rbp.
+    bp_used: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -34,6 +38,7 @@ impl UnwindRegsX86_64 {
         let mut r = Self {
             ip,
             regs: Default::default(),
+            bp_used: false,
         };
         r.set_sp(sp);
         r.set_bp(bp);
@@ -74,6 +79,17 @@ impl UnwindRegsX86_64 {
     #[inline(always)]
     pub fn set_bp(&mut self, bp: u64) {
         self.set(Reg::RBP, bp)
+    }
+
+    // memlens patch: see `bp_used`.
+    #[inline(always)]
+    pub fn note_bp_used(&mut self) {
+        self.bp_used = true;
+    }
+    /// Whether a step since the last call computed anything from rbp; clears the flag.
+    #[inline(always)]
+    pub fn take_bp_used(&mut self) -> bool {
+        core::mem::replace(&mut self.bp_used, false)
     }
 }
 
