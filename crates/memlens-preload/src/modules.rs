@@ -97,122 +97,109 @@ impl Snapshot {
         prev: &UnwindRecord,
         out: &mut UnwindRecord,
     ) {
-        self.walk(ret, sp, bp, stack_hi, depth, cache, prev, out);
-        out.find_bp_dependence();
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    fn walk(
-        &self,
-        ret: u64,
-        sp: u64,
-        bp: u64,
-        stack_hi: u64,
-        depth: usize,
-        cache: &mut Cache,
-        prev: &UnwindRecord,
-        out: &mut UnwindRecord,
-    ) {
-        out.start(self.generation, stack_hi, depth);
-        if out.depth == 0 {
-            return;
-        }
-        out.frames[0] = ret;
-        out.sp[0] = sp;
-        out.bp[0] = bp;
-        out.uses_bp[0] = false;
-        out.keeps_bp[0] = false;
-        out.restore_read[0] = 0;
-        out.n = 1;
-        if sp == 0 || sp >= stack_hi {
-            return;
-        }
-        let lo = sp;
-        let readable = |addr: u64| addr >= lo && addr.checked_add(8).is_some_and(|e| e <= stack_hi);
-        let reuse = prev.valid
-            && prev.generation == self.generation
-            && prev.hi == stack_hi
-            && !prev.overflow;
-        let mut li = 0usize;
-        let mut regs = UnwindRegsX86_64::new(ret, sp, bp);
-        let Some(mut addr) = FrameAddress::from_return_address(ret) else {
-            return;
-        };
-        loop {
-            let k = out.n - 1;
-            out.seg[k] = out.nreads as u16;
-            if reuse {
-                while li < prev.n && prev.sp[li] < regs.sp() {
-                    li += 1;
-                }
-                // Same frame, same stack pointer; the same bp too, unless the rest of
-                // the earlier walk never depended on it (see `bp_dep`).
-                if li < prev.n
-                    && prev.sp[li] == regs.sp()
-                    && (prev.bp[li] == regs.bp() || !prev.bp_dep[li])
-                    && prev.frames[li] == out.frames[k]
-                    && out.adopt_tail(prev, li, bp, &readable)
-                {
-                    return;
-                }
+        'walk: {
+            out.start(self.generation, stack_hi, depth);
+            if out.depth == 0 {
+                break 'walk;
             }
-            if out.n >= out.depth {
-                out.end_by_limit = true;
-                return;
+            out.frames[0] = ret;
+            out.sp[0] = sp;
+            out.bp[0] = bp;
+            out.uses_bp[0] = false;
+            out.keeps_bp[0] = false;
+            out.restore_read[0] = 0;
+            out.n = 1;
+            if sp == 0 || sp >= stack_hi {
+                break 'walk;
             }
-            let reads_before = out.nreads;
-            let mut read = |a: u64| -> Result<u64, ()> {
-                if readable(a) {
-                    // SAFETY: [lo, stack_hi) lies inside this thread's own stack mapping,
-                    // above the current stack pointer, so it is mapped and readable.
-                    let v = unsafe { core::ptr::read_unaligned(a as *const u64) };
-                    out.push_read(a, v, bp);
-                    Ok(v)
-                } else {
-                    Err(())
-                }
+            let lo = sp;
+            let readable =
+                |addr: u64| addr >= lo && addr.checked_add(8).is_some_and(|e| e <= stack_hi);
+            let reuse = prev.valid
+                && prev.generation == self.generation
+                && prev.hi == stack_hi
+                && !prev.overflow;
+            let mut li = 0usize;
+            let mut regs = UnwindRegsX86_64::new(ret, sp, bp);
+            let Some(mut addr) = FrameAddress::from_return_address(ret) else {
+                break 'walk;
             };
-            let bp_before = regs.bp();
-            regs.take_bp_used();
-            let step = self
-                .unwinder
-                .unwind_frame(addr, &mut regs, cache, &mut read);
-            out.uses_bp[k] = regs.take_bp_used() || step.is_err();
-            out.keeps_bp[k] = regs.bp() == bp_before;
-            out.restore_read[k] = 0;
-            if !out.keeps_bp[k] {
-                // The read bp was restored from: not the return address (at the new
-                // stack pointer - 8).
-                let ra_at = regs.sp().wrapping_sub(8);
-                let found = (reads_before..out.nreads)
-                    .find(|&r| out.reads[r].1 == regs.bp() && out.reads[r].0 != ra_at);
-                out.restore_read[k] = found.map_or(0, |r| r as u16 + 1);
-            }
-            match step {
-                Ok(Some(ra)) => {
-                    let n = out.n;
-                    out.frames[n] = ra;
-                    out.sp[n] = regs.sp();
-                    out.bp[n] = regs.bp();
-                    out.uses_bp[n] = false;
-                    out.keeps_bp[n] = false;
-                    out.restore_read[n] = 0;
-                    out.n = n + 1;
-                    match FrameAddress::from_return_address(ra) {
-                        Some(a) => addr = a,
-                        None => return,
+            loop {
+                let k = out.n - 1;
+                out.seg[k] = out.nreads as u16;
+                if reuse {
+                    while li < prev.n && prev.sp[li] < regs.sp() {
+                        li += 1;
+                    }
+                    // Same frame, same stack pointer; the same bp too, unless the rest of
+                    // the earlier walk never depended on it (see `bp_dep`).
+                    if li < prev.n
+                        && prev.sp[li] == regs.sp()
+                        && (prev.bp[li] == regs.bp() || !prev.bp_dep[li])
+                        && prev.frames[li] == out.frames[k]
+                        && out.adopt_tail(prev, li, bp, &readable)
+                    {
+                        break 'walk;
                     }
                 }
-                Ok(None) => return,
-                Err(_) => {
-                    // May be a frame-pointer check on the start bp: see UnwindRecord.
-                    out.ended_by_error = true;
-                    out.bp_sensitive = true;
-                    return;
+                if out.n >= out.depth {
+                    out.end_by_limit = true;
+                    break 'walk;
+                }
+                let reads_before = out.nreads;
+                let mut read = |a: u64| -> Result<u64, ()> {
+                    if readable(a) {
+                        // SAFETY: [lo, stack_hi) lies inside this thread's own stack mapping,
+                        // above the current stack pointer, so it is mapped and readable.
+                        let v = unsafe { core::ptr::read_unaligned(a as *const u64) };
+                        out.push_read(a, v, bp);
+                        Ok(v)
+                    } else {
+                        Err(())
+                    }
+                };
+                let bp_before = regs.bp();
+                regs.take_bp_used();
+                let step = self
+                    .unwinder
+                    .unwind_frame(addr, &mut regs, cache, &mut read);
+                out.uses_bp[k] = regs.take_bp_used() || step.is_err();
+                out.keeps_bp[k] = regs.bp() == bp_before;
+                out.restore_read[k] = 0;
+                if !out.keeps_bp[k] {
+                    // The read bp was restored from: not the return address (at the new
+                    // stack pointer - 8).
+                    let ra_at = regs.sp().wrapping_sub(8);
+                    let found = (reads_before..out.nreads)
+                        .find(|&r| out.reads[r].1 == regs.bp() && out.reads[r].0 != ra_at);
+                    out.restore_read[k] = found.map_or(0, |r| r as u16 + 1);
+                }
+                match step {
+                    Ok(Some(ra)) => {
+                        let n = out.n;
+                        out.frames[n] = ra;
+                        out.sp[n] = regs.sp();
+                        out.bp[n] = regs.bp();
+                        out.uses_bp[n] = false;
+                        out.keeps_bp[n] = false;
+                        out.restore_read[n] = 0;
+                        out.n = n + 1;
+                        match FrameAddress::from_return_address(ra) {
+                            Some(a) => addr = a,
+                            None => break 'walk,
+                        }
+                    }
+                    Ok(None) => break 'walk,
+                    Err(_) => {
+                        // May be a frame-pointer check on the start bp: see UnwindRecord.
+                        out.ended_by_error = true;
+                        out.bp_sensitive = true;
+                        break 'walk;
+                    }
                 }
             }
         }
+        out.find_bp_dependence();
     }
 }
 
