@@ -31,7 +31,7 @@ use live_view::Live;
 use memlens_watch::history::{History, Metric};
 use memlens_watch::limit::{self, Limit};
 use memlens_watch::proc::{self, OpenError, ProcDir, ReadError, Sampler, Source, TreeSample};
-use memlens_watch::trend::{self, Trend, TrendConfig, Verdict};
+use memlens_watch::trend::{Trend, TrendConfig, Verdict};
 use output::Outputs;
 use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
@@ -207,7 +207,9 @@ fn watch(args: WatchArgs) -> Result<ExitCode, Failure> {
                 EXIT_NO_PROCESS,
             ))
         }
-        Err(OpenError::Other(m)) => return Err(target.abandon(Failure(m, EXIT_NO_PROCESS))),
+        Err(OpenError::Other(m) | OpenError::NoFd(m)) => {
+            return Err(target.abandon(Failure(m, EXIT_NO_PROCESS)))
+        }
     };
     let limit = match args.limit {
         Some(b) => Some(Limit {
@@ -493,15 +495,8 @@ fn smaps_error(dir: &ProcDir) -> String {
 }
 
 fn trend_of(history: &History, metric: Metric, warmup: Option<f64>) -> Trend {
-    let (t, v): (Vec<f64>, Vec<f64>) = history
-        .points()
-        .iter()
-        .filter(|p| p.m[metric.index()].known())
-        .map(|p| (p.t(), p.min(metric)))
-        .unzip();
-    trend::analyze(
-        &t,
-        &v,
+    history.trend(
+        metric,
         &TrendConfig {
             warmup,
             ..Default::default()
