@@ -145,14 +145,15 @@ pub fn next_step(rt: Runtime, pid: i32, cmdline: &[String]) -> String {
             } else {
                 "native"
             };
-            let run = if cmdline.is_empty() {
-                "memlens run -- PROGRAM".to_string()
+            let words = shell_words(cmdline);
+            let run = if cmdline.is_empty() || words.len() > 160 {
+                "`memlens run --` followed by its command line".to_string()
             } else {
-                format!("memlens run -- {}", shell_words(cmdline))
+                format!("`memlens run -- {words}`")
             };
             format!(
                 "{what}: memlens cannot attach to a running process yet (no `memlens attach` or \
-                 `memlens snapshot`); restart it under the recorder, `{run}`, and \
+                 `memlens snapshot`); restart it under the recorder, {run}, and \
                  `memlens report` shows the allocation sites that grow"
             )
         }

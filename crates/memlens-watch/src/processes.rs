@@ -59,6 +59,8 @@ pub struct Tracked {
     /// one that restarted it.
     pub restart_of: Option<usize>,
     pub restarted_by: Option<usize>,
+    /// The table sample (1, 2...) of its last reading.
+    pub last_sample: u64,
     /// The table sample in which it was found gone.
     exited_sample: u64,
     dir: Option<ProcDir>,
@@ -154,8 +156,9 @@ impl ProcessTable {
         }
     }
 
-    /// Read every selected process once, at `t` seconds into the watch.
-    pub fn sample(&mut self, t: f64) -> Result<ScanStats, String> {
+    /// Read every selected process once; `clock()` gives the seconds since the watch
+    /// started, and stamps each process's reading.
+    pub fn sample(&mut self, clock: impl Fn() -> f64) -> Result<ScanStats, String> {
         let pids = self.pids()?;
         self.samples += 1;
         let mut stats = ScanStats::default();
@@ -171,12 +174,15 @@ impl ProcessTable {
                     .dir
                     .as_ref()
                     .expect("a live process has its dir");
-                match dir.statm(&mut self.buf) {
+                let r = dir.statm(&mut self.buf);
+                let t = clock();
+                match r {
                     Ok(m) => {
                         let p = &mut self.procs[i];
                         p.history.push(t, &m, 1);
                         p.last = m;
                         p.last_t = t;
+                        p.last_sample = self.samples;
                         stats.alive += 1;
                         continue;
                     }
@@ -193,7 +199,7 @@ impl ProcessTable {
                 Some(n) => *n -= 1,
                 None => {}
             }
-            match self.open(pid, t) {
+            match self.open(pid, &clock) {
                 Found::Tracked(i) => {
                     new_ones.push(i);
                     stats.new += 1;
@@ -214,6 +220,7 @@ impl ProcessTable {
             .filter(|(pid, _)| !seen.contains_key(pid))
             .map(|(_, &i)| i)
             .collect();
+        let t = clock();
         for i in gone {
             self.exit(i, t);
             stats.exited += 1;
@@ -226,7 +233,7 @@ impl ProcessTable {
         Ok(stats)
     }
 
-    fn open(&mut self, pid: i32, t: f64) -> Found {
+    fn open(&mut self, pid: i32, clock: &impl Fn() -> f64) -> Found {
         let dir = match ProcDir::open(pid) {
             Ok(d) => d,
             Err(OpenError::NoSuchProcess) => return Found::Nothing,
@@ -254,6 +261,7 @@ impl ProcessTable {
             // A zombie, or exiting: nothing to follow.
             return Found::Ignored(0);
         };
+        let t = clock();
         let mut history = History::new(HISTORY_CAP);
         history.push(t, &m, 1);
         self.procs.push(Tracked {
@@ -272,6 +280,7 @@ impl ProcessTable {
             last: m,
             restart_of: None,
             restarted_by: None,
+            last_sample: self.samples,
             exited_sample: 0,
             dir: Some(dir),
         });
@@ -466,12 +475,12 @@ mod tests {
         let want = vec!["sleep".to_string(), arg.clone()];
         let mut t = 0.0;
         while !table.procs.iter().any(|p| p.cmdline == want) {
-            table.sample(t).unwrap();
+            table.sample(|| t).unwrap();
             t += 1.0;
             assert!(t < 5000.0, "the child never showed up");
         }
         for _ in 0..4 {
-            table.sample(t).unwrap();
+            table.sample(|| t).unwrap();
             t += 1.0;
         }
         assert_eq!(table.live_count(), 1);
@@ -480,14 +489,14 @@ mod tests {
         assert!(table.procs[first].last.rss > 0);
         a.kill().unwrap();
         a.wait().unwrap();
-        let s = table.sample(t).unwrap();
+        let s = table.sample(|| t).unwrap();
         t += 1.0;
         assert_eq!(s.exited, 1);
         assert_eq!(table.procs[first].exited_at, Some(t - 1.0));
         // The same command again: a restart of the first.
         let mut b = sleeper(&arg);
         while table.procs.iter().filter(|p| p.cmdline == want).count() < 2 {
-            table.sample(t).unwrap();
+            table.sample(|| t).unwrap();
             t += 1.0;
             assert!(t < 10000.0, "the restart never showed up");
         }

@@ -94,7 +94,7 @@ impl MetricArg {
     }
 }
 
-fn parse_interval(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_interval(s: &str) -> Result<Duration, String> {
     let d = units::parse_duration(s)?;
     if d < Duration::from_millis(1) {
         return Err("the interval must be at least 1ms".into());
@@ -102,7 +102,7 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_positive_duration(s: &str) -> Result<Duration, String> {
     let d = units::parse_duration(s)?;
     if d.is_zero() {
         return Err("the duration must be more than 0".into());

@@ -20,11 +20,14 @@
 //! never lands in the middle of the program's own lines or erases them.
 
 mod args;
-mod live_view;
+pub(crate) mod live_view;
 mod output;
 mod report;
 
 pub use args::WatchArgs;
+pub(crate) use args::{
+    parse_interval as parse_interval_arg, parse_positive_duration as parse_positive_duration_arg,
+};
 
 use crate::supervise::{self, resolve_program, Exit, LaunchError, Supervised, Wake};
 use live_view::Live;
@@ -147,7 +150,7 @@ fn start_target(args: &WatchArgs) -> Result<Target, Failure> {
 
 /// A command line for one report line: control characters (a script's newlines) as
 /// spaces, at most 80 characters.
-fn short_label(s: &str) -> String {
+pub(crate) fn short_label(s: &str) -> String {
     let clean: String = s
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
