@@ -22,7 +22,8 @@ otherwise the status of the program started after `--` if it failed (128+N for s
 1 no such process, or its memory cannot be read; 2 invalid command line; 125 memlens failed \
 (e.g. cannot create an output file); 126/127 the program cannot be run / was not found.\n\n\
 Examples:\n  memlens watch -- python3 server.py\n  memlens watch --pid 4242 --interval 1s --duration 10m\n  \
-memlens watch --pid 4242 --csv mem.csv --plot mem.svg\n  memlens watch --max-rss 500MiB -- ./service"
+memlens watch --pid 4242 --csv mem.csv --plot mem.svg\n  memlens watch --max-rss 500MiB -- ./service\n  \
+memlens watch --restart-every 1h --duration 3h -- ./service   # does it grow again after a restart?"
 )]
 pub struct WatchArgs {
     /// Watch this running process.
@@ -65,6 +66,11 @@ pub struct WatchArgs {
     /// The memory figure the trend, the verdict and the projection are about.
     #[arg(long, value_enum, default_value_t = MetricArg::Rss)]
     pub metric: MetricArg,
+    /// Restart the program after `--` every DURATION (SIGTERM, wait, start it again) and
+    /// compare its growth before and after each restart: growing again confirms a leak,
+    /// flat after says the growth was a warm-up.
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration, conflicts_with = "pid", requires = "command")]
+    pub restart_every: Option<Duration>,
     /// No live view and no report on stderr (errors and budget failures are still printed).
     #[arg(short, long)]
     pub quiet: bool,
