@@ -19,7 +19,7 @@ Sizes: 4096, 500MiB, 2GiB, 1.5G (K/M/G/T = KiB/MiB/GiB/TiB; kB/MB/GB = powers of
 500ms, 1s, 2m, 1h, 1m30s. Rates: 10MiB/h, 1M/min.\n\n\
 Exit status: 0 done (whatever the verdict); 3 a budget (--max-rss, --max-growth-rate) was exceeded; \
 otherwise the status of the program started after `--` if it failed (128+N for signal N); \
-1 no such process, or its memory cannot be read; 2 invalid command line; 125 memlens failed \
+1 no such process, or its memory cannot be read; 125 invalid command line, or memlens failed \
 (e.g. cannot create an output file); 126/127 the program cannot be run / was not found.\n\n\
 Examples:\n  memlens watch -- python3 server.py\n  memlens watch --pid 4242 --interval 1s --duration 10m\n  \
 memlens watch --pid 4242 --csv mem.csv --plot mem.svg\n  memlens watch --max-rss 500MiB -- ./service\n  \
