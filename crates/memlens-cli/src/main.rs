@@ -16,6 +16,7 @@ mod profile;
 mod report;
 mod run;
 mod supervise;
+mod top;
 mod watch;
 
 use clap::{Parser, Subcommand};
@@ -37,7 +38,8 @@ memlens export memlens.myprog.<pid>.trace --format pprof -o heap.pb.gz && go too
 memlens diff before.trace after.trace  # what grew, what shrank, per site\n  \
 memlens plot memlens.myprog.<pid>.trace -o timeline.svg   # heap, RSS and top sites over time\n  \
 memlens html memlens.myprog.<pid>.trace -o report.html    # all of it as one web page, offline\n  \
-memlens watch -- ./myprog              # its memory over time, from outside: growing or stable?"
+memlens watch -- ./myprog              # its memory over time, from outside: growing or stable?\n  \
+memlens top                            # every process: which one grows?"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -87,6 +89,10 @@ enum Command {
     /// Follow a process's memory over time from /proc (any language, no preload) and
     /// judge whether it grows.
     Watch(watch::WatchArgs),
+    /// Every process of the machine (or of a cgroup, a systemd unit) over time, ranked by
+    /// growth, not size: find the one that grows, see it grow again after a restart, and
+    /// the kernel's share.
+    Top(top::TopArgs),
 }
 
 #[derive(clap::Args)]
@@ -140,6 +146,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Watch(args) => watch::main(args),
+        Command::Top(args) => top::main(args),
         Command::Flamegraph(args) => flamegraph::main(args),
         Command::Export(args) => export::main(args),
         Command::Diff(args) => diff::main(args),

@@ -573,3 +573,48 @@ fn live_view_redraws_only_on_a_terminal_it_owns() {
     assert!(out.contains("==memlens== 0:00 rss "), "{out}");
     assert!(out.contains("==memlens== verdict: "), "{out}");
 }
+
+#[test]
+fn restart_every_confirms_a_leak_in_one_command() {
+    // 2 MiB every 100 ms, restarted by memlens after 2 s: it grows again after.
+    let prog = build_c("watch_grow.c", "watch_grow");
+    let w = watch(&[
+        "-i",
+        "50ms",
+        "-d",
+        "4s",
+        "--restart-every",
+        "2s",
+        "--",
+        s(&prog),
+        "2048",
+        "100",
+    ]);
+    assert_eq!(w.code(), Some(0), "{}", w.stderr());
+    let r = w.json["restarts"].as_array().unwrap();
+    assert_eq!(r.len(), 1, "{}", w.json);
+    assert_eq!(r[0]["verdict"], "confirmed_leak", "{}", w.stderr());
+    assert_eq!(r[0]["stopped_with"], "SIGTERM");
+    assert_ne!(r[0]["before_pid"], r[0]["after_pid"]);
+    assert_eq!(w.json["target"]["pid"], r[0]["after_pid"]);
+    // The verdict is about the run since the restart.
+    assert_eq!(w.verdict(), "growing", "{}", w.stderr());
+    let err = w.stderr();
+    assert!(
+        err.contains("verdict (since the last restart): GROWING"),
+        "{err}"
+    );
+    assert!(err.contains("==memlens== restart 1 at 0:02 (pid "), "{err}");
+    assert!(
+        err.contains(": grows again after the restart at +"),
+        "{err}"
+    );
+    assert!(err.contains("): confirmed leak\n"), "{err}");
+
+    // Only for a program memlens starts.
+    let o = Command::new(memlens_bin())
+        .args(["watch", "--restart-every", "1s", "--pid", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125));
+}

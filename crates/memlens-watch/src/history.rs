@@ -8,6 +8,7 @@
 //! to the CSV file as they are taken.
 
 use crate::proc::MemSample;
+use crate::trend::{analyze, Trend, TrendConfig};
 
 /// The memory figures memlens follows, in [`MemSample`] order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -160,7 +161,8 @@ impl History {
     /// A history that keeps between `cap` and `2 * cap` points.
     pub fn new(cap: usize) -> History {
         History {
-            points: Vec::with_capacity(2 * cap.max(1)),
+            // Grown as needed: `memlens top` keeps one history per process.
+            points: Vec::new(),
             pending: None,
             group: 1,
             cap: cap.max(1),
@@ -217,6 +219,35 @@ impl History {
     /// Samples merged into each stored point (1 until the history first fills).
     pub fn group(&self) -> u32 {
         self.group
+    }
+
+    /// The trend of `metric`, on the floor (minimum) of each point, with times counted
+    /// from `since` (a process first seen later in the watch has its own warm-up), for
+    /// the points from `since` up to `until` (a part of the watch: before a restart).
+    pub fn trend_between(
+        &self,
+        metric: Metric,
+        cfg: &TrendConfig,
+        since: f64,
+        until: f64,
+    ) -> Trend {
+        let (t, v): (Vec<f64>, Vec<f64>) = self
+            .points()
+            .iter()
+            .filter(|p| p.m[metric.index()].known() && p.t0 >= since && p.t1 <= until)
+            .map(|p| (p.t() - since, p.min(metric)))
+            .unzip();
+        let mut tr = analyze(&t, &v, cfg);
+        // Back to the watch's own clock (the warm-up stays a length).
+        tr.fit_start += since;
+        tr.fit_end += since;
+        tr.intercept -= tr.slope * since;
+        tr
+    }
+
+    /// The trend of `metric` over the whole history, as `memlens watch` judges it.
+    pub fn trend(&self, metric: Metric, cfg: &TrendConfig) -> Trend {
+        self.trend_between(metric, cfg, 0.0, f64::INFINITY)
     }
 }
 

@@ -9,7 +9,13 @@
 //! * [`trend`]: Theil–Sen slope of the series' floor with Sen's confidence interval, and
 //!   the verdict: growing, stable or inconclusive.
 //! * [`limit`]: the cgroup limit or the machine's memory, for the time-to-limit projection.
-//! * [`plot`]: what the SVG chart shows (drawn by `memlens_common::chart`).
+//! * [`plot`]: what the SVG charts show (drawn by `memlens_common::chart`): one process,
+//!   or `memlens top`'s growers.
+//! * [`processes`]: every process of the machine or of a cgroup, identified by pid and
+//!   start time, with restarts linked (`memlens top`).
+//! * [`kernel`]: the memory no process owns (`/proc/meminfo`, the cgroup's kernel
+//!   counters, `/proc/slabinfo`) and what its growth means.
+//! * [`next_step`]: the runtime of a growing process and the command that shows what grows.
 //!
 //! ```
 //! use memlens_watch::trend::{analyze, TrendConfig, Verdict};
@@ -22,7 +28,10 @@
 //! ```
 
 pub mod history;
+pub mod kernel;
 pub mod limit;
+pub mod next_step;
 pub mod plot;
 pub mod proc;
+pub mod processes;
 pub mod trend;

@@ -135,6 +135,63 @@ fn chart(points: &[Point], info: &PlotInfo) -> Chart {
     }
 }
 
+const GROWER_COLORS: [&str; 8] = [
+    "#d62728", "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+];
+
+/// `memlens top`'s chart: the RSS of several processes over time (the top growers), one
+/// line each `(label, points)`, labelled below the chart (command lines are long).
+pub fn growers_svg(
+    title: &str,
+    subtitle: Option<String>,
+    lines: &[(String, Vec<Point>)],
+) -> String {
+    let m = Metric::Rss;
+    let t_max = lines
+        .iter()
+        .filter_map(|(_, p)| p.last().map(|q| q.t1))
+        .fold(1e-3, f64::max);
+    let y_max = lines
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| q.max(m)))
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max);
+    let series = lines
+        .iter()
+        .enumerate()
+        .map(|(i, (label, pts))| Series {
+            id: format!("p{i}"),
+            label: label.clone(),
+            color: GROWER_COLORS[i % GROWER_COLORS.len()],
+            dash: "",
+            width: 1.5,
+            points: pts
+                .iter()
+                .filter(|p| p.m[m.index()].known())
+                .map(|p| (p.t(), p.mean(m)))
+                .collect(),
+            band: Vec::new(),
+        })
+        .collect();
+    Chart {
+        width: 960.0,
+        plot_height: 424.0,
+        left: 80.0,
+        title: title.to_string(),
+        subtitle,
+        time: TimeAxis::UpTo(t_max),
+        time_label: "time".into(),
+        y_max,
+        shade: None,
+        series,
+        fit: None,
+        levels: Vec::new(),
+        marker: None,
+        legend: Legend::Below,
+    }
+    .svg()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,5 +234,13 @@ mod tests {
         assert!(out.contains("warm-up"));
         assert!(out.contains("time (s)"));
         assert!(out.contains("peak 38.51 MiB"));
+
+        let two = growers_svg(
+            "memlens top",
+            Some("2 growing".into()),
+            &[("pid 1 ./a".into(), pts.clone()), ("pid 2 ./b".into(), pts)],
+        );
+        assert_eq!(two.matches("<polyline").count(), 2);
+        assert!(two.contains("pid 2 ./b") && two.contains("2 growing"));
     }
 }

@@ -81,6 +81,8 @@ pub enum ReadError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OpenError {
     NoSuchProcess,
+    /// memlens has as many files open as it may (`EMFILE`).
+    NoFd(String),
     Other(String),
 }
 
@@ -108,6 +110,7 @@ impl ProcDir {
             let e = io::Error::last_os_error();
             return Err(match e.raw_os_error() {
                 Some(libc::ENOENT) | Some(libc::ESRCH) => OpenError::NoSuchProcess,
+                Some(libc::EMFILE) => OpenError::NoFd(format!("cannot open /proc/{pid}: {e}")),
                 _ => OpenError::Other(format!("cannot open /proc/{pid}: {e}")),
             });
         }
@@ -195,6 +198,70 @@ impl ProcDir {
         }
     }
 
+    /// The cheapest reading: `/proc/PID/statm` (RSS, and resident anonymous vs shared
+    /// pages), readable for every process. What `memlens top` reads of each process.
+    pub fn statm(&self, buf: &mut String) -> Result<MemSample, ReadError> {
+        match self.read("statm", buf) {
+            Ok(()) => parse_statm(buf, page_size()).ok_or(ReadError::Gone),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ESRCH) | Some(libc::ENOENT)) => {
+                Err(ReadError::Gone)
+            }
+            Err(e) => Err(ReadError::Denied(format!(
+                "cannot read /proc/{}/statm: {e}",
+                self.pid
+            ))),
+        }
+    }
+
+    /// The command line (arguments split at NULs; empty for a kernel thread or a zombie).
+    pub fn cmdline(&self) -> Vec<String> {
+        // cmdline may hold bytes that are not UTF-8: read it as bytes.
+        let c = CString::new("cmdline").expect("no NUL");
+        // SAFETY: valid directory fd and C string; the fd is owned by the File below.
+        let fd = unsafe {
+            libc::openat(
+                self.dir.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Vec::new();
+        }
+        // SAFETY: fd was just opened.
+        let mut f = unsafe { File::from_raw_fd(fd) };
+        let mut bytes = Vec::new();
+        if f.read_to_end(&mut bytes).is_err() {
+            return Vec::new();
+        }
+        bytes
+            .split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect()
+    }
+
+    /// The executable's path (`/proc/PID/exe`), when readable (another user's process
+    /// refuses it).
+    pub fn exe(&self) -> Option<std::path::PathBuf> {
+        use std::os::unix::ffi::OsStringExt;
+        let mut buf = vec![0u8; 4096];
+        // SAFETY: valid directory fd, C string literal and buffer of the given length.
+        let n = unsafe {
+            libc::readlinkat(
+                self.dir.as_raw_fd(),
+                c"exe".as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if n <= 0 {
+            return None;
+        }
+        buf.truncate(n as usize);
+        Some(std::ffi::OsString::from_vec(buf).into())
+    }
+
     fn why_empty(&self) -> ReadError {
         match self.stat() {
             Ok(st) if st.flags & PF_KTHREAD != 0 => ReadError::NoMemory,
@@ -231,7 +298,8 @@ impl ProcDir {
     }
 }
 
-const PF_KTHREAD: u64 = 0x0020_0000;
+/// `PF_KTHREAD` of `/proc/PID/stat`'s flags: a kernel thread.
+pub const PF_KTHREAD: u64 = 0x0020_0000;
 
 /// The fields of `/proc/PID/stat` memlens uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -354,16 +422,6 @@ pub fn page_size() -> u64 {
         p as u64
     } else {
         4096
-    }
-}
-
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
-    } else {
-        100.0
     }
 }
 
@@ -490,22 +548,20 @@ impl Sampler {
     }
 }
 
-/// memlens's own cost so far: CPU seconds (user + system) and peak RSS in bytes.
+/// memlens's own cost so far: CPU seconds (user + system) and peak RSS in bytes, from
+/// `getrusage` (microsecond CPU times, unlike the clock ticks of `/proc/self/stat`).
 pub fn self_usage() -> (f64, u64) {
-    let mut s = String::new();
-    let cpu = File::open("/proc/self/stat")
-        .and_then(|mut f| f.read_to_string(&mut s))
-        .ok()
-        .and_then(|_| parse_stat(&s))
-        .map(|st| st.cpu_ticks as f64 / clock_ticks())
-        .unwrap_or(0.0);
-    s.clear();
-    let peak = File::open("/proc/self/status")
-        .and_then(|mut f| f.read_to_string(&mut s))
-        .ok()
-        .and_then(|_| s.lines().find_map(|l| kb_field(l, "VmHWM")))
-        .unwrap_or(0);
-    (cpu, peak)
+    // SAFETY: getrusage fills the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return (0.0, 0);
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (
+        secs(ru.ru_utime) + secs(ru.ru_stime),
+        // ru_maxrss is in KiB on Linux.
+        ru.ru_maxrss.max(0) as u64 * 1024,
+    )
 }
 
 #[cfg(test)]

@@ -205,6 +205,72 @@ pub fn time_to_limit(current: f64, limit: f64, slope: f64) -> Option<f64> {
     (slope > 0.0).then(|| (limit - current) / slope)
 }
 
+/// What a restart says about the growth: the trend before it and after it compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestartVerdict {
+    /// It grows again after the restart: a leak, confirmed.
+    Confirmed,
+    /// It grew before and is flat after: the growth was a warm-up (caches filling).
+    WarmUp,
+    /// It did not grow before the restart: nothing to confirm.
+    NotGrowing,
+    /// Too little known after the restart (or too noisy): watch longer.
+    Inconclusive,
+}
+
+impl RestartVerdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            RestartVerdict::Confirmed => "confirmed_leak",
+            RestartVerdict::WarmUp => "warm_up",
+            RestartVerdict::NotGrowing => "not_growing",
+            RestartVerdict::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// Compare the trend before a restart with the trend after it, and say it in one
+/// sentence (rates per hour).
+pub fn compare_restart(before: &Trend, after: &Trend) -> (RestartVerdict, String) {
+    use memlens_common::units::human_rate;
+    let b = human_rate(before.slope);
+    let a = human_rate(after.slope);
+    match (before.verdict, after.verdict) {
+        (_, Verdict::Growing) if before.verdict == Verdict::Growing => (
+            RestartVerdict::Confirmed,
+            format!("grows again after the restart at {a} (before: {b}): confirmed leak"),
+        ),
+        (_, Verdict::Growing) => (
+            RestartVerdict::Confirmed,
+            format!(
+                "grows after the restart at {a} (before: {b}, {}): a leak",
+                before.verdict.name()
+            ),
+        ),
+        (Verdict::Growing, Verdict::Stable) => (
+            RestartVerdict::WarmUp,
+            format!(
+                "flat after the restart ({a}; before: {b}): the growth was a warm-up, not a leak"
+            ),
+        ),
+        (Verdict::Growing, Verdict::Inconclusive) => (
+            RestartVerdict::Inconclusive,
+            format!(
+                "after the restart: {a}, {} (before: {b}); watch longer to confirm",
+                after.reason
+            ),
+        ),
+        _ => (
+            RestartVerdict::NotGrowing,
+            format!(
+                "{} before the restart ({b}), {} after ({a}): nothing to confirm",
+                before.verdict.name(),
+                after.verdict.name()
+            ),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,6 +421,35 @@ mod tests {
         let v: Vec<f64> = t.iter().map(|&a| 10.0 * MIB + 4096.0 * a).collect();
         let tr = judge(&t, &v);
         assert!((tr.slope - 4096.0).abs() < 0.01 * 4096.0, "{tr:?}");
+    }
+
+    #[test]
+    fn restart_comparisons() {
+        let grow = |mib_h: f64| {
+            let (t, v) = series(200, 1.0, |x| 10.0 * MIB + mib_h * MIB * x / 3600.0);
+            judge(&t, &v)
+        };
+        let flat = grow(0.0);
+        let (v, s) = compare_restart(&grow(43.0 * 1024.0), &grow(41.0 * 1024.0));
+        assert_eq!(v, RestartVerdict::Confirmed);
+        assert_eq!(
+            s,
+            "grows again after the restart at +41.00 GiB/h (before: +43.00 GiB/h): confirmed leak"
+        );
+        let (v, s) = compare_restart(&grow(43.0 * 1024.0), &flat);
+        assert_eq!(v, RestartVerdict::WarmUp);
+        assert!(
+            s.starts_with(
+                "flat after the restart (+0 B/h; before: +43.00 GiB/h): the growth was a warm-up"
+            ),
+            "{s}"
+        );
+        assert_eq!(compare_restart(&flat, &flat).0, RestartVerdict::NotGrowing);
+        let (t, v) = series(3, 1.0, |_| MIB);
+        assert_eq!(
+            compare_restart(&grow(43.0 * 1024.0), &judge(&t, &v)).0,
+            RestartVerdict::Inconclusive
+        );
     }
 
     #[test]

@@ -19,10 +19,11 @@ Sizes: 4096, 500MiB, 2GiB, 1.5G (K/M/G/T = KiB/MiB/GiB/TiB; kB/MB/GB = powers of
 500ms, 1s, 2m, 1h, 1m30s. Rates: 10MiB/h, 1M/min.\n\n\
 Exit status: 0 done (whatever the verdict); 3 a budget (--max-rss, --max-growth-rate) was exceeded; \
 otherwise the status of the program started after `--` if it failed (128+N for signal N); \
-1 no such process, or its memory cannot be read; 2 invalid command line; 125 memlens failed \
+1 no such process, or its memory cannot be read; 125 invalid command line, or memlens failed \
 (e.g. cannot create an output file); 126/127 the program cannot be run / was not found.\n\n\
 Examples:\n  memlens watch -- python3 server.py\n  memlens watch --pid 4242 --interval 1s --duration 10m\n  \
-memlens watch --pid 4242 --csv mem.csv --plot mem.svg\n  memlens watch --max-rss 500MiB -- ./service"
+memlens watch --pid 4242 --csv mem.csv --plot mem.svg\n  memlens watch --max-rss 500MiB -- ./service\n  \
+memlens watch --restart-every 1h --duration 3h -- ./service   # does it grow again after a restart?"
 )]
 pub struct WatchArgs {
     /// Watch this running process.
@@ -65,6 +66,11 @@ pub struct WatchArgs {
     /// The memory figure the trend, the verdict and the projection are about.
     #[arg(long, value_enum, default_value_t = MetricArg::Rss)]
     pub metric: MetricArg,
+    /// Restart the program after `--` every DURATION (SIGTERM, wait, start it again) and
+    /// compare its growth before and after each restart: growing again confirms a leak,
+    /// flat after says the growth was a warm-up.
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration, conflicts_with = "pid", requires = "command")]
+    pub restart_every: Option<Duration>,
     /// No live view and no report on stderr (errors and budget failures are still printed).
     #[arg(short, long)]
     pub quiet: bool,
@@ -94,7 +100,7 @@ impl MetricArg {
     }
 }
 
-fn parse_interval(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_interval(s: &str) -> Result<Duration, String> {
     let d = units::parse_duration(s)?;
     if d < Duration::from_millis(1) {
         return Err("the interval must be at least 1ms".into());
@@ -102,7 +108,7 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_positive_duration(s: &str) -> Result<Duration, String> {
     let d = units::parse_duration(s)?;
     if d.is_zero() {
         return Err("the duration must be more than 0".into());

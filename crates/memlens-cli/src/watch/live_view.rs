@@ -207,7 +207,9 @@ fn values_of(m: &MemSample, which: &[Metric], sep: &str) -> String {
         .join(sep)
 }
 
-fn sparkline_of(v: &VecDeque<f64>, n: usize) -> String {
+/// The last `n` values as a sparkline, scaled between their minimum and maximum (also
+/// `memlens top`'s).
+pub(crate) fn sparkline_of(v: &VecDeque<f64>, n: usize) -> String {
     let tail: Vec<f64> = v.iter().skip(v.len().saturating_sub(n)).copied().collect();
     let lo = tail.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = tail.iter().copied().fold(0.0f64, f64::max);
@@ -222,7 +224,7 @@ fn sparkline_of(v: &VecDeque<f64>, n: usize) -> String {
         .collect()
 }
 
-fn term_width() -> usize {
+pub(crate) fn term_width() -> usize {
     // SAFETY: TIOCGWINSZ fills a winsize; fd 2 may not be a terminal (then it fails).
     unsafe {
         let mut ws: libc::winsize = std::mem::zeroed();

@@ -20,18 +20,21 @@
 //! never lands in the middle of the program's own lines or erases them.
 
 mod args;
-mod live_view;
+pub(crate) mod live_view;
 mod output;
 mod report;
 
 pub use args::WatchArgs;
+pub(crate) use args::{
+    parse_interval as parse_interval_arg, parse_positive_duration as parse_positive_duration_arg,
+};
 
 use crate::supervise::{self, resolve_program, Exit, LaunchError, Supervised, Wake};
 use live_view::Live;
 use memlens_watch::history::{History, Metric};
 use memlens_watch::limit::{self, Limit};
 use memlens_watch::proc::{self, OpenError, ProcDir, ReadError, Sampler, Source, TreeSample};
-use memlens_watch::trend::{self, Trend, TrendConfig, Verdict};
+use memlens_watch::trend::{self, RestartVerdict, Trend, TrendConfig, Verdict};
 use output::Outputs;
 use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
@@ -104,6 +107,16 @@ struct Target {
     command: Option<Vec<String>>,
 }
 
+/// A restart done by `--restart-every`: when (seconds into the watch), the pid before and
+/// after, and the signal that stopped the old one.
+#[derive(Clone, Copy, Debug)]
+struct Restart {
+    at: f64,
+    before: i32,
+    after: i32,
+    stopped_with: i32,
+}
+
 fn start_target(args: &WatchArgs) -> Result<Target, Failure> {
     if let Some(pid) = args.pid {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
@@ -125,13 +138,7 @@ fn start_target(args: &WatchArgs) -> Result<Target, Failure> {
             command: None,
         });
     }
-    let prog = resolve_program(&args.command[0])?;
-    let child = supervise::spawn(
-        std::process::Command::new(&prog)
-            .arg0(&args.command[0])
-            .args(&args.command[1..]),
-        &prog,
-    )?;
+    let child = spawn_program(args)?;
     let command: Vec<String> = args
         .command
         .iter()
@@ -145,9 +152,20 @@ fn start_target(args: &WatchArgs) -> Result<Target, Failure> {
     })
 }
 
+/// Start the program after `--` (again, for `--restart-every`).
+fn spawn_program(args: &WatchArgs) -> Result<Supervised, LaunchError> {
+    let prog = resolve_program(&args.command[0])?;
+    supervise::spawn(
+        std::process::Command::new(&prog)
+            .arg0(&args.command[0])
+            .args(&args.command[1..]),
+        &prog,
+    )
+}
+
 /// A command line for one report line: control characters (a script's newlines) as
 /// spaces, at most 80 characters.
-fn short_label(s: &str) -> String {
+pub(crate) fn short_label(s: &str) -> String {
     let clean: String = s
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -182,6 +200,8 @@ struct Summary<'a> {
     /// The signal that stopped a program memlens started, when the watch ended first.
     stopped_child: Option<i32>,
     trend: Trend,
+    /// `--restart-every`: each restart, and what the growth before and after it says.
+    restarts: Vec<(Restart, RestartVerdict, String)>,
     limit: Option<Limit>,
     rss_budget: RssBudget,
     growth_exceeded: bool,
@@ -207,7 +227,9 @@ fn watch(args: WatchArgs) -> Result<ExitCode, Failure> {
                 EXIT_NO_PROCESS,
             ))
         }
-        Err(OpenError::Other(m)) => return Err(target.abandon(Failure(m, EXIT_NO_PROCESS))),
+        Err(OpenError::Other(m) | OpenError::NoFd(m)) => {
+            return Err(target.abandon(Failure(m, EXIT_NO_PROCESS)))
+        }
     };
     let limit = match args.limit {
         Some(b) => Some(Limit {
@@ -236,7 +258,35 @@ fn watch(args: WatchArgs) -> Result<ExitCode, Failure> {
     let elapsed = run.start.elapsed().as_secs_f64();
     live.finish();
     let (status, stopped_child) = target.settle(sampled.status, &end);
-    let trend = trend_of(&run.history, metric, args.warmup.map(|d| d.as_secs_f64()));
+    let warmup = args.warmup.map(|d| d.as_secs_f64());
+    // With restarts, the verdict is about the program since the last one; each restart
+    // compares the run before it with the run after it.
+    let cfg = TrendConfig {
+        warmup,
+        ..Default::default()
+    };
+    let bounds: Vec<f64> = std::iter::once(0.0)
+        .chain(sampled.restarts.iter().map(|r| r.at))
+        .chain(std::iter::once(f64::INFINITY))
+        .collect();
+    let part = |i: usize| {
+        run.history
+            .trend_between(metric, &cfg, bounds[i], bounds[i + 1])
+    };
+    let restarts = sampled
+        .restarts
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let (v, text) = trend::compare_restart(&part(i), &part(i + 1));
+            (*r, v, text)
+        })
+        .collect();
+    let trend = if sampled.restarts.is_empty() {
+        trend_of(&run.history, metric, warmup)
+    } else {
+        part(sampled.restarts.len())
+    };
     let growth_exceeded = args
         .max_growth_rate
         .is_some_and(|r| trend.verdict == Verdict::Growing && trend.slope > r);
@@ -264,6 +314,7 @@ fn watch(args: WatchArgs) -> Result<ExitCode, Failure> {
         status,
         stopped_child,
         trend,
+        restarts,
         limit,
         rss_budget: sampled.rss_budget,
         growth_exceeded,
@@ -313,6 +364,7 @@ struct Sampled {
     rss_budget: RssBudget,
     /// How a program memlens started ended, if the watch saw it end.
     status: Option<Exit>,
+    restarts: Vec<Restart>,
 }
 
 impl Running<'_> {
@@ -325,7 +377,9 @@ impl Running<'_> {
         outputs: &mut Outputs,
         wake: &Wake,
     ) -> Result<(Sampled, End), Failure> {
-        let (args, pid) = (self.args, target.pid);
+        let args = self.args;
+        let mut pid = target.pid;
+        let mut next_restart = args.restart_every;
         let mut sampled = Sampled {
             first: None,
             last: None,
@@ -333,6 +387,7 @@ impl Running<'_> {
             source_note: None,
             rss_budget: RssBudget::default(),
             status: None,
+            restarts: Vec::new(),
         };
         let mut tick: u64 = 0;
         let end = loop {
@@ -373,6 +428,12 @@ impl Running<'_> {
             if args.duration.is_some_and(|d| after >= d) {
                 break End::Duration;
             }
+            if let Some(due) = next_restart.filter(|&due| after >= due) {
+                let r = self.restart(target, t)?;
+                pid = r.after;
+                sampled.restarts.push(r);
+                next_restart = Some(due + args.restart_every.expect("set"));
+            }
             // Next sample on the grid (missed ticks are skipped, never bunched up); the
             // last one exactly at --duration.
             let interval = args.interval.as_secs_f64();
@@ -386,6 +447,34 @@ impl Running<'_> {
             }
         };
         Ok((sampled, end))
+    }
+
+    /// `--restart-every`: stop the program (SIGTERM, then SIGKILL after 5 s), start it
+    /// again, and follow the new process in the same history.
+    fn restart(&mut self, target: &mut Target, t: f64) -> Result<Restart, Failure> {
+        let before = target.pid;
+        let stopped_with = match target.child.as_mut() {
+            Some(c) => c.stop(),
+            None => return Err(other("--restart-every needs a program started by memlens")),
+        };
+        let child = spawn_program(self.args)?;
+        let after = child.pid() as i32;
+        target.child = Some(child);
+        target.pid = after;
+        let dir = ProcDir::open(after).map_err(|e| match e {
+            OpenError::NoSuchProcess => Failure(
+                format!("the restarted program (pid {after}) exited at once"),
+                EXIT_NO_PROCESS,
+            ),
+            OpenError::Other(m) | OpenError::NoFd(m) => Failure(m, EXIT_NO_PROCESS),
+        })?;
+        self.sampler = Sampler::new(dir, self.args.include_children);
+        Ok(Restart {
+            at: t,
+            before,
+            after,
+            stopped_with,
+        })
     }
 
     /// Keep the first and last sample, and note (now: the process may be gone by the time
@@ -493,15 +582,8 @@ fn smaps_error(dir: &ProcDir) -> String {
 }
 
 fn trend_of(history: &History, metric: Metric, warmup: Option<f64>) -> Trend {
-    let (t, v): (Vec<f64>, Vec<f64>) = history
-        .points()
-        .iter()
-        .filter(|p| p.m[metric.index()].known())
-        .map(|p| (p.t(), p.min(metric)))
-        .unzip();
-    trend::analyze(
-        &t,
-        &v,
+    history.trend(
+        metric,
         &TrendConfig {
             warmup,
             ..Default::default()

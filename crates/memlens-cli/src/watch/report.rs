@@ -193,7 +193,23 @@ pub(super) fn text(s: &Summary, files: &[String]) -> String {
             human_bytes(tr.threshold as u64)
         ),
     };
-    let _ = writeln!(o, "{p} verdict: {verdict}");
+    let since = if s.restarts.is_empty() {
+        ""
+    } else {
+        " (since the last restart)"
+    };
+    let _ = writeln!(o, "{p} verdict{since}: {verdict}");
+    for (i, (r, _, text)) in s.restarts.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "{p} restart {} at {} (pid {} stopped with {}, pid {} started): {text}",
+            i + 1,
+            units::clock(r.at),
+            r.before,
+            signal_label(r.stopped_with),
+            r.after
+        );
+    }
     if let Some((l, current, eta)) = projection(s) {
         let line = match eta {
             Some(e) if e <= 0.0 => format!(
@@ -356,6 +372,10 @@ pub(super) fn json(s: &Summary) -> Value {
             "samples": tr.samples,
             "points": tr.points,
         },
+        "restarts": s.restarts.iter().map(|(r, v, text)| json!({
+            "at_s": r.at, "before_pid": r.before, "after_pid": r.after,
+            "stopped_with": signal_label(r.stopped_with), "verdict": v.name(), "text": text,
+        })).collect::<Vec<_>>(),
         "limit": projection.map(|(l, current, eta)| json!({
             "bytes": l.bytes, "source": l.source, "current_bytes": current as u64,
             "seconds_to_limit": eta,
