@@ -133,3 +133,36 @@ fn sigterm_from_outside_during_allocations() {
         );
     }
 }
+
+/// A signal handler of the program that calls `_exit` (or `exit`) while its thread is
+/// inside the recorder (in a hook, holding its buffer or the writer's lock) ends the
+/// process with the handler's status: it used to hang, spinning on a lock the
+/// interrupted hook held, about one run in two. The trace reads back (cut short when the
+/// handler interrupted the recorder).
+#[test]
+fn exit_from_a_handler_that_interrupted_a_hook_does_not_hang() {
+    let exe = build_c("exit_in_handler.c", "exit_in_handler");
+    for (arg, status) in [("_exit", 3), ("exit", 4)] {
+        for i in 0..12 {
+            let dir = scratch("exit-in-handler");
+            let mut cmd = Command::new(memlens());
+            cmd.args(["run", "-q", "-o"])
+                .arg(dir.join("t.trace"))
+                .arg("--")
+                .arg(&exe)
+                .arg(arg);
+            let (o, _) = run_guarded(
+                cmd,
+                std::time::Duration::from_secs(60),
+                &format!("{arg} #{i}"),
+            );
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(status), "{arg} #{i}: {err}");
+            let r = report(&dir.join("t.trace"));
+            assert!(
+                r["totals"]["allocations"].as_u64().unwrap() > 0,
+                "{arg} #{i}"
+            );
+        }
+    }
+}

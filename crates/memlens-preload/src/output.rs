@@ -1,8 +1,9 @@
 //! The trace file of this process, and the shared buffer of definitions (modules, stacks,
 //! threads) that goes into it as Meta chunks.
 //!
-//! Lock order (outer first): thread state, modules::REBUILD, stacks::INSERT, META,
-//! writer::WRITING, writer::QUEUE, FILE, private_alloc::FORK_GATE. Fork's prepare handler takes them in that order.
+//! Lock order (outer first): thread::REGISTRY, thread state, modules::REBUILD,
+//! stacks::INSERT, META, writer::WRITING, writer::QUEUE, FILE, private_alloc::FORK_GATE,
+//! then the live table's shard locks. Fork's prepare handler takes them in that order.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;

@@ -16,8 +16,10 @@
 //! process killed by SIGKILL loses what was queued (at most `QUEUE_CHUNKS` x 64 KiB of
 //! raw events); its file ends at its last complete chunk, which readers accept.
 //!
-//! Lock order: META, then [`WRITING`], then [`QUEUE`], then `output::FILE`. `QUEUE` is
-//! never held while taking another lock.
+//! Lock order: META, then [`WRITING`], then [`QUEUE`], then `output::FILE` (and the
+//! private allocator's, for a new spare buffer under `QUEUE`). The writer thread holds
+//! `WRITING` for one chunk at a time; a program thread that finds the queue full waits
+//! for that chunk, then drains the rest itself.
 
 use crate::output::{self, CHUNK_RAW};
 use alloc::boxed::Box;
@@ -48,12 +50,20 @@ pub struct Writing {
     /// The compressed chunk being written.
     out: Vec<u8>,
     /// The writer thread's zstd context, made on its first chunk.
-    zstd: Option<Zstd>,
+    zstd: ZstdState,
+}
+
+/// Whether the zstd context was made; if making it failed, lz4 is used from then on
+/// (instead of trying, and mapping memory, again for every chunk).
+enum ZstdState {
+    Untried,
+    Ready(Zstd),
+    Failed,
 }
 
 pub static WRITING: spin::Mutex<Writing> = spin::Mutex::new(Writing {
     out: Vec::new(),
-    zstd: None,
+    zstd: ZstdState::Untried,
 });
 
 /// zstd level for the writer thread: the fastest, which already stores an
@@ -81,7 +91,11 @@ impl Zstd {
             let size = zstd_sys::ZSTD_estimateCCtxSize_usingCParams(params);
             let space = crate::own_memory::map(size)?;
             let cctx = zstd_sys::ZSTD_initStaticCCtx(space as *mut core::ffi::c_void, size);
-            (!cctx.is_null()).then_some(Zstd { cctx })
+            if cctx.is_null() {
+                crate::own_memory::unmap(space, size);
+                return None;
+            }
+            Some(Zstd { cctx })
         }
     }
 
@@ -161,25 +175,39 @@ pub fn drain() {
 }
 
 /// The writer thread's drain: with zstd, which costs more than lz4 but is done off the
-/// program's threads.
+/// program's threads. The lock is taken for one chunk at a time, so a thread that must
+/// write itself (queue full) waits for one chunk at most, then drains the rest.
 pub fn drain_as_writer() {
-    drain_locked(&mut WRITING.lock(), true);
+    loop {
+        let mut w = WRITING.lock();
+        if !write_one(&mut w, true) {
+            return;
+        }
+    }
 }
 
 fn drain_locked(w: &mut Writing, use_zstd: bool) {
-    if use_zstd && w.zstd.is_none() {
-        w.zstd = Zstd::new();
+    while write_one(w, use_zstd) {}
+}
+
+/// Write the first queued chunk, if there is one (the caller holds WRITING: whoever
+/// holds it pops, so chunks go out in queue order).
+fn write_one(w: &mut Writing, use_zstd: bool) -> bool {
+    let Some((kind, thread, b)) = QUEUE.lock().chunks.pop_front() else {
+        return false;
+    };
+    if use_zstd && matches!(w.zstd, ZstdState::Untried) {
+        w.zstd = Zstd::new().map_or(ZstdState::Failed, ZstdState::Ready);
     }
-    loop {
-        let Some((kind, thread, b)) = QUEUE.lock().chunks.pop_front() else {
-            return;
-        };
-        let zstd = if use_zstd { w.zstd.as_mut() } else { None };
-        output::encode_and_write(kind, thread, &b, &mut w.out, zstd);
-        let mut buf = b;
-        buf.clear();
-        QUEUE.lock().spares.push(buf.into_buf());
-    }
+    let zstd = match &mut w.zstd {
+        ZstdState::Ready(z) if use_zstd => Some(z),
+        _ => None,
+    };
+    output::encode_and_write(kind, thread, &b, &mut w.out, zstd);
+    let mut buf = b;
+    buf.clear();
+    QUEUE.lock().spares.push(buf.into_buf());
+    true
 }
 
 /// Whether chunks wait to be written.

@@ -1,7 +1,7 @@
 //! The memlens trace format.
 //!
 //! A trace is one file per process: a fixed [`Header`] followed by a sequence of
-//! independent, checksummed, lz4-compressed *chunks*. Each chunk holds records of one
+//! independent, checksummed, compressed (lz4 or zstd) *chunks*. Each chunk holds records of one
 //! [`ChunkKind`]:
 //!
 //! * `Meta` chunks carry definitions: modules (path, build-id, load bias, segments),

@@ -372,7 +372,7 @@ pub const MAX_DECODED_BYTES: usize = 2 << 30;
 /// Decoded events held at once, at most: 2 GiB, or 64 times the file for a larger one.
 /// Events decode to some 10-50 times their compressed size, so a real trace never needs
 /// more than its whole file decoded; a crafted one whose chunks all overlap could ask
-/// for some 4,000 times its size, and is refused instead.
+/// for far more (zstd frames decode to up to 16 MiB each), and is refused instead.
 fn decoded_limit(file_bytes: u64) -> usize {
     MAX_DECODED_BYTES.max(usize::try_from(file_bytes.saturating_mul(64)).unwrap_or(usize::MAX))
 }

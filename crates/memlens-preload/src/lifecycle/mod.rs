@@ -422,8 +422,14 @@ pub fn finish_by_signal(sig: c_int, ctx: &scan::Context) {
 /// once. A process that does not own the trace (a `vfork` child that failed to exec and
 /// `_exit`s, on its parent's memory) does nothing: the trace and the flags are the
 /// parent's, and stopping the parent's threads for a scan would never end.
+///
+/// A thread that is inside the recorder (a signal handler of the program's that calls
+/// `_exit` or `exit`, or `abort`, having interrupted a hook) does nothing either: it may
+/// hold its own buffer's lock or the writer's, and waiting for them would hang the
+/// program forever. The process ends as the program asked; its trace reads back as cut
+/// short.
 fn finish(kind: ExitKind, code: i32, ctx: &scan::Context) {
-    if !ACTIVE.load(Ordering::Acquire) || !output::owns_trace() {
+    if !ACTIVE.load(Ordering::Acquire) || !output::owns_trace() || tls::busy() {
         return;
     }
     if FINISHED.swap(true, Ordering::AcqRel) {
