@@ -393,3 +393,24 @@ pub enum BlockLink {
         addr: u64,
     },
 }
+
+/// What an Assert record asks (the program's `memlens_assert` call).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum AssertKind {
+    /// No block allocated since the mark (trace time, ns) by the asserting thread is
+    /// still live.
+    NoLeaksSince = 1,
+    /// The process's live heap bytes are at most the limit.
+    MaxLive = 2,
+}
+
+impl AssertKind {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(Self::NoLeaksSince),
+            2 => Some(Self::MaxLive),
+            _ => None,
+        }
+    }
+}
