@@ -430,7 +430,7 @@ fn a_bad_budget_file_is_one_sentence_with_its_line_and_nothing_runs() {
     let dir = scratch("budgets-bad");
     let cases = [
         ("[process]\npeak = \"12 XB\"\n", "memlens: error: bad.toml:2: `peak`: '12 XB' is not a size (examples: 4096, 500MiB, 2GiB, 1.5G, 300kB)\n"),
-        ("[component.w]\npeak = 1\n", "memlens: error: bad.toml:1: [component.w] selects nothing: give it `threads`, `modules` or `functions` patterns (use [process] for the whole process)\n"),
+        ("[component.w]\npeak = 1\n", "memlens: error: bad.toml:1: [component.w] selects nothing: give it `threads`, `modules`, `functions` or `regions` patterns (use [process] for the whole process)\n"),
         ("\n[process\n", "memlens: error: bad.toml:2: unclosed table, expected `]`\n"),
     ];
     for (text, want) in cases {
