@@ -1272,6 +1272,7 @@ mod tests {
             has_scan: false,
             violations: vec![],
             no_alloc_threads: vec![],
+            assertions: vec![],
             metadata: Metadata::default(),
         };
         let base = m(figures(10, 1000)).baseline();

@@ -81,13 +81,17 @@ fn parse_percent(s: &str) -> Result<f64, String> {
 }
 
 impl BudgetArgs {
-    /// Whether any budget option was given.
+    /// Whether any budget option was given (an output option alone measures the
+    /// process and the program's assertions).
     pub fn active(&self) -> bool {
         self.budgets.is_some()
             || !self.no_alloc.is_empty()
             || self.baseline.is_some()
             || self.write_baseline.is_some()
             || self.history.is_some()
+            || self.budgets_json.is_some()
+            || self.budgets_sarif.is_some()
+            || self.github_annotations
     }
 
     /// Read the budget file and the baseline (before a run: a typo should not cost one).

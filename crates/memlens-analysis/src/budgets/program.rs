@@ -199,3 +199,34 @@ pub(super) fn judge(
         sites,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_region_allows_its_components_until_it_is_left() {
+        let mut md = Metadata::default();
+        md.region_names.insert(1, "parse".into());
+        md.region_names.insert(2, "parse.inner".into());
+        md.region_names.insert(3, "render".into());
+        let parse = vec!["parse*".to_string()];
+        let inner = vec!["*.inner".to_string()];
+        // process (any region), parse*, *.inner
+        let mut r = Regions::new(&[&[], &parse, &inner], &md);
+        assert_eq!(r.mask(7), 0b001);
+        r.apply(7, true, 1);
+        assert_eq!(r.mask(7), 0b011);
+        r.apply(7, true, 2);
+        assert_eq!(r.mask(7), 0b111);
+        assert_eq!(r.mask(8), 0b001, "another thread is not in the region");
+        r.apply(7, true, 3);
+        assert_eq!(r.mask(7), 0b111, "an open outer region still counts");
+        // Leaving `parse` closes the regions inside it too.
+        r.apply(7, false, 1);
+        assert_eq!(r.mask(7), 0b001);
+        // Leaving a region that is not open changes nothing.
+        r.apply(7, false, 3);
+        assert_eq!(r.mask(7), 0b001);
+    }
+}

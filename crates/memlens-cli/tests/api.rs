@@ -1,0 +1,168 @@
+//! The recorder's API from inside the program: `include/memlens.h` in
+//! `tests/programs/api.c` (regions as budget components, assertions judged by `memlens
+//! check`, a thread marked real-time), and the same program without memlens.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn program() -> PathBuf {
+    let include = format!("-I{}", repo_root().join("include").display());
+    let mut flags = C_FLAGS.to_vec();
+    flags.push(&include);
+    build("gcc", "api.c", "api", &flags)
+}
+
+/// `memlens check -o DIR/t.trace --errors-for-leak-kinds=none [extra] -- api args` in `dir`.
+fn check(dir: &Path, extra: &[&str], args: &[&str]) -> Output {
+    Command::new(memlens())
+        .current_dir(dir)
+        .arg("check")
+        .arg("-o")
+        .arg(dir.join("t.trace"))
+        .arg("--errors-for-leak-kinds=none")
+        .args(extra)
+        .arg("--")
+        .arg(program())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn json_file(p: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn component<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    doc["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no component {name}"))
+}
+
+#[test]
+fn without_memlens_every_call_is_a_no_op() {
+    for args in [&[][..], &["bad"]] {
+        let o = Command::new(program()).args(args).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "memlens active: 0\n");
+    }
+}
+
+#[test]
+fn regions_are_components_and_passing_assertions_pass_check() {
+    let d = scratch("api-good");
+    std::fs::write(
+        d.join("memlens.toml"),
+        "[component.parse]\nregions = \"parse*\"\nallocations = 3\n\n\
+         [component.inner]\nregions = [\"*.inner\"]\nallocated = 50\n",
+    )
+    .unwrap();
+    let o = check(
+        &d,
+        &["--budgets", "memlens.toml", "--budgets-json", "b.json"],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "memlens active: 1\n");
+    let doc = json_file(&d.join("b.json"));
+    let parse = component(&doc, "parse");
+    assert_eq!(parse["regions"], serde_json::json!(["parse*"]));
+    let f = &parse["figures"];
+    assert_eq!(
+        (
+            &f["allocations"],
+            &f["allocated"],
+            &f["peak"],
+            &f["live_at_exit"]
+        ),
+        (
+            &Value::from(3),
+            &Value::from(350),
+            &Value::from(200),
+            &Value::from(200)
+        )
+    );
+    let f = &component(&doc, "inner")["figures"];
+    assert_eq!(
+        (&f["allocations"], &f["allocated"]),
+        (&1.into(), &50.into())
+    );
+    let asserts = doc["assertions"].as_array().unwrap();
+    let got: Vec<(&str, &str, bool)> = asserts
+        .iter()
+        .map(|a| {
+            (
+                a["label"].as_str().unwrap(),
+                a["kind"].as_str().unwrap(),
+                a["passed"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("clean", "no_leaks_since", true),
+            ("heap under 1 MiB", "max_live", true)
+        ]
+    );
+    // The kept 200 bytes are the live heap at that point.
+    assert_eq!(asserts[1]["value"], 200);
+    // dsp marks itself real-time but allocates only outside its marks.
+    assert_eq!(doc["no_alloc"]["threads"], serde_json::json!(["dsp"]));
+    assert_eq!(doc["no_alloc"]["calls"], 0);
+    assert!(
+        err.contains("budgets: ok (2 limits, 2 assertions checked)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn failed_assertions_and_realtime_allocations_fail_check_without_a_budget_file() {
+    let d = scratch("api-bad");
+    let o = check(&d, &[], &["bad"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let leaky_line = line_of("api.c", "kept[1] = malloc(48)");
+    for want in [
+        "assertions of the program: 4 made, 2 failed (judged on the trace; the program was not stopped)".to_string(),
+        "leaky: no leaks since".to_string(),
+        "48 B (1 block) allocated since then by api still live".to_string(),
+        format!("at leaky_helper (api.c:{leaky_line}) [api]"),
+        "heap under 100 B: live heap at most 100 B: 248 B live".to_string(),
+        "no-allocation threads (threads marked real-time): 2 calls from 2 stacks on dsp: VIOLATED".to_string(),
+        format!("at dsp_tick (api.c:{}) [api]", line_of("api.c", "char *volatile p = malloc(32)")),
+        "budgets: FAILED: 2 calls on no-allocation threads, 2 assertions failed".to_string(),
+    ] {
+        assert!(err.contains(&want), "{want:?} not in:\n{err}");
+    }
+    // The same as JSON (an output option alone measures the assertions), with the sites
+    // of the failed assertions.
+    let o = check(&d, &["-q", "--budgets-json", "b.json"], &["bad"]);
+    assert_eq!(o.status.code(), Some(1));
+    let doc = json_file(&d.join("b.json"));
+    assert_eq!(doc["passed"], false);
+    let leaky = doc["assertions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["label"] == "leaky")
+        .unwrap();
+    assert_eq!(
+        (&leaky["passed"], &leaky["value"], &leaky["blocks"]),
+        (&false.into(), &48.into(), &1.into())
+    );
+    let site = &leaky["sites"][0];
+    assert_eq!(
+        (&site["function"], &site["bytes"]),
+        (&"malloc".into(), &48.into())
+    );
+    assert_eq!(site["stack"][0]["function"], "leaky_helper");
+    assert_eq!(site["stack"][0]["line"], leaky_line);
+}
