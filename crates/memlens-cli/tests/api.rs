@@ -166,3 +166,92 @@ fn failed_assertions_and_realtime_allocations_fail_check_without_a_budget_file()
     assert_eq!(site["stack"][0]["function"], "leaky_helper");
     assert_eq!(site["stack"][0]["line"], leaky_line);
 }
+
+/// `cargo test --lib` of `tests/programs/rust_api` (which uses the memlens-api crate),
+/// with each test binary run by `runner` when given (Cargo's runner setting), after
+/// `--` the harness's `args`.
+fn cargo_test(runner: Option<String>, args: &[&str]) -> Output {
+    let manifest = repo_root().join("tests/programs/rust_api/Cargo.toml");
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("rust_api_target");
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["test", "--offline", "--lib", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target)
+        .arg("--")
+        .args(args)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS");
+    match runner {
+        Some(r) => cmd.env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER", r),
+        None => cmd.env_remove("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER"),
+    };
+    cmd.output().unwrap()
+}
+
+#[test]
+fn rust_tests_with_memlens_api_pass_without_memlens_and_are_gated_by_check() {
+    let d = scratch("api-rust");
+    // Without memlens: every call is a no-op, both tests pass.
+    let o = cargo_test(None, &[]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("test tests::leaks_a_buffer ... ok"), "{out}");
+    assert!(out.contains("test result: ok. 2 passed"), "{out}");
+
+    std::fs::write(
+        d.join("memlens.toml"),
+        "[component.parse]\nregions = \"parse\"\nallocations = 4\n",
+    )
+    .unwrap();
+    let runner = |extra: &str| {
+        format!(
+            "{} check -o {}/t.%p.trace --errors-for-leak-kinds=none {extra} --",
+            memlens().display(),
+            d.display()
+        )
+    };
+    // Under memlens check, the test within its limits: the region is a component (a Vec
+    // of 4 Strings and the 3 one-byte Strings), both assertions hold.
+    let json = d.join("b.json");
+    let o = cargo_test(
+        Some(runner(&format!(
+            "--budgets {}/memlens.toml --budgets-json {}",
+            d.display(),
+            json.display()
+        ))),
+        &["--skip", "leaks_a_buffer"],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("budgets: ok (1 limit, 2 assertions checked)"),
+        "{err}"
+    );
+    let doc = json_file(&json);
+    let f = &component(&doc, "parse")["figures"];
+    assert_eq!(
+        (&f["allocations"], &f["allocated"], &f["live_at_exit"]),
+        (&4.into(), &99.into(), &0.into())
+    );
+
+    // Both tests: the leaking one makes check, hence cargo test, fail, naming the site.
+    let o = cargo_test(Some(runner("")), &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_ne!(o.status.code(), Some(0), "{err}");
+    let line = line_of("rust_api/src/lib.rs", "vec![7u8; 4096]");
+    for want in [
+        "leaks_a_buffer frees everything: no leaks since".to_string(),
+        "4.00 KiB (1 block) allocated since then by tests::leaks_a_ still live".to_string(),
+        format!("at rust_api_example::leak_buffer (lib.rs:{line})"),
+        "within_its_limit frees everything: no leaks since".to_string(),
+        "budgets: FAILED: 1 assertion failed".to_string(),
+    ] {
+        assert!(err.contains(&want), "{want:?} not in:\n{err}");
+    }
+}
