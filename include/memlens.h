@@ -40,6 +40,7 @@ void memlens_assert(const char *label, size_t len, int kind, uint64_t mark,
 
 #define MEMLENS_ASSERT_NO_LEAKS_SINCE 1
 #define MEMLENS_ASSERT_MAX_LIVE 2
+#define MEMLENS_ASSERT_PEAK_SINCE 3
 
 /* 1 when the process is recorded by memlens, else 0. */
 static inline int memlens_is_active(void) {
@@ -82,6 +83,13 @@ static inline void memlens_assert_no_leaks_since(uint64_t mark, const char *labe
 static inline void memlens_assert_max_live(uint64_t bytes, const char *label) {
     if (memlens_assert)
         memlens_assert(label, label ? strlen(label) : 0, MEMLENS_ASSERT_MAX_LIVE, 0, bytes);
+}
+
+/* The bytes the calling thread allocated since `mark` were never more than `bytes` live
+ * at once, from the mark to now (a test's peak). */
+static inline void memlens_assert_peak_since(uint64_t mark, uint64_t bytes, const char *label) {
+    if (memlens_assert)
+        memlens_assert(label, label ? strlen(label) : 0, MEMLENS_ASSERT_PEAK_SINCE, mark, bytes);
 }
 
 #ifdef __cplusplus

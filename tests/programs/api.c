@@ -9,6 +9,9 @@
  *   assertion "clean"               malloc(64) freed between the mark and the assertion:
  *                                   passes
  *   assertion "heap under 1 MiB"    passes
+ *   assertion "peak 4000"           malloc(1000) and malloc(3000) live at once, then
+ *                                   freed: a peak of 4000 bytes, limit 4000 (3999 with
+ *                                   "bad": fails)
  *   thread "dsp"                    malloc(8) and free before it marks itself real-time,
  *                                   malloc(16) and free after it unmarks: never a
  *                                   violation
@@ -82,6 +85,13 @@ int main(int argc, char **argv) {
     p[0] = 4;
     free(p);
     memlens_assert_no_leaks_since(mark, "clean");
+
+    uint64_t m3 = memlens_now();
+    char *volatile a = malloc(1000);
+    char *volatile b = malloc(3000);
+    free((void *)a);
+    free((void *)b);
+    memlens_assert_peak_since(m3, bad ? 3999 : 4000, "peak 4000");
 
     if (bad) {
         uint64_t m2 = memlens_now();

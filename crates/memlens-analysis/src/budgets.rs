@@ -855,6 +855,7 @@ pub fn measure(
     };
     let mut assertions = Vec::new();
     let mut replay = Replay::new();
+    let mut peaks = program::Peaks::prepare(reader, &md)?;
     type VKey = (ViolationKind, AllocFunc, u32, Option<SiteKey>);
     let mut violations: HashMap<VKey, Violation> = HashMap::new();
     let chunks_total = reader.event_chunk_count() as u64;
@@ -898,10 +899,11 @@ pub fn measure(
                 label,
                 stack,
             } => assertions.push(program::judge(
-                &replay, &md, ts, thread, kind, mark, limit, label, stack,
+                &mut peaks, &replay, &md, ts, thread, kind, mark, limit, label, stack,
             )),
             _ => {}
         }
+        peaks.before(&ev, &replay);
         if !no_alloc.is_empty() {
             note_violation(&ev, &replay, &no_alloc, &md, &mut violations);
         }

@@ -166,6 +166,17 @@ pub fn assert_max_live(bytes: u64, label: &str) {
     }
 }
 
+/// Assert that the blocks the calling thread allocated since `mark` were never more than
+/// `bytes` live at once, from the mark to now (the peak of a test). Judged by `memlens
+/// check` after the run; `label` names it in the report.
+#[inline(never)]
+pub fn assert_peak_since(mark: Mark, bytes: u64, label: &str) {
+    if let Some(r) = recorder() {
+        // SAFETY: label's pointer is valid for its length.
+        unsafe { (r.assert)(label.as_ptr().cast(), label.len(), 3, mark.0, bytes) }
+    }
+}
+
 /// Mark the calling thread real-time (`true`) or no longer: while it is, each
 /// allocation, realloc or free it makes fails `memlens check` as a no-allocation
 /// violation, shown with its stack.
@@ -194,5 +205,6 @@ mod tests {
         thread_realtime(false);
         assert_no_leaks_since(m, "nothing");
         assert_max_live(0, "nothing");
+        assert_peak_since(m, 0, "nothing");
     }
 }

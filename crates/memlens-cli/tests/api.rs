@@ -109,16 +109,22 @@ fn regions_are_components_and_passing_assertions_pass_check() {
         got,
         vec![
             ("clean", "no_leaks_since", true),
+            ("peak 4000", "peak_since", true),
             ("heap under 1 MiB", "max_live", true)
         ]
     );
+    // malloc(1000) and malloc(3000) were live at once.
+    assert_eq!(
+        (&asserts[1]["value"], &asserts[1]["limit"]),
+        (&4000.into(), &4000.into())
+    );
     // The kept 200 bytes are the live heap at that point.
-    assert_eq!(asserts[1]["value"], 200);
+    assert_eq!(asserts[2]["value"], 200);
     // dsp marks itself real-time but allocates only outside its marks.
     assert_eq!(doc["no_alloc"]["threads"], serde_json::json!(["dsp"]));
     assert_eq!(doc["no_alloc"]["calls"], 0);
     assert!(
-        err.contains("budgets: ok (2 limits, 2 assertions checked)"),
+        err.contains("budgets: ok (2 limits, 3 assertions checked)"),
         "{err}"
     );
 }
@@ -131,14 +137,14 @@ fn failed_assertions_and_realtime_allocations_fail_check_without_a_budget_file()
     assert_eq!(o.status.code(), Some(1), "{err}");
     let leaky_line = line_of("api.c", "kept[1] = malloc(48)");
     for want in [
-        "assertions of the program: 4 made, 2 failed (judged on the trace; the program was not stopped)".to_string(),
+        "assertions of the program: 5 made, 3 failed (judged on the trace; the program was not stopped)".to_string(),
         "leaky: no leaks since".to_string(),
         "48 B (1 block) allocated since then by api still live".to_string(),
         format!("at leaky_helper (api.c:{leaky_line}) [api]"),
         "heap under 100 B: live heap at most 100 B: 248 B live".to_string(),
         "no-allocation threads (threads marked real-time): 2 calls from 2 stacks on dsp: VIOLATED".to_string(),
         format!("at dsp_tick (api.c:{}) [api]", line_of("api.c", "char *volatile p = malloc(32)")),
-        "budgets: FAILED: 2 calls on no-allocation threads, 2 assertions failed".to_string(),
+        "budgets: FAILED: 2 calls on no-allocation threads, 3 assertions failed".to_string(),
     ] {
         assert!(err.contains(&want), "{want:?} not in:\n{err}");
     }
@@ -165,6 +171,21 @@ fn failed_assertions_and_realtime_allocations_fail_check_without_a_budget_file()
     );
     assert_eq!(site["stack"][0]["function"], "leaky_helper");
     assert_eq!(site["stack"][0]["line"], leaky_line);
+    let peak = &doc["assertions"][1];
+    assert_eq!(
+        (
+            &peak["label"],
+            &peak["passed"],
+            &peak["value"],
+            &peak["limit"]
+        ),
+        (
+            &"peak 4000".into(),
+            &false.into(),
+            &4000.into(),
+            &3999.into()
+        )
+    );
 }
 
 /// `cargo test --lib` of `tests/programs/rust_api` (which uses the memlens-api crate),

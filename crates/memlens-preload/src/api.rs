@@ -198,9 +198,11 @@ pub unsafe extern "C" fn memlens_thread_realtime(on: i32) {
 
 /// `void memlens_assert(const char *label, size_t len, int kind, uint64_t mark,
 /// uint64_t limit)`: an assertion for `memlens check` to evaluate on the trace, named
-/// `label`, with the call's stack. `kind` 1: no block the calling thread allocated since
-/// `mark` (from `memlens_mark`) is still live; 2: the process's live heap is at most
-/// `limit` bytes. Another kind is ignored. It does not stop the program: `check` fails
+/// `label`, with the call's stack. `kind` 1: the blocks the calling thread allocated since
+/// `mark` (from `memlens_mark`) and still live hold at most `limit` bytes (0: none is
+/// live); 2: the process's live heap is at most `limit` bytes; 3: the blocks the thread
+/// allocated since `mark` were never more than `limit` bytes live at once. Another kind
+/// is ignored. It does not stop the program: `check` fails
 /// afterwards.
 ///
 /// # Safety

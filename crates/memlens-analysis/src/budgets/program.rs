@@ -4,15 +4,17 @@
 //! the replay.
 //!
 //! An assertion is judged on the replay's live heap at the time of its record:
-//! no-leaks-since(mark) fails when blocks that the asserting thread allocated at or after
-//! `mark` are still live (only that thread's blocks, so that tests running in parallel
-//! threads do not see each other's); max-live(limit) fails when the process's live heap
-//! exceeds `limit`. A failure keeps the sites of the blocks concerned, the most bytes
-//! first.
+//! no-leaks-since(mark, limit) fails when blocks that the asserting thread allocated at or
+//! after `mark` are still live and hold more than `limit` bytes (0: any block fails; only
+//! that thread's blocks, so that tests running in parallel threads do not see each
+//! other's); max-live(limit) fails when the process's live heap exceeds `limit`;
+//! peak-since(mark, limit) fails when the live bytes of the blocks the thread allocated
+//! since the mark exceeded `limit` at any time up to the assertion. A failure keeps the
+//! sites of the blocks concerned (for a peak, those still live), the most bytes first.
 
 use crate::replay::{Replay, SiteKey};
 use memlens_common::glob::glob_match;
-use memlens_trace::reader::Metadata;
+use memlens_trace::reader::{Event, Metadata};
 use memlens_trace::AssertKind;
 use std::collections::HashMap;
 
@@ -119,9 +121,100 @@ pub struct Assertion {
     pub sites: Vec<AssertSite>,
 }
 
+/// The peaks that peak-since assertions ask for: for each (thread, mark) of one, the
+/// live bytes of the blocks that thread allocated since the mark, followed from the mark
+/// to the assertion. The marks are known before the pass ([`Peaks::prepare`] reads the
+/// assertions first, only in traces that have some).
+#[derive(Default)]
+pub(super) struct Peaks {
+    /// (mark, thread) not yet reached, the latest first (popped from the end).
+    pending: Vec<(u64, u32)>,
+    /// (thread, mark) -> (live, peak) being followed.
+    active: HashMap<(u32, u64), (u64, u64)>,
+}
+
+impl Peaks {
+    pub(super) fn prepare(
+        reader: &memlens_trace::reader::TraceReader,
+        md: &Metadata,
+    ) -> Result<Peaks, crate::Error> {
+        let mut p = Peaks::default();
+        if md.assert_labels.is_empty() {
+            return Ok(p);
+        }
+        for ev in reader.events() {
+            if let Event::Assert {
+                kind: AssertKind::PeakSince,
+                thread,
+                mark,
+                ..
+            } = ev?
+            {
+                p.pending.push((mark, thread));
+            }
+        }
+        p.pending.sort_unstable_by(|a, b| b.cmp(a));
+        p.pending.dedup();
+        Ok(p)
+    }
+
+    /// Follow `ev` (before `replay` applies it).
+    pub(super) fn before(&mut self, ev: &Event, replay: &Replay) {
+        let ts = ev.ts();
+        while let Some(&(m, t)) = self.pending.last() {
+            if m > ts {
+                break;
+            }
+            self.pending.pop();
+            self.active.insert((t, m), (0, 0));
+        }
+        if self.active.is_empty() {
+            return;
+        }
+        let (released, added) = match *ev {
+            Event::Alloc {
+                thread, addr, size, ..
+            } if addr != 0 => (None, Some((thread, size))),
+            Event::Free { addr, .. } if addr != 0 => (Some(addr), None),
+            Event::Realloc {
+                thread,
+                old,
+                new,
+                size,
+                ..
+            } => (
+                (old != 0 && (new != 0 || size == 0)).then_some(old),
+                (new != 0).then_some((thread, size)),
+            ),
+            _ => (None, None),
+        };
+        if let Some(b) = released.and_then(|a| replay.get(a)) {
+            for (&(t, m), w) in self.active.iter_mut() {
+                if t == b.thread && b.ts >= m {
+                    w.0 = w.0.saturating_sub(b.size);
+                }
+            }
+        }
+        if let Some((thread, size)) = added {
+            for (&(t, _), w) in self.active.iter_mut() {
+                if t == thread {
+                    w.0 = w.0.saturating_add(size);
+                    w.1 = w.1.max(w.0);
+                }
+            }
+        }
+    }
+
+    /// The peak for an assertion of `thread` about `mark`, no longer followed.
+    fn take(&mut self, thread: u32, mark: u64) -> u64 {
+        self.active.remove(&(thread, mark)).map_or(0, |w| w.1)
+    }
+}
+
 /// Judge an assertion on the live heap of `replay` (the events before it applied).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn judge(
+    peaks: &mut Peaks,
     replay: &Replay,
     md: &Metadata,
     ts: u64,
@@ -133,17 +226,25 @@ pub(super) fn judge(
     stack: u32,
 ) -> Assertion {
     let counted = |b: &crate::replay::Block| match kind {
-        AssertKind::NoLeaksSince => b.thread == thread && b.ts >= mark,
+        AssertKind::NoLeaksSince | AssertKind::PeakSince => b.thread == thread && b.ts >= mark,
         AssertKind::MaxLive => true,
+    };
+    let since = || {
+        let (mut bytes, mut n) = (0u64, 0u64);
+        for (_, b) in replay.blocks().filter(|(_, b)| counted(b)) {
+            bytes = bytes.saturating_add(b.size);
+            n += 1;
+        }
+        (bytes, n)
     };
     let (value, blocks, passed) = match kind {
         AssertKind::NoLeaksSince => {
-            let (mut bytes, mut n) = (0u64, 0u64);
-            for (_, b) in replay.blocks().filter(|(_, b)| counted(b)) {
-                bytes = bytes.saturating_add(b.size);
-                n += 1;
-            }
-            (bytes, n, n == 0)
+            let (bytes, n) = since();
+            (bytes, n, n == 0 || (limit > 0 && bytes <= limit))
+        }
+        AssertKind::PeakSince => {
+            let peak = peaks.take(thread, mark);
+            (peak, since().1, peak <= limit)
         }
         AssertKind::MaxLive => {
             let live = replay.live_bytes();
@@ -183,16 +284,8 @@ pub(super) fn judge(
             .get(&thread)
             .map_or_else(String::new, |t| t.name.clone()),
         stack,
-        mark: if kind == AssertKind::NoLeaksSince {
-            mark
-        } else {
-            0
-        },
-        limit: if kind == AssertKind::MaxLive {
-            limit
-        } else {
-            0
-        },
+        mark: if kind == AssertKind::MaxLive { 0 } else { mark },
+        limit,
         value,
         blocks,
         passed,

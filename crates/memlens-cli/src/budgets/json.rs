@@ -107,8 +107,8 @@ impl BudgetView {
                 "passed": a.passed,
                 "value": a.value,
                 "blocks": a.blocks,
-                "limit": (a.kind == AssertKind::MaxLive).then_some(a.limit),
-                "mark_ms": (a.kind == AssertKind::NoLeaksSince).then(|| ms(a.mark)),
+                "limit": a.limit,
+                "mark_ms": (a.kind != AssertKind::MaxLive).then(|| ms(a.mark)),
                 "at_ms": ms(a.ts),
                 "thread": a.thread_name,
                 "stack": self.stack_json(a.stack),
@@ -156,6 +156,7 @@ pub fn assert_kind_key(k: AssertKind) -> &'static str {
     match k {
         AssertKind::NoLeaksSince => "no_leaks_since",
         AssertKind::MaxLive => "max_live",
+        AssertKind::PeakSince => "peak_since",
     }
 }
 

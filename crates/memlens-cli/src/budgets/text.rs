@@ -256,25 +256,40 @@ impl BudgetView {
             count(self.failed_assertions() as u64)
         );
         for a in self.m.assertions.clone() {
-            let what =
-                match a.kind {
-                    AssertKind::NoLeaksSince => {
-                        format!(
-                    "no leaks since {}: {} ({}) allocated since then by {} still live at {}",
-                    human_time(a.mark),
-                    human_bytes(a.value),
-                    plural(a.blocks, "block", "blocks"),
-                    if a.thread_name.is_empty() { "its thread" } else { &a.thread_name },
-                    human_time(a.ts)
-                )
-                    }
-                    AssertKind::MaxLive => format!(
-                        "live heap at most {}: {} live at {}",
-                        human_bytes(a.limit),
+            let who = if a.thread_name.is_empty() {
+                "its thread".to_string()
+            } else {
+                a.thread_name.clone()
+            };
+            let what = match a.kind {
+                AssertKind::NoLeaksSince => {
+                    let allowed = if a.limit > 0 {
+                        format!(" (at most {} allowed)", human_bytes(a.limit))
+                    } else {
+                        String::new()
+                    };
+                    format!(
+                        "no leaks since {}{allowed}: {} ({}) allocated since then by {who} still live at {}",
+                        human_time(a.mark),
                         human_bytes(a.value),
+                        plural(a.blocks, "block", "blocks"),
                         human_time(a.ts)
-                    ),
-                };
+                    )
+                }
+                AssertKind::MaxLive => format!(
+                    "live heap at most {}: {} live at {}",
+                    human_bytes(a.limit),
+                    human_bytes(a.value),
+                    human_time(a.ts)
+                ),
+                AssertKind::PeakSince => format!(
+                    "peak since {} at most {}: {} allocated by {who} were live at once by {}",
+                    human_time(a.mark),
+                    human_bytes(a.limit),
+                    human_bytes(a.value),
+                    human_time(a.ts)
+                ),
+            };
             let verdict = if a.passed { "ok" } else { "FAILED" };
             let _ = writeln!(o, "  {}: {what}  {verdict}", a.label);
             if a.passed {
