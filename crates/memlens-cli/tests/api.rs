@@ -276,3 +276,162 @@ fn rust_tests_with_memlens_api_pass_without_memlens_and_are_gated_by_check() {
         assert!(err.contains(&want), "{want:?} not in:\n{err}");
     }
 }
+
+/// A virtual environment (with the system's site packages, for pytest) with the
+/// pytest-memlens plugin installed from the repository; `None` (skipped, or failed under
+/// CI) when python3's venv or pytest is missing.
+fn pytest_venv(dir: &Path) -> Option<PathBuf> {
+    let python = tool("python3", "python3")?;
+    let venv = dir.join("venv");
+    let o = Command::new(&python)
+        .args(["-m", "venv", "--system-site-packages"])
+        .arg(&venv)
+        .output()
+        .unwrap();
+    if !o.status.success() {
+        skip_or_fail(&format!(
+            "python3 -m venv does not work (apt-get install python3-venv): {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ));
+        return None;
+    }
+    let py = venv.join("bin/python");
+    let has_pytest = Command::new(&py)
+        .args(["-c", "import pytest"])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if !has_pytest {
+        skip_or_fail("pytest is not installed (apt-get install python3-pytest)");
+        return None;
+    }
+    // The plugin's own build backend needs nothing from the network or setuptools.
+    let o = Command::new(&py)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-index",
+            "--no-build-isolation",
+            "--no-deps",
+        ])
+        .arg(repo_root().join("python/pytest-memlens"))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "pip install of the plugin failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    Some(py)
+}
+
+/// `[memlens check -o DIR/t.trace --errors-for-leak-kinds=none --budgets-json DIR/b.json
+/// --] PY -m pytest --memlens` in tests/programs/pytest_limits.
+fn pytest(py: &Path, dir: &Path, under_memlens: bool) -> Output {
+    let mut cmd = if under_memlens {
+        let mut c = Command::new(memlens());
+        c.arg("check")
+            .arg("-o")
+            .arg(dir.join("t.trace"))
+            .arg("--errors-for-leak-kinds=none")
+            .arg("--budgets-json")
+            .arg(dir.join("b.json"))
+            .arg("--")
+            .arg(py);
+        c
+    } else {
+        Command::new(py)
+    };
+    cmd.current_dir(repo_root().join("tests/programs/pytest_limits"))
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--memlens",
+            ".",
+        ])
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn pytest_plugin_limits_are_judged_by_check() {
+    let d = scratch("api-pytest");
+    let Some(py) = pytest_venv(&d) else { return };
+    // Without memlens: both tests pass, and the plugin says nothing was checked.
+    let o = pytest(&py, &d, false);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("2 passed"), "{out}");
+    assert!(out.contains("memlens: not running under memlens"), "{out}");
+    // Under memlens check: pytest passes both, check fails on the one over its limits.
+    let o = pytest(&py, &d, true);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(out.contains("2 passed"), "{out}");
+    for want in [
+        "assertions of the program: 4 made, 2 failed",
+        "test_limits.py::test_within_limit: peak: peak since",
+        "test_limits.py::test_over_limit: peak: peak since",
+        "test_limits.py::test_over_limit: leaked: no leaks since",
+        "budgets: FAILED: 2 assertions failed",
+    ] {
+        assert!(err.contains(want), "{want:?} not in:\n{err}");
+    }
+    let doc = json_file(&d.join("b.json"));
+    let got: Vec<(&str, bool, u64, u64)> = doc["assertions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["label"].as_str().unwrap(),
+                a["passed"].as_bool().unwrap(),
+                a["value"].as_u64().unwrap(),
+                a["limit"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // bytearray(n) asks malloc for n + 1 bytes.
+    assert_eq!(
+        got,
+        vec![
+            (
+                "test_limits.py::test_within_limit: peak",
+                true,
+                (8 << 20) + 1,
+                24 << 20
+            ),
+            ("test_limits.py::test_within_limit: leaked", true, 0, 0),
+            (
+                "test_limits.py::test_over_limit: peak",
+                false,
+                (32 << 20) + 1 + (1 << 20) + 1,
+                24 << 20
+            ),
+            (
+                "test_limits.py::test_over_limit: leaked",
+                false,
+                (1 << 20) + 1,
+                0
+            ),
+        ]
+    );
+    let site = &doc["assertions"][3]["sites"][0];
+    assert_eq!(
+        (&site["blocks"], &site["bytes"]),
+        (&1.into(), &((1 << 20) + 1).into())
+    );
+}
