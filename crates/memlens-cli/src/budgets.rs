@@ -8,6 +8,8 @@
 
 mod history;
 mod json;
+
+pub use history::HISTORY_FILE;
 mod sarif;
 mod text;
 
