@@ -36,6 +36,17 @@
 //! or free at all while it is recorded: each one is a [`Violation`], grouped by stack with
 //! a count. A free whose stack was not recorded (`run` without `--free-stacks`) is grouped
 //! by the freed block's allocation stack.
+//!
+//! The program itself can take part (`program.rs`): a **region** it enters
+//! (`memlens_region_enter`) selects the allocations its thread makes inside it
+//! (`regions = ["parse*"]`, any open region of the thread may match); a thread that marks
+//! itself real-time (`memlens_thread_realtime`) is a no-allocation thread while it is
+//! marked, and only then (even if its name matches a `no_alloc` pattern, the marks
+//! decide); its **assertions** are judged where they were made, and listed in
+//! [`Measurement::assertions`].
+
+mod program;
+pub use program::{AssertSite, Assertion, ASSERT_SITES};
 
 use crate::leaks::{supp_kind, suppression_frames, Amount, SuppFrame};
 use crate::replay::{Block, HeapObserver, Release, Replay, SiteKey};
@@ -173,6 +184,10 @@ pub const METRICS: &[Metric] = &[
 /// The name of the whole process among the components (reserved).
 pub const PROCESS: &str = "process";
 
+/// The `pattern` of a violation on a thread that is a no-allocation thread by its own
+/// real-time mark (`memlens_thread_realtime`), not by a `no_alloc` pattern.
+pub const REALTIME_MARK: &str = "memlens_thread_realtime";
+
 /// Most components a file may name (with the process, 64: one bit each).
 pub const MAX_COMPONENTS: usize = 63;
 
@@ -185,6 +200,8 @@ pub struct Matchers {
     pub modules: Vec<String>,
     /// Function patterns, matched as `fun:` lines against any frame.
     pub functions: Vec<String>,
+    /// Region name patterns: the allocating thread was inside a matching region.
+    pub regions: Vec<String>,
 }
 
 impl Matchers {
@@ -337,15 +354,17 @@ impl Budgets {
                 threads: list(&r.threads),
                 modules: list(&r.modules),
                 functions: list(&r.functions),
+                regions: list(&r.regions),
             };
             if matchers.threads.is_empty()
                 && matchers.modules.is_empty()
                 && matchers.functions.is_empty()
+                && matchers.regions.is_empty()
             {
                 return Err(err(
                     Some(s.span()),
                     format!(
-                        "[component.{name}] selects nothing: give it `threads`, `modules` or `functions` patterns (use [process] for the whole process)"
+                        "[component.{name}] selects nothing: give it `threads`, `modules`, `functions` or `regions` patterns (use [process] for the whole process)"
                     ),
                 ));
             }
@@ -399,6 +418,7 @@ struct RawSection {
     threads: Option<Spanned<Patterns>>,
     modules: Option<Spanned<Patterns>>,
     functions: Option<Spanned<Patterns>>,
+    regions: Option<Spanned<Patterns>>,
     /// Only to say where `no_alloc` belongs.
     no_alloc: Option<Spanned<Patterns>>,
     peak: Option<Spanned<RawValue>>,
@@ -419,6 +439,7 @@ impl RawSection {
             ("threads", &self.threads),
             ("modules", &self.modules),
             ("functions", &self.functions),
+            ("regions", &self.regions),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.as_ref().map(|v| (k, v.span())))
@@ -628,8 +649,11 @@ pub struct Measurement {
     pub has_scan: bool,
     /// No-allocation violations, the most frequent first.
     pub violations: Vec<Violation>,
-    /// Threads that matched a no-alloc pattern (names), whether or not they allocated.
+    /// Threads that matched a no-alloc pattern or marked themselves real-time (names),
+    /// whether or not they allocated.
     pub no_alloc_threads: Vec<String>,
+    /// The program's assertions, in time order.
+    pub assertions: Vec<Assertion>,
     pub metadata: Metadata,
 }
 
@@ -679,6 +703,7 @@ struct Observer<'a> {
     masks: Vec<u64>,
     mask_index: HashMap<u64, u32>,
     acc: Vec<Acc>,
+    regions: program::Regions,
 }
 
 impl Observer<'_> {
@@ -711,7 +736,7 @@ impl Observer<'_> {
             .get(&block.thread)
             .copied()
             .unwrap_or(self.any_thread);
-        t & self.stack_mask(block.site)
+        t & self.regions.mask(block.thread) & self.stack_mask(block.site)
     }
 
     fn intern(&mut self, mask: u64) -> u32 {
@@ -777,7 +802,8 @@ pub fn measure(
         }
     }
     let mut thread_masks = HashMap::new();
-    let mut no_alloc: HashMap<u32, usize> = HashMap::new();
+    // Thread index -> the pattern it is a no-allocation thread by, while it is one.
+    let mut no_alloc: HashMap<u32, String> = HashMap::new();
     let mut no_alloc_threads = Vec::new();
     for (&idx, t) in &md.threads {
         let name = t.name.as_bytes();
@@ -797,7 +823,12 @@ pub fn measure(
             .iter()
             .position(|p| glob_match(p.pattern.as_bytes(), name))
         {
-            no_alloc.insert(idx, p);
+            // A thread that marks itself real-time is one only while marked.
+            if !md.realtime_threads.contains(&idx) {
+                no_alloc.insert(idx, budgets.no_alloc[p].pattern.clone());
+            }
+            no_alloc_threads.push(t.name.clone());
+        } else if md.realtime_threads.contains(&idx) {
             no_alloc_threads.push(t.name.clone());
         }
     }
@@ -813,8 +844,18 @@ pub fn measure(
         masks: Vec::new(),
         mask_index: HashMap::new(),
         acc: (0..n).map(|_| Acc::default()).collect(),
+        regions: program::Regions::new(
+            &budgets
+                .components
+                .iter()
+                .map(|c| c.matchers.regions.as_slice())
+                .collect::<Vec<_>>(),
+            &md,
+        ),
     };
+    let mut assertions = Vec::new();
     let mut replay = Replay::new();
+    let mut peaks = program::Peaks::prepare(reader, &md)?;
     type VKey = (ViolationKind, AllocFunc, u32, Option<SiteKey>);
     let mut violations: HashMap<VKey, Violation> = HashMap::new();
     let chunks_total = reader.event_chunk_count() as u64;
@@ -830,8 +871,41 @@ pub fn measure(
                 chunks_total,
             });
         }
+        match ev {
+            Event::Region {
+                thread, enter, id, ..
+            } => obs.regions.apply(thread, enter, id),
+            Event::ThreadMark {
+                thread, realtime, ..
+            } => {
+                if realtime {
+                    let name = md.threads.get(&thread).map(|t| t.name.as_bytes());
+                    let pattern = budgets
+                        .no_alloc
+                        .iter()
+                        .find(|p| name.is_some_and(|n| glob_match(p.pattern.as_bytes(), n)))
+                        .map_or_else(|| REALTIME_MARK.to_string(), |p| p.pattern.clone());
+                    no_alloc.insert(thread, pattern);
+                } else {
+                    no_alloc.remove(&thread);
+                }
+            }
+            Event::Assert {
+                ts,
+                thread,
+                kind,
+                mark,
+                limit,
+                label,
+                stack,
+            } => assertions.push(program::judge(
+                &mut peaks, &replay, &md, ts, thread, kind, mark, limit, label, stack,
+            )),
+            _ => {}
+        }
+        peaks.before(&ev, &replay);
         if !no_alloc.is_empty() {
-            note_violation(&ev, &replay, &no_alloc, budgets, &md, &mut violations);
+            note_violation(&ev, &replay, &no_alloc, &md, &mut violations);
         }
         replay.apply(&ev, &mut obs);
     }
@@ -912,6 +986,7 @@ pub fn measure(
         has_scan,
         violations,
         no_alloc_threads,
+        assertions,
         metadata: md,
     })
 }
@@ -920,8 +995,7 @@ pub fn measure(
 fn note_violation(
     ev: &Event,
     replay: &Replay,
-    no_alloc: &HashMap<u32, usize>,
-    budgets: &Budgets,
+    no_alloc: &HashMap<u32, String>,
     md: &Metadata,
     out: &mut HashMap<(ViolationKind, AllocFunc, u32, Option<SiteKey>), Violation>,
 ) {
@@ -980,7 +1054,7 @@ fn note_violation(
         }
         _ => return,
     };
-    let Some(&p) = no_alloc.get(&thread) else {
+    let Some(pattern) = no_alloc.get(&thread) else {
         return;
     };
     let name = md
@@ -997,7 +1071,7 @@ fn note_violation(
             count: 0,
             bytes: 0,
             threads: Vec::new(),
-            pattern: budgets.no_alloc[p].pattern.clone(),
+            pattern: pattern.clone(),
             first_ns: ts,
         });
     v.count += 1;
@@ -1156,7 +1230,7 @@ mod tests {
         );
         assert_eq!(
             e("[component.a]\npeak = 3\n"),
-            "memlens.toml:1: [component.a] selects nothing: give it `threads`, `modules` or `functions` patterns (use [process] for the whole process)"
+            "memlens.toml:1: [component.a] selects nothing: give it `threads`, `modules`, `functions` or `regions` patterns (use [process] for the whole process)"
         );
         assert_eq!(
             e("[process]\nthreads = \"a\"\n"),
@@ -1200,6 +1274,7 @@ mod tests {
             has_scan: false,
             violations: vec![],
             no_alloc_threads: vec![],
+            assertions: vec![],
             metadata: Metadata::default(),
         };
         let base = m(figures(10, 1000)).baseline();

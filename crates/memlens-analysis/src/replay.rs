@@ -263,6 +263,9 @@ impl Replay {
             }
             // The release itself, when it went ahead (a mismatch), is its own event.
             Event::HeapError { .. } => self.counters.heap_errors += 1,
+            // What the program told the recorder changes no block; the budgets' pass
+            // (`budgets.rs`) follows regions, real-time marks and assertions.
+            Event::Region { .. } | Event::ThreadMark { .. } | Event::Assert { .. } => {}
         }
     }
 }

@@ -121,7 +121,7 @@ impl Trace {
                                 ..
                             } => b.realloc(ts, func, old, new, size, stack)?,
                             Event::Rss { ts, bytes } => b.rss(ts, bytes)?,
-                            Event::HeapError { .. } => unreachable!(),
+                            _ => unreachable!("not written by this builder"),
                         }
                     }
                     Ok(())

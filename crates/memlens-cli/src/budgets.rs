@@ -8,6 +8,8 @@
 
 mod history;
 mod json;
+
+pub use history::HISTORY_FILE;
 mod sarif;
 mod text;
 
@@ -81,13 +83,17 @@ fn parse_percent(s: &str) -> Result<f64, String> {
 }
 
 impl BudgetArgs {
-    /// Whether any budget option was given.
+    /// Whether any budget option was given (an output option alone measures the
+    /// process and the program's assertions).
     pub fn active(&self) -> bool {
         self.budgets.is_some()
             || !self.no_alloc.is_empty()
             || self.baseline.is_some()
             || self.write_baseline.is_some()
             || self.history.is_some()
+            || self.budgets_json.is_some()
+            || self.budgets_sarif.is_some()
+            || self.github_annotations
     }
 
     /// Read the budget file and the baseline (before a run: a typo should not cost one).
@@ -126,6 +132,24 @@ pub struct Gate {
 }
 
 impl Gate {
+    /// What `check` holds a run to without any budget option: the assertions and
+    /// real-time marks the program wrote through the recorder's API.
+    pub fn implicit() -> Gate {
+        Gate {
+            args: BudgetArgs::default(),
+            budgets: Budgets::empty(""),
+            baseline: None,
+        }
+    }
+
+    /// Whether a trace has anything for [`Gate::implicit`] to check (assertions or
+    /// real-time threads). False if it cannot be read (the summary says why).
+    pub fn trace_uses_api(trace: &Path) -> bool {
+        TraceReader::open(trace)
+            .and_then(|r| r.metadata())
+            .is_ok_and(|md| !md.assert_labels.is_empty() || !md.realtime_threads.is_empty())
+    }
+
     /// Whether the run must record free stacks (a free on a no-allocation thread is
     /// reported at its own stack).
     pub fn wants_free_stacks(&self) -> bool {
@@ -216,9 +240,17 @@ impl BudgetView {
         self.m.violations.iter().map(|v| v.count).sum()
     }
 
-    /// An exceeded limit, a no-allocation violation or a regression.
+    /// The program's assertions that failed.
+    pub fn failed_assertions(&self) -> usize {
+        self.m.assertions.iter().filter(|a| !a.passed).count()
+    }
+
+    /// An exceeded limit, a no-allocation violation, a regression or a failed assertion.
     pub fn failed(&self) -> bool {
-        self.exceeded() > 0 || !self.m.violations.is_empty() || self.regressions() > 0
+        self.exceeded() > 0
+            || !self.m.violations.is_empty()
+            || self.regressions() > 0
+            || self.failed_assertions() > 0
     }
 
     /// The budget file's name as given ("" when there is none).

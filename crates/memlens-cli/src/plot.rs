@@ -2,6 +2,9 @@
 //! time, and the live bytes of the top sites. The data comes from
 //! [`memlens_analysis::timeline::Timeline`]; this module says what to draw, and
 //! `memlens_common::chart` draws it (as it draws `memlens watch --plot`'s chart).
+//! `--history DIR` draws a history directory instead (`plot/history.rs`).
+
+mod history;
 
 use crate::present::{frames::site_labels, progress::Bar, window_spec};
 use memlens_analysis::timeline::{Timeline, TimelineOptions};
@@ -20,11 +23,18 @@ so short spikes stay visible whatever the length of the trace. The sites followe
 with the most live bytes at their own peak in the window.\n\n\
 PNG: -o FILE.png rasterizes the same chart (text in the system's fonts).\n\n\
 Examples:\n  memlens plot memlens.myprog.4242.trace -o timeline.svg\n  \
-memlens plot --sites 8 --from 2s memlens.myprog.4242.trace -o phase2.svg"
+memlens plot --sites 8 --from 2s memlens.myprog.4242.trace -o phase2.svg\n  \
+memlens plot --history memlens-history -o history.svg"
 )]
 pub struct PlotArgs {
     /// The trace file to read.
-    pub trace: PathBuf,
+    #[arg(required_unless_present = "history", conflicts_with = "history")]
+    pub trace: Option<PathBuf>,
+    /// Instead of a trace: draw each component's peak and leaked bytes across the runs
+    /// that `memlens check --history DIR` recorded in DIR/history.jsonl, one point per
+    /// run (default output: history.svg).
+    #[arg(long, value_name = "DIR")]
+    pub history: Option<PathBuf>,
     /// Output file: .svg or .png. Default: the trace's
     /// name with .svg added, in the current directory.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
@@ -54,7 +64,9 @@ pub fn main(args: PlotArgs) -> ExitCode {
 }
 
 fn plot(args: &PlotArgs) -> Result<PathBuf, String> {
-    let out = crate::present::output::output_or_default(args.output.as_ref(), &args.trace, "svg");
+    let default = PathBuf::from("history");
+    let trace = args.trace.as_ref().unwrap_or(&default);
+    let out = crate::present::output::output_or_default(args.output.as_ref(), trace, "svg");
     let png = match out.extension().and_then(|e| e.to_str()) {
         Some(e) if e.eq_ignore_ascii_case("svg") => false,
         Some(e) if e.eq_ignore_ascii_case("png") => true,
@@ -65,14 +77,24 @@ fn plot(args: &PlotArgs) -> Result<PathBuf, String> {
             ))
         }
     };
+    if let Some(dir) = &args.history {
+        let svg = history::svg(dir)?;
+        let bytes = if png {
+            crate::png::from_svg(&svg)?
+        } else {
+            svg.into_bytes()
+        };
+        std::fs::write(&out, bytes).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+        return Ok(out);
+    }
     let opts = TimelineOptions {
         buckets: args.buckets as usize,
         sites: args.sites,
         follow: None,
         window: window_spec(args.from.as_deref(), args.to.as_deref())?,
     };
-    let reader = TraceReader::open(&args.trace).map_err(|e| e.to_string())?;
-    crate::warn_truncated(&args.trace, reader.truncation());
+    let reader = TraceReader::open(trace).map_err(|e| e.to_string())?;
+    crate::warn_truncated(trace, reader.truncation());
     let mut bar = Bar::new(
         &reader,
         &["finding the top sites", "following them over time"],

@@ -557,8 +557,14 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
                     v.report.summary.definitely_lost.bytes + v.report.summary.indirectly_lost.bytes
                 });
                 failed |= budget_gate(&report, b, leaked);
-                if let Some(g) = &b.file {
-                    failed |= g.gate(t, &suppressions, quiet);
+                match &b.file {
+                    Some(g) => failed |= g.gate(t, &suppressions, quiet),
+                    // The program's own assertions and real-time marks gate `check`
+                    // without a budget file.
+                    None if crate::budgets::Gate::trace_uses_api(t) => {
+                        failed |= crate::budgets::Gate::implicit().gate(t, &suppressions, quiet)
+                    }
+                    None => {}
                 }
             }
         }

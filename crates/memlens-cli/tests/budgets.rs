@@ -430,7 +430,7 @@ fn a_bad_budget_file_is_one_sentence_with_its_line_and_nothing_runs() {
     let dir = scratch("budgets-bad");
     let cases = [
         ("[process]\npeak = \"12 XB\"\n", "memlens: error: bad.toml:2: `peak`: '12 XB' is not a size (examples: 4096, 500MiB, 2GiB, 1.5G, 300kB)\n"),
-        ("[component.w]\npeak = 1\n", "memlens: error: bad.toml:1: [component.w] selects nothing: give it `threads`, `modules` or `functions` patterns (use [process] for the whole process)\n"),
+        ("[component.w]\npeak = 1\n", "memlens: error: bad.toml:1: [component.w] selects nothing: give it `threads`, `modules`, `functions` or `regions` patterns (use [process] for the whole process)\n"),
         ("\n[process\n", "memlens: error: bad.toml:2: unclosed table, expected `]`\n"),
     ];
     for (text, want) in cases {
@@ -541,4 +541,81 @@ fn history_gets_one_line_per_run() {
         777
     );
     assert!(runs[0]["time"].as_u64().unwrap() > 0);
+}
+
+/// The points of the polyline of series `id` in an SVG chart, as (x, y) pixels.
+fn polyline(svg: &str, id: &str) -> Vec<(f64, f64)> {
+    let start = svg
+        .find(&format!("<polyline data-series=\"{id}\" points=\""))
+        .unwrap_or_else(|| panic!("no line {id} in:\n{svg}"));
+    let rest = &svg[start..];
+    let pts = rest.split("points=\"").nth(1).unwrap();
+    pts[..pts.find('"').unwrap()]
+        .split_whitespace()
+        .map(|p| {
+            let (x, y) = p.split_once(',').unwrap();
+            (x.parse().unwrap(), y.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn plot_history_draws_each_components_peak_and_leaked_bytes_per_run() {
+    let dir = scratch("budgets-plot-history");
+    std::fs::write(
+        dir.join("memlens.toml"),
+        "[component.parser]\nfunctions = \"parse_*\"\n",
+    )
+    .unwrap();
+    for args in [&[][..], &["extra"][..], &[][..]] {
+        let o = check(
+            &dir,
+            &["--budgets", "memlens.toml", "--history", "hist"],
+            args,
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    let o = Command::new(memlens())
+        .current_dir(&dir)
+        .args(["plot", "--history", "hist", "-o", "h.svg"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let svg = std::fs::read_to_string(dir.join("h.svg")).unwrap();
+    assert!(svg.contains("3 runs from"), "{svg}");
+    assert!(svg.contains(">run (in the order appended)</text>"), "{svg}");
+    for id in [
+        "process-peak",
+        "process-leaked",
+        "parser-peak",
+        "parser-leaked",
+    ] {
+        assert_eq!(polyline(&svg, id).len(), 3, "{id}");
+    }
+    // The parser leaks 64 bytes in every run: a flat line. The process leaks 777 bytes
+    // more in the second run only: its point is higher (a smaller y) than the others.
+    let parser = polyline(&svg, "parser-leaked");
+    assert!(parser.iter().all(|p| p.1 == parser[0].1), "{parser:?}");
+    let process = polyline(&svg, "process-leaked");
+    assert!(
+        process[1].1 < process[0].1 && process[0].1 == process[2].1,
+        "{process:?}"
+    );
+    // Runs are one apart on the x axis.
+    assert!((process[1].0 - process[0].0 - (process[2].0 - process[1].0)).abs() < 0.2);
+
+    // No history there: one sentence, status 125.
+    let o = Command::new(memlens())
+        .current_dir(&dir)
+        .args(["plot", "--history", "nowhere"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    let err = stderr(&o);
+    assert!(
+        err.contains("cannot read the history nowhere/history.jsonl")
+            && err.contains("`memlens check --history nowhere` writes it"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }

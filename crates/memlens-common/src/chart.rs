@@ -154,6 +154,9 @@ pub enum TimeAxis {
     UpTo(f64),
     /// Exactly this window (from, to).
     Window(f64, f64),
+    /// Not time: runs numbered 1 to n, a point's "seconds" being its run's number
+    /// (`memlens plot --history`). Ticks at whole numbers, no unit.
+    Runs(usize),
 }
 
 /// One line of the chart.
@@ -269,9 +272,12 @@ impl Chart {
         let (t0, t1, round_end) = match self.time {
             TimeAxis::UpTo(t) => (0.0, t, true),
             TimeAxis::Window(a, b) => (a, b, false),
+            TimeAxis::Runs(n) => (1.0, (n as f64).max(2.0), false),
         };
-        let (unit, div) = time_unit(t1);
+        let runs = matches!(self.time, TimeAxis::Runs(_));
+        let (unit, div) = if runs { ("", 1.0) } else { time_unit(t1) };
         let (step, top) = nice_axis((t1 - t0) / div);
+        let step = if runs { step.round().max(1.0) } else { step };
         let span = if round_end { top } else { (t1 - t0) / div };
         let f = Frame {
             left,
@@ -312,9 +318,13 @@ impl Chart {
         };
         let _ = writeln!(
             o,
-            r##"<rect x="{left}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#444"/><text x="{:.1}" y="{label_y:.1}" text-anchor="middle">{} ({unit})</text>"##,
+            r##"<rect x="{left}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#444"/><text x="{:.1}" y="{label_y:.1}" text-anchor="middle">{}</text>"##,
             left + pw / 2.0,
-            esc(&self.time_label)
+            esc(&if unit.is_empty() {
+                self.time_label.clone()
+            } else {
+                format!("{} ({unit})", self.time_label)
+            })
         );
         for s in &self.series {
             s.draw(&mut o, &f);

@@ -24,6 +24,7 @@
 // never records itself, and what only the exported entry points reach is unused.
 #![cfg_attr(test, allow(dead_code, non_snake_case))]
 
+mod api;
 mod clock;
 mod config;
 mod dlsym;

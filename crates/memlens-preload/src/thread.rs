@@ -39,6 +39,8 @@ pub struct ThreadState {
     /// The kernel id of the thread this state records (0: none, the sampler's state),
     /// for [`reap_ended_threads`].
     tid: u32,
+    /// A RealtimeThread definition was written for this thread (`api.rs`).
+    realtime_announced: bool,
 }
 
 /// Every live thread state, for flushing at exit/exec and for fork.
@@ -97,6 +99,7 @@ impl ThreadState {
             stack_lo,
             stack_hi,
             tid: 0,
+            realtime_announced: false,
         })
     }
 
@@ -357,6 +360,34 @@ pub fn record_then(func: AllocFunc, op: Op, caller: Caller, then: impl FnOnce() 
     st.unlock();
     drop(busy);
     true
+}
+
+/// A record of the program's API (`api.rs`) into this thread's buffer, so that it is
+/// ordered with the thread's allocations. `caller`: capture the call's stack and hand
+/// its id to `write` (0 otherwise). `realtime`: the record is a real-time mark, and the
+/// thread's RealtimeThread definition is written first if it was not yet. The caller is
+/// inside the busy section `busy`.
+pub fn record_api(
+    busy: &tls::BusyGuard,
+    ts: u64,
+    caller: Option<Caller>,
+    realtime: bool,
+    write: impl Fn(&mut ChunkBuilder<Box<[u8]>>, u32) -> Result<(), memlens_trace::WriteError>,
+) {
+    // SAFETY: this thread's live state (see state_for), used only while the thread is
+    // busy (`busy`), so by one code path of this thread at a time; other threads take
+    // its lock.
+    let st = unsafe { &mut *state_for(busy.here(), ts) };
+    st.lock();
+    let stack = caller.map_or(0, |c| capture(st, c, ts));
+    if realtime && !st.realtime_announced {
+        // The state's lock before the definitions' lock, as `flush_locked` takes them.
+        let index = st.index;
+        output::META.lock().with(|b| b.realtime_thread(index));
+        st.realtime_announced = true;
+    }
+    st.push(|b| write(b, stack));
+    st.unlock();
 }
 
 #[inline]
@@ -733,6 +764,7 @@ pub fn after_fork_child(ts: u64) {
         let tid = unsafe { libc::gettid() } as u32;
         // The child's thread has a new id: the reaper must not take it for the parent's.
         st.tid = tid;
+        st.realtime_announced = false;
         output::thread_record(ts, st.index, tid, b"");
     }
     drop(reg);

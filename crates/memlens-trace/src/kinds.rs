@@ -393,3 +393,28 @@ pub enum BlockLink {
         addr: u64,
     },
 }
+
+/// What an Assert record asks (the program's `memlens_assert` call).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum AssertKind {
+    /// The blocks allocated since the mark (trace time, ns) by the asserting thread that
+    /// are still live hold at most the limit (bytes; 0: no block at all).
+    NoLeaksSince = 1,
+    /// The process's live heap bytes are at most the limit.
+    MaxLive = 2,
+    /// The live bytes of the blocks the asserting thread allocated since the mark never
+    /// exceeded the limit between the mark and the assertion (a test's peak).
+    PeakSince = 3,
+}
+
+impl AssertKind {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(Self::NoLeaksSince),
+            2 => Some(Self::MaxLive),
+            3 => Some(Self::PeakSince),
+            _ => None,
+        }
+    }
+}

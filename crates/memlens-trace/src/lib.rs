@@ -44,7 +44,7 @@ pub use records::{
 /// First bytes of every trace file.
 pub const MAGIC: [u8; 8] = *b"MEMLENS\0";
 /// Version of the format written by this crate. Readers refuse other versions by name.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest format version readers still read (version 1: a separate function byte
 /// after each event's tag).
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
@@ -102,12 +102,21 @@ pub mod tag {
     pub const KIND_MASK: u8 = 0xE0;
     pub const RSS: u8 = 4;
     pub const HEAP_ERROR: u8 = 5;
+    // Events chunks, format version 3: what the program told the recorder through its
+    // API (`memlens.h`, the `memlens-api` crate, the pytest plugin).
+    pub const REGION: u8 = 6;
+    pub const THREAD_MARK: u8 = 7;
+    pub const ASSERT: u8 = 8;
     // Meta chunks.
     pub const MODULE_LOAD: u8 = 16;
     pub const MODULE_UNLOAD: u8 = 17;
     pub const STACK: u8 = 18;
     pub const THREAD: u8 = 19;
     pub const NOTICE: u8 = 20;
+    // Meta chunks, format version 3.
+    pub const REGION_NAME: u8 = 21;
+    pub const ASSERT_LABEL: u8 = 22;
+    pub const REALTIME_THREAD: u8 = 23;
     // End chunk.
     pub const END: u8 = 32;
     // Scan chunks (the reachability scan at exit).

@@ -50,7 +50,7 @@ impl fmt::Display for TraceError {
             TraceError::NotATrace { path } => write!(f, "{} is not a memlens trace (it does not start with the memlens signature)", path.display()),
             TraceError::Version { path, found } => write!(
                 f,
-                "{} is a memlens trace in trace format version {}; this memlens reads version {} and version {} (read it with the memlens that recorded it)",
+                "{} is a memlens trace in trace format version {}; this memlens reads version {} and every older one down to version {} (read it with the memlens that recorded it)",
                 path.display(),
                 found,
                 FORMAT_VERSION,
@@ -92,6 +92,12 @@ pub struct Metadata {
     pub end: Option<EndRecord>,
     /// The recorder's findings, in the order written.
     pub notices: Vec<Notice>,
+    /// Region id -> name (the program's `memlens_region_enter`).
+    pub region_names: HashMap<u32, String>,
+    /// Assertion label id -> label (the program's `memlens_assert`).
+    pub assert_labels: HashMap<u32, String>,
+    /// Thread indexes that marked themselves real-time at least once.
+    pub realtime_threads: std::collections::HashSet<u32>,
 }
 
 pub struct TraceReader {
@@ -396,6 +402,15 @@ fn decode_meta(raw: &[u8], md: &mut Metadata) -> Option<()> {
                 md.threads.insert(t.index, t);
             }
             MetaRecord::Notice(n) => md.notices.push(n),
+            MetaRecord::RegionName { id, name } => {
+                md.region_names.insert(id, name);
+            }
+            MetaRecord::AssertLabel { id, label } => {
+                md.assert_labels.insert(id, label);
+            }
+            MetaRecord::RealtimeThread { index } => {
+                md.realtime_threads.insert(index);
+            }
             MetaRecord::End(e) => md.end = Some(e),
         }
     }

@@ -6,6 +6,7 @@ use crate::present::frames::frame_json;
 use crate::present::ms;
 use memlens_analysis::budgets::{Baseline, Figures, METRICS};
 use memlens_analysis::leaks::alloc_symbol;
+use memlens_trace::AssertKind;
 use serde_json::{json, Map, Value};
 use std::path::Path;
 
@@ -64,6 +65,7 @@ impl BudgetView {
                 "threads": c.matchers.threads,
                 "modules": c.matchers.modules,
                 "functions": c.matchers.functions,
+                "regions": c.matchers.regions,
                 "figures": figures_json(&self.m.components[i].1),
                 "limits": limits,
             }));
@@ -83,6 +85,34 @@ impl BudgetView {
                 "first_ms": ms(v.first_ns),
                 "stack": if v.stack == 0 { Value::Null } else { self.stack_json(v.stack) },
                 "freed_block": freed,
+            }));
+        }
+        let mut assertions = Vec::new();
+        for a in self.m.assertions.clone() {
+            let sites: Vec<Value> = a
+                .sites
+                .iter()
+                .map(|s| {
+                    json!({
+                        "function": alloc_symbol(s.site.func).0,
+                        "blocks": s.blocks,
+                        "bytes": s.bytes,
+                        "stack": self.stack_json(s.site.stack),
+                    })
+                })
+                .collect();
+            assertions.push(json!({
+                "label": a.label,
+                "kind": assert_kind_key(a.kind),
+                "passed": a.passed,
+                "value": a.value,
+                "blocks": a.blocks,
+                "limit": a.limit,
+                "mark_ms": (a.kind != AssertKind::MaxLive).then(|| ms(a.mark)),
+                "at_ms": ms(a.ts),
+                "thread": a.thread_name,
+                "stack": self.stack_json(a.stack),
+                "sites": sites,
             }));
         }
         let baseline = self.baseline.as_ref().map(|checks| {
@@ -116,7 +146,17 @@ impl BudgetView {
                 "violations": violations,
             },
             "baseline": baseline,
+            "assertions": assertions,
         })
+    }
+}
+
+/// An assertion's kind as the JSON names it.
+pub fn assert_kind_key(k: AssertKind) -> &'static str {
+    match k {
+        AssertKind::NoLeaksSince => "no_leaks_since",
+        AssertKind::MaxLive => "max_live",
+        AssertKind::PeakSince => "peak_since",
     }
 }
 

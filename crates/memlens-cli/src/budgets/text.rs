@@ -6,6 +6,7 @@ use super::{figure, place, BudgetView};
 use memlens_analysis::budgets::{Figures, Matchers, Metric, Violation, ViolationKind, METRICS};
 use memlens_analysis::leaks::alloc_symbol;
 use memlens_common::units::{count, human_bytes, human_time, plural};
+use memlens_trace::AssertKind;
 use std::fmt::Write as _;
 
 /// `threads worker-*, decode; functions parse_*`, or `the whole process`.
@@ -14,6 +15,7 @@ pub fn matchers_text(m: &Matchers) -> String {
         ("threads", &m.threads),
         ("modules", &m.modules),
         ("functions", &m.functions),
+        ("regions", &m.regions),
     ]
     .into_iter()
     .filter(|(_, v)| !v.is_empty())
@@ -110,13 +112,16 @@ impl BudgetView {
                 );
             }
         }
-        if !self.budgets.no_alloc.is_empty() {
-            let pats: Vec<&str> = self
+        if !self.budgets.no_alloc.is_empty() || !self.m.no_alloc_threads.is_empty() {
+            let mut pats: Vec<&str> = self
                 .budgets
                 .no_alloc
                 .iter()
                 .map(|n| n.pattern.as_str())
                 .collect();
+            if !self.m.metadata.realtime_threads.is_empty() {
+                pats.push("threads marked real-time");
+            }
             if self.m.violations.is_empty() {
                 let _ = writeln!(
                     o,
@@ -151,6 +156,7 @@ impl BudgetView {
                 o.push_str(&stack);
             }
         }
+        self.assertions_text(&mut o);
         if let Some(checks) = &self.baseline {
             let base = self
                 .args
@@ -213,18 +219,97 @@ impl BudgetView {
                 plural(self.regressions() as u64, "regression", "regressions")
             ));
         }
+        if self.failed_assertions() > 0 {
+            problems.push(format!(
+                "{} failed",
+                plural(self.failed_assertions() as u64, "assertion", "assertions")
+            ));
+        }
         if problems.is_empty() {
-            let _ = writeln!(
-                o,
-                "budgets: ok ({} checked)",
-                plural(self.limits.len() as u64, "limit", "limits")
-            );
+            let mut checked = vec![plural(self.limits.len() as u64, "limit", "limits")];
+            if !self.m.assertions.is_empty() {
+                checked.push(plural(
+                    self.m.assertions.len() as u64,
+                    "assertion",
+                    "assertions",
+                ));
+            }
+            let _ = writeln!(o, "budgets: ok ({} checked)", checked.join(", "));
         } else {
             let _ = writeln!(o, "budgets: FAILED: {}", problems.join(", "));
         }
         o.lines()
             .map(|l| format!("{prefix}{l}\n"))
             .collect::<String>()
+    }
+
+    /// The program's assertions: one line each, and under a failed one its call's
+    /// stack and the sites of the blocks it counted.
+    fn assertions_text(&mut self, o: &mut String) {
+        if self.m.assertions.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            o,
+            "assertions of the program: {} made, {} failed (judged on the trace; the program was not stopped)",
+            count(self.m.assertions.len() as u64),
+            count(self.failed_assertions() as u64)
+        );
+        for a in self.m.assertions.clone() {
+            let who = if a.thread_name.is_empty() {
+                "its thread".to_string()
+            } else {
+                a.thread_name.clone()
+            };
+            let what = match a.kind {
+                AssertKind::NoLeaksSince => {
+                    let allowed = if a.limit > 0 {
+                        format!(" (at most {} allowed)", human_bytes(a.limit))
+                    } else {
+                        String::new()
+                    };
+                    format!(
+                        "no leaks since {}{allowed}: {} ({}) allocated since then by {who} still live at {}",
+                        human_time(a.mark),
+                        human_bytes(a.value),
+                        plural(a.blocks, "block", "blocks"),
+                        human_time(a.ts)
+                    )
+                }
+                AssertKind::MaxLive => format!(
+                    "live heap at most {}: {} live at {}",
+                    human_bytes(a.limit),
+                    human_bytes(a.value),
+                    human_time(a.ts)
+                ),
+                AssertKind::PeakSince => format!(
+                    "peak since {} at most {}: {} allocated by {who} were live at once by {}",
+                    human_time(a.mark),
+                    human_bytes(a.limit),
+                    human_bytes(a.value),
+                    human_time(a.ts)
+                ),
+            };
+            let verdict = if a.passed { "ok" } else { "FAILED" };
+            let _ = writeln!(o, "  {}: {what}  {verdict}", a.label);
+            if a.passed {
+                continue;
+            }
+            let mut s = String::new();
+            let _ = writeln!(s, "    asserted at:");
+            self.stack_text(&mut s, a.stack);
+            for site in &a.sites {
+                let _ = writeln!(
+                    s,
+                    "    {} ({}) allocated by {} at:",
+                    human_bytes(site.bytes),
+                    plural(site.blocks, "block", "blocks"),
+                    alloc_symbol(site.site.func).0
+                );
+                self.stack_text(&mut s, site.site.stack);
+            }
+            o.push_str(&s);
+        }
     }
 
     /// A stack as `    at FRAME` lines.

@@ -740,6 +740,7 @@ extern "C" fn fork_child() {
             let ts = now_ns();
             modules::reemit_all(ts);
             thread::after_fork_child(ts);
+            crate::api::after_fork_child();
             thread::start_sampler();
         }
     }

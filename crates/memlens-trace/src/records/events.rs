@@ -1,4 +1,4 @@
-//! Events chunks: Alloc, Free, Realloc, Rss, HeapError.
+//! Events chunks: Alloc, Free, Realloc, Rss, HeapError, Region, ThreadMark, Assert.
 
 use super::*;
 use crate::varint::{AddrReader, Cursor};
@@ -42,6 +42,9 @@ impl EventDecoder {
             tag::REALLOC | tag::REALLOC_FUNC => self.read_realloc(c, func),
             tag::RSS => self.read_rss(c),
             tag::HEAP_ERROR => self.read_heap_error(c),
+            tag::REGION => self.read_region(c),
+            tag::THREAD_MARK => self.read_thread_mark(c),
+            tag::ASSERT => self.read_assert(c),
             _ => None,
         }
     }
@@ -233,6 +236,107 @@ impl EventDecoder {
             kind,
             addr,
             alloc_func,
+            stack: c.u32()?,
+        })
+    }
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
+    /// The thread entered (`enter`) or left region `id` (a Meta RegionName).
+    pub fn region(&mut self, ts: u64, enter: bool, id: u32) -> Result<(), WriteError> {
+        if self.remaining() < 2 + 2 * varint::MAX_LEN {
+            return Err(WriteError::NoSpace);
+        }
+        self.put_u8(tag::REGION);
+        self.put_ts(ts);
+        self.put_u8(if enter { 1 } else { 2 });
+        self.put(id as u64);
+        Ok(())
+    }
+}
+
+impl EventDecoder {
+    fn read_region(&mut self, c: &mut Cursor) -> Option<Event> {
+        let ts = self.ts(c)?;
+        let enter = match c.u8()? {
+            1 => true,
+            2 => false,
+            _ => return None,
+        };
+        Some(Event::Region {
+            ts,
+            thread: self.thread,
+            enter,
+            id: c.u32()?,
+        })
+    }
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
+    /// The thread marked itself real-time (`realtime`), or no longer.
+    pub fn thread_mark(&mut self, ts: u64, realtime: bool) -> Result<(), WriteError> {
+        if self.remaining() < 2 + varint::MAX_LEN {
+            return Err(WriteError::NoSpace);
+        }
+        self.put_u8(tag::THREAD_MARK);
+        self.put_ts(ts);
+        self.put_u8(if realtime { 1 } else { 2 });
+        Ok(())
+    }
+}
+
+impl EventDecoder {
+    fn read_thread_mark(&mut self, c: &mut Cursor) -> Option<Event> {
+        let ts = self.ts(c)?;
+        let realtime = match c.u8()? {
+            1 => true,
+            2 => false,
+            _ => return None,
+        };
+        Some(Event::ThreadMark {
+            ts,
+            thread: self.thread,
+            realtime,
+        })
+    }
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
+    /// An assertion of the program (see [`AssertKind`]), labelled by Meta AssertLabel
+    /// `label`, made at `stack`.
+    pub fn assert(
+        &mut self,
+        ts: u64,
+        kind: AssertKind,
+        mark: u64,
+        limit: u64,
+        label: u32,
+        stack: u32,
+    ) -> Result<(), WriteError> {
+        if self.remaining() < 2 + 5 * varint::MAX_LEN {
+            return Err(WriteError::NoSpace);
+        }
+        self.put_u8(tag::ASSERT);
+        self.put_ts(ts);
+        self.put_u8(kind as u8);
+        self.put(mark);
+        self.put(limit);
+        self.put(label as u64);
+        self.put(stack as u64);
+        Ok(())
+    }
+}
+
+impl EventDecoder {
+    fn read_assert(&mut self, c: &mut Cursor) -> Option<Event> {
+        let ts = self.ts(c)?;
+        Some(Event::Assert {
+            ts,
+            thread: self.thread,
+            kind: AssertKind::from_u8(c.u8()?)?,
+            mark: c.u64()?,
+            limit: c.u64()?,
+            label: c.u32()?,
             stack: c.u32()?,
         })
     }

@@ -1,4 +1,5 @@
-//! Meta chunks (ModuleLoad, ModuleUnload, Stack, Thread, Notice) and the End chunk.
+//! Meta chunks (ModuleLoad, ModuleUnload, Stack, Thread, Notice, RegionName, AssertLabel,
+//! RealtimeThread) and the End chunk.
 
 use super::*;
 use crate::varint::{unzigzag, Cursor};
@@ -7,10 +8,30 @@ use crate::varint::{unzigzag, Cursor};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MetaRecord {
     ModuleLoad(Module),
-    ModuleUnload { ts: u64, id: u32 },
-    Stack { id: u32, frames: Vec<RawFrame> },
+    ModuleUnload {
+        ts: u64,
+        id: u32,
+    },
+    Stack {
+        id: u32,
+        frames: Vec<RawFrame>,
+    },
     Thread(ThreadInfo),
     Notice(Notice),
+    /// The name of region `id` (Events Region records).
+    RegionName {
+        id: u32,
+        name: String,
+    },
+    /// The label of assertion label `id` (Events Assert records).
+    AssertLabel {
+        id: u32,
+        label: String,
+    },
+    /// Thread `index` marked itself real-time at least once (Events ThreadMark records).
+    RealtimeThread {
+        index: u32,
+    },
     End(EndRecord),
 }
 
@@ -22,6 +43,9 @@ pub(crate) fn decode_meta(c: &mut Cursor) -> Option<MetaRecord> {
         tag::STACK => read_stack(c),
         tag::THREAD => read_thread(c),
         tag::NOTICE => read_notice(c),
+        tag::REGION_NAME => read_name(c).map(|(id, name)| MetaRecord::RegionName { id, name }),
+        tag::ASSERT_LABEL => read_name(c).map(|(id, label)| MetaRecord::AssertLabel { id, label }),
+        tag::REALTIME_THREAD => Some(MetaRecord::RealtimeThread { index: c.u32()? }),
         tag::END => read_end(c),
         _ => None,
     }
@@ -199,6 +223,44 @@ fn read_notice(c: &mut Cursor) -> Option<MetaRecord> {
         module: c.string()?,
         symbols: c.string()?,
     }))
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
+    /// The name of region `id`.
+    pub fn region_name(&mut self, id: u32, name: &[u8]) -> Result<(), WriteError> {
+        self.name_record(tag::REGION_NAME, id, name)
+    }
+
+    /// The label of assertion label `id`.
+    pub fn assert_label(&mut self, id: u32, label: &[u8]) -> Result<(), WriteError> {
+        self.name_record(tag::ASSERT_LABEL, id, label)
+    }
+
+    fn name_record(&mut self, t: u8, id: u32, name: &[u8]) -> Result<(), WriteError> {
+        if self.remaining() < 1 + 2 * varint::MAX_LEN + name.len() {
+            return Err(WriteError::NoSpace);
+        }
+        self.put_u8(t);
+        self.records += 1;
+        self.put(id as u64);
+        self.put_raw_bytes(name);
+        Ok(())
+    }
+
+    /// Thread `index` marked itself real-time.
+    pub fn realtime_thread(&mut self, index: u32) -> Result<(), WriteError> {
+        if self.remaining() < 1 + varint::MAX_LEN {
+            return Err(WriteError::NoSpace);
+        }
+        self.put_u8(tag::REALTIME_THREAD);
+        self.records += 1;
+        self.put(index as u64);
+        Ok(())
+    }
+}
+
+fn read_name(c: &mut Cursor) -> Option<(u32, String)> {
+    Some((c.u32()?, c.string()?))
 }
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {

@@ -119,6 +119,31 @@ pub enum Event {
         alloc_func: AllocFunc,
         stack: u32,
     },
+    /// The thread entered (`enter`) or left a region named by Meta RegionName `id`.
+    Region {
+        ts: u64,
+        thread: u32,
+        enter: bool,
+        id: u32,
+    },
+    /// The thread marked itself real-time (`realtime`) or no longer real-time.
+    ThreadMark {
+        ts: u64,
+        thread: u32,
+        realtime: bool,
+    },
+    /// An assertion made by the program, evaluated offline: `mark` (trace time, ns) for
+    /// [`AssertKind::NoLeaksSince`], `limit` (bytes) for [`AssertKind::MaxLive`]; `label`
+    /// names a Meta AssertLabel, `stack` the call's stack.
+    Assert {
+        ts: u64,
+        thread: u32,
+        kind: AssertKind,
+        mark: u64,
+        limit: u64,
+        label: u32,
+        stack: u32,
+    },
 }
 
 /// What the exit scan says about one block.
@@ -172,7 +197,10 @@ impl Event {
             | Event::Free { ts, .. }
             | Event::Realloc { ts, .. }
             | Event::Rss { ts, .. }
-            | Event::HeapError { ts, .. } => ts,
+            | Event::HeapError { ts, .. }
+            | Event::Region { ts, .. }
+            | Event::ThreadMark { ts, .. }
+            | Event::Assert { ts, .. } => ts,
         }
     }
 }

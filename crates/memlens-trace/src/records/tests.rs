@@ -262,3 +262,83 @@ fn scan_records() {
         ]
     );
 }
+
+#[test]
+fn region_thread_mark_assert() {
+    let got = events(|b| {
+        b.region(100, true, 3)?;
+        b.thread_mark(110, true)?;
+        b.assert(120, AssertKind::NoLeaksSince, 99, 0, 4, 12)?;
+        b.assert(130, AssertKind::MaxLive, 0, 24 << 20, 5, 13)?;
+        b.thread_mark(140, false)?;
+        b.region(150, false, 3)
+    });
+    assert_eq!(
+        got,
+        vec![
+            Event::Region {
+                ts: 100,
+                thread: 7,
+                enter: true,
+                id: 3
+            },
+            Event::ThreadMark {
+                ts: 110,
+                thread: 7,
+                realtime: true
+            },
+            Event::Assert {
+                ts: 120,
+                thread: 7,
+                kind: AssertKind::NoLeaksSince,
+                mark: 99,
+                limit: 0,
+                label: 4,
+                stack: 12
+            },
+            Event::Assert {
+                ts: 130,
+                thread: 7,
+                kind: AssertKind::MaxLive,
+                mark: 0,
+                limit: 24 << 20,
+                label: 5,
+                stack: 13
+            },
+            Event::ThreadMark {
+                ts: 140,
+                thread: 7,
+                realtime: false
+            },
+            Event::Region {
+                ts: 150,
+                thread: 7,
+                enter: false,
+                id: 3
+            },
+        ]
+    );
+}
+
+#[test]
+fn region_names_assert_labels_realtime_threads() {
+    let got = metas(|b| {
+        b.region_name(3, b"parse")?;
+        b.assert_label(4, b"tests::leaks")?;
+        b.realtime_thread(2)
+    });
+    assert_eq!(
+        got,
+        vec![
+            MetaRecord::RegionName {
+                id: 3,
+                name: "parse".into()
+            },
+            MetaRecord::AssertLabel {
+                id: 4,
+                label: "tests::leaks".into()
+            },
+            MetaRecord::RealtimeThread { index: 2 },
+        ]
+    );
+}

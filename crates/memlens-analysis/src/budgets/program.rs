@@ -1,0 +1,325 @@
+//! What the program told the recorder (`memlens.h`, the `memlens-api` crate, the pytest
+//! plugin), as the budgets' pass follows it: each thread's region stack (regions are
+//! components: `regions = ["parse*"]`), and the assertions, evaluated at their place in
+//! the replay.
+//!
+//! An assertion is judged on the replay's live heap at the time of its record:
+//! no-leaks-since(mark, limit) fails when blocks that the asserting thread allocated at or
+//! after `mark` are still live and hold more than `limit` bytes (0: any block fails; only
+//! that thread's blocks, so that tests running in parallel threads do not see each
+//! other's); max-live(limit) fails when the process's live heap exceeds `limit`;
+//! peak-since(mark, limit) fails when the live bytes of the blocks the thread allocated
+//! since the mark exceeded `limit` at any time up to the assertion. A failure keeps the
+//! sites of the blocks concerned (for a peak, those still live), the most bytes first.
+
+use crate::replay::{Replay, SiteKey};
+use memlens_common::glob::glob_match;
+use memlens_trace::reader::{Event, Metadata};
+use memlens_trace::AssertKind;
+use std::collections::HashMap;
+
+/// Sites kept per failed assertion.
+pub const ASSERT_SITES: usize = 5;
+
+/// Each thread's open regions, and the components they allow.
+pub(super) struct Regions {
+    /// Region id -> the components whose `regions` patterns match its name.
+    by_id: HashMap<u32, u64>,
+    /// Components without `regions` patterns: every block may belong to them.
+    any: u64,
+    /// Thread index -> its open regions, innermost last.
+    stacks: HashMap<u32, Vec<u32>>,
+    /// Thread index -> the components its open regions allow (`any` when none is open).
+    masks: HashMap<u32, u64>,
+}
+
+impl Regions {
+    /// `patterns[i]`: component `i`'s region patterns (empty: any).
+    pub(super) fn new(patterns: &[&[String]], md: &Metadata) -> Regions {
+        let mut any = 0u64;
+        for (i, p) in patterns.iter().enumerate() {
+            if p.is_empty() {
+                any |= 1 << i;
+            }
+        }
+        let by_id = md
+            .region_names
+            .iter()
+            .map(|(&id, name)| {
+                let mut m = 0u64;
+                for (i, p) in patterns.iter().enumerate() {
+                    if p.iter().any(|p| glob_match(p.as_bytes(), name.as_bytes())) {
+                        m |= 1 << i;
+                    }
+                }
+                (id, m)
+            })
+            .collect();
+        Regions {
+            by_id,
+            any,
+            stacks: HashMap::new(),
+            masks: HashMap::new(),
+        }
+    }
+
+    /// The components a block allocated now by `thread` may belong to.
+    pub(super) fn mask(&self, thread: u32) -> u64 {
+        self.masks.get(&thread).copied().unwrap_or(self.any)
+    }
+
+    /// `thread` entered (`enter`) or left region `id`. Leaving a region that is not the
+    /// innermost closes the ones inside it too; leaving one that is not open is ignored.
+    pub(super) fn apply(&mut self, thread: u32, enter: bool, id: u32) {
+        let stack = self.stacks.entry(thread).or_default();
+        if enter {
+            stack.push(id);
+        } else if let Some(pos) = stack.iter().rposition(|&r| r == id) {
+            stack.truncate(pos);
+        } else {
+            return;
+        }
+        let mut m = self.any;
+        for r in stack.iter() {
+            m |= self.by_id.get(r).copied().unwrap_or(0);
+        }
+        self.masks.insert(thread, m);
+    }
+}
+
+/// Blocks of one site among those an assertion is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AssertSite {
+    pub site: SiteKey,
+    pub blocks: u64,
+    pub bytes: u64,
+}
+
+/// One assertion of the program, judged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Assertion {
+    pub label: String,
+    pub kind: AssertKind,
+    /// When it was made (ns since the trace started), by which thread (index and name).
+    pub ts: u64,
+    pub thread: u32,
+    pub thread_name: String,
+    /// The stack of the call.
+    pub stack: u32,
+    /// No-leaks-since: the mark. Max-live: 0.
+    pub mark: u64,
+    /// Max-live: the limit (bytes). No-leaks-since: 0.
+    pub limit: u64,
+    /// No-leaks-since: the bytes still live of those allocated since the mark; max-live:
+    /// the live heap's bytes.
+    pub value: u64,
+    /// The blocks `value` counts.
+    pub blocks: u64,
+    pub passed: bool,
+    /// When it failed: the sites of the blocks counted, the most bytes first (at most
+    /// [`ASSERT_SITES`]).
+    pub sites: Vec<AssertSite>,
+}
+
+/// The peaks that peak-since assertions ask for: for each (thread, mark) of one, the
+/// live bytes of the blocks that thread allocated since the mark, followed from the mark
+/// to the assertion. The marks are known before the pass ([`Peaks::prepare`] reads the
+/// assertions first, only in traces that have some).
+#[derive(Default)]
+pub(super) struct Peaks {
+    /// (mark, thread) not yet reached, the latest first (popped from the end).
+    pending: Vec<(u64, u32)>,
+    /// (thread, mark) -> (live, peak) being followed.
+    active: HashMap<(u32, u64), (u64, u64)>,
+}
+
+impl Peaks {
+    pub(super) fn prepare(
+        reader: &memlens_trace::reader::TraceReader,
+        md: &Metadata,
+    ) -> Result<Peaks, crate::Error> {
+        let mut p = Peaks::default();
+        if md.assert_labels.is_empty() {
+            return Ok(p);
+        }
+        for ev in reader.events() {
+            if let Event::Assert {
+                kind: AssertKind::PeakSince,
+                thread,
+                mark,
+                ..
+            } = ev?
+            {
+                p.pending.push((mark, thread));
+            }
+        }
+        p.pending.sort_unstable_by(|a, b| b.cmp(a));
+        p.pending.dedup();
+        Ok(p)
+    }
+
+    /// Follow `ev` (before `replay` applies it).
+    pub(super) fn before(&mut self, ev: &Event, replay: &Replay) {
+        let ts = ev.ts();
+        while let Some(&(m, t)) = self.pending.last() {
+            if m > ts {
+                break;
+            }
+            self.pending.pop();
+            self.active.insert((t, m), (0, 0));
+        }
+        if self.active.is_empty() {
+            return;
+        }
+        let (released, added) = match *ev {
+            Event::Alloc {
+                thread, addr, size, ..
+            } if addr != 0 => (None, Some((thread, size))),
+            Event::Free { addr, .. } if addr != 0 => (Some(addr), None),
+            Event::Realloc {
+                thread,
+                old,
+                new,
+                size,
+                ..
+            } => (
+                (old != 0 && (new != 0 || size == 0)).then_some(old),
+                (new != 0).then_some((thread, size)),
+            ),
+            _ => (None, None),
+        };
+        if let Some(b) = released.and_then(|a| replay.get(a)) {
+            for (&(t, m), w) in self.active.iter_mut() {
+                if t == b.thread && b.ts >= m {
+                    w.0 = w.0.saturating_sub(b.size);
+                }
+            }
+        }
+        if let Some((thread, size)) = added {
+            for (&(t, _), w) in self.active.iter_mut() {
+                if t == thread {
+                    w.0 = w.0.saturating_add(size);
+                    w.1 = w.1.max(w.0);
+                }
+            }
+        }
+    }
+
+    /// The peak for an assertion of `thread` about `mark`, no longer followed.
+    fn take(&mut self, thread: u32, mark: u64) -> u64 {
+        self.active.remove(&(thread, mark)).map_or(0, |w| w.1)
+    }
+}
+
+/// Judge an assertion on the live heap of `replay` (the events before it applied).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn judge(
+    peaks: &mut Peaks,
+    replay: &Replay,
+    md: &Metadata,
+    ts: u64,
+    thread: u32,
+    kind: AssertKind,
+    mark: u64,
+    limit: u64,
+    label: u32,
+    stack: u32,
+) -> Assertion {
+    let counted = |b: &crate::replay::Block| match kind {
+        AssertKind::NoLeaksSince | AssertKind::PeakSince => b.thread == thread && b.ts >= mark,
+        AssertKind::MaxLive => true,
+    };
+    let since = || {
+        let (mut bytes, mut n) = (0u64, 0u64);
+        for (_, b) in replay.blocks().filter(|(_, b)| counted(b)) {
+            bytes = bytes.saturating_add(b.size);
+            n += 1;
+        }
+        (bytes, n)
+    };
+    let (value, blocks, passed) = match kind {
+        AssertKind::NoLeaksSince => {
+            let (bytes, n) = since();
+            (bytes, n, n == 0 || (limit > 0 && bytes <= limit))
+        }
+        AssertKind::PeakSince => {
+            let peak = peaks.take(thread, mark);
+            (peak, since().1, peak <= limit)
+        }
+        AssertKind::MaxLive => {
+            let live = replay.live_bytes();
+            (live, replay.live_blocks(), live <= limit)
+        }
+    };
+    let mut sites = Vec::new();
+    if !passed {
+        let mut by_site: HashMap<SiteKey, (u64, u64)> = HashMap::new();
+        for (_, b) in replay.blocks().filter(|(_, b)| counted(b)) {
+            let e = by_site.entry(b.site).or_default();
+            e.0 += 1;
+            e.1 = e.1.saturating_add(b.size);
+        }
+        sites = by_site
+            .into_iter()
+            .map(|(site, (blocks, bytes))| AssertSite {
+                site,
+                blocks,
+                bytes,
+            })
+            .collect();
+        sites.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.site.cmp(&b.site)));
+        sites.truncate(ASSERT_SITES);
+    }
+    Assertion {
+        label: md
+            .assert_labels
+            .get(&label)
+            .cloned()
+            .unwrap_or_else(|| format!("assertion #{label}")),
+        kind,
+        ts,
+        thread,
+        thread_name: md
+            .threads
+            .get(&thread)
+            .map_or_else(String::new, |t| t.name.clone()),
+        stack,
+        mark: if kind == AssertKind::MaxLive { 0 } else { mark },
+        limit,
+        value,
+        blocks,
+        passed,
+        sites,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_region_allows_its_components_until_it_is_left() {
+        let mut md = Metadata::default();
+        md.region_names.insert(1, "parse".into());
+        md.region_names.insert(2, "parse.inner".into());
+        md.region_names.insert(3, "render".into());
+        let parse = vec!["parse*".to_string()];
+        let inner = vec!["*.inner".to_string()];
+        // process (any region), parse*, *.inner
+        let mut r = Regions::new(&[&[], &parse, &inner], &md);
+        assert_eq!(r.mask(7), 0b001);
+        r.apply(7, true, 1);
+        assert_eq!(r.mask(7), 0b011);
+        r.apply(7, true, 2);
+        assert_eq!(r.mask(7), 0b111);
+        assert_eq!(r.mask(8), 0b001, "another thread is not in the region");
+        r.apply(7, true, 3);
+        assert_eq!(r.mask(7), 0b111, "an open outer region still counts");
+        // Leaving `parse` closes the regions inside it too.
+        r.apply(7, false, 1);
+        assert_eq!(r.mask(7), 0b001);
+        // Leaving a region that is not open changes nothing.
+        r.apply(7, false, 3);
+        assert_eq!(r.mask(7), 0b001);
+    }
+}
