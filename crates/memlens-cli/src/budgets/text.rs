@@ -112,6 +112,54 @@ impl BudgetView {
                 );
             }
         }
+        self.no_alloc_text(&mut o);
+        self.assertions_text(&mut o);
+        self.baseline_text(&mut o);
+        let mut problems = Vec::new();
+        if self.exceeded() > 0 {
+            problems.push(format!(
+                "{} exceeded",
+                plural(self.exceeded() as u64, "limit", "limits")
+            ));
+        }
+        if !self.m.violations.is_empty() {
+            problems.push(format!(
+                "{} on no-allocation threads",
+                plural(self.violation_calls(), "call", "calls")
+            ));
+        }
+        if self.regressions() > 0 {
+            problems.push(format!(
+                "{} against the baseline",
+                plural(self.regressions() as u64, "regression", "regressions")
+            ));
+        }
+        if self.failed_assertions() > 0 {
+            problems.push(format!(
+                "{} failed",
+                plural(self.failed_assertions() as u64, "assertion", "assertions")
+            ));
+        }
+        if problems.is_empty() {
+            let mut checked = vec![plural(self.limits.len() as u64, "limit", "limits")];
+            if !self.m.assertions.is_empty() {
+                checked.push(plural(
+                    self.m.assertions.len() as u64,
+                    "assertion",
+                    "assertions",
+                ));
+            }
+            let _ = writeln!(o, "budgets: ok ({} checked)", checked.join(", "));
+        } else {
+            let _ = writeln!(o, "budgets: FAILED: {}", problems.join(", "));
+        }
+        o.lines()
+            .map(|l| format!("{prefix}{l}\n"))
+            .collect::<String>()
+    }
+
+    /// The no-allocation threads: ok, or each violating stack with its counts.
+    fn no_alloc_text(&mut self, o: &mut String) {
         if !self.budgets.no_alloc.is_empty() || !self.m.no_alloc_threads.is_empty() {
             let mut pats: Vec<&str> = self
                 .budgets
@@ -145,10 +193,10 @@ impl BudgetView {
                 match v.freed_block {
                     Some(site) => {
                         let _ = writeln!(
-                            stack,
-                            "    (the free's stack was not recorded; the block was allocated by {} at:)",
-                            alloc_symbol(site.func).0
-                        );
+                        stack,
+                        "    (the free's stack was not recorded; the block was allocated by {} at:)",
+                        alloc_symbol(site.func).0
+                    );
                         self.stack_text(&mut stack, site.stack);
                     }
                     None => self.stack_text(&mut stack, v.stack),
@@ -156,7 +204,10 @@ impl BudgetView {
                 o.push_str(&stack);
             }
         }
-        self.assertions_text(&mut o);
+    }
+
+    /// The comparison with the baseline: every figure that changed.
+    fn baseline_text(&self, o: &mut String) {
         if let Some(checks) = &self.baseline {
             let base = self
                 .args
@@ -200,47 +251,6 @@ impl BudgetView {
                 );
             }
         }
-        let mut problems = Vec::new();
-        if self.exceeded() > 0 {
-            problems.push(format!(
-                "{} exceeded",
-                plural(self.exceeded() as u64, "limit", "limits")
-            ));
-        }
-        if !self.m.violations.is_empty() {
-            problems.push(format!(
-                "{} on no-allocation threads",
-                plural(self.violation_calls(), "call", "calls")
-            ));
-        }
-        if self.regressions() > 0 {
-            problems.push(format!(
-                "{} against the baseline",
-                plural(self.regressions() as u64, "regression", "regressions")
-            ));
-        }
-        if self.failed_assertions() > 0 {
-            problems.push(format!(
-                "{} failed",
-                plural(self.failed_assertions() as u64, "assertion", "assertions")
-            ));
-        }
-        if problems.is_empty() {
-            let mut checked = vec![plural(self.limits.len() as u64, "limit", "limits")];
-            if !self.m.assertions.is_empty() {
-                checked.push(plural(
-                    self.m.assertions.len() as u64,
-                    "assertion",
-                    "assertions",
-                ));
-            }
-            let _ = writeln!(o, "budgets: ok ({} checked)", checked.join(", "));
-        } else {
-            let _ = writeln!(o, "budgets: FAILED: {}", problems.join(", "));
-        }
-        o.lines()
-            .map(|l| format!("{prefix}{l}\n"))
-            .collect::<String>()
     }
 
     /// The program's assertions: one line each, and under a failed one its call's
