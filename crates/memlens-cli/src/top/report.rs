@@ -7,7 +7,7 @@ use crate::watch::short_label;
 use memlens_common::signal::signal_label;
 use memlens_common::units::{self, human_bytes, human_duration, human_rate};
 use memlens_watch::history::{Metric, Point};
-use memlens_watch::kernel::KernelSample;
+use memlens_watch::kernel::{Finding, KernelSample};
 use memlens_watch::next_step;
 use memlens_watch::plot;
 use memlens_watch::processes::{ProcessTable, Tracked};
@@ -174,20 +174,7 @@ pub(super) fn text(s: &Summary, files: &[String]) -> String {
             r.text
         );
     }
-    for f in &j.kernel {
-        if let Some(text) = &f.text {
-            let _ = writeln!(o, "{P} kernel: {text}");
-        }
-    }
-    let flat: Vec<String> = j
-        .kernel
-        .iter()
-        .filter(|f| f.text.is_none())
-        .map(|f| format!("{} {}", f.component.label, human_bytes(f.now)))
-        .collect();
-    if !flat.is_empty() {
-        let _ = writeln!(o, "{P} kernel: not growing: {}", flat.join(", "));
-    }
+    kernel_text(&mut o, &j.kernel);
     for r in growing.iter().take(st.args.top) {
         let p = &t.procs[r.idx];
         if p.alive() {
@@ -215,6 +202,23 @@ pub(super) fn text(s: &Summary, files: &[String]) -> String {
         let _ = writeln!(o, "{P} wrote {}", files.join(", "));
     }
     o
+}
+
+/// What the kernel holds: a sentence for each figure that grows, the rest in one line.
+fn kernel_text(o: &mut String, kernel: &[Finding]) {
+    for f in kernel {
+        if let Some(text) = &f.text {
+            let _ = writeln!(o, "{P} kernel: {text}");
+        }
+    }
+    let flat: Vec<String> = kernel
+        .iter()
+        .filter(|f| f.text.is_none())
+        .map(|f| format!("{} {}", f.component.label, human_bytes(f.now)))
+        .collect();
+    if !flat.is_empty() {
+        let _ = writeln!(o, "{P} kernel: not growing: {}", flat.join(", "));
+    }
 }
 
 fn num(v: f64) -> Value {
