@@ -173,18 +173,37 @@ impl State<'_> {
     }
 }
 
+/// Where cgroup hierarchies are mounted: v2 (unified) or v1's memory, unified and systemd.
+const CGROUP_ROOTS: [&str; 4] = [
+    "/sys/fs/cgroup",
+    "/sys/fs/cgroup/memory",
+    "/sys/fs/cgroup/unified",
+    "/sys/fs/cgroup/systemd",
+];
+
 /// The cgroup directory meant by `--cgroup PATH` or `--unit NAME`.
 fn group_dir(args: &TopArgs) -> Result<Option<PathBuf>, String> {
-    const ROOTS: [&str; 4] = [
-        "/sys/fs/cgroup",
-        "/sys/fs/cgroup/memory",
-        "/sys/fs/cgroup/unified",
-        "/sys/fs/cgroup/systemd",
-    ];
-    if let Some(p) = &args.cgroup {
+    let roots: Vec<PathBuf> = CGROUP_ROOTS.iter().map(PathBuf::from).collect();
+    let systemd = Path::new("/run/systemd/system").is_dir();
+    group_dir_in(
+        args.cgroup.as_deref(),
+        args.unit.as_deref(),
+        &roots,
+        systemd,
+    )
+}
+
+/// [`group_dir`] with the hierarchies' roots and whether systemd runs given (tests).
+fn group_dir_in(
+    cgroup: Option<&Path>,
+    unit: Option<&str>,
+    roots: &[PathBuf],
+    systemd: bool,
+) -> Result<Option<PathBuf>, String> {
+    if let Some(p) = cgroup {
         if p.is_absolute() {
             return if p.join("cgroup.procs").is_file() {
-                Ok(Some(p.clone()))
+                Ok(Some(p.to_path_buf()))
             } else {
                 Err(format!(
                     "{} is not a cgroup (it has no cgroup.procs)",
@@ -193,9 +212,9 @@ fn group_dir(args: &TopArgs) -> Result<Option<PathBuf>, String> {
             };
         }
         let rel = p.strip_prefix("/").unwrap_or(p);
-        return ROOTS
+        return roots
             .iter()
-            .map(|r| Path::new(r).join(rel))
+            .map(|r| r.join(rel))
             .find(|d| d.join("cgroup.procs").is_file())
             .map(Some)
             .ok_or_else(|| {
@@ -205,21 +224,21 @@ fn group_dir(args: &TopArgs) -> Result<Option<PathBuf>, String> {
                 )
             });
     }
-    if let Some(u) = &args.unit {
+    if let Some(u) = unit {
         let unit = if u.contains('.') {
-            u.clone()
+            u.to_string()
         } else {
             format!("{u}.service")
         };
-        let found = ROOTS.iter().find_map(|r| {
+        let found = roots.iter().find_map(|r| {
             ["system.slice", "user.slice"]
                 .iter()
-                .map(|s| Path::new(r).join(s).join(&unit))
+                .map(|s| r.join(s).join(&unit))
                 .find(|d| d.join("cgroup.procs").is_file())
         });
         return match found {
             Some(d) => Ok(Some(d)),
-            None if !Path::new("/run/systemd/system").is_dir() => Err(format!(
+            None if !systemd => Err(format!(
                 "no cgroup for unit {unit}: systemd is not running here; give the cgroup with --cgroup PATH"
             )),
             None => Err(format!(
@@ -335,4 +354,58 @@ fn top(args: &TopArgs) -> Result<ExitCode, String> {
     out.write_plot(&summary)?;
     out.write_json(&summary)?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--unit NAME` finds the unit's cgroup under system.slice or user.slice of any
+    /// hierarchy (here a fake one), adds `.service` to a bare name, and says why when it
+    /// cannot.
+    #[test]
+    fn a_unit_is_found_by_its_cgroup() {
+        let root = std::env::temp_dir().join(format!("memlens-units-{}", std::process::id()));
+        let v1 = root.join("memory");
+        for d in [
+            root.join("system.slice/nginx.service"),
+            v1.join("user.slice/app.service"),
+        ] {
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("cgroup.procs"), "1\n").unwrap();
+        }
+        let roots = [root.clone(), v1.clone()];
+        let find = |u: &str, systemd| group_dir_in(None, Some(u), &roots, systemd);
+        assert_eq!(
+            find("nginx.service", true),
+            Ok(Some(root.join("system.slice/nginx.service")))
+        );
+        assert_eq!(
+            find("nginx", true),
+            Ok(Some(root.join("system.slice/nginx.service")))
+        );
+        assert_eq!(
+            find("app", false),
+            Ok(Some(v1.join("user.slice/app.service")))
+        );
+        assert_eq!(
+            find("db", true),
+            Err("no cgroup for unit db.service (looked for system.slice/db.service under /sys/fs/cgroup): is the unit running?".to_string())
+        );
+        assert_eq!(
+            find("db", false),
+            Err("no cgroup for unit db.service: systemd is not running here; give the cgroup with --cgroup PATH".to_string())
+        );
+        // --cgroup relative to a hierarchy's root.
+        assert_eq!(
+            group_dir_in(
+                Some(Path::new("system.slice/nginx.service")),
+                None,
+                &roots,
+                true
+            ),
+            Ok(Some(root.join("system.slice/nginx.service")))
+        );
+        std::fs::remove_dir_all(&root).ok();
+    }
 }
