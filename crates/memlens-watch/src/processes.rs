@@ -26,9 +26,13 @@ use std::path::{Path, PathBuf};
 pub const HISTORY_CAP: usize = 256;
 /// An exited process seen in fewer samples than this is forgotten (`ls`, a compiler...).
 pub const KEEP_EXITED_AFTER: u64 = 3;
-/// Samples in which a process the pattern leaves out is looked at again: a shell's fork
-/// takes the program's command line only when it execs.
-pub const RECHECK_NEW: u32 = 3;
+/// Samples skipped between two looks at a process the pattern leaves out: a fork takes
+/// its program's command line only when it execs, which may be long after it was first
+/// seen (and a process may exec another program at any time), so it is looked at again,
+/// at a quarter of the sampling rate, for as long as it lives.
+pub const RECHECK_SKIP: u32 = 3;
+/// Never looked at again while it lives: a kernel thread, a zombie.
+const NEVER: u32 = u32::MAX;
 /// Table samples for which a short-lived exited process is kept, waiting for a restart.
 pub const KEEP_SHORT_EXITED_FOR: u64 = 20;
 /// Exited processes kept for the report.
@@ -115,8 +119,8 @@ pub struct ProcessTable {
     /// pid -> index of the live process with that pid.
     live: HashMap<i32, usize>,
     /// Pids seen that the selection leaves out (or that have no memory: kernel threads),
-    /// with the number of samples in which they are looked at again (a fork matches
-    /// only once it has exec'd its program), then not read again while they live.
+    /// with the number of samples to skip before looking at them again ([`NEVER`]:
+    /// not while they live).
     ignored: HashMap<i32, u32>,
     selection: Selection,
     proc_root: PathBuf,
@@ -195,9 +199,12 @@ impl ProcessTable {
                 }
             }
             match self.ignored.get_mut(&pid) {
-                Some(0) => continue,
-                Some(n) => *n -= 1,
-                None => {}
+                Some(n) if *n == NEVER => continue,
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    continue;
+                }
+                _ => {}
             }
             match self.open(pid, &clock) {
                 Found::Tracked(i) => {
@@ -205,9 +212,8 @@ impl ProcessTable {
                     stats.new += 1;
                     stats.alive += 1;
                 }
-                Found::Ignored(again) => {
-                    let n = self.ignored.entry(pid).or_insert(again);
-                    *n = (*n).min(again);
+                Found::Ignored(skip) => {
+                    self.ignored.insert(pid, skip);
                 }
                 Found::NoFd => stats.no_fd += 1,
                 Found::Nothing => {}
@@ -244,7 +250,7 @@ impl ProcessTable {
             return Found::Nothing;
         };
         if st.flags & PF_KTHREAD != 0 {
-            return Found::Ignored(0);
+            return Found::Ignored(NEVER);
         }
         let cmdline = dir.cmdline();
         let label = if cmdline.is_empty() {
@@ -254,12 +260,12 @@ impl ProcessTable {
         };
         if let Some(p) = &self.selection.pattern {
             if !memlens_common::glob::glob_match(p.as_bytes(), label.as_bytes()) {
-                return Found::Ignored(RECHECK_NEW);
+                return Found::Ignored(RECHECK_SKIP);
             }
         }
         let Ok(m) = dir.statm(&mut self.buf) else {
             // A zombie, or exiting: nothing to follow.
-            return Found::Ignored(0);
+            return Found::Ignored(NEVER);
         };
         let t = clock();
         let mut history = History::new(HISTORY_CAP);
@@ -404,7 +410,7 @@ impl ProcessTable {
 
 enum Found {
     Tracked(usize),
-    /// Left out; looked at again in this many more samples.
+    /// Left out; the samples to skip before looking at it again (`NEVER`: not again).
     Ignored(u32),
     NoFd,
     Nothing,
