@@ -14,6 +14,7 @@
 
 use crate::replay::{AddrMap, Replay};
 use crate::site::Progress;
+use crate::site::ReportedEvents;
 use crate::suppressions::{
     gen_error_suppression, gen_suppression, LeakKind, SuppressionInfo, Suppressions,
 };
@@ -299,21 +300,10 @@ pub fn analyse_with_progress(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<LeakReport, crate::Error> {
     let md = r.metadata()?;
-    let chunks_total = r.event_chunk_count() as u64;
     let mut replay = Replay::new();
     let mut tracker = LeakTracker::default();
-    let mut events = r.events();
-    let mut reported = 0;
-    while let Some(ev) = events.next() {
+    for ev in ReportedEvents::new(r, 3, progress) {
         let ev = ev?;
-        if events.chunks_done() != reported {
-            reported = events.chunks_done();
-            progress(Progress {
-                pass: 3,
-                chunks_done: reported as u64,
-                chunks_total,
-            });
-        }
         tracker.before(&ev, &replay);
         replay.apply(&ev, &mut ());
     }

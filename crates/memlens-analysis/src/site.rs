@@ -4,7 +4,7 @@
 //! (`report`, `leaks`, `timeline`, `profile`) and the rules fed by them (`advice`) import
 //! these from here, not from each other.
 
-use memlens_trace::reader::{Metadata, TraceReader};
+use memlens_trace::reader::{Event, EventStream, Metadata, TraceError, TraceReader};
 use memlens_trace::AllocFunc;
 
 /// Progress of a pass over the events: event chunks consumed so far.
@@ -14,6 +14,45 @@ pub struct Progress {
     pub pass: u8,
     pub chunks_done: u64,
     pub chunks_total: u64,
+}
+
+/// A trace's events in time order, telling `progress` each time an event chunk has been
+/// consumed: the loop every pass over the events runs.
+pub struct ReportedEvents<'r, 'p> {
+    events: EventStream<'r>,
+    progress: &'p mut dyn FnMut(Progress),
+    pass: u8,
+    chunks_total: u64,
+    reported: usize,
+}
+
+impl<'r, 'p> ReportedEvents<'r, 'p> {
+    pub fn new(reader: &'r TraceReader, pass: u8, progress: &'p mut dyn FnMut(Progress)) -> Self {
+        ReportedEvents {
+            events: reader.events(),
+            progress,
+            pass,
+            chunks_total: reader.event_chunk_count() as u64,
+            reported: 0,
+        }
+    }
+}
+
+impl Iterator for ReportedEvents<'_, '_> {
+    type Item = Result<Event, TraceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let ev = self.events.next()?;
+        if ev.is_ok() && self.events.chunks_done() != self.reported {
+            self.reported = self.events.chunks_done();
+            (self.progress)(Progress {
+                pass: self.pass,
+                chunks_done: self.reported as u64,
+                chunks_total: self.chunks_total,
+            });
+        }
+        Some(ev)
+    }
 }
 
 /// Statistics of one allocation site (a stack and the allocating function).

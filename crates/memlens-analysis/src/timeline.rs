@@ -9,6 +9,7 @@
 //! the buckets.
 
 use crate::replay::{Block, HeapObserver, Release, Replay, SiteKey};
+use crate::site::ReportedEvents;
 use crate::site::{run_end_ns, Progress};
 use crate::window::{Window, WindowSpec};
 use crate::Error;
@@ -116,7 +117,6 @@ impl Timeline {
         let metadata = reader.metadata()?;
         let run_end = run_end_ns(reader, &metadata);
         let win = opts.window.resolve(run_end).map_err(Error::Window)?;
-        let chunks_total = reader.event_chunk_count() as u64;
         let buckets = opts.buckets.max(1);
 
         // Pass 1: the sites to follow.
@@ -124,7 +124,7 @@ impl Timeline {
             Some(f) => f.clone(),
             None => {
                 let mut obs = SiteLive::default();
-                replay_window(reader, win, 1, chunks_total, progress, &mut obs, &mut ())?;
+                replay_window(reader, win, 1, progress, &mut obs, &mut ())?;
                 let mut all: Vec<(SiteKey, u64)> =
                     obs.live.iter().map(|(k, v)| (*k, v.1)).collect();
                 all.retain(|s| s.1 > 0);
@@ -149,7 +149,7 @@ impl Timeline {
             rss: vec![None; buckets],
             series: vec![vec![0; buckets]; follow.len()],
         };
-        replay_window(reader, win, 2, chunks_total, progress, &mut obs, &mut fill)?;
+        replay_window(reader, win, 2, progress, &mut obs, &mut fill)?;
         let mut sites: Vec<SiteSeries> = follow
             .iter()
             .enumerate()
@@ -250,16 +250,13 @@ fn replay_window(
     reader: &TraceReader,
     win: Window,
     pass: u8,
-    chunks_total: u64,
     progress: &mut dyn FnMut(Progress),
     obs: &mut SiteLive,
     sink: &mut dyn Sink,
 ) -> Result<(), Error> {
     let mut replay = Replay::new();
-    let mut events = reader.events();
-    let mut reported = 0;
     let mut entered = false;
-    while let Some(ev) = events.next() {
+    for ev in ReportedEvents::new(reader, pass, progress) {
         let ev = ev?;
         let ts = ev.ts();
         if ts > win.to_ns {
@@ -278,14 +275,6 @@ fn replay_window(
             sink.after(obs, &replay, &ev);
         }
         obs.changed.clear();
-        if events.chunks_done() != reported {
-            reported = events.chunks_done();
-            progress(Progress {
-                pass,
-                chunks_done: reported as u64,
-                chunks_total,
-            });
-        }
     }
     if !entered {
         obs.in_window = true;

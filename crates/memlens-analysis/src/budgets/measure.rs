@@ -2,6 +2,7 @@
 //! components it belongs to and collects their figures and the no-allocation violations.
 
 use super::*;
+use crate::site::ReportedEvents;
 
 /// Leak figures of a component, from the exit scan.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -258,19 +259,8 @@ pub fn measure(
     let mut peaks = program::Peaks::prepare(reader, &md)?;
     type VKey = (ViolationKind, AllocFunc, u32, Option<SiteKey>);
     let mut violations: HashMap<VKey, Violation> = HashMap::new();
-    let chunks_total = reader.event_chunk_count() as u64;
-    let mut events = reader.events();
-    let mut reported = 0;
-    while let Some(ev) = events.next() {
+    for ev in ReportedEvents::new(reader, 1, progress) {
         let ev = ev?;
-        if events.chunks_done() != reported {
-            reported = events.chunks_done();
-            progress(Progress {
-                pass: 1,
-                chunks_done: reported as u64,
-                chunks_total,
-            });
-        }
         match ev {
             Event::Region {
                 thread, enter, id, ..

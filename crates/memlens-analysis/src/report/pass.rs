@@ -9,6 +9,7 @@ use crate::growth::{self, Floors};
 use crate::heap_rss::{glibc_chunk_size, RssPoint};
 use crate::leaks::LeakTracker;
 use crate::replay::{AddrHasher, Block, Counters, HeapObserver, Release, Replay, SiteKey};
+use crate::site::ReportedEvents;
 use crate::site::{Progress, Site, SiteStats};
 use crate::temporary::Temporary;
 use crate::window::Window;
@@ -394,7 +395,6 @@ pub(super) fn run(
     leaks: Option<bool>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Finished, Error> {
-    let chunks_total = reader.event_chunk_count() as u64;
     // Growth looks at the part of the window where the program allocated or freed:
     // start-up and the exit scan would only dilute its intervals.
     let (grow_from, grow_to) = match reader.heap_event_span() {
@@ -441,22 +441,12 @@ pub(super) fn run(
         window_last_rss: None,
         last_ts: 0,
     };
-    let mut events = reader.events();
-    let mut reported = 0;
-    while let Some(ev) = events.next() {
+    for ev in ReportedEvents::new(reader, 1, progress) {
         let ev = ev?;
         if !to_end && ev.ts() > win.to_ns {
             break;
         }
         pass.feed(&ev);
-        if events.chunks_done() != reported {
-            reported = events.chunks_done();
-            progress(Progress {
-                pass: 1,
-                chunks_done: reported as u64,
-                chunks_total,
-            });
-        }
     }
     if !pass.entered {
         pass.enter();
