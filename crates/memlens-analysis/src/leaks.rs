@@ -302,7 +302,7 @@ pub fn analyse_with_progress(
     let md = r.metadata()?;
     let mut replay = Replay::new();
     let mut tracker = LeakTracker::default();
-    for ev in ReportedEvents::new(r, 3, progress) {
+    for ev in ReportedEvents::new(r, &md, 3, progress) {
         let ev = ev?;
         tracker.before(&ev, &replay);
         replay.apply(&ev, &mut ());
@@ -677,7 +677,8 @@ pub fn suppression_frames(
         module: None,
     }];
     let raw = md.stacks.get(&stack).cloned().unwrap_or_default();
-    for r in raw {
+    // The frames a person sees (in a Python stack, without the interpreter's own).
+    for r in sym.shown(&raw).into_owned() {
         let path = md.modules.get(&r.module).map(|m| m.path.clone());
         for f in sym.frame(r) {
             // An unresolved frame has no function (`???` to suppressions).

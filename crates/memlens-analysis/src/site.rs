@@ -24,18 +24,39 @@ pub struct ReportedEvents<'r, 'p> {
     pass: u8,
     chunks_total: u64,
     reported: usize,
+    /// Events after this time are not the run's (see [`work_done_ns`]).
+    until: u64,
 }
 
 impl<'r, 'p> ReportedEvents<'r, 'p> {
-    pub fn new(reader: &'r TraceReader, pass: u8, progress: &'p mut dyn FnMut(Progress)) -> Self {
+    /// The events of the run (up to [`work_done_ns`] for a Python program).
+    pub fn new(
+        reader: &'r TraceReader,
+        metadata: &Metadata,
+        pass: u8,
+        progress: &'p mut dyn FnMut(Progress),
+    ) -> Self {
         ReportedEvents {
             events: reader.events(),
             progress,
             pass,
             chunks_total: reader.event_chunk_count() as u64,
             reported: 0,
+            until: work_done_ns(metadata).unwrap_or(u64::MAX),
         }
     }
+}
+
+/// When a Python program's work was done (its interpreter began finalizing), if the
+/// trace says so. The run is analysed up to there: what the interpreter does while
+/// tearing itself down (freeing module globals, its own start-up blocks) is not the
+/// program's, and the leak check ran at that moment.
+pub fn work_done_ns(metadata: &Metadata) -> Option<u64> {
+    metadata
+        .notices
+        .iter()
+        .find(|n| n.kind == memlens_trace::NoticeKind::PythonWorkDone)
+        .map(|n| n.ts)
 }
 
 impl Iterator for ReportedEvents<'_, '_> {
@@ -43,6 +64,9 @@ impl Iterator for ReportedEvents<'_, '_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let ev = self.events.next()?;
+        if ev.as_ref().is_ok_and(|e| e.ts() > self.until) {
+            return None;
+        }
         if ev.is_ok() && self.events.chunks_done() != self.reported {
             self.reported = self.events.chunks_done();
             (self.progress)(Progress {
@@ -82,7 +106,8 @@ pub struct Site {
 
 /// The end of the run: the end record's time, or the last event's.
 pub fn run_end_ns(reader: &TraceReader, metadata: &Metadata) -> u64 {
-    metadata
+    let end = metadata
         .end
-        .map_or_else(|| reader.last_event_ts(), |e| e.ts)
+        .map_or_else(|| reader.last_event_ts(), |e| e.ts);
+    work_done_ns(metadata).map_or(end, |t| t.min(end))
 }

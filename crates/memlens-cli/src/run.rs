@@ -68,7 +68,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub leak: crate::leaks::LeakOptions,
     /// Interior-pointer heuristics that make a block reachable: all, none, or a list of
-    /// stdstring, length64, newarray, multipleinheritance (memcheck's option).
+    /// stdstring, length64, newarray, multipleinheritance (memcheck's option), pyobject
+    /// (memlens's, for CPython: a reference to an object after its 16-byte GC header).
     #[arg(long, value_name = "SET", default_value = "all", value_parser = parse_heuristics)]
     pub leak_check_heuristics: u32,
     /// Exit with N instead of the program's status when there were errors: heap errors,
@@ -80,6 +81,18 @@ pub struct RunArgs {
     /// first freed (costs time).
     #[arg(long)]
     pub free_stacks: bool,
+    /// CPython: the allocator of Python's objects. malloc (the default) sets
+    /// PYTHONMALLOC=malloc, so every Python object is one recorded block with its Python
+    /// line (the program runs a little slower, as without pymalloc's free lists);
+    /// pymalloc leaves Python's own allocator, whose objects of 512 bytes or less come
+    /// from its arenas and are not seen one by one. A PYTHONMALLOC already set is kept,
+    /// and python -E/-I ignore the environment (the summary says which was used).
+    #[arg(long, value_enum, value_name = "malloc|pymalloc", default_value_t = PythonAllocator::Malloc)]
+    pub python_allocator: PythonAllocator,
+    /// CPython 3.11-3.13: show the Python functions and lines in stacks, in place of the
+    /// interpreter's C frames (yes, the default), or record native stacks only (no).
+    #[arg(long, value_name = "yes|no", default_value = "yes", value_parser = crate::leaks::parse_yes_no, action = clap::ArgAction::Set)]
+    pub python_frames: bool,
     /// The program to run, then its arguments (put them after `--`).
     #[arg(
         trailing_var_arg = true,
@@ -87,6 +100,13 @@ pub struct RunArgs {
         value_name = "PROGRAM [ARGS]"
     )]
     pub command: Vec<OsString>,
+}
+
+/// `--python-allocator`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PythonAllocator {
+    Malloc,
+    Pymalloc,
 }
 
 /// Why a program cannot be recorded through LD_PRELOAD, if it cannot.
@@ -405,13 +425,13 @@ fn parse_heuristics(s: &str) -> Result<u32, String> {
     let mut bits = 0u32;
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part {
-            "all" => bits = 0b11110,
+            "all" => bits = 0b111110,
             "none" => bits = 0,
             name => match memlens_trace::Heuristic::ALL.iter().find(|h| h.name() == name) {
                 Some(h) => bits |= 1 << *h as u32,
                 None => {
                     return Err(format!(
-                        "unknown heuristic `{name}` (use stdstring, length64, newarray, multipleinheritance, all or none)"
+                        "unknown heuristic `{name}` (use stdstring, length64, newarray, multipleinheritance, pyobject, all or none)"
                     ))
                 }
             },
@@ -498,6 +518,15 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
         cmd.env(env::NO_FOLLOW, "1");
     } else {
         cmd.env_remove(env::NO_FOLLOW);
+    }
+    cmd.env(
+        env::PYTHON_FRAMES,
+        if args.python_frames { "1" } else { "0" },
+    );
+    if args.python_allocator == PythonAllocator::Malloc
+        && std::env::var_os("PYTHONMALLOC").is_none()
+    {
+        cmd.env("PYTHONMALLOC", "malloc");
     }
     let skip = args.trace_children_skip.join(",");
     if skip.is_empty() {

@@ -365,7 +365,7 @@ pub(super) fn warnings(metadata: &Metadata, totals: &Totals) -> Vec<String> {
             ));
         }
     }
-    warnings.extend(metadata.notices.iter().map(super::notice_sentence));
+    warnings.extend(metadata.notices.iter().filter_map(super::notice_sentence));
     if totals.reused_addresses > 0 {
         warnings.push(format!(
             "{} allocations returned an address that was still allocated (a release was not recorded); the old blocks were counted as freed",

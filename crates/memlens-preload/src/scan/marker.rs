@@ -151,6 +151,10 @@ pub(super) struct Marker<'a> {
     /// (never faulting); heap blocks, in anonymous memory, are read directly.
     pub(super) mem: &'a mut dyn Reader,
     pub(super) buf: Vec<u64>,
+    /// CPython's `PyType_Type` (0 in other processes): the pyobject heuristic's anchor.
+    pub(super) py_type_type: u64,
+    /// Addresses found to be Python types, sorted.
+    pub(super) py_types: Vec<u64>,
 }
 
 impl Marker<'_> {
@@ -180,6 +184,29 @@ impl Marker<'_> {
             .any(|&pc| self.map_of(pc).is_some_and(|t| t.exec && t.file))
     }
 
+    /// Whether `t` is a Python type: following `ob_type` (at +8) from it reaches
+    /// `PyType_Type` within a few steps (a class, its metaclass, `type`).
+    pub(super) fn is_python_type(&mut self, t: u64) -> bool {
+        let mut cur = t;
+        for _ in 0..4 {
+            if cur == self.py_type_type || self.py_types.binary_search(&cur).is_ok() {
+                if let Err(i) = self.py_types.binary_search(&t) {
+                    self.py_types.insert(i, t);
+                }
+                return true;
+            }
+            if cur < 4096 || !cur.is_multiple_of(8) || self.map_of(cur).is_none() {
+                return false;
+            }
+            let mut next = [0u64; 1];
+            if self.mem.read(cur + 8, &mut next) != 1 {
+                return false;
+            }
+            cur = next[0];
+        }
+        false
+    }
+
     pub(super) fn word(&self, b: usize, off: u64) -> Option<u64> {
         let (start, meta) = self.heap.blocks[b];
         if !self.heap.readable[b] || off + 8 > size_of(meta) {
@@ -193,7 +220,8 @@ impl Marker<'_> {
     pub(super) fn heuristic(&mut self, w: u64, b: usize) -> Option<Heuristic> {
         let (start, meta) = self.heap.blocks[b];
         let size = size_of(meta);
-        let on = |h: Heuristic| self.heuristics & (1 << h as u32) != 0;
+        let heuristics = self.heuristics;
+        let on = |h: Heuristic| heuristics & (1 << h as u32) != 0;
         if on(Heuristic::StdString) && w == start + 24 {
             if let (Some(len), Some(cap)) = (self.word(b, 0), self.word(b, 8)) {
                 if size == cap.wrapping_add(25) && len <= cap {
@@ -213,6 +241,38 @@ impl Marker<'_> {
                 if let Some(n) = self.word(b, 0) {
                     if n > 0 && size >= 8 && (size - 8).is_multiple_of(n) {
                         return Some(Heuristic::NewArray);
+                    }
+                }
+            }
+        }
+        if on(Heuristic::PyObject) && self.py_type_type != 0 {
+            // An object after its garbage collector header (16 bytes), and after the
+            // two words before it that an instance with a managed __dict__ has (3.11+).
+            let off = w - start;
+            if (off == 16 || off == 32) && size >= off + 16 {
+                if let Some(t) = self.word(b, off + 8) {
+                    if self.is_python_type(t) {
+                        return Some(Heuristic::PyObject);
+                    }
+                }
+            }
+            // A dict's values array (3.11, 3.12), after a prefix whose last byte says its
+            // size (how CPython finds the block's start to free it); 3.12 stores the
+            // pointer less one (its low bit tags values apart from a dict).
+            let real = if off % 8 == 7 { off + 1 } else { off };
+            if real.is_multiple_of(8) && (8..=64).contains(&real) && real < size {
+                if let Some(prefix) = self.word(b, real - 8) {
+                    if prefix >> 56 == real {
+                        return Some(Heuristic::PyObject);
+                    }
+                }
+            }
+            // Into the contents of an object that starts the block (the characters of a
+            // str or bytes, which C code keeps as char *): a reference count, then a type.
+            if off >= 16 {
+                if let (Some(refs), Some(t)) = (self.word(b, 0), self.word(b, 8)) {
+                    if refs != 0 && self.is_python_type(t) {
+                        return Some(Heuristic::PyObject);
                     }
                 }
             }
@@ -400,6 +460,8 @@ pub(super) fn mark(
         heuristics,
         mem,
         buf: alloc::vec![0u64; 8192],
+        py_type_type: crate::python::type_type(),
+        py_types: Vec::new(),
     };
     for (id, &(lo, hi)) in ranges.iter().enumerate() {
         mk.scan_range(lo, hi, (id as u32).min(0x7fff));
