@@ -427,7 +427,11 @@ fn parse_heuristics(s: &str) -> Result<u32, String> {
         match part {
             "all" => bits = 0b111110,
             "none" => bits = 0,
-            name => match memlens_trace::Heuristic::ALL.iter().find(|h| h.name() == name) {
+            name => match memlens_trace::Heuristic::ALL
+                .iter()
+                .filter(|&&h| h != memlens_trace::Heuristic::PyCycle)
+                .find(|h| h.name() == name)
+            {
                 Some(h) => bits |= 1 << *h as u32,
                 None => {
                     return Err(format!(

@@ -347,15 +347,20 @@ pub enum Heuristic {
     /// Python type (the object after a garbage collector header, where every reference to
     /// a container object points). Only in a process whose Python frames are read.
     PyObject = 5,
+    /// Not an interior-pointer heuristic but what the pyobject one finds too: CPython
+    /// objects reachable only through the cycle collector's lists (garbage in reference
+    /// cycles, freed whenever the collector runs; never if it is off), and what they hold.
+    PyCycle = 6,
 }
 
 impl Heuristic {
-    pub const ALL: [Heuristic; 5] = [
+    pub const ALL: [Heuristic; 6] = [
         Heuristic::StdString,
         Heuristic::Length64,
         Heuristic::NewArray,
         Heuristic::MultipleInheritance,
         Heuristic::PyObject,
+        Heuristic::PyCycle,
     ];
     pub fn from_u8(v: u8) -> Option<Self> {
         Self::ALL.get((v as usize).wrapping_sub(1)).copied()
@@ -368,6 +373,7 @@ impl Heuristic {
             Heuristic::NewArray => "newarray",
             Heuristic::MultipleInheritance => "multipleinheritance",
             Heuristic::PyObject => "pyobject",
+            Heuristic::PyCycle => "pycycle",
         }
     }
 }

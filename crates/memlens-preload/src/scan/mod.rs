@@ -163,6 +163,9 @@ fn scan_and_write(
     let mut mem = SelfMemory::new();
     let mut m = read_mappings(&mut mem);
     leave_out_unreadable_and_mmapped(&mut heap, &m.maps, &mut m.excl);
+    if flags & 2 != 0 {
+        crate::python::dead_frame_stacks(&mut m.excl);
+    }
     let (roots, reg_roots) = find_roots(ctx, parked, unstoppable, &mut m, &mut mem);
 
     // Mark.
