@@ -169,7 +169,10 @@ impl Report {
         let totals = sections::totals(&f, &metadata);
         let (by_allocations, by_bytes, site_count) = sections::hotspots(&f, top);
         let (growing, judged) = sections::growing(&f, opts);
-        let advice = sections::advice(&f, &growing, top);
+        let mut advice = sections::advice(&f, &growing, top);
+        if PythonInfo::of(&metadata).is_some() {
+            sections::python_advice(&mut advice, &metadata, leaks.as_ref(), top);
+        }
         Ok(Report {
             path: reader.path().to_path_buf(),
             header: reader.header().clone(),

@@ -26,6 +26,9 @@ pub struct ReportedEvents<'r, 'p> {
     reported: usize,
     /// Events after this time are not the run's (see [`work_done_ns`]).
     until: u64,
+    /// A Python program's stacks that show the same frames, mapped to one id (see
+    /// [`crate::python::canonical_stacks`]): every pass sees them as one site.
+    canonical: Option<std::collections::HashMap<u32, u32>>,
 }
 
 impl<'r, 'p> ReportedEvents<'r, 'p> {
@@ -43,6 +46,7 @@ impl<'r, 'p> ReportedEvents<'r, 'p> {
             chunks_total: reader.event_chunk_count() as u64,
             reported: 0,
             until: work_done_ns(metadata).unwrap_or(u64::MAX),
+            canonical: crate::python::canonical_stacks(metadata).filter(|m| !m.is_empty()),
         }
     }
 }
@@ -67,6 +71,22 @@ impl Iterator for ReportedEvents<'_, '_> {
         if ev.as_ref().is_ok_and(|e| e.ts() > self.until) {
             return None;
         }
+        let ev = match (&self.canonical, ev) {
+            (Some(map), Ok(mut e)) => {
+                if let Event::Alloc { stack, .. }
+                | Event::Free { stack, .. }
+                | Event::Realloc { stack, .. }
+                | Event::HeapError { stack, .. }
+                | Event::Assert { stack, .. } = &mut e
+                {
+                    if let Some(&c) = map.get(stack) {
+                        *stack = c;
+                    }
+                }
+                Ok(e)
+            }
+            (_, ev) => ev,
+        };
         if ev.is_ok() && self.events.chunks_done() != self.reported {
             self.reported = self.events.chunks_done();
             (self.progress)(Progress {

@@ -184,42 +184,13 @@ impl Symbolizer {
     pub fn for_trace(metadata: &memlens_trace::reader::Metadata) -> Self {
         let mut s = Symbolizer::new(&metadata.modules);
         s.py_codes = metadata.py_codes.clone();
-        let interpreter: Vec<&str> = metadata
-            .notices
-            .iter()
-            .filter(|n| n.kind == memlens_trace::NoticeKind::PythonFrames)
-            .map(|n| n.module.as_str())
-            .collect();
-        // The interpreter's library (libpython3.X.so) and the executable that runs it.
-        let exe = metadata.modules.values().min_by_key(|m| m.id).map(|m| m.id);
-        s.interpreter = metadata
-            .modules
-            .values()
-            .filter(|m| {
-                interpreter.contains(&m.path.as_str())
-                    || (!interpreter.is_empty() && Some(m.id) == exe)
-            })
-            .map(|m| m.id)
-            .collect();
+        s.interpreter = crate::python::interpreter_modules(metadata);
         s
     }
 
-    /// The frames of a stack that are shown. In a stack with Python frames, the
-    /// interpreter's own native frames (its evaluation loop, object allocator, start-up)
-    /// are left out, and so is everything below the outermost Python frame: what remains
-    /// is the Python code and the native code it called (C extensions, libraries).
-    /// Other stacks are shown whole.
+    /// The frames of a stack that are shown ([`crate::python::shown_frames`]).
     pub fn shown<'r>(&self, raw: &'r [RawFrame]) -> std::borrow::Cow<'r, [RawFrame]> {
-        let Some(outermost) = raw.iter().rposition(|f| f.python().is_some()) else {
-            return std::borrow::Cow::Borrowed(raw);
-        };
-        std::borrow::Cow::Owned(
-            raw[..=outermost]
-                .iter()
-                .copied()
-                .filter(|f| !self.interpreter.contains(&f.module))
-                .collect(),
-        )
+        crate::python::shown_frames(raw, &self.interpreter)
     }
 
     /// Why some frames could not be symbolized (one sentence each, each said once).
