@@ -1,6 +1,6 @@
 """An unbounded module-level cache: every request's encoded response is kept forever.
 
-memlens must find the growing site with the Python line that allocates it (MARK: cache-add).
+memlens must find the growing site with the Python line that allocates it.
 Usage: cache_growth.py [ROUNDS]"""
 import sys
 import time
@@ -23,10 +23,10 @@ def main(rounds):
     request_id = 0
     while time.monotonic() < deadline:
         for _ in range(200):
-            handle_request(request_id)
+            handle_request(request_id)  # MARK: call
             request_id += 1
         time.sleep(0.001)
     print(len(_cache) > 0)
 
 
-main(int(sys.argv[1]) if len(sys.argv) > 1 else 40)
+main(int(sys.argv[1]) if len(sys.argv) > 1 else 40)  # MARK: main

@@ -2,7 +2,7 @@
 
 Each Session refers to itself through its handler, so dropping the last outside reference
 leaves it alive until the cycle collector runs. memlens must say where the buffers were
-allocated (MARK: buffer) and that a reference cycle holds them."""
+allocated and that a reference cycle holds them."""
 import gc
 
 gc.disable()

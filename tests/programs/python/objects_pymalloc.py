@@ -1,5 +1,5 @@
 """A history of small records (dicts of 3 fields) that only grows: every object is under
-pymalloc's 512 bytes. With PYTHONMALLOC=malloc every record is seen (MARK: record)."""
+pymalloc's 512 bytes. With PYTHONMALLOC=malloc every record is seen."""
 import sys
 import time
 
