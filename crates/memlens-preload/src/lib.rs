@@ -36,6 +36,7 @@ mod modules;
 mod output;
 mod own_memory;
 mod private_alloc;
+mod sample;
 mod scan;
 mod self_mem;
 mod signals;
