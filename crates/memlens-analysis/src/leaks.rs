@@ -228,6 +228,9 @@ pub struct LeakReport {
     /// Sorted like memcheck's: ascending total size.
     pub records: Vec<LossRecord>,
     pub errors: Vec<HeapError>,
+    /// The trace's sampling interval (0: every block recorded). A sampled trace has no
+    /// scan (the recorder knows only the sampled blocks).
+    pub sample_interval: u64,
 }
 
 /// The exit scan's records: what the scan was, its roots by id, its blocks.
@@ -300,7 +303,7 @@ pub fn analyse_with_progress(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<LeakReport, crate::Error> {
     let md = r.metadata()?;
-    let mut replay = Replay::new();
+    let mut replay = Replay::for_trace(r);
     let mut tracker = LeakTracker::default();
     for ev in ReportedEvents::new(r, 3, progress) {
         let ev = ev?;
@@ -422,6 +425,7 @@ impl LeakTracker {
                 summary: Summary::default(),
                 records: Vec::new(),
                 errors,
+                sample_interval: r.header().sample_interval,
             });
         }
 
@@ -559,6 +563,7 @@ impl LeakTracker {
             summary,
             records,
             errors,
+            sample_interval: r.header().sample_interval,
         })
     }
 }

@@ -43,6 +43,7 @@ pub mod leaks;
 pub mod profile;
 pub mod replay;
 pub mod report;
+pub mod sampling;
 pub mod site;
 pub mod suppressions;
 pub mod symbolize;
