@@ -11,6 +11,7 @@ mod leaks;
 mod plot;
 mod png;
 mod pprof;
+mod pprof_every;
 mod present;
 mod profile;
 mod report;
