@@ -156,6 +156,15 @@ impl Replay {
         Self::sampled(reader.header().sample_interval)
     }
 
+    /// The bytes and blocks a block of `size` bytes allocated at `addr` at time `ts`
+    /// stands for: itself, or in a sampled trace its weight (the same in every pass).
+    pub fn weigh(&self, addr: u64, ts: u64, size: u64) -> (u64, u64) {
+        if self.sample_interval == 0 {
+            return (size, 1);
+        }
+        crate::sampling::weight(size, self.sample_interval, addr ^ ts.rotate_left(32))
+    }
+
     /// Bytes currently live.
     pub fn live_bytes(&self) -> u64 {
         self.live_bytes
@@ -178,11 +187,7 @@ impl Replay {
 
     fn add(&mut self, addr: u64, mut block: Block, obs: &mut impl HeapObserver) {
         use std::collections::hash_map::Entry;
-        if self.sample_interval != 0 {
-            let salt = addr ^ block.ts.rotate_left(32);
-            (block.size, block.count) =
-                crate::sampling::weight(block.size, self.sample_interval, salt);
-        }
+        (block.size, block.count) = self.weigh(addr, block.ts, block.size);
         self.counters.allocations += block.count;
         self.live_count += block.count;
         self.counters.bytes_allocated = self.counters.bytes_allocated.saturating_add(block.size);
@@ -265,8 +270,8 @@ impl Replay {
                 stack,
             } => {
                 // In a sampled trace, a realloc stands for as many as its new block.
-                self.counters.reallocs += if self.sample_interval != 0 && new != 0 {
-                    crate::sampling::weight(size, self.sample_interval, new ^ ts.rotate_left(32)).1
+                self.counters.reallocs += if new != 0 {
+                    self.weigh(new, ts, size).1
                 } else {
                     1
                 };
