@@ -128,6 +128,54 @@ fn estimates_fall_within_the_sampling_error() {
     );
 }
 
+/// The peak, the exports and the flame graph work from the samples: site_c's 64 MiB
+/// (the heap at its peak is site_c's blocks and site_d's buffer of at most 512 KiB).
+#[test]
+fn peak_exports_and_flame_graphs_are_estimates() {
+    let r = sampled_run(&[], &[]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let trace = r.only_trace();
+    let rse_c = relative_error(MIB, 64, T);
+    let rep = report(&trace);
+    // The 512 KiB of site_d's buffer, and the noise of the small blocks freed around the
+    // peak (a sampled 64-byte block weighs T): a few T above site_c's estimate at most.
+    let peak = rep["totals"]["peak_heap_bytes"].as_u64().unwrap();
+    let c = sum(&site(&rep, "site_c"), "live_bytes");
+    assert!(peak >= c && peak <= c + 4 * T, "peak {peak}, site_c {c}");
+    assert_close("peak", peak, 64 * MIB, rse_c, 4.0);
+
+    let o = Command::new(memlens())
+        .args(["export", "--format", "json"])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["trace"]["sampling"]["interval_bytes"], T);
+    let exit: u64 = v["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["stack"][0]["function"] == "site_c")
+        .map(|s| s["exit_bytes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(exit, c, "export and report agree on site_c");
+    assert_eq!(v["totals"]["leaked_bytes"], Value::Null, "no leak kinds");
+
+    let svg = r.dir.join("flame.svg");
+    let o = Command::new(memlens())
+        .args(["flamegraph", "--metric", "allocated", "-o"])
+        .arg(&svg)
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    for f in ["site_a", "site_b", "site_c", "site_d"] {
+        assert!(svg.contains(f), "{f} not in the flame graph");
+    }
+}
+
 #[test]
 fn reports_say_the_figures_are_estimates() {
     let r = sampled_run(&[], &[]);
