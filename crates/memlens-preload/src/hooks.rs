@@ -206,7 +206,7 @@ unsafe fn realloc_sampled(
     size: usize,
     c: Caller,
 ) -> *mut c_void {
-    let was = if old.is_null() {
+    let was = if old.is_null() || !live::may_hold(old as u64) {
         None
     } else {
         match live::remove(old as u64) {
@@ -360,15 +360,12 @@ unsafe fn release(func: AllocFunc, p: *mut c_void, c: Caller) {
 /// `p` is a block glibc handed out and the program has not released.
 #[inline(always)]
 unsafe fn release_sampled(func: AllocFunc, p: *mut c_void, c: Caller) {
-    // glibc's free reads the chunk header (the word before the block), usually a cache
-    // miss: asked for now, it overlaps the table's lookup instead of following it.
-    // SAFETY: a prefetch cannot fault, whatever `p` is.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch(
-            (p as *const i8).wrapping_sub(8),
-            core::arch::x86_64::_MM_HINT_T0,
-        )
-    };
+    // Most releases are of unsampled blocks, in shards that hold no sampled block: no
+    // lock for them.
+    if !live::may_hold(p as u64) {
+        __libc_free(p);
+        return;
+    }
     match live::remove(p as u64) {
         Removed::Block(m) => {
             if m.func().family() != func.family() {

@@ -358,6 +358,10 @@ extern "C" fn memlens_init() {
     // A sampled run knows only the sampled blocks: no scan (see `sample.rs`).
     scan::ENABLED.store(cfg.leak_check && cfg.sample_bytes == 0, Ordering::Relaxed);
     crate::sample::SEED.store(cfg.sample_seed, Ordering::Relaxed);
+    if cfg.sample_bytes != 0 {
+        // Releases of unsampled blocks learn without a lock that the table has none.
+        crate::live::start_filter();
+    }
     crate::sample::INTERVAL.store(cfg.sample_bytes, Ordering::Relaxed);
     thread::FLUSH_INTERVAL_NS.store(cfg.flush_interval_ns, Ordering::Relaxed);
     scan::HEURISTICS.store(cfg.heuristics, Ordering::Relaxed);
