@@ -625,9 +625,15 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
                 }
             }
             if let Some(b) = &budgets {
-                let leaked = view.as_ref().map(|v| {
-                    v.report.summary.definitely_lost.bytes + v.report.summary.indirectly_lost.bytes
-                });
+                // A sampled trace has no leak kinds: --max-leaked then judges the estimate
+                // of what was not freed at exit.
+                let leaked = view
+                    .as_ref()
+                    .filter(|v| v.report.sample_interval == 0)
+                    .map(|v| {
+                        v.report.summary.definitely_lost.bytes
+                            + v.report.summary.indirectly_lost.bytes
+                    });
                 failed |= budget_gate(&report, b, leaked);
                 match &b.file {
                     Some(g) => failed |= g.gate(t, &suppressions, quiet),

@@ -357,6 +357,43 @@ fn pprof_every_writes_profiles_go_tool_pprof_reads() {
     );
 }
 
+/// `memlens check --sample`: the budgets judge estimates, and --max-leaked, without leak
+/// kinds, the estimate of what was not freed at exit (site_c's 64 MiB).
+#[test]
+fn check_judges_estimates() {
+    let prog = program();
+    let check = |limit: &str| {
+        let dir = scratch("sample-check");
+        Command::new(memlens())
+            .args([
+                "check",
+                "-q",
+                "--sample",
+                "512K",
+                "--max-leaked",
+                limit,
+                "-o",
+            ])
+            .arg(dir.join("%n.%p.trace"))
+            .arg("--")
+            .arg(&prog)
+            .env("MEMLENS_SAMPLE_SEED", "7")
+            .output()
+            .unwrap()
+    };
+    let pass = check("200MiB");
+    assert_eq!(
+        pass.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&pass.stderr)
+    );
+    let fail = check("16MiB");
+    let err = String::from_utf8_lossy(&fail.stderr);
+    assert_eq!(fail.status.code(), Some(1), "{err}");
+    assert!(err.contains("exceeds --max-leaked 16.00 MiB"), "{err}");
+}
+
 #[test]
 fn bad_values_are_refused_with_a_sentence() {
     let prog = program();
