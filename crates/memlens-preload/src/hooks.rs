@@ -53,7 +53,7 @@ fn allocated(func: AllocFunc, p: *mut c_void, size: u64, c: Caller) {
     }
     // Sampling: a block the sampler does not pick (or one allocated on the recorder's
     // behalf) is neither recorded nor entered in the table.
-    if sample::on() && (crate::tls::busy() || !sample::take(size)) {
+    if sample::on() && !sample::take(size) {
         return;
     }
     live::prefetch(p as u64);
@@ -232,7 +232,7 @@ unsafe fn realloc_sampled(
         }
         return __libc_realloc(old, 0);
     }
-    let sampled = !crate::tls::busy() && sample::take(size as u64);
+    let sampled = sample::take(size as u64);
     if recorded && !sampled {
         // Its release is recorded before glibc may hand the address to another thread.
         // Should the realloc fail, the old block simply stays unsampled from here on.

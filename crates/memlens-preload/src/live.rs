@@ -176,6 +176,9 @@ static TABLE: [Shard; SHARDS] = [const {
 /// some sampled block, and its count alone would rarely answer no.
 const FILTER: usize = 4096;
 static FILTER_COUNTS: [AtomicU32; FILTER] = [const { AtomicU32::new(0) }; FILTER];
+/// Counts added for good by queued insertions (see `queue`), for the tests' invariant:
+/// the counts sum to the table's blocks plus these.
+static PINNED: AtomicU32 = AtomicU32::new(0);
 /// Set by [`start_filter`]: every insertion and removal then updates the counts.
 static FILTERING: AtomicBool = AtomicBool::new(false);
 
@@ -285,15 +288,13 @@ pub fn start_filter() {
 /// allocated, or that the program handed it through its own synchronization after the
 /// allocation), `false` is exact: the insertion (and its count) happened before this
 /// load, and the count cannot drop to 0 while the block is in the table. With sampling
-/// the table holds few blocks, so most releases of unsampled blocks end here. A hook
-/// re-entered (from a signal handler) during this thread's own table operation may have
-/// queued the block's insertion: then the answer is true, and the release queues behind
-/// it. Always true until [`start_filter`].
+/// the table holds few blocks, so most releases of unsampled blocks end here. An
+/// insertion queued by a hook re-entered from a signal handler (`queue`) is counted when
+/// it is queued, so its release takes the locked path and queues behind it. Always true
+/// until [`start_filter`].
 #[inline(always)]
 pub fn may_hold(addr: u64) -> bool {
-    !FILTERING.load(Ordering::Relaxed)
-        || filter_slot(addr).load(Ordering::Relaxed) != 0
-        || tls::here().live_shard() != 0
+    !FILTERING.load(Ordering::Relaxed) || filter_slot(addr).load(Ordering::Relaxed) != 0
 }
 
 /// What a release found.
@@ -367,6 +368,14 @@ fn run(op: Op) -> Removed {
 }
 
 fn queue(t: tls::Here, op: Op) -> Removed {
+    if let (Op::Insert(a, _), true) = (&op, FILTERING.load(Ordering::Relaxed)) {
+        // The block is not in the table yet, but its address may be released (and
+        // `may_hold` asked) before the queue is applied: count it now, for good (its
+        // insertion and removal will count it and uncount it once more; this count only
+        // ever sends releases of that hash to the locked path).
+        filter_slot(*a).fetch_add(1, Ordering::Relaxed);
+        PINNED.fetch_add(1, Ordering::Relaxed);
+    }
     let count = t.pending_count();
     let n = count.load(Ordering::Relaxed) as usize;
     if n < tls::PENDING {
@@ -678,8 +687,9 @@ mod tests {
             .sum();
         let mut blocks = 0u64;
         for_each(|_, _| blocks += 1);
+        let pinned = u64::from(PINNED.load(Ordering::Relaxed));
         unlock_all();
-        assert_eq!(counted, blocks);
+        assert_eq!(counted, blocks + pinned);
         for k in (1..n).step_by(2) {
             let a = lo + (k << 8);
             assert!(may_hold(a));
@@ -689,6 +699,32 @@ mod tests {
         // unless another test's block hashes alike, so only the converse is certain.
         let a = 0x3800_0000_0000u64;
         assert!(matches!(remove(a), Removed::NotABlock));
+    }
+
+    /// An insertion queued by a hook re-entered during this thread's own table operation
+    /// (simulated: the shard is held, the thread marked inside an operation) is counted
+    /// at once, so `may_hold` sends its release to the locked path, which finds it once
+    /// the queue is applied.
+    #[test]
+    fn a_queued_insertion_is_counted_at_once() {
+        start_filter();
+        let a = 0x3900_0000_0000u64;
+        let shard = &TABLE[shard_of(a)];
+        while shard
+            .lock
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {}
+        let t = tls::here();
+        t.set_live_shard(shard_of(a) as i32 + 1);
+        insert(a, Meta::new(8, AllocFunc::Malloc, false));
+        assert_eq!(t.pending_count().load(Ordering::Relaxed), 1, "queued");
+        assert!(may_hold(a));
+        t.set_live_shard(0);
+        shard.lock.store(false, Ordering::Release);
+        drain(t);
+        assert!(may_hold(a));
+        assert!(matches!(remove(a), Removed::Block(_)));
     }
 
     #[test]

@@ -82,10 +82,14 @@ fn seed(t: tls::Here) -> u64 {
 }
 
 /// An allocation of `size` bytes by the calling thread: is it sampled? Advances the
-/// thread's countdown. Only called when [`on`].
+/// thread's countdown. Never for an allocation made inside the recorder (the thread is
+/// busy): those are not the program's. Only called when [`on`].
 #[inline(always)]
 pub fn take(size: u64) -> bool {
     let t = tls::here();
+    if t.busy() {
+        return false;
+    }
     let left = t.sample_left() - size.min(i64::MAX as u64 / 4) as i64;
     if left > 0 && t.sample_rng() != 0 {
         t.set_sample_left(left);
