@@ -1,5 +1,6 @@
 /* spawn FD PROG [ARGS...]: run a command, then print
- * "<wall seconds> <max RSS KiB> exit|signal <N>" to file descriptor FD.
+ * "<wall seconds> <max RSS KiB> exit|signal <N> <CPU seconds>" to file descriptor FD
+ * (CPU: user + system time of the waited-for tree).
  *
  * Used by bench/run instead of forking the workload from Python: on Linux, exec records
  * the pre-exec memory of the forked process into the child's peak RSS, so a child forked
@@ -45,8 +46,10 @@ int main(int argc, char **argv) {
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double wall = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
-    fprintf(res, "%.6f %ld %s %d\n", wall, ru.ru_maxrss, WIFEXITED(status) ? "exit" : "signal",
-            WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    double cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec +
+                 ru.ru_stime.tv_usec / 1e6;
+    fprintf(res, "%.6f %ld %s %d %.6f\n", wall, ru.ru_maxrss, WIFEXITED(status) ? "exit" : "signal",
+            WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), cpu);
     fclose(res);
     return 0;
 }

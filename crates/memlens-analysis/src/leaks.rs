@@ -231,6 +231,9 @@ pub struct LeakReport {
     /// CPython: per allocation site, the blocks that were garbage in reference cycles
     /// (reachable only through the cycle collector, heuristic pycycle), largest first.
     pub python_cycles: Vec<(AllocFunc, u32, Amount)>,
+    /// The trace's sampling interval (0: every block recorded). A sampled trace has no
+    /// scan (the recorder knows only the sampled blocks).
+    pub sample_interval: u64,
 }
 
 /// The exit scan's records: what the scan was, its roots by id, its blocks.
@@ -303,7 +306,7 @@ pub fn analyse_with_progress(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<LeakReport, crate::Error> {
     let md = r.metadata()?;
-    let mut replay = Replay::new();
+    let mut replay = Replay::for_trace(r);
     let mut tracker = LeakTracker::default();
     for ev in ReportedEvents::new(r, &md, 3, progress) {
         let ev = ev?;
@@ -426,6 +429,7 @@ impl LeakTracker {
                 records: Vec::new(),
                 errors,
                 python_cycles: Vec::new(),
+                sample_interval: r.header().sample_interval,
             });
         }
 
@@ -571,6 +575,7 @@ impl LeakTracker {
             records,
             errors,
             python_cycles,
+            sample_interval: r.header().sample_interval,
         })
     }
 }

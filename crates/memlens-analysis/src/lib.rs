@@ -44,6 +44,7 @@ pub mod profile;
 pub mod python;
 pub mod replay;
 pub mod report;
+pub mod sampling;
 pub mod site;
 pub mod suppressions;
 pub mod symbolize;

@@ -35,7 +35,10 @@ pub struct SiteKey {
 /// A live heap block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Block {
+    /// Bytes; in a sampled trace, the bytes the block stands for (see `sampling.rs`).
     pub size: u64,
+    /// How many blocks it stands for: 1, or in a sampled trace its weight.
+    pub count: u64,
     pub site: SiteKey,
     /// When it was allocated (ns since the trace started).
     pub ts: u64,
@@ -126,12 +129,40 @@ pub type AddrMap<V> = HashMap<u64, V, BuildHasherDefault<AddrHasher>>;
 pub struct Replay {
     live: AddrMap<Block>,
     live_bytes: u64,
+    /// Blocks live (their counts: in a sampled trace, the estimate).
+    live_count: u64,
     counters: Counters,
+    /// The trace's sampling interval (0: every block was recorded).
+    sample_interval: u64,
 }
 
 impl Replay {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A replay of a trace sampled at mean interval `interval` bytes (0: not sampled):
+    /// every block that enters the heap is weighed (`sampling.rs`), so the sizes, counts
+    /// and every figure made of them are estimates of the whole heap.
+    pub fn sampled(interval: u64) -> Self {
+        Replay {
+            sample_interval: interval,
+            ..Self::default()
+        }
+    }
+
+    /// The replay for `reader`'s trace: [`Replay::sampled`] at its header's interval.
+    pub fn for_trace(reader: &memlens_trace::reader::TraceReader) -> Self {
+        Self::sampled(reader.header().sample_interval)
+    }
+
+    /// The bytes and blocks a block of `size` bytes allocated at `addr` at time `ts`
+    /// stands for: itself, or in a sampled trace its weight (the same in every pass).
+    pub fn weigh(&self, addr: u64, ts: u64, size: u64) -> (u64, u64) {
+        if self.sample_interval == 0 {
+            return (size, 1);
+        }
+        crate::sampling::weight(size, self.sample_interval, addr ^ ts.rotate_left(32))
     }
 
     /// Bytes currently live.
@@ -140,7 +171,7 @@ impl Replay {
     }
     /// Blocks currently live.
     pub fn live_blocks(&self) -> u64 {
-        self.live.len() as u64
+        self.live_count
     }
     pub fn counters(&self) -> &Counters {
         &self.counters
@@ -156,7 +187,9 @@ impl Replay {
 
     fn add(&mut self, addr: u64, mut block: Block, obs: &mut impl HeapObserver) {
         use std::collections::hash_map::Entry;
-        self.counters.allocations += 1;
+        (block.size, block.count) = self.weigh(addr, block.ts, block.size);
+        self.counters.allocations += block.count;
+        self.live_count += block.count;
         self.counters.bytes_allocated = self.counters.bytes_allocated.saturating_add(block.size);
         self.live_bytes = self.live_bytes.saturating_add(block.size);
         match self.live.entry(addr) {
@@ -164,6 +197,7 @@ impl Replay {
                 let old = *e.get();
                 self.counters.reused_addresses += 1;
                 self.live_bytes = self.live_bytes.saturating_sub(old.size);
+                self.live_count = self.live_count.saturating_sub(old.count);
                 obs.removed(addr, &old, Release::Reused);
                 block.tag = obs.added(addr, &block);
                 e.insert(block);
@@ -179,8 +213,9 @@ impl Replay {
     fn remove(&mut self, addr: u64, why: Release, obs: &mut impl HeapObserver) -> bool {
         match self.live.remove(&addr) {
             Some(old) => {
-                self.counters.frees += 1;
+                self.counters.frees += old.count;
                 self.live_bytes = self.live_bytes.saturating_sub(old.size);
+                self.live_count = self.live_count.saturating_sub(old.count);
                 obs.removed(addr, &old, why);
                 true
             }
@@ -210,6 +245,7 @@ impl Replay {
                         addr,
                         Block {
                             size,
+                            count: 1,
                             site: SiteKey { stack, func },
                             ts,
                             thread,
@@ -233,9 +269,15 @@ impl Replay {
                 size,
                 stack,
             } => {
-                self.counters.reallocs += 1;
+                // In a sampled trace, a realloc stands for as many as its new block.
+                self.counters.reallocs += if new != 0 {
+                    self.weigh(new, ts, size).1
+                } else {
+                    1
+                };
                 let block = Block {
                     size,
+                    count: 1,
                     site: SiteKey { stack, func },
                     ts,
                     thread,

@@ -255,7 +255,7 @@ fn replay_window(
     obs: &mut SiteLive,
     sink: &mut dyn Sink,
 ) -> Result<(), Error> {
-    let mut replay = Replay::new();
+    let mut replay = Replay::for_trace(reader);
     let mut entered = false;
     for ev in ReportedEvents::new(reader, metadata, pass, progress) {
         let ev = ev?;

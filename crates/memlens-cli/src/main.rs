@@ -11,6 +11,7 @@ mod leaks;
 mod plot;
 mod png;
 mod pprof;
+mod pprof_every;
 mod present;
 mod profile;
 mod report;
@@ -100,7 +101,8 @@ struct CheckArgs {
     /// Fail if the heap's peak exceeds SIZE (e.g. 64MiB, 1.5G, 4096).
     #[arg(long, value_name = "SIZE", value_parser = memlens_common::units::parse_size)]
     max_peak: Option<u64>,
-    /// Fail if more than SIZE is definitely + indirectly lost at exit.
+    /// Fail if more than SIZE is definitely + indirectly lost at exit (with --sample, which
+    /// has no leak kinds: the estimate of what was not freed at exit).
     #[arg(long, value_name = "SIZE", value_parser = memlens_common::units::parse_size)]
     max_leaked: Option<u64>,
     /// Fail if the program makes more than N allocations.

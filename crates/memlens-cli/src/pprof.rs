@@ -331,6 +331,9 @@ pub fn message(p: &Profile, sym: &mut Symbolizer) -> proto::Profile {
             }
         ),
     ];
+    if let Some(note) = memlens_analysis::sampling::note(p.header.sample_interval) {
+        comments.push(format!("every value is {note}"));
+    }
     if !p.leak_check {
         comments
             .push("no leak check in this trace: leaked_objects and leaked_space are 0".to_string());

@@ -221,6 +221,14 @@ fn text(r: &Report, sym: &mut Symbolizer, top: usize, shown: &[&str]) -> String 
         let _ = write!(process, ", forked from {}", h.forked_from);
     }
     let _ = writeln!(o, "  process    {process}");
+    if let Some(note) = memlens_analysis::sampling::note(h.sample_interval) {
+        let _ = writeln!(
+            o,
+            "  sampling   every figure below is {note}: each sampled block of s bytes stands \
+             for s / (1 - e^(-s/{})) bytes; heap errors and leak kinds are not available",
+            h.sample_interval
+        );
+    }
     let _ = writeln!(
         o,
         "  ended      {} after {}",

@@ -336,3 +336,30 @@ fn errors_are_one_sentence() {
     let name = format!("{}.html", trace.file_name().unwrap().to_string_lossy());
     assert!(dir.join(name).is_file());
 }
+
+/// A sampled trace's page says, above everything, that its figures are estimates and
+/// why it has no leak kinds, and draws without errors.
+#[test]
+fn sampled_trace_page_says_figures_are_estimates() {
+    let exe = build_c("sample_sites.c", "sample_sites");
+    let r = run_with(&["--sample", "512K", "-q"], &exe, &[]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let html = r.dir.join("sampled.html");
+    let o = Command::new(memlens())
+        .arg("html")
+        .arg(r.only_trace())
+        .arg("-o")
+        .arg(&html)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let page = render(&html);
+    assert_eq!(problems(&page), Vec::<String>::new());
+    assert!(
+        page.dom.contains(
+            "Every figure on this page is estimated from samples (1 in ~512 KiB). \
+             Temporary allocations are not counted, and there are no leak kinds"
+        ),
+        "no sampling banner in the page"
+    );
+}

@@ -16,6 +16,9 @@
 //! | `MEMLENS_HEURISTICS` | bit mask of enabled interior-pointer heuristics (bit 1 stdstring, 2 length64, 3 newarray, 4 multipleinheritance, 5 pyobject) | 62 (all) |
 //! | `MEMLENS_LEAK_CHECK` | `no`: no reachability scan at exit | yes |
 //! | `MEMLENS_PYTHON_FRAMES` | `0`: CPython's stacks stay native (no Python frames) | on |
+//! | `MEMLENS_SAMPLE_BYTES` | Poisson sampling by bytes with this mean interval (`sample.rs`); also turns the leak scan off | 0: every block |
+//! | `MEMLENS_SAMPLE_SEED` | the sampler's seed (decimal): the same blocks are picked in every run of a single-threaded program | a new seed per process |
+//! | `MEMLENS_FLUSH_INTERVAL_MS` | the `memlens-rss` thread hands every thread's buffered events to the writer this often, so that a reader following the trace (`--pprof-every`) is at most that far behind | 0: a buffer is written when full |
 //! | `MEMLENS_UNWIND_CACHE` | `0`: unwind every stack in full (no memo, no prefix reuse); for checking that the caches change nothing | on |
 
 use core::ffi::CStr;
@@ -39,6 +42,9 @@ pub struct Config {
     pub free_stacks: bool,
     pub leak_check: bool,
     pub heuristics: u32,
+    pub sample_bytes: u64,
+    pub sample_seed: u64,
+    pub flush_interval_ns: u64,
 }
 
 fn env(name: &CStr) -> Option<&'static CStr> {
@@ -94,6 +100,11 @@ impl Config {
             free_stacks: env(var::FREE_STACKS.c_name())
                 .map(|v| v.to_bytes() == b"1")
                 .unwrap_or(false),
+            sample_bytes: env_u64(var::SAMPLE_BYTES.c_name()).unwrap_or(0),
+            sample_seed: env_u64(var::SAMPLE_SEED.c_name()).unwrap_or(0),
+            flush_interval_ns: env_u64(var::FLUSH_INTERVAL_MS.c_name())
+                .unwrap_or(0)
+                .saturating_mul(1_000_000),
         }
     }
 }

@@ -13,6 +13,7 @@
 
 use crate::caller;
 use crate::live::{self, Meta, Removed};
+use crate::sample;
 use crate::thread::{record, record_then, Caller, Op};
 use core::ffi::{c_int, c_void};
 use memlens_trace::{AllocFunc, HeapErrorKind};
@@ -48,6 +49,11 @@ fn track(func: AllocFunc, p: *mut c_void, size: u64) {
 #[inline(always)]
 fn allocated(func: AllocFunc, p: *mut c_void, size: u64, c: Caller) {
     if p.is_null() {
+        return;
+    }
+    // Sampling: a block the sampler does not pick (or one allocated on the recorder's
+    // behalf) is neither recorded nor entered in the table.
+    if sample::on() && !sample::take(size) {
         return;
     }
     live::prefetch(p as u64);
@@ -126,6 +132,9 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
 /// that is not one is caught as a heap error before glibc sees it).
 #[inline(always)]
 unsafe fn realloc_impl(func: AllocFunc, old: *mut c_void, size: usize, c: Caller) -> *mut c_void {
+    if sample::on() {
+        return realloc_sampled(func, old, size, c);
+    }
     if old.is_null() {
         let p = __libc_malloc(size);
         if !p.is_null() {
@@ -182,6 +191,76 @@ unsafe fn realloc_impl(func: AllocFunc, old: *mut c_void, size: usize, c: Caller
     p
 }
 
+/// [`realloc_impl`] when sampling: the old block is in the table only if it was sampled,
+/// and the new one is sampled (for its whole size, as an allocation) or not on its own.
+/// The four cases are recorded as a realloc (both sampled), a free of the old block, an
+/// allocation of the new one, or nothing.
+///
+/// # Safety
+/// As [`realloc_impl`], except that an unknown `old` is taken for an unsampled block and
+/// passed to glibc.
+#[inline(never)]
+unsafe fn realloc_sampled(
+    func: AllocFunc,
+    old: *mut c_void,
+    size: usize,
+    c: Caller,
+) -> *mut c_void {
+    let was = if old.is_null() || !live::may_hold(old as u64) {
+        None
+    } else {
+        match live::remove(old as u64) {
+            Removed::Block(m) => {
+                if m.func().family() != func.family() {
+                    error(func, HeapErrorKind::Mismatch, old, m.func(), c);
+                }
+                Some(m)
+            }
+            // Not sampled (or, rarely, a removal queued under a signal handler).
+            Removed::NotABlock | Removed::Deferred => None,
+        }
+    };
+    let recorded = was.is_some_and(|m| !m.internal());
+    if !old.is_null() && size == 0 {
+        if recorded {
+            let op = Op::Realloc {
+                old: old as u64,
+                new: 0,
+                size: 0,
+            };
+            record(func, op, c);
+        }
+        return __libc_realloc(old, 0);
+    }
+    let sampled = sample::take(size as u64);
+    if recorded && !sampled {
+        // Its release is recorded before glibc may hand the address to another thread.
+        // Should the realloc fail, the old block simply stays unsampled from here on.
+        record(func, Op::Free { addr: old as u64 }, c);
+    }
+    let p = if old.is_null() {
+        __libc_malloc(size)
+    } else {
+        __libc_realloc(old, size)
+    };
+    if p.is_null() {
+        if let (Some(m), true) = (was, sampled) {
+            live::insert(old as u64, m);
+        }
+        return p;
+    }
+    if sampled {
+        track(func, p, size as u64);
+        let op = Op::Realloc {
+            old: if recorded { old as u64 } else { 0 },
+            new: p as u64,
+            size: size as u64,
+        };
+        record(func, op, c);
+    }
+    p
+}
+
 /// `realloc(3)`, recorded.
 ///
 /// # Safety
@@ -217,6 +296,10 @@ pub unsafe extern "C" fn reallocarray(old: *mut c_void, n: usize, size: usize) -
 #[inline(always)]
 unsafe fn release(func: AllocFunc, p: *mut c_void, c: Caller) {
     if p.is_null() {
+        return;
+    }
+    if sample::on() {
+        release_sampled(func, p, c);
         return;
     }
     // Two cache misses, usually: the table's slot and glibc's chunk header (the size word
@@ -265,6 +348,36 @@ unsafe fn release(func: AllocFunc, p: *mut c_void, c: Caller) {
             return;
         }
         Removed::Deferred => {}
+    }
+    __libc_free(p);
+}
+
+/// [`release`] when sampling: only sampled blocks are in the table; a release that finds
+/// none is an unsampled block's (a double or invalid free cannot be told from one) and
+/// goes straight to glibc.
+///
+/// # Safety
+/// `p` is a block glibc handed out and the program has not released.
+#[inline(always)]
+unsafe fn release_sampled(func: AllocFunc, p: *mut c_void, c: Caller) {
+    // Most releases are of unsampled blocks, in shards that hold no sampled block: no
+    // lock for them.
+    if !live::may_hold(p as u64) {
+        __libc_free(p);
+        return;
+    }
+    match live::remove(p as u64) {
+        Removed::Block(m) => {
+            if m.func().family() != func.family() {
+                error(func, HeapErrorKind::Mismatch, p, m.func(), c);
+            }
+            if !m.internal() {
+                record(func, Op::Free { addr: p as u64 }, c);
+            }
+        }
+        // Perhaps sampled: a free of a block the trace never had counts as untracked.
+        Removed::Deferred => record(func, Op::Free { addr: p as u64 }, c),
+        Removed::NotABlock => {}
     }
     __libc_free(p);
 }

@@ -37,6 +37,7 @@ mod output;
 mod own_memory;
 mod private_alloc;
 mod python;
+mod sample;
 mod scan;
 mod self_mem;
 mod signals;

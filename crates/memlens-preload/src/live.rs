@@ -22,7 +22,7 @@
 
 use crate::own_memory;
 use crate::tls;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use memlens_trace::AllocFunc;
 
 pub const SHARDS: usize = 256;
@@ -170,6 +170,24 @@ static TABLE: [Shard; SHARDS] = [const {
     }
 }; SHARDS];
 
+/// With sampling (`sample.rs`), a count of the table's blocks per hash of their address,
+/// so that a release can learn without a lock that no block starts there ([`may_hold`]):
+/// blocks are placed in shards by 1 MiB region, so a shard of a busy region always holds
+/// some sampled block, and its count alone would rarely answer no.
+const FILTER: usize = 4096;
+static FILTER_COUNTS: [AtomicU32; FILTER] = [const { AtomicU32::new(0) }; FILTER];
+/// Counts added for good by queued insertions (see `queue`), for the tests' invariant:
+/// the counts sum to the table's blocks plus these.
+static PINNED: AtomicU32 = AtomicU32::new(0);
+/// Set by [`start_filter`]: every insertion and removal then updates the counts.
+static FILTERING: AtomicBool = AtomicBool::new(false);
+
+#[inline(always)]
+fn filter_slot(addr: u64) -> &'static AtomicU32 {
+    let h = (addr >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52;
+    &FILTER_COUNTS[h as usize % FILTER]
+}
+
 impl Shard {
     /// Publish a new table (shard locked).
     fn publish(&self, t: *mut Table) {
@@ -252,6 +270,33 @@ fn grown(cap: usize) -> usize {
     cap * 2
 }
 
+/// Count every block from now on, for [`may_hold`] (sampling turns it on at start-up):
+/// the blocks already in the table are counted first, with every shard locked.
+pub fn start_filter() {
+    lock_all();
+    if !FILTERING.load(Ordering::Relaxed) {
+        for_each(|addr, _| {
+            filter_slot(addr).fetch_add(1, Ordering::Relaxed);
+        });
+        FILTERING.store(true, Ordering::Relaxed);
+    }
+    unlock_all();
+}
+
+/// Whether the table may hold a block at `addr`: false only when no block whose address
+/// hashes like it is in the table. Takes no lock. For the caller's own block (one it
+/// allocated, or that the program handed it through its own synchronization after the
+/// allocation), `false` is exact: the insertion (and its count) happened before this
+/// load, and the count cannot drop to 0 while the block is in the table. With sampling
+/// the table holds few blocks, so most releases of unsampled blocks end here. An
+/// insertion queued by a hook re-entered from a signal handler (`queue`) is counted when
+/// it is queued, so its release takes the locked path and queues behind it. Always true
+/// until [`start_filter`].
+#[inline(always)]
+pub fn may_hold(addr: u64) -> bool {
+    !FILTERING.load(Ordering::Relaxed) || filter_slot(addr).load(Ordering::Relaxed) != 0
+}
+
 /// What a release found.
 pub enum Removed {
     /// A live block started there; it is no longer in the table.
@@ -323,6 +368,14 @@ fn run(op: Op) -> Removed {
 }
 
 fn queue(t: tls::Here, op: Op) -> Removed {
+    if let (Op::Insert(a, _), true) = (&op, FILTERING.load(Ordering::Relaxed)) {
+        // The block is not in the table yet, but its address may be released (and
+        // `may_hold` asked) before the queue is applied: count it now, for good (its
+        // insertion and removal will count it and uncount it once more; this count only
+        // ever sends releases of that hash to the locked path).
+        filter_slot(*a).fetch_add(1, Ordering::Relaxed);
+        PINNED.fetch_add(1, Ordering::Relaxed);
+    }
     let count = t.pending_count();
     let n = count.load(Ordering::Relaxed) as usize;
     if n < tls::PENDING {
@@ -404,6 +457,9 @@ fn apply(shard: &Shard, op: Op) -> Removed {
                 if k == 0 {
                     slots.set(i, key, meta);
                     t.count += 1;
+                    if FILTERING.load(Ordering::Relaxed) {
+                        filter_slot(addr).fetch_add(1, Ordering::Relaxed);
+                    }
                     break;
                 }
                 i = next(i, cap);
@@ -452,6 +508,9 @@ fn apply(shard: &Shard, op: Op) -> Removed {
             }
             slots.clear(hole);
             t.count -= 1;
+            if FILTERING.load(Ordering::Relaxed) {
+                filter_slot(addr).fetch_sub(1, Ordering::Relaxed);
+            }
             Removed::Block(meta)
         }
     }
@@ -604,6 +663,68 @@ mod tests {
             assert!(matches!(remove(*a), Removed::Block(_)));
         }
         assert!(in_range(lo, hi).is_empty());
+    }
+
+    /// `may_hold`'s lock-free counts follow the table: true for every block in it, and
+    /// summing to the table's blocks (read with every shard locked, while other tests use
+    /// the table; the counting starts with the blocks already in it).
+    #[test]
+    fn the_lock_free_counts_follow_the_table() {
+        start_filter();
+        let (lo, n) = (0x3000_0000_0000u64, 5_000u64);
+        for k in 0..n {
+            let a = lo + (k << 8);
+            insert(a, Meta::new(k, AllocFunc::Malloc, false));
+            assert!(may_hold(a));
+        }
+        for k in (0..n).step_by(2) {
+            assert!(matches!(remove(lo + (k << 8)), Removed::Block(_)));
+        }
+        lock_all();
+        let counted: u64 = FILTER_COUNTS
+            .iter()
+            .map(|c| u64::from(c.load(Ordering::Relaxed)))
+            .sum();
+        let mut blocks = 0u64;
+        for_each(|_, _| blocks += 1);
+        let pinned = u64::from(PINNED.load(Ordering::Relaxed));
+        unlock_all();
+        assert_eq!(counted, blocks + pinned);
+        for k in (1..n).step_by(2) {
+            let a = lo + (k << 8);
+            assert!(may_hold(a));
+            assert!(matches!(remove(a), Removed::Block(_)));
+        }
+        // An address no block of this test starts at, in an empty range: its count is 0
+        // unless another test's block hashes alike, so only the converse is certain.
+        let a = 0x3800_0000_0000u64;
+        assert!(matches!(remove(a), Removed::NotABlock));
+    }
+
+    /// An insertion queued by a hook re-entered during this thread's own table operation
+    /// (simulated: the shard is held, the thread marked inside an operation) is counted
+    /// at once, so `may_hold` sends its release to the locked path, which finds it once
+    /// the queue is applied.
+    #[test]
+    fn a_queued_insertion_is_counted_at_once() {
+        start_filter();
+        let a = 0x3900_0000_0000u64;
+        let shard = &TABLE[shard_of(a)];
+        while shard
+            .lock
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {}
+        let t = tls::here();
+        t.set_live_shard(shard_of(a) as i32 + 1);
+        insert(a, Meta::new(8, AllocFunc::Malloc, false));
+        assert_eq!(t.pending_count().load(Ordering::Relaxed), 1, "queued");
+        assert!(may_hold(a));
+        t.set_live_shard(0);
+        shard.lock.store(false, Ordering::Release);
+        drain(t);
+        assert!(may_hold(a));
+        assert!(matches!(remove(a), Removed::Block(_)));
     }
 
     #[test]

@@ -14,6 +14,8 @@ struct memlens_tls {
     int live_shard; /* 1 + the live-table shard this thread has locked, or 0 */
     int pending_n;  /* live-table operations queued by a re-entered hook */
     unsigned long long pending[8][2];
+    long long sample_left;         /* bytes to the next sample point (sample.rs) */
+    unsigned long long sample_rng; /* the sampler's PRNG state, 0 until seeded */
 };
 
 static __thread struct memlens_tls tls __attribute__((tls_model("initial-exec")));

@@ -25,6 +25,9 @@ pub static UNWIND_CACHE: AtomicBool = AtomicBool::new(true);
 /// Record the stack of every release (`MEMLENS_FREE_STACKS=1`), not only of heap errors.
 pub static FREE_STACKS: AtomicBool = AtomicBool::new(false);
 pub static RSS_INTERVAL_NS: AtomicU64 = AtomicU64::new(10_000_000);
+/// `MEMLENS_FLUSH_INTERVAL_MS`: the sampler flushes every thread's buffer this often (0:
+/// never; buffers are written when full).
+pub static FLUSH_INTERVAL_NS: AtomicU64 = AtomicU64::new(0);
 static NEXT_THREAD_INDEX: AtomicU32 = AtomicU32::new(0);
 
 pub struct ThreadState {
@@ -627,6 +630,8 @@ extern "C" fn sampler_main(state: *mut libc::c_void) -> *mut libc::c_void {
     let first = crate::clock::sample();
     let mut rounds = 0u64;
     let mut next_sample = crate::clock::monotonic_ns();
+    let flush_interval = FLUSH_INTERVAL_NS.load(Ordering::Relaxed);
+    let mut next_flush = next_sample.saturating_add(flush_interval);
     crate::writer::WRITER_RUNS.store(true, Ordering::Release);
     loop {
         if !ACTIVE.load(Ordering::Acquire)
@@ -649,6 +654,15 @@ extern "C" fn sampler_main(state: *mut libc::c_void) -> *mut libc::c_void {
                 && !crate::scan::STOPPING.load(Ordering::Relaxed)
             {
                 reap_ended_threads();
+            }
+            if flush_interval != 0
+                && now >= next_flush
+                && !crate::scan::STOPPING.load(Ordering::Relaxed)
+            {
+                // A reader following the trace (`--pprof-every`) sees the events of
+                // threads whose buffers are far from full.
+                flush_registered();
+                next_flush = now.saturating_add(flush_interval);
             }
             next_sample = next_sample.saturating_add(interval).max(now);
             continue;
@@ -783,6 +797,22 @@ pub fn read_rss() -> Option<u64> {
     let pages: u64 = core::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
     // SAFETY: sysconf has no preconditions.
     Some(pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64)
+}
+
+/// Hand every registered state's non-empty buffer to the writer, without draining the
+/// queue (the `memlens-rss` thread, which is the writer, does that next). Caller is busy.
+fn flush_registered() {
+    let reg = REGISTRY.lock();
+    for &p in reg.iter() {
+        // SAFETY: registry entries are live states (removed before being freed, under
+        // this lock); each is touched under its own lock.
+        let st = unsafe { &mut *(p as *mut ThreadState) };
+        st.lock();
+        if !st.events.is_empty() {
+            st.flush_locked();
+        }
+        st.unlock();
+    }
 }
 
 /// Flush every thread's buffer (process exit, exec). Caller is busy.

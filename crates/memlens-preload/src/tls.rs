@@ -8,7 +8,7 @@
 //! same thread needs (no torn value, no access moved across another by the compiler).
 
 use crate::thread::ThreadState;
-use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicI32, AtomicI64, AtomicPtr, AtomicU64, Ordering::Relaxed};
 
 #[repr(C)]
 pub struct Tls {
@@ -21,6 +21,10 @@ pub struct Tls {
     /// this thread held the shard they need.
     pending_n: i32,
     pending: [[u64; 2]; PENDING],
+    /// Bytes left before the next sample point, when sampling (`sample.rs`).
+    sample_left: i64,
+    /// The sampler's PRNG state; 0 until the thread's first allocation seeds it.
+    sample_rng: u64,
 }
 
 /// How many live-table operations a thread can queue (see `live.rs`).
@@ -64,6 +68,38 @@ macro_rules! i32_field {
 impl Here {
     i32_field!(busy_depth, set_busy_depth, busy);
     i32_field!(live_shard, set_live_shard, live_shard);
+
+    /// Where the block lies (a per-thread value, for seeding).
+    #[inline(always)]
+    pub fn addr(self) -> usize {
+        self.0 as usize
+    }
+
+    /// Bytes left before this thread's next sample point (`sample.rs`).
+    #[inline(always)]
+    pub fn sample_left(self) -> i64 {
+        // SAFETY: the field lies in this thread's TLS block, aligned for an i64; only
+        // atomics touch it.
+        unsafe { AtomicI64::from_ptr(core::ptr::addr_of_mut!((*self.0).sample_left)) }.load(Relaxed)
+    }
+    #[inline(always)]
+    pub fn set_sample_left(self, v: i64) {
+        // SAFETY: as in `sample_left`.
+        unsafe { AtomicI64::from_ptr(core::ptr::addr_of_mut!((*self.0).sample_left)) }
+            .store(v, Relaxed)
+    }
+    /// The sampler's PRNG state (0: not seeded yet).
+    #[inline(always)]
+    pub fn sample_rng(self) -> u64 {
+        // SAFETY: as in `sample_left`, for a u64.
+        unsafe { AtomicU64::from_ptr(core::ptr::addr_of_mut!((*self.0).sample_rng)) }.load(Relaxed)
+    }
+    #[inline(always)]
+    pub fn set_sample_rng(self, v: u64) {
+        // SAFETY: as in `sample_left`, for a u64.
+        unsafe { AtomicU64::from_ptr(core::ptr::addr_of_mut!((*self.0).sample_rng)) }
+            .store(v, Relaxed)
+    }
 
     /// This thread is inside the recorder (its hooks pass straight through).
     #[inline(always)]

@@ -61,6 +61,16 @@ pub const NO_FOLLOW: EnvVar = EnvVar(c"MEMLENS_NO_FOLLOW");
 pub const UNWIND_CACHE: EnvVar = EnvVar(c"MEMLENS_UNWIND_CACHE");
 /// `--python-frames=no`: CPython's stacks stay native (0).
 pub const PYTHON_FRAMES: EnvVar = EnvVar(c"MEMLENS_PYTHON_FRAMES");
+/// `--sample BYTES`: Poisson sampling by bytes with this mean interval (0 or unset: every
+/// block is recorded).
+pub const SAMPLE_BYTES: EnvVar = EnvVar(c"MEMLENS_SAMPLE_BYTES");
+/// The sampler's seed (a decimal u64), for runs that must pick the same blocks every
+/// time (tests); unset: a new seed per process.
+pub const SAMPLE_SEED: EnvVar = EnvVar(c"MEMLENS_SAMPLE_SEED");
+/// ms between flushes of every thread's buffered events to the trace (0 or unset: a
+/// buffer is written when full), so that a reader following the trace (`--pprof-every`)
+/// sees recent events.
+pub const FLUSH_INTERVAL_MS: EnvVar = EnvVar(c"MEMLENS_FLUSH_INTERVAL_MS");
 
 #[cfg(test)]
 mod tests {
@@ -83,6 +93,9 @@ mod tests {
             HEURISTICS,
             NO_FOLLOW,
             UNWIND_CACHE,
+            SAMPLE_BYTES,
+            SAMPLE_SEED,
+            FLUSH_INTERVAL_MS,
         ] {
             assert!(v.name().starts_with("MEMLENS_"), "{v:?}");
             assert_eq!(v.c_name().to_bytes(), v.name().as_bytes());

@@ -155,6 +155,11 @@ pub struct Header {
     pub argv_omitted: u32,
     /// The bytes of the arguments left out, each with its NUL.
     pub argv_omitted_bytes: u64,
+    /// Poisson sampling by bytes: the mean interval, bytes, between sampled bytes (`memlens
+    /// run --sample`); 0 when every block was recorded. A sampled trace holds only the
+    /// blocks the sampler picked, and the analysis scales each of them by its weight
+    /// (appended to the header after `argv_omitted_bytes`; absent reads as 0).
+    pub sample_interval: u64,
 }
 
 /// How much of the command line (arguments with their NULs) a trace keeps: whole
@@ -187,6 +192,7 @@ impl Header {
         varint::put_bytes(&mut p, self.writer.as_bytes());
         varint::put_u64(&mut p, self.argv_omitted as u64);
         varint::put_u64(&mut p, self.argv_omitted_bytes);
+        varint::put_u64(&mut p, self.sample_interval);
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&(p.len() as u32).to_le_bytes());
@@ -220,6 +226,8 @@ impl Header {
         } else {
             (c.u32()?, c.u64()?)
         };
+        // Appended after those: absent from traces written before sampling existed.
+        let sample_interval = if c.is_empty() { 0 } else { c.u64()? };
         Some(Header {
             pid,
             ppid,
@@ -233,6 +241,7 @@ impl Header {
             writer,
             argv_omitted,
             argv_omitted_bytes,
+            sample_interval,
         })
     }
 }

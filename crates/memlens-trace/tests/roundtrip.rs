@@ -269,10 +269,32 @@ fn argv_omitted_roundtrips_and_older_headers_read_as_whole() {
     let len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
     let payload = &bytes[16..16 + len];
     assert_eq!(Header::decode_payload(payload), Some(h.clone()));
-    // 3 is one varint byte, 3003 two: an older writer stopped before them.
-    let older = Header::decode_payload(&payload[..len - 3]).unwrap();
+    // 3 is one varint byte, 3003 two, then the sampling interval 0, one byte: an older
+    // writer stopped before them.
+    let older = Header::decode_payload(&payload[..len - 4]).unwrap();
     assert_eq!((older.argv_omitted, older.argv_omitted_bytes), (0, 0));
     assert_eq!(older.argv, h.argv);
+}
+
+/// The sampling interval (`--sample`) is appended after `argv_omitted_bytes`; a payload
+/// that ends before it (traces written before sampling) reads as 0, not sampled.
+#[test]
+fn sample_interval_roundtrips_and_older_headers_read_as_unsampled() {
+    let h = Header {
+        argv_omitted: 3,
+        argv_omitted_bytes: 3003,
+        sample_interval: 512 * 1024,
+        ..header()
+    };
+    let mut bytes = Vec::new();
+    h.encode(&mut bytes);
+    let len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+    let payload = &bytes[16..16 + len];
+    assert_eq!(Header::decode_payload(payload), Some(h.clone()));
+    // 524288 is a three-byte varint.
+    let older = Header::decode_payload(&payload[..len - 3]).unwrap();
+    assert_eq!(older.sample_interval, 0);
+    assert_eq!((older.argv_omitted, older.argv_omitted_bytes), (3, 3003));
 }
 
 /// Every address coding case of format version 2 reads back exactly: aligned and not,

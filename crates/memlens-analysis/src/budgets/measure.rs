@@ -192,10 +192,10 @@ impl HeapObserver for Observer<'_> {
         let mask = self.mask_of(block);
         for i in bits(mask) {
             let a = &mut self.acc[i];
-            a.f.allocations += 1;
+            a.f.allocations += block.count;
             a.f.bytes_allocated = a.f.bytes_allocated.saturating_add(block.size);
             a.live = a.live.saturating_add(block.size);
-            a.live_blocks += 1;
+            a.live_blocks += block.count;
             if a.live > a.f.peak_bytes {
                 a.f.peak_bytes = a.live;
                 a.f.peak_ns = block.ts;
@@ -209,9 +209,9 @@ impl HeapObserver for Observer<'_> {
         for i in bits(mask) {
             let a = &mut self.acc[i];
             a.live = a.live.saturating_sub(block.size);
-            a.live_blocks = a.live_blocks.saturating_sub(1);
+            a.live_blocks = a.live_blocks.saturating_sub(block.count);
             if why != Release::Reused {
-                a.f.frees += 1;
+                a.f.frees += block.count;
             }
         }
     }
@@ -255,7 +255,7 @@ pub fn measure(
         ),
     };
     let mut assertions = Vec::new();
-    let mut replay = Replay::new();
+    let mut replay = Replay::for_trace(reader);
     let mut peaks = program::Peaks::prepare(reader, &md)?;
     type VKey = (ViolationKind, AllocFunc, u32, Option<SiteKey>);
     let mut violations: HashMap<VKey, Violation> = HashMap::new();

@@ -174,7 +174,7 @@ impl Peaks {
         let (released, added) = match *ev {
             Event::Alloc {
                 thread, addr, size, ..
-            } if addr != 0 => (None, Some((thread, size))),
+            } if addr != 0 => (None, Some((thread, replay.weigh(addr, ts, size).0))),
             Event::Free { addr, .. } if addr != 0 => (Some(addr), None),
             Event::Realloc {
                 thread,
@@ -184,7 +184,7 @@ impl Peaks {
                 ..
             } => (
                 (old != 0 && (new != 0 || size == 0)).then_some(old),
-                (new != 0).then_some((thread, size)),
+                (new != 0).then(|| (thread, replay.weigh(new, ts, size).0)),
             ),
             _ => (None, None),
         };

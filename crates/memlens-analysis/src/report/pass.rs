@@ -172,6 +172,8 @@ struct State {
     page_size: u64,
     /// The block a realloc just replaced: (address, size).
     realloc_old: Option<(u64, u64)>,
+    /// The trace is sampled (`--sample`).
+    sampled: bool,
 }
 
 impl HeapObserver for State {
@@ -187,14 +189,16 @@ impl HeapObserver for State {
         let s = &mut self.sites.sites[index as usize];
         s.touch(epoch);
         s.live_bytes = s.live_bytes.saturating_add(b.size);
-        s.live_blocks += 1;
+        s.live_blocks += b.count;
         if in_window {
-            s.allocations += 1;
+            s.allocations += b.count;
             s.bytes_allocated = s.bytes_allocated.saturating_add(b.size);
             s.win_bytes = s.win_bytes.saturating_add(b.size);
-            s.win_blocks += 1;
-            s.min_size = s.min_size.min(b.size);
-            s.max_size = s.max_size.max(b.size);
+            s.win_blocks += b.count;
+            // A sampled block's own size (its bytes over its count, near enough).
+            let own = b.size / b.count.max(1);
+            s.min_size = s.min_size.min(own);
+            s.max_size = s.max_size.max(own);
             if let Some((old_addr, old_size)) = realloc_old {
                 if b.size > old_size {
                     s.grow_reallocs += 1;
@@ -210,7 +214,9 @@ impl HeapObserver for State {
 
     #[inline]
     fn removed(&mut self, addr: u64, b: &Block, why: Release) {
-        let temporary = self.temporary.released(addr, b, why);
+        // A sampled trace misses the allocations between two sampled ones, so it cannot
+        // tell a temporary block: none is counted.
+        let temporary = !self.sampled && self.temporary.released(addr, b, why);
         self.live_chunk = self
             .live_chunk
             .saturating_sub(glibc_chunk_size(b.size, self.page_size));
@@ -221,16 +227,16 @@ impl HeapObserver for State {
         let s = &mut self.sites.sites[b.tag as usize];
         s.touch(epoch);
         s.live_bytes = s.live_bytes.saturating_sub(b.size);
-        s.live_blocks = s.live_blocks.saturating_sub(1);
+        s.live_blocks = s.live_blocks.saturating_sub(b.count);
         s.interval_min = s.interval_min.min(s.live_bytes);
         if b.ts >= from && in_window {
             s.win_bytes = s.win_bytes.saturating_sub(b.size);
-            s.win_blocks = s.win_blocks.saturating_sub(1);
+            s.win_blocks = s.win_blocks.saturating_sub(b.count);
             if why != Release::Reused {
-                s.freed += 1;
+                s.freed += b.count;
             }
             if temporary {
-                s.temporary += 1;
+                s.temporary += b.count;
                 s.temporary_bytes = s.temporary_bytes.saturating_add(b.size);
             }
         }
@@ -405,7 +411,7 @@ pub(super) fn run(
     let grow_span = grow_to.saturating_sub(grow_from);
 
     let mut pass = Pass {
-        replay: Replay::new(),
+        replay: Replay::for_trace(reader),
         st: State {
             sites: SiteTable::default(),
             temporary: Temporary::new(),
@@ -415,6 +421,7 @@ pub(super) fn run(
             live_chunk: 0,
             page_size: u64::from(reader.header().page_size).max(1),
             realloc_old: None,
+            sampled: reader.header().sample_interval != 0,
         },
         leaks: leaks.map(|heap_errors| {
             if heap_errors {

@@ -184,6 +184,7 @@
       add(box, el("div", { class: "banner warn", text: "Window: " + time(w.from_ms) + " .. " + time(w.to_ms) + " of a " + time(w.run_ms) + " run. Only allocations made in it are counted; \"not freed\" means allocated in it and live at its end." }));
     }
     if (t.truncated) add(box, el("div", { class: "banner bad", text: "The trace was cut short: " + t.truncated }));
+    if (t.sampling) add(box, el("div", { class: "banner warn", text: "Every figure on this page is " + t.sampling.note + ". Temporary allocations are not counted, and there are " + t.sampling.leak_kinds + "." }));
     (t.warnings || []).forEach(function (m) { add(box, el("div", { class: "banner warn", text: "Warning: " + m })); });
   }
 

@@ -95,6 +95,14 @@ impl LeakView {
             self.error_text(&mut o, e, prefix);
         }
         match &self.report.scan {
+            None if self.report.sample_interval != 0 => {
+                let _ = writeln!(
+                    o,
+                    "{prefix}No leak check: {}.",
+                    crate::present::trace::LEAK_KINDS_UNDER_SAMPLING
+                );
+                return o;
+            }
             None => {
                 let _ = writeln!(
                     o,

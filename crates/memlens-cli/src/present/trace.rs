@@ -23,11 +23,28 @@ pub fn json_trace(
         "argv": h.argv,
         "argv_omitted": (h.argv_omitted > 0)
             .then(|| json!({"arguments": h.argv_omitted, "bytes": h.argv_omitted_bytes})),
+        "sampling": json_sampling(h.sample_interval),
         "truncated": truncation.map(|t| t.reason.clone()),
         "exit": end.map(|e| json!({"kind": exit_kind_key(e.kind), "code": e.code})),
         "warnings": warnings,
     })
 }
+
+/// The `sampling` member of the `trace` object: `null` when every block was recorded.
+pub fn json_sampling(interval: u64) -> Value {
+    match memlens_analysis::sampling::note(interval) {
+        None => Value::Null,
+        Some(note) => json!({
+            "interval_bytes": interval,
+            "estimated": true,
+            "note": note,
+            "leak_kinds": LEAK_KINDS_UNDER_SAMPLING,
+        }),
+    }
+}
+
+/// Why a sampled trace has no leak kinds, in one sentence every output uses.
+pub const LEAK_KINDS_UNDER_SAMPLING: &str = "no leak kinds (definitely, indirectly, possibly lost): a sampled run records only the sampled blocks, and pointers to them from the others cannot be followed, so no reachability scan is made; \"not freed\" figures are estimates of the blocks left at exit";
 
 fn exit_kind_key(kind: ExitKind) -> &'static str {
     match kind {

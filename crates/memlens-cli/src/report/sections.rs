@@ -188,6 +188,15 @@ fn temporary_text(cx: &mut Ctx, o: &mut String) {
     let (r, sym) = (cx.r, &mut *cx.sym);
     let t = &r.totals;
     let tm = &r.temporary;
+    if r.header.sample_interval != 0 {
+        let _ = writeln!(
+            o,
+            "\nTemporary allocations: not counted: a sampled run does not see the allocations \
+             between two sampled ones, so it cannot tell a block freed before its thread \
+             allocated anything else"
+        );
+        return;
+    }
     let _ = writeln!(
         o,
         "\nTemporary allocations: {} of {} ({}), {}; freed before their thread allocated anything else",
@@ -336,6 +345,12 @@ fn leaks_text(cx: &mut Ctx, o: &mut String) {
             "\nLeaks at exit (`memlens leaks` shows the loss records and what keeps blocks alive)"
         );
         o.push_str(&summary_text(&l.summary, "  "));
+    } else if cx.r.leaks.is_some() && cx.r.header.sample_interval != 0 {
+        let _ = writeln!(
+            o,
+            "\nLeaks at exit\n  {}.",
+            crate::present::trace::LEAK_KINDS_UNDER_SAMPLING
+        );
     }
 }
 

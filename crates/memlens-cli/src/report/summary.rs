@@ -14,7 +14,11 @@ use std::path::Path;
 pub fn run_summary(r: &Report, trace: &Path) -> String {
     let mut sym = Symbolizer::for_trace(&r.metadata);
     let t = &r.totals;
-    let mut lines = vec![
+    let mut lines = Vec::new();
+    if let Some(note) = memlens_analysis::sampling::note(r.header.sample_interval) {
+        lines.push(format!("figures {note}"));
+    }
+    lines.extend([
         format!(
             "{}, {}, {} allocated",
             plural(t.allocations, "allocation", "allocations"),
@@ -31,7 +35,10 @@ pub fn run_summary(r: &Report, trace: &Path) -> String {
             human_bytes(t.not_freed_bytes),
             plural(t.not_freed_blocks, "block", "blocks")
         ),
-    ];
+    ]);
+    if r.header.sample_interval != 0 {
+        lines.push(crate::present::trace::LEAK_KINDS_UNDER_SAMPLING.to_string());
+    }
     let labels = |sym: &mut Symbolizer, stacks: Vec<u32>| site_labels(&r.metadata, sym, &stacks);
     let at = labels(
         &mut sym,

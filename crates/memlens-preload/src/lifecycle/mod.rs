@@ -166,6 +166,7 @@ fn header(forked_from: u32) -> Header {
         rss_interval_ns: thread::RSS_INTERVAL_NS.load(Ordering::Relaxed),
         max_depth: thread::MAX_DEPTH.load(Ordering::Relaxed),
         writer: String::from(concat!("memlens ", env!("CARGO_PKG_VERSION"))),
+        sample_interval: crate::sample::INTERVAL.load(Ordering::Relaxed),
     }
 }
 
@@ -354,7 +355,15 @@ extern "C" fn memlens_init() {
     thread::MAX_DEPTH.store(cfg.max_depth as u32, Ordering::Relaxed);
     thread::UNWIND_CACHE.store(cfg.unwind_cache, Ordering::Relaxed);
     thread::FREE_STACKS.store(cfg.free_stacks, Ordering::Relaxed);
-    scan::ENABLED.store(cfg.leak_check, Ordering::Relaxed);
+    // A sampled run knows only the sampled blocks: no scan (see `sample.rs`).
+    scan::ENABLED.store(cfg.leak_check && cfg.sample_bytes == 0, Ordering::Relaxed);
+    crate::sample::SEED.store(cfg.sample_seed, Ordering::Relaxed);
+    if cfg.sample_bytes != 0 {
+        // Releases of unsampled blocks learn without a lock that the table has none.
+        crate::live::start_filter();
+    }
+    crate::sample::INTERVAL.store(cfg.sample_bytes, Ordering::Relaxed);
+    thread::FLUSH_INTERVAL_NS.store(cfg.flush_interval_ns, Ordering::Relaxed);
     scan::HEURISTICS.store(cfg.heuristics, Ordering::Relaxed);
     thread::RSS_INTERVAL_NS.store(cfg.rss_interval_ns, Ordering::Relaxed);
     output::RUN_START_NS.store(cfg.run_start_ns, Ordering::Relaxed);
@@ -753,6 +762,7 @@ extern "C" fn fork_parent() {
 
 extern "C" fn fork_child() {
     release_fork_locks();
+    crate::sample::after_fork_child();
     if ACTIVE.load(Ordering::Acquire) && !output::DISABLED.load(Ordering::Relaxed) {
         let parent = FORK_PARENT.load(Ordering::Relaxed);
         output::META.lock().discard();
