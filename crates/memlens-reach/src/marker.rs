@@ -1,167 +1,44 @@
-//! The heap model and the marker: the live blocks by address, the readable mappings, and
 //! memcheck's marking (breadth first from the roots, then cliques in address order) into
 //! one verdict per block.
 
-use super::*;
-pub(super) const UNREACHED: u8 = 0;
-pub(super) const POSSIBLE: u8 = 1;
-pub(super) const REACHABLE: u8 = 2;
-pub(super) const STATE_MASK: u8 = 3;
-pub(super) const CLAIMED: u8 = 1 << 5;
-pub(super) const LEADER: u8 = 1 << 6;
-pub(super) const HEUR_SHIFT: u8 = 2;
+use crate::heap::{size_of, Heap, Map};
+use crate::{BlockMemory, Cursor, Reader};
+use alloc::vec::Vec;
+use memlens_trace::{BlockLink, BlockState, Heuristic};
 
-pub(super) const ROOT_LINK: u64 = 1 << 63;
+pub(crate) const UNREACHED: u8 = 0;
+pub(crate) const POSSIBLE: u8 = 1;
+pub(crate) const REACHABLE: u8 = 2;
+pub(crate) const STATE_MASK: u8 = 3;
+pub(crate) const CLAIMED: u8 = 1 << 5;
+pub(crate) const LEADER: u8 = 1 << 6;
+pub(crate) const HEUR_SHIFT: u8 = 2;
 
-pub(super) struct Cluster {
-    pub(super) base: u64,
-    pub(super) limit: u64,
-    pub(super) first: u32,
-    pub(super) buckets: Vec<u32>,
-}
+pub(crate) const ROOT_LINK: u64 = 1 << 63;
 
-pub(super) const BUCKET_SHIFT: u32 = 12;
-pub(super) const CLUSTER_GAP: u64 = 64 << 20;
-
-pub(super) struct Heap {
-    /// (start, meta) by address.
-    pub(super) blocks: Vec<(u64, u64)>,
-    pub(super) clusters: Vec<Cluster>,
-    pub(super) min: u64,
-    pub(super) max: u64,
-    /// Whether a block's memory can be read (it lies in a readable mapping).
-    pub(super) readable: Vec<bool>,
-}
-
-#[inline]
-pub(super) fn size_of(meta: u64) -> u64 {
-    live::Meta(meta).size()
-}
-
-#[inline]
-pub(super) fn end_of(b: &(u64, u64)) -> u64 {
-    b.0 + size_of(b.1).max(1)
-}
-
-impl Heap {
-    pub(super) fn new(mut blocks: Vec<(u64, u64)>) -> Heap {
-        blocks.sort_unstable_by_key(|b| b.0);
-        let mut clusters: Vec<Cluster> = Vec::new();
-        let mut i = 0usize;
-        while i < blocks.len() {
-            let first = i;
-            let base = blocks[i].0 & !((1 << BUCKET_SHIFT) - 1);
-            let mut limit = end_of(&blocks[i]);
-            i += 1;
-            while i < blocks.len() && blocks[i].0 < limit.saturating_add(CLUSTER_GAP) {
-                limit = limit.max(end_of(&blocks[i]));
-                i += 1;
-            }
-            let nb = ((limit - base) >> BUCKET_SHIFT) as usize + 2;
-            let mut buckets = alloc::vec![0u32; nb];
-            // buckets[k] = first block index (global) starting at or after base + k*4K.
-            let mut j = first;
-            for (k, slot) in buckets.iter_mut().enumerate() {
-                let at = base + ((k as u64) << BUCKET_SHIFT);
-                while j < i && blocks[j].0 < at {
-                    j += 1;
-                }
-                *slot = j as u32;
-            }
-            clusters.push(Cluster {
-                base,
-                limit,
-                first: first as u32,
-                buckets,
-            });
-        }
-        let min = blocks.first().map_or(u64::MAX, |b| b.0);
-        let max = clusters.iter().map(|c| c.limit).max().unwrap_or(0);
-        let readable = alloc::vec![true; blocks.len()];
-        Heap {
-            blocks,
-            clusters,
-            min,
-            max,
-            readable,
-        }
-    }
-
-    /// The aligned words of block `b` (none if its memory cannot be read).
-    pub(super) fn words(&self, b: usize) -> impl Iterator<Item = u64> + '_ {
-        let (start, meta) = self.blocks[b];
-        let n = if self.readable[b] {
-            size_of(meta) / 8
-        } else {
-            0
-        };
-        // SAFETY: each word lies within the live, readable block.
-        (0..n).map(move |k| unsafe { core::ptr::read((start + 8 * k) as *const u64) })
-    }
-
-    /// The block containing address `w`.
-    #[inline]
-    pub(super) fn find(&self, w: u64) -> Option<u32> {
-        if w < self.min || w >= self.max {
-            return None;
-        }
-        let ci = self.clusters.partition_point(|c| c.base <= w);
-        if ci == 0 {
-            return None;
-        }
-        let c = &self.clusters[ci - 1];
-        if w >= c.limit {
-            return None;
-        }
-        let k = ((w - c.base) >> BUCKET_SHIFT) as usize;
-        let lo = c.buckets[k] as usize;
-        let hi = c.buckets[k + 1] as usize;
-        // Last block starting at or before w: among those starting in this bucket, or
-        // else the last one starting before it.
-        let n = self.blocks[lo..hi].partition_point(|b| b.0 <= w);
-        let cand = if n > 0 {
-            lo + n - 1
-        } else if lo > c.first as usize {
-            lo - 1
-        } else {
-            return None;
-        };
-        let b = &self.blocks[cand];
-        (w >= b.0 && w < end_of(b)).then_some(cand as u32)
-    }
-}
-
-/// A readable mapping, for the vtable check and for validating block addresses.
-#[derive(Clone, Copy)]
-pub(super) struct Map {
-    pub(super) start: u64,
-    pub(super) end: u64,
-    pub(super) exec: bool,
-    pub(super) file: bool,
-}
-
-pub(super) struct Marker<'a> {
-    pub(super) heap: &'a Heap,
-    pub(super) maps: &'a [Map],
-    pub(super) state: Vec<u8>,
-    pub(super) link: Vec<u64>,
-    pub(super) queue: Vec<u32>,
-    pub(super) heuristics: u32,
+struct Marker<'a, M: BlockMemory> {
+    heap: &'a Heap,
+    blocks: &'a M,
+    maps: &'a [Map],
+    state: Vec<u8>,
+    link: Vec<u64>,
+    queue: Vec<u32>,
+    heuristics: u32,
     /// Root memory and the file mappings a vtable check looks into are read through this
-    /// (never faulting); heap blocks, in anonymous memory, are read directly.
-    pub(super) mem: &'a mut dyn Reader,
-    pub(super) buf: Vec<u64>,
+    /// (never faulting); heap blocks through `blocks`.
+    mem: &'a mut dyn Reader,
+    buf: Vec<u64>,
 }
 
-impl Marker<'_> {
-    pub(super) fn map_of(&self, a: u64) -> Option<&Map> {
+impl<M: BlockMemory> Marker<'_, M> {
+    fn map_of(&self, a: u64) -> Option<&Map> {
         let i = self.maps.partition_point(|m| m.start <= a);
         (i > 0 && a < self.maps[i - 1].end).then(|| &self.maps[i - 1])
     }
 
     /// memcheck's aligned_ptr_above_page0_is_vtable_addr: in a readable file mapping,
     /// and one of its first entries points into executable file-backed code.
-    pub(super) fn looks_like_vtable(&mut self, p: u64) -> bool {
+    fn looks_like_vtable(&mut self, p: u64) -> bool {
         if p < 4096 || !p.is_multiple_of(8) {
             return false;
         }
@@ -180,17 +57,16 @@ impl Marker<'_> {
             .any(|&pc| self.map_of(pc).is_some_and(|t| t.exec && t.file))
     }
 
-    pub(super) fn word(&self, b: usize, off: u64) -> Option<u64> {
+    fn word(&self, b: usize, off: u64) -> Option<u64> {
         let (start, meta) = self.heap.blocks[b];
-        if !self.heap.readable[b] || off + 8 > size_of(meta) {
+        if !self.heap.readable[b] || off + 8 > size_of(meta) || !off.is_multiple_of(8) {
             return None;
         }
-        // SAFETY: the block is live and lies in a readable mapping; off+8 <= size.
-        Some(unsafe { core::ptr::read_unaligned((start + off) as *const u64) })
+        Some(self.blocks.words(start + off, 1)[0])
     }
 
     /// Which heuristic accepts an interior pointer `w` into block `b`.
-    pub(super) fn heuristic(&mut self, w: u64, b: usize) -> Option<Heuristic> {
+    fn heuristic(&mut self, w: u64, b: usize) -> Option<Heuristic> {
         let (start, meta) = self.heap.blocks[b];
         let size = size_of(meta);
         let on = |h: Heuristic| self.heuristics & (1 << h as u32) != 0;
@@ -229,7 +105,7 @@ impl Marker<'_> {
 
     /// A pointer `w` read from a root (`src_block == None`) or from block `src_block`.
     #[inline]
-    pub(super) fn reach(&mut self, w: u64, src: u64, src_block: Option<u32>) {
+    fn reach(&mut self, w: u64, src: u64, src_block: Option<u32>) {
         let Some(b) = self.heap.find(w) else {
             return;
         };
@@ -247,8 +123,7 @@ impl Marker<'_> {
             // A pointer to the next chunk's header (glibc's bins, tcache, top) lands on
             // the last word of a block whose size fills its chunk: not the program's.
             if size_of(meta) >= 8 && self.heap.readable[bi] {
-                // SAFETY: the chunk header word before a live block is mapped.
-                let hdr = unsafe { core::ptr::read((start - 8) as *const u64) };
+                let hdr = self.blocks.word(start - 8);
                 if w == start - 16 + (hdr & !7) {
                     return;
                 }
@@ -275,10 +150,10 @@ impl Marker<'_> {
     }
 
     /// Mark from the words of root memory `[lo, hi)`; what cannot be read is skipped.
-    pub(super) fn scan_range(&mut self, lo: u64, hi: u64, root: u32) {
+    fn scan_range(&mut self, lo: u64, hi: u64, root: u32) {
         let mut buf = core::mem::take(&mut self.buf);
         let (min, max) = (self.heap.min, self.heap.max);
-        let mut cur = self_mem::Cursor::new(lo, hi);
+        let mut cur = Cursor::new(lo, hi);
         while let Some((at, n)) = cur.next(&mut *self.mem, &mut buf) {
             for (k, &w) in buf[..n].iter().enumerate() {
                 if w >= min && w < max {
@@ -294,16 +169,16 @@ impl Marker<'_> {
         self.buf = buf;
     }
 
-    pub(super) fn scan_block(&mut self, b: u32) {
-        let heap = self.heap;
-        for w in heap.words(b as usize) {
+    fn scan_block(&mut self, b: u32) {
+        let (heap, blocks) = (self.heap, self.blocks);
+        for &w in heap.words(blocks, b as usize) {
             if w >= heap.min && w < heap.max {
                 self.reach(w, b as u64 + 1, Some(b));
             }
         }
     }
 
-    pub(super) fn drain(&mut self) {
+    fn drain(&mut self) {
         let mut head = 0;
         while head < self.queue.len() {
             let b = self.queue[head];
@@ -314,7 +189,7 @@ impl Marker<'_> {
     }
 
     /// memcheck's cliques, in ascending address order.
-    pub(super) fn cliques(&mut self) {
+    fn cliques(&mut self) {
         let n = self.heap.blocks.len();
         let mut stack: Vec<u32> = Vec::new();
         for leader in 0..n {
@@ -324,8 +199,8 @@ impl Marker<'_> {
             self.state[leader] |= CLAIMED | LEADER;
             stack.push(leader as u32);
             while let Some(j) = stack.pop() {
-                let heap = self.heap;
-                for w in heap.words(j as usize) {
+                let (heap, blocks) = (self.heap, self.blocks);
+                for &w in heap.words(blocks, j as usize) {
                     let Some(b) = heap.find(w) else {
                         continue;
                     };
@@ -349,14 +224,14 @@ impl Marker<'_> {
 }
 
 /// The marker's answer: a state byte and a link per block, in address order.
-pub(super) struct Marks {
-    pub(super) state: Vec<u8>,
-    pub(super) link: Vec<u64>,
+pub struct Marks {
+    state: Vec<u8>,
+    link: Vec<u64>,
 }
 
 impl Marks {
     /// Block `i`'s kind, the heuristic that saved it, and its parent or clique leader.
-    pub(super) fn verdict(&self, i: usize) -> (BlockState, Option<Heuristic>, BlockLink) {
+    pub fn verdict(&self, i: usize) -> (BlockState, Option<Heuristic>, BlockLink) {
         let s = self.state[i];
         let state = match s & STATE_MASK {
             REACHABLE => BlockState::StillReachable,
@@ -377,13 +252,19 @@ impl Marks {
         };
         (state, Heuristic::from_u8((s >> HEUR_SHIFT) & 7), link)
     }
+
+    /// Whether block `i` is reachable (from a start pointer or a heuristic's).
+    pub fn reachable(&self, i: usize) -> bool {
+        self.state[i] & STATE_MASK == REACHABLE
+    }
 }
 
 /// memcheck's marking: from each root range in turn (root ids 0, 1, ...), then from each
-/// register set (ids after the ranges), breadth first; then cliques. Root memory is read
-/// through `mem`; blocks directly (they are live heap memory).
-pub(super) fn mark(
+/// register set (ids after the ranges), breadth first; then cliques. Root memory and
+/// vtables are read through `mem`, the blocks' words through `blocks`.
+pub fn mark<M: BlockMemory>(
     heap: &Heap,
+    blocks: &M,
     maps: &[Map],
     mem: &mut dyn Reader,
     heuristics: u32,
@@ -393,6 +274,7 @@ pub(super) fn mark(
     let n = heap.blocks.len();
     let mut mk = Marker {
         heap,
+        blocks,
         maps,
         state: alloc::vec![0u8; n],
         link: alloc::vec![0u64; n],
