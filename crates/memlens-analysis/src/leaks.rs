@@ -277,6 +277,8 @@ fn read_scan(r: &TraceReader) -> Result<Scan, crate::Error> {
             }
             ScanRecord::Block(b) => blocks.push(b),
             ScanRecord::End { ts, .. } => info.duration_ns = ts.saturating_sub(started),
+            // A snapshot's holders: `memlens snapshot` and `diff` read them.
+            ScanRecord::Holder { .. } => {}
         }
     }
     Ok((info, roots, blocks))

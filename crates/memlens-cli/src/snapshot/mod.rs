@@ -1,0 +1,460 @@
+//! `memlens snapshot PID`: a heap snapshot of a live process, with memcheck's leak kinds
+//! and "what holds the memory".
+//!
+//! 1. `take.rs`: stop every thread with ptrace (`ptrace.rs`), walk glibc's heap into
+//!    blocks (`glibc.rs`), choose the roots as the exit scan does (`roots.rs`), copy the
+//!    heap and the roots, resume the process. Only this part pauses the process.
+//! 2. Mark with `memlens-reach` (the exit scan's own marker), label each reachable block
+//!    with the one root that holds it (`holders.rs`), join blocks with a trace of the
+//!    same process for their allocation stacks, write the snapshot file (`file.rs`: a
+//!    trace file with a Scan chunk, that `leaks`, `report`, `html` and `diff` read) and
+//!    print the summary (`text.rs`).
+
+mod file;
+mod glibc;
+mod holders;
+mod ptrace;
+mod remote;
+mod roots;
+mod take;
+mod text;
+
+pub use file::{read_holders, SnapHolder};
+
+use memlens_analysis::replay::Replay;
+use memlens_analysis::symbolize::Symbolizer;
+use memlens_common::units::human_time;
+use memlens_reach::{mark, Heap, Marks};
+use memlens_trace::reader::{Metadata, Module, TraceReader};
+use memlens_trace::{AllocFunc, RootKind};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// memcheck's default heuristics (all), as the exit scan's default.
+const HEURISTICS: u32 = 0b11110;
+
+pub const LONG_ABOUT: &str = "\
+Stop a running process for a moment (every thread, with ptrace), find every live heap \
+block by walking glibc's heap (blocks allocated before memlens looked included), mark them \
+from the roots exactly as the exit leak check does, and let the process run on. The pause \
+is reported.
+
+It prints the leak kinds (definitely, indirectly, possibly lost, still reachable) and what \
+holds the memory: the bytes reachable only through one global variable, one thread's stack \
+or one mapping. It writes a snapshot file that `memlens leaks`, `report`, `html` and `diff` \
+read; `memlens diff A.snap B.snap` shows the growth between two snapshots by site and by \
+holder.
+
+With --trace (a trace of the same process from `memlens run`), blocks the recorder saw get \
+their allocation stacks; blocks it did not see (allocated before recording, or too recently \
+for the trace to hold them yet) are grouped by size.
+
+The process must be one ptrace may stop: the same user (or root), and a Yama ptrace_scope \
+that allows it. glibc on x86_64 only.
+
+Exit status: 0 when the snapshot was taken, 125 when it could not be (no such process, \
+ptrace refused, not a glibc heap, an unwritable output file).";
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct SnapshotArgs {
+    /// The process to snapshot.
+    pub pid: u32,
+    /// Write the snapshot file here (default: memlens.PROGRAM.PID.N.snap in the current
+    /// directory, N the first number not yet used).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// A trace of the same process (from `memlens run`): blocks it recorded get their
+    /// allocation stacks. Without it, the trace named by the process's environment
+    /// (MEMLENS_OUTPUT... of a `memlens run`) is not looked for: give it.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+    /// How many holders to print.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub top: usize,
+    /// Print only the file name written (for scripts).
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+pub fn main(args: SnapshotArgs) -> ExitCode {
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => crate::fail(e),
+    }
+}
+
+/// One holder ("what holds the memory").
+#[derive(Clone, Debug)]
+pub struct HolderInfo {
+    pub kind: RootKind,
+    pub tid: u32,
+    /// A symbol, a thread's name, a mapping's name.
+    pub name: String,
+    /// The module of a global (its path).
+    pub module: String,
+    pub bytes: u64,
+    pub blocks: u64,
+}
+
+/// A snapshot, analysed.
+pub struct Analysed {
+    pub taken: take::Taken,
+    pub heap: Heap,
+    pub marks: Marks,
+    /// Per block (address order): the holder id, or [`holders::SHARED`]/[`holders::NONE`].
+    pub label: Vec<u32>,
+    pub holders: Vec<HolderInfo>,
+    /// Per block: (allocating function, stack id in `md`) when the trace knew it.
+    pub sites: Vec<Option<(AllocFunc, u32)>>,
+    /// The trace's metadata (stacks, modules) or the modules read from the process.
+    pub md: Metadata,
+    pub from_trace: bool,
+    pub mark_ns: u64,
+}
+
+fn run(args: &SnapshotArgs) -> Result<(), String> {
+    let out = match &args.output {
+        Some(p) => p.clone(),
+        None => default_output(args.pid, Path::new(".")),
+    };
+    let a = snapshot(args.pid, args.trace.as_deref())?;
+    file::write(&out, &a)?;
+    if args.quiet {
+        println!("{}", out.display());
+        return Ok(());
+    }
+    let text = text::summary(&a, args.top, &out);
+    crate::write_stdout(text.as_bytes())
+}
+
+/// `memlens.PROGRAM.PID.N.snap` in `dir`, N the first number not taken.
+pub fn default_output(pid: u32, dir: &Path) -> PathBuf {
+    let prog = std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "process".into());
+    numbered(dir, &prog, pid, 1)
+}
+
+/// `memlens.PROGRAM.PID.N.snap` in `dir` with the first free N from `from`.
+pub fn numbered(dir: &Path, prog: &str, pid: u32, from: u32) -> PathBuf {
+    let mut n = from;
+    loop {
+        let p = dir.join(format!("memlens.{prog}.{pid}.{n}.snap"));
+        if !p.exists() {
+            return p;
+        }
+        n += 1;
+    }
+}
+
+/// Take and analyse a snapshot of `pid`.
+pub fn snapshot(pid: u32, trace: Option<&Path>) -> Result<Analysed, String> {
+    // Open the trace first: a wrong path is said before the process is stopped.
+    let trace = match trace {
+        Some(p) => Some(
+            TraceReader::open(p)
+                .map_err(|e| format!("cannot read the trace {}: {e}", p.display()))?,
+        ),
+        None => None,
+    };
+    let taken = take::take(pid)?;
+    let started = std::time::Instant::now();
+
+    // Sizes and sites from the trace: a block the replay holds at the same address, no
+    // larger than the chunk's usable size, is that allocation.
+    let mut replay = Replay::new();
+    let (md, from_trace) = match &trace {
+        Some(r) => {
+            for ev in r.events() {
+                match ev {
+                    Ok(ev) => replay.apply(&ev, &mut ()),
+                    Err(_) => break,
+                }
+            }
+            (
+                r.metadata()
+                    .map_err(|e| format!("cannot read the trace: {e}"))?,
+                true,
+            )
+        }
+        None => (metadata_of(&taken.maps), false),
+    };
+    let mut sites = Vec::with_capacity(taken.walk.blocks.len());
+    let mut blocks = Vec::with_capacity(taken.walk.blocks.len());
+    for &(addr, usable) in &taken.walk.blocks {
+        match replay.get(addr).filter(|b| b.size <= usable) {
+            Some(b) => {
+                blocks.push((addr, b.size));
+                sites.push(Some((b.site.func, b.site.stack)));
+            }
+            None => {
+                blocks.push((addr, usable));
+                sites.push(None);
+            }
+        }
+    }
+    drop(replay);
+
+    let heap = Heap::new(blocks);
+    let mut taken = taken;
+    let ranges: Vec<(u64, u64)> = taken
+        .roots
+        .ranges
+        .iter()
+        .map(|r| (r.start, r.end))
+        .collect();
+    let regs: Vec<&[u64]> = taken.roots.regs.iter().map(|(_, r)| &r[..]).collect();
+    let marks = mark(
+        &heap,
+        &taken.walk.memory,
+        &taken.roots.maps,
+        &mut taken.root_memory,
+        HEURISTICS,
+        &ranges,
+        &regs,
+    );
+
+    // What holds the memory.
+    let mut namer = Namer::new(&taken.maps, &taken.threads);
+    let root_list = taken.roots.ranges.clone();
+    let reg_holders: Vec<u32> = taken
+        .roots
+        .regs
+        .iter()
+        .map(|(tid, _)| namer.thread(*tid))
+        .collect();
+    let reg_sets: Vec<(&[u64], u32)> = taken
+        .roots
+        .regs
+        .iter()
+        .zip(&reg_holders)
+        .map(|((_, r), &h)| (&r[..], h))
+        .collect();
+    let label = holders::label(
+        &heap,
+        &taken.walk.memory,
+        &marks,
+        &mut taken.root_memory,
+        &ranges,
+        &mut |i, addr| namer.word(&root_list[i], addr),
+        &reg_sets,
+    );
+    let mut holders = namer.holders;
+    for (i, &l) in label.iter().enumerate() {
+        if let Some(h) = holders.get_mut(l as usize) {
+            h.bytes += memlens_reach::size_of(heap.blocks[i].1);
+            h.blocks += 1;
+        }
+    }
+    let mark_ns = started.elapsed().as_nanos() as u64;
+    Ok(Analysed {
+        taken,
+        heap,
+        marks,
+        label,
+        holders,
+        sites,
+        md,
+        from_trace,
+        mark_ns,
+    })
+}
+
+/// Metadata with the process's modules (for a snapshot without a trace): each file
+/// mapped from offset 0, its load bias from its ELF segments.
+fn metadata_of(maps: &[remote::Mapping]) -> Metadata {
+    let mut md = Metadata::default();
+    for (id, m) in module_mappings(maps).into_iter().enumerate() {
+        md.modules.insert(id as u32 + 1, m.module(id as u32 + 1));
+    }
+    md
+}
+
+/// A module mapped in the process: its path, where it is, its load bias.
+struct Mapped {
+    path: String,
+    bias: u64,
+    /// From its first mapping to the end of its last (and the anonymous mapping right
+    /// after it: its .bss).
+    lo: u64,
+    hi: u64,
+    segments: Vec<(u64, u64, u32)>,
+}
+
+impl Mapped {
+    fn module(&self, id: u32) -> Module {
+        Module {
+            id,
+            path: self.path.clone(),
+            build_id: memlens_analysis::symbolize::read_build_id(Path::new(&self.path))
+                .unwrap_or_default(),
+            load_bias: self.bias,
+            segments: self.segments.clone(),
+            loaded_ns: 0,
+            unloaded_ns: None,
+        }
+    }
+}
+
+fn module_mappings(maps: &[remote::Mapping]) -> Vec<Mapped> {
+    let mut out: Vec<Mapped> = Vec::new();
+    for (i, m) in maps.iter().enumerate() {
+        if !m.name.starts_with('/') || m.offset != 0 || out.iter().any(|o| o.path == m.name) {
+            continue;
+        }
+        let first_vaddr = elf_first_vaddr(&m.name).unwrap_or(0);
+        let bias = m.start.wrapping_sub(first_vaddr);
+        let mut hi = m.end;
+        let mut segments = Vec::new();
+        let mut j = i;
+        while j < maps.len()
+            && (maps[j].name == m.name || (maps[j].name.is_empty() && maps[j].start == hi && j > i))
+        {
+            let s = &maps[j];
+            let flags = (s.exec as u32) | (s.write as u32) << 1 | (s.read as u32) << 2;
+            if s.name == m.name {
+                segments.push((s.start.wrapping_sub(bias), s.end - s.start, flags));
+            }
+            hi = s.end;
+            if s.name.is_empty() {
+                break;
+            }
+            j += 1;
+        }
+        out.push(Mapped {
+            path: m.name.clone(),
+            bias,
+            lo: m.start,
+            hi,
+            segments,
+        });
+    }
+    out
+}
+
+/// The page-aligned virtual address of an ELF file's first loadable segment.
+fn elf_first_vaddr(path: &str) -> Option<u64> {
+    use object::{Object, ObjectSegment};
+    let data = std::fs::read(path).ok()?;
+    let file = object::File::parse(&*data).ok()?;
+    file.segments()
+        .map(|s| s.address())
+        .min()
+        .map(|a| a & !0xfff)
+}
+
+/// Names the holders of root words and gives each a number.
+struct Namer {
+    modules: Vec<Mapped>,
+    sym: Symbolizer,
+    ids: HashMap<String, u32>,
+    holders: Vec<HolderInfo>,
+    threads: HashMap<u32, String>,
+}
+
+impl Namer {
+    fn new(maps: &[remote::Mapping], threads: &[ptrace::Thread]) -> Namer {
+        let modules = module_mappings(maps);
+        let md: HashMap<u32, Module> = modules
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (i as u32, m.module(i as u32)))
+            .collect();
+        Namer {
+            modules,
+            sym: Symbolizer::new(&md),
+            ids: HashMap::new(),
+            holders: Vec::new(),
+            threads: threads.iter().map(|t| (t.tid, t.name.clone())).collect(),
+        }
+    }
+
+    fn id(&mut self, key: String, make: impl FnOnce() -> HolderInfo) -> u32 {
+        if let Some(&i) = self.ids.get(&key) {
+            return i;
+        }
+        let i = self.holders.len() as u32;
+        self.holders.push(make());
+        self.ids.insert(key, i);
+        i
+    }
+
+    fn thread(&mut self, tid: u32) -> u32 {
+        let name = self.threads.get(&tid).cloned().unwrap_or_default();
+        self.id(format!("thread {tid}"), || HolderInfo {
+            kind: RootKind::ThreadStack,
+            tid,
+            name,
+            module: String::new(),
+            bytes: 0,
+            blocks: 0,
+        })
+    }
+
+    /// The holder of the root word at `addr` in `root`.
+    fn word(&mut self, root: &roots::Root, addr: u64) -> u32 {
+        match root.kind {
+            RootKind::ThreadStack | RootKind::Registers => return self.thread(root.tid),
+            RootKind::OtherMapping => {
+                let name = root.name.clone();
+                return self.id(format!("mapping {name}"), || HolderInfo {
+                    kind: RootKind::OtherMapping,
+                    tid: 0,
+                    name,
+                    module: String::new(),
+                    bytes: 0,
+                    blocks: 0,
+                });
+            }
+            _ => {}
+        }
+        let mi = self
+            .modules
+            .iter()
+            .position(|m| addr >= m.lo && addr < m.hi);
+        if let Some(mi) = mi {
+            let (path, bias) = (self.modules[mi].path.clone(), self.modules[mi].bias);
+            let symbol = self.sym.data_symbol(mi as u32, addr.wrapping_sub(bias));
+            let kind = RootKind::ModuleData;
+            return match symbol {
+                Some(s) => self.id(format!("global {path} {s}"), || HolderInfo {
+                    kind,
+                    tid: 0,
+                    name: s,
+                    module: path,
+                    bytes: 0,
+                    blocks: 0,
+                }),
+                None => self.id(format!("data {path}"), || HolderInfo {
+                    kind,
+                    tid: 0,
+                    name: String::new(),
+                    module: path,
+                    bytes: 0,
+                    blocks: 0,
+                }),
+            };
+        }
+        let (start, end) = (root.start, root.end);
+        let name = if root.name.is_empty() {
+            format!("anonymous memory {start:#x}-{end:#x}")
+        } else {
+            root.name.clone()
+        };
+        self.id(format!("mapping {name}"), || HolderInfo {
+            kind: RootKind::Anonymous,
+            tid: 0,
+            name,
+            module: String::new(),
+            bytes: 0,
+            blocks: 0,
+        })
+    }
+}
+
+/// The time a snapshot paused its process, as people read it.
+pub fn pause_text(a: &Analysed) -> String {
+    human_time(a.taken.pause.as_nanos() as u64)
+}
