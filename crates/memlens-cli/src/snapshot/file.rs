@@ -157,7 +157,8 @@ fn write_inner(path: &Path, a: &Analysed) -> std::io::Result<()> {
         let (addr, meta) = a.heap.blocks[i];
         let (state, heur, link) = a.marks.verdict(i);
         let size = memlens_reach::size_of(meta);
-        o.put(&mut |b| b.scan_block(addr, size, state, heur, false, link))?;
+        let internal = a.internal[i];
+        o.put(&mut |b| b.scan_block(addr, size, state, heur, internal, link))?;
     }
     let end_ts = ts + t.pause.as_nanos() as u64;
     o.put(&mut |b| b.scan_end(end_ts, n))?;

@@ -34,6 +34,15 @@ impl<M: BlockMemory> Labels<'_, M> {
         if Some(b) == from || !self.marks.reachable(b as usize) {
             return;
         }
+        // As the marker: a pointer to the next chunk's header (glibc's bins, tcache, top)
+        // lands on the last word of a block whose size fills its chunk: not the program's.
+        let (start, meta) = self.heap.blocks[b as usize];
+        if w != start && memlens_reach::size_of(meta) >= 8 && self.heap.readable[b as usize] {
+            let hdr = self.mem.word(start - 8);
+            if w == start - 16 + (hdr & !7) {
+                return;
+            }
+        }
         let cur = self.label[b as usize];
         let new = if cur == NONE || cur == h { h } else { SHARED };
         if new != cur {

@@ -10,16 +10,16 @@
 //!    trace file with a Scan chunk, that `leaks`, `report`, `html` and `diff` read) and
 //!    print the summary (`text.rs`).
 
+pub mod compare;
 mod file;
 mod glibc;
 mod holders;
 mod ptrace;
+mod recorder;
 mod remote;
 mod roots;
 mod take;
 mod text;
-
-pub use file::{read_holders, SnapHolder};
 
 use memlens_analysis::replay::Replay;
 use memlens_analysis::symbolize::Symbolizer;
@@ -75,6 +75,16 @@ pub struct SnapshotArgs {
     /// Print only the file name written (for scripts).
     #[arg(short, long)]
     pub quiet: bool,
+    /// What to print: `text` (the summary) or `json` (the same as one JSON object, with
+    /// every block size's count; schema in docs/SNAPSHOT.md).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
 }
 
 pub fn main(args: SnapshotArgs) -> ExitCode {
@@ -105,8 +115,12 @@ pub struct Analysed {
     /// Per block (address order): the holder id, or [`holders::SHARED`]/[`holders::NONE`].
     pub label: Vec<u32>,
     pub holders: Vec<HolderInfo>,
-    /// Per block: (allocating function, stack id in `md`) when the trace knew it.
+    /// Per block: (allocating function, stack id in `md`, 0 if unknown) when the
+    /// recorder or the trace knew it.
     pub sites: Vec<Option<(AllocFunc, u32)>>,
+    /// Per block: allocated by the recorder itself (left out of the kinds, as the exit
+    /// scan does).
+    pub internal: Vec<bool>,
     /// The trace's metadata (stacks, modules) or the modules read from the process.
     pub md: Metadata,
     pub from_trace: bool,
@@ -124,7 +138,14 @@ fn run(args: &SnapshotArgs) -> Result<(), String> {
         println!("{}", out.display());
         return Ok(());
     }
-    let text = text::summary(&a, args.top, &out);
+    let text = match args.format {
+        Format::Text => text::summary(&a, args.top, &out),
+        Format::Json => {
+            let mut t = serde_json::to_string_pretty(&text::json(&a, &out)).unwrap_or_default();
+            t.push('\n');
+            t
+        }
+    };
     crate::write_stdout(text.as_bytes())
 }
 
@@ -181,19 +202,29 @@ pub fn snapshot(pid: u32, trace: Option<&Path>) -> Result<Analysed, String> {
         }
         None => (metadata_of(&taken.maps), false),
     };
-    let mut sites = Vec::with_capacity(taken.walk.blocks.len());
-    let mut blocks = Vec::with_capacity(taken.walk.blocks.len());
+    // Each block's requested size, function and whether the recorder made it, from the
+    // recorder's live table (a process under `memlens run`); its stack from the trace.
+    let n = taken.walk.blocks.len();
+    let mut sites = Vec::with_capacity(n);
+    let mut internal = Vec::with_capacity(n);
+    let mut blocks = Vec::with_capacity(n);
     for &(addr, usable) in &taken.walk.blocks {
-        match replay.get(addr).filter(|b| b.size <= usable) {
-            Some(b) => {
-                blocks.push((addr, b.size));
-                sites.push(Some((b.site.func, b.site.stack)));
-            }
-            None => {
-                blocks.push((addr, usable));
-                sites.push(None);
-            }
-        }
+        let rec = taken
+            .recorded
+            .as_ref()
+            .and_then(|t| t.get(&addr))
+            .filter(|r| r.size <= usable);
+        let size = rec.map_or(usable, |r| r.size);
+        let traced = replay
+            .get(addr)
+            .filter(|b| b.size <= usable && rec.is_none_or(|r| r.size == b.size));
+        blocks.push((addr, traced.map_or(size, |b| b.size)));
+        sites.push(match (traced, rec) {
+            (Some(b), _) => Some((b.site.func, b.site.stack)),
+            (None, Some(r)) => Some((r.func, 0)),
+            (None, None) => None,
+        });
+        internal.push(rec.is_some_and(|r| r.internal));
     }
     drop(replay);
 
@@ -256,6 +287,7 @@ pub fn snapshot(pid: u32, trace: Option<&Path>) -> Result<Analysed, String> {
         label,
         holders,
         sites,
+        internal,
         md,
         from_trace,
         mark_ns,

@@ -11,11 +11,6 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-/// Registers a stopped thread gives the marker: 16 general-purpose (the exit scan's
-/// order: the kernel's sigcontext gregs r8..r15, rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp),
-/// then the low 128 bits of xmm0-15 as two words each.
-pub const MAX_REGS: usize = 16 + 32;
-
 /// One stopped thread.
 #[derive(Clone, Debug)]
 pub struct Thread {
@@ -23,6 +18,9 @@ pub struct Thread {
     pub sp: u64,
     /// The thread pointer (fs base): where glibc's `struct pthread` is.
     pub tp: u64,
+    /// 16 general-purpose registers (the exit scan's order, the kernel's sigcontext:
+    /// r8-r15, rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp), then the low 128 bits of
+    /// xmm0-15 as two words each.
     pub regs: Vec<u64>,
     /// Stopped at an arbitrary instruction (not inside a system call): the 128-byte red
     /// zone below sp may hold a leaf function's live locals.
@@ -35,7 +33,6 @@ pub struct Thread {
 
 /// The stopped process; detaching (explicitly or on drop) resumes every thread.
 pub struct Stopped {
-    pub pid: u32,
     pub threads: Vec<Thread>,
     pub stopped_at: Instant,
     detached: bool,
@@ -48,7 +45,9 @@ pub fn describe(pid: u32, e: &std::io::Error) -> String {
             "cannot stop process {pid}: ptrace was refused (run as the same user or root, \
              check /proc/sys/kernel/yama/ptrace_scope, or give the container CAP_SYS_PTRACE)"
         ),
-        Some(libc::ESRCH) => format!("process {pid} does not exist (or has ended)"),
+        Some(libc::ESRCH) | Some(libc::ENOENT) => {
+            format!("process {pid} does not exist (or has ended)")
+        }
         _ => format!("cannot stop process {pid}: {e}"),
     }
 }
@@ -117,7 +116,6 @@ fn wait_stop(tid: u32) -> std::io::Result<Option<i32>> {
 pub fn stop(pid: u32) -> Result<Stopped, String> {
     let mut seized: BTreeMap<u32, i32> = BTreeMap::new();
     let mut st = Stopped {
-        pid,
         threads: Vec::new(),
         stopped_at: Instant::now(),
         detached: false,

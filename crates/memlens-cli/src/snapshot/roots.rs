@@ -5,6 +5,7 @@
 //! in glibc's cached stacks of ended threads left out; then each thread's registers.
 
 use super::ptrace::Thread;
+use super::recorder::is_recorder;
 use super::remote::{Mapping, Remote};
 use memlens_reach::ranges::{
     dead_thread_stacks, is_arena_heap, merge, subtract, RwMapping, StackLayout,
@@ -31,57 +32,6 @@ pub struct Roots {
     pub maps: Vec<Map>,
     pub ranges: Vec<Root>,
     pub regs: Vec<(u32, Vec<u64>)>,
-}
-
-/// Whether a mapping is the recorder library's.
-pub fn is_recorder(m: &Mapping) -> bool {
-    m.name.ends_with("/libmemlens_preload.so")
-}
-
-/// The regions the recorder registered as its own memory, read from its exported table
-/// (`memlens_own_memory_*`, see `memlens-preload/src/own_memory.rs`). Empty when the
-/// recorder is not loaded.
-pub fn recorder_memory(mem: &mut Remote, maps: &[Mapping]) -> Vec<(u64, u64)> {
-    use object::{Object, ObjectSymbol};
-    let Some(lib) = maps.iter().find(|m| is_recorder(m) && m.offset == 0) else {
-        return Vec::new();
-    };
-    let Ok(data) = std::fs::read(&lib.name) else {
-        return Vec::new();
-    };
-    let Ok(file) = object::File::parse(&*data) else {
-        return Vec::new();
-    };
-    let first_vaddr = file
-        .segments()
-        .map(|s| object::ObjectSegment::address(&s))
-        .min()
-        .unwrap_or(0)
-        & !0xfff;
-    let bias = lib.start.wrapping_sub(first_vaddr);
-    let sym = |name: &str| {
-        file.dynamic_symbols()
-            .find(|s| s.name() == Ok(name))
-            .map(|s| bias.wrapping_add(s.address()))
-    };
-    let (Some(count), Some(starts), Some(lens)) = (
-        sym("memlens_own_memory_count"),
-        sym("memlens_own_memory_starts"),
-        sym("memlens_own_memory_lens"),
-    ) else {
-        return Vec::new();
-    };
-    const MAX_REGIONS: usize = 4096;
-    let n = (mem.word(count).unwrap_or(0) as usize).min(MAX_REGIONS);
-    let mut s = vec![0u64; n];
-    let mut l = vec![0u64; n];
-    mem.read_words(starts, &mut s);
-    mem.read_words(lens, &mut l);
-    s.into_iter()
-        .zip(l)
-        .filter(|&(_, l)| l != 0)
-        .map(|(s, l)| (s, s + l))
-        .collect()
 }
 
 /// Choose the roots. `excl` holds what is never a root (heap memory, the recorder's).

@@ -3,10 +3,12 @@
 
 use super::glibc::{self, Copied, Region, Walk};
 use super::ptrace::{self, Thread};
+use super::recorder::{self, Recorded};
 use super::remote::{self, Mapping, Remote};
 use super::roots::{self, Roots};
 use memlens_reach::ranges::StackLayout;
 use memlens_reach::Reader;
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// The process as it was at the snapshot.
@@ -20,6 +22,8 @@ pub struct Taken {
     pub root_memory: RootMemory,
     /// How long the process was stopped.
     pub pause: Duration,
+    /// The recorder's live table, when the process runs under it.
+    pub recorded: Option<HashMap<u64, Recorded>>,
     /// Wall-clock time of the stop, ns since the Unix epoch.
     pub unix_ns: u64,
 }
@@ -165,7 +169,9 @@ pub fn take(pid: u32) -> Result<Taken, String> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     let maps = remote::mappings(pid).map_err(|e| ptrace::describe(pid, &e))?;
-    let own = roots::recorder_memory(&mut mem, &maps);
+    let syms = recorder::symbols(&maps);
+    let own = recorder::recorder_memory(&mut mem, &syms);
+    let recorded = recorder::live_table(&mut mem, &syms);
     // Thread stacks are never mmapped chunks.
     let mut not_mmapped = own.clone();
     for t in &stopped.threads {
@@ -174,7 +180,10 @@ pub fn take(pid: u32) -> Result<Taken, String> {
         }
     }
     let tps: Vec<u64> = stopped.threads.iter().map(|t| t.tp).collect();
+    let debug = std::env::var_os("MEMLENS_SNAPSHOT_DEBUG").is_some();
+    let t0 = stopped.paused();
     let walk = glibc::walk(&mut mem, &maps, &tps, &not_mmapped)?;
+    let t1 = stopped.paused();
     let layout = stack_layout(&mut mem, &maps);
     let mut excl = own;
     excl.extend(walk.heap_ranges.iter().copied());
@@ -184,6 +193,13 @@ pub fn take(pid: u32) -> Result<Taken, String> {
         copy_range(&mut mem, r.start, r.end, &mut regions);
     }
     regions.sort_unstable_by_key(|r| r.start);
+    if debug {
+        eprintln!(
+            "snapshot: stopped+maps {t0:?}, walk {:?}, roots {:?}",
+            t1 - t0,
+            stopped.paused() - t1
+        );
+    }
     let threads = stopped.threads.clone();
     let pause = stopped.paused();
     stopped.detach();
@@ -198,6 +214,7 @@ pub fn take(pid: u32) -> Result<Taken, String> {
             live: Remote::new(pid),
         },
         pause,
+        recorded,
         unix_ns,
     })
 }

@@ -5,7 +5,8 @@ use crate::present::frames::site_labels;
 use memlens_analysis::symbolize::Symbolizer;
 use memlens_common::units::{count, human_bytes, human_time, plural};
 use memlens_trace::{BlockState, RootKind};
-use std::collections::HashMap;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -65,7 +66,7 @@ pub fn summary(a: &Analysed, top: usize, out: &Path) -> String {
     }
     // Kinds.
     let mut by_kind: HashMap<BlockState, (u64, u64)> = HashMap::new();
-    for i in 0..a.heap.blocks.len() {
+    for i in (0..a.heap.blocks.len()).filter(|&i| !a.internal[i]) {
         let e = by_kind.entry(a.marks.verdict(i).0).or_default();
         e.0 += memlens_reach::size_of(a.heap.blocks[i].1);
         e.1 += 1;
@@ -158,4 +159,77 @@ pub fn summary(a: &Analysed, top: usize, out: &Path) -> String {
         out.display()
     );
     s
+}
+
+fn holder_kind(kind: RootKind) -> &'static str {
+    match kind {
+        RootKind::ModuleData => "global",
+        RootKind::ThreadStack | RootKind::Registers => "thread",
+        _ => "mapping",
+    }
+}
+
+/// The summary as JSON (docs/SNAPSHOT.md).
+pub fn json(a: &Analysed, out: &Path) -> Value {
+    let t = &a.taken;
+    let mut kinds: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    let mut sizes: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut total = 0;
+    for k in [
+        BlockState::DefinitelyLost,
+        BlockState::IndirectlyLost,
+        BlockState::PossiblyLost,
+        BlockState::StillReachable,
+    ] {
+        kinds.insert(memlens_analysis::leaks::kind_key(k), (0, 0));
+    }
+    let mut recorder = (0, 0);
+    for i in 0..a.heap.blocks.len() {
+        let size = memlens_reach::size_of(a.heap.blocks[i].1);
+        *sizes.entry(size).or_default() += 1;
+        total += size;
+        if a.internal[i] {
+            recorder.0 += size;
+            recorder.1 += 1;
+            continue;
+        }
+        let e = kinds
+            .entry(memlens_analysis::leaks::kind_key(a.marks.verdict(i).0))
+            .or_default();
+        e.0 += size;
+        e.1 += 1;
+    }
+    let mut holders: Vec<&HolderInfo> = a.holders.iter().filter(|h| h.blocks > 0).collect();
+    holders.sort_by_key(|h| std::cmp::Reverse((h.bytes, h.blocks)));
+    let (sb, sn) = super::file::shared_amount(a);
+    json!({
+        "pid": t.pid,
+        "file": out.display().to_string(),
+        "pause_ns": t.pause.as_nanos() as u64,
+        "mark_ns": a.mark_ns,
+        "threads": t.threads.iter().map(|t| json!({"tid": t.tid, "name": t.name})).collect::<Vec<_>>(),
+        "blocks": a.heap.blocks.len(),
+        "bytes": total,
+        "heap": {
+            "arenas": t.walk.arenas,
+            "mmapped": t.walk.mmapped,
+            "cached_free": t.walk.cached_free,
+        },
+        "kinds": kinds.iter().map(|(k, v)| (k.to_string(), json!({"bytes": v.0, "blocks": v.1}))).collect::<serde_json::Map<_, _>>(),
+        "holders": holders.iter().map(|h| json!({
+            "kind": holder_kind(h.kind),
+            "name": h.name,
+            "module": h.module,
+            "tid": h.tid,
+            "bytes": h.bytes,
+            "blocks": h.blocks,
+            "text": phrase(h),
+        })).collect::<Vec<_>>(),
+        "shared": {"bytes": sb, "blocks": sn},
+        "recorder_blocks": {"bytes": recorder.0, "blocks": recorder.1},
+        "recorded": t.recorded.is_some(),
+        "sizes": sizes.iter().map(|(s, n)| json!({"size": s, "blocks": n})).collect::<Vec<_>>(),
+        "with_trace": a.from_trace,
+        "warnings": t.walk.warnings,
+    })
 }
