@@ -203,7 +203,7 @@ fn write_inner(path: &Path, a: &Analysed) -> std::io::Result<()> {
 pub fn shared_amount(a: &Analysed) -> (u64, u64) {
     let mut s = (0, 0);
     for (i, &l) in a.label.iter().enumerate() {
-        if l == holders::SHARED {
+        if l == holders::SHARED && !a.internal[i] {
             s.0 += memlens_reach::size_of(a.heap.blocks[i].1);
             s.1 += 1;
         }

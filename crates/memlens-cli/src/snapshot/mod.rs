@@ -125,6 +125,8 @@ pub struct Analysed {
     pub md: Metadata,
     pub from_trace: bool,
     pub mark_ns: u64,
+    /// Said in the summary (what could not be done).
+    pub notes: Vec<String>,
 }
 
 fn run(args: &SnapshotArgs) -> Result<(), String> {
@@ -172,16 +174,39 @@ pub fn numbered(dir: &Path, prog: &str, pid: u32, from: u32) -> PathBuf {
 
 /// Take and analyse a snapshot of `pid`.
 pub fn snapshot(pid: u32, trace: Option<&Path>) -> Result<Analysed, String> {
-    // Open the trace first: a wrong path is said before the process is stopped.
-    let trace = match trace {
-        Some(p) => Some(
-            TraceReader::open(p)
-                .map_err(|e| format!("cannot read the trace {}: {e}", p.display()))?,
-        ),
+    let open = |p: &Path| {
+        TraceReader::open(p).map_err(|e| format!("cannot read the trace {}: {e}", p.display()))
+    };
+    // Check the trace first: a wrong path is said before the process is stopped.
+    if let Some(p) = trace {
+        open(p)?;
+    }
+    // Under the recorder: its trace (unless given), written up to now first.
+    let mut notes = Vec::new();
+    let maps = remote::mappings(pid).map_err(|e| ptrace::describe(pid, &e))?;
+    let syms = recorder::symbols(&maps);
+    let trace: Option<PathBuf> = match trace {
+        Some(p) => Some(p.to_path_buf()),
+        None if !syms.is_empty() => recorder::trace_of(pid),
         None => None,
     };
+    if trace.is_some() && !syms.is_empty() {
+        let mut mem = remote::Remote::new(pid);
+        if !recorder::flush(&mut mem, &syms, std::time::Duration::from_secs(1)) {
+            notes.push(
+                "the recorder did not write its buffered events in time (is its sampler \
+                 off, --rss-interval 0?): blocks allocated shortly before the snapshot have \
+                 no stack"
+                    .to_string(),
+            );
+        }
+    }
     let taken = take::take(pid)?;
     let started = std::time::Instant::now();
+    let trace = match &trace {
+        Some(p) => Some(open(p)?),
+        None => None,
+    };
 
     // Sizes and sites from the trace: a block the replay holds at the same address, no
     // larger than the chunk's usable size, is that allocation.
@@ -274,6 +299,9 @@ pub fn snapshot(pid: u32, trace: Option<&Path>) -> Result<Analysed, String> {
     );
     let mut holders = namer.holders;
     for (i, &l) in label.iter().enumerate() {
+        if internal[i] {
+            continue;
+        }
         if let Some(h) = holders.get_mut(l as usize) {
             h.bytes += memlens_reach::size_of(heap.blocks[i].1);
             h.blocks += 1;
@@ -291,6 +319,7 @@ pub fn snapshot(pid: u32, trace: Option<&Path>) -> Result<Analysed, String> {
         md,
         from_trace,
         mark_ns,
+        notes,
     })
 }
 

@@ -127,3 +127,47 @@ pub fn live_table(mem: &mut Remote, syms: &HashMap<String, u64>) -> Option<HashM
     }
     Some(out)
 }
+
+/// Ask the recorder to write every thread's buffered events into its trace, and wait
+/// (up to `patience`) for it to say it has. Whether it did.
+pub fn flush(mem: &mut Remote, syms: &HashMap<String, u64>, patience: std::time::Duration) -> bool {
+    let (Some(&req), Some(&done)) = (
+        syms.get("memlens_flush_request"),
+        syms.get("memlens_flush_done"),
+    ) else {
+        return false;
+    };
+    let Some(cur) = mem.word(req) else {
+        return false;
+    };
+    let want = cur.wrapping_add(1);
+    if !mem.write_word(req, want) {
+        return false;
+    }
+    let start = std::time::Instant::now();
+    while start.elapsed() < patience {
+        if mem.word(done) == Some(want) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    false
+}
+
+/// The trace file the recorder in `pid` writes: the `*.trace` file among its open files
+/// whose header names this process.
+pub fn trace_of(pid: u32) -> Option<std::path::PathBuf> {
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
+        let Ok(target) = std::fs::read_link(e.path()) else {
+            continue;
+        };
+        if target.extension().is_some_and(|x| x == "trace") && target.is_file() {
+            if let Ok(r) = memlens_trace::reader::TraceReader::open(&target) {
+                if r.header().pid == pid {
+                    return Some(target);
+                }
+            }
+        }
+    }
+    None
+}

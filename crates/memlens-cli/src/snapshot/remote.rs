@@ -70,6 +70,22 @@ impl Remote {
         self.read_bytes(addr, bytes) / 8
     }
 
+    /// Write one word at `addr` (`process_vm_writev`); whether it was written.
+    pub fn write_word(&mut self, addr: u64, value: u64) -> bool {
+        let local = libc::iovec {
+            iov_base: &value as *const u64 as *mut libc::c_void,
+            iov_len: 8,
+        };
+        let remote = libc::iovec {
+            iov_base: addr as *mut libc::c_void,
+            iov_len: 8,
+        };
+        // SAFETY: `local` describes `value`; the kernel checks `remote`.
+        let n =
+            unsafe { libc::process_vm_writev(self.pid as libc::pid_t, &local, 1, &remote, 1, 0) };
+        n == 8
+    }
+
     /// One word, if readable.
     pub fn word(&mut self, addr: u64) -> Option<u64> {
         let mut w = [0u64; 1];

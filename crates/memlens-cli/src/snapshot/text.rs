@@ -61,7 +61,7 @@ pub fn summary(a: &Analysed, top: usize, out: &Path) -> String {
         plural(t.walk.cached_free as u64, "free chunk", "free chunks"),
         human_time(a.mark_ns),
     );
-    for w in &t.walk.warnings {
+    for w in t.walk.warnings.iter().chain(&a.notes) {
         let _ = writeln!(s, "  warning: {w}");
     }
     // Kinds.
@@ -99,7 +99,7 @@ pub fn summary(a: &Analysed, top: usize, out: &Path) -> String {
     }
     let mut groups: HashMap<(u32, u32, u64), (u64, u64)> = HashMap::new();
     for (i, &l) in a.label.iter().enumerate() {
-        if (l as usize) < a.holders.len() {
+        if (l as usize) < a.holders.len() && !a.internal[i] {
             let size = memlens_reach::size_of(a.heap.blocks[i].1);
             let key = match a.sites[i] {
                 Some((_, stack)) if stack != 0 => (l, stack, 0),
@@ -230,6 +230,6 @@ pub fn json(a: &Analysed, out: &Path) -> Value {
         "recorded": t.recorded.is_some(),
         "sizes": sizes.iter().map(|(s, n)| json!({"size": s, "blocks": n})).collect::<Vec<_>>(),
         "with_trace": a.from_trace,
-        "warnings": t.walk.warnings,
+        "warnings": t.walk.warnings.iter().chain(&a.notes).collect::<Vec<_>>(),
     })
 }
