@@ -330,3 +330,85 @@ fn a_process_that_does_not_exist_is_one_sentence_and_125() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn run_snapshot_every_writes_numbered_snapshots_and_passes_the_exit_status_on() {
+    let exe = prog();
+    let dir = scratch("snapshot-every");
+    let mut p = Prog::start(
+        Command::new(memlens())
+            .args(["run", "--snapshot-every", "50ms", "-o"])
+            .arg(dir.join("prog.trace"))
+            .arg("--")
+            .arg(&exe),
+    );
+    let f = figures(&p.line());
+    let kids = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", p.pid())).unwrap();
+    let pid: u32 = kids.split_whitespace().next().unwrap().parse().unwrap();
+    let second = dir.join(format!("memlens.snapshot.{pid}.2.snap"));
+    // Wait (a hang guard, not a timing assertion) for the second snapshot to be written
+    // whole: the third one's start means the second is done.
+    let third = dir.join(format!("memlens.snapshot.{pid}.3.snap"));
+    let start = std::time::Instant::now();
+    while !third.exists() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "no third snapshot in 60 s (is ptrace refused on this machine?): {:?}",
+            std::fs::read_dir(&dir).unwrap().collect::<Vec<_>>()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (status, _) = p.quit();
+    assert!(status.success());
+    let l = leaks_json(&second, &["--default-suppressions", "no"]);
+    if l["summary"]["definitely_lost"]["blocks"] == 0 && l["records"].as_array().unwrap().is_empty()
+    {
+        skip_or_fail("SKIPPED: ptrace is refused on this machine (no snapshot taken)");
+        return;
+    }
+    assert_eq!(
+        amount(&l["summary"]["definitely_lost"]),
+        (f["lost_bytes"], f["lost"])
+    );
+    // The blocks have their allocation stacks (the trace of the same run).
+    let rec = l["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "definitely_lost")
+        .unwrap();
+    assert_eq!(rec["stack"][0]["function"], "leak", "{rec}");
+}
+
+#[test]
+fn run_passes_the_programs_exit_status_on_with_snapshots() {
+    // A program that sleeps (its waits restarted after each stop) then exits with 3
+    // while snapshots are taken every 10 ms: the supervisor's wait never mistakes a ptrace
+    // stop for an end, and the status is passed on.
+    let dir = scratch("snapshot-every-exit");
+    let o = Command::new(memlens())
+        .args(["run", "-q", "--snapshot-every", "10ms", "-o"])
+        .arg(dir.join("prog.trace"))
+        .args(["--", "sh", "-c", "sleep 0.5; exit 3"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let snaps = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "snap")
+        })
+        .count();
+    if snaps == 0 {
+        skip_or_fail("SKIPPED: no snapshot was taken (ptrace refused here?)");
+    }
+}

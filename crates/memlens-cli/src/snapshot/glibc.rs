@@ -294,13 +294,16 @@ pub fn walk(
     not_mmapped: &[(u64, u64)],
 ) -> Result<Walk, String> {
     let mut regions: Vec<Region> = Vec::new();
-    let mut chunks: Vec<Chunk> = Vec::new();
     let mut free: HashSet<u64> = HashSet::new();
     let mut warnings = Vec::new();
     let mut heap_ranges = Vec::new();
     let mut arenas = 0;
     let mut tcache_candidates = Vec::new();
+    // (region index, first chunk, top) of each heap to walk.
+    let mut walks: Vec<(usize, u64, Option<u64>)> = Vec::new();
 
+    let debug = std::env::var_os("MEMLENS_SNAPSHOT_DEBUG").is_some();
+    let t0 = std::time::Instant::now();
     // The main arena.
     if let Some(h) = maps.iter().find(|m| m.name == "[heap]") {
         let r = copy(mem, h.start, h.end)?;
@@ -321,7 +324,7 @@ pub fn walk(
         if r.get(h.start + 8).map(|s| s & !SIZE_BITS) == Some(TCACHE_CHUNK) {
             tcache_candidates.push(h.start + 16);
         }
-        walk_chunks(&r, h.start, top, &mut chunks)?;
+        walks.push((regions.len(), h.start, top));
         regions.push(r);
     }
     // The other arenas' heaps.
@@ -345,32 +348,46 @@ pub fn walk(
         if r.get(first + 8).map(|s| s & !SIZE_BITS) == Some(TCACHE_CHUNK) {
             tcache_candidates.push(first + 16);
         }
-        let top = mem.word(ar + AR_TOP);
-        walk_chunks(&r, first, top, &mut chunks)?;
+        walks.push((regions.len(), first, mem.word(ar + AR_TOP)));
         regions.push(r);
+    }
+    if debug {
+        eprintln!("snapshot: heaps copied at {:?}", t0.elapsed());
     }
     // Every thread's tcache.
     let tcs = tcaches(mem, tps, &tcache_candidates);
-    let mut tcache_structs: HashSet<u64> = HashSet::new();
     for &tc in &tcs {
         tcache_chunks(mem, tc, &mut free);
-        tcache_structs.insert(tc - 16);
     }
-    if tcs.is_empty() && !chunks.is_empty() {
+    if tcs.is_empty() && !walks.is_empty() {
         warnings.push(
             "no thread's tcache was found: blocks freed into it may be counted as live".into(),
         );
     }
-    let cached_free = chunks
-        .iter()
-        .filter(|c| c.in_use && free.contains(&c.addr))
-        .count();
-    let mut blocks: Vec<(u64, u64)> = chunks
-        .iter()
-        .filter(|c| c.in_use && !free.contains(&c.addr) && !tcache_structs.contains(&c.addr))
-        .map(|c| (c.addr + 16, c.size - 8))
-        .collect();
-
+    // Chunk headers not to count as blocks: cached free chunks and the tcache structures.
+    let mut skip: Vec<u64> = free.into_iter().chain(tcs.iter().map(|t| t - 16)).collect();
+    skip.sort_unstable();
+    skip.dedup();
+    let mut chunks: Vec<Chunk> = Vec::new();
+    let mut blocks: Vec<(u64, u64)> = Vec::new();
+    let mut cached_free = 0;
+    for (ri, first, top) in walks {
+        chunks.clear();
+        walk_chunks(&regions[ri], first, top, &mut chunks)?;
+        blocks.reserve(chunks.len());
+        for c in chunks.iter().filter(|c| c.in_use) {
+            if !skip.is_empty() && skip.binary_search(&c.addr).is_ok() {
+                cached_free += 1;
+                continue;
+            }
+            blocks.push((c.addr + 16, c.size - 8));
+        }
+    }
+    // (The tcache structures are no free chunks.)
+    cached_free -= tcs.len().min(cached_free);
+    if debug {
+        eprintln!("snapshot: arenas walked at {:?}", t0.elapsed());
+    }
     // mmapped chunks.
     let mut mmapped = 0;
     for m in maps.iter().filter(|m| {
@@ -416,6 +433,9 @@ pub fn walk(
     }
     blocks.sort_unstable();
     regions.sort_unstable_by_key(|r| r.start);
+    if debug {
+        eprintln!("snapshot: mmapped chunks and sort at {:?}", t0.elapsed());
+    }
     Ok(Walk {
         blocks,
         memory: Copied { regions },

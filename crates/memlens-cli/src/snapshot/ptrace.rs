@@ -131,6 +131,9 @@ pub fn stop(pid: u32) -> Result<Stopped, String> {
         if new.is_empty() {
             break;
         }
+        // Seize them all, then interrupt them all, then wait for each: the threads stop
+        // in parallel (a busy thread stops when it is next scheduled).
+        let mut fresh = Vec::new();
         for tid in new {
             match ptrace(libc::PTRACE_SEIZE, tid, 0, 0) {
                 Ok(_) => {}
@@ -140,17 +143,25 @@ pub fn stop(pid: u32) -> Result<Stopped, String> {
                 Err(e) => return Err(describe(pid, &e)),
             }
             st.threads.push(thread_stub(tid));
+            fresh.push(tid);
+        }
+        for &tid in &fresh {
             let _ = ptrace(libc::PTRACE_INTERRUPT, tid, 0, 0);
+        }
+        for tid in fresh {
             match wait_stop(tid) {
                 Ok(Some(sig)) => {
                     seized.insert(tid, sig);
-                    st.threads.last_mut().expect("just pushed").pending = sig;
+                    if let Some(t) = st.threads.iter_mut().find(|t| t.tid == tid) {
+                        t.pending = sig;
+                    }
                 }
-                Ok(None) => {
-                    st.threads.pop();
-                }
+                Ok(None) => st.threads.retain(|t| t.tid != tid),
                 Err(e) => return Err(describe(pid, &e)),
             }
+        }
+        if seized.is_empty() {
+            return Err(format!("process {pid} does not exist (or has ended)"));
         }
     }
     let mut threads = Vec::new();

@@ -84,15 +84,21 @@ const TABLE_HEADER: u64 = 24;
 const SLOT_BYTES: usize = 12;
 const KEY_BITS: u32 = 44;
 
-/// The recorder's live table, by address; `None` when the recorder is not loaded (or its
-/// table cannot be read).
-pub fn live_table(mem: &mut Remote, syms: &HashMap<String, u64>) -> Option<HashMap<u64, Recorded>> {
+/// The recorder's live table as copied from the process (its shards' slots), decoded by
+/// [`RawTable::decode`] once the process runs again.
+pub struct RawTable {
+    shards: Vec<Vec<u8>>,
+}
+
+/// Copy the recorder's live table; `None` when the recorder is not loaded (or its table
+/// cannot be read).
+pub fn live_table(mem: &mut Remote, syms: &HashMap<String, u64>) -> Option<RawTable> {
     let &table = syms.get("memlens_live_table")?;
     let mut shards = vec![0u64; SHARDS * (SHARD_BYTES / 8) as usize];
     if mem.read_words(table, &mut shards) != shards.len() {
         return None;
     }
-    let mut out = HashMap::new();
+    let mut out = Vec::with_capacity(SHARDS);
     for s in 0..SHARDS {
         let t = shards[s * 4 + 1];
         if t == 0 {
@@ -106,9 +112,19 @@ pub fn live_table(mem: &mut Remote, syms: &HashMap<String, u64>) -> Option<HashM
         if mem.read_bytes(t + TABLE_HEADER, &mut slots) != slots.len() {
             return None;
         }
-        for slot in slots.chunks_exact(SLOT_BYTES) {
-            let lo = u64::from_le_bytes(slot[..8].try_into().ok()?);
-            let hi = u32::from_le_bytes(slot[8..].try_into().ok()?) as u64;
+        out.push(slots);
+    }
+    Some(RawTable { shards: out })
+}
+
+impl RawTable {
+    /// The blocks, by address.
+    pub fn decode(&self) -> HashMap<u64, Recorded> {
+        let n: usize = self.shards.iter().map(|s| s.len() / SLOT_BYTES).sum();
+        let mut out = HashMap::with_capacity(n / 2);
+        for slot in self.shards.iter().flat_map(|s| s.chunks_exact(SLOT_BYTES)) {
+            let lo = u64::from_le_bytes(slot[..8].try_into().unwrap_or_default());
+            let hi = u32::from_le_bytes(slot[8..].try_into().unwrap_or_default()) as u64;
             let key = lo & ((1 << KEY_BITS) - 1);
             if key == 0 {
                 continue;
@@ -124,8 +140,8 @@ pub fn live_table(mem: &mut Remote, syms: &HashMap<String, u64>) -> Option<HashM
                 },
             );
         }
+        out
     }
-    Some(out)
 }
 
 /// Ask the recorder to write every thread's buffered events into its trace, and wait

@@ -195,14 +195,20 @@ pub fn take(pid: u32) -> Result<Taken, String> {
     regions.sort_unstable_by_key(|r| r.start);
     if debug {
         eprintln!(
-            "snapshot: stopped+maps {t0:?}, walk {:?}, roots {:?}",
+            "snapshot: stopped+maps {t0:?}, walk {:?} ({} heap bytes copied), roots {:?}",
             t1 - t0,
+            walk.memory
+                .regions
+                .iter()
+                .map(|r| 8 * r.words.len())
+                .sum::<usize>(),
             stopped.paused() - t1
         );
     }
     let threads = stopped.threads.clone();
     let pause = stopped.paused();
     stopped.detach();
+    let recorded = recorded.map(|r| r.decode());
     Ok(Taken {
         pid,
         threads,
