@@ -15,6 +15,9 @@ use std::path::Path;
 
 const CHUNK_RAW: usize = 1 << 20;
 
+/// A record writer: one record into the chunk being built.
+type Record<'a> = dyn FnMut(&mut ChunkBuilder<Box<[u8]>>) -> Result<(), WriteError> + 'a;
+
 struct Out<W: Write> {
     out: W,
     b: ChunkBuilder<Box<[u8]>>,
@@ -22,10 +25,7 @@ struct Out<W: Write> {
 }
 
 impl<W: Write> Out<W> {
-    fn put(
-        &mut self,
-        f: &mut dyn FnMut(&mut ChunkBuilder<Box<[u8]>>) -> Result<(), WriteError>,
-    ) -> std::io::Result<()> {
+    fn put(&mut self, f: &mut Record) -> std::io::Result<()> {
         if f(&mut self.b).is_err() {
             self.flush()?;
             f(&mut self.b).map_err(|_| std::io::Error::other("a record larger than a chunk"))?;

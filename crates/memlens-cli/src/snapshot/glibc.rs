@@ -49,7 +49,7 @@ impl Region {
         self.start + 8 * self.words.len() as u64
     }
     fn get(&self, a: u64) -> Option<u64> {
-        if a < self.start || a + 8 > self.end() || a % 8 != 0 {
+        if a < self.start || a + 8 > self.end() || !a.is_multiple_of(8) {
             return None;
         }
         Some(self.words[((a - self.start) / 8) as usize])
@@ -104,10 +104,10 @@ pub struct Walk {
     pub warnings: Vec<String>,
 }
 
-struct Chunk {
-    addr: u64,
-    size: u64,
-    in_use: bool,
+pub(super) struct Chunk {
+    pub(super) addr: u64,
+    pub(super) size: u64,
+    pub(super) in_use: bool,
 }
 
 fn copy(mem: &mut Remote, start: u64, end: u64) -> Result<Region, String> {
@@ -124,7 +124,7 @@ fn copy(mem: &mut Remote, start: u64, end: u64) -> Result<Region, String> {
 }
 
 /// Walk the chunks of `r` from `first`; `top`, when known, is free and ends the walk.
-fn walk_chunks(
+pub(super) fn walk_chunks(
     r: &Region,
     first: u64,
     top: Option<u64>,
@@ -192,7 +192,7 @@ fn main_arena(mem: &mut Remote, maps: &[Mapping], heap: &Region) -> Option<u64> 
         let mut x = m.start;
         while x + MALLOC_STATE_SIZE <= m.start + 8 * words.len() as u64 {
             if let (Some(top), Some(sys)) = (w(x + AR_TOP), w(x + AR_SYSTEM_MEM)) {
-                if top >= heap.start && top < heap.end() && top % 16 == 0 && sys > 0 {
+                if top >= heap.start && top < heap.end() && top.is_multiple_of(16) && sys > 0 {
                     let top_size = heap.get(top + 8).unwrap_or(0) & !SIZE_BITS;
                     let next = w(x + AR_NEXT).unwrap_or(0);
                     if top + top_size == heap.start + sys && next != 0 {
@@ -213,7 +213,7 @@ fn fastbin_chunks(mem: &mut Remote, arena: u64, out: &mut HashSet<u64>) {
             continue;
         };
         let mut n = 0;
-        while p != 0 && p % 16 == 0 && n < 1 << 22 && out.insert(p) {
+        while p != 0 && p.is_multiple_of(16) && n < 1 << 22 && out.insert(p) {
             n += 1;
             let Some(stored) = mem.word(p + 16) else {
                 break;
@@ -232,7 +232,7 @@ fn tcache_chunks(mem: &mut Remote, tc: u64, out: &mut HashSet<u64>) {
     for &head in &entries {
         let mut e = head;
         let mut n = 0;
-        while e != 0 && e % 16 == 0 && n < 1 << 16 && out.insert(e - 16) {
+        while e != 0 && e.is_multiple_of(16) && n < 1 << 16 && out.insert(e - 16) {
             n += 1;
             let Some(stored) = mem.word(e) else { break };
             e = stored ^ (e >> 12);
@@ -273,7 +273,7 @@ fn tcaches(mem: &mut Remote, tps: &[u64], candidates: &[u64]) -> Vec<u64> {
             continue;
         };
         if t != 0
-            && t % 16 == 0
+            && t.is_multiple_of(16)
             && mem
                 .word(t - 8)
                 .is_some_and(|h| h & !SIZE_BITS == TCACHE_CHUNK)
@@ -409,10 +409,10 @@ pub fn walk(
             let size = head & !SIZE_BITS;
             let chunk = a.wrapping_add(prev);
             let ok = head & SIZE_BITS == IS_MMAPPED
-                && prev % 16 == 0
+                && prev.is_multiple_of(16)
                 && prev < (1 << 32)
-                && size >= 4096 - prev % 4096
-                && (chunk + size) % 4096 == 0
+                && size >= 4096
+                && (chunk + size).is_multiple_of(4096)
                 && chunk + size <= m.end
                 && chunk + 16 <= m.end
                 && {

@@ -519,3 +519,6 @@ impl Namer {
 pub fn pause_text(a: &Analysed) -> String {
     human_time(a.taken.pause.as_nanos() as u64)
 }
+
+#[cfg(test)]
+mod tests;

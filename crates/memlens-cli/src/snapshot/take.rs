@@ -36,6 +36,17 @@ pub struct RootMemory {
     live: Remote,
 }
 
+impl RootMemory {
+    /// Copies only (the live process: this one, never read in the tests' ranges).
+    #[cfg(test)]
+    pub fn for_tests(copies: Copied) -> RootMemory {
+        RootMemory {
+            copies,
+            live: Remote::new(std::process::id()),
+        }
+    }
+}
+
 impl Reader for RootMemory {
     fn read(&mut self, addr: u64, out: &mut [u64]) -> usize {
         let regions = &self.copies.regions;

@@ -97,7 +97,9 @@ pub fn summary(a: &Analysed, top: usize, out: &Path) -> String {
     if order.is_empty() {
         s.push_str("  nothing\n");
     }
-    let mut groups: HashMap<(u32, u32, u64), (u64, u64)> = HashMap::new();
+    // (holder, stack or 0, size when no stack) -> (bytes, blocks).
+    type Group = (u32, u32, u64);
+    let mut groups: HashMap<Group, (u64, u64)> = HashMap::new();
     for (i, &l) in a.label.iter().enumerate() {
         if (l as usize) < a.holders.len() && !a.internal[i] {
             let size = memlens_reach::size_of(a.heap.blocks[i].1);
@@ -120,7 +122,7 @@ pub fn summary(a: &Analysed, top: usize, out: &Path) -> String {
             plural(hi.blocks, "block", "blocks"),
             phrase(hi)
         );
-        let mut g: Vec<(&(u32, u32, u64), &(u64, u64))> =
+        let mut g: Vec<(&Group, &(u64, u64))> =
             groups.iter().filter(|(k, _)| k.0 == h as u32).collect();
         g.sort_by_key(|(k, v)| (std::cmp::Reverse(v.0), k.1, k.2));
         let stacks: Vec<u32> = g.iter().take(3).map(|(k, _)| k.1).collect();
