@@ -205,6 +205,7 @@ pub fn take(pid: u32) -> Result<Taken, String> {
     }
     regions.sort_unstable_by_key(|r| r.start);
     if debug {
+        eprintln!("snapshot: thread-stack layout {layout:?}");
         eprintln!(
             "snapshot: stopped+maps {t0:?}, walk {:?} ({} heap bytes copied), roots {:?}",
             t1 - t0,
