@@ -412,3 +412,32 @@ fn run_passes_the_programs_exit_status_on_with_snapshots() {
         skip_or_fail("SKIPPED: no snapshot was taken (ptrace refused here?)");
     }
 }
+
+#[test]
+fn a_program_without_libc_so_is_refused_in_one_sentence() {
+    let exe = build(
+        "gcc",
+        "snapshot.c",
+        "snapshot-static",
+        &["-static", "-O1", "-pthread"],
+    );
+    let mut p = Prog::start(&mut Command::new(&exe));
+    p.line();
+    let o = Command::new(memlens())
+        .args(["snapshot", &p.pid().to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        err.trim(),
+        format!(
+            "memlens: error: process {} maps no libc.so (a static program, or another C \
+             library): memlens snapshot walks the heap of programs linked with glibc's \
+             libc.so only",
+            p.pid()
+        )
+    );
+    let (status, _) = p.quit();
+    assert!(status.success());
+}

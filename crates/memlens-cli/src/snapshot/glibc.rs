@@ -163,7 +163,7 @@ pub(super) fn walk_chunks(
     Ok(())
 }
 
-fn is_libc(m: &Mapping) -> bool {
+pub fn is_libc(m: &Mapping) -> bool {
     let f = m.name.rsplit('/').next().unwrap_or("");
     f.starts_with("libc.so") || (f.starts_with("libc-") && f.ends_with(".so"))
 }

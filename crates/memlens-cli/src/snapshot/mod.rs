@@ -22,7 +22,6 @@ mod take;
 mod text;
 
 use memlens_analysis::replay::Replay;
-use memlens_analysis::symbolize::Symbolizer;
 use memlens_common::units::human_time;
 use memlens_reach::{mark, Heap, Marks};
 use memlens_trace::reader::{Metadata, Module, TraceReader};
@@ -184,6 +183,12 @@ pub fn snapshot(pid: u32, trace: Option<&Path>) -> Result<Analysed, String> {
     // Under the recorder: its trace (unless given), written up to now first.
     let mut notes = Vec::new();
     let maps = remote::mappings(pid).map_err(|e| ptrace::describe(pid, &e))?;
+    if !maps.iter().any(glibc::is_libc) {
+        return Err(format!(
+            "process {pid} maps no libc.so (a static program, or another C library): \
+             memlens snapshot walks the heap of programs linked with glibc's libc.so only"
+        ));
+    }
     let syms = recorder::symbols(&maps);
     let trace: Option<PathBuf> = match trace {
         Some(p) => Some(p.to_path_buf()),
@@ -406,30 +411,74 @@ fn elf_first_vaddr(path: &str) -> Option<u64> {
         .map(|a| a & !0xfff)
 }
 
-/// Names the holders of root words and gives each a number.
+/// Names the holders of root words and gives each a number. Every root word that points
+/// into the heap asks, so the answers are cached: per thread, per root range outside
+/// modules, per (module, data symbol) from each module's data symbols sorted by address.
 struct Namer {
     modules: Vec<Mapped>,
-    sym: Symbolizer,
+    /// Per module: its data symbols (ELF virtual address, size, demangled name), sorted.
+    symbols: HashMap<usize, Vec<(u64, u64, String)>>,
     ids: HashMap<String, u32>,
+    by_symbol: HashMap<(usize, usize), u32>,
+    by_range: HashMap<(u64, u64), u32>,
+    by_thread: HashMap<u32, u32>,
     holders: Vec<HolderInfo>,
     threads: HashMap<u32, String>,
 }
 
+/// A module's data symbols (globals), sorted by address, demangled.
+fn data_symbols(path: &str) -> Vec<(u64, u64, String)> {
+    use object::{Object, ObjectSymbol};
+    let Ok(data) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    let Ok(file) = object::File::parse(&*data) else {
+        return Vec::new();
+    };
+    let mut v: Vec<(u64, u64, String)> = file
+        .symbols()
+        .chain(file.dynamic_symbols())
+        .filter(|s| s.kind() == object::SymbolKind::Data && s.address() != 0)
+        .filter_map(|s| {
+            let name = s.name().ok()?;
+            Some((
+                s.address(),
+                s.size(),
+                memlens_analysis::symbolize::demangle(name).0,
+            ))
+        })
+        .collect();
+    v.sort();
+    v.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+    v
+}
+
 impl Namer {
     fn new(maps: &[remote::Mapping], threads: &[ptrace::Thread]) -> Namer {
-        let modules = module_mappings(maps);
-        let md: HashMap<u32, Module> = modules
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (i as u32, m.module(i as u32)))
-            .collect();
         Namer {
-            modules,
-            sym: Symbolizer::new(&md),
+            modules: module_mappings(maps),
+            symbols: HashMap::new(),
             ids: HashMap::new(),
+            by_symbol: HashMap::new(),
+            by_range: HashMap::new(),
+            by_thread: HashMap::new(),
             holders: Vec::new(),
             threads: threads.iter().map(|t| (t.tid, t.name.clone())).collect(),
         }
+    }
+
+    /// The data symbol of module `mi` containing `vaddr`: its index in the module's list.
+    fn symbol(&mut self, mi: usize, vaddr: u64) -> Option<usize> {
+        let path = self.modules[mi].path.clone();
+        let syms = self
+            .symbols
+            .entry(mi)
+            .or_insert_with(|| data_symbols(&path));
+        let i = syms.partition_point(|s| s.0 <= vaddr);
+        // The last symbols starting at or before vaddr (sizes may overlap: aliases).
+        (i.saturating_sub(4)..i)
+            .rev()
+            .find(|&k| vaddr < syms[k].0 + syms[k].1.max(1))
     }
 
     fn id(&mut self, key: String, make: impl FnOnce() -> HolderInfo) -> u32 {
@@ -443,53 +492,59 @@ impl Namer {
     }
 
     fn thread(&mut self, tid: u32) -> u32 {
+        if let Some(&i) = self.by_thread.get(&tid) {
+            return i;
+        }
         let name = self.threads.get(&tid).cloned().unwrap_or_default();
-        self.id(format!("thread {tid}"), || HolderInfo {
+        let i = self.id(format!("thread {tid}"), || HolderInfo {
             kind: RootKind::ThreadStack,
             tid,
             name,
             module: String::new(),
             bytes: 0,
             blocks: 0,
-        })
+        });
+        self.by_thread.insert(tid, i);
+        i
     }
 
     /// The holder of the root word at `addr` in `root`.
     fn word(&mut self, root: &roots::Root, addr: u64) -> u32 {
-        match root.kind {
-            RootKind::ThreadStack | RootKind::Registers => return self.thread(root.tid),
-            RootKind::OtherMapping => {
-                let name = root.name.clone();
-                return self.id(format!("mapping {name}"), || HolderInfo {
-                    kind: RootKind::OtherMapping,
-                    tid: 0,
-                    name,
-                    module: String::new(),
-                    bytes: 0,
-                    blocks: 0,
-                });
-            }
-            _ => {}
+        if matches!(root.kind, RootKind::ThreadStack | RootKind::Registers) {
+            return self.thread(root.tid);
         }
-        let mi = self
-            .modules
-            .iter()
-            .position(|m| addr >= m.lo && addr < m.hi);
+        if let Some(&i) = self.by_range.get(&(root.start, root.end)) {
+            return i;
+        }
+        let mi = (root.kind != RootKind::OtherMapping)
+            .then(|| {
+                self.modules
+                    .iter()
+                    .position(|m| addr >= m.lo && addr < m.hi)
+            })
+            .flatten();
         if let Some(mi) = mi {
-            let (path, bias) = (self.modules[mi].path.clone(), self.modules[mi].bias);
-            let symbol = self.sym.data_symbol(mi as u32, addr.wrapping_sub(bias));
-            let kind = RootKind::ModuleData;
-            return match symbol {
-                Some(s) => self.id(format!("global {path} {s}"), || HolderInfo {
-                    kind,
-                    tid: 0,
-                    name: s,
-                    module: path,
-                    bytes: 0,
-                    blocks: 0,
-                }),
+            let bias = self.modules[mi].bias;
+            let path = self.modules[mi].path.clone();
+            return match self.symbol(mi, addr.wrapping_sub(bias)) {
+                Some(k) => {
+                    if let Some(&i) = self.by_symbol.get(&(mi, k)) {
+                        return i;
+                    }
+                    let name = self.symbols[&mi][k].2.clone();
+                    let i = self.id(format!("global {path} {name}"), || HolderInfo {
+                        kind: RootKind::ModuleData,
+                        tid: 0,
+                        name,
+                        module: path,
+                        bytes: 0,
+                        blocks: 0,
+                    });
+                    self.by_symbol.insert((mi, k), i);
+                    i
+                }
                 None => self.id(format!("data {path}"), || HolderInfo {
-                    kind,
+                    kind: RootKind::ModuleData,
                     tid: 0,
                     name: String::new(),
                     module: path,
@@ -498,20 +553,28 @@ impl Namer {
                 }),
             };
         }
+        // Outside every module: the mapping is the holder (one answer per range).
         let (start, end) = (root.start, root.end);
-        let name = if root.name.is_empty() {
-            format!("anonymous memory {start:#x}-{end:#x}")
+        let (kind, name) = if root.kind == RootKind::OtherMapping {
+            (RootKind::OtherMapping, root.name.clone())
+        } else if root.name.is_empty() {
+            (
+                RootKind::Anonymous,
+                format!("anonymous memory {start:#x}-{end:#x}"),
+            )
         } else {
-            root.name.clone()
+            (RootKind::Anonymous, root.name.clone())
         };
-        self.id(format!("mapping {name}"), || HolderInfo {
-            kind: RootKind::Anonymous,
+        let i = self.id(format!("mapping {name}"), || HolderInfo {
+            kind,
             tid: 0,
             name,
             module: String::new(),
             bytes: 0,
             blocks: 0,
-        })
+        });
+        self.by_range.insert((start, end), i);
+        i
     }
 }
 
