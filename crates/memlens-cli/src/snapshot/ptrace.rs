@@ -41,6 +41,11 @@ pub struct Stopped {
 /// Why a process cannot be stopped, as one sentence.
 pub fn describe(pid: u32, e: &std::io::Error) -> String {
     match e.raw_os_error() {
+        Some(libc::EPERM) if tracer(pid).is_some_and(|t| t != 0) => format!(
+            "cannot stop process {pid}: it is already traced by process {} (a debugger?); \
+             a process has one tracer at a time",
+            tracer(pid).unwrap_or(0)
+        ),
         Some(libc::EPERM) => format!(
             "cannot stop process {pid}: ptrace was refused (run as the same user or root, \
              check /proc/sys/kernel/yama/ptrace_scope, or give the container CAP_SYS_PTRACE)"
@@ -50,6 +55,14 @@ pub fn describe(pid: u32, e: &std::io::Error) -> String {
         }
         _ => format!("cannot stop process {pid}: {e}"),
     }
+}
+
+/// The `TracerPid` of `/proc/PID/status`.
+fn tracer(pid: u32) -> Option<u32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("TracerPid:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn task_ids(pid: u32) -> std::io::Result<Vec<u32>> {
