@@ -1,4 +1,4 @@
-//! Walking glibc's heap from outside the process (glibc 2.26 and later on x86_64; the
+//! Walking glibc's heap from outside the process (glibc 2.32 and later on x86_64; the
 //! offsets are glibc 2.36's, checked: `docs/SNAPSHOT.md`).
 //!
 //! * The main arena's chunks run from the start of `[heap]` to its top chunk; every other
@@ -6,7 +6,9 @@
 //!   (the arena's own `malloc_state` follows the first one's header).
 //! * A chunk is in use when the next chunk's PREV_INUSE bit is set, but chunks in a
 //!   thread's tcache or in an arena's fastbins look in use too: they are collected from
-//!   the tcache of every thread (found through the `tcache` TLS pointer) and from every
+//!   the tcache of every thread (found through the `tcache` TLS pointer, at the offset
+//!   from the thread pointer where the threads' TLS points to a well-formed tcache
+//!   structure) and from every
 //!   arena's fastbins (their links are mangled: stored = (address of the link >> 12) XOR
 //!   target) and left out. The tcache structure itself (a chunk glibc allocates for each
 //!   thread without going through `malloc`) is no block either.
@@ -240,25 +242,53 @@ fn tcache_chunks(mem: &mut Remote, tc: u64, out: &mut HashSet<u64>) {
     }
 }
 
+/// Whether `t` (a user address in the copied heap) looks like a tcache structure: a
+/// chunk of the tcache's size whose 64 counts and 64 entries agree (an entry exactly when
+/// its count is not zero, each entry a free chunk of its bin's size).
+fn is_tcache(heap: &Copied, t: u64) -> bool {
+    if !t.is_multiple_of(16) || heap.get(t - 8).map(|h| h & !SIZE_BITS) != Some(TCACHE_CHUNK) {
+        return false;
+    }
+    for i in 0..TCACHE_BINS {
+        let Some(counts) = heap.get(t + (2 * i) / 8 * 8) else {
+            return false;
+        };
+        let count = (counts >> (16 * (i % 4))) & 0xffff;
+        let Some(entry) = heap.get(t + 2 * TCACHE_BINS + 8 * i) else {
+            return false;
+        };
+        if (count == 0) != (entry == 0) {
+            return false;
+        }
+        if entry != 0
+            && (!entry.is_multiple_of(16)
+                || heap.get(entry - 8).map(|h| h & !SIZE_BITS) != Some(MINSIZE + 16 * i))
+        {
+            return false;
+        }
+    }
+    true
+}
+
 /// Each thread's tcache structure (user address), found through glibc's `tcache` TLS
-/// variable: the same offset from every thread's thread pointer. The offset is where a
-/// thread's TLS holds the address of a known tcache structure (the first chunk of its
-/// arena).
-fn tcaches(mem: &mut Remote, tps: &[u64], candidates: &[u64]) -> Vec<u64> {
+/// variable: at the same offset from every thread's thread pointer, a word in the
+/// thread's static TLS that points to a tcache structure. The offset most threads agree
+/// on is the variable's.
+fn tcaches(mem: &mut Remote, tps: &[u64], heap: &Copied) -> Vec<u64> {
     const SPAN: u64 = 64 * 1024;
-    let mut best: Option<(u64, usize)> = None;
     let mut offsets: Vec<u64> = Vec::new();
     for &tp in tps {
         let lo = tp.saturating_sub(SPAN);
         let mut words = vec![0u64; (SPAN / 8) as usize];
         let n = mem.read_words(lo, &mut words);
         for (k, &w) in words[..n].iter().enumerate() {
-            if candidates.contains(&w) {
+            if w > 16 && heap.get(w - 8).is_some() && is_tcache(heap, w) {
                 offsets.push(tp - (lo + 8 * k as u64));
             }
         }
     }
     offsets.sort_unstable();
+    let mut best: Option<(u64, usize)> = None;
     for o in offsets.chunk_by(|a, b| a == b) {
         if best.is_none_or(|b| o.len() > b.1) {
             best = Some((o[0], o.len()));
@@ -269,16 +299,10 @@ fn tcaches(mem: &mut Remote, tps: &[u64], candidates: &[u64]) -> Vec<u64> {
     };
     let mut out = Vec::new();
     for &tp in tps {
-        let Some(t) = mem.word(tp - off) else {
-            continue;
-        };
-        if t != 0
-            && t.is_multiple_of(16)
-            && mem
-                .word(t - 8)
-                .is_some_and(|h| h & !SIZE_BITS == TCACHE_CHUNK)
-        {
-            out.push(t);
+        if let Some(t) = mem.word(tp - off) {
+            if t != 0 && is_tcache(heap, t) {
+                out.push(t);
+            }
         }
     }
     out
@@ -298,9 +322,8 @@ pub fn walk(
     let mut warnings = Vec::new();
     let mut heap_ranges = Vec::new();
     let mut arenas = 0;
-    let mut tcache_candidates = Vec::new();
-    // (region index, first chunk, top) of each heap to walk.
-    let mut walks: Vec<(usize, u64, Option<u64>)> = Vec::new();
+    // (region start, first chunk, top) of each heap to walk.
+    let mut walks: Vec<(u64, u64, Option<u64>)> = Vec::new();
 
     let debug = std::env::var_os("MEMLENS_SNAPSHOT_DEBUG").is_some();
     let t0 = std::time::Instant::now();
@@ -321,10 +344,7 @@ pub fn walk(
                     .to_string(),
             ),
         }
-        if r.get(h.start + 8).map(|s| s & !SIZE_BITS) == Some(TCACHE_CHUNK) {
-            tcache_candidates.push(h.start + 16);
-        }
-        walks.push((regions.len(), h.start, top));
+        walks.push((h.start, h.start, top));
         regions.push(r);
     }
     // The other arenas' heaps.
@@ -345,17 +365,16 @@ pub fn walk(
         } else {
             m.start + HEAP_INFO_SIZE
         };
-        if r.get(first + 8).map(|s| s & !SIZE_BITS) == Some(TCACHE_CHUNK) {
-            tcache_candidates.push(first + 16);
-        }
-        walks.push((regions.len(), first, mem.word(ar + AR_TOP)));
+        walks.push((m.start, first, mem.word(ar + AR_TOP)));
         regions.push(r);
     }
     if debug {
         eprintln!("snapshot: heaps copied at {:?}", t0.elapsed());
     }
+    regions.sort_unstable_by_key(|r| r.start);
+    let mut memory = Copied { regions };
     // Every thread's tcache.
-    let tcs = tcaches(mem, tps, &tcache_candidates);
+    let tcs = tcaches(mem, tps, &memory);
     for &tc in &tcs {
         tcache_chunks(mem, tc, &mut free);
     }
@@ -371,9 +390,12 @@ pub fn walk(
     let mut chunks: Vec<Chunk> = Vec::new();
     let mut blocks: Vec<(u64, u64)> = Vec::new();
     let mut cached_free = 0;
-    for (ri, first, top) in walks {
+    for (start, first, top) in walks {
         chunks.clear();
-        walk_chunks(&regions[ri], first, top, &mut chunks)?;
+        let Some(r) = memory.regions.iter().find(|r| r.start == start) else {
+            continue;
+        };
+        walk_chunks(r, first, top, &mut chunks)?;
         blocks.reserve(chunks.len());
         for c in chunks.iter().filter(|c| c.in_use) {
             if !skip.is_empty() && skip.binary_search(&c.addr).is_ok() {
@@ -426,19 +448,19 @@ pub fn walk(
             let r = copy(mem, chunk, chunk + size)?;
             heap_ranges.push((a, chunk + size));
             blocks.push((chunk + 16, size - 16));
-            regions.push(r);
+            memory.regions.push(r);
             mmapped += 1;
             a = chunk + size;
         }
     }
     blocks.sort_unstable();
-    regions.sort_unstable_by_key(|r| r.start);
+    memory.regions.sort_unstable_by_key(|r| r.start);
     if debug {
         eprintln!("snapshot: mmapped chunks and sort at {:?}", t0.elapsed());
     }
     Ok(Walk {
         blocks,
-        memory: Copied { regions },
+        memory,
         heap_ranges,
         arenas,
         mmapped,

@@ -370,24 +370,24 @@ fn module_mappings(maps: &[remote::Mapping]) -> Vec<Mapped> {
         if !m.name.starts_with('/') || m.offset != 0 || out.iter().any(|o| o.path == m.name) {
             continue;
         }
-        let first_vaddr = elf_first_vaddr(&m.name).unwrap_or(0);
+        let (first_vaddr, end_vaddr) = elf_extent(&m.name).unwrap_or((0, 0));
         let bias = m.start.wrapping_sub(first_vaddr);
+        // Where its loadable segments end: its .bss may run past its file mappings into
+        // an anonymous one, which is the module's; a mapping placed after that is not.
+        let elf_end = bias.wrapping_add(end_vaddr);
         let mut hi = m.end;
         let mut segments = Vec::new();
-        let mut j = i;
-        while j < maps.len()
-            && (maps[j].name == m.name || (maps[j].name.is_empty() && maps[j].start == hi && j > i))
-        {
-            let s = &maps[j];
-            let flags = (s.exec as u32) | (s.write as u32) << 1 | (s.read as u32) << 2;
+        for s in &maps[i..] {
             if s.name == m.name {
+                let flags = (s.exec as u32) | (s.write as u32) << 1 | (s.read as u32) << 2;
                 segments.push((s.start.wrapping_sub(bias), s.end - s.start, flags));
-            }
-            hi = s.end;
-            if s.name.is_empty() {
+                hi = s.end;
+            } else if s.name.is_empty() && s.start == hi && hi < elf_end {
+                hi = s.end.min(elf_end);
+                break;
+            } else {
                 break;
             }
-            j += 1;
         }
         out.push(Mapped {
             path: m.name.clone(),
@@ -400,15 +400,15 @@ fn module_mappings(maps: &[remote::Mapping]) -> Vec<Mapped> {
     out
 }
 
-/// The page-aligned virtual address of an ELF file's first loadable segment.
-fn elf_first_vaddr(path: &str) -> Option<u64> {
+/// The page-aligned virtual address of an ELF file's first loadable segment, and where
+/// its loadable segments end (page-aligned up).
+fn elf_extent(path: &str) -> Option<(u64, u64)> {
     use object::{Object, ObjectSegment};
     let data = std::fs::read(path).ok()?;
     let file = object::File::parse(&*data).ok()?;
-    file.segments()
-        .map(|s| s.address())
-        .min()
-        .map(|a| a & !0xfff)
+    let first = file.segments().map(|s| s.address()).min()? & !0xfff;
+    let end = file.segments().map(|s| s.address() + s.size()).max()?;
+    Some((first, (end + 0xfff) & !0xfff))
 }
 
 /// Names the holders of root words and gives each a number. Every root word that points
