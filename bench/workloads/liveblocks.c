@@ -1,6 +1,9 @@
 /* The leak check's worst case: N small blocks live at exit.
  * argv[1] = N. Keeps every block reachable from one global array, except every 100th,
- * which is dropped (definitely lost), then prints its own VmRSS (kB) and exits. */
+ * which is dropped (definitely lost), then prints its own VmRSS (kB) and exits.
+ * With argv[2] = "wait" (bench/snapshot), it then waits for its stdin to close first,
+ * so that `memlens snapshot` can look at it. */
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,5 +29,11 @@ int main(int argc, char **argv) {
         if (i % 100 == 99) blocks[i] = NULL;
     }
     printf("rss_kb %ld\n", rss_kb());
+    if (argc > 2 && !strcmp(argv[2], "wait")) {
+        fflush(stdout);
+        char c;
+        while (read(0, &c, 1) == 1)
+            ;
+    }
     return 0;
 }

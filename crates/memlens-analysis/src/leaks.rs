@@ -283,6 +283,8 @@ fn read_scan(r: &TraceReader) -> Result<Scan, crate::Error> {
             }
             ScanRecord::Block(b) => blocks.push(b),
             ScanRecord::End { ts, .. } => info.duration_ns = ts.saturating_sub(started),
+            // A snapshot's holders: `memlens snapshot` and `diff` read them.
+            ScanRecord::Holder { .. } => {}
         }
     }
     Ok((info, roots, blocks))
@@ -466,7 +468,10 @@ impl LeakTracker {
                 .map(|f| f.iter().take(depth).map(|f| (f.module, f.offset)).collect())
                 .unwrap_or_default()
         };
-        type Key = (BlockState, AllocFunc, Vec<(u32, u64)>);
+        // A snapshot's blocks without a stack (allocated before recording, or in a
+        // process never recorded) are grouped by size as well.
+        let by_size = info.trigger == ExitKind::Snapshot;
+        type Key = (BlockState, AllocFunc, Vec<(u32, u64)>, u64);
         let mut index: HashMap<Key, usize> = HashMap::new();
         let mut records: Vec<LossRecord> = Vec::new();
         let mut record_of_block: Vec<usize> = vec![usize::MAX; blocks.len()];
@@ -482,7 +487,8 @@ impl LeakTracker {
                 info.unknown_blocks += 1;
             }
             let (func, stack) = site(b);
-            let key = (b.state, func, key_frames(stack));
+            let size_key = if by_size && stack == 0 { b.size } else { 0 };
+            let key = (b.state, func, key_frames(stack), size_key);
             let ri = *index.entry(key).or_insert_with(|| {
                 records.push(LossRecord {
                     kind: b.state,

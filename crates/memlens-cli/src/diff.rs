@@ -148,11 +148,26 @@ fn run(args: &DiffArgs) -> Result<String, String> {
             warnings.push(format!("{}: {w}", p.path.display()));
         }
     }
+    // Two snapshots: what holds the memory, before and after.
+    let holders = crate::snapshot::compare::holders(&args.before, after)?;
     Ok(match args.format {
-        Format::Text => text(&a, &b, &d, args.top, &warnings),
+        Format::Text => {
+            let mut t = String::new();
+            if let Some(h) = &holders {
+                t.push_str(&crate::snapshot::compare::text(h, args.top));
+            }
+            t.push_str(&text(&a, &b, &d, args.top, &warnings));
+            t
+        }
         Format::Json => {
-            let mut s = serde_json::to_string_pretty(&json(&a, &b, &d, args.top, &sa, &sb))
-                .unwrap_or_default();
+            let mut v = json(&a, &b, &d, args.top, &sa, &sb);
+            if let (Some(h), Some(o)) = (&holders, v.as_object_mut()) {
+                o.insert(
+                    "holders".to_string(),
+                    crate::snapshot::compare::json(h, args.top),
+                );
+            }
+            let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
             s.push('\n');
             s
         }

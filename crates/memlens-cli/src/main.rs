@@ -16,6 +16,7 @@ mod present;
 mod profile;
 mod report;
 mod run;
+mod snapshot;
 mod supervise;
 mod top;
 mod watch;
@@ -87,6 +88,11 @@ enum Command {
     /// with a metric switcher, sortable site tables with stacks, leak records.
     #[command(long_about = html::LONG_ABOUT)]
     Html(html::HtmlArgs),
+    /// Stop a running process for a moment and take a heap snapshot: every live block
+    /// (glibc's heap walked), its leak kind, and what holds the memory; a file that
+    /// `leaks`, `report` and `diff` read.
+    #[command(long_about = snapshot::LONG_ABOUT)]
+    Snapshot(snapshot::SnapshotArgs),
     /// Follow a process's memory over time from /proc (any language, no preload) and
     /// judge whether it grows.
     Watch(watch::WatchArgs),
@@ -149,6 +155,7 @@ fn main() -> ExitCode {
         }
         Command::Watch(args) => watch::main(args),
         Command::Top(args) => top::main(args),
+        Command::Snapshot(args) => snapshot::main(args),
         Command::Flamegraph(args) => flamegraph::main(args),
         Command::Export(args) => export::main(args),
         Command::Diff(args) => diff::main(args),

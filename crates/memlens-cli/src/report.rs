@@ -325,6 +325,7 @@ fn describe_end(end: Option<&EndRecord>) -> String {
         ExitKind::UnderscoreExit => format!("called _exit({})", e.code),
         ExitKind::Signal => killed_by(e.code),
         ExitKind::Exec => "replaced itself with exec".to_string(),
+        ExitKind::Snapshot => "still running (a snapshot of the live process)".to_string(),
     }
 }
 

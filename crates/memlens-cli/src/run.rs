@@ -112,6 +112,12 @@ pub struct RunArgs {
     #[arg(long, num_args = 2, value_names = ["DURATION", "DIR"])]
     pub pprof_every: Option<Vec<OsString>>,
     /// The program to run, then its arguments (put them after `--`).
+    /// Take a heap snapshot of the program every DURATION while it runs (60s, 500ms),
+    /// as `memlens snapshot PID` does: numbered files memlens.PROGRAM.PID.N.snap beside
+    /// the traces, for `memlens diff` and `memlens leaks`. Each pauses the program for a
+    /// moment (the pause is printed).
+    #[arg(long, value_name = "DURATION", value_parser = parse_snapshot_every)]
+    pub snapshot_every: Option<std::time::Duration>,
     #[arg(
         trailing_var_arg = true,
         required = true,
@@ -125,6 +131,80 @@ pub struct RunArgs {
 pub enum PythonAllocator {
     Malloc,
     Pymalloc,
+}
+
+fn parse_snapshot_every(s: &str) -> Result<std::time::Duration, String> {
+    let d = memlens_common::units::parse_duration(s)?;
+    if d < std::time::Duration::from_millis(10) {
+        return Err(format!(
+            "{s} is too short: take snapshots at most every 10ms"
+        ));
+    }
+    Ok(d)
+}
+
+/// `--snapshot-every`: a thread that runs `memlens snapshot` on the program every
+/// `every` until told to stop. Each snapshot is a separate process, the tracer: the
+/// supervisor's wait (`waitid` for exits only, `supervise.rs`) never sees its ptrace
+/// stops, which are reported to the tracer alone.
+struct Snapshots {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Snapshots {
+    fn start(pid: u32, every: std::time::Duration, dir: PathBuf, quiet: bool) -> Option<Snapshots> {
+        let me = std::env::current_exe().ok()?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let prog = std::fs::read_link(format!("/proc/{pid}/exe"))
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "process".into());
+            let mut n = 1;
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every)
+            {
+                // The name is fixed at the first snapshot (an exec may rename the program).
+                let out = crate::snapshot::numbered(&dir, &prog, pid, n);
+                let o = Command::new(&me)
+                    .args(["snapshot", "--top", "3", "-o"])
+                    .arg(&out)
+                    .arg(pid.to_string())
+                    .stdin(std::process::Stdio::null())
+                    .output();
+                match o {
+                    Ok(o) if o.status.success() => {
+                        if !quiet {
+                            let text = String::from_utf8_lossy(&o.stdout);
+                            let first = text.lines().next().unwrap_or("");
+                            crate::say!("memlens: snapshot {n}: {} ({first})", out.display());
+                        }
+                        n += 1;
+                    }
+                    // The program ended meanwhile: nothing to say.
+                    _ if stopped.try_recv().is_ok() => return,
+                    Ok(o) => {
+                        if !quiet {
+                            let err = String::from_utf8_lossy(&o.stderr);
+                            crate::say!(
+                                "memlens: snapshot {n} not taken: {}",
+                                err.trim().trim_start_matches("memlens: error: ")
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        crate::say!("memlens: snapshot {n} not taken: {e}");
+                    }
+                }
+            }
+        });
+        Some(Snapshots { stop, thread })
+    }
+
+    fn finish(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
 }
 
 /// Why a program cannot be recorded through LD_PRELOAD, if it cannot.
@@ -616,13 +696,21 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
     }
     let profiles = periodic
         .map(|(period, dir)| crate::pprof_every::Writer::start(period, dir, manifest.path.clone()));
+    let snapshots = args.snapshot_every.and_then(|every| {
+        let dir = pattern.parent().unwrap_or(Path::new(".")).to_path_buf();
+        Snapshots::start(child.pid(), every, dir, quiet)
+    });
     let exit = child
         .wait()
-        .map_err(|e| LaunchError::Other(format!("lost track of the program: {e}")))?;
+        .map_err(|e| LaunchError::Other(format!("lost track of the program: {e}")));
+    if let Some(s) = snapshots {
+        s.finish();
+    }
     if let Some(w) = profiles {
         // One last profile of each trace, now complete.
         w.finish();
     }
+    let exit = exit?;
 
     let mut traces = manifest.read();
     let mut infos = trace_infos(&traces);

@@ -151,6 +151,10 @@ impl Table {
     }
 }
 
+// `memlens snapshot` reads the table from outside the process (its exported symbol, see
+// `TABLE`): the layouts of `Shard` and `Table`, the slot encoding and `SHARDS` are part of
+// that contract (memlens-cli's `snapshot/recorder.rs` decodes them).
+#[repr(C)]
 struct Shard {
     lock: AtomicBool,
     table: AtomicPtr<Table>,
@@ -161,6 +165,7 @@ struct Shard {
     cap_inverse: AtomicU64,
 }
 
+#[export_name = "memlens_live_table"]
 static TABLE: [Shard; SHARDS] = [const {
     Shard {
         lock: AtomicBool::new(false),

@@ -7,11 +7,18 @@
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-const MAX_REGIONS: usize = 4096;
+pub const MAX_REGIONS: usize = 4096;
 
-static COUNT: AtomicUsize = AtomicUsize::new(0);
-static STARTS: [AtomicU64; MAX_REGIONS] = [const { AtomicU64::new(0) }; MAX_REGIONS];
-static LENS: [AtomicU64; MAX_REGIONS] = [const { AtomicU64::new(0) }; MAX_REGIONS];
+// Exported under these names so that `memlens snapshot`, reading this process from
+// outside, leaves the recorder's memory out of the roots too (it reads the dynamic symbol
+// table of the mapped library). The layout is part of that contract: a usize count, then
+// MAX_REGIONS starts and MAX_REGIONS lengths.
+#[export_name = "memlens_own_memory_count"]
+pub static COUNT: AtomicUsize = AtomicUsize::new(0);
+#[export_name = "memlens_own_memory_starts"]
+pub static STARTS: [AtomicU64; MAX_REGIONS] = [const { AtomicU64::new(0) }; MAX_REGIONS];
+#[export_name = "memlens_own_memory_lens"]
+pub static LENS: [AtomicU64; MAX_REGIONS] = [const { AtomicU64::new(0) }; MAX_REGIONS];
 
 /// Map `bytes` of private anonymous read-write memory for the recorder (zeroed), and
 /// remember it. `None` if mmap fails.

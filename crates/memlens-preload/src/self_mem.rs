@@ -9,18 +9,12 @@
 //! seccomp filter, an old kernel), `/proc/self/mem` gives the same guarantee with `pread`.
 //! Only if both are refused does it fall back to plain loads (the old behaviour).
 //!
-//! [`Cursor`] walks a range through a [`Reader`]; the scan reads root memory that way,
-//! and a unit test replaces the reader.
+//! [`Cursor`] walks a range through a [`Reader`] (both from `memlens-reach`, the marker
+//! the exit scan shares with `memlens snapshot`).
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
-/// Reads memory into a word buffer, returning how many words it read from the start of
-/// the range (a short count: the word after them could not be read).
-pub trait Reader {
-    fn read(&mut self, addr: u64, out: &mut [u64]) -> usize;
-}
-
-const PAGE: u64 = 4096;
+pub use memlens_reach::Reader;
 
 /// How this process reads itself: 0 not yet tried, 1 process_vm_readv, 2 /proc/self/mem,
 /// 3 plain loads.
@@ -132,103 +126,12 @@ impl Drop for SelfMemory {
     }
 }
 
-/// Walks the aligned words of `[lo, hi)` piece by piece, skipping unreadable pages: after
-/// a short read, reading resumes at the next page.
-pub struct Cursor {
-    at: u64,
-    hi: u64,
-}
-
-impl Cursor {
-    pub fn new(lo: u64, hi: u64) -> Cursor {
-        Cursor {
-            at: (lo + 7) & !7,
-            hi,
-        }
-    }
-
-    /// Read the next piece into `buf`: the address of its first word and how many words
-    /// were read (at least one); `None` when the range is done.
-    pub fn next(&mut self, reader: &mut dyn Reader, buf: &mut [u64]) -> Option<(u64, usize)> {
-        while self.at + 8 <= self.hi {
-            let at = self.at;
-            let want = (((self.hi - at) / 8) as usize).min(buf.len());
-            let got = reader.read(at, &mut buf[..want]);
-            if got == want {
-                self.at += 8 * want as u64;
-            } else {
-                // The word after the ones read is unreadable: skip the rest of its page.
-                let bad = at + 8 * got as u64;
-                self.at = (bad & !(PAGE - 1)) + PAGE;
-            }
-            if got > 0 {
-                return Some((at, got));
-            }
-        }
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use memlens_reach::{Cursor, PAGE};
     extern crate std;
     use std::vec::Vec;
-
-    /// A fake memory: readable words are those whose page is not in `holes`.
-    struct Fake {
-        holes: Vec<u64>,
-        reads: usize,
-    }
-
-    impl Reader for Fake {
-        fn read(&mut self, addr: u64, out: &mut [u64]) -> usize {
-            self.reads += 1;
-            for (k, w) in out.iter_mut().enumerate() {
-                let a = addr + 8 * k as u64;
-                if self.holes.contains(&(a & !(PAGE - 1))) {
-                    return k;
-                }
-                *w = a;
-            }
-            out.len()
-        }
-    }
-
-    fn collect(holes: &[u64], lo: u64, hi: u64, piece: usize) -> Vec<u64> {
-        let mut r = Fake {
-            holes: holes.to_vec(),
-            reads: 0,
-        };
-        let mut buf = std::vec![0u64; piece];
-        let mut seen = Vec::new();
-        let mut cur = Cursor::new(lo, hi);
-        while let Some((at, n)) = cur.next(&mut r, &mut buf) {
-            for (k, &w) in buf[..n].iter().enumerate() {
-                assert_eq!(w, at + 8 * k as u64, "word delivered at its own address");
-                seen.push(w);
-            }
-        }
-        seen
-    }
-
-    #[test]
-    fn every_readable_word_once_and_holes_skipped() {
-        // Three pages, the middle one unreadable, read in pieces that straddle pages.
-        let seen = collect(&[0x11000], 0x10000, 0x13000, 100);
-        let expect: Vec<u64> = (0x10000..0x11000)
-            .chain(0x12000..0x13000)
-            .step_by(8)
-            .collect();
-        assert_eq!(seen, expect);
-    }
-
-    #[test]
-    fn unaligned_ends_and_short_ranges() {
-        assert_eq!(collect(&[], 0x1003, 0x1020, 16), [0x1008, 0x1010, 0x1018]);
-        assert!(collect(&[], 0x1001, 0x1008, 16).is_empty());
-        assert!(collect(&[0x1000], 0x1000, 0x2000, 16).is_empty());
-    }
 
     #[test]
     fn real_memory_reads_and_faults_are_safe() {

@@ -617,6 +617,17 @@ fn capture(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
 /// The memlens-rss thread's kernel id (the exit scan leaves it running).
 pub static SAMPLER_TID: AtomicU32 = AtomicU32::new(0);
 
+/// `memlens snapshot`, before it stops the process, asks for every thread's buffered
+/// events to be written (so that the trace it joins holds the stacks of blocks allocated
+/// a moment ago): it writes a new value into `memlens_flush_request` from outside, the
+/// sampler flushes every buffer at its next tick and copies the value into
+/// `memlens_flush_done`. Nothing else changes; without a sampler (`--rss-interval 0`)
+/// nobody answers and the snapshot goes on without.
+#[export_name = "memlens_flush_request"]
+pub static FLUSH_REQUEST: AtomicU64 = AtomicU64::new(0);
+#[export_name = "memlens_flush_done"]
+pub static FLUSH_DONE: AtomicU64 = AtomicU64::new(0);
+
 extern "C" fn sampler_main(state: *mut libc::c_void) -> *mut libc::c_void {
     tls::here().set_busy_depth(1);
     SAMPLER_TID.store(crate::sys::gettid(), Ordering::Release);
@@ -641,6 +652,13 @@ extern "C" fn sampler_main(state: *mut libc::c_void) -> *mut libc::c_void {
         }
         // The writer's job: compress and write what the program's threads queued.
         crate::writer::drain_as_writer();
+        let asked = FLUSH_REQUEST.load(Ordering::Acquire);
+        if asked != FLUSH_DONE.load(Ordering::Relaxed)
+            && !crate::scan::STOPPING.load(Ordering::Relaxed)
+        {
+            flush_all();
+            FLUSH_DONE.store(asked, Ordering::Release);
+        }
         let now = crate::clock::monotonic_ns();
         if now >= next_sample {
             if tsc {

@@ -268,6 +268,9 @@ pub enum ExitKind {
     /// The image was replaced by `execve`; `code` says whether the new image is
     /// recorded (one of the `EXEC_*` constants).
     Exec = 4,
+    /// Not an end: `memlens snapshot` stopped the live process for a moment, scanned it
+    /// and let it run on (a snapshot file's scan and end record); `code` is 0.
+    Snapshot = 5,
 }
 
 /// Exec end code: the environment passed to the new image still preloads the recorder.
@@ -287,6 +290,7 @@ impl ExitKind {
             2 => Some(Self::UnderscoreExit),
             3 => Some(Self::Signal),
             4 => Some(Self::Exec),
+            5 => Some(Self::Snapshot),
             _ => None,
         }
     }

@@ -127,6 +127,8 @@ pub mod tag {
     pub const SCAN_ROOT: u8 = 41;
     pub const SCAN_BLOCK: u8 = 42;
     pub const SCAN_END: u8 = 43;
+    /// A snapshot's holder ("what holds the memory"), after its blocks.
+    pub const SCAN_HOLDER: u8 = 44;
 }
 
 /// The fixed part of a trace: who was traced, when, and with which settings.

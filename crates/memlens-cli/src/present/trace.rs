@@ -52,5 +52,6 @@ fn exit_kind_key(kind: ExitKind) -> &'static str {
         ExitKind::UnderscoreExit => "_exit",
         ExitKind::Signal => "signal",
         ExitKind::Exec => "exec",
+        ExitKind::Snapshot => "snapshot",
     }
 }

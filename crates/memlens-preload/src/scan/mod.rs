@@ -21,14 +21,16 @@
 //!
 //! The scan never calls the hooked allocator: its memory is the recorder's private heap.
 
-use crate::self_mem::{self, Reader, SelfMemory};
+use crate::self_mem::{Reader, SelfMemory};
 use crate::{live, own_memory, sys, tls};
 extern crate alloc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use memlens_trace::{
-    BlockLink, BlockState, ChunkBuilder, ChunkKind, ExitKind, Heuristic, RootKind,
+use memlens_reach::ranges::{
+    dead_thread_stacks, is_arena_heap, merge, subtract, RwMapping, StackLayout,
 };
+use memlens_reach::{end_of, mark, size_of, Direct, Heap, Map, Marks};
+use memlens_trace::{ChunkBuilder, ChunkKind, ExitKind, RootKind};
 
 /// Registers and stack pointer of the exiting thread at the point the program ended.
 #[derive(Clone, Copy)]
@@ -65,13 +67,9 @@ pub static ENABLED: AtomicBool = AtomicBool::new(true);
 /// Scan every mapping a thread's stack pointer is in whole (a Go program: go_exit.rs).
 pub static WHOLE_STACK_MAPPINGS: AtomicBool = AtomicBool::new(false);
 
-mod marker;
 mod roots;
 mod stop;
-#[cfg(test)]
-mod tests;
 
-use marker::*;
 pub use roots::prepare;
 use roots::*;
 pub use stop::*;
@@ -172,13 +170,22 @@ fn scan_and_write(
     let ranges: Vec<(u64, u64)> = roots.iter().map(|r| (r.start, r.end)).collect();
     let reg_sets: Vec<&[u64]> = reg_roots.iter().map(|(_, r)| &r[..]).collect();
     let reg_base = ranges.len() as u32;
+    // SAFETY: every block marked readable lies in a readable anonymous mapping of this
+    // process (`leave_out_unreadable_and_mmapped`), is live (the live table), 16-byte
+    // aligned (glibc's blocks), and every other thread is stopped (the work-done check of
+    // a Python program, `run_live`, leaves them running: a block one of them frees
+    // meanwhile stays mapped in its arena, it is only read, and mmapped blocks are left
+    // out of the heap above).
+    let direct = unsafe { Direct::new() };
     let marks = mark(
         &heap,
+        &direct,
         &m.maps,
         &mut mem,
         HEURISTICS.load(Ordering::Relaxed),
         &ranges,
         &reg_sets,
+        crate::python::type_type(),
     );
 
     let scan = ScanSummary {
@@ -197,8 +204,8 @@ struct Mappings {
     /// Readable mappings, by address.
     maps: Vec<Map>,
     /// Candidate root mappings: readable and writable, not heap, not the recorder's, not
-    /// device memory: (start, end, file-backed, shared, name).
-    rw: Vec<(u64, u64, bool, bool, Vec<u8>)>,
+    /// device memory.
+    rw: Vec<RwMapping>,
     /// Ranges that are never roots (the recorder's memory, mmapped blocks, dead stacks).
     excl: Vec<(u64, u64)>,
     /// Where PROT_NONE mappings (thread-stack guards among them) end.
@@ -210,7 +217,7 @@ fn read_mappings(mem: &mut SelfMemory) -> Mappings {
     // Prepared at start-up (never here: a stopped thread may hold ld.so's lock).
     let me_path = PREPARED.get().map_or(&[][..], |p| &p.self_path[..]);
     let mut maps: Vec<Map> = Vec::new();
-    let mut rw: Vec<(u64, u64, bool, bool, Vec<u8>)> = Vec::new(); // start, end, file, shared, name
+    let mut rw: Vec<RwMapping> = Vec::new();
     let mut excl: Vec<(u64, u64)> = Vec::new();
     // Where PROT_NONE mappings (thread-stack guards among them) end.
     let mut guard_ends: Vec<u64> = Vec::new();
@@ -241,7 +248,13 @@ fn read_mappings(mem: &mut SelfMemory) -> Mappings {
         if ours || special || dev || (m.name.is_empty() && is_arena_heap(mem, m.start, m.end)) {
             return true;
         }
-        rw.push((m.start, m.end, file, m.shared, m.name.to_vec()));
+        rw.push(RwMapping {
+            start: m.start,
+            end: m.end,
+            file,
+            shared: m.shared,
+            name: m.name.to_vec(),
+        });
         true
     });
     own_memory::for_each(|s, e| excl.push((s, e)));
@@ -337,17 +350,17 @@ fn find_roots(
     // and once (a root per thread as well would rescan an arena per thread).
     let whole = WHOLE_STACK_MAPPINGS.load(Ordering::Relaxed);
     for &(tid, sp) in stacks.iter().filter(|_| !whole) {
-        if let Some(r) = rw.iter().find(|r| sp >= r.0 && sp < r.1) {
+        if let Some(r) = rw.iter().find(|r| sp >= r.start && sp < r.end) {
             // A thread's stack mapping is scanned from its stack pointer up, the dead
             // part below left out.
-            excl.push((r.0, r.1));
-            subtract(sp, r.1, &not_roots, |start, end| {
+            excl.push((r.start, r.end));
+            subtract(sp, r.end, &not_roots, |start, end| {
                 roots.push(Root {
                     kind: RootKind::ThreadStack,
                     tid,
                     start,
                     end,
-                    name: r.4.clone(),
+                    name: r.name.clone(),
                 })
             });
         }
@@ -357,26 +370,33 @@ fn find_roots(
     // none is left out, rather than a live thread's.)
     if !whole && unstoppable.is_empty() {
         let live_sps: Vec<u64> = stacks.iter().map(|s| s.1).collect();
-        dead_thread_stacks(mem, rw, guard_ends, &live_sps, &live_tps, |lo, hi| {
-            excl.push((lo, hi))
-        });
+        let layout = PREPARED.get().map_or(StackLayout::default(), |p| p.layout);
+        dead_thread_stacks(
+            mem,
+            layout,
+            rw,
+            guard_ends,
+            &live_sps,
+            &live_tps,
+            |lo, hi| excl.push((lo, hi)),
+        );
     }
     let excl = merge(core::mem::take(excl));
-    for (s, e, file, shared, name) in rw {
-        let kind = if *shared {
+    for r in rw {
+        let kind = if r.shared {
             RootKind::OtherMapping
-        } else if *file {
+        } else if r.file {
             RootKind::ModuleData
         } else {
             RootKind::Anonymous
         };
-        subtract(*s, *e, &excl, |lo, hi| {
+        subtract(r.start, r.end, &excl, |lo, hi| {
             roots.push(Root {
                 kind,
                 tid: 0,
                 start: lo,
                 end: hi,
-                name: name.clone(),
+                name: r.name.clone(),
             })
         });
     }

@@ -214,6 +214,18 @@ pub enum ScanRecord {
         ts: u64,
         blocks: u64,
     },
+    /// What holds memory (written by `memlens snapshot`): the blocks reachable only
+    /// through one root, a global variable (module data, `name` its symbol, `module` its
+    /// file), a thread (its stack and registers) or another mapping.
+    Holder {
+        id: u32,
+        kind: RootKind,
+        tid: u32,
+        bytes: u64,
+        blocks: u64,
+        name: String,
+        module: String,
+    },
 }
 
 impl Event {

@@ -22,6 +22,7 @@ impl ScanDecoder {
             tag::SCAN_ROOT => read_scan_root(c),
             tag::SCAN_BLOCK => self.read_scan_block(c),
             tag::SCAN_END => read_scan_end(c),
+            tag::SCAN_HOLDER => read_scan_holder(c),
             _ => None,
         }
     }
@@ -200,5 +201,49 @@ fn read_scan_end(c: &mut Cursor) -> Option<ScanRecord> {
     Some(ScanRecord::End {
         ts: c.u64()?,
         blocks: c.u64()?,
+    })
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
+    /// A holder: `bytes` in `blocks` reachable only through the root `name` (a data
+    /// symbol of `module`, a thread, a mapping) of kind `kind` (thread `tid`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn scan_holder(
+        &mut self,
+        id: u32,
+        kind: RootKind,
+        tid: u32,
+        bytes: u64,
+        blocks: u64,
+        name: &[u8],
+        module: &[u8],
+    ) -> Result<(), WriteError> {
+        let name = &name[..name.len().min(4096)];
+        let module = &module[..module.len().min(4096)];
+        if self.remaining() < 2 + 7 * varint::MAX_LEN + name.len() + module.len() {
+            return Err(WriteError::NoSpace);
+        }
+        self.put_u8(tag::SCAN_HOLDER);
+        self.records += 1;
+        self.put(id as u64);
+        self.put_u8(kind as u8);
+        self.put(tid as u64);
+        self.put(bytes);
+        self.put(blocks);
+        self.put_raw_bytes(name);
+        self.put_raw_bytes(module);
+        Ok(())
+    }
+}
+
+fn read_scan_holder(c: &mut Cursor) -> Option<ScanRecord> {
+    Some(ScanRecord::Holder {
+        id: c.u32()?,
+        kind: RootKind::from_u8(c.u8()?)?,
+        tid: c.u32()?,
+        bytes: c.u64()?,
+        blocks: c.u64()?,
+        name: c.string()?,
+        module: c.string()?,
     })
 }

@@ -215,7 +215,16 @@ fn scan_records() {
             true,
             BlockLink::Block(0),
         )?;
-        b.scan_end(25, 2)
+        b.scan_end(25, 2)?;
+        b.scan_holder(
+            0,
+            RootKind::ModuleData,
+            0,
+            4096,
+            3,
+            b"g_sessions",
+            b"/usr/bin/server",
+        )
     });
     assert_eq!(
         got,
@@ -259,6 +268,15 @@ fn scan_records() {
                 link: BlockLink::Block(0),
             }),
             ScanRecord::End { ts: 25, blocks: 2 },
+            ScanRecord::Holder {
+                id: 0,
+                kind: RootKind::ModuleData,
+                tid: 0,
+                bytes: 4096,
+                blocks: 3,
+                name: "g_sessions".into(),
+                module: "/usr/bin/server".into(),
+            },
         ]
     );
 }

@@ -1,7 +1,9 @@
-//! The marker and the root helpers, on fake heaps and a memory reader that tests own.
+//! The marker and the range helpers, on fake heaps and a memory reader that tests own.
 
-use super::*;
+use crate::ranges::{merge, subtract};
+use crate::*;
 extern crate std;
+use memlens_trace::{BlockLink, BlockState};
 use std::vec::Vec;
 
 /// Reads real memory, except the 4 KiB pages listed as holes (as a page past the end
@@ -43,8 +45,7 @@ impl World {
             a.is_multiple_of(16),
             "arena word {at} is not 16-byte aligned"
         );
-        self.blocks
-            .push((a, live::Meta::new(size, AllocFunc::Malloc, false).0));
+        self.blocks.push((a, size));
         a
     }
     fn put(&mut self, block: u64, word: usize, value: u64) {
@@ -61,7 +62,9 @@ impl World {
         let lo = roots.as_ptr() as u64;
         let hi = lo + 8 * roots.len() as u64;
         let mut mem = Holes(holes);
-        let marks = mark(&heap, &[], &mut mem, 0, &[(lo, hi)], &[regs]);
+        // SAFETY: the blocks are in `self.arena`, live and 16-byte aligned.
+        let direct = unsafe { Direct::new() };
+        let marks = mark(&heap, &direct, &[], &mut mem, 0, &[(lo, hi)], &[regs], 0);
         // Back in the order the blocks were made.
         self.blocks
             .iter()
@@ -74,7 +77,6 @@ impl World {
     }
 }
 
-use memlens_trace::AllocFunc;
 use BlockState::*;
 
 /// An arena whose word 2 is 16-byte aligned: blocks at 2 + 8k.
@@ -184,9 +186,7 @@ fn heap_find_maps_interior_addresses_to_their_block() {
         (0x10_2000, 4096),
         (0x9000_0000, 8),
     ]
-    .iter()
-    .map(|&(a, s)| (a, live::Meta::new(s, AllocFunc::Malloc, false).0))
-    .collect();
+    .to_vec();
     let heap = Heap::new(blocks);
     assert_eq!(heap.find(0x10_0000), Some(0));
     assert_eq!(heap.find(0x10_001f), Some(0));
@@ -209,4 +209,61 @@ fn subtract_and_merge_ranges() {
     got.clear();
     subtract(12, 24, &excl, |a, b| got.push((a, b)));
     assert!(got.is_empty());
+}
+
+// ---- Cursor ----
+
+/// A fake memory: readable words are those whose page is not in `holes`.
+struct Fake {
+    holes: Vec<u64>,
+    reads: usize,
+}
+
+impl Reader for Fake {
+    fn read(&mut self, addr: u64, out: &mut [u64]) -> usize {
+        self.reads += 1;
+        for (k, w) in out.iter_mut().enumerate() {
+            let a = addr + 8 * k as u64;
+            if self.holes.contains(&(a & !(PAGE - 1))) {
+                return k;
+            }
+            *w = a;
+        }
+        out.len()
+    }
+}
+
+fn collect(holes: &[u64], lo: u64, hi: u64, piece: usize) -> Vec<u64> {
+    let mut r = Fake {
+        holes: holes.to_vec(),
+        reads: 0,
+    };
+    let mut buf = std::vec![0u64; piece];
+    let mut seen = Vec::new();
+    let mut cur = Cursor::new(lo, hi);
+    while let Some((at, n)) = cur.next(&mut r, &mut buf) {
+        for (k, &w) in buf[..n].iter().enumerate() {
+            assert_eq!(w, at + 8 * k as u64, "word delivered at its own address");
+            seen.push(w);
+        }
+    }
+    seen
+}
+
+#[test]
+fn every_readable_word_once_and_holes_skipped() {
+    // Three pages, the middle one unreadable, read in pieces that straddle pages.
+    let seen = collect(&[0x11000], 0x10000, 0x13000, 100);
+    let expect: Vec<u64> = (0x10000..0x11000)
+        .chain(0x12000..0x13000)
+        .step_by(8)
+        .collect();
+    assert_eq!(seen, expect);
+}
+
+#[test]
+fn unaligned_ends_and_short_ranges() {
+    assert_eq!(collect(&[], 0x1003, 0x1020, 16), [0x1008, 0x1010, 0x1018]);
+    assert!(collect(&[], 0x1001, 0x1008, 16).is_empty());
+    assert!(collect(&[0x1000], 0x1000, 0x2000, 16).is_empty());
 }

@@ -1,37 +1,20 @@
-//! The heap model and the marker: the live blocks by address, the readable mappings, and
 //! memcheck's marking (breadth first from the roots, then cliques in address order) into
 //! one verdict per block.
 
-use super::*;
-pub(super) const UNREACHED: u8 = 0;
-pub(super) const POSSIBLE: u8 = 1;
-pub(super) const REACHABLE: u8 = 2;
-pub(super) const STATE_MASK: u8 = 3;
-pub(super) const CLAIMED: u8 = 1 << 5;
-pub(super) const LEADER: u8 = 1 << 6;
-pub(super) const HEUR_SHIFT: u8 = 2;
+use crate::heap::{size_of, Heap, Map};
+use crate::{BlockMemory, Cursor, Reader};
+use alloc::vec::Vec;
+use memlens_trace::{BlockLink, BlockState, Heuristic};
 
-pub(super) const ROOT_LINK: u64 = 1 << 63;
+pub(crate) const UNREACHED: u8 = 0;
+pub(crate) const POSSIBLE: u8 = 1;
+pub(crate) const REACHABLE: u8 = 2;
+pub(crate) const STATE_MASK: u8 = 3;
+pub(crate) const CLAIMED: u8 = 1 << 5;
+pub(crate) const LEADER: u8 = 1 << 6;
+pub(crate) const HEUR_SHIFT: u8 = 2;
 
-pub(super) struct Cluster {
-    pub(super) base: u64,
-    pub(super) limit: u64,
-    pub(super) first: u32,
-    pub(super) buckets: Vec<u32>,
-}
-
-pub(super) const BUCKET_SHIFT: u32 = 12;
-pub(super) const CLUSTER_GAP: u64 = 64 << 20;
-
-pub(super) struct Heap {
-    /// (start, meta) by address.
-    pub(super) blocks: Vec<(u64, u64)>,
-    pub(super) clusters: Vec<Cluster>,
-    pub(super) min: u64,
-    pub(super) max: u64,
-    /// Whether a block's memory can be read (it lies in a readable mapping).
-    pub(super) readable: Vec<bool>,
-}
+pub(crate) const ROOT_LINK: u64 = 1 << 63;
 
 /// A CPython object's reference count: far below any address (an immortal object's is
 /// at most 2^32; objects on the interpreter's free lists have 0).
@@ -40,139 +23,33 @@ fn plausible_refcount(refs: u64) -> bool {
     refs < 1 << 40
 }
 
-#[inline]
-pub(super) fn size_of(meta: u64) -> u64 {
-    live::Meta(meta).size()
-}
-
-#[inline]
-pub(super) fn end_of(b: &(u64, u64)) -> u64 {
-    b.0 + size_of(b.1).max(1)
-}
-
-impl Heap {
-    pub(super) fn new(mut blocks: Vec<(u64, u64)>) -> Heap {
-        blocks.sort_unstable_by_key(|b| b.0);
-        let mut clusters: Vec<Cluster> = Vec::new();
-        let mut i = 0usize;
-        while i < blocks.len() {
-            let first = i;
-            let base = blocks[i].0 & !((1 << BUCKET_SHIFT) - 1);
-            let mut limit = end_of(&blocks[i]);
-            i += 1;
-            while i < blocks.len() && blocks[i].0 < limit.saturating_add(CLUSTER_GAP) {
-                limit = limit.max(end_of(&blocks[i]));
-                i += 1;
-            }
-            let nb = ((limit - base) >> BUCKET_SHIFT) as usize + 2;
-            let mut buckets = alloc::vec![0u32; nb];
-            // buckets[k] = first block index (global) starting at or after base + k*4K.
-            let mut j = first;
-            for (k, slot) in buckets.iter_mut().enumerate() {
-                let at = base + ((k as u64) << BUCKET_SHIFT);
-                while j < i && blocks[j].0 < at {
-                    j += 1;
-                }
-                *slot = j as u32;
-            }
-            clusters.push(Cluster {
-                base,
-                limit,
-                first: first as u32,
-                buckets,
-            });
-        }
-        let min = blocks.first().map_or(u64::MAX, |b| b.0);
-        let max = clusters.iter().map(|c| c.limit).max().unwrap_or(0);
-        let readable = alloc::vec![true; blocks.len()];
-        Heap {
-            blocks,
-            clusters,
-            min,
-            max,
-            readable,
-        }
-    }
-
-    /// The aligned words of block `b` (none if its memory cannot be read).
-    pub(super) fn words(&self, b: usize) -> impl Iterator<Item = u64> + '_ {
-        let (start, meta) = self.blocks[b];
-        let n = if self.readable[b] {
-            size_of(meta) / 8
-        } else {
-            0
-        };
-        // SAFETY: each word lies within the live, readable block.
-        (0..n).map(move |k| unsafe { core::ptr::read((start + 8 * k) as *const u64) })
-    }
-
-    /// The block containing address `w`.
-    #[inline]
-    pub(super) fn find(&self, w: u64) -> Option<u32> {
-        if w < self.min || w >= self.max {
-            return None;
-        }
-        let ci = self.clusters.partition_point(|c| c.base <= w);
-        if ci == 0 {
-            return None;
-        }
-        let c = &self.clusters[ci - 1];
-        if w >= c.limit {
-            return None;
-        }
-        let k = ((w - c.base) >> BUCKET_SHIFT) as usize;
-        let lo = c.buckets[k] as usize;
-        let hi = c.buckets[k + 1] as usize;
-        // Last block starting at or before w: among those starting in this bucket, or
-        // else the last one starting before it.
-        let n = self.blocks[lo..hi].partition_point(|b| b.0 <= w);
-        let cand = if n > 0 {
-            lo + n - 1
-        } else if lo > c.first as usize {
-            lo - 1
-        } else {
-            return None;
-        };
-        let b = &self.blocks[cand];
-        (w >= b.0 && w < end_of(b)).then_some(cand as u32)
-    }
-}
-
-/// A readable mapping, for the vtable check and for validating block addresses.
-#[derive(Clone, Copy)]
-pub(super) struct Map {
-    pub(super) start: u64,
-    pub(super) end: u64,
-    pub(super) exec: bool,
-    pub(super) file: bool,
-}
-
-pub(super) struct Marker<'a> {
-    pub(super) heap: &'a Heap,
-    pub(super) maps: &'a [Map],
-    pub(super) state: Vec<u8>,
-    pub(super) link: Vec<u64>,
-    pub(super) queue: Vec<u32>,
-    pub(super) heuristics: u32,
+struct Marker<'a, M: BlockMemory> {
+    heap: &'a Heap,
+    blocks: &'a M,
+    maps: &'a [Map],
+    state: Vec<u8>,
+    link: Vec<u64>,
+    queue: Vec<u32>,
+    heuristics: u32,
     /// Root memory and the file mappings a vtable check looks into are read through this
-    /// (never faulting); heap blocks, in anonymous memory, are read directly.
-    pub(super) mem: &'a mut dyn Reader,
-    pub(super) buf: Vec<u64>,
+    /// (never faulting); heap blocks through `blocks`.
+    mem: &'a mut dyn Reader,
+    buf: Vec<u64>,
     /// CPython's `PyType_Type` (0 in other processes): the pyobject heuristic's anchor.
-    pub(super) py_type_type: u64,
+    py_type_type: u64,
     /// Addresses found to be Python types, sorted.
-    pub(super) py_types: Vec<u64>,
+    py_types: Vec<u64>,
 }
 
-impl Marker<'_> {
-    pub(super) fn map_of(&self, a: u64) -> Option<&Map> {
+impl<M: BlockMemory> Marker<'_, M> {
+    fn map_of(&self, a: u64) -> Option<&Map> {
         let i = self.maps.partition_point(|m| m.start <= a);
         (i > 0 && a < self.maps[i - 1].end).then(|| &self.maps[i - 1])
     }
 
     /// memcheck's aligned_ptr_above_page0_is_vtable_addr: in a readable file mapping,
     /// and one of its first entries points into executable file-backed code.
-    pub(super) fn looks_like_vtable(&mut self, p: u64) -> bool {
+    fn looks_like_vtable(&mut self, p: u64) -> bool {
         if p < 4096 || !p.is_multiple_of(8) {
             return false;
         }
@@ -191,10 +68,18 @@ impl Marker<'_> {
             .any(|&pc| self.map_of(pc).is_some_and(|t| t.exec && t.file))
     }
 
+    fn word(&self, b: usize, off: u64) -> Option<u64> {
+        let (start, meta) = self.heap.blocks[b];
+        if !self.heap.readable[b] || off + 8 > size_of(meta) || !off.is_multiple_of(8) {
+            return None;
+        }
+        Some(self.blocks.words(start + off, 1)[0])
+    }
+
     /// Whether `t` is a Python type object: its own type is `type` (`PyType_Type`) or a
     /// metaclass (a type whose flags say it subclasses `type`). An instance is not: its
     /// type is an ordinary class.
-    pub(super) fn is_python_type(&mut self, t: u64) -> bool {
+    fn is_python_type(&mut self, t: u64) -> bool {
         /// `tp_flags` in `PyTypeObject` (3.11-3.13), and `Py_TPFLAGS_TYPE_SUBCLASS`.
         const TP_FLAGS: u64 = 168;
         const TYPE_SUBCLASS: u64 = 1 << 31;
@@ -225,44 +110,48 @@ impl Marker<'_> {
         (self.mem.read(a, &mut w) == 1).then_some(w[0])
     }
 
-    pub(super) fn word(&self, b: usize, off: u64) -> Option<u64> {
-        let (start, meta) = self.heap.blocks[b];
-        if !self.heap.readable[b] || off + 8 > size_of(meta) {
+    /// CPython: where the object in block `b` starts (0, 16 after a garbage collector
+    /// header, or 32 after a managed __dict__'s two words too), if the block holds one:
+    /// a plausible reference count, then a type.
+    fn py_object_in(&mut self, b: usize) -> Option<u64> {
+        if self.py_type_type == 0 || self.heuristics & (1 << Heuristic::PyObject as u32) == 0 {
             return None;
         }
-        // SAFETY: the block is live and lies in a readable mapping; off+8 <= size.
-        Some(unsafe { core::ptr::read_unaligned((start + off) as *const u64) })
+        let size = size_of(self.heap.blocks[b].1);
+        for off in [0u64, 16, 32] {
+            if size < off + 16 {
+                break;
+            }
+            if let (Some(refs), Some(t)) = (self.word(b, off), self.word(b, off + 8)) {
+                if plausible_refcount(refs) && self.is_python_type(t) {
+                    return Some(off);
+                }
+            }
+        }
+        None
+    }
+
+    /// CPython: the word indexes of a garbage-collected object's collector links (its
+    /// 16-byte header: the next and previous objects the collector tracks); empty for
+    /// other blocks. Those links tie every tracked object to every other one and are not
+    /// references: followed, a reference cycle that nothing else holds would look
+    /// reachable.
+    fn gc_links(&mut self, b: usize) -> core::ops::Range<usize> {
+        match self.py_object_in(b) {
+            Some(o) if o >= 16 => {
+                let k = (o / 8 - 2) as usize;
+                k..k + 2
+            }
+            _ => 0..0,
+        }
     }
 
     /// Which heuristic accepts an interior pointer `w` into block `b`.
-    pub(super) fn heuristic(&mut self, w: u64, b: usize) -> Option<Heuristic> {
+    fn heuristic(&mut self, w: u64, b: usize) -> Option<Heuristic> {
         let (start, meta) = self.heap.blocks[b];
         let size = size_of(meta);
         let heuristics = self.heuristics;
         let on = |h: Heuristic| heuristics & (1 << h as u32) != 0;
-        if on(Heuristic::StdString) && w == start + 24 {
-            if let (Some(len), Some(cap)) = (self.word(b, 0), self.word(b, 8)) {
-                if size == cap.wrapping_add(25) && len <= cap {
-                    return Some(Heuristic::StdString);
-                }
-            }
-        }
-        if w == start + 8 {
-            if on(Heuristic::Length64) {
-                if let Some(n) = self.word(b, 0) {
-                    if n > 0 && size >= 8 && size - 8 == n {
-                        return Some(Heuristic::Length64);
-                    }
-                }
-            }
-            if on(Heuristic::NewArray) {
-                if let Some(n) = self.word(b, 0) {
-                    if n > 0 && size >= 8 && (size - 8).is_multiple_of(n) {
-                        return Some(Heuristic::NewArray);
-                    }
-                }
-            }
-        }
         if on(Heuristic::PyObject) && self.py_type_type != 0 {
             // A pointer to an object, or into its contents (the characters of a str or
             // bytes, a heap type's method tables, which C code keeps as pointers): the
@@ -286,6 +175,29 @@ impl Marker<'_> {
                 }
             }
         }
+        if on(Heuristic::StdString) && w == start + 24 {
+            if let (Some(len), Some(cap)) = (self.word(b, 0), self.word(b, 8)) {
+                if size == cap.wrapping_add(25) && len <= cap {
+                    return Some(Heuristic::StdString);
+                }
+            }
+        }
+        if w == start + 8 {
+            if on(Heuristic::Length64) {
+                if let Some(n) = self.word(b, 0) {
+                    if n > 0 && size >= 8 && size - 8 == n {
+                        return Some(Heuristic::Length64);
+                    }
+                }
+            }
+            if on(Heuristic::NewArray) {
+                if let Some(n) = self.word(b, 0) {
+                    if n > 0 && size >= 8 && (size - 8).is_multiple_of(n) {
+                        return Some(Heuristic::NewArray);
+                    }
+                }
+            }
+        }
         if on(Heuristic::MultipleInheritance) && w.is_multiple_of(8) && w + 8 <= start + size {
             if let (Some(first), Some(inner)) = (self.word(b, 0), self.word(b, w - start)) {
                 if self.looks_like_vtable(inner) && self.looks_like_vtable(first) {
@@ -298,7 +210,7 @@ impl Marker<'_> {
 
     /// A pointer `w` read from a root (`src_block == None`) or from block `src_block`.
     #[inline]
-    pub(super) fn reach(&mut self, w: u64, src: u64, src_block: Option<u32>) {
+    fn reach(&mut self, w: u64, src: u64, src_block: Option<u32>) {
         let Some(b) = self.heap.find(w) else {
             return;
         };
@@ -325,8 +237,7 @@ impl Marker<'_> {
             // A pointer to the next chunk's header (glibc's bins, tcache, top) lands on
             // the last word of a block whose size fills its chunk: not the program's.
             if size_of(meta) >= 8 && self.heap.readable[bi] {
-                // SAFETY: the chunk header word before a live block is mapped.
-                let hdr = unsafe { core::ptr::read((start - 8) as *const u64) };
+                let hdr = self.blocks.word(start - 8);
                 if w == start - 16 + (hdr & !7) {
                     return;
                 }
@@ -353,10 +264,10 @@ impl Marker<'_> {
     }
 
     /// Mark from the words of root memory `[lo, hi)`; what cannot be read is skipped.
-    pub(super) fn scan_range(&mut self, lo: u64, hi: u64, root: u32) {
+    fn scan_range(&mut self, lo: u64, hi: u64, root: u32) {
         let mut buf = core::mem::take(&mut self.buf);
         let (min, max) = (self.heap.min, self.heap.max);
-        let mut cur = self_mem::Cursor::new(lo, hi);
+        let mut cur = Cursor::new(lo, hi);
         while let Some((at, n)) = cur.next(&mut *self.mem, &mut buf) {
             for (k, &w) in buf[..n].iter().enumerate() {
                 if w >= min && w < max {
@@ -372,54 +283,17 @@ impl Marker<'_> {
         self.buf = buf;
     }
 
-    pub(super) fn scan_block(&mut self, b: u32) {
-        let heap = self.heap;
+    fn scan_block(&mut self, b: u32) {
+        let (heap, blocks) = (self.heap, self.blocks);
         let skip = self.gc_links(b as usize);
-        for (k, w) in heap.words(b as usize).enumerate() {
+        for (k, &w) in heap.words(blocks, b as usize).iter().enumerate() {
             if w >= heap.min && w < heap.max && !skip.contains(&k) {
                 self.reach(w, b as u64 + 1, Some(b));
             }
         }
     }
 
-    /// CPython: the word indexes of a garbage-collected object's collector links (its
-    /// 16-byte header: the next and previous objects the collector tracks); empty for
-    /// other blocks. Those links tie every tracked object to every other one and are not
-    /// references: followed, a reference cycle that nothing else holds would look
-    /// reachable. (The object starts 16 bytes into the block, or 32 after the two words of
-    /// a managed __dict__.)
-    pub(super) fn gc_links(&mut self, b: usize) -> core::ops::Range<usize> {
-        if self.py_type_type == 0 || self.heuristics & (1 << Heuristic::PyObject as u32) == 0 {
-            return 0..0;
-        }
-        match self.py_object_in(b) {
-            Some(o) if o >= 16 => {
-                let k = (o / 8 - 2) as usize;
-                k..k + 2
-            }
-            _ => 0..0,
-        }
-    }
-
-    /// CPython: where the object in block `b` starts (0, 16 after a garbage collector
-    /// header, or 32 after a managed __dict__'s two words too), if the block holds one:
-    /// a plausible reference count, then a type.
-    pub(super) fn py_object_in(&mut self, b: usize) -> Option<u64> {
-        let size = size_of(self.heap.blocks[b].1);
-        for off in [0u64, 16, 32] {
-            if size < off + 16 {
-                break;
-            }
-            if let (Some(refs), Some(t)) = (self.word(b, off), self.word(b, off + 8)) {
-                if plausible_refcount(refs) && self.is_python_type(t) {
-                    return Some(off);
-                }
-            }
-        }
-        None
-    }
-
-    pub(super) fn drain(&mut self) {
+    fn drain(&mut self) {
         let mut head = 0;
         while head < self.queue.len() {
             let b = self.queue[head];
@@ -429,12 +303,13 @@ impl Marker<'_> {
         self.queue.clear();
     }
 
+    /// memcheck's cliques, in ascending address order.
     /// CPython: the tracked objects nothing reached (garbage in reference cycles: only the
     /// collector's lists, left out of the marking, still tie them in) and everything they
     /// hold become reachable, through the pycycle "heuristic": they are freed when the
     /// collector runs, so they are not leaks, but memory kept longer than the program may
     /// think (the report's advice says how to avoid it).
-    pub(super) fn cycle_garbage(&mut self) {
+    fn cycle_garbage(&mut self) {
         if self.py_type_type == 0 || self.heuristics & (1 << Heuristic::PyObject as u32) == 0 {
             return;
         }
@@ -447,9 +322,9 @@ impl Marker<'_> {
             }
         }
         while let Some(j) = stack.pop() {
-            let heap = self.heap;
+            let (heap, blocks) = (self.heap, self.blocks);
             let skip = self.gc_links(j as usize);
-            for (k, w) in heap.words(j as usize).enumerate() {
+            for (k, &w) in heap.words(blocks, j as usize).iter().enumerate() {
                 if skip.contains(&k) {
                     continue;
                 }
@@ -464,8 +339,7 @@ impl Marker<'_> {
         }
     }
 
-    /// memcheck's cliques, in ascending address order.
-    pub(super) fn cliques(&mut self) {
+    fn cliques(&mut self) {
         let n = self.heap.blocks.len();
         let mut stack: Vec<u32> = Vec::new();
         for leader in 0..n {
@@ -475,9 +349,9 @@ impl Marker<'_> {
             self.state[leader] |= CLAIMED | LEADER;
             stack.push(leader as u32);
             while let Some(j) = stack.pop() {
-                let heap = self.heap;
+                let (heap, blocks) = (self.heap, self.blocks);
                 let skip = self.gc_links(j as usize);
-                for (k, w) in heap.words(j as usize).enumerate() {
+                for (k, &w) in heap.words(blocks, j as usize).iter().enumerate() {
                     if skip.contains(&k) {
                         continue;
                     }
@@ -504,14 +378,14 @@ impl Marker<'_> {
 }
 
 /// The marker's answer: a state byte and a link per block, in address order.
-pub(super) struct Marks {
-    pub(super) state: Vec<u8>,
-    pub(super) link: Vec<u64>,
+pub struct Marks {
+    state: Vec<u8>,
+    link: Vec<u64>,
 }
 
 impl Marks {
     /// Block `i`'s kind, the heuristic that saved it, and its parent or clique leader.
-    pub(super) fn verdict(&self, i: usize) -> (BlockState, Option<Heuristic>, BlockLink) {
+    pub fn verdict(&self, i: usize) -> (BlockState, Option<Heuristic>, BlockLink) {
         let s = self.state[i];
         let state = match s & STATE_MASK {
             REACHABLE => BlockState::StillReachable,
@@ -532,22 +406,33 @@ impl Marks {
         };
         (state, Heuristic::from_u8((s >> HEUR_SHIFT) & 7), link)
     }
+
+    /// Whether block `i` is reachable (from a start pointer or a heuristic's).
+    pub fn reachable(&self, i: usize) -> bool {
+        self.state[i] & STATE_MASK == REACHABLE
+    }
 }
 
 /// memcheck's marking: from each root range in turn (root ids 0, 1, ...), then from each
-/// register set (ids after the ranges), breadth first; then cliques. Root memory is read
-/// through `mem`; blocks directly (they are live heap memory).
-pub(super) fn mark(
+/// register set (ids after the ranges), breadth first; then cliques. Root memory and
+/// vtables are read through `mem`, the blocks' words through `blocks`. `py_type_type` is
+/// CPython's `PyType_Type` in a Python process whose objects the pyobject heuristic and
+/// the collector-link rules know (0 otherwise).
+#[allow(clippy::too_many_arguments)]
+pub fn mark<M: BlockMemory>(
     heap: &Heap,
+    blocks: &M,
     maps: &[Map],
     mem: &mut dyn Reader,
     heuristics: u32,
     ranges: &[(u64, u64)],
     reg_sets: &[&[u64]],
+    py_type_type: u64,
 ) -> Marks {
     let n = heap.blocks.len();
     let mut mk = Marker {
         heap,
+        blocks,
         maps,
         state: alloc::vec![0u8; n],
         link: alloc::vec![0u64; n],
@@ -555,7 +440,7 @@ pub(super) fn mark(
         heuristics,
         mem,
         buf: alloc::vec![0u64; 8192],
-        py_type_type: crate::python::type_type(),
+        py_type_type,
         py_types: Vec::new(),
     };
     for (id, &(lo, hi)) in ranges.iter().enumerate() {

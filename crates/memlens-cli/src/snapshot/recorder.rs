@@ -1,0 +1,189 @@
+//! What the recorder (`libmemlens_preload.so`, when the process runs under `memlens run`)
+//! knows, read from outside through the symbols it exports for this: its own memory
+//! (never a root) and its live-block table (each block's requested size, allocating
+//! function, and whether the recorder itself allocated it), so that a snapshot of a
+//! recorded process sees the blocks exactly as its exit scan would.
+//!
+//! The layouts are the recorder's (`memlens-preload/src/own_memory.rs`, `live.rs`): a
+//! count and two arrays of 4096 starts and lengths; 256 shards of {lock, table pointer,
+//! cap, cap_inverse} (32 bytes, `repr(C)`), each table a {cap, count, cap_inverse} header
+//! then `cap` 12-byte slots (44 bits of address / 16, 46 bits of size, 5 of function, 1
+//! internal bit).
+
+use super::remote::{Mapping, Remote};
+use memlens_trace::AllocFunc;
+use std::collections::HashMap;
+
+/// Whether a mapping is the recorder library's.
+pub fn is_recorder(m: &Mapping) -> bool {
+    m.name.ends_with("/libmemlens_preload.so")
+}
+
+/// The regions the recorder registered as its own memory, read from its exported table
+/// (`memlens_own_memory_*`, see `memlens-preload/src/own_memory.rs`). Empty when the
+/// recorder is not loaded.
+pub fn recorder_memory(mem: &mut Remote, syms: &HashMap<String, u64>) -> Vec<(u64, u64)> {
+    let (Some(&count), Some(&starts), Some(&lens)) = (
+        syms.get("memlens_own_memory_count"),
+        syms.get("memlens_own_memory_starts"),
+        syms.get("memlens_own_memory_lens"),
+    ) else {
+        return Vec::new();
+    };
+    const MAX_REGIONS: usize = 4096;
+    let n = (mem.word(count).unwrap_or(0) as usize).min(MAX_REGIONS);
+    let mut s = vec![0u64; n];
+    let mut l = vec![0u64; n];
+    mem.read_words(starts, &mut s);
+    mem.read_words(lens, &mut l);
+    s.into_iter()
+        .zip(l)
+        .filter(|&(_, l)| l != 0)
+        .map(|(s, l)| (s, s + l))
+        .collect()
+}
+
+/// The recorder's exported `memlens_*` symbols, at their run-time addresses (none when
+/// the recorder is not loaded).
+pub fn symbols(maps: &[Mapping]) -> HashMap<String, u64> {
+    use object::{Object, ObjectSegment, ObjectSymbol};
+    let mut out = HashMap::new();
+    let Some(lib) = maps.iter().find(|m| is_recorder(m) && m.offset == 0) else {
+        return out;
+    };
+    let Ok(data) = std::fs::read(&lib.name) else {
+        return out;
+    };
+    let Ok(file) = object::File::parse(&*data) else {
+        return out;
+    };
+    let first_vaddr = file.segments().map(|s| s.address()).min().unwrap_or(0) & !0xfff;
+    let bias = lib.start.wrapping_sub(first_vaddr);
+    for s in file.dynamic_symbols() {
+        if let Ok(name) = s.name() {
+            if name.starts_with("memlens_") {
+                out.insert(name.to_string(), bias.wrapping_add(s.address()));
+            }
+        }
+    }
+    out
+}
+
+/// A block as the recorder's live table has it.
+#[derive(Clone, Copy, Debug)]
+pub struct Recorded {
+    pub size: u64,
+    pub func: AllocFunc,
+    /// Allocated on the recorder's behalf (by a libc function it called).
+    pub internal: bool,
+}
+
+const SHARDS: usize = 256;
+const SHARD_BYTES: u64 = 32;
+const TABLE_HEADER: u64 = 24;
+const SLOT_BYTES: usize = 12;
+const KEY_BITS: u32 = 44;
+
+/// The recorder's live table as copied from the process (its shards' slots), decoded by
+/// [`RawTable::decode`] once the process runs again.
+pub struct RawTable {
+    shards: Vec<Vec<u8>>,
+}
+
+/// Copy the recorder's live table; `None` when the recorder is not loaded (or its table
+/// cannot be read).
+pub fn live_table(mem: &mut Remote, syms: &HashMap<String, u64>) -> Option<RawTable> {
+    let &table = syms.get("memlens_live_table")?;
+    let mut shards = vec![0u64; SHARDS * (SHARD_BYTES / 8) as usize];
+    if mem.read_words(table, &mut shards) != shards.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(SHARDS);
+    for s in 0..SHARDS {
+        let t = shards[s * 4 + 1];
+        if t == 0 {
+            continue;
+        }
+        let cap = mem.word(t)? as usize;
+        if cap > 1 << 34 {
+            return None;
+        }
+        let mut slots = vec![0u8; cap * SLOT_BYTES];
+        if mem.read_bytes(t + TABLE_HEADER, &mut slots) != slots.len() {
+            return None;
+        }
+        out.push(slots);
+    }
+    Some(RawTable { shards: out })
+}
+
+impl RawTable {
+    /// The blocks, by address.
+    pub fn decode(&self) -> HashMap<u64, Recorded> {
+        let n: usize = self.shards.iter().map(|s| s.len() / SLOT_BYTES).sum();
+        let mut out = HashMap::with_capacity(n / 2);
+        for slot in self.shards.iter().flat_map(|s| s.chunks_exact(SLOT_BYTES)) {
+            let lo = u64::from_le_bytes(slot[..8].try_into().unwrap_or_default());
+            let hi = u32::from_le_bytes(slot[8..].try_into().unwrap_or_default()) as u64;
+            let key = lo & ((1 << KEY_BITS) - 1);
+            if key == 0 {
+                continue;
+            }
+            let size = lo >> KEY_BITS | (hi & ((1 << 26) - 1)) << (64 - KEY_BITS);
+            let func = AllocFunc::from_u8((hi >> 26 & 0x1f) as u8).unwrap_or(AllocFunc::Malloc);
+            out.insert(
+                key << 4,
+                Recorded {
+                    size,
+                    func,
+                    internal: hi >> 31 != 0,
+                },
+            );
+        }
+        out
+    }
+}
+
+/// Ask the recorder to write every thread's buffered events into its trace, and wait
+/// (up to `patience`) for it to say it has. Whether it did.
+pub fn flush(mem: &mut Remote, syms: &HashMap<String, u64>, patience: std::time::Duration) -> bool {
+    let (Some(&req), Some(&done)) = (
+        syms.get("memlens_flush_request"),
+        syms.get("memlens_flush_done"),
+    ) else {
+        return false;
+    };
+    let Some(cur) = mem.word(req) else {
+        return false;
+    };
+    let want = cur.wrapping_add(1);
+    if !mem.write_word(req, want) {
+        return false;
+    }
+    let start = std::time::Instant::now();
+    while start.elapsed() < patience {
+        if mem.word(done) == Some(want) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    false
+}
+
+/// The trace file the recorder in `pid` writes: the `*.trace` file among its open files
+/// whose header names this process.
+pub fn trace_of(pid: u32) -> Option<std::path::PathBuf> {
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
+        let Ok(target) = std::fs::read_link(e.path()) else {
+            continue;
+        };
+        if target.extension().is_some_and(|x| x == "trace") && target.is_file() {
+            if let Ok(r) = memlens_trace::reader::TraceReader::open(&target) {
+                if r.header().pid == pid {
+                    return Some(target);
+                }
+            }
+        }
+    }
+    None
+}

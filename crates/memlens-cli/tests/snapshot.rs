@@ -1,0 +1,443 @@
+//! `memlens snapshot PID`: glibc's heap walked from outside (exact blocks of a program
+//! that says what it holds), leak kinds and holders, agreement with the exit scan of
+//! `memlens run` at the same program state, two snapshots diffed, and a multi-threaded
+//! process that runs on correctly through twenty snapshots.
+//!
+//! Needs ptrace (root, or the same user with Yama's ptrace_scope at 0 or 1 for a
+//! descendant): where the kernel refuses it, each test says so and is skipped, except
+//! under CI (MEMLENS_TEST_REQUIRE_ALL=1), where it fails.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+/// A test program running with its stdin and stdout piped to us.
+struct Prog {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    out: BufReader<ChildStdout>,
+}
+
+impl Prog {
+    fn start(cmd: &mut Command) -> Prog {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        Prog { child, stdin, out }
+    }
+    /// The next line it prints.
+    fn line(&mut self) -> String {
+        let mut l = String::new();
+        self.out.read_line(&mut l).unwrap();
+        assert!(!l.is_empty(), "the program ended early");
+        l
+    }
+    /// Send a command letter and read its answer line.
+    fn ask(&mut self, c: &str) -> String {
+        let i = self.stdin.as_mut().unwrap();
+        i.write_all(c.as_bytes()).unwrap();
+        i.flush().unwrap();
+        self.line()
+    }
+    /// Its pid (for a program started by `memlens run`, the program's, not memlens's).
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+    fn quit(mut self) -> (std::process::ExitStatus, String) {
+        let mut i = self.stdin.take().unwrap();
+        i.write_all(b"q").unwrap();
+        drop(i);
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut self.out, &mut rest).unwrap();
+        (self.child.wait().unwrap(), rest)
+    }
+}
+
+impl Drop for Prog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `key=value` numbers of a line the program printed.
+fn figures(line: &str) -> HashMap<String, u64> {
+    line.split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
+        .collect()
+}
+
+/// `memlens snapshot PID --format json -o FILE`; `None` (test skipped) when ptrace is
+/// refused here.
+fn snapshot(pid: u32, file: &Path, extra: &[&str]) -> Option<Value> {
+    let o = Command::new(memlens())
+        .args(["snapshot", &pid.to_string(), "--format", "json", "-o"])
+        .arg(file)
+        .args(extra)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    if !o.status.success() && err.contains("ptrace was refused") {
+        skip_or_fail(&format!(
+            "SKIPPED: ptrace is refused on this machine: {err}"
+        ));
+        return None;
+    }
+    assert!(o.status.success(), "memlens snapshot failed: {err}");
+    Some(serde_json::from_slice(&o.stdout).unwrap())
+}
+
+fn kind(v: &Value, k: &str) -> (u64, u64) {
+    amount(&v["kinds"][k])
+}
+
+fn blocks_of_size(v: &Value, size: u64) -> u64 {
+    v["sizes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["size"] == size)
+        .map_or(0, |s| s["blocks"].as_u64().unwrap())
+}
+
+fn holder<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    v["holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == name)
+}
+
+fn prog() -> std::path::PathBuf {
+    build_c("snapshot.c", "snapshot")
+}
+
+#[test]
+fn every_live_block_is_found_and_tcache_fastbin_frees_are_not() {
+    let exe = prog();
+    let dir = scratch("snapshot-walk");
+    let mut p = Prog::start(&mut Command::new(&exe));
+    let f = figures(&p.line());
+    let Some(v) = snapshot(p.pid(), &dir.join("a.snap"), &[]) else {
+        return;
+    };
+    // Two arenas (main and the worker's), the two large blocks mmapped.
+    assert_eq!(v["heap"]["arenas"], 2, "{v}");
+    assert_eq!(v["heap"]["mmapped"], 2, "{v}");
+    // Exactly the program's blocks, by size (usable sizes): 100 cache nodes of 40, six
+    // of the twenty 56-byte blocks (seven freed into the tcache, seven into a fastbin),
+    // none of the five 1000-byte blocks (freed into the tcache), the worker's five of 88
+    // and its one of 120, three lost 24-byte blocks and the two 72-byte ones they hold.
+    assert_eq!(blocks_of_size(&v, 40), f["cache"]);
+    assert_eq!(blocks_of_size(&v, 56), f["keep56"]);
+    assert_eq!(blocks_of_size(&v, 1000), 0);
+    assert_eq!(blocks_of_size(&v, 88), f["worker"]);
+    assert_eq!(blocks_of_size(&v, 120), 1);
+    assert_eq!(blocks_of_size(&v, 24), f["lost"]);
+    assert_eq!(blocks_of_size(&v, 72), f["indirect"]);
+    let big: u64 = v["sizes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["size"].as_u64().unwrap() >= 1 << 20)
+        .map(|s| s["size"].as_u64().unwrap() * s["blocks"].as_u64().unwrap())
+        .sum();
+    assert_eq!(big, f["big_bytes"]);
+    // Plus one block of glibc's own: the worker thread's DTV, which memcheck also
+    // reports as possibly lost (the thread descriptor points inside it).
+    let mine = f["cache"] + f["keep56"] + f["worker"] + 1 + f["lost"] + f["indirect"] + 2;
+    assert_eq!(v["blocks"], mine + 1, "{v}");
+    assert_eq!(kind(&v, "possibly_lost").1, 1);
+    assert_eq!(kind(&v, "definitely_lost"), (f["lost_bytes"], f["lost"]));
+    assert_eq!(
+        kind(&v, "indirectly_lost"),
+        (f["indirect_bytes"], f["indirect"])
+    );
+    // What holds the memory: the global cache, named.
+    let cache = holder(&v, "g_cache").expect("g_cache holds the cache");
+    assert_eq!(amount(cache), (f["cache_bytes"], f["cache"]));
+    assert_eq!(cache["kind"], "global");
+    assert!(cache["module"].as_str().unwrap().ends_with("/snapshot"));
+    assert!(v["pause_ns"].as_u64().unwrap() > 0);
+    // The process runs on: it leaks three more blocks on request, and a second
+    // snapshot finds them.
+    let f2 = figures(&p.ask("l"));
+    let Some(v2) = snapshot(p.pid(), &dir.join("b.snap"), &[]) else {
+        return;
+    };
+    assert_eq!(kind(&v2, "definitely_lost"), (f2["lost_bytes"], f2["lost"]));
+    assert_eq!(f2["lost"], 6);
+    let (status, _) = p.quit();
+    assert!(status.success());
+    // `memlens leaks` reads the snapshot file: the same kinds.
+    let l = leaks_json(&dir.join("b.snap"), &["--default-suppressions", "no"]);
+    assert_eq!(
+        amount(&l["summary"]["definitely_lost"]),
+        (f2["lost_bytes"], 6)
+    );
+    assert_eq!(
+        amount(&l["summary"]["indirectly_lost"]),
+        (f2["indirect_bytes"], f2["indirect"])
+    );
+}
+
+#[test]
+fn a_snapshot_agrees_with_the_exit_scan_at_the_same_state() {
+    let exe = prog();
+    let dir = scratch("snapshot-agree");
+    let trace = dir.join("prog.trace");
+    let mut p = Prog::start(
+        Command::new(memlens())
+            .args(["run", "-q", "-o"])
+            .arg(&trace)
+            .arg("--")
+            .arg(&exe),
+    );
+    let f = figures(&p.line());
+    // The program is memlens run's child.
+    let kids = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", p.pid())).unwrap();
+    let pid: u32 = kids.split_whitespace().next().unwrap().parse().unwrap();
+    let Some(v) = snapshot(pid, &dir.join("s.snap"), &[]) else {
+        return;
+    };
+    // Nothing happens between the snapshot and the exit: the exit scan sees the same
+    // heap (the worker thread still runs, so no freeres at exit).
+    let (status, _) = p.quit();
+    assert!(status.success());
+    let exit = leaks_json(&trace, &["--default-suppressions", "no"]);
+    let snap = leaks_json(&dir.join("s.snap"), &["--default-suppressions", "no"]);
+    // Every kind, bytes and blocks, the same; the recorder's own blocks apart in both
+    // (the snapshot reads the recorder's live table: requested sizes, internal flags).
+    assert_eq!(exit["summary"], snap["summary"], "exit scan vs snapshot");
+    assert_eq!(
+        exit["scan"]["recorder_blocks"],
+        snap["scan"]["recorder_blocks"]
+    );
+    assert_eq!(
+        amount(&exit["summary"]["definitely_lost"]),
+        (f["lost_bytes"], 3)
+    );
+    assert_eq!(
+        amount(&exit["summary"]["indirectly_lost"]),
+        (f["indirect_bytes"], 2)
+    );
+    assert_eq!(v["recorded"], true);
+    assert_eq!(v["kinds"]["definitely_lost"]["blocks"], 3);
+}
+
+#[test]
+fn two_snapshots_diff_names_the_global_that_grew() {
+    let exe = prog();
+    let dir = scratch("snapshot-diff");
+    let mut p = Prog::start(&mut Command::new(&exe));
+    let f1 = figures(&p.line());
+    let (a, b) = (dir.join("a.snap"), dir.join("b.snap"));
+    if snapshot(p.pid(), &a, &[]).is_none() {
+        return;
+    }
+    let f2 = figures(&p.ask("g"));
+    let v2 = snapshot(p.pid(), &b, &[]).unwrap();
+    assert_eq!(
+        amount(holder(&v2, "g_cache").unwrap()),
+        (f2["cache_bytes"], f2["cache"])
+    );
+    let o = Command::new(memlens())
+        .args(["diff", "--format", "json"])
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let d: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let h = &d["holders"][0];
+    assert_eq!(h["name"], "g_cache", "{d}");
+    assert_eq!(h["change"]["blocks"], 100);
+    assert_eq!(
+        h["change"]["bytes"].as_i64().unwrap() as u64,
+        f2["cache_bytes"] - f1["cache_bytes"]
+    );
+    let o = Command::new(memlens())
+        .arg("diff")
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("+100 blocks through the global `g_cache` (snapshot)"),
+        "{text}"
+    );
+    let _ = p.quit();
+}
+
+#[test]
+fn a_multithreaded_process_runs_on_correctly_through_twenty_snapshots() {
+    let exe = build_c("snapshot_mt.c", "snapshot_mt");
+    let dir = scratch("snapshot-mt");
+    let mut p = Prog::start(&mut Command::new(&exe));
+    assert_eq!(p.line(), "READY\n");
+    for i in 0..20 {
+        let Some(v) = snapshot(p.pid(), &dir.join(format!("{i}.snap")), &[]) else {
+            return;
+        };
+        // At most the four workers' kept blocks (512 each) and their DTVs; nothing lost.
+        let n = v["blocks"].as_u64().unwrap();
+        assert!((4..=4 * 512 + 4).contains(&n), "{n} blocks");
+        assert_eq!(kind(&v, "definitely_lost").1, 0);
+        assert_eq!(v["threads"].as_array().unwrap().len(), 5);
+    }
+    let (status, rest) = p.quit();
+    assert!(status.success(), "{rest}");
+    let f = figures(&rest);
+    assert_eq!(f["errors"], 0, "{rest}");
+    assert!(f["rounds"] > 0);
+}
+
+#[test]
+fn a_process_that_does_not_exist_is_one_sentence_and_125() {
+    let o = Command::new(memlens())
+        .args(["snapshot", "999999999"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        err.trim(),
+        "memlens: error: process 999999999 does not exist (or has ended)"
+    );
+    let o = Command::new(memlens())
+        .args([
+            "snapshot",
+            &std::process::id().to_string(),
+            "--trace",
+            "/nonexistent.trace",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("cannot read the trace /nonexistent.trace"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn run_snapshot_every_writes_numbered_snapshots_and_passes_the_exit_status_on() {
+    let exe = prog();
+    let dir = scratch("snapshot-every");
+    let mut p = Prog::start(
+        Command::new(memlens())
+            .args(["run", "--snapshot-every", "50ms", "-o"])
+            .arg(dir.join("prog.trace"))
+            .arg("--")
+            .arg(&exe),
+    );
+    let f = figures(&p.line());
+    let kids = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", p.pid())).unwrap();
+    let pid: u32 = kids.split_whitespace().next().unwrap().parse().unwrap();
+    let second = dir.join(format!("memlens.snapshot.{pid}.2.snap"));
+    // Wait (a hang guard, not a timing assertion) for the second snapshot to be written
+    // whole: the third one's start means the second is done.
+    let third = dir.join(format!("memlens.snapshot.{pid}.3.snap"));
+    let start = std::time::Instant::now();
+    while !third.exists() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "no third snapshot in 60 s (is ptrace refused on this machine?): {:?}",
+            std::fs::read_dir(&dir).unwrap().collect::<Vec<_>>()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (status, _) = p.quit();
+    assert!(status.success());
+    let l = leaks_json(&second, &["--default-suppressions", "no"]);
+    if l["summary"]["definitely_lost"]["blocks"] == 0 && l["records"].as_array().unwrap().is_empty()
+    {
+        skip_or_fail("SKIPPED: ptrace is refused on this machine (no snapshot taken)");
+        return;
+    }
+    assert_eq!(
+        amount(&l["summary"]["definitely_lost"]),
+        (f["lost_bytes"], f["lost"])
+    );
+    // The blocks have their allocation stacks (the trace of the same run).
+    let rec = l["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "definitely_lost")
+        .unwrap();
+    assert_eq!(rec["stack"][0]["function"], "leak", "{rec}");
+}
+
+#[test]
+fn run_passes_the_programs_exit_status_on_with_snapshots() {
+    // A program that sleeps (its waits restarted after each stop) then exits with 3
+    // while snapshots are taken every 10 ms: the supervisor's wait never mistakes a ptrace
+    // stop for an end, and the status is passed on.
+    let dir = scratch("snapshot-every-exit");
+    let o = Command::new(memlens())
+        .args(["run", "-q", "--snapshot-every", "10ms", "-o"])
+        .arg(dir.join("prog.trace"))
+        .args(["--", "sh", "-c", "sleep 0.5; exit 3"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let snaps = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "snap")
+        })
+        .count();
+    if snaps == 0 {
+        skip_or_fail("SKIPPED: no snapshot was taken (ptrace refused here?)");
+    }
+}
+
+#[test]
+fn a_program_without_libc_so_is_refused_in_one_sentence() {
+    let exe = build(
+        "gcc",
+        "snapshot.c",
+        "snapshot-static",
+        &["-static", "-O1", "-pthread"],
+    );
+    let mut p = Prog::start(&mut Command::new(&exe));
+    p.line();
+    let o = Command::new(memlens())
+        .args(["snapshot", &p.pid().to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        err.trim(),
+        format!(
+            "memlens: error: process {} maps no libc.so (a static program, or another C \
+             library): memlens snapshot walks the heap of programs linked with glibc's \
+             libc.so only",
+            p.pid()
+        )
+    );
+    let (status, _) = p.quit();
+    assert!(status.success());
+}
