@@ -60,6 +60,21 @@ pub const NO_FOLLOW: EnvVar = EnvVar(c"MEMLENS_NO_FOLLOW");
 /// 0 turns the unwind caches off (a test compares both modes).
 pub const UNWIND_CACHE: EnvVar = EnvVar(c"MEMLENS_UNWIND_CACHE");
 
+/// `memlens attach` passes its settings in a file, not the environment: one
+/// `NAME=value` line per setting, with the names above (`OUTPUT` is the trace's exact
+/// path there) and these two. The path of that file is the argument of the recorder's
+/// `memlens_attach` entry point.
+///
+/// The FIFO `memlens attach` writes to end the recording (any byte; end of file, when
+/// memlens is gone, ends it too).
+pub const ATTACH_CONTROL: EnvVar = EnvVar(c"MEMLENS_ATTACH_CONTROL");
+/// The FIFO the recorder writes `ok` to once the trace is complete and the hooks are
+/// undone.
+pub const ATTACH_DONE: EnvVar = EnvVar(c"MEMLENS_ATTACH_DONE");
+
+/// The recorder's entry point that `memlens attach` calls in the target process.
+pub const ATTACH_ENTRY: &str = "memlens_attach";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +96,8 @@ mod tests {
             HEURISTICS,
             NO_FOLLOW,
             UNWIND_CACHE,
+            ATTACH_CONTROL,
+            ATTACH_DONE,
         ] {
             assert!(v.name().starts_with("MEMLENS_"), "{v:?}");
             assert_eq!(v.c_name().to_bytes(), v.name().as_bytes());

@@ -253,6 +253,8 @@ pub enum ExitKind {
     /// The image was replaced by `execve`; `code` says whether the new image is
     /// recorded (one of the `EXEC_*` constants).
     Exec = 4,
+    /// `memlens attach` ended the recording and the process runs on; `code` is 0.
+    Detach = 5,
 }
 
 /// Exec end code: the environment passed to the new image still preloads the recorder.
@@ -272,6 +274,7 @@ impl ExitKind {
             2 => Some(Self::UnderscoreExit),
             3 => Some(Self::Signal),
             4 => Some(Self::Exec),
+            5 => Some(Self::Detach),
             _ => None,
         }
     }

@@ -152,7 +152,22 @@ pub struct Header {
     pub argv_omitted: u32,
     /// The bytes of the arguments left out, each with its NUL.
     pub argv_omitted_bytes: u64,
+    /// Set when `memlens attach` started the recording in a process that was already
+    /// running (appended after `argv_omitted_bytes`, only in such traces).
+    pub attach: Option<AttachStart>,
 }
+
+/// How a recording started by `memlens attach` began: blocks allocated before it are
+/// unknown to the trace (their frees count as untracked, never as heap errors).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AttachStart {
+    /// Heap bytes the process had in use when recording started (glibc's `mallinfo2`:
+    /// `uordblks + hblkhd`, so chunks in the thread caches count as in use).
+    pub live_heap_bytes: u64,
+}
+
+/// Header flag bit: the recording was started by `memlens attach`.
+const HEADER_FLAG_ATTACHED: u64 = 1;
 
 /// How much of the command line (arguments with their NULs) a trace keeps: whole
 /// arguments up to this size; the rest are counted in `Header::argv_omitted`.
@@ -184,6 +199,10 @@ impl Header {
         varint::put_bytes(&mut p, self.writer.as_bytes());
         varint::put_u64(&mut p, self.argv_omitted as u64);
         varint::put_u64(&mut p, self.argv_omitted_bytes);
+        if let Some(a) = self.attach {
+            varint::put_u64(&mut p, HEADER_FLAG_ATTACHED);
+            varint::put_u64(&mut p, a.live_heap_bytes);
+        }
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&(p.len() as u32).to_le_bytes());
@@ -217,6 +236,14 @@ impl Header {
         } else {
             (c.u32()?, c.u64()?)
         };
+        // Appended later still, only by `memlens attach`: flags, then the live heap.
+        let attach = if c.is_empty() {
+            None
+        } else {
+            let flags = c.u64()?;
+            let live_heap_bytes = c.u64()?;
+            (flags & HEADER_FLAG_ATTACHED != 0).then_some(AttachStart { live_heap_bytes })
+        };
         Some(Header {
             pid,
             ppid,
@@ -230,6 +257,7 @@ impl Header {
             writer,
             argv_omitted,
             argv_omitted_bytes,
+            attach,
         })
     }
 }
