@@ -221,6 +221,9 @@ fn text(r: &Report, sym: &mut Symbolizer, top: usize, shown: &[&str]) -> String 
         let _ = write!(process, ", forked from {}", h.forked_from);
     }
     let _ = writeln!(o, "  process    {process}");
+    if let Some(note) = crate::present::trace::attach_note(h) {
+        let _ = writeln!(o, "  attached   {note}");
+    }
     let _ = writeln!(
         o,
         "  ended      {} after {}",
@@ -317,6 +320,7 @@ fn describe_end(end: Option<&EndRecord>) -> String {
         ExitKind::UnderscoreExit => format!("called _exit({})", e.code),
         ExitKind::Signal => killed_by(e.code),
         ExitKind::Exec => "replaced itself with exec".to_string(),
+        ExitKind::Detach => "ran on: memlens detached".to_string(),
     }
 }
 

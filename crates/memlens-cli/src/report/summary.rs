@@ -14,7 +14,11 @@ use std::path::Path;
 pub fn run_summary(r: &Report, trace: &Path) -> String {
     let mut sym = Symbolizer::new(&r.metadata.modules);
     let t = &r.totals;
-    let mut lines = vec![
+    let attached = r.header.attach.is_some();
+    let mut lines = crate::present::trace::attach_note(&r.header)
+        .into_iter()
+        .collect::<Vec<_>>();
+    lines.extend([
         format!(
             "{}, {}, {} allocated",
             plural(t.allocations, "allocation", "allocations"),
@@ -27,11 +31,22 @@ pub fn run_summary(r: &Report, trace: &Path) -> String {
             human_time(t.peak_heap_ns)
         ),
         format!(
-            "not freed at exit: {} in {}",
+            "{}: {} in {}",
+            if attached {
+                "allocated while attached and not freed at detach"
+            } else {
+                "not freed at exit"
+            },
             human_bytes(t.not_freed_bytes),
             plural(t.not_freed_blocks, "block", "blocks")
         ),
-    ];
+    ]);
+    if t.untracked_frees > 0 {
+        lines.push(format!(
+            "{} of blocks allocated before recording started",
+            plural(t.untracked_frees, "free", "frees")
+        ));
+    }
     let labels = |sym: &mut Symbolizer, stacks: Vec<u32>| site_labels(&r.metadata, sym, &stacks);
     let at = labels(
         &mut sym,
