@@ -356,7 +356,12 @@ fn attach(args: &AttachArgs) -> Result<u8, Failure> {
         .or_else(|_| fs::copy(&trace_tmp, &output).map(|_| ()))
         .map_err(|e| own_failure(format!("cannot write {}: {e}", output.display())))?;
     drop(work);
-    let alive = fs::metadata(format!("/proc/{pid}")).is_ok();
+    // A zombie has ended too (its parent has not reaped it yet).
+    let alive = fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|st| {
+        st.lines()
+            .find_map(|l| l.strip_prefix("State:"))
+            .is_some_and(|v| !v.trim_start().starts_with(['Z', 'X']))
+    });
     if !args.quiet {
         let opts = memlens_analysis::ReportOptions {
             top: 3,
@@ -376,8 +381,8 @@ fn attach(args: &AttachArgs) -> Result<u8, Failure> {
             crate::say!("==memlens== detached: process {pid} runs on");
         } else if alive {
             crate::say!(
-                "==memlens== process {pid} replaced itself with exec or closed the recorder's \
-                 pipe while recorded; the trace ends there"
+                "==memlens== process {pid} replaced itself with exec while recorded (or closed \
+                 the recorder's pipe); the trace ends there"
             );
         } else {
             crate::say!("==memlens== process {pid} ended while recorded; the trace ends there");

@@ -227,6 +227,12 @@ pub fn inspect(pid: i32) -> Result<Target, String> {
              use `memlens watch --pid {pid}` to follow its memory"
         ));
     }
+    if !has("libc.so.6") && t_starting(pid) {
+        return Err(format!(
+            "process {pid} ({name}) is still starting (its libraries are not loaded yet): \
+             attach once it runs"
+        ));
+    }
     if !has("libc.so.6") {
         return Err(format!(
             "process {pid} ({name}) is not glibc-based (no libc.so.6 is loaded): memlens \
@@ -240,6 +246,14 @@ pub fn inspect(pid: i32) -> Result<Target, String> {
         gid,
         maps,
     })
+}
+
+/// Whether the process is still in its dynamic loader: no libc mapped yet, but a
+/// program that links libc dynamically (its `exe` needs libc.so.6).
+fn t_starting(pid: i32) -> bool {
+    fs::read(format!("/proc/{pid}/exe"))
+        .ok()
+        .is_some_and(|d| d.windows(9).any(|w| w == b"libc.so.6"))
 }
 
 /// The file of a mapping as this process can open it: through the target's root

@@ -1,0 +1,477 @@
+//! `memlens attach PID`: recording a running process without restarting it.
+//!
+//! Every program here is driven through its stdin, one command a line, and answers one
+//! line per command: the test never sleeps to synchronise, it waits for the answer (and
+//! for memlens's "attached" line). ptrace is needed: where the machine refuses it, each
+//! test says so (and fails under CI, `MEMLENS_TEST_REQUIRE_ALL=1`).
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+
+/// A program answering commands on its stdin.
+struct Program {
+    child: Child,
+    stdin: ChildStdin,
+    out: BufReader<ChildStdout>,
+    transcript: Vec<String>,
+}
+
+impl Program {
+    fn start(cmd: &mut Command) -> Program {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        Program {
+            child,
+            stdin,
+            out,
+            transcript: Vec::new(),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Read one line of output (it must come).
+    fn line(&mut self) -> String {
+        let mut l = String::new();
+        self.out.read_line(&mut l).unwrap();
+        assert!(!l.is_empty(), "the program closed its output");
+        self.transcript.push(l.clone());
+        l.trim_end().to_string()
+    }
+
+    /// Send a command, return its one-line answer.
+    fn cmd(&mut self, c: &str) -> String {
+        writeln!(self.stdin, "{c}").unwrap();
+        self.stdin.flush().unwrap();
+        self.line()
+    }
+
+    /// Send the last command (if any), close stdin, read everything left, wait for the
+    /// exit.
+    fn finish(mut self, last: &str) -> (Vec<String>, ExitStatus) {
+        if !last.is_empty() {
+            writeln!(self.stdin, "{last}").unwrap();
+        }
+        drop(self.stdin);
+        let mut rest = String::new();
+        self.out.read_to_string(&mut rest).unwrap();
+        self.transcript.extend(rest.lines().map(|l| format!("{l}\n")));
+        let status = self.child.wait().unwrap();
+        (self.transcript, status)
+    }
+}
+
+/// A running `memlens attach`.
+struct Attach {
+    child: Child,
+    stderr: BufReader<std::process::ChildStderr>,
+    said: String,
+}
+
+/// Why ptrace cannot be used here, if it cannot: memlens's own refusal sentence.
+fn ptrace_refusal(said: &str) -> Option<&str> {
+    said.lines()
+        .find(|l| l.contains("ptrace") || l.contains("belongs to") || l.contains("refused"))
+}
+
+/// Start `memlens attach PID -o TRACE [extra]` and wait for its "attached" line. `None`
+/// (after saying why) if ptrace is refused on this machine.
+fn attach(pid: u32, trace: &Path, extra: &[&str]) -> Option<Attach> {
+    let mut child = Command::new(memlens())
+        .arg("attach")
+        .arg(pid.to_string())
+        .arg("-o")
+        .arg(trace)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut said = String::new();
+    loop {
+        let mut l = String::new();
+        if stderr.read_line(&mut l).unwrap() == 0 {
+            let status = child.wait().unwrap();
+            if let Some(why) = ptrace_refusal(&said) {
+                skip_or_fail(&format!("ptrace is refused here ({why})"));
+                return None;
+            }
+            panic!("memlens attach ended ({status}) before attaching:\n{said}");
+        }
+        said.push_str(&l);
+        if l.contains("==memlens== attached to process") {
+            return Some(Attach {
+                child,
+                stderr,
+                said,
+            });
+        }
+    }
+}
+
+impl Attach {
+    /// Ctrl-C to memlens (SIGINT, as a terminal sends it): it detaches, summarizes, exits.
+    fn stop(mut self) -> (ExitStatus, String) {
+        // SAFETY: kill(2) on our child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        self.stderr.read_to_string(&mut self.said).unwrap();
+        (self.child.wait().unwrap(), self.said)
+    }
+
+    /// Wait for it to end by itself (`--duration`, the process's end).
+    fn wait(mut self) -> (ExitStatus, String) {
+        self.stderr.read_to_string(&mut self.said).unwrap();
+        (self.child.wait().unwrap(), self.said)
+    }
+}
+
+fn server() -> PathBuf {
+    build_c("attach_server.c", "attach_server")
+}
+
+/// The server's commands of one window, in order.
+fn window_commands(cycle: usize) -> Vec<String> {
+    let mut v = vec![format!("alloc 50 {}", 4000 + cycle)];
+    if cycle == 0 {
+        v.push("free_pre".into());
+        v.push("realloc_pre".into());
+    }
+    v.push("free_new 20".into());
+    v.push("check".into());
+    v
+}
+
+fn labelled(report: &Value) -> (u64, u64) {
+    let sites = sites_at(report, "labelled_site");
+    (sum(&sites, "allocations"), sum(&sites, "bytes_allocated"))
+}
+
+/// Blocks of labelled_site live at the end of the window.
+fn labelled_live(report: &Value) -> u64 {
+    report["not_freed"]["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            frames(s)
+                .first()
+                .is_some_and(|f| f["function"].as_str() == Some("labelled_site"))
+        })
+        .map(|s| s["live_blocks"].as_u64().unwrap())
+        .sum()
+}
+
+/// A threaded server keeps running through three attach/detach cycles: its output and
+/// exit status are those of a run without memlens; each window's trace has exactly the
+/// labelled allocations made in it, no heap error for the blocks from before, and says
+/// when it started and how much heap was live.
+#[test]
+fn server_runs_on_unchanged_through_three_attach_cycles() {
+    let prog = server();
+    let dir = scratch("attach-server");
+    // Without memlens.
+    let mut bare = Program::start(&mut Command::new(&prog));
+    assert_eq!(bare.line(), "ready");
+    for cycle in 0..3 {
+        for c in window_commands(cycle) {
+            bare.cmd(&c);
+        }
+    }
+    let (bare_out, bare_status) = bare.finish("quit 7");
+    assert_eq!(bare_status.code(), Some(7));
+
+    let mut p = Program::start(&mut Command::new(&prog));
+    assert_eq!(p.line(), "ready");
+    let mut traces = Vec::new();
+    for cycle in 0..3 {
+        let trace = dir.join(format!("window{cycle}.trace"));
+        let Some(a) = attach(p.pid(), &trace, &[]) else {
+            return;
+        };
+        for c in window_commands(cycle) {
+            p.cmd(&c);
+        }
+        let (status, said) = a.stop();
+        assert_eq!(status.code(), Some(0), "memlens attach:\n{said}");
+        assert!(said.contains("==memlens== detached: process"), "{said}");
+        assert!(said.contains("recording started when memlens attached"), "{said}");
+        assert!(
+            said.contains("50 allocations") && said.contains("labelled_site"),
+            "the summary names the labelled site:\n{said}"
+        );
+        traces.push(trace);
+    }
+    let (out, status) = p.finish("quit 7");
+    assert_eq!(out, bare_out, "the program's output changed");
+    assert_eq!(status.code(), Some(7), "its exit status changed");
+
+    for (cycle, trace) in traces.iter().enumerate() {
+        let r = report(trace);
+        let size = 4000 + cycle as u64;
+        assert_eq!(labelled(&r), (50, 50 * size), "window {cycle}");
+        // free_new 20 frees the oldest kept blocks: this window's in the first, blocks
+        // of earlier windows (unknown to this trace) later.
+        let live = if cycle == 0 { 30 } else { 50 };
+        assert_eq!(labelled_live(&r), live, "window {cycle}");
+        assert_eq!(r["trace"]["exit"]["kind"], "detach");
+        let attached = &r["trace"]["attached"];
+        assert!(attached["live_heap_bytes"].as_u64().unwrap() > 100 * 777, "{attached}");
+        let untracked = r["totals"]["untracked_frees"].as_u64().unwrap();
+        // Window 0: 90 frees and 10 reallocs of blocks from before; later ones: 20 frees
+        // of blocks from earlier windows (the workers' own frees may add to it).
+        assert!(untracked >= if cycle == 0 { 100 } else { 20 }, "window {cycle}: {untracked}");
+        let leaks = leaks_json(trace, &[]);
+        assert_eq!(leaks["error_count"], 0, "window {cycle}: {leaks}");
+        assert!(leaks["errors"].as_array().unwrap().is_empty());
+    }
+}
+
+/// `--duration` ends the recording by itself; the process runs on and answers.
+#[test]
+fn duration_ends_the_recording() {
+    let prog = server();
+    let dir = scratch("attach-duration");
+    let mut p = Program::start(&mut Command::new(&prog));
+    assert_eq!(p.line(), "ready");
+    let trace = dir.join("d.trace");
+    let Some(a) = attach(p.pid(), &trace, &["--duration", "300ms"]) else {
+        return;
+    };
+    let (status, said) = a.wait();
+    assert_eq!(status.code(), Some(0), "{said}");
+    assert_eq!(report(&trace)["trace"]["exit"]["kind"], "detach");
+    assert_eq!(p.cmd("alloc 3 100"), "allocated 3");
+    let (_, status) = p.finish("quit 0");
+    assert_eq!(status.code(), Some(0));
+}
+
+/// The process exits while recorded: memlens says so, exits 2, and the trace ends with
+/// the program's exit status.
+#[test]
+fn process_ending_while_recorded() {
+    let prog = server();
+    let dir = scratch("attach-exit");
+    let mut p = Program::start(&mut Command::new(&prog));
+    assert_eq!(p.line(), "ready");
+    let trace = dir.join("e.trace");
+    let Some(a) = attach(p.pid(), &trace, &[]) else {
+        return;
+    };
+    assert_eq!(p.cmd("alloc 5 3000"), "allocated 5");
+    let (_, status) = p.finish("quit 5");
+    assert_eq!(status.code(), Some(5));
+    let (status, said) = a.wait();
+    assert_eq!(status.code(), Some(2), "{said}");
+    assert!(said.contains("ended while recorded"), "{said}");
+    let r = report(&trace);
+    assert_eq!(r["trace"]["exit"]["kind"], "exit");
+    assert_eq!(r["trace"]["exit"]["code"], 5);
+    assert_eq!(labelled(&r), (5, 15000));
+}
+
+fn attach_refusal(pid: &str) -> (Option<i32>, String) {
+    let o = Command::new(memlens())
+        .args(["attach", pid])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+/// One sentence and exit status 1 for what cannot be attached.
+#[test]
+fn refusals_are_one_sentence() {
+    let (code, said) = attach_refusal("999999999");
+    assert_eq!(code, Some(1));
+    assert_eq!(said, "memlens: error: there is no process 999999999\n");
+
+    // A statically linked program.
+    let dir = scratch("attach-static");
+    let exe = dir.join("static_reader");
+    let src = dir.join("static_reader.c");
+    std::fs::write(
+        &src,
+        "#include <stdio.h>\nint main(void){char b[64]; while (fgets(b, sizeof b, stdin)) { puts(b); fflush(stdout); } return 0;}\n",
+    )
+    .unwrap();
+    let built = Command::new("gcc")
+        .args(["-static", "-O1", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .status()
+        .unwrap();
+    if built.success() {
+        let mut p = Program::start(&mut Command::new(&exe));
+        assert_eq!(p.cmd("x"), "x");
+        let (code, said) = attach_refusal(&p.pid().to_string());
+        assert_eq!(code, Some(1), "{said}");
+        assert!(said.contains("is a statically linked program"), "{said}");
+        assert_eq!(said.lines().count(), 1, "{said}");
+        let (_, status) = p.finish("");
+        assert!(status.success());
+    } else {
+        skip_or_fail("gcc -static failed (libc.a missing: apt-get install libc6-dev)");
+    }
+
+    // A process another tracer holds: this test seizes it itself.
+    let mut p = Program::start(&mut Command::new(server()));
+    assert_eq!(p.line(), "ready");
+    let pid = p.pid() as i32;
+    // SAFETY: ptrace on our own child; detached below from this same thread.
+    let seized = unsafe { libc::ptrace(libc::PTRACE_SEIZE, pid, 0, 0) } == 0;
+    if seized {
+        let (code, said) = attach_refusal(&pid.to_string());
+        // SAFETY: as above.
+        unsafe { libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0) };
+        assert_eq!(code, Some(1), "{said}");
+        assert!(said.contains("is already being traced by process"), "{said}");
+        assert_eq!(said.lines().count(), 1, "{said}");
+    } else {
+        skip_or_fail("ptrace is refused here: the already-traced refusal is not tested");
+    }
+    let (_, status) = p.finish("quit 0");
+    assert_eq!(status.code(), Some(0));
+
+    // Another user: memlens run as nobody, the target as us.
+    if let Some(setpriv) = tool("setpriv", "util-linux") {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            let mut p = Program::start(&mut Command::new(server()));
+            assert_eq!(p.line(), "ready");
+            let o = Command::new(setpriv)
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(memlens())
+                .args(["attach", &p.pid().to_string()])
+                .output()
+                .unwrap();
+            let said = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(1), "{said}");
+            assert!(said.contains("belongs to root"), "{said}");
+            assert!(said.contains("run memlens attach as that user, or as root"), "{said}");
+            let (_, status) = p.finish("quit 0");
+            assert_eq!(status.code(), Some(0));
+        }
+    }
+}
+
+/// CPython, attached and detached twice while it serves commands, answers as before and
+/// exits 0; each window's trace has its allocations.
+#[test]
+fn python_attached_twice_runs_on() {
+    let Some(python) = tool("python3", "python3") else {
+        return;
+    };
+    // Debian's /usr/bin/python3 when there is one: a pyenv shim is a shell script.
+    let python = if Path::new("/usr/bin/python3").exists() {
+        PathBuf::from("/usr/bin/python3")
+    } else {
+        python
+    };
+    let script = "import sys\n\
+        kept = []\n\
+        print('ready', flush=True)\n\
+        for line in sys.stdin:\n\
+        \x20   n = int(line.split()[1])\n\
+        \x20   kept.append(['x' * (i % 300 + 600) for i in range(n)])\n\
+        \x20   print('done', n, sum(len(s) for s in kept[-1]), flush=True)\n";
+    let mut cmd = Command::new(&python);
+    cmd.args(["-u", "-c", script]);
+    let dir = scratch("attach-python");
+    let commands = ["work 1000", "work 2000", "work 3000", "work 4000"];
+    let mut bare = Program::start(&mut cmd);
+    assert_eq!(bare.line(), "ready");
+    for c in commands {
+        bare.cmd(c);
+    }
+    let (bare_out, _) = bare.finish("");
+    let mut p = Program::start(&mut cmd);
+    assert_eq!(p.line(), "ready");
+    for (i, pair) in commands.chunks(2).enumerate() {
+        let trace = dir.join(format!("py{i}.trace"));
+        let Some(a) = attach(p.pid(), &trace, &[]) else {
+            return;
+        };
+        for c in pair {
+            p.cmd(c);
+        }
+        let (status, said) = a.stop();
+        assert_eq!(status.code(), Some(0), "{said}");
+        let r = report(&trace);
+        assert!(
+            r["totals"]["allocations"].as_u64().unwrap() >= 1000,
+            "window {i}: {}",
+            r["totals"]
+        );
+        assert_eq!(leaks_json(&trace, &[])["error_count"], 0);
+    }
+    let (out, status) = p.finish("");
+    assert_eq!(out, bare_out);
+    assert!(status.success());
+}
+
+/// sqlite3's shell, attached and detached twice between statements, answers as before
+/// and exits 0.
+#[test]
+fn sqlite3_attached_twice_runs_on() {
+    let Some(sqlite) = tool("sqlite3", "sqlite3") else {
+        return;
+    };
+    let dir = scratch("attach-sqlite");
+    let statements = [
+        "create table t(a integer, b text);",
+        "insert into t select value, printf('%0500d', value) from generate_series(1, 2000);",
+        "select count(*), sum(length(b)) from t;",
+        "create index ti on t(b);",
+        "select count(*) from t where b > printf('%0500d', 1000);",
+    ];
+    let mut cmd = Command::new(&sqlite);
+    cmd.arg(":memory:");
+    let run_all = |p: &mut Program, attach_each: Option<&Path>| {
+        // Each statement ends with a `select` so that it answers one line.
+        for (i, s) in statements.iter().enumerate() {
+            let a = attach_each.and_then(|d| {
+                (i % 2 == 1).then(|| attach(p.pid(), &d.join(format!("sq{i}.trace")), &[]))
+            });
+            writeln!(p.stdin, "{s} select 'ok {i}';").unwrap();
+            p.stdin.flush().unwrap();
+            while !p.line().starts_with(&format!("ok {i}")) {}
+            if let Some(a) = a {
+                let Some(a) = a else { return false };
+                let (status, said) = a.stop();
+                assert_eq!(status.code(), Some(0), "{said}");
+                let trace = d_join(attach_each.unwrap(), i);
+                let r = report(&trace);
+                assert!(r["totals"]["allocations"].as_u64().unwrap() > 0, "{}", r["totals"]);
+            }
+        }
+        true
+    };
+    fn d_join(d: &Path, i: usize) -> PathBuf {
+        d.join(format!("sq{i}.trace"))
+    }
+    let mut bare = Program::start(&mut cmd);
+    run_all(&mut bare, None);
+    let (bare_out, _) = bare.finish(".quit");
+    let mut p = Program::start(&mut cmd);
+    if !run_all(&mut p, Some(&dir)) {
+        return;
+    }
+    let (out, status) = p.finish(".quit");
+    assert_eq!(out, bare_out);
+    assert!(status.success());
+}
