@@ -7,9 +7,15 @@
  *   free_pre       free the 100 blocks allocated before any attach     -> "freed_pre"
  *   realloc_pre    realloc 10 blocks from before any attach            -> "realloced_pre"
  *   check          a checksum of everything kept                       -> "checksum X"
+ *   plugin LIB N SIZE [wait]
+ *                  dlopen LIB (attach_plugin.c), N blocks of SIZE from its plugin_site(),
+ *                  kept; with `wait`, first wait (at most 10 s) until the library's calls
+ *                  to malloc no longer go to the malloc they went to when it was loaded
+ *                  (memlens routed it)                              -> "plugin N"
  *   quit CODE      stop the workers, exit(CODE)                        -> "bye"
  *
  * The workers' results never reach stdout: only the main thread writes there. */
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,7 +63,7 @@ int main(void) {
         pthread_create(&t[i], NULL, worker, (void *)(size_t)(i + 1));
     printf("ready\n");
     fflush(stdout);
-    char line[256];
+    char line[4352];
     while (fgets(line, sizeof line, stdin)) {
         int n = 0, size = 0;
         if (sscanf(line, "alloc %d %d", &n, &size) == 2) {
@@ -70,6 +76,32 @@ int main(void) {
                 kept[firstkept++] = NULL;
             }
             printf("freed %d\n", n);
+        } else if (strncmp(line, "plugin ", 7) == 0) {
+            char lib[4096], wait[8] = "";
+            int k = sscanf(line, "plugin %4095s %d %d %7s", lib, &n, &size, wait);
+            void *h = k >= 3 ? dlopen(lib, RTLD_NOW) : NULL;
+            void *(*addr)(void) = h ? (void *(*)(void))dlsym(h, "plugin_malloc_address") : NULL;
+            void *(*site)(size_t) = h ? (void *(*)(size_t))dlsym(h, "plugin_site") : NULL;
+            if (!addr || !site) {
+                printf("plugin error\n");
+            } else {
+                int routed = 1;
+                if (strcmp(wait, "wait") == 0) {
+                    void *first = addr();
+                    struct timespec tick = {0, 1000000};
+                    routed = 0;
+                    for (int i = 0; i < 10000 && !routed; i++) {
+                        routed = addr() != first;
+                        if (!routed)
+                            nanosleep(&tick, NULL);
+                    }
+                }
+                for (int i = 0; i < n && nkept < 100000; i++) {
+                    kept[nkept] = site((size_t)size);
+                    kept[nkept++][0] = 1;
+                }
+                printf(routed ? "plugin %d\n" : "plugin %d (never routed)\n", n);
+            }
         } else if (strncmp(line, "free_pre", 8) == 0) {
             for (int i = 10; i < PRE; i++) {
                 free(pre[i]);

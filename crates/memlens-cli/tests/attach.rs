@@ -144,12 +144,26 @@ fn server() -> PathBuf {
     build_c("attach_server.c", "attach_server")
 }
 
-/// The server's commands of one window, in order.
-fn window_commands(cycle: usize) -> Vec<String> {
+fn plugin() -> PathBuf {
+    build(
+        "gcc",
+        "attach_plugin.c",
+        "libattach_plugin.so",
+        &[C_FLAGS, &["-shared", "-fPIC"]].concat(),
+    )
+}
+
+/// The server's commands of one window, in order. In window 1 it loads a library and
+/// allocates through it: attached, it first waits until memlens has routed that library.
+fn window_commands(cycle: usize, attached: bool) -> Vec<String> {
     let mut v = vec![format!("alloc 50 {}", 4000 + cycle)];
     if cycle == 0 {
         v.push("free_pre".into());
         v.push("realloc_pre".into());
+    }
+    if cycle > 0 {
+        let wait = if cycle == 1 && attached { " wait" } else { "" };
+        v.push(format!("plugin {} 7 {}{wait}", plugin().display(), 5000 + cycle));
     }
     v.push("free_new 20".into());
     v.push("check".into());
@@ -188,7 +202,7 @@ fn server_runs_on_unchanged_through_three_attach_cycles() {
     let mut bare = Program::start(&mut Command::new(&prog));
     assert_eq!(bare.line(), "ready");
     for cycle in 0..3 {
-        for c in window_commands(cycle) {
+        for c in window_commands(cycle, false) {
             bare.cmd(&c);
         }
     }
@@ -203,7 +217,7 @@ fn server_runs_on_unchanged_through_three_attach_cycles() {
         let Some(a) = attach(p.pid(), &trace, &[]) else {
             return;
         };
-        for c in window_commands(cycle) {
+        for c in window_commands(cycle, true) {
             p.cmd(&c);
         }
         let (status, said) = a.stop();
@@ -224,6 +238,11 @@ fn server_runs_on_unchanged_through_three_attach_cycles() {
         let r = report(trace);
         let size = 4000 + cycle as u64;
         assert_eq!(labelled(&r), (50, 50 * size), "window {cycle}");
+        // The library loaded in window 1, while attached, is routed then; in window 2
+        // it is routed at the attach.
+        let plugin = sites_at(&r, "plugin_site");
+        let want = if cycle == 0 { 0 } else { 7 * (5000 + cycle as u64) };
+        assert_eq!(sum(&plugin, "bytes_allocated"), want, "window {cycle}");
         // free_new 20 frees the oldest kept blocks: this window's in the first, blocks
         // of earlier windows (unknown to this trace) later.
         let live = if cycle == 0 { 30 } else { 50 };
