@@ -68,7 +68,8 @@ impl Program {
         drop(self.stdin);
         let mut rest = String::new();
         self.out.read_to_string(&mut rest).unwrap();
-        self.transcript.extend(rest.lines().map(|l| format!("{l}\n")));
+        self.transcript
+            .extend(rest.lines().map(|l| format!("{l}\n")));
         let status = self.child.wait().unwrap();
         (self.transcript, status)
     }
@@ -88,7 +89,9 @@ fn ptrace_refusal(said: &str) -> Option<&str> {
 }
 
 /// Start `memlens attach PID -o TRACE [extra]` and wait for its "attached" line. `None`
-/// (after saying why) if ptrace is refused on this machine.
+/// (after saying why) if ptrace is refused on this machine. (The child is waited for by
+/// [`Attach::stop`] or [`Attach::wait`], which clippy cannot follow.)
+#[allow(clippy::zombie_processes)]
 fn attach(pid: u32, trace: &Path, extra: &[&str]) -> Option<Attach> {
     let mut child = Command::new(memlens())
         .arg("attach")
@@ -163,7 +166,11 @@ fn window_commands(cycle: usize, attached: bool) -> Vec<String> {
     }
     if cycle > 0 {
         let wait = if cycle == 1 && attached { " wait" } else { "" };
-        v.push(format!("plugin {} 7 {}{wait}", plugin().display(), 5000 + cycle));
+        v.push(format!(
+            "plugin {} 7 {}{wait}",
+            plugin().display(),
+            5000 + cycle
+        ));
     }
     v.push("free_new 20".into());
     v.push("check".into());
@@ -223,7 +230,10 @@ fn server_runs_on_unchanged_through_three_attach_cycles() {
         let (status, said) = a.stop();
         assert_eq!(status.code(), Some(0), "memlens attach:\n{said}");
         assert!(said.contains("==memlens== detached: process"), "{said}");
-        assert!(said.contains("recording started when memlens attached"), "{said}");
+        assert!(
+            said.contains("recording started when memlens attached"),
+            "{said}"
+        );
         assert!(
             said.contains("50 allocations") && said.contains("labelled_site"),
             "the summary names the labelled site:\n{said}"
@@ -241,7 +251,11 @@ fn server_runs_on_unchanged_through_three_attach_cycles() {
         // The library loaded in window 1, while attached, is routed then; in window 2
         // it is routed at the attach.
         let plugin = sites_at(&r, "plugin_site");
-        let want = if cycle == 0 { 0 } else { 7 * (5000 + cycle as u64) };
+        let want = if cycle == 0 {
+            0
+        } else {
+            7 * (5000 + cycle as u64)
+        };
         assert_eq!(sum(&plugin, "bytes_allocated"), want, "window {cycle}");
         // free_new 20 frees the oldest kept blocks: this window's in the first, blocks
         // of earlier windows (unknown to this trace) later.
@@ -249,11 +263,17 @@ fn server_runs_on_unchanged_through_three_attach_cycles() {
         assert_eq!(labelled_live(&r), live, "window {cycle}");
         assert_eq!(r["trace"]["exit"]["kind"], "detach");
         let attached = &r["trace"]["attached"];
-        assert!(attached["live_heap_bytes"].as_u64().unwrap() > 100 * 777, "{attached}");
+        assert!(
+            attached["live_heap_bytes"].as_u64().unwrap() > 100 * 777,
+            "{attached}"
+        );
         let untracked = r["totals"]["untracked_frees"].as_u64().unwrap();
         // Window 0: 90 frees and 10 reallocs of blocks from before; later ones: 20 frees
         // of blocks from earlier windows (the workers' own frees may add to it).
-        assert!(untracked >= if cycle == 0 { 100 } else { 20 }, "window {cycle}: {untracked}");
+        assert!(
+            untracked >= if cycle == 0 { 100 } else { 20 },
+            "window {cycle}: {untracked}"
+        );
         let leaks = leaks_json(trace, &[]);
         assert_eq!(leaks["error_count"], 0, "window {cycle}: {leaks}");
         assert!(leaks["errors"].as_array().unwrap().is_empty());
@@ -309,7 +329,10 @@ fn attach_refusal(pid: &str) -> (Option<i32>, String) {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 /// One sentence and exit status 1 for what cannot be attached.
@@ -358,7 +381,10 @@ fn refusals_are_one_sentence() {
         // SAFETY: as above.
         unsafe { libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0) };
         assert_eq!(code, Some(1), "{said}");
-        assert!(said.contains("is already being traced by process"), "{said}");
+        assert!(
+            said.contains("is already being traced by process"),
+            "{said}"
+        );
         assert_eq!(said.lines().count(), 1, "{said}");
     } else {
         skip_or_fail("ptrace is refused here: the already-traced refusal is not tested");
@@ -381,7 +407,10 @@ fn refusals_are_one_sentence() {
             let said = String::from_utf8_lossy(&o.stderr);
             assert_eq!(o.status.code(), Some(1), "{said}");
             assert!(said.contains("belongs to root"), "{said}");
-            assert!(said.contains("run memlens attach as that user, or as root"), "{said}");
+            assert!(
+                said.contains("run memlens attach as that user, or as root"),
+                "{said}"
+            );
             let (_, status) = p.finish("quit 0");
             assert_eq!(status.code(), Some(0));
         }
@@ -475,7 +504,11 @@ fn sqlite3_attached_twice_runs_on() {
                 assert_eq!(status.code(), Some(0), "{said}");
                 let trace = d_join(attach_each.unwrap(), i);
                 let r = report(&trace);
-                assert!(r["totals"]["allocations"].as_u64().unwrap() > 0, "{}", r["totals"]);
+                assert!(
+                    r["totals"]["allocations"].as_u64().unwrap() > 0,
+                    "{}",
+                    r["totals"]
+                );
             }
         }
         true
