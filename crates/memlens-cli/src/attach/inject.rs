@@ -242,9 +242,9 @@ impl Thread {
             }
         }
         let detach = ptrace(libc::PTRACE_DETACH, self.tid, 0, 0).map(|_| ());
-        // SAFETY: getpid has no preconditions; tgkill sends the held signals to the thread.
         let pid = tgid_of(self.tid);
         for &sig in &self.pending {
+            // SAFETY: tgkill sends a held signal again to the thread it was meant for.
             unsafe { libc::syscall(libc::SYS_tgkill, pid, self.tid, sig) };
         }
         result.and(detach)

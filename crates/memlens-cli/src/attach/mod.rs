@@ -157,8 +157,9 @@ impl StopSignals {
 
     /// The signal received, if one was.
     fn take(&self) -> Option<i32> {
-        // SAFETY: an all-zero signalfd_siginfo is valid; read fills it.
+        // SAFETY: an all-zero signalfd_siginfo is valid.
         let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+        // SAFETY: a non-blocking read of at most one siginfo into `info`, from our fd.
         let n = unsafe {
             libc::read(
                 self.fd,
@@ -223,6 +224,20 @@ fn attach(args: &AttachArgs) -> Result<u8, Failure> {
     let t = target::inspect(pid).map_err(refused)?;
     let recorder = crate::run::find_preload().map_err(|e| own_failure(e.parts().0))?;
     let recorder = recorder.canonicalize().unwrap_or(recorder);
+    // Another copy of the recorder (`memlens run`'s, or another installation's): a second
+    // one would take the allocations away from the first.
+    if let Some(other) = t
+        .maps
+        .iter()
+        .find(|m| m.file_name().starts_with("libmemlens_preload") && Path::new(&m.path) != recorder)
+    {
+        return Err(refused(format!(
+            "process {pid} ({}) already has a memlens recorder loaded ({}): it runs under \
+             `memlens run`, or was attached by another memlens installation, which must be used \
+             again",
+            t.name, other.path
+        )));
+    }
     let output = match &args.output {
         Some(o) => o.clone(),
         None => PathBuf::from(format!("memlens.{}.{pid}.trace", sanitize(&t.name))),
@@ -532,6 +547,5 @@ fn inject(t: &target::Target, recorder: &Path, settings: &Path) -> Result<(), Fa
     let released = th.release();
     result?;
     released.map_err(|e| fail("cannot give its thread back", &e))?;
-    let _ = target::is_mapped;
     Ok(())
 }

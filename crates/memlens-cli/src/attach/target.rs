@@ -2,7 +2,7 @@
 //! of it: its status, its memory map, the symbols of the files mapped there.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// One line of /proc/PID/maps.
 #[derive(Clone, Debug)]
@@ -307,10 +307,4 @@ pub fn text_of(maps: &[Map], path: &str) -> Option<(u64, u64)> {
     maps.iter()
         .find(|m| m.path == path && m.exec)
         .map(|m| (m.start, m.end))
-}
-
-/// Whether `path` (the recorder, as memlens loads it) is mapped in the target.
-pub fn is_mapped(maps: &[Map], path: &Path) -> bool {
-    let p = path.to_string_lossy();
-    maps.iter().any(|m| m.path == p)
 }

@@ -417,6 +417,8 @@ pub fn restore_all() -> usize {
 /// Forget the slots of modules that are no longer loaded (their memory may be reused).
 pub fn forget_unloaded() {
     let mut loaded: Vec<u64> = Vec::new();
+    /// # Safety
+    /// A `dl_iterate_phdr` callback: `info` is valid for the call, `data` is the Vec.
     unsafe extern "C" fn bias_of(
         info: *mut libc::dl_phdr_info,
         _s: usize,

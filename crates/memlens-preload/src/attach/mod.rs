@@ -68,20 +68,33 @@ pub const ATTACH_MEMORY: c_int = 5;
 /// before libc, which every program's own dependencies pull in.
 pub fn loaded_at_start() -> bool {
     struct Order {
+        /// An address of this library's code.
         own: u64,
         index: usize,
         own_at: Option<usize>,
         libc_at: Option<usize>,
     }
+    /// # Safety
+    /// A `dl_iterate_phdr` callback: `info` is valid for the call, `data` is the Order.
     unsafe extern "C" fn visit(
         info: *mut libc::dl_phdr_info,
         _s: usize,
         data: *mut c_void,
     ) -> c_int {
-        // SAFETY: valid for the callback; data is the Order passed below.
+        // SAFETY: valid for the callback (the loader lists loaded modules, whose program
+        // headers are mapped); data is the Order passed below.
         let (info, o) = unsafe { (&*info, &mut *(data as *mut Order)) };
-        if info.dlpi_addr == o.own {
-            o.own_at.get_or_insert(o.index);
+        if !info.dlpi_phdr.is_null() {
+            // SAFETY: the module's program headers, as above.
+            let phdrs =
+                unsafe { core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
+            let mine = phdrs.iter().any(|ph| {
+                let lo = info.dlpi_addr.wrapping_add(ph.p_vaddr);
+                ph.p_type == libc::PT_LOAD && lo <= o.own && o.own < lo + ph.p_memsz
+            });
+            if mine {
+                o.own_at.get_or_insert(o.index);
+            }
         }
         if !info.dlpi_name.is_null() {
             // SAFETY: the loader's NUL-terminated name.
@@ -94,8 +107,10 @@ pub fn loaded_at_start() -> bool {
         o.index += 1;
         0
     }
+    // (No dladdr here: this runs at start-up, maybe from inside a malloc hook, where
+    // dl_iterate_phdr is already used and the loader's main lock is best left alone.)
     let mut o = Order {
-        own: own_base(),
+        own: loaded_at_start as *const () as u64,
         index: 0,
         own_at: None,
         libc_at: None,
@@ -107,18 +122,6 @@ pub fn loaded_at_start() -> bool {
         // Not found (cannot happen with glibc): behave as before, record.
         _ => true,
     }
-}
-
-fn own_base() -> u64 {
-    // SAFETY: dladdr on an address of this library fills `info`; it allocates nothing
-    // and cannot fail for it.
-    unsafe {
-        let mut info: libc::Dl_info = core::mem::zeroed();
-        if libc::dladdr(own_base as *const c_void, &mut info) != 0 {
-            return info.dli_fbase as u64;
-        }
-    }
-    0
 }
 
 /// The settings file: `NAME=value` lines, kept for the life of the process (the
@@ -279,6 +282,8 @@ fn start(settings: &CStr) -> c_int {
 }
 
 fn load_counts() -> u64 {
+    /// # Safety
+    /// A `dl_iterate_phdr` callback: `info` is valid for the call, `data` is a u64.
     unsafe extern "C" fn counts(
         info: *mut libc::dl_phdr_info,
         _s: usize,
