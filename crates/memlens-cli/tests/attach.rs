@@ -527,3 +527,130 @@ fn sqlite3_attached_twice_runs_on() {
     assert_eq!(out, bare_out);
     assert!(status.success());
 }
+
+/// CPython busy in a loop that makes no system call that waits: memlens takes its
+/// thread where it runs the interpreter's own code, records a window, and the loop runs
+/// on to the end it would have reached anyway.
+#[test]
+fn busy_python_loop_is_attached() {
+    let Some(python) = tool("python3", "python3") else {
+        return;
+    };
+    let python = if Path::new("/usr/bin/python3").exists() {
+        PathBuf::from("/usr/bin/python3")
+    } else {
+        python
+    };
+    let dir = scratch("attach-busy-python");
+    let stop = dir.join("stop");
+    // Only the main thread; it never blocks: it checks for the stop file between rounds.
+    let script = format!(
+        "import os\n\
+         print('ready', flush=True)\n\
+         rounds = 0\n\
+         while not os.path.exists({stop:?}):\n\
+         \x20   l = [str(i) * 40 for i in range(3000)]\n\
+         \x20   rounds += 1\n\
+         print('stopped', rounds > 0, flush=True)\n",
+        stop = stop.display().to_string()
+    );
+    let mut p = Program::start(Command::new(&python).args(["-c", &script]));
+    assert_eq!(p.line(), "ready");
+    let trace = dir.join("busy.trace");
+    let Some(a) = attach(p.pid(), &trace, &["--duration", "200ms"]) else {
+        return;
+    };
+    let (status, said) = a.wait();
+    assert_eq!(status.code(), Some(0), "{said}");
+    let r = report(&trace);
+    assert!(
+        r["totals"]["allocations"].as_u64().unwrap() >= 100,
+        "{}",
+        r["totals"]
+    );
+    std::fs::write(&stop, "").unwrap();
+    assert_eq!(p.line(), "stopped True");
+    let (_, status) = p.finish("");
+    assert!(status.success());
+}
+
+/// A recorder that cannot be loaded (here: not an ELF file): memlens says why (glibc's
+/// dlerror), exits 4, and the process runs on as if nothing happened.
+#[test]
+fn a_failed_load_leaves_the_process_unchanged() {
+    let dir = scratch("attach-badlib");
+    let bad = dir.join("libmemlens_preload.so");
+    std::fs::write(&bad, "this is not a library\n".repeat(20)).unwrap();
+    let mut p = Program::start(&mut Command::new(server()));
+    assert_eq!(p.line(), "ready");
+    let o = Command::new(memlens())
+        .env("MEMLENS_PRELOAD", &bad)
+        .args(["attach", &p.pid().to_string(), "-o"])
+        .arg(dir.join("never.trace"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&o.stderr);
+    if let Some(why) = ptrace_refusal(&said) {
+        skip_or_fail(&format!("ptrace is refused here ({why})"));
+        return;
+    }
+    assert_eq!(o.status.code(), Some(4), "{said}");
+    assert!(
+        said.starts_with("memlens: error: cannot load the recorder into process")
+            && said.contains("dlopen")
+            && said.contains("invalid ELF header"),
+        "{said}"
+    );
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(!dir.join("never.trace").exists());
+    assert_eq!(p.cmd("alloc 4 100"), "allocated 4");
+    assert_eq!(p.cmd("check"), p_check_after_alloc());
+    let (_, status) = p.finish("quit 3");
+    assert_eq!(status.code(), Some(3));
+}
+
+/// The checksum attach_server prints after `alloc 4 100` alone, from a run without
+/// memlens.
+fn p_check_after_alloc() -> String {
+    let mut p = Program::start(&mut Command::new(server()));
+    assert_eq!(p.line(), "ready");
+    p.cmd("alloc 4 100");
+    let c = p.cmd("check");
+    p.finish("quit 0");
+    c
+}
+
+/// As root, attaching to another user's process: the recorder runs as that user, so
+/// memlens hands it its working files; the trace is written and the process runs on.
+#[test]
+fn root_attaches_to_another_users_process() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        skip_or_fail("not root: attaching to another user's process is not tested");
+        return;
+    }
+    let Some(setpriv) = tool("setpriv", "util-linux") else {
+        return;
+    };
+    let dir = scratch("attach-other-user");
+    // The server runs as nobody; its directory must let nobody in.
+    let mut perms = std::fs::metadata(&dir).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&dir, perms).unwrap();
+    let mut p = Program::start(
+        Command::new(setpriv)
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(server()),
+    );
+    assert_eq!(p.line(), "ready");
+    let trace = dir.join("nobody.trace");
+    let Some(a) = attach(p.pid(), &trace, &[]) else {
+        return;
+    };
+    assert_eq!(p.cmd("alloc 9 1234"), "allocated 9");
+    let (status, said) = a.stop();
+    assert_eq!(status.code(), Some(0), "{said}");
+    assert_eq!(labelled(&report(&trace)), (9, 9 * 1234));
+    let (_, status) = p.finish("quit 0");
+    assert_eq!(status.code(), Some(0));
+}

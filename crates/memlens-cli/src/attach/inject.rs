@@ -197,6 +197,16 @@ impl Thread {
         waiting_in(&self.saved)
     }
 
+    /// Where the thread stopped.
+    pub fn pc(&self) -> u64 {
+        self.saved.rip
+    }
+
+    /// Stopped in user code, not in a system call (nor at its entry or exit).
+    pub fn in_user_mode(&self) -> bool {
+        self.saved.orig_rax as i64 == -1
+    }
+
     /// Save the vector registers too, before any call changes them.
     pub fn save_xstate(&mut self) -> io::Result<()> {
         let mut buf = vec![0u8; 64 * 1024];

@@ -410,8 +410,38 @@ fn attach(args: &AttachArgs) -> Result<u8, Failure> {
     })
 }
 
-/// The thread to take: one waiting in a system call that holds no lock; several rounds,
-/// every thread seized and let go at once if it is not at such a point.
+/// Libraries whose code may hold a lock that `dlopen` or malloc take (the allocator's,
+/// the loader's, stdio's, the C++ runtime's): a thread stopped running in them is not
+/// taken.
+const LOCKING_LIBRARIES: &[&str] = &[
+    "libc.so",
+    "ld-linux",
+    "libpthread",
+    "libdl",
+    "libstdc++",
+    "libgcc_s",
+    "libmemlens_preload",
+];
+
+/// Whether a thread stopped in user code at `rip` may be taken: its code is the
+/// program's own (or the vDSO, or JIT code), not a library that may hold a lock.
+fn user_code_is_safe(maps: &[target::Map], rip: u64) -> bool {
+    maps.iter()
+        .find(|m| m.start <= rip && rip < m.end)
+        .is_some_and(|m| {
+            m.exec
+                && !LOCKING_LIBRARIES
+                    .iter()
+                    .any(|l| m.file_name().starts_with(l))
+        })
+}
+
+/// The thread to take, where it cannot hold a lock that loading the recorder needs:
+/// first one waiting in a system call (read, poll, sleep...); from the second round on,
+/// also one waiting on a futex (a condition variable, a join, the GIL: it might be
+/// waiting for a lock while holding another) or one running the program's own code (a
+/// busy loop; never inside libc, ld.so or the C++ runtime). Every thread is seized and
+/// let go at once if it is not at such a point; rounds go on for 3 s.
 fn take_thread(t: &target::Target) -> Result<inject::Thread, Failure> {
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut round = 0;
@@ -423,9 +453,9 @@ fn take_thread(t: &target::Target) -> Result<inject::Thread, Failure> {
         if tids.is_empty() {
             return Err(refused(format!("process {} has exited", t.pid)));
         }
-        // futex waits count from the second round on (a thread may wait for a lock
-        // while holding another; a read or a sleep is preferred).
-        let allow_futex = round > 0;
+        let relaxed = round > 0;
+        // The map as it is now (libraries come and go).
+        let maps = target::read_maps(t.pid).unwrap_or_else(|_| t.maps.clone());
         for &tid in &tids {
             let comm =
                 fs::read_to_string(format!("/proc/{}/task/{tid}/comm", t.pid)).unwrap_or_default();
@@ -440,10 +470,11 @@ fn take_thread(t: &target::Target) -> Result<inject::Thread, Failure> {
                 // The thread ended meanwhile.
                 Err(_) => continue,
             };
-            if th
-                .waiting_in()
-                .is_some_and(|nr| inject::safe_wait(nr, allow_futex).is_some())
-            {
+            let safe = match th.waiting_in() {
+                Some(nr) => inject::safe_wait(nr, relaxed).is_some(),
+                None => relaxed && th.in_user_mode() && user_code_is_safe(&maps, th.pc()),
+            };
+            if safe {
                 return Ok(th);
             }
             drop(th);
@@ -453,15 +484,14 @@ fn take_thread(t: &target::Target) -> Result<inject::Thread, Failure> {
             return Err(Failure(
                 EXIT_ATTACH_FAILED,
                 format!(
-                    "no thread of process {} was waiting in a system call (read, poll, sleep, a \
-                     condition variable...) in 3 s of tries: it computes all the time, and memlens \
-                     takes a thread only where it cannot hold a lock that loading the recorder needs; \
-                     try again when it is less busy",
+                    "no thread of process {} could be taken in 3 s of tries: each was inside \
+                     libc, the loader or the C++ runtime, where it may hold a lock that loading \
+                     the recorder needs; try again",
                     t.pid
                 ),
             ));
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
