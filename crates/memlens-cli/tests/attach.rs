@@ -129,9 +129,14 @@ fn attach(pid: u32, trace: &Path, extra: &[&str]) -> Option<Attach> {
 
 impl Attach {
     /// Ctrl-C to memlens (SIGINT, as a terminal sends it): it detaches, summarizes, exits.
-    fn stop(mut self) -> (ExitStatus, String) {
+    fn stop(self) -> (ExitStatus, String) {
+        self.stop_with(libc::SIGINT)
+    }
+
+    /// `sig` to memlens (SIGINT, SIGTERM): it detaches, summarizes, exits.
+    fn stop_with(mut self, sig: i32) -> (ExitStatus, String) {
         // SAFETY: kill(2) on our child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        unsafe { libc::kill(self.child.id() as i32, sig) };
         self.stderr.read_to_string(&mut self.said).unwrap();
         (self.child.wait().unwrap(), self.said)
     }
@@ -227,7 +232,12 @@ fn server_runs_on_unchanged_through_three_attach_cycles() {
         for c in window_commands(cycle, true) {
             p.cmd(&c);
         }
-        let (status, said) = a.stop();
+        // Ctrl-C ends windows 0 and 2, SIGTERM window 1.
+        let (status, said) = a.stop_with(if cycle == 1 {
+            libc::SIGTERM
+        } else {
+            libc::SIGINT
+        });
         assert_eq!(status.code(), Some(0), "memlens attach:\n{said}");
         assert!(said.contains("==memlens== detached: process"), "{said}");
         assert!(
@@ -316,7 +326,10 @@ fn process_ending_while_recorded() {
     assert_eq!(status.code(), Some(5));
     let (status, said) = a.wait();
     assert_eq!(status.code(), Some(2), "{said}");
-    assert!(said.contains("ended while recorded"), "{said}");
+    assert!(
+        said.contains("exited with status 5 while recorded"),
+        "{said}"
+    );
     let r = report(&trace);
     assert_eq!(r["trace"]["exit"]["kind"], "exit");
     assert_eq!(r["trace"]["exit"]["code"], 5);
@@ -653,4 +666,46 @@ fn root_attaches_to_another_users_process() {
     assert_eq!(labelled(&report(&trace)), (9, 9 * 1234));
     let (_, status) = p.finish("quit 0");
     assert_eq!(status.code(), Some(0));
+}
+
+/// memlens killed while recording (SIGKILL: no chance to detach): the recorder sees its
+/// control FIFO close, undoes the routing and finishes the trace by itself, in the
+/// working directory memlens left; the process runs on and exits as it would have.
+#[test]
+fn memlens_killed_while_recording_leaves_the_process_running() {
+    let dir = scratch("attach-killed");
+    let mut p = Program::start(&mut Command::new(server()));
+    assert_eq!(p.line(), "ready");
+    let Some(mut a) = attach(p.pid(), &dir.join("k.trace"), &[]) else {
+        return;
+    };
+    assert_eq!(p.cmd("alloc 6 2222"), "allocated 6");
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    // The process answers throughout (routed or not), and exits with its own status.
+    for _ in 0..20 {
+        assert_eq!(p.cmd("alloc 1 10"), "allocated 1");
+        assert_eq!(p.cmd("free_new 1"), "freed 1");
+    }
+    let (_, status) = p.finish("quit 6");
+    assert_eq!(status.code(), Some(6));
+    let work: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".memlens-attach-")
+        })
+        .collect();
+    assert_eq!(work.len(), 1, "{work:?}");
+    let r = report(&work[0].join("trace"));
+    assert!(
+        matches!(r["trace"]["exit"]["kind"].as_str(), Some("detach" | "exit")),
+        "{}",
+        r["trace"]
+    );
+    let sites = sites_at(&r, "labelled_site");
+    assert!(sum(&sites, "allocations") >= 6, "{}", r["totals"]);
 }

@@ -371,12 +371,11 @@ fn attach(args: &AttachArgs) -> Result<u8, Failure> {
         .or_else(|_| fs::copy(&trace_tmp, &output).map(|_| ()))
         .map_err(|e| own_failure(format!("cannot write {}: {e}", output.display())))?;
     drop(work);
-    // A zombie has ended too (its parent has not reaped it yet).
-    let alive = fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|st| {
-        st.lines()
-            .find_map(|l| l.strip_prefix("State:"))
-            .is_some_and(|v| !v.trim_start().starts_with(['Z', 'X']))
-    });
+    // How the trace ended says what happened to the process when it did not detach.
+    let end = memlens_trace::reader::TraceReader::open(&output)
+        .and_then(|r| r.metadata())
+        .ok()
+        .and_then(|m| m.end);
     if !args.quiet {
         let opts = memlens_analysis::ReportOptions {
             top: 3,
@@ -394,13 +393,17 @@ fn attach(args: &AttachArgs) -> Result<u8, Failure> {
         }
         if detached {
             crate::say!("==memlens== detached: process {pid} runs on");
-        } else if alive {
-            crate::say!(
-                "==memlens== process {pid} replaced itself with exec while recorded (or closed \
-                 the recorder's pipe); the trace ends there"
-            );
         } else {
-            crate::say!("==memlens== process {pid} ended while recorded; the trace ends there");
+            let how = match &end {
+                Some(e) if e.kind == memlens_trace::ExitKind::Exit => {
+                    format!("exited with status {}", e.code)
+                }
+                Some(e) if e.kind == memlens_trace::ExitKind::Signal => {
+                    memlens_common::signal::killed_by(e.code)
+                }
+                _ => "ended (or replaced itself with exec, or called _exit)".to_string(),
+            };
+            crate::say!("==memlens== process {pid} {how} while recorded; the trace ends there");
         }
     }
     Ok(if detached {

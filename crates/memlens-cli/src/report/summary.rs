@@ -33,7 +33,7 @@ pub fn run_summary(r: &Report, trace: &Path) -> String {
         format!(
             "{}: {} in {}",
             if attached {
-                "allocated while attached and not freed at detach"
+                "allocated while attached and still live at its end"
             } else {
                 "not freed at exit"
             },
