@@ -224,8 +224,10 @@ fn server_runs_on_unchanged_through_three_attach_cycles() {
     let mut p = Program::start(&mut Command::new(&prog));
     assert_eq!(p.line(), "ready");
     let mut traces = Vec::new();
+    let mut spans = Vec::new();
     for cycle in 0..3 {
         let trace = dir.join(format!("window{cycle}.trace"));
+        let began = std::time::Instant::now();
         let Some(a) = attach(p.pid(), &trace, &[]) else {
             return;
         };
@@ -249,6 +251,7 @@ fn server_runs_on_unchanged_through_three_attach_cycles() {
             "the summary names the labelled site:\n{said}"
         );
         traces.push(trace);
+        spans.push(began.elapsed());
     }
     let (out, status) = p.finish("quit 7");
     assert_eq!(out, bare_out, "the program's output changed");
@@ -272,6 +275,13 @@ fn server_runs_on_unchanged_through_three_attach_cycles() {
         let live = if cycle == 0 { 30 } else { 50 };
         assert_eq!(labelled_live(&r), live, "window {cycle}");
         assert_eq!(r["trace"]["exit"]["kind"], "detach");
+        // Each window's time counts from its own attach: it lies within memlens's run.
+        let runtime_ms = r["totals"]["runtime_ms"].as_f64().unwrap();
+        assert!(
+            runtime_ms <= spans[cycle].as_secs_f64() * 1000.0,
+            "window {cycle}: {runtime_ms} ms recorded in {:?}",
+            spans[cycle]
+        );
         let attached = &r["trace"]["attached"];
         assert!(
             attached["live_heap_bytes"].as_u64().unwrap() > 100 * 777,

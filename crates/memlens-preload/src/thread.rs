@@ -590,9 +590,11 @@ extern "C" fn sampler_main(state: *mut libc::c_void) -> *mut libc::c_void {
             // SAFETY: our own state, registered above; other threads only touch it under
             // its lock (flush_all, final_rss_sample).
             unsafe { push_rss_sample(st_ptr, Some(my_generation)) };
-            // `memlens attach`: route new modules; end the recording when asked.
+            // `memlens attach`: route new modules; end the recording when asked. Once
+            // ended, the thread is done (detach retired the writer: another attach may
+            // already have started the next one).
             if crate::attach::tick() {
-                break;
+                return core::ptr::null_mut();
             }
             rounds += 1;
             if rounds.is_multiple_of(REAP_EVERY_SAMPLES)

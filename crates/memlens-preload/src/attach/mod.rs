@@ -216,8 +216,9 @@ fn start(settings: &CStr) -> c_int {
         return ATTACH_SETTINGS;
     };
     let first = !PREPARED.load(Ordering::Acquire);
+    // Each window's trace counts its time from its own attach.
+    crate::clock::restart();
     if first {
-        crate::clock::start();
         if !stacks::init() {
             return ATTACH_MEMORY;
         }
@@ -353,14 +354,23 @@ fn detach() {
         close_fd(&DONE_FD);
         return;
     }
-    let fd = DONE_FD.load(Ordering::Acquire);
-    if fd >= 0 {
-        // SAFETY: writing 3 bytes to our FIFO (non-blocking; memlens reads it).
-        unsafe { libc::write(fd, b"ok\n".as_ptr() as *const c_void, 3) };
-    }
-    close_fd(&CONTROL_FD);
-    close_fd(&DONE_FD);
+    // This thread writes no more: another attach starts its own writer. The FIFOs are
+    // taken out before the recorder is dormant: the next attach stores its own.
+    crate::writer::WRITER_RUNS.store(false, Ordering::Release);
+    let control = CONTROL_FD.swap(-1, Ordering::AcqRel);
+    let done = DONE_FD.swap(-1, Ordering::AcqRel);
     STATE.store(DORMANT, Ordering::Release);
+    // SAFETY: our own fds, taken out above: 3 bytes written to the done FIFO
+    // (non-blocking; memlens reads them), then both closed.
+    unsafe {
+        if done >= 0 {
+            libc::write(done, b"ok\n".as_ptr() as *const c_void, 3);
+            libc::close(done);
+        }
+        if control >= 0 {
+            libc::close(control);
+        }
+    }
 }
 
 /// In a forked child: the parent's recording is not the child's. Its routed slots
