@@ -393,6 +393,26 @@ fn refusals_are_one_sentence() {
         skip_or_fail("gcc -static failed (libc.a missing: apt-get install libc6-dev)");
     }
 
+    // A program with ld.so but no libc (ld.so is glibc's, the allocator is not there).
+    let nolibc = build(
+        "gcc",
+        "attach_nolibc.c",
+        "attach_nolibc",
+        &["-nostdlib", "-fno-stack-protector", "-O1"],
+    );
+    let mut p = Program::start(&mut Command::new(&nolibc));
+    assert_eq!(p.line(), "ready");
+    let (code, said) = attach_refusal(&p.pid().to_string());
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("is not glibc-based (no libc.so.6 is loaded)"),
+        "{said}"
+    );
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert_eq!(p.cmd("still here"), "still here");
+    let (_, status) = p.finish("");
+    assert!(status.success());
+
     // A process another tracer holds: this test seizes it itself.
     let mut p = Program::start(&mut Command::new(server()));
     assert_eq!(p.line(), "ready");

@@ -66,9 +66,14 @@ pub fn ptrace_scope() -> Option<u32> {
 
 /// Why ptrace would be refused, as one sentence, or `None` if nothing says it would.
 fn permission_problem(pid: i32, uids: &[u32]) -> Option<String> {
-    let cap = can_ptrace_anyone();
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
+    refusal(pid, uids, euid, can_ptrace_anyone(), ptrace_scope())
+}
+
+/// [`permission_problem`] from its inputs: the target's uids, ours, whether we have
+/// CAP_SYS_PTRACE, Yama's setting.
+fn refusal(pid: i32, uids: &[u32], euid: u32, cap: bool, scope: Option<u32>) -> Option<String> {
     if !cap && uids.iter().any(|&u| u != euid) {
         let owner = uids.first().copied().unwrap_or(0);
         return Some(format!(
@@ -78,7 +83,7 @@ fn permission_problem(pid: i32, uids: &[u32]) -> Option<String> {
             user_name(euid)
         ));
     }
-    match ptrace_scope() {
+    match scope {
         Some(3) => Some(
             "kernel.yama.ptrace_scope is 3, which turns ptrace off until the next reboot: \
              memlens attach cannot work on this machine (use `memlens watch --pid`)"
@@ -307,4 +312,43 @@ pub fn text_of(maps: &[Map], path: &str) -> Option<(u64, u64)> {
     maps.iter()
         .find(|m| m.path == path && m.exec)
         .map(|m| (m.start, m.end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refusal;
+
+    #[test]
+    fn permission_refusals_say_which_and_what_to_do() {
+        // Same user, no Yama or scope 0: nothing against it.
+        assert_eq!(refusal(7, &[1000, 1000], 1000, false, None), None);
+        assert_eq!(refusal(7, &[1000, 1000], 1000, false, Some(0)), None);
+        // Scope 1 without CAP_SYS_PTRACE: not our descendant.
+        let s = refusal(7, &[1000], 1000, false, Some(1)).unwrap();
+        assert!(s.starts_with("kernel.yama.ptrace_scope is 1, which lets a process be traced only by its ancestors"), "{s}");
+        assert!(
+            s.contains("run memlens attach 7 as root")
+                && s.contains("sysctl kernel.yama.ptrace_scope=0"),
+            "{s}"
+        );
+        // Root (CAP_SYS_PTRACE) passes scopes 1 and 2, never 3.
+        assert_eq!(refusal(7, &[1000], 0, true, Some(1)), None);
+        assert_eq!(refusal(7, &[1000], 0, true, Some(2)), None);
+        assert!(refusal(7, &[1000], 0, true, Some(2 + 1))
+            .unwrap()
+            .contains("until the next reboot"));
+        assert!(refusal(7, &[1000], 1000, false, Some(2))
+            .unwrap()
+            .contains("only processes with CAP_SYS_PTRACE"));
+        // Another user.
+        let s = refusal(7, &[0, 0], 65534, false, None).unwrap();
+        assert!(
+            s.starts_with("process 7 belongs to root and memlens runs as "),
+            "{s}"
+        );
+        assert!(
+            s.ends_with("run memlens attach as that user, or as root"),
+            "{s}"
+        );
+    }
 }
