@@ -182,6 +182,20 @@ fn window_commands(cycle: usize, attached: bool) -> Vec<String> {
     v
 }
 
+/// The process's file descriptors and what each is.
+fn open_files(pid: u32) -> Vec<(String, PathBuf)> {
+    let mut v: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let target = std::fs::read_link(e.path()).unwrap_or_default();
+            (e.file_name().to_string_lossy().into_owned(), target)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 fn labelled(report: &Value) -> (u64, u64) {
     let sites = sites_at(report, "labelled_site");
     (sum(&sites, "allocations"), sum(&sites, "bytes_allocated"))
@@ -223,6 +237,7 @@ fn server_runs_on_unchanged_through_three_attach_cycles() {
 
     let mut p = Program::start(&mut Command::new(&prog));
     assert_eq!(p.line(), "ready");
+    let fds = open_files(p.pid());
     let mut traces = Vec::new();
     let mut spans = Vec::new();
     for cycle in 0..3 {
@@ -252,6 +267,11 @@ fn server_runs_on_unchanged_through_three_attach_cycles() {
         );
         traces.push(trace);
         spans.push(began.elapsed());
+        assert_eq!(
+            open_files(p.pid()),
+            fds,
+            "window {cycle}: descriptors left open"
+        );
     }
     let (out, status) = p.finish("quit 7");
     assert_eq!(out, bare_out, "the program's output changed");

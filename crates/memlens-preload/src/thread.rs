@@ -726,6 +726,12 @@ static TSC_CLOCKSOURCE: AtomicBool = AtomicBool::new(false);
 static STATM: spin::Mutex<crate::sys::ProcFile> =
     spin::Mutex::new(crate::sys::ProcFile::new(c"/proc/self/statm"));
 
+/// Close the sampler's `/proc/self/statm` (`memlens attach` detached: the process gets
+/// its descriptors back as they were; the next attach opens it again).
+pub fn close_statm() {
+    STATM.lock().close();
+}
+
 /// Resident set size from /proc/self/statm (second field, in pages).
 pub fn read_rss() -> Option<u64> {
     let mut buf = [0u8; 128];

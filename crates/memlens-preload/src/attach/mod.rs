@@ -354,21 +354,23 @@ fn detach() {
         close_fd(&DONE_FD);
         return;
     }
+    thread::close_statm();
     // This thread writes no more: another attach starts its own writer. The FIFOs are
     // taken out before the recorder is dormant: the next attach stores its own.
     crate::writer::WRITER_RUNS.store(false, Ordering::Release);
     let control = CONTROL_FD.swap(-1, Ordering::AcqRel);
     let done = DONE_FD.swap(-1, Ordering::AcqRel);
     STATE.store(DORMANT, Ordering::Release);
-    // SAFETY: our own fds, taken out above: 3 bytes written to the done FIFO
-    // (non-blocking; memlens reads them), then both closed.
+    // SAFETY: our own fds, taken out above: the control FIFO closed, 3 bytes written to
+    // the done FIFO (non-blocking; memlens reads them), which is closed last: memlens
+    // waits for its end, so by then the process has its descriptors back as they were.
     unsafe {
+        if control >= 0 {
+            libc::close(control);
+        }
         if done >= 0 {
             libc::write(done, b"ok\n".as_ptr() as *const c_void, 3);
             libc::close(done);
-        }
-        if control >= 0 {
-            libc::close(control);
         }
     }
 }
