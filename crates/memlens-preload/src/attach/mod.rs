@@ -218,10 +218,8 @@ fn start(settings: &CStr) -> c_int {
     let first = !PREPARED.load(Ordering::Acquire);
     // Each window's trace counts its time from its own attach.
     crate::clock::restart();
-    if first {
-        if !stacks::init() {
-            return ATTACH_MEMORY;
-        }
+    if first && !stacks::init() {
+        return ATTACH_MEMORY;
     }
     let Some(control) = open_fifo(s.get(var::ATTACH_CONTROL.c_name()), libc::O_RDONLY) else {
         return ATTACH_CONTROL;
