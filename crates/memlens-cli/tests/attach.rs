@@ -759,3 +759,53 @@ fn memlens_killed_while_recording_leaves_the_process_running() {
     let sites = sites_at(&r, "labelled_site");
     assert!(sum(&sites, "allocations") >= 6, "{}", r["totals"]);
 }
+
+const JEMALLOC: &str = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2";
+const TCMALLOC: &str = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4";
+
+/// An allocator that replaces glibc's malloc but not the `__libc_*` functions the hooks
+/// call (jemalloc preloaded) is refused: routing would free jemalloc's blocks with
+/// glibc. tcmalloc replaces both, so the hooks call it and the process is attached.
+#[test]
+fn other_allocators_are_refused_or_attached() {
+    for lib in [JEMALLOC, TCMALLOC] {
+        if !Path::new(lib).exists() {
+            skip_or_fail(&format!(
+                "{lib} is not installed (apt-get install libjemalloc2 libtcmalloc-minimal4)"
+            ));
+            continue;
+        }
+        let dir = scratch("attach-allocators");
+        let trace = dir.join("a.trace");
+        let mut p = Program::start(Command::new(server()).env("LD_PRELOAD", lib));
+        assert_eq!(p.line(), "ready");
+        if lib == JEMALLOC {
+            let (code, said) = attach_refusal(&p.pid().to_string());
+            if let Some(why) = ptrace_refusal(&said) {
+                skip_or_fail(&format!("ptrace is refused here ({why})"));
+                return;
+            }
+            assert_eq!(code, Some(1), "{said}");
+            assert!(
+                said.contains("does not allocate with glibc's malloc"),
+                "{said}"
+            );
+            assert_eq!(said.lines().count(), 1, "{said}");
+        } else {
+            let Some(a) = attach(p.pid(), &trace, &[]) else {
+                return;
+            };
+            assert_eq!(p.cmd("alloc 8 3333"), "allocated 8");
+            assert_eq!(p.cmd("free_pre"), "freed_pre");
+            let (status, said) = a.stop();
+            assert_eq!(status.code(), Some(0), "{said}");
+            let r = report(&trace);
+            assert_eq!(labelled(&r), (8, 8 * 3333));
+            assert!(r["totals"]["untracked_frees"].as_u64().unwrap() >= 90);
+            assert_eq!(leaks_json(&trace, &[])["error_count"], 0);
+        }
+        assert_eq!(p.cmd("alloc 2 10"), "allocated 2");
+        let (_, status) = p.finish("quit 9");
+        assert_eq!(status.code(), Some(9), "{lib}");
+    }
+}

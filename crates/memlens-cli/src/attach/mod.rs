@@ -573,6 +573,15 @@ fn inject(t: &target::Target, recorder: &Path, settings: &Path) -> Result<(), Fa
                 &settings.parent().unwrap_or(Path::new("?")).display(),
             )),
             4 => Err(fail("the recorder cannot open its control FIFOs", &"?")),
+            6 => Err(Failure(
+                EXIT_REFUSED,
+                format!(
+                    "process {pid} does not allocate with glibc's malloc (it preloads or links \
+                     another allocator, such as jemalloc, or defines its own malloc): memlens \
+                     attach would free one allocator's blocks with the other; record it from \
+                     its start with `memlens run`"
+                ),
+            )),
             n => Err(fail("the recorder did not start", &format!("code {n}"))),
         }
     })();

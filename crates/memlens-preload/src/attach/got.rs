@@ -31,6 +31,7 @@ const DT_RELA: i64 = 7;
 const DT_RELASZ: i64 = 8;
 const DT_STRSZ: i64 = 10;
 const DT_JMPREL: i64 = 23;
+const DT_GNU_HASH: i64 = 0x6fff_fef5;
 
 /// One slot the recorder rewrote.
 #[derive(Clone, Copy)]
@@ -79,32 +80,234 @@ const HOOKED: [&[u8]; 30] = [
     b"_ZdaPvSt11align_val_tRKSt9nothrow_t\0",
 ];
 
-/// The hooks by the name of the function they stand for. Not `hooks::malloc as usize`:
-/// the recorder's exported functions are interposable, so inside it their address is the
-/// process-wide definition (glibc's, the library being loaded by `dlopen` with
-/// `RTLD_LOCAL`). A lookup in the recorder's own handle finds the recorder's.
-fn hooks() -> [(&'static [u8], u64); 30] {
-    let mut out = [(&b""[..], 0u64); 30];
+/// One routed name: the recorder's hook, and the process-wide definition a slot must
+/// hold (or lead to, a lazy PLT slot) to be routed. `expected` 0: the name is not routed.
+#[derive(Clone, Copy)]
+struct Route {
+    name: &'static [u8],
+    hook: u64,
+    expected: u64,
+    /// The process-wide address of the name (an executable's canonical PLT entry, which
+    /// leads to the definition), 0 if none besides the hook.
+    canonical: u64,
+}
+
+extern "C" {
+    fn __libc_malloc(size: usize) -> *mut c_void;
+    fn __libc_free(p: *mut c_void);
+    fn __libc_calloc(n: usize, size: usize) -> *mut c_void;
+    fn __libc_realloc(p: *mut c_void, size: usize) -> *mut c_void;
+    fn __libc_memalign(align: usize, size: usize) -> *mut c_void;
+}
+
+/// The first module, in the loader's order (the order of its global lookups) and
+/// leaving the recorder out, that *defines* `name` (an undefined symbol with a value, an
+/// executable's canonical PLT entry, is not a definition): the definition's address and
+/// the module's file name.
+struct Definer<'a> {
+    name: &'a [u8],
+    own: u64,
+    found: Option<(u64, &'static [u8])>,
+}
+
+/// The GNU hash of a symbol name.
+fn gnu_hash(name: &[u8]) -> u32 {
+    name.iter()
+        .fold(5381u32, |h, &c| h.wrapping_mul(33).wrapping_add(c as u32))
+}
+
+/// # Safety
+/// A `dl_iterate_phdr` callback: `info` is valid for the call (the loader's lock keeps
+/// the module mapped), `data` is the caller's [`Definer`].
+unsafe extern "C" fn find_definer(
+    info: *mut libc::dl_phdr_info,
+    _s: usize,
+    data: *mut c_void,
+) -> c_int {
+    // SAFETY: see the function's contract.
+    let (info, d) = unsafe { (&*info, &mut *(data as *mut Definer)) };
+    if info.dlpi_phdr.is_null() {
+        return 0;
+    }
+    // SAFETY: the program headers of a loaded module.
+    let phdrs = unsafe { core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
+    let bias = info.dlpi_addr;
+    if phdrs.iter().any(|ph| {
+        ph.p_type == libc::PT_LOAD
+            && bias.wrapping_add(ph.p_vaddr) <= d.own
+            && d.own < bias.wrapping_add(ph.p_vaddr + ph.p_memsz)
+    }) {
+        return 0; // the recorder itself
+    }
+    let Some(dynamic) = phdrs.iter().find(|ph| ph.p_type == libc::PT_DYNAMIC) else {
+        return 0;
+    };
+    let (mut symtab, mut strtab, mut gnu_hash_table) = (0u64, 0u64, 0u64);
+    let mut e = (bias + dynamic.p_vaddr) as *const [i64; 2];
+    for _ in 0..4096 {
+        // SAFETY: the module's dynamic array, which ends with DT_NULL.
+        let [tag, val] = unsafe { core::ptr::read(e) };
+        match tag {
+            DT_NULL => break,
+            DT_SYMTAB => symtab = absolute(bias, val as u64),
+            DT_STRTAB => strtab = absolute(bias, val as u64),
+            DT_GNU_HASH => gnu_hash_table = absolute(bias, val as u64),
+            _ => {}
+        }
+        // SAFETY: the next entry (the loop ends at DT_NULL).
+        e = unsafe { e.add(1) };
+    }
+    if symtab == 0 || strtab == 0 || gnu_hash_table == 0 {
+        return 0;
+    }
+    // SAFETY: the module's GNU hash table (header, bloom words, buckets, chains), symbol
+    // table and string table, all mapped with it, read as their ELF layout says.
+    unsafe {
+        let header = gnu_hash_table as *const u32;
+        let (nbuckets, symoffset, bloom_words) = (*header, *header.add(1), *header.add(2));
+        if nbuckets == 0 {
+            return 0;
+        }
+        let buckets = (gnu_hash_table + 16 + bloom_words as u64 * 8) as *const u32;
+        let chains = buckets.add(nbuckets as usize);
+        let h = gnu_hash(d.name);
+        let mut i = *buckets.add((h % nbuckets) as usize);
+        if i < symoffset {
+            return 0;
+        }
+        for _ in 0..1_000_000 {
+            let h2 = *chains.add((i - symoffset) as usize);
+            if h | 1 == h2 | 1 {
+                let sym = (symtab + i as u64 * 24) as *const u8;
+                let st_name = *(sym as *const u32) as u64;
+                let st_info = *sym.add(4);
+                let st_shndx = *(sym.add(6) as *const u16);
+                let st_value = *(sym.add(8) as *const u64);
+                let name =
+                    CStr::from_ptr((strtab + st_name) as *const core::ffi::c_char).to_bytes();
+                // STT_FUNC or STT_GNU_IFUNC, defined here.
+                let func = matches!(st_info & 0xf, 2 | 10);
+                if name == d.name && func && st_shndx != 0 && st_value != 0 {
+                    let file = if info.dlpi_name.is_null() {
+                        &b""[..]
+                    } else {
+                        let path = CStr::from_ptr(info.dlpi_name).to_bytes();
+                        path.rsplit(|&c| c == b'/').next().unwrap_or(path)
+                    };
+                    d.found = Some((bias + st_value, file));
+                    return 1;
+                }
+            }
+            if h2 & 1 != 0 {
+                break;
+            }
+            i += 1;
+        }
+    }
+    0
+}
+
+/// The definition of `name` the process's global lookups find (see [`Definer`]).
+fn definer(name: &[u8]) -> Option<(u64, &'static [u8])> {
+    let mut d = Definer {
+        name,
+        own: definer as *const () as u64,
+        found: None,
+    };
+    // SAFETY: `find_definer` reads loaded modules' tables and writes `d`.
+    unsafe { libc::dl_iterate_phdr(Some(find_definer), &mut d as *mut Definer as *mut c_void) };
+    d.found
+}
+
+/// The routes, by the name of the function each stands for.
+///
+/// The hooks' addresses: not `hooks::malloc as usize`: the recorder's exported functions
+/// are interposable, so inside it their address is the process-wide definition (glibc's:
+/// the library was loaded by `dlopen` with `RTLD_LOCAL`). A lookup in the recorder's own
+/// handle finds the recorder's.
+///
+/// What is routed: the hooks serve blocks with glibc's `__libc_*` functions, so a name
+/// is routed only where that changes nothing about which allocator serves a block: the C
+/// functions if the module that defines them also defines what the hooks call (glibc, or
+/// an allocator that replaces it whole, as tcmalloc does), C++'s operators if libstdc++
+/// defines them (its operators call malloc). `None` when malloc, free, calloc, realloc
+/// or memalign is another allocator's than the one the hooks would call (jemalloc
+/// preloaded, the program's own): routing would free one allocator's blocks with the
+/// other. A slot is routed if it holds the definition, the process-wide (canonical)
+/// address of the name, or (lazy binding) its own module's PLT stub.
+fn routes() -> Option<[Route; 30]> {
+    let mut out = [Route {
+        name: b"",
+        hook: 0,
+        expected: 0,
+        canonical: 0,
+    }; 30];
+    let core_pairs = [
+        (&b"malloc"[..], __libc_malloc as *const () as u64),
+        (b"free", __libc_free as *const () as u64),
+        (b"calloc", __libc_calloc as *const () as u64),
+        (b"realloc", __libc_realloc as *const () as u64),
+        (b"memalign", __libc_memalign as *const () as u64),
+    ];
+    let mut c_module: &[u8] = b"";
+    for (name, real) in core_pairs {
+        let (_, file) = definer(name)?;
+        // What the hooks call must live in the module that defines the name.
+        let real = definer(match name {
+            b"malloc" => b"__libc_malloc",
+            b"free" => b"__libc_free",
+            b"calloc" => b"__libc_calloc",
+            b"realloc" => b"__libc_realloc",
+            _ => b"__libc_memalign",
+        })
+        .filter(|&(addr, _)| addr == real)?;
+        if real.1 != file {
+            return None;
+        }
+        c_module = file;
+    }
     // SAFETY: dladdr fills `info` (dli_fname is the loader's NUL-terminated path of this
     // library); dlopen with RTLD_NOLOAD returns the already loaded recorder's handle,
-    // and dlsym in it looks up NUL-terminated names the recorder defines.
+    // and dlsym in it (and in RTLD_DEFAULT) looks up NUL-terminated names the recorder
+    // defines, so neither fails.
     unsafe {
         let mut info: libc::Dl_info = core::mem::zeroed();
-        if libc::dladdr(hooks as *const c_void, &mut info) == 0 || info.dli_fname.is_null() {
-            return out;
+        if libc::dladdr(routes as *const c_void, &mut info) == 0 || info.dli_fname.is_null() {
+            return Some(out);
         }
         let handle = libc::dlopen(info.dli_fname, libc::RTLD_LAZY | libc::RTLD_NOLOAD);
         if handle.is_null() {
-            return out;
+            return Some(out);
         }
         for (slot, name) in out.iter_mut().zip(HOOKED) {
-            let f = libc::dlsym(handle, name.as_ptr() as *const core::ffi::c_char);
-            *slot = (&name[..name.len() - 1], f as u64);
+            let c_name = name.as_ptr() as *const core::ffi::c_char;
+            let name = &name[..name.len() - 1];
+            let hook = libc::dlsym(handle, c_name) as u64;
+            let canonical = libc::dlsym(libc::RTLD_DEFAULT, c_name) as u64;
+            let expected = match definer(name) {
+                Some((addr, file)) if name.starts_with(b"_Z") && file.starts_with(b"libstdc++") => {
+                    addr
+                }
+                Some((addr, file)) if !name.starts_with(b"_Z") && file == c_module => addr,
+                _ => 0,
+            };
+            *slot = Route {
+                name,
+                hook,
+                expected: if hook != 0 { expected } else { 0 },
+                canonical: if canonical != hook { canonical } else { 0 },
+            };
         }
         // The reference the NOLOAD dlopen took (the library stays loaded: NODELETE).
         libc::dlclose(handle);
     }
-    out
+    Some(out)
+}
+
+/// Whether the process's malloc family is one the hooks can stand in for (see
+/// [`routes`]).
+pub fn allocator_is_routable() -> bool {
+    routes().is_some()
 }
 
 /// A page's protection, from a snapshot of /proc/self/maps.
@@ -176,7 +379,7 @@ unsafe fn write_slot(areas: &[Area], addr: u64, value: u64) -> bool {
 
 /// What a pass over the modules does.
 struct Pass<'a> {
-    hooks: [(&'static [u8], u64); 30],
+    routes: [Route; 30],
     areas: &'a [Area],
     own_bias: u64,
     /// Slots found and written in this pass.
@@ -244,8 +447,20 @@ unsafe extern "C" fn visit(
             return 0;
         }
     }
+    let lo = phdrs
+        .iter()
+        .filter(|ph| ph.p_type == libc::PT_LOAD)
+        .map(|ph| bias + ph.p_vaddr)
+        .min()
+        .unwrap_or(0);
+    let hi = phdrs
+        .iter()
+        .filter(|ph| ph.p_type == libc::PT_LOAD)
+        .map(|ph| bias + ph.p_vaddr + ph.p_memsz)
+        .max()
+        .unwrap_or(0);
     // SAFETY: the dynamic section of a loaded module.
-    unsafe { patch_module(pass, bias, dynamic) };
+    unsafe { patch_module(pass, bias, dynamic, (lo, hi)) };
     0
 }
 
@@ -260,8 +475,9 @@ fn absolute(bias: u64, p: u64) -> u64 {
 }
 
 /// # Safety
-/// `dynamic` is the address of the loaded module's dynamic section, `bias` its bias.
-unsafe fn patch_module(pass: &mut Pass, bias: u64, dynamic: u64) {
+/// `dynamic` is the address of the loaded module's dynamic section, `bias` its bias,
+/// `[lo, hi)` the span of its segments.
+unsafe fn patch_module(pass: &mut Pass, bias: u64, dynamic: u64, (lo, hi): (u64, u64)) {
     let (mut symtab, mut strtab, mut strsz) = (0u64, 0u64, 0u64);
     let (mut rela, mut relasz, mut jmprel, mut pltrelsz) = (0u64, 0u64, 0u64, 0u64);
     let mut d = dynamic as *const [i64; 2];
@@ -313,9 +529,14 @@ unsafe fn patch_module(pass: &mut Pass, bias: u64, dynamic: u64) {
             // SAFETY: a NUL-terminated name in the module's string table.
             let name = unsafe { CStr::from_ptr((strtab + st_name) as *const core::ffi::c_char) }
                 .to_bytes();
-            let Some(&(_, hook)) = pass.hooks.iter().find(|(n, h)| *n == name && *h != 0) else {
+            let Some(route) = pass
+                .routes
+                .iter()
+                .find(|r| r.name == name && r.expected != 0)
+            else {
                 continue;
             };
+            let hook = route.hook;
             let addr = bias + offset;
             if pass.known.iter().any(|s| s.addr == addr)
                 || pass.patched.iter().any(|s| s.addr == addr)
@@ -330,7 +551,12 @@ unsafe fn patch_module(pass: &mut Pass, bias: u64, dynamic: u64) {
             }
             // SAFETY: a readable, mapped slot of the module.
             let old = unsafe { core::ptr::read_volatile(addr as *const u64) };
-            if old == hook || old == 0 {
+            // Only a slot that leads to the process-wide definition: resolved to it, or
+            // (a lazily bound PLT slot) still at the module's own PLT stub.
+            let lazy = kind == R_X86_64_JUMP_SLOT && lo <= old && old < hi;
+            let leads_there =
+                old == route.expected || (route.canonical != 0 && old == route.canonical);
+            if old == hook || (!leads_there && !lazy) {
                 continue;
             }
             // SAFETY: as above.
@@ -377,10 +603,13 @@ fn own_bias() -> u64 {
 /// Rewrite the slots of every loaded module not patched yet. Returns how many slots
 /// were rewritten. Caller is busy.
 pub fn patch_all() -> usize {
+    let Some(routes) = routes() else {
+        return 0;
+    };
     let areas = areas();
     let known = SLOTS.lock().clone();
     let mut pass = Pass {
-        hooks: hooks(),
+        routes,
         areas: &areas,
         own_bias: own_bias(),
         patched: Vec::new(),
@@ -401,7 +630,12 @@ pub fn restore_all() -> usize {
     let areas = areas();
     let known = core::mem::take(&mut *SLOTS.lock());
     let mut pass = Pass {
-        hooks: hooks(),
+        routes: [Route {
+            name: b"",
+            hook: 0,
+            expected: 0,
+            canonical: 0,
+        }; 30],
         areas: &areas,
         own_bias: own_bias(),
         patched: Vec::new(),

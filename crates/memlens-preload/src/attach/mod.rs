@@ -62,6 +62,9 @@ pub const ATTACH_TRACE: c_int = 3;
 pub const ATTACH_CONTROL: c_int = 4;
 /// The recorder's tables could not be mapped.
 pub const ATTACH_MEMORY: c_int = 5;
+/// The process's malloc is not the allocator the hooks would call (another allocator
+/// replaces part of glibc's, or the program defines its own).
+pub const ATTACH_OTHER_ALLOCATOR: c_int = 6;
 
 /// Whether this library was loaded with the program (LD_PRELOAD), not by a later
 /// `dlopen`: the loader lists the modules in load order, and preloaded libraries come
@@ -208,6 +211,9 @@ pub unsafe extern "C" fn memlens_attach(settings: *const c_char) -> c_int {
 }
 
 fn start(settings: &CStr) -> c_int {
+    if !got::allocator_is_routable() {
+        return ATTACH_OTHER_ALLOCATOR;
+    }
     let Some(s) = Settings::read(settings) else {
         return ATTACH_SETTINGS;
     };
