@@ -171,11 +171,12 @@ unsafe extern "C" fn find_definer(
         let buckets = (gnu_hash_table + 16 + bloom_words as u64 * 8) as *const u32;
         let chains = buckets.add(nbuckets as usize);
         let h = gnu_hash(d.name);
-        let mut i = *buckets.add((h % nbuckets) as usize);
-        if i < symoffset {
+        let first = *buckets.add((h % nbuckets) as usize);
+        if first < symoffset {
             return 0;
         }
-        for _ in 0..1_000_000 {
+        // A chain ends with an odd hash; the bound only guards against a damaged table.
+        for i in first..first.saturating_add(1_000_000) {
             let h2 = *chains.add((i - symoffset) as usize);
             if h | 1 == h2 | 1 {
                 let sym = (symtab + i as u64 * 24) as *const u8;
@@ -201,7 +202,6 @@ unsafe extern "C" fn find_definer(
             if h2 & 1 != 0 {
                 break;
             }
-            i += 1;
         }
     }
     0
