@@ -809,3 +809,37 @@ fn other_allocators_are_refused_or_attached() {
         assert_eq!(status.code(), Some(9), "{lib}");
     }
 }
+
+/// A process `memlens run` records already: refused in one sentence, and its own
+/// recording goes on to its normal end.
+#[test]
+fn a_process_under_memlens_run_is_refused() {
+    let dir = scratch("attach-under-run");
+    let trace = dir.join("run.trace");
+    let mut run = Program::start(
+        Command::new(memlens())
+            .args(["run", "-q", "-o"])
+            .arg(&trace)
+            .arg("--")
+            .arg(server()),
+    );
+    assert_eq!(run.line(), "ready");
+    let children =
+        std::fs::read_to_string(format!("/proc/{}/task/{}/children", run.pid(), run.pid()))
+            .unwrap();
+    let pid = children.split_whitespace().next().unwrap().to_string();
+    let (code, said) = attach_refusal(&pid);
+    if let Some(why) = ptrace_refusal(&said) {
+        skip_or_fail(&format!("ptrace is refused here ({why})"));
+        return;
+    }
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("is already recorded"), "{said}");
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert_eq!(run.cmd("alloc 5 1111"), "allocated 5");
+    let (_, status) = run.finish("quit 0");
+    assert_eq!(status.code(), Some(0));
+    let r = report(&trace);
+    assert_eq!(labelled(&r), (5, 5555));
+    assert_eq!(r["trace"]["attached"], Value::Null);
+}
