@@ -9,6 +9,12 @@
 //! | temporary | at least [`TEMPORARY_MIN`] temporary allocations and at least [`TEMPORARY_MIN_FRACTION`] of the site's allocations | reuse one buffer, or use the stack |
 //! | realloc chain | at least [`REALLOC_CHAIN_MIN`] reallocs that grew a block | reserve the final size up front, or grow geometrically |
 //! | pool | at least [`POOL_MIN_ALLOCATIONS`] allocations, all of one size, at least [`POOL_MIN_FREED_FRACTION`] of them freed in the window, and fewer than [`TEMPORARY_MIN_FRACTION`] temporary | a pool / free list / arena of objects of that size |
+//! | reference cycle | CPython: the leak check found at least [`REFERENCE_CYCLE_MIN_BYTES`] of garbage in reference cycles allocated at the site ([`crate::leaks::LeakReport::python_cycles`]) | break the cycle (`weakref`) or clear the reference |
+//!
+//! In a Python program, growth advice speaks Python (`crate::python::growth_advice`):
+//! the source line that keeps the memory says whether a mapping (a cache: bound it with
+//! `functools.lru_cache(maxsize=...)` or an explicit limit) or a list (a bounded
+//! `collections.deque(maxlen=...)`) keeps growing.
 
 use crate::growth::GrowthFit;
 use crate::site::Site;
@@ -19,11 +25,14 @@ pub const TEMPORARY_MIN_FRACTION: f64 = 0.5;
 pub const REALLOC_CHAIN_MIN: u64 = 100;
 pub const POOL_MIN_ALLOCATIONS: u64 = 10_000;
 pub const POOL_MIN_FREED_FRACTION: f64 = 0.9;
+/// A site's garbage in reference cycles is worth a line of advice from this size on.
+pub const REFERENCE_CYCLE_MIN_BYTES: u64 = 64 << 10;
 
 /// Which rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum AdviceKind {
     Growth,
+    ReferenceCycle,
     Temporary,
     ReallocChain,
     Pool,
@@ -37,6 +46,7 @@ impl AdviceKind {
             AdviceKind::Temporary => "temporary",
             AdviceKind::ReallocChain => "realloc_chain",
             AdviceKind::Pool => "pool",
+            AdviceKind::ReferenceCycle => "reference_cycle",
         }
     }
 }
@@ -151,6 +161,29 @@ pub fn from_facts(site: Site, f: &SiteFacts) -> Vec<Advice> {
         });
     }
     out
+}
+
+/// Advice for a site whose blocks were garbage in CPython reference cycles at the leak
+/// check.
+pub fn reference_cycle(site: Site, bytes: u64, blocks: u64) -> Advice {
+    Advice {
+        kind: AdviceKind::ReferenceCycle,
+        site,
+        message: format!(
+            "{} in {} allocated here were garbage held by reference cycles when the program's \
+             work was done: Python frees them only when its cycle collector runs (never while \
+             gc is disabled); break the cycle: keep a weakref.ref (or weakref.WeakMethod for a \
+             bound method stored on its own object) instead of the back-reference, or clear it \
+             when done",
+            human_bytes(bytes),
+            if blocks == 1 {
+                "1 block".to_string()
+            } else {
+                format!("{blocks} blocks")
+            }
+        ),
+        weight: bytes,
+    }
 }
 
 /// Order a report's advice: by rule, then weight (largest first), then site.

@@ -228,6 +228,9 @@ pub struct LeakReport {
     /// Sorted like memcheck's: ascending total size.
     pub records: Vec<LossRecord>,
     pub errors: Vec<HeapError>,
+    /// CPython: per allocation site, the blocks that were garbage in reference cycles
+    /// (reachable only through the cycle collector, heuristic pycycle), largest first.
+    pub python_cycles: Vec<(AllocFunc, u32, Amount)>,
 }
 
 /// The exit scan's records: what the scan was, its roots by id, its blocks.
@@ -302,7 +305,7 @@ pub fn analyse_with_progress(
     let md = r.metadata()?;
     let mut replay = Replay::new();
     let mut tracker = LeakTracker::default();
-    for ev in ReportedEvents::new(r, 3, progress) {
+    for ev in ReportedEvents::new(r, &md, 3, progress) {
         let ev = ev?;
         tracker.before(&ev, &replay);
         replay.apply(&ev, &mut ());
@@ -422,6 +425,7 @@ impl LeakTracker {
                 summary: Summary::default(),
                 records: Vec::new(),
                 errors,
+                python_cycles: Vec::new(),
             });
         }
 
@@ -464,6 +468,7 @@ impl LeakTracker {
         let mut record_of_block: Vec<usize> = vec![usize::MAX; blocks.len()];
         let mut summary = Summary::default();
         let mut heur: HashMap<Heuristic, Amount> = HashMap::new();
+        let mut cycles: HashMap<(AllocFunc, u32), Amount> = HashMap::new();
         for (i, b) in blocks.iter().enumerate() {
             if b.internal {
                 info.internal.add(b.size);
@@ -493,6 +498,9 @@ impl LeakTracker {
             summary.get_mut(b.state).add(b.size);
             if let (BlockState::StillReachable, Some(h)) = (b.state, b.heuristic) {
                 heur.entry(h).or_default().add(b.size);
+                if h == Heuristic::PyCycle {
+                    cycles.entry((func, stack)).or_default().add(b.size);
+                }
             }
         }
         for (i, b) in blocks.iter().enumerate() {
@@ -551,6 +559,9 @@ impl LeakTracker {
             records[ri].chain = chain;
         }
         records.sort_by_key(|r| (r.total_bytes(), r.blocks, r.kind));
+        let mut python_cycles: Vec<(AllocFunc, u32, Amount)> =
+            cycles.into_iter().map(|((f, s), a)| (f, s, a)).collect();
+        python_cycles.sort_by(|a, b| b.2.bytes.cmp(&a.2.bytes).then(a.1.cmp(&b.1)));
         let mut h: Vec<(Heuristic, Amount)> = heur.into_iter().collect();
         h.sort_by_key(|(h, _)| *h);
         summary.reachable_via_heuristic = h;
@@ -559,6 +570,7 @@ impl LeakTracker {
             summary,
             records,
             errors,
+            python_cycles,
         })
     }
 }
@@ -677,7 +689,8 @@ pub fn suppression_frames(
         module: None,
     }];
     let raw = md.stacks.get(&stack).cloned().unwrap_or_default();
-    for r in raw {
+    // The frames a person sees (in a Python stack, without the interpreter's own).
+    for r in sym.shown(&raw).into_owned() {
         let path = md.modules.get(&r.module).map(|m| m.path.clone());
         for f in sym.frame(r) {
             // An unresolved frame has no function (`???` to suppressions).

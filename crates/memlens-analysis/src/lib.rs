@@ -26,7 +26,7 @@
 //! use memlens_analysis::{Report, ReportOptions, Symbolizer};
 //! let reader = memlens_trace::reader::TraceReader::open("memlens.prog.42.trace")?;
 //! let report = Report::build(&reader, &ReportOptions { top: 5, ..Default::default() })?;
-//! let mut sym = Symbolizer::new(&report.metadata.modules);
+//! let mut sym = Symbolizer::for_trace(&report.metadata);
 //! for site in &report.not_freed.sites {
 //!     let frames = sym.stack(report.stack(site.stack));
 //!     println!("{} bytes at {}", site.stats.live_bytes, frames[0].function);
@@ -41,6 +41,7 @@ pub mod growth;
 pub mod heap_rss;
 pub mod leaks;
 pub mod profile;
+pub mod python;
 pub mod replay;
 pub mod report;
 pub mod site;

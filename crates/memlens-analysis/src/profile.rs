@@ -310,7 +310,7 @@ impl Profile {
         let mut lr = report.leaks.take();
         if let Some(l) = lr.as_mut() {
             if opts.default_suppressions {
-                let mut sym = crate::Symbolizer::new(&report.metadata.modules);
+                let mut sym = crate::Symbolizer::for_trace(&report.metadata);
                 l.suppress(
                     &crate::suppressions::Suppressions::default_set(),
                     &report.metadata,

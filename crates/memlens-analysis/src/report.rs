@@ -155,6 +155,7 @@ impl Report {
         let want_leaks = opts.leaks.filter(|_| to_end);
         let mut f = pass::run(
             reader,
+            &metadata,
             win,
             to_end,
             want_leaks.map(|_| opts.heap_errors),
@@ -168,7 +169,10 @@ impl Report {
         let totals = sections::totals(&f, &metadata);
         let (by_allocations, by_bytes, site_count) = sections::hotspots(&f, top);
         let (growing, judged) = sections::growing(&f, opts);
-        let advice = sections::advice(&f, &growing, top);
+        let mut advice = sections::advice(&f, &growing, top);
+        if PythonInfo::of(&metadata).is_some() {
+            sections::python_advice(&mut advice, &metadata, leaks.as_ref(), top);
+        }
         Ok(Report {
             path: reader.path().to_path_buf(),
             header: reader.header().clone(),
@@ -197,8 +201,10 @@ impl Report {
     }
 }
 
-/// A recorder's finding about the process, in one sentence.
-pub fn notice_sentence(n: &Notice) -> String {
+/// A recorder's finding about the process that limits what the report can show, in one
+/// sentence; `None` for findings that limit nothing (Python frames read, with every
+/// object allocation seen).
+pub fn notice_sentence(n: &Notice) -> Option<String> {
     match n.kind {
         NoticeKind::OwnAllocator => {
             let file = n.module.rsplit('/').next().unwrap_or(&n.module);
@@ -207,10 +213,52 @@ pub fn notice_sentence(n: &Notice) -> String {
                 Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
                 _ => n.symbols.clone(),
             };
-            format!(
+            Some(format!(
                 "{file} defines its own {list}, so the blocks it allocates there never reach the C library's allocator, where memlens records, and cannot be seen; only calls passed on to the C library are recorded"
-            )
+            ))
         }
+        NoticeKind::PythonFrames => {
+            let p = PythonInfo::from_notice(n)?;
+            (p.allocator == "pymalloc").then(|| {
+                format!(
+                    "Python {} used its pymalloc allocator (PYTHONMALLOC was set, or -E/-I made Python ignore the environment), so Python objects of 512 bytes or less come from pymalloc's arenas and are not seen one by one; run it with PYTHONMALLOC=malloc (memlens run's default, --python-allocator=malloc) to see every object",
+                    p.version
+                )
+            })
+        }
+        NoticeKind::PythonWorkDone => None,
+        NoticeKind::PythonUnsupported => Some(format!(
+            "Python {} is not a version whose frames memlens reads (3.11, 3.12 and 3.13), so its stacks show the interpreter's C functions instead of Python functions and lines",
+            n.symbols
+        )),
+    }
+}
+
+/// What the recorder found about a CPython interpreter whose frames it read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PythonInfo {
+    /// `3.11.2`.
+    pub version: String,
+    /// The allocator of Python's object domain: `malloc`, `pymalloc`, or empty when
+    /// unknown.
+    pub allocator: String,
+}
+
+impl PythonInfo {
+    fn from_notice(n: &Notice) -> Option<PythonInfo> {
+        if n.kind != NoticeKind::PythonFrames {
+            return None;
+        }
+        let (version, allocator) = n.symbols.split_once(',').unwrap_or((&n.symbols, ""));
+        Some(PythonInfo {
+            version: version.to_string(),
+            allocator: allocator.to_string(),
+        })
+    }
+
+    /// The interpreter of a trace, if its Python frames were recorded.
+    pub fn of(metadata: &Metadata) -> Option<PythonInfo> {
+        metadata.notices.iter().find_map(PythonInfo::from_notice)
     }
 }
 
@@ -225,6 +273,42 @@ mod notice_tests {
             module: "/opt/app/bin/server".into(),
             symbols: symbols.into(),
         })
+        .unwrap()
+    }
+
+    #[test]
+    fn python_notices_warn_only_when_objects_are_hidden() {
+        let n = |kind, symbols: &str| Notice {
+            ts: 0,
+            kind,
+            module: "/usr/bin/python3.11".into(),
+            symbols: symbols.into(),
+        };
+        assert_eq!(
+            notice_sentence(&n(NoticeKind::PythonFrames, "3.11.2,malloc")),
+            None
+        );
+        let pymalloc = notice_sentence(&n(NoticeKind::PythonFrames, "3.12.1,pymalloc")).unwrap();
+        assert!(
+            pymalloc.starts_with("Python 3.12.1 used its pymalloc allocator"),
+            "{pymalloc}"
+        );
+        let old = notice_sentence(&n(NoticeKind::PythonUnsupported, "3.10.13")).unwrap();
+        assert!(
+            old.starts_with("Python 3.10.13 is not a version whose frames"),
+            "{old}"
+        );
+        let md = Metadata {
+            notices: vec![n(NoticeKind::PythonFrames, "3.13.0,malloc")],
+            ..Default::default()
+        };
+        assert_eq!(
+            PythonInfo::of(&md),
+            Some(PythonInfo {
+                version: "3.13.0".into(),
+                allocator: "malloc".into()
+            })
+        );
     }
 
     #[test]

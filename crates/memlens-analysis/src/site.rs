@@ -24,18 +24,43 @@ pub struct ReportedEvents<'r, 'p> {
     pass: u8,
     chunks_total: u64,
     reported: usize,
+    /// Events after this time are not the run's (see [`work_done_ns`]).
+    until: u64,
+    /// A Python program's stacks that show the same frames, mapped to one id (see
+    /// [`crate::python::canonical_stacks`]): every pass sees them as one site.
+    canonical: Option<std::collections::HashMap<u32, u32>>,
 }
 
 impl<'r, 'p> ReportedEvents<'r, 'p> {
-    pub fn new(reader: &'r TraceReader, pass: u8, progress: &'p mut dyn FnMut(Progress)) -> Self {
+    /// The events of the run (up to [`work_done_ns`] for a Python program).
+    pub fn new(
+        reader: &'r TraceReader,
+        metadata: &Metadata,
+        pass: u8,
+        progress: &'p mut dyn FnMut(Progress),
+    ) -> Self {
         ReportedEvents {
             events: reader.events(),
             progress,
             pass,
             chunks_total: reader.event_chunk_count() as u64,
             reported: 0,
+            until: work_done_ns(metadata).unwrap_or(u64::MAX),
+            canonical: crate::python::canonical_stacks(metadata).filter(|m| !m.is_empty()),
         }
     }
+}
+
+/// When a Python program's work was done (its interpreter began finalizing), if the
+/// trace says so. The run is analysed up to there: what the interpreter does while
+/// tearing itself down (freeing module globals, its own start-up blocks) is not the
+/// program's, and the leak check ran at that moment.
+pub fn work_done_ns(metadata: &Metadata) -> Option<u64> {
+    metadata
+        .notices
+        .iter()
+        .find(|n| n.kind == memlens_trace::NoticeKind::PythonWorkDone)
+        .map(|n| n.ts)
 }
 
 impl Iterator for ReportedEvents<'_, '_> {
@@ -43,6 +68,25 @@ impl Iterator for ReportedEvents<'_, '_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let ev = self.events.next()?;
+        if ev.as_ref().is_ok_and(|e| e.ts() > self.until) {
+            return None;
+        }
+        let ev = match (&self.canonical, ev) {
+            (Some(map), Ok(mut e)) => {
+                if let Event::Alloc { stack, .. }
+                | Event::Free { stack, .. }
+                | Event::Realloc { stack, .. }
+                | Event::HeapError { stack, .. }
+                | Event::Assert { stack, .. } = &mut e
+                {
+                    if let Some(&c) = map.get(stack) {
+                        *stack = c;
+                    }
+                }
+                Ok(e)
+            }
+            (_, ev) => ev,
+        };
         if ev.is_ok() && self.events.chunks_done() != self.reported {
             self.reported = self.events.chunks_done();
             (self.progress)(Progress {
@@ -82,7 +126,8 @@ pub struct Site {
 
 /// The end of the run: the end record's time, or the last event's.
 pub fn run_end_ns(reader: &TraceReader, metadata: &Metadata) -> u64 {
-    metadata
+    let end = metadata
         .end
-        .map_or_else(|| reader.last_event_ts(), |e| e.ts)
+        .map_or_else(|| reader.last_event_ts(), |e| e.ts);
+    work_done_ns(metadata).map_or(end, |t| t.min(end))
 }

@@ -33,6 +33,8 @@ pub struct Frame {
     /// A symbol was found: `false` when `function` is only the address
     /// (`module+0x1234`), which suppressions see as `???`.
     pub resolved: bool,
+    /// A Python frame (`function` is the code's qualified name, `file` the `.py` file).
+    pub python: bool,
 }
 
 impl Frame {
@@ -129,6 +131,11 @@ pub struct Symbolizer {
     blaze: Blaze,
     modules: HashMap<u32, ModuleEntry>,
     cache: HashMap<RawFrame, Vec<Frame>>,
+    /// Python code objects by id (the trace's PyCode records).
+    py_codes: HashMap<u32, memlens_trace::PyCode>,
+    /// The modules of the CPython interpreter whose frames were read: in a stack with
+    /// Python frames, their native frames are the interpreter's machinery.
+    interpreter: std::collections::HashSet<u32>,
     /// Each module's data symbols (address, size, symbol), read on first use.
     data_symbols: HashMap<u32, Vec<(u64, u64, String)>>,
     warnings: Vec<String>,
@@ -161,6 +168,8 @@ impl Symbolizer {
                 })
                 .collect(),
             cache: HashMap::new(),
+            py_codes: HashMap::new(),
+            interpreter: Default::default(),
             data_symbols: HashMap::new(),
             warnings: Vec::new(),
             alloc_fns: DEFAULT_ALLOC_FNS
@@ -169,6 +178,19 @@ impl Symbolizer {
                 .chain(EXTRA_ALLOC_FNS.get().into_iter().flatten().cloned())
                 .collect(),
         }
+    }
+
+    /// The symbolizer of a trace: its modules and its Python code objects.
+    pub fn for_trace(metadata: &memlens_trace::reader::Metadata) -> Self {
+        let mut s = Symbolizer::new(&metadata.modules);
+        s.py_codes = metadata.py_codes.clone();
+        s.interpreter = crate::python::interpreter_modules(metadata);
+        s
+    }
+
+    /// The frames of a stack that are shown ([`crate::python::shown_frames`]).
+    pub fn shown<'r>(&self, raw: &'r [RawFrame]) -> std::borrow::Cow<'r, [RawFrame]> {
+        crate::python::shown_frames(raw, &self.interpreter)
     }
 
     /// Why some frames could not be symbolized (one sentence each, each said once).
@@ -182,8 +204,9 @@ impl Symbolizer {
     /// allocation wrappers at its top (Valgrind's `--alloc-fn`: a wrapper counts only at
     /// the top or just below another one): the stack starts at their caller.
     pub fn stack(&mut self, raw: &[RawFrame]) -> Vec<Frame> {
+        let raw = self.shown(raw);
         let mut out = Vec::with_capacity(raw.len());
-        for &f in raw {
+        for &f in raw.iter() {
             if !self.is_recorder(f.module) {
                 out.extend_from_slice(self.frame(f));
             }
@@ -242,6 +265,7 @@ impl Symbolizer {
             module,
             inlined: false,
             resolved: false,
+            python: false,
         }
     }
 
@@ -306,6 +330,9 @@ impl Symbolizer {
     }
 
     fn resolve(&mut self, raw: RawFrame) -> Vec<Frame> {
+        if let Some((id, index)) = raw.python() {
+            return vec![crate::python::frame(self.py_codes.get(&id), id, index)];
+        }
         let fallback = self.fallback(raw);
         if raw.module == 0 || raw.offset == 0 || !self.usable(raw.module) {
             return vec![fallback];
@@ -323,7 +350,11 @@ impl Symbolizer {
         for f in frames {
             // Recorder frames are never shown (`stack` leaves them out): not looked up,
             // and their module not checked (no warning about it).
-            if !self.cache.contains_key(&f) && !self.is_recorder(f.module) && seen.insert(f) {
+            if !self.cache.contains_key(&f)
+                && !self.is_recorder(f.module)
+                && f.python().is_none()
+                && seen.insert(f)
+            {
                 todo.push(f);
             }
         }
@@ -431,6 +462,7 @@ fn resolve_with(blaze: &Blaze, path: &str, raw: RawFrame, fallback: Frame) -> Ve
             module: module.clone(),
             inlined: true,
             resolved: true,
+            python: false,
         });
     }
     let (file, line) = loc(sym.code_info.as_deref());
@@ -443,6 +475,7 @@ fn resolve_with(blaze: &Blaze, path: &str, raw: RawFrame, fallback: Frame) -> Ve
         module,
         inlined: false,
         resolved: true,
+        python: false,
     });
     frames
 }

@@ -124,7 +124,7 @@ impl Timeline {
             Some(f) => f.clone(),
             None => {
                 let mut obs = SiteLive::default();
-                replay_window(reader, win, 1, progress, &mut obs, &mut ())?;
+                replay_window(reader, &metadata, win, 1, progress, &mut obs, &mut ())?;
                 let mut all: Vec<(SiteKey, u64)> =
                     obs.live.iter().map(|(k, v)| (*k, v.1)).collect();
                 all.retain(|s| s.1 > 0);
@@ -149,7 +149,7 @@ impl Timeline {
             rss: vec![None; buckets],
             series: vec![vec![0; buckets]; follow.len()],
         };
-        replay_window(reader, win, 2, progress, &mut obs, &mut fill)?;
+        replay_window(reader, &metadata, win, 2, progress, &mut obs, &mut fill)?;
         let mut sites: Vec<SiteSeries> = follow
             .iter()
             .enumerate()
@@ -248,6 +248,7 @@ impl Sink for Fill {
 /// Replay the trace up to the window's end, telling `sink` about the window's events.
 fn replay_window(
     reader: &TraceReader,
+    metadata: &memlens_trace::reader::Metadata,
     win: Window,
     pass: u8,
     progress: &mut dyn FnMut(Progress),
@@ -256,7 +257,7 @@ fn replay_window(
 ) -> Result<(), Error> {
     let mut replay = Replay::new();
     let mut entered = false;
-    for ev in ReportedEvents::new(reader, pass, progress) {
+    for ev in ReportedEvents::new(reader, metadata, pass, progress) {
         let ev = ev?;
         let ts = ev.ts();
         if ts > win.to_ns {

@@ -172,7 +172,7 @@ impl Gate {
             .baseline
             .as_ref()
             .map(|b| compare(b, &m, self.args.max_regression));
-        let sym = Symbolizer::new(&m.metadata.modules);
+        let sym = Symbolizer::for_trace(&m.metadata);
         Ok(BudgetView {
             trace: trace.to_path_buf(),
             exe: reader.header().exe.clone(),

@@ -119,8 +119,8 @@ fn run(args: &DiffArgs) -> Result<String, String> {
     for p in [&a, &b] {
         crate::profile::require_known(p, args.metric)?;
     }
-    let mut sa = Symbolizer::new(&a.metadata.modules);
-    let mut sb = Symbolizer::new(&b.metadata.modules);
+    let mut sa = Symbolizer::for_trace(&a.metadata);
+    let mut sb = Symbolizer::for_trace(&b.metadata);
     sa.prefetch(a.frames());
     sb.prefetch(b.frames());
     let d = diff(&a, &mut sa, &b, &mut sb, args.metric);

@@ -78,7 +78,7 @@ fn run(args: &ExportArgs) -> Result<(), String> {
             (_, None) => ProfileOptions::all(),
         };
     let profile = load(&args.trace, &opts)?;
-    let mut sym = Symbolizer::new(&profile.metadata.modules);
+    let mut sym = Symbolizer::for_trace(&profile.metadata);
     sym.prefetch(profile.frames());
     let data = match args.format {
         ExportFormat::Pprof => crate::pprof::gzipped(&profile, &mut sym),

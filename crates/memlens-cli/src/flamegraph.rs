@@ -75,7 +75,7 @@ fn run(args: &FlamegraphArgs) -> Result<(), String> {
     }
     let profile = load(&args.trace, &ProfileOptions::for_metrics(&[args.metric]))?;
     require_known(&profile, args.metric)?;
-    let mut sym = Symbolizer::new(&profile.metadata.modules);
+    let mut sym = Symbolizer::for_trace(&profile.metadata);
     sym.prefetch(profile.frames());
     let stacks = folded(&profile, &mut sym, args.metric, |f| f.function.clone());
     for w in profile.warnings.iter().chain(sym.warnings()) {

@@ -207,7 +207,7 @@ fn build(
     let leak_check = report.leaks.as_ref().is_some_and(|l| l.scan.is_some());
     let sites = Profile::site_values(&report, report.leaks.as_ref());
 
-    let mut sym = Symbolizer::new(&report.metadata.modules);
+    let mut sym = Symbolizer::for_trace(&report.metadata);
     sym.prefetch(memlens_analysis::profile::site_frames(
         &report.metadata,
         &sites,

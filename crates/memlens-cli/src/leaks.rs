@@ -188,7 +188,7 @@ impl LeakView {
         opts: &LeakOptions,
         sup: &Suppressions,
     ) -> LeakView {
-        let sym = Symbolizer::new(&metadata.modules);
+        let sym = Symbolizer::for_trace(&metadata);
         let mut view = LeakView {
             report,
             metadata,

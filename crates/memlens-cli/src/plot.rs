@@ -107,7 +107,7 @@ fn plot(args: &PlotArgs) -> Result<PathBuf, String> {
     .map_err(|e| e.to_string())?;
     drop(bar);
     let metadata = reader.metadata().map_err(|e| e.to_string())?;
-    let mut sym = Symbolizer::new(&metadata.modules);
+    let mut sym = Symbolizer::for_trace(&metadata);
     let stacks: Vec<u32> = tl.sites.iter().map(|s| s.site.stack).collect();
     let labels: Vec<String> = site_labels(&metadata, &mut sym, &stacks)
         .into_iter()

@@ -239,11 +239,17 @@ impl Builder<'_> {
         if let Some(&id) = self.locations.get(&raw) {
             return id;
         }
-        let address = match self.p.metadata.modules.get(&raw.module) {
-            Some(m) if raw.module != 0 => m.load_bias.wrapping_add(raw.offset),
-            _ => raw.offset,
+        // A Python frame has no machine address: no mapping, address 0, and its line
+        // is the .py file's.
+        let (address, mapping_id) = if raw.python().is_some() {
+            (0, 0)
+        } else {
+            let address = match self.p.metadata.modules.get(&raw.module) {
+                Some(m) if raw.module != 0 => m.load_bias.wrapping_add(raw.offset),
+                _ => raw.offset,
+            };
+            (address, self.mapping(raw.module, address))
         };
-        let mapping_id = self.mapping(raw.module, address);
         let frames = sym.frame(raw).to_vec();
         let mut line = Vec::with_capacity(frames.len());
         for f in &frames {
@@ -350,8 +356,8 @@ pub fn message(p: &Profile, sym: &mut Symbolizer) -> proto::Profile {
             continue;
         }
         // The recorder's own frames (its `main` trampoline) are not the program's.
-        let raw: Vec<RawFrame> = p
-            .stack(s.stack)
+        let raw: Vec<RawFrame> = sym
+            .shown(p.stack(s.stack))
             .iter()
             .copied()
             .filter(|f| !sym.is_recorder(f.module))

@@ -169,7 +169,7 @@ pub fn main(args: ReportArgs) -> ExitCode {
         Ok(r) => r,
         Err(msg) => return crate::fail(msg),
     };
-    let mut sym = Symbolizer::new(&report.metadata.modules);
+    let mut sym = Symbolizer::for_trace(&report.metadata);
     let out = match args.format {
         Format::Text => text(&report, &mut sym, args.top, &shown),
         Format::Json => {

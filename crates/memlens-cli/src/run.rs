@@ -18,7 +18,11 @@ use std::process::{Command, ExitCode};
 stderr after the program exits and then exits with the program's own status (or dies by the same \
 signal). The program's process is recorded, and so is each program its process becomes by exec \
 (a shim or wrapper script and the real program: each image writes its own trace, and the summary \
-is of the last). With --trace-children=yes every other process it starts (fork, exec) is \
+is of the last; the traces of shells and env that only exec'd the next image are not kept, so a \
+pyenv shim leaves the interpreter's trace alone). A CPython program's stacks show its Python \
+functions and lines (3.11-3.13), its objects are allocated with malloc (PYTHONMALLOC=malloc) so \
+that each is seen, and its leak check runs when its work is done, before the interpreter tears \
+itself down. With --trace-children=yes every other process it starts (fork, exec) is \
 recorded too, each in its own trace.\n\n\
 Examples:\n  memlens run -- ./myprog arg1 arg2\n  memlens run -o /tmp/%n.%p.trace -- python3 script.py\n  \
 memlens run --trace-children=yes --trace-children-skip='*/sh,*/make' -- make -j2"
@@ -68,7 +72,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub leak: crate::leaks::LeakOptions,
     /// Interior-pointer heuristics that make a block reachable: all, none, or a list of
-    /// stdstring, length64, newarray, multipleinheritance (memcheck's option).
+    /// stdstring, length64, newarray, multipleinheritance (memcheck's option), pyobject
+    /// (memlens's, for CPython: a reference to an object after its 16-byte GC header).
     #[arg(long, value_name = "SET", default_value = "all", value_parser = parse_heuristics)]
     pub leak_check_heuristics: u32,
     /// Exit with N instead of the program's status when there were errors: heap errors,
@@ -80,6 +85,18 @@ pub struct RunArgs {
     /// first freed (costs time).
     #[arg(long)]
     pub free_stacks: bool,
+    /// CPython: the allocator of Python's objects. malloc (the default) sets
+    /// PYTHONMALLOC=malloc, so every Python object is one recorded block with its Python
+    /// line (the program runs a little slower, as without pymalloc's free lists);
+    /// pymalloc leaves Python's own allocator, whose objects of 512 bytes or less come
+    /// from its arenas and are not seen one by one. A PYTHONMALLOC already set is kept,
+    /// and python -E/-I ignore the environment (the summary says which was used).
+    #[arg(long, value_enum, value_name = "malloc|pymalloc", default_value_t = PythonAllocator::Malloc)]
+    pub python_allocator: PythonAllocator,
+    /// CPython 3.11-3.13: show the Python functions and lines in stacks, in place of the
+    /// interpreter's C frames (yes, the default), or record native stacks only (no).
+    #[arg(long, value_name = "yes|no", default_value = "yes", value_parser = crate::leaks::parse_yes_no, action = clap::ArgAction::Set)]
+    pub python_frames: bool,
     /// The program to run, then its arguments (put them after `--`).
     #[arg(
         trailing_var_arg = true,
@@ -87,6 +104,13 @@ pub struct RunArgs {
         value_name = "PROGRAM [ARGS]"
     )]
     pub command: Vec<OsString>,
+}
+
+/// `--python-allocator`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PythonAllocator {
+    Malloc,
+    Pymalloc,
 }
 
 /// Why a program cannot be recorded through LD_PRELOAD, if it cannot.
@@ -405,13 +429,17 @@ fn parse_heuristics(s: &str) -> Result<u32, String> {
     let mut bits = 0u32;
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part {
-            "all" => bits = 0b11110,
+            "all" => bits = 0b111110,
             "none" => bits = 0,
-            name => match memlens_trace::Heuristic::ALL.iter().find(|h| h.name() == name) {
+            name => match memlens_trace::Heuristic::ALL
+                .iter()
+                .filter(|&&h| h != memlens_trace::Heuristic::PyCycle)
+                .find(|h| h.name() == name)
+            {
                 Some(h) => bits |= 1 << *h as u32,
                 None => {
                     return Err(format!(
-                        "unknown heuristic `{name}` (use stdstring, length64, newarray, multipleinheritance, all or none)"
+                        "unknown heuristic `{name}` (use stdstring, length64, newarray, multipleinheritance, pyobject, all or none)"
                     ))
                 }
             },
@@ -499,6 +527,15 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
     } else {
         cmd.env_remove(env::NO_FOLLOW);
     }
+    cmd.env(
+        env::PYTHON_FRAMES,
+        if args.python_frames { "1" } else { "0" },
+    );
+    if args.python_allocator == PythonAllocator::Malloc
+        && std::env::var_os("PYTHONMALLOC").is_none()
+    {
+        cmd.env("PYTHONMALLOC", "malloc");
+    }
     let skip = args.trace_children_skip.join(",");
     if skip.is_empty() {
         cmd.env_remove(env::TRACE_CHILDREN_SKIP);
@@ -515,8 +552,13 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
         .wait()
         .map_err(|e| LaunchError::Other(format!("lost track of the program: {e}")))?;
 
-    let traces = manifest.read();
-    let infos = trace_infos(&traces);
+    let mut traces = manifest.read();
+    let mut infos = trace_infos(&traces);
+    let wrappers = if args.trace_children {
+        Vec::new()
+    } else {
+        drop_wrapper_traces(&mut traces, &mut infos, child.pid())
+    };
     let images = own_images(&infos, child.pid());
     let main_trace = main_trace(&traces, &images);
     // One pass over the trace serves the summary, the leak check and the budgets. None is
@@ -537,6 +579,14 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
         });
     if !quiet {
         summarize(&traces, &images, main_trace.as_ref(), analysis.as_ref());
+        if !wrappers.is_empty() {
+            crate::say!(
+                "==memlens== not kept: the trace{} of {} ({}), which only started the program by exec",
+                if wrappers.len() == 1 { "" } else { "s" },
+                if wrappers.len() == 1 { "the wrapper it ran first" } else { "the wrappers it ran first" },
+                wrappers.join(" -> ")
+            );
+        }
     }
     let mut failed = false;
     match (&main_trace, analysis) {
@@ -682,6 +732,58 @@ struct TraceInfo {
     path: PathBuf,
     pid: u32,
     exe: String,
+    /// The image ended by exec, into a program that was recorded.
+    exec_followed: bool,
+}
+
+/// Programs that only start another one for the user: `env`, and shells running a shim
+/// or wrapper script (pyenv's shims, launchers).
+const WRAPPERS: &[&str] = &["env", "sh", "bash", "dash", "zsh", "ksh"];
+
+/// Without --trace-children, an image of the program's own process that is only a
+/// wrapper (a shell or env that ended by exec into the next, recorded, image: a pyenv
+/// shim runs env -> bash -> ... -> python) leaves no trace: its file is removed, so that
+/// the run leaves the program's trace only. The program's trace takes the first wrapper's
+/// file name when it had the same name with a suffix (`-o FILE`). The wrappers' names
+/// are returned.
+fn drop_wrapper_traces(
+    traces: &mut Vec<PathBuf>,
+    infos: &mut Vec<TraceInfo>,
+    root_pid: u32,
+) -> Vec<String> {
+    let own = infos.iter().filter(|t| t.pid == root_pid).count();
+    let mut seen = 0;
+    let mut dropped = Vec::new();
+    let mut first_freed: Option<PathBuf> = None;
+    infos.retain(|t| {
+        if t.pid != root_pid {
+            return true;
+        }
+        seen += 1;
+        let name = t.exe.rsplit('/').next().unwrap_or(&t.exe);
+        let wrapper = seen < own && t.exec_followed && WRAPPERS.contains(&name);
+        if wrapper && std::fs::remove_file(&t.path).is_ok() {
+            traces.retain(|p| p != &t.path);
+            dropped.push(name.to_string());
+            first_freed.get_or_insert_with(|| t.path.clone());
+            return false;
+        }
+        true
+    });
+    if let (Some(base), Some(last)) = (first_freed, infos.iter_mut().rfind(|t| t.pid == root_pid)) {
+        let suffixed = last
+            .path
+            .to_str()
+            .zip(base.to_str())
+            .is_some_and(|(l, b)| l.strip_prefix(b).is_some_and(|rest| rest.starts_with('.')));
+        if suffixed && std::fs::rename(&last.path, &base).is_ok() {
+            for p in traces.iter_mut().filter(|p| **p == last.path) {
+                *p = base.clone();
+            }
+            last.path = base;
+        }
+    }
+    dropped
 }
 
 /// The headers of the traces written (unreadable ones are left out of the chain of
@@ -691,10 +793,15 @@ fn trace_infos(traces: &[PathBuf]) -> Vec<TraceInfo> {
         .iter()
         .filter_map(|p| {
             let r = memlens_trace::reader::TraceReader::open(p).ok()?;
+            let exec_followed = r.metadata().ok().and_then(|m| m.end).is_some_and(|e| {
+                e.kind == memlens_trace::ExitKind::Exec
+                    && e.code == memlens_trace::EXEC_RECORDER_KEPT
+            });
             Some(TraceInfo {
                 path: p.clone(),
                 pid: r.header().pid,
                 exe: r.header().exe.clone(),
+                exec_followed,
             })
         })
         .collect()

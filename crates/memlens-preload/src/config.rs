@@ -13,8 +13,9 @@
 //! | `MEMLENS_PROGRAM` | the path `memlens run` exec'd: that image is never skipped | none |
 //! | `MEMLENS_TRACE_CHILDREN_SKIP` | comma-separated `*`/`?` patterns of exec'd program paths (`AT_EXECFN`) not to record, nor anything they start | none |
 //! | `MEMLENS_FREE_STACKS` | `1`: record the stack of every free/delete (heap error reports then show where a block was first freed) | off |
-//! | `MEMLENS_HEURISTICS` | bit mask of enabled interior-pointer heuristics (bit 1 stdstring, 2 length64, 3 newarray, 4 multipleinheritance) | 30 (all) |
+//! | `MEMLENS_HEURISTICS` | bit mask of enabled interior-pointer heuristics (bit 1 stdstring, 2 length64, 3 newarray, 4 multipleinheritance, 5 pyobject) | 62 (all) |
 //! | `MEMLENS_LEAK_CHECK` | `no`: no reachability scan at exit | yes |
+//! | `MEMLENS_PYTHON_FRAMES` | `0`: CPython's stacks stay native (no Python frames) | on |
 //! | `MEMLENS_UNWIND_CACHE` | `0`: unwind every stack in full (no memo, no prefix reuse); for checking that the caches change nothing | on |
 
 use core::ffi::CStr;
@@ -34,6 +35,7 @@ pub struct Config {
     pub program: Option<&'static CStr>,
     pub trace_children_skip: Option<&'static CStr>,
     pub unwind_cache: bool,
+    pub python_frames: bool,
     pub free_stacks: bool,
     pub leak_check: bool,
     pub heuristics: u32,
@@ -89,7 +91,10 @@ impl Config {
             unwind_cache: env(var::UNWIND_CACHE.c_name())
                 .map(|v| v.to_bytes() != b"0")
                 .unwrap_or(true),
-            heuristics: env_u64(var::HEURISTICS.c_name()).map_or(0b11110, |v| v as u32 & 0b11110),
+            python_frames: env(var::PYTHON_FRAMES.c_name())
+                .map(|v| v.to_bytes() != b"0")
+                .unwrap_or(true),
+            heuristics: env_u64(var::HEURISTICS.c_name()).map_or(0b111110, |v| v as u32 & 0b111110),
             leak_check: env(var::LEAK_CHECK.c_name())
                 .map(|v| v.to_bytes() != b"no")
                 .unwrap_or(true),

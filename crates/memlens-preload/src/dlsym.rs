@@ -168,6 +168,20 @@ unsafe fn is_main_libstdcxx(addr: *const c_void, handle: *mut c_void) -> bool {
         && lmid == libc::LM_ID_BASE
 }
 
+/// Whether the code at `f` is a PLT stub (an indirect jump through the GOT, optionally
+/// after `endbr64` and with a `bnd` prefix): an executable that takes the address of
+/// `malloc` without defining it gets such a "canonical PLT entry", which dlsym returns
+/// as the symbol's address, but which only jumps to the real one.
+///
+/// # Safety
+/// `f` points at code: at least 11 readable bytes.
+unsafe fn is_plt_stub(f: *const c_void) -> bool {
+    let b = core::slice::from_raw_parts(f as *const u8, 11);
+    let b = b.strip_prefix(&[0xf3, 0x0f, 0x1e, 0xfa]).unwrap_or(b);
+    let b = b.strip_prefix(&[0xf2]).unwrap_or(b);
+    b.starts_with(&[0xff, 0x25])
+}
+
 /// What [`note_own_allocator`] found: the module that defines allocation functions in
 /// place of the C library's, and their names (`malloc,free`).
 static OWN_ALLOCATOR: spin::Mutex<Option<(Vec<u8>, Vec<u8>)>> = spin::Mutex::new(None);
@@ -185,8 +199,10 @@ pub fn note_own_allocator(ts: u64) {
         // Always found (glibc defines them all), so this leaves no dlerror message.
         // SAFETY: dlsym with a NUL-terminated name.
         let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
-        // SAFETY: a NUL-terminated name.
-        if f.is_null() || f == unsafe { own_definition(name.as_ptr()) } {
+        // SAFETY: a NUL-terminated name; f is a function of a loaded module, whose
+        // first bytes are readable code.
+        if f.is_null() || f == unsafe { own_definition(name.as_ptr()) } || unsafe { is_plt_stub(f) }
+        {
             continue;
         }
         if module.is_empty() {

@@ -37,6 +37,7 @@ mod modules;
 mod output;
 mod own_memory;
 mod private_alloc;
+mod python;
 mod scan;
 mod self_mem;
 mod signals;

@@ -719,6 +719,7 @@ pub fn reemit_all(ts: u64) {
         }
     }
     crate::dlsym::reemit_notices(ts);
+    crate::python::reemit_notices(ts);
 }
 
 #[cfg(test)]

@@ -215,7 +215,11 @@ fn insert(
     let mut located = [(0u32, 0u64); crate::config::MAX_DEPTH_LIMIT];
     let n = frames.len().min(located.len());
     for (dst, &f) in located.iter_mut().zip(&frames[..n]) {
-        *dst = snap.locate(f);
+        *dst = if f & crate::python::TAG != 0 {
+            (memlens_trace::PYTHON_MODULE, f & !crate::python::TAG)
+        } else {
+            snap.locate(f)
+        };
     }
     if !define_unknown && located[..n].iter().any(|&(m, _)| m == 0) {
         return Err(UnknownFrames);

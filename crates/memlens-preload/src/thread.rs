@@ -159,6 +159,21 @@ pub struct Unwinding {
     records: [Box<modules::UnwindRecord>; 2],
     cur: usize,
     memo: Box<[Memo]>,
+    /// Python frames (a CPython process only): this stack's walk, the thread's code ids
+    /// and the merged stack.
+    python: Option<Box<PythonFrames>>,
+}
+
+/// A stack with Python frames merged in (see `python::merge`).
+pub struct MergeBuf {
+    pub n: usize,
+    pub frames: [u64; MAX_DEPTH_LIMIT],
+}
+
+struct PythonFrames {
+    walk: Box<crate::python::Walk>,
+    codes: Box<crate::python::CodeCache>,
+    merged: Box<MergeBuf>,
 }
 
 impl Unwinding {
@@ -171,6 +186,7 @@ impl Unwinding {
             ],
             cur: 0,
             memo: (0..MEMO_ENTRIES).map(|_| Memo::EMPTY).collect(),
+            python: None,
         })
     }
 
@@ -359,6 +375,9 @@ pub fn record_then(func: AllocFunc, op: Op, caller: Caller, then: impl FnOnce() 
     }
     st.unlock();
     drop(busy);
+    if crate::python::take_work_done() {
+        crate::lifecycle::python_work_done();
+    }
     true
 }
 
@@ -399,7 +418,12 @@ fn record_into(
     ts: u64,
 ) -> Option<ChunkMark> {
     let stack = match op {
-        Op::Free { .. } if !FREE_STACKS.load(Ordering::Relaxed) => 0,
+        Op::Free { .. } if !FREE_STACKS.load(Ordering::Relaxed) => {
+            if crate::python::active() {
+                crate::python::poll_finalizing();
+            }
+            0
+        }
         _ => capture(st, caller, ts),
     };
     st.push(|b| match op {
@@ -434,6 +458,9 @@ struct Memo {
     nreads: u32,
     /// The unwind depended on the start bp (see `modules::UnwindRecord`): reuse only for it.
     bp_sensitive: bool,
+    /// The Python frames' signature (`python::Walk::signature`, 0 for none): the stack
+    /// is the same only if they are too.
+    python: u64,
     reads: [(u64, u64); MEMO_READS],
 }
 
@@ -448,6 +475,7 @@ impl Memo {
         stack: 0,
         nreads: 0,
         bp_sensitive: false,
+        python: 0,
         reads: [(0, 0); MEMO_READS],
     };
 
@@ -458,8 +486,9 @@ impl Memo {
     }
 
     #[inline]
-    fn matches(&self, c: Caller, hi: u64, generation: u64, depth: u32) -> bool {
+    fn matches(&self, c: Caller, hi: u64, generation: u64, depth: u32, python: u64) -> bool {
         self.stack != 0
+            && self.python == python
             && self.ret == c.ret
             && self.sp == c.sp
             && (!self.bp_sensitive || self.bp == c.bp)
@@ -488,9 +517,27 @@ fn capture(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
         0
     };
     let u = st.unwinding.get_or_insert_with(Unwinding::new);
+    // A CPython thread: its Python frames first (they live outside the C stack, so the
+    // memo must know them too).
+    let python = if crate::python::active() {
+        let p = u.python.get_or_insert_with(|| {
+            Box::new(PythonFrames {
+                walk: crate::python::Walk::new(),
+                codes: crate::python::CodeCache::new(),
+                merged: Box::new(MergeBuf {
+                    n: 0,
+                    frames: [0; MAX_DEPTH_LIMIT],
+                }),
+            })
+        });
+        crate::python::walk(&mut p.walk);
+        p.walk.signature()
+    } else {
+        0
+    };
     let slot = Memo::slot(caller.ret, caller.sp);
     let cached = UNWIND_CACHE.load(Ordering::Relaxed);
-    if cached && u.memo[slot].matches(caller, hi, snap.generation, depth as u32) {
+    if cached && u.memo[slot].matches(caller, hi, snap.generation, depth as u32, python) {
         return u.memo[slot].stack;
     }
     let (first, second) = u.records.split_at_mut(1);
@@ -519,7 +566,13 @@ fn capture(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
             prev,
             out,
         );
-        match stacks::id_for(out.frames(), snap, retried) {
+        let frames = match (python, u.python.as_mut()) {
+            (0, _) | (_, None) => out.frames(),
+            (_, Some(p)) => {
+                crate::python::merge(out.frames(), &p.walk, &mut p.codes, &mut p.merged)
+            }
+        };
+        match stacks::id_for(frames, snap, retried) {
             Ok(id) => break id,
             Err(stacks::UnknownFrames) => {
                 if modules::refresh_if_changed(ts) {
@@ -545,6 +598,7 @@ fn capture(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
         m.depth = depth as u32;
         m.nreads = relevant as u32;
         m.bp_sensitive = out.bp_sensitive;
+        m.python = python;
         for (dst, rv) in m.reads.iter_mut().zip(out.relevant_reads()) {
             *dst = rv;
         }

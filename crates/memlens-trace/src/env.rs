@@ -59,6 +59,8 @@ pub const HEURISTICS: EnvVar = EnvVar(c"MEMLENS_HEURISTICS");
 pub const NO_FOLLOW: EnvVar = EnvVar(c"MEMLENS_NO_FOLLOW");
 /// 0 turns the unwind caches off (a test compares both modes).
 pub const UNWIND_CACHE: EnvVar = EnvVar(c"MEMLENS_UNWIND_CACHE");
+/// `--python-frames=no`: CPython's stacks stay native (0).
+pub const PYTHON_FRAMES: EnvVar = EnvVar(c"MEMLENS_PYTHON_FRAMES");
 
 /// `memlens attach` passes its settings in a file, not the environment: one
 /// `NAME=value` line per setting, with the names above (`OUTPUT` is the trace's exact

@@ -229,12 +229,27 @@ pub enum NoticeKind {
     /// The executable defines allocation functions of its own (`symbols`), which take
     /// the place of the C library's for the whole process.
     OwnAllocator = 1,
+    /// A CPython interpreter whose frames the recorder reads: `module` is the module
+    /// that holds it, `symbols` its version (`3.11.2`), then `,` and the allocator its
+    /// object domain uses at the first Python frame (`malloc` or `pymalloc`; empty if
+    /// unknown). Stacks carry its Python frames.
+    PythonFrames = 2,
+    /// A CPython interpreter whose frames the recorder does not read (its version,
+    /// in `symbols`, is not one it knows): stacks stay native.
+    PythonUnsupported = 3,
+    /// The CPython interpreter began finalizing at `ts`: the program's own work is done.
+    /// The leak check ran then (the scan's flags say so), and the analysis ends the run
+    /// there: what the interpreter frees while tearing itself down is not the program's.
+    PythonWorkDone = 4,
 }
 
 impl NoticeKind {
     pub fn from_u8(v: u8) -> Option<Self> {
         match v {
             1 => Some(Self::OwnAllocator),
+            2 => Some(Self::PythonFrames),
+            3 => Some(Self::PythonUnsupported),
+            4 => Some(Self::PythonWorkDone),
             _ => None,
         }
     }
@@ -331,14 +346,24 @@ pub enum Heuristic {
     Length64 = 2,
     NewArray = 3,
     MultipleInheritance = 4,
+    /// memlens's own, for CPython: a pointer 16 bytes into a block whose word at 24 is a
+    /// Python type (the object after a garbage collector header, where every reference to
+    /// a container object points). Only in a process whose Python frames are read.
+    PyObject = 5,
+    /// Not an interior-pointer heuristic but what the pyobject one finds too: CPython
+    /// objects reachable only through the cycle collector's lists (garbage in reference
+    /// cycles, freed whenever the collector runs; never if it is off), and what they hold.
+    PyCycle = 6,
 }
 
 impl Heuristic {
-    pub const ALL: [Heuristic; 4] = [
+    pub const ALL: [Heuristic; 6] = [
         Heuristic::StdString,
         Heuristic::Length64,
         Heuristic::NewArray,
         Heuristic::MultipleInheritance,
+        Heuristic::PyObject,
+        Heuristic::PyCycle,
     ];
     pub fn from_u8(v: u8) -> Option<Self> {
         Self::ALL.get((v as usize).wrapping_sub(1)).copied()
@@ -350,6 +375,8 @@ impl Heuristic {
             Heuristic::Length64 => "length64",
             Heuristic::NewArray => "newarray",
             Heuristic::MultipleInheritance => "multipleinheritance",
+            Heuristic::PyObject => "pyobject",
+            Heuristic::PyCycle => "pycycle",
         }
     }
 }

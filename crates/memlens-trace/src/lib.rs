@@ -38,13 +38,14 @@ use alloc::vec::Vec;
 
 pub use kinds::*;
 pub use records::{
-    EndRecord, Event, MetaRecord, Module, Notice, RawFrame, ScanBlock, ScanRecord, ThreadInfo,
+    EndRecord, Event, MetaRecord, Module, Notice, PyCode, RawFrame, ScanBlock, ScanRecord,
+    ThreadInfo, PYTHON_MODULE,
 };
 
 /// First bytes of every trace file.
 pub const MAGIC: [u8; 8] = *b"MEMLENS\0";
 /// Version of the format written by this crate. Readers refuse other versions by name.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// The oldest format version readers still read (version 1: a separate function byte
 /// after each event's tag).
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
@@ -117,6 +118,8 @@ pub mod tag {
     pub const REGION_NAME: u8 = 21;
     pub const ASSERT_LABEL: u8 = 22;
     pub const REALTIME_THREAD: u8 = 23;
+    // Meta chunks, format version 4.
+    pub const PY_CODE: u8 = 24;
     // End chunk.
     pub const END: u8 = 32;
     // Scan chunks (the reachability scan at exit).

@@ -98,6 +98,8 @@ pub struct Metadata {
     pub assert_labels: HashMap<u32, String>,
     /// Thread indexes that marked themselves real-time at least once.
     pub realtime_threads: std::collections::HashSet<u32>,
+    /// Python code id -> code object (the Python frames of stacks).
+    pub py_codes: HashMap<u32, crate::PyCode>,
 }
 
 pub struct TraceReader {
@@ -410,6 +412,9 @@ fn decode_meta(raw: &[u8], md: &mut Metadata) -> Option<()> {
             }
             MetaRecord::RealtimeThread { index } => {
                 md.realtime_threads.insert(index);
+            }
+            MetaRecord::PyCode(code) => {
+                md.py_codes.insert(code.id, code);
             }
             MetaRecord::End(e) => md.end = Some(e),
         }

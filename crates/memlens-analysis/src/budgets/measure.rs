@@ -238,7 +238,7 @@ pub fn measure(
     let mut obs = Observer {
         budgets,
         md: &md,
-        sym: by_stack.then(|| Symbolizer::new(&md.modules)),
+        sym: by_stack.then(|| Symbolizer::for_trace(&md)),
         thread_masks,
         any_thread,
         stack_masks: HashMap::new(),
@@ -259,7 +259,7 @@ pub fn measure(
     let mut peaks = program::Peaks::prepare(reader, &md)?;
     type VKey = (ViolationKind, AllocFunc, u32, Option<SiteKey>);
     let mut violations: HashMap<VKey, Violation> = HashMap::new();
-    for ev in ReportedEvents::new(reader, 1, progress) {
+    for ev in ReportedEvents::new(reader, &md, 1, progress) {
         let ev = ev?;
         match ev {
             Event::Region {
@@ -411,7 +411,7 @@ fn leak_figures(
     suppressions: Option<&Suppressions>,
 ) -> Result<(), Error> {
     let mut suppressed: HashMap<(SiteKey, BlockState), bool> = HashMap::new();
-    let mut sym = suppressions.map(|_| Symbolizer::new(&md.modules));
+    let mut sym = suppressions.map(|_| Symbolizer::for_trace(md));
     for rec in reader.scan() {
         let ScanRecord::Block(b) = rec? else { continue };
         if b.internal {

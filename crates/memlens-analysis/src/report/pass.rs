@@ -390,6 +390,7 @@ pub(super) struct Finished {
 /// tracker (`heap_errors`: one that classifies heap errors too).
 pub(super) fn run(
     reader: &TraceReader,
+    metadata: &memlens_trace::reader::Metadata,
     win: Window,
     to_end: bool,
     leaks: Option<bool>,
@@ -441,7 +442,7 @@ pub(super) fn run(
         window_last_rss: None,
         last_ts: 0,
     };
-    for ev in ReportedEvents::new(reader, 1, progress) {
+    for ev in ReportedEvents::new(reader, metadata, 1, progress) {
         let ev = ev?;
         if !to_end && ev.ts() > win.to_ns {
             break;

@@ -324,6 +324,80 @@ pub(super) fn advice(f: &Finished, growing: &[GrowingSite], top: usize) -> Vec<A
     adv
 }
 
+/// A Python program's advice: growth advice that says which container grows (read from
+/// the source), and the sites whose blocks were garbage in reference cycles.
+pub(super) fn python_advice(
+    advice: &mut Vec<Advice>,
+    metadata: &Metadata,
+    leaks: Option<&crate::leaks::LeakReport>,
+    top: usize,
+) {
+    let mut files: std::collections::HashMap<String, Option<Vec<String>>> = Default::default();
+    let mut read_line = |file: &str, line: u32| -> Option<String> {
+        let lines = files.entry(file.to_string()).or_insert_with(|| {
+            // Only a regular file (a trace can name anything).
+            let p = std::path::Path::new(file);
+            p.is_file()
+                .then(|| std::fs::read_to_string(p).ok())
+                .flatten()
+                .map(|t| t.lines().map(str::to_string).collect())
+        });
+        lines.as_ref()?.get(line.checked_sub(1)? as usize).cloned()
+    };
+    let interpreter = crate::python::interpreter_modules(metadata);
+    // Pools and realloc strategies are the interpreter's business, not a Python line's.
+    advice.retain(|a| {
+        !matches!(
+            a.kind,
+            advice::AdviceKind::Pool | advice::AdviceKind::ReallocChain
+        ) || !crate::python::is_python_site(metadata, &interpreter, a.site.stack)
+    });
+    for a in advice.iter_mut() {
+        match a.kind {
+            advice::AdviceKind::Growth => {
+                if let Some(py) =
+                    crate::python::growth_advice(metadata, a.site.stack, &mut read_line)
+                {
+                    let rate = a.message.split(':').next().unwrap_or("").to_string();
+                    a.message = format!("{rate}: {py}");
+                }
+            }
+            advice::AdviceKind::Temporary
+                if crate::python::is_python_site(metadata, &interpreter, a.site.stack) =>
+            {
+                let counts = a.message.split(':').next().unwrap_or("").to_string();
+                a.message = format!(
+                    "{counts}: objects made and dropped at once on this line; build them once \
+                     outside the loop, or use a generator or str.join / b''.join instead of \
+                     intermediate lists and strings"
+                );
+            }
+            _ => {}
+        }
+    }
+    if let Some(l) = leaks {
+        for &(func, stack, amount) in l
+            .python_cycles
+            .iter()
+            .filter(|c| c.2.bytes >= advice::REFERENCE_CYCLE_MIN_BYTES)
+            .take(top)
+        {
+            let site = Site {
+                stack,
+                func,
+                stats: crate::site::SiteStats {
+                    live_bytes: amount.bytes,
+                    live_blocks: amount.blocks,
+                    ..Default::default()
+                },
+            };
+            advice.push(advice::reference_cycle(site, amount.bytes, amount.blocks));
+        }
+    }
+    advice::sort(advice);
+    advice.truncate(top);
+}
+
 /// Heap vs RSS; `None` when the window has no RSS sample.
 pub(super) fn heap_vs_rss(f: &Finished, metadata: &Metadata) -> Option<HeapVsRss> {
     let (Some(p), Some(last)) = (f.peak_rss, f.window_last_rss) else {
@@ -365,7 +439,7 @@ pub(super) fn warnings(metadata: &Metadata, totals: &Totals) -> Vec<String> {
             ));
         }
     }
-    warnings.extend(metadata.notices.iter().map(super::notice_sentence));
+    warnings.extend(metadata.notices.iter().filter_map(super::notice_sentence));
     if totals.reused_addresses > 0 {
         warnings.push(format!(
             "{} allocations returned an address that was still allocated (a release was not recorded); the old blocks were counted as freed",

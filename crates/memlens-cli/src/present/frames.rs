@@ -153,6 +153,7 @@ mod tests {
             module: module.map(Into::into),
             inlined,
             resolved: true,
+            python: false,
         };
         assert_eq!(
             frame_text(&f(

@@ -12,7 +12,7 @@ use std::path::Path;
 /// The short summary `memlens run` shows on stderr when the program exits: one block of
 /// lines prefixed `==memlens==`.
 pub fn run_summary(r: &Report, trace: &Path) -> String {
-    let mut sym = Symbolizer::new(&r.metadata.modules);
+    let mut sym = Symbolizer::for_trace(&r.metadata);
     let t = &r.totals;
     let attached = r.header.attach.is_some();
     let mut lines = crate::present::trace::attach_note(&r.header)
@@ -117,6 +117,14 @@ pub fn run_summary(r: &Report, trace: &Path) -> String {
             "warning: the program replaced itself with exec and the new image was not recorded: {why}; \
              this summary describes only the image before the exec"
         ));
+    }
+    if let Some(p) = memlens_analysis::report::PythonInfo::of(&r.metadata) {
+        if p.allocator == "malloc" {
+            lines.push(format!(
+                "Python {}: stacks show Python functions and lines; every Python object was allocated with malloc (PYTHONMALLOC=malloc)",
+                p.version
+            ));
+        }
     }
     for w in r.warnings.iter().chain(sym.warnings()) {
         lines.push(format!("warning: {w}"));

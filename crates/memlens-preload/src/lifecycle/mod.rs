@@ -452,6 +452,7 @@ extern "C" fn memlens_init() {
     // What the exit scan needs from ld.so, now: at exit a stopped thread may hold its lock.
     scan::prepare();
     crate::dlsym::note_own_allocator(0);
+    crate::python::prepare(0, cfg.python_frames);
     register_process_handlers();
     ACTIVE.store(true, Ordering::Release);
     crate::go_exit::install();
@@ -491,13 +492,42 @@ fn finish(kind: ExitKind, code: i32, ctx: &scan::Context) {
             let _busy = tls::BusyGuard::enter();
             thread::final_rss_sample();
         }
-        scan::run(kind, code, ctx);
+        if !SCANNED.swap(true, Ordering::AcqRel) {
+            scan::run(kind, code, ctx);
+        }
     }
     let busy = tls::BusyGuard::enter();
     thread::flush_all();
     output::end(now_ns(), kind, code);
     ACTIVE.store(false, Ordering::Release);
     drop(busy);
+}
+
+/// The leak check already ran (a Python program's, when its work was done): the exit
+/// needs none.
+static SCANNED: AtomicBool = AtomicBool::new(false);
+
+/// A CPython program's work is done: its interpreter began finalizing (after the
+/// program's threads were joined and its atexit callbacks ran, before module globals are
+/// cleared). Mark the moment in the trace and run the leak check now, without stopping
+/// the other threads (they go on; the interpreter waits for none of them from here),
+/// so that what the program still holds is judged before the interpreter frees it.
+/// Called by the thread that saw it, on its way out of a hook (not busy, no lock).
+pub fn python_work_done() {
+    if !ACTIVE.load(Ordering::Acquire) || FINISHED.load(Ordering::Relaxed) || !output::owns_trace()
+    {
+        return;
+    }
+    let ts = now_ns();
+    {
+        let Some(_busy) = tls::BusyGuard::enter() else {
+            return;
+        };
+        output::notice(ts, memlens_trace::NoticeKind::PythonWorkDone, b"", b"");
+    }
+    if !output::DISABLED.load(Ordering::Relaxed) && !SCANNED.swap(true, Ordering::AcqRel) {
+        scan::run_live(ExitKind::Exit, 0, &scan::Context::default());
+    }
 }
 
 /// The caller's callee-saved registers and stack pointer at the program's own call to
@@ -742,6 +772,7 @@ extern "C" fn fork_prepare() {
     core::mem::forget(thread::REGISTRY.lock());
     core::mem::forget(modules::REBUILD.lock());
     core::mem::forget(stacks::INSERT.lock());
+    crate::python::lock_codes_for_fork();
     core::mem::forget(output::META.lock());
     core::mem::forget(writer::WRITING.lock());
     core::mem::forget(writer::QUEUE.lock());
@@ -759,6 +790,7 @@ fn release_fork_locks() {
         writer::QUEUE.force_unlock();
         writer::WRITING.force_unlock();
         output::META.force_unlock();
+        crate::python::codes_force_unlock();
         stacks::INSERT.force_unlock();
         modules::REBUILD.force_unlock();
         thread::REGISTRY.force_unlock();
@@ -788,6 +820,7 @@ extern "C" fn fork_child() {
         }
         // New trace, new stack ids space: stacks are defined again in the child's file.
         stacks::EPOCH.fetch_add(0x5851_F42D_4C95_7F2D, Ordering::Relaxed);
+        crate::python::after_fork_child();
         if open_trace(parent) {
             let ts = now_ns();
             modules::reemit_all(ts);

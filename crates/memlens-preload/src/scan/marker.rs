@@ -33,6 +33,13 @@ pub(super) struct Heap {
     pub(super) readable: Vec<bool>,
 }
 
+/// A CPython object's reference count: far below any address (an immortal object's is
+/// at most 2^32; objects on the interpreter's free lists have 0).
+#[inline]
+fn plausible_refcount(refs: u64) -> bool {
+    refs < 1 << 40
+}
+
 #[inline]
 pub(super) fn size_of(meta: u64) -> u64 {
     live::Meta(meta).size()
@@ -151,6 +158,10 @@ pub(super) struct Marker<'a> {
     /// (never faulting); heap blocks, in anonymous memory, are read directly.
     pub(super) mem: &'a mut dyn Reader,
     pub(super) buf: Vec<u64>,
+    /// CPython's `PyType_Type` (0 in other processes): the pyobject heuristic's anchor.
+    pub(super) py_type_type: u64,
+    /// Addresses found to be Python types, sorted.
+    pub(super) py_types: Vec<u64>,
 }
 
 impl Marker<'_> {
@@ -180,6 +191,40 @@ impl Marker<'_> {
             .any(|&pc| self.map_of(pc).is_some_and(|t| t.exec && t.file))
     }
 
+    /// Whether `t` is a Python type object: its own type is `type` (`PyType_Type`) or a
+    /// metaclass (a type whose flags say it subclasses `type`). An instance is not: its
+    /// type is an ordinary class.
+    pub(super) fn is_python_type(&mut self, t: u64) -> bool {
+        /// `tp_flags` in `PyTypeObject` (3.11-3.13), and `Py_TPFLAGS_TYPE_SUBCLASS`.
+        const TP_FLAGS: u64 = 168;
+        const TYPE_SUBCLASS: u64 = 1 << 31;
+        if self.py_types.binary_search(&t).is_ok() {
+            return true;
+        }
+        let Some(meta) = self.read_word(t + 8) else {
+            return false;
+        };
+        let is_type = meta == self.py_type_type
+            || self.read_word(meta + TP_FLAGS).is_some_and(|f| {
+                f & TYPE_SUBCLASS != 0 && self.read_word(meta + 8) == Some(self.py_type_type)
+            });
+        if is_type {
+            if let Err(i) = self.py_types.binary_search(&t) {
+                self.py_types.insert(i, t);
+            }
+        }
+        is_type
+    }
+
+    /// One word anywhere in a readable mapping, read without faulting.
+    fn read_word(&mut self, a: u64) -> Option<u64> {
+        if a < 4096 || !a.is_multiple_of(8) || self.map_of(a).is_none() {
+            return None;
+        }
+        let mut w = [0u64; 1];
+        (self.mem.read(a, &mut w) == 1).then_some(w[0])
+    }
+
     pub(super) fn word(&self, b: usize, off: u64) -> Option<u64> {
         let (start, meta) = self.heap.blocks[b];
         if !self.heap.readable[b] || off + 8 > size_of(meta) {
@@ -193,7 +238,8 @@ impl Marker<'_> {
     pub(super) fn heuristic(&mut self, w: u64, b: usize) -> Option<Heuristic> {
         let (start, meta) = self.heap.blocks[b];
         let size = size_of(meta);
-        let on = |h: Heuristic| self.heuristics & (1 << h as u32) != 0;
+        let heuristics = self.heuristics;
+        let on = |h: Heuristic| heuristics & (1 << h as u32) != 0;
         if on(Heuristic::StdString) && w == start + 24 {
             if let (Some(len), Some(cap)) = (self.word(b, 0), self.word(b, 8)) {
                 if size == cap.wrapping_add(25) && len <= cap {
@@ -213,6 +259,29 @@ impl Marker<'_> {
                 if let Some(n) = self.word(b, 0) {
                     if n > 0 && size >= 8 && (size - 8).is_multiple_of(n) {
                         return Some(Heuristic::NewArray);
+                    }
+                }
+            }
+        }
+        if on(Heuristic::PyObject) && self.py_type_type != 0 {
+            // A pointer to an object, or into its contents (the characters of a str or
+            // bytes, a heap type's method tables, which C code keeps as pointers): the
+            // object starts the block, follows its 16-byte garbage collector header, or
+            // follows the two words of a managed __dict__ before that (3.11+).
+            let off = w - start;
+            if let Some(o) = self.py_object_in(b) {
+                if off >= o {
+                    return Some(Heuristic::PyObject);
+                }
+            }
+            // A dict's values array (3.11, 3.12), after a prefix whose last byte says its
+            // size (how CPython finds the block's start to free it); 3.12 stores the
+            // pointer less one (its low bit tags values apart from a dict).
+            let real = if off % 8 == 7 { off + 1 } else { off };
+            if real.is_multiple_of(8) && (8..=64).contains(&real) && real < size {
+                if let Some(prefix) = self.word(b, real - 8) {
+                    if prefix >> 56 == real {
+                        return Some(Heuristic::PyObject);
                     }
                 }
             }
@@ -243,6 +312,15 @@ impl Marker<'_> {
             Some(s) => self.state[s as usize] & STATE_MASK == REACHABLE,
         };
         let mut heur = None;
+        // CPython: a pointer into a tracked object's collector header is the collector's
+        // list link (tagged in its low bits), not a reference (see `gc_links`).
+        if self.py_type_type != 0 && w < start + 32 {
+            if let Some(o) = self.py_object_in(bi).filter(|&o| o >= 16) {
+                if w >= start + o - 16 && w < start + o {
+                    return;
+                }
+            }
+        }
         if w != start {
             // A pointer to the next chunk's header (glibc's bins, tcache, top) lands on
             // the last word of a block whose size fills its chunk: not the program's.
@@ -296,11 +374,49 @@ impl Marker<'_> {
 
     pub(super) fn scan_block(&mut self, b: u32) {
         let heap = self.heap;
-        for w in heap.words(b as usize) {
-            if w >= heap.min && w < heap.max {
+        let skip = self.gc_links(b as usize);
+        for (k, w) in heap.words(b as usize).enumerate() {
+            if w >= heap.min && w < heap.max && !skip.contains(&k) {
                 self.reach(w, b as u64 + 1, Some(b));
             }
         }
+    }
+
+    /// CPython: the word indexes of a garbage-collected object's collector links (its
+    /// 16-byte header: the next and previous objects the collector tracks); empty for
+    /// other blocks. Those links tie every tracked object to every other one and are not
+    /// references: followed, a reference cycle that nothing else holds would look
+    /// reachable. (The object starts 16 bytes into the block, or 32 after the two words of
+    /// a managed __dict__.)
+    pub(super) fn gc_links(&mut self, b: usize) -> core::ops::Range<usize> {
+        if self.py_type_type == 0 || self.heuristics & (1 << Heuristic::PyObject as u32) == 0 {
+            return 0..0;
+        }
+        match self.py_object_in(b) {
+            Some(o) if o >= 16 => {
+                let k = (o / 8 - 2) as usize;
+                k..k + 2
+            }
+            _ => 0..0,
+        }
+    }
+
+    /// CPython: where the object in block `b` starts (0, 16 after a garbage collector
+    /// header, or 32 after a managed __dict__'s two words too), if the block holds one:
+    /// a plausible reference count, then a type.
+    pub(super) fn py_object_in(&mut self, b: usize) -> Option<u64> {
+        let size = size_of(self.heap.blocks[b].1);
+        for off in [0u64, 16, 32] {
+            if size < off + 16 {
+                break;
+            }
+            if let (Some(refs), Some(t)) = (self.word(b, off), self.word(b, off + 8)) {
+                if plausible_refcount(refs) && self.is_python_type(t) {
+                    return Some(off);
+                }
+            }
+        }
+        None
     }
 
     pub(super) fn drain(&mut self) {
@@ -311,6 +427,41 @@ impl Marker<'_> {
             self.scan_block(b);
         }
         self.queue.clear();
+    }
+
+    /// CPython: the tracked objects nothing reached (garbage in reference cycles: only the
+    /// collector's lists, left out of the marking, still tie them in) and everything they
+    /// hold become reachable, through the pycycle "heuristic": they are freed when the
+    /// collector runs, so they are not leaks, but memory kept longer than the program may
+    /// think (the report's advice says how to avoid it).
+    pub(super) fn cycle_garbage(&mut self) {
+        if self.py_type_type == 0 || self.heuristics & (1 << Heuristic::PyObject as u32) == 0 {
+            return;
+        }
+        let tag = REACHABLE | (Heuristic::PyCycle as u8) << HEUR_SHIFT;
+        let mut stack: Vec<u32> = Vec::new();
+        for i in 0..self.heap.blocks.len() {
+            if self.state[i] & STATE_MASK != REACHABLE && !self.gc_links(i).is_empty() {
+                self.state[i] = tag;
+                stack.push(i as u32);
+            }
+        }
+        while let Some(j) = stack.pop() {
+            let heap = self.heap;
+            let skip = self.gc_links(j as usize);
+            for (k, w) in heap.words(j as usize).enumerate() {
+                if skip.contains(&k) {
+                    continue;
+                }
+                let Some(b) = heap.find(w) else { continue };
+                let bi = b as usize;
+                if self.state[bi] & STATE_MASK != REACHABLE {
+                    self.state[bi] = tag;
+                    self.link[bi] = j as u64 + 1;
+                    stack.push(b);
+                }
+            }
+        }
     }
 
     /// memcheck's cliques, in ascending address order.
@@ -325,7 +476,11 @@ impl Marker<'_> {
             stack.push(leader as u32);
             while let Some(j) = stack.pop() {
                 let heap = self.heap;
-                for w in heap.words(j as usize) {
+                let skip = self.gc_links(j as usize);
+                for (k, w) in heap.words(j as usize).enumerate() {
+                    if skip.contains(&k) {
+                        continue;
+                    }
                     let Some(b) = heap.find(w) else {
                         continue;
                     };
@@ -400,6 +555,8 @@ pub(super) fn mark(
         heuristics,
         mem,
         buf: alloc::vec![0u64; 8192],
+        py_type_type: crate::python::type_type(),
+        py_types: Vec::new(),
     };
     for (id, &(lo, hi)) in ranges.iter().enumerate() {
         mk.scan_range(lo, hi, (id as u32).min(0x7fff));
@@ -415,6 +572,7 @@ pub(super) fn mark(
         }
         mk.drain();
     }
+    mk.cycle_garbage();
     mk.cliques();
     Marks {
         state: mk.state,

@@ -59,7 +59,7 @@ impl Default for Context {
 const RED_ZONE: u64 = 128;
 
 /// Enabled heuristics, a bit per [`Heuristic`] value (memcheck's default: all).
-pub static HEURISTICS: AtomicU32 = AtomicU32::new(0b11110);
+pub static HEURISTICS: AtomicU32 = AtomicU32::new(0b111110);
 /// Whether to run the scan at all (`MEMLENS_LEAK_CHECK=no` turns it off).
 pub static ENABLED: AtomicBool = AtomicBool::new(true);
 /// Scan every mapping a thread's stack pointer is in whole (a Go program: go_exit.rs).
@@ -119,6 +119,39 @@ pub fn run(trigger: ExitKind, code: i32, ctx: &Context) {
         freeres();
         flags |= 1;
     }
+    scan_and_write(trigger, code, ctx, &parked, &unstoppable, flags);
+}
+
+/// The leak check of a process that goes on afterwards (a Python program whose work is
+/// done): the other threads are not stopped, but scanned as threads that could not be
+/// stopped are (a blocked one from its stack pointer, a running one whole). Scan flag
+/// 2 says so.
+pub fn run_live(trigger: ExitKind, code: i32, ctx: &Context) {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return;
+    }
+    let me = sys::gettid();
+    let sampler = crate::thread::SAMPLER_TID.load(Ordering::Relaxed);
+    let unstoppable: Vec<(u32, u64)> = {
+        let _busy = tls::BusyGuard::enter();
+        thread_ids()
+            .into_iter()
+            .filter(|&t| t != me && t != sampler)
+            .map(|t| (t, blocked_sp(t).unwrap_or(0)))
+            .collect()
+    };
+    scan_and_write(trigger, code, ctx, &[], &unstoppable, 2);
+}
+
+fn scan_and_write(
+    trigger: ExitKind,
+    code: i32,
+    ctx: &Context,
+    parked: &[[u64; SLOT]],
+    unstoppable: &[(u32, u64)],
+    flags: u64,
+) {
+    let stopped = parked.len();
     let _busy = tls::BusyGuard::enter();
     let started = crate::clock::now_ns();
 
@@ -130,7 +163,10 @@ pub fn run(trigger: ExitKind, code: i32, ctx: &Context) {
     let mut mem = SelfMemory::new();
     let mut m = read_mappings(&mut mem);
     leave_out_unreadable_and_mmapped(&mut heap, &m.maps, &mut m.excl);
-    let (roots, reg_roots) = find_roots(ctx, &parked, &unstoppable, &mut m, &mut mem);
+    if flags & 2 != 0 {
+        crate::python::dead_frame_stacks(&mut m.excl);
+    }
+    let (roots, reg_roots) = find_roots(ctx, parked, unstoppable, &mut m, &mut mem);
 
     // Mark.
     let ranges: Vec<(u64, u64)> = roots.iter().map(|r| (r.start, r.end)).collect();

@@ -32,6 +32,8 @@ pub enum MetaRecord {
     RealtimeThread {
         index: u32,
     },
+    /// A Python code object used by Python frames of later stacks.
+    PyCode(PyCode),
     End(EndRecord),
 }
 
@@ -46,6 +48,7 @@ pub(crate) fn decode_meta(c: &mut Cursor) -> Option<MetaRecord> {
         tag::REGION_NAME => read_name(c).map(|(id, name)| MetaRecord::RegionName { id, name }),
         tag::ASSERT_LABEL => read_name(c).map(|(id, label)| MetaRecord::AssertLabel { id, label }),
         tag::REALTIME_THREAD => Some(MetaRecord::RealtimeThread { index: c.u32()? }),
+        tag::PY_CODE => read_py_code(c),
         tag::END => read_end(c),
         _ => None,
     }
@@ -299,5 +302,40 @@ fn read_end(c: &mut Cursor) -> Option<MetaRecord> {
             recorder_peak_bytes: c.u64()?,
             write_errors: c.u64()?,
         },
+    }))
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
+    /// Python code object `id`, written before the first stack whose Python frames use it.
+    pub fn py_code(
+        &mut self,
+        id: u32,
+        first_line: u32,
+        qualname: &[u8],
+        filename: &[u8],
+        linetable: &[u8],
+    ) -> Result<(), WriteError> {
+        let need = 1 + 5 * varint::MAX_LEN + qualname.len() + filename.len() + linetable.len();
+        if self.remaining() < need {
+            return Err(WriteError::NoSpace);
+        }
+        self.put_u8(tag::PY_CODE);
+        self.records += 1;
+        self.put(id as u64);
+        self.put(first_line as u64);
+        self.put_raw_bytes(qualname);
+        self.put_raw_bytes(filename);
+        self.put_raw_bytes(linetable);
+        Ok(())
+    }
+}
+
+fn read_py_code(c: &mut Cursor) -> Option<MetaRecord> {
+    Some(MetaRecord::PyCode(PyCode {
+        id: c.u32()?,
+        first_line: c.u32()?,
+        qualname: c.string()?,
+        filename: c.string()?,
+        linetable: c.bytes()?.to_vec(),
     }))
 }

@@ -44,10 +44,36 @@ impl Module {
 
 /// One frame of a recorded stack: `offset` is the ELF virtual address of the return
 /// address inside module `module` (0 = unknown module; then `offset` is absolute).
+/// Module [`PYTHON_MODULE`] marks a Python frame: `offset` is the code object's id
+/// (Meta PyCode) shifted left by 32, or'ed with the index of the instruction that was
+/// running, in 16-bit code units from the start of the code's bytecode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RawFrame {
     pub module: u32,
     pub offset: u64,
+}
+
+/// The module id of Python frames in stacks (see [`RawFrame`]).
+pub const PYTHON_MODULE: u32 = u32::MAX;
+
+impl RawFrame {
+    /// A Python frame: (code id, instruction index).
+    pub fn python(&self) -> Option<(u32, u32)> {
+        (self.module == PYTHON_MODULE).then_some(((self.offset >> 32) as u32, self.offset as u32))
+    }
+}
+
+/// A Python code object the recorder met in a stack (Meta PyCode): what its frames need
+/// to be shown as `qualname (file:line)`. The line of an instruction comes from
+/// `linetable` (CPython 3.11+'s location table, `Objects/locations.md`), starting at
+/// `first_line`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PyCode {
+    pub id: u32,
+    pub first_line: u32,
+    pub qualname: String,
+    pub filename: String,
+    pub linetable: Vec<u8>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -342,3 +342,35 @@ fn region_names_assert_labels_realtime_threads() {
         ]
     );
 }
+
+#[test]
+fn python_code_objects() {
+    let got = metas(|b| {
+        b.py_code(
+            7,
+            12,
+            b"Cache.get",
+            b"/srv/app/cache.py",
+            &[0x80, 0x00, 0xd8],
+        )?;
+        b.stack(
+            3,
+            &[(1, 0x1234), (PYTHON_MODULE, (7u64 << 32) | 40), (1, 0x99)],
+        )
+    });
+    assert_eq!(
+        got[0],
+        MetaRecord::PyCode(PyCode {
+            id: 7,
+            first_line: 12,
+            qualname: "Cache.get".into(),
+            filename: "/srv/app/cache.py".into(),
+            linetable: vec![0x80, 0x00, 0xd8],
+        })
+    );
+    let MetaRecord::Stack { frames, .. } = &got[1] else {
+        panic!("{:?}", got[1])
+    };
+    assert_eq!(frames[0].python(), None);
+    assert_eq!(frames[1].python(), Some((7, 40)));
+}

@@ -1,0 +1,364 @@
+//! Python frames of recorded stacks: the line of an instruction, from CPython's location
+//! table (3.11+, `Objects/locations.md` in CPython's sources), and the frame as shown.
+
+use crate::symbolize::Frame;
+use memlens_trace::reader::{Metadata, RawFrame};
+use memlens_trace::PyCode;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+
+/// The modules of the CPython interpreter whose frames were read (its library
+/// `libpython3.X.so` and the executable that runs it); empty for other programs.
+pub fn interpreter_modules(metadata: &Metadata) -> HashSet<u32> {
+    let interpreter: Vec<&str> = metadata
+        .notices
+        .iter()
+        .filter(|n| n.kind == memlens_trace::NoticeKind::PythonFrames)
+        .map(|n| n.module.as_str())
+        .collect();
+    if interpreter.is_empty() {
+        return HashSet::new();
+    }
+    let exe = metadata.modules.values().map(|m| m.id).min();
+    metadata
+        .modules
+        .values()
+        .filter(|m| interpreter.contains(&m.path.as_str()) || Some(m.id) == exe)
+        .map(|m| m.id)
+        .collect()
+}
+
+/// The frames of a stack that are shown. In a stack with Python frames, the
+/// interpreter's own native frames (its evaluation loop, object allocator, start-up) are
+/// left out, and so is everything below the outermost Python frame: what remains is the
+/// Python code and the native code it called (C extensions, libraries). Other stacks are
+/// shown whole.
+pub fn shown_frames<'r>(raw: &'r [RawFrame], interpreter: &HashSet<u32>) -> Cow<'r, [RawFrame]> {
+    let Some(outermost) = raw.iter().rposition(|f| f.python().is_some()) else {
+        return Cow::Borrowed(raw);
+    };
+    Cow::Owned(
+        raw[..=outermost]
+            .iter()
+            .copied()
+            .filter(|f| !interpreter.contains(&f.module))
+            .collect(),
+    )
+}
+
+/// For a Python program, each stack id mapped to the first stack id with the same shown
+/// frames (stacks that differ only in the interpreter's C path, as `bytes * n` and a str
+/// made on one line do, are one site for a Python developer, as for tracemalloc); `None`
+/// for other programs.
+pub fn canonical_stacks(metadata: &Metadata) -> Option<HashMap<u32, u32>> {
+    let interpreter = interpreter_modules(metadata);
+    if interpreter.is_empty() {
+        return None;
+    }
+    let mut ids: Vec<u32> = metadata.stacks.keys().copied().collect();
+    ids.sort_unstable();
+    let mut first: HashMap<Vec<RawFrame>, u32> = HashMap::new();
+    let mut out = HashMap::new();
+    for id in ids {
+        let shown = shown_frames(&metadata.stacks[&id], &interpreter).into_owned();
+        let canon = *first.entry(shown).or_insert(id);
+        if canon != id {
+            out.insert(id, canon);
+        }
+    }
+    Some(out)
+}
+
+/// Whether a stack's first shown frame is Python code (the site is a Python line, not
+/// native code a Python program called).
+pub fn is_python_site(metadata: &Metadata, interpreter: &HashSet<u32>, stack: u32) -> bool {
+    metadata.stacks.get(&stack).is_some_and(|raw| {
+        shown_frames(raw, interpreter)
+            .first()
+            .is_some_and(|f| f.python().is_some())
+    })
+}
+
+/// The source line of the instruction at `index` (16-bit code units from the start of the
+/// code's bytecode), `None` when the table says it has none or does not reach it.
+pub fn line_of(code: &PyCode, index: u32) -> Option<u32> {
+    let t = &code.linetable;
+    let mut pos = 0usize;
+    let mut line = code.first_line as i64;
+    let mut addr = 0u64;
+    let byte = |pos: &mut usize| -> Option<u8> {
+        let b = *t.get(*pos)?;
+        *pos += 1;
+        Some(b)
+    };
+    let varint = |pos: &mut usize| -> Option<u64> {
+        let mut b = byte(pos)?;
+        let mut v = (b & 63) as u64;
+        let mut shift = 0;
+        while b & 64 != 0 {
+            b = byte(pos)?;
+            shift += 6;
+            if shift > 60 {
+                return None;
+            }
+            v |= ((b & 63) as u64) << shift;
+        }
+        Some(v)
+    };
+    let svarint = |pos: &mut usize| -> Option<i64> {
+        let u = varint(pos)?;
+        Some(if u & 1 != 0 {
+            -((u >> 1) as i64)
+        } else {
+            (u >> 1) as i64
+        })
+    };
+    while pos < t.len() {
+        let first = byte(&mut pos)?;
+        if first & 0x80 == 0 {
+            return None;
+        }
+        let kind = (first >> 3) & 15;
+        let length = (first & 7) as u64 + 1;
+        let delta = match kind {
+            15 => 0,
+            14 => {
+                let d = svarint(&mut pos)?;
+                varint(&mut pos)?;
+                varint(&mut pos)?;
+                varint(&mut pos)?;
+                d
+            }
+            13 => svarint(&mut pos)?,
+            10..=12 => {
+                pos += 2;
+                kind as i64 - 10
+            }
+            _ => {
+                pos += 1;
+                0
+            }
+        };
+        line += delta;
+        if (index as u64) < addr + length {
+            return (kind != 15 && line > 0).then_some(line as u32);
+        }
+        addr += length;
+    }
+    None
+}
+
+/// What keeps growing, read from the source line of a Python frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Container {
+    /// `name[key] = ...`, `.setdefault(`, `.update(`: a mapping used as a cache.
+    Mapping,
+    /// `.append(`, `.extend(`, `.insert(`, `+= [`: a list of records.
+    List,
+    /// `.add(`: a set.
+    Set,
+}
+
+/// The container a source line adds to, and its name when the line names it.
+pub fn container_of(line: &str) -> Option<(Container, String)> {
+    let code = line.split('#').next().unwrap_or("").trim();
+    let name_before = |at: usize| -> String {
+        code[..at]
+            .rsplit(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
+            .next()
+            .unwrap_or("")
+            .to_string()
+    };
+    for (pat, kind) in [
+        (".append(", Container::List),
+        (".extend(", Container::List),
+        (".insert(", Container::List),
+        (".setdefault(", Container::Mapping),
+        (".update(", Container::Mapping),
+        (".add(", Container::Set),
+    ] {
+        if let Some(at) = code.find(pat) {
+            return Some((kind, name_before(at)));
+        }
+    }
+    // `name[...] = value`, not `==`.
+    if let Some(eq) = code.find(" = ").or_else(|| code.find("]=")) {
+        let target = code[..eq + 1].trim_end();
+        if target.ends_with(']') {
+            if let Some(open) = target.find('[') {
+                return Some((Container::Mapping, name_before(open)));
+            }
+        }
+    }
+    if code.contains("+= [") {
+        let at = code.find("+=").unwrap_or(0);
+        return Some((Container::List, code[..at].trim().to_string()));
+    }
+    None
+}
+
+/// Python advice for a growing site: from its innermost Python frame outwards (at most
+/// five), the first source line that adds to a container says what grows. `None` when
+/// the stack has no Python frame or no line can be read (the file moved, `<frozen ...>`).
+pub fn growth_advice(
+    metadata: &memlens_trace::reader::Metadata,
+    stack: u32,
+    read_line: &mut dyn FnMut(&str, u32) -> Option<String>,
+) -> Option<String> {
+    let raw = metadata.stacks.get(&stack)?;
+    for (id, index) in raw.iter().filter_map(|f| f.python()).take(5) {
+        let code = metadata.py_codes.get(&id)?;
+        let line = line_of(code, index)?;
+        let Some(text) = read_line(&code.filename, line) else {
+            continue;
+        };
+        let file = code.filename.rsplit('/').next().unwrap_or(&code.filename);
+        let Some((kind, name)) = container_of(&text) else {
+            continue;
+        };
+        let what = if name.is_empty() {
+            String::new()
+        } else {
+            format!("`{name}` ")
+        };
+        return Some(match kind {
+            Container::Mapping => format!(
+                "the mapping {what}filled at {} ({file}:{line}) keeps every entry: bound it, with \
+                 functools.lru_cache(maxsize=...) on the function that computes the values or an \
+                 explicit size limit that evicts old entries",
+                code.qualname
+            ),
+            Container::List => format!(
+                "the list {what}appended to at {} ({file}:{line}) keeps every record: use a bounded \
+                 collections.deque(maxlen=...), or drop records once they are handled",
+                code.qualname
+            ),
+            Container::Set => format!(
+                "the set {what}added to at {} ({file}:{line}) keeps every element: bound it or \
+                 clear it when its elements are no longer needed",
+                code.qualname
+            ),
+        });
+    }
+    None
+}
+
+/// The frame of code `code` at instruction `index`: `qualname (file:line)`.
+pub fn frame(code: Option<&PyCode>, id: u32, index: u32) -> Frame {
+    match code {
+        Some(c) => Frame {
+            function: c.qualname.clone(),
+            mangled: None,
+            file: Some(c.filename.clone()),
+            line: line_of(c, index),
+            module: None,
+            inlined: false,
+            resolved: true,
+            python: true,
+        },
+        None => Frame {
+            function: format!("python code #{id}"),
+            mangled: None,
+            file: None,
+            line: None,
+            module: None,
+            inlined: false,
+            resolved: false,
+            python: true,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(first_line: u32, linetable: &[u8]) -> PyCode {
+        PyCode {
+            id: 1,
+            first_line,
+            qualname: "f".into(),
+            filename: "t.py".into(),
+            linetable: linetable.to_vec(),
+        }
+    }
+
+    #[test]
+    fn lines_follow_the_location_table() {
+        // Entries: 2 units short form (line 10), 3 units one-line form +1 (line 11),
+        // 1 unit "no columns" with delta -1 (line 10), 2 units long form +5 (line 15),
+        // 1 unit with no location.
+        let t = [
+            0x80 | 1,
+            0x05, // short, 2 units
+            0x80 | (11 << 3) | 2,
+            0x04,
+            0x08, // one-line +1, 3 units
+            0x80 | (13 << 3),
+            0x03, // no columns, svarint -1 (u = 3: odd, 1), 1 unit
+            0x80 | (14 << 3) | 1,
+            0x0a,
+            0x00,
+            0x01,
+            0x02,             // long +5, 2 units
+            0x80 | (15 << 3), // none, 1 unit
+        ];
+        let c = code(10, &t);
+        let lines: Vec<Option<u32>> = (0..10).map(|i| line_of(&c, i)).collect();
+        assert_eq!(
+            lines,
+            [
+                Some(10),
+                Some(10),
+                Some(11),
+                Some(11),
+                Some(11),
+                Some(10),
+                Some(15),
+                Some(15),
+                None,
+                None
+            ]
+        );
+    }
+
+    #[test]
+    fn source_lines_say_which_container_grows() {
+        assert_eq!(
+            container_of("        _cache[request_id] = encode(request_id)  # MARK"),
+            Some((Container::Mapping, "_cache".into()))
+        );
+        assert_eq!(
+            container_of("    self.history.append({\"id\": i})"),
+            Some((Container::List, "self.history".into()))
+        );
+        assert_eq!(
+            container_of("seen.add(key)"),
+            Some((Container::Set, "seen".into()))
+        );
+        assert_eq!(
+            container_of("out += [x]"),
+            Some((Container::List, "out".into()))
+        );
+        assert_eq!(container_of("if a[0] == b:"), None);
+        assert_eq!(container_of("return data * 64"), None);
+    }
+
+    #[test]
+    fn varints_span_bytes() {
+        // A long-form delta of +100: u = 200 = 0b11_001000 -> 8 | 64, then 3.
+        let t = [0x80 | (13 << 3), 8 | 64, 3];
+        assert_eq!(line_of(&code(1, &t), 0), Some(101));
+    }
+
+    #[test]
+    fn damaged_tables_give_no_line() {
+        assert_eq!(line_of(&code(1, &[0x05]), 0), None, "no entry marker");
+        assert_eq!(
+            line_of(&code(1, &[0x80 | (13 << 3), 64]), 0),
+            None,
+            "cut short"
+        );
+        assert_eq!(line_of(&code(1, &[]), 0), None);
+    }
+}

@@ -1,0 +1,490 @@
+//! CPython programs (tests/programs/python/): Python frames in every stack, the leak
+//! check when the program's work is done, pymalloc, advice. Run with Debian's python3
+//! (required under CI) and with every pyenv build of 3.11, 3.12 and 3.13 this machine has
+//! under ~/.pyenv/versions; 3.10 must be refused in one sentence with native stacks.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A CPython to test with: its executable and its `pythonX.Y-config`.
+struct Python {
+    exe: PathBuf,
+    config: Option<PathBuf>,
+    minor: u32,
+}
+
+/// Debian's python3 (skipped or failed as a missing tool), then pyenv's 3.11-3.13.
+fn pythons() -> Vec<Python> {
+    let mut out = Vec::new();
+    // Debian's, not a pyenv shim earlier on PATH.
+    let debian = Path::new("/usr/bin/python3");
+    if debian.is_file() {
+        out.push(python_at(debian));
+    } else if let Some(p) = tool("python3", "python3") {
+        out.push(python_at(&p));
+    }
+    out.extend(pyenv(&["3.11", "3.12", "3.13"]));
+    out.retain(|p| (11..=13).contains(&p.minor));
+    out
+}
+
+/// pyenv builds of these minor versions under ~/.pyenv/versions.
+fn pyenv(minors: &[&str]) -> Vec<Python> {
+    let Some(home) = std::env::var_os("HOME") else {
+        return Vec::new();
+    };
+    let dir = Path::new(&home).join(".pyenv/versions");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
+    found.sort();
+    let mut out = Vec::new();
+    for m in minors {
+        if let Some(v) = found.iter().find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with(&format!("{m}."))
+        }) {
+            let exe = v.join(format!("bin/python{m}"));
+            if exe.is_file() {
+                out.push(python_at(&exe));
+            }
+        }
+    }
+    out
+}
+
+fn python_at(exe: &Path) -> Python {
+    let o = Command::new(exe)
+        .args(["-c", "import sys; print(sys.version_info[1])"])
+        .output()
+        .unwrap();
+    let minor: u32 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
+    let resolved = exe.canonicalize().unwrap();
+    let config = resolved
+        .parent()
+        .map(|d| d.join(format!("python3.{minor}-config")))
+        .filter(|c| c.is_file());
+    Python {
+        exe: exe.to_path_buf(),
+        config,
+        minor,
+    }
+}
+
+fn script(name: &str) -> String {
+    source(&format!("python/{name}"))
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+fn names(frames: &[&Value]) -> Vec<(String, Option<u64>)> {
+    frames
+        .iter()
+        .map(|f| {
+            (
+                f["function"].as_str().unwrap_or("").to_string(),
+                f["line"].as_u64(),
+            )
+        })
+        .collect()
+}
+
+/// The top of a stack as (function, file name, line).
+fn top(frames: &[&Value], n: usize) -> Vec<(String, String, u64)> {
+    frames
+        .iter()
+        .take(n)
+        .map(|f| {
+            let file = f["file"].as_str().unwrap_or("");
+            (
+                f["function"].as_str().unwrap_or("").to_string(),
+                file.rsplit('/').next().unwrap().to_string(),
+                f["line"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// An ever-growing module-level cache: the growth section names the Python line, with the
+/// Python frames above it and no interpreter frame in between; the advice speaks Python.
+#[test]
+fn a_growing_cache_is_found_at_its_python_line_on_every_version() {
+    let src = "python/cache_growth.py";
+    let encode = line_of(src, "MARK: encode");
+    let add = line_of(src, "MARK: cache-add");
+    for py in pythons() {
+        let r = run(&py.exe, &[&script("cache_growth.py"), "30"]);
+        assert!(r.output.status.success(), "{}", r.stderr());
+        let err = r.stderr();
+        assert!(
+            err.contains(&format!(
+                "==memlens== Python 3.{}.",
+                py.minor
+            )) && err.contains("stacks show Python functions and lines; every Python object was allocated with malloc"),
+            "{}: {err}",
+            py.exe.display()
+        );
+        let rep = report(&r.only_trace());
+        let growing = rep["growth"]["sites"].as_array().unwrap();
+        let site = growing
+            .iter()
+            .find(|g| frames(g).first().is_some_and(|f| f["function"] == "encode"))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: no growing site at encode: {growing:?}",
+                    py.exe.display()
+                )
+            });
+        let f = frames(site);
+        assert_eq!(
+            top(&f, 4),
+            vec![
+                ("encode".into(), "cache_growth.py".into(), encode),
+                ("handle_request".into(), "cache_growth.py".into(), add),
+                (
+                    "main".into(),
+                    "cache_growth.py".into(),
+                    line_of(src, "MARK: call")
+                ),
+                (
+                    "<module>".into(),
+                    "cache_growth.py".into(),
+                    line_of(src, "MARK: main")
+                ),
+            ],
+            "{}",
+            py.exe.display()
+        );
+        // Nothing of the interpreter's own C code, nor below <module>.
+        assert_eq!(f.len(), 4, "{}: {:?}", py.exe.display(), names(&f));
+        let advice = rep["advice"].as_array().unwrap();
+        assert!(
+            advice.iter().any(|a| a["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("the mapping `_cache` filled at handle_request (cache_growth.py:{add}) keeps every entry: bound it, with functools.lru_cache(maxsize=...)"))),
+            "{}: {advice:?}",
+            py.exe.display()
+        );
+    }
+}
+
+/// The interpreter's own start-up and shutdown leave nothing to report: the leak check
+/// runs when the program's work is done, and CPython's objects are recognised.
+#[test]
+fn an_empty_python_program_passes_the_check_on_every_version() {
+    for py in pythons() {
+        let dir = scratch("python-pass");
+        let o = Command::new(memlens())
+            .current_dir(&dir)
+            .args(["check", "--"])
+            .arg(&py.exe)
+            .args(["-c", "pass"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{}: {err}", py.exe.display());
+        assert!(
+            err.contains("==memlens==    definitely lost: 0 bytes in 0 blocks")
+                && err.contains("==memlens==      possibly lost: 0 bytes in 0 blocks"),
+            "{}: {err}",
+            py.exe.display()
+        );
+    }
+}
+
+/// A C extension built against the interpreter leaks one copy per record: definitely
+/// lost, with the extension's C frames below the Python line that called it.
+#[test]
+fn a_c_extension_leak_shows_c_frames_under_the_python_line() {
+    let src = "python/fastparse.c";
+    for py in pythons() {
+        let Some(config) = &py.config else {
+            skip_or_fail(&format!(
+                "no python3.{}-config next to {} (apt-get install python3-dev)",
+                py.minor,
+                py.exe.display()
+            ));
+            continue;
+        };
+        let q = |arg: &str| {
+            let o = Command::new(config).arg(arg).output().unwrap();
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        };
+        let ext_dir = scratch(&format!("fastparse-3{}", py.minor));
+        let so = ext_dir.join(format!("fastparse{}", q("--extension-suffix")));
+        let mut cc = Command::new("gcc");
+        cc.args(["-shared", "-fPIC", "-g", "-O0"])
+            .args(q("--includes").split_whitespace())
+            .arg(source(src))
+            .arg("-o")
+            .arg(&so);
+        let o = cc.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let r = run(
+            &py.exe,
+            &[&script("native_leak.py"), ext_dir.to_str().unwrap()],
+        );
+        assert!(r.output.status.success(), "{}", r.stderr());
+        assert_eq!(r.stdout(), "34000\n");
+        let leaks = leaks_json(&r.only_trace(), &["--show-leak-kinds=all"]);
+        let at_site: Vec<&Value> = leaks["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|rec| rec["stack"][0]["function"] == "normalize_field")
+            .collect();
+        // Every copy is still allocated when the work is done: 1,000 of 35 bytes.
+        let blocks: u64 = at_site.iter().map(|r| r["blocks"].as_u64().unwrap()).sum();
+        let bytes: u64 = at_site.iter().map(|r| r["bytes"].as_u64().unwrap()).sum();
+        assert_eq!((blocks, bytes), (1000, 35_000), "{}", py.exe.display());
+        // Nearly all of them definitely lost (a stale copy of the last pointers on the
+        // stack may keep a few, as it would under memcheck).
+        let lost: u64 = at_site
+            .iter()
+            .filter(|r| r["kind"] == "definitely_lost")
+            .map(|r| r["blocks"].as_u64().unwrap())
+            .sum();
+        assert!(lost >= 950, "{}: {lost} definitely lost", py.exe.display());
+        let rec = at_site
+            .iter()
+            .find(|r| r["kind"] == "definitely_lost")
+            .unwrap();
+        let f: Vec<&Value> = rec["stack"].as_array().unwrap().iter().collect();
+        assert_eq!(
+            top(&f, 3),
+            vec![
+                (
+                    "normalize_field".into(),
+                    "fastparse.c".into(),
+                    line_of(src, "MARK: normalize-malloc")
+                ),
+                (
+                    "parse_record".into(),
+                    "fastparse.c".into(),
+                    line_of(src, "MARK: parse-calls")
+                ),
+                (
+                    "<genexpr>".into(),
+                    "native_leak.py".into(),
+                    line_of("python/native_leak.py", "MARK: genexpr")
+                ),
+            ],
+            "{}",
+            py.exe.display()
+        );
+    }
+}
+
+/// Threads, a generator and an async function allocate with their own Python frames
+/// (exact counts and bytes: a bytes object of n bytes is n + 33), and a subprocess in the
+/// middle runs.
+#[test]
+fn threads_generators_and_async_functions_have_their_frames() {
+    let src = "python/threads_gen_async.py";
+    for py in pythons() {
+        let r = run(&py.exe, &[&script("threads_gen_async.py")]);
+        assert!(r.output.status.success(), "{}", r.stderr());
+        assert_eq!(r.stdout(), "480\n", "{}", py.exe.display());
+        let rep = report(&r.only_trace());
+        let at = |func: &str, marker: &str| -> Vec<(u64, u64)> {
+            let line = line_of(src, marker);
+            sites_at(&rep, func)
+                .iter()
+                .filter(|s| frames(s)[0]["line"].as_u64() == Some(line))
+                .map(|s| {
+                    (
+                        s["allocations"].as_u64().unwrap(),
+                        s["bytes_allocated"].as_u64().unwrap(),
+                    )
+                })
+                .collect()
+        };
+        // 4 threads x 100 bytes objects of 3000 + i % 7 bytes.
+        let thread_bytes = 4 * (100 * 3033 + (0..100).map(|i| i % 7).sum::<u64>());
+        assert!(
+            at("worker", "MARK: thread-alloc").contains(&(400, thread_bytes)),
+            "{}: {:?}",
+            py.exe.display(),
+            at("worker", "MARK: thread-alloc")
+        );
+        let worker = sites_at(&rep, "worker");
+        assert!(worker
+            .iter()
+            .all(|s| frames(s).iter().any(|f| f["function"] == "Thread.run")));
+        // The generator's buffers: 50 x 5,001 bytes, called from <module>.
+        let gen = at("chunks", "MARK: generator-alloc");
+        assert!(
+            gen.contains(&(50, 250_050)),
+            "{}: {gen:?}",
+            py.exe.display()
+        );
+        // The async function's: 30 x 7,001 bytes.
+        let fetch = at("fetch", "MARK: async-alloc");
+        assert!(
+            fetch.contains(&(30, 210_030)),
+            "{}: {fetch:?}",
+            py.exe.display()
+        );
+    }
+}
+
+/// Objects under pymalloc's 512 bytes: with memlens's default (PYTHONMALLOC=malloc) the
+/// growing history of small dicts is found with its list advice; with
+/// --python-allocator=pymalloc the summary says what is hidden and how to see it.
+#[test]
+fn small_objects_are_seen_unless_pymalloc_is_kept() {
+    let src = "python/objects_pymalloc.py";
+    let record = line_of(src, "MARK: record");
+    let Some(py) = pythons().into_iter().next() else {
+        return;
+    };
+    let r = run(&py.exe, &[&script("objects_pymalloc.py"), "30"]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let rep = report(&r.only_trace());
+    let growing = rep["growth"]["sites"].as_array().unwrap();
+    assert!(
+        growing.iter().any(|g| top(&frames(g), 1)
+            == vec![(
+                "record".to_string(),
+                "objects_pymalloc.py".to_string(),
+                record
+            )]),
+        "{growing:?}"
+    );
+    assert!(rep["advice"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["message"]
+            .as_str()
+            .unwrap()
+            .contains("the list `history` appended to at record (objects_pymalloc.py:")
+            && a["message"]
+                .as_str()
+                .unwrap()
+                .contains("collections.deque(maxlen=...)")));
+
+    let r = run_with(
+        &["--python-allocator=pymalloc"],
+        &py.exe,
+        &[&script("objects_pymalloc.py"), "5"],
+    );
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let err = r.stderr();
+    assert!(
+        err.contains("used its pymalloc allocator")
+            && err.contains("run it with PYTHONMALLOC=malloc (memlens run's default, --python-allocator=malloc)"),
+        "{err}"
+    );
+}
+
+/// Reference cycles holding large buffers (the collector off): the leak check says the
+/// buffers are garbage in reference cycles, and the advice names weakref.
+#[test]
+fn buffers_held_by_reference_cycles_are_named() {
+    let src = "python/cycles.py";
+    let buffer = line_of(src, "MARK: buffer");
+    for py in pythons() {
+        let r = run(&py.exe, &[&script("cycles.py")]);
+        assert!(r.output.status.success(), "{}", r.stderr());
+        let err = r.stderr();
+        assert!(err.contains("pycycle: "), "{}: {err}", py.exe.display());
+        let rep = report(&r.only_trace());
+        let advice = rep["advice"].as_array().unwrap();
+        let cycle = advice
+            .iter()
+            .find(|a| a["kind"] == "reference_cycle")
+            .unwrap_or_else(|| panic!("{}: {advice:?}", py.exe.display()));
+        let f = frames(cycle);
+        assert_eq!(
+            top(&f, 1),
+            vec![("Session.__init__".into(), "cycles.py".into(), buffer)],
+            "{}",
+            py.exe.display()
+        );
+        // Whole buffers of 256 KiB (+1 for bytearray's NUL), at least one of the twelve.
+        let bytes = cycle["live_bytes"].as_u64().unwrap();
+        assert!(bytes >= 262_145 && bytes.is_multiple_of(262_145), "{bytes}");
+        assert!(cycle["message"].as_str().unwrap().contains("weakref"));
+    }
+}
+
+/// --python-frames=no: the same run with native stacks only (no Python frame anywhere).
+#[test]
+fn python_frames_can_be_turned_off() {
+    let Some(py) = pythons().into_iter().next() else {
+        return;
+    };
+    let r = run_with(&["--python-frames=no"], &py.exe, &[&script("cycles.py")]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    assert!(!r.stderr().contains("stacks show Python functions"));
+    let rep = report(&r.only_trace());
+    let any_py = rep["hotspots"]["by_allocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| frames(s))
+        .any(|f| f["file"].as_str().is_some_and(|p| p.ends_with(".py")));
+    assert!(!any_py);
+}
+
+/// Older interpreters are refused in one sentence; their stacks stay native.
+#[test]
+fn python_3_10_is_refused_in_one_sentence() {
+    let Some(py) = pyenv(&["3.10"]).into_iter().next() else {
+        eprintln!("skipped: no pyenv 3.10 on this machine");
+        return;
+    };
+    let r = run(&py.exe, &["-c", "x = [bytes(1000) for _ in range(10)]"]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("==memlens== warning: Python older than 3.11 is not a version whose frames memlens reads (3.11, 3.12 and 3.13), so its stacks show the interpreter's C functions instead of Python functions and lines"),
+        "{}",
+        r.stderr()
+    );
+}
+
+/// A forked Python child with --trace-children=yes writes its own trace, with its Python
+/// frames (the code objects are defined again there).
+#[test]
+fn a_forked_python_child_has_its_frames() {
+    let Some(py) = pythons().into_iter().next() else {
+        return;
+    };
+    let code = "import os\n\
+def child_work():\n    return [bytearray(4321) for _ in range(7)]\n\
+pid = os.fork()\n\
+if pid == 0:\n    keep = child_work()\n    os._exit(0)\n\
+os.waitpid(pid, 0)\n";
+    let r = run_with(&["--trace-children=yes"], &py.exe, &["-c", code]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let traces = r.traces();
+    assert_eq!(traces.len(), 2, "{traces:?}");
+    let child = traces
+        .iter()
+        .map(|t| report(t))
+        .find(|rep| !rep["trace"]["forked_from"].is_null())
+        .unwrap();
+    // 3.11 runs the comprehension in its own frame (<listcomp>), 3.12+ inline.
+    let sites: Vec<&Value> = sites_through(&child, "child_work")
+        .into_iter()
+        .filter(|s| s["bytes_allocated"].as_u64() == Some(7 * 4322))
+        .collect();
+    assert_eq!(sites.len(), 1, "{:?}", sites_through(&child, "child_work"));
+    let f = frames(sites[0]);
+    assert!(
+        f.iter()
+            .any(|x| x["function"] == "child_work" && x["file"] == "<string>"),
+        "{:?}",
+        names(&f)
+    );
+}
