@@ -165,6 +165,9 @@ pub struct LeakView {
     pub used_suppressions: Vec<UsedSuppression>,
     /// Why the trace ends early, if it does (set by [`LeakView::load`]).
     pub truncation: Option<memlens_trace::reader::Truncation>,
+    /// For a trace `memlens attach` recorded: when and with how much heap it started
+    /// (set by [`LeakView::load`]).
+    pub attach_note: Option<String>,
 }
 
 impl LeakView {
@@ -174,6 +177,7 @@ impl LeakView {
         let metadata = reader.metadata().map_err(|e| e.to_string())?;
         let mut view = LeakView::new(report, metadata, opts, sup);
         view.truncation = reader.truncation().cloned();
+        view.attach_note = crate::present::trace::attach_note(reader.header());
         Ok(view)
     }
 
@@ -192,6 +196,7 @@ impl LeakView {
             opts: opts.clone(),
             used_suppressions: Vec::new(),
             truncation: None,
+            attach_note: None,
         };
         view.suppress(sup);
         view

@@ -2,6 +2,7 @@
 //! analysis library (`report`, `leaks`, `flamegraph`, `export`, `diff`, `html`) and the /proc
 //! sampler (`watch`).
 
+mod attach;
 mod budgets;
 mod diff;
 mod export;
@@ -93,6 +94,10 @@ enum Command {
     /// `leaks`, `report` and `diff` read.
     #[command(long_about = snapshot::LONG_ABOUT)]
     Snapshot(snapshot::SnapshotArgs),
+    /// Record a running process for a while without restarting it: load the recorder
+    /// into it (ptrace, its own dlopen), record until --duration, Ctrl-C or SIGTERM, undo
+    /// everything and let it run on; print `run`'s summary of that window.
+    Attach(attach::AttachArgs),
     /// Follow a process's memory over time from /proc (any language, no preload) and
     /// judge whether it grows.
     Watch(watch::WatchArgs),
@@ -153,6 +158,7 @@ fn main() -> ExitCode {
                 Err(e) => e.exit(),
             }
         }
+        Command::Attach(args) => attach::main(args),
         Command::Watch(args) => watch::main(args),
         Command::Top(args) => top::main(args),
         Command::Snapshot(args) => snapshot::main(args),

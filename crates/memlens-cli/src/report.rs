@@ -229,6 +229,9 @@ fn text(r: &Report, sym: &mut Symbolizer, top: usize, shown: &[&str]) -> String 
             h.sample_interval
         );
     }
+    if let Some(note) = crate::present::trace::attach_note(h) {
+        let _ = writeln!(o, "  attached   {note}");
+    }
     let _ = writeln!(
         o,
         "  ended      {} after {}",
@@ -326,6 +329,7 @@ fn describe_end(end: Option<&EndRecord>) -> String {
         ExitKind::Signal => killed_by(e.code),
         ExitKind::Exec => "replaced itself with exec".to_string(),
         ExitKind::Snapshot => "still running (a snapshot of the live process)".to_string(),
+        ExitKind::Detach => "ran on: memlens detached".to_string(),
     }
 }
 

@@ -67,6 +67,14 @@ pub fn start() {
     START_NS.store(monotonic_ns(), Ordering::Relaxed);
 }
 
+/// Start a new trace's time (`memlens attach` again): the calibration's anchor counts
+/// from the old start, so it is dropped (the seqlock back to "not calibrated") until the
+/// new sampler calibrates again. No sampler runs while this is called.
+pub fn restart() {
+    SEQ.store(0, Ordering::Release);
+    START_NS.store(monotonic_ns(), Ordering::Relaxed);
+}
+
 /// Whether the kernel keeps time with the TSC (then it is invariant and synchronised).
 pub fn tsc_is_clocksource() -> bool {
     let mut buf = [0u8; 32];

@@ -60,8 +60,8 @@ fn env(name: &CStr) -> Option<&'static CStr> {
     }
 }
 
-fn env_u64(name: &CStr) -> Option<u64> {
-    core::str::from_utf8(env(name)?.to_bytes())
+fn parse_u64(v: Option<&CStr>) -> Option<u64> {
+    core::str::from_utf8(v?.to_bytes())
         .ok()?
         .trim()
         .parse()
@@ -70,6 +70,13 @@ fn env_u64(name: &CStr) -> Option<u64> {
 
 impl Config {
     pub fn from_env() -> Config {
+        Self::from_lookup(env)
+    }
+
+    /// The settings as `get` answers for each variable: the environment, or the
+    /// settings file `memlens attach` writes (`attach/mod.rs`).
+    pub fn from_lookup(env: impl Fn(&CStr) -> Option<&'static CStr>) -> Config {
+        let env_u64 = |name: &CStr| parse_u64(env(name));
         Config {
             output: env(var::OUTPUT.c_name()).filter(|s| !s.is_empty()),
             manifest: env(var::MANIFEST.c_name()).filter(|s| !s.is_empty()),

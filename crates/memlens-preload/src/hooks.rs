@@ -82,6 +82,9 @@ fn releasing(func: AllocFunc, p: *mut c_void, c: Caller) -> Option<Option<Meta>>
             }
             Some(Some(m))
         }
+        // Attached to a running process: a block from before the attach (glibc's to
+        // judge, as without the recorder).
+        Removed::NotABlock if crate::attach::unknown_blocks_are_old() => Some(None),
         Removed::NotABlock => {
             error(func, HeapErrorKind::NotABlock, p, func, c);
             None
@@ -320,7 +323,9 @@ unsafe fn release(func: AllocFunc, p: *mut c_void, c: Caller) {
         let r = live::remove(p as u64);
         let ordinary = match r {
             Removed::Block(m) => m.func().family() == func.family() && !m.internal(),
-            Removed::NotABlock => false,
+            // Attached: a block from before the attach, recorded as a free the trace
+            // never saw allocated (an untracked free).
+            Removed::NotABlock => crate::attach::unknown_blocks_are_old(),
             Removed::Deferred => true,
         };
         found = Some(r);
@@ -343,6 +348,7 @@ unsafe fn release(func: AllocFunc, p: *mut c_void, c: Caller) {
             // destructor's list node, dlerror's message, a thread's TLS buffers) is not
             // either (its optimistic record was taken back).
         }
+        Removed::NotABlock if crate::attach::unknown_blocks_are_old() => {}
         Removed::NotABlock => {
             error(func, HeapErrorKind::NotABlock, p, func, c);
             return;

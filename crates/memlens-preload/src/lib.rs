@@ -25,6 +25,7 @@
 #![cfg_attr(test, allow(dead_code, non_snake_case))]
 
 mod api;
+mod attach;
 mod clock;
 mod config;
 mod dlsym;

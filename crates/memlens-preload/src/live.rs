@@ -600,6 +600,25 @@ pub fn len() -> usize {
         .sum()
 }
 
+/// Forget every block (`memlens attach` starts a new recording: the blocks of an earlier
+/// one may have been freed while nothing was recorded). Takes every shard lock.
+pub fn clear_all() {
+    lock_all();
+    for shard in TABLE.iter() {
+        let tp = shard.table.load(Ordering::Acquire);
+        if tp.is_null() {
+            continue;
+        }
+        // SAFETY: the shard is locked, its table mapped: zero every slot and the count.
+        unsafe {
+            let slots = Slots::of(tp);
+            core::ptr::write_bytes(slots.base, 0, slots.cap * SLOT_BYTES);
+            (*tp).count = 0;
+        }
+    }
+    unlock_all();
+}
+
 /// fork: take every shard lock so the child never inherits one mid-operation.
 pub fn lock_all() {
     for s in TABLE.iter() {

@@ -330,6 +330,15 @@ impl TraceFile {
         &self.path
     }
 
+    /// Close the trace (`memlens attach` detached): another attach opens a new one.
+    pub fn close(&mut self) {
+        if self.fd >= 0 {
+            // SAFETY: our own trace fd, forgotten below.
+            unsafe { libc::close(self.fd) };
+        }
+        self.forget();
+    }
+
     /// Forget the parent's file in a forked child (the fd stays open: it is the parent's).
     pub fn forget(&mut self) {
         self.fd = -1;

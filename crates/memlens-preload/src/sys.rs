@@ -225,6 +225,16 @@ impl ProcFile {
         }
     }
 
+    /// Close the file (if the number is still ours); a later `open` or `read` opens it
+    /// again.
+    pub fn close(&mut self) {
+        if self.fd >= 0 && self.is_ours() {
+            // SAFETY: the fd is ours (identity checked just above).
+            unsafe { libc::close(self.fd) };
+        }
+        self.fd = -1;
+    }
+
     fn is_ours(&self) -> bool {
         let mut st: libc::stat = unsafe { core::mem::zeroed() };
         // SAFETY: fstat fills `st`; a closed fd just fails.

@@ -667,6 +667,12 @@ extern "C" fn sampler_main(state: *mut libc::c_void) -> *mut libc::c_void {
             // SAFETY: our own state, registered above; other threads only touch it under
             // its lock (flush_all, final_rss_sample).
             unsafe { push_rss_sample(st_ptr, Some(my_generation)) };
+            // `memlens attach`: route new modules; end the recording when asked. Once
+            // ended, the thread is done (detach retired the writer: another attach may
+            // already have started the next one).
+            if crate::attach::tick() {
+                return core::ptr::null_mut();
+            }
             rounds += 1;
             if rounds.is_multiple_of(REAP_EVERY_SAMPLES)
                 && !crate::scan::STOPPING.load(Ordering::Relaxed)
@@ -806,6 +812,12 @@ static TSC_CLOCKSOURCE: AtomicBool = AtomicBool::new(false);
 static STATM: spin::Mutex<crate::sys::ProcFile> =
     spin::Mutex::new(crate::sys::ProcFile::new(c"/proc/self/statm"));
 
+/// Close the sampler's `/proc/self/statm` (`memlens attach` detached: the process gets
+/// its descriptors back as they were; the next attach opens it again).
+pub fn close_statm() {
+    STATM.lock().close();
+}
+
 /// Resident set size from /proc/self/statm (second field, in pages).
 pub fn read_rss() -> Option<u64> {
     let mut buf = [0u8; 128];
@@ -870,4 +882,40 @@ pub fn after_fork_child(ts: u64) {
         output::thread_record(ts, st.index, tid, b"");
     }
     drop(reg);
+}
+
+/// A new trace in the same process (`memlens attach` again, after a detach): every
+/// registered state keeps its index but forgets its events and memoized unwinds (stack
+/// ids are numbered anew in the new trace), and each thread is defined again there.
+/// Called before the hooks are routed, so no thread records meanwhile (a thread holding
+/// a stale pointer to a hook records nothing: `ACTIVE` is false). Caller is busy.
+pub fn reset_for_new_trace(ts: u64) {
+    let reg = REGISTRY.lock();
+    for &p in reg.iter() {
+        // SAFETY: registry entries are live states; other threads touch them only
+        // under their lock, taken here.
+        let st = unsafe { &mut *(p as *mut ThreadState) };
+        st.lock();
+        st.events.clear();
+        if let Some(u) = st.unwinding.as_mut() {
+            u.forget();
+        }
+        st.realtime_announced = false;
+        let (index, tid) = (st.index, st.tid);
+        st.unlock();
+        if index == memlens_trace::PROCESS_THREAD || tid == 0 {
+            continue;
+        }
+        let mut path = alloc::vec::Vec::with_capacity(48);
+        path.extend_from_slice(b"/proc/self/task/");
+        path.extend_from_slice(&output::itoa_buf(tid as u64));
+        path.extend_from_slice(b"/comm\0");
+        let mut name = [0u8; 16];
+        let n = core::ffi::CStr::from_bytes_with_nul(&path)
+            .ok()
+            .and_then(|c| crate::sys::read_file(c, &mut name))
+            .unwrap_or(0);
+        let name = name[..n].strip_suffix(b"\n").unwrap_or(&name[..n]);
+        output::thread_record(ts, index, tid, name);
+    }
 }

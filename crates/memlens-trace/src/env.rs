@@ -72,6 +72,21 @@ pub const SAMPLE_SEED: EnvVar = EnvVar(c"MEMLENS_SAMPLE_SEED");
 /// sees recent events.
 pub const FLUSH_INTERVAL_MS: EnvVar = EnvVar(c"MEMLENS_FLUSH_INTERVAL_MS");
 
+/// `memlens attach` passes its settings in a file, not the environment: one
+/// `NAME=value` line per setting, with the names above (`OUTPUT` is the trace's exact
+/// path there) and these two. The path of that file is the argument of the recorder's
+/// `memlens_attach` entry point.
+///
+/// The FIFO `memlens attach` writes to end the recording (any byte; end of file, when
+/// memlens is gone, ends it too).
+pub const ATTACH_CONTROL: EnvVar = EnvVar(c"MEMLENS_ATTACH_CONTROL");
+/// The FIFO the recorder writes `ok` to once the trace is complete and the hooks are
+/// undone.
+pub const ATTACH_DONE: EnvVar = EnvVar(c"MEMLENS_ATTACH_DONE");
+
+/// The recorder's entry point that `memlens attach` calls in the target process.
+pub const ATTACH_ENTRY: &str = "memlens_attach";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +111,8 @@ mod tests {
             SAMPLE_BYTES,
             SAMPLE_SEED,
             FLUSH_INTERVAL_MS,
+            ATTACH_CONTROL,
+            ATTACH_DONE,
         ] {
             assert!(v.name().starts_with("MEMLENS_"), "{v:?}");
             assert_eq!(v.c_name().to_bytes(), v.name().as_bytes());

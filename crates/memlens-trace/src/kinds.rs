@@ -271,6 +271,8 @@ pub enum ExitKind {
     /// Not an end: `memlens snapshot` stopped the live process for a moment, scanned it
     /// and let it run on (a snapshot file's scan and end record); `code` is 0.
     Snapshot = 5,
+    /// `memlens attach` ended the recording and the process runs on; `code` is 0.
+    Detach = 6,
 }
 
 /// Exec end code: the environment passed to the new image still preloads the recorder.
@@ -291,6 +293,7 @@ impl ExitKind {
             3 => Some(Self::Signal),
             4 => Some(Self::Exec),
             5 => Some(Self::Snapshot),
+            6 => Some(Self::Detach),
             _ => None,
         }
     }

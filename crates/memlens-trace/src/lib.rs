@@ -162,7 +162,22 @@ pub struct Header {
     /// blocks the sampler picked, and the analysis scales each of them by its weight
     /// (appended to the header after `argv_omitted_bytes`; absent reads as 0).
     pub sample_interval: u64,
+    /// Set when `memlens attach` started the recording in a process that was already
+    /// running (appended after `argv_omitted_bytes`, only in such traces).
+    pub attach: Option<AttachStart>,
 }
+
+/// How a recording started by `memlens attach` began: blocks allocated before it are
+/// unknown to the trace (their frees count as untracked, never as heap errors).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AttachStart {
+    /// Heap bytes the process had in use when recording started (glibc's `mallinfo2`:
+    /// `uordblks + hblkhd`, so chunks in the thread caches count as in use).
+    pub live_heap_bytes: u64,
+}
+
+/// Header flag bit: the recording was started by `memlens attach`.
+const HEADER_FLAG_ATTACHED: u64 = 1;
 
 /// How much of the command line (arguments with their NULs) a trace keeps: whole
 /// arguments up to this size; the rest are counted in `Header::argv_omitted`.
@@ -195,6 +210,10 @@ impl Header {
         varint::put_u64(&mut p, self.argv_omitted as u64);
         varint::put_u64(&mut p, self.argv_omitted_bytes);
         varint::put_u64(&mut p, self.sample_interval);
+        if let Some(a) = self.attach {
+            varint::put_u64(&mut p, HEADER_FLAG_ATTACHED);
+            varint::put_u64(&mut p, a.live_heap_bytes);
+        }
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&(p.len() as u32).to_le_bytes());
@@ -230,6 +249,14 @@ impl Header {
         };
         // Appended after those: absent from traces written before sampling existed.
         let sample_interval = if c.is_empty() { 0 } else { c.u64()? };
+        // Appended later still, only by `memlens attach`: flags, then the live heap.
+        let attach = if c.is_empty() {
+            None
+        } else {
+            let flags = c.u64()?;
+            let live_heap_bytes = c.u64()?;
+            (flags & HEADER_FLAG_ATTACHED != 0).then_some(AttachStart { live_heap_bytes })
+        };
         Some(Header {
             pid,
             ppid,
@@ -244,6 +271,7 @@ impl Header {
             argv_omitted,
             argv_omitted_bytes,
             sample_interval,
+            attach,
         })
     }
 }

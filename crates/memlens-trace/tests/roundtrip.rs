@@ -532,3 +532,30 @@ fn zstd_chunks_read_back() {
     assert!(err.to_string().contains("does not decompress"), "{err}");
     std::fs::remove_file(p).ok();
 }
+
+/// A trace `memlens attach` recorded appends its start (flags, live heap) to the header;
+/// every other header ends before, and reads as not attached. The End kind Detach reads
+/// back.
+#[test]
+fn attach_start_roundtrips_and_other_headers_are_not_attached() {
+    let h = Header {
+        attach: Some(AttachStart {
+            live_heap_bytes: 314_159,
+        }),
+        ..header()
+    };
+    let mut bytes = Vec::new();
+    h.encode(&mut bytes);
+    let len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+    let payload = &bytes[16..16 + len];
+    assert_eq!(Header::decode_payload(payload), Some(h.clone()));
+    // flags (1 byte) and 314159 (3 bytes) come last: without them, not attached.
+    let plain = Header::decode_payload(&payload[..len - 4]).unwrap();
+    assert_eq!(plain.attach, None);
+    assert_eq!(plain, Header { attach: None, ..h });
+    let mut unattached = Vec::new();
+    plain.encode(&mut unattached);
+    assert_eq!(unattached.len(), bytes.len() - 4);
+    assert_eq!(ExitKind::from_u8(5), Some(ExitKind::Detach));
+    assert_eq!(ExitKind::from_u8(6), None);
+}

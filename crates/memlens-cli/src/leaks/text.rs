@@ -94,12 +94,24 @@ impl LeakView {
         for e in errors.iter().filter(|e| e.suppressed_by.is_none()) {
             self.error_text(&mut o, e, prefix);
         }
+        if let Some(note) = &self.attach_note {
+            let _ = writeln!(o, "{prefix}note: {note}.");
+        }
         match &self.report.scan {
             None if self.report.sample_interval != 0 => {
                 let _ = writeln!(
                     o,
                     "{prefix}No leak check: {}.",
                     crate::present::trace::LEAK_KINDS_UNDER_SAMPLING
+                );
+                return o;
+            }
+            None if self.attach_note.is_some() => {
+                let _ = writeln!(
+                    o,
+                    "{prefix}No leak check: a recording attached to a running process has none \
+                     (what blocks from before the attach point to would look lost). `memlens report` \
+                     lists what was allocated while attached and not freed."
                 );
                 return o;
             }

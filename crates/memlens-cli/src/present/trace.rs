@@ -26,6 +26,10 @@ pub fn json_trace(
         "sampling": json_sampling(h.sample_interval),
         "truncated": truncation.map(|t| t.reason.clone()),
         "exit": end.map(|e| json!({"kind": exit_kind_key(e.kind), "code": e.code})),
+        "attached": h.attach.map(|a| json!({
+            "start_unix_ns": h.start_unix_ns,
+            "live_heap_bytes": a.live_heap_bytes,
+        })),
         "warnings": warnings,
     })
 }
@@ -53,5 +57,53 @@ fn exit_kind_key(kind: ExitKind) -> &'static str {
         ExitKind::Signal => "signal",
         ExitKind::Exec => "exec",
         ExitKind::Snapshot => "snapshot",
+        ExitKind::Detach => "detach",
+    }
+}
+
+/// For a trace `memlens attach` recorded: when the recording started and how much heap
+/// was live then, as one sentence (`None` for a trace recorded from the start).
+pub fn attach_note(h: &memlens_trace::Header) -> Option<String> {
+    let a = h.attach?;
+    Some(format!(
+        "recording started when memlens attached to the running process, at {}, with {} of heap \
+         already live: blocks allocated before are not in the trace (their frees count as untracked)",
+        utc_time(h.start_unix_ns),
+        memlens_common::units::human_bytes(a.live_heap_bytes)
+    ))
+}
+
+/// `2026-12-06 14:03:11 UTC` from ns since the Unix epoch.
+pub fn utc_time(unix_ns: u64) -> String {
+    let secs = unix_ns / 1_000_000_000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_time_formats_dates() {
+        assert_eq!(super::utc_time(0), "1970-01-01 00:00:00 UTC");
+        // 2024-02-29 12:34:56 UTC (a leap day).
+        assert_eq!(
+            super::utc_time(1_709_210_096_000_000_123),
+            "2024-02-29 12:34:56 UTC"
+        );
     }
 }

@@ -14,7 +14,10 @@ use std::path::Path;
 pub fn run_summary(r: &Report, trace: &Path) -> String {
     let mut sym = Symbolizer::for_trace(&r.metadata);
     let t = &r.totals;
-    let mut lines = Vec::new();
+    let attached = r.header.attach.is_some();
+    let mut lines = crate::present::trace::attach_note(&r.header)
+        .into_iter()
+        .collect::<Vec<_>>();
     if let Some(note) = memlens_analysis::sampling::note(r.header.sample_interval) {
         lines.push(format!("figures {note}"));
     }
@@ -31,13 +34,24 @@ pub fn run_summary(r: &Report, trace: &Path) -> String {
             human_time(t.peak_heap_ns)
         ),
         format!(
-            "not freed at exit: {} in {}",
+            "{}: {} in {}",
+            if attached {
+                "allocated while attached and still live at its end"
+            } else {
+                "not freed at exit"
+            },
             human_bytes(t.not_freed_bytes),
             plural(t.not_freed_blocks, "block", "blocks")
         ),
     ]);
     if r.header.sample_interval != 0 {
         lines.push(crate::present::trace::LEAK_KINDS_UNDER_SAMPLING.to_string());
+    }
+    if t.untracked_frees > 0 {
+        lines.push(format!(
+            "{} of blocks allocated before recording started",
+            plural(t.untracked_frees, "free", "frees")
+        ));
     }
     let labels = |sym: &mut Symbolizer, stacks: Vec<u32>| site_labels(&r.metadata, sym, &stacks);
     let at = labels(

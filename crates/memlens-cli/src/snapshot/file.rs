@@ -86,6 +86,7 @@ fn write_inner(path: &Path, a: &Analysed) -> std::io::Result<()> {
         argv_omitted: 0,
         argv_omitted_bytes: 0,
         sample_interval: 0,
+        attach: None,
     };
     let file = std::fs::File::create(path)?;
     let mut w = std::io::BufWriter::new(file);

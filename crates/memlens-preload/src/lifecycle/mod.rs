@@ -137,7 +137,7 @@ fn read_cmdline() -> (Vec<String>, u32, u64) {
     cmdline.finish()
 }
 
-fn header(forked_from: u32) -> Header {
+fn header(forked_from: u32, attach: Option<memlens_trace::AttachStart>) -> Header {
     // SAFETY: getpid/getppid/sysconf have no preconditions.
     let (pid, ppid, page) = unsafe {
         (
@@ -167,12 +167,13 @@ fn header(forked_from: u32) -> Header {
         max_depth: thread::MAX_DEPTH.load(Ordering::Relaxed),
         writer: String::from(concat!("memlens ", env!("CARGO_PKG_VERSION"))),
         sample_interval: crate::sample::INTERVAL.load(Ordering::Relaxed),
+        attach,
     }
 }
 
 /// Open this process's trace (named from the pattern) and note it in the manifest.
 fn open_trace(forked_from: u32) -> bool {
-    let h = header(forked_from);
+    let h = header(forked_from, None);
     let name = program_name(h.exe.as_bytes());
     // SAFETY: the pattern statics are written only in the constructor, before threads.
     let pattern: &[u8] = unsafe { &*core::ptr::addr_of!(OUTPUT_PATTERN) };
@@ -201,6 +202,55 @@ fn open_trace(forked_from: u32) -> bool {
             }
         }
     }
+    true
+}
+
+/// `memlens attach`: open the trace at exactly `path` (a file there from before is
+/// replaced), its header saying that recording starts now with `live_heap_bytes` of heap
+/// already in use. Caller is busy.
+pub(crate) fn open_attached_trace(path: &[u8], live_heap_bytes: u64) -> bool {
+    // `%` in the path is taken as it is, not as a pattern.
+    let mut pattern = Vec::with_capacity(path.len() + 8);
+    for &c in path {
+        pattern.push(c);
+        if c == b'%' {
+            pattern.push(b'%');
+        }
+    }
+    let h = header(0, Some(memlens_trace::AttachStart { live_heap_bytes }));
+    output::RUN_START_NS.store(h.start_unix_ns, Ordering::Relaxed);
+    TRACE_CHILDREN.store(false, Ordering::Relaxed);
+    let mut f = output::FILE.lock();
+    if !f.create(&pattern, h.pid, b"", &h) {
+        output::DISABLED.store(true, Ordering::Relaxed);
+        return false;
+    }
+    true
+}
+
+/// The fork and exit handlers (once per process): `memlens_init`, or the first attach.
+pub(crate) fn register_process_handlers() {
+    // SAFETY: registering handlers with valid function pointers.
+    unsafe {
+        libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
+        on_exit(at_exit, core::ptr::null_mut());
+    }
+}
+
+/// End an attached recording (`memlens attach` detaches): flush, write the End record
+/// (`Detach`), close the trace, and leave the recorder ready for another attach. False
+/// if the process is exiting and its exit handler has ended the trace. On the
+/// `memlens-rss` thread, which is busy.
+pub(crate) fn finish_detached() -> bool {
+    if FINISHED.swap(true, Ordering::AcqRel) {
+        return false;
+    }
+    ACTIVE.store(false, Ordering::Release);
+    thread::final_rss_sample();
+    thread::flush_all();
+    output::end(now_ns(), ExitKind::Detach, 0);
+    output::FILE.lock().close();
+    FINISHED.store(false, Ordering::Release);
     true
 }
 
@@ -350,6 +400,11 @@ extern "C" fn memlens_init() {
     if INIT_STARTED.swap(true, Ordering::AcqRel) {
         return;
     }
+    if !crate::attach::loaded_at_start() {
+        // dlopen'ed by `memlens attach`: dormant until it calls `memlens_attach`.
+        crate::attach::LOADED_BY_ATTACH.store(true, Ordering::Release);
+        return;
+    }
     let cfg = Config::from_env();
     crate::clock::start();
     thread::MAX_DEPTH.store(cfg.max_depth as u32, Ordering::Relaxed);
@@ -407,11 +462,7 @@ extern "C" fn memlens_init() {
     scan::prepare();
     crate::dlsym::note_own_allocator(0);
     crate::python::prepare(0, cfg.python_frames);
-    // SAFETY: registering handlers with valid function pointers.
-    unsafe {
-        libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
-        on_exit(at_exit, core::ptr::null_mut());
-    }
+    register_process_handlers();
     ACTIVE.store(true, Ordering::Release);
     crate::go_exit::install();
     crate::signals::init();
@@ -763,6 +814,7 @@ extern "C" fn fork_parent() {
 extern "C" fn fork_child() {
     release_fork_locks();
     crate::sample::after_fork_child();
+    crate::attach::after_fork_child();
     if ACTIVE.load(Ordering::Acquire) && !output::DISABLED.load(Ordering::Relaxed) {
         let parent = FORK_PARENT.load(Ordering::Relaxed);
         output::META.lock().discard();
