@@ -96,10 +96,14 @@ impl Diff {
     }
 }
 
-/// The name a frame is matched by: its function name, or `[unknown]` for an address
-/// outside any module (which differs from run to run).
+/// The name a frame is matched by: its function name, a Python frame's function and file
+/// name (`handle_request (server.py)`: the same function of another file is another
+/// frame; lines move between versions), or `[unknown]` for an address outside any module
+/// (which differs from run to run).
 pub fn match_name(f: &Frame) -> String {
-    if f.module.is_none() && f.file.is_none() {
+    if f.python {
+        format!("{} ({})", f.function, f.file_name().unwrap_or("?"))
+    } else if f.module.is_none() && f.file.is_none() {
         "[unknown]".to_string()
     } else {
         f.function.clone()

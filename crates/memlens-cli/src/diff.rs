@@ -138,6 +138,7 @@ fn run(args: &DiffArgs) -> Result<String, String> {
             ),
             inverted: false,
             width: 1200,
+            python: Default::default(),
         };
         let image = svg(&after, Some(&before), args.metric, &style)?;
         Dest::File(path).write(&image)?;

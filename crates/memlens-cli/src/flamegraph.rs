@@ -77,7 +77,23 @@ fn run(args: &FlamegraphArgs) -> Result<(), String> {
     require_known(&profile, args.metric)?;
     let mut sym = Symbolizer::for_trace(&profile.metadata);
     sym.prefetch(profile.frames());
-    let stacks = folded(&profile, &mut sym, args.metric, |f| f.function.clone());
+    // Python frames by function and file (`handle_request (server.py)`), native ones by
+    // function; Python's are drawn in their own colour.
+    let name = |f: &memlens_analysis::Frame| {
+        if f.python {
+            memlens_analysis::diff::match_name(f)
+        } else {
+            f.function.clone()
+        }
+    };
+    let stacks = folded(&profile, &mut sym, args.metric, name);
+    let python: std::collections::BTreeSet<String> = profile
+        .sites
+        .iter()
+        .flat_map(|s| sym.stack(profile.stack(s.stack)))
+        .filter(|f| f.python)
+        .map(|f| crate::profile::folded_name(&name(&f)))
+        .collect();
     for w in profile.warnings.iter().chain(sym.warnings()) {
         crate::say!("memlens: warning: {w}");
     }
@@ -92,6 +108,7 @@ fn run(args: &FlamegraphArgs) -> Result<(), String> {
         subtitle: subtitle(&profile, args.metric),
         inverted: args.inverted,
         width: args.width,
+        python,
     };
     let svg = svg(&stacks, None, args.metric, &style)?;
     dest.write(&svg)
@@ -114,6 +131,9 @@ pub struct Style {
     pub subtitle: String,
     pub inverted: bool,
     pub width: usize,
+    /// Frame labels that are Python code: drawn blue, apart from native code's warm
+    /// colours.
+    pub python: std::collections::BTreeSet<String>,
 }
 
 /// Draw folded stacks as an SVG flame graph; with `before`, a differential one (widths
@@ -158,6 +178,22 @@ pub fn svg(
             String::from_utf8_lossy(&out).into_owned()
         }
     };
+    // Python frames in shades of blue (by name, so a function keeps its shade).
+    let mut palette = inferno::flamegraph::color::PaletteMap::default();
+    for (i, label) in style.python.iter().enumerate() {
+        let shade = (i * 37 % 60) as u8;
+        palette.insert(
+            label,
+            inferno::flamegraph::color::Color {
+                r: 70 + shade,
+                g: 130 + shade,
+                b: 230,
+            },
+        );
+    }
+    if !style.python.is_empty() {
+        opts.palette_map = Some(&mut palette);
+    }
     let mut svg = Vec::new();
     inferno::flamegraph::from_lines(&mut opts, text.lines(), &mut svg)
         .map_err(|e| format!("cannot draw the flame graph: {e}"))?;

@@ -60,7 +60,7 @@ pub fn value_text(unit: Unit, v: u64) -> String {
 }
 
 /// A frame's name in a folded stack: no `;` (the separator) and no line breaks.
-fn folded_name(name: &str) -> String {
+pub fn folded_name(name: &str) -> String {
     name.replace(';', ":").replace(['\n', '\r'], " ")
 }
 

@@ -329,7 +329,9 @@ fn pytest_venv(dir: &Path) -> Option<PathBuf> {
 }
 
 /// `[memlens check -o DIR/t.trace --errors-for-leak-kinds=none --budgets-json DIR/b.json
-/// --] PY -m pytest --memlens` in tests/programs/pytest_limits.
+/// --python-allocator=pymalloc --] PY -m pytest --memlens` in tests/programs/pytest_limits.
+/// pymalloc: the limits are about the tests' large buffers, and exact; with every Python
+/// object seen (the default), pytest's own small objects made during a test count too.
 fn pytest(py: &Path, dir: &Path, under_memlens: bool) -> Output {
     let mut cmd = if under_memlens {
         let mut c = Command::new(memlens());
@@ -339,6 +341,7 @@ fn pytest(py: &Path, dir: &Path, under_memlens: bool) -> Output {
             .arg("--errors-for-leak-kinds=none")
             .arg("--budgets-json")
             .arg(dir.join("b.json"))
+            .arg("--python-allocator=pymalloc")
             .arg("--")
             .arg(py);
         c

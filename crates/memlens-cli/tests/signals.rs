@@ -123,7 +123,8 @@ fn sigterm_from_outside_during_allocations() {
         assert_eq!(
             amount(&v["summary"]["definitely_lost"]),
             (777, 1),
-            "round {round}"
+            "round {round}: {}",
+            v["summary"]
         );
         // The 100 kept blocks, and perhaps the loop's 64-byte block in flight.
         let (bytes, blocks) = amount(&v["summary"]["still_reachable"]);

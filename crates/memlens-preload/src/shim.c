@@ -16,6 +16,8 @@ struct memlens_tls {
     unsigned long long pending[8][2];
     long long sample_left;         /* bytes to the next sample point (sample.rs) */
     unsigned long long sample_rng; /* the sampler's PRNG state, 0 until seeded */
+    unsigned long long leaving_sp; /* the hook's caller's stack pointer, while leaving */
+    unsigned long long in_flight;  /* the block the hook is returning, while leaving */
 };
 
 static __thread struct memlens_tls tls __attribute__((tls_model("initial-exec")));

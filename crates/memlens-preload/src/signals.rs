@@ -256,10 +256,19 @@ pub fn take_pending() {
     if sig == 0 {
         return;
     }
-    let ctx = scan::Context {
-        sp: sys::current_sp(),
+    // Leaving a hook: the program's frames start at the hook's caller; below lie the
+    // recorder's, whose stale slots may hold old pointers. The block the hook returns is
+    // only in the recorder's frames: a register root.
+    let here = sys::current_sp();
+    let (leaving_sp, in_flight) = t.leaving();
+    let mut ctx = scan::Context {
+        sp: if leaving_sp > here { leaving_sp } else { here },
         ..Default::default()
     };
+    if leaving_sp > here && in_flight != 0 {
+        ctx.regs[0] = in_flight;
+        ctx.nregs = 1;
+    }
     lifecycle::finish_by_signal(sig, &ctx);
     die_by(sig, false);
 }

@@ -377,7 +377,17 @@ pub fn record_then(func: AllocFunc, op: Op, caller: Caller, then: impl FnOnce() 
         }
     }
     st.unlock();
+    // A fatal signal that arrived meanwhile is handled as the guard drops: it scans from
+    // the caller's frames, with the block being returned as a register.
+    let here = busy.here();
+    let in_flight = match op {
+        Op::Alloc { addr, .. } => addr,
+        Op::Realloc { new, .. } => new,
+        _ => 0,
+    };
+    here.set_leaving(caller.sp, in_flight);
     drop(busy);
+    here.set_leaving(0, 0);
     if crate::python::take_work_done() {
         crate::lifecycle::python_work_done();
     }

@@ -25,6 +25,12 @@ pub struct Tls {
     sample_left: i64,
     /// The sampler's PRNG state; 0 until the thread's first allocation seeds it.
     sample_rng: u64,
+    /// While a hook leaves the recorder (`thread::record_then`): its caller's stack
+    /// pointer and the block it returns; 0 otherwise. A fatal signal handled there
+    /// scans the program's frames from `leaving_sp` up, not the recorder's own frames
+    /// below it (stale copies of old pointers), with `in_flight` as a register.
+    leaving_sp: u64,
+    in_flight: u64,
 }
 
 /// How many live-table operations a thread can queue (see `live.rs`).
@@ -99,6 +105,26 @@ impl Here {
         // SAFETY: as in `sample_left`, for a u64.
         unsafe { AtomicU64::from_ptr(core::ptr::addr_of_mut!((*self.0).sample_rng)) }
             .store(v, Relaxed)
+    }
+
+    /// See `Tls::leaving_sp` and `Tls::in_flight`.
+    #[inline(always)]
+    pub fn leaving(self) -> (u64, u64) {
+        // SAFETY: as in `sample_left`, for u64s.
+        unsafe {
+            (
+                AtomicU64::from_ptr(core::ptr::addr_of_mut!((*self.0).leaving_sp)).load(Relaxed),
+                AtomicU64::from_ptr(core::ptr::addr_of_mut!((*self.0).in_flight)).load(Relaxed),
+            )
+        }
+    }
+    #[inline(always)]
+    pub fn set_leaving(self, sp: u64, block: u64) {
+        // SAFETY: as in `sample_left`, for u64s.
+        unsafe {
+            AtomicU64::from_ptr(core::ptr::addr_of_mut!((*self.0).in_flight)).store(block, Relaxed);
+            AtomicU64::from_ptr(core::ptr::addr_of_mut!((*self.0).leaving_sp)).store(sp, Relaxed);
+        }
     }
 
     /// This thread is inside the recorder (its hooks pass straight through).

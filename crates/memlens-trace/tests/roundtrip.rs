@@ -556,6 +556,7 @@ fn attach_start_roundtrips_and_other_headers_are_not_attached() {
     let mut unattached = Vec::new();
     plain.encode(&mut unattached);
     assert_eq!(unattached.len(), bytes.len() - 4);
-    assert_eq!(ExitKind::from_u8(5), Some(ExitKind::Detach));
-    assert_eq!(ExitKind::from_u8(6), None);
+    assert_eq!(ExitKind::from_u8(5), Some(ExitKind::Snapshot));
+    assert_eq!(ExitKind::from_u8(6), Some(ExitKind::Detach));
+    assert_eq!(ExitKind::from_u8(7), None);
 }
