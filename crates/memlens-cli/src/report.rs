@@ -232,6 +232,9 @@ fn text(r: &Report, sym: &mut Symbolizer, top: usize, shown: &[&str]) -> String 
     if let Some(note) = crate::present::trace::attach_note(h) {
         let _ = writeln!(o, "  attached   {note}");
     }
+    if let Some(note) = crate::present::trace::python_work_done_note(&r.metadata) {
+        let _ = writeln!(o, "  python     {note}");
+    }
     let _ = writeln!(
         o,
         "  ended      {} after {}",

@@ -488,3 +488,179 @@ os.waitpid(pid, 0)\n";
         names(&f)
     );
 }
+
+/// Every view shows the Python frames: the report (and when the check ran), the flame
+/// graph (Python frames by function and file, in their own blue colours), pprof (the .py
+/// file and line), SARIF (the C extension's location, with the .py frame in its stack)
+/// and the web page.
+#[test]
+fn every_view_shows_the_python_frames() {
+    let Some(py) = pythons().into_iter().next() else {
+        return;
+    };
+    let src = "python/cache_growth.py";
+    let r = run(&py.exe, &[&script("cache_growth.py"), "5"]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    assert!(
+        r.stderr().contains(
+            "==memlens== the leak check ran when the Python program's work was done, at "
+        ),
+        "{}",
+        r.stderr()
+    );
+    let trace = r.only_trace();
+    let m = |args: &[&str]| {
+        let o = Command::new(memlens()).args(args).output().unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o.stdout
+    };
+    let text = String::from_utf8(m(&["report", trace.to_str().unwrap()])).unwrap();
+    assert!(
+        text.contains(&format!(
+            "    at encode (cache_growth.py:{})",
+            line_of(src, "MARK: encode")
+        )) && text
+            .contains("  python     the leak check ran when the Python program's work was done"),
+        "{text}"
+    );
+    // Flame graph: the frame is `encode (cache_growth.py)`, filled blue (r < g < b = 230).
+    let svg = String::from_utf8(m(&["flamegraph", trace.to_str().unwrap(), "-o", "-"])).unwrap();
+    let at = svg
+        .find("<title>encode (cache_growth.py) (")
+        .unwrap_or_else(|| panic!("no Python frame in the flame graph"));
+    let rect = &svg[at..at + svg[at..].find("/>").unwrap()];
+    let fill = rect
+        .split("fill=\"rgb(")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap();
+    let rgb: Vec<u32> = fill.split(',').map(|c| c.parse().unwrap()).collect();
+    assert!(
+        rgb[2] == 230 && rgb[0] < rgb[1] && rgb[1] < rgb[2],
+        "{fill}"
+    );
+    // pprof: Python locations carry the .py file and line.
+    let dir = scratch("python-views");
+    let pb = dir.join("p.pb.gz");
+    m(&[
+        "export",
+        "--format",
+        "pprof",
+        "-o",
+        pb.to_str().unwrap(),
+        trace.to_str().unwrap(),
+    ]);
+    if tool("go", "golang-go").is_some() {
+        let o = Command::new("go")
+            .args([
+                "tool",
+                "pprof",
+                "-sample_index=alloc_space",
+                "-top",
+                "-lines",
+            ])
+            .arg(&pb)
+            .env("HOME", &dir)
+            .env("GOCACHE", dir.join("gocache"))
+            .env("GOFLAGS", "-mod=mod")
+            .output()
+            .unwrap();
+        let top = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            top.contains(&format!(
+                "encode {}:{}",
+                script("cache_growth.py"),
+                line_of(src, "MARK: encode")
+            )),
+            "{top}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // The web page names the Python line.
+    let page = dir.join("r.html");
+    m(&[
+        "html",
+        "-o",
+        page.to_str().unwrap(),
+        trace.to_str().unwrap(),
+    ]);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains("cache_growth.py"),
+        "no Python frame in the page"
+    );
+
+    // SARIF of a C extension's leak: the result's stack goes on into the Python line.
+    let Some(config) = &py.config else { return };
+    let q = |arg: &str| {
+        let o = Command::new(config).arg(arg).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let so = dir.join(format!("fastparse{}", q("--extension-suffix")));
+    let o = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-g", "-O0"])
+        .args(q("--includes").split_whitespace())
+        .arg(source("python/fastparse.c"))
+        .arg("-o")
+        .arg(&so)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = run(&py.exe, &[&script("native_leak.py"), dir.to_str().unwrap()]);
+    let sarif: Value = serde_json::from_slice(&m(&[
+        "leaks",
+        "--format",
+        "sarif",
+        r.only_trace().to_str().unwrap(),
+    ]))
+    .unwrap();
+    let frames = sarif["runs"][0]["results"][0]["stacks"][0]["frames"]
+        .as_array()
+        .unwrap();
+    let genexpr = line_of("python/native_leak.py", "MARK: genexpr");
+    assert!(
+        frames.iter().any(|f| {
+            let pl = &f["location"]["physicalLocation"];
+            pl["artifactLocation"]["uri"]
+                .as_str()
+                .is_some_and(|u| u.ends_with("/native_leak.py"))
+                && pl["region"]["startLine"] == genexpr
+                && f["location"]["logicalLocations"][0]["name"] == "<genexpr>"
+        }),
+        "{frames:?}"
+    );
+}
+
+/// Through a pyenv shim (env -> bash -> ... -> python), one trace: the interpreter's.
+#[test]
+fn a_pyenv_shim_leaves_the_interpreters_trace_only() {
+    let Some(home) = std::env::var_os("HOME") else {
+        return;
+    };
+    let shim = Path::new(&home).join(".pyenv/shims/python3");
+    if !shim.is_file() {
+        eprintln!("skipped: no pyenv shim on this machine");
+        return;
+    }
+    let r = run(&shim, &[&script("cache_growth.py"), "3"]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let trace = r.only_trace();
+    let rep = report(&trace);
+    assert!(
+        rep["trace"]["exe"].as_str().unwrap().contains("/python3"),
+        "{}",
+        rep["trace"]["exe"]
+    );
+    let err = r.stderr();
+    assert!(err.contains("==memlens== Python 3."), "{err}");
+    assert!(
+        err.contains("==memlens== not kept: the traces of the wrappers it ran first (env -> bash"),
+        "{err}"
+    );
+}

@@ -97,6 +97,10 @@ impl LeakView {
         if let Some(note) = &self.attach_note {
             let _ = writeln!(o, "{prefix}note: {note}.");
         }
+        let python = crate::present::trace::python_work_done_note(&self.metadata);
+        if let Some(note) = &python {
+            let _ = writeln!(o, "{prefix}note: {note}.");
+        }
         match &self.report.scan {
             None if self.report.sample_interval != 0 => {
                 let _ = writeln!(
@@ -123,7 +127,7 @@ impl LeakView {
                 );
                 return o;
             }
-            Some(info) if info.unstoppable_threads > 0 => {
+            Some(info) if info.unstoppable_threads > 0 && python.is_none() => {
                 let _ = writeln!(
                     o,
                     "{prefix}note: {} thread(s) could not be stopped for the scan; their stacks were read as they were.",

@@ -61,6 +61,19 @@ fn exit_kind_key(kind: ExitKind) -> &'static str {
     }
 }
 
+/// For a CPython program whose work-done moment the recorder saw: when the leak check
+/// ran and why there, as one sentence (`None` otherwise).
+pub fn python_work_done_note(md: &memlens_trace::reader::Metadata) -> Option<String> {
+    let t = memlens_analysis::site::work_done_ns(md)?;
+    Some(format!(
+        "the leak check ran when the Python program's work was done, at {} (its interpreter \
+         began finalizing: threads joined, atexit callbacks run, module globals not yet \
+         cleared; other threads kept running); the figures stop there, and what the \
+         interpreter frees while tearing itself down is left out",
+        memlens_common::units::human_time(t)
+    ))
+}
+
 /// For a trace `memlens attach` recorded: when the recording started and how much heap
 /// was live then, as one sentence (`None` for a trace recorded from the start).
 pub fn attach_note(h: &memlens_trace::Header) -> Option<String> {

@@ -124,6 +124,9 @@ pub fn run_summary(r: &Report, trace: &Path) -> String {
              this summary describes only the image before the exec"
         ));
     }
+    if let Some(note) = crate::present::trace::python_work_done_note(&r.metadata) {
+        lines.push(note);
+    }
     if let Some(p) = memlens_analysis::report::PythonInfo::of(&r.metadata) {
         if p.allocator == "malloc" {
             lines.push(format!(
