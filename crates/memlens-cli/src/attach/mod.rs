@@ -212,6 +212,72 @@ fn wait(fd: i32, signals: Option<&StopSignals>, until: Option<Instant>) -> (bool
     }
 }
 
+/// The recorder as the target can load it: where it is, when the target's user can read
+/// it there (its own, or every directory on the way open to others); else a copy in
+/// `/tmp/memlens-recorder-UID-SIZE-CRC/` (directory 0755 and file 0644, owned by us and
+/// checked to be exactly our recorder when it exists already, so that every attach loads
+/// the same file and nobody else can swap it).
+fn loadable_copy(recorder: &Path, t: &target::Target) -> Result<PathBuf, String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    let open_to_others = |p: &Path, bit: u32| fs::metadata(p).is_ok_and(|m| m.mode() & bit != 0);
+    let readable = t.uid == euid
+        || (open_to_others(recorder, 0o004)
+            && recorder
+                .ancestors()
+                .skip(1)
+                .all(|d| open_to_others(d, 0o001)));
+    if readable {
+        return Ok(recorder.to_path_buf());
+    }
+    let bytes =
+        fs::read(recorder).map_err(|e| format!("cannot read {}: {e}", recorder.display()))?;
+    let dir = PathBuf::from(format!(
+        "/tmp/memlens-recorder-{euid}-{}-{:08x}",
+        bytes.len(),
+        crc32fast::hash(&bytes)
+    ));
+    let copy = dir.join("libmemlens_preload.so");
+    let ours = |p: &Path| {
+        fs::symlink_metadata(p)
+            .is_ok_and(|m| m.uid() == euid && m.mode() & 0o022 == 0 && !m.file_type().is_symlink())
+    };
+    if dir.exists() {
+        if !ours(&dir) || !ours(&copy) || fs::read(&copy).ok().as_deref() != Some(&bytes[..]) {
+            return Err(format!(
+                "{} exists but is not memlens's own copy of the recorder for this process's user to load; remove it",
+                dir.display()
+            ));
+        }
+        return Ok(copy);
+    }
+    let tmp = PathBuf::from(format!("{}.tmp{}", dir.display(), std::process::id()));
+    let made = fs::DirBuilder::new()
+        .mode(0o755)
+        .create(&tmp)
+        .and_then(|_| fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)))
+        .and_then(|_| fs::write(tmp.join("libmemlens_preload.so"), &bytes))
+        .and_then(|_| {
+            fs::set_permissions(
+                tmp.join("libmemlens_preload.so"),
+                fs::Permissions::from_mode(0o644),
+            )
+        })
+        .and_then(|_| fs::rename(&tmp, &dir));
+    if let Err(e) = made {
+        let _ = fs::remove_dir_all(&tmp);
+        if !dir.exists() {
+            return Err(format!(
+                "process {} runs as another user, who cannot read {}, and a copy in /tmp could not be made: {e}",
+                t.pid,
+                recorder.display()
+            ));
+        }
+    }
+    Ok(copy)
+}
+
 fn attach(args: &AttachArgs) -> Result<u8, Failure> {
     let pid = args.pid;
     if pid <= 0 {
@@ -224,6 +290,7 @@ fn attach(args: &AttachArgs) -> Result<u8, Failure> {
     let t = target::inspect(pid).map_err(refused)?;
     let recorder = crate::run::find_preload().map_err(|e| own_failure(e.parts().0))?;
     let recorder = recorder.canonicalize().unwrap_or(recorder);
+    let recorder = loadable_copy(&recorder, &t).map_err(own_failure)?;
     // Another copy of the recorder (`memlens run`'s, or another installation's): a second
     // one would take the allocations away from the first.
     if let Some(other) = t
