@@ -695,15 +695,27 @@ fn root_attaches_to_another_users_process() {
     let Some(setpriv) = tool("setpriv", "util-linux") else {
         return;
     };
-    let dir = scratch("attach-other-user");
-    // The server runs as nobody; its directory must let nobody in.
-    let mut perms = std::fs::metadata(&dir).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(&dir, perms).unwrap();
+    // The server runs as nobody: its program and the output directory must be where
+    // nobody can reach them, which a checkout (a home or temporary directory of mode 0700)
+    // may not be. The recorder library is left where it is: memlens copies it where
+    // nobody can read it when needed.
+    let dir =
+        std::env::temp_dir().join(format!("memlens-attach-other-user-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).unwrap();
+    let mode = |p: &std::path::Path, m: u32| {
+        let mut perms = std::fs::metadata(p).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, m);
+        std::fs::set_permissions(p, perms).unwrap();
+    };
+    mode(&dir, 0o755);
+    let prog = dir.join("attach_server");
+    std::fs::copy(server(), &prog).unwrap();
+    mode(&prog, 0o755);
     let mut p = Program::start(
         Command::new(setpriv)
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(server()),
+            .arg(&prog),
     );
     assert_eq!(p.line(), "ready");
     let trace = dir.join("nobody.trace");
@@ -716,6 +728,7 @@ fn root_attaches_to_another_users_process() {
     assert_eq!(labelled(&report(&trace)), (9, 9 * 1234));
     let (_, status) = p.finish("quit 0");
     assert_eq!(status.code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// memlens killed while recording (SIGKILL: no chance to detach): the recorder sees its
