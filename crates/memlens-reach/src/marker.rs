@@ -39,6 +39,11 @@ struct Marker<'a, M: BlockMemory> {
     py_type_type: u64,
     /// Addresses found to be Python types, sorted.
     py_types: Vec<u64>,
+    /// Addresses found not to be Python types (direct-mapped; 0 = empty slot).
+    py_not_types: Vec<u64>,
+    /// Per block, where its Python object starts, once known: 0 unknown, 1 none, 2 + the
+    /// offset / 16 (see `py_object_in`). Empty outside CPython.
+    py_object: Vec<u8>,
 }
 
 impl<M: BlockMemory> Marker<'_, M> {
@@ -86,7 +91,14 @@ impl<M: BlockMemory> Marker<'_, M> {
         if self.py_types.binary_search(&t).is_ok() {
             return true;
         }
+        let slot = ((t >> 3) ^ (t >> 15)) as usize & (self.py_not_types.len().max(1) - 1);
+        if self.py_not_types.get(slot) == Some(&t) {
+            return false;
+        }
         let Some(meta) = self.read_word(t + 8) else {
+            if let Some(s) = self.py_not_types.get_mut(slot) {
+                *s = t;
+            }
             return false;
         };
         let is_type = meta == self.py_type_type
@@ -97,6 +109,8 @@ impl<M: BlockMemory> Marker<'_, M> {
             if let Err(i) = self.py_types.binary_search(&t) {
                 self.py_types.insert(i, t);
             }
+        } else if let Some(s) = self.py_not_types.get_mut(slot) {
+            *s = t;
         }
         is_type
     }
@@ -114,21 +128,29 @@ impl<M: BlockMemory> Marker<'_, M> {
     /// header, or 32 after a managed __dict__'s two words too), if the block holds one:
     /// a plausible reference count, then a type.
     fn py_object_in(&mut self, b: usize) -> Option<u64> {
-        if self.py_type_type == 0 || self.heuristics & (1 << Heuristic::PyObject as u32) == 0 {
+        if self.py_object.is_empty() {
             return None;
         }
+        match self.py_object[b] {
+            0 => {}
+            1 => return None,
+            k => return Some(16 * (k as u64 - 2)),
+        }
         let size = size_of(self.heap.blocks[b].1);
+        let mut found = None;
         for off in [0u64, 16, 32] {
             if size < off + 16 {
                 break;
             }
             if let (Some(refs), Some(t)) = (self.word(b, off), self.word(b, off + 8)) {
                 if plausible_refcount(refs) && self.is_python_type(t) {
-                    return Some(off);
+                    found = Some(off);
+                    break;
                 }
             }
         }
-        None
+        self.py_object[b] = found.map_or(1, |o| 2 + (o / 16) as u8);
+        found
     }
 
     /// CPython: the word indexes of a garbage-collected object's collector links (its
@@ -430,6 +452,7 @@ pub fn mark<M: BlockMemory>(
     py_type_type: u64,
 ) -> Marks {
     let n = heap.blocks.len();
+    let python = py_type_type != 0 && heuristics & (1 << Heuristic::PyObject as u32) != 0;
     let mut mk = Marker {
         heap,
         blocks,
@@ -442,6 +465,8 @@ pub fn mark<M: BlockMemory>(
         buf: alloc::vec![0u64; 8192],
         py_type_type,
         py_types: Vec::new(),
+        py_not_types: if python { alloc::vec![0u64; 1 << 14] } else { Vec::new() },
+        py_object: if python { alloc::vec![0u8; n] } else { Vec::new() },
     };
     for (id, &(lo, hi)) in ranges.iter().enumerate() {
         mk.scan_range(lo, hi, (id as u32).min(0x7fff));
