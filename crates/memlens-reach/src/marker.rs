@@ -465,8 +465,16 @@ pub fn mark<M: BlockMemory>(
         buf: alloc::vec![0u64; 8192],
         py_type_type,
         py_types: Vec::new(),
-        py_not_types: if python { alloc::vec![0u64; 1 << 14] } else { Vec::new() },
-        py_object: if python { alloc::vec![0u8; n] } else { Vec::new() },
+        py_not_types: if python {
+            alloc::vec![0u64; 1 << 14]
+        } else {
+            Vec::new()
+        },
+        py_object: if python {
+            alloc::vec![0u8; n]
+        } else {
+            Vec::new()
+        },
     };
     for (id, &(lo, hi)) in ranges.iter().enumerate() {
         mk.scan_range(lo, hi, (id as u32).min(0x7fff));
