@@ -291,29 +291,9 @@ fn json_export_has_every_metric_of_every_site() {
     }
 }
 
-/// `go tool pprof ARGS FILE` with a private HOME and build cache.
-fn pprof(dir: &Path, file: &Path, args: &[&str]) -> String {
-    let o = Command::new("go")
-        .arg("tool")
-        .arg("pprof")
-        .args(args)
-        .arg(file)
-        .env("HOME", dir)
-        .env("GOCACHE", dir.join("gocache"))
-        .env("GOPATH", dir.join("gopath"))
-        .output()
-        .expect("this test needs go (Debian package golang-go)");
-    assert!(
-        o.status.success(),
-        "go tool pprof {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
 /// `go tool pprof -top` for one sample type: function -> (flat, cum), in bytes or counts.
 fn pprof_top(dir: &Path, file: &Path, sample: &str) -> BTreeMap<String, (u64, u64)> {
-    let out = pprof(
+    let out = go_pprof(
         dir,
         file,
         &[
@@ -418,10 +398,10 @@ fn pprof_export_reads_in_go_tool_pprof() {
         assert_eq!(rows["main"], (0, total), "{sample}: main's cum");
     }
     // The default sample type is alloc_space, and the allocator is a label.
-    let raw = pprof(&dir, &file, &["-raw"]);
+    let raw = go_pprof(&dir, &file, &["-raw"]);
     assert!(raw.contains(" alloc_space/bytes[dflt] "), "{raw}");
     assert!(raw.contains("allocator:[calloc]"), "{raw}");
-    let tags = pprof(
+    let tags = go_pprof(
         &dir,
         &file,
         &["-top", "-tagfocus=allocator=calloc", "-nodefraction=0"],
@@ -690,7 +670,7 @@ fn pprof_names_the_program_first_and_no_recorder_frame() {
         "{files:?}"
     );
     if tool("go", "golang-go").is_some() {
-        let top = pprof(&dir, &dir.join("heap.pb.gz"), &["-top"]);
+        let top = go_pprof(&dir, &dir.join("heap.pb.gz"), &["-top"]);
         assert!(top.starts_with("File: cxx\n"), "{top}");
     }
     let functions: Vec<&str> = p.function.iter().map(|f| st(f.name)).collect();

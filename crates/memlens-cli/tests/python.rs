@@ -557,29 +557,14 @@ fn every_view_shows_the_python_frames() {
         trace.to_str().unwrap(),
     ]);
     if tool("go", "golang-go").is_some() {
-        let o = Command::new("go")
-            .args([
-                "tool",
-                "pprof",
-                "-sample_index=alloc_space",
-                "-top",
-                "-lines",
-            ])
-            .arg(&pb)
-            .env("HOME", &dir)
-            .env("GOCACHE", dir.join("gocache"))
-            .env("GOFLAGS", "-mod=mod")
-            .output()
-            .unwrap();
-        let top = String::from_utf8_lossy(&o.stdout);
+        let top = go_pprof(&dir, &pb, &["-sample_index=alloc_space", "-top", "-lines"]);
         assert!(
             top.contains(&format!(
                 "encode {}:{}",
                 script("cache_growth.py"),
                 line_of(src, "MARK: encode")
             )),
-            "{top}{}",
-            String::from_utf8_lossy(&o.stderr)
+            "{top}"
         );
     }
     // The web page names the Python line.

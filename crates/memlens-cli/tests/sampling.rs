@@ -421,24 +421,3 @@ fn bad_values_are_refused_with_a_sentence() {
     );
     assert!(!err.contains("panicked"), "{err}");
 }
-
-/// `go tool pprof ARGS FILE` with a private HOME and build cache.
-fn go_pprof(dir: &Path, file: &Path, args: &[&str]) -> String {
-    let o = Command::new("go")
-        .arg("tool")
-        .arg("pprof")
-        .args(args)
-        .arg(file)
-        .env("HOME", dir)
-        .env("GOCACHE", dir.join("gocache"))
-        .env("GOPATH", dir.join("gopath"))
-        .output()
-        .expect("go tool pprof");
-    assert!(
-        o.status.success(),
-        "go tool pprof {args:?} {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}

@@ -234,6 +234,39 @@ pub fn clock(secs: f64) -> String {
     }
 }
 
+/// A UTC calendar time: year, month (1-12), day (1-31), hour, minute, second.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UtcTime {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+}
+
+/// The UTC calendar time of `secs` seconds since the Unix epoch (Howard Hinnant's
+/// `civil_from_days`; no time-zone database needed).
+pub fn utc_from_unix_secs(secs: u64) -> UtcTime {
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    UtcTime {
+        year: yoe + era * 400 + i64::from(month <= 2),
+        month,
+        day,
+        hour: (rem / 3600) as u32,
+        minute: (rem / 60 % 60) as u32,
+        second: (rem % 60) as u32,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

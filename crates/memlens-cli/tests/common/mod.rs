@@ -341,3 +341,25 @@ pub fn pty() -> (std::fs::File, std::fs::File) {
         )
     }
 }
+
+/// `go tool pprof ARGS FILE` with a private HOME and build cache in `dir`; its stdout.
+/// Fails the test if pprof cannot read the file.
+pub fn go_pprof(dir: &Path, file: &Path, args: &[&str]) -> String {
+    let o = Command::new("go")
+        .arg("tool")
+        .arg("pprof")
+        .args(args)
+        .arg(file)
+        .env("HOME", dir)
+        .env("GOCACHE", dir.join("gocache"))
+        .env("GOPATH", dir.join("gopath"))
+        .output()
+        .expect("this test needs go (Debian package golang-go)");
+    assert!(
+        o.status.success(),
+        "go tool pprof {args:?} {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
