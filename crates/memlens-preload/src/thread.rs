@@ -161,7 +161,7 @@ pub struct Unwinding {
     /// This unwind and the previous one, alternating (`cur` is the next to fill).
     records: [Box<modules::UnwindRecord>; 2],
     cur: usize,
-    memo: Box<[Memo]>,
+    memo: MemoTable,
     /// Python frames (a CPython process only): this stack's walk, the thread's code ids
     /// and the merged stack.
     python: Option<Box<PythonFrames>>,
@@ -188,16 +188,14 @@ impl Unwinding {
                 modules::UnwindRecord::boxed(),
             ],
             cur: 0,
-            memo: (0..MEMO_ENTRIES).map(|_| Memo::EMPTY).collect(),
+            memo: MemoTable::new(),
             python: None,
         })
     }
 
     /// Forget memoized unwinds (a forked child numbers its stacks anew).
     fn forget(&mut self) {
-        for m in self.memo.iter_mut() {
-            m.stack = 0;
-        }
+        self.memo.forget();
         for u in self.records.iter_mut() {
             u.invalidate();
         }
@@ -459,21 +457,32 @@ fn record_into(
 const MEMO_ENTRIES: usize = 128;
 const MEMO_READS: usize = 48;
 
+/// Merged stacks remembered per memo entry: one C path runs under many Python lines.
+const MEMO_PYTHON: usize = 4;
+const _: () = assert!(MEMO_READS <= u8::MAX as usize && MAX_DEPTH_LIMIT <= u16::MAX as usize);
+
+/// One cache line of keys and stack ids, then the signatures and the reads: a lookup
+/// touches the first line, and the second only for a probable hit.
 #[derive(Clone, Copy)]
+#[repr(C, align(64))]
 struct Memo {
     ret: u64,
     sp: u64,
     bp: u64,
     hi: u64,
     generation: u64,
-    depth: u32,
-    stack: u32,
-    nreads: u32,
+    depth: u16,
+    nreads: u8,
     /// The unwind depended on the start bp (see `modules::UnwindRecord`): reuse only for it.
     bp_sensitive: bool,
-    /// The Python frames' signature (`python::Walk::signature`, 0 for none): the stack
-    /// is the same only if they are too.
-    python: u64,
+    /// Round-robin cursor into `ids`.
+    next: u8,
+    /// The stacks this native path produced (0: unused slot), by the Python frames'
+    /// signature in `sigs` (`python::Walk::signature`, 0 for none). The native frames
+    /// are a pure function of the inputs above; the merged stack, of them and the
+    /// signature.
+    ids: [u32; MEMO_PYTHON],
+    sigs: [u64; MEMO_PYTHON],
     reads: [(u64, u64); MEMO_READS],
 }
 
@@ -485,34 +494,123 @@ impl Memo {
         hi: 0,
         generation: 0,
         depth: 0,
-        stack: 0,
         nreads: 0,
         bp_sensitive: false,
-        python: 0,
+        next: 0,
+        ids: [0; MEMO_PYTHON],
+        sigs: [0; MEMO_PYTHON],
         reads: [(0, 0); MEMO_READS],
     };
 
+    /// Whether an unwind from `c` would produce this entry's native frames.
     #[inline]
-    fn slot(ret: u64, sp: u64) -> usize {
-        let h = (ret ^ sp.rotate_left(21)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        (h >> 57) as usize % MEMO_ENTRIES
-    }
-
-    #[inline]
-    fn matches(&self, c: Caller, hi: u64, generation: u64, depth: u32, python: u64) -> bool {
-        self.stack != 0
-            && self.python == python
+    fn matches(&self, c: Caller, hi: u64, generation: u64, depth: usize) -> bool {
+        self.ids[0] != 0
             && self.ret == c.ret
             && self.sp == c.sp
             && (!self.bp_sensitive || self.bp == c.bp)
             && self.hi == hi
             && self.generation == generation
-            && self.depth == depth
+            && self.depth as usize == depth
             && self.reads[..self.nreads as usize].iter().all(|&(addr, v)| {
                 // SAFETY: addr was read by an unwind that started at this same stack
                 // pointer on this thread's stack, within [sp, hi): it is mapped.
                 unsafe { core::ptr::read_unaligned(addr as *const u64) == v }
             })
+    }
+
+    /// The stack of this native path under the Python frames `python`, if known.
+    #[inline]
+    fn stack_for(&self, python: u64) -> Option<u32> {
+        (0..MEMO_PYTHON)
+            .find(|&i| self.ids[i] != 0 && self.sigs[i] == python)
+            .map(|i| self.ids[i])
+    }
+
+    /// Remember `id` for `python` beside the others of this native path.
+    fn add_stack(&mut self, python: u64, id: u32) {
+        let i = self.next as usize % MEMO_PYTHON;
+        self.ids[i] = id;
+        self.sigs[i] = python;
+        self.next = ((i + 1) % MEMO_PYTHON) as u8;
+    }
+}
+
+/// The memo entries of a thread, set-associative: an entry's set is chosen by its return
+/// address and stack pointer, and a set's ways are told apart by a tag of the same
+/// (one cache line per set), so that the dozens of call sites a program allocates from
+/// in its hot loop do not evict each other as in a direct-mapped table (which made the
+/// hit rate depend on where ASLR put the stack).
+struct MemoTable {
+    entries: Box<[Memo]>,
+    /// Per set: each way's tag (0: empty) and when it was last used.
+    tags: Box<[[u64; MEMO_WAYS]]>,
+    used: Box<[[u32; MEMO_WAYS]]>,
+    tick: u32,
+}
+
+const MEMO_WAYS: usize = 8;
+const MEMO_SETS: usize = MEMO_ENTRIES / MEMO_WAYS;
+
+impl MemoTable {
+    fn new() -> MemoTable {
+        MemoTable {
+            entries: (0..MEMO_ENTRIES).map(|_| Memo::EMPTY).collect(),
+            tags: (0..MEMO_SETS).map(|_| [0; MEMO_WAYS]).collect(),
+            used: (0..MEMO_SETS).map(|_| [0; MEMO_WAYS]).collect(),
+            tick: 0,
+        }
+    }
+
+    /// The set and the tag of a start (return address, stack pointer).
+    #[inline]
+    fn key(ret: u64, sp: u64) -> (usize, u64) {
+        let h = (ret ^ sp.rotate_left(21)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        ((h >> 58) as usize % MEMO_SETS, h | 1)
+    }
+
+    /// The entry whose native frames an unwind from `c` would produce, if any.
+    #[inline]
+    fn find(&mut self, c: Caller, hi: u64, generation: u64, depth: usize) -> Option<usize> {
+        let (set, tag) = Self::key(c.ret, c.sp);
+        let way = (0..MEMO_WAYS).find(|&w| {
+            self.tags[set][w] == tag
+                && self.entries[set * MEMO_WAYS + w].matches(c, hi, generation, depth)
+        })?;
+        self.tick = self.tick.wrapping_add(1);
+        self.used[set][way] = self.tick;
+        Some(set * MEMO_WAYS + way)
+    }
+
+    /// The entry to fill for a start that `find` did not match: the least recently used
+    /// of its set. A start may hold several entries: the same call reached with other
+    /// words on the stack (another caller further out) is another entry, not a
+    /// replacement, so that code called from a few places alternately keeps hitting.
+    fn replace(&mut self, ret: u64, sp: u64) -> &mut Memo {
+        let (set, tag) = Self::key(ret, sp);
+        let now = self.tick;
+        let way = (0..MEMO_WAYS)
+            .max_by_key(|&w| {
+                if self.tags[set][w] == 0 {
+                    u32::MAX
+                } else {
+                    now.wrapping_sub(self.used[set][w])
+                }
+            })
+            .unwrap_or(0);
+        self.tick = self.tick.wrapping_add(1);
+        self.tags[set][way] = tag;
+        self.used[set][way] = self.tick;
+        &mut self.entries[set * MEMO_WAYS + way]
+    }
+
+    fn forget(&mut self) {
+        for t in self.tags.iter_mut() {
+            *t = [0; MEMO_WAYS];
+        }
+        for m in self.entries.iter_mut() {
+            m.ids = [0; MEMO_PYTHON];
+        }
     }
 }
 
@@ -532,7 +630,13 @@ fn capture(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
     let u = st.unwinding.get_or_insert_with(Unwinding::new);
     // A CPython thread: its Python frames first (they live outside the C stack, so the
     // memo must know them too).
-    let python = if crate::python::active() {
+    let python = if !crate::python::active() {
+        0
+    } else if !crate::python::frames_read() {
+        // --python-frames=no: native stacks, but the end of the program's work is noticed.
+        crate::python::poll_finalizing();
+        0
+    } else {
         let p = u.python.get_or_insert_with(|| {
             Box::new(PythonFrames {
                 walk: crate::python::Walk::new(),
@@ -545,13 +649,18 @@ fn capture(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
         });
         crate::python::walk(&mut p.walk);
         p.walk.signature()
-    } else {
-        0
     };
-    let slot = Memo::slot(caller.ret, caller.sp);
     let cached = UNWIND_CACHE.load(Ordering::Relaxed);
-    if cached && u.memo[slot].matches(caller, hi, snap.generation, depth as u32, python) {
-        return u.memo[slot].stack;
+    // The native part of the entry holds: the same C path (the Python frames may differ).
+    let native_hit = if cached {
+        u.memo.find(caller, hi, snap.generation, depth)
+    } else {
+        None
+    };
+    if let Some(e) = native_hit {
+        if let Some(id) = u.memo.entries[e].stack_for(python) {
+            return id;
+        }
     }
     let (first, second) = u.records.split_at_mut(1);
     let (out, prev) = if u.cur == 0 {
@@ -601,21 +710,26 @@ fn capture(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
     // saved rbp that no later step uses changes from call to call in code that keeps
     // data in rbp, and checking it would make every such call a miss.
     let relevant = out.relevant_reads().count();
-    if cached && id != 0 && !out.overflow && relevant <= MEMO_READS {
-        let m = &mut u.memo[slot];
+    if let (Some(e), true) = (native_hit, id != 0) {
+        // Same native frames (the unwind's inputs were unchanged): another Python signature.
+        u.memo.entries[e].add_stack(python, id);
+    } else if cached && id != 0 && !out.overflow && relevant <= MEMO_READS {
+        let m = u.memo.replace(caller.ret, caller.sp);
         m.ret = caller.ret;
         m.sp = caller.sp;
         m.bp = caller.bp;
         m.hi = hi;
         m.generation = snap.generation;
-        m.depth = depth as u32;
-        m.nreads = relevant as u32;
+        m.depth = depth as u16;
+        m.nreads = relevant as u8;
         m.bp_sensitive = out.bp_sensitive;
-        m.python = python;
+        m.ids = [0; MEMO_PYTHON];
+        m.ids[0] = id;
+        m.sigs[0] = python;
+        m.next = 1;
         for (dst, rv) in m.reads.iter_mut().zip(out.relevant_reads()) {
             *dst = rv;
         }
-        m.stack = id;
     }
     id
 }
@@ -927,5 +1041,136 @@ pub fn reset_for_new_trace(ts: u64) {
             .unwrap_or(0);
         let name = name[..n].strip_suffix(b"\n").unwrap_or(&name[..n]);
         output::thread_record(ts, index, tid, name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(word: &u64) -> Memo {
+        let mut m = Memo::EMPTY;
+        m.ret = 0x40_1000;
+        m.sp = 0x7ff0_0000;
+        m.hi = 0x7ff1_0000;
+        m.generation = 3;
+        m.depth = 64;
+        m.nreads = 1;
+        m.reads[0] = (word as *const u64 as u64, *word);
+        m.ids[0] = 7;
+        m.sigs[0] = 0x11;
+        m.next = 1;
+        m
+    }
+
+    #[test]
+    fn a_memo_entry_keeps_one_stack_per_python_signature() {
+        let word = 42u64;
+        let mut m = entry(&word);
+        let c = Caller {
+            ret: 0x40_1000,
+            sp: 0x7ff0_0000,
+            bp: 0,
+        };
+        assert!(m.matches(c, 0x7ff1_0000, 3, 64));
+        assert!(
+            !m.matches(c, 0x7ff1_0000, 4, 64),
+            "another module generation"
+        );
+        assert!(!m.matches(
+            Caller {
+                ret: 0x40_1004,
+                ..c
+            },
+            0x7ff1_0000,
+            3,
+            64
+        ));
+        assert_eq!(m.stack_for(0x11), Some(7));
+        assert_eq!(
+            m.stack_for(0x23),
+            None,
+            "other Python frames: not known yet"
+        );
+        for (i, sig) in [0x23u64, 0x35, 0x47].into_iter().enumerate() {
+            m.add_stack(sig, 8 + i as u32);
+        }
+        assert_eq!(m.stack_for(0x11), Some(7));
+        assert_eq!(m.stack_for(0x47), Some(10));
+        // A fifth signature replaces the oldest.
+        m.add_stack(0x59, 11);
+        assert_eq!(m.stack_for(0x11), None);
+        assert_eq!(m.stack_for(0x23), Some(8));
+        assert_eq!(m.stack_for(0x59), Some(11));
+    }
+
+    #[test]
+    fn the_memo_table_keeps_the_most_recently_used_starts_of_a_set() {
+        let word = 42u64;
+        let sp = 0x7ff0_0000;
+        // Five starts that fall into the same set.
+        let set0 = MemoTable::key(0x40_0000, sp).0;
+        let rets: Vec<u64> = (0..)
+            .map(|i| 0x40_0000 + 16 * i)
+            .filter(|&r| MemoTable::key(r, sp).0 == set0)
+            .take(MEMO_WAYS + 1)
+            .collect();
+        let mut t = MemoTable::new();
+        let fill = |t: &mut MemoTable, ret: u64, id: u32| {
+            let m = t.replace(ret, sp);
+            *m = entry(&word);
+            m.ret = ret;
+            m.ids[0] = id;
+        };
+        let caller = |ret| Caller { ret, sp, bp: 0 };
+        for (i, &r) in rets[..MEMO_WAYS].iter().enumerate() {
+            fill(&mut t, r, 1 + i as u32);
+        }
+        for (i, &r) in rets[..MEMO_WAYS].iter().enumerate() {
+            let e = t.find(caller(r), 0x7ff1_0000, 3, 64).expect("kept");
+            assert_eq!(t.entries[e].ids[0], 1 + i as u32);
+        }
+        // Use the first again: the second is now the least recently used, and goes.
+        t.find(caller(rets[0]), 0x7ff1_0000, 3, 64).unwrap();
+        fill(&mut t, rets[MEMO_WAYS], 99);
+        assert!(t.find(caller(rets[1]), 0x7ff1_0000, 3, 64).is_none());
+        for &r in rets.iter().filter(|&&r| r != rets[1]) {
+            assert!(t.find(caller(r), 0x7ff1_0000, 3, 64).is_some(), "{r:#x}");
+        }
+        // The same start reached with another word on the stack: a second entry, and
+        // each is found while its word is there.
+        let mut caller_word = 1u64;
+        for (v, id) in [(1u64, 61u32), (2, 62)] {
+            let m = t.replace(rets[2], sp);
+            *m = entry(&word);
+            m.ret = rets[2];
+            m.reads[0] = (&caller_word as *const u64 as u64, v);
+            m.ids[0] = id;
+        }
+        for (v, id) in [(1u64, 61u32), (2, 62), (1, 61)] {
+            // SAFETY: the test's own variable, which both entries' reads point at.
+            unsafe { core::ptr::write_volatile(&mut caller_word, v) };
+            let e = t.find(caller(rets[2]), 0x7ff1_0000, 3, 64).unwrap();
+            assert_eq!(t.entries[e].ids[0], id);
+        }
+        t.forget();
+        assert!(t.find(caller(rets[0]), 0x7ff1_0000, 3, 64).is_none());
+    }
+
+    #[test]
+    fn a_memo_entry_is_stale_once_a_word_it_read_changed() {
+        let mut word = 42u64;
+        let m = entry(&word);
+        let c = Caller {
+            ret: 0x40_1000,
+            sp: 0x7ff0_0000,
+            bp: 0,
+        };
+        assert!(m.matches(c, 0x7ff1_0000, 3, 64));
+        // SAFETY: the test's own variable, which the entry's read points at.
+        unsafe { core::ptr::write_volatile(&mut word, 43) };
+        let m = Memo { ..m };
+        assert!(!m.matches(c, 0x7ff1_0000, 3, 64));
+        assert_eq!(core::mem::size_of::<Memo>() % 64, 0);
     }
 }
