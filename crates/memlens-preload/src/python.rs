@@ -171,7 +171,7 @@ static INTERP: AtomicPtr<Interp> = AtomicPtr::new(core::ptr::null_mut());
 /// Set once the interpreter started finalizing: frames are read no more (other threads'
 /// states are freed from then on).
 static FINALIZING: AtomicBool = AtomicBool::new(false);
-/// `MEMLENS_PYTHON_FRAMES=0`: native stacks only.
+/// `MEMLENS_PYTHON_FRAMES=0`: native stacks only (no frame is read).
 pub static ENABLED: AtomicBool = AtomicBool::new(true);
 
 #[inline]
@@ -190,6 +190,12 @@ pub fn type_type() -> u64 {
 #[inline]
 pub fn active() -> bool {
     !INTERP.load(Ordering::Relaxed).is_null() && !FINALIZING.load(Ordering::Relaxed)
+}
+
+/// Whether stacks read Python frames (`--python-frames`, on by default).
+#[inline]
+pub fn frames_read() -> bool {
+    ENABLED.load(Ordering::Relaxed)
 }
 
 // ---- start-up ----
@@ -294,10 +300,12 @@ fn allocator_asked() -> &'static [u8] {
 }
 
 /// Find the interpreter, if this process is a CPython. Called once at start-up, busy,
-/// after the modules are known; writes a notice either way.
-pub fn prepare(ts: u64, enabled: bool) {
-    ENABLED.store(enabled, Ordering::Relaxed);
-    if !enabled || !looks_like_python() {
+/// after the modules are known; writes a notice either way. With `frames` false
+/// (`--python-frames=no`) stacks stay native, but the interpreter is still known: the
+/// leak check runs when the program's work is done and recognises Python objects.
+pub fn prepare(ts: u64, frames: bool) {
+    ENABLED.store(frames, Ordering::Relaxed);
+    if !looks_like_python() {
         return;
     }
     let version_at = symbol(c"Py_Version");
@@ -352,6 +360,9 @@ pub fn prepare(ts: u64, enabled: bool) {
     let mut notice = version;
     notice.push(b',');
     notice.extend_from_slice(allocator_asked());
+    if !frames {
+        notice.extend_from_slice(b",native");
+    }
     crate::output::notice(ts, NoticeKind::PythonFrames, &module, &notice);
     let i = Box::new(Interp {
         layout,
@@ -424,35 +435,42 @@ fn debug_offsets_agree(l: &Layout) -> bool {
 const SKIP: u8 = 1;
 /// The frame is the outermost of one C-level call of the evaluation loop.
 const BOUNDARY: u8 = 2;
+/// The frame belongs to a generator or coroutine (shown even before its first
+/// traceable instruction).
+const GENERATOR: u8 = 4;
 
-/// This thread's Python frames, innermost first: (code object, instruction index,
-/// flags).
+/// This thread's Python frames, innermost first: (code object, instruction pointer,
+/// flags), as read from the frames alone. The code objects are not touched here (they
+/// are read by [`merge`], only for a stack the memo does not know): a walk runs on every
+/// allocation.
 pub struct Walk {
     pub n: usize,
-    frames: [(u64, u32, u8); MAX_PY_FRAMES],
+    /// [`Walk::signature`] of the frames, computed by [`walk`] as it reads them.
+    sig: u64,
+    frames: [(u64, u64, u8); MAX_PY_FRAMES],
 }
 
 impl Walk {
     pub fn new() -> Box<Walk> {
         Box::new(Walk {
             n: 0,
+            sig: 0,
             frames: [(0, 0, 0); MAX_PY_FRAMES],
         })
     }
 
     /// A hash of what the frames show (0 when there are none), for the unwind memo.
+    #[inline]
     pub fn signature(&self) -> u64 {
-        let mut h = 0u64;
-        for &(code, idx, flags) in &self.frames[..self.n] {
-            h = (h ^ code ^ ((idx as u64) << 40) ^ flags as u64)
-                .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            h = h.rotate_left(29);
-        }
-        if self.n == 0 {
-            0
-        } else {
-            h | 1
-        }
+        self.sig
+    }
+
+    #[inline]
+    fn mix(h: u64, code: u64, instr: u64, flags: u8) -> u64 {
+        (h ^ code ^ instr.rotate_left(40) ^ flags as u64)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29)
+            | 1
     }
 }
 
@@ -466,6 +484,7 @@ unsafe fn rd(addr: u64) -> u64 {
 #[inline]
 pub fn walk(w: &mut Walk) -> bool {
     w.n = 0;
+    w.sig = 0;
     let Some(py) = interp() else { return false };
     if FINALIZING.load(Ordering::Relaxed) || !ENABLED.load(Ordering::Relaxed) {
         return false;
@@ -484,9 +503,8 @@ pub fn walk(w: &mut Walk) -> bool {
     }
     let l = py.layout;
     // SAFETY: this thread's own interpreter state and frames: alive while the thread runs,
-    // and changed only by this thread, which is inside the allocator now. Code objects
-    // are referenced by their frames. Every pointer is checked for null before use and
-    // the code object's type is checked before its fields are read.
+    // and changed only by this thread, which is inside the allocator now. Every pointer
+    // is checked for null before use; code objects are not read here (`shown_frame`).
     unsafe {
         let tstate = tstate as u64;
         let mut frame = match l.tstate_cframe {
@@ -499,38 +517,65 @@ pub fn walk(w: &mut Walk) -> bool {
             }
             None => rd(tstate + l.current_frame as u64),
         };
-        while frame != 0 && w.n < MAX_PY_FRAMES {
-            let owner = *((frame + l.frame_owner as u64) as *const u8);
-            let mut flags = 0u8;
-            let mut code = 0u64;
-            let mut idx = 0u32;
-            if l.owner_cstack == Some(owner) {
-                flags = SKIP | BOUNDARY;
+        // The layout's fields in locals, and the count and hash in registers: the loop
+        // runs for every frame of every allocation.
+        let (owner_at, code_at, instr_at, previous_at) = (
+            l.frame_owner as u64,
+            l.frame_code as u64,
+            l.frame_instr as u64,
+            l.frame_previous as u64,
+        );
+        // 0x100: no owner byte has this value (3.11 has no C-stack owner).
+        let cstack = l.owner_cstack.map_or(0x100, u16::from);
+        let entry_at = l.frame_is_entry.map(|off| off as u64);
+        let (mut n, mut sig) = (0usize, 0u64);
+        while frame != 0 && n < MAX_PY_FRAMES {
+            let owner = *((frame + owner_at) as *const u8);
+            let (code, instr, flags) = if u16::from(owner) == cstack {
+                (0, 0, SKIP | BOUNDARY)
             } else {
-                code = rd(frame + l.frame_code as u64);
-                if code == 0 || rd(code + 8) != py.code_type {
-                    flags |= SKIP;
+                let mut flags = if owner == OWNED_BY_GENERATOR {
+                    GENERATOR
                 } else {
-                    let instr = rd(frame + l.frame_instr as u64);
-                    let start = code + l.code_adaptive as u64;
-                    let first = *((code + l.code_first_traceable as u64) as *const i32) as u64;
-                    if owner != OWNED_BY_GENERATOR && instr < start + 2 * first {
-                        flags |= SKIP;
-                    }
-                    idx = (instr.saturating_sub(start) / 2).min(u32::MAX as u64) as u32;
-                }
-                if let Some(off) = l.frame_is_entry {
-                    if *((frame + off as u64) as *const u8) != 0 {
+                    0
+                };
+                if let Some(off) = entry_at {
+                    if *((frame + off) as *const u8) != 0 {
                         flags |= BOUNDARY;
                     }
                 }
-            }
-            w.frames[w.n] = (code, idx, flags);
-            w.n += 1;
-            frame = rd(frame + l.frame_previous as u64);
+                (rd(frame + code_at), rd(frame + instr_at), flags)
+            };
+            w.frames[n] = (code, instr, flags);
+            sig = Walk::mix(sig, code, instr, flags);
+            n += 1;
+            frame = rd(frame + previous_at);
         }
+        w.n = n;
+        w.sig = sig;
     }
     w.n > 0
+}
+
+/// A walked frame as shown: its code object and instruction index, or `None` when it is
+/// not shown (not a code object, an entry shim, a frame before its first traceable
+/// instruction).
+///
+/// # Safety
+/// `code` and `instr` come from a [`walk`] of this thread's frames in this same hook
+/// call (the frames, and the code objects they hold references to, are unchanged).
+unsafe fn shown_frame(py: &Interp, code: u64, instr: u64, flags: u8) -> Option<(u64, u32)> {
+    if flags & SKIP != 0 || code == 0 || rd(code + 8) != py.code_type {
+        return None;
+    }
+    let l = py.layout;
+    let start = code + l.code_adaptive as u64;
+    let first = *((code + l.code_first_traceable as u64) as *const i32) as u64;
+    if flags & GENERATOR == 0 && instr < start + 2 * first {
+        return None;
+    }
+    let idx = (instr.saturating_sub(start) / 2).min(u32::MAX as u64) as u32;
+    Some((code, idx))
 }
 
 /// The leak check of a Python program's work is due (set once, taken once).
@@ -804,45 +849,61 @@ pub fn merge<'a>(
         out.n = 0;
         return &out.frames[..0];
     };
-    let cap = out.frames.len();
-    let mut n = 0usize;
-    let mut p = 0usize;
-    let mut emit = |v: u64, n: &mut usize| {
-        if *n < cap {
-            out.frames[*n] = v;
-            *n += 1;
-        }
-    };
-    let mut python = |p: &mut usize, n: &mut usize, emit: &mut dyn FnMut(u64, &mut usize)| {
-        // One C-level call of the evaluation loop: its frames up to its boundary.
-        while *p < w.n {
-            let (code, idx, flags) = w.frames[*p];
-            *p += 1;
-            if flags & SKIP == 0 {
-                // SAFETY: `walk` checked that `code` is a live code object of this
-                // thread's frames, which have not changed since (same hook call).
-                let id = unsafe { code_id(py, cache, code) };
-                if id != 0 {
-                    emit(TAG | (id as u64) << 32 | idx as u64, n);
+    out.n = splice(
+        native,
+        &w.frames[..w.n],
+        |ret| in_eval(py, ret),
+        |code, instr, flags| {
+            // SAFETY: from `walk`, in this same hook call: the frames have not changed
+            // since, and `shown_frame` checks that `code` is a code object.
+            let (code, idx) = unsafe { shown_frame(py, code, instr, flags) }?;
+            // SAFETY: a live code object of this thread's frames (as above).
+            let id = unsafe { code_id(py, cache, code) };
+            (id != 0).then_some(TAG | (id as u64) << 32 | idx as u64)
+        },
+        &mut out.frames,
+    );
+    &out.frames[..out.n]
+}
+
+/// [`merge`]'s splice: each native frame for which `in_eval` holds is replaced by the
+/// Python frames of one C-level call of the evaluation loop (up to a BOUNDARY frame),
+/// each as `shown` makes it (`None`: left out); Python frames left over go last. Returns
+/// the number of frames written into `out`.
+#[inline]
+fn splice(
+    native: &[u64],
+    python: &[(u64, u64, u8)],
+    in_eval: impl Fn(u64) -> bool,
+    mut shown: impl FnMut(u64, u64, u8) -> Option<u64>,
+    out: &mut [u64],
+) -> usize {
+    let cap = out.len();
+    let (mut n, mut i, mut p) = (0usize, 0usize, 0usize);
+    while n < cap && (i < native.len() || p < python.len()) {
+        let ret = native.get(i).copied();
+        i += 1;
+        match ret {
+            Some(ret) if p >= python.len() || !in_eval(ret) => {
+                out[n] = ret;
+                n += 1;
+            }
+            _ => {
+                while p < python.len() && n < cap {
+                    let (code, instr, flags) = python[p];
+                    p += 1;
+                    if let Some(f) = shown(code, instr, flags) {
+                        out[n] = f;
+                        n += 1;
+                    }
+                    if flags & BOUNDARY != 0 {
+                        break;
+                    }
                 }
             }
-            if flags & BOUNDARY != 0 {
-                break;
-            }
-        }
-    };
-    for &ret in native {
-        if in_eval(py, ret) && p < w.n {
-            python(&mut p, &mut n, &mut emit);
-        } else {
-            emit(ret, &mut n);
         }
     }
-    while p < w.n {
-        python(&mut p, &mut n, &mut emit);
-    }
-    out.n = n;
-    &out.frames[..n]
+    n
 }
 
 #[cfg(test)]
@@ -876,19 +937,69 @@ mod tests {
     }
 
     #[test]
+    fn python_frames_take_the_place_of_the_evaluation_loop_that_ran_them() {
+        const EVAL: u64 = 0x5000;
+        let in_eval = |ret: u64| ret == EVAL;
+        // Innermost first: two frames of the inner C-level call (an entry shim skipped),
+        // then one of the outer call, then one left over.
+        let python = [
+            (0xa0, 1, 0),
+            (0xb0, 2, SKIP),
+            (0xc0, 3, BOUNDARY),
+            (0xd0, 4, BOUNDARY),
+            (0xe0, 5, 0),
+        ];
+        let shown = |code: u64, instr: u64, flags: u8| {
+            (flags & SKIP == 0).then_some(TAG | code << 32 | instr)
+        };
+        let py = |code: u64, instr: u64| TAG | code << 32 | instr;
+        let mut out = [0u64; 16];
+        let n = splice(
+            &[0x100, EVAL, 0x200, EVAL, 0x300],
+            &python,
+            in_eval,
+            shown,
+            &mut out,
+        );
+        assert_eq!(
+            &out[..n],
+            &[
+                0x100,
+                py(0xa0, 1),
+                py(0xc0, 3),
+                0x200,
+                py(0xd0, 4),
+                0x300,
+                py(0xe0, 5)
+            ]
+        );
+        // No Python frames: the native stack as it is, evaluation loop included.
+        let n = splice(&[0x100, EVAL, 0x200], &[], in_eval, shown, &mut out);
+        assert_eq!(&out[..n], &[0x100, EVAL, 0x200]);
+        // The output is full: cut, never overrun.
+        let mut small = [0u64; 3];
+        let n = splice(&[0x100, EVAL, 0x200], &python, in_eval, shown, &mut small);
+        assert_eq!(n, 3);
+        assert_eq!(small, [0x100, py(0xa0, 1), py(0xc0, 3)]);
+    }
+
+    #[test]
     fn the_signature_tells_walks_apart() {
-        let mut a = Walk::new();
-        assert_eq!(a.signature(), 0);
-        a.frames[0] = (0x1000, 4, 0);
-        a.frames[1] = (0x2000, 9, BOUNDARY);
-        a.n = 2;
-        let sa = a.signature();
+        let sign = |frames: &[(u64, u64, u8)]| {
+            frames.iter().fold(0, |h, &(c, i, f)| Walk::mix(h, c, i, f))
+        };
+        assert_eq!(sign(&[]), 0, "no frames");
+        let a = [(0x1000, 0x1040, 0), (0x2000, 0x2090, BOUNDARY)];
+        let sa = sign(&a);
         assert_ne!(sa, 0);
-        a.frames[0].1 = 6;
-        assert_ne!(a.signature(), sa, "another instruction");
-        a.frames[0].1 = 4;
-        assert_eq!(a.signature(), sa);
-        a.n = 1;
-        assert_ne!(a.signature(), sa, "fewer frames");
+        assert_eq!(sign(&a), sa);
+        assert_ne!(
+            sign(&[(0x1000, 0x1042, 0), a[1]]),
+            sa,
+            "another instruction"
+        );
+        assert_ne!(sign(&[(0x1000, 0x1040, SKIP), a[1]]), sa, "other flags");
+        assert_ne!(sign(&a[..1]), sa, "fewer frames");
+        assert_ne!(sign(&[a[1], a[0]]), sa, "another order");
     }
 }
