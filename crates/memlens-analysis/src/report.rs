@@ -242,6 +242,8 @@ pub struct PythonInfo {
     /// The allocator of Python's object domain: `malloc`, `pymalloc`, or empty when
     /// unknown.
     pub allocator: String,
+    /// Whether stacks show Python frames (false: `--python-frames=no`, native stacks).
+    pub frames: bool,
 }
 
 impl PythonInfo {
@@ -249,14 +251,18 @@ impl PythonInfo {
         if n.kind != NoticeKind::PythonFrames {
             return None;
         }
-        let (version, allocator) = n.symbols.split_once(',').unwrap_or((&n.symbols, ""));
+        // `3.11.2,malloc`, and `,native` when no frame was read.
+        let mut parts = n.symbols.split(',');
+        let version = parts.next().unwrap_or_default();
+        let allocator = parts.next().unwrap_or_default();
         Some(PythonInfo {
             version: version.to_string(),
             allocator: allocator.to_string(),
+            frames: parts.next() != Some("native"),
         })
     }
 
-    /// The interpreter of a trace, if its Python frames were recorded.
+    /// The CPython interpreter a trace recorded, if the recorder recognised one.
     pub fn of(metadata: &Metadata) -> Option<PythonInfo> {
         metadata.notices.iter().find_map(PythonInfo::from_notice)
     }
@@ -306,7 +312,20 @@ mod notice_tests {
             PythonInfo::of(&md),
             Some(PythonInfo {
                 version: "3.13.0".into(),
-                allocator: "malloc".into()
+                allocator: "malloc".into(),
+                frames: true,
+            })
+        );
+        let md = Metadata {
+            notices: vec![n(NoticeKind::PythonFrames, "3.11.2,pymalloc,native")],
+            ..Default::default()
+        };
+        assert_eq!(
+            PythonInfo::of(&md),
+            Some(PythonInfo {
+                version: "3.11.2".into(),
+                allocator: "pymalloc".into(),
+                frames: false,
             })
         );
     }

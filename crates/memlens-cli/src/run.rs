@@ -94,7 +94,8 @@ pub struct RunArgs {
     #[arg(long, value_enum, value_name = "malloc|pymalloc", default_value_t = PythonAllocator::Malloc)]
     pub python_allocator: PythonAllocator,
     /// CPython 3.11-3.13: show the Python functions and lines in stacks, in place of the
-    /// interpreter's C frames (yes, the default), or record native stacks only (no).
+    /// interpreter's C frames (yes, the default), or record native stacks only (no; the
+    /// leak check is still taken when the program's work is done, in Python terms).
     #[arg(long, value_name = "yes|no", default_value = "yes", value_parser = crate::leaks::parse_yes_no, action = clap::ArgAction::Set)]
     pub python_frames: bool,
     /// Poisson sampling by bytes: record on average one block per BYTES allocated (e.g.

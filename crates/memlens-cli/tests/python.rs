@@ -418,7 +418,8 @@ fn buffers_held_by_reference_cycles_are_named() {
     }
 }
 
-/// --python-frames=no: the same run with native stacks only (no Python frame anywhere).
+/// --python-frames=no: the same run with native stacks only (no Python frame anywhere);
+/// the leak check is still taken when the program's work is done, in Python terms.
 #[test]
 fn python_frames_can_be_turned_off() {
     let Some(py) = pythons().into_iter().next() else {
@@ -427,6 +428,17 @@ fn python_frames_can_be_turned_off() {
     let r = run_with(&["--python-frames=no"], &py.exe, &[&script("cycles.py")]);
     assert!(r.output.status.success(), "{}", r.stderr());
     assert!(!r.stderr().contains("stacks show Python functions"));
+    assert!(
+        r.stderr().contains(": stacks are native (--python-frames=no); every Python object was allocated with malloc"),
+        "{}",
+        r.stderr()
+    );
+    let err = r.stderr();
+    assert!(err.contains("pycycle: "), "{}: {err}", py.exe.display());
+    assert!(
+        err.contains("the leak check ran when the Python program's work was done"),
+        "{err}"
+    );
     let rep = report(&r.only_trace());
     let any_py = rep["hotspots"]["by_allocations"]
         .as_array()

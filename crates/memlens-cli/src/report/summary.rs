@@ -128,11 +128,18 @@ pub fn run_summary(r: &Report, trace: &Path) -> String {
         lines.push(note);
     }
     if let Some(p) = memlens_analysis::report::PythonInfo::of(&r.metadata) {
+        let stacks = if p.frames {
+            "stacks show Python functions and lines"
+        } else {
+            "stacks are native (--python-frames=no)"
+        };
         if p.allocator == "malloc" {
             lines.push(format!(
-                "Python {}: stacks show Python functions and lines; every Python object was allocated with malloc (PYTHONMALLOC=malloc)",
+                "Python {}: {stacks}; every Python object was allocated with malloc (PYTHONMALLOC=malloc)",
                 p.version
             ));
+        } else if !p.frames {
+            lines.push(format!("Python {}: {stacks}", p.version));
         }
     }
     for w in r.warnings.iter().chain(sym.warnings()) {
