@@ -235,12 +235,21 @@ fn text(r: &Report, sym: &mut Symbolizer, top: usize, shown: &[&str]) -> String 
     if let Some(note) = crate::present::trace::python_work_done_note(&r.metadata) {
         let _ = writeln!(o, "  python     {note}");
     }
-    let _ = writeln!(
-        o,
-        "  ended      {} after {}",
-        describe_end(r.end.as_ref()),
-        human_time(r.window.run_ns)
-    );
+    if r.end.as_ref().is_some_and(|e| e.kind == ExitKind::Snapshot) {
+        let _ = writeln!(
+            o,
+            "  ended      {}, which paused it {}",
+            describe_end(r.end.as_ref()),
+            human_time(r.window.run_ns)
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "  ended      {} after {}",
+            describe_end(r.end.as_ref()),
+            human_time(r.window.run_ns)
+        );
+    }
     if let Some(why) = r
         .end
         .as_ref()

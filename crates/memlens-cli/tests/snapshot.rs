@@ -178,6 +178,32 @@ fn every_live_block_is_found_and_tcache_fastbin_frees_are_not() {
     assert_eq!(f2["lost"], 6);
     let (status, _) = p.quit();
     assert!(status.success());
+    // `memlens report` reads it as the one moment it is: live blocks, no history.
+    let o = Command::new(memlens())
+        .arg("report")
+        .arg(dir.join("b.snap"))
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains(&format!(
+            "\nLive at the snapshot: {} in {} blocks",
+            memlens_common::units::human_bytes(v2["bytes"].as_u64().unwrap()),
+            memlens_common::units::count(v2["blocks"].as_u64().unwrap())
+        )),
+        "{text}"
+    );
+    assert!(text.contains("\nLeaks at the snapshot ("), "{text}");
+    assert!(text.contains("which paused it"), "{text}");
+    for wrong in [
+        "at exit",
+        "Heap at its peak",
+        "Temporary allocations",
+        "Top 10 sites",
+    ] {
+        assert!(!text.contains(wrong), "{wrong:?} in:\n{text}");
+    }
     // `memlens leaks` reads the snapshot file: the same kinds.
     let l = leaks_json(&dir.join("b.snap"), &["--default-suppressions", "no"]);
     assert_eq!(

@@ -6,6 +6,9 @@
 
   var D = JSON.parse(document.getElementById("memlens-data").textContent);
   var R = D.report;
+  // A heap snapshot (`memlens snapshot`): one moment of a running process, no history.
+  var SNAPSHOT = !!(R.trace.exit && R.trace.exit.kind === "snapshot");
+  var AT_END = SNAPSHOT ? "at the snapshot" : "at exit";
   var SYSTEM = new Set(D.system_modules || []);
 
   // ---------------------------------------------------------------------------------
@@ -170,7 +173,8 @@
     var exit = "unknown (no end record)";
     if (t.exit) {
       exit = { exit: "exited with status " + t.exit.code, _exit: "called _exit(" + t.exit.code + ")",
-        signal: "killed by signal " + t.exit.code, exec: "replaced itself with exec" }[t.exit.kind] || t.exit.kind;
+        signal: "killed by signal " + t.exit.code, exec: "replaced itself with exec",
+        snapshot: "still running (a snapshot of the live process)", detach: "ran on: memlens detached" }[t.exit.kind] || t.exit.kind;
     }
     var box = $("title-block");
     add(box, el("h1", null, "Memory report of ", el("code", { text: t.exe || "?" })));
@@ -178,11 +182,12 @@
       el("span", null, "command ", el("b", { class: "mono", text: (t.argv || []).join(" ") || "?" })),
       el("span", null, "pid ", el("b", { text: String(t.pid) })),
       el("span", null, "ended: ", el("b", { text: exit })),
-      el("span", null, "runtime ", el("b", { text: time(R.totals.runtime_ms) })),
+      el("span", null, SNAPSHOT ? "paused " : "runtime ", el("b", { text: time(R.totals.runtime_ms) })),
       el("span", null, "trace ", el("b", { class: "mono", text: t.path }))));
     if (!w.whole_run) {
       add(box, el("div", { class: "banner warn", text: "Window: " + time(w.from_ms) + " .. " + time(w.to_ms) + " of a " + time(w.run_ms) + " run. Only allocations made in it are counted; \"not freed\" means allocated in it and live at its end." }));
     }
+    if (SNAPSHOT) add(box, el("div", { class: "banner", text: "A heap snapshot: the blocks live in the running process at one moment. There is no history of allocations and frees, so no peak, temporaries or growth." }));
     if (t.truncated) add(box, el("div", { class: "banner bad", text: "The trace was cut short: " + t.truncated }));
     if (t.sampling) add(box, el("div", { class: "banner warn", text: "Every figure on this page is " + t.sampling.note + ". Temporary allocations are not counted, and there are " + t.sampling.leak_kinds + "." }));
     (t.warnings || []).forEach(function (m) { add(box, el("div", { class: "banner warn", text: "Warning: " + m })); });
@@ -203,7 +208,7 @@
       card("Bytes allocated", bytes(t.bytes_allocated), "over " + time(t.runtime_ms)),
       card("Peak heap", bytes(t.peak_heap_bytes), "at " + time(t.peak_heap_time_ms) + ", " + plural(R.peak.blocks, "block", "blocks")),
       card("Peak RSS", t.peak_rss_bytes === null ? "–" : bytes(t.peak_rss_bytes), t.peak_rss_bytes === null ? "no RSS samples" : "at " + time(t.peak_rss_time_ms)),
-      card("Not freed at exit", bytes(t.not_freed_bytes), plural(t.not_freed_blocks, "block", "blocks"), t.not_freed_bytes > 0 ? "warn" : ""),
+      card(SNAPSHOT ? "Live at the snapshot" : "Not freed at exit", bytes(t.not_freed_bytes), plural(t.not_freed_blocks, "block", "blocks"), t.not_freed_bytes > 0 ? "warn" : ""),
       card("Temporary", count(t.temporary), pct(t.temporary, t.allocations) + " of allocations"),
     ];
     if (L) {
@@ -419,7 +424,8 @@
     var body = $("flame-body");
     var metrics = F.metrics.filter(function (m) { return m.known; });
     var select = el("select", { "aria-label": "metric" }, metrics.map(function (m) {
-      return el("option", { value: m.name, text: m.title + " (" + unitValue(m.unit, m.total) + ")" });
+      var title = SNAPSHOT ? m.title.replace(" at exit (not freed)", " at the snapshot").replace(" at exit", " at the snapshot") : m.title;
+      return el("option", { value: m.name, text: title + " (" + unitValue(m.unit, m.total) + ")" });
     }));
     var initial = ["peak", "allocated", "allocations"].map(function (n) {
       return metrics.filter(function (m) { return m.name === n && m.total > 0; })[0];
@@ -546,7 +552,7 @@
         cols: [atCol, allocCol, numCol("live at peak", "live_bytes", bytes), numCol("blocks", "live_blocks"),
           numCol("% of peak", function (s) { return R.peak.bytes ? s.live_bytes / R.peak.bytes : 0; }, function (v) { return (100 * v).toFixed(1) + "%"; }),
           numCol("allocations", "allocations"), numCol("bytes allocated", "bytes_allocated", bytes)], sort: 2 },
-      { key: "not_freed", title: "Not freed at exit", total: R.not_freed.site_count, rows: R.not_freed.sites,
+      { key: "not_freed", title: SNAPSHOT ? "Live at the snapshot" : "Not freed at exit", total: R.not_freed.site_count, rows: R.not_freed.sites,
         note: bytes(R.not_freed.bytes) + " in " + plural(R.not_freed.blocks, "block", "blocks") + " allocated " + (R.window.whole_run ? "in the run" : "in the window") + " and still live at its end.",
         cols: [atCol, allocCol, numCol("bytes", "live_bytes", bytes), numCol("blocks", "live_blocks"), numCol("allocations", "allocations"), numCol("bytes allocated", "bytes_allocated", bytes)], sort: 2 },
       { key: "hotspots", title: "Hotspots", total: R.hotspots.site_count, rows: hot,
@@ -596,12 +602,13 @@
 
   function drawLeaks() {
     var body = $("leaks-body");
+    $("leaks-title").textContent = "Leaks " + AT_END;
     var Lk = D.leaks;
     if (!Lk || !Lk.scan) {
       add(body, el("p", { class: "empty", text: "No leak check for this trace: the process was killed, replaced itself with exec, was run with --leak-check=no, or the window ends before the run does." }));
       return;
     }
-    add(body, el("p", { class: "note", text: "Memcheck's leak kinds, from the scan of the process's memory at exit (" + plural(Lk.scan.stopped_threads, "other thread", "other threads") + " stopped). Records with the same kind, allocator and stack are merged." }));
+    add(body, el("p", { class: "note", text: "Memcheck's leak kinds, from the scan of the process's memory " + AT_END + " (" + plural(Lk.scan.stopped_threads, "other thread", "other threads") + " stopped). Records with the same kind, allocator and stack are merged." }));
     if (!Lk.records.length) add(body, el("p", { class: "empty", text: "No loss records." }));
     else {
       add(body, sortableTable([

@@ -13,6 +13,7 @@ use memlens_analysis::{Report, Symbolizer};
 use memlens_common::units::{
     count, human_bytes, human_bytes_f, human_rate_per_sec, human_time, percent, plural,
 };
+use memlens_trace::ExitKind;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 
@@ -74,10 +75,35 @@ fn whole(r: &Report) -> bool {
     r.window.is_whole()
 }
 
+/// A heap snapshot's file (`memlens snapshot`): its blocks are those live at one moment,
+/// with no history.
+fn is_snapshot(r: &Report) -> bool {
+    r.end.as_ref().is_some_and(|e| e.kind == ExitKind::Snapshot)
+}
+
+/// When the last figures were taken: "at exit", or "at the snapshot".
+fn at_end(r: &Report) -> &'static str {
+    if is_snapshot(r) {
+        "at the snapshot"
+    } else {
+        "at exit"
+    }
+}
+
 fn totals_text(cx: &mut Ctx, o: &mut String) {
     let t = &cx.r.totals;
     let whole = whole(cx.r);
     let _ = writeln!(o, "\nTotals");
+    if is_snapshot(cx.r) {
+        let _ = writeln!(
+            o,
+            "  live at the snapshot  {} in {}\n  (a snapshot is the heap of the running process at one moment: \
+             there is no history of allocations and frees, so no peak, temporaries or growth)",
+            human_bytes(t.not_freed_bytes),
+            plural(t.not_freed_blocks, "block", "blocks")
+        );
+        return;
+    }
     let _ = writeln!(
         o,
         "  allocations        {} ({} through realloc)",
@@ -138,7 +164,9 @@ fn not_freed_text(cx: &mut Ctx, o: &mut String) {
     let _ = writeln!(
         o,
         "\n{}: {} in {} from {}",
-        if whole {
+        if is_snapshot(r) {
+            "Live at the snapshot"
+        } else if whole {
             "Not freed at exit"
         } else {
             "Not freed by the end of the window"
@@ -157,6 +185,10 @@ fn not_freed_text(cx: &mut Ctx, o: &mut String) {
 }
 
 fn peak_text(cx: &mut Ctx, o: &mut String) {
+    if is_snapshot(cx.r) {
+        // One moment, no history: the totals say so once.
+        return;
+    }
     let (r, sym) = (cx.r, &mut *cx.sym);
     let p = &r.peak;
     let _ = writeln!(
@@ -173,6 +205,10 @@ fn peak_text(cx: &mut Ctx, o: &mut String) {
 }
 
 fn hotspots_text(cx: &mut Ctx, o: &mut String) {
+    if is_snapshot(cx.r) {
+        // One moment, no history: the totals say so once.
+        return;
+    }
     let (r, sym, top) = (cx.r, &mut *cx.sym, cx.top);
     let _ = writeln!(o, "\nTop {top} sites by number of allocations");
     for s in &r.by_allocations {
@@ -185,6 +221,10 @@ fn hotspots_text(cx: &mut Ctx, o: &mut String) {
 }
 
 fn temporary_text(cx: &mut Ctx, o: &mut String) {
+    if is_snapshot(cx.r) {
+        // One moment, no history: the totals say so once.
+        return;
+    }
     let (r, sym) = (cx.r, &mut *cx.sym);
     let t = &r.totals;
     let tm = &r.temporary;
@@ -225,6 +265,10 @@ fn temporary_text(cx: &mut Ctx, o: &mut String) {
 }
 
 fn growth_text(cx: &mut Ctx, o: &mut String) {
+    if is_snapshot(cx.r) {
+        // One moment, no history: the totals say so once.
+        return;
+    }
     let (r, sym) = (cx.r, &mut *cx.sym);
     let whole = whole(r);
     let g = &r.growth;
@@ -275,6 +319,9 @@ fn growth_text(cx: &mut Ctx, o: &mut String) {
 }
 
 fn heap_vs_rss_text(cx: &mut Ctx, o: &mut String) {
+    if is_snapshot(cx.r) {
+        return;
+    }
     let whole = whole(cx.r);
     match &cx.r.heap_vs_rss {
         None => {
@@ -342,13 +389,15 @@ fn leaks_text(cx: &mut Ctx, o: &mut String) {
     if let Some(l) = cx.r.leaks.as_ref().filter(|l| l.scan.is_some()) {
         let _ = writeln!(
             o,
-            "\nLeaks at exit (`memlens leaks` shows the loss records and what keeps blocks alive)"
+            "\nLeaks {} (`memlens leaks` shows the loss records and what keeps blocks alive)",
+            at_end(cx.r)
         );
         o.push_str(&summary_text(&l.summary, "  "));
     } else if cx.r.leaks.is_some() && cx.r.header.sample_interval != 0 {
         let _ = writeln!(
             o,
-            "\nLeaks at exit\n  {}.",
+            "\nLeaks {}\n  {}.",
+            at_end(cx.r),
             crate::present::trace::LEAK_KINDS_UNDER_SAMPLING
         );
     }
