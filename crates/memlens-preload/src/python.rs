@@ -479,10 +479,12 @@ unsafe fn rd(addr: u64) -> u64 {
     core::ptr::read(addr as *const u64)
 }
 
-/// Read this thread's Python frames into `w`. False (and `w.n == 0`) when the thread
-/// runs no Python code, or frames are not read.
+/// Read this thread's Python frames: their number and signature into `w`, and with
+/// `FRAMES` the frames themselves (for [`merge`]; a walk for the memo's lookup needs only
+/// the signature). False (and `w.n == 0`) when the thread runs no Python code, or frames
+/// are not read. Two walks in the same hook call read the same frames.
 #[inline]
-pub fn walk(w: &mut Walk) -> bool {
+pub fn walk<const FRAMES: bool>(w: &mut Walk) -> bool {
     w.n = 0;
     w.sig = 0;
     let Some(py) = interp() else { return false };
@@ -546,7 +548,9 @@ pub fn walk(w: &mut Walk) -> bool {
                 }
                 (rd(frame + code_at), rd(frame + instr_at), flags)
             };
-            w.frames[n] = (code, instr, flags);
+            if FRAMES {
+                w.frames[n] = (code, instr, flags);
+            }
             sig = Walk::mix(sig, code, instr, flags);
             n += 1;
             frame = rd(frame + previous_at);

@@ -647,7 +647,7 @@ fn capture(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
                 }),
             })
         });
-        crate::python::walk(&mut p.walk);
+        crate::python::walk::<false>(&mut p.walk);
         p.walk.signature()
     };
     let cached = UNWIND_CACHE.load(Ordering::Relaxed);
@@ -691,6 +691,10 @@ fn capture(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
         let frames = match (python, u.python.as_mut()) {
             (0, _) | (_, None) => out.frames(),
             (_, Some(p)) => {
+                // The frames themselves, only now that a stack must be made.
+                if !retried {
+                    crate::python::walk::<true>(&mut p.walk);
+                }
                 crate::python::merge(out.frames(), &p.walk, &mut p.codes, &mut p.merged)
             }
         };
