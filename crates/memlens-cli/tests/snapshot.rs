@@ -33,11 +33,14 @@ impl Prog {
         let out = BufReader::new(child.stdout.take().unwrap());
         Prog { child, stdin, out }
     }
-    /// The next line it prints.
+    /// The next line it prints, once its main thread is back waiting for input: a
+    /// snapshot taken while it is still on its way from the write to the read may find
+    /// the block it just let go in a register, and rightly call it reachable.
     fn line(&mut self) -> String {
         let mut l = String::new();
         self.out.read_line(&mut l).unwrap();
         assert!(!l.is_empty(), "the program ended early");
+        self.settle();
         l
     }
     /// Send a command letter and read its answer line.
@@ -46,6 +49,22 @@ impl Prog {
         i.write_all(c.as_bytes()).unwrap();
         i.flush().unwrap();
         self.line()
+    }
+    /// Wait (at most 5 s) until the main thread sleeps: blocked in its read().
+    fn settle(&self) {
+        let stat = format!("/proc/{0}/task/{0}/stat", self.pid());
+        for _ in 0..5000 {
+            let Ok(s) = std::fs::read_to_string(&stat) else {
+                return;
+            };
+            // The state follows the command name's closing parenthesis.
+            if s.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('S'))
+            {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
     /// Its pid (for a program started by `memlens run`, the program's, not memlens's).
     fn pid(&self) -> u32 {
