@@ -235,21 +235,17 @@ fn text(r: &Report, sym: &mut Symbolizer, top: usize, shown: &[&str]) -> String 
     if let Some(note) = crate::present::trace::python_work_done_note(&r.metadata) {
         let _ = writeln!(o, "  python     {note}");
     }
-    if r.end.as_ref().is_some_and(|e| e.kind == ExitKind::Snapshot) {
-        let _ = writeln!(
-            o,
-            "  ended      {}, which paused it {}",
-            describe_end(r.end.as_ref()),
-            human_time(r.window.run_ns)
-        );
-    } else {
-        let _ = writeln!(
-            o,
-            "  ended      {} after {}",
-            describe_end(r.end.as_ref()),
-            human_time(r.window.run_ns)
-        );
-    }
+    let _ = writeln!(
+        o,
+        "  ended      {}{} {}",
+        describe_end(r.end.as_ref()),
+        if is_snapshot(r) {
+            ", which paused it"
+        } else {
+            " after"
+        },
+        human_time(r.window.run_ns)
+    );
     if let Some(why) = r
         .end
         .as_ref()
@@ -275,7 +271,13 @@ fn text(r: &Report, sym: &mut Symbolizer, top: usize, shown: &[&str]) -> String 
     // Sections are rendered before the warnings so symbolization warnings are known.
     let mut body = String::new();
     let mut cx = Ctx { r, sym, top };
-    for s in SECTIONS.iter().filter(|s| shown.contains(&s.name)) {
+    // A snapshot is one moment: the sections of the run's history are left out (its
+    // totals say so).
+    let snapshot = is_snapshot(r);
+    for s in SECTIONS
+        .iter()
+        .filter(|s| shown.contains(&s.name) && !(snapshot && s.history))
+    {
         (s.text)(&mut cx, &mut body);
     }
     for w in r.warnings.iter().chain(cx.sym.warnings()) {
@@ -329,6 +331,12 @@ fn window_text(r: &Report) -> Option<String> {
             human_time(w.run_ns)
         )
     })
+}
+
+/// A heap snapshot's file (`memlens snapshot`): its blocks are those live at one moment,
+/// with no history.
+fn is_snapshot(r: &Report) -> bool {
+    r.end.as_ref().is_some_and(|e| e.kind == ExitKind::Snapshot)
 }
 
 fn describe_end(end: Option<&EndRecord>) -> String {

@@ -4,6 +4,7 @@
 //! in that crate's `report/sections.rs`). How to add one: ARCHITECTURE.md, "Adding a
 //! report section".
 
+use super::is_snapshot;
 use super::sites::{json_site_with, json_sites, more, site_text, SiteLine};
 use crate::leaks::{summary_json, summary_text};
 use crate::present::frames::{site_location, text_stack};
@@ -13,7 +14,6 @@ use memlens_analysis::{Report, Symbolizer};
 use memlens_common::units::{
     count, human_bytes, human_bytes_f, human_rate_per_sec, human_time, percent, plural,
 };
-use memlens_trace::ExitKind;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 
@@ -38,6 +38,9 @@ pub struct Section {
     pub(super) text: fn(&mut Ctx, &mut String),
     /// Its JSON value.
     pub(super) json: fn(&mut Ctx) -> Value,
+    /// It tells the run's history (peaks, allocations over time): a heap snapshot has
+    /// none, and its text report leaves the section out.
+    pub(super) history: bool,
 }
 
 const fn row(
@@ -46,6 +49,7 @@ const fn row(
     page: &'static str,
     text: fn(&mut Ctx, &mut String),
     json: fn(&mut Ctx) -> Value,
+    history: bool,
 ) -> Section {
     Section {
         name,
@@ -53,32 +57,27 @@ const fn row(
         page,
         text,
         json,
+        history,
     }
 }
 
 /// Every section, in the order of the text report and of the JSON report's keys.
 #[rustfmt::skip]
 pub const SECTIONS: [Section; 9] = [
-    row("totals", "totals", "summary", totals_text, totals_json),
-    row("not-freed", "not_freed", "sites-not-freed", not_freed_text, not_freed_json),
-    row("peak", "peak", "sites-peak", peak_text, peak_json),
-    row("hotspots", "hotspots", "sites-hotspots", hotspots_text, hotspots_json),
-    row("temporary", "temporary", "sites-temporary", temporary_text, temporary_json),
-    row("growth", "growth", "sites-growth", growth_text, growth_json),
-    row("heap-vs-rss", "heap_vs_rss", "summary", heap_vs_rss_text, heap_vs_rss_json),
-    row("advice", "advice", "advice", advice_text, advice_json),
-    row("leaks", "leaks", "leaks", leaks_text, leaks_json),
+    row("totals", "totals", "summary", totals_text, totals_json, false),
+    row("not-freed", "not_freed", "sites-not-freed", not_freed_text, not_freed_json, false),
+    row("peak", "peak", "sites-peak", peak_text, peak_json, true),
+    row("hotspots", "hotspots", "sites-hotspots", hotspots_text, hotspots_json, true),
+    row("temporary", "temporary", "sites-temporary", temporary_text, temporary_json, true),
+    row("growth", "growth", "sites-growth", growth_text, growth_json, true),
+    row("heap-vs-rss", "heap_vs_rss", "summary", heap_vs_rss_text, heap_vs_rss_json, true),
+    row("advice", "advice", "advice", advice_text, advice_json, false),
+    row("leaks", "leaks", "leaks", leaks_text, leaks_json, false),
 ];
 
 /// "the whole run" or "the window" words depend on it.
 fn whole(r: &Report) -> bool {
     r.window.is_whole()
-}
-
-/// A heap snapshot's file (`memlens snapshot`): its blocks are those live at one moment,
-/// with no history.
-fn is_snapshot(r: &Report) -> bool {
-    r.end.as_ref().is_some_and(|e| e.kind == ExitKind::Snapshot)
 }
 
 /// When the last figures were taken: "at exit", or "at the snapshot".
@@ -185,10 +184,6 @@ fn not_freed_text(cx: &mut Ctx, o: &mut String) {
 }
 
 fn peak_text(cx: &mut Ctx, o: &mut String) {
-    if is_snapshot(cx.r) {
-        // One moment, no history: the totals say so once.
-        return;
-    }
     let (r, sym) = (cx.r, &mut *cx.sym);
     let p = &r.peak;
     let _ = writeln!(
@@ -205,10 +200,6 @@ fn peak_text(cx: &mut Ctx, o: &mut String) {
 }
 
 fn hotspots_text(cx: &mut Ctx, o: &mut String) {
-    if is_snapshot(cx.r) {
-        // One moment, no history: the totals say so once.
-        return;
-    }
     let (r, sym, top) = (cx.r, &mut *cx.sym, cx.top);
     let _ = writeln!(o, "\nTop {top} sites by number of allocations");
     for s in &r.by_allocations {
@@ -221,10 +212,6 @@ fn hotspots_text(cx: &mut Ctx, o: &mut String) {
 }
 
 fn temporary_text(cx: &mut Ctx, o: &mut String) {
-    if is_snapshot(cx.r) {
-        // One moment, no history: the totals say so once.
-        return;
-    }
     let (r, sym) = (cx.r, &mut *cx.sym);
     let t = &r.totals;
     let tm = &r.temporary;
@@ -265,10 +252,6 @@ fn temporary_text(cx: &mut Ctx, o: &mut String) {
 }
 
 fn growth_text(cx: &mut Ctx, o: &mut String) {
-    if is_snapshot(cx.r) {
-        // One moment, no history: the totals say so once.
-        return;
-    }
     let (r, sym) = (cx.r, &mut *cx.sym);
     let whole = whole(r);
     let g = &r.growth;
@@ -319,9 +302,6 @@ fn growth_text(cx: &mut Ctx, o: &mut String) {
 }
 
 fn heap_vs_rss_text(cx: &mut Ctx, o: &mut String) {
-    if is_snapshot(cx.r) {
-        return;
-    }
     let whole = whole(cx.r);
     match &cx.r.heap_vs_rss {
         None => {
