@@ -164,16 +164,14 @@ impl Snapshot {
                     .unwinder
                     .unwind_frame(addr, &mut regs, cache, &mut read);
                 out.uses_bp[k] = regs.take_bp_used() || step.is_err();
-                out.keeps_bp[k] = regs.bp() == bp_before;
-                out.restore_read[k] = 0;
-                if !out.keeps_bp[k] {
-                    // The read bp was restored from: not the return address (at the new
-                    // stack pointer - 8).
-                    let ra_at = regs.sp().wrapping_sub(8);
-                    let found = (reads_before..out.nreads)
-                        .find(|&r| out.reads[r].1 == regs.bp() && out.reads[r].0 != ra_at);
-                    out.restore_read[k] = found.map_or(0, |r| r as u16 + 1);
-                }
+                let (restore, keeps) = bp_restore(
+                    &out.reads[reads_before..out.nreads],
+                    regs.sp().wrapping_sub(8),
+                    bp_before,
+                    regs.bp(),
+                );
+                out.restore_read[k] = restore.map_or(0, |r| (reads_before + r) as u16 + 1);
+                out.keeps_bp[k] = keeps;
                 match step {
                     Ok(Some(ra)) => {
                         let n = out.n;
@@ -203,6 +201,27 @@ impl Snapshot {
     }
 }
 
+/// How one step treated bp, from the reads it made (`reads`), where it read the return
+/// address (`ra_at`: the new stack pointer - 8) and bp before and after: the index in
+/// `reads` of the word it restored bp from, if any, and whether it passed bp on
+/// unchanged. A step that restores bp is not passing it on even when the saved value
+/// equals the current one (a function that saved its caller's rbp, holding data, and has
+/// not changed it yet at the call): what follows then depends on that word, and only if
+/// a later step uses bp (see `find_bp_dependence`), not on the bp the step started with.
+/// Calling such a restore "keeping bp" made the word a dependency of every walk through
+/// the function, and the data in it changed from call to call.
+fn bp_restore(
+    reads: &[(u64, u64)],
+    ra_at: u64,
+    bp_before: u64,
+    bp_after: u64,
+) -> (Option<usize>, bool) {
+    let restore = reads
+        .iter()
+        .position(|&(addr, v)| v == bp_after && addr != ra_at);
+    (restore, restore.is_none() && bp_after == bp_before)
+}
+
 /// Maximum stack reads kept per unwind (about two per frame).
 pub const RECORD_READS: usize = 2 * MAX_DEPTH_LIMIT;
 
@@ -227,8 +246,8 @@ pub struct UnwindRecord {
     /// Whether the step from frame k computed anything from frame k's bp (a frame-pointer
     /// rule, or DWARF CFI framehop evaluates generically; an error counts too).
     pub uses_bp: [bool; MAX_DEPTH_LIMIT],
-    /// Whether the step from frame k passed bp on unchanged (did not restore it from
-    /// the stack: or restored the same value, which counts the same).
+    /// Whether the step from frame k passed bp on unchanged: it did not restore bp from
+    /// the stack (a restore of the same value is a restore: see `restore_read`).
     pub keeps_bp: [bool; MAX_DEPTH_LIMIT],
     /// Whether the walk from frame k outward depends on frame k's bp: some later step
     /// uses it before a step restores bp from the stack (a word in `reads`). A later walk
@@ -767,5 +786,33 @@ mod tests {
         r.uses_bp[0] = true;
         r.find_bp_dependence();
         assert!(r.bp_sensitive);
+    }
+
+    #[test]
+    fn a_step_that_restores_bp_to_the_same_value_restores_it() {
+        let ra_at = 0x7108;
+        // Restored from 0x7100 to the value bp already had: a restore, not a pass.
+        let reads = [(0x7100, 0x5555_0000), (ra_at, 0x40_1000)];
+        assert_eq!(
+            bp_restore(&reads, ra_at, 0x5555_0000, 0x5555_0000),
+            (Some(0), false)
+        );
+        // Restored to another value.
+        assert_eq!(
+            bp_restore(&reads, ra_at, 0x1234, 0x5555_0000),
+            (Some(0), false)
+        );
+        // Only the return address read: bp passed on.
+        assert_eq!(bp_restore(&reads[1..], ra_at, 0x1234, 0x1234), (None, true));
+        // A return address that equals bp is not where bp came from.
+        assert_eq!(
+            bp_restore(&[(ra_at, 0x40_1000)], ra_at, 0x40_1000, 0x40_1000),
+            (None, true)
+        );
+        // bp changed, but not from a read (computed): neither passed on nor attributed.
+        assert_eq!(
+            bp_restore(&reads[1..], ra_at, 0x1234, 0x9999),
+            (None, false)
+        );
     }
 }
