@@ -7,8 +7,32 @@ use alloc::vec::Vec;
 pub const MAX_LEN: usize = 10;
 
 /// Encode `v` into `out`, returning the bytes written. `out` must hold [`MAX_LEN`] bytes.
+///
+/// Runs for every field of every event the recorder writes: the length is computed
+/// first, so the loop has a known trip count and no bounds check per byte.
 #[inline]
-pub fn encode_u64(mut v: u64, out: &mut [u8]) -> usize {
+pub fn encode_u64(v: u64, out: &mut [u8]) -> usize {
+    if v < 0x80 {
+        out[0] = v as u8;
+        return 1;
+    }
+    let Some(out) = out.first_chunk_mut::<MAX_LEN>() else {
+        return encode_short(v, out);
+    };
+    // 2..=10 bytes: 7 bits each.
+    let n = ((70 - v.leading_zeros() as usize) / 7).min(MAX_LEN);
+    let mut rest = v;
+    for b in out[..n - 1].iter_mut() {
+        *b = (rest as u8) | 0x80;
+        rest >>= 7;
+    }
+    out[n - 1] = rest as u8;
+    n
+}
+
+/// [`encode_u64`] into a buffer shorter than [`MAX_LEN`] (panics if `v` does not fit).
+#[cold]
+fn encode_short(mut v: u64, out: &mut [u8]) -> usize {
     let mut i = 0;
     while v >= 0x80 {
         out[i] = (v as u8) | 0x80;
@@ -166,6 +190,38 @@ mod tests {
         }
         for v in [0i64, -1, 1, i64::MIN, i64::MAX] {
             assert_eq!(unzigzag(zigzag(v)), v);
+        }
+    }
+
+    #[test]
+    fn every_length_encodes_as_leb128() {
+        for bits in 0..64 {
+            for v in [
+                1u64 << bits,
+                (1u64 << bits) - 1,
+                (1u64 << bits) | 0x55,
+                u64::MAX >> bits,
+            ] {
+                let mut want = Vec::new();
+                let mut x = v;
+                loop {
+                    let byte = (x & 0x7f) as u8;
+                    x >>= 7;
+                    if x == 0 {
+                        want.push(byte);
+                        break;
+                    }
+                    want.push(byte | 0x80);
+                }
+                let mut b = [0xeeu8; MAX_LEN + 2];
+                let n = encode_u64(v, &mut b);
+                assert_eq!(&b[..n], &want[..], "{v:#x}");
+                assert_eq!(b[n], 0xee, "{v:#x}: wrote past its length");
+                // A buffer just long enough, shorter than MAX_LEN.
+                let mut short = vec![0u8; want.len()];
+                assert_eq!(encode_u64(v, &mut short), want.len());
+                assert_eq!(short, want);
+            }
         }
     }
 
