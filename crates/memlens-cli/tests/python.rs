@@ -661,3 +661,58 @@ fn a_pyenv_shim_leaves_the_interpreters_trace_only() {
         "{err}"
     );
 }
+
+/// The unwind memo (and its Python signatures) changes no stack: every site, with its
+/// Python and native frames and its allocation count, is the same when every stack is
+/// unwound afresh (`MEMLENS_UNWIND_CACHE=0`). The script reaches one allocating call
+/// through other Python lines, C-stack depths and a generator.
+#[test]
+fn the_unwind_memo_changes_no_python_stack() {
+    for py in pythons() {
+        let sites = |cache: &str| {
+            let d = scratch(&format!("memo-{}-{cache}", py.minor));
+            let out = Command::new(memlens())
+                .args(["run", "--quiet", "-o"])
+                .arg(d.join("%n.%p.trace"))
+                .arg("--")
+                .arg(&py.exe)
+                .arg(script("memo_paths.py"))
+                .env("MEMLENS_UNWIND_CACHE", cache)
+                .env("PYTHONHASHSEED", "0")
+                .env("PYTHONMALLOC", "malloc")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "done 198\n");
+            let traces: Vec<PathBuf> = std::fs::read_dir(&d)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            assert_eq!(traces.len(), 1, "{traces:?}");
+            site_counts(&report(&traces[0]))
+        };
+        let (memo, fresh) = (sites("1"), sites("0"));
+        assert_eq!(memo, fresh, "{}", py.exe.display());
+        // The paths are there: the list made in leaf under via_a and via_b, and under
+        // nine depths of nesting.
+        let leaf_paths: Vec<&String> = memo
+            .keys()
+            .filter(|k| k.contains("\"leaf\"@") && k.contains("memo_paths.py"))
+            .collect();
+        assert!(
+            leaf_paths.iter().any(|k| k.contains("\"via_a\"@"))
+                && leaf_paths.iter().any(|k| k.contains("\"via_b\"@")),
+            "{}: {leaf_paths:#?}",
+            py.exe.display()
+        );
+        let depths = leaf_paths
+            .iter()
+            .map(|k| k.matches("\"nested\"@").count())
+            .collect::<std::collections::BTreeSet<_>>();
+        assert!(depths.is_superset(&(1..=9).collect()), "{depths:?}");
+    }
+}

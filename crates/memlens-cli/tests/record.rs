@@ -712,20 +712,6 @@ fn posix_spawn_vfork_system_and_allocating_signal_handlers() {
         .all(|v| v["trace"]["exit"]["kind"] == "exit"));
 }
 
-/// Every site's (allocator, symbolized stack) -> allocations.
-fn site_counts(rep: &serde_json::Value) -> std::collections::BTreeMap<String, u64> {
-    let mut m = std::collections::BTreeMap::new();
-    for s in rep["hotspots"]["by_allocations"].as_array().unwrap() {
-        let stack: Vec<String> = frames(s)
-            .iter()
-            .map(|f| format!("{}@{}:{}", f["function"], f["file"], f["line"]))
-            .collect();
-        *m.entry(format!("{} <- {}", s["allocator"], stack.join(" <- ")))
-            .or_insert(0) += s["allocations"].as_u64().unwrap();
-    }
-    m
-}
-
 #[test]
 fn unwind_caches_change_no_stack() {
     let prog = build_c("recursion.c", "recursion");

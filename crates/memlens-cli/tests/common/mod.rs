@@ -177,6 +177,20 @@ pub fn report(trace: &Path) -> Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
+/// Every site's (allocator, symbolized stack) -> allocations, from [`report`]'s JSON.
+pub fn site_counts(rep: &Value) -> std::collections::BTreeMap<String, u64> {
+    let mut m = std::collections::BTreeMap::new();
+    for s in rep["hotspots"]["by_allocations"].as_array().unwrap() {
+        let stack: Vec<String> = frames(s)
+            .iter()
+            .map(|f| format!("{}@{}:{}", f["function"], f["file"], f["line"]))
+            .collect();
+        *m.entry(format!("{} <- {}", s["allocator"], stack.join(" <- ")))
+            .or_insert(0) += s["allocations"].as_u64().unwrap();
+    }
+    m
+}
+
 pub fn frames(site: &Value) -> Vec<&Value> {
     site["stack"].as_array().unwrap().iter().collect()
 }
