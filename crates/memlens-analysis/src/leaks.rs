@@ -472,7 +472,12 @@ impl LeakTracker {
         // process never recorded) are grouped by size as well.
         let by_size = info.trigger == ExitKind::Snapshot;
         type Key = (BlockState, AllocFunc, Vec<(u32, u64)>, u64);
-        let mut index: HashMap<Key, usize> = HashMap::new();
+        let mut index: foldhash::HashMap<Key, usize> = Default::default();
+        // Blocks of one stack share their record: the frames are gathered and hashed once
+        // per (state, function, stack), not once per block (a Python program ends with
+        // hundreds of thousands of reachable blocks from a few thousand stacks).
+        let mut by_stack: foldhash::HashMap<(BlockState, AllocFunc, u32, u64), usize> =
+            Default::default();
         let mut records: Vec<LossRecord> = Vec::new();
         let mut record_of_block: Vec<usize> = vec![usize::MAX; blocks.len()];
         let mut summary = Summary::default();
@@ -488,20 +493,24 @@ impl LeakTracker {
             }
             let (func, stack) = site(b);
             let size_key = if by_size && stack == 0 { b.size } else { 0 };
-            let key = (b.state, func, key_frames(stack), size_key);
-            let ri = *index.entry(key).or_insert_with(|| {
-                records.push(LossRecord {
-                    kind: b.state,
-                    func,
-                    stack,
-                    bytes: 0,
-                    blocks: 0,
-                    indirect: Amount::default(),
-                    chain: Vec::new(),
-                    suppressed_by: None,
+            let ri = *by_stack
+                .entry((b.state, func, stack, size_key))
+                .or_insert_with(|| {
+                    let key = (b.state, func, key_frames(stack), size_key);
+                    *index.entry(key).or_insert_with(|| {
+                        records.push(LossRecord {
+                            kind: b.state,
+                            func,
+                            stack,
+                            bytes: 0,
+                            blocks: 0,
+                            indirect: Amount::default(),
+                            chain: Vec::new(),
+                            suppressed_by: None,
+                        });
+                        records.len() - 1
+                    })
                 });
-                records.len() - 1
-            });
             records[ri].bytes += b.size;
             records[ri].blocks += 1;
             record_of_block[i] = ri;

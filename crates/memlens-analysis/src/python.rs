@@ -50,7 +50,7 @@ pub fn shown_frames<'r>(raw: &'r [RawFrame], interpreter: &HashSet<u32>) -> Cow<
 /// frames (stacks that differ only in the interpreter's C path, as `bytes * n` and a str
 /// made on one line do, are one site for a Python developer, as for tracemalloc); `None`
 /// for other programs.
-pub fn canonical_stacks(metadata: &Metadata) -> Option<HashMap<u32, u32>> {
+pub fn canonical_stacks(metadata: &Metadata) -> Option<CanonicalStacks> {
     let interpreter = interpreter_modules(metadata);
     if interpreter.is_empty() {
         return None;
@@ -58,7 +58,7 @@ pub fn canonical_stacks(metadata: &Metadata) -> Option<HashMap<u32, u32>> {
     let mut ids: Vec<u32> = metadata.stacks.keys().copied().collect();
     ids.sort_unstable();
     let mut first: HashMap<Vec<RawFrame>, u32> = HashMap::new();
-    let mut out = HashMap::new();
+    let mut out = CanonicalStacks::default();
     for id in ids {
         let shown = shown_frames(&metadata.stacks[&id], &interpreter).into_owned();
         let canon = *first.entry(shown).or_insert(id);
@@ -67,6 +67,51 @@ pub fn canonical_stacks(metadata: &Metadata) -> Option<HashMap<u32, u32>> {
         }
     }
     Some(out)
+}
+
+/// Stack id -> the stack id it is shown as ([`canonical_stacks`]), asked for every event
+/// of a pass: a table indexed by id (the recorder numbers stacks from 1 up), with a map
+/// for ids beyond it (a trace from elsewhere).
+#[derive(Default)]
+pub struct CanonicalStacks {
+    /// `dense[id]`: the id shown for `id`, 0 when it is itself.
+    dense: Vec<u32>,
+    sparse: crate::replay::AddrMap<u32>,
+    aliases: usize,
+}
+
+/// Ids below this are in `CanonicalStacks::dense` (4 bytes each).
+const DENSE_STACK_IDS: u32 = 1 << 24;
+
+impl CanonicalStacks {
+    fn insert(&mut self, id: u32, canon: u32) {
+        if id < DENSE_STACK_IDS {
+            let i = id as usize;
+            if i >= self.dense.len() {
+                self.dense.resize(i + 1, 0);
+            }
+            self.dense[i] = canon;
+        } else {
+            self.sparse.insert(id as u64, canon);
+        }
+        self.aliases += 1;
+    }
+
+    /// The id `id` is shown as.
+    #[inline]
+    pub fn get(&self, id: u32) -> u32 {
+        match self.dense.get(id as usize) {
+            Some(&c) if c != 0 => c,
+            Some(_) => id,
+            None if id < DENSE_STACK_IDS => id,
+            None => self.sparse.get(&(id as u64)).copied().unwrap_or(id),
+        }
+    }
+
+    /// Whether no stack is shown as another.
+    pub fn is_empty(&self) -> bool {
+        self.aliases == 0
+    }
 }
 
 /// Whether a stack's first shown frame is Python code (the site is a Python line, not
@@ -272,6 +317,22 @@ pub fn frame(code: Option<&PyCode>, id: u32, index: u32) -> Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn canonical_stacks_answer_for_every_id() {
+        let mut c = CanonicalStacks::default();
+        assert!(c.is_empty());
+        c.insert(7, 3);
+        c.insert(DENSE_STACK_IDS + 5, 2);
+        assert!(!c.is_empty());
+        assert_eq!(c.get(7), 3);
+        assert_eq!(c.get(3), 3);
+        assert_eq!(c.get(6), 6);
+        assert_eq!(c.get(1000), 1000);
+        assert_eq!(c.get(DENSE_STACK_IDS + 5), 2);
+        assert_eq!(c.get(DENSE_STACK_IDS + 6), DENSE_STACK_IDS + 6);
+        assert_eq!(c.get(u32::MAX), u32::MAX);
+    }
 
     fn code(first_line: u32, linetable: &[u8]) -> PyCode {
         PyCode {

@@ -28,7 +28,7 @@ pub struct ReportedEvents<'r, 'p> {
     until: u64,
     /// A Python program's stacks that show the same frames, mapped to one id (see
     /// [`crate::python::canonical_stacks`]): every pass sees them as one site.
-    canonical: Option<std::collections::HashMap<u32, u32>>,
+    canonical: Option<crate::python::CanonicalStacks>,
 }
 
 impl<'r, 'p> ReportedEvents<'r, 'p> {
@@ -79,9 +79,7 @@ impl Iterator for ReportedEvents<'_, '_> {
                 | Event::HeapError { stack, .. }
                 | Event::Assert { stack, .. } = &mut e
                 {
-                    if let Some(&c) = map.get(stack) {
-                        *stack = c;
-                    }
+                    *stack = map.get(*stack);
                 }
                 Ok(e)
             }
