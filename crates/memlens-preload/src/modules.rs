@@ -169,6 +169,7 @@ impl Snapshot {
                     regs.sp().wrapping_sub(8),
                     bp_before,
                     regs.bp(),
+                    out.uses_bp[k],
                 );
                 out.restore_read[k] = restore.map_or(0, |r| (reads_before + r) as u16 + 1);
                 out.keeps_bp[k] = keeps;
@@ -202,23 +203,34 @@ impl Snapshot {
 }
 
 /// How one step treated bp, from the reads it made (`reads`), where it read the return
-/// address (`ra_at`: the new stack pointer - 8) and bp before and after: the index in
-/// `reads` of the word it restored bp from, if any, and whether it passed bp on
-/// unchanged. A step that restores bp is not passing it on even when the saved value
-/// equals the current one (a function that saved its caller's rbp, holding data, and has
-/// not changed it yet at the call): what follows then depends on that word, and only if
-/// a later step uses bp (see `find_bp_dependence`), not on the bp the step started with.
-/// Calling such a restore "keeping bp" made the word a dependency of every walk through
-/// the function, and the data in it changed from call to call.
+/// address (`ra_at`: the new stack pointer - 8), bp before and after, and whether the
+/// step computed from bp (`used_bp`): the index in `reads` of the word it restored bp
+/// from, if any, and whether it passed bp on unchanged.
+///
+/// A step that restores bp is not passing it on even when the saved value equals the
+/// current one (a function that saved its caller's rbp, holding data, and has not changed
+/// it yet at the call): what follows then depends on that word, and only if a later step
+/// uses bp (see `find_bp_dependence`), not on the bp the step started with. Calling such a
+/// restore "keeping bp" made the word a dependency of every walk through the function,
+/// and the data in it changed from call to call.
+///
+/// The restore is the last such read (a step evaluated generically reads its CFA before
+/// its registers). An unchanged bp in a step that used bp (a frame-pointer rule, or CFI
+/// evaluated generically, whose CFA may itself come from a read) is taken as passed on:
+/// a read there that happens to hold bp's value may be the CFA's.
 fn bp_restore(
     reads: &[(u64, u64)],
     ra_at: u64,
     bp_before: u64,
     bp_after: u64,
+    used_bp: bool,
 ) -> (Option<usize>, bool) {
+    if bp_after == bp_before && used_bp {
+        return (None, true);
+    }
     let restore = reads
         .iter()
-        .position(|&(addr, v)| v == bp_after && addr != ra_at);
+        .rposition(|&(addr, v)| v == bp_after && addr != ra_at);
     (restore, restore.is_none() && bp_after == bp_before)
 }
 
@@ -793,26 +805,41 @@ mod tests {
         let ra_at = 0x7108;
         // Restored from 0x7100 to the value bp already had: a restore, not a pass.
         let reads = [(0x7100, 0x5555_0000), (ra_at, 0x40_1000)];
+        let restore = |reads: &[(u64, u64)], before, after, used| {
+            bp_restore(reads, ra_at, before, after, used)
+        };
         assert_eq!(
-            bp_restore(&reads, ra_at, 0x5555_0000, 0x5555_0000),
+            restore(&reads, 0x5555_0000, 0x5555_0000, false),
             (Some(0), false)
         );
         // Restored to another value.
         assert_eq!(
-            bp_restore(&reads, ra_at, 0x1234, 0x5555_0000),
+            restore(&reads, 0x1234, 0x5555_0000, false),
             (Some(0), false)
         );
         // Only the return address read: bp passed on.
-        assert_eq!(bp_restore(&reads[1..], ra_at, 0x1234, 0x1234), (None, true));
+        assert_eq!(restore(&reads[1..], 0x1234, 0x1234, false), (None, true));
         // A return address that equals bp is not where bp came from.
         assert_eq!(
-            bp_restore(&[(ra_at, 0x40_1000)], ra_at, 0x40_1000, 0x40_1000),
+            restore(&[(ra_at, 0x40_1000)], 0x40_1000, 0x40_1000, false),
             (None, true)
         );
         // bp changed, but not from a read (computed): neither passed on nor attributed.
+        assert_eq!(restore(&reads[1..], 0x1234, 0x9999, false), (None, false));
+        // A generic step: the CFA read first, then bp's; the restore is the later one.
+        let generic = [
+            (0x7100, 0x7fff_0000),
+            (0x7110, 0x7fff_0000),
+            (ra_at, 0x40_1000),
+        ];
         assert_eq!(
-            bp_restore(&reads[1..], ra_at, 0x1234, 0x9999),
-            (None, false)
+            restore(&generic, 0x1234, 0x7fff_0000, true),
+            (Some(1), false)
+        );
+        // A step that used bp and left it unchanged passed it on, whatever its reads hold.
+        assert_eq!(
+            restore(&generic, 0x7fff_0000, 0x7fff_0000, true),
+            (None, true)
         );
     }
 }
