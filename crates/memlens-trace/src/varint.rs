@@ -90,8 +90,20 @@ impl<'a> Cursor<'a> {
         self.pos += 1;
         Some(b)
     }
+    /// A LEB128 u64; `None` past the end or for an over-long encoding. Most fields of an
+    /// event (time deltas, sizes, stack ids) take one byte: that case returns first.
     #[inline]
     pub fn u64(&mut self) -> Option<u64> {
+        if let Some(&b) = self.data.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Some(b as u64);
+            }
+        }
+        self.u64_multibyte()
+    }
+
+    fn u64_multibyte(&mut self) -> Option<u64> {
         let mut v: u64 = 0;
         let mut shift = 0u32;
         loop {
