@@ -1,6 +1,7 @@
 //! Python frames of recorded stacks: the line of an instruction, from CPython's location
 //! table (3.11+, `Objects/locations.md` in CPython's sources), and the frame as shown.
 
+use crate::site::DENSE_STACK_IDS;
 use crate::symbolize::Frame;
 use memlens_trace::reader::{Metadata, RawFrame};
 use memlens_trace::PyCode;
@@ -74,14 +75,11 @@ pub fn canonical_stacks(metadata: &Metadata) -> Option<CanonicalStacks> {
 /// for ids beyond it (a trace from elsewhere).
 #[derive(Default)]
 pub struct CanonicalStacks {
-    /// `dense[id]`: the id shown for `id`, 0 when it is itself.
+    /// `dense[id]`: the id shown for `id`, 0 when it is itself (ids below
+    /// [`DENSE_STACK_IDS`]; grown only by an alias).
     dense: Vec<u32>,
     sparse: crate::replay::AddrMap<u32>,
-    aliases: usize,
 }
-
-/// Ids below this are in `CanonicalStacks::dense` (4 bytes each).
-const DENSE_STACK_IDS: u32 = 1 << 24;
 
 impl CanonicalStacks {
     fn insert(&mut self, id: u32, canon: u32) {
@@ -94,7 +92,6 @@ impl CanonicalStacks {
         } else {
             self.sparse.insert(id as u64, canon);
         }
-        self.aliases += 1;
     }
 
     /// The id `id` is shown as.
@@ -110,7 +107,7 @@ impl CanonicalStacks {
 
     /// Whether no stack is shown as another.
     pub fn is_empty(&self) -> bool {
-        self.aliases == 0
+        self.dense.is_empty() && self.sparse.is_empty()
     }
 }
 

@@ -7,6 +7,11 @@
 use memlens_trace::reader::{Event, EventStream, Metadata, TraceError, TraceReader};
 use memlens_trace::AllocFunc;
 
+/// Stack ids below this may index a table directly (4 bytes per id): the recorder numbers
+/// stacks from 1 up, so a pass keyed by stack id answers from a vector, and keeps a map
+/// only for ids beyond (a trace from elsewhere).
+pub const DENSE_STACK_IDS: u32 = 1 << 24;
+
 /// Progress of a pass over the events: event chunks consumed so far.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Progress {

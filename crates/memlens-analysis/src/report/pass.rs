@@ -10,6 +10,7 @@ use crate::heap_rss::{glibc_chunk_size, RssPoint};
 use crate::leaks::LeakTracker;
 use crate::replay::{AddrHasher, Block, Counters, HeapObserver, Release, Replay, SiteKey};
 use crate::site::ReportedEvents;
+use crate::site::DENSE_STACK_IDS;
 use crate::site::{Progress, Site, SiteStats};
 use crate::temporary::Temporary;
 use crate::window::Window;
@@ -115,19 +116,17 @@ impl SiteAcc {
 /// indexed by stack id answers most lookups; the hash map takes the rest.
 #[derive(Default)]
 struct SiteTable {
-    /// Stack id -> 1 + index of the site (stack, its first function); 0: none yet.
+    /// Stack id (below [`DENSE_STACK_IDS`]) -> 1 + index of the site (stack, its first
+    /// function); 0: none yet.
     by_stack: Vec<u32>,
     index: HashMap<u64, u32, BuildHasherDefault<AddrHasher>>,
     sites: Vec<SiteAcc>,
 }
 
-/// Stack ids below this use `by_stack` (4 bytes each, allocated as they are seen).
-const DIRECT_STACKS: u32 = 1 << 24;
-
 impl SiteTable {
     #[inline]
     fn index(&mut self, key: SiteKey) -> u32 {
-        if key.stack < DIRECT_STACKS {
+        if key.stack < DENSE_STACK_IDS {
             let slot = key.stack as usize;
             if let Some(&i) = self.by_stack.get(slot) {
                 if i != 0 && self.sites[i as usize - 1].key.func == key.func {
@@ -146,7 +145,7 @@ impl SiteTable {
             sites.push(SiteAcc::new(key));
             (sites.len() - 1) as u32
         });
-        if key.stack < DIRECT_STACKS {
+        if key.stack < DENSE_STACK_IDS {
             let slot = key.stack as usize;
             if slot >= self.by_stack.len() {
                 self.by_stack.resize(slot + 1, 0);
