@@ -697,14 +697,24 @@ fn hostile_traces(valid: &[u8]) -> Vec<(String, Vec<u8>, bool)> {
 
 #[test]
 fn every_trace_command_survives_hostile_input() {
-    // A trace written by the recorder and committed (the fuzzer's seed, behind its mode
-    // byte), so that the damage lands at the same places in every run.
-    let seed = std::fs::read(repo_root().join("fuzz/corpus/trace_reader/sites.trace")).unwrap();
-    let valid = seed[1..].to_vec();
+    // Traces written by the recorder and committed (the fuzzer's seeds, behind their mode
+    // byte), so that the damage lands at the same places in every run: one in the
+    // current format (events in columns), one in format 1 (still read).
     let d = scratch("hostile");
     let valid_path = d.join("valid.trace");
-    std::fs::write(&valid_path, &valid).unwrap();
-    let mut cases: Vec<(String, Vec<u8>, bool)> = hostile_traces(&valid);
+    let mut cases: Vec<(String, Vec<u8>, bool)> = Vec::new();
+    for name in ["v5-sites.trace", "sites.trace"] {
+        let seed = std::fs::read(repo_root().join("fuzz/corpus/trace_reader").join(name)).unwrap();
+        let valid = seed[1..].to_vec();
+        if cases.is_empty() {
+            std::fs::write(&valid_path, &valid).unwrap();
+        }
+        cases.extend(
+            hostile_traces(&valid)
+                .into_iter()
+                .map(|(what, b, cut)| (format!("{name}: {what}"), b, cut)),
+        );
+    }
     cases.extend(
         crafted_traces()
             .into_iter()

@@ -374,16 +374,17 @@ pub fn encode_and_write<B: AsRef<[u8]> + AsMut<[u8]>>(
     thread: u32,
     b: &ChunkBuilder<B>,
     out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
     zstd: Option<&mut crate::writer::Zstd>,
 ) {
     if b.is_empty() {
         return;
     }
-    let need = max_encoded_chunk_len(b.len()).max(crate::writer::Zstd::max_chunk_len(b.len()));
+    let raw = b.payload(scratch);
+    let need = max_encoded_chunk_len(raw.len()).max(crate::writer::Zstd::max_chunk_len(raw.len()));
     if out.len() < need {
         out.resize(need, 0);
     }
-    let raw = b.payload();
     let times = (b.first_ts(), b.last_ts());
     let zstd_len = zstd.and_then(|z| z.compress(raw, &mut out[CHUNK_HEADER_LEN..]));
     let framed = match zstd_len {

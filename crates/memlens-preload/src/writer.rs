@@ -49,6 +49,8 @@ pub static QUEUE: spin::Mutex<Queue> = spin::Mutex::new(Queue {
 pub struct Writing {
     /// The compressed chunk being written.
     out: Vec<u8>,
+    /// The payload of an Events chunk, its columns put together (`ChunkBuilder::payload`).
+    raw: Vec<u8>,
     /// The writer thread's zstd context, made on its first chunk.
     zstd: ZstdState,
 }
@@ -63,6 +65,7 @@ enum ZstdState {
 
 pub static WRITING: spin::Mutex<Writing> = spin::Mutex::new(Writing {
     out: Vec::new(),
+    raw: Vec::new(),
     zstd: ZstdState::Untried,
 });
 
@@ -166,7 +169,8 @@ pub fn submit(kind: ChunkKind, thread: u32, b: &mut Buffer) -> bool {
 pub fn write_now<B: AsRef<[u8]> + AsMut<[u8]>>(kind: ChunkKind, thread: u32, b: &ChunkBuilder<B>) {
     let mut w = WRITING.lock();
     drain_locked(&mut w, false);
-    output::encode_and_write(kind, thread, b, &mut w.out, None);
+    let w = &mut *w;
+    output::encode_and_write(kind, thread, b, &mut w.out, &mut w.raw, None);
 }
 
 /// Write everything queued, on the calling thread (exit, exec), with lz4.
@@ -203,7 +207,7 @@ fn write_one(w: &mut Writing, use_zstd: bool) -> bool {
         ZstdState::Ready(z) if use_zstd => Some(z),
         _ => None,
     };
-    output::encode_and_write(kind, thread, &b, &mut w.out, zstd);
+    output::encode_and_write(kind, thread, &b, &mut w.out, &mut w.raw, zstd);
     let mut buf = b;
     buf.clear();
     QUEUE.lock().spares.push(buf.into_buf());

@@ -45,7 +45,7 @@ pub use records::{
 /// First bytes of every trace file.
 pub const MAGIC: [u8; 8] = *b"MEMLENS\0";
 /// Version of the format written by this crate. Readers refuse other versions by name.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 /// The oldest format version readers still read (version 1: a separate function byte
 /// after each event's tag).
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
@@ -302,44 +302,126 @@ pub fn crc32(data: &[u8]) -> u32 {
 
 /// Builds the uncompressed payload of one chunk in a fixed buffer, without allocating.
 ///
+/// A chunk takes its layout from its first record. Meta, Scan and End records go one
+/// after the other into one stream. Events (format 5) go into four columns, each in a
+/// region of its own of the buffer: the tags, the time deltas, the addresses, and every
+/// other field. Like values side by side compress better (docs/TRACE_FORMAT.md); the
+/// payload puts the columns one after the other behind their lengths.
+///
 /// Timestamps and addresses are delta-encoded against the previous record of the chunk,
 /// so [`ChunkBuilder::first_ts`] / [`ChunkBuilder::last_ts`] delimit the chunk in time.
 pub struct ChunkBuilder<B> {
     buf: B,
+    /// One stream: bytes written. Columns: unused.
     len: usize,
+    layout: Layout,
+    /// Columns: each column's write position and the end of its region.
+    col: [usize; COLUMNS],
+    col_end: [usize; COLUMNS],
     first_ts: u64,
     last_ts: u64,
+    /// One stream: the previous address (Scan blocks).
     last_addr: u64,
+    /// Columns: the previous released address (Free, Realloc's old block, HeapError).
+    last_released: u64,
+    /// Columns: the previous allocated address (Alloc, Realloc's new block).
+    last_allocated: u64,
+    /// Columns: the chunk's last [`RECENT_RELEASES`] released addresses, a ring
+    /// (`recent_head` counts pushes). An allocation of one of them is coded by its distance.
+    recent: [u64; RECENT_RELEASES],
+    recent_head: u32,
     records: u32,
 }
+
+/// How a [`ChunkBuilder`]'s records are laid out (see there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// No record yet.
+    Empty,
+    Stream,
+    Columns,
+}
+
+/// Columns of an Events chunk, in payload order.
+pub(crate) const COLUMNS: usize = 4;
+pub(crate) mod column {
+    /// Record tags.
+    pub const TAG: usize = 0;
+    /// Time deltas.
+    pub const TIME: usize = 1;
+    /// Addresses.
+    pub const ADDR: usize = 2;
+    /// Every other field (sizes, stack ids, function and kind bytes, ...).
+    pub const FIELD: usize = 3;
+}
+
+/// Released addresses an Events chunk remembers for coding allocations (glibc hands a
+/// freed block back to the next request of its size class: an allocation often takes
+/// one of the last few blocks its thread released).
+pub const RECENT_RELEASES: usize = 16;
 
 /// A [`ChunkBuilder`]'s position, see [`ChunkBuilder::mark`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChunkMark {
     len: usize,
+    layout: Layout,
+    col: [usize; COLUMNS],
     first_ts: u64,
     last_ts: u64,
     last_addr: u64,
+    last_released: u64,
+    last_allocated: u64,
+    /// The ring slot the next release overwrites, and its value.
+    recent_next: u64,
+    recent_head: u32,
     records: u32,
 }
 
 /// Largest encoding of any single event record (tag + func + 5 varints).
 pub const MAX_EVENT_RECORD_LEN: usize = 2 + 5 * varint::MAX_LEN;
 
+/// Largest encoding of one event record's part in each column (an Assert's fields are
+/// the longest: a kind byte and four varints; a Realloc's addresses: a flags byte in the
+/// fields and two addresses with their low bytes).
+const MAX_IN_COLUMN: [usize; COLUMNS] = [
+    1,
+    varint::MAX_LEN,
+    2 * (varint::MAX_LEN + 1),
+    2 + 4 * varint::MAX_LEN,
+];
+
+/// Bytes before the first column (its lengths are written there: three varints).
+const COLUMNS_HEADER: usize = 3 * varint::MAX_LEN;
+
 impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
     pub fn new(buf: B) -> Self {
         ChunkBuilder {
             buf,
             len: 0,
+            layout: Layout::Empty,
+            col: [0; COLUMNS],
+            col_end: [0; COLUMNS],
             first_ts: 0,
             last_ts: 0,
             last_addr: 0,
+            last_released: 0,
+            last_allocated: 0,
+            recent: [0; RECENT_RELEASES],
+            recent_head: 0,
             records: 0,
         }
     }
 
+    /// Bytes of the payload (see [`ChunkBuilder::payload`]).
     pub fn len(&self) -> usize {
-        self.len
+        match self.layout {
+            Layout::Columns => {
+                let n = self.column_lens();
+                let mut hdr = [0u8; COLUMNS_HEADER];
+                columns_header(&n, &mut hdr) + n.iter().sum::<usize>()
+            }
+            _ => self.len,
+        }
     }
     pub fn is_empty(&self) -> bool {
         self.records == 0
@@ -353,30 +435,74 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
     pub fn last_ts(&self) -> u64 {
         self.last_ts
     }
-    pub fn payload(&self) -> &[u8] {
-        &self.buf.as_ref()[..self.len]
+
+    fn column_lens(&self) -> [usize; COLUMNS] {
+        let start = self.column_starts();
+        core::array::from_fn(|i| self.col[i] - start[i])
     }
-    /// Room left, in bytes.
+
+    /// Where each column's region begins (columns only).
+    fn column_starts(&self) -> [usize; COLUMNS] {
+        column_starts(&self.col_end)
+    }
+
+    /// The chunk's payload, as the file stores it (before compression). One stream is
+    /// returned as it is; columns are put one after the other into `scratch` behind
+    /// their lengths.
+    pub fn payload<'a>(&'a self, scratch: &'a mut Vec<u8>) -> &'a [u8] {
+        if self.layout != Layout::Columns {
+            return &self.buf.as_ref()[..self.len];
+        }
+        let n = self.column_lens();
+        let start = self.column_starts();
+        let mut hdr = [0u8; COLUMNS_HEADER];
+        let h = columns_header(&n, &mut hdr);
+        scratch.clear();
+        scratch.extend_from_slice(&hdr[..h]);
+        for i in 0..COLUMNS {
+            scratch.extend_from_slice(&self.buf.as_ref()[start[i]..start[i] + n[i]]);
+        }
+        scratch
+    }
+
+    /// Room left, in bytes (one stream).
     pub fn remaining(&self) -> usize {
-        self.buf.as_ref().len() - self.len
+        match self.layout {
+            Layout::Columns => 0,
+            _ => self.buf.as_ref().len() - self.len,
+        }
     }
     /// Where the builder is now, to [`ChunkBuilder::rewind`] to (taking back the records
     /// appended since).
+    #[inline]
     pub fn mark(&self) -> ChunkMark {
         ChunkMark {
             len: self.len,
+            layout: self.layout,
+            col: self.col,
             first_ts: self.first_ts,
             last_ts: self.last_ts,
             last_addr: self.last_addr,
+            last_released: self.last_released,
+            last_allocated: self.last_allocated,
+            recent_next: self.recent[self.recent_head as usize % RECENT_RELEASES],
+            recent_head: self.recent_head,
             records: self.records,
         }
     }
-    /// Take back every record appended since `mark` was taken (with no clear in between).
+    /// Take back the record appended since `mark` was taken (one record at most: a
+    /// record releases at most one address into the ring, whose slot the mark kept).
     pub fn rewind(&mut self, mark: ChunkMark) {
         self.len = mark.len;
+        self.layout = mark.layout;
+        self.col = mark.col;
         self.first_ts = mark.first_ts;
         self.last_ts = mark.last_ts;
         self.last_addr = mark.last_addr;
+        self.last_released = mark.last_released;
+        self.last_allocated = mark.last_allocated;
+        self.recent[mark.recent_head as usize % RECENT_RELEASES] = mark.recent_next;
+        self.recent_head = mark.recent_head;
         self.records = mark.records;
     }
     /// The buffer back, for reuse by a new builder.
@@ -385,10 +511,62 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
     }
     pub fn clear(&mut self) {
         self.len = 0;
-        self.records = 0;
+        self.layout = Layout::Empty;
+        self.col = [0; COLUMNS];
+        self.col_end = [0; COLUMNS];
         self.first_ts = 0;
         self.last_ts = 0;
         self.last_addr = 0;
+        self.last_released = 0;
+        self.last_allocated = 0;
+        self.recent = [0; RECENT_RELEASES];
+        self.recent_head = 0;
+        self.records = 0;
+    }
+
+    /// Lay the chunk out as columns if it has no record yet; false if it holds one
+    /// stream (an event record cannot join Meta or Scan records).
+    #[inline]
+    fn columns(&mut self) -> bool {
+        match self.layout {
+            Layout::Columns => true,
+            Layout::Stream => false,
+            Layout::Empty => {
+                // Regions in proportion to what an allocation-dense program writes per
+                // event (measured on the bench workloads): a tag byte, 1.5-2 bytes of time, 2-2.5
+                // of address, 1-2 of fields.
+                let total = self.buf.as_ref().len();
+                let body = total.saturating_sub(COLUMNS_HEADER);
+                let share = [5usize, 9, 12, 6];
+                let mut end = COLUMNS_HEADER;
+                for (e, s) in self.col_end.iter_mut().zip(share) {
+                    end += body * s / 32;
+                    *e = end;
+                }
+                self.col_end[COLUMNS - 1] = total.max(COLUMNS_HEADER);
+                self.col = column_starts(&self.col_end);
+                self.layout = Layout::Columns;
+                true
+            }
+        }
+    }
+
+    /// Columns: whether one more event record fits in every column.
+    #[inline]
+    fn event_fits(&mut self) -> bool {
+        self.columns() && (0..COLUMNS).all(|i| self.col[i] + MAX_IN_COLUMN[i] <= self.col_end[i])
+    }
+
+    /// One stream: the room left, taking that layout if the chunk is empty; 0 if it
+    /// holds columns (a Meta or Scan record cannot join events).
+    #[inline]
+    fn stream_room(&mut self) -> usize {
+        match self.layout {
+            Layout::Columns => return 0,
+            Layout::Empty => self.layout = Layout::Stream,
+            Layout::Stream => {}
+        }
+        self.buf.as_ref().len() - self.len
     }
 
     #[inline]
@@ -400,17 +578,19 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
     fn put(&mut self, v: u64) {
         self.len += varint::encode_u64(v, &mut self.buf.as_mut()[self.len..]);
     }
+    /// The delta of `ts` against the previous record (time never goes backwards inside
+    /// a chunk: clamped if the clock did); counts the record.
     #[inline]
-    fn put_ts(&mut self, ts: u64) {
+    fn ts_delta(&mut self, ts: u64) -> u64 {
         if self.records == 0 {
             self.first_ts = ts;
             self.last_ts = ts;
         }
-        // Time never goes backwards inside a chunk; clamp if the clock did.
         let ts = ts.max(self.last_ts);
-        self.put(ts - self.last_ts);
+        let d = ts - self.last_ts;
         self.last_ts = ts;
         self.records += 1;
+        d
     }
     #[inline]
     fn put_addr(&mut self, addr: u64) {
@@ -421,11 +601,100 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         self.last_addr = addr;
     }
 
+    // Columns.
+    #[inline]
+    fn col_u8(&mut self, c: usize, v: u8) {
+        let at = self.col[c];
+        self.buf.as_mut()[at] = v;
+        self.col[c] = at + 1;
+    }
+    #[inline]
+    fn col_put(&mut self, c: usize, v: u64) {
+        let at = self.col[c];
+        self.col[c] = at + varint::encode_u64(v, &mut self.buf.as_mut()[at..]);
+    }
+    #[inline]
+    fn col_ts(&mut self, ts: u64) {
+        let d = self.ts_delta(ts);
+        self.col_put(column::TIME, d);
+    }
+    /// An address coded against `last` (16-byte units, low bits apart), plus `bias`.
+    #[inline]
+    fn col_addr_code(&mut self, last: u64, addr: u64, bias: u64) {
+        self.col_put(column::ADDR, varint::addr_delta(last, addr) + bias);
+        if addr & 15 != 0 {
+            self.col_u8(column::ADDR, (addr & 15) as u8);
+        }
+    }
+    /// A released address (Free, Realloc's old block, HeapError), coded against the
+    /// previous one; `remember`: it goes into the ring of recent releases.
+    #[inline]
+    fn col_released(&mut self, addr: u64, remember: bool) {
+        self.col_addr_code(self.last_released, addr, 0);
+        self.last_released = addr;
+        if remember {
+            self.recent[self.recent_head as usize % RECENT_RELEASES] = addr;
+            self.recent_head = self.recent_head.wrapping_add(1);
+        }
+    }
+    /// An allocated address: its distance in the ring of recent releases (0 = the last
+    /// one) when it is there, else [`RECENT_RELEASES`] plus its code against the
+    /// previous allocated address.
+    #[inline]
+    fn col_allocated(&mut self, addr: u64) {
+        match recent_distance(&self.recent, self.recent_head, addr) {
+            Some(d) => self.col_put(column::ADDR, d),
+            None => self.col_addr_code(self.last_allocated, addr, RECENT_RELEASES as u64),
+        }
+        self.last_allocated = addr;
+    }
+
     fn put_raw_bytes(&mut self, b: &[u8]) {
         self.put(b.len() as u64);
         self.buf.as_mut()[self.len..self.len + b.len()].copy_from_slice(b);
         self.len += b.len();
     }
+}
+
+/// The distance of `addr` from the newest entry of the ring of recent releases (`head`
+/// counts pushes), the nearest if it is there more than once.
+#[inline]
+pub(crate) fn recent_distance(ring: &[u64; RECENT_RELEASES], head: u32, addr: u64) -> Option<u64> {
+    // Compare all slots at once (no early exit: the loop vectorises), then pick the
+    // newest match.
+    let mut hits = 0u32;
+    for (i, &a) in ring.iter().enumerate() {
+        hits |= ((a == addr) as u32) << i;
+    }
+    if hits == 0 {
+        return None;
+    }
+    // Slot of distance d: (head - 1 - d) mod N. Rotate so that bit d is that slot.
+    let newest = (head as usize + RECENT_RELEASES - 1) % RECENT_RELEASES;
+    let n = RECENT_RELEASES as u32;
+    let mask = (1u32 << n) - 1;
+    // bit i (slot) -> bit (newest - i) mod N: reverse the bit order, then rotate.
+    let rev = hits.reverse_bits() >> (32 - n);
+    // After reversing, slot i sits at bit N-1-i; distance (newest - i) = bit - (N-1-newest).
+    let shift = (n - 1 - newest as u32) % n;
+    let rot = ((rev >> shift) | (rev << (n - shift))) & mask;
+    Some(rot.trailing_zeros() as u64)
+}
+
+/// Where each column's region begins, given where each ends.
+fn column_starts(end: &[usize; COLUMNS]) -> [usize; COLUMNS] {
+    let mut s = [COLUMNS_HEADER; COLUMNS];
+    s[1..].copy_from_slice(&end[..COLUMNS - 1]);
+    s
+}
+
+/// Write the lengths of the first three columns (the fourth runs to the payload's end).
+fn columns_header(n: &[usize; COLUMNS], out: &mut [u8; COLUMNS_HEADER]) -> usize {
+    let mut at = 0;
+    for &len in &n[..COLUMNS - 1] {
+        at += varint::encode_u64(len as u64, &mut out[at..]);
+    }
+    at
 }
 
 /// Counters the recorder reports in the End record.
@@ -587,7 +856,31 @@ pub fn refresh_checksums(data: &mut [u8]) {
 
 #[cfg(test)]
 mod tests {
-    use super::{AllocFunc, Family};
+    use super::{recent_distance, AllocFunc, Family, RECENT_RELEASES};
+
+    #[test]
+    fn recent_distance_finds_the_newest_match() {
+        // Every head position, every ring content drawn from a few values.
+        for head in 0..(3 * RECENT_RELEASES as u32) {
+            for seed in 0..200u64 {
+                let ring: [u64; RECENT_RELEASES] = core::array::from_fn(|i| {
+                    (seed.wrapping_mul(31).wrapping_add(i as u64 * 7)) % 5
+                });
+                for addr in 0..6u64 {
+                    let want = (0..RECENT_RELEASES as u64).find(|&d| {
+                        ring[(head as usize + 2 * RECENT_RELEASES - 1 - d as usize)
+                            % RECENT_RELEASES]
+                            == addr
+                    });
+                    assert_eq!(
+                        recent_distance(&ring, head, addr),
+                        want,
+                        "head {head} {ring:?} {addr}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn alloc_func_values_round_trip() {

@@ -6,6 +6,7 @@
 //! streams all events in time order, merging the per-thread chunks; it keeps only the chunks
 //! that overlap the current time decoded, so memory stays bounded by (threads x chunk size).
 
+use crate::records::EventFields as _;
 /// The decoded records, defined with their encoders in `records.rs`.
 pub use crate::records::{
     EndRecord, Event, MetaRecord, Module, Notice, RawFrame, ScanBlock, ScanRecord, ThreadInfo,
@@ -430,12 +431,21 @@ fn decode_events(
     first_ts: u64,
     out: &mut Vec<Event>,
 ) -> Option<()> {
-    let mut c = Cursor::new(raw);
-    let mut d = records::EventDecoder::new(version, thread, first_ts);
-    while !c.is_empty() {
-        out.push(d.decode_event(&mut c)?);
+    let mut d = records::EventDecoder::new(thread, first_ts);
+    if version >= records::COLUMNS_VERSION {
+        let mut f = records::ColumnFields::new(raw)?;
+        while !f.done() {
+            out.push(d.decode_event(&mut f)?);
+        }
+        // Every column ends with the last record.
+        f.all_read().then_some(())
+    } else {
+        let mut f = records::StreamFields::new(raw, version);
+        while !f.done() {
+            out.push(d.decode_event(&mut f)?);
+        }
+        Some(())
     }
-    Some(())
 }
 
 /// Decode all records of one Scan chunk.

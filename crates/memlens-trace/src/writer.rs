@@ -34,16 +34,11 @@ impl<W: Write> TraceWriter<W> {
     ) -> std::io::Result<()> {
         let mut b = ChunkBuilder::new(&mut self.buf[..]);
         fill(&mut b).map_err(|_| std::io::Error::other("chunk too large"))?;
-        let mut out = vec![0u8; max_encoded_chunk_len(b.len())];
-        let n = encode_chunk(
-            kind,
-            thread,
-            b.first_ts(),
-            b.last_ts(),
-            b.payload(),
-            &mut out,
-        )
-        .map_err(|_| std::io::Error::other("chunk too large"))?;
+        let mut scratch = Vec::new();
+        let raw = b.payload(&mut scratch);
+        let mut out = vec![0u8; max_encoded_chunk_len(raw.len())];
+        let n = encode_chunk(kind, thread, b.first_ts(), b.last_ts(), raw, &mut out)
+            .map_err(|_| std::io::Error::other("chunk too large"))?;
         self.out.write_all(&out[..n])
     }
 

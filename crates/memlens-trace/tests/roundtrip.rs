@@ -487,7 +487,10 @@ fn zstd_chunks_read_back() {
         b.alloc(i, AllocFunc::Malloc, 0x10_0000 + 32 * i, 24, 1)
             .unwrap();
     }
-    let (payload, times) = (b.payload().to_vec(), (b.first_ts(), b.last_ts()));
+    let (payload, times) = (
+        b.payload(&mut Vec::new()).to_vec(),
+        (b.first_ts(), b.last_ts()),
+    );
     let mut file = Vec::new();
     header().encode(&mut file);
     let mut out = vec![0u8; CHUNK_HEADER_LEN + zstd_safe::compress_bound(payload.len())];
@@ -559,4 +562,121 @@ fn attach_start_roundtrips_and_other_headers_are_not_attached() {
     assert_eq!(ExitKind::from_u8(5), Some(ExitKind::Snapshot));
     assert_eq!(ExitKind::from_u8(6), Some(ExitKind::Detach));
     assert_eq!(ExitKind::from_u8(7), None);
+}
+
+/// A trace in format version 4 (one stream per Events chunk, every address coded against
+/// the previous one of any kind, a Realloc without its presence byte) still reads, event
+/// for event, after version 5 laid events out in columns.
+#[test]
+fn version_4_traces_still_read() {
+    fn put(out: &mut Vec<u8>, v: u64) {
+        let mut b = [0u8; varint::MAX_LEN];
+        let n = varint::encode_u64(v, &mut b);
+        out.extend_from_slice(&b[..n]);
+    }
+    // Alloc new @0x1010 (24 B, stack 3) at ts 100; free by delete (no stack) at 105;
+    // Alloc malloc @0x1010 again at 107; realloc of it to 0x2008 (unaligned) at 110;
+    // realloc(NULL, 8) = 0x3000 at 111; free of 0x2008 with stack 9 at 125.
+    let mut raw = Vec::new();
+    let mut last = 0u64;
+    let mut addr = |raw: &mut Vec<u8>, a: u64| {
+        put(raw, varint::addr_delta(last, a));
+        if a & 15 != 0 {
+            raw.push((a & 15) as u8);
+        }
+        last = a;
+    };
+    raw.push(tag::ALLOC_FUNC | AllocFunc::New as u8);
+    put(&mut raw, 0);
+    addr(&mut raw, 0x1010);
+    put(&mut raw, 24);
+    put(&mut raw, 3);
+    raw.push(tag::FREE_FUNC | AllocFunc::Delete as u8);
+    put(&mut raw, 5);
+    addr(&mut raw, 0x1010);
+    raw.push(tag::ALLOC_FUNC | AllocFunc::Malloc as u8);
+    put(&mut raw, 2);
+    addr(&mut raw, 0x1010);
+    put(&mut raw, 24);
+    put(&mut raw, 3);
+    raw.push(tag::REALLOC_FUNC | AllocFunc::Realloc as u8);
+    put(&mut raw, 3);
+    addr(&mut raw, 0x1010);
+    addr(&mut raw, 0x2008);
+    put(&mut raw, 40);
+    put(&mut raw, 4);
+    raw.push(tag::REALLOC_FUNC | AllocFunc::Realloc as u8);
+    put(&mut raw, 1);
+    addr(&mut raw, 0);
+    addr(&mut raw, 0x3000);
+    put(&mut raw, 8);
+    put(&mut raw, 4);
+    raw.push(tag::FREE_STACK_FUNC | AllocFunc::Free as u8);
+    put(&mut raw, 14);
+    addr(&mut raw, 0x2008);
+    put(&mut raw, 9);
+    let mut file = Vec::new();
+    header().encode(&mut file);
+    file[8..12].copy_from_slice(&4u32.to_le_bytes());
+    let mut out = vec![0u8; max_encoded_chunk_len(raw.len())];
+    let n = encode_chunk(ChunkKind::Events, 2, 100, 125, &raw, &mut out).unwrap();
+    file.extend_from_slice(&out[..n]);
+    let p = write_tmp("v4", &file);
+    let r = TraceReader::open(&p).unwrap();
+    let ev: Vec<Event> = r.events().map(|e| e.unwrap()).collect();
+    let (t, realloc) = (2, AllocFunc::Realloc);
+    assert_eq!(
+        ev,
+        vec![
+            Event::Alloc {
+                ts: 100,
+                thread: t,
+                func: AllocFunc::New,
+                addr: 0x1010,
+                size: 24,
+                stack: 3
+            },
+            Event::Free {
+                ts: 105,
+                thread: t,
+                func: AllocFunc::Delete,
+                addr: 0x1010,
+                stack: 0
+            },
+            Event::Alloc {
+                ts: 107,
+                thread: t,
+                func: AllocFunc::Malloc,
+                addr: 0x1010,
+                size: 24,
+                stack: 3
+            },
+            Event::Realloc {
+                ts: 110,
+                thread: t,
+                func: realloc,
+                old: 0x1010,
+                new: 0x2008,
+                size: 40,
+                stack: 4
+            },
+            Event::Realloc {
+                ts: 111,
+                thread: t,
+                func: realloc,
+                old: 0,
+                new: 0x3000,
+                size: 8,
+                stack: 4
+            },
+            Event::Free {
+                ts: 125,
+                thread: t,
+                func: AllocFunc::Free,
+                addr: 0x2008,
+                stack: 9
+            },
+        ]
+    );
+    std::fs::remove_file(p).ok();
 }

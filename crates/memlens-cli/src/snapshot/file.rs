@@ -36,13 +36,15 @@ impl<W: Write> Out<W> {
         if self.b.is_empty() {
             return Ok(());
         }
-        let mut enc = vec![0u8; max_encoded_chunk_len(self.b.len())];
+        let mut scratch = Vec::new();
+        let raw = self.b.payload(&mut scratch);
+        let mut enc = vec![0u8; max_encoded_chunk_len(raw.len())];
         let n = encode_chunk(
             self.kind,
             0,
             self.b.first_ts(),
             self.b.last_ts(),
-            self.b.payload(),
+            raw,
             &mut enc,
         )
         .map_err(|_| std::io::Error::other("cannot encode a chunk"))?;

@@ -1,50 +1,223 @@
 //! Events chunks: Alloc, Free, Realloc, Rss, HeapError, Region, ThreadMark, Assert.
+//!
+//! Format 5 writes each record's fields into four columns (lib.rs, `ChunkBuilder`);
+//! formats 1-4, which are still read, wrote them one after the other. The decoders read
+//! both through [`EventFields`].
 
 use super::*;
+use crate::column::{ADDR, FIELD, TAG};
 use crate::varint::{AddrReader, Cursor};
 
-/// The running state of one Events chunk's decoding: the previous record's time and
-/// address (both are delta-coded), the chunk's thread, the trace's format version.
+/// Where an Events chunk's fields come from, in the order a record's decoder asks.
+pub(crate) trait EventFields {
+    /// Whether every record was read.
+    fn done(&self) -> bool;
+    fn tag(&mut self) -> Option<u8>;
+    fn ts_delta(&mut self) -> Option<u64>;
+    /// A released address (Free, Realloc's old block, HeapError); `remember`: it is a
+    /// release an allocation may take back (format 5's ring).
+    fn released(&mut self, remember: bool) -> Option<u64>;
+    /// An allocated address (Alloc, Realloc's new block).
+    fn allocated(&mut self) -> Option<u64>;
+    /// A Realloc's addresses present: bit 0 the old, bit 1 the new (format 5 leaves a
+    /// null one out; formats 1-4 code both).
+    fn realloc_present(&mut self) -> Option<u8>;
+    fn u8(&mut self) -> Option<u8>;
+    fn u64(&mut self) -> Option<u64>;
+    fn u32(&mut self) -> Option<u32>;
+}
+
+/// Formats 1-4: one stream, one address predictor.
+pub(crate) struct StreamFields<'a> {
+    c: Cursor<'a>,
+    addrs: AddrReader,
+}
+
+impl<'a> StreamFields<'a> {
+    pub(crate) fn new(raw: &'a [u8], version: u32) -> Self {
+        StreamFields {
+            c: Cursor::new(raw),
+            addrs: AddrReader::new(version),
+        }
+    }
+}
+
+impl EventFields for StreamFields<'_> {
+    fn done(&self) -> bool {
+        self.c.is_empty()
+    }
+    fn tag(&mut self) -> Option<u8> {
+        self.c.u8()
+    }
+    fn ts_delta(&mut self) -> Option<u64> {
+        self.c.u64()
+    }
+    fn released(&mut self, _remember: bool) -> Option<u64> {
+        self.addrs.read(&mut self.c)
+    }
+    fn allocated(&mut self) -> Option<u64> {
+        self.addrs.read(&mut self.c)
+    }
+    fn realloc_present(&mut self) -> Option<u8> {
+        Some(3)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.c.u8()
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.c.u64()
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.c.u32()
+    }
+}
+
+/// Format 5: four columns; released and allocated addresses each coded against their
+/// previous one, an allocation of a recent release by its distance in the ring.
+pub(crate) struct ColumnFields<'a> {
+    cols: [Cursor<'a>; COLUMNS],
+    last_released: u64,
+    last_allocated: u64,
+    recent: [u64; RECENT_RELEASES],
+    recent_head: u32,
+}
+
+impl<'a> ColumnFields<'a> {
+    /// The columns of `raw` (their lengths first); `None` if they do not fit it.
+    pub(crate) fn new(raw: &'a [u8]) -> Option<Self> {
+        let mut c = Cursor::new(raw);
+        let mut lens = [0usize; COLUMNS - 1];
+        for l in lens.iter_mut() {
+            *l = usize::try_from(c.u64()?).ok()?;
+        }
+        let mut rest = &raw[c.pos()..];
+        let mut cols: [Cursor<'a>; COLUMNS] = core::array::from_fn(|_| Cursor::new(&[]));
+        for (i, &l) in lens.iter().enumerate() {
+            if l > rest.len() {
+                return None;
+            }
+            let (col, tail) = rest.split_at(l);
+            cols[i] = Cursor::new(col);
+            rest = tail;
+        }
+        cols[COLUMNS - 1] = Cursor::new(rest);
+        Some(ColumnFields {
+            cols,
+            last_released: 0,
+            last_allocated: 0,
+            recent: [0; RECENT_RELEASES],
+            recent_head: 0,
+        })
+    }
+
+    /// Whether every column was read to its end (after the last tag).
+    pub(crate) fn all_read(&self) -> bool {
+        self.cols.iter().all(|c| c.is_empty())
+    }
+
+    /// An address coded against `last`, the code already read as `v`.
+    fn addr_from(&mut self, last: u64, v: u64) -> Option<u64> {
+        let unit = ((last >> 4) as i64).checked_add(varint::unzigzag(v >> 1))?;
+        if !(0..1 << 60).contains(&unit) {
+            return None;
+        }
+        let low = if v & 1 != 0 {
+            self.cols[ADDR].u8()? as u64 & 15
+        } else {
+            0
+        };
+        Some((unit as u64) << 4 | low)
+    }
+}
+
+impl EventFields for ColumnFields<'_> {
+    fn done(&self) -> bool {
+        self.cols[TAG].is_empty()
+    }
+    fn tag(&mut self) -> Option<u8> {
+        self.cols[TAG].u8()
+    }
+    fn ts_delta(&mut self) -> Option<u64> {
+        self.cols[crate::column::TIME].u64()
+    }
+    fn released(&mut self, remember: bool) -> Option<u64> {
+        let v = self.cols[ADDR].u64()?;
+        let addr = self.addr_from(self.last_released, v)?;
+        self.last_released = addr;
+        if remember {
+            self.recent[self.recent_head as usize % RECENT_RELEASES] = addr;
+            self.recent_head = self.recent_head.wrapping_add(1);
+        }
+        Some(addr)
+    }
+    fn allocated(&mut self) -> Option<u64> {
+        let v = self.cols[ADDR].u64()?;
+        let addr = match v.checked_sub(RECENT_RELEASES as u64) {
+            None => {
+                let slot = (self.recent_head as usize + 2 * RECENT_RELEASES - 1 - v as usize)
+                    % RECENT_RELEASES;
+                self.recent[slot]
+            }
+            Some(code) => self.addr_from(self.last_allocated, code)?,
+        };
+        self.last_allocated = addr;
+        Some(addr)
+    }
+    fn realloc_present(&mut self) -> Option<u8> {
+        let p = self.cols[FIELD].u8()?;
+        (p <= 3).then_some(p)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.cols[FIELD].u8()
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.cols[FIELD].u64()
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.cols[FIELD].u32()
+    }
+}
+
+/// The running state of one Events chunk's decoding: the previous record's time (delta
+/// coded) and the chunk's thread.
 pub(crate) struct EventDecoder {
     ts: u64,
-    addrs: AddrReader,
     thread: u32,
 }
 
 impl EventDecoder {
-    pub(crate) fn new(version: u32, thread: u32, first_ts: u64) -> EventDecoder {
+    pub(crate) fn new(thread: u32, first_ts: u64) -> EventDecoder {
         EventDecoder {
             ts: first_ts,
-            addrs: AddrReader::new(version),
             thread,
         }
     }
 
-    fn ts(&mut self, c: &mut Cursor) -> Option<u64> {
-        self.ts = self.ts.checked_add(c.u64()?)?;
+    fn ts(&mut self, f: &mut impl EventFields) -> Option<u64> {
+        self.ts = self.ts.checked_add(f.ts_delta()?)?;
         Some(self.ts)
     }
 
     /// The next event of the chunk.
-    pub(crate) fn decode_event(&mut self, c: &mut Cursor) -> Option<Event> {
-        let t = c.u8()?;
-        // Version 1 writes the function in a byte of its own, version 2 in the tag.
+    pub(crate) fn decode_event(&mut self, f: &mut impl EventFields) -> Option<Event> {
+        let t = f.tag()?;
+        // Version 1 writes the function in a byte of its own, later versions in the tag.
         let (kind, func) = match t {
-            tag::ALLOC | tag::REALLOC => (t, AllocFunc::from_u8(c.u8()?)?),
-            tag::FREE => (tag::FREE_STACK_FUNC, AllocFunc::from_u8(c.u8()?)?),
+            tag::ALLOC | tag::REALLOC => (t, AllocFunc::from_u8(f.u8()?)?),
+            tag::FREE => (tag::FREE_STACK_FUNC, AllocFunc::from_u8(f.u8()?)?),
             0x80.. => (t & tag::KIND_MASK, AllocFunc::from_u8(t & !tag::KIND_MASK)?),
             _ => (t, AllocFunc::Malloc),
         };
         match kind {
-            tag::ALLOC | tag::ALLOC_FUNC => self.read_alloc(c, func),
-            tag::FREE_FUNC => self.read_free(c, func, false),
-            tag::FREE_STACK_FUNC => self.read_free(c, func, true),
-            tag::REALLOC | tag::REALLOC_FUNC => self.read_realloc(c, func),
-            tag::RSS => self.read_rss(c),
-            tag::HEAP_ERROR => self.read_heap_error(c),
-            tag::REGION => self.read_region(c),
-            tag::THREAD_MARK => self.read_thread_mark(c),
-            tag::ASSERT => self.read_assert(c),
+            tag::ALLOC | tag::ALLOC_FUNC => self.read_alloc(f, func),
+            tag::FREE_FUNC => self.read_free(f, func, false),
+            tag::FREE_STACK_FUNC => self.read_free(f, func, true),
+            tag::REALLOC | tag::REALLOC_FUNC => self.read_realloc(f, func),
+            tag::RSS => self.read_rss(f),
+            tag::HEAP_ERROR => self.read_heap_error(f),
+            tag::REGION => self.read_region(f),
+            tag::THREAD_MARK => self.read_thread_mark(f),
+            tag::ASSERT => self.read_assert(f),
             _ => None,
         }
     }
@@ -61,29 +234,29 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         size: u64,
         stack: u32,
     ) -> Result<(), WriteError> {
-        if self.remaining() < MAX_EVENT_RECORD_LEN {
+        if !self.event_fits() {
             return Err(WriteError::NoSpace);
         }
-        self.put_u8(tag::ALLOC_FUNC | func as u8);
-        self.put_ts(ts);
-        self.put_addr(addr);
-        self.put(size);
-        self.put(stack as u64);
+        self.col_u8(TAG, tag::ALLOC_FUNC | func as u8);
+        self.col_ts(ts);
+        self.col_allocated(addr);
+        self.col_put(FIELD, size);
+        self.col_put(FIELD, stack as u64);
         Ok(())
     }
 }
 
 impl EventDecoder {
-    fn read_alloc(&mut self, c: &mut Cursor, func: AllocFunc) -> Option<Event> {
-        let ts = self.ts(c)?;
-        let addr = self.addrs.read(c)?;
+    fn read_alloc(&mut self, f: &mut impl EventFields, func: AllocFunc) -> Option<Event> {
+        let ts = self.ts(f)?;
+        let addr = f.allocated()?;
         Some(Event::Alloc {
             ts,
             thread: self.thread,
             func,
             addr,
-            size: c.u64()?,
-            stack: c.u32()?,
+            size: f.u64()?,
+            stack: f.u32()?,
         })
     }
 }
@@ -99,28 +272,33 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         addr: u64,
         stack: u32,
     ) -> Result<(), WriteError> {
-        if self.remaining() < MAX_EVENT_RECORD_LEN {
+        if !self.event_fits() {
             return Err(WriteError::NoSpace);
         }
         if stack == 0 {
-            self.put_u8(tag::FREE_FUNC | func as u8);
-            self.put_ts(ts);
-            self.put_addr(addr);
+            self.col_u8(TAG, tag::FREE_FUNC | func as u8);
+            self.col_ts(ts);
+            self.col_released(addr, true);
         } else {
-            self.put_u8(tag::FREE_STACK_FUNC | func as u8);
-            self.put_ts(ts);
-            self.put_addr(addr);
-            self.put(stack as u64);
+            self.col_u8(TAG, tag::FREE_STACK_FUNC | func as u8);
+            self.col_ts(ts);
+            self.col_released(addr, true);
+            self.col_put(FIELD, stack as u64);
         }
         Ok(())
     }
 }
 
 impl EventDecoder {
-    fn read_free(&mut self, c: &mut Cursor, func: AllocFunc, has_stack: bool) -> Option<Event> {
-        let ts = self.ts(c)?;
-        let addr = self.addrs.read(c)?;
-        let stack = if has_stack { c.u32()? } else { 0 };
+    fn read_free(
+        &mut self,
+        f: &mut impl EventFields,
+        func: AllocFunc,
+        has_stack: bool,
+    ) -> Option<Event> {
+        let ts = self.ts(f)?;
+        let addr = f.released(true)?;
+        let stack = if has_stack { f.u32()? } else { 0 };
         Some(Event::Free {
             ts,
             thread: self.thread,
@@ -143,32 +321,42 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         size: u64,
         stack: u32,
     ) -> Result<(), WriteError> {
-        if self.remaining() < MAX_EVENT_RECORD_LEN {
+        if !self.event_fits() {
             return Err(WriteError::NoSpace);
         }
-        self.put_u8(tag::REALLOC_FUNC | func as u8);
-        self.put_ts(ts);
-        self.put_addr(old);
-        self.put_addr(new);
-        self.put(size);
-        self.put(stack as u64);
+        self.col_u8(TAG, tag::REALLOC_FUNC | func as u8);
+        self.col_ts(ts);
+        self.col_u8(FIELD, (old != 0) as u8 | ((new != 0) as u8) << 1);
+        if old != 0 {
+            self.col_released(old, true);
+        }
+        if new != 0 {
+            self.col_allocated(new);
+        }
+        self.col_put(FIELD, size);
+        self.col_put(FIELD, stack as u64);
         Ok(())
     }
 }
 
 impl EventDecoder {
-    fn read_realloc(&mut self, c: &mut Cursor, func: AllocFunc) -> Option<Event> {
-        let ts = self.ts(c)?;
-        let old = self.addrs.read(c)?;
-        let new = self.addrs.read(c)?;
+    fn read_realloc(&mut self, f: &mut impl EventFields, func: AllocFunc) -> Option<Event> {
+        let ts = self.ts(f)?;
+        let present = f.realloc_present()?;
+        let old = if present & 1 != 0 {
+            f.released(true)?
+        } else {
+            0
+        };
+        let new = if present & 2 != 0 { f.allocated()? } else { 0 };
         Some(Event::Realloc {
             ts,
             thread: self.thread,
             func,
             old,
             new,
-            size: c.u64()?,
-            stack: c.u32()?,
+            size: f.u64()?,
+            stack: f.u32()?,
         })
     }
 }
@@ -176,22 +364,22 @@ impl EventDecoder {
 impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
     /// A sample of the process's resident set size.
     pub fn rss(&mut self, ts: u64, rss_bytes: u64) -> Result<(), WriteError> {
-        if self.remaining() < 2 * varint::MAX_LEN + 1 {
+        if !self.event_fits() {
             return Err(WriteError::NoSpace);
         }
-        self.put_u8(tag::RSS);
-        self.put_ts(ts);
-        self.put(rss_bytes);
+        self.col_u8(TAG, tag::RSS);
+        self.col_ts(ts);
+        self.col_put(FIELD, rss_bytes);
         Ok(())
     }
 }
 
 impl EventDecoder {
-    fn read_rss(&mut self, c: &mut Cursor) -> Option<Event> {
-        let ts = self.ts(c)?;
+    fn read_rss(&mut self, f: &mut impl EventFields) -> Option<Event> {
+        let ts = self.ts(f)?;
         Some(Event::Rss {
             ts,
-            bytes: c.u64()?,
+            bytes: f.u64()?,
         })
     }
 }
@@ -208,27 +396,27 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         alloc_func: AllocFunc,
         stack: u32,
     ) -> Result<(), WriteError> {
-        if self.remaining() < MAX_EVENT_RECORD_LEN {
+        if !self.event_fits() {
             return Err(WriteError::NoSpace);
         }
-        self.put_u8(tag::HEAP_ERROR);
-        self.put_u8(func as u8);
-        self.put_ts(ts);
-        self.put_u8(kind as u8);
-        self.put_u8(alloc_func as u8);
-        self.put_addr(addr);
-        self.put(stack as u64);
+        self.col_u8(TAG, tag::HEAP_ERROR);
+        self.col_u8(FIELD, func as u8);
+        self.col_ts(ts);
+        self.col_u8(FIELD, kind as u8);
+        self.col_u8(FIELD, alloc_func as u8);
+        self.col_released(addr, false);
+        self.col_put(FIELD, stack as u64);
         Ok(())
     }
 }
 
 impl EventDecoder {
-    fn read_heap_error(&mut self, c: &mut Cursor) -> Option<Event> {
-        let func = AllocFunc::from_u8(c.u8()?)?;
-        let ts = self.ts(c)?;
-        let kind = HeapErrorKind::from_u8(c.u8()?)?;
-        let alloc_func = AllocFunc::from_u8(c.u8()?)?;
-        let addr = self.addrs.read(c)?;
+    fn read_heap_error(&mut self, f: &mut impl EventFields) -> Option<Event> {
+        let func = AllocFunc::from_u8(f.u8()?)?;
+        let ts = self.ts(f)?;
+        let kind = HeapErrorKind::from_u8(f.u8()?)?;
+        let alloc_func = AllocFunc::from_u8(f.u8()?)?;
+        let addr = f.released(false)?;
         Some(Event::HeapError {
             ts,
             thread: self.thread,
@@ -236,7 +424,7 @@ impl EventDecoder {
             kind,
             addr,
             alloc_func,
-            stack: c.u32()?,
+            stack: f.u32()?,
         })
     }
 }
@@ -244,21 +432,21 @@ impl EventDecoder {
 impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
     /// The thread entered (`enter`) or left region `id` (a Meta RegionName).
     pub fn region(&mut self, ts: u64, enter: bool, id: u32) -> Result<(), WriteError> {
-        if self.remaining() < 2 + 2 * varint::MAX_LEN {
+        if !self.event_fits() {
             return Err(WriteError::NoSpace);
         }
-        self.put_u8(tag::REGION);
-        self.put_ts(ts);
-        self.put_u8(if enter { 1 } else { 2 });
-        self.put(id as u64);
+        self.col_u8(TAG, tag::REGION);
+        self.col_ts(ts);
+        self.col_u8(FIELD, if enter { 1 } else { 2 });
+        self.col_put(FIELD, id as u64);
         Ok(())
     }
 }
 
 impl EventDecoder {
-    fn read_region(&mut self, c: &mut Cursor) -> Option<Event> {
-        let ts = self.ts(c)?;
-        let enter = match c.u8()? {
+    fn read_region(&mut self, f: &mut impl EventFields) -> Option<Event> {
+        let ts = self.ts(f)?;
+        let enter = match f.u8()? {
             1 => true,
             2 => false,
             _ => return None,
@@ -267,7 +455,7 @@ impl EventDecoder {
             ts,
             thread: self.thread,
             enter,
-            id: c.u32()?,
+            id: f.u32()?,
         })
     }
 }
@@ -275,20 +463,20 @@ impl EventDecoder {
 impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
     /// The thread marked itself real-time (`realtime`), or no longer.
     pub fn thread_mark(&mut self, ts: u64, realtime: bool) -> Result<(), WriteError> {
-        if self.remaining() < 2 + varint::MAX_LEN {
+        if !self.event_fits() {
             return Err(WriteError::NoSpace);
         }
-        self.put_u8(tag::THREAD_MARK);
-        self.put_ts(ts);
-        self.put_u8(if realtime { 1 } else { 2 });
+        self.col_u8(TAG, tag::THREAD_MARK);
+        self.col_ts(ts);
+        self.col_u8(FIELD, if realtime { 1 } else { 2 });
         Ok(())
     }
 }
 
 impl EventDecoder {
-    fn read_thread_mark(&mut self, c: &mut Cursor) -> Option<Event> {
-        let ts = self.ts(c)?;
-        let realtime = match c.u8()? {
+    fn read_thread_mark(&mut self, f: &mut impl EventFields) -> Option<Event> {
+        let ts = self.ts(f)?;
+        let realtime = match f.u8()? {
             1 => true,
             2 => false,
             _ => return None,
@@ -313,31 +501,31 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         label: u32,
         stack: u32,
     ) -> Result<(), WriteError> {
-        if self.remaining() < 2 + 5 * varint::MAX_LEN {
+        if !self.event_fits() {
             return Err(WriteError::NoSpace);
         }
-        self.put_u8(tag::ASSERT);
-        self.put_ts(ts);
-        self.put_u8(kind as u8);
-        self.put(mark);
-        self.put(limit);
-        self.put(label as u64);
-        self.put(stack as u64);
+        self.col_u8(TAG, tag::ASSERT);
+        self.col_ts(ts);
+        self.col_u8(FIELD, kind as u8);
+        self.col_put(FIELD, mark);
+        self.col_put(FIELD, limit);
+        self.col_put(FIELD, label as u64);
+        self.col_put(FIELD, stack as u64);
         Ok(())
     }
 }
 
 impl EventDecoder {
-    fn read_assert(&mut self, c: &mut Cursor) -> Option<Event> {
-        let ts = self.ts(c)?;
+    fn read_assert(&mut self, f: &mut impl EventFields) -> Option<Event> {
+        let ts = self.ts(f)?;
         Some(Event::Assert {
             ts,
             thread: self.thread,
-            kind: AssertKind::from_u8(c.u8()?)?,
-            mark: c.u64()?,
-            limit: c.u64()?,
-            label: c.u32()?,
-            stack: c.u32()?,
+            kind: AssertKind::from_u8(f.u8()?)?,
+            mark: f.u64()?,
+            limit: f.u64()?,
+            label: f.u32()?,
+            stack: f.u32()?,
         })
     }
 }

@@ -68,7 +68,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         segments: &[(u64, u64, u32)],
     ) -> Result<(), WriteError> {
         let need = 1 + varint::MAX_LEN * (6 + 3 * segments.len()) + path.len() + build_id.len();
-        if self.remaining() < need {
+        if self.stream_room() < need {
             return Err(WriteError::NoSpace);
         }
         self.put_u8(tag::MODULE_LOAD);
@@ -115,7 +115,7 @@ fn read_module_load(c: &mut Cursor) -> Option<MetaRecord> {
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
     pub fn module_unload(&mut self, ts: u64, id: u32) -> Result<(), WriteError> {
-        if self.remaining() < 1 + 2 * varint::MAX_LEN {
+        if self.stream_room() < 1 + 2 * varint::MAX_LEN {
             return Err(WriteError::NoSpace);
         }
         self.put_u8(tag::MODULE_UNLOAD);
@@ -139,7 +139,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
     /// return address into the allocating function's caller, outermost last.
     pub fn stack(&mut self, id: u32, frames: &[(u32, u64)]) -> Result<(), WriteError> {
         let need = 1 + varint::MAX_LEN * (2 + 2 * frames.len());
-        if self.remaining() < need {
+        if self.stream_room() < need {
             return Err(WriteError::NoSpace);
         }
         self.put_u8(tag::STACK);
@@ -173,7 +173,7 @@ fn read_stack(c: &mut Cursor) -> Option<MetaRecord> {
 impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
     /// Thread `index` (the chunk-level thread number) is kernel thread `tid`.
     pub fn thread(&mut self, ts: u64, index: u32, tid: u32, name: &[u8]) -> Result<(), WriteError> {
-        if self.remaining() < 1 + 4 * varint::MAX_LEN + name.len() {
+        if self.stream_room() < 1 + 4 * varint::MAX_LEN + name.len() {
             return Err(WriteError::NoSpace);
         }
         self.put_u8(tag::THREAD);
@@ -206,7 +206,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         module: &[u8],
         symbols: &[u8],
     ) -> Result<(), WriteError> {
-        if self.remaining() < 2 + 3 * varint::MAX_LEN + module.len() + symbols.len() {
+        if self.stream_room() < 2 + 3 * varint::MAX_LEN + module.len() + symbols.len() {
             return Err(WriteError::NoSpace);
         }
         self.put_u8(tag::NOTICE);
@@ -240,7 +240,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
     }
 
     fn name_record(&mut self, t: u8, id: u32, name: &[u8]) -> Result<(), WriteError> {
-        if self.remaining() < 1 + 2 * varint::MAX_LEN + name.len() {
+        if self.stream_room() < 1 + 2 * varint::MAX_LEN + name.len() {
             return Err(WriteError::NoSpace);
         }
         self.put_u8(t);
@@ -252,7 +252,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
 
     /// Thread `index` marked itself real-time.
     pub fn realtime_thread(&mut self, index: u32) -> Result<(), WriteError> {
-        if self.remaining() < 1 + varint::MAX_LEN {
+        if self.stream_room() < 1 + varint::MAX_LEN {
             return Err(WriteError::NoSpace);
         }
         self.put_u8(tag::REALTIME_THREAD);
@@ -275,7 +275,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         code: i32,
         counters: &EndCounters,
     ) -> Result<(), WriteError> {
-        if self.remaining() < 2 + 8 * varint::MAX_LEN {
+        if self.stream_room() < 2 + 8 * varint::MAX_LEN {
             return Err(WriteError::NoSpace);
         }
         self.put_u8(tag::END);
@@ -316,7 +316,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         linetable: &[u8],
     ) -> Result<(), WriteError> {
         let need = 1 + 5 * varint::MAX_LEN + qualname.len() + filename.len() + linetable.len();
-        if self.remaining() < need {
+        if self.stream_room() < need {
             return Err(WriteError::NoSpace);
         }
         self.put_u8(tag::PY_CODE);

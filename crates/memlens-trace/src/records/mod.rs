@@ -249,7 +249,10 @@ mod scan;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use events::EventDecoder;
+pub(crate) use events::{ColumnFields, EventDecoder, EventFields, StreamFields};
+
+/// The first format version whose Events chunks hold columns (lib.rs, `ChunkBuilder`).
+pub(crate) const COLUMNS_VERSION: u32 = 5;
 pub(crate) use meta::decode_meta;
 pub use meta::MetaRecord;
 pub(crate) use scan::ScanDecoder;

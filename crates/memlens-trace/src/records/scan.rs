@@ -45,7 +45,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         unstoppable: u32,
         flags: u64,
     ) -> Result<(), WriteError> {
-        if self.remaining() < 2 + 8 * varint::MAX_LEN {
+        if self.stream_room() < 2 + 8 * varint::MAX_LEN {
             return Err(WriteError::NoSpace);
         }
         self.put_u8(tag::SCAN_BEGIN);
@@ -90,7 +90,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         name: &[u8],
     ) -> Result<(), WriteError> {
         let name = &name[..name.len().min(4096)];
-        if self.remaining() < 2 + 6 * varint::MAX_LEN + name.len() {
+        if self.stream_room() < 2 + 6 * varint::MAX_LEN + name.len() {
             return Err(WriteError::NoSpace);
         }
         self.put_u8(tag::SCAN_ROOT);
@@ -135,7 +135,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         internal: bool,
         link: BlockLink,
     ) -> Result<(), WriteError> {
-        if self.remaining() < 2 + 5 * varint::MAX_LEN {
+        if self.stream_room() < 2 + 5 * varint::MAX_LEN {
             return Err(WriteError::NoSpace);
         }
         self.put_u8(tag::SCAN_BLOCK);
@@ -186,7 +186,7 @@ impl ScanDecoder {
 impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
     /// End of the scan, with the time it took.
     pub fn scan_end(&mut self, ts: u64, blocks: u64) -> Result<(), WriteError> {
-        if self.remaining() < 1 + 2 * varint::MAX_LEN {
+        if self.stream_room() < 1 + 2 * varint::MAX_LEN {
             return Err(WriteError::NoSpace);
         }
         self.put_u8(tag::SCAN_END);
@@ -220,7 +220,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
     ) -> Result<(), WriteError> {
         let name = &name[..name.len().min(4096)];
         let module = &module[..module.len().min(4096)];
-        if self.remaining() < 2 + 7 * varint::MAX_LEN + name.len() + module.len() {
+        if self.stream_room() < 2 + 7 * varint::MAX_LEN + name.len() + module.len() {
             return Err(WriteError::NoSpace);
         }
         self.put_u8(tag::SCAN_HOLDER);

@@ -13,7 +13,8 @@ fn roundtrip<T>(
     let mut b = ChunkBuilder::new(&mut buf[..]);
     write(&mut b).unwrap();
     let first_ts = b.first_ts();
-    let mut c = Cursor::new(b.payload());
+    let mut scratch = Vec::new();
+    let mut c = Cursor::new(b.payload(&mut scratch));
     let mut out = Vec::new();
     while !c.is_empty() {
         out.push(read(&mut c, first_ts).expect("decodes"));
@@ -21,14 +22,28 @@ fn roundtrip<T>(
     out
 }
 
+/// Encode events with `write`, decode them as the reader does (thread 7).
 fn events(
     write: impl FnOnce(&mut ChunkBuilder<&mut [u8]>) -> Result<(), WriteError>,
 ) -> Vec<Event> {
-    let mut d = None;
-    roundtrip(write, |c, first_ts| {
-        d.get_or_insert_with(|| EventDecoder::new(FORMAT_VERSION, 7, first_ts))
-            .decode_event(c)
-    })
+    let mut buf = [0u8; 1024];
+    let mut b = ChunkBuilder::new(&mut buf[..]);
+    write(&mut b).unwrap();
+    decode_chunk(&b, 7)
+}
+
+fn decode_chunk<B: AsRef<[u8]> + AsMut<[u8]>>(b: &ChunkBuilder<B>, thread: u32) -> Vec<Event> {
+    let mut scratch = Vec::new();
+    let raw = b.payload(&mut scratch);
+    assert_eq!(raw.len(), b.len());
+    let mut f = ColumnFields::new(raw).expect("columns");
+    let mut d = EventDecoder::new(thread, b.first_ts());
+    let mut out = Vec::new();
+    while !f.done() {
+        out.push(d.decode_event(&mut f).expect("decodes"));
+    }
+    assert!(f.all_read(), "every column is read to its end");
+    out
 }
 
 fn metas(
@@ -391,4 +406,209 @@ fn python_code_objects() {
     };
     assert_eq!(frames[0].python(), None);
     assert_eq!(frames[1].python(), Some((7, 40)));
+}
+
+#[test]
+fn an_allocation_of_a_recent_release_is_coded_by_its_distance() {
+    let (a, b, c) = (0x7f00_0000_1000u64, 0x7f00_0000_2040, 0x7f00_0000_3008);
+    let mut buf = [0u8; 1024];
+    let mut ch = ChunkBuilder::new(&mut buf[..]);
+    ch.alloc(1, AllocFunc::Malloc, a, 16, 1).unwrap();
+    ch.alloc(2, AllocFunc::Malloc, b, 16, 1).unwrap();
+    ch.free(3, AllocFunc::Free, a, 0).unwrap();
+    ch.free(4, AllocFunc::Free, b, 0).unwrap();
+    let before = ch.len();
+    ch.alloc(5, AllocFunc::Malloc, a, 16, 1).unwrap(); // distance 1
+                                                       // One byte of address (the distance), with the tag, time, size and stack.
+    assert_eq!(ch.len() - before, 5);
+    ch.alloc(6, AllocFunc::Malloc, b, 16, 1).unwrap(); // distance 0
+                                                       // In place: the old block is released, then taken back at distance 0.
+    ch.realloc(7, AllocFunc::Realloc, b, b, 32, 2).unwrap();
+    ch.realloc(8, AllocFunc::Realloc, 0, c, 8, 2).unwrap(); // an allocation
+    ch.realloc(9, AllocFunc::Realloc, c, 0, 0, 2).unwrap(); // realloc(p, 0) freed p
+    ch.heap_error(
+        10,
+        AllocFunc::Free,
+        HeapErrorKind::NotABlock,
+        c,
+        AllocFunc::Free,
+        3,
+    )
+    .unwrap();
+    ch.alloc(11, AllocFunc::Malloc, c, 8, 1).unwrap(); // c was released by the realloc
+    let got = decode_chunk(&ch, 0);
+    let addrs: Vec<(u64, u64)> = got
+        .iter()
+        .map(|e| match *e {
+            Event::Alloc { addr, .. } => (0, addr),
+            Event::Free { addr, .. } | Event::HeapError { addr, .. } => (addr, 0),
+            Event::Realloc { old, new, .. } => (old, new),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(
+        addrs,
+        vec![
+            (0, a),
+            (0, b),
+            (a, 0),
+            (b, 0),
+            (0, a),
+            (0, b),
+            (b, b),
+            (0, c),
+            (c, 0),
+            (c, 0),
+            (0, c)
+        ]
+    );
+}
+
+#[test]
+fn a_record_taken_back_leaves_the_chunk_as_it_was() {
+    let mut buf = [0u8; 1024];
+    let mut ch = ChunkBuilder::new(&mut buf[..]);
+    for i in 0..20u64 {
+        ch.alloc(i, AllocFunc::Malloc, 0x1000 + i * 32, 24, 1)
+            .unwrap();
+        ch.free(i, AllocFunc::Free, 0x1000 + i * 32, 0).unwrap();
+    }
+    let len = ch.len();
+    let mut reference = [0u8; 1024];
+    let mut scratch = Vec::new();
+    let payload = ch.payload(&mut scratch).to_vec();
+    // A free whose record is taken back (a heap error instead) must not stay in the ring:
+    // the next allocation of that address is coded as it would have been without it.
+    let m = ch.mark();
+    ch.free(30, AllocFunc::Free, 0x9990, 7).unwrap();
+    ch.rewind(m);
+    assert_eq!(ch.len(), len);
+    ch.alloc(31, AllocFunc::Malloc, 0x1000 + 19 * 32, 24, 1)
+        .unwrap();
+    ch.alloc(32, AllocFunc::Malloc, 0x1000 + 4 * 32, 24, 1)
+        .unwrap();
+    let mut r = ChunkBuilder::new(&mut reference[..]);
+    for i in 0..20u64 {
+        r.alloc(i, AllocFunc::Malloc, 0x1000 + i * 32, 24, 1)
+            .unwrap();
+        r.free(i, AllocFunc::Free, 0x1000 + i * 32, 0).unwrap();
+    }
+    assert_eq!(r.payload(&mut Vec::new()), &payload[..]);
+    r.alloc(31, AllocFunc::Malloc, 0x1000 + 19 * 32, 24, 1)
+        .unwrap();
+    r.alloc(32, AllocFunc::Malloc, 0x1000 + 4 * 32, 24, 1)
+        .unwrap();
+    assert_eq!(ch.payload(&mut Vec::new()), r.payload(&mut Vec::new()));
+    assert_eq!(decode_chunk(&ch, 1), decode_chunk(&r, 1));
+}
+
+#[test]
+fn events_round_trip_until_the_chunk_is_full() {
+    // A pseudo-random mix of every event kind, addresses reused as glibc reuses them,
+    // written until a column is full: all decode back, in order.
+    let mut buf = vec![0u8; 16384];
+    let mut ch = ChunkBuilder::new(&mut buf[..]);
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut live: Vec<u64> = Vec::new();
+    let mut written = Vec::new();
+    let mut ts = 0;
+    loop {
+        ts += rnd() % 5000;
+        let r = rnd();
+        let addr = 0x5500_0000_0000 + (r >> 20) % 4096 * 16 + if r % 7 == 0 { r % 16 } else { 0 };
+        let e = match r % 9 {
+            0..=2 => Event::Alloc {
+                ts,
+                thread: 3,
+                func: AllocFunc::Malloc,
+                addr,
+                size: r % 300,
+                stack: (r % 50) as u32,
+            },
+            3..=5 if !live.is_empty() => {
+                let a = live.swap_remove((r as usize / 9) % live.len());
+                Event::Free {
+                    ts,
+                    thread: 3,
+                    func: AllocFunc::Delete,
+                    addr: a,
+                    stack: if r % 2 == 0 { 0 } else { 9 },
+                }
+            }
+            6 if !live.is_empty() => {
+                let old = live[(r as usize / 9) % live.len()];
+                Event::Realloc {
+                    ts,
+                    thread: 3,
+                    func: AllocFunc::Realloc,
+                    old: if r % 4 == 0 { 0 } else { old },
+                    new: if r % 5 == 0 { 0 } else { addr },
+                    size: r % 1000,
+                    stack: 2,
+                }
+            }
+            7 => Event::Rss {
+                ts,
+                bytes: r % (1 << 40),
+            },
+            _ => Event::HeapError {
+                ts,
+                thread: 3,
+                func: AllocFunc::Free,
+                kind: HeapErrorKind::NotABlock,
+                addr,
+                alloc_func: AllocFunc::Free,
+                stack: 4,
+            },
+        };
+        let res = match e {
+            Event::Alloc {
+                func,
+                addr,
+                size,
+                stack,
+                ..
+            } => ch.alloc(ts, func, addr, size, stack),
+            Event::Free {
+                func, addr, stack, ..
+            } => ch.free(ts, func, addr, stack),
+            Event::Realloc {
+                func,
+                old,
+                new,
+                size,
+                stack,
+                ..
+            } => ch.realloc(ts, func, old, new, size, stack),
+            Event::Rss { bytes, .. } => ch.rss(ts, bytes),
+            Event::HeapError {
+                func,
+                kind,
+                addr,
+                alloc_func,
+                stack,
+                ..
+            } => ch.heap_error(ts, func, kind, addr, alloc_func, stack),
+            _ => unreachable!(),
+        };
+        if res.is_err() {
+            break;
+        }
+        match e {
+            Event::Alloc { addr, .. } => live.push(addr),
+            Event::Realloc { new, .. } if new != 0 => live.push(new),
+            _ => {}
+        }
+        written.push(e);
+    }
+    assert!(written.len() > 800, "{} records", written.len());
+    assert_eq!(decode_chunk(&ch, 3), written);
+    // A Meta record cannot join an Events chunk.
+    assert!(ch.thread(1, 2, 3, b"x").is_err());
 }
