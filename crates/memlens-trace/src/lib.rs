@@ -329,6 +329,8 @@ pub struct ChunkBuilder<B> {
     /// Columns: the chunk's last [`RECENT_RELEASES`] released addresses, a ring
     /// (`recent_head` counts pushes). An allocation of one of them is coded by its distance.
     recent: [u64; RECENT_RELEASES],
+    /// Their [`recent_key`]s, for the search.
+    recent_keys: [u32; RECENT_RELEASES],
     recent_head: u32,
     records: u32,
 }
@@ -407,6 +409,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
             last_released: 0,
             last_allocated: 0,
             recent: [0; RECENT_RELEASES],
+            recent_keys: [0; RECENT_RELEASES],
             recent_head: 0,
             records: 0,
         }
@@ -501,7 +504,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         self.last_addr = mark.last_addr;
         self.last_released = mark.last_released;
         self.last_allocated = mark.last_allocated;
-        self.recent[mark.recent_head as usize % RECENT_RELEASES] = mark.recent_next;
+        let slot = mark.recent_head as usize % RECENT_RELEASES;
+        self.recent[slot] = mark.recent_next;
+        self.recent_keys[slot] = recent_key(mark.recent_next);
         self.recent_head = mark.recent_head;
         self.records = mark.records;
     }
@@ -520,13 +525,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         self.last_released = 0;
         self.last_allocated = 0;
         self.recent = [0; RECENT_RELEASES];
+        self.recent_keys = [0; RECENT_RELEASES];
         self.recent_head = 0;
         self.records = 0;
     }
 
     /// Lay the chunk out as columns if it has no record yet; false if it holds one
     /// stream (an event record cannot join Meta or Scan records).
-    #[inline]
+    #[inline(always)]
     fn columns(&mut self) -> bool {
         match self.layout {
             Layout::Columns => true,
@@ -552,7 +558,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
     }
 
     /// Columns: whether one more event record fits in every column.
-    #[inline]
+    #[inline(always)]
     fn event_fits(&mut self) -> bool {
         self.columns() && (0..COLUMNS).all(|i| self.col[i] + MAX_IN_COLUMN[i] <= self.col_end[i])
     }
@@ -580,7 +586,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
     }
     /// The delta of `ts` against the previous record (time never goes backwards inside
     /// a chunk: clamped if the clock did); counts the record.
-    #[inline]
+    #[inline(always)]
     fn ts_delta(&mut self, ts: u64) -> u64 {
         if self.records == 0 {
             self.first_ts = ts;
@@ -602,24 +608,24 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
     }
 
     // Columns.
-    #[inline]
+    #[inline(always)]
     fn col_u8(&mut self, c: usize, v: u8) {
         let at = self.col[c];
         self.buf.as_mut()[at] = v;
         self.col[c] = at + 1;
     }
-    #[inline]
+    #[inline(always)]
     fn col_put(&mut self, c: usize, v: u64) {
         let at = self.col[c];
         self.col[c] = at + varint::encode_u64(v, &mut self.buf.as_mut()[at..]);
     }
-    #[inline]
+    #[inline(always)]
     fn col_ts(&mut self, ts: u64) {
         let d = self.ts_delta(ts);
         self.col_put(column::TIME, d);
     }
     /// An address coded against `last` (16-byte units, low bits apart), plus `bias`.
-    #[inline]
+    #[inline(always)]
     fn col_addr_code(&mut self, last: u64, addr: u64, bias: u64) {
         self.col_put(column::ADDR, varint::addr_delta(last, addr) + bias);
         if addr & 15 != 0 {
@@ -628,21 +634,23 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
     }
     /// A released address (Free, Realloc's old block, HeapError), coded against the
     /// previous one; `remember`: it goes into the ring of recent releases.
-    #[inline]
+    #[inline(always)]
     fn col_released(&mut self, addr: u64, remember: bool) {
         self.col_addr_code(self.last_released, addr, 0);
         self.last_released = addr;
         if remember {
-            self.recent[self.recent_head as usize % RECENT_RELEASES] = addr;
+            let slot = self.recent_head as usize % RECENT_RELEASES;
+            self.recent[slot] = addr;
+            self.recent_keys[slot] = recent_key(addr);
             self.recent_head = self.recent_head.wrapping_add(1);
         }
     }
     /// An allocated address: its distance in the ring of recent releases (0 = the last
     /// one) when it is there, else [`RECENT_RELEASES`] plus its code against the
     /// previous allocated address.
-    #[inline]
+    #[inline(always)]
     fn col_allocated(&mut self, addr: u64) {
-        match recent_distance(&self.recent, self.recent_head, addr) {
+        match recent_distance(&self.recent, &self.recent_keys, self.recent_head, addr) {
             Some(d) => self.col_put(column::ADDR, d),
             None => self.col_addr_code(self.last_allocated, addr, RECENT_RELEASES as u64),
         }
@@ -656,29 +664,43 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
     }
 }
 
+/// The search key of a ring entry: the address's bits 4-35. Keys are compared 16 at a
+/// time; a key that matches is confirmed against the whole address.
+#[inline(always)]
+pub(crate) fn recent_key(addr: u64) -> u32 {
+    (addr >> 4) as u32
+}
+
 /// The distance of `addr` from the newest entry of the ring of recent releases (`head`
-/// counts pushes), the nearest if it is there more than once.
-#[inline]
-pub(crate) fn recent_distance(ring: &[u64; RECENT_RELEASES], head: u32, addr: u64) -> Option<u64> {
-    // Compare all slots at once (no early exit: the loop vectorises), then pick the
-    // newest match.
+/// counts pushes; `keys` holds each entry's [`recent_key`]), the nearest if it is there
+/// more than once.
+#[inline(always)]
+pub(crate) fn recent_distance(
+    ring: &[u64; RECENT_RELEASES],
+    keys: &[u32; RECENT_RELEASES],
+    head: u32,
+    addr: u64,
+) -> Option<u64> {
+    const N: u32 = RECENT_RELEASES as u32;
+    let key = recent_key(addr);
+    // All keys at once (the loop compiles to four SSE2 compares and their masks).
     let mut hits = 0u32;
-    for (i, &a) in ring.iter().enumerate() {
-        hits |= ((a == addr) as u32) << i;
+    for (i, &k) in keys.iter().enumerate() {
+        hits |= ((k == key) as u32) << i;
     }
-    if hits == 0 {
-        return None;
+    // Rotate the slot mask so that the newest slot, (head - 1) mod N, is bit N - 1 and
+    // the slot d places back is bit N - 1 - d: the nearest match is the highest bit.
+    let h = head % N;
+    let mut rot = ((hits << (N - h)) | (hits >> h)) & ((1 << N) - 1);
+    while rot != 0 {
+        let d = rot.leading_zeros() - (32 - N);
+        let slot = ((head.wrapping_sub(1).wrapping_sub(d)) % N) as usize;
+        if ring[slot] == addr {
+            return Some(d as u64);
+        }
+        rot &= !(1 << (N - 1 - d));
     }
-    // Slot of distance d: (head - 1 - d) mod N. Rotate so that bit d is that slot.
-    let newest = (head as usize + RECENT_RELEASES - 1) % RECENT_RELEASES;
-    let n = RECENT_RELEASES as u32;
-    let mask = (1u32 << n) - 1;
-    // bit i (slot) -> bit (newest - i) mod N: reverse the bit order, then rotate.
-    let rev = hits.reverse_bits() >> (32 - n);
-    // After reversing, slot i sits at bit N-1-i; distance (newest - i) = bit - (N-1-newest).
-    let shift = (n - 1 - newest as u32) % n;
-    let rot = ((rev >> shift) | (rev << (n - shift))) & mask;
-    Some(rot.trailing_zeros() as u64)
+    None
 }
 
 /// Where each column's region begins, given where each ends.
@@ -856,27 +878,28 @@ pub fn refresh_checksums(data: &mut [u8]) {
 
 #[cfg(test)]
 mod tests {
-    use super::{recent_distance, AllocFunc, Family, RECENT_RELEASES};
+    use super::{recent_distance, recent_key, AllocFunc, Family, RECENT_RELEASES};
 
     #[test]
     fn recent_distance_finds_the_newest_match() {
-        // Every head position, every ring content drawn from a few values.
-        for head in 0..(3 * RECENT_RELEASES as u32) {
+        // Every head position (and the counter's wrap), ring contents drawn from a few
+        // addresses, some of which share their search key (they differ above bit 35).
+        let heads = (0..3 * RECENT_RELEASES as u32).chain(u32::MAX - 20..=u32::MAX);
+        for head in heads {
             for seed in 0..200u64 {
                 let ring: [u64; RECENT_RELEASES] = core::array::from_fn(|i| {
-                    (seed.wrapping_mul(31).wrapping_add(i as u64 * 7)) % 5
+                    let v = seed.wrapping_mul(31).wrapping_add(i as u64 * 7);
+                    (v % 5) << 36 | (v % 3) << 4
                 });
-                for addr in 0..6u64 {
+                let keys = ring.map(recent_key);
+                for addr in (0..6u64).flat_map(|hi| (0..4u64).map(move |lo| hi << 36 | lo << 4)) {
                     let want = (0..RECENT_RELEASES as u64).find(|&d| {
-                        ring[(head as usize + 2 * RECENT_RELEASES - 1 - d as usize)
-                            % RECENT_RELEASES]
-                            == addr
+                        let slot =
+                            head.wrapping_sub(1).wrapping_sub(d as u32) as usize % RECENT_RELEASES;
+                        ring[slot] == addr
                     });
-                    assert_eq!(
-                        recent_distance(&ring, head, addr),
-                        want,
-                        "head {head} {ring:?} {addr}"
-                    );
+                    let got = recent_distance(&ring, &keys, head, addr);
+                    assert_eq!(got, want, "head {head} {ring:?} {addr:#x}");
                 }
             }
         }
