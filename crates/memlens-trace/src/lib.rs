@@ -26,6 +26,7 @@ mod kinds;
 // The decoders beside the encoders serve the reader, which needs `std`.
 #[cfg_attr(not(feature = "std"), allow(dead_code, unused_imports))]
 pub mod records;
+pub mod ring;
 pub mod varint;
 
 #[cfg(feature = "std")]
@@ -41,6 +42,8 @@ pub use records::{
     EndRecord, Event, MetaRecord, Module, Notice, PyCode, RawFrame, ScanBlock, ScanRecord,
     ThreadInfo, PYTHON_MODULE,
 };
+pub use ring::RING_LEN;
+use ring::{Ring, RingMark};
 
 /// First bytes of every trace file.
 pub const MAGIC: [u8; 8] = *b"MEMLENS\0";
@@ -318,6 +321,9 @@ pub struct ChunkBuilder<B> {
     /// Columns: each column's write position and the end of its region.
     col: [usize; COLUMNS],
     col_end: [usize; COLUMNS],
+    /// Columns: event records that surely fit before the room must be checked again
+    /// (one check per batch instead of four per record).
+    fits: u32,
     first_ts: u64,
     last_ts: u64,
     /// One stream: the previous address (Scan blocks).
@@ -326,12 +332,11 @@ pub struct ChunkBuilder<B> {
     last_released: u64,
     /// Columns: the previous allocated address (Alloc, Realloc's new block).
     last_allocated: u64,
-    /// Columns: the chunk's last [`RECENT_RELEASES`] released addresses, a ring
-    /// (`recent_head` counts pushes). An allocation of one of them is coded by its distance.
-    recent: [u64; RECENT_RELEASES],
-    /// Their [`recent_key`]s, for the search.
-    recent_keys: [u32; RECENT_RELEASES],
-    recent_head: u32,
+    /// Columns: the chunk's last released addresses (Free, Realloc's old block), where
+    /// allocated addresses are looked up, and its last allocated ones, where released
+    /// addresses are (`ring.rs`).
+    released: Ring,
+    allocated: Ring,
     records: u32,
 }
 
@@ -357,25 +362,20 @@ pub(crate) mod column {
     pub const FIELD: usize = 3;
 }
 
-/// Released addresses an Events chunk remembers for coding allocations (glibc hands a
-/// freed block back to the next request of its size class: an allocation often takes
-/// one of the last few blocks its thread released).
-pub const RECENT_RELEASES: usize = 16;
-
 /// A [`ChunkBuilder`]'s position, see [`ChunkBuilder::mark`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChunkMark {
     len: usize,
     layout: Layout,
     col: [usize; COLUMNS],
+    fits: u32,
     first_ts: u64,
     last_ts: u64,
     last_addr: u64,
     last_released: u64,
     last_allocated: u64,
-    /// The ring slot the next release overwrites, and its value.
-    recent_next: u64,
-    recent_head: u32,
+    released: RingMark,
+    allocated: RingMark,
     records: u32,
 }
 
@@ -403,14 +403,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
             layout: Layout::Empty,
             col: [0; COLUMNS],
             col_end: [0; COLUMNS],
+            fits: 0,
             first_ts: 0,
             last_ts: 0,
             last_addr: 0,
             last_released: 0,
             last_allocated: 0,
-            recent: [0; RECENT_RELEASES],
-            recent_keys: [0; RECENT_RELEASES],
-            recent_head: 0,
+            released: Ring::new(),
+            allocated: Ring::new(),
             records: 0,
         }
     }
@@ -483,31 +483,31 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
             len: self.len,
             layout: self.layout,
             col: self.col,
+            fits: self.fits,
             first_ts: self.first_ts,
             last_ts: self.last_ts,
             last_addr: self.last_addr,
             last_released: self.last_released,
             last_allocated: self.last_allocated,
-            recent_next: self.recent[self.recent_head as usize % RECENT_RELEASES],
-            recent_head: self.recent_head,
+            released: self.released.mark(),
+            allocated: self.allocated.mark(),
             records: self.records,
         }
     }
     /// Take back the record appended since `mark` was taken (one record at most: a
-    /// record releases at most one address into the ring, whose slot the mark kept).
+    /// record pushes at most one address into each ring, whose slot the mark kept).
     pub fn rewind(&mut self, mark: ChunkMark) {
         self.len = mark.len;
         self.layout = mark.layout;
         self.col = mark.col;
+        self.fits = mark.fits;
         self.first_ts = mark.first_ts;
         self.last_ts = mark.last_ts;
         self.last_addr = mark.last_addr;
         self.last_released = mark.last_released;
         self.last_allocated = mark.last_allocated;
-        let slot = mark.recent_head as usize % RECENT_RELEASES;
-        self.recent[slot] = mark.recent_next;
-        self.recent_keys[slot] = recent_key(mark.recent_next);
-        self.recent_head = mark.recent_head;
+        self.released.rewind(mark.released);
+        self.allocated.rewind(mark.allocated);
         self.records = mark.records;
     }
     /// The buffer back, for reuse by a new builder.
@@ -519,14 +519,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         self.layout = Layout::Empty;
         self.col = [0; COLUMNS];
         self.col_end = [0; COLUMNS];
+        self.fits = 0;
         self.first_ts = 0;
         self.last_ts = 0;
         self.last_addr = 0;
         self.last_released = 0;
         self.last_allocated = 0;
-        self.recent = [0; RECENT_RELEASES];
-        self.recent_keys = [0; RECENT_RELEASES];
-        self.recent_head = 0;
+        self.released = Ring::new();
+        self.allocated = Ring::new();
         self.records = 0;
     }
 
@@ -557,10 +557,30 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         }
     }
 
-    /// Columns: whether one more event record fits in every column.
+    /// Columns: whether one more event record fits in every column (counted as
+    /// written: call it once per record, just before writing it).
     #[inline(always)]
     fn event_fits(&mut self) -> bool {
-        self.columns() && (0..COLUMNS).all(|i| self.col[i] + MAX_IN_COLUMN[i] <= self.col_end[i])
+        if self.fits == 0 && !self.refit() {
+            return false;
+        }
+        self.fits -= 1;
+        true
+    }
+
+    /// How many event records surely fit now, the longest record assumed in every
+    /// column; false if not one does (or the chunk holds one stream).
+    #[cold]
+    fn refit(&mut self) -> bool {
+        if !self.columns() {
+            return false;
+        }
+        let fits = (0..COLUMNS)
+            .map(|i| self.col_end[i].saturating_sub(self.col[i]) / MAX_IN_COLUMN[i])
+            .min()
+            .unwrap_or(0);
+        self.fits = u32::try_from(fits).unwrap_or(u32::MAX);
+        self.fits > 0
     }
 
     /// One stream: the room left, taking that layout if the chunk is empty; 0 if it
@@ -632,29 +652,32 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
             self.col_u8(column::ADDR, (addr & 15) as u8);
         }
     }
-    /// A released address (Free, Realloc's old block, HeapError), coded against the
-    /// previous one; `remember`: it goes into the ring of recent releases.
+    /// A released address (Free, Realloc's old block, HeapError): its distance in the
+    /// ring of recent allocations when it is there, else [`RING_LEN`] plus its code
+    /// against the previous released address. `remember`: it goes into the ring of
+    /// recent releases (not a HeapError's, which releases nothing).
     #[inline(always)]
     fn col_released(&mut self, addr: u64, remember: bool) {
-        self.col_addr_code(self.last_released, addr, 0);
+        match self.allocated.distance(addr) {
+            Some(d) => self.col_put(column::ADDR, d),
+            None => self.col_addr_code(self.last_released, addr, RING_LEN as u64),
+        }
         self.last_released = addr;
         if remember {
-            let slot = self.recent_head as usize % RECENT_RELEASES;
-            self.recent[slot] = addr;
-            self.recent_keys[slot] = recent_key(addr);
-            self.recent_head = self.recent_head.wrapping_add(1);
+            self.released.push(addr);
         }
     }
-    /// An allocated address: its distance in the ring of recent releases (0 = the last
-    /// one) when it is there, else [`RECENT_RELEASES`] plus its code against the
-    /// previous allocated address.
+    /// An allocated address: its distance in the ring of recent releases when it is
+    /// there, else [`RING_LEN`] plus its code against the previous allocated address.
+    /// It goes into the ring of recent allocations.
     #[inline(always)]
     fn col_allocated(&mut self, addr: u64) {
-        match recent_distance(&self.recent, &self.recent_keys, self.recent_head, addr) {
+        match self.released.distance(addr) {
             Some(d) => self.col_put(column::ADDR, d),
-            None => self.col_addr_code(self.last_allocated, addr, RECENT_RELEASES as u64),
+            None => self.col_addr_code(self.last_allocated, addr, RING_LEN as u64),
         }
         self.last_allocated = addr;
+        self.allocated.push(addr);
     }
 
     fn put_raw_bytes(&mut self, b: &[u8]) {
@@ -662,45 +685,6 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         self.buf.as_mut()[self.len..self.len + b.len()].copy_from_slice(b);
         self.len += b.len();
     }
-}
-
-/// The search key of a ring entry: the address's bits 4-35. Keys are compared 16 at a
-/// time; a key that matches is confirmed against the whole address.
-#[inline(always)]
-pub(crate) fn recent_key(addr: u64) -> u32 {
-    (addr >> 4) as u32
-}
-
-/// The distance of `addr` from the newest entry of the ring of recent releases (`head`
-/// counts pushes; `keys` holds each entry's [`recent_key`]), the nearest if it is there
-/// more than once.
-#[inline(always)]
-pub(crate) fn recent_distance(
-    ring: &[u64; RECENT_RELEASES],
-    keys: &[u32; RECENT_RELEASES],
-    head: u32,
-    addr: u64,
-) -> Option<u64> {
-    const N: u32 = RECENT_RELEASES as u32;
-    let key = recent_key(addr);
-    // All keys at once (the loop compiles to four SSE2 compares and their masks).
-    let mut hits = 0u32;
-    for (i, &k) in keys.iter().enumerate() {
-        hits |= ((k == key) as u32) << i;
-    }
-    // Rotate the slot mask so that the newest slot, (head - 1) mod N, is bit N - 1 and
-    // the slot d places back is bit N - 1 - d: the nearest match is the highest bit.
-    let h = head % N;
-    let mut rot = ((hits << (N - h)) | (hits >> h)) & ((1 << N) - 1);
-    while rot != 0 {
-        let d = rot.leading_zeros() - (32 - N);
-        let slot = ((head.wrapping_sub(1).wrapping_sub(d)) % N) as usize;
-        if ring[slot] == addr {
-            return Some(d as u64);
-        }
-        rot &= !(1 << (N - 1 - d));
-    }
-    None
 }
 
 /// Where each column's region begins, given where each ends.
@@ -878,32 +862,7 @@ pub fn refresh_checksums(data: &mut [u8]) {
 
 #[cfg(test)]
 mod tests {
-    use super::{recent_distance, recent_key, AllocFunc, Family, RECENT_RELEASES};
-
-    #[test]
-    fn recent_distance_finds_the_newest_match() {
-        // Every head position (and the counter's wrap), ring contents drawn from a few
-        // addresses, some of which share their search key (they differ above bit 35).
-        let heads = (0..3 * RECENT_RELEASES as u32).chain(u32::MAX - 20..=u32::MAX);
-        for head in heads {
-            for seed in 0..200u64 {
-                let ring: [u64; RECENT_RELEASES] = core::array::from_fn(|i| {
-                    let v = seed.wrapping_mul(31).wrapping_add(i as u64 * 7);
-                    (v % 5) << 36 | (v % 3) << 4
-                });
-                let keys = ring.map(recent_key);
-                for addr in (0..6u64).flat_map(|hi| (0..4u64).map(move |lo| hi << 36 | lo << 4)) {
-                    let want = (0..RECENT_RELEASES as u64).find(|&d| {
-                        let slot =
-                            head.wrapping_sub(1).wrapping_sub(d as u32) as usize % RECENT_RELEASES;
-                        ring[slot] == addr
-                    });
-                    let got = recent_distance(&ring, &keys, head, addr);
-                    assert_eq!(got, want, "head {head} {ring:?} {addr:#x}");
-                }
-            }
-        }
-    }
+    use super::{AllocFunc, Family};
 
     #[test]
     fn alloc_func_values_round_trip() {

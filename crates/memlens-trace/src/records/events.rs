@@ -6,6 +6,7 @@
 
 use super::*;
 use crate::column::{ADDR, FIELD, TAG};
+use crate::ring::Ring;
 use crate::varint::{AddrReader, Cursor};
 
 /// Where an Events chunk's fields come from, in the order a record's decoder asks.
@@ -73,13 +74,13 @@ impl EventFields for StreamFields<'_> {
 }
 
 /// Format 5: four columns; released and allocated addresses each coded against their
-/// previous one, an allocation of a recent release by its distance in the ring.
+/// previous one, or by their distance in the other kind's ring of recent addresses.
 pub(crate) struct ColumnFields<'a> {
     cols: [Cursor<'a>; COLUMNS],
     last_released: u64,
     last_allocated: u64,
-    recent: [u64; RECENT_RELEASES],
-    recent_head: u32,
+    released: Ring,
+    allocated: Ring,
 }
 
 impl<'a> ColumnFields<'a> {
@@ -105,8 +106,8 @@ impl<'a> ColumnFields<'a> {
             cols,
             last_released: 0,
             last_allocated: 0,
-            recent: [0; RECENT_RELEASES],
-            recent_head: 0,
+            released: Ring::new(),
+            allocated: Ring::new(),
         })
     }
 
@@ -142,25 +143,24 @@ impl EventFields for ColumnFields<'_> {
     }
     fn released(&mut self, remember: bool) -> Option<u64> {
         let v = self.cols[ADDR].u64()?;
-        let addr = self.addr_from(self.last_released, v)?;
+        let addr = match v.checked_sub(RING_LEN as u64) {
+            None => self.allocated.get(v),
+            Some(code) => self.addr_from(self.last_released, code)?,
+        };
         self.last_released = addr;
         if remember {
-            self.recent[self.recent_head as usize % RECENT_RELEASES] = addr;
-            self.recent_head = self.recent_head.wrapping_add(1);
+            self.released.push(addr);
         }
         Some(addr)
     }
     fn allocated(&mut self) -> Option<u64> {
         let v = self.cols[ADDR].u64()?;
-        let addr = match v.checked_sub(RECENT_RELEASES as u64) {
-            None => {
-                let slot = (self.recent_head as usize + 2 * RECENT_RELEASES - 1 - v as usize)
-                    % RECENT_RELEASES;
-                self.recent[slot]
-            }
+        let addr = match v.checked_sub(RING_LEN as u64) {
+            None => self.released.get(v),
             Some(code) => self.addr_from(self.last_allocated, code)?,
         };
         self.last_allocated = addr;
+        self.allocated.push(addr);
         Some(addr)
     }
     fn realloc_present(&mut self) -> Option<u8> {

@@ -409,13 +409,16 @@ fn python_code_objects() {
 }
 
 #[test]
-fn an_allocation_of_a_recent_release_is_coded_by_its_distance() {
+fn a_recent_address_is_coded_by_its_distance() {
     let (a, b, c) = (0x7f00_0000_1000u64, 0x7f00_0000_2040, 0x7f00_0000_3008);
     let mut buf = [0u8; 1024];
     let mut ch = ChunkBuilder::new(&mut buf[..]);
     ch.alloc(1, AllocFunc::Malloc, a, 16, 1).unwrap();
     ch.alloc(2, AllocFunc::Malloc, b, 16, 1).unwrap();
-    ch.free(3, AllocFunc::Free, a, 0).unwrap();
+    let before = ch.len();
+    ch.free(3, AllocFunc::Free, a, 0).unwrap(); // distance 1 among the allocations
+                                                // One byte of address (the distance), with the tag and time.
+    assert_eq!(ch.len() - before, 3);
     ch.free(4, AllocFunc::Free, b, 0).unwrap();
     let before = ch.len();
     ch.alloc(5, AllocFunc::Malloc, a, 16, 1).unwrap(); // distance 1
