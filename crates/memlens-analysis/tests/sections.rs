@@ -101,27 +101,10 @@ impl Trace {
             for part in evs.chunks(2000) {
                 w.chunk(ChunkKind::Events, t, |b| {
                     for e in part {
+                        // Frees without their stacks, as the recorder writes by default.
                         match *e {
-                            Event::Alloc {
-                                ts,
-                                func,
-                                addr,
-                                size,
-                                stack,
-                                ..
-                            } => b.alloc(ts, func, addr, size, stack)?,
                             Event::Free { ts, func, addr, .. } => b.free(ts, func, addr, 0)?,
-                            Event::Realloc {
-                                ts,
-                                func,
-                                old,
-                                new,
-                                size,
-                                stack,
-                                ..
-                            } => b.realloc(ts, func, old, new, size, stack)?,
-                            Event::Rss { ts, bytes } => b.rss(ts, bytes)?,
-                            _ => unreachable!("not written by this builder"),
+                            _ => b.event(e)?,
                         }
                     }
                     Ok(())

@@ -224,6 +224,60 @@ impl EventDecoder {
 }
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
+    /// Any event, as decoded (its `thread` is the chunk's): the inverse of the decoder,
+    /// for tools and tests that write events they read or made.
+    pub fn event(&mut self, e: &Event) -> Result<(), WriteError> {
+        match *e {
+            Event::Alloc {
+                ts,
+                func,
+                addr,
+                size,
+                stack,
+                ..
+            } => self.alloc(ts, func, addr, size, stack),
+            Event::Free {
+                ts,
+                func,
+                addr,
+                stack,
+                ..
+            } => self.free(ts, func, addr, stack),
+            Event::Realloc {
+                ts,
+                func,
+                old,
+                new,
+                size,
+                stack,
+                ..
+            } => self.realloc(ts, func, old, new, size, stack),
+            Event::Rss { ts, bytes } => self.rss(ts, bytes),
+            Event::HeapError {
+                ts,
+                func,
+                kind,
+                addr,
+                alloc_func,
+                stack,
+                ..
+            } => self.heap_error(ts, func, kind, addr, alloc_func, stack),
+            Event::Region { ts, enter, id, .. } => self.region(ts, enter, id),
+            Event::ThreadMark { ts, realtime, .. } => self.thread_mark(ts, realtime),
+            Event::Assert {
+                ts,
+                kind,
+                mark,
+                limit,
+                label,
+                stack,
+                ..
+            } => self.assert(ts, kind, mark, limit, label, stack),
+        }
+    }
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
     /// A block of `size` bytes at `addr` allocated through `func` with stack `stack`.
     #[inline]
     pub fn alloc(

@@ -570,36 +570,7 @@ fn events_round_trip_until_the_chunk_is_full() {
                 stack: 4,
             },
         };
-        let res = match e {
-            Event::Alloc {
-                func,
-                addr,
-                size,
-                stack,
-                ..
-            } => ch.alloc(ts, func, addr, size, stack),
-            Event::Free {
-                func, addr, stack, ..
-            } => ch.free(ts, func, addr, stack),
-            Event::Realloc {
-                func,
-                old,
-                new,
-                size,
-                stack,
-                ..
-            } => ch.realloc(ts, func, old, new, size, stack),
-            Event::Rss { bytes, .. } => ch.rss(ts, bytes),
-            Event::HeapError {
-                func,
-                kind,
-                addr,
-                alloc_func,
-                stack,
-                ..
-            } => ch.heap_error(ts, func, kind, addr, alloc_func, stack),
-            _ => unreachable!(),
-        };
+        let res = ch.event(&e);
         if res.is_err() {
             break;
         }
