@@ -379,9 +379,6 @@ pub struct ChunkMark {
     records: u32,
 }
 
-/// Largest encoding of any single event record (tag + func + 5 varints).
-pub const MAX_EVENT_RECORD_LEN: usize = 2 + 5 * varint::MAX_LEN;
-
 /// Largest encoding of one event record's part in each column (an Assert's fields are
 /// the longest: a kind byte and four varints; a Realloc's addresses: a flags byte in the
 /// fields and two addresses with their low bytes).
@@ -468,13 +465,6 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         scratch
     }
 
-    /// Room left, in bytes (one stream).
-    pub fn remaining(&self) -> usize {
-        match self.layout {
-            Layout::Columns => 0,
-            _ => self.buf.as_ref().len() - self.len,
-        }
-    }
     /// Where the builder is now, to [`ChunkBuilder::rewind`] to (taking back the records
     /// appended since).
     #[inline]

@@ -6,7 +6,6 @@
 //! streams all events in time order, merging the per-thread chunks; it keeps only the chunks
 //! that overlap the current time decoded, so memory stays bounded by (threads x chunk size).
 
-use crate::records::EventFields as _;
 /// The decoded records, defined with their encoders in `records.rs`.
 pub use crate::records::{
     EndRecord, Event, MetaRecord, Module, Notice, RawFrame, ScanBlock, ScanRecord, ThreadInfo,
@@ -423,31 +422,6 @@ fn decode_meta(raw: &[u8], md: &mut Metadata) -> Option<()> {
     Some(())
 }
 
-/// Decode all events of one Events chunk.
-fn decode_events(
-    raw: &[u8],
-    version: u32,
-    thread: u32,
-    first_ts: u64,
-    out: &mut Vec<Event>,
-) -> Option<()> {
-    let mut d = records::EventDecoder::new(thread, first_ts);
-    if version >= records::COLUMNS_VERSION {
-        let mut f = records::ColumnFields::new(raw)?;
-        while !f.done() {
-            out.push(d.decode_event(&mut f)?);
-        }
-        // Every column ends with the last record.
-        f.all_read().then_some(())
-    } else {
-        let mut f = records::StreamFields::new(raw, version);
-        while !f.done() {
-            out.push(d.decode_event(&mut f)?);
-        }
-        Some(())
-    }
-}
-
 /// Decode all records of one Scan chunk.
 fn decode_scan(raw: &[u8], version: u32, out: &mut Vec<ScanRecord>) -> Option<()> {
     let mut c = Cursor::new(raw);
@@ -541,7 +515,7 @@ impl EventStream<'_> {
         ev.clear();
         *pos = 0;
         let before = ev.capacity();
-        decode_events(
+        records::decode_events(
             &raw,
             self.reader.version,
             c.header.thread,

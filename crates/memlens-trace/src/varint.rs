@@ -149,6 +149,18 @@ pub fn addr_delta(last: u64, addr: u64) -> u64 {
     zigzag(d) << 1 | (addr & 15 != 0) as u64
 }
 
+/// The address that [`addr_delta`] coded as `v` after `last`, its low byte (when `v`
+/// says there is one) read from `c`; `None` for a unit outside the address space.
+#[inline]
+pub fn addr_from_delta(last: u64, v: u64, c: &mut Cursor) -> Option<u64> {
+    let unit = ((last >> 4) as i64).checked_add(unzigzag(v >> 1))?;
+    if !(0..1 << 60).contains(&unit) {
+        return None;
+    }
+    let low = if v & 1 != 0 { c.u8()? as u64 & 15 } else { 0 };
+    Some((unit as u64) << 4 | low)
+}
+
 /// Reads the addresses of one chunk, in the coding of the trace's format version.
 pub struct AddrReader {
     last: u64,
@@ -167,12 +179,7 @@ impl AddrReader {
         self.last = if self.version < 2 {
             self.last.wrapping_add(unzigzag(v) as u64)
         } else {
-            let unit = ((self.last >> 4) as i64).checked_add(unzigzag(v >> 1))?;
-            if !(0..1 << 60).contains(&unit) {
-                return None;
-            }
-            let low = if v & 1 != 0 { c.u8()? as u64 & 15 } else { 0 };
-            (unit as u64) << 4 | low
+            addr_from_delta(self.last, v, c)?
         };
         Some(self.last)
     }

@@ -59,6 +59,25 @@ fn sample_trace() -> Vec<u8> {
     w.finish().unwrap()
 }
 
+/// The events of a trace in format `version` holding one Events chunk of thread
+/// `thread` whose payload, built by hand, is `raw`.
+fn read_one_events_chunk(version: u32, thread: u32, times: (u64, u64), raw: &[u8]) -> Vec<Event> {
+    let mut file = Vec::new();
+    header().encode(&mut file);
+    file[8..12].copy_from_slice(&version.to_le_bytes());
+    let mut out = vec![0u8; max_encoded_chunk_len(raw.len())];
+    let n = encode_chunk(ChunkKind::Events, thread, times.0, times.1, raw, &mut out).unwrap();
+    file.extend_from_slice(&out[..n]);
+    let p = write_tmp(&format!("v{version}"), &file);
+    let ev = TraceReader::open(&p)
+        .unwrap()
+        .events()
+        .map(|e| e.unwrap())
+        .collect();
+    std::fs::remove_file(p).ok();
+    ev
+}
+
 fn write_tmp(name: &str, data: &[u8]) -> std::path::PathBuf {
     let p = std::env::temp_dir().join(format!(
         "memlens-trace-test-{}-{}",
@@ -356,11 +375,7 @@ fn version_2_addresses_roundtrip_exactly() {
 /// after each event tag, addresses as plain zigzag deltas) still reads, event for event.
 #[test]
 fn version_1_traces_still_read() {
-    fn put(out: &mut Vec<u8>, v: u64) {
-        let mut b = [0u8; varint::MAX_LEN];
-        let n = varint::encode_u64(v, &mut b);
-        out.extend_from_slice(&b[..n]);
-    }
+    let put = varint::put_u64;
     // Alloc malloc @0x1008 (16 B, stack 3) at ts 100, realloc to 0x2000 at 110, free by
     // free (stack 0) at 125, a heap error (not a block) at 0x1008 at 130.
     let mut raw = Vec::new();
@@ -384,15 +399,7 @@ fn version_1_traces_still_read() {
     raw.extend_from_slice(&[HeapErrorKind::NotABlock as u8, AllocFunc::Free as u8]);
     put(&mut raw, varint::zigzag(0x1008 - 0x2000));
     put(&mut raw, 4);
-    let mut file = Vec::new();
-    header().encode(&mut file);
-    file[8..12].copy_from_slice(&1u32.to_le_bytes());
-    let mut out = vec![0u8; max_encoded_chunk_len(raw.len())];
-    let n = encode_chunk(ChunkKind::Events, 0, 100, 130, &raw, &mut out).unwrap();
-    file.extend_from_slice(&out[..n]);
-    let p = write_tmp("v1", &file);
-    let r = TraceReader::open(&p).unwrap();
-    let ev: Vec<Event> = r.events().map(|e| e.unwrap()).collect();
+    let ev = read_one_events_chunk(1, 0, (100, 130), &raw);
     assert_eq!(
         ev,
         vec![
@@ -431,7 +438,6 @@ fn version_1_traces_still_read() {
             },
         ]
     );
-    std::fs::remove_file(p).ok();
 }
 
 /// A record taken back with `rewind` leaves no trace, and the next record is coded against
@@ -569,11 +575,7 @@ fn attach_start_roundtrips_and_other_headers_are_not_attached() {
 /// for event, after version 5 laid events out in columns.
 #[test]
 fn version_4_traces_still_read() {
-    fn put(out: &mut Vec<u8>, v: u64) {
-        let mut b = [0u8; varint::MAX_LEN];
-        let n = varint::encode_u64(v, &mut b);
-        out.extend_from_slice(&b[..n]);
-    }
+    let put = varint::put_u64;
     // Alloc new @0x1010 (24 B, stack 3) at ts 100; free by delete (no stack) at 105;
     // Alloc malloc @0x1010 again at 107; realloc of it to 0x2008 (unaligned) at 110;
     // realloc(NULL, 8) = 0x3000 at 111; free of 0x2008 with stack 9 at 125.
@@ -615,15 +617,7 @@ fn version_4_traces_still_read() {
     put(&mut raw, 14);
     addr(&mut raw, 0x2008);
     put(&mut raw, 9);
-    let mut file = Vec::new();
-    header().encode(&mut file);
-    file[8..12].copy_from_slice(&4u32.to_le_bytes());
-    let mut out = vec![0u8; max_encoded_chunk_len(raw.len())];
-    let n = encode_chunk(ChunkKind::Events, 2, 100, 125, &raw, &mut out).unwrap();
-    file.extend_from_slice(&out[..n]);
-    let p = write_tmp("v4", &file);
-    let r = TraceReader::open(&p).unwrap();
-    let ev: Vec<Event> = r.events().map(|e| e.unwrap()).collect();
+    let ev = read_one_events_chunk(4, 2, (100, 125), &raw);
     let (t, realloc) = (2, AllocFunc::Realloc);
     assert_eq!(
         ev,
@@ -678,5 +672,4 @@ fn version_4_traces_still_read() {
             },
         ]
     );
-    std::fs::remove_file(p).ok();
 }

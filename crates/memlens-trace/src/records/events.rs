@@ -115,20 +115,6 @@ impl<'a> ColumnFields<'a> {
     pub(crate) fn all_read(&self) -> bool {
         self.cols.iter().all(|c| c.is_empty())
     }
-
-    /// An address coded against `last`, the code already read as `v`.
-    fn addr_from(&mut self, last: u64, v: u64) -> Option<u64> {
-        let unit = ((last >> 4) as i64).checked_add(varint::unzigzag(v >> 1))?;
-        if !(0..1 << 60).contains(&unit) {
-            return None;
-        }
-        let low = if v & 1 != 0 {
-            self.cols[ADDR].u8()? as u64 & 15
-        } else {
-            0
-        };
-        Some((unit as u64) << 4 | low)
-    }
 }
 
 impl EventFields for ColumnFields<'_> {
@@ -145,7 +131,7 @@ impl EventFields for ColumnFields<'_> {
         let v = self.cols[ADDR].u64()?;
         let addr = match v.checked_sub(RING_LEN as u64) {
             None => self.allocated.get(v),
-            Some(code) => self.addr_from(self.last_released, code)?,
+            Some(code) => varint::addr_from_delta(self.last_released, code, &mut self.cols[ADDR])?,
         };
         self.last_released = addr;
         if remember {
@@ -157,7 +143,7 @@ impl EventFields for ColumnFields<'_> {
         let v = self.cols[ADDR].u64()?;
         let addr = match v.checked_sub(RING_LEN as u64) {
             None => self.released.get(v),
-            Some(code) => self.addr_from(self.last_allocated, code)?,
+            Some(code) => varint::addr_from_delta(self.last_allocated, code, &mut self.cols[ADDR])?,
         };
         self.last_allocated = addr;
         self.allocated.push(addr);
@@ -175,6 +161,32 @@ impl EventFields for ColumnFields<'_> {
     }
     fn u32(&mut self) -> Option<u32> {
         self.cols[FIELD].u32()
+    }
+}
+
+/// Decode all events of one Events chunk (`raw`, its decompressed payload) of a trace in
+/// format `version`, written by thread `thread`, starting at `first_ts`.
+pub(crate) fn decode_events(
+    raw: &[u8],
+    version: u32,
+    thread: u32,
+    first_ts: u64,
+    out: &mut Vec<Event>,
+) -> Option<()> {
+    fn all(f: &mut impl EventFields, d: &mut EventDecoder, out: &mut Vec<Event>) -> Option<()> {
+        while !f.done() {
+            out.push(d.decode_event(f)?);
+        }
+        Some(())
+    }
+    let mut d = EventDecoder::new(thread, first_ts);
+    if version >= COLUMNS_VERSION {
+        let mut f = ColumnFields::new(raw)?;
+        all(&mut f, &mut d, out)?;
+        // Every column ends with the last record.
+        f.all_read().then_some(())
+    } else {
+        all(&mut StreamFields::new(raw, version), &mut d, out)
     }
 }
 

@@ -249,7 +249,7 @@ mod scan;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use events::{ColumnFields, EventDecoder, EventFields, StreamFields};
+pub(crate) use events::decode_events;
 
 /// The first format version whose Events chunks hold columns (lib.rs, `ChunkBuilder`).
 pub(crate) const COLUMNS_VERSION: u32 = 5;

@@ -36,13 +36,10 @@ fn decode_chunk<B: AsRef<[u8]> + AsMut<[u8]>>(b: &ChunkBuilder<B>, thread: u32) 
     let mut scratch = Vec::new();
     let raw = b.payload(&mut scratch);
     assert_eq!(raw.len(), b.len());
-    let mut f = ColumnFields::new(raw).expect("columns");
-    let mut d = EventDecoder::new(thread, b.first_ts());
     let mut out = Vec::new();
-    while !f.done() {
-        out.push(d.decode_event(&mut f).expect("decodes"));
-    }
-    assert!(f.all_read(), "every column is read to its end");
+    // As the reader decodes: every record, then every column read to its end.
+    decode_events(raw, FORMAT_VERSION, thread, b.first_ts(), &mut out)
+        .expect("decodes, every column read to its end");
     out
 }
 
