@@ -742,7 +742,10 @@ fn capture(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
 /// own buffer (thread index PROCESS_THREAD). It blocks every signal, so the program's
 /// process-directed signals are never delivered to it, and it is busy for its whole
 /// life, so nothing it does is recorded. `--rss-interval 0` means no thread at all.
-/// The memlens-rss thread's kernel id (the exit scan leaves it running).
+/// The memlens-rss thread's kernel id (the exit scan leaves it running). Exported for
+/// `memlens snapshot`, which leaves this thread's own blocks (glibc's DTV, made by
+/// pthread_create before the thread could be marked busy) out of the program's.
+#[export_name = "memlens_sampler_tid"]
 pub static SAMPLER_TID: AtomicU32 = AtomicU32::new(0);
 
 /// `memlens snapshot`, before it stops the process, asks for every thread's buffered

@@ -69,6 +69,36 @@ pub fn symbols(maps: &[Mapping]) -> HashMap<String, u64> {
     out
 }
 
+/// The heap blocks of the recorder's own thread (`memlens-rss`) that its live table
+/// cannot know: glibc's dynamic thread vector (DTV), which `pthread_create` callocs for a
+/// new thread in the creating thread, before the new one runs. Under `memlens attach` the
+/// recorder starts that thread from a call the allocation functions were not yet routed
+/// for, so the block would otherwise count as the program's (and as definitely lost: the
+/// thread's control block, which points to it, lies in the recorder's own memory). On
+/// x86_64 the thread pointer's word at +8 is `tcbhead_t.dtv`, which points one 16-byte
+/// `dtv_t` past the start of the block.
+pub fn own_thread_blocks(
+    mem: &mut Remote,
+    syms: &HashMap<String, u64>,
+    threads: &[super::ptrace::Thread],
+) -> Vec<u64> {
+    let Some(tid) = syms
+        .get("memlens_sampler_tid")
+        .and_then(|&a| mem.word(a))
+        .map(|w| w as u32)
+        .filter(|&t| t != 0)
+    else {
+        return Vec::new();
+    };
+    threads
+        .iter()
+        .filter(|t| t.tid == tid && t.tp != 0)
+        .filter_map(|t| mem.word(t.tp + 8))
+        .filter(|&dtv| dtv >= 16)
+        .map(|dtv| dtv - 16)
+        .collect()
+}
+
 /// A block as the recorder's live table has it.
 #[derive(Clone, Copy, Debug)]
 pub struct Recorded {

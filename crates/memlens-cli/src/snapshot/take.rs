@@ -24,6 +24,9 @@ pub struct Taken {
     pub pause: Duration,
     /// The recorder's live table, when the process runs under it.
     pub recorded: Option<HashMap<u64, Recorded>>,
+    /// Blocks of the recorder's own thread its table does not hold (see
+    /// [`recorder::own_thread_blocks`]): the recorder's, left out like its other blocks.
+    pub recorder_blocks: Vec<u64>,
     /// Wall-clock time of the stop, ns since the Unix epoch.
     pub unix_ns: u64,
 }
@@ -183,6 +186,7 @@ pub fn take(pid: u32) -> Result<Taken, String> {
     let syms = recorder::symbols(&maps);
     let own = recorder::recorder_memory(&mut mem, &syms);
     let recorded = recorder::live_table(&mut mem, &syms);
+    let recorder_blocks = recorder::own_thread_blocks(&mut mem, &syms, &stopped.threads);
     // Thread stacks are never mmapped chunks.
     let mut not_mmapped = own.clone();
     for t in &stopped.threads {
@@ -233,6 +237,7 @@ pub fn take(pid: u32) -> Result<Taken, String> {
         },
         pause,
         recorded,
+        recorder_blocks,
         unix_ns,
     })
 }
