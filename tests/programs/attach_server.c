@@ -12,6 +12,9 @@
  *                  kept; with `wait`, first wait (at most 10 s) until the library's calls
  *                  to malloc no longer go to the malloc they went to when it was loaded
  *                  (memlens routed it)                              -> "plugin N"
+ *   leak N SIZE    N blocks of SIZE bytes from leaky_site(), each pointing to a block of
+ *                  SIZE bytes from leaky_child(); no pointer to either is kept (N
+ *                  definitely lost, N indirectly lost)                 -> "leaked N"
  *   quit CODE      stop the workers, exit(CODE)                        -> "bye"
  *
  * The workers' results never reach stdout: only the main thread writes there. */
@@ -32,6 +35,34 @@ __attribute__((noinline)) static char *labelled_site(size_t size, int i) {
     char *p = malloc(size);
     memset(p, i & 0xff, size);
     return p;
+}
+
+/* The empty asm makes the block's contents observable, so that the compiler keeps the
+ * allocation and the stores that a block nobody reads again would let it drop. */
+#define KEEP(p) __asm__ volatile("" : : "r"(p) : "memory")
+
+__attribute__((noinline)) static void *leaky_child(size_t size) {
+    void **p = malloc(size);
+    memset(p, 0, size);
+    KEEP(p);
+    return p;
+}
+
+/* Leaves no pointer behind: the blocks' addresses die in this frame and in registers
+ * that later calls reuse. */
+__attribute__((noinline)) static void leaky_site(size_t size) {
+    void **p = malloc(size);
+    memset(p, 0, size);
+    p[0] = leaky_child(size);
+    KEEP(p);
+}
+
+/* Overwrite the dead stack below the caller's frame, where leaky_site's frame was (a
+ * heap snapshot scans a stack from its pointer up only, but the test does not rely on
+ * what the next calls happen to overwrite). */
+__attribute__((noinline)) static void scrub(void) {
+    volatile char dead[4096];
+    memset((char *)dead, 0, sizeof dead);
 }
 
 static void *worker(void *arg) {
@@ -70,6 +101,11 @@ int main(void) {
             for (int i = 0; i < n && nkept < 100000; i++)
                 kept[nkept++] = labelled_site((size_t)size, i);
             printf("allocated %d\n", n);
+        } else if (sscanf(line, "leak %d %d", &n, &size) == 2 && size >= 8) {
+            for (int i = 0; i < n; i++)
+                leaky_site((size_t)size);
+            scrub();
+            printf("leaked %d\n", n);
         } else if (sscanf(line, "free_new %d", &n) == 1) {
             for (int i = 0; i < n && firstkept < nkept; i++) {
                 free(kept[firstkept]);

@@ -88,6 +88,22 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The summary of `records`: their bytes and blocks by kind, those a suppression
+    /// matched apart (no heuristic lines: the records do not say).
+    pub fn of(records: &[LossRecord]) -> Summary {
+        let mut s = Summary::default();
+        for r in records {
+            let a = if r.suppressed_by.is_some() {
+                &mut s.suppressed
+            } else {
+                s.get_mut(r.kind)
+            };
+            a.bytes += r.bytes;
+            a.blocks += r.blocks;
+        }
+        s
+    }
+
     pub fn get(&self, k: BlockState) -> Amount {
         match k {
             BlockState::DefinitelyLost => self.definitely_lost,
@@ -661,20 +677,10 @@ impl LeakReport {
 
     /// Recompute the summary after the caller marked records as suppressed.
     pub fn resummarize(&mut self) {
-        let mut s = Summary {
+        self.summary = Summary {
             reachable_via_heuristic: std::mem::take(&mut self.summary.reachable_via_heuristic),
-            ..Summary::default()
+            ..Summary::of(&self.records)
         };
-        for r in &self.records {
-            let a = if r.suppressed_by.is_some() {
-                &mut s.suppressed
-            } else {
-                s.get_mut(r.kind)
-            };
-            a.bytes += r.bytes;
-            a.blocks += r.blocks;
-        }
-        self.summary = s;
     }
 }
 

@@ -269,6 +269,45 @@ impl LeakView {
     }
 }
 
+/// What `run` and `attach` print after their summary: each heap error in one line, the
+/// LEAK SUMMARY and, when there are errors, the command that shows their records (`file`
+/// is the trace or snapshot the view was made from); with `full`, the whole report as
+/// `memlens leaks FILE` prints it.
+pub fn after_summary(view: &mut LeakView, file: &Path, full: bool) -> String {
+    const PREFIX: &str = "==memlens== ";
+    if full {
+        return view.text(PREFIX);
+    }
+    let mut s = String::new();
+    for e in view
+        .report
+        .errors
+        .iter()
+        .filter(|e| e.suppressed_by.is_none())
+    {
+        s.push_str(&format!(
+            "{PREFIX}heap error: {}{}\n",
+            e.kind.title(),
+            if e.count > 1 {
+                format!(" ({} times)", e.count)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    if view.report.scan.is_some() {
+        s.push_str(&view.summary_text(PREFIX));
+        if view.error_count() > 0 {
+            s.push_str(&format!(
+                "{PREFIX}{} error(s); `memlens leaks {}` shows the records and stacks\n",
+                view.error_count(),
+                file.display()
+            ));
+        }
+    }
+    s
+}
+
 pub fn main(args: LeaksArgs) -> ExitCode {
     if args.show_default_suppressions {
         return crate::print_stdout(Suppressions::default_set_text());

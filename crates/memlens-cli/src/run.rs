@@ -819,39 +819,11 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
 /// errors in memcheck's sense.
 fn leak_gate(trace: &Path, view: &mut crate::leaks::LeakView, args: &RunArgs, quiet: bool) -> bool {
     if !quiet {
-        let text = if args.leak_check == LeakCheck::Full {
-            view.text("==memlens== ")
-        } else {
-            let mut s = String::new();
-            for e in view
-                .report
-                .errors
-                .iter()
-                .filter(|e| e.suppressed_by.is_none())
-            {
-                s.push_str(&format!(
-                    "==memlens== heap error: {}{}\n",
-                    e.kind.title(),
-                    if e.count > 1 {
-                        format!(" ({} times)", e.count)
-                    } else {
-                        String::new()
-                    }
-                ));
-            }
-            if view.report.scan.is_some() {
-                s.push_str(&view.summary_text("==memlens== "));
-                if view.error_count() > 0 {
-                    s.push_str(&format!(
-                        "==memlens== {} error(s); `memlens leaks {}` shows the records and stacks\n",
-                        view.error_count(),
-                        trace.display()
-                    ));
-                }
-            }
-            s
-        };
-        crate::write_stderr(&text);
+        crate::write_stderr(&crate::leaks::after_summary(
+            view,
+            trace,
+            args.leak_check == LeakCheck::Full,
+        ));
     }
     view.error_count() > 0
 }

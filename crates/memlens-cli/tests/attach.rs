@@ -339,6 +339,132 @@ fn duration_ends_the_recording() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// The lines of memlens's LEAK SUMMARY block that follows `heading` in `said`, as
+/// (kind, "N bytes in M blocks").
+fn summary_after<'a>(said: &'a str, heading: &str) -> Vec<(&'a str, &'a str)> {
+    let from = said
+        .find(heading)
+        .unwrap_or_else(|| panic!("no {heading:?} in:\n{said}"));
+    said[from..]
+        .lines()
+        .skip_while(|l| !l.ends_with("LEAK SUMMARY:"))
+        .skip(1)
+        .take(5)
+        .map(|l| {
+            let (k, v) = l.trim_start_matches("==memlens==").split_once(':').unwrap();
+            (k.trim(), v.trim())
+        })
+        .collect()
+}
+
+/// The leak check at the end of a window: a heap snapshot of the whole process, written
+/// beside the trace. The blocks allocated while attached get memcheck's kinds with their
+/// stacks: exactly the leaked ones are definitely lost (and the blocks they alone point
+/// to indirectly lost). The blocks from before the attach are one line, in which the
+/// recorder's own thread's block is not counted. The process runs on; --leak-check=no
+/// takes no snapshot.
+#[test]
+fn leak_check_at_the_end_of_the_window() {
+    let prog = server();
+    let dir = scratch("attach-leaks");
+    let mut p = Program::start(&mut Command::new(&prog));
+    assert_eq!(p.line(), "ready");
+    let trace = dir.join("w.trace");
+    let Some(a) = attach(p.pid(), &trace, &[]) else {
+        return;
+    };
+    assert_eq!(p.cmd("alloc 40 300"), "allocated 40");
+    assert_eq!(p.cmd("leak 7 64"), "leaked 7");
+    assert_eq!(p.cmd("free_new 10"), "freed 10");
+    let (status, said) = a.stop();
+    assert_eq!(status.code(), Some(0), "{said}");
+    let snap = dir.join("w.snap");
+    assert!(
+        said.contains("a heap snapshot of the whole process (paused ")
+            && said.contains(&format!("), in {}", snap.display())),
+        "{said}"
+    );
+    let window = summary_after(&said, "of the blocks allocated while attached:");
+    assert_eq!(
+        window[0],
+        ("definitely lost", "448 bytes in 7 blocks"),
+        "{said}"
+    );
+    assert_eq!(
+        window[1],
+        ("indirectly lost", "448 bytes in 7 blocks"),
+        "{said}"
+    );
+    assert_eq!(
+        window[2],
+        ("possibly lost", "0 bytes in 0 blocks"),
+        "{said}"
+    );
+    // The 30 labelled blocks kept, and whatever the workers held at that moment.
+    assert_eq!(window[3].0, "still reachable");
+    assert!(
+        said.contains("error(s); `memlens leaks ")
+            && said.contains("blocks from before the attach (no stacks): "),
+        "{said}"
+    );
+    assert!(
+        said.contains(": 0 B definitely lost, 0 B indirectly lost, "),
+        "nothing from before the attach is lost; the recorder's thread is not the program's:\n{said}"
+    );
+    // The snapshot file, with the stacks.
+    let leaks = leaks_json(&snap, &["--show-leak-kinds", "all"]);
+    let records = leaks["records"].as_array().unwrap();
+    let at = |func: &str| -> Vec<&Value> {
+        records
+            .iter()
+            .filter(|r| {
+                r["stack"]
+                    .as_array()
+                    .is_some_and(|s| s.first().is_some_and(|f| f["function"] == func))
+            })
+            .collect()
+    };
+    let lost = at("leaky_site");
+    assert_eq!(lost.len(), 1, "{leaks}");
+    assert_eq!(lost[0]["kind"], "definitely_lost");
+    assert_eq!(
+        (lost[0]["blocks"].as_u64(), lost[0]["bytes"].as_u64()),
+        (Some(7), Some(448))
+    );
+    assert_eq!(
+        (
+            lost[0]["indirect_blocks"].as_u64(),
+            lost[0]["indirect_bytes"].as_u64()
+        ),
+        (Some(7), Some(448))
+    );
+    let kept = at("labelled_site");
+    assert_eq!(kept.len(), 1, "{leaks}");
+    assert_eq!(kept[0]["kind"], "still_reachable");
+    assert_eq!(
+        (kept[0]["blocks"].as_u64(), kept[0]["bytes"].as_u64()),
+        (Some(30), Some(9000))
+    );
+    // The process runs on and answers.
+    assert!(p.cmd("check").starts_with("checksum "));
+
+    // Without the leak check: no snapshot, no LEAK SUMMARY.
+    let trace2 = dir.join("n.trace");
+    let Some(a) = attach(p.pid(), &trace2, &["--leak-check=no"]) else {
+        return;
+    };
+    assert_eq!(p.cmd("leak 2 64"), "leaked 2");
+    let (status, said) = a.stop();
+    assert_eq!(status.code(), Some(0), "{said}");
+    assert!(
+        !said.contains("LEAK SUMMARY") && !said.contains("leak check"),
+        "{said}"
+    );
+    assert!(!dir.join("n.snap").exists());
+    let (_, status) = p.finish("quit 0");
+    assert_eq!(status.code(), Some(0));
+}
+
 /// The process exits while recorded: memlens says so, exits 2, and the trace ends with
 /// the program's exit status.
 #[test]

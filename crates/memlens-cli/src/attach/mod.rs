@@ -9,16 +9,20 @@
 //!    `dlopen` on the recorder and the recorder's `memlens_attach(settings)`, give the
 //!    thread back as it was. The recorder routes the allocation functions to itself and
 //!    records (`crates/memlens-preload/src/attach/`).
-//! 4. Wait for `--duration`, Ctrl-C, SIGTERM/SIGHUP, or the process's end. Then write to
+//! 4. Wait for `--duration`, Ctrl-C, SIGTERM/SIGHUP, or the process's end. Unless
+//!    `--leak-check=no`, take a heap snapshot of the still-recorded process
+//!    (`crate::snapshot`), joined with the trace so far, into NAME.snap. Then write to
 //!    the control FIFO: the recorder's own thread undoes the routing, ends the trace and
 //!    answers `ok` on the done FIFO. No ptrace is needed for that, so a thread stopped in
 //!    an awkward place can never hang the detach; if memlens dies, the control FIFO's end
 //!    of file detaches the same way.
-//! 5. Move the trace to its name and print `memlens run`'s summary of the window.
+//! 5. Move the trace to its name and print `memlens run`'s summary of the window: its
+//!    heap errors, and the LEAK SUMMARY of the blocks allocated in it (from the snapshot).
 
 mod inject;
 mod target;
 
+use crate::run::LeakCheck;
 use memlens_trace::env as var;
 use std::ffi::CString;
 use std::fs;
@@ -50,7 +54,8 @@ missing, output not writable, trace unreadable).
 
 Example:
   memlens attach 4242 --duration 30s        # record 30 s of a running server
-  memlens report memlens.myserver.4242.trace")]
+  memlens report memlens.myserver.4242.trace
+  memlens leaks memlens.myserver.4242.snap   # the leak check at the window's end")]
 pub struct AttachArgs {
     /// The running process to record (its pid). It must be dynamically linked against
     /// glibc, x86_64, and memlens must be allowed to ptrace it (same user, or root).
@@ -74,6 +79,17 @@ pub struct AttachArgs {
     /// Record the stack of every free/delete (costs time).
     #[arg(long)]
     pub free_stacks: bool,
+    /// Leak check when the recording ends with the process still running: a heap
+    /// snapshot of the whole process (as `memlens snapshot` takes it: every thread is
+    /// stopped while its heap is walked, and the pause is printed), written beside the
+    /// trace as NAME.snap. no: none, no pause; summary: the LEAK SUMMARY of the blocks
+    /// allocated while attached, which have their stacks, and one line for the blocks
+    /// from before the attach; full or yes: also the loss records, as `memlens leaks`
+    /// prints them.
+    #[arg(long, value_enum, default_value_t = LeakCheck::Summary)]
+    pub leak_check: LeakCheck,
+    #[command(flatten)]
+    pub leak: crate::leaks::LeakOptions,
     /// Print nothing but errors (no summary).
     #[arg(short, long)]
     pub quiet: bool,
@@ -311,6 +327,9 @@ fn attach(args: &AttachArgs) -> Result<u8, Failure> {
     };
     let output = std::path::absolute(&output)
         .map_err(|e| own_failure(format!("bad output path {}: {e}", output.display())))?;
+    let snapshot_out = snapshot_path(&output);
+    // A bad suppressions file is said before the process is touched.
+    let suppressions = args.leak.load_suppressions().map_err(own_failure)?;
     let dir = output.parent().unwrap_or(Path::new("/")).to_path_buf();
     let work = dir.join(format!(".memlens-attach-{pid}-{}", std::process::id()));
     fs::DirBuilder::new()
@@ -387,6 +406,10 @@ fn attach(args: &AttachArgs) -> Result<u8, Failure> {
     use std::os::fd::AsRawFd;
     let until = args.duration.map(|d| Instant::now() + d);
     let (ended_early, _sig) = wait(done_file.as_raw_fd(), signals.as_ref(), until);
+    // The leak check, while the recorder still runs: it writes its buffered events for
+    // the snapshot to join, and its live table says which blocks it saw allocated.
+    let leak_check = (!ended_early && args.leak_check != LeakCheck::No)
+        .then(|| crate::snapshot::write_snapshot(pid as u32, &trace_tmp, &snapshot_out));
     let mut answer = Vec::new();
     if !ended_early {
         // Ask the recorder to stop; it answers on the done FIFO.
@@ -446,17 +469,36 @@ fn attach(args: &AttachArgs) -> Result<u8, Failure> {
     if !args.quiet {
         let opts = memlens_analysis::ReportOptions {
             top: 3,
+            leaks: Some(args.leak.resolution()),
             heap_errors: true,
             ..Default::default()
         };
         match crate::report::analyse(&output, &opts) {
-            Ok(r) => crate::report::print_run_summary(&r, &output),
+            Ok(mut r) => {
+                crate::report::print_run_summary(&r, &output);
+                // The window's heap errors (the trace has no scan: its leak report has
+                // nothing else).
+                if let Some(l) = r.leaks.take() {
+                    let md = std::mem::take(&mut r.metadata);
+                    let mut view = crate::leaks::LeakView::new(l, md, &args.leak, &suppressions);
+                    crate::write_stderr(&crate::leaks::after_summary(&mut view, &output, false));
+                }
+            }
             Err(e) => {
                 return Err(own_failure(format!(
                     "cannot summarize {}: {e}",
                     output.display()
                 )))
             }
+        }
+        match leak_check {
+            Some(Ok(pause)) => {
+                if let Err(e) = window_leaks(&snapshot_out, pause, args, &suppressions) {
+                    crate::say!("==memlens== no leak check: {e}");
+                }
+            }
+            Some(Err(e)) => crate::say!("==memlens== no leak check: {e}"),
+            None => {}
         }
         if detached {
             crate::say!("==memlens== detached: process {pid} runs on");
@@ -478,6 +520,76 @@ fn attach(args: &AttachArgs) -> Result<u8, Failure> {
     } else {
         EXIT_PROCESS_ENDED
     })
+}
+
+/// Where the leak check's snapshot goes: beside the trace, `.trace` replaced by `.snap`.
+fn snapshot_path(trace: &Path) -> PathBuf {
+    match trace.extension() {
+        Some(x) if x == "trace" => trace.with_extension("snap"),
+        _ => {
+            let mut s = trace.as_os_str().to_owned();
+            s.push(".snap");
+            PathBuf::from(s)
+        }
+    }
+}
+
+/// The leak check of the window, from the snapshot taken at its end: the LEAK SUMMARY
+/// (and with --leak-check=full the loss records) of the blocks allocated while attached,
+/// which the recorder saw and which have stacks; one line for the blocks from before the
+/// attach, which have none.
+fn window_leaks(
+    snap: &Path,
+    pause: Duration,
+    args: &AttachArgs,
+    sup: &memlens_analysis::suppressions::Suppressions,
+) -> Result<(), String> {
+    use memlens_analysis::leaks::Summary;
+    use memlens_common::units::{count, human_bytes, human_time, plural};
+    let mut view = crate::leaks::LeakView::load(snap, &args.leak, sup).map_err(|e| {
+        format!(
+            "cannot read the leak check's snapshot {}: {e}",
+            snap.display()
+        )
+    })?;
+    let (before, window): (Vec<_>, Vec<_>) = std::mem::take(&mut view.report.records)
+        .into_iter()
+        .partition(|r| r.stack == 0);
+    view.report.records = window;
+    view.report.resummarize();
+    let mut text = format!(
+        "==memlens== leak check at the end of the window: a heap snapshot of the whole process \
+         (paused {}), in {}\n==memlens== of the blocks allocated while attached:\n",
+        human_time(pause.as_nanos() as u64),
+        snap.display()
+    );
+    text.push_str(&crate::leaks::after_summary(
+        &mut view,
+        snap,
+        args.leak_check == LeakCheck::Full,
+    ));
+    let s = &Summary::of(&before);
+    let kinds = [
+        s.definitely_lost,
+        s.indirectly_lost,
+        s.possibly_lost,
+        s.still_reachable,
+    ];
+    let blocks: u64 = kinds.iter().map(|a| a.blocks).sum();
+    if blocks > 0 {
+        text.push_str(&format!(
+            "==memlens== blocks from before the attach (no stacks): {} in {}: {} B definitely \
+             lost, {} B indirectly lost, {} B possibly lost, {} B still reachable\n",
+            human_bytes(kinds.iter().map(|a| a.bytes).sum()),
+            plural(blocks, "block", "blocks"),
+            count(s.definitely_lost.bytes),
+            count(s.indirectly_lost.bytes),
+            count(s.possibly_lost.bytes),
+            count(s.still_reachable.bytes),
+        ));
+    }
+    crate::write_stderr(&text);
+    Ok(())
 }
 
 /// Libraries whose code may hold a lock that `dlopen` or malloc take (the allocator's,

@@ -150,6 +150,14 @@ fn run(args: &SnapshotArgs) -> Result<(), String> {
     crate::write_stdout(text.as_bytes())
 }
 
+/// Take a snapshot of `pid`, joined with `trace`, and write it to `out` (what `memlens
+/// attach` does at the end of its window). How long the process was paused.
+pub fn write_snapshot(pid: u32, trace: &Path, out: &Path) -> Result<std::time::Duration, String> {
+    let a = snapshot(pid, Some(trace))?;
+    file::write(out, &a)?;
+    Ok(a.taken.pause)
+}
+
 /// `memlens.PROGRAM.PID.N.snap` in `dir`, N the first number not taken.
 pub fn default_output(pid: u32, dir: &Path) -> PathBuf {
     let prog = std::fs::read_link(format!("/proc/{pid}/exe"))
@@ -254,7 +262,7 @@ pub fn snapshot(pid: u32, trace: Option<&Path>) -> Result<Analysed, String> {
             (None, Some(r)) => Some((r.func, 0)),
             (None, None) => None,
         });
-        internal.push(rec.is_some_and(|r| r.internal));
+        internal.push(rec.is_some_and(|r| r.internal) || taken.recorder_blocks.contains(&addr));
     }
     drop(replay);
 
