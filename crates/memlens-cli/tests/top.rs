@@ -257,9 +257,8 @@ fn ranks_growers_follows_exits_and_compares_restarts() {
     assert!(err.contains("==memlens== 5 processes growing"), "{err}");
     assert!(
         err.contains(&format!(
-            "==memlens== next step for pid {}: native: memlens cannot attach to a running process yet (no `memlens attach` or `memlens snapshot`); restart it under the recorder, `memlens run -- {} 4096 grower`",
-            grower.pid(),
-            prog.display()
+            "==memlens== next step for pid {pid}: native: `memlens snapshot {pid}` now and again later, and `memlens diff` of the two .snap files names the roots that grew; `memlens attach {pid} --duration 60s` records a minute of its allocations with their stacks and leak kinds",
+            pid = grower.pid(),
         )),
         "{err}"
     );

@@ -123,8 +123,17 @@ fn shell_words(args: &[String]) -> String {
         .join(" ")
 }
 
-/// One line: what to run next to find what grows in process `pid`.
-pub fn next_step(rt: Runtime, pid: i32, cmdline: &[String]) -> String {
+/// Whether `memlens attach` and `memlens snapshot` can work on process `pid`: it maps
+/// glibc's `libc.so.6` (they walk glibc's heap and call its `dlopen`). False when its
+/// map cannot be read (another user's process, or it has ended).
+pub fn maps_glibc(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .is_ok_and(|m| m.lines().any(|l| l.ends_with("/libc.so.6")))
+}
+
+/// One line: what to run next to find what grows in process `pid`. `glibc`: it can be
+/// attached to and snapshotted ([`maps_glibc`]).
+pub fn next_step(rt: Runtime, pid: i32, cmdline: &[String], glibc: bool) -> String {
     match rt {
         Runtime::Java => format!(
             "Java: take a heap dump, `jcmd {pid} GC.heap_dump /tmp/heap-{pid}.hprof`, twice \
@@ -151,11 +160,24 @@ pub fn next_step(rt: Runtime, pid: i32, cmdline: &[String]) -> String {
             } else {
                 format!("`memlens run -- {words}`")
             };
-            format!(
-                "{what}: memlens cannot attach to a running process yet (no `memlens attach` or \
-                 `memlens snapshot`); restart it under the recorder, {run}, and \
-                 `memlens report` shows the allocation sites that grow"
-            )
+            match (glibc, rt) {
+                (true, Runtime::Python) => format!(
+                    "{what}: `memlens snapshot {pid}` now and again later, and `memlens diff` \
+                     of the two .snap files names the roots and sizes that grew; for Python \
+                     lines in the stacks, restart it under the recorder, {run}"
+                ),
+                (true, _) => format!(
+                    "{what}: `memlens snapshot {pid}` now and again later, and `memlens diff` \
+                     of the two .snap files names the roots that grew; `memlens attach {pid} \
+                     --duration 60s` records a minute of its allocations with their stacks \
+                     and leak kinds"
+                ),
+                (false, _) => format!(
+                    "{what}: restart it under the recorder, {run}, and `memlens report` shows \
+                     the allocation sites that grow (memlens attach and snapshot need a process \
+                     that maps glibc's libc.so.6 and whose map memlens may read)"
+                ),
+            }
         }
     }
 }
@@ -203,16 +225,30 @@ mod tests {
 
     #[test]
     fn one_line_each_and_no_command_that_does_not_exist() {
-        let j = next_step(Runtime::Java, 42, &[]);
+        let j = next_step(Runtime::Java, 42, &[], true);
         assert!(j.contains("jcmd 42 GC.heap_dump /tmp/heap-42.hprof"), "{j}");
-        assert!(next_step(Runtime::Go, 7, &[]).contains("/debug/pprof/heap"));
-        assert!(next_step(Runtime::Node, 7, &[]).contains("--heapsnapshot-signal"));
-        let n = next_step(Runtime::Native, 7, &v(&["./srv", "--port", "80 80"]));
+        assert!(next_step(Runtime::Go, 7, &[], true).contains("/debug/pprof/heap"));
+        assert!(next_step(Runtime::Node, 7, &[], true).contains("--heapsnapshot-signal"));
+        let n = next_step(Runtime::Native, 7, &v(&["./srv", "--port", "80 80"]), false);
         assert!(n.contains("`memlens run -- ./srv --port '80 80'`"), "{n}");
         assert!(
-            n.contains("no `memlens attach` or `memlens snapshot`"),
+            n.contains("need a process that maps glibc's libc.so.6"),
             "{n}"
         );
+        let n = next_step(Runtime::Native, 7, &v(&["./srv"]), true);
+        assert!(
+            n.contains("`memlens snapshot 7` now and again later")
+                && n.contains("`memlens attach 7 --duration 60s`"),
+            "{n}"
+        );
+        let py = next_step(Runtime::Python, 7, &v(&["python3", "app.py"]), true);
+        assert!(
+            py.contains("`memlens snapshot 7`") && py.contains("`memlens run -- python3 app.py`"),
+            "{py}"
+        );
+        // This process maps glibc's libc; no process has pid 0x7fffffff.
+        assert!(maps_glibc(std::process::id() as i32));
+        assert!(!maps_glibc(i32::MAX));
         for rt in [
             Runtime::Java,
             Runtime::Go,
@@ -220,7 +256,9 @@ mod tests {
             Runtime::Python,
             Runtime::Native,
         ] {
-            assert!(!next_step(rt, 1, &[]).contains('\n'));
+            for glibc in [false, true] {
+                assert!(!next_step(rt, 1, &[], glibc).contains('\n'));
+            }
         }
     }
 }

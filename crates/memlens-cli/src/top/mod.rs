@@ -169,7 +169,8 @@ impl State<'_> {
     pub(crate) fn next_step(&self, idx: usize) -> String {
         let p = &self.table.procs[idx];
         let rt = next_step::detect(p.exe.as_deref(), &p.cmdline);
-        next_step::next_step(rt, p.key.pid, &p.cmdline)
+        let glibc = next_step::maps_glibc(p.key.pid);
+        next_step::next_step(rt, p.key.pid, &p.cmdline, glibc)
     }
 }
 
