@@ -21,6 +21,8 @@
 //!   must not allocate.
 //! * [`symbolize`]: turns the raw stacks of the sites you print into functions and source
 //!   lines ([`Symbolizer`]), refusing to use binaries that changed since recording.
+//! * [`variables`]: where global and static variables are declared (file and line), from
+//!   a module's DWARF.
 //!
 //! ```no_run
 //! use memlens_analysis::{Report, ReportOptions, Symbolizer};
@@ -50,6 +52,7 @@ pub mod suppressions;
 pub mod symbolize;
 pub mod temporary;
 pub mod timeline;
+pub mod variables;
 pub mod window;
 
 pub use profile::{Metric, Profile, ProfileOptions};

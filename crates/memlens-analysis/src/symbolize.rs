@@ -136,8 +136,10 @@ pub struct Symbolizer {
     /// The modules of the CPython interpreter whose frames were read: in a stack with
     /// Python frames, their native frames are the interpreter's machinery.
     interpreter: std::collections::HashSet<u32>,
-    /// Each module's data symbols (address, size, symbol), read on first use.
+    /// Each module's data symbols ([`data_symbols`]), read on first use.
     data_symbols: HashMap<u32, Vec<(u64, u64, String)>>,
+    /// Each module's variable declarations (DWARF), read on first use.
+    variable_sources: HashMap<u32, Vec<crate::variables::VariableSource>>,
     warnings: Vec<String>,
     /// Allocation wrappers ([`DEFAULT_ALLOC_FNS`] and `--alloc-fn`).
     alloc_fns: std::collections::HashSet<String>,
@@ -171,6 +173,7 @@ impl Symbolizer {
             py_codes: HashMap::new(),
             interpreter: Default::default(),
             data_symbols: HashMap::new(),
+            variable_sources: HashMap::new(),
             warnings: Vec::new(),
             alloc_fns: DEFAULT_ALLOC_FNS
                 .iter()
@@ -322,11 +325,27 @@ impl Symbolizer {
         let symbols = self
             .data_symbols
             .entry(module)
-            .or_insert_with(|| read_data_symbols(Path::new(path)));
-        symbols
-            .iter()
-            .find(|&&(addr, size, _)| vaddr >= addr && vaddr < addr + size.max(1))
-            .map(|(_, _, name)| demangle(name).0)
+            .or_insert_with(|| data_symbols(Path::new(path)));
+        data_symbol_at(symbols, vaddr).map(|k| symbols[k].2.clone())
+    }
+
+    /// Where the global containing `vaddr` in `module` is declared, `file:line` (from the
+    /// module's DWARF), if it says.
+    pub fn variable_source(&mut self, module: u32, vaddr: u64) -> Option<String> {
+        if !self.usable(module) {
+            return None;
+        }
+        let path = Path::new(&self.modules[&module].module.path);
+        let symbols = self
+            .data_symbols
+            .entry(module)
+            .or_insert_with(|| data_symbols(path));
+        let start = symbols[data_symbol_at(symbols, vaddr)?].0;
+        let sources = self
+            .variable_sources
+            .entry(module)
+            .or_insert_with(|| crate::variables::variable_sources(path));
+        crate::variables::source_at(sources, start).map(|v| v.text())
     }
 
     fn resolve(&mut self, raw: RawFrame) -> Vec<Frame> {
@@ -406,9 +425,10 @@ impl Symbolizer {
     }
 }
 
-/// The data symbols of an ELF file (static table, then dynamic), in file order; empty if
-/// it cannot be read.
-fn read_data_symbols(path: &Path) -> Vec<(u64, u64, String)> {
+/// The data symbols (global variables) of an ELF file, static table and dynamic: (virtual
+/// address, size, demangled name), sorted by address, without duplicates; empty if it
+/// cannot be read.
+pub fn data_symbols(path: &Path) -> Vec<(u64, u64, String)> {
     use object::{Object, ObjectSymbol};
     let Ok(data) = std::fs::read(path) else {
         return Vec::new();
@@ -416,11 +436,25 @@ fn read_data_symbols(path: &Path) -> Vec<(u64, u64, String)> {
     let Ok(file) = object::File::parse(&*data) else {
         return Vec::new();
     };
-    file.symbols()
+    let mut v: Vec<(u64, u64, String)> = file
+        .symbols()
         .chain(file.dynamic_symbols())
-        .filter(|s| s.kind() == object::SymbolKind::Data)
-        .filter_map(|s| Some((s.address(), s.size(), s.name().ok()?.to_string())))
-        .collect()
+        .filter(|s| s.kind() == object::SymbolKind::Data && s.address() != 0)
+        .filter_map(|s| Some((s.address(), s.size(), demangle(s.name().ok()?).0)))
+        .collect();
+    v.sort();
+    v.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+    v
+}
+
+/// The symbol of `symbols` (as [`data_symbols`] lists them) containing `vaddr`: its
+/// index. Of the last symbols starting at or before it (sizes may overlap: aliases), the
+/// nearest that contains it; a symbol of size 0 covers its first byte.
+pub fn data_symbol_at(symbols: &[(u64, u64, String)], vaddr: u64) -> Option<usize> {
+    let i = symbols.partition_point(|s| s.0 <= vaddr);
+    (i.saturating_sub(4)..i)
+        .rev()
+        .find(|&k| vaddr < symbols[k].0 + symbols[k].1.max(1))
 }
 
 /// Below this many new frames, [`Symbolizer::prefetch`] stays on one thread.

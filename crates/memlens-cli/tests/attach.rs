@@ -445,6 +445,11 @@ fn leak_check_at_the_end_of_the_window() {
         (kept[0]["blocks"].as_u64(), kept[0]["bytes"].as_u64()),
         (Some(30), Some(9000))
     );
+    // Held by the global array, named with its declaration (the program's DWARF).
+    assert_eq!(
+        kept[0]["kept_alive_by"], "global `kept` (attach_server.c:30) -> 30 blocks",
+        "{leaks}"
+    );
     // The process runs on and answers.
     assert!(p.cmd("check").starts_with("checksum "));
 

@@ -186,6 +186,15 @@ fn every_live_block_is_found_and_tcache_fastbin_frees_are_not() {
     assert_eq!(amount(cache), (f["cache_bytes"], f["cache"]));
     assert_eq!(cache["kind"], "global");
     assert!(cache["module"].as_str().unwrap().ends_with("/snapshot"));
+    // Where it is declared, from the program's DWARF.
+    assert!(
+        cache["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("/tests/programs/snapshot.c:23"),
+        "{cache}"
+    );
+    assert_eq!(cache["text"], "the global `g_cache` (snapshot.c:23)");
     assert!(v["pause_ns"].as_u64().unwrap() > 0);
     // The process runs on: it leaks three more blocks on request, and a second
     // snapshot finds them.
@@ -327,7 +336,7 @@ fn two_snapshots_diff_names_the_global_that_grew() {
         .unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
-        text.contains("+100 blocks through the global `g_cache` (snapshot)"),
+        text.contains("+100 blocks through the global `g_cache` (snapshot.c:23)"),
         "{text}"
     );
     let _ = p.quit();

@@ -132,6 +132,8 @@ pub mod tag {
     pub const SCAN_END: u8 = 43;
     /// A snapshot's holder ("what holds the memory"), after its blocks.
     pub const SCAN_HOLDER: u8 = 44;
+    /// The same with the source of a global's declaration (what snapshots now write).
+    pub const SCAN_HOLDER_SOURCE: u8 = 45;
 }
 
 /// The fixed part of a trace: who was traced, when, and with which settings.

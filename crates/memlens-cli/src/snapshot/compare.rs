@@ -16,6 +16,8 @@ pub struct Change {
     pub text: String,
     pub name: String,
     pub module: String,
+    /// `file:line` of a global's declaration, or empty.
+    pub source: String,
     pub before: (u64, u64),
     pub after: (u64, u64),
 }
@@ -60,12 +62,13 @@ pub fn holders(a: &Path, b: &Path) -> Result<Option<Vec<Change>>, String> {
         } else if h.kind == RootKind::Anonymous && h.name.starts_with("anonymous memory") {
             "anonymous memory".to_string()
         } else {
-            holder_phrase(h.kind, h.tid, &h.name, &h.module)
+            holder_phrase(h.kind, h.tid, &h.name, &h.module, &h.source)
         };
         let c = m.entry(key(h)).or_insert_with(|| Change {
             text,
             name: h.name.clone(),
             module: h.module.clone(),
+            source: h.source.clone(),
             before: (0, 0),
             after: (0, 0),
         });
@@ -127,6 +130,7 @@ pub fn json(changes: &[Change], top: usize) -> Value {
                 "holder": c.text,
                 "name": c.name,
                 "module": c.module,
+                "source": c.source,
                 "before": {"bytes": c.before.0, "blocks": c.before.1},
                 "after": {"bytes": c.after.0, "blocks": c.after.1},
                 "change": {"bytes": c.bytes_change(), "blocks": c.after.1 as i64 - c.before.1 as i64},

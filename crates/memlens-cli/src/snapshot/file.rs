@@ -176,6 +176,7 @@ fn write_inner(path: &Path, a: &Analysed) -> std::io::Result<()> {
                 h.blocks,
                 h.name.as_bytes(),
                 h.module.as_bytes(),
+                h.source.as_bytes(),
             )
         })?;
     }
@@ -188,6 +189,7 @@ fn write_inner(path: &Path, a: &Analysed) -> std::io::Result<()> {
             shared.0,
             shared.1,
             b"(several roots)",
+            b"",
             b"",
         )
     })?;
@@ -222,6 +224,8 @@ pub struct SnapHolder {
     pub tid: u32,
     pub name: String,
     pub module: String,
+    /// `file:line` of a global's declaration, or empty.
+    pub source: String,
     pub bytes: u64,
     pub blocks: u64,
     /// "Reachable through several roots" (not one holder).
@@ -243,11 +247,13 @@ pub fn read_holders(r: &TraceReader) -> Result<Option<Vec<SnapHolder>>, String> 
                 blocks,
                 name,
                 module,
+                source,
             } => out.push(SnapHolder {
                 kind,
                 tid,
                 name,
                 module,
+                source,
                 bytes,
                 blocks,
                 shared: id == u32::MAX,

@@ -22,6 +22,8 @@ mod take;
 mod text;
 
 use memlens_analysis::replay::Replay;
+use memlens_analysis::symbolize::{data_symbol_at, data_symbols};
+use memlens_analysis::variables::{source_at, variable_sources, VariableSource};
 use memlens_common::units::human_time;
 use memlens_reach::{mark, Heap, Marks};
 use memlens_trace::reader::{Metadata, Module, TraceReader};
@@ -102,6 +104,8 @@ pub struct HolderInfo {
     pub name: String,
     /// The module of a global (its path).
     pub module: String,
+    /// Where a global is declared (`file:line`, from the module's DWARF), or empty.
+    pub source: String,
     pub bytes: u64,
     pub blocks: u64,
 }
@@ -427,6 +431,8 @@ struct Namer {
     modules: Vec<Mapped>,
     /// Per module: its data symbols (ELF virtual address, size, demangled name), sorted.
     symbols: HashMap<usize, Vec<(u64, u64, String)>>,
+    /// Per module: where its variables are declared (DWARF), sorted by address.
+    sources: HashMap<usize, Vec<VariableSource>>,
     ids: HashMap<String, u32>,
     by_symbol: HashMap<(usize, usize), u32>,
     by_range: HashMap<(u64, u64), u32>,
@@ -435,38 +441,12 @@ struct Namer {
     threads: HashMap<u32, String>,
 }
 
-/// A module's data symbols (globals), sorted by address, demangled.
-fn data_symbols(path: &str) -> Vec<(u64, u64, String)> {
-    use object::{Object, ObjectSymbol};
-    let Ok(data) = std::fs::read(path) else {
-        return Vec::new();
-    };
-    let Ok(file) = object::File::parse(&*data) else {
-        return Vec::new();
-    };
-    let mut v: Vec<(u64, u64, String)> = file
-        .symbols()
-        .chain(file.dynamic_symbols())
-        .filter(|s| s.kind() == object::SymbolKind::Data && s.address() != 0)
-        .filter_map(|s| {
-            let name = s.name().ok()?;
-            Some((
-                s.address(),
-                s.size(),
-                memlens_analysis::symbolize::demangle(name).0,
-            ))
-        })
-        .collect();
-    v.sort();
-    v.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
-    v
-}
-
 impl Namer {
     fn new(maps: &[remote::Mapping], threads: &[ptrace::Thread]) -> Namer {
         Namer {
             modules: module_mappings(maps),
             symbols: HashMap::new(),
+            sources: HashMap::new(),
             ids: HashMap::new(),
             by_symbol: HashMap::new(),
             by_range: HashMap::new(),
@@ -482,12 +462,19 @@ impl Namer {
         let syms = self
             .symbols
             .entry(mi)
-            .or_insert_with(|| data_symbols(&path));
-        let i = syms.partition_point(|s| s.0 <= vaddr);
-        // The last symbols starting at or before vaddr (sizes may overlap: aliases).
-        (i.saturating_sub(4)..i)
-            .rev()
-            .find(|&k| vaddr < syms[k].0 + syms[k].1.max(1))
+            .or_insert_with(|| data_symbols(Path::new(&path)));
+        data_symbol_at(syms, vaddr)
+    }
+
+    /// `file:line` of the variable of module `mi` starting at `vaddr`, from the module's
+    /// DWARF; empty when it has none (no -g, stripped, compressed debug sections).
+    fn source(&mut self, mi: usize, vaddr: u64) -> String {
+        let path = &self.modules[mi].path;
+        let sources = self
+            .sources
+            .entry(mi)
+            .or_insert_with(|| variable_sources(Path::new(path)));
+        source_at(sources, vaddr).map_or_else(String::new, |v| v.text())
     }
 
     fn id(&mut self, key: String, make: impl FnOnce() -> HolderInfo) -> u32 {
@@ -510,6 +497,7 @@ impl Namer {
             tid,
             name,
             module: String::new(),
+            source: String::new(),
             bytes: 0,
             blocks: 0,
         });
@@ -540,12 +528,15 @@ impl Namer {
                     if let Some(&i) = self.by_symbol.get(&(mi, k)) {
                         return i;
                     }
-                    let name = self.symbols[&mi][k].2.clone();
+                    let (start, _, ref name) = self.symbols[&mi][k];
+                    let name = name.clone();
+                    let source = self.source(mi, start);
                     let i = self.id(format!("global {path} {name}"), || HolderInfo {
                         kind: RootKind::ModuleData,
                         tid: 0,
                         name,
                         module: path,
+                        source,
                         bytes: 0,
                         blocks: 0,
                     });
@@ -557,6 +548,7 @@ impl Namer {
                     tid: 0,
                     name: String::new(),
                     module: path,
+                    source: String::new(),
                     bytes: 0,
                     blocks: 0,
                 }),
@@ -579,6 +571,7 @@ impl Namer {
             tid: 0,
             name,
             module: String::new(),
+            source: String::new(),
             bytes: 0,
             blocks: 0,
         });

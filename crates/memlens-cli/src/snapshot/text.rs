@@ -10,11 +10,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// A holder as one phrase: "the global `g_cache` (server)", "the stack of thread 4
+/// A holder as one phrase: "the global `g_cache` (server.c:12)" (its declaration, when
+/// the module's DWARF says, else its module: "(server)"), "the stack of thread 4
 /// `worker`", "anonymous memory 0x...-0x...".
-pub fn holder_phrase(kind: RootKind, tid: u32, name: &str, module: &str) -> String {
+pub fn holder_phrase(kind: RootKind, tid: u32, name: &str, module: &str, source: &str) -> String {
     let short = module.rsplit('/').next().unwrap_or(module);
     match kind {
+        RootKind::ModuleData if !name.is_empty() && !source.is_empty() => {
+            // The file's name, as stack frames show it (the JSON has the path).
+            let file = source.rsplit('/').next().unwrap_or(source);
+            format!("the global `{name}` ({file})")
+        }
         RootKind::ModuleData if !name.is_empty() => format!("the global `{name}` ({short})"),
         RootKind::ModuleData => format!("the data of {short} (no symbol)"),
         RootKind::ThreadStack | RootKind::Registers if name.is_empty() => {
@@ -28,7 +34,7 @@ pub fn holder_phrase(kind: RootKind, tid: u32, name: &str, module: &str) -> Stri
 }
 
 fn phrase(h: &HolderInfo) -> String {
-    holder_phrase(h.kind, h.tid, &h.name, &h.module)
+    holder_phrase(h.kind, h.tid, &h.name, &h.module, &h.source)
 }
 
 pub fn summary(a: &Analysed, top: usize, out: &Path) -> String {
@@ -222,6 +228,7 @@ pub fn json(a: &Analysed, out: &Path) -> Value {
             "kind": holder_kind(h.kind),
             "name": h.name,
             "module": h.module,
+            "source": h.source,
             "tid": h.tid,
             "bytes": h.bytes,
             "blocks": h.blocks,

@@ -216,7 +216,8 @@ pub enum ScanRecord {
     },
     /// What holds memory (written by `memlens snapshot`): the blocks reachable only
     /// through one root, a global variable (module data, `name` its symbol, `module` its
-    /// file), a thread (its stack and registers) or another mapping.
+    /// file, `source` the `file:line` of its declaration when the module's DWARF says), a
+    /// thread (its stack and registers) or another mapping.
     Holder {
         id: u32,
         kind: RootKind,
@@ -225,6 +226,7 @@ pub enum ScanRecord {
         blocks: u64,
         name: String,
         module: String,
+        source: String,
     },
 }
 

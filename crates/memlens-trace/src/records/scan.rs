@@ -22,7 +22,8 @@ impl ScanDecoder {
             tag::SCAN_ROOT => read_scan_root(c),
             tag::SCAN_BLOCK => self.read_scan_block(c),
             tag::SCAN_END => read_scan_end(c),
-            tag::SCAN_HOLDER => read_scan_holder(c),
+            tag::SCAN_HOLDER => read_scan_holder(c, false),
+            tag::SCAN_HOLDER_SOURCE => read_scan_holder(c, true),
             _ => None,
         }
     }
@@ -206,7 +207,9 @@ fn read_scan_end(c: &mut Cursor) -> Option<ScanRecord> {
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
     /// A holder: `bytes` in `blocks` reachable only through the root `name` (a data
-    /// symbol of `module`, a thread, a mapping) of kind `kind` (thread `tid`).
+    /// symbol of `module`, a thread, a mapping) of kind `kind` (thread `tid`); `source`
+    /// is where a global is declared (`file:line`, empty when unknown). Written with tag
+    /// [`tag::SCAN_HOLDER_SOURCE`].
     #[allow(clippy::too_many_arguments)]
     pub fn scan_holder(
         &mut self,
@@ -217,13 +220,15 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         blocks: u64,
         name: &[u8],
         module: &[u8],
+        source: &[u8],
     ) -> Result<(), WriteError> {
         let name = &name[..name.len().min(4096)];
         let module = &module[..module.len().min(4096)];
-        if self.stream_room() < 2 + 7 * varint::MAX_LEN + name.len() + module.len() {
+        let source = &source[..source.len().min(4096)];
+        if self.stream_room() < 2 + 8 * varint::MAX_LEN + name.len() + module.len() + source.len() {
             return Err(WriteError::NoSpace);
         }
-        self.put_u8(tag::SCAN_HOLDER);
+        self.put_u8(tag::SCAN_HOLDER_SOURCE);
         self.records += 1;
         self.put(id as u64);
         self.put_u8(kind as u8);
@@ -232,11 +237,13 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         self.put(blocks);
         self.put_raw_bytes(name);
         self.put_raw_bytes(module);
+        self.put_raw_bytes(source);
         Ok(())
     }
 }
 
-fn read_scan_holder(c: &mut Cursor) -> Option<ScanRecord> {
+/// A ScanHolder record; `with_source`: tag 45, whose last field is the source.
+fn read_scan_holder(c: &mut Cursor, with_source: bool) -> Option<ScanRecord> {
     Some(ScanRecord::Holder {
         id: c.u32()?,
         kind: RootKind::from_u8(c.u8()?)?,
@@ -245,5 +252,10 @@ fn read_scan_holder(c: &mut Cursor) -> Option<ScanRecord> {
         blocks: c.u64()?,
         name: c.string()?,
         module: c.string()?,
+        source: if with_source {
+            c.string()?
+        } else {
+            String::new()
+        },
     })
 }

@@ -236,6 +236,7 @@ fn scan_records() {
             3,
             b"g_sessions",
             b"/usr/bin/server",
+            b"server.c:12",
         )
     });
     assert_eq!(
@@ -288,6 +289,7 @@ fn scan_records() {
                 blocks: 3,
                 name: "g_sessions".into(),
                 module: "/usr/bin/server".into(),
+                source: "server.c:12".into(),
             },
         ]
     );
@@ -582,4 +584,34 @@ fn events_round_trip_until_the_chunk_is_full() {
     assert_eq!(decode_chunk(&ch, 3), written);
     // A Meta record cannot join an Events chunk.
     assert!(ch.thread(1, 2, 3, b"x").is_err());
+}
+
+/// Snapshot files written before holders carried their source (tag 44) still read, with
+/// an empty source.
+#[test]
+fn holder_without_source_still_reads() {
+    let mut raw = vec![tag::SCAN_HOLDER];
+    for v in [3u64, RootKind::ModuleData as u64, 0, 4096, 3] {
+        crate::varint::put_u64(&mut raw, v);
+    }
+    for s in [&b"g_cache"[..], b"/usr/bin/server"] {
+        crate::varint::put_u64(&mut raw, s.len() as u64);
+        raw.extend_from_slice(s);
+    }
+    let mut c = crate::varint::Cursor::new(&raw);
+    let got = ScanDecoder::new(FORMAT_VERSION).decode_scan(&mut c);
+    assert_eq!(
+        got,
+        Some(ScanRecord::Holder {
+            id: 3,
+            kind: RootKind::ModuleData,
+            tid: 0,
+            bytes: 4096,
+            blocks: 3,
+            name: "g_cache".into(),
+            module: "/usr/bin/server".into(),
+            source: String::new(),
+        })
+    );
+    assert!(c.is_empty());
 }
