@@ -221,7 +221,7 @@ pub fn notice_sentence(n: &Notice) -> Option<String> {
             let p = PythonInfo::from_notice(n)?;
             (p.allocator == "pymalloc").then(|| {
                 format!(
-                    "Python {} used its pymalloc allocator (PYTHONMALLOC was set, or -E/-I made Python ignore the environment), so Python objects of 512 bytes or less come from pymalloc's arenas and are not seen one by one; run it with PYTHONMALLOC=malloc (memlens run's default, --python-allocator=malloc) to see every object",
+                    "Python {} used its pymalloc allocator, so Python objects of 512 bytes or less come from pymalloc's arenas and are not seen one by one; to see every object, start it with PYTHONMALLOC=malloc (memlens run's default, --python-allocator=malloc; a process memlens attached to keeps the allocator it started with)",
                     p.version
                 )
             })

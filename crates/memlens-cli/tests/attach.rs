@@ -626,10 +626,12 @@ fn python_attached_twice_runs_on() {
     };
     let script = "import sys\n\
         kept = []\n\
+        def work(n):\n\
+        \x20   kept.append(['x' * (i % 300 + 600) for i in range(n)])\n\
         print('ready', flush=True)\n\
         for line in sys.stdin:\n\
         \x20   n = int(line.split()[1])\n\
-        \x20   kept.append(['x' * (i % 300 + 600) for i in range(n)])\n\
+        \x20   work(n)\n\
         \x20   print('done', n, sum(len(s) for s in kept[-1]), flush=True)\n";
     let mut cmd = Command::new(&python);
     cmd.args(["-u", "-c", script]);
@@ -660,6 +662,30 @@ fn python_attached_twice_runs_on() {
             r["totals"]
         );
         assert_eq!(leaks_json(&trace, &[])["error_count"], 0);
+        // The strings (600 to 899 characters: above pymalloc's 512 bytes, so from malloc)
+        // have the Python function that made them in their stacks, line 4 of the script,
+        // in every window (the second trace defines its code objects again).
+        let at_line_4: Vec<u64> = r["hotspots"]["by_allocations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| {
+                frames(s).iter().any(|f| {
+                    f["file"] == "<string>"
+                        && f["line"] == 4
+                        && f["function"]
+                            .as_str()
+                            .is_some_and(|n| n.starts_with("work"))
+                })
+            })
+            .map(|s| s["allocations"].as_u64().unwrap())
+            .collect();
+        let want: u64 = pair.iter().map(|c| c[5..].parse::<u64>().unwrap()).sum();
+        assert!(
+            at_line_4.contains(&want),
+            "window {i}: the sites under work (<string>:4) have {at_line_4:?} allocations; \
+             one must have the {want} strings"
+        );
     }
     let (out, status) = p.finish("");
     assert_eq!(out, bare_out);

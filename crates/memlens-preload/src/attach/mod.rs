@@ -269,6 +269,9 @@ fn start(settings: &CStr) -> c_int {
     let ts = now_ns();
     if first {
         modules::refresh(ts);
+        // A CPython process: its stacks get their Python frames, as under `memlens run`
+        // (the interpreter is found once; its allocator is whatever it started with).
+        crate::python::prepare(ts, cfg.python_frames);
         lifecycle::register_process_handlers();
         PREPARED.store(true, Ordering::Release);
     } else {
@@ -276,6 +279,9 @@ fn start(settings: &CStr) -> c_int {
         modules::refresh(ts);
         thread::reset_for_new_trace(ts);
         crate::api::after_fork_child();
+        // The new trace defines its code objects again, and says what the first found.
+        crate::python::after_fork_child();
+        crate::python::reemit_notices(ts);
     }
     ACTIVE.store(true, Ordering::Release);
     thread::start_sampler();
