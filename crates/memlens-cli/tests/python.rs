@@ -382,7 +382,9 @@ fn small_objects_are_seen_unless_pymalloc_is_kept() {
     let err = r.stderr();
     assert!(
         err.contains("used its pymalloc allocator")
-            && err.contains("run it with PYTHONMALLOC=malloc (memlens run's default, --python-allocator=malloc)"),
+            && err.contains(
+                "start it with PYTHONMALLOC=malloc (memlens run's default, --python-allocator=malloc;"
+            ),
         "{err}"
     );
 }
