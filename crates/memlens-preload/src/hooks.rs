@@ -42,18 +42,26 @@ fn track(func: AllocFunc, p: *mut c_void, size: u64) {
     live::insert(p as u64, Meta::new(size, func, internal));
 }
 
-/// A block came back from the real allocator: record it, enter it in the table. The
-/// table's slot is prefetched first and filled after the event is encoded, so that its
-/// cache miss overlaps the recording. (Nothing else can see the block before the hook
-/// returns it; the entry is made before the thread may stop for an exit scan.)
+/// A block came back from the real allocator: record it, enter it in the table (unless
+/// sampling passes over it: see [`recorded_allocation`]).
 #[inline(always)]
 fn allocated(func: AllocFunc, p: *mut c_void, size: u64, c: Caller) {
-    if p.is_null() {
-        return;
-    }
     // Sampling: a block the sampler does not pick (or one allocated on the recorder's
     // behalf) is neither recorded nor entered in the table.
-    if sample::on() && !sample::take(size) {
+    if sample::passes_over(p, size) {
+        return;
+    }
+    recorded_allocation(func, p, size, c)
+}
+
+/// [`allocated`] once sampling has had its say (the hottest hooks ask it before they read
+/// their caller's frame). The table's slot is prefetched first and filled after the event
+/// is encoded, so that its cache miss overlaps the recording. (Nothing else can see the
+/// block before the hook returns it; the entry is made before the thread may stop for an
+/// exit scan.)
+#[inline(always)]
+fn recorded_allocation(func: AllocFunc, p: *mut c_void, size: u64, c: Caller) {
+    if p.is_null() {
         return;
     }
     live::prefetch(p as u64);
@@ -112,9 +120,12 @@ fn error(func: AllocFunc, kind: HeapErrorKind, p: *mut c_void, alloc_func: Alloc
 /// None beyond malloc(3)'s: any size is accepted.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
-    let c = caller!();
     let p = __libc_malloc(size);
-    allocated(AllocFunc::Malloc, p, size as u64, c);
+    if sample::passes_over(p, size as u64) {
+        return p;
+    }
+    // The hook's frame is unchanged by the call: its caller is read as at entry.
+    recorded_allocation(AllocFunc::Malloc, p, size as u64, caller!());
     p
 }
 
@@ -235,7 +246,9 @@ unsafe fn realloc_sampled(
         }
         return __libc_realloc(old, 0);
     }
-    let sampled = sample::take(size as u64);
+    // Asked before the real call, so the size may be one no allocator can satisfy:
+    // bounded for the countdown (a realloc that fails is handled below).
+    let sampled = sample::take((size as u64).min(1 << 48));
     if recorded && !sampled {
         // Its release is recorded before glibc may hand the address to another thread.
         // Should the realloc fail, the old block simply stays unsampled from here on.
@@ -394,8 +407,11 @@ unsafe fn release_sampled(func: AllocFunc, p: *mut c_void, c: Caller) {
 /// free(3)'s contract; a pointer that is not a live block is reported, not freed.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn free(p: *mut c_void) {
-    let c = caller!();
-    release(AllocFunc::Free, p, c)
+    if sample::passes_over_release(p) {
+        __libc_free(p);
+        return;
+    }
+    release(AllocFunc::Free, p, caller!())
 }
 
 /// # Safety
@@ -492,16 +508,18 @@ unsafe fn real_new_slow(name: &core::ffi::CStr, size: usize, align: usize) -> *m
     }
 }
 
+/// The block an `operator new` returns, from glibc (or, when glibc has none, from the
+/// next library's operator, which runs the C++ new-handler and throws); null only for a
+/// nothrow form.
+///
 /// # Safety
 /// As [`real_new_slow`] for `slow`; `align` is 0 or a power of two.
 #[inline(always)]
-unsafe fn new_impl(
-    func: AllocFunc,
+unsafe fn real_new(
     size: usize,
     align: usize,
     nothrow: bool,
     slow: &core::ffi::CStr,
-    c: Caller,
 ) -> *mut c_void {
     let sz = size.max(1);
     let mut p = if align == 0 {
@@ -515,7 +533,6 @@ unsafe fn new_impl(
         }
         p = real_new_slow(slow, size, align);
     }
-    allocated(func, p, size as u64, c);
     p
 }
 
@@ -534,8 +551,12 @@ macro_rules! new_hook {
         /// The operator's C++ contract; none of the recorder's own.
         #[cfg_attr(not(test), no_mangle)]
         pub unsafe extern "C" fn $name(size: usize) -> *mut c_void {
-            let c = caller!();
-            new_impl($func, size, 0, $nt, $slow, c)
+            let p = real_new(size, 0, $nt, $slow);
+            if sample::passes_over(p, size as u64) {
+                return p;
+            }
+            recorded_allocation($func, p, size as u64, caller!());
+            p
         }
     };
 }
@@ -547,8 +568,12 @@ macro_rules! new_aligned_hook {
         /// `align` is a power of two, as the C++ standard requires.
         #[cfg_attr(not(test), no_mangle)]
         pub unsafe extern "C" fn $name(size: usize, align: usize) -> *mut c_void {
-            let c = caller!();
-            new_impl($func, size, align, $nt, $slow, c)
+            let p = real_new(size, align, $nt, $slow);
+            if sample::passes_over(p, size as u64) {
+                return p;
+            }
+            recorded_allocation($func, p, size as u64, caller!());
+            p
         }
     };
 }
@@ -560,9 +585,12 @@ macro_rules! delete_hook {
         /// `p` is null or any pointer: one that is not a live block is reported, not freed.
         #[cfg_attr(not(test), no_mangle)]
         pub unsafe extern "C" fn $name(p: *mut c_void $(, $extra: $ty)*) {
-            let c = caller!();
             $(let _ = $extra;)*
-            delete_impl($func, p, c)
+            if sample::passes_over_release(p) {
+                __libc_free(p);
+                return;
+            }
+            delete_impl($func, p, caller!())
         }
     };
 }

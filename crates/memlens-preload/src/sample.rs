@@ -81,17 +81,38 @@ fn seed(t: tls::Here) -> u64 {
     }
 }
 
-/// An allocation of `size` bytes by the calling thread: is it sampled? Advances the
-/// thread's countdown. Never for an allocation made inside the recorder (the thread is
-/// busy): those are not the program's. Only called when [`on`].
+/// Sampling is on and the block `p` of `size` bytes that the real allocator returned
+/// (null if it failed) is not sampled: there is nothing to record. Advances the thread's
+/// countdown ([`take`]). What every allocation pays when sampling, so it is kept to a
+/// load, a subtraction and two tests; the hooks call it before they read their caller's
+/// frame.
+#[inline(always)]
+pub fn passes_over(p: *mut core::ffi::c_void, size: u64) -> bool {
+    on() && (p.is_null() || !take(size))
+}
+
+/// Sampling is on and the release of `p` cannot be of a sampled block: glibc's to free,
+/// nothing to record. Most releases, for no lock and no read of the caller's frame: the
+/// lock-free counts of the live table (`live::may_hold`) hold no sampled block where `p`
+/// would be. A null `p` is not passed over (the hook's own path returns for it).
+#[inline(always)]
+pub fn passes_over_release(p: *mut core::ffi::c_void) -> bool {
+    on() && !p.is_null() && !crate::live::may_hold(p as u64)
+}
+
+/// An allocation of `size` bytes (of a block the real allocator returned, so less than
+/// the address space) by the calling thread: is it sampled? Advances the thread's
+/// countdown. Never for an allocation made inside the recorder (the thread is busy): those
+/// are not the program's; they count down like the program's, and a sample point they
+/// reach goes to the program's next allocation (the gaps are memoryless: that allocation
+/// is sampled as if the point had fallen in it). A thread's countdown starts at 0 (its
+/// TLS block is zeroed; a forked child's is reset), so its first allocation seeds its
+/// generator on the slow path. Only called when [`on`].
 #[inline(always)]
 pub fn take(size: u64) -> bool {
     let t = tls::here();
-    if t.busy() {
-        return false;
-    }
-    let left = t.sample_left() - size.min(i64::MAX as u64 / 4) as i64;
-    if left > 0 && t.sample_rng() != 0 {
+    let left = t.sample_left().wrapping_sub(size as i64);
+    if left > 0 {
         t.set_sample_left(left);
         return false;
     }
@@ -101,6 +122,11 @@ pub fn take(size: u64) -> bool {
 #[cold]
 #[inline(never)]
 fn take_slow(t: tls::Here, left: i64) -> bool {
+    if t.busy() {
+        // The recorder's own allocation: not sampled; the point waits for the program's.
+        t.set_sample_left(left);
+        return false;
+    }
     let interval = INTERVAL.load(Ordering::Relaxed);
     let mut rng = t.sample_rng();
     if rng == 0 {
