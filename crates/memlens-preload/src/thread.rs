@@ -134,21 +134,23 @@ impl ThreadState {
 
     /// Append one record with `write`; when the buffer is full, flush it and try once
     /// more; count the record as dropped if it still does not fit. Caller holds the lock.
-    /// Returns where the buffer stood before the record (to take it back with `rewind`),
-    /// `None` if it was dropped.
+    /// With `may_take_back`, returns where the buffer stood before the record (to take it
+    /// back with `rewind`); `None` otherwise, or if it was dropped. (A mark copies the
+    /// builder's state, some fifteen words: only a release's record is ever taken back.)
     #[inline]
     fn push(
         &mut self,
+        may_take_back: bool,
         write: impl Fn(&mut ChunkBuilder<Box<[u8]>>) -> Result<(), memlens_trace::WriteError>,
     ) -> Option<ChunkMark> {
-        let mark = self.events.mark();
+        let mark = may_take_back.then(|| self.events.mark());
         if write(&mut self.events).is_ok() {
-            return Some(mark);
+            return mark;
         }
         self.flush_locked();
-        let mark = self.events.mark();
+        let mark = may_take_back.then(|| self.events.mark());
         if write(&mut self.events).is_ok() {
-            return Some(mark);
+            return mark;
         }
         output::DROPPED_EVENTS.fetch_add(1, Ordering::Relaxed);
         None
@@ -349,7 +351,8 @@ pub fn record(func: AllocFunc, op: Op, caller: Caller) {
 
 /// [`record`], then run `then` before leaving the recorder, with the thread's buffer
 /// still held: a stop for the exit scan or a fatal signal that arrived meanwhile is
-/// handled after it, and if `then` answers false the record is taken back. False,
+/// handled after it, and if `then` answers false the record is taken back (a release's:
+/// for any other operation `then` must answer true, and no mark is kept). False,
 /// without running `then`, when nothing was recorded (not started, disabled, or
 /// re-entered).
 #[inline]
@@ -370,6 +373,10 @@ pub fn record_then(func: AllocFunc, op: Op, caller: Caller, then: impl FnOnce() 
     st.lock();
     let mark = record_into(st, func, op, caller, ts0);
     if !then() {
+        debug_assert!(
+            matches!(op, Op::Free { .. }),
+            "only a release's record is taken back"
+        );
         if let Some(m) = mark {
             st.events.rewind(m);
         }
@@ -416,7 +423,7 @@ pub fn record_api(
         output::META.lock().with(|b| b.realtime_thread(index));
         st.realtime_announced = true;
     }
-    st.push(|b| write(b, stack));
+    st.push(false, |b| write(b, stack));
     st.unlock();
 }
 
@@ -437,7 +444,8 @@ fn record_into(
         }
         _ => capture(st, caller, ts),
     };
-    st.push(|b| match op {
+    // Only a release is recorded before it is checked (`record_then` may take it back).
+    st.push(matches!(op, Op::Free { .. }), |b| match op {
         Op::Alloc { addr, size } => b.alloc(ts, func, addr, size, stack),
         Op::Free { addr } => b.free(ts, func, addr, stack),
         Op::Realloc { old, new, size } => b.realloc(ts, func, old, new, size, stack),
@@ -851,7 +859,7 @@ unsafe fn push_rss_sample(st: *mut ThreadState, generation: Option<u32>) {
         // A retired sampler adds nothing after the last sample at exit (taken under
         // this lock once the generation moved on).
         if generation.is_none_or(|g| SAMPLER_GENERATION.load(Ordering::Acquire) == g) {
-            st.push(|b| b.rss(now, rss));
+            st.push(false, |b| b.rss(now, rss));
         }
         st.unlock();
     }
