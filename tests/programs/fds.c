@@ -3,8 +3,9 @@
  *             own (it gets fd 3), allocate 5000 x 40 B (kept) while writing to it.
  *   rlimit16  lower RLIMIT_NOFILE to 16, then the same allocations.
  *   fsize     files are limited to 64 KiB (RLIMIT_FSIZE, SIGXFSZ ignored: writes past it
- *             fail with EFBIG, as on a full disk); 200,000 extra malloc/free pairs make
- *             the recorder's trace outgrow that, while the program's own file fits.
+ *             fail with EFBIG, as on a full disk); 200,000 extra malloc/free pairs of
+ *             pseudo-random sizes (which no compression folds away) make the recorder's
+ *             trace outgrow that, while the program's own file fits.
  * argv[2] is the file to write; it must end up holding exactly "line 0".."line 4999". */
 #include <fcntl.h>
 #include <signal.h>
@@ -33,8 +34,10 @@ int main(int argc, char **argv) {
         signal(SIGXFSZ, SIG_IGN);
         struct rlimit r = {64 << 10, 64 << 10};
         if (setrlimit(RLIMIT_FSIZE, &r) != 0) abort();
+        unsigned x = 1;
         for (int i = 0; i < 200000; i++) {
-            void *volatile p = malloc(24 + i % 64);
+            x = x * 1103515245u + 12345u;
+            void *volatile p = malloc(24 + (x >> 8) % 4000);
             free(p);
         }
     } else if (!strcmp(argv[1], "rlimit16")) {

@@ -141,7 +141,7 @@ pub unsafe extern "C" fn memlens_region_enter(name: *const c_char, len: usize) -
     let id = REGIONS.id(name, |id| {
         output::META.lock().with(|b| b.region_name(id, name));
     });
-    thread::record_api(&busy, ts, None, false, |b, _| b.region(ts, true, id));
+    thread::record_api(&busy, ts, None, false, |b, _, ts| b.region(ts, true, id));
     // The token is the region's id, offset so that id 0 (a full table) is still a
     // token the exit records.
     id as u64 + 1
@@ -162,11 +162,13 @@ pub unsafe extern "C" fn memlens_region_exit(token: u64) {
     };
     let ts = now_ns();
     let id = (token - 1).min(u32::MAX as u64) as u32;
-    thread::record_api(&busy, ts, None, false, |b, _| b.region(ts, false, id));
+    thread::record_api(&busy, ts, None, false, |b, _, ts| b.region(ts, false, id));
 }
 
 /// `uint64_t memlens_mark(void)`: the trace's current time (ns since it started), for
-/// `memlens_assert`'s no-leaks-since assertion; 0 when not recording.
+/// `memlens_assert`'s no-leaks-since assertion; 0 when not recording. In the calling
+/// thread's order: its allocations before the call are earlier, its later ones at or
+/// after (`thread::mark_time`).
 ///
 /// # Safety
 /// None: it takes no argument.
@@ -175,7 +177,10 @@ pub unsafe extern "C" fn memlens_mark() -> u64 {
     if !recording() {
         return 0;
     }
-    now_ns()
+    let Some(busy) = BusyGuard::enter() else {
+        return 0;
+    };
+    thread::mark_time(&busy)
 }
 
 /// `void memlens_thread_realtime(int on)`: the calling thread is real-time from now on
@@ -193,7 +198,7 @@ pub unsafe extern "C" fn memlens_thread_realtime(on: i32) {
         return;
     };
     let ts = now_ns();
-    thread::record_api(&busy, ts, None, true, |b, _| b.thread_mark(ts, on != 0));
+    thread::record_api(&busy, ts, None, true, |b, _, ts| b.thread_mark(ts, on != 0));
 }
 
 /// `void memlens_assert(const char *label, size_t len, int kind, uint64_t mark,
@@ -231,7 +236,7 @@ pub unsafe extern "C" fn memlens_assert(
     let id = LABELS.id(label, |id| {
         output::META.lock().with(|b| b.assert_label(id, label));
     });
-    thread::record_api(&busy, ts, Some(caller), false, |b, stack| {
+    thread::record_api(&busy, ts, Some(caller), false, |b, stack, ts| {
         b.assert(ts, kind, mark, limit, id, stack)
     });
 }

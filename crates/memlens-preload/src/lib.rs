@@ -34,6 +34,7 @@ mod hooks;
 mod lifecycle;
 mod live;
 mod modules;
+mod order;
 mod output;
 mod own_memory;
 mod private_alloc;

@@ -44,6 +44,10 @@ pub struct ThreadState {
     tid: u32,
     /// A RealtimeThread definition was written for this thread (`api.rs`).
     realtime_announced: bool,
+    /// The time of this thread's last event (`order.rs`): the next is never earlier.
+    last_stamp: u64,
+    /// This thread's tag in the order cells (`order::tag_of` of its index).
+    order_tag: u64,
 }
 
 /// Every live thread state, for flushing at exit/exec and for fork.
@@ -97,13 +101,27 @@ impl ThreadState {
         Box::new(ThreadState {
             lock: AtomicBool::new(false),
             index,
-            events: ChunkBuilder::new(alloc::vec![0u8; CHUNK_RAW].into_boxed_slice()),
+            events: ChunkBuilder::new(alloc::vec![0u8; CHUNK_RAW].into_boxed_slice())
+                .with_time_shift(crate::order::TIME_SHIFT),
             unwinding: None,
             stack_lo,
             stack_hi,
             tid: 0,
             realtime_announced: false,
+            last_stamp: 0,
+            order_tag: crate::order::tag_of(index),
         })
+    }
+
+    /// The time of this thread's event made now (`now_ns`) on the blocks at `addrs` (0:
+    /// none), in the trace's unit: ordered after every other thread's event on those
+    /// blocks that happened before it, and after this thread's previous one
+    /// (`order.rs`).
+    #[inline(always)]
+    fn stamp(&mut self, now_ns: u64, [addr, other]: [u64; 2]) -> u64 {
+        let t = crate::order::stamp(now_ns, self.last_stamp, self.order_tag, addr, other);
+        self.last_stamp = t;
+        t
     }
 
     #[inline]
@@ -318,6 +336,20 @@ macro_rules! caller {
     }};
 }
 
+impl Op {
+    /// The blocks the event changes, the first non-zero unless there is none (a heap
+    /// error changes none; `realloc(NULL, n)` only its new block, `realloc(p, 0)` only p).
+    #[inline(always)]
+    fn addresses(&self) -> [u64; 2] {
+        match *self {
+            Op::Alloc { addr, .. } | Op::Free { addr } => [addr, 0],
+            Op::Realloc { old: 0, new, .. } => [new, 0],
+            Op::Realloc { old, new, .. } => [old, new],
+            Op::Error { .. } => [0, 0],
+        }
+    }
+}
+
 /// What happened, for [`record`].
 #[derive(Clone, Copy)]
 pub enum Op {
@@ -366,11 +398,12 @@ pub fn record_then(func: AllocFunc, op: Op, caller: Caller, then: impl FnOnce() 
     let Some(busy) = tls::BusyGuard::enter() else {
         return false;
     };
-    let ts0 = now_ns();
+    let now = now_ns();
     // SAFETY: this thread's live state (see state_for), used here only while the thread
     // is busy, so by one code path of this thread at a time; other threads take its lock.
-    let st = unsafe { &mut *state_for(busy.here(), ts0) };
+    let st = unsafe { &mut *state_for(busy.here(), now) };
     st.lock();
+    let ts0 = st.stamp(now, op.addresses());
     let mark = record_into(st, func, op, caller, ts0);
     if !then() {
         debug_assert!(
@@ -406,16 +439,18 @@ pub fn record_then(func: AllocFunc, op: Op, caller: Caller, then: impl FnOnce() 
 /// inside the busy section `busy`.
 pub fn record_api(
     busy: &tls::BusyGuard,
-    ts: u64,
+    now: u64,
     caller: Option<Caller>,
     realtime: bool,
-    write: impl Fn(&mut ChunkBuilder<Box<[u8]>>, u32) -> Result<(), memlens_trace::WriteError>,
+    write: impl Fn(&mut ChunkBuilder<Box<[u8]>>, u32, u64) -> Result<(), memlens_trace::WriteError>,
 ) {
     // SAFETY: this thread's live state (see state_for), used only while the thread is
     // busy (`busy`), so by one code path of this thread at a time; other threads take
     // its lock.
-    let st = unsafe { &mut *state_for(busy.here(), ts) };
+    let st = unsafe { &mut *state_for(busy.here(), now) };
     st.lock();
+    // In the thread's order with its allocations (a region's bounds, a mark).
+    let ts = st.stamp(now, [0, 0]);
     let stack = caller.map_or(0, |c| capture(st, c, ts));
     if realtime && !st.realtime_announced {
         // The state's lock before the definitions' lock, as `flush_locked` takes them.
@@ -423,8 +458,23 @@ pub fn record_api(
         output::META.lock().with(|b| b.realtime_thread(index));
         st.realtime_announced = true;
     }
-    st.push(false, |b| write(b, stack));
+    st.push(false, |b| write(b, stack, ts));
     st.unlock();
+}
+
+/// `memlens_mark`: a time that this thread's later events are at or after and its
+/// earlier ones before, so that "the blocks this thread allocated since the mark" are
+/// told apart even within one unit of the trace's time (the thread's clock moves on by
+/// one unit).
+pub fn mark_time(busy: &tls::BusyGuard) -> u64 {
+    let now = now_ns();
+    // SAFETY: as in `record_api`.
+    let st = unsafe { &mut *state_for(busy.here(), now) };
+    st.lock();
+    let t = st.stamp(now, [0, 0]) + crate::order::UNIT_NS;
+    st.last_stamp = t;
+    st.unlock();
+    t
 }
 
 #[inline]
@@ -1029,6 +1079,7 @@ pub fn after_fork_child(ts: u64) {
 /// Called before the hooks are routed, so no thread records meanwhile (a thread holding
 /// a stale pointer to a hook records nothing: `ACTIVE` is false). Caller is busy.
 pub fn reset_for_new_trace(ts: u64) {
+    crate::order::clear();
     let reg = REGISTRY.lock();
     for &p in reg.iter() {
         // SAFETY: registry entries are live states; other threads touch them only
@@ -1040,6 +1091,8 @@ pub fn reset_for_new_trace(ts: u64) {
             u.forget();
         }
         st.realtime_announced = false;
+        // The new trace's clock starts again.
+        st.last_stamp = 0;
         let (index, tid) = (st.index, st.tid);
         st.unlock();
         if index == memlens_trace::PROCESS_THREAD || tid == 0 {

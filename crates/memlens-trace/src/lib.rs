@@ -48,7 +48,7 @@ use ring::{Ring, RingMark};
 /// First bytes of every trace file.
 pub const MAGIC: [u8; 8] = *b"MEMLENS\0";
 /// Version of the format written by this crate. Readers refuse other versions by name.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 /// The oldest format version readers still read (version 1: a separate function byte
 /// after each event's tag).
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
@@ -340,6 +340,10 @@ pub struct ChunkBuilder<B> {
     released: Ring,
     allocated: Ring,
     records: u32,
+    /// Events: time deltas are written in units of `1 << time_shift` ns (format 6), and
+    /// every timestamp is rounded down to a multiple of that unit
+    /// ([`ChunkBuilder::with_time_shift`]).
+    time_shift: u8,
 }
 
 /// How a [`ChunkBuilder`]'s records are laid out (see there).
@@ -381,6 +385,9 @@ pub struct ChunkMark {
     records: u32,
 }
 
+/// The largest time unit an Events chunk may use: 2^20 ns, about a millisecond.
+pub const MAX_TIME_SHIFT: u8 = 20;
+
 /// Largest encoding of one event record's part in each column (an Assert's fields are
 /// the longest: a kind byte and four varints; a Realloc's addresses: a flags byte in the
 /// fields and two addresses with their low bytes).
@@ -391,8 +398,9 @@ const MAX_IN_COLUMN: [usize; COLUMNS] = [
     2 + 4 * varint::MAX_LEN,
 ];
 
-/// Bytes before the first column (its lengths are written there: three varints).
-const COLUMNS_HEADER: usize = 3 * varint::MAX_LEN;
+/// Bytes before the first column: the time unit's shift (format 6) and the lengths of
+/// the first three columns (three varints).
+const COLUMNS_HEADER: usize = 1 + 3 * varint::MAX_LEN;
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
     pub fn new(buf: B) -> Self {
@@ -411,7 +419,18 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
             released: Ring::new(),
             allocated: Ring::new(),
             records: 0,
+            time_shift: 0,
         }
+    }
+
+    /// Events with time in units of `1 << shift` ns (at most [`MAX_TIME_SHIFT`]): each
+    /// event's timestamp is rounded down to a multiple of the unit, and its delta costs
+    /// that many bits less. The recorder writes microsecond-sized units (its order cells
+    /// keep events on one address that different threads make in one unit apart); tools
+    /// that copy events keep 0, exact nanoseconds.
+    pub fn with_time_shift(mut self, shift: u8) -> Self {
+        self.time_shift = shift.min(MAX_TIME_SHIFT);
+        self
     }
 
     /// Bytes of the payload (see [`ChunkBuilder::payload`]).
@@ -420,7 +439,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
             Layout::Columns => {
                 let n = self.column_lens();
                 let mut hdr = [0u8; COLUMNS_HEADER];
-                columns_header(&n, &mut hdr) + n.iter().sum::<usize>()
+                columns_header(self.time_shift, &n, &mut hdr) + n.iter().sum::<usize>()
             }
             _ => self.len,
         }
@@ -458,7 +477,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         let n = self.column_lens();
         let start = self.column_starts();
         let mut hdr = [0u8; COLUMNS_HEADER];
-        let h = columns_header(&n, &mut hdr);
+        let h = columns_header(self.time_shift, &n, &mut hdr);
         scratch.clear();
         scratch.extend_from_slice(&hdr[..h]);
         for i in 0..COLUMNS {
@@ -600,6 +619,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
     /// a chunk: clamped if the clock did); counts the record.
     #[inline(always)]
     fn ts_delta(&mut self, ts: u64) -> u64 {
+        // In the chunk's time unit (format 6): rounded down to a multiple of it.
+        let ts = ts & !((1u64 << self.time_shift) - 1);
         if self.records == 0 {
             self.first_ts = ts;
             self.last_ts = ts;
@@ -633,7 +654,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
     }
     #[inline(always)]
     fn col_ts(&mut self, ts: u64) {
-        let d = self.ts_delta(ts);
+        let d = self.ts_delta(ts) >> self.time_shift;
         self.col_put(column::TIME, d);
     }
     /// An address coded against `last` (16-byte units, low bits apart), plus `bias`.
@@ -686,9 +707,11 @@ fn column_starts(end: &[usize; COLUMNS]) -> [usize; COLUMNS] {
     s
 }
 
-/// Write the lengths of the first three columns (the fourth runs to the payload's end).
-fn columns_header(n: &[usize; COLUMNS], out: &mut [u8; COLUMNS_HEADER]) -> usize {
-    let mut at = 0;
+/// Write the time unit's shift, then the lengths of the first three columns (the fourth
+/// runs to the payload's end).
+fn columns_header(time_shift: u8, n: &[usize; COLUMNS], out: &mut [u8; COLUMNS_HEADER]) -> usize {
+    out[0] = time_shift;
+    let mut at = 1;
     for &len in &n[..COLUMNS - 1] {
         at += varint::encode_u64(len as u64, &mut out[at..]);
     }

@@ -77,6 +77,8 @@ impl EventFields for StreamFields<'_> {
 /// previous one, or by their distance in the other kind's ring of recent addresses.
 pub(crate) struct ColumnFields<'a> {
     cols: [Cursor<'a>; COLUMNS],
+    /// Format 6: time deltas are in units of `1 << time_shift` ns.
+    time_shift: u8,
     last_released: u64,
     last_allocated: u64,
     released: Ring,
@@ -84,9 +86,15 @@ pub(crate) struct ColumnFields<'a> {
 }
 
 impl<'a> ColumnFields<'a> {
-    /// The columns of `raw` (their lengths first); `None` if they do not fit it.
-    pub(crate) fn new(raw: &'a [u8]) -> Option<Self> {
+    /// The columns of `raw` (format 6: the time unit's shift first; then their lengths);
+    /// `None` if they do not fit it.
+    pub(crate) fn new(raw: &'a [u8], version: u32) -> Option<Self> {
         let mut c = Cursor::new(raw);
+        let time_shift = if version >= super::TIME_UNIT_VERSION {
+            c.u8().filter(|&s| s <= crate::MAX_TIME_SHIFT)?
+        } else {
+            0
+        };
         let mut lens = [0usize; COLUMNS - 1];
         for l in lens.iter_mut() {
             *l = usize::try_from(c.u64()?).ok()?;
@@ -104,6 +112,7 @@ impl<'a> ColumnFields<'a> {
         cols[COLUMNS - 1] = Cursor::new(rest);
         Some(ColumnFields {
             cols,
+            time_shift,
             last_released: 0,
             last_allocated: 0,
             released: Ring::new(),
@@ -125,7 +134,9 @@ impl EventFields for ColumnFields<'_> {
         self.cols[TAG].u8()
     }
     fn ts_delta(&mut self) -> Option<u64> {
-        self.cols[crate::column::TIME].u64()
+        let d = self.cols[crate::column::TIME].u64()?;
+        // A delta whose unit would carry it past 64 bits is damage.
+        (d.leading_zeros() >= u32::from(self.time_shift)).then(|| d << self.time_shift)
     }
     fn released(&mut self, remember: bool) -> Option<u64> {
         let v = self.cols[ADDR].u64()?;
@@ -181,7 +192,7 @@ pub(crate) fn decode_events(
     }
     let mut d = EventDecoder::new(thread, first_ts);
     if version >= COLUMNS_VERSION {
-        let mut f = ColumnFields::new(raw)?;
+        let mut f = ColumnFields::new(raw, version)?;
         all(&mut f, &mut d, out)?;
         // Every column ends with the last record.
         f.all_read().then_some(())

@@ -255,6 +255,9 @@ pub(crate) use events::decode_events;
 
 /// The first format version whose Events chunks hold columns (lib.rs, `ChunkBuilder`).
 pub(crate) const COLUMNS_VERSION: u32 = 5;
+/// The first format version whose Events chunks say their time unit (a shift byte before
+/// the columns' lengths).
+pub(crate) const TIME_UNIT_VERSION: u32 = 6;
 pub(crate) use meta::decode_meta;
 pub use meta::MetaRecord;
 pub(crate) use scan::ScanDecoder;

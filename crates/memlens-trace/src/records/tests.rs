@@ -615,3 +615,33 @@ fn holder_without_source_still_reads() {
     );
     assert!(c.is_empty());
 }
+
+/// Format 6: a chunk whose time unit is 2^10 ns rounds each timestamp down to a multiple
+/// of it (a clock that went back is held, as always), and its chunk bounds are the
+/// rounded times; an exact chunk (shift 0) keeps nanoseconds.
+#[test]
+fn time_in_units_of_the_chunks_shift() {
+    let ts = [5_000u64, 5_100, 6_200, 6_100, 1_000_000_123];
+    for (shift, want) in [
+        (10u8, vec![4096u64, 4096, 6144, 6144, 1_000_000_123 & !1023]),
+        (0, vec![5_000, 5_100, 6_200, 6_200, 1_000_000_123]),
+    ] {
+        let mut buf = [0u8; 1024];
+        let mut b = ChunkBuilder::new(&mut buf[..]).with_time_shift(shift);
+        for (i, &t) in ts.iter().enumerate() {
+            b.alloc(t, AllocFunc::Malloc, 0x1000 + 16 * i as u64, 8, 1)
+                .unwrap();
+        }
+        let got: Vec<u64> = decode_chunk(&b, 7).iter().map(|e| e.ts()).collect();
+        assert_eq!(got, want, "shift {shift}");
+        assert_eq!((b.first_ts(), b.last_ts()), (want[0], want[4]));
+    }
+    // A unit larger than the format allows is damage.
+    let mut buf = [0u8; 1024];
+    let mut b = ChunkBuilder::new(&mut buf[..]);
+    b.alloc(1, AllocFunc::Malloc, 0x1000, 8, 1).unwrap();
+    let mut scratch = Vec::new();
+    let mut raw = b.payload(&mut scratch).to_vec();
+    raw[0] = crate::MAX_TIME_SHIFT + 1;
+    assert!(decode_events(&raw, FORMAT_VERSION, 7, 1, &mut Vec::new()).is_none());
+}

@@ -1,0 +1,277 @@
+//! Event times, in units of [`UNIT_NS`], that still order every pair of events on one
+//! address made by different threads.
+//!
+//! The trace's time unit is about a microsecond (trace format 6): a nanosecond delta
+//! costs a byte or two per event, a microsecond one almost nothing. The analysis merges
+//! the threads' events by time, and two events on one block by two threads must come in
+//! the order they happened: a free by one thread, then the allocation that reuses the
+//! address by another; an allocation, then its release by the consumer thread it was
+//! handed to. Within one unit their times would tie. So each event also goes through a
+//! cell of a small table, picked by its address: the cell keeps the latest time stamped
+//! on it and which thread stamped it. An event whose cell says another thread stamped
+//! the same time (or a later one) takes the cell's time plus one unit.
+//!
+//! Why that orders a dependent pair: the first event publishes its time in the cell
+//! before its block can reach the other thread (a release is stamped before the real
+//! free, an allocation before the hook returns it), so the second event, stamped after
+//! it got the block, finds a cell time no earlier than the first's, with another thread
+//! than its own, or both threads ([`MIXED`]); it takes a later time. A cell only ever
+//! moves forward (compare-and-swap), so an unrelated event on the same cell can raise
+//! its time but never hide an earlier one. Bumps happen only when two threads stamp one
+//! cell within one unit, so times stay within a few units of the clock.
+//!
+//! Each thread's own times never go backwards (the caller passes its previous time), and
+//! its events keep their order in its stream without any cell.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// The trace's time unit for events, as a shift of nanoseconds: 2^10 ns = 1.024 us.
+pub const TIME_SHIFT: u8 = 10;
+/// The time unit, ns.
+pub const UNIT_NS: u64 = 1 << TIME_SHIFT;
+
+const CELLS: usize = 4096;
+/// Low bits of a cell: the tag of the thread that stamped it.
+const TAG_BITS: u32 = 20;
+/// The tag of a cell two threads stamped with the same time.
+pub const MIXED: u64 = (1 << TAG_BITS) - 1;
+
+static TABLE: [AtomicU64; CELLS] = [const { AtomicU64::new(0) }; CELLS];
+
+/// A thread's tag, from its recorder index: never 0 (an empty cell) or [`MIXED`]. Two
+/// threads whose indices are 2^20 - 2 apart share a tag; the worst that does is leave
+/// two of their events on one address in one unit unordered by the cell.
+#[inline(always)]
+pub fn tag_of(index: u32) -> u64 {
+    u64::from(index) % (MIXED - 1) + 1
+}
+
+#[inline(always)]
+fn cell(addr: u64) -> &'static AtomicU64 {
+    let h = (addr >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52;
+    &TABLE[h as usize % CELLS]
+}
+
+#[inline(always)]
+fn unpack(c: u64) -> (u64, u64) {
+    ((c >> TAG_BITS) << TIME_SHIFT, c & MIXED)
+}
+
+/// A cell value: time `t` (a multiple of the unit, as every stamp is) and `tag`.
+#[inline(always)]
+fn pack(t: u64, tag: u64) -> u64 {
+    debug_assert!(t.is_multiple_of(UNIT_NS) && tag <= MIXED);
+    t << (TAG_BITS - u32::from(TIME_SHIFT)) | tag
+}
+
+/// The earliest time at or after `t` that orders after the cell value `c` for the
+/// thread tagged `tag`.
+#[inline(always)]
+pub fn after(c: u64, t: u64, tag: u64) -> u64 {
+    if c == 0 {
+        return t;
+    }
+    let (ct, ctag) = unpack(c);
+    if ctag == tag {
+        // This thread's own time: its stream orders it.
+        t.max(ct)
+    } else if ct >= t {
+        ct + UNIT_NS
+    } else {
+        t
+    }
+}
+
+/// The cell value after the thread tagged `tag` stamped time `t` on a cell holding `c`;
+/// `None` when it stays as it is.
+#[inline(always)]
+pub fn published(c: u64, t: u64, tag: u64) -> Option<u64> {
+    if c == 0 {
+        return Some(pack(t, tag));
+    }
+    let (ct, ctag) = unpack(c);
+    if ct < t {
+        Some(pack(t, tag))
+    } else if ct == t && ctag != tag && ctag != MIXED {
+        Some(pack(t, MIXED))
+    } else {
+        None
+    }
+}
+
+/// Forget every cell: a new trace's clock starts again (`memlens attach`, a later
+/// window). Called while no thread records.
+pub fn clear() {
+    for c in &TABLE {
+        c.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Put `t` by `tag` into `cell`, which held `seen` when `t` was chosen (forward only).
+#[inline(always)]
+fn publish(cell: &AtomicU64, mut seen: u64, t: u64, tag: u64) {
+    while let Some(new) = published(seen, t, tag) {
+        match cell.compare_exchange_weak(seen, new, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return,
+            Err(now) => seen = now,
+        }
+    }
+}
+
+/// The time of an event of the thread tagged `tag` ([`tag_of`]) whose previous event had
+/// time `last` (0 for its first), made now (`now_ns`) on the block at `addr` (0: none)
+/// and, for a realloc, `other`. A multiple of [`UNIT_NS`], at least `last`, and later
+/// than any other thread's event on those addresses that happened before this one (see
+/// the module's doc).
+#[inline(always)]
+pub fn stamp(now_ns: u64, last: u64, tag: u64, addr: u64, other: u64) -> u64 {
+    let t = (now_ns & !(UNIT_NS - 1)).max(last);
+    if addr == 0 {
+        return t;
+    }
+    let c = cell(addr);
+    let seen = c.load(Ordering::Acquire);
+    if other != 0 {
+        return stamp_second(after(seen, t, tag), tag, c, seen, other);
+    }
+    // [`after`] and [`published`] in one, for the common case (one block, the cell read
+    // once): another thread's time at or after ours moves ours past it; the cell then
+    // gets our time, unless it is already our own time.
+    let (ct, ctag) = unpack(seen);
+    let (t, new) = if ctag == tag {
+        let t = t.max(ct);
+        (t, ct < t)
+    } else {
+        (if ct >= t { ct + UNIT_NS } else { t }, true)
+    };
+    if new
+        && c.compare_exchange(seen, pack(t, tag), Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+    {
+        // Another thread stamped this cell meanwhile: the general rule.
+        publish(c, c.load(Ordering::Acquire), t, tag);
+    }
+    t
+}
+
+/// [`stamp`]'s realloc: the second block's cell may move the time on too; both cells
+/// get the final time.
+#[cold]
+fn stamp_second(t: u64, tag: u64, c: &AtomicU64, seen: u64, other: u64) -> u64 {
+    let c2 = cell(other);
+    let seen2 = c2.load(Ordering::Acquire);
+    let t = after(seen2, t, tag);
+    publish(c, seen, t, tag);
+    publish(c2, seen2, t, tag);
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const U: u64 = UNIT_NS;
+
+    #[test]
+    fn cells_keep_time_and_tag() {
+        for (t, tag) in [(0, 1), (5 * U, 7), ((1 << 40) * U, MIXED)] {
+            assert_eq!(unpack(pack(t, tag)), (t, tag));
+        }
+        assert_ne!(tag_of(0), 0);
+        assert_ne!(tag_of(u32::MAX), MIXED);
+        assert_ne!(tag_of(3), tag_of(4));
+    }
+
+    /// Another thread's time in the cell, the same or later: one unit after it. The
+    /// thread's own: no bump. An earlier one: nothing to do.
+    #[test]
+    fn after_orders_behind_other_threads_only() {
+        let other = pack(10 * U, 2);
+        assert_eq!(after(other, 10 * U, 1), 11 * U);
+        assert_eq!(after(other, 8 * U, 1), 11 * U);
+        assert_eq!(after(other, 12 * U, 1), 12 * U);
+        assert_eq!(after(pack(10 * U, 1), 10 * U, 1), 10 * U);
+        assert_eq!(after(pack(10 * U, MIXED), 10 * U, 1), 11 * U);
+        assert_eq!(after(0, 3 * U, 1), 3 * U);
+    }
+
+    /// A cell moves forward only; two threads at one time make it MIXED, so that a third
+    /// thread, or either of them, orders after both.
+    #[test]
+    fn publishing_moves_forward_and_marks_ties() {
+        let c = published(0, 10 * U, 1).unwrap();
+        assert_eq!(published(c, 9 * U, 2), None);
+        assert_eq!(published(c, 10 * U, 1), None);
+        let mixed = published(c, 10 * U, 2).unwrap();
+        assert_eq!(unpack(mixed), (10 * U, MIXED));
+        assert_eq!(after(mixed, 10 * U, 1), 11 * U);
+        assert_eq!(after(mixed, 10 * U, 2), 11 * U);
+        assert_eq!(published(mixed, 10 * U, 3), None);
+        assert_eq!(unpack(published(mixed, 11 * U, 3).unwrap()), (11 * U, 3));
+    }
+
+    /// The cases the analysis needs: a free by one thread and the reuse of its address by
+    /// another in the same unit, an allocation handed to another thread and freed there,
+    /// and a realloc between two others, each strictly later; a thread's own times only
+    /// round down and never go back.
+    #[test]
+    fn dependent_events_of_two_threads_never_tie() {
+        let (a, b) = (tag_of(100), tag_of(101));
+        let p = 0x7000_1234_5670;
+        let t_free = stamp(50 * U + 3, 0, a, p, 0);
+        assert_eq!(t_free, 50 * U);
+        let t_reuse = stamp(50 * U + 900, 0, b, p, 0);
+        assert!(t_reuse > t_free, "{t_reuse} {t_free}");
+        let q = 0x7000_9999_0000;
+        let t_alloc = stamp(60 * U, t_free, a, q, 0);
+        let t_release = stamp(60 * U + 1, t_reuse, b, q, 0);
+        assert!(t_release > t_alloc);
+        let r = 0x7000_5555_0010;
+        let t_realloc = stamp(61 * U, t_alloc, a, q, r);
+        assert!(t_realloc > t_release);
+        // The thread's own next event in the unit: no bump, and never before its last.
+        assert_eq!(stamp(61 * U + 5, t_realloc, a, r, 0), t_realloc);
+        assert_eq!(stamp(40 * U, t_realloc, a, 0, 0), t_realloc);
+    }
+
+    /// Two real threads with a clock that never moves (every event in one unit): a
+    /// producer allocates blocks and hands them over, the consumer frees them and hands
+    /// the addresses back, the producer allocates them again. Every event comes after the
+    /// one it depends on, and each thread's times never go back.
+    #[test]
+    fn a_frozen_clock_still_orders_handoffs_between_threads() {
+        use std::sync::mpsc::channel;
+        let (to_consumer, consumer_in) = channel::<(u64, u64)>();
+        let (to_producer, producer_in) = channel::<(u64, u64)>();
+        let now = 1_000 * U + 17;
+        let consumer = std::thread::spawn(move || {
+            let tag = tag_of(201);
+            let mut last = 0;
+            for (addr, t_alloc) in consumer_in {
+                let t = stamp(now, last, tag, addr, 0);
+                assert!(t > t_alloc && t >= last, "free {t} after alloc {t_alloc}");
+                last = t;
+                to_producer.send((addr, t)).unwrap();
+            }
+        });
+        let tag = tag_of(200);
+        let mut last = 0;
+        for i in 0..2000u64 {
+            // Eight addresses in turn, so that each comes back freed.
+            let addr = 0x5000_0000 + 16 * (i % 8);
+            if i >= 8 {
+                let (back, t_free) = producer_in.recv().unwrap();
+                assert_eq!(back, addr);
+                let t = stamp(now, last, tag, addr, 0);
+                assert!(t > t_free && t >= last, "reuse {t} after free {t_free}");
+                last = t;
+                to_consumer.send((addr, t)).unwrap();
+            } else {
+                last = stamp(now, last, tag, addr, 0);
+                to_consumer.send((addr, last)).unwrap();
+            }
+        }
+        drop(to_consumer);
+        consumer.join().unwrap();
+    }
+}
