@@ -42,23 +42,39 @@ fn track(func: AllocFunc, p: *mut c_void, size: u64) {
     live::insert(p as u64, Meta::new(size, func, internal));
 }
 
-/// A block came back from the real allocator: record it, enter it in the table (unless
-/// sampling passes over it: see [`recorded_allocation`]).
-#[inline(always)]
-fn allocated(func: AllocFunc, p: *mut c_void, size: u64, c: Caller) {
-    // Sampling: a block the sampler does not pick (or one allocated on the recorder's
-    // behalf) is neither recorded nor entered in the table.
-    if sample::passes_over(p, size) {
-        return;
-    }
-    recorded_allocation(func, p, size, c)
+/// In an allocating hook, once the real allocator returned `p` for `size` bytes: record
+/// the block and enter it in the table, unless sampling passes over it (a block the
+/// sampler does not pick, or one allocated on the recorder's behalf, is neither). Sampling
+/// decides first, so that an unsampled block costs no read of the caller's frame; the
+/// caller is then read from the hook's own frame, which the real call left as it was at
+/// entry (a macro, so that `caller!` runs in the hook itself).
+macro_rules! allocated {
+    ($func:expr, $p:expr, $size:expr) => {{
+        let (p, size): (*mut c_void, u64) = ($p, $size);
+        if !sample::passes_over(p, size) {
+            recorded_allocation($func, p, size, caller!());
+        }
+    }};
 }
 
-/// [`allocated`] once sampling has had its say (the hottest hooks ask it before they read
-/// their caller's frame). The table's slot is prefetched first and filled after the event
-/// is encoded, so that its cache miss overlaps the recording. (Nothing else can see the
-/// block before the hook returns it; the entry is made before the thread may stop for an
-/// exit scan.)
+/// In a releasing hook: release `p` (record it, take it out of the table, pass it to
+/// glibc), or, when sampling knows it cannot be a sampled block, only pass it to glibc,
+/// without reading the caller's frame. A macro for the reason [`allocated!`] is.
+macro_rules! released {
+    ($func:expr, $p:expr) => {{
+        let p: *mut c_void = $p;
+        if sample::passes_over_release(p) {
+            __libc_free(p);
+        } else {
+            release($func, p, caller!());
+        }
+    }};
+}
+
+/// A block the program gets, sampling having had its say ([`allocated!`]). The table's
+/// slot is prefetched first and filled after the event is encoded, so that its cache miss
+/// overlaps the recording. (Nothing else can see the block before the hook returns it;
+/// the entry is made before the thread may stop for an exit scan.)
 #[inline(always)]
 fn recorded_allocation(func: AllocFunc, p: *mut c_void, size: u64, c: Caller) {
     if p.is_null() {
@@ -121,11 +137,7 @@ fn error(func: AllocFunc, kind: HeapErrorKind, p: *mut c_void, alloc_func: Alloc
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     let p = __libc_malloc(size);
-    if sample::passes_over(p, size as u64) {
-        return p;
-    }
-    // The hook's frame is unchanged by the call: its caller is read as at entry.
-    recorded_allocation(AllocFunc::Malloc, p, size as u64, caller!());
+    allocated!(AllocFunc::Malloc, p, size as u64);
     p
 }
 
@@ -135,9 +147,8 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 /// None beyond calloc(3)'s.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
-    let c = caller!();
     let p = __libc_calloc(n, size);
-    allocated(AllocFunc::Calloc, p, n.wrapping_mul(size) as u64, c);
+    allocated!(AllocFunc::Calloc, p, n.wrapping_mul(size) as u64);
     p
 }
 
@@ -407,20 +418,7 @@ unsafe fn release_sampled(func: AllocFunc, p: *mut c_void, c: Caller) {
 /// free(3)'s contract; a pointer that is not a live block is reported, not freed.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn free(p: *mut c_void) {
-    if sample::passes_over_release(p) {
-        __libc_free(p);
-        return;
-    }
-    release(AllocFunc::Free, p, caller!())
-}
-
-/// # Safety
-/// `align` is a power of two (glibc's memalign rounds other values up).
-#[inline(always)]
-unsafe fn aligned(func: AllocFunc, align: usize, size: usize, c: Caller) -> *mut c_void {
-    let p = __libc_memalign(align, size);
-    allocated(func, p, size as u64, c);
-    p
+    released!(AllocFunc::Free, p)
 }
 
 /// `posix_memalign(3)`, recorded.
@@ -429,11 +427,11 @@ unsafe fn aligned(func: AllocFunc, align: usize, size: usize, c: Caller) -> *mut
 /// `out` is valid for a pointer-sized write when the call succeeds.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
-    let c = caller!();
     if !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<*mut c_void>()) {
         return libc::EINVAL;
     }
-    let p = aligned(AllocFunc::PosixMemalign, align, size, c);
+    let p = __libc_memalign(align, size);
+    allocated!(AllocFunc::PosixMemalign, p, size as u64);
     if p.is_null() {
         return libc::ENOMEM;
     }
@@ -447,8 +445,9 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
 /// None beyond aligned_alloc(3)'s.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
-    let c = caller!();
-    aligned(AllocFunc::AlignedAlloc, align, size, c)
+    let p = __libc_memalign(align, size);
+    allocated!(AllocFunc::AlignedAlloc, p, size as u64);
+    p
 }
 
 /// `memalign(3)`, recorded.
@@ -457,8 +456,9 @@ pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void
 /// None beyond memalign(3)'s.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
-    let c = caller!();
-    aligned(AllocFunc::Memalign, align, size, c)
+    let p = __libc_memalign(align, size);
+    allocated!(AllocFunc::Memalign, p, size as u64);
+    p
 }
 
 /// `valloc(3)`, recorded.
@@ -467,9 +467,8 @@ pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
 /// None beyond valloc(3)'s.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
-    let c = caller!();
     let p = __libc_valloc(size);
-    allocated(AllocFunc::Valloc, p, size as u64, c);
+    allocated!(AllocFunc::Valloc, p, size as u64);
     p
 }
 
@@ -479,9 +478,8 @@ pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
 /// None beyond pvalloc(3)'s.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
-    let c = caller!();
     let p = __libc_pvalloc(size);
-    allocated(AllocFunc::Pvalloc, p, size as u64, c);
+    allocated!(AllocFunc::Pvalloc, p, size as u64);
     p
 }
 
@@ -536,13 +534,6 @@ unsafe fn real_new(
     p
 }
 
-/// # Safety
-/// As [`release`].
-#[inline(always)]
-unsafe fn delete_impl(func: AllocFunc, p: *mut c_void, c: Caller) {
-    release(func, p, c)
-}
-
 macro_rules! new_hook {
     ($name:ident, $func:expr, nothrow = $nt:expr, slow = $slow:expr) => {
         /// A C++ `operator new` variant, recorded as the operator the program called.
@@ -552,10 +543,7 @@ macro_rules! new_hook {
         #[cfg_attr(not(test), no_mangle)]
         pub unsafe extern "C" fn $name(size: usize) -> *mut c_void {
             let p = real_new(size, 0, $nt, $slow);
-            if sample::passes_over(p, size as u64) {
-                return p;
-            }
-            recorded_allocation($func, p, size as u64, caller!());
+            allocated!($func, p, size as u64);
             p
         }
     };
@@ -569,10 +557,7 @@ macro_rules! new_aligned_hook {
         #[cfg_attr(not(test), no_mangle)]
         pub unsafe extern "C" fn $name(size: usize, align: usize) -> *mut c_void {
             let p = real_new(size, align, $nt, $slow);
-            if sample::passes_over(p, size as u64) {
-                return p;
-            }
-            recorded_allocation($func, p, size as u64, caller!());
+            allocated!($func, p, size as u64);
             p
         }
     };
@@ -586,11 +571,7 @@ macro_rules! delete_hook {
         #[cfg_attr(not(test), no_mangle)]
         pub unsafe extern "C" fn $name(p: *mut c_void $(, $extra: $ty)*) {
             $(let _ = $extra;)*
-            if sample::passes_over_release(p) {
-                __libc_free(p);
-                return;
-            }
-            delete_impl($func, p, caller!())
+            released!($func, p)
         }
     };
 }

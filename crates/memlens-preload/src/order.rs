@@ -134,23 +134,8 @@ pub fn stamp(now_ns: u64, last: u64, tag: u64, addr: u64, other: u64) -> u64 {
     if other != 0 {
         return stamp_second(after(seen, t, tag), tag, c, seen, other);
     }
-    // [`after`] and [`published`] in one, for the common case (one block, the cell read
-    // once): another thread's time at or after ours moves ours past it; the cell then
-    // gets our time, unless it is already our own time.
-    let (ct, ctag) = unpack(seen);
-    let (t, new) = if ctag == tag {
-        let t = t.max(ct);
-        (t, ct < t)
-    } else {
-        (if ct >= t { ct + UNIT_NS } else { t }, true)
-    };
-    if new
-        && c.compare_exchange(seen, pack(t, tag), Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-    {
-        // Another thread stamped this cell meanwhile: the general rule.
-        publish(c, c.load(Ordering::Acquire), t, tag);
-    }
+    let t = after(seen, t, tag);
+    publish(c, seen, t, tag);
     t
 }
 
