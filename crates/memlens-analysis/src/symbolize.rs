@@ -314,10 +314,11 @@ impl Symbolizer {
     }
 
     /// The data symbol (a global variable) of `module` that contains `vaddr` (an ELF
-    /// virtual address), demangled. `None` when the module cannot be used (missing,
+    /// virtual address): its demangled name and where it starts (for
+    /// [`Symbolizer::declaration`]). `None` when the module cannot be used (missing,
     /// changed since recording: the same build-id check as for frames) or no data symbol
     /// covers the address. A module's symbols are read once.
-    pub fn data_symbol(&mut self, module: u32, vaddr: u64) -> Option<String> {
+    pub fn data_symbol(&mut self, module: u32, vaddr: u64) -> Option<(String, u64)> {
         if !self.usable(module) {
             return None;
         }
@@ -326,21 +327,14 @@ impl Symbolizer {
             .data_symbols
             .entry(module)
             .or_insert_with(|| data_symbols(Path::new(path)));
-        data_symbol_at(symbols, vaddr).map(|k| symbols[k].2.clone())
+        data_symbol_at(symbols, vaddr).map(|k| (symbols[k].2.clone(), symbols[k].0))
     }
 
-    /// Where the global containing `vaddr` in `module` is declared, `file:line` (from the
-    /// module's DWARF), if it says.
-    pub fn variable_source(&mut self, module: u32, vaddr: u64) -> Option<String> {
-        if !self.usable(module) {
-            return None;
-        }
-        let path = Path::new(&self.modules[&module].module.path);
-        let symbols = self
-            .data_symbols
-            .entry(module)
-            .or_insert_with(|| data_symbols(path));
-        let start = symbols[data_symbol_at(symbols, vaddr)?].0;
+    /// Where the variable of `module` starting at `start` (a data symbol's, from
+    /// [`Symbolizer::data_symbol`], which checked the module) is declared, `file:line`
+    /// from the module's DWARF, if it says. The DWARF is read once, on first use.
+    pub fn declaration(&mut self, module: u32, start: u64) -> Option<String> {
+        let path = Path::new(&self.modules.get(&module)?.module.path);
         let sources = self
             .variable_sources
             .entry(module)

@@ -255,10 +255,10 @@ impl LeakView {
         self.sym.stack(&raw)
     }
 
-    /// The data symbol (a global variable) containing `addr`, and where it is declared
-    /// (`file:line`) when the module's DWARF says, through the symbolizer: each module's
-    /// symbols are read once, and only from the binary that was recorded.
-    fn data_symbol(&mut self, addr: u64) -> Option<(String, Option<String>)> {
+    /// The data symbol (a global variable) containing `addr`, with its module and start
+    /// (for `Symbolizer::declaration`), through the symbolizer: each module's symbols are
+    /// read once, and only from the binary that was recorded.
+    fn data_symbol(&mut self, addr: u64) -> Option<(String, u32, u64)> {
         let (&id, m) = self.metadata.modules.iter().find(|(_, m)| {
             m.segments.iter().any(|&(vaddr, memsz, _)| {
                 let lo = m.load_bias.wrapping_add(vaddr);
@@ -266,8 +266,8 @@ impl LeakView {
             })
         })?;
         let vaddr = addr.wrapping_sub(m.load_bias);
-        let name = self.sym.data_symbol(id, vaddr)?;
-        Some((name, self.sym.variable_source(id, vaddr)))
+        let (name, start) = self.sym.data_symbol(id, vaddr)?;
+        Some((name, id, start))
     }
 }
 

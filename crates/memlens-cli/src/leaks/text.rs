@@ -35,15 +35,17 @@ impl LeakView {
         let short = name.rsplit('/').next().unwrap_or(name);
         match kind {
             RootKind::ModuleData => match self.data_symbol(addr) {
-                Some((sym, Some(source))) => {
-                    let file = source.rsplit('/').next().unwrap_or(&source);
-                    format!("global `{sym}` ({file})")
-                }
-                Some((sym, None)) => format!("global `{sym}` ({short})"),
+                Some((sym, module, start)) => match self.sym.declaration(module, start) {
+                    Some(source) => {
+                        let file = source.rsplit('/').next().unwrap_or(&source);
+                        format!("global `{sym}` ({file})")
+                    }
+                    None => format!("global `{sym}` ({short})"),
+                },
                 None => format!("data of {short}"),
             },
             RootKind::Anonymous => match self.data_symbol(addr) {
-                Some((sym, _)) => format!("global `{sym}`"),
+                Some((sym, ..)) => format!("global `{sym}`"),
                 None => format!("anonymous memory at {addr:#x}"),
             },
             RootKind::ThreadStack if tid == pid || pid == 0 => "the main thread's stack".into(),
