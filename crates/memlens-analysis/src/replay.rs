@@ -18,7 +18,8 @@
 //!   live ([`Counters::failed_reallocs`]); otherwise `old` is released and `new` is added
 //!   with `size` bytes and the realloc's stack. For the totals a successful realloc counts
 //!   as one allocation (of `size` bytes) *and* one free of the old block, besides being
-//!   counted in [`Counters::reallocs`].
+//!   counted in [`Counters::reallocs`]. A `Free` event made by `realloc` is the release
+//!   half of a realloc recorded in two events ([`Release::Moved`]).
 
 use memlens_trace::reader::Event;
 use memlens_trace::AllocFunc;
@@ -60,6 +61,12 @@ pub enum Release {
     /// Dropped because an allocation returned its address while it was live (a release
     /// the recorder missed).
     Reused,
+    /// Released by a realloc whose new block is not in the same event: a `Free` event of
+    /// `realloc` or `reallocarray`. The recorder writes one when another thread may have
+    /// reused the old address before the realloc's record was stamped (the new block
+    /// follows as `realloc(NULL, n)`), and in a sampled trace when the new block was not
+    /// sampled. The data lives on: not a release by the program.
+    Moved,
 }
 
 /// Running event counters of a replay.
@@ -255,9 +262,13 @@ impl Replay {
                     );
                 }
             }
-            Event::Free { addr, .. } => {
+            Event::Free { addr, func, .. } => {
                 if addr != 0 {
-                    self.remove(addr, Release::Free, obs);
+                    let why = match func {
+                        AllocFunc::Realloc | AllocFunc::Reallocarray => Release::Moved,
+                        _ => Release::Free,
+                    };
+                    self.remove(addr, why, obs);
                 }
             }
             Event::Realloc {

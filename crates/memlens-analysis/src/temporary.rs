@@ -9,7 +9,8 @@
 //!
 //! * A realloc that moves or resizes a block is not a release: the data lives on. It is an
 //!   allocation (of the new block) for the rule, so `p = malloc(8); p = realloc(p, 16);
-//!   free(p)` has one temporary block, the realloc's.
+//!   free(p)` has one temporary block, the realloc's. So is a realloc's release recorded
+//!   as an event of its own ([`Release::Moved`]).
 //! * A block dropped because its address was handed out again while it was live (a
 //!   release the recorder missed) is not temporary.
 //! * Allocations that failed (NULL) are not allocations.
@@ -163,6 +164,24 @@ mod tests {
                 realloc(0, 0x40, 0, 0),
             ]),
             vec![0x30, 0x40]
+        );
+        // The same realloc recorded in two events (its release on its own, the new block
+        // as realloc(NULL, n)): the same answer.
+        let moved = Event::Free {
+            ts: 0,
+            thread: 0,
+            func: AllocFunc::Realloc,
+            addr: 0x10,
+            stack: 0,
+        };
+        assert_eq!(
+            temporaries(&[
+                alloc(0, 0x10),
+                moved,
+                realloc(0, 0, 0x30, 16),
+                free(0, 0x30)
+            ]),
+            vec![0x30]
         );
         // A block dropped by address reuse is not temporary; a double free counts once.
         assert_eq!(

@@ -14,7 +14,7 @@
 use crate::caller;
 use crate::live::{self, Meta, Removed};
 use crate::sample;
-use crate::thread::{record, record_then, Caller, Op};
+use crate::thread::{record, record_then, reserve_release, Caller, Op};
 use core::ffi::{c_int, c_void};
 use memlens_trace::{AllocFunc, HeapErrorKind};
 
@@ -170,6 +170,7 @@ unsafe fn realloc_impl(func: AllocFunc, old: *mut c_void, size: usize, c: Caller
                     old: 0,
                     new: p as u64,
                     size: size as u64,
+                    released_at: None,
                 },
                 c,
             );
@@ -190,11 +191,13 @@ unsafe fn realloc_impl(func: AllocFunc, old: *mut c_void, size: usize, c: Caller
                 old: old as u64,
                 new: 0,
                 size: 0,
+                released_at: None,
             },
             c,
         );
         return __libc_realloc(old, 0);
     }
+    let released_at = reserve_release(old as u64);
     let p = __libc_realloc(old, size);
     if p.is_null() {
         // Failed: the old block stays allocated.
@@ -210,6 +213,7 @@ unsafe fn realloc_impl(func: AllocFunc, old: *mut c_void, size: usize, c: Caller
             old: old as u64,
             new: p as u64,
             size: size as u64,
+            released_at,
         },
         c,
     );
@@ -252,6 +256,7 @@ unsafe fn realloc_sampled(
                 old: old as u64,
                 new: 0,
                 size: 0,
+                released_at: None,
             };
             record(func, op, c);
         }
@@ -265,6 +270,11 @@ unsafe fn realloc_sampled(
         // Should the realloc fail, the old block simply stays unsampled from here on.
         record(func, Op::Free { addr: old as u64 }, c);
     }
+    let released_at = if recorded && sampled {
+        reserve_release(old as u64)
+    } else {
+        None
+    };
     let p = if old.is_null() {
         __libc_malloc(size)
     } else {
@@ -282,6 +292,7 @@ unsafe fn realloc_sampled(
             old: if recorded { old as u64 } else { 0 },
             new: p as u64,
             size: size as u64,
+            released_at,
         };
         record(func, op, c);
     }

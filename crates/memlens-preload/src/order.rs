@@ -130,13 +130,23 @@ pub fn stamp(now_ns: u64, last: u64, tag: u64, addr: u64, other: u64) -> u64 {
         return t;
     }
     let c = cell(addr);
-    let seen = c.load(Ordering::Acquire);
+    let mut seen = c.load(Ordering::Acquire);
     if other != 0 {
         return stamp_second(after(seen, t, tag), tag, c, seen, other);
     }
-    let t = after(seen, t, tag);
-    publish(c, seen, t, tag);
-    t
+    // The time is chosen from the value the compare-and-swap replaces, so that a value
+    // another thread put in meanwhile is ordered after too: a moving realloc's record
+    // (`stamp_moved`) relies on it.
+    loop {
+        let chosen = after(seen, t, tag);
+        let Some(new) = published(seen, chosen, tag) else {
+            return chosen;
+        };
+        match c.compare_exchange_weak(seen, new, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return chosen,
+            Err(now) => seen = now,
+        }
+    }
 }
 
 /// [`stamp`]'s realloc: the second block's cell may move the time on too; both cells
@@ -149,6 +159,43 @@ fn stamp_second(t: u64, tag: u64, c: &AtomicU64, seen: u64, other: u64) -> u64 {
     publish(c, seen, t, tag);
     publish(c2, seen2, t, tag);
     t
+}
+
+/// The time of a moving realloc's record, its old block's release having been reserved
+/// at `reserved` (a [`stamp`] of `old` made before the real realloc). glibc releases the
+/// old block inside the call, so another thread may get its address and stamp that
+/// allocation before this record is stamped. The reservation is what tells: while
+/// `old`'s cell still holds it, no event on that cell was stamped since, and the record
+/// takes its time as a realloc on both blocks (`Ok`): a thread that read the reservation
+/// and chose its time from it fails its compare-and-swap and chooses again ([`stamp`]).
+/// Otherwise (`Err`) the release
+/// must keep the reserved time, earlier than any reuse, and only the new block is
+/// stamped: `Err((release time, allocation time))`. (An unrelated event on the same cell
+/// answers `Err` too; splitting the record is then merely unneeded.)
+#[inline]
+pub fn stamp_moved(
+    now_ns: u64,
+    last: u64,
+    tag: u64,
+    old: u64,
+    new: u64,
+    reserved: u64,
+) -> Result<u64, (u64, u64)> {
+    let t = (now_ns & !(UNIT_NS - 1)).max(last);
+    let c2 = cell(new);
+    let seen2 = c2.load(Ordering::Acquire);
+    let t = after(seen2, t, tag);
+    let held = cell(old).compare_exchange(
+        pack(reserved, tag),
+        pack(t, tag),
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    );
+    publish(c2, seen2, t, tag);
+    match held {
+        Ok(_) => Ok(t),
+        Err(_) => Err((reserved.max(last), t)),
+    }
 }
 
 #[cfg(test)]
@@ -217,6 +264,31 @@ mod tests {
         // The thread's own next event in the unit: no bump, and never before its last.
         assert_eq!(stamp(61 * U + 5, t_realloc, a, r, 0), t_realloc);
         assert_eq!(stamp(40 * U, t_realloc, a, 0, 0), t_realloc);
+    }
+
+    /// A moving realloc: its release reserved before the real call. Untouched, the
+    /// reservation lets the record be one realloc; once another thread stamped the old
+    /// address (its reuse), the release keeps the reserved time, before the reuse, and
+    /// the new block's allocation comes after its own previous release.
+    #[test]
+    fn a_moving_realloc_releases_before_the_reuse_of_its_old_address() {
+        let (a, b, c) = (tag_of(300), tag_of(301), tag_of(302));
+        let (old, new) = (0x6000_0000_1000, 0x6000_0000_8000);
+        let t0 = stamp(70 * U + 1, 0, a, old, 0);
+        assert_eq!(stamp_moved(70 * U + 9, t0, a, old, new, t0), Ok(t0));
+
+        let old = 0x6000_0001_1000;
+        let t0 = stamp(80 * U, 0, a, old, 0);
+        // Another thread frees `new` meanwhile, and another gets `old` from glibc.
+        let t_free_new = stamp(80 * U + 2, 0, c, new, 0);
+        let t_reuse = stamp(80 * U + 3, 0, b, old, 0);
+        assert!(t_reuse > t0);
+        let (t_release, t_alloc) = stamp_moved(80 * U + 4, t0, a, old, new, t0).unwrap_err();
+        assert_eq!(t_release, t0);
+        assert!(t_release < t_reuse && t_alloc > t_free_new && t_alloc >= t_release);
+        // The old address's next event by `a` (say a later free of the reused block
+        // handed back) still orders after the reuse.
+        assert!(stamp(80 * U + 5, t_alloc, a, old, 0) > t_reuse);
     }
 
     /// Two real threads with a clock that never moves (every event in one unit): a

@@ -124,6 +124,24 @@ impl ThreadState {
         t
     }
 
+    /// [`ThreadState::stamp`] for a moving realloc whose release was reserved at
+    /// `reserved` (`order::stamp_moved`).
+    #[cold]
+    fn stamp_moved(
+        &mut self,
+        now_ns: u64,
+        old: u64,
+        new: u64,
+        reserved: u64,
+    ) -> Result<u64, (u64, u64)> {
+        let r =
+            crate::order::stamp_moved(now_ns, self.last_stamp, self.order_tag, old, new, reserved);
+        self.last_stamp = match r {
+            Ok(t) | Err((_, t)) => t,
+        };
+        r
+    }
+
     #[inline]
     fn lock(&self) {
         while self.lock.swap(true, Ordering::Acquire) {
@@ -364,6 +382,9 @@ pub enum Op {
         old: u64,
         new: u64,
         size: u64,
+        /// For a realloc that may move: the time [`reserve_release`] reserved for the
+        /// release of `old` before the real call.
+        released_at: Option<u64>,
     },
     /// A heap error at `addr`; `alloc_func` is the block's allocating function for a
     /// mismatch.
@@ -403,7 +424,31 @@ pub fn record_then(func: AllocFunc, op: Op, caller: Caller, then: impl FnOnce() 
     // is busy, so by one code path of this thread at a time; other threads take its lock.
     let st = unsafe { &mut *state_for(busy.here(), now) };
     st.lock();
-    let ts0 = st.stamp(now, op.addresses());
+    let (op, ts0) = match op {
+        Op::Realloc {
+            old,
+            new,
+            size,
+            released_at: Some(reserved),
+        } if old != 0 && new != 0 && old != new => {
+            match st.stamp_moved(now, old, new, reserved) {
+                Ok(t) => (op, t),
+                Err((t_release, t)) => {
+                    // Another thread may have reused the old address already: its release
+                    // first, at the reserved time, then the realloc as an allocation.
+                    record_into(st, func, Op::Free { addr: old }, caller, t_release);
+                    let rest = Op::Realloc {
+                        old: 0,
+                        new,
+                        size,
+                        released_at: None,
+                    };
+                    (rest, t)
+                }
+            }
+        }
+        _ => (op, st.stamp(now, op.addresses())),
+    };
     let mark = record_into(st, func, op, caller, ts0);
     if !then() {
         debug_assert!(
@@ -477,6 +522,24 @@ pub fn mark_time(busy: &tls::BusyGuard) -> u64 {
     t
 }
 
+/// Before a realloc that may move `addr`'s block: its release's time, stamped now on the
+/// address, because glibc releases the block inside the call, where another thread may
+/// get the address before the realloc's record is made (`order::stamp_moved`). `None`
+/// when nothing is recorded (not started, disabled, or re-entered).
+pub fn reserve_release(addr: u64) -> Option<u64> {
+    if !ACTIVE.load(Ordering::Relaxed) || DISABLED.load(Ordering::Relaxed) {
+        return None;
+    }
+    let busy = tls::BusyGuard::enter()?;
+    let now = now_ns();
+    // SAFETY: as in `record_then`: this thread's state, while the thread is busy.
+    let st = unsafe { &mut *state_for(busy.here(), now) };
+    st.lock();
+    let t = st.stamp(now, [addr, 0]);
+    st.unlock();
+    Some(t)
+}
+
 #[inline]
 fn record_into(
     st: &mut ThreadState,
@@ -498,7 +561,7 @@ fn record_into(
     st.push(matches!(op, Op::Free { .. }), |b| match op {
         Op::Alloc { addr, size } => b.alloc(ts, func, addr, size, stack),
         Op::Free { addr } => b.free(ts, func, addr, stack),
-        Op::Realloc { old, new, size } => b.realloc(ts, func, old, new, size, stack),
+        Op::Realloc { old, new, size, .. } => b.realloc(ts, func, old, new, size, stack),
         Op::Error {
             kind,
             addr,
