@@ -395,6 +395,22 @@ pub enum Op {
     },
 }
 
+/// Whether the recording still runs, asked again with `st`'s lock held; unlocks it when
+/// not. An attached recording ends (`lifecycle::finish_detached`) by turning `ACTIVE`
+/// off and then flushing every thread's buffer under its lock: a thread that passed the
+/// first test just before is either still holding its lock then (its record is
+/// flushed), or takes it after and sees `ACTIVE` off here (the lock orders the two), so
+/// nothing is written into a trace that has ended, however long the thread was
+/// descheduled in between.
+#[inline(always)]
+fn still_active(st: &ThreadState) -> bool {
+    if ACTIVE.load(Ordering::Relaxed) {
+        return true;
+    }
+    st.unlock();
+    false
+}
+
 /// Record one event. Called after the real allocation (so its timestamp follows it) and
 /// before the real release (so a reuse of the address by another thread comes later).
 #[inline]
@@ -424,6 +440,9 @@ pub fn record_then(func: AllocFunc, op: Op, caller: Caller, then: impl FnOnce() 
     // is busy, so by one code path of this thread at a time; other threads take its lock.
     let st = unsafe { &mut *state_for(busy.here(), now) };
     st.lock();
+    if !still_active(st) {
+        return false;
+    }
     let (op, ts0) = match op {
         Op::Realloc {
             old,
@@ -494,6 +513,9 @@ pub fn record_api(
     // its lock.
     let st = unsafe { &mut *state_for(busy.here(), now) };
     st.lock();
+    if !still_active(st) {
+        return;
+    }
     // In the thread's order with its allocations (a region's bounds, a mark).
     let ts = st.stamp(now, [0, 0]);
     let stack = caller.map_or(0, |c| capture(st, c, ts));
@@ -535,6 +557,9 @@ pub fn reserve_release(addr: u64) -> Option<u64> {
     // SAFETY: as in `record_then`: this thread's state, while the thread is busy.
     let st = unsafe { &mut *state_for(busy.here(), now) };
     st.lock();
+    if !still_active(st) {
+        return None;
+    }
     let t = st.stamp(now, [addr, 0]);
     st.unlock();
     Some(t)

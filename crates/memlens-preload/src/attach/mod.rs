@@ -254,6 +254,9 @@ fn start(settings: &CStr) -> c_int {
     live::clear_all();
     if !first {
         stacks::EPOCH.fetch_add(0x5851_F42D_4C95_7F2D, Ordering::Relaxed);
+        // Definitions made after the last window's end (a thread first seen by a hook
+        // that recorded nothing) belong to no trace.
+        output::META.lock().discard();
     }
     let heap = live_heap_bytes();
     if !lifecycle::open_attached_trace(output_path.to_bytes(), heap) {
@@ -350,14 +353,9 @@ pub fn tick() -> bool {
 /// thread, which is busy.
 fn detach() {
     got::restore_all();
-    // A thread that entered a hook just before its slot was restored finishes its
-    // record meanwhile (hooks are short); one still later records nothing (ACTIVE).
-    let pause = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 20_000_000,
-    };
-    // SAFETY: nanosleep reads `pause`.
-    unsafe { libc::nanosleep(&pause, core::ptr::null_mut()) };
+    // A thread that entered a hook before its slot was restored either records before
+    // the flush or, asking `ACTIVE` again under its buffer's lock, not at all
+    // (`thread::still_active`): no wait is needed. The hooks stay loaded.
     if !lifecycle::finish_detached() {
         // The process is exiting and its exit handler ended the trace.
         close_fd(&CONTROL_FD);
