@@ -170,7 +170,6 @@ unsafe fn realloc_impl(func: AllocFunc, old: *mut c_void, size: usize, c: Caller
                     old: 0,
                     new: p as u64,
                     size: size as u64,
-                    released_at: None,
                 },
                 c,
             );
@@ -191,13 +190,12 @@ unsafe fn realloc_impl(func: AllocFunc, old: *mut c_void, size: usize, c: Caller
                 old: old as u64,
                 new: 0,
                 size: 0,
-                released_at: None,
             },
             c,
         );
         return __libc_realloc(old, 0);
     }
-    let released_at = reserve_release(old as u64);
+    reserve_release(old as u64);
     let p = __libc_realloc(old, size);
     if p.is_null() {
         // Failed: the old block stays allocated.
@@ -213,7 +211,6 @@ unsafe fn realloc_impl(func: AllocFunc, old: *mut c_void, size: usize, c: Caller
             old: old as u64,
             new: p as u64,
             size: size as u64,
-            released_at,
         },
         c,
     );
@@ -256,7 +253,6 @@ unsafe fn realloc_sampled(
                 old: old as u64,
                 new: 0,
                 size: 0,
-                released_at: None,
             };
             record(func, op, c);
         }
@@ -270,11 +266,9 @@ unsafe fn realloc_sampled(
         // Should the realloc fail, the old block simply stays unsampled from here on.
         record(func, Op::Free { addr: old as u64 }, c);
     }
-    let released_at = if recorded && sampled {
-        reserve_release(old as u64)
-    } else {
-        None
-    };
+    if recorded && sampled {
+        reserve_release(old as u64);
+    }
     let p = if old.is_null() {
         __libc_malloc(size)
     } else {
@@ -292,7 +286,6 @@ unsafe fn realloc_sampled(
             old: if recorded { old as u64 } else { 0 },
             new: p as u64,
             size: size as u64,
-            released_at,
         };
         record(func, op, c);
     }

@@ -48,6 +48,9 @@ pub struct ThreadState {
     last_stamp: u64,
     /// This thread's tag in the order cells (`order::tag_of` of its index).
     order_tag: u64,
+    /// The block whose release a realloc about to be made reserved, and the time
+    /// ([`reserve_release`]); (0, 0) when none.
+    reserved: (u64, u64),
 }
 
 /// Every live thread state, for flushing at exit/exec and for fork.
@@ -110,6 +113,7 @@ impl ThreadState {
             realtime_announced: false,
             last_stamp: 0,
             order_tag: crate::order::tag_of(index),
+            reserved: (0, 0),
         })
     }
 
@@ -382,9 +386,6 @@ pub enum Op {
         old: u64,
         new: u64,
         size: u64,
-        /// For a realloc that may move: the time [`reserve_release`] reserved for the
-        /// release of `old` before the real call.
-        released_at: Option<u64>,
     },
     /// A heap error at `addr`; `alloc_func` is the block's allocating function for a
     /// mismatch.
@@ -443,32 +444,15 @@ pub fn record_then(func: AllocFunc, op: Op, caller: Caller, then: impl FnOnce() 
     if !still_active(st) {
         return false;
     }
-    let (op, ts0) = match op {
-        Op::Realloc {
-            old,
-            new,
-            size,
-            released_at: Some(reserved),
-        } if old != 0 && new != 0 && old != new => {
-            match st.stamp_moved(now, old, new, reserved) {
-                Ok(t) => (op, t),
-                Err((t_release, t)) => {
-                    // Another thread may have reused the old address already: its release
-                    // first, at the reserved time, then the realloc as an allocation.
-                    record_into(st, func, Op::Free { addr: old }, caller, t_release);
-                    let rest = Op::Realloc {
-                        old: 0,
-                        new,
-                        size,
-                        released_at: None,
-                    };
-                    (rest, t)
-                }
-            }
+    let mark = match op {
+        Op::Realloc { old, new, size } if st.reserved.0 != 0 => {
+            record_reserved_realloc(st, func, old, new, size, caller, now)
         }
-        _ => (op, st.stamp(now, op.addresses())),
+        _ => {
+            let ts = st.stamp(now, op.addresses());
+            record_into(st, func, op, caller, ts)
+        }
     };
-    let mark = record_into(st, func, op, caller, ts0);
     if !then() {
         debug_assert!(
             matches!(op, Op::Free { .. }),
@@ -546,23 +530,56 @@ pub fn mark_time(busy: &tls::BusyGuard) -> u64 {
 
 /// Before a realloc that may move `addr`'s block: its release's time, stamped now on the
 /// address, because glibc releases the block inside the call, where another thread may
-/// get the address before the realloc's record is made (`order::stamp_moved`). `None`
-/// when nothing is recorded (not started, disabled, or re-entered).
-pub fn reserve_release(addr: u64) -> Option<u64> {
+/// get the address before the realloc's record is made (`order::stamp_moved`). The
+/// thread's next realloc record uses it. Nothing when nothing is recorded (not started,
+/// disabled, or re-entered).
+pub fn reserve_release(addr: u64) {
     if !ACTIVE.load(Ordering::Relaxed) || DISABLED.load(Ordering::Relaxed) {
-        return None;
+        return;
     }
-    let busy = tls::BusyGuard::enter()?;
+    let Some(busy) = tls::BusyGuard::enter() else {
+        return;
+    };
     let now = now_ns();
     // SAFETY: as in `record_then`: this thread's state, while the thread is busy.
     let st = unsafe { &mut *state_for(busy.here(), now) };
     st.lock();
     if !still_active(st) {
-        return None;
+        return;
     }
-    let t = st.stamp(now, [addr, 0]);
+    st.reserved = (addr, st.stamp(now, [addr, 0]));
     st.unlock();
-    Some(t)
+}
+
+/// A realloc's record, its thread having reserved a release ([`reserve_release`]): when
+/// the reservation is for this realloc's old block and the block moved, the record is
+/// stamped by `order::stamp_moved`, and split in two if another thread may have reused
+/// the old address already. The reservation is used up either way.
+#[inline(never)]
+fn record_reserved_realloc(
+    st: &mut ThreadState,
+    func: AllocFunc,
+    old: u64,
+    new: u64,
+    size: u64,
+    caller: Caller,
+    now: u64,
+) -> Option<ChunkMark> {
+    let (reserved_for, reserved) = core::mem::take(&mut st.reserved);
+    let op = Op::Realloc { old, new, size };
+    if old == 0 || new == 0 || old == new || reserved_for != old {
+        let ts = st.stamp(now, op.addresses());
+        return record_into(st, func, op, caller, ts);
+    }
+    match st.stamp_moved(now, old, new, reserved) {
+        Ok(ts) => record_into(st, func, op, caller, ts),
+        Err((t_release, ts)) => {
+            // Another thread may have reused the old address already: the release first,
+            // at the reserved time, then the realloc as an allocation.
+            record_into(st, func, Op::Free { addr: old }, caller, t_release);
+            record_into(st, func, Op::Realloc { old: 0, new, size }, caller, ts)
+        }
+    }
 }
 
 #[inline]
@@ -1181,6 +1198,7 @@ pub fn reset_for_new_trace(ts: u64) {
         st.realtime_announced = false;
         // The new trace's clock starts again.
         st.last_stamp = 0;
+        st.reserved = (0, 0);
         let (index, tid) = (st.index, st.tid);
         st.unlock();
         if index == memlens_trace::PROCESS_THREAD || tid == 0 {
