@@ -352,9 +352,10 @@ fn a_multithreaded_process_runs_on_correctly_through_twenty_snapshots() {
         let Some(v) = snapshot(p.pid(), &dir.join(format!("{i}.snap")), &[]) else {
             return;
         };
-        // At most the four workers' kept blocks (512 each) and their DTVs; nothing lost.
+        // At most the four workers' kept blocks (512 each), the short-lived block each
+        // may hold between its malloc and its free, and their DTVs; nothing lost.
         let n = v["blocks"].as_u64().unwrap();
-        assert!((4..=4 * 512 + 4).contains(&n), "{n} blocks");
+        assert!((4..=4 * (512 + 1) + 4).contains(&n), "{n} blocks");
         assert_eq!(kind(&v, "definitely_lost").1, 0);
         assert_eq!(v["threads"].as_array().unwrap().len(), 5);
     }
