@@ -271,20 +271,25 @@ impl ProcDir {
 
     /// Direct children, from `/proc/PID/task/*/children` (every thread's own list).
     /// `None` if this kernel has no such files (CONFIG_PROC_CHILDREN off).
+    ///
+    /// Each file is read in one `read` where it fits: the kernel resumes a later read
+    /// at the same index in the list, so a list that changed between two reads (a
+    /// sibling reaped, or another thread's children moved to this one as it exited) skips
+    /// an entry. Read whole, the list is walked once.
     pub fn children(&self) -> Option<Vec<i32>> {
         let mut out = Vec::new();
         let tasks = std::fs::read_dir(format!("/proc/{}/task", self.pid)).ok()?;
-        let mut buf = String::new();
+        let mut buf = Vec::with_capacity(16 << 10);
         let mut any = false;
         for t in tasks.flatten() {
             let p = t.path().join("children");
             buf.clear();
-            match File::open(&p).and_then(|mut f| f.read_to_string(&mut buf)) {
-                Ok(_) => {
+            match File::open(&p).and_then(|mut f| read_in_one(&mut f, &mut buf)) {
+                Ok(()) => {
                     any = true;
                     out.extend(
-                        buf.split_ascii_whitespace()
-                            .filter_map(|w| w.parse::<i32>().ok()),
+                        buf.split(|c| c.is_ascii_whitespace())
+                            .filter_map(|w| std::str::from_utf8(w).ok()?.parse::<i32>().ok()),
                     );
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound && !t.path().exists() => {
@@ -422,6 +427,29 @@ pub fn page_size() -> u64 {
         p as u64
     } else {
         4096
+    }
+}
+
+/// Read all of `f` into `buf`, with one `read` when it fits in `buf`'s capacity.
+fn read_in_one(f: &mut File, buf: &mut Vec<u8>) -> io::Result<()> {
+    loop {
+        if buf.len() == buf.capacity() {
+            buf.reserve(buf.capacity().max(4096));
+        }
+        let at = buf.len();
+        buf.resize(buf.capacity(), 0);
+        match f.read(&mut buf[at..]) {
+            Ok(0) => {
+                buf.truncate(at);
+                return Ok(());
+            }
+            Ok(n) => buf.truncate(at + n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(at),
+            Err(e) => {
+                buf.truncate(at);
+                return Err(e);
+            }
+        }
     }
 }
 
