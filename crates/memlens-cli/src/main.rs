@@ -17,6 +17,7 @@ mod present;
 mod profile;
 mod report;
 mod run;
+mod sample_files;
 mod snapshot;
 mod supervise;
 mod top;

@@ -3,6 +3,7 @@
 //! chart of the top growers (`--plot`).
 
 use super::{End, Judgement, State, TopArgs};
+use crate::sample_files::{csv_field, SampleFiles};
 use crate::watch::short_label;
 use memlens_common::signal::signal_label;
 use memlens_common::units::{self, human_bytes, human_duration, human_rate};
@@ -14,8 +15,6 @@ use memlens_watch::processes::{ProcessTable, Tracked};
 use memlens_watch::trend::{Trend, Verdict};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
-use std::io::Write;
-use std::path::PathBuf;
 
 pub(super) struct Summary<'a> {
     pub state: &'a State<'a>,
@@ -335,83 +334,33 @@ pub(super) fn json(s: &Summary) -> Value {
 
 /// `--csv`, `--json` and `--plot`, created before the watch starts.
 pub(super) struct Outputs {
-    csv: Option<Box<dyn Write>>,
-    csv_name: Option<String>,
-    json: Option<(Box<dyn Write>, String)>,
-    plot: Option<(std::fs::File, PathBuf)>,
-}
-
-fn create(p: &PathBuf, what: &str) -> Result<Box<dyn Write>, String> {
-    if p.as_os_str() == "-" {
-        return Ok(Box::new(std::io::stdout()));
-    }
-    std::fs::File::create(p)
-        .map(|f| Box::new(std::io::BufWriter::new(f)) as Box<dyn Write>)
-        .map_err(|e| format!("cannot create the {what} file {}: {e}", p.display()))
-}
-
-/// A CSV field: quoted when it holds a comma, a quote or a line break.
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
+    files: SampleFiles,
 }
 
 impl Outputs {
     pub(super) fn open(args: &TopArgs) -> Result<Outputs, String> {
-        let dash = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str() == "-");
-        if dash(&args.csv) && dash(&args.json) {
-            return Err(
-                "--csv - and --json - cannot both write to stdout; give one of them a file name"
-                    .into(),
-            );
-        }
-        if dash(&args.plot) {
-            return Err("--plot needs a file name".into());
-        }
-        let plot = match &args.plot {
-            Some(p) => Some((
-                std::fs::File::create(p)
-                    .map_err(|e| format!("cannot create the plot file {}: {e}", p.display()))?,
-                p.clone(),
-            )),
-            None => None,
-        };
         Ok(Outputs {
-            csv: args.csv.as_ref().map(|p| create(p, "CSV")).transpose()?,
-            csv_name: args.csv.as_ref().map(|p| p.display().to_string()),
-            json: match &args.json {
-                Some(p) => Some((create(p, "JSON")?, p.display().to_string())),
-                None => None,
-            },
-            plot,
+            files: SampleFiles::open(
+                args.csv.as_deref(),
+                args.json.as_deref(),
+                args.plot.as_deref(),
+            )?,
         })
     }
 
     pub(super) fn names(&self) -> Vec<String> {
-        let mut v = Vec::new();
-        if let Some(n) = &self.csv_name {
-            v.push(format!("csv {n}"));
-        }
-        if let Some((_, n)) = &self.json {
-            v.push(format!("json {n}"));
-        }
-        if let Some((_, p)) = &self.plot {
-            v.push(format!("plot {}", p.display()));
-        }
-        v
+        self.files.names()
     }
 
     pub(super) fn csv_header(&mut self) {
-        self.csv_write("t_s,pid,start_ticks,rss,anon,file,name\n".into());
+        self.files
+            .csv_header("t_s,pid,start_ticks,rss,anon,file,name");
     }
 
     /// One row per process read in the latest sample, and one per kernel figure (pid 0,
     /// name `kernel:KEY`, the bytes in `rss`).
     pub(super) fn csv_rows(&mut self, t: f64, table: &ProcessTable, k: &KernelSample) {
-        if self.csv.is_none() {
+        if !self.files.wants_csv() {
             return;
         }
         let mut rows = String::new();
@@ -436,32 +385,18 @@ impl Outputs {
         for (c, v) in k {
             let _ = writeln!(rows, "{t:.3},0,0,{v},,,kernel:{}", c.key);
         }
-        self.csv_write(rows);
-    }
-
-    fn csv_write(&mut self, rows: String) {
-        let Some(w) = self.csv.as_mut() else {
-            return;
-        };
-        if let Err(e) = w.write_all(rows.as_bytes()).and_then(|()| w.flush()) {
-            if e.kind() != std::io::ErrorKind::BrokenPipe {
-                crate::say!("memlens: warning: cannot write the CSV file: {e}; no more samples will be written to it");
-            }
-            self.csv = None;
-        }
+        self.files.csv_write(&rows);
     }
 
     pub(super) fn finish_csv(&mut self) {
-        if let Some(w) = self.csv.as_mut() {
-            let _ = w.flush();
-        }
+        self.files.finish_csv();
     }
 
     /// The chart of the top growers (up to 8; the fastest-rising processes if none grows).
     pub(super) fn write_plot(&mut self, s: &Summary) -> Result<(), String> {
-        let Some((f, p)) = self.plot.as_mut() else {
+        if !self.files.wants_plot() {
             return Ok(());
-        };
+        }
         let t = s.state.table;
         let growing = s
             .judgement
@@ -497,26 +432,10 @@ impl Outputs {
             )),
             &lines,
         );
-        let bytes = if crate::png::wants_png(p) {
-            crate::png::from_svg(&svg)?
-        } else {
-            svg.into_bytes()
-        };
-        f.write_all(&bytes)
-            .map_err(|e| format!("cannot write the plot {}: {e}", p.display()))
+        self.files.write_plot(svg)
     }
 
     pub(super) fn write_json(&mut self, s: &Summary) -> Result<(), String> {
-        let Some((w, name)) = self.json.as_mut() else {
-            return Ok(());
-        };
-        let mut text = serde_json::to_string_pretty(&json(s)).unwrap_or_default();
-        text.push('\n');
-        match w.write_all(text.as_bytes()).and_then(|()| w.flush()) {
-            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                Err(format!("cannot write the JSON report {name}: {e}"))
-            }
-            _ => Ok(()),
-        }
+        self.files.write_json(&json(s))
     }
 }
