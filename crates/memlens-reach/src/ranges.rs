@@ -61,6 +61,80 @@ pub fn is_arena_heap(mem: &mut dyn Reader, start: u64, end: u64) -> bool {
         && (size == end - start || mprot == end - start)
 }
 
+/// One line of a process's `/proc/PID/maps`, as both scans read it.
+pub struct MapsLine<'a> {
+    pub start: u64,
+    pub end: u64,
+    pub read: bool,
+    pub write: bool,
+    pub exec: bool,
+    pub shared: bool,
+    /// The path or pseudo-name (`[heap]`, `[stack]`, `[anon:...]`), empty for anonymous
+    /// memory.
+    pub name: &'a [u8],
+}
+
+/// A process's mappings as the leak check sees them: the one classification of
+/// `/proc/PID/maps` for the exit scan (inside the process) and `memlens snapshot`
+/// (outside it), fed line by line with [`Mappings::add`].
+#[derive(Default)]
+pub struct Mappings {
+    /// Readable mappings, by address.
+    pub maps: Vec<crate::Map>,
+    /// Candidate root mappings: readable and writable, not heap, not the recorder's, not
+    /// device memory.
+    pub rw: Vec<RwMapping>,
+    /// Ranges that are never roots (the caller adds the recorder's memory, mmapped
+    /// blocks, dead stacks).
+    pub excl: Vec<(u64, u64)>,
+    /// Where PROT_NONE mappings (thread-stack guards among them) end.
+    pub guard_ends: Vec<u64>,
+}
+
+impl Mappings {
+    /// Take the next line (in address order). `recorder`: the mapping is the recorder's
+    /// own, never a root. `arena_heap` is asked only of anonymous read-write memory:
+    /// whether it is one of glibc's arena heaps ([`is_arena_heap`]), heap and not root.
+    pub fn add(&mut self, m: &MapsLine, recorder: bool, arena_heap: impl FnOnce() -> bool) {
+        let file = m.name.first() == Some(&b'/');
+        if m.read {
+            self.maps.push(crate::Map {
+                start: m.start,
+                end: m.end,
+                exec: m.exec,
+                file,
+            });
+        }
+        if !(m.read || m.write || m.exec) {
+            self.guard_ends.push(m.end);
+        }
+        if !(m.read && m.write) || recorder {
+            return;
+        }
+        let special = m.name.starts_with(b"[v") || m.name == b"[heap]";
+        // Device memory is not the program's data (and may not even be readable), but a
+        // private mapping of /dev/zero is plain anonymous memory and shared memory is
+        // memory.
+        let dev = m.name.starts_with(b"/dev/")
+            && !m.name.starts_with(b"/dev/shm/")
+            && !m.name.starts_with(b"/dev/zero");
+        // Named anonymous memory (`[anon:...]`, as glibc names its arenas with the
+        // `glibc.mem.decorate_maps` tunable) is anonymous memory.
+        let anon = m.name.is_empty() || m.name.starts_with(b"[anon");
+        if special || dev || (anon && arena_heap()) {
+            return;
+        }
+        let name = if anon { &[][..] } else { m.name };
+        self.rw.push(RwMapping {
+            start: m.start,
+            end: m.end,
+            file,
+            shared: m.shared,
+            name: name.to_vec(),
+        });
+    }
+}
+
 /// A candidate root mapping: readable and writable, not heap, not the scanner's own.
 pub struct RwMapping {
     pub start: u64,

@@ -267,3 +267,72 @@ fn unaligned_ends_and_short_ranges() {
     assert!(collect(&[], 0x1001, 0x1008, 16).is_empty());
     assert!(collect(&[0x1000], 0x1000, 0x2000, 16).is_empty());
 }
+
+/// The one classification of a process's mappings: readable ones kept for the marker,
+/// guard ends noted, and of the read-write ones only the program's memory offered as
+/// roots (anonymous names blanked); the arena-heap test asked of anonymous memory only.
+#[test]
+fn mappings_are_classified_once_for_both_scans() {
+    use crate::ranges::{Mappings, MapsLine};
+    let line = |start: u64, perms: &str, name: &'static str| MapsLine {
+        start,
+        end: start + 0x1000,
+        read: perms.contains('r'),
+        write: perms.contains('w'),
+        exec: perms.contains('x'),
+        shared: perms.contains('s'),
+        name: name.as_bytes(),
+    };
+    let lines = [
+        line(0x1000, "r-x", "/usr/bin/prog"),
+        line(0x2000, "rw", "/usr/bin/prog"),
+        line(0x3000, "rw", "[heap]"),
+        line(0x4000, "", ""),
+        line(0x5000, "rw", ""),
+        line(0x6000, "rw", "[anon:glibc: malloc arena]"),
+        line(0x7000, "rw", "[anon:cache]"),
+        line(0x8000, "rw", "/dev/nvidia0"),
+        line(0x9000, "rws", "/dev/shm/x"),
+        line(0xa000, "rw", "/dev/zero (deleted)"),
+        line(0xb000, "rw", "/usr/lib/libmemlens_preload.so"),
+        line(0xc000, "rw", "[stack]"),
+        line(0xd000, "r", "[vvar]"),
+        line(0xe000, "rw", ""),
+    ];
+    let mut m = Mappings::default();
+    let mut asked = Vec::new();
+    for l in &lines {
+        let recorder = l.name.ends_with(b"libmemlens_preload.so");
+        m.add(l, recorder, || {
+            asked.push(l.start);
+            // The arenas: the first anonymous mapping and the named one.
+            l.start == 0x5000 || l.start == 0x6000
+        });
+    }
+    assert_eq!(asked, [0x5000, 0x6000, 0x7000, 0xe000]);
+    assert_eq!(m.guard_ends, [0x5000]);
+    let readable: Vec<u64> = m.maps.iter().map(|x| x.start).collect();
+    assert_eq!(
+        readable,
+        [
+            0x1000, 0x2000, 0x3000, 0x5000, 0x6000, 0x7000, 0x8000, 0x9000, 0xa000, 0xb000, 0xc000,
+            0xd000, 0xe000
+        ]
+    );
+    let roots: Vec<(u64, bool, bool, &[u8])> =
+        m.rw.iter()
+            .map(|r| (r.start, r.file, r.shared, &r.name[..]))
+            .collect();
+    assert_eq!(
+        roots,
+        [
+            (0x2000, true, false, &b"/usr/bin/prog"[..]),
+            (0x7000, false, false, &b""[..]),
+            (0x9000, true, true, &b"/dev/shm/x"[..]),
+            (0xa000, true, false, &b"/dev/zero (deleted)"[..]),
+            (0xc000, false, false, &b"[stack]"[..]),
+            (0xe000, false, false, &b""[..]),
+        ]
+    );
+    assert!(m.excl.is_empty());
+}

@@ -8,7 +8,7 @@ use super::ptrace::Thread;
 use super::recorder::is_recorder;
 use super::remote::{Mapping, Remote};
 use memlens_reach::ranges::{
-    dead_thread_stacks, is_arena_heap, merge, subtract, RwMapping, StackLayout,
+    dead_thread_stacks, is_arena_heap, merge, subtract, Mappings, MapsLine, StackLayout,
 };
 use memlens_reach::Map;
 use memlens_trace::RootKind;
@@ -42,51 +42,30 @@ pub fn find(
     excl: Vec<(u64, u64)>,
     layout: StackLayout,
 ) -> Roots {
-    let mut excl = excl;
-    let mut readable = Vec::new();
-    let mut rw: Vec<RwMapping> = Vec::new();
-    let mut guard_ends = Vec::new();
-    for m in maps {
-        let file = m.name.starts_with('/');
-        if m.read {
-            readable.push(Map {
-                start: m.start,
-                end: m.end,
-                exec: m.exec,
-                file,
-            });
-        }
-        if !(m.read || m.write || m.exec) {
-            guard_ends.push(m.end);
-        }
-        if !(m.read && m.write) {
-            continue;
-        }
-        let special = m.name.starts_with("[v") || m.name == "[heap]";
-        let dev = m.name.starts_with("/dev/")
-            && !m.name.starts_with("/dev/shm/")
-            && !m.name.starts_with("/dev/zero");
-        if is_recorder(m)
-            || special
-            || dev
-            || (m.name.is_empty() && is_arena_heap(mem, m.start, m.end))
-        {
-            continue;
-        }
-        // Named anonymous memory (`[anon:...]`, `[stack]`) is anonymous memory.
-        let name = if m.name.starts_with("[anon") {
-            ""
-        } else {
-            &m.name
+    let mut m = Mappings {
+        excl,
+        ..Mappings::default()
+    };
+    for map in maps {
+        let line = MapsLine {
+            start: map.start,
+            end: map.end,
+            read: map.read,
+            write: map.write,
+            exec: map.exec,
+            shared: map.shared,
+            name: map.name.as_bytes(),
         };
-        rw.push(RwMapping {
-            start: m.start,
-            end: m.end,
-            file,
-            shared: m.shared,
-            name: name.as_bytes().to_vec(),
+        m.add(&line, is_recorder(map), || {
+            is_arena_heap(mem, map.start, map.end)
         });
     }
+    let Mappings {
+        maps: readable,
+        rw,
+        mut excl,
+        guard_ends,
+    } = m;
     let mut ranges = Vec::new();
     let mut regs = Vec::new();
     let not_roots = merge(excl.clone());

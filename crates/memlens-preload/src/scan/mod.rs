@@ -27,7 +27,7 @@ extern crate alloc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use memlens_reach::ranges::{
-    dead_thread_stacks, is_arena_heap, merge, subtract, RwMapping, StackLayout,
+    dead_thread_stacks, is_arena_heap, merge, subtract, Mappings, MapsLine, StackLayout,
 };
 use memlens_reach::{end_of, mark, size_of, Direct, Heap, Map, Marks};
 use memlens_trace::{ChunkBuilder, ChunkKind, ExitKind, RootKind};
@@ -199,71 +199,27 @@ fn scan_and_write(
     write_records(&scan, &heap, &marks, &roots, &reg_roots, reg_base);
 }
 
-/// The mappings as the scan sees them.
-struct Mappings {
-    /// Readable mappings, by address.
-    maps: Vec<Map>,
-    /// Candidate root mappings: readable and writable, not heap, not the recorder's, not
-    /// device memory.
-    rw: Vec<RwMapping>,
-    /// Ranges that are never roots (the recorder's memory, mmapped blocks, dead stacks).
-    excl: Vec<(u64, u64)>,
-    /// Where PROT_NONE mappings (thread-stack guards among them) end.
-    guard_ends: Vec<u64>,
-}
-
 /// Read /proc/self/maps into [`Mappings`].
 fn read_mappings(mem: &mut SelfMemory) -> Mappings {
     // Prepared at start-up (never here: a stopped thread may hold ld.so's lock).
     let me_path = PREPARED.get().map_or(&[][..], |p| &p.self_path[..]);
-    let mut maps: Vec<Map> = Vec::new();
-    let mut rw: Vec<RwMapping> = Vec::new();
-    let mut excl: Vec<(u64, u64)> = Vec::new();
-    // Where PROT_NONE mappings (thread-stack guards among them) end.
-    let mut guard_ends: Vec<u64> = Vec::new();
-    sys::for_each_mapping(|m| {
-        let file = m.name.first() == Some(&b'/');
-        if m.read {
-            maps.push(Map {
-                start: m.start,
-                end: m.end,
-                exec: m.exec,
-                file,
-            });
-        }
-        if !(m.read || m.write || m.exec) {
-            guard_ends.push(m.end);
-        }
-        if !(m.read && m.write) {
-            return true;
-        }
-        let ours = !me_path.is_empty() && m.name == me_path;
-        let special = m.name.starts_with(b"[v") || m.name == b"[heap]";
-        // Device memory is not the program's data (and may not even be readable), but a
-        // private mapping of /dev/zero is plain anonymous memory and shared memory is
-        // memory.
-        let dev = m.name.starts_with(b"/dev/")
-            && !m.name.starts_with(b"/dev/shm/")
-            && !m.name.starts_with(b"/dev/zero");
-        if ours || special || dev || (m.name.is_empty() && is_arena_heap(mem, m.start, m.end)) {
-            return true;
-        }
-        rw.push(RwMapping {
-            start: m.start,
-            end: m.end,
-            file,
-            shared: m.shared,
-            name: m.name.to_vec(),
-        });
+    let mut m = Mappings::default();
+    sys::for_each_mapping(|line| {
+        let ours = !me_path.is_empty() && line.name == me_path;
+        let line = MapsLine {
+            start: line.start,
+            end: line.end,
+            read: line.read,
+            write: line.write,
+            exec: line.exec,
+            shared: line.shared,
+            name: line.name,
+        };
+        m.add(&line, ours, || is_arena_heap(mem, line.start, line.end));
         true
     });
-    own_memory::for_each(|s, e| excl.push((s, e)));
-    Mappings {
-        maps,
-        rw,
-        excl,
-        guard_ends,
-    }
+    own_memory::for_each(|s, e| m.excl.push((s, e)));
+    m
 }
 
 /// Blocks outside readable anonymous memory are not read; the chunks of mmapped blocks
