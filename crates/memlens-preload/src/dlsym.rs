@@ -249,47 +249,10 @@ fn module_path(addr: *const c_void) -> Vec<u8> {
 /// Whether the recorder hooks the function `name`, and if so whether it is a C++ operator
 /// (`Some(true)`) or a C function (`Some(false)`).
 fn hooked(name: &[u8]) -> Option<bool> {
-    const C: [&[u8]; 10] = [
-        b"malloc",
-        b"calloc",
-        b"realloc",
-        b"reallocarray",
-        b"free",
-        b"posix_memalign",
-        b"aligned_alloc",
-        b"memalign",
-        b"valloc",
-        b"pvalloc",
-    ];
-    const CXX: [&[u8]; 20] = [
-        b"_Znwm",
-        b"_Znam",
-        b"_ZnwmRKSt9nothrow_t",
-        b"_ZnamRKSt9nothrow_t",
-        b"_ZnwmSt11align_val_t",
-        b"_ZnamSt11align_val_t",
-        b"_ZnwmSt11align_val_tRKSt9nothrow_t",
-        b"_ZnamSt11align_val_tRKSt9nothrow_t",
-        b"_ZdlPv",
-        b"_ZdaPv",
-        b"_ZdlPvm",
-        b"_ZdaPvm",
-        b"_ZdlPvSt11align_val_t",
-        b"_ZdaPvSt11align_val_t",
-        b"_ZdlPvmSt11align_val_t",
-        b"_ZdaPvmSt11align_val_t",
-        b"_ZdlPvRKSt9nothrow_t",
-        b"_ZdaPvRKSt9nothrow_t",
-        b"_ZdlPvSt11align_val_tRKSt9nothrow_t",
-        b"_ZdaPvSt11align_val_tRKSt9nothrow_t",
-    ];
-    if C.contains(&name) {
-        Some(false)
-    } else if CXX.contains(&name) {
-        Some(true)
-    } else {
-        None
-    }
+    crate::hooks::HOOKED
+        .iter()
+        .find(|(n, _)| n.to_bytes() == name)
+        .map(|&(_, cxx)| cxx)
 }
 
 /// The recorder's own definition of `name` (its hook). Not `hooks::malloc as usize`: the

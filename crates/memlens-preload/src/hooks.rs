@@ -11,6 +11,42 @@
 //! recorded and *not* passed to glibc, so the program survives it; a release by the wrong
 //! family (malloc/delete, new/free, new[]/delete) is recorded and then done.
 
+/// Every function the recorder hooks, by its symbol name, and whether it is one of C++'s
+/// operators (the rest are C's): what `dlsym` hands out as a hook (`dlsym.rs`) and what
+/// `memlens attach` routes to one (`attach/got.rs`).
+pub const HOOKED: [(&core::ffi::CStr, bool); 30] = [
+    (c"malloc", false),
+    (c"calloc", false),
+    (c"realloc", false),
+    (c"reallocarray", false),
+    (c"free", false),
+    (c"posix_memalign", false),
+    (c"aligned_alloc", false),
+    (c"memalign", false),
+    (c"valloc", false),
+    (c"pvalloc", false),
+    (c"_Znwm", true),
+    (c"_Znam", true),
+    (c"_ZnwmRKSt9nothrow_t", true),
+    (c"_ZnamRKSt9nothrow_t", true),
+    (c"_ZnwmSt11align_val_t", true),
+    (c"_ZnamSt11align_val_t", true),
+    (c"_ZnwmSt11align_val_tRKSt9nothrow_t", true),
+    (c"_ZnamSt11align_val_tRKSt9nothrow_t", true),
+    (c"_ZdlPv", true),
+    (c"_ZdaPv", true),
+    (c"_ZdlPvm", true),
+    (c"_ZdaPvm", true),
+    (c"_ZdlPvSt11align_val_t", true),
+    (c"_ZdaPvSt11align_val_t", true),
+    (c"_ZdlPvmSt11align_val_t", true),
+    (c"_ZdaPvmSt11align_val_t", true),
+    (c"_ZdlPvRKSt9nothrow_t", true),
+    (c"_ZdaPvRKSt9nothrow_t", true),
+    (c"_ZdlPvSt11align_val_tRKSt9nothrow_t", true),
+    (c"_ZdaPvSt11align_val_tRKSt9nothrow_t", true),
+];
+
 use crate::caller;
 use crate::live::{self, Meta, Removed};
 use crate::sample;

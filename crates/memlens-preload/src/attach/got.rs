@@ -46,40 +46,6 @@ struct Slot {
 /// Every slot rewritten and not yet restored.
 static SLOTS: spin::Mutex<Vec<Slot>> = spin::Mutex::new(Vec::new());
 
-/// The names routed to the hooks: the malloc family and C++'s operator new/delete.
-const HOOKED: [&[u8]; 30] = [
-    b"malloc\0",
-    b"calloc\0",
-    b"realloc\0",
-    b"reallocarray\0",
-    b"free\0",
-    b"posix_memalign\0",
-    b"aligned_alloc\0",
-    b"memalign\0",
-    b"valloc\0",
-    b"pvalloc\0",
-    b"_Znwm\0",
-    b"_Znam\0",
-    b"_ZnwmRKSt9nothrow_t\0",
-    b"_ZnamRKSt9nothrow_t\0",
-    b"_ZnwmSt11align_val_t\0",
-    b"_ZnamSt11align_val_t\0",
-    b"_ZnwmSt11align_val_tRKSt9nothrow_t\0",
-    b"_ZnamSt11align_val_tRKSt9nothrow_t\0",
-    b"_ZdlPv\0",
-    b"_ZdaPv\0",
-    b"_ZdlPvm\0",
-    b"_ZdaPvm\0",
-    b"_ZdlPvSt11align_val_t\0",
-    b"_ZdaPvSt11align_val_t\0",
-    b"_ZdlPvmSt11align_val_t\0",
-    b"_ZdaPvmSt11align_val_t\0",
-    b"_ZdlPvRKSt9nothrow_t\0",
-    b"_ZdaPvRKSt9nothrow_t\0",
-    b"_ZdlPvSt11align_val_tRKSt9nothrow_t\0",
-    b"_ZdaPvSt11align_val_tRKSt9nothrow_t\0",
-];
-
 /// One routed name: the recorder's hook, and the process-wide definition a slot must
 /// hold (or lead to, a lazy PLT slot) to be routed. `expected` 0: the name is not routed.
 #[derive(Clone, Copy)]
@@ -279,9 +245,10 @@ fn routes() -> Option<[Route; 30]> {
         if handle.is_null() {
             return Some(out);
         }
-        for (slot, name) in out.iter_mut().zip(HOOKED) {
-            let c_name = name.as_ptr() as *const core::ffi::c_char;
-            let name = &name[..name.len() - 1];
+        // The names routed to the hooks: the malloc family and C++'s operator new/delete.
+        for (slot, (c_name, _)) in out.iter_mut().zip(crate::hooks::HOOKED) {
+            let name = c_name.to_bytes();
+            let c_name = c_name.as_ptr();
             let hook = libc::dlsym(handle, c_name) as u64;
             let canonical = libc::dlsym(libc::RTLD_DEFAULT, c_name) as u64;
             let expected = match definer(name) {
