@@ -231,7 +231,9 @@ unsafe fn realloc_impl(func: AllocFunc, old: *mut c_void, size: usize, c: Caller
         );
         return __libc_realloc(old, 0);
     }
-    reserve_release(old as u64);
+    if may_move(old, size) {
+        reserve_release(old as u64);
+    }
     let p = __libc_realloc(old, size);
     if p.is_null() {
         // Failed: the old block stays allocated.
@@ -251,6 +253,24 @@ unsafe fn realloc_impl(func: AllocFunc, old: *mut c_void, size: usize, c: Caller
         c,
     );
     p
+}
+
+/// Whether glibc's realloc of the live block `old` to `size` bytes may move it (and so
+/// release `old` inside the call). It never does when `size` fits the chunk: glibc then
+/// shrinks the block in place, an mmapped one too (its usable size is the chunk's less its
+/// 16-byte header; a heap chunk's, less its 8-byte size field).
+#[inline(always)]
+fn may_move(old: *mut c_void, size: usize) -> bool {
+    // SAFETY: `old` is a live block of glibc's (checked in the table by the caller): the
+    // 8 bytes before it are its chunk's size field.
+    let hdr = unsafe { core::ptr::read((old as *const u64).sub(1)) };
+    let chunk = hdr & !7;
+    let usable = if hdr & 2 != 0 {
+        chunk.saturating_sub(16)
+    } else {
+        chunk.saturating_sub(8)
+    };
+    size as u64 > usable
 }
 
 /// [`realloc_impl`] when sampling: the old block is in the table only if it was sampled,
@@ -302,7 +322,7 @@ unsafe fn realloc_sampled(
         // Should the realloc fail, the old block simply stays unsampled from here on.
         record(func, Op::Free { addr: old as u64 }, c);
     }
-    if recorded && sampled {
+    if recorded && sampled && may_move(old, size) {
         reserve_release(old as u64);
     }
     let p = if old.is_null() {
