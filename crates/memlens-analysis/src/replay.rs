@@ -163,6 +163,12 @@ impl Replay {
         Self::sampled(reader.header().sample_interval)
     }
 
+    /// Whether the trace was sampled (`--sample`): its blocks stand for more than
+    /// themselves.
+    pub fn is_sampled(&self) -> bool {
+        self.sample_interval != 0
+    }
+
     /// The bytes and blocks a block of `size` bytes allocated at `addr` at time `ts`
     /// stands for: itself, or in a sampled trace its weight (the same in every pass).
     pub fn weigh(&self, addr: u64, ts: u64, size: u64) -> (u64, u64) {

@@ -492,6 +492,22 @@ pub(super) fn note_violation(
                 (ViolationKind::Realloc, ts, thread, func, stack, size, None)
             }
         }
+        // A realloc's release written apart (`Release::Moved`): in a full trace the
+        // realloc(NULL, n) that follows is the call's one violation; in a sampled one it
+        // is all there is of the call.
+        Event::Free {
+            ts,
+            thread,
+            func: func @ (AllocFunc::Realloc | AllocFunc::Reallocarray),
+            addr,
+            stack,
+        } if addr != 0 => {
+            if !replay.is_sampled() {
+                return;
+            }
+            let size = replay.get(addr).map_or(0, |b| b.size);
+            (ViolationKind::Realloc, ts, thread, func, stack, size, None)
+        }
         Event::Free {
             ts,
             thread,
@@ -537,5 +553,63 @@ pub(super) fn note_violation(
     v.bytes = v.bytes.saturating_add(bytes);
     if !v.threads.contains(&name) {
         v.threads.push(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A realloc on a no-allocation thread is one violation, also when the recorder wrote
+    /// its release apart (a Free by realloc, then realloc(NULL, n)); in a sampled trace
+    /// such a Free is the whole call, and counts as the realloc.
+    #[test]
+    fn a_realloc_written_in_two_events_is_one_violation() {
+        let no_alloc: HashMap<u32, String> = [(1, "audio*".to_string())].into();
+        let md = Metadata::default();
+        let ev = [
+            Event::Alloc {
+                ts: 1,
+                thread: 0,
+                func: AllocFunc::Malloc,
+                addr: 0x100,
+                size: 16,
+                stack: 1,
+            },
+            Event::Free {
+                ts: 2,
+                thread: 1,
+                func: AllocFunc::Realloc,
+                addr: 0x100,
+                stack: 0,
+            },
+            Event::Realloc {
+                ts: 3,
+                thread: 1,
+                func: AllocFunc::Realloc,
+                old: 0,
+                new: 0x200,
+                size: 64,
+                stack: 2,
+            },
+        ];
+        // Sampled, the released block's bytes are what it stands for.
+        let weighed = Replay::sampled(4096).weigh(0x100, 1, 16).0;
+        assert!(weighed > 16);
+        for (interval, realloc_bytes) in [(0, 64), (4096, weighed)] {
+            let mut replay = Replay::sampled(interval);
+            let mut out = HashMap::new();
+            for e in &ev[..if interval == 0 { 3 } else { 2 }] {
+                note_violation(e, &replay, &no_alloc, &md, &mut out);
+                replay.apply(e, &mut ());
+            }
+            let v: Vec<(ViolationKind, u64, u64)> =
+                out.values().map(|v| (v.what, v.count, v.bytes)).collect();
+            assert_eq!(
+                v,
+                [(ViolationKind::Realloc, 1, realloc_bytes)],
+                "interval {interval}"
+            );
+        }
     }
 }
