@@ -46,9 +46,8 @@ impl SelfMemory {
 
     fn proc_mem(&mut self, addr: u64, out: &mut [u64]) -> isize {
         if self.mem_fd < 0 {
-            // SAFETY: NUL-terminated path; the fd is closed in Drop.
-            self.mem_fd =
-                unsafe { libc::open(c"/proc/self/mem".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+            // The fd is closed in Drop.
+            self.mem_fd = crate::sys::open_own(c"mem", libc::O_RDONLY);
             if self.mem_fd < 0 {
                 return -1;
             }

@@ -21,6 +21,58 @@ pub fn read_file(path: &CStr, buf: &mut [u8]) -> Option<usize> {
     (n > 0).then_some(n as usize)
 }
 
+/// Open one of the process's memory-related /proc files (`maps`, `mem`, `statm`, `exe`,
+/// `cmdline`) as the calling thread sees it, `/proc/thread-self/NAME`: `/proc/self` is
+/// the main thread's view, empty once the main thread has ended (`pthread_exit` in
+/// `main`) while other threads run on. Kernels without `thread-self` (before 3.17) get
+/// `/proc/self/NAME`. `flags` are `open`'s.
+pub fn open_own(name: &CStr, flags: libc::c_int) -> libc::c_int {
+    let mut path = [0u8; 64];
+    for prefix in [&b"/proc/thread-self/"[..], b"/proc/self/"] {
+        let name = name.to_bytes();
+        if prefix.len() + name.len() >= path.len() {
+            return -1;
+        }
+        path[..prefix.len()].copy_from_slice(prefix);
+        path[prefix.len()..prefix.len() + name.len()].copy_from_slice(name);
+        path[prefix.len() + name.len()] = 0;
+        // SAFETY: NUL-terminated path in `path`.
+        let fd = unsafe {
+            libc::open(
+                path.as_ptr() as *const libc::c_char,
+                flags | libc::O_CLOEXEC,
+            )
+        };
+        if fd >= 0 {
+            return fd;
+        }
+    }
+    -1
+}
+
+/// Whether the process's main thread has ended (a zombie, as `pthread_exit` in `main`
+/// leaves it) and the calling thread is the only other one: every thread the program
+/// started has ended. (`/proc/self/stat`'s state is the main thread's; its thread count
+/// still includes the zombie.)
+pub fn only_caller_left_after_main() -> bool {
+    let mut buf = [0u8; 1024];
+    let Some(n) = read_file(c"/proc/self/stat", &mut buf) else {
+        return false;
+    };
+    let buf = &buf[..n];
+    // Fields after the command name, which may hold spaces and parentheses.
+    let Some(close) = buf.iter().rposition(|&c| c == b')') else {
+        return false;
+    };
+    let mut fields = buf[close + 1..]
+        .split(|&c| c == b' ')
+        .filter(|f| !f.is_empty());
+    // Field 3, the state, then field 20, the number of threads.
+    let state = fields.next();
+    let threads = fields.nth(16);
+    state == Some(&b"Z"[..]) && threads == Some(&b"2"[..])
+}
+
 /// Move `fd` to a high number (close-on-exec), away from 0-2 and from numbers the
 /// program is likely to expect free.
 pub fn move_high(fd: i32) -> i32 {
@@ -52,15 +104,14 @@ pub fn move_high(fd: i32) -> i32 {
 /// The executable's path (`/proc/self/exe`), empty if it cannot be read.
 pub fn exe_path() -> alloc::vec::Vec<u8> {
     let mut buf = [0u8; 4096];
-    // SAFETY: readlink writes at most buf.len() bytes into buf.
-    let n = unsafe {
-        libc::readlink(
-            c"/proc/self/exe".as_ptr(),
-            buf.as_mut_ptr() as *mut _,
-            buf.len(),
-        )
-    };
-    buf[..n.max(0) as usize].to_vec()
+    for path in [c"/proc/thread-self/exe", c"/proc/self/exe"] {
+        // SAFETY: readlink writes at most buf.len() bytes into buf.
+        let n = unsafe { libc::readlink(path.as_ptr(), buf.as_mut_ptr() as *mut _, buf.len()) };
+        if n > 0 {
+            return buf[..n as usize].to_vec();
+        }
+    }
+    alloc::vec::Vec::new()
 }
 
 /// The stack pointer of the calling function.
@@ -105,16 +156,11 @@ pub struct Mapping<'a> {
     pub name: &'a [u8],
 }
 
-/// Call `f` for each line of /proc/self/maps until it returns false.
+/// Call `f` for each line of the process's maps ([`open_own`]) until it returns false.
 /// Reads with open/read/close into a stack buffer: no allocation, no lock.
 pub fn for_each_mapping(mut f: impl FnMut(&Mapping) -> bool) {
-    // SAFETY: NUL-terminated path; the fd is closed below.
-    let fd = unsafe {
-        libc::open(
-            c"/proc/self/maps".as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        )
-    };
+    // The fd is closed below.
+    let fd = open_own(c"maps", libc::O_RDONLY);
     if fd < 0 {
         return;
     }
@@ -186,16 +232,17 @@ fn parse_maps_line(line: &[u8]) -> Option<Mapping<'_>> {
 /// program closes it (close-all loops) or the number comes to mean another file, it is
 /// reopened by path, which is the one moment it takes a low number again.
 pub struct ProcFile {
-    path: &'static CStr,
+    /// The file's name in the process's /proc directory ([`open_own`]).
+    name: &'static CStr,
     fd: i32,
     dev: u64,
     ino: u64,
 }
 
 impl ProcFile {
-    pub const fn new(path: &'static CStr) -> Self {
+    pub const fn new(name: &'static CStr) -> Self {
         ProcFile {
-            path,
+            name,
             fd: -1,
             dev: 0,
             ino: 0,
@@ -211,8 +258,7 @@ impl ProcFile {
             unsafe { libc::close(self.fd) };
         }
         self.fd = -1;
-        // SAFETY: NUL-terminated path.
-        let fd = unsafe { libc::open(self.path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        let fd = open_own(self.name, libc::O_RDONLY);
         if fd < 0 {
             return;
         }

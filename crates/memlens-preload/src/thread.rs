@@ -967,6 +967,16 @@ extern "C" fn sampler_main(state: *mut libc::c_void) -> *mut libc::c_void {
             if crate::attach::tick() {
                 return core::ptr::null_mut();
             }
+            // `main` called pthread_exit and every thread the program started has ended:
+            // glibc would have exited the process (with status 0) as its last thread
+            // ended, had this thread not been there. So this one ends, not busy, as the
+            // last: glibc then calls exit(0) on it and the exit handlers (the leak check
+            // among them) run as they would have.
+            if crate::sys::only_caller_left_after_main() {
+                crate::writer::WRITER_RUNS.store(false, Ordering::Release);
+                tls::here().set_busy_depth(0);
+                return core::ptr::null_mut();
+            }
             rounds += 1;
             if rounds.is_multiple_of(REAP_EVERY_SAMPLES)
                 && !crate::scan::STOPPING.load(Ordering::Relaxed)
@@ -1104,7 +1114,7 @@ static TSC_CLOCKSOURCE: AtomicBool = AtomicBool::new(false);
 
 /// The sampler's `/proc/self/statm`, opened once per process by `start_sampler`.
 static STATM: spin::Mutex<crate::sys::ProcFile> =
-    spin::Mutex::new(crate::sys::ProcFile::new(c"/proc/self/statm"));
+    spin::Mutex::new(crate::sys::ProcFile::new(c"statm"));
 
 /// Close the sampler's `/proc/self/statm` (`memlens attach` detached: the process gets
 /// its descriptors back as they were; the next attach opens it again).
@@ -1112,13 +1122,25 @@ pub fn close_statm() {
     STATM.lock().close();
 }
 
-/// Resident set size from /proc/self/statm (second field, in pages).
+/// Resident set size from the process's statm (second field, in pages).
 pub fn read_rss() -> Option<u64> {
     let mut buf = [0u8; 128];
-    let n = STATM.lock().read(&mut buf)?;
-    let mut fields = buf[..n].split(|&c| c == b' ');
-    fields.next()?;
-    let pages: u64 = core::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
+    let pages_of = |buf: &[u8]| -> Option<u64> {
+        let mut fields = buf.split(|&c| c == b' ');
+        fields.next()?;
+        core::str::from_utf8(fields.next()?).ok()?.parse().ok()
+    };
+    let mut statm = STATM.lock();
+    let n = statm.read(&mut buf)?;
+    let mut pages = pages_of(&buf[..n])?;
+    if pages == 0 {
+        // The file was opened by a thread that has ended since (the main thread, by
+        // `pthread_exit` in `main`): its view of the memory is empty. Open it again as
+        // this thread sees it.
+        statm.open();
+        let n = statm.read(&mut buf)?;
+        pages = pages_of(&buf[..n])?;
+    }
     // SAFETY: sysconf has no preconditions.
     Some(pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64)
 }

@@ -114,13 +114,8 @@ impl Cmdline {
 
 fn read_cmdline() -> (Vec<String>, u32, u64) {
     let mut cmdline = Cmdline::default();
-    // SAFETY: NUL-terminated path; the fd is closed below.
-    let fd = unsafe {
-        libc::open(
-            c"/proc/self/cmdline".as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        )
-    };
+    // The fd is closed below.
+    let fd = crate::sys::open_own(c"cmdline", libc::O_RDONLY);
     if fd >= 0 {
         let mut buf = alloc::vec![0u8; 16 * 1024];
         loop {

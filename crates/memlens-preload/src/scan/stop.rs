@@ -173,7 +173,22 @@ pub(super) fn thread_ids() -> Vec<u32> {
     }
     // SAFETY: closing our fd.
     unsafe { libc::close(fd) };
+    // A thread that has ended but is still listed (the main thread after `pthread_exit`
+    // stays a zombie until the process ends) runs nothing and has no stack to scan.
+    out.retain(|&tid| !has_ended(tid));
     out
+}
+
+/// Whether thread `tid` has ended: a zombie (or dead) task.
+fn has_ended(tid: u32) -> bool {
+    let mut buf = [0u8; 512];
+    let Some(text) = read_task_file(tid, b"stat", &mut buf) else {
+        return true;
+    };
+    let Some(close) = text.iter().rposition(|&c| c == b')') else {
+        return false;
+    };
+    matches!(text.get(close + 2), Some(b'Z' | b'X'))
 }
 
 pub(super) fn parse_u64(s: &[u8]) -> Option<u64> {
