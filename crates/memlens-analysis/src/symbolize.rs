@@ -521,6 +521,9 @@ pub fn demangle(symbol: &str) -> (String, Option<String>) {
         .map(|d| format!("{d:#}"))
         .ok()
         .or_else(|| {
+            // Only a mangled name: cpp_demangle also reads a bare type encoding, so a C
+            // function named `i`, `v` or `g` would come out as `int`, `void`, `__float128`.
+            symbol.starts_with("_Z").then_some(())?;
             cpp_demangle::Symbol::new(symbol)
                 .ok()
                 .and_then(|s| s.demangle().ok())
@@ -558,6 +561,10 @@ mod tests {
             )
         );
         assert_eq!(demangle("main"), ("main".to_string(), None));
+        // C functions whose names are also C++ type codes stay themselves.
+        for name in ["a", "b", "f", "g", "i", "v", "x", "St", "Ss"] {
+            assert_eq!(demangle(name), (name.to_string(), None));
+        }
         assert_eq!(
             demangle("__GI__IO_file_doallocate"),
             (
