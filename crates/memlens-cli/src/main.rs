@@ -138,9 +138,8 @@ fn main() -> ExitCode {
         Command::Plot(args) => plot::main(args),
         Command::Leaks(args) => leaks::main(args),
         Command::Check(mut args) => {
-            if args.run.error_exitcode == 0 {
-                args.run.error_exitcode = 1;
-            }
+            // A gate: errors fail it with 1 unless told otherwise (0: report only).
+            args.run.error_exitcode = Some(args.run.error_exitcode.unwrap_or(1));
             let file = match args.budget.load() {
                 Ok(g) => g,
                 Err(e) => return fail(e),

@@ -78,9 +78,9 @@ pub struct RunArgs {
     pub leak_check_heuristics: u32,
     /// Exit with N instead of the program's status when there were errors: heap errors,
     /// or loss records of the kinds in --errors-for-leak-kinds (memcheck's meaning).
-    /// 0 (the default for `run`) keeps the program's status.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub error_exitcode: u8,
+    /// 0 keeps the program's status: the default for `run` (`check`'s is 1).
+    #[arg(long, value_name = "N")]
+    pub error_exitcode: Option<u8>,
     /// Record the stack of every free/delete, so heap errors show where a block was
     /// first freed (costs time).
     #[arg(long)]
@@ -724,7 +724,8 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
     let main_trace = main_trace(&traces, &images);
     // One pass over the trace serves the summary, the leak check and the budgets. None is
     // made when nothing would use it (quiet, no --error-exitcode, no budget).
-    let gating_leaks = args.leak_check != LeakCheck::No && (!quiet || args.error_exitcode != 0);
+    let error_exitcode = args.error_exitcode.unwrap_or(0);
+    let gating_leaks = args.leak_check != LeakCheck::No && (!quiet || error_exitcode != 0);
     let wants_leaks = gating_leaks || budgets.as_ref().is_some_and(|b| b.max_leaked.is_some());
     let analysis = main_trace
         .as_ref()
@@ -809,8 +810,8 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
     }
 
     exit.reraise();
-    if failed && args.error_exitcode != 0 {
-        return Ok(ExitCode::from(args.error_exitcode));
+    if failed && error_exitcode != 0 {
+        return Ok(ExitCode::from(error_exitcode));
     }
     Ok(ExitCode::from(exit.status()))
 }

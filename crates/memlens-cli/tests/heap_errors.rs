@@ -79,6 +79,15 @@ fn check_fails_on_heap_errors_and_run_keeps_the_status() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(42));
+    // 0, as memcheck's option means it: the program's own status, errors or not.
+    let o = Command::new(memlens())
+        .args(["check", "-q", "--error-exitcode=0", "-o"])
+        .arg(dir.join("v.%p.trace"))
+        .arg("--")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
     let run = run_with(&["-q"], &exe, &[]);
     assert_eq!(run.output.status.code(), Some(0));
 }
