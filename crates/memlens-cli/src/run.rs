@@ -767,13 +767,18 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
             if let Some(b) = &budgets {
                 // A sampled trace has no leak kinds: --max-leaked then judges the estimate
                 // of what was not freed at exit.
-                let leaked = view
-                    .as_ref()
-                    .filter(|v| v.report.sample_interval == 0)
-                    .map(|v| {
-                        v.report.summary.definitely_lost.bytes
-                            + v.report.summary.indirectly_lost.bytes
-                    });
+                let sampled = view.as_ref().is_some_and(|v| v.report.sample_interval != 0);
+                let leaked = if sampled {
+                    Leaked::NotFreed
+                } else {
+                    match view.as_ref().filter(|v| v.report.scan.is_some()) {
+                        Some(v) => Leaked::Lost(
+                            v.report.summary.definitely_lost.bytes
+                                + v.report.summary.indirectly_lost.bytes,
+                        ),
+                        None => Leaked::Unknown,
+                    }
+                };
                 failed |= budget_gate(&report, b, leaked);
                 match &b.file {
                     Some(g) => failed |= g.gate(t, &suppressions, quiet),
@@ -829,9 +834,18 @@ fn leak_gate(trace: &Path, view: &mut crate::leaks::LeakView, args: &RunArgs, qu
     view.error_count() > 0
 }
 
-/// `memlens check`'s budgets; true (and a message) if one is exceeded. `leaked` is the
-/// leak check's definitely + indirectly lost bytes, if it could be read.
-fn budget_gate(r: &memlens_analysis::Report, b: &Budgets, leaked: Option<u64>) -> bool {
+/// What `--max-leaked` judges.
+enum Leaked {
+    /// The leak check's definitely + indirectly lost bytes.
+    Lost(u64),
+    /// A sampled trace: the estimate of what was not freed at exit.
+    NotFreed,
+    /// The trace has no leak check (`--leak-check=no`, or the program was killed).
+    Unknown,
+}
+
+/// `memlens check`'s budgets; true (and a message) if one is exceeded, or cannot be judged.
+fn budget_gate(r: &memlens_analysis::Report, b: &Budgets, leaked: Leaked) -> bool {
     let mut failed = false;
     let h = memlens_common::units::human_bytes;
     if let Some(max) = b.max_peak {
@@ -854,14 +868,30 @@ fn budget_gate(r: &memlens_analysis::Report, b: &Budgets, leaked: Option<u64>) -
         }
     }
     if let Some(max) = b.max_leaked {
-        let leaked = leaked.unwrap_or(r.totals.not_freed_bytes);
-        if leaked > max {
-            crate::say!(
-                "==memlens== check failed: {} leaked (definitely + indirectly lost) exceeds --max-leaked {}",
-                h(leaked),
-                h(max)
-            );
-            failed = true;
+        match leaked {
+            Leaked::Lost(bytes) if bytes > max => {
+                crate::say!(
+                    "==memlens== check failed: {} leaked (definitely + indirectly lost) exceeds --max-leaked {}",
+                    h(bytes),
+                    h(max)
+                );
+                failed = true;
+            }
+            Leaked::NotFreed if r.totals.not_freed_bytes > max => {
+                crate::say!(
+                    "==memlens== check failed: {} not freed at exit (an estimate: the trace is sampled) exceeds --max-leaked {}",
+                    h(r.totals.not_freed_bytes),
+                    h(max)
+                );
+                failed = true;
+            }
+            Leaked::Unknown => {
+                crate::say!(
+                    "==memlens== check failed: --max-leaked cannot be judged: the trace has no leak check (--leak-check=no, or the program did not exit normally)"
+                );
+                failed = true;
+            }
+            _ => {}
         }
     }
     failed

@@ -244,6 +244,34 @@ fn within_every_limit_the_check_passes() {
     assert_eq!(stderr(&q), "");
 }
 
+/// --max-leaked judges the leak check's definitely + indirectly lost bytes; without a
+/// leak check (`--leak-check=no`) it cannot be judged, and says so and fails, as a
+/// budget file's `leaked` limit does.
+#[test]
+fn max_leaked_without_a_leak_check_fails_and_says_why() {
+    let dir = scratch("budgets-max-leaked");
+    let o = check(&dir, &["-q", "--max-leaked=1000000"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = check(&dir, &["-q", "--max-leaked=1"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("leaked (definitely + indirectly lost) exceeds --max-leaked 1 B"),
+        "{}",
+        stderr(&o)
+    );
+    let o = check(
+        &dir,
+        &["-q", "--leak-check=no", "--max-leaked=1000000"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        "==memlens== check failed: --max-leaked cannot be judged: the trace has no leak check \
+         (--leak-check=no, or the program did not exit normally)\n"
+    );
+}
+
 #[test]
 fn an_allocating_audio_thread_is_reported_with_its_stacks() {
     let dir = scratch("budgets-noalloc");
