@@ -667,7 +667,12 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
             env::FLUSH_INTERVAL_MS,
             (period.as_millis() / 2).clamp(100, 1000).to_string(),
         ),
-        None => cmd.env_remove(env::FLUSH_INTERVAL_MS),
+        // A process killed without warning (SIGKILL, the OOM killer's signal) loses only
+        // what its threads buffered since: at most this long.
+        None => cmd.env(
+            env::FLUSH_INTERVAL_MS,
+            DEFAULT_FLUSH_INTERVAL_MS.to_string(),
+        ),
     };
     if args.no_follow {
         cmd.env(env::NO_FOLLOW, "1");
@@ -741,6 +746,17 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
         });
     if !quiet {
         summarize(&traces, &images, main_trace.as_ref(), analysis.as_ref());
+        if let (crate::supervise::Exit::Signal(_), Some(Ok(r))) = (exit, analysis.as_ref()) {
+            if r.end.is_none() {
+                // SIGKILL (the OOM killer's) gives the recorder no moment to write.
+                crate::say!(
+                    "==memlens== the program {} before the recorder could finish its trace: \
+                     the figures above are those of the events written until then (every \
+                     thread's are written at least once a second)",
+                    exit.describe()
+                );
+            }
+        }
         if !wrappers.is_empty() {
             crate::say!(
                 "==memlens== not kept: the trace{} of {} ({}), which only started the program by exec",
@@ -833,6 +849,9 @@ fn leak_gate(trace: &Path, view: &mut crate::leaks::LeakView, args: &RunArgs, qu
     }
     view.error_count() > 0
 }
+
+/// How often, by default, every thread's buffered events reach the trace (ms).
+const DEFAULT_FLUSH_INTERVAL_MS: u64 = 1000;
 
 /// What `--max-leaked` judges.
 enum Leaked {

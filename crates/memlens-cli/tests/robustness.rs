@@ -100,17 +100,24 @@ struct Recorded {
 
 impl Recorded {
     fn start(mode: &str, batches: u32) -> Recorded {
+        Recorded::start_with(mode, batches, &["-q"])
+    }
+
+    fn start_with(mode: &str, batches: u32, opts: &[&str]) -> Recorded {
         let dir = scratch("killable");
         let tmpdir = scratch("killable-tmp");
         let mut memlens = Command::new(memlens())
             .env("TMPDIR", &tmpdir)
-            .args(["run", "-q", "-o"])
+            .arg("run")
+            .args(opts)
+            .arg("-o")
             .arg(dir.join("%n.%p.trace"))
             .arg("--")
             .arg(killable())
             .args([mode, &batches.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let stdin = memlens.stdin.take();
@@ -240,6 +247,53 @@ fn sigkill_while_blocked_leaves_a_readable_prefix() {
         );
         check_killed_trace(&r.trace(), reported, true, &format!("blocked at batch {n}"));
     }
+}
+
+/// A program that allocates a little and then waits, killed by SIGKILL (as the OOM killer
+/// kills): its buffered events reach the trace anyway (every thread's buffer is written
+/// at least once a second), so the trace holds every allocation it made; and memlens's
+/// summary says the program was killed before its trace was finished.
+#[test]
+fn sigkill_loses_nothing_written_a_second_before() {
+    let mut r = Recorded::start_with("step", 1000, &[]);
+    let reported = r.until_batch(2, true);
+    let trace = r.trace();
+    // Wait (a hang guard, not a timing assertion) until the periodic flush has written
+    // the blocked program's events: nothing else would, its buffer is far from full.
+    let start = std::time::Instant::now();
+    loop {
+        let o = memlens_guarded(&[
+            "report".into(),
+            "--format".into(),
+            "json".into(),
+            "--top".into(),
+            "100000".into(),
+            trace.clone().into_os_string(),
+        ]);
+        let rep: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        if !rep.is_null() && killable_allocations(&rep) >= reported {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the waiting program's events never reached its trace: {}",
+            seen(&o)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: kill(2) on the program's pid, blocked on its stdin, not yet reaped.
+    assert_eq!(unsafe { libc::kill(r.pid, libc::SIGKILL) }, 0);
+    let mut err = String::new();
+    std::io::Read::read_to_string(r.memlens.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(r.memlens.wait().unwrap().signal(), Some(libc::SIGKILL));
+    assert_eq!(killable_allocations(&report(&trace)), reported);
+    assert!(
+        err.contains(
+            "==memlens== the program was killed by signal 9 (SIGKILL) before the recorder could \
+             finish its trace"
+        ),
+        "{err}"
+    );
 }
 
 #[test]

@@ -18,7 +18,7 @@
 //! | `MEMLENS_PYTHON_FRAMES` | `0`: CPython's stacks stay native (no Python frames) | on |
 //! | `MEMLENS_SAMPLE_BYTES` | Poisson sampling by bytes with this mean interval (`sample.rs`); also turns the leak scan off | 0: every block |
 //! | `MEMLENS_SAMPLE_SEED` | the sampler's seed (decimal): the same blocks are picked in every run of a single-threaded program | a new seed per process |
-//! | `MEMLENS_FLUSH_INTERVAL_MS` | the `memlens-rss` thread hands every thread's buffered events to the writer this often, so that a reader following the trace (`--pprof-every`) is at most that far behind | 0: a buffer is written when full |
+//! | `MEMLENS_FLUSH_INTERVAL_MS` | the `memlens-rss` thread hands every thread's buffered events to the writer this often, so that a reader following the trace (`--pprof-every`) is at most that far behind, and a process killed by SIGKILL loses at most that much (`memlens run` sets 1000) | 0: a buffer is written when full |
 //! | `MEMLENS_UNWIND_CACHE` | `0`: unwind every stack in full (no memo, no prefix reuse); for checking that the caches change nothing | on |
 
 use core::ffi::CStr;
