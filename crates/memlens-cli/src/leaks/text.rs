@@ -310,10 +310,17 @@ pub fn summary_text(s: &Summary, prefix: &str) -> String {
     line(&mut o, "indirectly lost", s.indirectly_lost);
     line(&mut o, "possibly lost", s.possibly_lost);
     line(&mut o, "still reachable", s.still_reachable);
+    // memcheck's layout: one header, then a line per heuristic.
+    if !s.reachable_via_heuristic.is_empty() {
+        let _ = writeln!(
+            o,
+            "{prefix}                       of which reachable via heuristic:"
+        );
+    }
     for (h, a) in &s.reachable_via_heuristic {
         let _ = writeln!(
             o,
-            "{prefix}                       of which reachable via heuristic:\n{prefix}   {:>29}: {} bytes in {} blocks",
+            "{prefix}                         {:<19}: {} bytes in {} blocks",
             h.name(),
             count(a.bytes),
             count(a.blocks)
@@ -321,4 +328,52 @@ pub fn summary_text(s: &Summary, prefix: &str) -> String {
     }
     line(&mut o, "suppressed", s.suppressed);
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use memlens_analysis::leaks::Amount;
+    use memlens_trace::Heuristic;
+
+    /// The heuristics' subtotals as memcheck prints them: one header, a line each.
+    #[test]
+    fn heuristic_subtotals_have_one_header() {
+        let s = Summary {
+            still_reachable: Amount {
+                bytes: 1269,
+                blocks: 4,
+            },
+            reachable_via_heuristic: vec![
+                (
+                    Heuristic::StdString,
+                    Amount {
+                        bytes: 56,
+                        blocks: 2,
+                    },
+                ),
+                (
+                    Heuristic::Length64,
+                    Amount {
+                        bytes: 16,
+                        blocks: 1,
+                    },
+                ),
+            ],
+            ..Summary::default()
+        };
+        let text = summary_text(&s, "==1== ");
+        assert_eq!(
+            text,
+            "==1== LEAK SUMMARY:\n\
+             ==1==    definitely lost: 0 bytes in 0 blocks\n\
+             ==1==    indirectly lost: 0 bytes in 0 blocks\n\
+             ==1==      possibly lost: 0 bytes in 0 blocks\n\
+             ==1==    still reachable: 1,269 bytes in 4 blocks\n\
+             ==1==                        of which reachable via heuristic:\n\
+             ==1==                          stdstring          : 56 bytes in 2 blocks\n\
+             ==1==                          length64           : 16 bytes in 1 blocks\n\
+             ==1==         suppressed: 0 bytes in 0 blocks\n"
+        );
+    }
 }
