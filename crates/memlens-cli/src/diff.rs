@@ -61,7 +61,7 @@ pub struct DiffArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// How many changed sites to show.
-    #[arg(long, default_value_t = 10, value_name = "N")]
+    #[arg(long, default_value_t = 10, value_name = "N", value_parser = crate::present::parse_top)]
     pub top: usize,
     /// The metric sites are sorted by (and the flame graph shows).
     #[arg(short, long, value_name = "METRIC", value_parser = metric_parser(), default_value = "peak")]

@@ -60,7 +60,7 @@ pub struct HtmlArgs {
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Rows in each table: sites of each list, growing sites, advice, leak records.
-    #[arg(long, default_value_t = 50, value_name = "N")]
+    #[arg(long, default_value_t = 50, value_name = "N", value_parser = crate::present::parse_top)]
     pub top: usize,
     /// Stacks kept per flame graph metric, the largest; the others are added together
     /// into one box, so the file stays small for programs with many sites.

@@ -15,6 +15,16 @@ pub mod trace;
 
 use memlens_analysis::{TimePoint, WindowSpec};
 
+/// `--top N`: how many entries a list shows, at least 1 (0 would show lists that are
+/// empty yet say how many more there are).
+pub fn parse_top(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("it must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a whole number")),
+    }
+}
+
 /// `--from` / `--to` as a window; `Err` is one sentence.
 pub fn window_spec(from: Option<&str>, to: Option<&str>) -> Result<WindowSpec, String> {
     let parse = |flag: &str, v: Option<&str>| {

@@ -53,7 +53,7 @@ pub struct ReportArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// How many entries to show in each list (sites, growing sites, advice).
-    #[arg(long, default_value_t = 10, value_name = "N")]
+    #[arg(long, default_value_t = 10, value_name = "N", value_parser = crate::present::parse_top)]
     pub top: usize,
     /// Report on the run from TIME on (1.5s, 200ms, 50%).
     #[arg(long, value_name = "TIME")]

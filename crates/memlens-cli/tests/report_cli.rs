@@ -246,6 +246,21 @@ fn non_trace_and_missing_files_fail_with_one_line_and_125() {
     std::fs::remove_file(p).ok();
 }
 
+/// `--top 0` is refused: its lists would be empty yet say how many more there are.
+#[test]
+fn top_zero_is_refused() {
+    let t = write_trace("top-zero.trace");
+    for cmd in [&["report"][..], &["html", "-o", "/dev/null"]] {
+        let out = memlens(&[cmd, &["--top", "0", t.to_str().unwrap()]].concat());
+        assert_eq!(out.status.code(), Some(125), "{cmd:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.contains("invalid value '0' for '--top <N>': it must be at least 1"),
+            "{err}"
+        );
+    }
+}
+
 /// Compile a C program, return its path and (address, size) of `make_buffer` and `main`.
 fn compile_demo(dir: &std::path::Path) -> (PathBuf, [(u64, u64); 2]) {
     std::fs::create_dir_all(dir).unwrap();
