@@ -367,6 +367,15 @@ pub fn spawn(cmd: &mut Command, prog: &Path) -> Result<Supervised, LaunchError> 
     }
     mask_forwarded(libc::SIG_UNBLOCK);
     let child = spawned.map_err(|e| {
+        // The file is there: what is missing is the interpreter its `#!` line names.
+        if e.kind() == std::io::ErrorKind::NotFound {
+            if let Some(interp) = missing_interpreter(prog) {
+                return LaunchError::NotFound(format!(
+                    "cannot run {}: its interpreter {interp} (its #! line) does not exist",
+                    prog.display()
+                ));
+            }
+        }
         let msg = format!("cannot run {}: {e}", prog.display());
         match e.kind() {
             std::io::ErrorKind::NotFound => LaunchError::NotFound(msg),
@@ -374,6 +383,21 @@ pub fn spawn(cmd: &mut Command, prog: &Path) -> Result<Supervised, LaunchError> 
         }
     })?;
     Ok(Supervised { child, exit: None })
+}
+
+/// The interpreter named by `prog`'s `#!` line, if `prog` is a script whose interpreter
+/// does not exist.
+fn missing_interpreter(prog: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(prog).ok()?.read(&mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = &line[..line.iter().position(|&c| c == b'\n').unwrap_or(line.len())];
+    let interp = String::from_utf8_lossy(line)
+        .split_whitespace()
+        .next()?
+        .to_string();
+    (!Path::new(&interp).exists()).then_some(interp)
 }
 
 impl Supervised {

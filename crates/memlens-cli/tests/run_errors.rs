@@ -36,6 +36,24 @@ fn missing_program() {
     one_line(&err);
 }
 
+/// A script whose `#!` interpreter does not exist: the sentence names the interpreter
+/// (the kernel's ENOENT would blame the script, which is there), with the shell's 127.
+#[test]
+fn missing_script_interpreter_is_named() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = scratch("bad-shebang");
+    let f = d.join("tool.sh");
+    std::fs::write(&f, "#!/nonexistent/memlens-interp -x\necho hi\n").unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, err) = memlens_run(&["--", f.to_str().unwrap()]);
+    assert_eq!(code, Some(127));
+    assert!(
+        err.contains("its interpreter /nonexistent/memlens-interp (its #! line) does not exist"),
+        "{err}"
+    );
+    one_line(&err);
+}
+
 #[test]
 fn static_program_is_refused() {
     let prog = build("gcc", "exits.c", "exits-static", &["-static", "-O1"]);
