@@ -140,6 +140,53 @@ fn prog() -> std::path::PathBuf {
     build_c("snapshot.c", "snapshot")
 }
 
+/// The text summary's LEAK SUMMARY is `memlens leaks`'s of the file it wrote: the same
+/// five lines, suppressions applied alike.
+#[test]
+fn the_text_summary_and_leaks_of_its_file_agree() {
+    let exe = prog();
+    let dir = scratch("snapshot-text");
+    let mut p = Prog::start(&mut Command::new(&exe));
+    let _ = figures(&p.line());
+    let file = dir.join("t.snap");
+    let o = Command::new(memlens())
+        .args(["snapshot", &p.pid().to_string(), "-o"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    if !o.status.success() && err.contains("ptrace was refused") {
+        skip_or_fail(&format!(
+            "SKIPPED: ptrace is refused on this machine: {err}"
+        ));
+        return;
+    }
+    assert!(o.status.success(), "{err}");
+    let (status, _) = p.quit();
+    assert!(status.success());
+    let summary_lines = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(str::trim)
+            .filter(|l| l.contains(" bytes in ") && !l.starts_with("used_suppression"))
+            .map(String::from)
+            .take(5)
+            .collect()
+    };
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let leaks = Command::new(memlens())
+        .arg("leaks")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let leaks = String::from_utf8_lossy(&leaks.stdout).into_owned();
+    let from_snapshot = summary_lines(&text);
+    assert_eq!(from_snapshot.len(), 5, "{text}");
+    assert_eq!(
+        from_snapshot,
+        summary_lines(&leaks[leaks.find("LEAK SUMMARY").unwrap()..])
+    );
+}
+
 #[test]
 fn every_live_block_is_found_and_tcache_fastbin_frees_are_not() {
     let exe = prog();

@@ -80,6 +80,10 @@ pub struct SnapshotArgs {
     /// every block size's count; schema in docs/SNAPSHOT.md).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// The text summary's LEAK SUMMARY is `memlens leaks`'s of the snapshot file: these
+    /// are its options (suppressions).
+    #[command(flatten)]
+    pub leak: crate::leaks::LeakOptions,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,7 +148,14 @@ fn run(args: &SnapshotArgs) -> Result<(), String> {
         return Ok(());
     }
     let text = match args.format {
-        Format::Text => text::summary(&a, args.top, &out),
+        Format::Text => {
+            // The figures `memlens leaks` gives for the file just written, suppressions
+            // and all, so that the two never disagree.
+            let summary = args.leak.load_suppressions().and_then(|sup| {
+                crate::leaks::LeakView::load(&out, &args.leak, &sup).map(|v| v.report.summary)
+            });
+            text::summary(&a, args.top, &out, summary)
+        }
         Format::Json => {
             let mut t = serde_json::to_string_pretty(&text::json(&a, &out)).unwrap_or_default();
             t.push('\n');

@@ -37,7 +37,14 @@ fn phrase(h: &HolderInfo) -> String {
     holder_phrase(h.kind, h.tid, &h.name, &h.module, &h.source)
 }
 
-pub fn summary(a: &Analysed, top: usize, out: &Path) -> String {
+/// `leaks`: the LEAK SUMMARY `memlens leaks` gives for the snapshot file (or why it
+/// could not be read back).
+pub fn summary(
+    a: &Analysed,
+    top: usize,
+    out: &Path,
+    leaks: Result<memlens_analysis::leaks::Summary, String>,
+) -> String {
     let t = &a.taken;
     let mut s = String::new();
     let exe = std::fs::read_link(format!("/proc/{}/exe", t.pid))
@@ -70,27 +77,16 @@ pub fn summary(a: &Analysed, top: usize, out: &Path) -> String {
     for w in t.walk.warnings.iter().chain(&a.notes) {
         let _ = writeln!(s, "  warning: {w}");
     }
-    // Kinds.
-    let mut by_kind: HashMap<BlockState, (u64, u64)> = HashMap::new();
-    for i in (0..a.heap.blocks.len()).filter(|&i| !a.internal[i]) {
-        let e = by_kind.entry(a.marks.verdict(i).0).or_default();
-        e.0 += memlens_reach::size_of(a.heap.blocks[i].1);
-        e.1 += 1;
-    }
-    s.push_str("\nLEAK SUMMARY (as the exit check would say now):\n");
-    for (k, title) in [
-        (BlockState::DefinitelyLost, "definitely lost"),
-        (BlockState::IndirectlyLost, "indirectly lost"),
-        (BlockState::PossiblyLost, "possibly lost"),
-        (BlockState::StillReachable, "still reachable"),
-    ] {
-        let (b, n) = by_kind.get(&k).copied().unwrap_or_default();
-        let _ = writeln!(
-            s,
-            "  {title:>16}: {} bytes in {}",
-            count(b),
-            plural(n, "block", "blocks")
-        );
+    s.push('\n');
+    match leaks {
+        Ok(summary) => s.push_str(&crate::leaks::summary_text(&summary, "  ").replacen(
+            "LEAK SUMMARY:",
+            "LEAK SUMMARY (as the exit check would say now):",
+            1,
+        )),
+        Err(e) => {
+            let _ = writeln!(s, "LEAK SUMMARY: cannot read {} back: {e}", out.display());
+        }
     }
 
     // Holders, with their largest groups of blocks (by allocation site where the trace
