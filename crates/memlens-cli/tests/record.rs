@@ -106,6 +106,34 @@ fn c_allocation_functions_exact_counts_and_lines() {
     assert!(r.stderr().contains("==memlens== trace: "), "{}", r.stderr());
 }
 
+/// Allocations made by libstdc++'s templates inlined into the program's own function
+/// (-O2): the summary's lines name that function, not the header's code
+/// (`std::vector<...>::_M_realloc_insert (vector.tcc:...)`).
+#[test]
+fn summary_lines_name_the_program_not_inlined_library_templates() {
+    let prog = build("g++", "cxx_inlined.cpp", "cxx_inlined", &["-O2", "-g"]);
+    let r = run_with(&[], &prog, &[]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let err = r.stderr();
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("==memlens==   ") && l.contains(" at "))
+        .collect();
+    assert!(!lines.is_empty(), "{err}");
+    // No line names a header's code; the program's blocks are named by its function.
+    for l in &lines {
+        assert!(!l.contains(".h:") && !l.contains(".tcc:"), "{l}\n{err}");
+    }
+    let strings = lines
+        .iter()
+        .find(|l| l.contains("in 500 blocks"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        strings.contains(" at fill_names(int) (cxx_inlined.cpp:13) [cxx_inlined]"),
+        "{strings}\n{err}"
+    );
+}
+
 #[test]
 fn cxx_new_delete_families_and_libstdcxx_frames() {
     let prog = build("g++", "cxx.cpp", "cxx", CXX_FLAGS);

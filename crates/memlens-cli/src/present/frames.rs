@@ -70,7 +70,8 @@ pub fn is_system_module(path: &str) -> bool {
 
 /// Where a summary or advice line points: the first frame in the program's own code, not in a
 /// system library (`/lib`, `/usr/lib`: glibc's `strdup` or stdio are rarely what a user
-/// wants to read first); the innermost frame if every frame is in a system library.
+/// wants to read first) nor a system header inlined into the program (libstdc++'s
+/// templates); the innermost frame if every frame is the system's.
 /// Allocation wrappers (`--alloc-fn`) are not frames of the stack: it starts at their caller.
 pub fn site_location(md: &Metadata, sym: &mut Symbolizer, stack: u32) -> String {
     let (frames, at) = located_frames(md, sym, stack);
@@ -92,9 +93,21 @@ fn located_frames(md: &Metadata, sym: &mut Symbolizer, stack: u32) -> (Vec<Frame
         .collect();
     let at = frames
         .iter()
-        .position(|f| f.module.as_deref().is_none_or(|m| !system.contains(m)))
+        .position(|f| {
+            f.module.as_deref().is_none_or(|m| !system.contains(m))
+                && !f.file.as_deref().is_some_and(is_system_header)
+        })
         .unwrap_or(0);
     (frames, at)
+}
+
+/// A source file of the system's headers (`/usr/include`, GCC's own): code of the C++
+/// library inlined into the program (`std::vector<T>::_M_realloc_insert`), which is not
+/// the program's own code either.
+pub fn is_system_header(file: &str) -> bool {
+    ["/usr/include/", "/usr/lib/gcc/", "/usr/local/include/"]
+        .iter()
+        .any(|p| file.starts_with(p))
 }
 
 /// [`site_location`] of each stack of a list, each label distinguishable: a label that
