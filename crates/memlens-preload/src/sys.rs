@@ -144,17 +144,9 @@ pub fn parse_hex(s: &[u8]) -> Option<u64> {
     Some(v)
 }
 
-/// One line of /proc/self/maps.
-pub struct Mapping<'a> {
-    pub start: u64,
-    pub end: u64,
-    pub read: bool,
-    pub write: bool,
-    pub exec: bool,
-    pub shared: bool,
-    /// The path or pseudo-name (`[heap]`, `[stack]`), empty for anonymous memory.
-    pub name: &'a [u8],
-}
+/// One line of the process's maps: the classification's own type, so that the exit scan
+/// hands lines to it as they are read.
+pub use memlens_reach::ranges::MapsLine as Mapping;
 
 /// Call `f` for each line of the process's maps ([`open_own`]) until it returns false.
 /// Reads with open/read/close into a stack buffer: no allocation, no lock.

@@ -27,7 +27,7 @@ extern crate alloc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use memlens_reach::ranges::{
-    dead_thread_stacks, is_arena_heap, merge, subtract, Mappings, MapsLine, StackLayout,
+    dead_thread_stacks, is_arena_heap, merge, subtract, Mappings, StackLayout,
 };
 use memlens_reach::{end_of, mark, size_of, Direct, Heap, Map, Marks};
 use memlens_trace::{ChunkBuilder, ChunkKind, ExitKind, RootKind};
@@ -206,16 +206,7 @@ fn read_mappings(mem: &mut SelfMemory) -> Mappings {
     let mut m = Mappings::default();
     sys::for_each_mapping(|line| {
         let ours = !me_path.is_empty() && line.name == me_path;
-        let line = MapsLine {
-            start: line.start,
-            end: line.end,
-            read: line.read,
-            write: line.write,
-            exec: line.exec,
-            shared: line.shared,
-            name: line.name,
-        };
-        m.add(&line, ours, || is_arena_heap(mem, line.start, line.end));
+        m.add(line, ours, || is_arena_heap(mem, line.start, line.end));
         true
     });
     own_memory::for_each(|s, e| m.excl.push((s, e)));
