@@ -603,7 +603,7 @@ fn record_into(
     st.push(matches!(op, Op::Free { .. }), |b| match op {
         Op::Alloc { addr, size } => b.alloc(ts, func, addr, size, stack),
         Op::Free { addr } => b.free(ts, func, addr, stack),
-        Op::Realloc { old, new, size, .. } => b.realloc(ts, func, old, new, size, stack),
+        Op::Realloc { old, new, size } => b.realloc(ts, func, old, new, size, stack),
         Op::Error {
             kind,
             addr,
