@@ -58,8 +58,9 @@ impl Prog {
                 return;
             };
             // The state follows the command name's closing parenthesis.
+            // (A main thread that ended, 'Z', waits for nothing.)
             if s.rsplit_once(") ")
-                .is_some_and(|(_, rest)| rest.starts_with('S'))
+                .is_some_and(|(_, rest)| rest.starts_with('S') || rest.starts_with('Z'))
             {
                 return;
             }
@@ -181,6 +182,50 @@ fn the_text_summary_and_leaks_of_its_file_agree() {
         from_snapshot,
         summary_lines(&leaks[leaks.find("LEAK SUMMARY").unwrap()..])
     );
+}
+
+/// A process running on without its main thread (`pthread_exit` in `main`): snapshot and
+/// attach refuse it with a sentence that says so (they said "ptrace was refused" and "has
+/// exited"), and the process runs on unharmed.
+#[test]
+fn a_process_without_its_main_thread_is_refused_in_one_sentence() {
+    let exe = build_c("main_exited.c", "main_exited");
+    let mut p = Prog::start(&mut Command::new(&exe));
+    assert_eq!(p.line(), "READY\n");
+    let pid = p.pid().to_string();
+    let dir = scratch("snapshot-main-exited");
+    let o = Command::new(memlens())
+        .args(["snapshot", &pid, "-o"])
+        .arg(dir.join("s.snap"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    if err.contains("ptrace was refused") {
+        skip_or_fail(&format!(
+            "SKIPPED: ptrace is refused on this machine: {err}"
+        ));
+        return;
+    }
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains("runs on without its main thread (it called pthread_exit)"),
+        "{err}"
+    );
+    let o = Command::new(memlens())
+        .args(["attach", &pid, "--duration", "1s", "-o"])
+        .arg(dir.join("a.trace"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("runs on without its main thread (it called pthread_exit)"),
+        "{err}"
+    );
+    let mut i = p.stdin.take().unwrap();
+    i.write_all(b"\n").unwrap();
+    drop(i);
+    assert!(p.child.wait().unwrap().success());
 }
 
 #[test]

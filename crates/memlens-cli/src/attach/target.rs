@@ -131,7 +131,10 @@ fn uids_of(status: &str) -> Vec<u32> {
 
 /// Read /proc/PID/maps.
 pub fn read_maps(pid: i32) -> std::io::Result<Vec<Map>> {
-    let text = fs::read_to_string(format!("/proc/{pid}/maps"))?;
+    let text = fs::read_to_string(format!(
+        "/proc/{}/maps",
+        crate::snapshot::live_task(pid as u32)
+    ))?;
     let mut out = Vec::new();
     for line in text.lines() {
         let mut f = line.split_ascii_whitespace();
@@ -172,6 +175,14 @@ pub fn inspect(pid: i32) -> Result<Target, String> {
     let name = status_field(&status, "Name").unwrap_or("?").to_string();
     let state = status_field(&status, "State").unwrap_or("");
     if state.starts_with('Z') || state.starts_with('X') {
+        // A zombie main thread with live threads beside it: `pthread_exit` in `main`.
+        if crate::snapshot::live_task(pid as u32) != pid as u32 {
+            return Err(format!(
+                "process {pid} ({name}) runs on without its main thread (it called \
+                 pthread_exit), which memlens attach cannot take; record it from its start \
+                 with memlens run"
+            ));
+        }
         return Err(format!("process {pid} ({name}) has exited"));
     }
     if status_field(&status, "Tgid").and_then(|t| t.parse::<i32>().ok()) != Some(pid) {
@@ -256,16 +267,22 @@ pub fn inspect(pid: i32) -> Result<Target, String> {
 /// Whether the process is still in its dynamic loader: no libc mapped yet, but a
 /// program that links libc dynamically (its `exe` needs libc.so.6).
 fn t_starting(pid: i32) -> bool {
-    fs::read(format!("/proc/{pid}/exe"))
-        .ok()
-        .is_some_and(|d| d.windows(9).any(|w| w == b"libc.so.6"))
+    fs::read(format!(
+        "/proc/{}/exe",
+        crate::snapshot::live_task(pid as u32)
+    ))
+    .ok()
+    .is_some_and(|d| d.windows(9).any(|w| w == b"libc.so.6"))
 }
 
 /// The file of a mapping as this process can open it: through the target's root
 /// (another mount namespace), else by its path.
 fn open_path(pid: i32, path: &str) -> PathBuf {
     let path = path.strip_suffix(" (deleted)").unwrap_or(path);
-    let via_root = PathBuf::from(format!("/proc/{pid}/root{path}"));
+    let via_root = PathBuf::from(format!(
+        "/proc/{}/root{path}",
+        crate::snapshot::live_task(pid as u32)
+    ));
     if via_root.is_file() {
         via_root
     } else {

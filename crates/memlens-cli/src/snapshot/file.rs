@@ -66,7 +66,8 @@ pub fn write(path: &Path, a: &Analysed) -> Result<(), String> {
 
 fn write_inner(path: &Path, a: &Analysed) -> std::io::Result<()> {
     let t = &a.taken;
-    let cmdline = std::fs::read(format!("/proc/{}/cmdline", t.pid)).unwrap_or_default();
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", super::remote::live_task(t.pid)))
+        .unwrap_or_default();
     let argv: Vec<String> = cmdline
         .split(|&c| c == 0)
         .filter(|s| !s.is_empty())
@@ -77,7 +78,7 @@ fn write_inner(path: &Path, a: &Analysed) -> std::io::Result<()> {
         ppid: 0,
         forked_from: 0,
         start_unix_ns: t.unix_ns,
-        exe: std::fs::read_link(format!("/proc/{}/exe", t.pid))
+        exe: std::fs::read_link(format!("/proc/{}/exe", super::remote::live_task(t.pid)))
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default(),
         argv,

@@ -17,6 +17,7 @@ mod holders;
 mod ptrace;
 mod recorder;
 mod remote;
+pub use remote::live_task;
 mod roots;
 mod take;
 mod text;
@@ -175,7 +176,7 @@ pub fn write_snapshot(pid: u32, trace: &Path, out: &Path) -> Result<std::time::D
 
 /// `memlens.PROGRAM.PID.N.snap` in `dir`, N the first number not taken.
 pub fn default_output(pid: u32, dir: &Path) -> PathBuf {
-    let prog = std::fs::read_link(format!("/proc/{pid}/exe"))
+    let prog = std::fs::read_link(format!("/proc/{}/exe", remote::live_task(pid)))
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "process".into());

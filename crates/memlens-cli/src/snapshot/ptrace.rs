@@ -69,7 +69,10 @@ fn task_ids(pid: u32) -> std::io::Result<Vec<u32>> {
     let mut v = Vec::new();
     for e in std::fs::read_dir(format!("/proc/{pid}/task"))? {
         if let Some(t) = e?.file_name().to_str().and_then(|s| s.parse().ok()) {
-            v.push(t);
+            // The main thread after `pthread_exit`: a zombie, which cannot be stopped.
+            if !super::remote::task_ended(pid, t) {
+                v.push(t);
+            }
         }
     }
     v.sort_unstable();
@@ -190,7 +193,9 @@ pub fn stop(pid: u32) -> Result<Stopped, String> {
     }
     if !threads.iter().any(|t| t.tid == pid) {
         return Err(format!(
-            "process {pid} cannot be snapshotted: its main thread has ended"
+            "process {pid} cannot be snapshotted: it runs on without its main thread (it \
+             called pthread_exit); record it from its start with memlens run, whose leak check \
+             at exit sees it"
         ));
     }
     st.threads = threads;

@@ -10,10 +10,42 @@ pub struct Remote {
     use_mem: bool,
 }
 
+/// The thread of `pid` to read its memory and memory-related /proc files through
+/// (`maps`, `mem`, `exe`, `cmdline`, `root`): `pid` itself, or, when its main thread has
+/// ended (a zombie after `pthread_exit` in `main`, whose files read empty), one of its
+/// live threads. `/proc/TID/...` of any thread is the process's.
+pub fn live_task(pid: u32) -> u32 {
+    if !task_ended(pid, pid) {
+        return pid;
+    }
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .find(|&tid| !task_ended(pid, tid))
+        .unwrap_or(pid)
+}
+
+/// Whether thread `tid` of `pid` has ended (a zombie, or gone): it runs nothing, cannot
+/// be stopped, and has no stack to read.
+pub fn task_ended(pid: u32, tid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let state = s[s.rfind(')')? + 1..]
+                .split_whitespace()
+                .next()?
+                .to_string();
+            Some(state == "Z" || state == "X")
+        })
+        .unwrap_or(true)
+}
+
 impl Remote {
     pub fn new(pid: u32) -> Remote {
         Remote {
-            pid,
+            pid: live_task(pid),
             mem: None,
             use_mem: false,
         }
@@ -115,7 +147,7 @@ pub struct Mapping {
 
 /// The mappings of `pid`, by address.
 pub fn mappings(pid: u32) -> std::io::Result<Vec<Mapping>> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
+    let text = std::fs::read_to_string(format!("/proc/{}/maps", live_task(pid)))?;
     Ok(parse_maps(&text))
 }
 

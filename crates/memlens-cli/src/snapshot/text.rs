@@ -47,7 +47,7 @@ pub fn summary(
 ) -> String {
     let t = &a.taken;
     let mut s = String::new();
-    let exe = std::fs::read_link(format!("/proc/{}/exe", t.pid))
+    let exe = std::fs::read_link(format!("/proc/{}/exe", super::remote::live_task(t.pid)))
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
     let total: u64 = a
