@@ -51,6 +51,12 @@ fn build_dir() -> PathBuf {
 /// Compile a test program with `compiler` (gcc, g++, rustc) and extra flags; cached by
 /// output name for the life of the target directory.
 pub fn build(compiler: &str, src: &str, out: &str, flags: &[&str]) -> PathBuf {
+    // One build at a time in this test binary: two tests that need the same program
+    // would otherwise both build it (a fresh clone has none), and the second's rename
+    // would replace the file the first one's process is running from, whose stacks
+    // then name `prog (deleted)+0x...` instead of its functions.
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
     let exe = build_dir().join(out);
     let srcp = source(src);
     let fresh = exe.metadata().and_then(|m| m.modified()).ok()
