@@ -50,21 +50,16 @@ pub fn open_own(name: &CStr, flags: libc::c_int) -> libc::c_int {
     -1
 }
 
-/// Whether the process's main thread has ended (a zombie, as `pthread_exit` in `main`
-/// leaves it) and the calling thread is the only other one: every thread the program
-/// started has ended. (`/proc/self/stat`'s state is the main thread's; its thread count
-/// still includes the zombie.)
-pub fn only_caller_left_after_main() -> bool {
-    let mut buf = [0u8; 1024];
-    let Some(n) = read_file(c"/proc/self/stat", &mut buf) else {
-        return false;
-    };
-    let buf = &buf[..n];
+/// Whether `stat` (the process's `/proc/self/stat`) says that its main thread has ended
+/// (a zombie, as `pthread_exit` in `main` leaves it) and one other thread is left: the
+/// caller's. (The state is the main thread's; the thread count still includes the
+/// zombie.)
+pub fn only_caller_left_after_main(stat: &[u8]) -> bool {
     // Fields after the command name, which may hold spaces and parentheses.
-    let Some(close) = buf.iter().rposition(|&c| c == b')') else {
+    let Some(close) = stat.iter().rposition(|&c| c == b')') else {
         return false;
     };
-    let mut fields = buf[close + 1..]
+    let mut fields = stat[close + 1..]
         .split(|&c| c == b' ')
         .filter(|f| !f.is_empty());
     // Field 3, the state, then field 20, the number of threads.
@@ -224,7 +219,7 @@ fn parse_maps_line(line: &[u8]) -> Option<Mapping<'_>> {
 /// program closes it (close-all loops) or the number comes to mean another file, it is
 /// reopened by path, which is the one moment it takes a low number again.
 pub struct ProcFile {
-    /// The file's name in the process's /proc directory ([`open_own`]).
+    /// The file's name in the process's /proc directory ([`open_own`]), or a whole path.
     name: &'static CStr,
     fd: i32,
     dev: u64,
@@ -250,7 +245,12 @@ impl ProcFile {
             unsafe { libc::close(self.fd) };
         }
         self.fd = -1;
-        let fd = open_own(self.name, libc::O_RDONLY);
+        let fd = if self.name.to_bytes().first() == Some(&b'/') {
+            // SAFETY: NUL-terminated path.
+            unsafe { libc::open(self.name.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) }
+        } else {
+            open_own(self.name, libc::O_RDONLY)
+        };
         if fd < 0 {
             return;
         }

@@ -972,7 +972,7 @@ extern "C" fn sampler_main(state: *mut libc::c_void) -> *mut libc::c_void {
             // ended, had this thread not been there. So this one ends, not busy, as the
             // last: glibc then calls exit(0) on it and the exit handlers (the leak check
             // among them) run as they would have.
-            if crate::sys::only_caller_left_after_main() {
+            if main_thread_gone() {
                 crate::writer::WRITER_RUNS.store(false, Ordering::Release);
                 tls::here().set_busy_depth(0);
                 return core::ptr::null_mut();
@@ -1068,6 +1068,9 @@ pub fn start_sampler() {
     // gone in a child, or not started).
     unsafe { STATM.force_unlock() };
     STATM.lock().open();
+    // SAFETY: as STATM's, just above.
+    unsafe { PROC_STAT.force_unlock() };
+    PROC_STAT.lock().open();
     // Also read here, on the starting thread: a file the sampler opened itself would take
     // the lowest free descriptor for a moment while the program runs, and the program's
     // own open() could get the next one (seen with RLIMIT_NOFILE=16).
@@ -1116,10 +1119,28 @@ static TSC_CLOCKSOURCE: AtomicBool = AtomicBool::new(false);
 static STATM: spin::Mutex<crate::sys::ProcFile> =
     spin::Mutex::new(crate::sys::ProcFile::new(c"statm"));
 
+/// The process's `/proc/self/stat`, opened with [`STATM`] (on the starting thread, for
+/// the same reason) and read by the sampler at each tick.
+static PROC_STAT: spin::Mutex<crate::sys::ProcFile> =
+    spin::Mutex::new(crate::sys::ProcFile::new(c"/proc/self/stat"));
+
+/// `main` called pthread_exit and every thread the program started has ended
+/// (`sys::only_caller_left_after_main`); read through a descriptor kept open, so that no
+/// file is opened while the program runs (it would take the lowest free number for a
+/// moment).
+fn main_thread_gone() -> bool {
+    let mut buf = [0u8; 1024];
+    let Some(n) = PROC_STAT.lock().read(&mut buf) else {
+        return false;
+    };
+    crate::sys::only_caller_left_after_main(&buf[..n])
+}
+
 /// Close the sampler's `/proc/self/statm` (`memlens attach` detached: the process gets
 /// its descriptors back as they were; the next attach opens it again).
 pub fn close_statm() {
     STATM.lock().close();
+    PROC_STAT.lock().close();
 }
 
 /// Resident set size from the process's statm (second field, in pages).
