@@ -159,7 +159,9 @@ fn torture(case: &Case, min_allocations: u64) -> Outcome {
     assert_eq!(
         text(&rec.stdout),
         text(&bare.stdout),
-        "{what}: stdout differs"
+        "{what}: stdout differs (recorded run: {:?}, stderr {:?})",
+        rec.status,
+        text(&rec.stderr)
     );
     assert_eq!(
         text(&rec.stderr),
