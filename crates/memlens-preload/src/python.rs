@@ -265,16 +265,7 @@ fn looks_like_python() -> bool {
 /// command line tells it to ignore the environment (`-E`, `-I`).
 fn allocator_asked() -> &'static [u8] {
     let mut buf = [0u8; 4096];
-    let fd = crate::sys::open_own(c"cmdline", libc::O_RDONLY);
-    let n = if fd < 0 {
-        0
-    } else {
-        // SAFETY: reads into `buf`; our fd, closed right after.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
-        // SAFETY: our fd.
-        unsafe { libc::close(fd) };
-        n.max(0) as usize
-    };
+    let n = crate::sys::read_own(c"cmdline", &mut buf).unwrap_or(0);
     let mut ignores_env = false;
     for arg in buf[..n].split(|&c| c == 0).skip(1) {
         if arg.first() != Some(&b'-') || arg == b"-" || arg.starts_with(b"--") {

@@ -7,18 +7,41 @@ extern crate alloc;
 /// Read up to `buf.len()` bytes of a (small, /proc) file with raw open/read/close.
 /// Returns the number of bytes read, `None` on any error or an empty file.
 pub fn read_file(path: &CStr, buf: &mut [u8]) -> Option<usize> {
-    // SAFETY: NUL-terminated path; the read goes into `buf`; the fd is closed before
-    // returning.
+    // SAFETY: NUL-terminated path.
+    read_fd(
+        unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) },
+        buf,
+    )
+}
+
+/// [`read_file`] of one of the process's own /proc files, as [`open_own`] opens it.
+pub fn read_own(name: &CStr, buf: &mut [u8]) -> Option<usize> {
+    read_fd(open_own(name, libc::O_RDONLY), buf)
+}
+
+/// Read up to `buf.len()` bytes from `fd` (negative: nothing) and close it.
+fn read_fd(fd: libc::c_int, buf: &mut [u8]) -> Option<usize> {
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the read goes into `buf`; `fd` is ours and closed before returning.
     let n = unsafe {
-        let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
-        if fd < 0 {
-            return None;
-        }
         let n = libc::read(fd, buf.as_mut_ptr() as *mut _, buf.len());
         libc::close(fd);
         n
     };
     (n > 0).then_some(n as usize)
+}
+
+/// The state letter of a `/proc/.../stat` line (`R`, `S`, `Z`...) and the fields after it,
+/// read past the command name (which may hold spaces and parentheses).
+pub fn stat_state(stat: &[u8]) -> Option<(u8, impl Iterator<Item = &[u8]>)> {
+    let close = stat.iter().rposition(|&c| c == b')')?;
+    let mut fields = stat[close + 1..]
+        .split(|&c| c == b' ' || c == b'\n')
+        .filter(|f| !f.is_empty());
+    let state = *fields.next()?.first()?;
+    Some((state, fields))
 }
 
 /// Open one of the process's memory-related /proc files (`maps`, `mem`, `statm`, `exe`,
@@ -55,17 +78,8 @@ pub fn open_own(name: &CStr, flags: libc::c_int) -> libc::c_int {
 /// caller's. (The state is the main thread's; the thread count still includes the
 /// zombie.)
 pub fn only_caller_left_after_main(stat: &[u8]) -> bool {
-    // Fields after the command name, which may hold spaces and parentheses.
-    let Some(close) = stat.iter().rposition(|&c| c == b')') else {
-        return false;
-    };
-    let mut fields = stat[close + 1..]
-        .split(|&c| c == b' ')
-        .filter(|f| !f.is_empty());
     // Field 3, the state, then field 20, the number of threads.
-    let state = fields.next();
-    let threads = fields.nth(16);
-    state == Some(&b"Z"[..]) && threads == Some(&b"2"[..])
+    stat_state(stat).is_some_and(|(state, mut rest)| state == b'Z' && rest.nth(16) == Some(b"2"))
 }
 
 /// Move `fd` to a high number (close-on-exec), away from 0-2 and from numbers the
@@ -329,4 +343,24 @@ pub fn futex_wake(word: &core::sync::atomic::AtomicU32) {
             i32::MAX,
         )
     };
+}
+
+#[cfg(test)]
+mod stat_tests {
+    use super::*;
+
+    /// The state past a command name with spaces and parentheses; field 20 the threads.
+    #[test]
+    fn stat_lines_are_read_past_the_command_name() {
+        let line = |state: &str, threads: u32| {
+            format!(
+                "4523 (a (b) c) {state} 1 4523 4523 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 {threads} 0 1\n"
+            )
+        };
+        assert_eq!(stat_state(line("S", 3).as_bytes()).map(|s| s.0), Some(b'S'));
+        assert!(only_caller_left_after_main(line("Z", 2).as_bytes()));
+        assert!(!only_caller_left_after_main(line("Z", 3).as_bytes()));
+        assert!(!only_caller_left_after_main(line("S", 2).as_bytes()));
+        assert!(stat_state(b"garbage").is_none());
+    }
 }

@@ -185,10 +185,8 @@ fn has_ended(tid: u32) -> bool {
     let Some(text) = read_task_file(tid, b"stat", &mut buf) else {
         return true;
     };
-    let Some(close) = text.iter().rposition(|&c| c == b')') else {
-        return false;
-    };
-    matches!(text.get(close + 2), Some(b'Z' | b'X'))
+    let state = sys::stat_state(text).map(|(state, _)| state);
+    matches!(state, Some(b'Z' | b'X'))
 }
 
 pub(super) fn parse_u64(s: &[u8]) -> Option<u64> {
