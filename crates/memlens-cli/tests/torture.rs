@@ -1022,12 +1022,17 @@ fn t10_every_pthread_key_left_to_the_program() {
 /// The program's signal thread (every signal blocked, sigwaitinfo on all of them) is not
 /// sent the scan's stop signal: it would take it as its own (and exit 3 here). Threads
 /// just created, which block every signal for a moment, are stopped all the same.
+/// Ten runs: the signal thread may be on its way into sigwaitinfo when the scan looks at
+/// it (about 1 run in 60 under load took the signal when the scan read the thread's
+/// system call before its mask).
 #[test]
 fn t10_a_signal_thread_gets_nothing_from_the_scan() {
     let exe = c_program("signal_thread.c", "torture-signal-thread");
-    let o = torture(&Case::new(&exe, &[]), 1);
-    assert_eq!(o.status.code(), Some(0));
-    assert_eq!(o.stdout, "main: done\n");
+    for _ in 0..10 {
+        let o = torture(&Case::new(&exe, &[]), 1);
+        assert_eq!(o.status.code(), Some(0));
+        assert_eq!(o.stdout, "main: done\n");
+    }
 }
 
 /// A thread inside dlopen/dlclose when the program exits: the scan stops it, perhaps

@@ -246,10 +246,18 @@ pub(super) fn waits_for_signals(tid: u32) -> bool {
 
 /// Whether thread `tid` must not be sent the stop signal: it blocks it (the SigBlk mask
 /// of its /proc status), or waits for signals and would take it.
+///
+/// The mask is read before and after the system call: a thread that blocks every signal
+/// and is on its way into `sigwaitinfo` shows the signal blocked until it enters the wait,
+/// and, once in, shows it unblocked but waits in rt_sigtimedwait. Reading the system call
+/// first would leave a gap: not yet waiting, then (a moment later) waiting with the mask
+/// lifted, and the stop signal would be the program's.
 pub(super) fn blocks_signal(tid: u32, sig: i32) -> bool {
-    if waits_for_signals(tid) {
-        return true;
-    }
+    sigblk_has(tid, sig) || waits_for_signals(tid) || sigblk_has(tid, sig)
+}
+
+/// Whether thread `tid`'s SigBlk (its /proc status) holds `sig`.
+fn sigblk_has(tid: u32, sig: i32) -> bool {
     let mut buf = [0u8; 4096];
     let Some(text) = read_task_file(tid, b"status", &mut buf) else {
         return false;
