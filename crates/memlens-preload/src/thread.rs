@@ -1004,6 +1004,15 @@ extern "C" fn sampler_main(state: *mut libc::c_void) -> *mut libc::c_void {
         crate::sys::futex_wait(&crate::writer::WAKE, seen, Some(next_sample - now));
     }
     crate::writer::WRITER_RUNS.store(false, Ordering::Release);
+    if EXIT_RETIRED.load(Ordering::Acquire) {
+        // Retired by the process's exit: stay, doing nothing, until exit_group takes the
+        // thread. Ending it would free its glibc blocks (DTV) through the hooks while the
+        // leak scan runs, and the scan's figures would depend on when this thread woke.
+        static NEVER: AtomicU32 = AtomicU32::new(0);
+        loop {
+            crate::sys::futex_wait(&NEVER, 0, None);
+        }
+    }
     core::ptr::null_mut()
 }
 
@@ -1028,6 +1037,17 @@ unsafe fn push_rss_sample(st: *mut ThreadState, generation: Option<u32>) {
         }
         st.unlock();
     }
+}
+
+/// The process is exiting: the sampler, once retired, waits for the end instead of
+/// ending its thread ([`final_rss_sample_at_exit`]).
+static EXIT_RETIRED: AtomicBool = AtomicBool::new(false);
+
+/// [`final_rss_sample`] at the process's exit (before the leak scan): the retired sampler
+/// keeps its thread, idle, to the end. Caller is busy.
+pub fn final_rss_sample_at_exit() {
+    EXIT_RETIRED.store(true, Ordering::Release);
+    final_rss_sample();
 }
 
 /// One last RSS sample at exit, before the leak scan: the report's "heap vs RSS at the
@@ -1199,6 +1219,8 @@ pub fn flush_all() {
 /// contents were the parent's events). States of threads that do not exist in the child
 /// are abandoned (their memory is small and their locks may be held).
 pub fn after_fork_child(ts: u64) {
+    // A child forked by an exit handler is not exiting yet.
+    EXIT_RETIRED.store(false, Ordering::Release);
     let mine = tls::here().state() as usize;
     let mut reg = REGISTRY.lock();
     reg.clear();

@@ -494,7 +494,7 @@ fn finish(kind: ExitKind, code: i32, ctx: &scan::Context) {
     if kind != ExitKind::Exec && !output::DISABLED.load(Ordering::Relaxed) {
         {
             let _busy = tls::BusyGuard::enter();
-            thread::final_rss_sample();
+            thread::final_rss_sample_at_exit();
         }
         if !SCANNED.swap(true, Ordering::AcqRel) {
             scan::run(kind, code, ctx);
