@@ -399,7 +399,8 @@ fn with_small_tmpfs(dir: &Path, then: &str) -> Option<Output> {
 
 #[test]
 fn full_disk_lets_the_program_run_on_warns_once_and_keeps_what_was_written() {
-    // A 512 KiB tmpfs fills up after a few thousand chunks' worth of events. RLIMIT_FSIZE
+    // A 512 KiB tmpfs fills up after a few thousand chunks' worth of events (400 batches
+    // write about 1 MB). RLIMIT_FSIZE
     // (EFBIG) is record.rs's full_disk_warns_once_and_keeps_what_was_written.
     let prog = killable();
     let d = scratch("tmpfs");
@@ -407,12 +408,12 @@ fn full_disk_lets_the_program_run_on_warns_once_and_keeps_what_was_written() {
     std::fs::create_dir_all(&mnt).unwrap();
     let bare = guarded({
         let mut c = Command::new(&prog);
-        c.args(["run", "200"]);
+        c.args(["run", "400"]);
         c
     });
     assert!(bare.status.success());
     let script = format!(
-        "{} run -q -o {}/%n.%p.trace -- {} run 200 2>{}; s=$?; cp {}/* {}/; exit $s",
+        "{} run -q -o {}/%n.%p.trace -- {} run 400 2>{}; s=$?; cp {}/* {}/; exit $s",
         memlens().display(),
         mnt.display(),
         prog.display(),
@@ -457,7 +458,8 @@ fn full_disk_lets_the_program_run_on_warns_once_and_keeps_what_was_written() {
     let rep = report(&trace);
     assert!(rep["trace"]["truncated"].is_string(), "{}", rep["trace"]);
     let n = killable_allocations(&rep);
-    assert!(n > 10_000 && n < 200_000, "{n} allocations read back");
+    // Of the 400,000 made: some, not all.
+    assert!(n > 10_000 && n < 400_000, "{n} allocations read back");
 }
 
 #[test]
@@ -465,7 +467,7 @@ fn trace_of_another_format_version_names_both_versions() {
     let r = run_with(&["-q"], &build_c("sites.c", "sites"), &[]);
     let mut data = std::fs::read(r.only_trace()).unwrap();
     let d = scratch("version");
-    for v in [0u32, FORMAT_VERSION + 1, 7, u32::MAX] {
+    for v in [0u32, FORMAT_VERSION + 1, FORMAT_VERSION + 2, u32::MAX] {
         data[8..12].copy_from_slice(&v.to_le_bytes());
         let p = d.join(format!("v{v}.trace"));
         std::fs::write(&p, &data).unwrap();

@@ -70,14 +70,6 @@ fn set_errno(e: c_int) {
     unsafe { *libc::__errno_location() = e };
 }
 
-/// Enter a new block in the live table. Allocations made while the recorder runs (by
-/// libc functions it calls) are marked as its own.
-#[inline(always)]
-fn track(func: AllocFunc, p: *mut c_void, size: u64) {
-    let internal = crate::tls::busy();
-    live::insert(p as u64, Meta::new(size, func, internal));
-}
-
 /// In an allocating hook, once the real allocator returned `p` for `size` bytes: record
 /// the block and enter it in the table, unless sampling passes over it (a block the
 /// sampler does not pick, or one allocated on the recorder's behalf, is neither). Sampling
@@ -117,17 +109,25 @@ fn recorded_allocation(func: AllocFunc, p: *mut c_void, size: u64, c: Caller) {
         return;
     }
     live::prefetch(p as u64);
-    let meta = Meta::new(size, func, crate::tls::busy());
-    let enter = || live::insert(p as u64, meta);
     let op = Op::Alloc {
         addr: p as u64,
         size,
     };
-    if !record_then(func, op, c, || {
-        enter();
+    record_and_track(func, op, p, size, c);
+}
+
+/// Record `op`, which allocated the block `p` of `size` bytes, and enter the block in
+/// the table with the number its record gave it (made while the thread's buffer is
+/// held, before the thread may stop for an exit scan); without a number when nothing was
+/// recorded.
+#[inline(always)]
+fn record_and_track(func: AllocFunc, op: Op, p: *mut c_void, size: u64, c: Caller) {
+    let meta = Meta::new(size, func, crate::tls::busy());
+    if !record_then(func, op, c, |serial| {
+        live::insert(p as u64, meta.with_serial(serial));
         true
     }) {
-        enter();
+        live::insert(p as u64, meta);
     }
 }
 
@@ -199,16 +199,13 @@ unsafe fn realloc_impl(func: AllocFunc, old: *mut c_void, size: usize, c: Caller
     if old.is_null() {
         let p = __libc_malloc(size);
         if !p.is_null() {
-            track(func, p, size as u64);
-            record(
-                func,
-                Op::Realloc {
-                    old: 0,
-                    new: p as u64,
-                    size: size as u64,
-                },
-                c,
-            );
+            let op = Op::Realloc {
+                old: 0,
+                new: p as u64,
+                size: size as u64,
+                serial: 0,
+            };
+            record_and_track(func, op, p, size as u64, c);
         }
         return p;
     }
@@ -226,6 +223,7 @@ unsafe fn realloc_impl(func: AllocFunc, old: *mut c_void, size: usize, c: Caller
                 old: old as u64,
                 new: 0,
                 size: 0,
+                serial: was.map_or(0, |m| m.serial()),
             },
             c,
         );
@@ -242,16 +240,13 @@ unsafe fn realloc_impl(func: AllocFunc, old: *mut c_void, size: usize, c: Caller
         }
         return p;
     }
-    track(func, p, size as u64);
-    record(
-        func,
-        Op::Realloc {
-            old: old as u64,
-            new: p as u64,
-            size: size as u64,
-        },
-        c,
-    );
+    let op = Op::Realloc {
+        old: old as u64,
+        new: p as u64,
+        size: size as u64,
+        serial: was.map_or(0, |m| m.serial()),
+    };
+    record_and_track(func, op, p, size as u64, c);
     p
 }
 
@@ -303,12 +298,14 @@ unsafe fn realloc_sampled(
         }
     };
     let recorded = was.is_some_and(|m| !m.internal());
+    let old_serial = was.map_or(0, |m| m.serial());
     if !old.is_null() && size == 0 {
         if recorded {
             let op = Op::Realloc {
                 old: old as u64,
                 new: 0,
                 size: 0,
+                serial: old_serial,
             };
             record(func, op, c);
         }
@@ -320,7 +317,11 @@ unsafe fn realloc_sampled(
     if recorded && !sampled {
         // Its release is recorded before glibc may hand the address to another thread.
         // Should the realloc fail, the old block simply stays unsampled from here on.
-        record(func, Op::Free { addr: old as u64 }, c);
+        let op = Op::Free {
+            addr: old as u64,
+            serial: old_serial,
+        };
+        record(func, op, c);
     }
     if recorded && sampled && may_move(old, size) {
         reserve_release(old as u64);
@@ -337,13 +338,13 @@ unsafe fn realloc_sampled(
         return p;
     }
     if sampled {
-        track(func, p, size as u64);
         let op = Op::Realloc {
             old: if recorded { old as u64 } else { 0 },
             new: p as u64,
             size: size as u64,
+            serial: if recorded { old_serial } else { 0 },
         };
-        record(func, op, c);
+        record_and_track(func, op, p, size as u64, c);
     }
     p
 }
@@ -390,9 +391,8 @@ unsafe fn release(func: AllocFunc, p: *mut c_void, c: Caller) {
         return;
     }
     // Two cache misses, usually: the table's slot and glibc's chunk header (the size word
-    // before the block, which the real free reads). Asked for together, they overlap, and
-    // with the encoding of the Free record, made first on the bet that the release is an
-    // ordinary one (taken back if the table says otherwise).
+    // before the block, which the real free reads). Asked for together, they overlap.
+    // The table is asked first: the record names the block by the number it keeps.
     live::prefetch(p as u64);
     // SAFETY: a prefetch cannot fault, whatever `p` is.
     unsafe {
@@ -401,43 +401,31 @@ unsafe fn release(func: AllocFunc, p: *mut c_void, c: Caller) {
             core::arch::x86_64::_MM_HINT_T0,
         )
     };
-    let mut found = None;
-    let op = Op::Free { addr: p as u64 };
-    record_then(func, op, c, || {
-        let r = live::remove(p as u64);
-        let ordinary = match r {
-            Removed::Block(m) => m.func().family() == func.family() && !m.internal(),
-            // Attached: a block from before the attach, recorded as a free the trace
-            // never saw allocated (an untracked free).
-            Removed::NotABlock => crate::attach::unknown_blocks_are_old(),
-            Removed::Deferred => true,
-        };
-        found = Some(r);
-        ordinary
-    });
-    let removed = match found {
-        Some(r) => r,
-        None => live::remove(p as u64),
+    let free = |serial| Op::Free {
+        addr: p as u64,
+        serial,
     };
-    match removed {
+    match live::remove(p as u64) {
         Removed::Block(m) => {
             if m.func().family() != func.family() {
                 error(func, HeapErrorKind::Mismatch, p, m.func(), c);
-                if !m.internal() {
-                    record(func, op, c);
-                }
             }
             // A block allocated on the recorder's behalf (by libc code it called, busy)
             // was never in the trace: its release by glibc later (a thread-exit
             // destructor's list node, dlerror's message, a thread's TLS buffers) is not
-            // either (its optimistic record was taken back).
+            // either.
+            if !m.internal() {
+                record(func, free(m.serial()), c);
+            }
         }
-        Removed::NotABlock if crate::attach::unknown_blocks_are_old() => {}
+        // Attached: a block from before the attach, recorded as a free the trace never
+        // saw allocated (an untracked free).
+        Removed::NotABlock if crate::attach::unknown_blocks_are_old() => record(func, free(0), c),
         Removed::NotABlock => {
             error(func, HeapErrorKind::NotABlock, p, func, c);
             return;
         }
-        Removed::Deferred => {}
+        Removed::Deferred => record(func, free(0), c),
     }
     __libc_free(p);
 }
@@ -462,11 +450,22 @@ unsafe fn release_sampled(func: AllocFunc, p: *mut c_void, c: Caller) {
                 error(func, HeapErrorKind::Mismatch, p, m.func(), c);
             }
             if !m.internal() {
-                record(func, Op::Free { addr: p as u64 }, c);
+                let op = Op::Free {
+                    addr: p as u64,
+                    serial: m.serial(),
+                };
+                record(func, op, c);
             }
         }
         // Perhaps sampled: a free of a block the trace never had counts as untracked.
-        Removed::Deferred => record(func, Op::Free { addr: p as u64 }, c),
+        Removed::Deferred => record(
+            func,
+            Op::Free {
+                addr: p as u64,
+                serial: 0,
+            },
+            c,
+        ),
         Removed::NotABlock => {}
     }
     __libc_free(p);

@@ -4,13 +4,16 @@
 //! family) and what the leak scan walks at exit.
 //!
 //! 256 shards chosen by a hash of the address, each an open-addressing table (linear
-//! probing, backward-shift deletion, no tombstones) of 12-byte slots in its own mmap
-//! region, doubled at 3/4 load: 12 bytes / load (0.375..0.75) = 16..32 bytes per live
-//! block, never more than 32. Each shard has a spin lock held for one probe sequence.
+//! probing, backward-shift deletion, no tombstones) of 16-byte slots in its own mmap
+//! region, grown by half at 3/4 load: 16 bytes / load (0.5..0.75) = 21..32 bytes per
+//! live block, never more than 32. Each shard has a spin lock held for one probe
+//! sequence.
 //!
 //! A slot packs the block's address divided by 16 (44 bits: glibc's blocks are 16-byte
 //! aligned and x86_64 user addresses are below 2^47), its size (46 bits), allocating
-//! function (5 bits) and the internal bit. An address that cannot be packed (not 16-byte aligned,
+//! function (5 bits), the internal bit and the block's number in the trace (38 bits, which
+//! a release's record names instead of the address; see [`SLOT_BYTES`]). An address that
+//! cannot be packed (not 16-byte aligned,
 //! or above 2^48) is never a block start: releasing one is reported as not a block, and
 //! inserting one (no glibc allocation returns such) is not recorded.
 //!
@@ -28,12 +31,23 @@ use memlens_trace::AllocFunc;
 pub const SHARDS: usize = 256;
 const INITIAL_SLOTS: usize = 256;
 
-/// Bytes of one slot: a u64 (the packed address and the size's low 20 bits) then a u32
-/// (the size's high 26 bits, the function, the internal bit). `key == 0` marks a free slot.
-const SLOT_BYTES: usize = 12;
+/// Bytes of one slot: two u64. The first: the packed address and the size's low 20
+/// bits. The second: the size's next 20 bits, the function (5 bits), the internal bit, and
+/// the block's number in the trace (38 bits, 0: none; `thread.rs`). A size from
+/// [`BIG_SIZE`] up keeps its bits above the low 20 in the number's place (the block is
+/// then not numbered), with all ones in the size's second part. `key == 0` marks a free
+/// slot.
+const SLOT_BYTES: usize = 16;
 const KEY_BITS: u32 = 44;
 const KEY_MASK: u64 = (1 << KEY_BITS) - 1;
 const SIZE_LO_BITS: u32 = 64 - KEY_BITS;
+const SIZE_HI_BITS: u32 = 20;
+const SIZE_HI_MASK: u64 = (1 << SIZE_HI_BITS) - 1;
+/// Sizes from here up are stored with the number's bits (about 1 TiB).
+const BIG_SIZE: u64 = SIZE_HI_MASK << SIZE_LO_BITS;
+/// Bits of a block's number in its slot.
+pub const SERIAL_BITS: u32 = 38;
+const SERIAL_SHIFT: u32 = 64 - SERIAL_BITS;
 
 /// The slot key of a block at `addr`, `None` if no block can start there.
 #[inline(always)]
@@ -41,7 +55,7 @@ fn key_of(addr: u64) -> Option<u64> {
     (addr & 15 == 0 && addr >> (KEY_BITS + 4) == 0 && addr != 0).then_some(addr >> 4)
 }
 
-/// A shard's slots: `cap` packed 12-byte records after the table header.
+/// A shard's slots: `cap` packed 16-byte records after the table header.
 #[derive(Clone, Copy)]
 struct Slots {
     base: *mut u8,
@@ -62,40 +76,35 @@ impl Slots {
     #[inline(always)]
     fn at(self, i: usize) -> *mut u8 {
         debug_assert!(i < self.cap);
-        // SAFETY: i < cap, so the 12 bytes at i are inside the mapping.
+        // SAFETY: i < cap, so the 16 bytes at i are inside the mapping.
         unsafe { self.base.add(i * SLOT_BYTES) }
     }
     /// The key at slot `i` (0: free).
     #[inline(always)]
     fn key(self, i: usize) -> u64 {
-        // SAFETY: 8 bytes inside slot i (unaligned: slots are 12 bytes).
+        // SAFETY: 8 bytes inside slot i (aligned: the header is 24 bytes, slots 16).
         unsafe { core::ptr::read_unaligned(self.at(i) as *const u64) & KEY_MASK }
     }
     #[inline(always)]
     fn meta(self, i: usize) -> Meta {
         let p = self.at(i);
-        // SAFETY: the slot's 12 bytes, as above.
+        // SAFETY: the slot's 16 bytes, as above.
         let (lo, hi) = unsafe {
             (
                 core::ptr::read_unaligned(p as *const u64),
-                core::ptr::read_unaligned(p.add(8) as *const u32) as u64,
+                core::ptr::read_unaligned(p.add(8) as *const u64),
             )
         };
-        let size = lo >> KEY_BITS | (hi & ((1 << 26) - 1)) << SIZE_LO_BITS;
-        Meta(size | (hi >> 26 & FUNC_MASK) << 48 | (hi >> 31) << 53)
+        Meta::unpack(lo, hi)
     }
     #[inline(always)]
     fn set(self, i: usize, key: u64, meta: Meta) {
-        let size = meta.size().min((1 << 46) - 1);
-        let lo = key | size << KEY_BITS;
-        let hi = (size >> SIZE_LO_BITS) as u32
-            | ((meta.0 >> 48 & FUNC_MASK) as u32) << 26
-            | (meta.internal() as u32) << 31;
+        let (lo, hi) = meta.pack(key);
         let p = self.at(i);
-        // SAFETY: the slot's 12 bytes; we hold the shard lock.
+        // SAFETY: the slot's 16 bytes; we hold the shard lock.
         unsafe {
             core::ptr::write_unaligned(p as *mut u64, lo);
-            core::ptr::write_unaligned(p.add(8) as *mut u32, hi);
+            core::ptr::write_unaligned(p.add(8) as *mut u64, hi);
         }
     }
     #[inline(always)]
@@ -112,9 +121,10 @@ impl Slots {
 }
 
 /// Size (48 bits), allocating function (5 bits), and whether the allocation was made on
-/// the recorder's behalf (by a libc function it called).
+/// the recorder's behalf (by a libc function it called); then the block's number in the
+/// trace (0: none).
 #[derive(Clone, Copy)]
-pub struct Meta(pub u64);
+pub struct Meta(pub u64, pub u64);
 
 const SIZE_MASK: u64 = (1 << 48) - 1;
 /// The allocating function's bits, above the size.
@@ -123,7 +133,14 @@ const INTERNAL: u64 = 1 << 53;
 
 impl Meta {
     pub fn new(size: u64, func: AllocFunc, internal: bool) -> Meta {
-        Meta(size.min(SIZE_MASK) | (func as u64) << 48 | if internal { INTERNAL } else { 0 })
+        Meta(
+            size.min(SIZE_MASK) | (func as u64) << 48 | if internal { INTERNAL } else { 0 },
+            0,
+        )
+    }
+    /// The same block numbered `serial` (below 2^[`SERIAL_BITS`]; 0: none).
+    pub fn with_serial(self, serial: u64) -> Meta {
+        Meta(self.0, serial)
     }
     pub fn size(self) -> u64 {
         self.0 & SIZE_MASK
@@ -133,6 +150,39 @@ impl Meta {
     }
     pub fn internal(self) -> bool {
         self.0 & INTERNAL != 0
+    }
+    /// The block's number in the trace, 0 if none.
+    pub fn serial(self) -> u64 {
+        self.1
+    }
+    /// The slot's two words for a block at `key`.
+    #[inline(always)]
+    fn pack(self, key: u64) -> (u64, u64) {
+        let size = self.size().min((1 << 46) - 1);
+        let lo = key | size << KEY_BITS;
+        let flags = (self.0 >> 48 & FUNC_MASK) << SIZE_HI_BITS
+            | (self.internal() as u64) << (SIZE_HI_BITS + 5);
+        let hi = if size >= BIG_SIZE {
+            SIZE_HI_MASK | flags | (size >> SIZE_LO_BITS) << SERIAL_SHIFT
+        } else {
+            size >> SIZE_LO_BITS | flags | (self.1 & ((1 << SERIAL_BITS) - 1)) << SERIAL_SHIFT
+        };
+        (lo, hi)
+    }
+    #[inline(always)]
+    fn unpack(lo: u64, hi: u64) -> Meta {
+        let low = lo >> KEY_BITS;
+        let (size, serial) = if hi & SIZE_HI_MASK == SIZE_HI_MASK {
+            (low | (hi >> SERIAL_SHIFT) << SIZE_LO_BITS, 0)
+        } else {
+            (
+                low | (hi & SIZE_HI_MASK) << SIZE_LO_BITS,
+                hi >> SERIAL_SHIFT,
+            )
+        };
+        let func = hi >> SIZE_HI_BITS & FUNC_MASK;
+        let internal = hi >> (SIZE_HI_BITS + 5) & 1;
+        Meta(size | func << 48 | internal << 53, serial)
     }
 }
 
@@ -269,10 +319,10 @@ fn next(i: usize, cap: usize) -> usize {
     }
 }
 
-/// Capacity after growing: doubled, so that a table just grown is 3/8 full (32 bytes per
-/// block with 12-byte slots).
+/// Capacity after growing at 3/4 full: half as large again, so that a table just grown
+/// is half full (32 bytes per block with 16-byte slots, at most).
 fn grown(cap: usize) -> usize {
-    cap * 2
+    cap + cap / 2
 }
 
 /// Count every block from now on, for [`may_hold`] (sampling turns it on at start-up):
@@ -387,6 +437,7 @@ fn queue(t: tls::Here, op: Op) -> Removed {
         t.pending_set(
             n,
             match op {
+                // Without its number (two words a slot): its release is coded by address.
                 Op::Insert(a, m) => [a, m.0],
                 Op::Remove(a) => [a | 1, 0],
             },
@@ -419,7 +470,7 @@ fn drain(t: tls::Here) {
         let op = if a & 1 != 0 {
             Op::Remove(a & !1)
         } else {
-            Op::Insert(a, Meta(m))
+            Op::Insert(a, Meta(m, 0))
         };
         run(op);
     }
@@ -553,7 +604,7 @@ fn grow(shard: &Shard, old: *mut Table) {
         while to.key(i) != 0 {
             i = next(i, new_cap);
         }
-        // SAFETY: slot j of the old table and slot i of the new one, 12 bytes each, in two
+        // SAFETY: slot j of the old table and slot i of the new one, 16 bytes each, in two
         // distinct mappings.
         unsafe { core::ptr::copy_nonoverlapping(from.at(j), to.at(i), SLOT_BYTES) };
     }
@@ -752,23 +803,47 @@ mod tests {
     }
 
     #[test]
-    fn sizes_functions_and_the_internal_bit_round_trip() {
+    fn sizes_functions_the_internal_bit_and_numbers_round_trip() {
         let base = 0x2000_0000_0000u64;
+        let top = (1u64 << SERIAL_BITS) - 1;
+        // A size from BIG_SIZE up gives up its number (stored in the number's place).
         let cases = [
-            (0u64, AllocFunc::Malloc, false),
-            (1, AllocFunc::New, true),
-            ((1 << 46) - 1, AllocFunc::NewArray, false),
-            (123_456_789, AllocFunc::AlignedAlloc, true),
-            (77, AllocFunc::NewAlignedNothrow, true),
+            (0u64, AllocFunc::Malloc, false, 1u64, 1u64),
+            (1, AllocFunc::New, true, 0, 0),
+            ((1 << 46) - 1, AllocFunc::NewArray, false, 5, 0),
+            (BIG_SIZE, AllocFunc::Malloc, false, 9, 0),
+            (BIG_SIZE - 1, AllocFunc::Calloc, true, top, top),
+            (123_456_789, AllocFunc::AlignedAlloc, true, 1 << 33, 1 << 33),
+            (77, AllocFunc::NewAlignedNothrow, true, 12_345, 12_345),
         ];
-        for (k, &(size, func, internal)) in cases.iter().enumerate() {
-            insert(base + 16 * k as u64, Meta::new(size, func, internal));
+        for (k, &(size, func, internal, serial, _)) in cases.iter().enumerate() {
+            insert(
+                base + 16 * k as u64,
+                Meta::new(size, func, internal).with_serial(serial),
+            );
         }
-        for (k, &(size, func, internal)) in cases.iter().enumerate() {
+        for (k, &(size, func, internal, _, serial)) in cases.iter().enumerate() {
             let Removed::Block(m) = remove(base + 16 * k as u64) else {
                 panic!("block {k} missing");
             };
-            assert_eq!((m.size(), m.func(), m.internal()), (size, func, internal));
+            assert_eq!(
+                (m.size(), m.func(), m.internal(), m.serial()),
+                (size, func, internal, serial),
+                "block {k}"
+            );
+        }
+    }
+
+    /// At most 32 bytes per live block: a table grows by half when 3/4 full, so it is at
+    /// least half full after (16-byte slots).
+    #[test]
+    fn a_table_never_takes_more_than_32_bytes_a_block() {
+        let mut cap = INITIAL_SLOTS;
+        for _ in 0..40 {
+            let full = cap * 3 / 4 + 1;
+            let next = grown(cap);
+            assert!(next * SLOT_BYTES <= 32 * full, "{cap} -> {next}");
+            cap = next;
         }
     }
 

@@ -51,6 +51,10 @@ pub struct ThreadState {
     /// The block whose release a realloc about to be made reserved, and the time
     /// ([`reserve_release`]); (0, 0) when none.
     reserved: (u64, u64),
+    /// The block numbers this thread gives its allocations: the next, and the end of its
+    /// range ([`ThreadState::take_serial`]).
+    serial_next: u64,
+    serial_end: u64,
 }
 
 /// Every live thread state, for flushing at exit/exec and for fork.
@@ -98,6 +102,23 @@ fn stack_bounds() -> (u64, u64) {
     }
 }
 
+/// Block numbers not yet handed out, in ranges of [`SERIAL_RANGE`] (from 1: 0 is none).
+/// An allocation's record numbers its block, and the block's release names the number
+/// instead of the address: it costs what the order of the releases costs, not what the
+/// address does (docs/TRACE_FORMAT.md, format 7).
+static SERIALS: AtomicU64 = AtomicU64::new(1);
+/// The first number of the current trace: a block numbered before (in a forked child, its
+/// parent's; before an earlier attach) is released by address.
+static TRACE_FIRST_SERIAL: AtomicU64 = AtomicU64::new(1);
+/// Numbers a thread takes at once.
+const SERIAL_RANGE: u64 = 4096;
+
+/// A new trace (a forked child's, another attach): the numbers from here on are its own.
+/// Each registered state then forgets its range ([`ThreadState::forget_serials`]).
+fn serials_start_trace() {
+    TRACE_FIRST_SERIAL.store(SERIALS.load(Ordering::Relaxed), Ordering::Relaxed);
+}
+
 impl ThreadState {
     fn new(index: u32) -> Box<ThreadState> {
         let (stack_lo, stack_hi) = stack_bounds();
@@ -114,7 +135,32 @@ impl ThreadState {
             last_stamp: 0,
             order_tag: crate::order::tag_of(index),
             reserved: (0, 0),
+            serial_next: 0,
+            serial_end: 0,
         })
+    }
+
+    /// A new trace began: take a new range of numbers before the next allocation.
+    fn forget_serials(&mut self) {
+        self.serial_next = 0;
+        self.serial_end = 0;
+    }
+
+    /// The number of the block this thread's next allocation record makes (0 once the
+    /// numbers run out, after 2^38 allocations).
+    #[inline(always)]
+    fn take_serial(&mut self) -> u64 {
+        if self.serial_next == self.serial_end {
+            let base = SERIALS.fetch_add(SERIAL_RANGE, Ordering::Relaxed);
+            if base + SERIAL_RANGE > 1 << crate::live::SERIAL_BITS {
+                return 0;
+            }
+            self.serial_next = base;
+            self.serial_end = base + SERIAL_RANGE;
+        }
+        let s = self.serial_next;
+        self.serial_next += 1;
+        s
     }
 
     /// The time of this thread's event made now (`now_ns`) on the blocks at `addrs` (0:
@@ -364,7 +410,7 @@ impl Op {
     #[inline(always)]
     fn addresses(&self) -> [u64; 2] {
         match *self {
-            Op::Alloc { addr, .. } | Op::Free { addr } => [addr, 0],
+            Op::Alloc { addr, .. } | Op::Free { addr, .. } => [addr, 0],
             Op::Realloc { old: 0, new, .. } => [new, 0],
             Op::Realloc { old, new, .. } => [old, new],
             Op::Error { .. } => [0, 0],
@@ -379,13 +425,17 @@ pub enum Op {
         addr: u64,
         size: u64,
     },
+    /// `serial`: the block's number, from the table (0: none).
     Free {
         addr: u64,
+        serial: u64,
     },
+    /// `serial`: the old block's number, from the table (0: none).
     Realloc {
         old: u64,
         new: u64,
         size: u64,
+        serial: u64,
     },
     /// A heap error at `addr`; `alloc_func` is the block's allocating function for a
     /// mismatch.
@@ -416,17 +466,23 @@ fn still_active(st: &ThreadState) -> bool {
 /// before the real release (so a reuse of the address by another thread comes later).
 #[inline]
 pub fn record(func: AllocFunc, op: Op, caller: Caller) {
-    record_then(func, op, caller, || true);
+    record_then(func, op, caller, |_| true);
 }
 
 /// [`record`], then run `then` before leaving the recorder, with the thread's buffer
 /// still held: a stop for the exit scan or a fatal signal that arrived meanwhile is
 /// handled after it, and if `then` answers false the record is taken back (a release's:
-/// for any other operation `then` must answer true, and no mark is kept). False,
-/// without running `then`, when nothing was recorded (not started, disabled, or
-/// re-entered).
+/// for any other operation `then` must answer true, and no mark is kept). `then` is
+/// given the number the record gave the new block (0: none), which its table entry
+/// keeps. False, without running `then`, when nothing was recorded (not started,
+/// disabled, or re-entered).
 #[inline]
-pub fn record_then(func: AllocFunc, op: Op, caller: Caller, then: impl FnOnce() -> bool) -> bool {
+pub fn record_then(
+    func: AllocFunc,
+    op: Op,
+    caller: Caller,
+    then: impl FnOnce(u64) -> bool,
+) -> bool {
     if !ACTIVE.load(Ordering::Relaxed) && !crate::lifecycle::init_early() {
         return false;
     }
@@ -444,16 +500,25 @@ pub fn record_then(func: AllocFunc, op: Op, caller: Caller, then: impl FnOnce() 
     if !still_active(st) {
         return false;
     }
+    let serial = match op {
+        Op::Alloc { .. } | Op::Realloc { new: 1.., .. } => st.take_serial(),
+        _ => 0,
+    };
     let mark = match op {
-        Op::Realloc { old, new, size } if st.reserved.0 != 0 => {
-            record_reserved_realloc(st, func, old, new, size, caller, now)
+        Op::Realloc {
+            old,
+            new,
+            size,
+            serial: old_serial,
+        } if st.reserved.0 != 0 => {
+            record_reserved_realloc(st, func, old, new, size, [old_serial, serial], caller, now)
         }
         _ => {
             let ts = st.stamp(now, op.addresses());
-            record_into(st, func, op, caller, ts)
+            record_into(st, func, op, serial, caller, ts)
         }
     };
-    if !then() {
+    if !then(serial) {
         debug_assert!(
             matches!(op, Op::Free { .. }),
             "only a release's record is taken back"
@@ -556,37 +621,67 @@ pub fn reserve_release(addr: u64) {
 /// stamped by `order::stamp_moved`, and split in two if another thread may have reused
 /// the old address already. The reservation is used up either way.
 #[inline(never)]
+#[allow(clippy::too_many_arguments)]
 fn record_reserved_realloc(
     st: &mut ThreadState,
     func: AllocFunc,
     old: u64,
     new: u64,
     size: u64,
+    [old_serial, serial]: [u64; 2],
     caller: Caller,
     now: u64,
 ) -> Option<ChunkMark> {
     let (reserved_for, reserved) = core::mem::take(&mut st.reserved);
-    let op = Op::Realloc { old, new, size };
+    let op = Op::Realloc {
+        old,
+        new,
+        size,
+        serial: old_serial,
+    };
     if old == 0 || new == 0 || old == new || reserved_for != old {
         let ts = st.stamp(now, op.addresses());
-        return record_into(st, func, op, caller, ts);
+        return record_into(st, func, op, serial, caller, ts);
     }
     match st.stamp_moved(now, old, new, reserved) {
-        Ok(ts) => record_into(st, func, op, caller, ts),
+        Ok(ts) => record_into(st, func, op, serial, caller, ts),
         Err((t_release, ts)) => {
             // Another thread may have reused the old address already: the release first,
             // at the reserved time, then the realloc as an allocation.
-            record_into(st, func, Op::Free { addr: old }, caller, t_release);
-            record_into(st, func, Op::Realloc { old: 0, new, size }, caller, ts)
+            let release = Op::Free {
+                addr: old,
+                serial: old_serial,
+            };
+            record_into(st, func, release, 0, caller, t_release);
+            let alloc = Op::Realloc {
+                old: 0,
+                new,
+                size,
+                serial: 0,
+            };
+            record_into(st, func, alloc, serial, caller, ts)
         }
     }
 }
 
+/// The number a release names: the block's, if the current trace gave it.
+#[inline(always)]
+fn in_this_trace(serial: u64) -> u64 {
+    if serial >= TRACE_FIRST_SERIAL.load(Ordering::Relaxed) {
+        serial
+    } else {
+        0
+    }
+}
+
+/// Encode `op` into the thread's buffer; `serial` numbers the block it allocates (0:
+/// none).
 #[inline]
 fn record_into(
     st: &mut ThreadState,
     func: AllocFunc,
     op: Op,
+    serial: u64,
     caller: Caller,
     ts: u64,
 ) -> Option<ChunkMark> {
@@ -601,9 +696,22 @@ fn record_into(
     };
     // Only a release is recorded before it is checked (`record_then` may take it back).
     st.push(matches!(op, Op::Free { .. }), |b| match op {
-        Op::Alloc { addr, size } => b.alloc(ts, func, addr, size, stack),
-        Op::Free { addr } => b.free(ts, func, addr, stack),
-        Op::Realloc { old, new, size } => b.realloc(ts, func, old, new, size, stack),
+        Op::Alloc { addr, size } => b.alloc_numbered(ts, func, addr, size, stack, serial),
+        Op::Free { addr, serial } => b.free_numbered(ts, func, addr, stack, in_this_trace(serial)),
+        Op::Realloc {
+            old,
+            new,
+            size,
+            serial: old_serial,
+        } => b.realloc_numbered(
+            ts,
+            func,
+            old,
+            new,
+            size,
+            stack,
+            [in_this_trace(old_serial), serial],
+        ),
         Op::Error {
             kind,
             addr,
@@ -1222,6 +1330,7 @@ pub fn after_fork_child(ts: u64) {
     // A child forked by an exit handler is not exiting yet.
     EXIT_RETIRED.store(false, Ordering::Release);
     let mine = tls::here().state() as usize;
+    serials_start_trace();
     let mut reg = REGISTRY.lock();
     reg.clear();
     if mine != 0 {
@@ -1229,6 +1338,7 @@ pub fn after_fork_child(ts: u64) {
         // SAFETY: our own live state; no other thread exists.
         let st = unsafe { &mut *(mine as *mut ThreadState) };
         st.events.clear();
+        st.forget_serials();
         if let Some(u) = st.unwinding.as_mut() {
             u.forget();
         }
@@ -1250,6 +1360,7 @@ pub fn after_fork_child(ts: u64) {
 /// a stale pointer to a hook records nothing: `ACTIVE` is false). Caller is busy.
 pub fn reset_for_new_trace(ts: u64) {
     crate::order::clear();
+    serials_start_trace();
     let reg = REGISTRY.lock();
     for &p in reg.iter() {
         // SAFETY: registry entries are live states; other threads touch them only
@@ -1264,6 +1375,7 @@ pub fn reset_for_new_trace(ts: u64) {
         // The new trace's clock starts again.
         st.last_stamp = 0;
         st.reserved = (0, 0);
+        st.forget_serials();
         let (index, tid) = (st.index, st.tid);
         st.unlock();
         if index == memlens_trace::PROCESS_THREAD || tid == 0 {

@@ -43,12 +43,12 @@ pub use records::{
     ThreadInfo, PYTHON_MODULE,
 };
 pub use ring::RING_LEN;
-use ring::{Ring, RingMark};
+use ring::{Ring, RingMark, SerialRing};
 
 /// First bytes of every trace file.
 pub const MAGIC: [u8; 8] = *b"MEMLENS\0";
 /// Version of the format written by this crate. Readers refuse other versions by name.
-pub const FORMAT_VERSION: u32 = 6;
+pub const FORMAT_VERSION: u32 = 7;
 /// The oldest format version readers still read (version 1: a separate function byte
 /// after each event's tag).
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
@@ -111,6 +111,10 @@ pub mod tag {
     pub const REGION: u8 = 6;
     pub const THREAD_MARK: u8 = 7;
     pub const ASSERT: u8 = 8;
+    // Events chunks, format version 7.
+    /// The next allocation's number (0: none and no number for the allocations that
+    /// follow, until the next such record), in the fields column; no time.
+    pub const SERIAL: u8 = 9;
     // Meta chunks.
     pub const MODULE_LOAD: u8 = 16;
     pub const MODULE_UNLOAD: u8 = 17;
@@ -339,6 +343,12 @@ pub struct ChunkBuilder<B> {
     /// addresses are (`ring.rs`).
     released: Ring,
     allocated: Ring,
+    /// Columns: the numbers of the allocations in `allocated`, slot for slot (format 7).
+    allocated_serials: SerialRing,
+    /// Columns: the number the next allocation takes without a Serial record (0: none).
+    next_serial: u64,
+    /// Columns: the number the previous release coded by its number named.
+    last_freed_serial: u64,
     records: u32,
     /// Events: time deltas are written in units of `1 << time_shift` ns (format 6), and
     /// every timestamp is rounded down to a multiple of that unit
@@ -382,6 +392,9 @@ pub struct ChunkMark {
     last_allocated: u64,
     released: RingMark,
     allocated: RingMark,
+    allocated_serial: u64,
+    next_serial: u64,
+    last_freed_serial: u64,
     records: u32,
 }
 
@@ -392,7 +405,8 @@ pub const MAX_TIME_SHIFT: u8 = 20;
 /// the longest: a kind byte and four varints; a Realloc's addresses: a flags byte in the
 /// fields and two addresses with their low bytes).
 const MAX_IN_COLUMN: [usize; COLUMNS] = [
-    1,
+    // An allocation may be preceded by a Serial record (its number in the fields).
+    2,
     varint::MAX_LEN,
     2 * (varint::MAX_LEN + 1),
     2 + 4 * varint::MAX_LEN,
@@ -418,6 +432,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
             last_allocated: 0,
             released: Ring::new(),
             allocated: Ring::new(),
+            allocated_serials: SerialRing::new(),
+            next_serial: 0,
+            last_freed_serial: 0,
             records: 0,
             time_shift: 0,
         }
@@ -502,6 +519,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
             last_allocated: self.last_allocated,
             released: self.released.mark(),
             allocated: self.allocated.mark(),
+            allocated_serial: self.allocated_serials.next_slot(&self.allocated),
+            next_serial: self.next_serial,
+            last_freed_serial: self.last_freed_serial,
             records: self.records,
         }
     }
@@ -519,6 +539,10 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         self.last_allocated = mark.last_allocated;
         self.released.rewind(mark.released);
         self.allocated.rewind(mark.allocated);
+        self.allocated_serials
+            .restore_slot(&self.allocated, mark.allocated_serial);
+        self.next_serial = mark.next_serial;
+        self.last_freed_serial = mark.last_freed_serial;
         self.records = mark.records;
     }
     /// The buffer back, for reuse by a new builder.
@@ -538,6 +562,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         self.last_allocated = 0;
         self.released = Ring::new();
         self.allocated = Ring::new();
+        self.allocated_serials = SerialRing::new();
+        self.next_serial = 0;
+        self.last_freed_serial = 0;
         self.records = 0;
     }
 
@@ -665,32 +692,68 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
             self.col_u8(column::ADDR, (addr & 15) as u8);
         }
     }
-    /// A released address (Free, Realloc's old block, HeapError): its distance in the
-    /// ring of recent allocations when it is there, else [`RING_LEN`] plus its code
-    /// against the previous released address. `remember`: it goes into the ring of
-    /// recent releases (not a HeapError's, which releases nothing).
+    /// A released block (Free, Realloc's old block, HeapError) at `addr`, numbered
+    /// `serial` by its allocation's record in this trace (0: not known). Coded as its
+    /// distance in the ring of recent allocations when it is there (the same block: its
+    /// number agrees), else [`RING_LEN`] plus a code whose low bit says what follows:
+    /// 0, its number against the previous number so coded (format 7: a block freed in an
+    /// order unrelated to the allocations costs what that order costs, not what its
+    /// address does); 1, its address against the previous released address.
+    /// `remember`: an address coded here goes into the ring of recent releases (not a
+    /// HeapError's, which releases nothing).
     #[inline(always)]
-    fn col_released(&mut self, addr: u64, remember: bool) {
-        match self.allocated.distance(addr) {
-            Some(d) => self.col_put(column::ADDR, d),
-            None => self.col_addr_code(self.last_released, addr, RING_LEN as u64),
+    fn col_released(&mut self, addr: u64, serial: u64, remember: bool) {
+        if let Some(d) = self.allocated.distance(addr) {
+            if self.allocated_serials.get(&self.allocated, d) == serial {
+                self.col_put(column::ADDR, d);
+                self.last_released = addr;
+                if remember {
+                    self.released.push(addr);
+                }
+                return;
+            }
+        }
+        if serial != 0 {
+            let d = varint::zigzag(serial.wrapping_sub(self.last_freed_serial) as i64);
+            self.col_put(column::ADDR, RING_LEN as u64 + (d << 1));
+            self.last_freed_serial = serial;
+            return;
+        }
+        self.col_put(
+            column::ADDR,
+            RING_LEN as u64 + (varint::addr_delta(self.last_released, addr) << 1 | 1),
+        );
+        if addr & 15 != 0 {
+            self.col_u8(column::ADDR, (addr & 15) as u8);
         }
         self.last_released = addr;
         if remember {
             self.released.push(addr);
         }
     }
-    /// An allocated address: its distance in the ring of recent releases when it is
-    /// there, else [`RING_LEN`] plus its code against the previous allocated address.
-    /// It goes into the ring of recent allocations.
+    /// An allocated address, numbered `serial` (0: none): its distance in the ring of
+    /// recent releases when it is there, else [`RING_LEN`] plus its code against the
+    /// previous allocated address. It goes into the ring of recent allocations.
     #[inline(always)]
-    fn col_allocated(&mut self, addr: u64) {
+    fn col_allocated(&mut self, addr: u64, serial: u64) {
         match self.released.distance(addr) {
             Some(d) => self.col_put(column::ADDR, d),
             None => self.col_addr_code(self.last_allocated, addr, RING_LEN as u64),
         }
         self.last_allocated = addr;
+        self.allocated_serials.put(&self.allocated, serial);
         self.allocated.push(addr);
+    }
+    /// Before an allocation's record: a Serial record when its number (0: none) is not
+    /// the one the reader would give it. Counted with the allocation's record (room for
+    /// both is checked once, see [`MAX_IN_COLUMN`]).
+    #[inline(always)]
+    fn col_serial(&mut self, serial: u64) {
+        if serial != self.next_serial {
+            self.col_u8(column::TAG, tag::SERIAL);
+            self.col_put(column::FIELD, serial);
+        }
+        self.next_serial = if serial == 0 { 0 } else { serial + 1 };
     }
 
     fn put_raw_bytes(&mut self, b: &[u8]) {

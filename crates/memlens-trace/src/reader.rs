@@ -369,6 +369,7 @@ impl TraceReader {
             decoded_limit: decoded_limit(self.file_bytes),
             failed: false,
             chunks_done: 0,
+            numbered: std::collections::HashMap::default(),
         }
     }
 }
@@ -466,6 +467,34 @@ impl Iterator for ScanStream<'_> {
     }
 }
 
+/// Format 7: a release that named its block by number gets the block's address, and an
+/// allocation's number is remembered (until its block's release).
+#[inline]
+fn resolve_numbers(
+    numbered: &mut std::collections::HashMap<u64, u64, std::hash::BuildHasherDefault<SerialHasher>>,
+    e: &mut Event,
+    n: records::Numbers,
+) {
+    if n.released != 0 {
+        let addr = numbered.remove(&n.released);
+        match e {
+            Event::Free { addr: a, .. } | Event::Realloc { old: a, .. } if *a == 0 => {
+                // A number no allocation took (a damaged trace): a release of nothing.
+                *a = addr.unwrap_or(0);
+            }
+            _ => {}
+        }
+    }
+    if n.allocated != 0 {
+        match *e {
+            Event::Alloc { addr, .. } | Event::Realloc { new: addr, .. } if addr != 0 => {
+                numbered.insert(n.allocated, addr);
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Iterator over the events of a trace in time order; see [`TraceReader::events`].
 pub struct EventStream<'r> {
     reader: &'r TraceReader,
@@ -473,13 +502,35 @@ pub struct EventStream<'r> {
     pending: Vec<usize>,
     /// (next event ts, chunk index) of opened chunks.
     active: BinaryHeap<Reverse<(u64, usize, usize)>>,
-    /// Decoded events of opened chunks: slot -> (events, position).
-    decoded: Vec<(Vec<Event>, usize)>,
+    /// Decoded events of opened chunks: slot -> (events, position, their numbers
+    /// (format 7; empty before)).
+    decoded: Vec<(Vec<Event>, usize, Vec<records::Numbers>)>,
     /// Bytes the slots' event vectors hold (their capacities), and the most allowed.
     decoded_bytes: usize,
     decoded_limit: usize,
     failed: bool,
     chunks_done: usize,
+    /// Format 7: the live blocks' numbers and addresses, for the releases that name a
+    /// block by number.
+    numbered: std::collections::HashMap<u64, u64, std::hash::BuildHasherDefault<SerialHasher>>,
+}
+
+/// A hasher for block numbers (consecutive integers): one multiply.
+#[derive(Default, Clone, Copy)]
+pub struct SerialHasher(u64);
+
+impl std::hash::Hasher for SerialHasher {
+    fn finish(&self) -> u64 {
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
 }
 
 impl EventStream<'_> {
@@ -503,30 +554,35 @@ impl EventStream<'_> {
         let slot = self
             .decoded
             .iter()
-            .position(|(ev, pos)| *pos >= ev.len() && ev.capacity() > 0);
+            .position(|(ev, pos, _)| *pos >= ev.len() && ev.capacity() > 0);
         let slot = match slot {
             Some(s) => s,
             None => {
-                self.decoded.push((Vec::new(), 0));
+                self.decoded.push((Vec::new(), 0, Vec::new()));
                 self.decoded.len() - 1
             }
         };
-        let (ev, pos) = &mut self.decoded[slot];
+        let (ev, pos, numbers) = &mut self.decoded[slot];
         ev.clear();
+        numbers.clear();
         *pos = 0;
-        let before = ev.capacity();
+        let before = ev.capacity() * core::mem::size_of::<Event>()
+            + numbers.capacity() * core::mem::size_of::<records::Numbers>();
         records::decode_events(
             &raw,
             self.reader.version,
             c.header.thread,
             c.header.first_ts,
             ev,
+            numbers,
         )
         .ok_or_else(|| {
             self.reader
                 .corrupt(c.offset, "an event record is malformed")
         })?;
-        self.decoded_bytes += (ev.capacity() - before) * core::mem::size_of::<Event>();
+        self.decoded_bytes += ev.capacity() * core::mem::size_of::<Event>()
+            + numbers.capacity() * core::mem::size_of::<records::Numbers>()
+            - before;
         if self.decoded_bytes > self.decoded_limit {
             return Err(self.reader.corrupt(
                 c.offset,
@@ -570,8 +626,11 @@ impl Iterator for EventStream<'_> {
         // sift down, usually no move at all) instead of a pop and a push.
         let mut top = self.active.peek_mut()?;
         let Reverse((_, chunk, slot)) = *top;
-        let (ev, pos) = &mut self.decoded[slot];
-        let e = ev[*pos];
+        let (ev, pos, numbers) = &mut self.decoded[slot];
+        let mut e = ev[*pos];
+        if let Some(&n) = numbers.get(*pos) {
+            resolve_numbers(&mut self.numbered, &mut e, n);
+        }
         *pos += 1;
         if *pos < ev.len() {
             *top = Reverse((ev[*pos].ts(), chunk, slot));

@@ -215,3 +215,44 @@ mod tests {
         assert_eq!(r, before);
     }
 }
+
+/// The numbers (format 7) of the allocations a [`Ring`] of allocated addresses holds,
+/// slot for slot: what a release found in that ring names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SerialRing {
+    serials: [u64; RING_LEN],
+}
+
+impl Default for SerialRing {
+    fn default() -> Self {
+        SerialRing::new()
+    }
+}
+
+impl SerialRing {
+    pub const fn new() -> SerialRing {
+        SerialRing {
+            serials: [0; RING_LEN],
+        }
+    }
+    /// Set the number of the entry `ring`'s next push makes (call it before the push).
+    #[inline(always)]
+    pub fn put(&mut self, ring: &Ring, serial: u64) {
+        self.serials[ring.head as usize % RING_LEN] = serial;
+    }
+    /// The number of `ring`'s entry `distance` places back from the newest.
+    #[inline(always)]
+    pub fn get(&self, ring: &Ring, distance: u64) -> u64 {
+        self.serials[ring.slot(distance as u32)]
+    }
+    /// The number `ring`'s next push overwrites, to [`SerialRing::restore_slot`].
+    #[inline(always)]
+    pub fn next_slot(&self, ring: &Ring) -> u64 {
+        self.serials[ring.head as usize % RING_LEN]
+    }
+    /// After `ring` was rewound: give back the number its next push overwrites.
+    #[inline(always)]
+    pub fn restore_slot(&mut self, ring: &Ring, serial: u64) {
+        self.serials[ring.head as usize % RING_LEN] = serial;
+    }
+}

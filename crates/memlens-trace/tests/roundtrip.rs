@@ -200,10 +200,11 @@ fn corruption_is_reported_not_panicked() {
 #[test]
 fn other_version_and_garbage_say_so() {
     let mut t = sample_trace();
-    t[8] = 7;
+    t[8] = FORMAT_VERSION as u8 + 1;
     let p = write_tmp("ver", &t);
     let e = TraceReader::open(&p).err().unwrap();
-    assert!(e.to_string().contains("format version 7"), "{e}");
+    let v = format!("format version {}", FORMAT_VERSION + 1);
+    assert!(e.to_string().contains(&v), "{e}");
     std::fs::write(&p, b"hello world, not a trace at all").unwrap();
     let e = TraceReader::open(&p).err().unwrap();
     assert!(e.to_string().contains("is not a memlens trace"), "{e}");
@@ -712,4 +713,66 @@ fn version_5_traces_still_read() {
     }
     std::fs::remove_file(&p).ok();
     assert_eq!((allocs, frees, bytes), (25, 19, 6099));
+}
+
+/// Format 7: a release that names its block by number reads back with the block's
+/// address, whichever thread allocated it; a number no allocation took reads back as a
+/// release of nothing (address 0).
+#[test]
+fn releases_by_number_read_back_with_their_addresses() {
+    let mut w = TraceWriter::new(Vec::new(), &header()).unwrap();
+    // Thread 0 allocates 100 blocks (numbers 1000..1100); thread 1 frees them in an
+    // order unrelated to their addresses, all after time 200.
+    let addr = |i: u64| 0x7f00_0000_0000 + ((i * 7919) % 100) * 0x4560;
+    w.chunk(ChunkKind::Events, 0, |b| {
+        for i in 0..100u64 {
+            b.alloc_numbered(i, AllocFunc::Malloc, addr(i), 16 + i, 1, 1000 + i)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    w.chunk(ChunkKind::Events, 1, |b| {
+        for k in 0..100u64 {
+            let i = (k * 37) % 100;
+            b.free_numbered(200 + k, AllocFunc::Free, addr(i), 0, 1000 + i)?;
+        }
+        // Its own realloc of a block it did not allocate, by number, and a release
+        // naming a number nobody took.
+        b.realloc_numbered(400, AllocFunc::Realloc, 0x5000, 0x6000, 8, 0, [1, 2])?;
+        b.free_numbered(401, AllocFunc::Free, 0x9999_0000, 0, 77_777)
+    })
+    .unwrap();
+    w.chunk(ChunkKind::Events, 2, |b| {
+        b.alloc_numbered(300, AllocFunc::Malloc, 0x5000, 8, 1, 1)
+    })
+    .unwrap();
+    let bytes = w.finish().unwrap();
+    let dir = std::env::temp_dir().join(format!("memlens-numbered-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("t.trace");
+    std::fs::write(&path, &bytes).unwrap();
+    let r = TraceReader::open(&path).unwrap();
+    let events: Vec<Event> = r.events().map(|e| e.unwrap()).collect();
+    let frees: Vec<(u64, u64)> = events
+        .iter()
+        .filter_map(|e| match *e {
+            Event::Free { ts, addr, .. } => Some((ts, addr)),
+            _ => None,
+        })
+        .collect();
+    let mut want: Vec<(u64, u64)> = (0..100u64)
+        .map(|k| (200 + k, addr((k * 37) % 100)))
+        .collect();
+    want.push((401, 0));
+    assert_eq!(frees, want);
+    assert!(events.iter().any(|e| matches!(
+        *e,
+        Event::Realloc {
+            ts: 400,
+            old: 0x5000,
+            new: 0x6000,
+            ..
+        }
+    )));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -409,7 +409,7 @@ fn write_records(
     for i in 0..n {
         let (addr, meta) = heap.blocks[i];
         let (state, heur, link) = marks.verdict(i);
-        let m = live::Meta(meta);
+        let m = live::Meta(meta, 0);
         put(&mut b, &mut |b| {
             b.scan_block(addr, m.size(), state, heur, m.internal(), link)
                 .is_ok()

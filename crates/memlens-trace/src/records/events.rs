@@ -6,7 +6,7 @@
 
 use super::*;
 use crate::column::{ADDR, FIELD, TAG};
-use crate::ring::Ring;
+use crate::ring::{Ring, SerialRing};
 use crate::varint::{AddrReader, Cursor};
 
 /// Where an Events chunk's fields come from, in the order a record's decoder asks.
@@ -26,6 +26,24 @@ pub(crate) trait EventFields {
     fn u8(&mut self) -> Option<u8>;
     fn u64(&mut self) -> Option<u64>;
     fn u32(&mut self) -> Option<u32>;
+    /// A Serial record's field (format 7): the next allocation's number. `None` where
+    /// the format has no such record.
+    fn serial_record(&mut self) -> Option<()> {
+        None
+    }
+    /// The numbers of the record just read (format 7), taken (0 where none).
+    fn take_numbers(&mut self) -> Numbers {
+        Numbers::default()
+    }
+}
+
+/// A decoded event's block numbers (format 7): the number its allocation took, and the
+/// number of the block its release named; 0 for none. A release named by its number
+/// alone is decoded with address 0, which the event stream fills in from the number.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Numbers {
+    pub(crate) allocated: u64,
+    pub(crate) released: u64,
 }
 
 /// Formats 1-4: one stream, one address predictor.
@@ -75,14 +93,21 @@ impl EventFields for StreamFields<'_> {
 
 /// Format 5: four columns; released and allocated addresses each coded against their
 /// previous one, or by their distance in the other kind's ring of recent addresses.
+/// Format 7: a release may name its block by number instead (lib.rs, `col_released`).
 pub(crate) struct ColumnFields<'a> {
     cols: [Cursor<'a>; COLUMNS],
     /// Format 6: time deltas are in units of `1 << time_shift` ns.
     time_shift: u8,
+    /// Format 7: allocations are numbered, releases may name a number.
+    numbered: bool,
     last_released: u64,
     last_allocated: u64,
     released: Ring,
     allocated: Ring,
+    allocated_serials: SerialRing,
+    next_serial: u64,
+    last_freed_serial: u64,
+    numbers: Numbers,
 }
 
 impl<'a> ColumnFields<'a> {
@@ -113,16 +138,26 @@ impl<'a> ColumnFields<'a> {
         Some(ColumnFields {
             cols,
             time_shift,
+            numbered: version >= super::SERIAL_VERSION,
             last_released: 0,
             last_allocated: 0,
             released: Ring::new(),
             allocated: Ring::new(),
+            allocated_serials: SerialRing::new(),
+            next_serial: 0,
+            last_freed_serial: 0,
+            numbers: Numbers::default(),
         })
     }
 
     /// Whether every column was read to its end (after the last tag).
     pub(crate) fn all_read(&self) -> bool {
         self.cols.iter().all(|c| c.is_empty())
+    }
+
+    /// Format 5-6's code of a released address past the ring.
+    fn released_by_address(&mut self, code: u64) -> Option<u64> {
+        varint::addr_from_delta(self.last_released, code, &mut self.cols[ADDR])
     }
 }
 
@@ -141,8 +176,25 @@ impl EventFields for ColumnFields<'_> {
     fn released(&mut self, remember: bool) -> Option<u64> {
         let v = self.cols[ADDR].u64()?;
         let addr = match v.checked_sub(RING_LEN as u64) {
-            None => self.allocated.get(v),
-            Some(code) => varint::addr_from_delta(self.last_released, code, &mut self.cols[ADDR])?,
+            None => {
+                if self.numbered {
+                    self.numbers.released = self.allocated_serials.get(&self.allocated, v);
+                }
+                self.allocated.get(v)
+            }
+            Some(code) if !self.numbered => self.released_by_address(code)?,
+            Some(code) if code & 1 == 0 => {
+                // By number: the event stream finds its address.
+                let d = varint::unzigzag(code >> 1);
+                let serial = self.last_freed_serial.checked_add_signed(d)?;
+                if serial == 0 {
+                    return None;
+                }
+                self.last_freed_serial = serial;
+                self.numbers.released = serial;
+                return Some(0);
+            }
+            Some(code) => self.released_by_address(code >> 1)?,
         };
         self.last_released = addr;
         if remember {
@@ -157,6 +209,14 @@ impl EventFields for ColumnFields<'_> {
             Some(code) => varint::addr_from_delta(self.last_allocated, code, &mut self.cols[ADDR])?,
         };
         self.last_allocated = addr;
+        if self.numbered {
+            let serial = self.next_serial;
+            if serial != 0 {
+                self.next_serial = serial.checked_add(1)?;
+            }
+            self.numbers.allocated = serial;
+            self.allocated_serials.put(&self.allocated, serial);
+        }
         self.allocated.push(addr);
         Some(addr)
     }
@@ -173,31 +233,47 @@ impl EventFields for ColumnFields<'_> {
     fn u32(&mut self) -> Option<u32> {
         self.cols[FIELD].u32()
     }
+    fn serial_record(&mut self) -> Option<()> {
+        if !self.numbered {
+            return None;
+        }
+        self.next_serial = self.cols[FIELD].u64()?;
+        Some(())
+    }
+    fn take_numbers(&mut self) -> Numbers {
+        core::mem::take(&mut self.numbers)
+    }
 }
 
 /// Decode all events of one Events chunk (`raw`, its decompressed payload) of a trace in
-/// format `version`, written by thread `thread`, starting at `first_ts`.
+/// format `version`, written by thread `thread`, starting at `first_ts`; from format 7,
+/// each event's [`Numbers`] into `numbers`, index for index.
 pub(crate) fn decode_events(
     raw: &[u8],
     version: u32,
     thread: u32,
     first_ts: u64,
     out: &mut Vec<Event>,
+    numbers: &mut Vec<Numbers>,
 ) -> Option<()> {
-    fn all(f: &mut impl EventFields, d: &mut EventDecoder, out: &mut Vec<Event>) -> Option<()> {
-        while !f.done() {
-            out.push(d.decode_event(f)?);
-        }
-        Some(())
-    }
     let mut d = EventDecoder::new(thread, first_ts);
     if version >= COLUMNS_VERSION {
         let mut f = ColumnFields::new(raw, version)?;
-        all(&mut f, &mut d, out)?;
+        let numbered = version >= super::SERIAL_VERSION;
+        while !f.done() {
+            out.push(d.decode_event(&mut f)?);
+            if numbered {
+                numbers.push(f.take_numbers());
+            }
+        }
         // Every column ends with the last record.
         f.all_read().then_some(())
     } else {
-        all(&mut StreamFields::new(raw, version), &mut d, out)
+        let mut f = StreamFields::new(raw, version);
+        while !f.done() {
+            out.push(d.decode_event(&mut f)?);
+        }
+        Some(())
     }
 }
 
@@ -223,7 +299,15 @@ impl EventDecoder {
 
     /// The next event of the chunk.
     pub(crate) fn decode_event(&mut self, f: &mut impl EventFields) -> Option<Event> {
-        let t = f.tag()?;
+        let mut t = f.tag()?;
+        // Format 7: the next allocation's number, before its record.
+        if t == tag::SERIAL {
+            f.serial_record()?;
+            t = f.tag()?;
+            if !matches!(t & tag::KIND_MASK, tag::ALLOC_FUNC | tag::REALLOC_FUNC) {
+                return None;
+            }
+        }
         // Version 1 writes the function in a byte of its own, later versions in the tag.
         let (kind, func) = match t {
             tag::ALLOC | tag::REALLOC => (t, AllocFunc::from_u8(f.u8()?)?),
@@ -311,12 +395,30 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         size: u64,
         stack: u32,
     ) -> Result<(), WriteError> {
+        self.alloc_numbered(ts, func, addr, size, stack, 0)
+    }
+
+    /// [`ChunkBuilder::alloc`] of a block numbered `serial` (0: no number): a later
+    /// release of the block may name it by this number ([`ChunkBuilder::free_numbered`]).
+    /// Numbers are the writer's to choose, unique among the trace's live blocks; a
+    /// thread's next number is usually its previous one plus one, which costs nothing.
+    #[inline]
+    pub fn alloc_numbered(
+        &mut self,
+        ts: u64,
+        func: AllocFunc,
+        addr: u64,
+        size: u64,
+        stack: u32,
+        serial: u64,
+    ) -> Result<(), WriteError> {
         if !self.event_fits() {
             return Err(WriteError::NoSpace);
         }
+        self.col_serial(serial);
         self.col_u8(TAG, tag::ALLOC_FUNC | func as u8);
         self.col_ts(ts);
-        self.col_allocated(addr);
+        self.col_allocated(addr, serial);
         self.col_put(FIELD, size);
         self.col_put(FIELD, stack as u64);
         Ok(())
@@ -349,17 +451,31 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         addr: u64,
         stack: u32,
     ) -> Result<(), WriteError> {
+        self.free_numbered(ts, func, addr, stack, 0)
+    }
+
+    /// [`ChunkBuilder::free`] of the block whose allocation's record numbered it `serial`
+    /// in this trace (0: not numbered, or not known to be).
+    #[inline]
+    pub fn free_numbered(
+        &mut self,
+        ts: u64,
+        func: AllocFunc,
+        addr: u64,
+        stack: u32,
+        serial: u64,
+    ) -> Result<(), WriteError> {
         if !self.event_fits() {
             return Err(WriteError::NoSpace);
         }
         if stack == 0 {
             self.col_u8(TAG, tag::FREE_FUNC | func as u8);
             self.col_ts(ts);
-            self.col_released(addr, true);
+            self.col_released(addr, serial, true);
         } else {
             self.col_u8(TAG, tag::FREE_STACK_FUNC | func as u8);
             self.col_ts(ts);
-            self.col_released(addr, true);
+            self.col_released(addr, serial, true);
             self.col_put(FIELD, stack as u64);
         }
         Ok(())
@@ -398,17 +514,38 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         size: u64,
         stack: u32,
     ) -> Result<(), WriteError> {
+        self.realloc_numbered(ts, func, old, new, size, stack, [0, 0])
+    }
+
+    /// [`ChunkBuilder::realloc`] with block numbers: `serials[0]` the old block's (as
+    /// [`ChunkBuilder::free_numbered`]'s), `serials[1]` the new one's (as
+    /// [`ChunkBuilder::alloc_numbered`]'s); 0 for none.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub fn realloc_numbered(
+        &mut self,
+        ts: u64,
+        func: AllocFunc,
+        old: u64,
+        new: u64,
+        size: u64,
+        stack: u32,
+        serials: [u64; 2],
+    ) -> Result<(), WriteError> {
         if !self.event_fits() {
             return Err(WriteError::NoSpace);
+        }
+        if new != 0 {
+            self.col_serial(serials[1]);
         }
         self.col_u8(TAG, tag::REALLOC_FUNC | func as u8);
         self.col_ts(ts);
         self.col_u8(FIELD, (old != 0) as u8 | ((new != 0) as u8) << 1);
         if old != 0 {
-            self.col_released(old, true);
+            self.col_released(old, serials[0], true);
         }
         if new != 0 {
-            self.col_allocated(new);
+            self.col_allocated(new, serials[1]);
         }
         self.col_put(FIELD, size);
         self.col_put(FIELD, stack as u64);
@@ -481,7 +618,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         self.col_ts(ts);
         self.col_u8(FIELD, kind as u8);
         self.col_u8(FIELD, alloc_func as u8);
-        self.col_released(addr, false);
+        self.col_released(addr, 0, false);
         self.col_put(FIELD, stack as u64);
         Ok(())
     }

@@ -251,13 +251,16 @@ mod scan;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use events::decode_events;
+pub(crate) use events::{decode_events, Numbers};
 
 /// The first format version whose Events chunks hold columns (lib.rs, `ChunkBuilder`).
 pub(crate) const COLUMNS_VERSION: u32 = 5;
 /// The first format version whose Events chunks say their time unit (a shift byte before
 /// the columns' lengths).
 pub(crate) const TIME_UNIT_VERSION: u32 = 6;
+/// The first format version whose allocations are numbered and whose releases may name
+/// a block by its number (lib.rs, `ChunkBuilder::free_numbered`).
+pub(crate) const SERIAL_VERSION: u32 = 7;
 pub(crate) use meta::decode_meta;
 pub use meta::MetaRecord;
 pub(crate) use scan::ScanDecoder;

@@ -38,9 +38,34 @@ fn decode_chunk<B: AsRef<[u8]> + AsMut<[u8]>>(b: &ChunkBuilder<B>, thread: u32) 
     assert_eq!(raw.len(), b.len());
     let mut out = Vec::new();
     // As the reader decodes: every record, then every column read to its end.
-    decode_events(raw, FORMAT_VERSION, thread, b.first_ts(), &mut out)
-        .expect("decodes, every column read to its end");
+    let mut numbers = Vec::new();
+    decode_events(
+        raw,
+        FORMAT_VERSION,
+        thread,
+        b.first_ts(),
+        &mut out,
+        &mut numbers,
+    )
+    .expect("decodes, every column read to its end");
+    assert_eq!(numbers.len(), out.len());
     out
+}
+
+/// [`decode_chunk`] with each event's numbers (format 7).
+fn decode_numbered<B: AsRef<[u8]> + AsMut<[u8]>>(b: &ChunkBuilder<B>) -> Vec<(Event, Numbers)> {
+    let mut scratch = Vec::new();
+    let (mut out, mut numbers) = (Vec::new(), Vec::new());
+    decode_events(
+        b.payload(&mut scratch),
+        FORMAT_VERSION,
+        0,
+        b.first_ts(),
+        &mut out,
+        &mut numbers,
+    )
+    .expect("decodes");
+    out.into_iter().zip(numbers).collect()
 }
 
 fn metas(
@@ -643,5 +668,131 @@ fn time_in_units_of_the_chunks_shift() {
     let mut scratch = Vec::new();
     let mut raw = b.payload(&mut scratch).to_vec();
     raw[0] = crate::MAX_TIME_SHIFT + 1;
-    assert!(decode_events(&raw, FORMAT_VERSION, 7, 1, &mut Vec::new()).is_none());
+    assert!(decode_events(&raw, FORMAT_VERSION, 7, 1, &mut Vec::new(), &mut Vec::new()).is_none());
+}
+
+#[test]
+fn a_release_names_its_block_by_number() {
+    let mut buf = [0u8; 4096];
+    let mut ch = ChunkBuilder::new(&mut buf[..]);
+    // 40 blocks numbered 100..140 (one Serial record, before the first), then freed in
+    // an order unrelated to their addresses; one freed by address (never numbered).
+    for i in 0..40u64 {
+        ch.alloc_numbered(i, AllocFunc::Malloc, 0x10_0000 + i * 0x1230, 24, 1, 100 + i)
+            .unwrap();
+    }
+    let order: Vec<u64> = (0..40u64).map(|i| (i * 17) % 40).collect();
+    let before = ch.len();
+    for (k, &i) in order.iter().enumerate() {
+        let serial = if i == 5 { 0 } else { 100 + i };
+        ch.free_numbered(
+            50 + k as u64,
+            AllocFunc::Free,
+            0x10_0000 + i * 0x1230,
+            0,
+            serial,
+        )
+        .unwrap();
+    }
+    // Tag, time and one byte of number for each (the address would take two or three).
+    assert!(ch.len() - before <= 40 * 3 + 3, "{}", ch.len() - before);
+    // A realloc of a numbered block to a new one (numbered), and a Serial record for a
+    // number out of sequence.
+    ch.alloc_numbered(100, AllocFunc::Malloc, 0x20_0000, 8, 1, 7)
+        .unwrap();
+    ch.realloc_numbered(101, AllocFunc::Realloc, 0x20_0000, 0x30_0000, 64, 2, [7, 8])
+        .unwrap();
+    ch.alloc(102, AllocFunc::Malloc, 0x40_0000, 8, 1).unwrap(); // not numbered
+    ch.alloc_numbered(103, AllocFunc::Malloc, 0x50_0000, 8, 1, 9)
+        .unwrap();
+    ch.free_numbered(104, AllocFunc::Free, 0x50_0000, 0, 9)
+        .unwrap(); // in the ring
+    let got = decode_numbered(&ch);
+    for (i, (e, n)) in got[..40].iter().enumerate() {
+        assert!(matches!(e, Event::Alloc { addr, .. } if *addr == 0x10_0000 + i as u64 * 0x1230));
+        assert_eq!(n.allocated, 100 + i as u64);
+    }
+    for (k, &i) in order.iter().enumerate() {
+        let (e, n) = got[40 + k];
+        if i == 5 {
+            assert!(
+                matches!(
+                    e,
+                    Event::Free {
+                        addr: 0x10_5af0,
+                        ..
+                    }
+                ),
+                "{e:?}"
+            );
+            assert_eq!(n.released, 0);
+        } else if i >= 24 {
+            // Among the last 16 allocations: by its distance there, address and number.
+            assert!(matches!(e, Event::Free { addr, .. } if addr == 0x10_0000 + i * 0x1230));
+            assert_eq!(n.released, 100 + i);
+        } else {
+            // By number: the address is the event stream's to find.
+            assert!(matches!(e, Event::Free { addr: 0, .. }), "{e:?}");
+            assert_eq!(n.released, 100 + i);
+        }
+    }
+    let tail: Vec<_> = got[80..].iter().map(|&(e, n)| (e.ts(), n)).collect();
+    let num = |allocated, released| Numbers {
+        allocated,
+        released,
+    };
+    assert_eq!(
+        tail,
+        vec![
+            (100, num(7, 0)),
+            (101, num(8, 7)),
+            (102, num(0, 0)),
+            (103, num(9, 0)),
+            (104, num(0, 9)),
+        ]
+    );
+    assert!(matches!(
+        got[81].0,
+        Event::Realloc {
+            old: 0x20_0000,
+            new: 0x30_0000,
+            ..
+        }
+    ));
+    assert!(matches!(
+        got[84].0,
+        Event::Free {
+            addr: 0x50_0000,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_numbered_record_taken_back_leaves_the_chunk_as_it_was() {
+    let mut buf = [0u8; 1024];
+    let mut ch = ChunkBuilder::new(&mut buf[..]);
+    let mut reference = [0u8; 1024];
+    let mut r = ChunkBuilder::new(&mut reference[..]);
+    for b in [&mut ch, &mut r] {
+        for i in 0..20u64 {
+            b.alloc_numbered(i, AllocFunc::Malloc, 0x1000 + i * 32, 24, 1, i + 1)
+                .unwrap();
+        }
+    }
+    let m = ch.mark();
+    ch.free_numbered(30, AllocFunc::Free, 0x1000, 0, 1).unwrap();
+    ch.rewind(m);
+    let m = ch.mark();
+    ch.alloc_numbered(31, AllocFunc::Malloc, 0x9000, 24, 1, 500)
+        .unwrap();
+    ch.rewind(m);
+    for b in [&mut ch, &mut r] {
+        b.free_numbered(32, AllocFunc::Free, 0x1000 + 3 * 32, 0, 4)
+            .unwrap();
+        b.alloc_numbered(33, AllocFunc::Malloc, 0x2000, 24, 1, 21)
+            .unwrap();
+    }
+    assert_eq!(ch.payload(&mut Vec::new()), r.payload(&mut Vec::new()));
+    assert_eq!(decode_numbered(&ch), decode_numbered(&r));
 }
