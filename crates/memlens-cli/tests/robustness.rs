@@ -755,12 +755,12 @@ fn hostile_traces(valid: &[u8]) -> Vec<(String, Vec<u8>, bool)> {
 fn every_trace_command_survives_hostile_input() {
     // Traces written by the recorder and committed (the fuzzer's seeds, behind their mode
     // byte), so that the damage lands at the same places in every run: one in the
-    // current format (format 6: events in columns, time in units), one in format 1
+    // current format (format 7: events in columns, time in units, releases by block number), one in format 1
     // (still read).
     let d = scratch("hostile");
     let valid_path = d.join("valid.trace");
     let mut cases: Vec<(String, Vec<u8>, bool)> = Vec::new();
-    for name in ["v6-sites.trace", "sites.trace"] {
+    for name in ["v7-sites.trace", "sites.trace"] {
         let seed = std::fs::read(repo_root().join("fuzz/corpus/trace_reader").join(name)).unwrap();
         let valid = seed[1..].to_vec();
         if cases.is_empty() {

@@ -343,8 +343,12 @@ pub struct ChunkBuilder<B> {
     /// addresses are (`ring.rs`).
     released: Ring,
     allocated: Ring,
-    /// Columns: the numbers of the allocations in `allocated`, slot for slot (format 7).
+    /// Columns: the numbers of the allocations in `allocated`, slot for slot (format 7),
+    /// with [`ADDRESS_UNKNOWN`] when the reader cannot know the slot's address.
     allocated_serials: SerialRing,
+    /// Columns: for each slot of `released` whose address the reader cannot know (a
+    /// release by number), that number; 0 for the others (format 7).
+    released_serials: SerialRing,
     /// Columns: the number the next allocation takes without a Serial record (0: none).
     next_serial: u64,
     /// Columns: the number the previous release coded by its number named.
@@ -393,10 +397,15 @@ pub struct ChunkMark {
     released: RingMark,
     allocated: RingMark,
     allocated_serial: u64,
+    released_serial: u64,
     next_serial: u64,
     last_freed_serial: u64,
     records: u32,
 }
+
+/// In a writer's ring of allocation numbers: the reader knows the slot's block by its
+/// number only (format 7).
+const ADDRESS_UNKNOWN: u64 = 1 << 63;
 
 /// The largest time unit an Events chunk may use: 2^20 ns, about a millisecond.
 pub const MAX_TIME_SHIFT: u8 = 20;
@@ -433,6 +442,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
             released: Ring::new(),
             allocated: Ring::new(),
             allocated_serials: SerialRing::new(),
+            released_serials: SerialRing::new(),
             next_serial: 0,
             last_freed_serial: 0,
             records: 0,
@@ -520,6 +530,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
             released: self.released.mark(),
             allocated: self.allocated.mark(),
             allocated_serial: self.allocated_serials.next_slot(&self.allocated),
+            released_serial: self.released_serials.next_slot(&self.released),
             next_serial: self.next_serial,
             last_freed_serial: self.last_freed_serial,
             records: self.records,
@@ -541,6 +552,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         self.allocated.rewind(mark.allocated);
         self.allocated_serials
             .restore_slot(&self.allocated, mark.allocated_serial);
+        self.released_serials
+            .restore_slot(&self.released, mark.released_serial);
         self.next_serial = mark.next_serial;
         self.last_freed_serial = mark.last_freed_serial;
         self.records = mark.records;
@@ -563,6 +576,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         self.released = Ring::new();
         self.allocated = Ring::new();
         self.allocated_serials = SerialRing::new();
+        self.released_serials = SerialRing::new();
         self.next_serial = 0;
         self.last_freed_serial = 0;
         self.records = 0;
@@ -699,16 +713,20 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
     /// 0, its number against the previous number so coded (format 7: a block freed in an
     /// order unrelated to the allocations costs what that order costs, not what its
     /// address does); 1, its address against the previous released address.
-    /// `remember`: an address coded here goes into the ring of recent releases (not a
-    /// HeapError's, which releases nothing).
+    /// `remember`: it goes into the ring of recent releases (not a HeapError's, which
+    /// releases nothing), marked with its number when the reader cannot know its address.
     #[inline(always)]
     fn col_released(&mut self, addr: u64, serial: u64, remember: bool) {
         if let Some(d) = self.allocated.distance(addr) {
-            if self.allocated_serials.get(&self.allocated, d) == serial {
+            let there = self.allocated_serials.get(&self.allocated, d);
+            if there & !ADDRESS_UNKNOWN == serial {
                 self.col_put(column::ADDR, d);
-                self.last_released = addr;
+                let unknown = there & ADDRESS_UNKNOWN != 0;
+                if !unknown {
+                    self.last_released = addr;
+                }
                 if remember {
-                    self.released.push(addr);
+                    self.remember_release(addr, if unknown { serial } else { 0 });
                 }
                 return;
             }
@@ -717,6 +735,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
             let d = varint::zigzag(serial.wrapping_sub(self.last_freed_serial) as i64);
             self.col_put(column::ADDR, RING_LEN as u64 + (d << 1));
             self.last_freed_serial = serial;
+            if remember {
+                self.remember_release(addr, serial);
+            }
             return;
         }
         self.col_put(
@@ -728,20 +749,41 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         }
         self.last_released = addr;
         if remember {
-            self.released.push(addr);
+            self.remember_release(addr, 0);
         }
     }
+    /// Into the ring of recent releases: `addr`, and `serial` when the reader knows the
+    /// block by number only (0 otherwise).
+    #[inline(always)]
+    fn remember_release(&mut self, addr: u64, serial: u64) {
+        self.released_serials.put(&self.released, serial);
+        self.released.push(addr);
+    }
     /// An allocated address, numbered `serial` (0: none): its distance in the ring of
-    /// recent releases when it is there, else [`RING_LEN`] plus its code against the
-    /// previous allocated address. It goes into the ring of recent allocations.
+    /// recent releases when it is there (format 7: unless the reader knows that release
+    /// by number only and this block has none to be known by), else [`RING_LEN`] plus
+    /// its code against the previous allocated address (the previous one the reader
+    /// knows). It goes into the ring of recent allocations.
     #[inline(always)]
     fn col_allocated(&mut self, addr: u64, serial: u64) {
+        let mut unknown = false;
         match self.released.distance(addr) {
-            Some(d) => self.col_put(column::ADDR, d),
-            None => self.col_addr_code(self.last_allocated, addr, RING_LEN as u64),
+            Some(d) if self.released_serials.get(&self.released, d) == 0 => {
+                self.col_put(column::ADDR, d)
+            }
+            Some(d) if serial != 0 => {
+                self.col_put(column::ADDR, d);
+                unknown = true;
+            }
+            _ => self.col_addr_code(self.last_allocated, addr, RING_LEN as u64),
         }
-        self.last_allocated = addr;
-        self.allocated_serials.put(&self.allocated, serial);
+        if !unknown {
+            self.last_allocated = addr;
+        }
+        self.allocated_serials.put(
+            &self.allocated,
+            serial | if unknown { ADDRESS_UNKNOWN } else { 0 },
+        );
         self.allocated.push(addr);
     }
     /// Before an allocation's record: a Serial record when its number (0: none) is not

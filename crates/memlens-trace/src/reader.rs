@@ -369,7 +369,7 @@ impl TraceReader {
             decoded_limit: decoded_limit(self.file_bytes),
             failed: false,
             chunks_done: 0,
-            numbered: std::collections::HashMap::default(),
+            numbered: NumberedBlocks::default(),
         }
     }
 }
@@ -467,30 +467,67 @@ impl Iterator for ScanStream<'_> {
     }
 }
 
-/// Format 7: a release that named its block by number gets the block's address, and an
-/// allocation's number is remembered (until its block's release).
-#[inline]
-fn resolve_numbers(
-    numbered: &mut std::collections::HashMap<u64, u64, std::hash::BuildHasherDefault<SerialHasher>>,
-    e: &mut Event,
-    n: records::Numbers,
-) {
-    if n.released != 0 {
-        let addr = numbered.remove(&n.released);
-        match e {
-            Event::Free { addr: a, .. } | Event::Realloc { old: a, .. } if *a == 0 => {
-                // A number no allocation took (a damaged trace): a release of nothing.
-                *a = addr.unwrap_or(0);
+/// Format 7's block numbers, read in time order: the live blocks' numbers and addresses,
+/// and each thread's last releases of numbered blocks (an allocation of the address a
+/// release by number freed names that release).
+#[derive(Default)]
+struct NumberedBlocks {
+    live: std::collections::HashMap<u64, u64, std::hash::BuildHasherDefault<SerialHasher>>,
+    /// Per thread index: its last [`crate::RING_LEN`] releases by number (number,
+    /// address), and where the next goes.
+    released: Vec<([(u64, u64); crate::RING_LEN], usize)>,
+}
+
+/// Thread indices above this keep no releases (a damaged trace).
+const MAX_NUMBERED_THREADS: usize = 1 << 16;
+
+impl NumberedBlocks {
+    /// A release that named its block by number gets the block's address, an allocation
+    /// at a released block's address gets it, and an allocation's number is remembered
+    /// (until its block's release).
+    #[inline]
+    fn resolve(&mut self, e: &mut Event, n: records::Numbers) {
+        let thread = match *e {
+            Event::Alloc { thread, .. }
+            | Event::Free { thread, .. }
+            | Event::Realloc { thread, .. } => thread as usize,
+            _ => return,
+        };
+        if n.released != 0 {
+            // A number no allocation took (a damaged trace): a release of nothing.
+            let addr = self.live.remove(&n.released).unwrap_or(0);
+            if let Event::Free { addr: a, .. } | Event::Realloc { old: a, .. } = e {
+                if *a == 0 {
+                    *a = addr;
+                }
             }
-            _ => {}
+            if thread < MAX_NUMBERED_THREADS {
+                if self.released.len() <= thread {
+                    self.released
+                        .resize(thread + 1, ([(0, 0); crate::RING_LEN], 0));
+                }
+                let (ring, next) = &mut self.released[thread];
+                ring[*next] = (n.released, addr);
+                *next = (*next + 1) % crate::RING_LEN;
+            }
         }
-    }
-    if n.allocated != 0 {
-        match *e {
-            Event::Alloc { addr, .. } | Event::Realloc { new: addr, .. } if addr != 0 => {
-                numbered.insert(n.allocated, addr);
+        if n.reused != 0 {
+            let addr = self
+                .released
+                .get(thread)
+                .and_then(|(ring, _)| ring.iter().find(|(s, _)| *s == n.reused))
+                .map_or(0, |&(_, a)| a);
+            if let Event::Alloc { addr: a, .. } | Event::Realloc { new: a, .. } = e {
+                *a = addr;
             }
-            _ => {}
+        }
+        if n.allocated != 0 {
+            match *e {
+                Event::Alloc { addr, .. } | Event::Realloc { new: addr, .. } if addr != 0 => {
+                    self.live.insert(n.allocated, addr);
+                }
+                _ => {}
+            }
         }
     }
 }
@@ -510,9 +547,8 @@ pub struct EventStream<'r> {
     decoded_limit: usize,
     failed: bool,
     chunks_done: usize,
-    /// Format 7: the live blocks' numbers and addresses, for the releases that name a
-    /// block by number.
-    numbered: std::collections::HashMap<u64, u64, std::hash::BuildHasherDefault<SerialHasher>>,
+    /// Format 7: the live blocks' numbers, for the releases that name a block by number.
+    numbered: NumberedBlocks,
 }
 
 /// A hasher for block numbers (consecutive integers): one multiply.
@@ -629,7 +665,7 @@ impl Iterator for EventStream<'_> {
         let (ev, pos, numbers) = &mut self.decoded[slot];
         let mut e = ev[*pos];
         if let Some(&n) = numbers.get(*pos) {
-            resolve_numbers(&mut self.numbered, &mut e, n);
+            self.numbered.resolve(&mut e, n);
         }
         *pos += 1;
         if *pos < ev.len() {

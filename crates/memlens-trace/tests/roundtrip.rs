@@ -776,3 +776,76 @@ fn releases_by_number_read_back_with_their_addresses() {
     )));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Format 7: an allocation at the address a release by number freed (in the same chunk:
+/// glibc hands a freed block to the next request of its size) reads back with that
+/// address, and so do the releases and allocations after it, in place reallocs too.
+#[test]
+fn an_address_freed_by_number_and_allocated_again_reads_back() {
+    let mut w = TraceWriter::new(Vec::new(), &header()).unwrap();
+    let mut want = Vec::new();
+    w.chunk(ChunkKind::Events, 0, |b| {
+        // 40 blocks, freed out of order (by number), each freed address allocated again
+        // at once (from the ring of releases), then an in-place realloc of it, a release
+        // of the new block (found among the allocations) and an allocation after.
+        let addr = |i: u64| 0x5500_0000_0000 + ((i * 13) % 40) * 0x1230;
+        let mut serial = 1u64;
+        for i in 0..40u64 {
+            b.alloc_numbered(i, AllocFunc::Malloc, addr(i), 32, 1, serial + i)?;
+        }
+        serial += 40;
+        let mut ts = 100;
+        for k in 0..40u64 {
+            let i = (k * 7) % 40;
+            b.free_numbered(ts, AllocFunc::Free, addr(i), 0, 1 + i)?;
+            b.alloc_numbered(ts + 1, AllocFunc::Malloc, addr(i), 32, 1, serial)?;
+            b.realloc_numbered(
+                ts + 2,
+                AllocFunc::Realloc,
+                addr(i),
+                addr(i),
+                48,
+                1,
+                [serial, serial + 1],
+            )?;
+            b.free_numbered(ts + 3, AllocFunc::Free, addr(i), 0, serial + 1)?;
+            b.alloc_numbered(
+                ts + 4,
+                AllocFunc::Malloc,
+                0x6600_0000_0000 + k * 64,
+                8,
+                1,
+                serial + 2,
+            )?;
+            want.extend([
+                addr(i),
+                addr(i),
+                addr(i),
+                addr(i),
+                0x6600_0000_0000 + k * 64,
+            ]);
+            serial += 3;
+            ts += 5;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let bytes = w.finish().unwrap();
+    let p = write_tmp("reused", &bytes);
+    let r = TraceReader::open(&p).unwrap();
+    let got: Vec<u64> = r
+        .events()
+        .map(|e| e.unwrap())
+        .filter(|e| e.ts() >= 100)
+        .map(|e| match e {
+            Event::Alloc { addr, .. } | Event::Free { addr, .. } => addr,
+            Event::Realloc { old, new, .. } => {
+                assert_eq!(old, new, "in place");
+                new
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(got, want);
+    std::fs::remove_file(p).ok();
+}

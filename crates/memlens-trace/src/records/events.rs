@@ -44,6 +44,10 @@ pub(crate) trait EventFields {
 pub(crate) struct Numbers {
     pub(crate) allocated: u64,
     pub(crate) released: u64,
+    /// An allocation at the address of a block released by number in the same chunk,
+    /// found in the ring of releases: that block's number (the event stream finds the
+    /// address).
+    pub(crate) reused: u64,
 }
 
 /// Formats 1-4: one stream, one address predictor.
@@ -105,6 +109,8 @@ pub(crate) struct ColumnFields<'a> {
     released: Ring,
     allocated: Ring,
     allocated_serials: SerialRing,
+    /// The numbers of the releases in `released` known by number only (address 0).
+    released_serials: SerialRing,
     next_serial: u64,
     last_freed_serial: u64,
     numbers: Numbers,
@@ -144,6 +150,7 @@ impl<'a> ColumnFields<'a> {
             released: Ring::new(),
             allocated: Ring::new(),
             allocated_serials: SerialRing::new(),
+            released_serials: SerialRing::new(),
             next_serial: 0,
             last_freed_serial: 0,
             numbers: Numbers::default(),
@@ -175,44 +182,77 @@ impl EventFields for ColumnFields<'_> {
     }
     fn released(&mut self, remember: bool) -> Option<u64> {
         let v = self.cols[ADDR].u64()?;
-        let addr = match v.checked_sub(RING_LEN as u64) {
-            None => {
-                if self.numbered {
-                    self.numbers.released = self.allocated_serials.get(&self.allocated, v);
-                }
-                self.allocated.get(v)
+        if !self.numbered {
+            let addr = match v.checked_sub(RING_LEN as u64) {
+                None => self.allocated.get(v),
+                Some(code) => self.released_by_address(code)?,
+            };
+            self.last_released = addr;
+            if remember {
+                self.released.push(addr);
             }
-            Some(code) if !self.numbered => self.released_by_address(code)?,
+            return Some(addr);
+        }
+        // Format 7: the address, and the number when the block has one (address 0 when
+        // only the number is known here).
+        let (addr, serial) = match v.checked_sub(RING_LEN as u64) {
+            None => (
+                self.allocated.get(v),
+                self.allocated_serials.get(&self.allocated, v),
+            ),
             Some(code) if code & 1 == 0 => {
-                // By number: the event stream finds its address.
                 let d = varint::unzigzag(code >> 1);
                 let serial = self.last_freed_serial.checked_add_signed(d)?;
                 if serial == 0 {
                     return None;
                 }
                 self.last_freed_serial = serial;
-                self.numbers.released = serial;
-                return Some(0);
+                (0, serial)
             }
-            Some(code) => self.released_by_address(code >> 1)?,
+            Some(code) => (self.released_by_address(code >> 1)?, 0),
         };
-        self.last_released = addr;
+        self.numbers.released = serial;
+        if addr != 0 {
+            self.last_released = addr;
+        }
         if remember {
+            self.released_serials
+                .put(&self.released, if addr == 0 { serial } else { 0 });
             self.released.push(addr);
         }
         Some(addr)
     }
     fn allocated(&mut self) -> Option<u64> {
         let v = self.cols[ADDR].u64()?;
+        let mut unknown = false;
         let addr = match v.checked_sub(RING_LEN as u64) {
-            None => self.released.get(v),
+            None => {
+                let reused = if self.numbered {
+                    self.released_serials.get(&self.released, v)
+                } else {
+                    0
+                };
+                if reused != 0 {
+                    // A block released by number: its address is the event stream's.
+                    self.numbers.reused = reused;
+                    unknown = true;
+                    0
+                } else {
+                    self.released.get(v)
+                }
+            }
             Some(code) => varint::addr_from_delta(self.last_allocated, code, &mut self.cols[ADDR])?,
         };
-        self.last_allocated = addr;
+        if !unknown {
+            self.last_allocated = addr;
+        }
         if self.numbered {
             let serial = self.next_serial;
             if serial != 0 {
                 self.next_serial = serial.checked_add(1)?;
+            } else if unknown {
+                // The writer names a release's block by address to a block without one.
+                return None;
             }
             self.numbers.allocated = serial;
             self.allocated_serials.put(&self.allocated, serial);

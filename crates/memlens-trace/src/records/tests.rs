@@ -740,6 +740,7 @@ fn a_release_names_its_block_by_number() {
     let num = |allocated, released| Numbers {
         allocated,
         released,
+        reused: 0,
     };
     assert_eq!(
         tail,
