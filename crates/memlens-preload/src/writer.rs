@@ -69,9 +69,12 @@ pub static WRITING: spin::Mutex<Writing> = spin::Mutex::new(Writing {
     zstd: ZstdState::Untried,
 });
 
-/// zstd level for the writer thread: the fastest, which already stores an
-/// allocation-dense program's events in ~13% fewer bytes than lz4 (docs/PERFORMANCE.md).
-const ZSTD_LEVEL: i32 = 1;
+/// zstd level for the writer thread. Level 1 already stores an allocation-dense
+/// program's events in ~13% fewer bytes than lz4; level 5 (lazy matching) in 8-18% fewer
+/// than level 1 (`bench/run`'s suite: 1.60 -> 1.47 bytes per event) at no cost the
+/// suite's times show: the writer compresses off the program's threads
+/// (docs/PERFORMANCE.md, session 13).
+const ZSTD_LEVEL: i32 = 5;
 
 /// A zstd compression context in memory of the recorder's own (`ZSTD_initStaticCCtx`):
 /// zstd never allocates through it, so never through the program's malloc.
