@@ -24,7 +24,7 @@
 use memlens_trace::reader::Event;
 use memlens_trace::AllocFunc;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 
 /// Where a block was allocated: its stack id and the allocating function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -108,25 +108,8 @@ pub trait HeapObserver {
 /// Observer that does nothing.
 impl HeapObserver for () {}
 
-/// A fast hasher for heap addresses (std's SipHash is needlessly slow for trusted u64 keys).
-#[derive(Default, Clone, Copy)]
-pub struct AddrHasher(u64);
-
-impl Hasher for AddrHasher {
-    fn finish(&self) -> u64 {
-        // Fibonacci hashing, folded so the high bits (used by hashbrown) depend on all bits.
-        let h = self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        h ^ (h >> 29)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8 | b as u64).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
+/// The hasher of heap addresses (trusted u64 keys).
+pub use memlens_trace::IntHasher as AddrHasher;
 
 /// A map keyed by heap address, with [`AddrHasher`].
 pub type AddrMap<V> = HashMap<u64, V, BuildHasherDefault<AddrHasher>>;

@@ -303,6 +303,27 @@ pub fn header_start_unix_ns(prefix: &[u8]) -> Option<u64> {
     c.u64()
 }
 
+/// A fast hasher for trusted u64 keys (heap addresses, block numbers): std's SipHash is
+/// needlessly slow for them.
+#[derive(Default, Clone, Copy)]
+pub struct IntHasher(u64);
+
+impl std::hash::Hasher for IntHasher {
+    fn finish(&self) -> u64 {
+        // Fibonacci hashing, folded so the high bits (used by hashbrown) depend on all bits.
+        let h = self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        h ^ (h >> 29)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
 pub fn crc32(data: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(data);

@@ -472,7 +472,7 @@ impl Iterator for ScanStream<'_> {
 /// release by number freed names that release).
 #[derive(Default)]
 struct NumberedBlocks {
-    live: std::collections::HashMap<u64, u64, std::hash::BuildHasherDefault<SerialHasher>>,
+    live: std::collections::HashMap<u64, u64, std::hash::BuildHasherDefault<crate::IntHasher>>,
     /// Per thread index: its last [`crate::RING_LEN`] releases by number (number,
     /// address), and where the next goes.
     released: Vec<([(u64, u64); crate::RING_LEN], usize)>,
@@ -549,24 +549,6 @@ pub struct EventStream<'r> {
     chunks_done: usize,
     /// Format 7: the live blocks' numbers, for the releases that name a block by number.
     numbered: NumberedBlocks,
-}
-
-/// A hasher for block numbers (consecutive integers): one multiply.
-#[derive(Default, Clone, Copy)]
-pub struct SerialHasher(u64);
-
-impl std::hash::Hasher for SerialHasher {
-    fn finish(&self) -> u64 {
-        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8 | b as u64).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
 }
 
 impl EventStream<'_> {
