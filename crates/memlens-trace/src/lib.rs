@@ -308,7 +308,7 @@ pub fn header_start_unix_ns(prefix: &[u8]) -> Option<u64> {
 #[derive(Default, Clone, Copy)]
 pub struct IntHasher(u64);
 
-impl std::hash::Hasher for IntHasher {
+impl core::hash::Hasher for IntHasher {
     fn finish(&self) -> u64 {
         // Fibonacci hashing, folded so the high bits (used by hashbrown) depend on all bits.
         let h = self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
