@@ -281,7 +281,8 @@ fn rust_tests_with_memlens_api_pass_without_memlens_and_are_gated_by_check() {
 /// pytest-memlens plugin installed from the repository; `None` (skipped, or failed under
 /// CI) when python3's venv or pytest is missing.
 fn pytest_venv(dir: &Path) -> Option<PathBuf> {
-    let python = tool("python3", "python3")?;
+    // The interpreter Debian's python3-pytest belongs to.
+    let python = system_python()?;
     let venv = dir.join("venv");
     let o = Command::new(&python)
         .args(["-m", "venv", "--system-site-packages"])

@@ -20,10 +20,7 @@ struct Python {
 fn pythons() -> Vec<Python> {
     let mut out = Vec::new();
     // Debian's, not a pyenv shim earlier on PATH.
-    let debian = Path::new("/usr/bin/python3");
-    if debian.is_file() {
-        out.push(python_at(debian));
-    } else if let Some(p) = tool("python3", "python3") {
+    if let Some(p) = system_python() {
         out.push(python_at(&p));
     }
     out.extend(pyenv(&["3.11", "3.12", "3.13"]));

@@ -14,7 +14,7 @@ use std::process::Command;
 /// Errors of `doc` against the official schema, one line each; `None` when the validator
 /// is not installed (skipped locally, a failure under CI).
 fn schema_errors(doc: &Value, name: &str) -> Option<Vec<String>> {
-    tool("python3", "python3")?;
+    let python = system_python()?;
     const CHECK: &str = "import json, sys\n\
 try:\n    import jsonschema\nexcept ImportError:\n    sys.exit(3)\n\
 schema = json.load(open(sys.argv[1]))\n\
@@ -23,7 +23,7 @@ v = jsonschema.Draft4Validator(schema, format_checker=jsonschema.Draft4Validator
 for e in sorted(v.iter_errors(doc), key=str):\n    print(list(e.absolute_path), e.message)\n";
     let file = scratch(name).join("out.sarif");
     std::fs::write(&file, serde_json::to_vec_pretty(doc).unwrap()).unwrap();
-    let o = Command::new("python3")
+    let o = Command::new(&python)
         .args(["-c", CHECK])
         .arg(repo_root().join("tests/sarif/sarif-schema-2.1.0.json"))
         .arg(&file)

@@ -286,6 +286,18 @@ pub fn tool(name: &str, package: &str) -> Option<PathBuf> {
     found
 }
 
+/// The Debian python3 that apt's Python packages (python3-pytest, python3-jsonschema)
+/// belong to, when there is one; else the python3 on PATH. A python3 found earlier on
+/// PATH (pyenv's, conda's) does not see the system's packages.
+#[allow(dead_code)]
+pub fn system_python() -> Option<PathBuf> {
+    let debian = Path::new("/usr/bin/python3");
+    if debian.is_file() {
+        return Some(debian.to_path_buf());
+    }
+    tool("python3", "python3")
+}
+
 /// Skip (locally) or fail (under CI) a test whose prerequisite is missing.
 pub fn skip_or_fail(why: &str) {
     if std::env::var_os("MEMLENS_TEST_REQUIRE_ALL").is_some_and(|v| v == "1") {
