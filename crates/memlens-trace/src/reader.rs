@@ -470,18 +470,54 @@ impl Iterator for ScanStream<'_> {
 /// Format 7's block numbers, read in time order: the live blocks' numbers and addresses,
 /// and each thread's last releases of numbered blocks (an allocation of the address a
 /// release by number freed names that release).
-#[derive(Default)]
 struct NumberedBlocks {
+    /// The live blocks' (number, address), by number modulo its length: most blocks are
+    /// released soon after they are allocated, and never reach `live`. A block whose slot
+    /// a later number takes moves there.
+    recent: Box<[(u64, u64)]>,
     live: std::collections::HashMap<u64, u64, std::hash::BuildHasherDefault<crate::IntHasher>>,
     /// Per thread index: its last [`crate::RING_LEN`] releases by number (number,
     /// address), and where the next goes.
     released: Vec<([(u64, u64); crate::RING_LEN], usize)>,
 }
 
+/// Slots of [`NumberedBlocks::recent`] (numbers come in ranges of 4096 per thread; 2 MiB).
+const RECENT_NUMBERS: usize = 1 << 17;
+
+impl Default for NumberedBlocks {
+    fn default() -> Self {
+        NumberedBlocks {
+            recent: vec![(0, 0); RECENT_NUMBERS].into_boxed_slice(),
+            live: Default::default(),
+            released: Vec::new(),
+        }
+    }
+}
+
 /// Thread indices above this keep no releases (a damaged trace).
 const MAX_NUMBERED_THREADS: usize = 1 << 16;
 
 impl NumberedBlocks {
+    /// Remember live block `number` at `addr`.
+    #[inline]
+    fn insert(&mut self, number: u64, addr: u64) {
+        let slot = &mut self.recent[number as usize % RECENT_NUMBERS];
+        let (old, old_addr) = core::mem::replace(slot, (number, addr));
+        if old != 0 && old != number {
+            self.live.insert(old, old_addr);
+        }
+    }
+
+    /// Forget live block `number`: its address, if it was live.
+    #[inline]
+    fn remove(&mut self, number: u64) -> Option<u64> {
+        let slot = &mut self.recent[number as usize % RECENT_NUMBERS];
+        if slot.0 == number {
+            return Some(core::mem::take(slot).1);
+        }
+        self.live.remove(&number)
+    }
+
     /// A release that named its block by number gets the block's address, an allocation
     /// at a released block's address gets it, and an allocation's number is remembered
     /// (until its block's release).
@@ -495,7 +531,7 @@ impl NumberedBlocks {
         };
         if n.released != 0 {
             // A number no allocation took (a damaged trace): a release of nothing.
-            let addr = self.live.remove(&n.released).unwrap_or(0);
+            let addr = self.remove(n.released).unwrap_or(0);
             if let Event::Free { addr: a, .. } | Event::Realloc { old: a, .. } = e {
                 if *a == 0 {
                     *a = addr;
@@ -524,7 +560,7 @@ impl NumberedBlocks {
         if n.allocated != 0 {
             match *e {
                 Event::Alloc { addr, .. } | Event::Realloc { new: addr, .. } if addr != 0 => {
-                    self.live.insert(n.allocated, addr);
+                    self.insert(n.allocated, addr);
                 }
                 _ => {}
             }
@@ -657,5 +693,31 @@ impl Iterator for EventStream<'_> {
             self.chunks_done += 1;
         }
         Some(Ok(e))
+    }
+}
+
+#[cfg(test)]
+mod numbered_tests {
+    use super::*;
+
+    /// Numbers that share a slot of the recent table (and more live blocks than it has
+    /// slots) are all found, each once.
+    #[test]
+    fn every_live_number_is_found_once() {
+        let mut n = NumberedBlocks::default();
+        let count = 3 * RECENT_NUMBERS as u64 + 7;
+        for k in 1..=count {
+            n.insert(k, k * 16);
+        }
+        // Every other one released (slot-mates of later numbers among them), then the rest.
+        for k in (1..=count).step_by(2) {
+            assert_eq!(n.remove(k), Some(k * 16), "{k}");
+            assert_eq!(n.remove(k), None, "{k} twice");
+        }
+        for k in (2..=count).step_by(2) {
+            assert_eq!(n.remove(k), Some(k * 16), "{k}");
+        }
+        assert!(n.live.is_empty());
+        assert!(n.recent.iter().all(|&(k, _)| k == 0));
     }
 }
