@@ -204,10 +204,16 @@ fn ranks_growers_follows_exits_and_compares_restarts() {
         exiter_pid,
         "1 MiB a step is the slowest"
     );
-    // The exact growth: 4 MiB per step, every step seen.
+    // The growth: 4 MiB per step, every step seen. Top's first sample of the process
+    // may come while it is still starting (ld.so and libc faulting their pages in): up to
+    // 64 such pages are allowed on top (a step missed would be 4 MiB).
     let g = &proc_of(&j, grower.pid())["rss"];
     let grown = g["now"].as_u64().unwrap() - g["first"].as_u64().unwrap();
-    assert_eq!(grown, STEPS as u64 * 4096 * 1024, "{g}");
+    let steps = STEPS as u64 * 4096 * 1024;
+    assert!(
+        grown >= steps && grown <= steps + (256 << 10),
+        "{grown}: {g}"
+    );
     let w = &proc_of(&j, waves.pid())["rss"];
     assert!(
         w["peak"].as_u64().unwrap() - w["min"].as_u64().unwrap() >= 16 << 20,
