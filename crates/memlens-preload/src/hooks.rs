@@ -124,8 +124,7 @@ fn recorded_allocation(func: AllocFunc, p: *mut c_void, size: u64, c: Caller) {
 fn record_and_track(func: AllocFunc, op: Op, p: *mut c_void, size: u64, c: Caller) {
     let meta = Meta::new(size, func, crate::tls::busy());
     if !record_then(func, op, c, |serial| {
-        live::insert(p as u64, meta.with_serial(serial));
-        true
+        live::insert(p as u64, meta.with_serial(serial))
     }) {
         live::insert(p as u64, meta);
     }

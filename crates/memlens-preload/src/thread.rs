@@ -13,7 +13,7 @@ use crate::{config::MAX_DEPTH_LIMIT, stacks, tls};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use memlens_trace::{AllocFunc, ChunkBuilder, ChunkKind, ChunkMark, HeapErrorKind};
+use memlens_trace::{AllocFunc, ChunkBuilder, ChunkKind, HeapErrorKind};
 
 extern crate alloc;
 
@@ -220,26 +220,18 @@ impl ThreadState {
 
     /// Append one record with `write`; when the buffer is full, flush it and try once
     /// more; count the record as dropped if it still does not fit. Caller holds the lock.
-    /// With `may_take_back`, returns where the buffer stood before the record (to take it
-    /// back with `rewind`); `None` otherwise, or if it was dropped. (A mark copies the
-    /// builder's state, some fifteen words: only a release's record is ever taken back.)
     #[inline]
     fn push(
         &mut self,
-        may_take_back: bool,
         write: impl Fn(&mut ChunkBuilder<Box<[u8]>>) -> Result<(), memlens_trace::WriteError>,
-    ) -> Option<ChunkMark> {
-        let mark = may_take_back.then(|| self.events.mark());
+    ) {
         if write(&mut self.events).is_ok() {
-            return mark;
+            return;
         }
         self.flush_locked();
-        let mark = may_take_back.then(|| self.events.mark());
-        if write(&mut self.events).is_ok() {
-            return mark;
+        if write(&mut self.events).is_err() {
+            output::DROPPED_EVENTS.fetch_add(1, Ordering::Relaxed);
         }
-        output::DROPPED_EVENTS.fetch_add(1, Ordering::Relaxed);
-        None
     }
 }
 
@@ -466,23 +458,16 @@ fn still_active(st: &ThreadState) -> bool {
 /// before the real release (so a reuse of the address by another thread comes later).
 #[inline]
 pub fn record(func: AllocFunc, op: Op, caller: Caller) {
-    record_then(func, op, caller, |_| true);
+    record_then(func, op, caller, |_| {});
 }
 
 /// [`record`], then run `then` before leaving the recorder, with the thread's buffer
 /// still held: a stop for the exit scan or a fatal signal that arrived meanwhile is
-/// handled after it, and if `then` answers false the record is taken back (a release's:
-/// for any other operation `then` must answer true, and no mark is kept). `then` is
-/// given the number the record gave the new block (0: none), which its table entry
-/// keeps. False, without running `then`, when nothing was recorded (not started,
-/// disabled, or re-entered).
+/// handled after it. `then` is given the number the record gave the new block (0:
+/// none), which its table entry keeps. False, without running `then`, when nothing was
+/// recorded (not started, disabled, or re-entered).
 #[inline]
-pub fn record_then(
-    func: AllocFunc,
-    op: Op,
-    caller: Caller,
-    then: impl FnOnce(u64) -> bool,
-) -> bool {
+pub fn record_then(func: AllocFunc, op: Op, caller: Caller, then: impl FnOnce(u64)) -> bool {
     if !ACTIVE.load(Ordering::Relaxed) && !crate::lifecycle::init_early() {
         return false;
     }
@@ -504,7 +489,7 @@ pub fn record_then(
         Op::Alloc { .. } | Op::Realloc { new: 1.., .. } => st.take_serial(),
         _ => 0,
     };
-    let mark = match op {
+    match op {
         Op::Realloc {
             old,
             new,
@@ -517,16 +502,8 @@ pub fn record_then(
             let ts = st.stamp(now, op.addresses());
             record_into(st, func, op, serial, caller, ts)
         }
-    };
-    if !then(serial) {
-        debug_assert!(
-            matches!(op, Op::Free { .. }),
-            "only a release's record is taken back"
-        );
-        if let Some(m) = mark {
-            st.events.rewind(m);
-        }
     }
+    then(serial);
     st.unlock();
     // A fatal signal that arrived meanwhile is handled as the guard drops: it scans from
     // the caller's frames, with the block being returned as a register.
@@ -574,7 +551,7 @@ pub fn record_api(
         output::META.lock().with(|b| b.realtime_thread(index));
         st.realtime_announced = true;
     }
-    st.push(false, |b| write(b, stack, ts));
+    st.push(|b| write(b, stack, ts));
     st.unlock();
 }
 
@@ -631,7 +608,7 @@ fn record_reserved_realloc(
     [old_serial, serial]: [u64; 2],
     caller: Caller,
     now: u64,
-) -> Option<ChunkMark> {
+) {
     let (reserved_for, reserved) = core::mem::take(&mut st.reserved);
     let op = Op::Realloc {
         old,
@@ -684,7 +661,7 @@ fn record_into(
     serial: u64,
     caller: Caller,
     ts: u64,
-) -> Option<ChunkMark> {
+) {
     let stack = match op {
         Op::Free { .. } if !FREE_STACKS.load(Ordering::Relaxed) => {
             if crate::python::active() {
@@ -694,8 +671,7 @@ fn record_into(
         }
         _ => capture(st, caller, ts),
     };
-    // Only a release is recorded before it is checked (`record_then` may take it back).
-    st.push(matches!(op, Op::Free { .. }), |b| match op {
+    st.push(|b| match op {
         Op::Alloc { addr, size } => b.alloc_numbered(ts, func, addr, size, stack, serial),
         Op::Free { addr, serial } => b.free_numbered(ts, func, addr, stack, in_this_trace(serial)),
         Op::Realloc {
@@ -1141,7 +1117,7 @@ unsafe fn push_rss_sample(st: *mut ThreadState, generation: Option<u32>) {
         // A retired sampler adds nothing after the last sample at exit (taken under
         // this lock once the generation moved on).
         if generation.is_none_or(|g| SAMPLER_GENERATION.load(Ordering::Acquire) == g) {
-            st.push(false, |b| b.rss(now, rss));
+            st.push(|b| b.rss(now, rss));
         }
         st.unlock();
     }

@@ -43,7 +43,7 @@ pub use records::{
     ThreadInfo, PYTHON_MODULE,
 };
 pub use ring::RING_LEN;
-use ring::{Ring, RingMark, SerialRing};
+use ring::{Ring, SerialRing};
 
 /// First bytes of every trace file.
 pub const MAGIC: [u8; 8] = *b"MEMLENS\0";
@@ -403,27 +403,6 @@ pub(crate) mod column {
     pub const FIELD: usize = 3;
 }
 
-/// A [`ChunkBuilder`]'s position, see [`ChunkBuilder::mark`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ChunkMark {
-    len: usize,
-    layout: Layout,
-    col: [usize; COLUMNS],
-    fits: u32,
-    first_ts: u64,
-    last_ts: u64,
-    last_addr: u64,
-    last_released: u64,
-    last_allocated: u64,
-    released: RingMark,
-    allocated: RingMark,
-    allocated_serial: u64,
-    released_serial: u64,
-    next_serial: u64,
-    last_freed_serial: u64,
-    records: u32,
-}
-
 /// In a writer's ring of allocation numbers: the reader knows the slot's block by its
 /// number only (format 7).
 const ADDRESS_UNKNOWN: u64 = 1 << 63;
@@ -534,51 +513,6 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         scratch
     }
 
-    /// Where the builder is now, to [`ChunkBuilder::rewind`] to (taking back the records
-    /// appended since).
-    #[inline]
-    pub fn mark(&self) -> ChunkMark {
-        ChunkMark {
-            len: self.len,
-            layout: self.layout,
-            col: self.col,
-            fits: self.fits,
-            first_ts: self.first_ts,
-            last_ts: self.last_ts,
-            last_addr: self.last_addr,
-            last_released: self.last_released,
-            last_allocated: self.last_allocated,
-            released: self.released.mark(),
-            allocated: self.allocated.mark(),
-            allocated_serial: self.allocated_serials.next_slot(&self.allocated),
-            released_serial: self.released_serials.next_slot(&self.released),
-            next_serial: self.next_serial,
-            last_freed_serial: self.last_freed_serial,
-            records: self.records,
-        }
-    }
-    /// Take back the record appended since `mark` was taken (one record at most: a
-    /// record pushes at most one address into each ring, whose slot the mark kept).
-    pub fn rewind(&mut self, mark: ChunkMark) {
-        self.len = mark.len;
-        self.layout = mark.layout;
-        self.col = mark.col;
-        self.fits = mark.fits;
-        self.first_ts = mark.first_ts;
-        self.last_ts = mark.last_ts;
-        self.last_addr = mark.last_addr;
-        self.last_released = mark.last_released;
-        self.last_allocated = mark.last_allocated;
-        self.released.rewind(mark.released);
-        self.allocated.rewind(mark.allocated);
-        self.allocated_serials
-            .restore_slot(&self.allocated, mark.allocated_serial);
-        self.released_serials
-            .restore_slot(&self.released, mark.released_serial);
-        self.next_serial = mark.next_serial;
-        self.last_freed_serial = mark.last_freed_serial;
-        self.records = mark.records;
-    }
     /// The buffer back, for reuse by a new builder.
     pub fn into_buf(self) -> B {
         self.buf

@@ -21,14 +21,6 @@ pub struct Ring {
     head: u32,
 }
 
-/// A ring's state before a push, to take the push back (see [`Ring::mark`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RingMark {
-    head: u32,
-    /// The entry the next push overwrites.
-    next: u64,
-}
-
 /// The search key of an address: its bits 4-35. A key that matches is confirmed
 /// against the whole address.
 #[inline(always)]
@@ -120,24 +112,6 @@ impl Ring {
         }
         None
     }
-
-    /// Where the ring stands, to [`Ring::rewind`] one push at most.
-    #[inline(always)]
-    pub fn mark(&self) -> RingMark {
-        RingMark {
-            head: self.head,
-            next: self.addrs[self.head as usize % RING_LEN],
-        }
-    }
-
-    /// Take back the push made since `mark` (if any).
-    #[inline]
-    pub fn rewind(&mut self, mark: RingMark) {
-        let slot = mark.head as usize % RING_LEN;
-        self.addrs[slot] = mark.next;
-        self.keys[slot] = key(mark.next);
-        self.head = mark.head;
-    }
 }
 
 #[cfg(test)]
@@ -200,20 +174,6 @@ mod tests {
             assert_eq!(r.get(d), (6 - d) << 4);
         }
     }
-
-    #[test]
-    fn a_push_taken_back_leaves_the_ring_as_it_was() {
-        let (mut r, _) = filled(21, 3);
-        let before = r;
-        let m = r.mark();
-        r.push(0x7777_0000);
-        assert_ne!(r, before);
-        r.rewind(m);
-        assert_eq!(r, before);
-        // Without a push in between, a rewind changes nothing.
-        r.rewind(r.mark());
-        assert_eq!(r, before);
-    }
 }
 
 /// The numbers (format 7) of the allocations a [`Ring`] of allocated addresses holds,
@@ -244,15 +204,5 @@ impl SerialRing {
     #[inline(always)]
     pub fn get(&self, ring: &Ring, distance: u64) -> u64 {
         self.serials[ring.slot(distance as u32)]
-    }
-    /// The number `ring`'s next push overwrites, to [`SerialRing::restore_slot`].
-    #[inline(always)]
-    pub fn next_slot(&self, ring: &Ring) -> u64 {
-        self.serials[ring.head as usize % RING_LEN]
-    }
-    /// After `ring` was rewound: give back the number its next push overwrites.
-    #[inline(always)]
-    pub fn restore_slot(&mut self, ring: &Ring, serial: u64) {
-        self.serials[ring.head as usize % RING_LEN] = serial;
     }
 }

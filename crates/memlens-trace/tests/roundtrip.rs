@@ -441,49 +441,6 @@ fn version_1_traces_still_read() {
     );
 }
 
-/// A record taken back with `rewind` leaves no trace, and the next record is coded against
-/// the one before it (time and address deltas), also when it was the chunk's first.
-#[test]
-fn rewind_takes_a_record_back() {
-    let mut w = TraceWriter::new(Vec::new(), &header()).unwrap();
-    w.chunk(ChunkKind::Events, 0, |b| {
-        let empty = b.mark();
-        b.free(5, AllocFunc::Free, 0x9990, 0)?;
-        b.rewind(empty);
-        b.alloc(10, AllocFunc::Malloc, 0x1000, 16, 1)?;
-        let m = b.mark();
-        b.free(20, AllocFunc::Free, 0x7777_0000, 0)?;
-        b.rewind(m);
-        assert_eq!(b.records(), 1);
-        b.free(30, AllocFunc::Free, 0x1000, 0)
-    })
-    .unwrap();
-    let p = write_tmp("rewind", &w.finish().unwrap());
-    let r = TraceReader::open(&p).unwrap();
-    let ev: Vec<Event> = r.events().map(|e| e.unwrap()).collect();
-    assert_eq!(
-        ev,
-        vec![
-            Event::Alloc {
-                ts: 10,
-                thread: 0,
-                func: AllocFunc::Malloc,
-                addr: 0x1000,
-                size: 16,
-                stack: 1
-            },
-            Event::Free {
-                ts: 30,
-                thread: 0,
-                func: AllocFunc::Free,
-                addr: 0x1000,
-                stack: 0
-            },
-        ]
-    );
-    std::fs::remove_file(p).ok();
-}
-
 /// A chunk stored as a zstd frame (what the recorder's writer thread writes) reads back;
 /// one whose frame is damaged past its checksum is an error, not a panic.
 #[test]
