@@ -31,23 +31,12 @@ use memlens_trace::AllocFunc;
 pub const SHARDS: usize = 256;
 const INITIAL_SLOTS: usize = 256;
 
-/// Bytes of one slot: two u64. The first: the packed address and the size's low 20
-/// bits. The second: the size's next 20 bits, the function (5 bits), the internal bit, and
-/// the block's number in the trace (38 bits, 0: none; `thread.rs`). A size from
-/// [`BIG_SIZE`] up keeps its bits above the low 20 in the number's place (the block is
-/// then not numbered), with all ones in the size's second part. `key == 0` marks a free
-/// slot.
-const SLOT_BYTES: usize = 16;
-const KEY_BITS: u32 = 44;
-const KEY_MASK: u64 = (1 << KEY_BITS) - 1;
-const SIZE_LO_BITS: u32 = 64 - KEY_BITS;
-const SIZE_HI_BITS: u32 = 20;
-const SIZE_HI_MASK: u64 = (1 << SIZE_HI_BITS) - 1;
-/// Sizes from here up are stored with the number's bits (about 1 TiB).
-const BIG_SIZE: u64 = SIZE_HI_MASK << SIZE_LO_BITS;
-/// Bits of a block's number in its slot.
-pub const SERIAL_BITS: u32 = 38;
-const SERIAL_SHIFT: u32 = 64 - SERIAL_BITS;
+// One slot's layout (two u64: address, size, function, internal bit, the block's number
+// in the trace) is `memlens_reach::live_slot`'s, which `memlens snapshot` reads with.
+#[cfg(test)]
+use memlens_reach::live_slot::BIG_SIZE;
+pub use memlens_reach::live_slot::SERIAL_BITS;
+use memlens_reach::live_slot::{Slot, KEY_BITS, KEY_MASK, SLOT_BYTES};
 
 /// The slot key of a block at `addr`, `None` if no block can start there.
 #[inline(always)]
@@ -95,11 +84,11 @@ impl Slots {
                 core::ptr::read_unaligned(p.add(8) as *const u64),
             )
         };
-        Meta::unpack(lo, hi)
+        Meta::unpack([lo, hi])
     }
     #[inline(always)]
     fn set(self, i: usize, key: u64, meta: Meta) {
-        let (lo, hi) = meta.pack(key);
+        let [lo, hi] = meta.pack(key);
         let p = self.at(i);
         // SAFETY: the slot's 16 bytes; we hold the shard lock.
         unsafe {
@@ -157,32 +146,23 @@ impl Meta {
     }
     /// The slot's two words for a block at `key`.
     #[inline(always)]
-    fn pack(self, key: u64) -> (u64, u64) {
-        let size = self.size().min((1 << 46) - 1);
-        let lo = key | size << KEY_BITS;
-        let flags = (self.0 >> 48 & FUNC_MASK) << SIZE_HI_BITS
-            | (self.internal() as u64) << (SIZE_HI_BITS + 5);
-        let hi = if size >= BIG_SIZE {
-            SIZE_HI_MASK | flags | (size >> SIZE_LO_BITS) << SERIAL_SHIFT
-        } else {
-            size >> SIZE_LO_BITS | flags | (self.1 & ((1 << SERIAL_BITS) - 1)) << SERIAL_SHIFT
-        };
-        (lo, hi)
+    fn pack(self, key: u64) -> [u64; 2] {
+        Slot {
+            key,
+            size: self.size(),
+            func: (self.0 >> 48 & FUNC_MASK) as u8,
+            internal: self.internal(),
+            serial: self.1,
+        }
+        .pack()
     }
     #[inline(always)]
-    fn unpack(lo: u64, hi: u64) -> Meta {
-        let low = lo >> KEY_BITS;
-        let (size, serial) = if hi & SIZE_HI_MASK == SIZE_HI_MASK {
-            (low | (hi >> SERIAL_SHIFT) << SIZE_LO_BITS, 0)
-        } else {
-            (
-                low | (hi & SIZE_HI_MASK) << SIZE_LO_BITS,
-                hi >> SERIAL_SHIFT,
-            )
-        };
-        let func = hi >> SIZE_HI_BITS & FUNC_MASK;
-        let internal = hi >> (SIZE_HI_BITS + 5) & 1;
-        Meta(size | func << 48 | internal << 53, serial)
+    fn unpack(words: [u64; 2]) -> Meta {
+        let s = Slot::unpack(words);
+        Meta(
+            s.size | (s.func as u64) << 48 | if s.internal { INTERNAL } else { 0 },
+            s.serial,
+        )
     }
 }
 

@@ -10,6 +10,7 @@
 //! * [`mark`]: breadth first from each root range and register set in turn (each block's
 //!   parent lies on a shortest chain from a root), memcheck's interior-pointer heuristics,
 //!   then cliques in ascending address order; the answer is a [`Marks`].
+//! * [`live_slot`]: the recorder's live-table slot, which a snapshot reads from outside.
 //! * [`ranges`]: address-range arithmetic, glibc's arena heaps and the dead frames of
 //!   glibc's cached thread stacks, which both scans leave out of the roots.
 //!
@@ -23,6 +24,7 @@
 extern crate alloc;
 
 mod heap;
+pub mod live_slot;
 mod marker;
 mod memory;
 pub mod ranges;

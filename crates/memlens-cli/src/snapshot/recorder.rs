@@ -7,10 +7,8 @@
 //! The layouts are the recorder's (`memlens-preload/src/own_memory.rs`, `live.rs`): a
 //! count and two arrays of 4096 starts and lengths; 256 shards of {lock, table pointer,
 //! cap, cap_inverse} (32 bytes, `repr(C)`), each table a {cap, count, cap_inverse} header
-//! then `cap` 16-byte slots: a word of 44 bits of address / 16 and the size's low 20
-//! bits, a word of the size's next 20 bits, 5 of function, 1 internal bit and 38 of the
-//! block's number (where a size from about 1 TiB up keeps its high bits, the 20 bits
-//! all ones).
+//! then `cap` slots of `memlens_reach::live_slot`'s layout (the one the recorder packs
+//! them with).
 
 use super::remote::{Mapping, Remote};
 use memlens_trace::AllocFunc;
@@ -113,8 +111,7 @@ pub struct Recorded {
 const SHARDS: usize = 256;
 const SHARD_BYTES: u64 = 32;
 const TABLE_HEADER: u64 = 24;
-const SLOT_BYTES: usize = 16;
-const KEY_BITS: u32 = 44;
+use memlens_reach::live_slot::{Slot, SLOT_BYTES};
 
 /// The recorder's live table as copied from the process (its shards' slots), decoded by
 /// [`RawTable::decode`] once the process runs again.
@@ -155,26 +152,17 @@ impl RawTable {
         let n: usize = self.shards.iter().map(|s| s.len() / SLOT_BYTES).sum();
         let mut out = HashMap::with_capacity(n / 2);
         for slot in self.shards.iter().flat_map(|s| s.chunks_exact(SLOT_BYTES)) {
-            let lo = u64::from_le_bytes(slot[..8].try_into().unwrap_or_default());
-            let hi = u64::from_le_bytes(slot[8..].try_into().unwrap_or_default());
-            let key = lo & ((1 << KEY_BITS) - 1);
-            if key == 0 {
+            let word = |i: usize| u64::from_le_bytes(slot[i..i + 8].try_into().unwrap_or_default());
+            let s = Slot::unpack([word(0), word(8)]);
+            if s.key == 0 {
                 continue;
             }
-            const HI_MASK: u64 = (1 << 20) - 1;
-            let high = if hi & HI_MASK == HI_MASK {
-                hi >> 26
-            } else {
-                hi & HI_MASK
-            };
-            let size = lo >> KEY_BITS | high << (64 - KEY_BITS);
-            let func = AllocFunc::from_u8((hi >> 20 & 0x1f) as u8).unwrap_or(AllocFunc::Malloc);
             out.insert(
-                key << 4,
+                s.key << 4,
                 Recorded {
-                    size,
-                    func,
-                    internal: hi >> 25 & 1 != 0,
+                    size: s.size,
+                    func: AllocFunc::from_u8(s.func).unwrap_or(AllocFunc::Malloc),
+                    internal: s.internal,
                 },
             );
         }
