@@ -454,6 +454,35 @@ fn a_multithreaded_process_runs_on_correctly_through_twenty_snapshots() {
     assert!(f["rounds"] > 0);
 }
 
+/// Threads that spend their time inside glibc's malloc and free, with fast-bin, bin and
+/// mmapped blocks (whose free is a munmap): 40 snapshots stop them anywhere, the heap
+/// walk must find every one of their blocks and nothing lost (all are in a global
+/// table). MALLOC_ARENA_MAX=1 makes the four threads share one arena and wait for its
+/// lock inside malloc and free.
+#[test]
+fn snapshots_of_threads_busy_in_malloc_and_free_find_every_block_and_nothing_lost() {
+    let exe = build_c("snapshot_churn.c", "snapshot_churn");
+    let dir = scratch("snapshot-churn");
+    let mut p = Prog::start(Command::new(&exe).env("MALLOC_ARENA_MAX", "1"));
+    assert_eq!(p.line(), "READY\n");
+    for i in 0..40 {
+        let Some(v) = snapshot(p.pid(), &dir.join(format!("{i}.snap")), &[]) else {
+            return;
+        };
+        assert_eq!(kind(&v, "definitely_lost"), (0, 0), "snapshot {i}");
+        // The four workers' blocks (256 each; one fewer for a worker between its free
+        // and its malloc), their DTVs, and at most a tcache block per thread.
+        let n = v["blocks"].as_u64().unwrap();
+        assert!(
+            (4 * 255 + 4..=4 * 256 + 4 + 5).contains(&n),
+            "snapshot {i}: {n} blocks"
+        );
+    }
+    let (status, rest) = p.quit();
+    assert!(status.success(), "{rest}");
+    assert!(figures(&rest)["rounds"] > 0, "{rest}");
+}
+
 #[test]
 fn a_process_that_does_not_exist_is_one_sentence_and_125() {
     let o = Command::new(memlens())
