@@ -213,6 +213,15 @@ mod tests {
 
     const U: u64 = UNIT_NS;
 
+    /// The tests that stamp share the process's one table of cells: each takes it alone,
+    /// cleared, so that another's times (a frozen clock's, far ahead) move none of its own.
+    fn cells() -> std::sync::MutexGuard<'static, ()> {
+        static CELLS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let guard = CELLS.lock().unwrap_or_else(|e| e.into_inner());
+        clear();
+        guard
+    }
+
     #[test]
     fn cells_keep_time_and_tag() {
         for (t, tag) in [(0, 1), (5 * U, 7), ((1 << 40) * U, MIXED)] {
@@ -257,6 +266,7 @@ mod tests {
     /// round down and never go back.
     #[test]
     fn dependent_events_of_two_threads_never_tie() {
+        let _cells = cells();
         let (a, b) = (tag_of(100), tag_of(101));
         let p = 0x7000_1234_5670;
         let t_free = stamp(50 * U + 3, 0, a, p, 0);
@@ -281,6 +291,7 @@ mod tests {
     /// the new block's allocation comes after its own previous release.
     #[test]
     fn a_moving_realloc_releases_before_the_reuse_of_its_old_address() {
+        let _cells = cells();
         let (a, b, c) = (tag_of(300), tag_of(301), tag_of(302));
         let (old, new) = (0x6000_0000_1000, 0x6000_0000_8000);
         let t0 = stamp(70 * U + 1, 0, a, old, 0);
@@ -309,6 +320,7 @@ mod tests {
     /// record: 2 runs of 100 of `realloc_race` showed an untracked free.)
     #[test]
     fn a_block_moved_onto_an_address_a_racing_realloc_released_comes_after_it() {
+        let _cells = cells();
         use std::sync::atomic::AtomicU64 as Shared;
         use std::sync::Arc;
         const ROUNDS: u64 = 200_000;
@@ -382,6 +394,7 @@ mod tests {
     /// one it depends on, and each thread's times never go back.
     #[test]
     fn a_frozen_clock_still_orders_handoffs_between_threads() {
+        let _cells = cells();
         use std::sync::mpsc::channel;
         let (to_consumer, consumer_in) = channel::<(u64, u64)>();
         let (to_producer, producer_in) = channel::<(u64, u64)>();
