@@ -634,65 +634,73 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
     let run_start = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    let mut cmd = Command::new(&prog);
-    cmd.arg0(&args.command[0])
-        .args(&args.command[1..])
-        .env("LD_PRELOAD", ld_preload)
-        .env(env::OUTPUT, &pattern)
-        .env(env::RUN_START, run_start.to_string())
-        .env(env::MANIFEST, &manifest.path)
-        .env(
-            env::TRACE_CHILDREN,
-            if args.trace_children { "1" } else { "0" },
-        )
-        .env(env::LAUNCHER_PID, std::process::id().to_string())
-        .env(env::PROGRAM, &prog)
-        .env(env::DEPTH, args.depth.to_string())
-        .env(env::RSS_INTERVAL_MS, args.rss_interval.to_string())
-        .env(
+    let flush_interval_ms = match &periodic {
+        // The profiles are made from the trace as it grows: every thread's buffered
+        // events reach it at least this often.
+        Some((period, _)) => (period.as_millis() / 2).clamp(100, 1000) as u64,
+        // A process killed without warning (SIGKILL, the OOM killer's signal) loses only
+        // what its threads buffered since: at most this long.
+        None => DEFAULT_FLUSH_INTERVAL_MS,
+    };
+    let flag = |on: bool| if on { "1" } else { "0" };
+    let settings: Vec<(env::EnvVar, Vec<u8>)> = vec![
+        (env::OUTPUT, pattern.as_os_str().as_bytes().to_vec()),
+        (env::RUN_START, run_start.to_string().into_bytes()),
+        (env::MANIFEST, manifest.path.as_os_str().as_bytes().to_vec()),
+        (env::TRACE_CHILDREN, flag(args.trace_children).into()),
+        (
+            env::LAUNCHER_PID,
+            std::process::id().to_string().into_bytes(),
+        ),
+        (env::PROGRAM, prog.as_os_str().as_bytes().to_vec()),
+        (env::DEPTH, args.depth.to_string().into_bytes()),
+        (
+            env::RSS_INTERVAL_MS,
+            args.rss_interval.to_string().into_bytes(),
+        ),
+        (
             env::LEAK_CHECK,
             if args.leak_check == LeakCheck::No {
                 "no"
             } else {
                 "yes"
-            },
-        )
-        .env(env::FREE_STACKS, if args.free_stacks { "1" } else { "0" })
-        .env(env::HEURISTICS, args.leak_check_heuristics.to_string())
-        .env(env::SAMPLE_BYTES, args.sample.unwrap_or(0).to_string());
-    match &periodic {
-        // The profiles are made from the trace as it grows: every thread's buffered
-        // events reach it at least this often.
-        Some((period, _)) => cmd.env(
-            env::FLUSH_INTERVAL_MS,
-            (period.as_millis() / 2).clamp(100, 1000).to_string(),
+            }
+            .into(),
         ),
-        // A process killed without warning (SIGKILL, the OOM killer's signal) loses only
-        // what its threads buffered since: at most this long.
-        None => cmd.env(
-            env::FLUSH_INTERVAL_MS,
-            DEFAULT_FLUSH_INTERVAL_MS.to_string(),
+        (env::FREE_STACKS, flag(args.free_stacks).into()),
+        (
+            env::HEURISTICS,
+            args.leak_check_heuristics.to_string().into_bytes(),
         ),
-    };
-    if args.no_follow {
-        cmd.env(env::NO_FOLLOW, "1");
-    } else {
-        cmd.env_remove(env::NO_FOLLOW);
-    }
-    cmd.env(
-        env::PYTHON_FRAMES,
-        if args.python_frames { "1" } else { "0" },
-    );
+        (
+            env::SAMPLE_BYTES,
+            args.sample.unwrap_or(0).to_string().into_bytes(),
+        ),
+        (
+            env::FLUSH_INTERVAL_MS,
+            flush_interval_ms.to_string().into_bytes(),
+        ),
+        (env::NO_FOLLOW, flag(args.no_follow).into()),
+        (
+            env::TRACE_CHILDREN_SKIP,
+            args.trace_children_skip.join(",").into_bytes(),
+        ),
+        (env::PYTHON_FRAMES, flag(args.python_frames).into()),
+    ];
+    let mut cmd = Command::new(&prog);
+    // The recorder's settings in one variable (memlens_trace::env): the program's
+    // environment grows by two.
+    cmd.arg0(&args.command[0])
+        .args(&args.command[1..])
+        .env("LD_PRELOAD", ld_preload)
+        .env(
+            env::CONFIG,
+            OsString::from_vec(env::settings_text(&settings)),
+        );
     if args.python_allocator == PythonAllocator::Malloc
         && std::env::var_os("PYTHONMALLOC").is_none()
     {
         cmd.env("PYTHONMALLOC", "malloc");
-    }
-    let skip = args.trace_children_skip.join(",");
-    if skip.is_empty() {
-        cmd.env_remove(env::TRACE_CHILDREN_SKIP);
-    } else {
-        cmd.env(env::TRACE_CHILDREN_SKIP, skip);
     }
     let mut child = supervise::spawn(&mut cmd, &prog)?;
     if let Some(f) = log.open(child.pid()) {

@@ -893,3 +893,44 @@ fn alloc_fn_wrappers_start_stacks_at_their_callers_and_labels_differ() {
     assert!(r.stderr().contains(&line), "{line}{}", r.stderr());
     assert!(!r.stderr().contains("my_alloc"), "{}", r.stderr());
 }
+
+/// `memlens run` adds three variables to the program's environment: LD_PRELOAD,
+/// MEMLENS_CONFIG (every setting of the recorder's, one line each) and PYTHONMALLOC.
+/// Programs that copy their environment (perl, make) then show about the blocks they do
+/// under memcheck, not three more per setting. The settings reach the recorder: the
+/// trace is where `-o` says, though a newline is in its directory's name, and `--depth 3`
+/// keeps three return addresses.
+#[test]
+fn the_program_gets_three_variables_and_the_recorder_every_setting() {
+    let dir = scratch("settings\nin one variable");
+    let o = Command::new(memlens())
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .args(["run", "-q", "--depth", "3", "-o"])
+        .arg(dir.join("env.trace"))
+        .args(["--", "/usr/bin/env", "-0"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut names: Vec<String> = o
+        .stdout
+        .split(|&c| c == 0)
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            let e = String::from_utf8_lossy(e);
+            e.split('=').next().unwrap().to_string()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["LD_PRELOAD", "MEMLENS_CONFIG", "PATH", "PYTHONMALLOC"]
+    );
+    let rep = report(&dir.join("env.trace"));
+    let sites = rep["hotspots"]["by_allocations"].as_array().unwrap();
+    assert!(!sites.is_empty());
+    // Three return addresses; a function inlined at one is shown as a frame of its own.
+    let depth = |s: &&serde_json::Value| frames(s).iter().filter(|f| f["inlined"] == false).count();
+    assert!(sites.iter().all(|s| depth(&s) <= 3), "{sites:?}");
+    assert!(sites.iter().any(|s| depth(&s) == 3), "{sites:?}");
+}

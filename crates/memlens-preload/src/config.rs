@@ -1,4 +1,7 @@
-//! Settings passed by `memlens run` through the environment.
+//! Settings passed by `memlens run` through the environment: all in `MEMLENS_CONFIG`, a
+//! `NAME=value` line each (`memlens_trace::env::settings_text`); a setting it does not
+//! hold is read from its own variable (`MEMLENS_SAMPLE_SEED`, or a library preloaded by
+//! hand). `memlens attach` writes the same lines to a file.
 //!
 //! | variable | meaning | default |
 //! |---|---|---|
@@ -23,6 +26,8 @@
 
 use core::ffi::CStr;
 use memlens_trace::env as var;
+
+extern crate alloc;
 
 pub const MAX_DEPTH_LIMIT: usize = 256;
 
@@ -68,9 +73,43 @@ fn parse_u64(v: Option<&CStr>) -> Option<u64> {
         .ok()
 }
 
+/// Settings text (`memlens_trace::env::settings_text`), decoded into entries kept for
+/// the life of the process (the values are handed out as `&'static CStr`).
+pub struct Settings(&'static [u8]);
+
+impl Settings {
+    /// From a copy of `text` (in the recorder's own heap).
+    pub fn from_text(text: &[u8]) -> Settings {
+        let mut buf = alloc::vec![0u8; text.len() + 1];
+        buf[..text.len()].copy_from_slice(text);
+        let n = var::decode_settings(&mut buf);
+        buf.truncate(n);
+        Settings(alloc::boxed::Box::leak(buf.into_boxed_slice()))
+    }
+
+    /// From the file at `path` (`memlens attach`'s), at most 64 KiB.
+    pub fn from_file(path: &CStr) -> Option<Settings> {
+        let mut buf = alloc::vec![0u8; 64 * 1024];
+        let n = crate::sys::read_file(path, &mut buf)?;
+        Some(Self::from_text(&buf[..n]))
+    }
+
+    pub fn get(&self, name: &CStr) -> Option<&'static CStr> {
+        var::setting(self.0, name)
+    }
+}
+
 impl Config {
+    /// From `MEMLENS_CONFIG`'s settings (`memlens run`'s), and for a setting it does not
+    /// have, its own variable.
     pub fn from_env() -> Config {
-        Self::from_lookup(env)
+        let settings = env(var::CONFIG.c_name()).map(|t| Settings::from_text(t.to_bytes()));
+        Self::from_lookup(|name| {
+            settings
+                .as_ref()
+                .and_then(|s| s.get(name))
+                .or_else(|| env(name))
+        })
     }
 
     /// The settings as `get` answers for each variable: the environment, or the

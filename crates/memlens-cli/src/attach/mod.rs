@@ -344,20 +344,20 @@ fn attach(args: &AttachArgs) -> Result<u8, Failure> {
     mkfifo(&control)
         .and_then(|_| mkfifo(&done))
         .map_err(|e| own_failure(format!("cannot create FIFOs in {}: {e}", work.0.display())))?;
-    let mut text = String::new();
-    for (k, v) in [
-        (var::OUTPUT.name(), trace_tmp.display().to_string()),
-        (var::DEPTH.name(), args.depth.to_string()),
-        (var::RSS_INTERVAL_MS.name(), args.rss_interval.to_string()),
+    let text = var::settings_text(&[
+        (var::OUTPUT, trace_tmp.as_os_str().as_bytes().to_vec()),
+        (var::DEPTH, args.depth.to_string().into_bytes()),
         (
-            var::FREE_STACKS.name(),
-            if args.free_stacks { "1" } else { "0" }.to_string(),
+            var::RSS_INTERVAL_MS,
+            args.rss_interval.to_string().into_bytes(),
         ),
-        (var::ATTACH_CONTROL.name(), control.display().to_string()),
-        (var::ATTACH_DONE.name(), done.display().to_string()),
-    ] {
-        text.push_str(&format!("{k}={v}\n"));
-    }
+        (
+            var::FREE_STACKS,
+            if args.free_stacks { "1" } else { "0" }.into(),
+        ),
+        (var::ATTACH_CONTROL, control.as_os_str().as_bytes().to_vec()),
+        (var::ATTACH_DONE, done.as_os_str().as_bytes().to_vec()),
+    ]);
     fs::write(&settings, text)
         .map_err(|e| own_failure(format!("cannot write {}: {e}", settings.display())))?;
     // The target's user writes the trace and opens the FIFOs.

@@ -21,7 +21,7 @@
 //! routed). A free or realloc of a block it never saw goes to glibc untouched and counts
 //! as an untracked free, never as a heap error.
 
-use crate::config::Config;
+use crate::config::{Config, Settings};
 use crate::thread::{self, now_ns, ACTIVE};
 use crate::{lifecycle, live, modules, output, scan, stacks, tls};
 use alloc::vec::Vec;
@@ -127,40 +127,6 @@ pub fn loaded_at_start() -> bool {
     }
 }
 
-/// The settings file: `NAME=value` lines, kept for the life of the process (the
-/// values are handed out as `&'static CStr`).
-struct Settings(&'static [u8]);
-
-impl Settings {
-    fn read(path: &CStr) -> Option<Settings> {
-        let mut buf = alloc::vec![0u8; 64 * 1024];
-        let n = crate::sys::read_file(path, &mut buf)?;
-        buf.truncate(n);
-        // Each line's newline becomes its value's NUL.
-        for c in buf.iter_mut() {
-            if *c == b'\n' {
-                *c = 0;
-            }
-        }
-        buf.push(0);
-        Some(Settings(alloc::boxed::Box::leak(buf.into_boxed_slice())))
-    }
-
-    fn get(&self, name: &CStr) -> Option<&'static CStr> {
-        let name = name.to_bytes();
-        let mut rest: &'static [u8] = self.0;
-        while !rest.is_empty() {
-            let end = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
-            let line = &rest[..end];
-            if line.len() > name.len() && line.starts_with(name) && line[name.len()] == b'=' {
-                return CStr::from_bytes_with_nul(&rest[name.len() + 1..=end]).ok();
-            }
-            rest = rest.get(end + 1..).unwrap_or(&[]);
-        }
-        None
-    }
-}
-
 fn open_fifo(path: Option<&CStr>, flags: c_int) -> Option<i32> {
     // SAFETY: NUL-terminated path; O_NONBLOCK: never waits for the other end.
     let fd = unsafe { libc::open(path?.as_ptr(), flags | libc::O_NONBLOCK | libc::O_CLOEXEC) };
@@ -214,7 +180,7 @@ fn start(settings: &CStr) -> c_int {
     if !got::allocator_is_routable() {
         return ATTACH_OTHER_ALLOCATOR;
     }
-    let Some(s) = Settings::read(settings) else {
+    let Some(s) = Settings::from_file(settings) else {
         return ATTACH_SETTINGS;
     };
     let cfg = Config::from_lookup(|name| s.get(name));
