@@ -309,19 +309,26 @@ fn t1_reallocs_racing_for_one_arena() {
 /// the worker does, as without memlens (the recorder's own thread must not keep it
 /// alive), and the leak check at that exit sees the process's memory (not the ended main
 /// thread's empty view): memcheck's kinds, and RSS samples after main has gone.
+///
+/// main's dropped block is definitely lost though a stale pointer to it may be left in
+/// main's dead frames (where depends on where the stack was placed: it was found
+/// reachable in 6 of 12 runs before the dead frames were left out), so the case runs 8
+/// times.
 #[test]
 fn t1_main_ends_with_pthread_exit() {
     let exe = c_program("main_pthread_exit.c", "torture-main-pthread-exit");
-    let o = torture(&Case::new(&exe, &[]), 3);
-    assert_eq!(o.stdout, "worker done\n");
-    assert_eq!(o.status.code(), Some(0));
-    let leaks = &o.main["leaks"];
-    assert_eq!(leaks["definitely_lost"]["bytes"], 48, "{leaks}");
-    assert_eq!(leaks["definitely_lost"]["blocks"], 2, "{leaks}");
-    assert_eq!(leaks["still_reachable"]["bytes"], 64, "{leaks}");
-    assert_eq!(leaks["still_reachable"]["blocks"], 1, "{leaks}");
-    let at_end = &o.main["heap_vs_rss"]["at_end"]["rss_bytes"];
-    assert!(at_end.as_u64().unwrap() > 0, "{}", o.main["heap_vs_rss"]);
+    for _ in 0..8 {
+        let o = torture(&Case::new(&exe, &[]), 3);
+        assert_eq!(o.stdout, "worker done\n");
+        assert_eq!(o.status.code(), Some(0));
+        let leaks = &o.main["leaks"];
+        assert_eq!(leaks["definitely_lost"]["bytes"], 48, "{leaks}");
+        assert_eq!(leaks["definitely_lost"]["blocks"], 2, "{leaks}");
+        assert_eq!(leaks["still_reachable"]["bytes"], 64, "{leaks}");
+        assert_eq!(leaks["still_reachable"]["blocks"], 1, "{leaks}");
+        let at_end = &o.main["heap_vs_rss"]["at_end"]["rss_bytes"];
+        assert!(at_end.as_u64().unwrap() > 0, "{}", o.main["heap_vs_rss"]);
+    }
 }
 
 // ---- 2. processes// ---- 2. processes -------------------------------------------------------------------

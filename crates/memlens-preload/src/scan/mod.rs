@@ -243,6 +243,17 @@ fn leave_out_unreadable_and_mmapped(heap: &mut Heap, maps: &[Map], excl: &mut Ve
     }
 }
 
+/// The stack pointer the process started with (`__libc_stack_end`, set by ld.so before
+/// any code of the program ran): above it, argv, the environment and the auxiliary
+/// vector; below it, the main thread's frames.
+fn main_start_sp() -> u64 {
+    extern "C" {
+        static __libc_stack_end: *const core::ffi::c_void;
+    }
+    // SAFETY: ld.so's exported variable, written once at start-up.
+    unsafe { __libc_stack_end as u64 }
+}
+
 /// The roots: thread stacks from their stack pointers up, registers, and every other
 /// root mapping less what is never a root.
 #[allow(clippy::type_complexity)]
@@ -310,6 +321,21 @@ fn find_roots(
                     name: r.name.clone(),
                 })
             });
+        }
+    }
+    // The main thread's stack once the main thread has ended (`pthread_exit`, the process
+    // living on in its other threads): its frames are dead, as memcheck has them, and a
+    // pointer left in one keeps nothing reachable. What lies above the stack pointer the
+    // process started with (argv, the environment and the auxiliary vector) stays a root.
+    if !whole {
+        if let Some(r) = rw.iter().find(|r| r.name == b"[stack]") {
+            let start_sp = main_start_sp();
+            if !stacks.iter().any(|&(_, sp)| sp >= r.start && sp < r.end)
+                && start_sp > r.start
+                && start_sp < r.end
+            {
+                excl.push((r.start, start_sp));
+            }
         }
     }
     // The stacks glibc keeps for reuse after their threads ended hold only dead frames.
