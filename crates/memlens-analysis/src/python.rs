@@ -48,9 +48,10 @@ pub fn shown_frames<'r>(raw: &'r [RawFrame], interpreter: &HashSet<u32>) -> Cow<
 }
 
 /// For a Python program, each stack id mapped to the first stack id with the same shown
-/// frames (stacks that differ only in the interpreter's C path, as `bytes * n` and a str
-/// made on one line do, are one site for a Python developer, as for tracemalloc); `None`
-/// for other programs.
+/// frames, Python frames compared by line (stacks that differ only in the interpreter's
+/// C path, as `bytes * n` and a str made on one line do, or in the instruction of a line
+/// that allocated, as `"x" * n + str(i)`'s three do, are one site for a Python
+/// developer, as for tracemalloc); `None` for other programs.
 pub fn canonical_stacks(metadata: &Metadata) -> Option<CanonicalStacks> {
     let interpreter = interpreter_modules(metadata);
     if interpreter.is_empty() {
@@ -61,7 +62,16 @@ pub fn canonical_stacks(metadata: &Metadata) -> Option<CanonicalStacks> {
     let mut first: HashMap<Vec<RawFrame>, u32> = HashMap::new();
     let mut out = CanonicalStacks::default();
     for id in ids {
-        let shown = shown_frames(&metadata.stacks[&id], &interpreter).into_owned();
+        let mut shown = shown_frames(&metadata.stacks[&id], &interpreter).into_owned();
+        for f in &mut shown {
+            // A Python frame's instruction, as its line (the instruction when the line
+            // is unknown: then it stays a site of its own).
+            if let Some((code, index)) = f.python() {
+                if let Some(line) = metadata.py_codes.get(&code).and_then(|c| line_of(c, index)) {
+                    f.offset = (code as u64) << 32 | LINE_KEY | line as u64;
+                }
+            }
+        }
         let canon = *first.entry(shown).or_insert(id);
         if canon != id {
             out.insert(id, canon);
@@ -69,6 +79,10 @@ pub fn canonical_stacks(metadata: &Metadata) -> Option<CanonicalStacks> {
     }
     Some(out)
 }
+
+/// Marks a compared frame's offset as a line, not an instruction index (which is below
+/// 2^31: an index counts 2-byte code units).
+const LINE_KEY: u64 = 1 << 31;
 
 /// Stack id -> the stack id it is shown as ([`canonical_stacks`]), asked for every event
 /// of a pass: a table indexed by id (the recorder numbers stacks from 1 up), with a map
@@ -378,6 +392,72 @@ mod tests {
                 None
             ]
         );
+    }
+
+    /// Stacks that differ only in the instruction of one Python line, or in the
+    /// interpreter's own frames, are one site; another line, another native caller, or an
+    /// instruction whose line is unknown is a site of its own.
+    #[test]
+    fn a_python_line_is_one_site() {
+        use memlens_trace::{Module, Notice, NoticeKind, PYTHON_MODULE};
+        // The location table of `lines_follow_the_location_table`: instructions 0, 1 and
+        // 5 are line 10, 2 to 4 line 11, 8 and 9 unknown.
+        let t = [
+            0x80 | 1,
+            0x05,
+            0x80 | (11 << 3) | 2,
+            0x04,
+            0x08,
+            0x80 | (13 << 3),
+            0x03,
+            0x80 | (14 << 3) | 1,
+            0x0a,
+            0x00,
+            0x01,
+            0x02,
+            0x80 | (15 << 3),
+        ];
+        let py = |index: u64| RawFrame {
+            module: PYTHON_MODULE,
+            offset: 7 << 32 | index,
+        };
+        let native = |module: u32, offset: u64| RawFrame { module, offset };
+        let module = |id: u32, path: &str| Module {
+            id,
+            path: path.into(),
+            build_id: Vec::new(),
+            load_bias: 0,
+            segments: Vec::new(),
+            loaded_ns: 0,
+            unloaded_ns: None,
+        };
+        let mut md = Metadata {
+            notices: vec![Notice {
+                ts: 0,
+                kind: NoticeKind::PythonFrames,
+                module: "/usr/bin/python3".into(),
+                symbols: String::new(),
+            }],
+            ..Default::default()
+        };
+        md.modules.insert(1, module(1, "/usr/bin/python3"));
+        md.modules.insert(2, module(2, "/usr/lib/libext.so"));
+        md.py_codes.insert(7, code(10, &t));
+        let stacks = [
+            (1, vec![native(2, 0x100), py(0)]),
+            (2, vec![native(2, 0x100), py(5)]),
+            (3, vec![native(2, 0x100), py(2)]),
+            (4, vec![native(2, 0x200), py(1)]),
+            (5, vec![native(1, 0x300), native(2, 0x100), py(1)]),
+            (6, vec![native(2, 0x100), py(8)]),
+            (7, vec![native(2, 0x100), py(9)]),
+        ];
+        for (id, frames) in stacks {
+            md.stacks.insert(id, frames);
+        }
+        let c = canonical_stacks(&md).unwrap();
+        let shown: Vec<u32> = (1..=7).map(|id| c.get(id)).collect();
+        assert_eq!(shown, [1, 1, 3, 4, 1, 6, 7]);
     }
 
     #[test]

@@ -395,3 +395,14 @@ pub fn go_pprof(dir: &Path, file: &Path, args: &[&str]) -> String {
     );
     String::from_utf8(o.stdout).unwrap()
 }
+
+/// Whether a Python line's site, of `allocations` blocks and `bytes_allocated` bytes,
+/// holds the `n` blocks of `bytes` bytes in all that the test's line makes. A site is a
+/// Python line (with the allocating function), as in tracemalloc, so it also counts what
+/// the interpreter allocated on that line for them: a list's growth, a coroutine's frame.
+/// Those vary by CPython version; they are bounded here by a quarter of the blocks (and 16)
+/// and an eighth of the bytes (and 64 KiB).
+pub fn python_line_holds(allocations: u64, bytes_allocated: u64, n: u64, bytes: u64) -> bool {
+    (n..=n + n / 4 + 16).contains(&allocations)
+        && (bytes..=bytes + bytes / 8 + 65_536).contains(&bytes_allocated)
+}
