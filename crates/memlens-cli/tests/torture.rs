@@ -331,6 +331,28 @@ fn t1_main_ends_with_pthread_exit() {
     }
 }
 
+/// A worker calls `exit()` while main, which blocks every signal (the exit scan cannot
+/// stop it), runs on holding a block only in a local: main's frames are live, so only the
+/// worker's dropped block is definitely lost (memcheck: the same), not main's (which it
+/// was when main's frames were left out whenever no stopped thread ran on its stack).
+#[test]
+fn t1_main_runs_on_unstopped_while_a_worker_exits() {
+    let exe = c_program(
+        "main_runs_while_worker_exits.c",
+        "torture-main-runs-while-worker-exits",
+    );
+    let o = torture(&Case::new(&exe, &[]), 2);
+    assert_eq!(o.stdout, "worker exits\n");
+    assert_eq!(o.status.code(), Some(0));
+    let leaks = &o.main["leaks"];
+    assert_eq!(leaks["definitely_lost"]["bytes"], 24, "{leaks}");
+    assert_eq!(leaks["definitely_lost"]["blocks"], 1, "{leaks}");
+    assert!(
+        leaks["still_reachable"]["bytes"].as_u64().unwrap() >= 40,
+        "{leaks}"
+    );
+}
+
 // ---- 2. processes -------------------------------------------------------------------
 
 fn procs() -> PathBuf {

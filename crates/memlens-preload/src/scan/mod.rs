@@ -324,15 +324,19 @@ fn find_roots(
         }
     }
     // The main thread's stack once the main thread has ended (`pthread_exit`, the process
-    // living on in its other threads): its frames are dead, as memcheck has them, and a
-    // pointer left in one keeps nothing reachable. What lies above the stack pointer the
-    // process started with (argv, the environment and the auxiliary vector) stays a root.
+    // living on in its other threads; its task a zombie): its frames are dead, as memcheck
+    // has them, and a pointer left in one keeps nothing reachable. What lies above the
+    // stack pointer the process started with (argv, the environment and the auxiliary
+    // vector) stays a root. A main thread that runs (unstopped, or on another stack for
+    // now) keeps its whole stack a root.
     if !whole {
         if let Some(r) = rw.iter().find(|r| r.name == b"[stack]") {
             let start_sp = main_start_sp();
-            if !stacks.iter().any(|&(_, sp)| sp >= r.start && sp < r.end)
-                && start_sp > r.start
+            if start_sp > r.start
                 && start_sp < r.end
+                && !stacks.iter().any(|&(_, sp)| sp >= r.start && sp < r.end)
+                // SAFETY: getpid has no preconditions.
+                && stop::has_ended(unsafe { libc::getpid() } as u32)
             {
                 excl.push((r.start, start_sp));
             }

@@ -180,7 +180,7 @@ pub(super) fn thread_ids() -> Vec<u32> {
 }
 
 /// Whether thread `tid` has ended: a zombie (or dead) task.
-fn has_ended(tid: u32) -> bool {
+pub(super) fn has_ended(tid: u32) -> bool {
     let mut buf = [0u8; 512];
     let Some(text) = read_task_file(tid, b"stat", &mut buf) else {
         return true;
