@@ -194,8 +194,26 @@ pub fn stamp_moved(
     reserved: u64,
 ) -> Result<u64, (u64, u64)> {
     let t = (now_ns & !(UNIT_NS - 1)).max(last);
-    let t = claim(cell(new), t, tag);
-    let held = cell(old).compare_exchange(
+    let (c_old, c_new) = (cell(old), cell(new));
+    if core::ptr::eq(c_old, c_new) {
+        // One cell for both blocks: while it holds the reservation, nothing was stamped on
+        // either since (an earlier event on the new block ordered the reservation after
+        // it), and claiming it first would only overwrite the reservation.
+        if c_old
+            .compare_exchange(
+                pack(reserved, tag),
+                pack(t, tag),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        {
+            return Ok(t);
+        }
+        return Err((reserved.max(last), claim(c_new, t, tag)));
+    }
+    let t = claim(c_new, t, tag);
+    let held = c_old.compare_exchange(
         pack(reserved, tag),
         pack(t, tag),
         Ordering::AcqRel,
@@ -311,6 +329,26 @@ mod tests {
         assert!(stamp(80 * U + 5, t_alloc, a, old, 0) > t_reuse);
     }
 
+    /// A moving realloc whose two blocks share a cell: untouched since the reservation, the
+    /// record is still one realloc; touched by another thread, it splits, ordered.
+    #[test]
+    fn a_moving_realloc_within_one_cell_stays_one_record() {
+        let _cells = cells();
+        let a = tag_of(500);
+        let old = 0x6100_0000_1000u64;
+        let new = (1..)
+            .map(|i| old + 16 * i)
+            .find(|&n| core::ptr::eq(cell(n), cell(old)))
+            .unwrap();
+        let t0 = stamp(90 * U + 1, 0, a, old, 0);
+        assert_eq!(stamp_moved(90 * U + 700, t0, a, old, new, t0), Ok(t0));
+        let t1 = stamp(95 * U, t0, a, old, 0);
+        let t_other = stamp(95 * U + 3, 0, tag_of(501), new, 0);
+        let (release, alloc) = stamp_moved(95 * U + 5, t1, a, old, new, t1).unwrap_err();
+        assert_eq!(release, t1);
+        assert!(alloc > t_other && t_other > release);
+    }
+
     /// The race of a moving realloc with the thread that gets its old address from
     /// glibc inside the call and moves a block of its own there, both in one unit of
     /// time: thread A reserves the release of `x`, "glibc" hands `x` to thread B, and
@@ -324,6 +362,16 @@ mod tests {
         use std::sync::atomic::AtomicU64 as Shared;
         use std::sync::Arc;
         const ROUNDS: u64 = 200_000;
+        // A spin that lets the other thread run on a loaded machine now and then (both
+        // spin, so that their stamps race).
+        fn wait(spins: &mut u32) {
+            *spins += 1;
+            if spins.is_multiple_of(1024) {
+                std::thread::yield_now();
+            } else {
+                core::hint::spin_loop();
+            }
+        }
         let now = 5_000 * U + 3;
         // Round i's address x, published by A once "released" (0: not yet), and B's
         // allocation time at it.
@@ -336,12 +384,13 @@ mod tests {
                 let tag = tag_of(401);
                 let mut last = 0;
                 for i in 0..ROUNDS {
+                    let mut spins = 0;
                     let x = loop {
                         let x = handed.load(Ordering::Acquire);
                         if x != 0 {
                             break x;
                         }
-                        core::hint::spin_loop();
+                        wait(&mut spins);
                     };
                     handed.store(0, Ordering::Relaxed);
                     let own = 0x4000_0000_0000 + 64 * i;
@@ -374,8 +423,9 @@ mod tests {
                 }
             };
             a_releases.push(release);
+            let mut spins = 0;
             while b_done.load(Ordering::Acquire) != i + 1 {
-                core::hint::spin_loop();
+                wait(&mut spins);
             }
         }
         b.join().unwrap();
