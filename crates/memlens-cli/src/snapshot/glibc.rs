@@ -244,11 +244,14 @@ fn tcache_chunks(mem: &mut Remote, tc: u64, out: &mut HashSet<u64>) {
 
 /// Whether `t` (a user address in the copied heap) looks like a tcache structure: a
 /// chunk of the tcache's size whose 64 counts and 64 entries agree (an entry exactly when
-/// its count is not zero, each entry a free chunk of its bin's size).
-fn is_tcache(heap: &Copied, t: u64) -> bool {
+/// its count is not zero, each entry a free chunk of its bin's size), but in at most
+/// `unsettled` bins, whose count and entry may disagree: a thread stopped inside glibc's
+/// `tcache_put` or `tcache_get` has stored one and not yet the other.
+fn is_tcache(heap: &Copied, t: u64, unsettled: usize) -> bool {
     if !t.is_multiple_of(16) || heap.get(t - 8).map(|h| h & !SIZE_BITS) != Some(TCACHE_CHUNK) {
         return false;
     }
+    let mut disagree = 0;
     for i in 0..TCACHE_BINS {
         let Some(counts) = heap.get(t + (2 * i) / 8 * 8) else {
             return false;
@@ -258,7 +261,10 @@ fn is_tcache(heap: &Copied, t: u64) -> bool {
             return false;
         };
         if (count == 0) != (entry == 0) {
-            return false;
+            disagree += 1;
+            if disagree > unsettled {
+                return false;
+            }
         }
         if entry != 0
             && (!entry.is_multiple_of(16)
@@ -282,7 +288,7 @@ fn tcaches(mem: &mut Remote, tps: &[u64], heap: &Copied) -> Vec<u64> {
         let mut words = vec![0u64; (SPAN / 8) as usize];
         let n = mem.read_words(lo, &mut words);
         for (k, &w) in words[..n].iter().enumerate() {
-            if w > 16 && heap.get(w - 8).is_some() && is_tcache(heap, w) {
+            if w > 16 && heap.get(w - 8).is_some() && is_tcache(heap, w, 0) {
                 offsets.push(tp - (lo + 8 * k as u64));
             }
         }
@@ -299,8 +305,9 @@ fn tcaches(mem: &mut Remote, tps: &[u64], heap: &Copied) -> Vec<u64> {
     };
     let mut out = Vec::new();
     for &tp in tps {
+        // At the variable's offset, a thread's tcache may be in the middle of an update.
         if let Some(t) = mem.word(tp - off) {
-            if t != 0 && is_tcache(heap, t) {
+            if t != 0 && is_tcache(heap, t, 1) {
                 out.push(t);
             }
         }
@@ -467,4 +474,56 @@ pub fn walk(
         cached_free,
         warnings,
     })
+}
+
+#[cfg(test)]
+mod tcache_tests {
+    use super::*;
+
+    /// A heap copy at 0x1000 holding a tcache structure (its chunk at 0x1000, the
+    /// structure at 0x1010) and, for bin 1 (48-byte chunks), one free chunk at 0x2000,
+    /// with bin 1's count `count` and entry `entry`; the same for bin 3 when `second`.
+    fn heap(count: u64, entry: bool, second: bool) -> (Copied, u64) {
+        let start = 0x1000u64;
+        let mut words = vec![0u64; (0x1100 / 8) as usize];
+        let set = |w: &mut Vec<u64>, a: u64, v: u64| w[((a - start) / 8) as usize] = v;
+        let t = start + 16;
+        set(&mut words, t - 8, TCACHE_CHUNK | 1);
+        // Counts are u16s: bin i's in word i / 4, at bits 16 * (i % 4).
+        set(
+            &mut words,
+            t,
+            count << 16 | if second { 1 << 48 } else { 0 },
+        );
+        let chunk = 0x2000u64;
+        if entry {
+            set(&mut words, t + 2 * TCACHE_BINS + 8, chunk + 16);
+        }
+        set(&mut words, chunk + 8, (MINSIZE + 16) | 1);
+        let chunk3 = 0x2080u64;
+        set(&mut words, chunk3 + 8, (MINSIZE + 48) | 1);
+        (
+            Copied {
+                regions: vec![Region { start, words }],
+            },
+            t,
+        )
+    }
+
+    /// Count and entry agree: a tcache. One bin between glibc's two stores (a thread
+    /// stopped in `tcache_put` or `tcache_get`): a tcache only when one bin may be
+    /// unsettled, as for a thread's own tcache at the agreed offset. Two: not one.
+    #[test]
+    fn a_tcache_in_the_middle_of_an_update_is_still_one() {
+        let (h, t) = heap(1, true, false);
+        assert!(is_tcache(&h, t, 0));
+        let (h, t) = heap(0, true, false);
+        assert!(!is_tcache(&h, t, 0));
+        assert!(is_tcache(&h, t, 1));
+        let (h, t) = heap(1, false, false);
+        assert!(!is_tcache(&h, t, 0));
+        assert!(is_tcache(&h, t, 1));
+        let (h, t) = heap(0, true, true);
+        assert!(!is_tcache(&h, t, 1));
+    }
 }
