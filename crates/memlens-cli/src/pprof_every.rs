@@ -64,12 +64,7 @@ impl Writer {
 
 /// The traces listed in the manifest so far.
 fn traces(manifest: &Path) -> Vec<PathBuf> {
-    let data = std::fs::read(manifest).unwrap_or_default();
-    use std::os::unix::ffi::OsStrExt;
-    data.split(|&c| c == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| PathBuf::from(std::ffi::OsStr::from_bytes(l)))
-        .collect()
+    memlens_trace::env::manifest_paths(&std::fs::read(manifest).unwrap_or_default())
 }
 
 /// Profile `trace` as written so far into `dir/memlens-PID-TIMESTAMP.pb.gz`.

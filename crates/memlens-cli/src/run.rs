@@ -412,10 +412,7 @@ impl Manifest {
         if f.rewind().and_then(|()| f.read_to_end(&mut data)).is_err() {
             return Vec::new();
         }
-        data.split(|&c| c == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|l| PathBuf::from(OsStr::from_bytes(l)))
-            .collect()
+        env::manifest_paths(&data)
     }
 }
 
@@ -689,7 +686,7 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
     ];
     let mut cmd = Command::new(&prog);
     // The recorder's settings in one variable (memlens_trace::env): the program's
-    // environment grows by two.
+    // environment grows by two (three with PYTHONMALLOC).
     cmd.arg0(&args.command[0])
         .args(&args.command[1..])
         .env("LD_PRELOAD", ld_preload)

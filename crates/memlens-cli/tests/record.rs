@@ -898,7 +898,8 @@ fn alloc_fn_wrappers_start_stacks_at_their_callers_and_labels_differ() {
 /// MEMLENS_CONFIG (every setting of the recorder's, one line each) and PYTHONMALLOC.
 /// Programs that copy their environment (perl, make) then show about the blocks they do
 /// under memcheck, not three more per setting. The settings reach the recorder: the
-/// trace is where `-o` says, though a newline is in its directory's name, and `--depth 3`
+/// trace is where `-o` says, though a newline is in its directory's name (and memlens,
+/// which learns the traces' paths from a manifest, prints its summary), and `--depth 3`
 /// keeps three return addresses.
 #[test]
 fn the_program_gets_three_variables_and_the_recorder_every_setting() {
@@ -906,12 +907,18 @@ fn the_program_gets_three_variables_and_the_recorder_every_setting() {
     let o = Command::new(memlens())
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
-        .args(["run", "-q", "--depth", "3", "-o"])
+        .args(["run", "--depth", "3", "-o"])
         .arg(dir.join("env.trace"))
         .args(["--", "/usr/bin/env", "-0"])
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    // memlens found the trace (its manifest of trace paths holds any path) for its summary.
+    assert!(
+        err.contains("==memlens== ") && err.contains(" allocations, "),
+        "{err}"
+    );
     let mut names: Vec<String> = o
         .stdout
         .split(|&c| c == 0)

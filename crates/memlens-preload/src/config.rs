@@ -6,7 +6,7 @@
 //! | variable | meaning | default |
 //! |---|---|---|
 //! | `MEMLENS_OUTPUT` | trace path pattern; `%p` pid, `%n` program name | `memlens.%n.%p.trace` |
-//! | `MEMLENS_MANIFEST` | file to which each trace path is appended | none |
+//! | `MEMLENS_MANIFEST` | file to which each trace path is appended, ended by a NUL | none |
 //! | `MEMLENS_RUN_START` | when `memlens run` started, ns since the Unix epoch: a trace file of the same name started before it is replaced (not suffixed) | none: names taken are suffixed |
 //! | `MEMLENS_DEPTH` | maximum stack depth | 64 |
 //! | `MEMLENS_RSS_INTERVAL_MS` | RSS sampling interval (0: off) | 10 |

@@ -4,10 +4,11 @@
 //!
 //! `memlens run` passes them all in one variable, [`CONFIG`], as settings text
 //! ([`settings_text`]: one `NAME=value` line each), so that the program's environment
-//! grows by two variables (with `LD_PRELOAD`), not sixteen: programs that copy their
-//! environment (perl, make) would otherwise show blocks memcheck does not. A setting can
-//! also be its own variable (`MEMLENS_SAMPLE_SEED=7`, or the recorder preloaded by hand);
-//! [`CONFIG`]'s lines come first. `memlens attach` writes the same text to a file.
+//! grows by two variables (with `LD_PRELOAD`; three with `PYTHONMALLOC`), not sixteen:
+//! programs that copy their environment (perl, make) would otherwise show blocks memcheck
+//! does not. A setting can also be its own variable (`MEMLENS_SAMPLE_SEED=7`, or the
+//! recorder preloaded by hand); [`CONFIG`]'s lines come first. `memlens attach` writes the
+//! same text to a file.
 //!
 //! An [`EnvVar`] is a NUL-terminated name (the recorder's `getenv` needs one without
 //! allocating) that `std::process::Command::env` also takes as it is.
@@ -44,8 +45,21 @@ pub const CONFIG: EnvVar = EnvVar(c"MEMLENS_CONFIG");
 pub const OUTPUT: EnvVar = EnvVar(c"MEMLENS_OUTPUT");
 /// When `memlens run` started (Unix ns): a trace file older than that is replaced.
 pub const RUN_START: EnvVar = EnvVar(c"MEMLENS_RUN_START");
-/// Where each recorded process adds the name of its trace file.
+/// Where each recorded process adds the name of its trace file, ended by
+/// [`MANIFEST_END`].
 pub const MANIFEST: EnvVar = EnvVar(c"MEMLENS_MANIFEST");
+/// What ends each path in the manifest: a NUL, the one byte no path holds.
+pub const MANIFEST_END: u8 = 0;
+
+/// The trace paths a manifest lists, in the order they were added.
+#[cfg(feature = "std")]
+pub fn manifest_paths(data: &[u8]) -> std::vec::Vec<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    data.split(|&c| c == MANIFEST_END)
+        .filter(|p| !p.is_empty())
+        .map(|p| std::path::PathBuf::from(std::ffi::OsStr::from_bytes(p)))
+        .collect()
+}
 /// `--trace-children`: 1 records forked children and what they exec.
 pub const TRACE_CHILDREN: EnvVar = EnvVar(c"MEMLENS_TRACE_CHILDREN");
 /// `--trace-children-skip`: comma-separated globs of programs not to record.

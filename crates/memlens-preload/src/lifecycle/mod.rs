@@ -181,7 +181,7 @@ fn open_trace(forked_from: u32) -> bool {
     let manifest: &[u8] = unsafe { &*core::ptr::addr_of!(MANIFEST) };
     if !manifest.is_empty() {
         let mut line = f.path().to_vec();
-        line.push(b'\n');
+        line.push(memlens_trace::env::MANIFEST_END);
         let mut c = manifest.to_vec();
         c.push(0);
         // SAFETY: NUL-terminated path; a single short O_APPEND write is atomic.
