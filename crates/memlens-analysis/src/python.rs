@@ -50,8 +50,9 @@ pub fn shown_frames<'r>(raw: &'r [RawFrame], interpreter: &HashSet<u32>) -> Cow<
 /// For a Python program, each stack id mapped to the first stack id with the same shown
 /// frames, Python frames compared by line (stacks that differ only in the interpreter's
 /// C path, as `bytes * n` and a str made on one line do, or in the instruction of a line
-/// that allocated, as `"x" * n + str(i)`'s three do, are one site for a Python
-/// developer, as for tracemalloc); `None` for other programs.
+/// that allocated, as `"x" * n + str(i)`'s three do, or in code objects shown alike (same
+/// file, function and line) are one site for a Python developer, as for tracemalloc);
+/// `None` for other programs.
 pub fn canonical_stacks(metadata: &Metadata) -> Option<CanonicalStacks> {
     let interpreter = interpreter_modules(metadata);
     if interpreter.is_empty() {
@@ -60,16 +61,31 @@ pub fn canonical_stacks(metadata: &Metadata) -> Option<CanonicalStacks> {
     let mut ids: Vec<u32> = metadata.stacks.keys().copied().collect();
     ids.sort_unstable();
     let mut first: HashMap<Vec<RawFrame>, u32> = HashMap::new();
+    // (file, function) -> a number: code objects shown alike are one (the lines `exec`
+    // runs from `.pth` files are each a code object of their own, all `<module>` of
+    // `<string>`).
+    let mut shown_codes: HashMap<(&str, &str), u32> = HashMap::new();
     let mut out = CanonicalStacks::default();
     for id in ids {
         let mut shown = shown_frames(&metadata.stacks[&id], &interpreter).into_owned();
         for f in &mut shown {
             // A Python frame's instruction, as its line (the instruction when the line
             // is unknown: then it stays a site of its own).
-            if let Some((code, index)) = f.python() {
-                if let Some(line) = metadata.py_codes.get(&code).and_then(|c| line_of(c, index)) {
-                    f.offset = (code as u64) << 32 | LINE_KEY | line as u64;
-                }
+            let Some((code, index)) = f.python() else {
+                continue;
+            };
+            let Some(c) = metadata.py_codes.get(&code) else {
+                continue;
+            };
+            if let Some(line) = line_of(c, index) {
+                let n = shown_codes.len() as u32;
+                let shown_code = *shown_codes
+                    .entry((c.filename.as_str(), c.qualname.as_str()))
+                    .or_insert(n);
+                *f = RawFrame {
+                    module: LINE_KEY,
+                    offset: (shown_code as u64) << 32 | line as u64,
+                };
             }
         }
         let canon = *first.entry(shown).or_insert(id);
@@ -80,9 +96,11 @@ pub fn canonical_stacks(metadata: &Metadata) -> Option<CanonicalStacks> {
     Some(out)
 }
 
-/// Marks a compared frame's offset as a line, not an instruction index (which is below
-/// 2^31: an index counts 2-byte code units).
-const LINE_KEY: u64 = 1 << 31;
+/// The module of a compared frame that stands for a Python line (file and function,
+/// line), apart from
+/// the Python frames (code, instruction) whose line is unknown and from every module's
+/// (numbered from 0 up).
+const LINE_KEY: u32 = memlens_trace::PYTHON_MODULE - 1;
 
 /// Stack id -> the stack id it is shown as ([`canonical_stacks`]), asked for every event
 /// of a pass: a table indexed by id (the recorder numbers stacks from 1 up), with a map
@@ -394,9 +412,10 @@ mod tests {
         );
     }
 
-    /// Stacks that differ only in the instruction of one Python line, or in the
-    /// interpreter's own frames, are one site; another line, another native caller, or an
-    /// instruction whose line is unknown is a site of its own.
+    /// Stacks that differ only in the instruction of one Python line, in the
+    /// interpreter's own frames, or in code objects of one file and function, are one
+    /// site; another line or function, another native caller, or an instruction whose
+    /// line is unknown is a site of its own.
     #[test]
     fn a_python_line_is_one_site() {
         use memlens_trace::{Module, Notice, NoticeKind, PYTHON_MODULE};
@@ -417,10 +436,11 @@ mod tests {
             0x02,
             0x80 | (15 << 3),
         ];
-        let py = |index: u64| RawFrame {
+        let py_in = |code: u64, index: u64| RawFrame {
             module: PYTHON_MODULE,
-            offset: 7 << 32 | index,
+            offset: code << 32 | index,
         };
+        let py = |index: u64| py_in(7, index);
         let native = |module: u32, offset: u64| RawFrame { module, offset };
         let module = |id: u32, path: &str| Module {
             id,
@@ -443,6 +463,11 @@ mod tests {
         md.modules.insert(1, module(1, "/usr/bin/python3"));
         md.modules.insert(2, module(2, "/usr/lib/libext.so"));
         md.py_codes.insert(7, code(10, &t));
+        // Another code object shown alike (as `exec` makes), and one of another function.
+        md.py_codes.insert(8, code(10, &t));
+        let mut other = code(10, &t);
+        other.qualname = "g".into();
+        md.py_codes.insert(9, other);
         let stacks = [
             (1, vec![native(2, 0x100), py(0)]),
             (2, vec![native(2, 0x100), py(5)]),
@@ -451,13 +476,15 @@ mod tests {
             (5, vec![native(1, 0x300), native(2, 0x100), py(1)]),
             (6, vec![native(2, 0x100), py(8)]),
             (7, vec![native(2, 0x100), py(9)]),
+            (8, vec![native(2, 0x100), py_in(8, 1)]),
+            (9, vec![native(2, 0x100), py_in(9, 1)]),
         ];
         for (id, frames) in stacks {
             md.stacks.insert(id, frames);
         }
         let c = canonical_stacks(&md).unwrap();
-        let shown: Vec<u32> = (1..=7).map(|id| c.get(id)).collect();
-        assert_eq!(shown, [1, 1, 3, 4, 1, 6, 7]);
+        let shown: Vec<u32> = (1..=9).map(|id| c.get(id)).collect();
+        assert_eq!(shown, [1, 1, 3, 4, 1, 6, 7, 1, 9]);
     }
 
     #[test]

@@ -333,6 +333,24 @@ fn threads_generators_and_async_functions_have_their_frames() {
             "{}: {fetch:?}",
             py.exe.display()
         );
+        // A Python line is one site per allocating function: no two sites show the same
+        // Python frames (whichever instructions of their lines allocated).
+        let mut seen = std::collections::HashSet::new();
+        for s in rep["hotspots"]["by_allocations"].as_array().unwrap() {
+            let f = frames(s);
+            if !f.is_empty() && f.iter().all(|x| x["module"].is_null()) {
+                let shown: Vec<String> = f
+                    .iter()
+                    .map(|x| format!("{} {}:{}", x["function"], x["file"], x["line"]))
+                    .collect();
+                let key = format!("{} {shown:?}", s["allocator"]);
+                assert!(
+                    seen.insert(key.clone()),
+                    "{}: two sites {key}",
+                    py.exe.display()
+                );
+            }
+        }
     }
 }
 
