@@ -572,6 +572,48 @@ fn check_survived(what: &str, args: &[OsString], o: &Output, cut_short: bool) {
     }
 }
 
+/// A process killed right after its leak check at exit (before its End record): the trace
+/// has every allocation the leak check found lost, with its stack, because every
+/// buffered event and definition is written before the check's records. (They used to
+/// come after: such a trace had the leaks "at malloc", of no allocation in the report.)
+#[test]
+fn a_trace_cut_right_after_its_leak_check_has_the_leaks_allocations() {
+    let exe = build_c("leak_at_exit.c", "leak_at_exit");
+    let r = run(&exe, &[]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let trace = r.only_trace();
+    let data = std::fs::read(&trace).unwrap();
+    let starts = chunk_starts(&data);
+    let scan = starts
+        .iter()
+        .position(|&off| off + 40 <= data.len() && data[off + 4] == ChunkKind::Scan as u8)
+        .expect("a Scan chunk");
+    let cut = r.dir.join("cut.trace");
+    std::fs::write(&cut, &data[..starts[scan + 1]]).unwrap();
+    let o = Command::new(memlens())
+        .arg("leaks")
+        .arg(&cut)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("1,045 bytes in 10 blocks are definitely lost")
+            && out.contains("by main (leak_at_exit.c:12)"),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let rep = report(&cut);
+    assert_eq!(rep["totals"]["allocations"], 10, "{}", rep["totals"]);
+    // Cut before its End record: said to be cut short.
+    assert!(
+        rep["trace"]["truncated"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("it has no end record")),
+        "{}",
+        rep["trace"]
+    );
+}
+
 /// Offsets where the chunks of a trace start (and where the file ends).
 fn chunk_starts(data: &[u8]) -> Vec<usize> {
     let hlen = u32::from_le_bytes(data[12..16].try_into().unwrap()) as usize;

@@ -196,6 +196,10 @@ fn scan_and_write(
         unstoppable: unstoppable.len() as u32,
         flags,
     };
+    // Every event recorded so far (the blocks' allocations, their stacks' definitions)
+    // goes to the file before the scan's records: a process killed right after them
+    // leaves a trace whose leaks have their allocations and stacks.
+    crate::thread::flush_all();
     write_records(&scan, &heap, &marks, &roots, &reg_roots, reg_base);
 }
 
