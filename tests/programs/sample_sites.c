@@ -5,6 +5,7 @@
  *   site_c: 64 MiB in 64 blocks of 1 MiB, never freed (live at exit)
  *   site_d: a buffer grown by realloc 2,048 times by 256 B (256 B .. 512 KiB), then freed:
  *           256 * 2048 * 2049 / 2 = 537,133,056 bytes requested
+ *   site_e: 64 MiB in 65,536 blocks of 1 KiB from calloc, each freed at once
  *
  * Every release is of a block glibc handed out, sampled or not: none is a heap error.
  * With an argument DIR, after site_c it waits (up to 60 s) until a file whose name starts
@@ -57,6 +58,14 @@ __attribute__((noinline)) static void site_d(void) {
     free(buf);
 }
 
+__attribute__((noinline)) static void site_e(void) {
+    for (int i = 0; i < 65536; i++) {
+        char *p = calloc(64, 16);
+        sink = p;
+        free(p);
+    }
+}
+
 /* Wait until a profile appears in dir: 1 if one did, 0 after 60 s. */
 static int wait_for_profile(const char *dir) {
     for (int tries = 0; tries < 6000; tries++) {
@@ -88,6 +97,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     site_d();
+    site_e();
     printf("sample_sites done\n");
     return 0;
 }

@@ -20,10 +20,11 @@ const T: u64 = 512 * 1024;
 const MIB: u64 = 1 << 20;
 
 /// (function, blocks, bytes each) of the sites that allocate blocks of one size.
-const SITES: [(&str, u64, u64); 3] = [
+const SITES: [(&str, u64, u64); 4] = [
     ("site_a", 65_536, 4096),
     ("site_b", 1_048_576, 64),
     ("site_c", 64, MIB),
+    ("site_e", 65_536, 1024),
 ];
 /// site_d: 2,048 reallocs growing by 256 B.
 const SITE_D_BYTES: u64 = 256 * 2048 * 2049 / 2;
@@ -171,7 +172,7 @@ fn peak_exports_and_flame_graphs_are_estimates() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let svg = std::fs::read_to_string(&svg).unwrap();
-    for f in ["site_a", "site_b", "site_c", "site_d"] {
+    for f in ["site_a", "site_b", "site_c", "site_d", "site_e"] {
         assert!(svg.contains(f), "{f} not in the flame graph");
     }
 }

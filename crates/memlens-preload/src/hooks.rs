@@ -165,23 +165,23 @@ fn error(func: AllocFunc, kind: HeapErrorKind, p: *mut c_void, alloc_func: Alloc
     );
 }
 
-/// `malloc(3)`, recorded.
+/// `malloc(3)`, recorded; the exported `malloc` (`unsampled.rs`) comes here unless
+/// sampling passes over the call.
 ///
 /// # Safety
 /// None beyond malloc(3)'s: any size is accepted.
-#[cfg_attr(not(test), no_mangle)]
-pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+pub unsafe extern "C" fn malloc_hook(size: usize) -> *mut c_void {
     let p = __libc_malloc(size);
     allocated!(AllocFunc::Malloc, p, size as u64);
     p
 }
 
-/// `calloc(3)`, recorded.
+/// `calloc(3)`, recorded; the exported `calloc` (`unsampled.rs`) comes here unless
+/// sampling passes over the call.
 ///
 /// # Safety
 /// None beyond calloc(3)'s.
-#[cfg_attr(not(test), no_mangle)]
-pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
+pub unsafe extern "C" fn calloc_hook(n: usize, size: usize) -> *mut c_void {
     let p = __libc_calloc(n, size);
     allocated!(AllocFunc::Calloc, p, n.wrapping_mul(size) as u64);
     p
@@ -348,13 +348,13 @@ unsafe fn realloc_sampled(
     p
 }
 
-/// `realloc(3)`, recorded.
+/// `realloc(3)`, recorded; the exported `realloc` (`unsampled.rs`) comes here unless
+/// sampling passes over both blocks.
 ///
 /// # Safety
 /// realloc(3)'s contract: `old` is null or a live block of this allocator (anything
 /// else is reported as a heap error and left alone, with NULL returned).
-#[cfg_attr(not(test), no_mangle)]
-pub unsafe extern "C" fn realloc(old: *mut c_void, size: usize) -> *mut c_void {
+pub unsafe extern "C" fn realloc_hook(old: *mut c_void, size: usize) -> *mut c_void {
     let c = caller!();
     realloc_impl(AllocFunc::Realloc, old, size, c)
 }
@@ -470,12 +470,12 @@ unsafe fn release_sampled(func: AllocFunc, p: *mut c_void, c: Caller) {
     __libc_free(p);
 }
 
-/// `free(3)`, recorded.
+/// `free(3)`, recorded; the exported `free` (`unsampled.rs`) comes here unless sampling
+/// knows the block was not sampled.
 ///
 /// # Safety
 /// free(3)'s contract; a pointer that is not a live block is reported, not freed.
-#[cfg_attr(not(test), no_mangle)]
-pub unsafe extern "C" fn free(p: *mut c_void) {
+pub unsafe extern "C" fn free_hook(p: *mut c_void) {
     released!(AllocFunc::Free, p)
 }
 
@@ -632,6 +632,19 @@ macro_rules! delete_hook {
             released!($func, p)
         }
     };
+    // Not exported: its exported name is an assembly fast path (`unsampled.rs`).
+    (hook $name:ident, $func:expr $(, $extra:ident : $ty:ty)*) => {
+        /// A C++ `operator delete` variant, recorded as the one the program called; its
+        /// exported fast path (`unsampled.rs`) comes here unless sampling knows the block
+        /// was not sampled.
+        ///
+        /// # Safety
+        /// `p` is null or any pointer: one that is not a live block is reported, not freed.
+        pub unsafe extern "C" fn $name(p: *mut c_void $(, $extra: $ty)*) {
+            $(let _ = $extra;)*
+            released!($func, p)
+        }
+    };
 }
 
 // operator new(size_t), new[](size_t), and their nothrow forms (the nothrow_t& is ignored).
@@ -676,9 +689,9 @@ new_aligned_hook!(
     slow = c"_ZnamSt11align_val_t"
 );
 
-delete_hook!(_ZdlPv, AllocFunc::Delete);
+delete_hook!(hook delete_hook, AllocFunc::Delete);
 delete_hook!(_ZdaPv, AllocFunc::DeleteArray);
-delete_hook!(_ZdlPvm, AllocFunc::DeleteSized, _size: usize);
+delete_hook!(hook delete_sized_hook, AllocFunc::DeleteSized, _size: usize);
 delete_hook!(_ZdaPvm, AllocFunc::DeleteArraySized, _size: usize);
 delete_hook!(_ZdlPvSt11align_val_t, AllocFunc::DeleteAligned, _align: usize);
 delete_hook!(_ZdaPvSt11align_val_t, AllocFunc::DeleteArrayAligned, _align: usize);

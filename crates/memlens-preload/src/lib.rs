@@ -47,6 +47,7 @@ mod stacks;
 mod sys;
 mod thread;
 mod tls;
+mod unsampled;
 mod writer;
 
 #[global_allocator]

@@ -209,13 +209,13 @@ static TABLE: [Shard; SHARDS] = [const {
 /// so that a release can learn without a lock that no block starts there ([`may_hold`]):
 /// blocks are placed in shards by 1 MiB region, so a shard of a busy region always holds
 /// some sampled block, and its count alone would rarely answer no.
-const FILTER: usize = 4096;
-static FILTER_COUNTS: [AtomicU32; FILTER] = [const { AtomicU32::new(0) }; FILTER];
+pub(crate) const FILTER: usize = 4096;
+pub(crate) static FILTER_COUNTS: [AtomicU32; FILTER] = [const { AtomicU32::new(0) }; FILTER];
 /// Counts added for good by queued insertions (see `queue`), for the tests' invariant:
 /// the counts sum to the table's blocks plus these.
 static PINNED: AtomicU32 = AtomicU32::new(0);
 /// Set by [`start_filter`]: every insertion and removal then updates the counts.
-static FILTERING: AtomicBool = AtomicBool::new(false);
+pub(crate) static FILTERING: AtomicBool = AtomicBool::new(false);
 
 #[inline(always)]
 fn filter_slot(addr: u64) -> &'static AtomicU32 {

@@ -20,6 +20,11 @@ struct memlens_tls {
     unsigned long long in_flight;  /* the block the hook is returning, while leaving */
 };
 
-static __thread struct memlens_tls tls __attribute__((tls_model("initial-exec")));
+/* Hidden, not static: the hooks' assembly fast paths (`unsampled.rs`) read the sampler's
+ * countdown through its initial-exec offset. */
+__attribute__((visibility("hidden"))) __thread struct memlens_tls memlens_tls_block
+    __attribute__((tls_model("initial-exec")));
 
-__attribute__((visibility("hidden"))) struct memlens_tls *memlens_tls(void) { return &tls; }
+__attribute__((visibility("hidden"))) struct memlens_tls *memlens_tls(void) {
+    return &memlens_tls_block;
+}

@@ -36,6 +36,9 @@ pub struct Tls {
 /// How many live-table operations a thread can queue (see `live.rs`).
 pub const PENDING: usize = 8;
 
+/// Where the sampler's countdown lies in the block (the assembly of `unsampled.rs`).
+pub const SAMPLE_LEFT_OFFSET: usize = core::mem::offset_of!(Tls, sample_left);
+
 #[allow(improper_ctypes)] // only a pointer to ThreadState crosses, never the value
 extern "C" {
     fn memlens_tls() -> *mut Tls;
