@@ -282,15 +282,26 @@ fn is_tcache(heap: &Copied, t: u64, unsettled: usize) -> bool {
 /// on is the variable's.
 fn tcaches(mem: &mut Remote, tps: &[u64], heap: &Copied) -> Vec<u64> {
     const SPAN: u64 = 64 * 1024;
+    const PAGE: u64 = 4096;
     let mut offsets: Vec<u64> = Vec::new();
     for &tp in tps {
-        let lo = tp.saturating_sub(SPAN);
-        let mut words = vec![0u64; (SPAN / 8) as usize];
-        let n = mem.read_words(lo, &mut words);
-        for (k, &w) in words[..n].iter().enumerate() {
-            if w > 16 && heap.get(w - 8).is_some() && is_tcache(heap, w, 0) {
-                offsets.push(tp - (lo + 8 * k as u64));
+        // Page by page down from the thread pointer, as far as memory is mapped: the
+        // main thread's static TLS lies in a mapping that starts a few hundred bytes
+        // below it, where a read of the whole span would fail at its first page.
+        let mut words = vec![0u64; (PAGE / 8) as usize];
+        let mut page = tp & !(PAGE - 1);
+        while page + SPAN > tp {
+            let n = mem.read_words(page, &mut words);
+            for (k, &w) in words[..n].iter().enumerate() {
+                let at = page + 8 * k as u64;
+                if at < tp && w > 16 && heap.get(w - 8).is_some() && is_tcache(heap, w, 0) {
+                    offsets.push(tp - at);
+                }
             }
+            if n < words.len() || page < PAGE {
+                break;
+            }
+            page -= PAGE;
         }
     }
     offsets.sort_unstable();
