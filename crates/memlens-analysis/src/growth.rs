@@ -2,8 +2,9 @@
 //! is still reachable, so never "lost", but never given back either (caches without a
 //! bound, registries, queues nobody drains).
 //!
-//! **Sampling, in bounded memory.** The part of the window where the program allocated or
-//! freed (from its first to its last heap event, so that start-up and the exit scan do
+//! **Sampling, in bounded memory.** The part of the window where the program ran (from
+//! its first heap event to its last RSS sample, taken at exit before the leak check, or
+//! its last heap event when there is none later; so that start-up and the exit scan do
 //! not dilute it; "the run" below) is cut into [`INTERVALS`] equal intervals.
 //! For every site the analysis keeps the *floor* of each interval: the minimum of the
 //! site's live bytes during it (updated on every release, in O(1)). Memory that is

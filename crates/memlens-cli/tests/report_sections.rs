@@ -158,6 +158,29 @@ fn growth_flags_the_cache_and_not_the_waves() {
     assert_eq!(v2["growth"]["site_count"], 1);
 }
 
+/// A table built at start-up, then 300 ms of running on without a heap event: the growth
+/// window ends where the program did (its last RSS sample, at exit), not at its last
+/// allocation, so the table is a site that stayed level, not one that "keeps growing"
+/// (it was, at +300 MiB/s "over 66% of the run", with advice to bound it).
+#[test]
+fn a_table_built_at_start_up_is_not_growth() {
+    let exe = build_c("grow_then_idle.c", "grow_then_idle");
+    let r = run(&exe, &[]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let v = report_json(&[], &r.only_trace());
+    assert_eq!(v["totals"]["allocations"], 2000, "{}", v["totals"]);
+    assert_eq!(v["growth"]["site_count"], 0, "{:#}", v["growth"]);
+    assert!(
+        v["advice"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["kind"] != "growth"),
+        "{:#}",
+        v["advice"]
+    );
+}
+
 #[test]
 fn advice_points_at_the_sites() {
     let v = report_json(&[], patterns_trace());

@@ -401,10 +401,18 @@ pub(super) fn run(
     leaks: Option<bool>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Finished, Error> {
-    // Growth looks at the part of the window where the program allocated or freed:
-    // start-up and the exit scan would only dilute its intervals.
+    // Growth looks at the window from the program's first heap event (start-up would only
+    // dilute its intervals) to the end of its run as its RSS samples mark it: the last is
+    // taken at exit, before the leak check (which would dilute them too), or is the last
+    // before the process was killed. A site that filled up early and then stayed level
+    // while the program ran on without allocating is not growing; ending at the last heap
+    // event, it looked as if it grew to the end. (Without RSS samples: the last heap
+    // event.)
     let (grow_from, grow_to) = match reader.heap_event_span() {
-        Some((a, b)) => (a.max(win.from_ns), b.min(win.to_ns)),
+        Some((a, b)) => (
+            a.max(win.from_ns),
+            b.max(reader.last_event_ts()).min(win.to_ns),
+        ),
         None => (win.from_ns, win.from_ns),
     };
     let grow_span = grow_to.saturating_sub(grow_from);
