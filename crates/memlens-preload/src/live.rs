@@ -25,7 +25,9 @@
 
 use crate::own_memory;
 use crate::tls;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{
+    compiler_fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 use memlens_trace::AllocFunc;
 
 pub const SHARDS: usize = 256;
@@ -382,6 +384,13 @@ fn run(op: Op) -> Removed {
         shard.lock.store(false, Ordering::Release);
         return r;
     }
+    // The mark goes up before the lock is taken and down after it is given back (the
+    // compiler fences keep the order for a signal handler on this thread): a handler that
+    // runs in between, and uses the table itself (a free in a program's handler that
+    // calls exit, the exit's own frees), must see the mark and only try the lock. Marked
+    // down while the lock was still held, a handler's free spun on it forever.
+    t.set_live_shard(s as i32 + 1);
+    compiler_fence(Ordering::SeqCst);
     while shard
         .lock
         .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -389,10 +398,10 @@ fn run(op: Op) -> Removed {
     {
         core::hint::spin_loop();
     }
-    t.set_live_shard(s as i32 + 1);
     let r = apply(shard, op);
-    t.set_live_shard(0);
     shard.lock.store(false, Ordering::Release);
+    compiler_fence(Ordering::SeqCst);
+    t.set_live_shard(0);
     if t.pending_count().load(Ordering::Relaxed) != 0 {
         drain(t);
     }
@@ -672,6 +681,60 @@ pub fn unlock_all() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A signal handler that uses the table while its thread is inside a table operation
+    /// (a program's handler that frees, or that calls exit, whose own frees come here)
+    /// never waits for the shard lock the interrupted operation holds: it tries it, and
+    /// queues when it is taken. A worker inserts and removes blocks of one shard in a loop
+    /// while this thread signals it without pause; the handler removes an address of the
+    /// same shard. (The mark of "inside an operation" used to come down before the lock
+    /// was given back: a signal in between spun forever.) A hang fails on the timeout.
+    #[test]
+    fn a_signal_handler_using_the_table_never_waits_for_its_own_thread() {
+        use std::sync::atomic::AtomicBool as Flag;
+        use std::sync::mpsc::channel;
+        static HANDLED: AtomicU64 = AtomicU64::new(0);
+        // 1 MiB regions pick the shard: the handler's address is in the worker's region.
+        const BASE: u64 = 0x3A00_0000_0000;
+        extern "C" fn handler(_: libc::c_int) {
+            let _ = remove(BASE + 0xF_FFF0);
+            HANDLED.fetch_add(1, Ordering::Relaxed);
+        }
+        static DONE: Flag = Flag::new(false);
+        // SAFETY: installs a handler for SIGUSR2, which nothing else in these tests uses,
+        // and restores the old one below.
+        let mut old: libc::sigaction = unsafe { core::mem::zeroed() };
+        let mut new: libc::sigaction = unsafe { core::mem::zeroed() };
+        new.sa_sigaction = handler as *const () as usize;
+        new.sa_flags = libc::SA_RESTART;
+        unsafe { libc::sigaction(libc::SIGUSR2, &new, &mut old) };
+        let (tx, rx) = channel();
+        let worker = std::thread::spawn(move || {
+            // SAFETY: pthread_self has no preconditions.
+            tx.send(unsafe { libc::pthread_self() } as u64).unwrap();
+            for i in 0..3_000_000u64 {
+                let a = BASE + 16 * (i % 4096);
+                insert(a, Meta::new(8, AllocFunc::Malloc, false));
+                let _ = remove(a);
+            }
+            DONE.store(true, Ordering::Release);
+        });
+        let id = rx.recv().unwrap();
+        let start = std::time::Instant::now();
+        while !DONE.load(Ordering::Acquire) {
+            // SAFETY: the worker is alive until DONE (it is joined below).
+            unsafe { libc::pthread_kill(id as libc::pthread_t, libc::SIGUSR2) };
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "the worker hangs (a handler waits for its own thread's shard lock)"
+            );
+            std::thread::yield_now();
+        }
+        worker.join().unwrap();
+        // SAFETY: restores the handler saved above.
+        unsafe { libc::sigaction(libc::SIGUSR2, &old, core::ptr::null_mut()) };
+        assert!(HANDLED.load(Ordering::Relaxed) > 0);
+    }
     extern crate std;
     use std::collections::HashMap;
 
