@@ -44,8 +44,9 @@ pub fn require_known(p: &Profile, metric: Metric) -> Result<(), String> {
         ));
     }
     Err(format!(
-        "{} has no leak check (the process was killed, replaced itself with exec, or its trace could not be finished), so --metric {} is unknown",
+        "{} has no leak check ({}), so --metric {} is unknown",
         p.path.display(),
+        crate::present::trace::why_no_exit_scan(p.end.as_ref()),
         metric.info().name
     ))
 }

@@ -997,7 +997,7 @@ fn bad_input_gets_one_sentence_and_no_panic() {
     let t = r.only_trace();
     one_sentence(
         &memlens_cmd(&["flamegraph", s(&t), "--metric", "leaked", "-o", "/dev/null"]),
-        "has no leak check (the process was killed, replaced itself with exec, or its trace could not be finished), so --metric leaked is unknown",
+        "has no leak check (the run had --leak-check=no, or the scan could not run), so --metric leaked is unknown",
     );
     one_sentence(
         &memlens_cmd(&["diff", s(&t), s(a), "--metric", "definitely-lost"]),

@@ -941,3 +941,24 @@ fn the_program_gets_three_variables_and_the_recorder_every_setting() {
     assert!(sites.iter().all(|s| depth(&s) <= 3), "{sites:?}");
     assert!(sites.iter().any(|s| depth(&s) == 3), "{sites:?}");
 }
+
+/// `memlens leaks` of a run without its leak check says why there is none as far as the
+/// trace tells: `--leak-check=no` for a process that exited, not "killed or replaced by
+/// exec" (which it said for every trace without a scan).
+#[test]
+fn leaks_of_a_run_without_its_leak_check_says_why() {
+    let prog = build_c("exits.c", "exits");
+    let r = run_with(&["--leak-check=no"], &prog, &["return"]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let o = Command::new(memlens())
+        .arg("leaks")
+        .arg(r.only_trace())
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "No leak check: the trace has no exit scan (the run had --leak-check=no, or the scan \
+         could not run).\n"
+    );
+}

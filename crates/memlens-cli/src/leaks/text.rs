@@ -126,10 +126,10 @@ impl LeakView {
                 return o;
             }
             None => {
+                let why = crate::present::trace::why_no_exit_scan(self.metadata.end.as_ref());
                 let _ = writeln!(
                     o,
-                    "{prefix}No leak check: the trace has no exit scan (the process was killed, \
-                     replaced by exec, or its trace could not be written)."
+                    "{prefix}No leak check: the trace has no exit scan ({why})."
                 );
                 return o;
             }

@@ -47,6 +47,20 @@ pub fn json_sampling(interval: u64) -> Value {
     }
 }
 
+/// Why a trace has no exit scan, as far as its end record tells (`memlens leaks`, and the
+/// leak metrics of `flamegraph` and `export`).
+pub fn why_no_exit_scan(end: Option<&memlens_trace::EndRecord>) -> &'static str {
+    use memlens_trace::ExitKind;
+    match end.map(|e| e.kind) {
+        Some(ExitKind::Exec) => "the process was replaced by exec",
+        Some(ExitKind::Exit | ExitKind::UnderscoreExit) => {
+            "the run had --leak-check=no, or the scan could not run"
+        }
+        Some(ExitKind::Signal) => "the process died by a signal before a scan could run",
+        _ => "the process was killed, or its trace could not be written",
+    }
+}
+
 /// Why a sampled trace has no leak kinds, in one sentence every output uses.
 pub const LEAK_KINDS_UNDER_SAMPLING: &str = "no leak kinds (definitely, indirectly, possibly lost): a sampled run records only the sampled blocks, and pointers to them from the others cannot be followed, so no reachability scan is made; \"not freed\" figures are estimates of the blocks left at exit";
 
