@@ -845,14 +845,23 @@ pub fn run(args: RunArgs, budgets: Option<Budgets>) -> Result<ExitCode, LaunchEr
 /// Print the leak summary (and with --leak-check=full the records); true if there were
 /// errors in memcheck's sense.
 fn leak_gate(trace: &Path, view: &mut crate::leaks::LeakView, args: &RunArgs, quiet: bool) -> bool {
+    let errors = view.error_count();
     if !quiet {
         crate::write_stderr(&crate::leaks::after_summary(
             view,
             trace,
             args.leak_check == LeakCheck::Full,
         ));
+    } else if errors > 0 {
+        // Quiet, but failing: one line, as `valgrind -q` still prints its errors.
+        crate::say!(
+            "==memlens== {errors} error{} in the leak check (heap errors, and loss records of \
+             --errors-for-leak-kinds): `memlens leaks {}` lists them",
+            if errors == 1 { "" } else { "s" },
+            trace.display()
+        );
     }
-    view.error_count() > 0
+    errors > 0
 }
 
 /// How often, by default, every thread's buffered events reach the trace (ms).

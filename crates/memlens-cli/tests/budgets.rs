@@ -647,3 +647,38 @@ fn plot_history_draws_each_components_peak_and_leaked_bytes_per_run() {
     );
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }
+
+/// `memlens check -q` that fails on the leak check says so in one line (as `valgrind -q`
+/// still prints its errors), instead of exiting 1 without a word; passing, it is silent.
+#[test]
+fn a_quiet_check_that_fails_on_leaks_says_so_in_one_line() {
+    let exe = build_c("leak_at_exit.c", "leak_at_exit");
+    let dir = scratch("quiet-check");
+    let o = Command::new(memlens())
+        .current_dir(&dir)
+        .args(["check", "-q", "-o"])
+        .arg(dir.join("t.trace"))
+        .arg("--")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!(
+            "==memlens== 1 error in the leak check (heap errors, and loss records of \
+             --errors-for-leak-kinds): `memlens leaks {}` lists them\n",
+            dir.join("t.trace").display()
+        )
+    );
+    let o = Command::new(memlens())
+        .current_dir(&dir)
+        .args(["check", "-q", "--errors-for-leak-kinds=none", "-o"])
+        .arg(dir.join("u.trace"))
+        .arg("--")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "");
+}
