@@ -32,10 +32,13 @@ pub enum Resolution {
 }
 
 impl Resolution {
+    /// How many of the program's frames are compared. memcheck compares 2 (low) or 4
+    /// (med) frames of a stack that starts at the allocation function itself, which here
+    /// is the record's `func` (part of the key), not a frame: one fewer.
     fn frames(self) -> usize {
         match self {
-            Resolution::Low => 2,
-            Resolution::Med => 4,
+            Resolution::Low => 1,
+            Resolution::Med => 3,
             Resolution::High => usize::MAX,
         }
     }

@@ -33,7 +33,7 @@ pub struct LeakOptions {
     #[arg(long, value_name = "KINDS", default_value = "definite,possible", value_parser = parse_kinds)]
     pub errors_for_leak_kinds: KindSet,
     /// How many frames two stacks must share to merge their loss records: low (2),
-    /// med (4), high (all).
+    /// med (4), high (all), the allocation function counted among them, as in memcheck.
     #[arg(long, value_enum, default_value_t = LeakResolution::High)]
     pub leak_resolution: LeakResolution,
     /// Read suppressions from FILE: Valgrind's format (`{ name Memcheck:Leak fun:... }`)

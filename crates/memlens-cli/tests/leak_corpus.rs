@@ -353,3 +353,40 @@ fn relative_dlopen_is_symbolized_from_another_directory() {
     );
     assert_eq!(frame["module"], "leak_plugin.so");
 }
+
+/// `--leak-resolution` merges loss records as memcheck does, which counts the allocation
+/// function itself among the 2 (low) or 4 (med) frames it compares (memcheck 3.19 on
+/// leak_resolution.c: low 20 B in 2 blocks and 60 B in 2; med 20 B in 2, 30 B, 30 B;
+/// high four records). memlens compared one frame more.
+#[test]
+fn leak_resolution_compares_as_many_frames_as_memcheck() {
+    let exe = build_c("leak_resolution.c", "leak_resolution");
+    let r = run(&exe, &[]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    let trace = r.only_trace();
+    for (resolution, want) in [
+        ("low", vec![(20, 2), (60, 2)]),
+        ("med", vec![(20, 2), (30, 1), (30, 1)]),
+        ("high", vec![(10, 1), (10, 1), (30, 1), (30, 1)]),
+    ] {
+        let o = std::process::Command::new(memlens())
+            .args(["leaks", "--leak-resolution", resolution])
+            .arg(&trace)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        let mut got: Vec<(u64, u64)> = out
+            .lines()
+            .filter(|l| l.contains(" are definitely lost in loss record"))
+            .map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                (
+                    w[0].replace(',', "").parse().unwrap(),
+                    w[3].parse().unwrap(),
+                )
+            })
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, want, "--leak-resolution={resolution}:\n{out}");
+    }
+}
