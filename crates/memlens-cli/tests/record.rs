@@ -962,3 +962,49 @@ fn leaks_of_a_run_without_its_leak_check_says_why() {
          could not run).\n"
     );
 }
+
+/// A program that execs with an environment of its own making, keeping LD_PRELOAD but
+/// not MEMLENS_CONFIG (and after a chdir): the new image records with memlens run's
+/// settings, into the trace `-o` names, so that the summary and `memlens check` see its
+/// leak. (It recorded with the defaults, into its new working directory, unknown to
+/// memlens run, whose summary said the new image was not recorded; check passed.)
+#[test]
+fn an_exec_with_its_own_environment_keeps_the_settings() {
+    let prog = build_c("exec_own_env.c", "exec_own_env");
+    let dir = scratch("exec-own-env");
+    let cwd = dir.join("cwd");
+    std::fs::create_dir(&cwd).unwrap();
+    let o = Command::new(memlens())
+        .args(["check", "-o"])
+        .arg(dir.join("%n.%p.trace"))
+        .arg("--")
+        .arg(&prog)
+        .arg(&cwd)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "child FOO=custom\n");
+    // The leak fails the check.
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("definitely lost: 4,444 bytes in 1 blocks"),
+        "{err}"
+    );
+    assert!(err.contains("ran 2 programs by exec"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&cwd).unwrap().count(),
+        0,
+        "a trace in the new cwd"
+    );
+    let traces = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".trace")
+        })
+        .count();
+    assert_eq!(traces, 2, "{err}");
+}

@@ -3,6 +3,71 @@
 //! `--trace-children-skip`, a program that took the recorder out of `LD_PRELOAD`).
 
 use super::*;
+use core::sync::atomic::AtomicPtr;
+
+/// `MEMLENS_CONFIG=...` as this process was started with it (`memlens run`'s settings),
+/// NUL-terminated in the recorder's heap; null when it had none.
+static SETTINGS_ENTRY: AtomicPtr<c_char> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Keep this process's `MEMLENS_CONFIG` entry for the images it execs ([`passed_env`]).
+/// Called once at start-up.
+pub(super) fn remember_settings() {
+    let name = memlens_trace::env::CONFIG.c_name();
+    // SAFETY: getenv with a NUL-terminated name, at start-up.
+    let v = unsafe { libc::getenv(name.as_ptr()) };
+    if v.is_null() {
+        return;
+    }
+    // SAFETY: a non-null getenv result is NUL-terminated.
+    let value = unsafe { CStr::from_ptr(v) }.to_bytes_with_nul();
+    let mut entry = Vec::with_capacity(name.to_bytes().len() + 1 + value.len());
+    entry.extend_from_slice(name.to_bytes());
+    entry.push(b'=');
+    entry.extend_from_slice(value);
+    let entry = alloc::boxed::Box::leak(entry.into_boxed_slice());
+    SETTINGS_ENTRY.store(entry.as_mut_ptr() as *mut c_char, Ordering::Release);
+}
+
+/// The environment an exec passes on: `envp` itself, or, when it keeps the recorder
+/// preloaded but has no `MEMLENS_CONFIG` (a program that builds its children's
+/// environment from a list of its own), a copy with this process's entry added, held by
+/// `keep`. Without it the new image would record with the defaults: into its working
+/// directory, in a trace `memlens run` does not know of, which its summary and `memlens
+/// check` then miss.
+///
+/// # Safety
+/// `envp` is null or exec's NULL-terminated array of NUL-terminated strings.
+unsafe fn passed_env(
+    envp: *const *const c_char,
+    keep: &mut Vec<*const c_char>,
+) -> *const *const c_char {
+    let entry = SETTINGS_ENTRY.load(Ordering::Acquire);
+    if entry.is_null() || envp.is_null() || exec_code(envp) != memlens_trace::EXEC_RECORDER_KEPT {
+        return envp;
+    }
+    let prefix = b"MEMLENS_CONFIG=";
+    let mut n = 0;
+    loop {
+        // SAFETY: within the NULL-terminated array.
+        let e = unsafe { *envp.add(n) };
+        if e.is_null() {
+            break;
+        }
+        // SAFETY: a NUL-terminated string of the array.
+        if unsafe { CStr::from_ptr(e) }.to_bytes().starts_with(prefix) {
+            return envp;
+        }
+        n += 1;
+    }
+    keep.reserve(n + 2);
+    for i in 0..n {
+        // SAFETY: as above.
+        keep.push(unsafe { *envp.add(i) });
+    }
+    keep.push(entry as *const c_char);
+    keep.push(core::ptr::null());
+    keep.as_ptr()
+}
 
 /// The image is about to be replaced, with the environment `envp`: flush everything and
 /// mark the trace ended by exec, saying whether the new image will be recorded. If exec
@@ -41,6 +106,8 @@ pub unsafe extern "C" fn execve(
     argv: *const *const c_char,
     envp: *const *const c_char,
 ) -> c_int {
+    let mut keep = Vec::new();
+    let envp = passed_env(envp, &mut keep);
     before_exec(envp);
     match real::<ExecveFn>(&REAL_EXECVE) {
         Some(f) => f(path, argv, envp),
@@ -58,6 +125,8 @@ pub unsafe extern "C" fn execvpe(
     argv: *const *const c_char,
     envp: *const *const c_char,
 ) -> c_int {
+    let mut keep = Vec::new();
+    let envp = passed_env(envp, &mut keep);
     before_exec(envp);
     match real::<ExecveFn>(&REAL_EXECVPE) {
         Some(f) => f(file, argv, envp),
@@ -71,7 +140,15 @@ pub unsafe extern "C" fn execvpe(
 /// As [`execve`].
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) -> c_int {
-    before_exec(environ);
+    let mut keep = Vec::new();
+    let envp = passed_env(environ, &mut keep);
+    before_exec(envp);
+    if !keep.is_empty() {
+        return match real::<ExecveFn>(&REAL_EXECVE) {
+            Some(f) => f(path, argv, envp),
+            None => enosys(),
+        };
+    }
     match real::<ExecvFn>(&REAL_EXECV) {
         Some(f) => f(path, argv),
         None => enosys(),
@@ -84,7 +161,15 @@ pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) 
 /// As [`execve`].
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn execvp(file: *const c_char, argv: *const *const c_char) -> c_int {
-    before_exec(environ);
+    let mut keep = Vec::new();
+    let envp = passed_env(environ, &mut keep);
+    before_exec(envp);
+    if !keep.is_empty() {
+        return match real::<ExecveFn>(&REAL_EXECVPE) {
+            Some(f) => f(file, argv, envp),
+            None => enosys(),
+        };
+    }
     match real::<ExecvFn>(&REAL_EXECVP) {
         Some(f) => f(file, argv),
         None => enosys(),
@@ -101,6 +186,8 @@ pub unsafe extern "C" fn fexecve(
     argv: *const *const c_char,
     envp: *const *const c_char,
 ) -> c_int {
+    let mut keep = Vec::new();
+    let envp = passed_env(envp, &mut keep);
     before_exec(envp);
     match real::<FexecveFn>(&REAL_FEXECVE) {
         Some(f) => f(fd, argv, envp),

@@ -401,6 +401,7 @@ extern "C" fn memlens_init() {
         return;
     }
     let cfg = Config::from_env();
+    exec::remember_settings();
     crate::clock::start();
     thread::MAX_DEPTH.store(cfg.max_depth as u32, Ordering::Relaxed);
     thread::UNWIND_CACHE.store(cfg.unwind_cache, Ordering::Relaxed);
