@@ -112,13 +112,13 @@ pub struct RunArgs {
     /// trace).
     #[arg(long, num_args = 2, value_names = ["DURATION", "DIR"])]
     pub pprof_every: Option<Vec<OsString>>,
-    /// The program to run, then its arguments (put them after `--`).
     /// Take a heap snapshot of the program every DURATION while it runs (60s, 500ms),
     /// as `memlens snapshot PID` does: numbered files memlens.PROGRAM.PID.N.snap beside
     /// the traces, for `memlens diff` and `memlens leaks`. Each pauses the program for a
     /// moment (the pause is printed).
     #[arg(long, value_name = "DURATION", value_parser = parse_snapshot_every)]
     pub snapshot_every: Option<std::time::Duration>,
+    /// The program to run, then its arguments (put them after `--`).
     #[arg(
         trailing_var_arg = true,
         required = true,
