@@ -337,5 +337,10 @@ pub fn main(args: LeaksArgs) -> ExitCode {
             serde_json::to_string_pretty(&view.sarif(&root)).unwrap_or_default() + "\n"
         }
     };
+    // A module that changed or is gone since the recording (its frames are offsets), as
+    // `report` warns.
+    for w in view.sym.warnings() {
+        crate::say!("memlens: warning: {w}");
+    }
     crate::print_stdout(&out)
 }

@@ -1008,3 +1008,30 @@ fn an_exec_with_its_own_environment_keeps_the_settings() {
         .count();
     assert_eq!(traces, 2, "{err}");
 }
+
+/// `memlens leaks` of a trace whose program is gone since says so on stderr, as `report`
+/// does, instead of showing offsets without a word.
+#[test]
+fn leaks_warns_when_the_program_is_gone() {
+    let prog = build_c("leak_at_exit.c", "leak_at_exit");
+    let dir = scratch("leaks-gone");
+    let copy = dir.join("gone_soon");
+    std::fs::copy(&prog, &copy).unwrap();
+    let r = run(&copy, &[]);
+    assert!(r.output.status.success(), "{}", r.stderr());
+    std::fs::remove_file(&copy).unwrap();
+    let o = Command::new(memlens())
+        .arg("leaks")
+        .arg(r.only_trace())
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!(
+            "memlens: warning: {} no longer exists, so its frames are shown as offsets\n",
+            copy.display()
+        )
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("by gone_soon+0x"));
+}
