@@ -212,6 +212,10 @@ static TABLE: [Shard; SHARDS] = [const {
 /// blocks are placed in shards by 1 MiB region, so a shard of a busy region always holds
 /// some sampled block, and its count alone would rarely answer no.
 pub(crate) const FILTER: usize = 4096;
+/// The filter's hash of an address: `((addr >> 4) * FILTER_MUL) >> FILTER_SHIFT`, one of
+/// [`FILTER`] counts (also computed by the assembly of `unsampled.rs`).
+pub(crate) const FILTER_MUL: u64 = 0x9E37_79B9_7F4A_7C15;
+pub(crate) const FILTER_SHIFT: u32 = 64 - FILTER.trailing_zeros();
 pub(crate) static FILTER_COUNTS: [AtomicU32; FILTER] = [const { AtomicU32::new(0) }; FILTER];
 /// Counts added for good by queued insertions (see `queue`), for the tests' invariant:
 /// the counts sum to the table's blocks plus these.
@@ -221,8 +225,8 @@ pub(crate) static FILTERING: AtomicBool = AtomicBool::new(false);
 
 #[inline(always)]
 fn filter_slot(addr: u64) -> &'static AtomicU32 {
-    let h = (addr >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52;
-    &FILTER_COUNTS[h as usize % FILTER]
+    let h = (addr >> 4).wrapping_mul(FILTER_MUL) >> FILTER_SHIFT;
+    &FILTER_COUNTS[h as usize]
 }
 
 impl Shard {

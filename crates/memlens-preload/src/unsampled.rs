@@ -29,6 +29,54 @@ extern "C" {
     fn __libc_free(p: *mut c_void);
 }
 
+/// Assembly that jumps to `{hook}` unless the filter of sampled addresses says that no
+/// sampled block can start at `rdi` (`live::may_hold`: the filter is on, and the count at
+/// the address's hash is 0; the hash is `live::filter_slot`'s). Clobbers rax and rcx.
+/// Its operands: `{filtering}`, `{counts}`, `{mul}`, `{shift}` and `{hook}`.
+macro_rules! unsampled_address {
+    () => {
+        concat!(
+            "cmp byte ptr [rip + {filtering}], 0\n",
+            "je {hook}\n",
+            "mov rax, rdi\n",
+            "shr rax, 4\n",
+            "movabs rcx, {mul}\n",
+            "imul rax, rcx\n",
+            "shr rax, {shift}\n",
+            "lea rcx, [rip + {counts}]\n",
+            "cmp dword ptr [rcx + 4 * rax], 0\n",
+            "jne {hook}\n",
+        )
+    };
+}
+
+/// Assembly that takes `$size` (a register) from the thread's countdown to its next
+/// sample point (`sample::take`'s fast path, wrapping): when the rest is above 0 it is
+/// stored and the call is passed over (jump to `{libc}`); otherwise it jumps to `{hook}`,
+/// the countdown untouched. `$tls` is a scratch register for the TLS offset; rcx is
+/// clobbered. Its operand: `{left}`.
+macro_rules! count_down {
+    ($size:literal, $tls:literal) => {
+        concat!(
+            "mov ",
+            $tls,
+            ", qword ptr [rip + memlens_tls_block@GOTTPOFF]\n",
+            "mov rcx, qword ptr fs:[",
+            $tls,
+            " + {left}]\n",
+            "sub rcx, ",
+            $size,
+            "\n",
+            "test rcx, rcx\n",
+            "jle {hook}\n",
+            "mov qword ptr fs:[",
+            $tls,
+            " + {left}], rcx\n",
+            "jmp {libc}\n",
+        )
+    };
+}
+
 /// `malloc(3)`: glibc's, when sampling passes over the allocation; otherwise
 /// [`crate::hooks::malloc_hook`].
 ///
@@ -41,15 +89,7 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
         // Every block recorded: the hook.
         "cmp qword ptr [rip + {interval}], 0",
         "je {hook}",
-        // The thread's countdown less the size (wrapping, as `sample::take`): above 0,
-        // the allocation is passed over.
-        "mov rax, qword ptr [rip + memlens_tls_block@GOTTPOFF]",
-        "mov rcx, qword ptr fs:[rax + {left}]",
-        "sub rcx, rdi",
-        "test rcx, rcx",
-        "jle {hook}",
-        "mov qword ptr fs:[rax + {left}], rcx",
-        "jmp {libc}",
+        count_down!("rdi", "rax"),
         interval = sym crate::sample::INTERVAL,
         hook = sym crate::hooks::malloc_hook,
         left = const crate::tls::SAMPLE_LEFT_OFFSET,
@@ -70,13 +110,7 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
         "je {hook}",
         "mov rax, rdi",
         "imul rax, rsi",
-        "mov rdx, qword ptr [rip + memlens_tls_block@GOTTPOFF]",
-        "mov rcx, qword ptr fs:[rdx + {left}]",
-        "sub rcx, rax",
-        "test rcx, rcx",
-        "jle {hook}",
-        "mov qword ptr fs:[rdx + {left}], rcx",
-        "jmp {libc}",
+        count_down!("rax", "rdx"),
         interval = sym crate::sample::INTERVAL,
         hook = sym crate::hooks::calloc_hook,
         left = const crate::tls::SAMPLE_LEFT_OFFSET,
@@ -100,32 +134,19 @@ pub unsafe extern "C" fn realloc(old: *mut c_void, size: usize) -> *mut c_void {
         "test rdi, rdi",
         "je 3f",
         // The old block: may a sampled block start there?
-        "cmp byte ptr [rip + {filtering}], 0",
-        "je {hook}",
-        "mov rax, rdi",
-        "shr rax, 4",
-        "movabs rcx, 0x9E3779B97F4A7C15",
-        "imul rax, rcx",
-        "shr rax, 52",
-        "lea rcx, [rip + {counts}]",
-        "cmp dword ptr [rcx + 4 * rax], 0",
-        "jne {hook}",
+        unsampled_address!(),
         "test rsi, rsi",
         "je {libc}",
         "3:",
         "mov rcx, rsi",
         "shr rcx, 48",
         "jnz {hook}",
-        "mov rax, qword ptr [rip + memlens_tls_block@GOTTPOFF]",
-        "mov rcx, qword ptr fs:[rax + {left}]",
-        "sub rcx, rsi",
-        "test rcx, rcx",
-        "jle {hook}",
-        "mov qword ptr fs:[rax + {left}], rcx",
-        "jmp {libc}",
+        count_down!("rsi", "rax"),
         interval = sym crate::sample::INTERVAL,
         filtering = sym crate::live::FILTERING,
         counts = sym crate::live::FILTER_COUNTS,
+        mul = const crate::live::FILTER_MUL,
+        shift = const crate::live::FILTER_SHIFT,
         hook = sym crate::hooks::realloc_hook,
         left = const crate::tls::SAMPLE_LEFT_OFFSET,
         libc = sym __libc_realloc,
@@ -149,32 +170,21 @@ macro_rules! release_stub {
                 "je 2f",
                 "cmp qword ptr [rip + {interval}], 0",
                 "je {hook}",
-                "cmp byte ptr [rip + {filtering}], 0",
-                "je {hook}",
-                // `live::filter_slot`: ((p >> 4) * golden ratio) >> 52, of 4096 counts.
-                "mov rax, rdi",
-                "shr rax, 4",
-                "movabs rcx, 0x9E3779B97F4A7C15",
-                "imul rax, rcx",
-                "shr rax, 52",
-                "lea rcx, [rip + {counts}]",
-                "cmp dword ptr [rcx + 4 * rax], 0",
-                "jne {hook}",
+                unsampled_address!(),
                 "jmp {libc}",
                 "2:",
                 "ret",
                 interval = sym crate::sample::INTERVAL,
                 filtering = sym crate::live::FILTERING,
                 counts = sym crate::live::FILTER_COUNTS,
+                mul = const crate::live::FILTER_MUL,
+                shift = const crate::live::FILTER_SHIFT,
                 hook = sym $hook,
                 libc = sym __libc_free,
             )
         }
     };
 }
-
-// The filter's hash must be the one above.
-const _: () = assert!(crate::live::FILTER == 4096);
 
 release_stub!(
     /// `free(3)`.
