@@ -45,7 +45,7 @@ unsafe fn passed_env(
     if entry.is_null() || envp.is_null() || exec_code(envp) != memlens_trace::EXEC_RECORDER_KEPT {
         return envp;
     }
-    let prefix = b"MEMLENS_CONFIG=";
+    let name = memlens_trace::env::CONFIG.c_name().to_bytes();
     let mut n = 0;
     loop {
         // SAFETY: within the NULL-terminated array.
@@ -54,7 +54,8 @@ unsafe fn passed_env(
             break;
         }
         // SAFETY: a NUL-terminated string of the array.
-        if unsafe { CStr::from_ptr(e) }.to_bytes().starts_with(prefix) {
+        let e = unsafe { CStr::from_ptr(e) }.to_bytes();
+        if e.starts_with(name) && e.get(name.len()) == Some(&b'=') {
             return envp;
         }
         n += 1;
@@ -73,16 +74,26 @@ unsafe fn passed_env(
 /// mark the trace ended by exec, saying whether the new image will be recorded. If exec
 /// fails, recording goes on and a later End record supersedes this one. A `vfork` child
 /// execs the child's image, not its parent's: it leaves the parent's trace alone.
-fn before_exec(envp: *const *const c_char) {
+/// Returns the environment to pass on ([`passed_env`], held by `keep`).
+///
+/// # Safety
+/// As [`passed_env`].
+unsafe fn before_exec(
+    envp: *const *const c_char,
+    keep: &mut Vec<*const c_char>,
+) -> *const *const c_char {
+    // SAFETY: the caller's contract.
+    let envp = unsafe { passed_env(envp, keep) };
     if !ACTIVE.load(Ordering::Acquire) || FINISHED.load(Ordering::Acquire) || !output::owns_trace()
     {
-        return;
+        return envp;
     }
     let Some(_b) = tls::BusyGuard::enter() else {
-        return;
+        return envp;
     };
     thread::flush_all();
     output::end(now_ns(), ExitKind::Exec, exec_code(envp));
+    envp
 }
 
 type ExecveFn =
@@ -107,8 +118,7 @@ pub unsafe extern "C" fn execve(
     envp: *const *const c_char,
 ) -> c_int {
     let mut keep = Vec::new();
-    let envp = passed_env(envp, &mut keep);
-    before_exec(envp);
+    let envp = before_exec(envp, &mut keep);
     match real::<ExecveFn>(&REAL_EXECVE) {
         Some(f) => f(path, argv, envp),
         None => enosys(),
@@ -126,8 +136,7 @@ pub unsafe extern "C" fn execvpe(
     envp: *const *const c_char,
 ) -> c_int {
     let mut keep = Vec::new();
-    let envp = passed_env(envp, &mut keep);
-    before_exec(envp);
+    let envp = before_exec(envp, &mut keep);
     match real::<ExecveFn>(&REAL_EXECVPE) {
         Some(f) => f(file, argv, envp),
         None => enosys(),
@@ -141,8 +150,7 @@ pub unsafe extern "C" fn execvpe(
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) -> c_int {
     let mut keep = Vec::new();
-    let envp = passed_env(environ, &mut keep);
-    before_exec(envp);
+    let envp = before_exec(environ, &mut keep);
     if !keep.is_empty() {
         return match real::<ExecveFn>(&REAL_EXECVE) {
             Some(f) => f(path, argv, envp),
@@ -162,8 +170,7 @@ pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) 
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn execvp(file: *const c_char, argv: *const *const c_char) -> c_int {
     let mut keep = Vec::new();
-    let envp = passed_env(environ, &mut keep);
-    before_exec(envp);
+    let envp = before_exec(environ, &mut keep);
     if !keep.is_empty() {
         return match real::<ExecveFn>(&REAL_EXECVPE) {
             Some(f) => f(file, argv, envp),
@@ -187,8 +194,7 @@ pub unsafe extern "C" fn fexecve(
     envp: *const *const c_char,
 ) -> c_int {
     let mut keep = Vec::new();
-    let envp = passed_env(envp, &mut keep);
-    before_exec(envp);
+    let envp = before_exec(envp, &mut keep);
     match real::<FexecveFn>(&REAL_FEXECVE) {
         Some(f) => f(fd, argv, envp),
         None => enosys(),
