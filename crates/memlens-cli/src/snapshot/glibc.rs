@@ -243,12 +243,17 @@ fn tcache_chunks(mem: &mut Remote, tc: u64, out: &mut HashSet<u64>) {
 }
 
 /// Whether `t` (a user address in the copied heap) looks like a tcache structure: a
-/// chunk of the tcache's size whose 64 counts and 64 entries agree (an entry exactly when
+/// chunk of the tcache's size (or 16 bytes more) whose 64 counts and 64 entries agree (an entry exactly when
 /// its count is not zero, each entry a free chunk of its bin's size), but in at most
 /// `unsettled` bins, whose count and entry may disagree: a thread stopped inside glibc's
 /// `tcache_put` or `tcache_get` has stored one and not yet the other.
 fn is_tcache(heap: &Copied, t: u64, unsettled: usize) -> bool {
-    if !t.is_multiple_of(16) || heap.get(t - 8).map(|h| h & !SIZE_BITS) != Some(TCACHE_CHUNK) {
+    // Its chunk may be up to MINSIZE - 16 bytes larger than asked for: `_int_malloc`
+    // hands out a free chunk whole when what would be left is too small to be a chunk.
+    let size = heap.get(t - 8).map(|h| h & !SIZE_BITS);
+    if !t.is_multiple_of(16)
+        || !size.is_some_and(|s| (TCACHE_CHUNK..TCACHE_CHUNK + MINSIZE).contains(&s))
+    {
         return false;
     }
     let mut disagree = 0;
@@ -536,5 +541,24 @@ mod tcache_tests {
         assert!(is_tcache(&h, t, 1));
         let (h, t) = heap(0, true, true);
         assert!(!is_tcache(&h, t, 1));
+    }
+
+    /// A thread that starts when the arena has free chunks may get a chunk 16 bytes
+    /// larger than the tcache's for its tcache (the rest would be too small to split
+    /// off). Still a tcache; a chunk 32 bytes larger is not one.
+    #[test]
+    fn a_tcache_in_a_chunk_sixteen_bytes_larger_is_still_one() {
+        let header = |size: u64| {
+            let (mut h, t) = heap(1, true, false);
+            let w = &mut h.regions[0].words;
+            w[((t - 8 - 0x1000) / 8) as usize] = size | 1;
+            (h, t)
+        };
+        let (h, t) = header(TCACHE_CHUNK + 16);
+        assert!(is_tcache(&h, t, 0));
+        let (h, t) = header(TCACHE_CHUNK + 32);
+        assert!(!is_tcache(&h, t, 0));
+        let (h, t) = header(TCACHE_CHUNK - 16);
+        assert!(!is_tcache(&h, t, 0));
     }
 }
