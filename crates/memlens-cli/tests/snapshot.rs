@@ -483,6 +483,40 @@ fn snapshots_of_threads_busy_in_malloc_and_free_find_every_block_and_nothing_los
     assert!(figures(&rest)["rounds"] > 0, "{rest}");
 }
 
+/// A thread that holds the main arena's lock for good (blocked in a write to a full
+/// pipe inside `malloc_stats`): every stop finds a thread inside the allocator. The
+/// snapshot is still taken, after its tries, and says what that may cost; the process
+/// runs on unharmed (its blocked write goes on) and ends normally.
+#[test]
+fn a_thread_that_holds_the_arena_lock_is_said_and_the_snapshot_taken() {
+    let exe = build_c("snapshot_arena_held.c", "snapshot_arena_held");
+    let dir = scratch("snapshot-arena-held");
+    let mut p = Prog::start(&mut Command::new(&exe));
+    assert_eq!(p.line(), "READY\n");
+    let Some(v) = snapshot(p.pid(), &dir.join("s.snap"), &[]) else {
+        return;
+    };
+    let warnings: Vec<&str> = v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "a thread held a malloc arena's lock (it was inside malloc or free) at each of 200 \
+          stops: a block it was handing out or caching may be counted as live, and as lost"
+        ]
+    );
+    // The program's 1,000-byte block, and nothing lost.
+    assert_eq!(kind(&v, "still_reachable").1, 1, "{}", v["kinds"]);
+    assert_eq!(kind(&v, "definitely_lost"), (0, 0));
+    let (status, rest) = p.quit();
+    assert!(status.success(), "{rest}");
+    assert_eq!(rest, "OK stats=1\n");
+}
+
 /// A single-threaded process: the main thread's tcache lies a few hundred bytes into its
 /// TLS mapping, and the snapshot must still find it, or the 64-byte block freed into it
 /// counts as live and its stale pointer keeps the 50-byte block "reachable" (it used to:

@@ -171,8 +171,8 @@ pub fn is_libc(m: &Mapping) -> bool {
 }
 
 /// Find the main arena: in libc's writable data, the `malloc_state` whose top chunk is
-/// the last chunk of `[heap]`.
-fn main_arena(mem: &mut Remote, maps: &[Mapping], heap: &Region) -> Option<u64> {
+/// the last chunk of `heap` (the `[heap]` mapping).
+fn main_arena(mem: &mut Remote, maps: &[Mapping], heap: &Mapping) -> Option<u64> {
     for m in maps.iter().filter(|m| m.write && m.read) {
         // libc's data, and the anonymous mapping right after it (its .bss).
         let prev_libc = maps
@@ -194,8 +194,8 @@ fn main_arena(mem: &mut Remote, maps: &[Mapping], heap: &Region) -> Option<u64> 
         let mut x = m.start;
         while x + MALLOC_STATE_SIZE <= m.start + 8 * words.len() as u64 {
             if let (Some(top), Some(sys)) = (w(x + AR_TOP), w(x + AR_SYSTEM_MEM)) {
-                if top >= heap.start && top < heap.end() && top.is_multiple_of(16) && sys > 0 {
-                    let top_size = heap.get(top + 8).unwrap_or(0) & !SIZE_BITS;
+                if top >= heap.start && top + 16 <= heap.end && top.is_multiple_of(16) && sys > 0 {
+                    let top_size = mem.word(top + 8).unwrap_or(0) & !SIZE_BITS;
                     let next = w(x + AR_NEXT).unwrap_or(0);
                     if top + top_size == heap.start + sys && next != 0 {
                         return Some(x);
@@ -206,6 +206,33 @@ fn main_arena(mem: &mut Remote, maps: &[Mapping], heap: &Region) -> Option<u64> 
         }
     }
     None
+}
+
+/// Whether a thread holds an arena's lock: it is inside malloc, free or realloc, moving
+/// chunks between the arena's bins, its tcache and the program (a chunk taken from a bin
+/// and not yet in the tcache, or not yet returned, is in no list and in none of the
+/// program's variables: it would count as a block and as lost). The arenas are the main
+/// arena and those on its `next` list; a lock is an int at the start of each, 0 when free.
+/// (A single-threaded process takes no lock: this cannot tell, and says no.)
+pub fn arena_locked(mem: &mut Remote, maps: &[Mapping]) -> bool {
+    let Some(heap) = maps.iter().find(|m| m.name == "[heap]") else {
+        return false;
+    };
+    let Some(main) = main_arena(mem, maps, heap) else {
+        return false;
+    };
+    let mut arena = main;
+    // glibc makes at most 8 arenas a core; the list is circular.
+    for _ in 0..4096 {
+        if mem.word(arena).is_some_and(|w| w as u32 != 0) {
+            return true;
+        }
+        match mem.word(arena + AR_NEXT) {
+            Some(next) if next != main && next != 0 => arena = next,
+            _ => break,
+        }
+    }
+    false
 }
 
 /// Chunks (header addresses) in an arena's fastbins.
@@ -354,7 +381,7 @@ pub fn walk(
     if let Some(h) = maps.iter().find(|m| m.name == "[heap]") {
         let r = copy(mem, h.start, h.end)?;
         heap_ranges.push((h.start, h.end));
-        let arena = main_arena(mem, maps, &r);
+        let arena = main_arena(mem, maps, h);
         let top = arena.and_then(|a| mem.word(a + AR_TOP));
         match arena {
             Some(a) => {

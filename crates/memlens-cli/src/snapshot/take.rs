@@ -175,14 +175,33 @@ fn own_ld_offsets() -> Option<(String, u64, u64, u64, u64)> {
     ))
 }
 
+/// How many times a process stopped while one of its threads holds an arena's lock is
+/// let run on and stopped again before the snapshot is taken anyway (with a warning).
+const SETTLE_TRIES: usize = 200;
+
 /// Stop `pid`, walk and copy its heap and roots, resume it.
 pub fn take(pid: u32) -> Result<Taken, String> {
     let mut mem = Remote::new(pid);
     let mut stopped = ptrace::stop(pid)?;
+    let mut maps = remote::mappings(pid).map_err(|e| ptrace::describe(pid, &e))?;
+    // A thread inside malloc or free holds chunks that are in no list of glibc's and in
+    // no variable of the program: resume the process and stop it again until no thread
+    // is (each try lets the thread holding the lock run on for the time a stop takes).
+    let mut earlier = std::time::Duration::ZERO;
+    let mut tries = 1;
+    let mut settled = !glibc::arena_locked(&mut mem, &maps);
+    while !settled && tries < SETTLE_TRIES {
+        earlier += stopped.paused();
+        stopped.detach();
+        std::thread::yield_now();
+        stopped = ptrace::stop(pid)?;
+        maps = remote::mappings(pid).map_err(|e| ptrace::describe(pid, &e))?;
+        settled = !glibc::arena_locked(&mut mem, &maps);
+        tries += 1;
+    }
     let unix_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    let maps = remote::mappings(pid).map_err(|e| ptrace::describe(pid, &e))?;
     let syms = recorder::symbols(&maps);
     let own = recorder::recorder_memory(&mut mem, &syms);
     let recorded = recorder::live_table(&mut mem, &syms);
@@ -197,7 +216,14 @@ pub fn take(pid: u32) -> Result<Taken, String> {
     let tps: Vec<u64> = stopped.threads.iter().map(|t| t.tp).collect();
     let debug = std::env::var_os("MEMLENS_SNAPSHOT_DEBUG").is_some();
     let t0 = stopped.paused();
-    let walk = glibc::walk(&mut mem, &maps, &tps, &not_mmapped)?;
+    let mut walk = glibc::walk(&mut mem, &maps, &tps, &not_mmapped)?;
+    if !settled {
+        walk.warnings.push(format!(
+            "a thread held a malloc arena's lock (it was inside malloc or free) at each of \
+             {tries} stops: a block it was handing out or caching may be counted as live, \
+             and as lost"
+        ));
+    }
     let t1 = stopped.paused();
     let layout = stack_layout(&mut mem, &maps);
     let mut excl = own;
@@ -209,6 +235,7 @@ pub fn take(pid: u32) -> Result<Taken, String> {
     }
     regions.sort_unstable_by_key(|r| r.start);
     if debug {
+        eprintln!("snapshot: {tries} stop(s), settled: {settled}");
         eprintln!("snapshot: thread-stack layout {layout:?}");
         eprintln!(
             "snapshot: stopped+maps {t0:?}, walk {:?} ({} heap bytes copied), roots {:?}",
@@ -222,7 +249,8 @@ pub fn take(pid: u32) -> Result<Taken, String> {
         );
     }
     let threads = stopped.threads.clone();
-    let pause = stopped.paused();
+    // The pauses of every try.
+    let pause = earlier + stopped.paused();
     stopped.detach();
     let recorded = recorded.map(|r| r.decode());
     Ok(Taken {
