@@ -422,3 +422,92 @@ fn bad_values_are_refused_with_a_sentence() {
     );
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// (function, allocator, blocks, bytes each) of `sample_sites_cxx.cpp`'s sites.
+const CXX_SITES: [(&str, &str, u64, u64); 4] = [
+    ("site_new", "operator new", 65_536, 1024),
+    ("site_new_array", "operator new[]", 65_536, 4096),
+    ("site_nothrow", "operator new[]", 32_768, 2048),
+    ("site_keep", "operator new[]", 64, MIB),
+];
+
+fn cxx_program() -> PathBuf {
+    build("g++", "sample_sites_cxx.cpp", "sample_sites_cxx", CXX_FLAGS)
+}
+
+/// `memlens run` of `sample_sites_cxx` with a fixed seed and `extra` options.
+fn cxx_run(extra: &[&str], args: &[&str]) -> Run {
+    let dir = scratch("sample_sites_cxx");
+    let output = Command::new(memlens())
+        .arg("run")
+        .arg("-o")
+        .arg(dir.join("%n.%p.trace"))
+        .args(extra)
+        .arg("--")
+        .arg(cxx_program())
+        .args(args)
+        .env("MEMLENS_SAMPLE_SEED", "7")
+        .output()
+        .unwrap();
+    Run { output, dir }
+}
+
+/// C++'s operators sampled: `new`, `new[]` and `nothrow` `new[]` estimate their sites'
+/// bytes and blocks within the sampling error, the kept blocks are live at exit, and
+/// `delete` and `delete[]` of the blocks the sampler passed over are no heap errors.
+#[test]
+fn cxx_operators_are_sampled_and_their_releases_pass() {
+    let r = cxx_run(&["--sample", "512K", "--error-exitcode", "9"], &[]);
+    assert_eq!(r.output.status.code(), Some(0), "{}", r.stderr());
+    assert_eq!(r.stdout(), "sample_sites_cxx done\n");
+    let trace = r.only_trace();
+    let rep = report(&trace);
+    for (func, allocator, blocks, size) in CXX_SITES {
+        let s = site(&rep, func);
+        assert!(s.iter().all(|s| s["allocator"] == allocator), "{func}");
+        let rse = relative_error(size, blocks, T);
+        assert_close(
+            &format!("{func} bytes"),
+            sum(&s, "bytes_allocated"),
+            blocks * size,
+            rse,
+            4.0,
+        );
+        assert_close(
+            &format!("{func} allocations"),
+            sum(&s, "allocations"),
+            blocks,
+            rse + 0.01,
+            4.0,
+        );
+    }
+    let keep = site(&rep, "site_keep");
+    assert_close(
+        "site_keep live",
+        sum(&keep, "live_bytes"),
+        64 * MIB,
+        relative_error(MIB, 64, T),
+        4.0,
+    );
+    assert_eq!(sum(&site(&rep, "site_new"), "live_bytes"), 0);
+    assert_eq!(rep["totals"]["untracked_frees"], 0);
+    let l = leaks_json(&trace, &[]);
+    assert_eq!(l["errors"].as_array().map(Vec::len), Some(0), "{l}");
+}
+
+/// When glibc has no memory, `new` runs the program's new-handler and throws
+/// `std::bad_alloc`, sampled or not: at 1 GiB most of the 256 MiB requests are passed
+/// over by the sampler (the operator's fast path must not hand the program glibc's
+/// null), without sampling every one is recorded. The program's output is its own.
+#[test]
+fn new_throws_bad_alloc_when_glibc_has_no_memory_sampled_or_not() {
+    let bare = Command::new(cxx_program()).arg("oom").output().unwrap();
+    assert!(bare.status.success());
+    let expected = "new_handler=8 bad_alloc=8\nsample_sites_cxx done\n";
+    assert_eq!(String::from_utf8_lossy(&bare.stdout), expected);
+    for extra in [&["--sample", "1G"][..], &[]] {
+        let r = cxx_run(extra, &["oom"]);
+        assert_eq!(r.output.status.code(), Some(0), "{extra:?}: {}", r.stderr());
+        assert_eq!(r.stdout(), expected, "{extra:?}");
+    }
+}

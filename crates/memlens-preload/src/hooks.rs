@@ -594,11 +594,12 @@ unsafe fn real_new(
 
 macro_rules! new_hook {
     ($name:ident, $func:expr, nothrow = $nt:expr, slow = $slow:expr) => {
-        /// A C++ `operator new` variant, recorded as the operator the program called.
+        /// A C++ `operator new` variant, recorded as the operator the program called; its
+        /// exported fast path (`unsampled.rs`) comes here unless sampling passes over the
+        /// allocation and glibc has the memory.
         ///
         /// # Safety
         /// The operator's C++ contract; none of the recorder's own.
-        #[cfg_attr(not(test), no_mangle)]
         pub unsafe extern "C" fn $name(size: usize) -> *mut c_void {
             let p = real_new(size, 0, $nt, $slow);
             allocated!($func, p, size as u64);
@@ -649,16 +650,22 @@ macro_rules! delete_hook {
 
 // operator new(size_t), new[](size_t), and their nothrow forms (the nothrow_t& is ignored).
 // Each operator records its own AllocFunc, so frames name the one the program called.
-new_hook!(_Znwm, AllocFunc::New, nothrow = false, slow = c"_Znwm");
-new_hook!(_Znam, AllocFunc::NewArray, nothrow = false, slow = c"_Znam");
+// Not exported: their exported names are assembly fast paths (`unsampled.rs`).
+new_hook!(new_hook, AllocFunc::New, nothrow = false, slow = c"_Znwm");
 new_hook!(
-    _ZnwmRKSt9nothrow_t,
+    new_array_hook,
+    AllocFunc::NewArray,
+    nothrow = false,
+    slow = c"_Znam"
+);
+new_hook!(
+    new_nothrow_hook,
     AllocFunc::NewNothrow,
     nothrow = true,
     slow = c"_Znwm"
 );
 new_hook!(
-    _ZnamRKSt9nothrow_t,
+    new_array_nothrow_hook,
     AllocFunc::NewArrayNothrow,
     nothrow = true,
     slow = c"_Znam"
@@ -690,9 +697,9 @@ new_aligned_hook!(
 );
 
 delete_hook!(hook delete_hook, AllocFunc::Delete);
-delete_hook!(_ZdaPv, AllocFunc::DeleteArray);
+delete_hook!(hook delete_array_hook, AllocFunc::DeleteArray);
 delete_hook!(hook delete_sized_hook, AllocFunc::DeleteSized, _size: usize);
-delete_hook!(_ZdaPvm, AllocFunc::DeleteArraySized, _size: usize);
+delete_hook!(hook delete_array_sized_hook, AllocFunc::DeleteArraySized, _size: usize);
 delete_hook!(_ZdlPvSt11align_val_t, AllocFunc::DeleteAligned, _align: usize);
 delete_hook!(_ZdaPvSt11align_val_t, AllocFunc::DeleteArrayAligned, _align: usize);
 delete_hook!(_ZdlPvmSt11align_val_t, AllocFunc::DeleteSizedAligned, _size: usize, _align: usize);

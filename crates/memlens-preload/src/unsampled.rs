@@ -1,6 +1,5 @@
-//! The exported `malloc`, `calloc`, `realloc`, `free` and C++'s plain and sized
-//! `operator delete`: assembly
-//! stubs that, when sampling (`--sample`) passes over the call, hand it to glibc with a
+//! The exported `malloc`, `calloc`, `realloc`, `free` and C++'s plain, array,
+//! `nothrow` and sized `operator new` and `operator delete`: assembly stubs that, when sampling (`--sample`) passes over the call, hand it to glibc with a
 //! jump, and otherwise jump to the recorded hook (`hooks.rs`) with the program's frame
 //! untouched (so its `caller!` reads the program as its caller, as if it were entered
 //! directly).
@@ -52,9 +51,9 @@ macro_rules! unsampled_address {
 
 /// Assembly that takes `$size` (a register) from the thread's countdown to its next
 /// sample point (`sample::take`'s fast path, wrapping): when the rest is above 0 it is
-/// stored and the call is passed over (jump to `{libc}`); otherwise it jumps to `{hook}`,
-/// the countdown untouched. `$tls` is a scratch register for the TLS offset; rcx is
-/// clobbered. Its operand: `{left}`.
+/// stored and the call is passed over (the code that follows runs); otherwise it jumps
+/// to `{hook}`, the countdown untouched. `$tls` is a scratch register for the TLS
+/// offset; rcx is clobbered. Its operand: `{left}`.
 macro_rules! count_down {
     ($size:literal, $tls:literal) => {
         concat!(
@@ -72,7 +71,6 @@ macro_rules! count_down {
             "mov qword ptr fs:[",
             $tls,
             " + {left}], rcx\n",
-            "jmp {libc}\n",
         )
     };
 }
@@ -90,6 +88,7 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
         "cmp qword ptr [rip + {interval}], 0",
         "je {hook}",
         count_down!("rdi", "rax"),
+        "jmp {libc}",
         interval = sym crate::sample::INTERVAL,
         hook = sym crate::hooks::malloc_hook,
         left = const crate::tls::SAMPLE_LEFT_OFFSET,
@@ -111,6 +110,7 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
         "mov rax, rdi",
         "imul rax, rsi",
         count_down!("rax", "rdx"),
+        "jmp {libc}",
         interval = sym crate::sample::INTERVAL,
         hook = sym crate::hooks::calloc_hook,
         left = const crate::tls::SAMPLE_LEFT_OFFSET,
@@ -142,6 +142,7 @@ pub unsafe extern "C" fn realloc(old: *mut c_void, size: usize) -> *mut c_void {
         "shr rcx, 48",
         "jnz {hook}",
         count_down!("rsi", "rax"),
+        "jmp {libc}",
         interval = sym crate::sample::INTERVAL,
         filtering = sym crate::live::FILTERING,
         counts = sym crate::live::FILTER_COUNTS,
@@ -152,6 +153,92 @@ pub unsafe extern "C" fn realloc(old: *mut c_void, size: usize) -> *mut c_void {
         libc = sym __libc_realloc,
     )
 }
+
+/// The throwing `operator new` stubs: glibc's malloc when sampling passes over the
+/// allocation and glibc has the memory; otherwise `$hook`, which records a sampled block
+/// and, when glibc has none, calls libstdc++'s operator (the program's new-handler, then
+/// `std::bad_alloc`). Unlike the other stubs these call glibc and look at its answer, so
+/// they have a frame: the size is kept on the stack for the hook (the push also keeps
+/// the stack 16-byte aligned at the call), and the unwind table describes it.
+macro_rules! new_stub {
+    ($(#[$doc:meta])* $name:ident, $hook:path) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// The operator's C++ contract.
+        #[unsafe(naked)]
+        #[cfg_attr(not(test), no_mangle)]
+        pub unsafe extern "C" fn $name(size: usize) -> *mut c_void {
+            core::arch::naked_asm!(
+                ".cfi_startproc",
+                "cmp qword ptr [rip + {interval}], 0",
+                "je {hook}",
+                count_down!("rdi", "rax"),
+                "push rdi",
+                ".cfi_adjust_cfa_offset 8",
+                "call {libc}",
+                "pop rdi",
+                ".cfi_adjust_cfa_offset -8",
+                "test rax, rax",
+                "je {hook}",
+                "ret",
+                ".cfi_endproc",
+                interval = sym crate::sample::INTERVAL,
+                hook = sym $hook,
+                left = const crate::tls::SAMPLE_LEFT_OFFSET,
+                libc = sym __libc_malloc,
+            )
+        }
+    };
+}
+
+new_stub!(
+    /// `operator new(size_t)`.
+    _Znwm,
+    crate::hooks::new_hook
+);
+new_stub!(
+    /// `operator new[](size_t)`.
+    _Znam,
+    crate::hooks::new_array_hook
+);
+
+/// The `nothrow` `operator new` stubs (the `nothrow_t&` is not read): glibc's malloc,
+/// null included, when sampling passes over the allocation, as the hook does; otherwise
+/// `$hook`.
+macro_rules! nothrow_new_stub {
+    ($(#[$doc:meta])* $name:ident, $hook:path) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// The operator's C++ contract.
+        #[unsafe(naked)]
+        #[cfg_attr(not(test), no_mangle)]
+        pub unsafe extern "C" fn $name(size: usize, _nothrow: *const c_void) -> *mut c_void {
+            core::arch::naked_asm!(
+                "cmp qword ptr [rip + {interval}], 0",
+                "je {hook}",
+                count_down!("rdi", "rax"),
+                "jmp {libc}",
+                interval = sym crate::sample::INTERVAL,
+                hook = sym $hook,
+                left = const crate::tls::SAMPLE_LEFT_OFFSET,
+                libc = sym __libc_malloc,
+            )
+        }
+    };
+}
+
+nothrow_new_stub!(
+    /// `operator new(size_t, const std::nothrow_t&)`.
+    _ZnwmRKSt9nothrow_t,
+    crate::hooks::new_nothrow_hook
+);
+nothrow_new_stub!(
+    /// `operator new[](size_t, const std::nothrow_t&)`.
+    _ZnamRKSt9nothrow_t,
+    crate::hooks::new_array_nothrow_hook
+);
 
 /// The release stubs: `$name(p, ...)` is glibc's free of `p` when sampling knows no
 /// sampled block starts at `p` (`live::may_hold`: the filter is on and the count at
@@ -200,5 +287,16 @@ release_stub!(
     /// `operator delete(void*, size_t)`.
     _ZdlPvm,
     crate::hooks::delete_sized_hook,
+    _size: usize
+);
+release_stub!(
+    /// `operator delete[](void*)`.
+    _ZdaPv,
+    crate::hooks::delete_array_hook
+);
+release_stub!(
+    /// `operator delete[](void*, size_t)`.
+    _ZdaPvm,
+    crate::hooks::delete_array_sized_hook,
     _size: usize
 );
