@@ -528,6 +528,16 @@ fn rust_program_boxes() {
         ),
         (100, 4800, 4800)
     );
+    // The summary names the program's line, not Rust's allocation plumbing
+    // (`alloc::alloc::alloc`, `alloc::boxed::Box<T>::new`).
+    let line = line_of("rust_alloc.rs", "Box::new");
+    let err = r.stderr();
+    assert!(
+        err.contains(&format!(
+            "==memlens==   4.69 KiB in 100 blocks at rust_alloc::make_boxes (rust_alloc.rs:{line}) [rust_alloc]\n"
+        )),
+        "{err}"
+    );
 }
 
 #[test]

@@ -70,8 +70,9 @@ pub fn is_system_module(path: &str) -> bool {
 
 /// Where a summary or advice line points: the first frame in the program's own code, not in a
 /// system library (`/lib`, `/usr/lib`: glibc's `strdup` or stdio are rarely what a user
-/// wants to read first) nor a system header inlined into the program (libstdc++'s
-/// templates); the innermost frame if every frame is the system's.
+/// wants to read first) nor a system header or standard library inlined into the program
+/// (libstdc++'s templates, Rust's `alloc::raw_vec`); else the first frame in the
+/// program's module; else the innermost frame.
 /// Allocation wrappers (`--alloc-fn`) are not frames of the stack: it starts at their caller.
 pub fn site_location(md: &Metadata, sym: &mut Symbolizer, stack: u32) -> String {
     let (frames, at) = located_frames(md, sym, stack);
@@ -91,23 +92,30 @@ fn located_frames(md: &Metadata, sym: &mut Symbolizer, stack: u32) -> (Vec<Frame
         .filter(|m| is_system_module(&m.path))
         .map(|m| m.short_name())
         .collect();
+    let own_module = |f: &Frame| f.module.as_deref().is_none_or(|m| !system.contains(m));
     let at = frames
         .iter()
-        .position(|f| {
-            f.module.as_deref().is_none_or(|m| !system.contains(m))
-                && !f.file.as_deref().is_some_and(is_system_header)
-        })
+        .position(|f| own_module(f) && !f.file.as_deref().is_some_and(is_system_header))
+        .or_else(|| frames.iter().position(own_module))
         .unwrap_or(0);
     (frames, at)
 }
 
-/// A source file of the system's headers (`/usr/include`, GCC's own): code of the C++
-/// library inlined into the program (`std::vector<T>::_M_realloc_insert`), which is not
-/// the program's own code either.
+/// A source file of the system's headers (`/usr/include`, GCC's own) or of Rust's
+/// standard library (`/rustc/HASH/library/...` as rustup's toolchains name it, or the
+/// `rust-src` component): code of the language's library compiled into the program
+/// (`std::vector<T>::_M_realloc_insert`, `alloc::raw_vec::RawVec<T>::grow_one`), which
+/// is not the program's own code either.
 pub fn is_system_header(file: &str) -> bool {
-    ["/usr/include/", "/usr/lib/gcc/", "/usr/local/include/"]
-        .iter()
-        .any(|p| file.starts_with(p))
+    [
+        "/usr/include/",
+        "/usr/lib/gcc/",
+        "/usr/local/include/",
+        "/rustc/",
+    ]
+    .iter()
+    .any(|p| file.starts_with(p))
+        || file.contains("/lib/rustlib/src/rust/library/")
 }
 
 /// [`site_location`] of each stack of a list, each label distinguishable: a label that
