@@ -126,8 +126,27 @@ struct CheckArgs {
     run: run::RunArgs,
 }
 
+/// The command line, parsed. A negative number after an option that takes a value is
+/// that option's value, refused (or taken) by the option's own check in one sentence:
+/// clap's default ("unexpected argument '-5'; to pass it as a value, use '-- -5'") would
+/// send `memlens run --rss-interval -5` users to a command line that runs `-5`.
+fn parse_command_line() -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let negatives = |a: clap::Arg| {
+        if a.get_action().takes_values() && !a.is_positional() {
+            a.allow_negative_numbers(true)
+        } else {
+            a
+        }
+    };
+    let cmd = Cli::command()
+        .mut_args(negatives)
+        .mut_subcommands(|c| c.mut_args(negatives));
+    Cli::from_arg_matches(&cmd.try_get_matches()?)
+}
+
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse_command_line() {
         Ok(cli) => cli,
         Err(e) => return command_line_error(&e),
     };

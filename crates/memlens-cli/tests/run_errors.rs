@@ -121,6 +121,43 @@ fn unknown_flag_is_an_error() {
     }
 }
 
+/// A negative number given to an option is refused as that option's value, never with
+/// clap's tip to pass it after `--` (which for `memlens run` would make it the program);
+/// and a program's own negative arguments after `--` are still its own.
+#[test]
+fn a_negative_number_for_an_option_is_refused_as_its_value() {
+    for (args, option) in [
+        (&["run", "--depth", "-3", "--", "true"][..], "'--depth <N>'"),
+        (
+            &["run", "--rss-interval", "-5", "--", "true"],
+            "'--rss-interval <MS>'",
+        ),
+        (
+            &["run", "--sample", "-1", "--", "true"],
+            "'--sample <BYTES>'",
+        ),
+        (&["report", "--top", "-2", "x.trace"], "'--top <N>'"),
+    ] {
+        let o = Command::new(memlens()).args(args).output().unwrap();
+        assert_eq!(o.status.code(), Some(125), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.starts_with(&format!("error: invalid value '{}' for {option}", args[2])),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("use '--"), "{err}");
+    }
+    let d = scratch("negative-args");
+    let o = Command::new(memlens())
+        .args(["run", "-q", "-o"])
+        .arg(d.join("t.trace"))
+        .args(["--", "/bin/echo", "-5", "-x"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "-5 -x\n");
+}
+
 /// Valgrind's habits: `memlens ./prog` and `memlens --leak-check=full ./prog` are not
 /// memlens's syntax, and the error says what is.
 #[test]
