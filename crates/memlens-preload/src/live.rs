@@ -425,7 +425,8 @@ fn queue(t: tls::Here, op: Op) -> Removed {
         PINNED.fetch_add(1, Ordering::Relaxed);
     }
     let count = t.pending_count();
-    let n = count.load(Ordering::Relaxed) as usize;
+    let v = count.load(Ordering::Relaxed);
+    let n = queued_end(v);
     if n < tls::PENDING {
         t.pending_set(
             n,
@@ -437,25 +438,48 @@ fn queue(t: tls::Here, op: Op) -> Removed {
         );
         // Publish after the slot is written: a signal arriving in between sees the old n.
         core::sync::atomic::compiler_fence(Ordering::SeqCst);
-        count.store(n as i32 + 1, Ordering::Relaxed);
+        count.store(v + 1, Ordering::Relaxed);
     }
     // A full queue drops the operation: the table then keeps a stale block (a released
     // block counted as live) or misses one (whose release will be reported as invalid).
     Removed::Deferred
 }
 
-/// Apply the operations queued by signal handlers. Each is popped with a compare-exchange
-/// on the count, so a handler that queues another one meanwhile is never lost.
+/// The thread's queue of operations is one word: the index of the next to apply (the
+/// head) in its high half, the end of the queue in its low half; 0 when empty.
+const QUEUE_HEAD: i32 = 1 << 16;
+
+/// Where the next queued operation goes.
+fn queued_end(v: i32) -> usize {
+    (v & (QUEUE_HEAD - 1)) as usize
+}
+
+/// Apply the operations queued by signal handlers, in the order they were queued (a
+/// handler's malloc and free of one block: the insertion first, or the table would keep
+/// the freed block). Each is taken with a compare-exchange that moves the head, so a
+/// handler that queues another one meanwhile, or drains the queue itself, never loses
+/// one nor applies one twice; the word goes back to 0 when the head meets the end.
 fn drain(t: tls::Here) {
     let count = t.pending_count();
     loop {
-        let n = count.load(Ordering::Relaxed);
-        if n == 0 {
+        let v = count.load(Ordering::Relaxed);
+        if v == 0 {
             return;
         }
-        let [a, m] = t.pending_get(n as usize - 1);
+        let head = (v / QUEUE_HEAD) as usize;
+        if head >= queued_end(v) {
+            // Everything applied: empty the queue unless a handler has just added one.
+            if count
+                .compare_exchange(v, 0, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                return;
+            }
+            continue;
+        }
+        let [a, m] = t.pending_get(head);
         if count
-            .compare_exchange(n, n - 1, Ordering::Relaxed, Ordering::Relaxed)
+            .compare_exchange(v, v + QUEUE_HEAD, Ordering::Relaxed, Ordering::Relaxed)
             .is_err()
         {
             continue;
@@ -847,6 +871,35 @@ mod tests {
         drain(t);
         assert!(may_hold(a));
         assert!(matches!(remove(a), Removed::Block(_)));
+    }
+
+    /// A signal handler's malloc and free of one block, both queued while the thread
+    /// holds the block's shard: applied in that order, the table does not keep the freed
+    /// block (applied last first, the removal found nothing and the insertion stayed).
+    #[test]
+    fn queued_operations_are_applied_in_the_order_they_were_queued() {
+        let a = 0x3a00_0000_0000u64;
+        let shard = &TABLE[shard_of(a)];
+        while shard
+            .lock
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {}
+        let t = tls::here();
+        t.set_live_shard(shard_of(a) as i32 + 1);
+        insert(a, Meta::new(8, AllocFunc::Malloc, false));
+        assert!(matches!(remove(a), Removed::Deferred));
+        insert(a + 64, Meta::new(16, AllocFunc::Malloc, false));
+        assert_eq!(queued_end(t.pending_count().load(Ordering::Relaxed)), 3);
+        t.set_live_shard(0);
+        shard.lock.store(false, Ordering::Release);
+        drain(t);
+        assert_eq!(t.pending_count().load(Ordering::Relaxed), 0, "emptied");
+        assert!(
+            matches!(remove(a), Removed::NotABlock),
+            "the freed block stayed"
+        );
+        assert!(matches!(remove(a + 64), Removed::Block(_)));
     }
 
     #[test]
