@@ -4,20 +4,23 @@
 //! matched by their *symbolized* stack: the function name of every frame, inlined frames
 //! included, and the allocating function. Frames that cannot be symbolized keep their
 //! `module+0xoffset` name (stable while the module is the same file); frames outside any
-//! module have no stable name and all match each other. Sites of one trace with the
-//! same symbolized stack (two calls to `malloc` in one function, say) are added together
-//! first.
+//! module have no stable name and all match each other. A frame in a module that is the
+//! same build in both traces (same build id) is matched by its line too: two calls to
+//! `malloc` in one function are two sites. In a module that changed (the program rebuilt
+//! between the runs) lines move, so its frames match by function only, and sites of one
+//! trace with the same names (those two calls) are added together first.
 
 use crate::profile::{Metric, Profile, Source, Values};
 use crate::symbolize::{Frame, Symbolizer};
 use memlens_trace::AllocFunc;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// A site as matched across traces.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SymbolicSite {
     pub func: AllocFunc,
-    /// Function names, innermost first.
+    /// Function names, innermost first ([`match_name`]; `name:line` for a frame of a
+    /// module that is the same build in both traces).
     pub functions: Vec<String>,
 }
 
@@ -110,15 +113,50 @@ pub fn match_name(f: &Frame) -> String {
     }
 }
 
+/// The modules (file names) that are the same build in both profiles: the same
+/// non-empty build id. Their lines mean the same code in both.
+fn same_builds(a: &Profile, b: &Profile) -> HashSet<String> {
+    let ids = |p: &Profile| -> HashMap<String, Vec<u8>> {
+        p.metadata
+            .modules
+            .values()
+            .filter(|m| !m.build_id.is_empty())
+            .map(|m| (m.short_name().to_string(), m.build_id.clone()))
+            .collect()
+    };
+    let before = ids(a);
+    ids(b)
+        .into_iter()
+        .filter(|(name, id)| before.get(name) == Some(id))
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// [`match_name`], with the line for a frame of a module in `same_build`.
+fn match_name_in(f: &Frame, same_build: &HashSet<String>) -> String {
+    let name = match_name(f);
+    match (&f.module, f.line) {
+        (Some(m), Some(line)) if !f.python && same_build.contains(m) => format!("{name}:{line}"),
+        _ => name,
+    }
+}
+
 /// A profile's sites grouped by symbolized stack, with the frames of the site that
 /// allocated most in each group.
-fn group(p: &Profile, sym: &mut Symbolizer) -> HashMap<SymbolicSite, (Values, Vec<Frame>, u64)> {
+fn group(
+    p: &Profile,
+    sym: &mut Symbolizer,
+    same_build: &HashSet<String>,
+) -> HashMap<SymbolicSite, (Values, Vec<Frame>, u64)> {
     let mut groups: HashMap<SymbolicSite, (Values, Vec<Frame>, u64)> = HashMap::new();
     for s in &p.sites {
         let frames = sym.stack(p.stack(s.stack));
         let key = SymbolicSite {
             func: s.func,
-            functions: frames.iter().map(match_name).collect(),
+            functions: frames
+                .iter()
+                .map(|f| match_name_in(f, same_build))
+                .collect(),
         };
         let weight = s.values[Metric::Allocated];
         match groups.get_mut(&key) {
@@ -148,8 +186,9 @@ pub fn diff(
     let comparable: Vec<Metric> = Metric::all()
         .filter(|m| leak_check || m.info().source != Source::LeakCheck)
         .collect();
-    let mut a = group(before, sym_before);
-    let b = group(after, sym_after);
+    let same_build = same_builds(before, after);
+    let mut a = group(before, sym_before, &same_build);
+    let b = group(after, sym_after, &same_build);
     let mut sites = Vec::new();
     for (key, (values, frames, _)) in b {
         let old = a.remove(&key).map(|(v, _, _)| v);

@@ -24,7 +24,8 @@ pub const LONG_ABOUT: &str =
     "Compare two traces site by site: what grew, what shrank, what is new, what \
 vanished. Typically two runs of one program (before and after a change, or with two inputs).\n\n\
 Sites are matched by their symbolized stack (the function names of every frame and the \
-allocating function), since addresses differ between runs. For each site that changed: \
+allocating function; and the lines, in modules that are the same build in both traces), \
+since addresses differ between runs. For each site that changed: \
 allocations and bytes allocated, bytes and blocks live at the heap's peak, live at exit, and \
 leaked (definitely + indirectly lost), before -> after, with the change. Sites are sorted by \
 the absolute change of --metric. Changes are AFTER minus BEFORE.\n\n\

@@ -797,6 +797,52 @@ fn diff_of_two_runs_shows_exactly_the_extra_leak() {
     assert!(svg.contains("<title>leak_blocks (1,000 bytes, 56.27%; 0.00%)</title>"));
 }
 
+/// Two malloc lines in one function: two runs of one build are compared line by line
+/// (the first line grew by 40 blocks, the second by 80); against another build, whose
+/// lines may have moved, the two lines of `main` are one site (by function names only).
+#[test]
+fn diff_matches_lines_within_one_build_and_functions_across_builds() {
+    let exe = build_c("diff_lines.c", "diff_lines");
+    let rebuilt = build(
+        "gcc",
+        "diff_lines.c",
+        "diff_lines_rebuilt",
+        &[C_FLAGS, &["-DREBUILT"]].concat(),
+    );
+    let trace = |exe: &Path, n: &str| run(exe, &[n]).only_trace();
+    let (a, b, c) = (trace(&exe, "10"), trace(&exe, "50"), trace(&rebuilt, "50"));
+    let first = line_of("diff_lines.c", "first site");
+    let second = line_of("diff_lines.c", "second site");
+    let main_sites = |v: &Value| -> Vec<(u64, i64, i64)> {
+        let mut m: Vec<(u64, i64, i64)> = v["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["stack"][0]["function"] == "main")
+            .map(|s| {
+                (
+                    s["stack"][0]["line"].as_u64().unwrap(),
+                    s["change"]["allocations"].as_i64().unwrap(),
+                    s["change"]["bytes_allocated"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        m.sort_unstable();
+        m
+    };
+    let v = diff_json(&a, &b, &["--top", "100"]);
+    assert_eq!(
+        main_sites(&v),
+        [(first, 40, 4000), (second, 80, 16000)],
+        "{v:#}"
+    );
+    // Another build (its build id differs; whether its lines moved, memlens cannot
+    // know): one site of main, both lines' changes together, labelled with the line that
+    // allocated most.
+    let v = diff_json(&a, &c, &["--top", "100"]);
+    assert_eq!(main_sites(&v), [(second, 120, 20000)], "{v:#}");
+}
+
 /// Run memlens with stdout on a new pseudo-terminal: (status, stderr).
 fn stdout_on_terminal(args: &[&str]) -> (Option<i32>, String) {
     let (_master, slave) = pty();
