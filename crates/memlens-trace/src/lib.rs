@@ -30,6 +30,8 @@ pub mod ring;
 pub mod varint;
 
 #[cfg(feature = "std")]
+pub mod inherit;
+#[cfg(feature = "std")]
 pub mod reader;
 #[cfg(feature = "std")]
 pub mod writer;

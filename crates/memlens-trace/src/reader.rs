@@ -111,12 +111,36 @@ pub struct TraceReader {
     file_bytes: u64,
     /// The format version the trace was written in (how its addresses are coded).
     version: u32,
+    /// A forked child's inheritance from its parent's trace (`inherit.rs`), found once.
+    inherited: std::sync::OnceLock<Option<crate::inherit::Inherited>>,
+}
+
+/// What [`TraceReader::open_as`] read.
+enum Opened {
+    Header(Header),
+    Reader(TraceReader),
 }
 
 impl TraceReader {
     /// Open a trace: check the signature, version and header, and index the chunks.
     pub fn open(path: impl AsRef<Path>) -> Result<TraceReader, TraceError> {
-        let path = path.as_ref().to_path_buf();
+        match Self::open_as(path.as_ref(), false)? {
+            Opened::Reader(r) => Ok(r),
+            Opened::Header(_) => unreachable!("asked for the whole trace"),
+        }
+    }
+
+    /// A trace's header alone (checked as [`TraceReader::open`] checks it), without
+    /// indexing its chunks.
+    pub fn read_header(path: impl AsRef<Path>) -> Result<Header, TraceError> {
+        match Self::open_as(path.as_ref(), true)? {
+            Opened::Header(h) => Ok(h),
+            Opened::Reader(r) => Ok(r.header),
+        }
+    }
+
+    fn open_as(path: &Path, header_only: bool) -> Result<Opened, TraceError> {
+        let path = path.to_path_buf();
         let io = |err| TraceError::Io {
             path: path.clone(),
             err,
@@ -165,6 +189,9 @@ impl TraceReader {
         }
         let header = Header::decode_payload(payload)
             .ok_or_else(|| TraceError::BadHeader { path: path.clone() })?;
+        if header_only {
+            return Ok(Opened::Header(header));
+        }
 
         let mut reader = TraceReader {
             path,
@@ -174,9 +201,10 @@ impl TraceReader {
             truncation: None,
             file_bytes,
             version,
+            inherited: std::sync::OnceLock::new(),
         };
         reader.index(16 + hlen + 4)?;
-        Ok(reader)
+        Ok(Opened::Reader(reader))
     }
 
     fn index(&mut self, mut off: u64) -> Result<(), TraceError> {
@@ -337,8 +365,43 @@ impl TraceReader {
         }
     }
 
-    /// Load every definition (modules, stacks, threads) and the end record.
+    /// Load every definition (modules, stacks, threads) and the end record; for a forked
+    /// child's trace, with the stacks (and their modules and code objects) of the blocks
+    /// it inherited ([`TraceReader::inherited`]).
     pub fn metadata(&self) -> Result<Metadata, TraceError> {
+        let mut md = self.own_metadata()?;
+        if let Some(inh) = self.inherited_with(&md) {
+            inh.define(&mut md);
+        }
+        Ok(md)
+    }
+
+    /// What this trace inherited from the trace of the process it was forked from, found
+    /// beside it: `None` when it was not forked, or that trace is not there.
+    pub fn inherited(&self) -> Option<&crate::inherit::Inherited> {
+        if self.header.forked_from == 0 {
+            return None;
+        }
+        match self.inherited.get() {
+            Some(i) => i.as_ref(),
+            None => {
+                let md = self.own_metadata().ok()?;
+                self.inherited_with(&md)
+            }
+        }
+    }
+
+    fn inherited_with(&self, own: &Metadata) -> Option<&crate::inherit::Inherited> {
+        if self.header.forked_from == 0 {
+            return None;
+        }
+        self.inherited
+            .get_or_init(|| crate::inherit::inherited(self, own))
+            .as_ref()
+    }
+
+    /// The trace's own definitions.
+    fn own_metadata(&self) -> Result<Metadata, TraceError> {
         let mut md = Metadata::default();
         md.stacks.insert(0, Vec::new());
         for c in self
@@ -353,8 +416,12 @@ impl TraceReader {
         Ok(md)
     }
 
-    /// All events in time order (ties: file order).
+    /// All events in time order (ties: file order); a forked child's first are the
+    /// allocations of the blocks it inherited ([`TraceReader::inherited`]).
     pub fn events(&self) -> EventStream<'_> {
+        let mut inherited: Vec<Event> =
+            self.inherited().map_or_else(Vec::new, |i| i.events.clone());
+        inherited.reverse(); // popped from the back
         let mut pending: Vec<usize> = (0..self.chunks.len())
             .filter(|&i| self.chunks[i].header.kind == ChunkKind::Events)
             .collect();
@@ -370,6 +437,7 @@ impl TraceReader {
             failed: false,
             chunks_done: 0,
             numbered: NumberedBlocks::default(),
+            inherited,
         }
     }
 }
@@ -585,6 +653,8 @@ pub struct EventStream<'r> {
     chunks_done: usize,
     /// Format 7: the live blocks' numbers, for the releases that name a block by number.
     numbered: NumberedBlocks,
+    /// The inherited blocks' allocations not yet given, last first.
+    inherited: Vec<Event>,
 }
 
 impl EventStream<'_> {
@@ -658,6 +728,9 @@ impl Iterator for EventStream<'_> {
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed {
             return None;
+        }
+        if let Some(e) = self.inherited.pop() {
+            return Some(Ok(e));
         }
         loop {
             // Open every chunk that starts no later than the earliest pending event.
