@@ -118,14 +118,14 @@ pub struct TraceReader {
 /// What [`TraceReader::open_as`] read.
 enum Opened {
     Header(Header),
-    Reader(TraceReader),
+    Reader(Box<TraceReader>),
 }
 
 impl TraceReader {
     /// Open a trace: check the signature, version and header, and index the chunks.
     pub fn open(path: impl AsRef<Path>) -> Result<TraceReader, TraceError> {
         match Self::open_as(path.as_ref(), false)? {
-            Opened::Reader(r) => Ok(r),
+            Opened::Reader(r) => Ok(*r),
             Opened::Header(_) => unreachable!("asked for the whole trace"),
         }
     }
@@ -204,7 +204,7 @@ impl TraceReader {
             inherited: std::sync::OnceLock::new(),
         };
         reader.index(16 + hlen + 4)?;
-        Ok(Opened::Reader(reader))
+        Ok(Opened::Reader(Box::new(reader)))
     }
 
     fn index(&mut self, mut off: u64) -> Result<(), TraceError> {
