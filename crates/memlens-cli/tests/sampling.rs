@@ -69,6 +69,28 @@ fn assert_close(what: &str, est: u64, truth: u64, rse: f64, sigmas: f64) {
     );
 }
 
+/// The sites `s` of `func`, `blocks` blocks of `size` bytes in truth: their estimated
+/// bytes and allocations within 4 standard errors.
+fn assert_site_estimates(s: &[&Value], func: &str, blocks: u64, size: u64) {
+    let rse = relative_error(size, blocks, T);
+    assert_close(
+        &format!("{func} bytes"),
+        sum(s, "bytes_allocated"),
+        blocks * size,
+        rse,
+        4.0,
+    );
+    // Counts are rounded up or down at random per block: a little more spread than the
+    // bytes, well inside 4 sigmas plus 1%.
+    assert_close(
+        &format!("{func} allocations"),
+        sum(s, "allocations"),
+        blocks,
+        rse + 0.01,
+        4.0,
+    );
+}
+
 #[test]
 fn estimates_fall_within_the_sampling_error() {
     let r = sampled_run(&[], &[]);
@@ -76,24 +98,7 @@ fn estimates_fall_within_the_sampling_error() {
     assert_eq!(r.stdout(), "sample_sites done\n");
     let rep = report(&r.only_trace());
     for (func, blocks, size) in SITES {
-        let s = site(&rep, func);
-        let rse = relative_error(size, blocks, T);
-        assert_close(
-            &format!("{func} bytes"),
-            sum(&s, "bytes_allocated"),
-            blocks * size,
-            rse,
-            4.0,
-        );
-        // Counts are rounded up or down at random per block: a little more spread than
-        // the bytes, well inside 4 sigmas plus 1%.
-        assert_close(
-            &format!("{func} allocations"),
-            sum(&s, "allocations"),
-            blocks,
-            rse + 0.01,
-            4.0,
-        );
+        assert_site_estimates(&site(&rep, func), func, blocks, size);
     }
     // Not freed at exit: site_c's 64 MiB, all of it.
     let c = site(&rep, "site_c");
@@ -465,21 +470,7 @@ fn cxx_operators_are_sampled_and_their_releases_pass() {
     for (func, allocator, blocks, size) in CXX_SITES {
         let s = site(&rep, func);
         assert!(s.iter().all(|s| s["allocator"] == allocator), "{func}");
-        let rse = relative_error(size, blocks, T);
-        assert_close(
-            &format!("{func} bytes"),
-            sum(&s, "bytes_allocated"),
-            blocks * size,
-            rse,
-            4.0,
-        );
-        assert_close(
-            &format!("{func} allocations"),
-            sum(&s, "allocations"),
-            blocks,
-            rse + 0.01,
-            4.0,
-        );
+        assert_site_estimates(&s, func, blocks, size);
     }
     let keep = site(&rep, "site_keep");
     assert_close(

@@ -847,14 +847,9 @@ mod tests {
         assert!(matches!(remove(a), Removed::NotABlock));
     }
 
-    /// An insertion queued by a hook re-entered during this thread's own table operation
-    /// (simulated: the shard is held, the thread marked inside an operation) is counted
-    /// at once, so `may_hold` sends its release to the locked path, which finds it once
-    /// the queue is applied.
-    #[test]
-    fn a_queued_insertion_is_counted_at_once() {
-        start_filter();
-        let a = 0x3900_0000_0000u64;
+    /// This thread as if inside a table operation on `a`'s shard, interrupted by a
+    /// signal handler: the shard held, the thread marked. The caller lets both go.
+    fn inside_an_operation_on(a: u64) -> (&'static Shard, tls::Here) {
         let shard = &TABLE[shard_of(a)];
         while shard
             .lock
@@ -863,6 +858,18 @@ mod tests {
         {}
         let t = tls::here();
         t.set_live_shard(shard_of(a) as i32 + 1);
+        (shard, t)
+    }
+
+    /// An insertion queued by a hook re-entered during this thread's own table operation
+    /// (simulated: the shard is held, the thread marked inside an operation) is counted
+    /// at once, so `may_hold` sends its release to the locked path, which finds it once
+    /// the queue is applied.
+    #[test]
+    fn a_queued_insertion_is_counted_at_once() {
+        start_filter();
+        let a = 0x3900_0000_0000u64;
+        let (shard, t) = inside_an_operation_on(a);
         insert(a, Meta::new(8, AllocFunc::Malloc, false));
         assert_eq!(t.pending_count().load(Ordering::Relaxed), 1, "queued");
         assert!(may_hold(a));
@@ -879,14 +886,8 @@ mod tests {
     #[test]
     fn queued_operations_are_applied_in_the_order_they_were_queued() {
         let a = 0x3a00_0000_0000u64;
-        let shard = &TABLE[shard_of(a)];
-        while shard
-            .lock
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {}
-        let t = tls::here();
-        t.set_live_shard(shard_of(a) as i32 + 1);
+        assert_eq!(shard_of(a + 64), shard_of(a));
+        let (shard, t) = inside_an_operation_on(a);
         insert(a, Meta::new(8, AllocFunc::Malloc, false));
         assert!(matches!(remove(a), Removed::Deferred));
         insert(a + 64, Meta::new(16, AllocFunc::Malloc, false));
