@@ -10,8 +10,10 @@
  * error. With the argument "oom" it then limits its address space (RLIMIT_AS) to 64 MiB
  * more than it uses and asks 8 times for `new char[256 MiB]`: each must call the
  * program's new-handler once and then throw std::bad_alloc; a null pointer must never
- * reach the program. The limit is lifted again afterwards. Prints
- * "sample_sites_cxx done" (and, with "oom", "new_handler=N bad_alloc=M" before it).
+ * reach the program. Then 8 times `new (std::nothrow) char[256 MiB]`: each must call the
+ * new-handler once and return null. The limit is lifted again afterwards. Prints
+ * "sample_sites_cxx done" (and, with "oom", "new_handler=N bad_alloc=M" and
+ * "nothrow: new_handler=N null=M" before it).
  */
 #include <cstdio>
 #include <cstdlib>
@@ -104,10 +106,21 @@ __attribute__((noinline)) static void out_of_memory() {
             thrown++;
         }
     }
+    /* The nothrow form runs the new-handler too (libstdc++'s calls the throwing form),
+     * then returns null. */
+    int nulls = 0, before = handler_calls;
+    for (int i = 0; i < 8; i++) {
+        std::set_new_handler(on_no_memory);
+        char *p = new (std::nothrow) char[256u << 20];
+        if (p)
+            abort();
+        nulls++;
+    }
     std::set_new_handler(nullptr);
     if (setrlimit(RLIMIT_AS, &old) != 0)
         abort();
-    printf("new_handler=%d bad_alloc=%d\n", handler_calls, thrown);
+    printf("new_handler=%d bad_alloc=%d\n", before, thrown);
+    printf("nothrow: new_handler=%d null=%d\n", handler_calls - before, nulls);
 }
 
 int main(int argc, char **argv) {

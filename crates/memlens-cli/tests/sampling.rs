@@ -487,14 +487,15 @@ fn cxx_operators_are_sampled_and_their_releases_pass() {
 }
 
 /// When glibc has no memory, `new` runs the program's new-handler and throws
-/// `std::bad_alloc`, sampled or not: at 1 GiB most of the 256 MiB requests are passed
+/// `std::bad_alloc`, and the `nothrow` form runs it and returns null, sampled or not: at 1 GiB most of the 256 MiB requests are passed
 /// over by the sampler (the operator's fast path must not hand the program glibc's
 /// null), without sampling every one is recorded. The program's output is its own.
 #[test]
-fn new_throws_bad_alloc_when_glibc_has_no_memory_sampled_or_not() {
+fn new_runs_the_new_handler_when_glibc_has_no_memory_sampled_or_not() {
     let bare = Command::new(cxx_program()).arg("oom").output().unwrap();
     assert!(bare.status.success());
-    let expected = "new_handler=8 bad_alloc=8\nsample_sites_cxx done\n";
+    let expected =
+        "new_handler=8 bad_alloc=8\nnothrow: new_handler=8 null=8\nsample_sites_cxx done\n";
     assert_eq!(String::from_utf8_lossy(&bare.stdout), expected);
     for extra in [&["--sample", "1G"][..], &[]] {
         let r = cxx_run(extra, &["oom"]);

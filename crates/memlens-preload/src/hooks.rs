@@ -543,30 +543,52 @@ pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
 
 // ---- C++ operator new / delete (Itanium ABI mangled names, x86_64) ----
 
-/// The real throwing `operator new`, for the out-of-memory path only: it runs the
-/// program's new-handler loop and throws `std::bad_alloc`, which we cannot do from here.
+/// The next library's `operator new`, for the out-of-memory path only: it runs the
+/// program's new-handler loop, then throws `std::bad_alloc` (or, a nothrow form, returns
+/// null), which we cannot do from here.
 ///
 /// # Safety
-/// `name` is the mangled name of a throwing operator new taking `(size)` when `align` is
-/// 0 and `(size, align)` otherwise, which libstdc++ (or the next library) defines.
-unsafe fn real_new_slow(name: &core::ffi::CStr, size: usize, align: usize) -> *mut c_void {
+/// `name` is the mangled name of an operator new that libstdc++ (or the next library)
+/// defines, taking `(size)` when `align` is 0 and `(size, align)` otherwise, then a
+/// `const std::nothrow_t&` when `nothrow`.
+unsafe fn real_new_slow(
+    name: &core::ffi::CStr,
+    size: usize,
+    align: usize,
+    nothrow: bool,
+) -> *mut c_void {
+    /// `std::nothrow` stands for an empty struct: only its address is passed.
+    static NOTHROW: u8 = 0;
+    let nt = core::ptr::addr_of!(NOTHROW) as usize;
     let f = libc::dlsym(libc::RTLD_NEXT, name.as_ptr());
     if f.is_null() {
+        if nothrow {
+            return core::ptr::null_mut();
+        }
         libc::abort();
     }
     let _busy = crate::tls::BusyGuard::enter();
-    if align == 0 {
-        let f: unsafe extern "C" fn(usize) -> *mut c_void = core::mem::transmute(f);
-        f(size)
-    } else {
-        let f: unsafe extern "C" fn(usize, usize) -> *mut c_void = core::mem::transmute(f);
-        f(size, align)
+    match (align, nothrow) {
+        (0, false) => {
+            let f: unsafe extern "C" fn(usize) -> *mut c_void = core::mem::transmute(f);
+            f(size)
+        }
+        (0, true) | (_, false) => {
+            let second = if nothrow { nt } else { align };
+            let f: unsafe extern "C" fn(usize, usize) -> *mut c_void = core::mem::transmute(f);
+            f(size, second)
+        }
+        (_, true) => {
+            let f: unsafe extern "C" fn(usize, usize, usize) -> *mut c_void =
+                core::mem::transmute(f);
+            f(size, align, nt)
+        }
     }
 }
 
 /// The block an `operator new` returns, from glibc (or, when glibc has none, from the
-/// next library's operator, which runs the C++ new-handler and throws); null only for a
-/// nothrow form.
+/// next library's operator `slow`, which runs the C++ new-handler and then throws, or
+/// for a nothrow form returns null, as without the recorder).
 ///
 /// # Safety
 /// As [`real_new_slow`] for `slow`; `align` is 0 or a power of two.
@@ -584,10 +606,7 @@ unsafe fn real_new(
         __libc_memalign(align, sz)
     };
     if p.is_null() {
-        if nothrow {
-            return p;
-        }
-        p = real_new_slow(slow, size, align);
+        p = real_new_slow(slow, size, align, nothrow);
     }
     p
 }
@@ -662,13 +681,13 @@ new_hook!(
     new_nothrow_hook,
     AllocFunc::NewNothrow,
     nothrow = true,
-    slow = c"_Znwm"
+    slow = c"_ZnwmRKSt9nothrow_t"
 );
 new_hook!(
     new_array_nothrow_hook,
     AllocFunc::NewArrayNothrow,
     nothrow = true,
-    slow = c"_Znam"
+    slow = c"_ZnamRKSt9nothrow_t"
 );
 // operator new(size_t, align_val_t) and friends.
 new_aligned_hook!(
@@ -687,13 +706,13 @@ new_aligned_hook!(
     _ZnwmSt11align_val_tRKSt9nothrow_t,
     AllocFunc::NewAlignedNothrow,
     nothrow = true,
-    slow = c"_ZnwmSt11align_val_t"
+    slow = c"_ZnwmSt11align_val_tRKSt9nothrow_t"
 );
 new_aligned_hook!(
     _ZnamSt11align_val_tRKSt9nothrow_t,
     AllocFunc::NewArrayAlignedNothrow,
     nothrow = true,
-    slow = c"_ZnamSt11align_val_t"
+    slow = c"_ZnamSt11align_val_tRKSt9nothrow_t"
 );
 
 delete_hook!(hook delete_hook, AllocFunc::Delete);

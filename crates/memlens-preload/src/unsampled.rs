@@ -154,21 +154,22 @@ pub unsafe extern "C" fn realloc(old: *mut c_void, size: usize) -> *mut c_void {
     )
 }
 
-/// The throwing `operator new` stubs: glibc's malloc when sampling passes over the
-/// allocation and glibc has the memory; otherwise `$hook`, which records a sampled block
-/// and, when glibc has none, calls libstdc++'s operator (the program's new-handler, then
-/// `std::bad_alloc`). Unlike the other stubs these call glibc and look at its answer, so
-/// they have a frame: the size is kept on the stack for the hook (the push also keeps
-/// the stack 16-byte aligned at the call), and the unwind table describes it.
+/// The `operator new` stubs: glibc's malloc when sampling passes over the allocation and
+/// glibc has the memory; otherwise `$hook`, which records a sampled block and, when
+/// glibc has none, calls libstdc++'s operator (the program's new-handler, then
+/// `std::bad_alloc`, or null for a `nothrow` form). Unlike the other stubs these call
+/// glibc and look at its answer, so they have a frame: the size is kept on the stack for
+/// the hook (the push also keeps the stack 16-byte aligned at the call), and the unwind
+/// table describes it. (A `nothrow_t&` argument is not read, by the stub or the hook.)
 macro_rules! new_stub {
-    ($(#[$doc:meta])* $name:ident, $hook:path) => {
+    ($(#[$doc:meta])* $name:ident, $hook:path $(, $extra:ident : $ty:ty)*) => {
         $(#[$doc])*
         ///
         /// # Safety
         /// The operator's C++ contract.
         #[unsafe(naked)]
         #[cfg_attr(not(test), no_mangle)]
-        pub unsafe extern "C" fn $name(size: usize) -> *mut c_void {
+        pub unsafe extern "C" fn $name(size: usize $(, $extra: $ty)*) -> *mut c_void {
             core::arch::naked_asm!(
                 ".cfi_startproc",
                 "cmp qword ptr [rip + {interval}], 0",
@@ -203,41 +204,17 @@ new_stub!(
     crate::hooks::new_array_hook
 );
 
-/// The `nothrow` `operator new` stubs (the `nothrow_t&` is not read): glibc's malloc,
-/// null included, when sampling passes over the allocation, as the hook does; otherwise
-/// `$hook`.
-macro_rules! nothrow_new_stub {
-    ($(#[$doc:meta])* $name:ident, $hook:path) => {
-        $(#[$doc])*
-        ///
-        /// # Safety
-        /// The operator's C++ contract.
-        #[unsafe(naked)]
-        #[cfg_attr(not(test), no_mangle)]
-        pub unsafe extern "C" fn $name(size: usize, _nothrow: *const c_void) -> *mut c_void {
-            core::arch::naked_asm!(
-                "cmp qword ptr [rip + {interval}], 0",
-                "je {hook}",
-                count_down!("rdi", "rax"),
-                "jmp {libc}",
-                interval = sym crate::sample::INTERVAL,
-                hook = sym $hook,
-                left = const crate::tls::SAMPLE_LEFT_OFFSET,
-                libc = sym __libc_malloc,
-            )
-        }
-    };
-}
-
-nothrow_new_stub!(
-    /// `operator new(size_t, const std::nothrow_t&)`.
+new_stub!(
+    /// `operator new(size_t, const std::nothrow_t&)` (the `nothrow_t&` is not read).
     _ZnwmRKSt9nothrow_t,
-    crate::hooks::new_nothrow_hook
+    crate::hooks::new_nothrow_hook,
+    _nothrow: *const c_void
 );
-nothrow_new_stub!(
+new_stub!(
     /// `operator new[](size_t, const std::nothrow_t&)`.
     _ZnamRKSt9nothrow_t,
-    crate::hooks::new_array_nothrow_hook
+    crate::hooks::new_array_nothrow_hook,
+    _nothrow: *const c_void
 );
 
 /// The release stubs: `$name(p, ...)` is glibc's free of `p` when sampling knows no
