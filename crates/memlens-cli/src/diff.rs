@@ -447,8 +447,8 @@ fn json(a: &Profile, b: &Profile, d: &Diff, top: usize, sa: &Symbolizer, sb: &Sy
     };
     let (wa, wb) = (warnings(a, sa), warnings(b, sb));
     json!({
-        "before": json_trace(&a.path, &a.header, a.truncation.as_ref(), a.end.as_ref(), &wa.iter().collect::<Vec<_>>()),
-        "after": json_trace(&b.path, &b.header, b.truncation.as_ref(), b.end.as_ref(), &wb.iter().collect::<Vec<_>>()),
+        "before": json_trace(&a.path, &a.header, &a.metadata, a.truncation.as_ref(), a.end.as_ref(), &wa.iter().collect::<Vec<_>>()),
+        "after": json_trace(&b.path, &b.header, &b.metadata, b.truncation.as_ref(), b.end.as_ref(), &wb.iter().collect::<Vec<_>>()),
         "before_window": window_json(a),
         "after_window": window_json(b),
         "metric": d.metric.info().name,

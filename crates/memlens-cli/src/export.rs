@@ -143,7 +143,7 @@ pub fn json(p: &Profile, sym: &mut Symbolizer) -> Value {
         .collect();
     let warnings: Vec<&String> = p.warnings.iter().chain(sym.warnings()).collect();
     json!({
-        "trace": json_trace(&p.path, &p.header, p.truncation.as_ref(), p.end.as_ref(), &warnings),
+        "trace": json_trace(&p.path, &p.header, &p.metadata, p.truncation.as_ref(), p.end.as_ref(), &warnings),
         "leak_check": p.leak_check,
         "peak_time_ms": ms(p.totals.peak_heap_ns),
         "metrics": metrics,

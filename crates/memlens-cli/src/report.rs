@@ -220,6 +220,15 @@ fn text(r: &Report, sym: &mut Symbolizer, top: usize, shown: &[&str]) -> String 
     if h.forked_from != 0 {
         let _ = write!(process, ", forked from {}", h.forked_from);
     }
+    if let Some(i) = &r.metadata.inherited {
+        let _ = write!(
+            process,
+            "; it inherited {} ({}) live at the fork, their allocations from {}",
+            plural(i.blocks, "block", "blocks"),
+            human_bytes(i.bytes),
+            i.parent_trace.display()
+        );
+    }
     let _ = writeln!(o, "  process    {process}");
     if let Some(note) = memlens_analysis::sampling::note(h.sample_interval) {
         let _ = writeln!(
@@ -312,6 +321,7 @@ pub fn json_report(r: &Report, sym: &mut Symbolizer) -> Value {
         json_trace(
             &r.path,
             &r.header,
+            &r.metadata,
             r.truncation.as_ref(),
             r.end.as_ref(),
             &warnings,

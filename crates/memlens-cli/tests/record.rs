@@ -321,6 +321,13 @@ fn a_forked_child_reports_the_blocks_it_inherited_with_their_stacks() {
             80,
         ),
     ];
+    assert!(parent.1["trace"]["inherited"].is_null());
+    for ((_, v), from, blocks, bytes) in [(child, parent, 3, 220), (grandchild, child, 3, 350)] {
+        assert_eq!(
+            v["trace"]["inherited"],
+            serde_json::json!({"parent_trace": from.0.to_string_lossy(), "blocks": blocks, "bytes": bytes})
+        );
+    }
     for ((path, v), sites, lost, reachable) in expect {
         for (f, n, bytes) in sites {
             assert_eq!((allocs(v, f), live(v, f)), (n, bytes), "{f} in {path:?}");
@@ -342,6 +349,7 @@ fn a_forked_child_reports_the_blocks_it_inherited_with_their_stacks() {
     // found by its leak check, without their allocations.
     std::fs::remove_file(parent.0).unwrap();
     let v = report(child.0);
+    assert!(v["trace"]["inherited"].is_null());
     assert!(sites_at(&v, "parent_lost").is_empty());
     assert_eq!(live(&v, "child_lost"), 200);
     assert_eq!(v["totals"]["untracked_frees"], 1);

@@ -12,7 +12,7 @@
 //! the child's trace, its stack defined under an id the child's trace does not use.
 //! The parent's own inheritance comes with its events, so grandchildren work alike.
 
-use crate::reader::{Metadata, TraceReader};
+use crate::reader::{InheritedFrom, Metadata, TraceReader};
 use crate::records::{Event, Module, PyCode, RawFrame, PYTHON_MODULE};
 use crate::AllocFunc;
 use std::collections::{BTreeMap, HashMap};
@@ -42,6 +42,19 @@ impl Inherited {
         for c in &self.py_codes {
             md.py_codes.insert(c.id, c.clone());
         }
+        let bytes = self
+            .events
+            .iter()
+            .map(|e| match e {
+                Event::Alloc { size, .. } => *size,
+                _ => 0,
+            })
+            .sum();
+        md.inherited = Some(InheritedFrom {
+            parent_trace: self.parent.clone(),
+            blocks: self.events.len() as u64,
+            bytes,
+        });
     }
 }
 

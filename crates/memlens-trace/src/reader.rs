@@ -100,6 +100,17 @@ pub struct Metadata {
     pub realtime_threads: std::collections::HashSet<u32>,
     /// Python code id -> code object (the Python frames of stacks).
     pub py_codes: HashMap<u32, crate::PyCode>,
+    /// A forked child's trace: the parent's trace its inherited blocks come from, and
+    /// how many blocks and bytes it inherited (`inherit.rs`).
+    pub inherited: Option<InheritedFrom>,
+}
+
+/// Where a forked child's inherited blocks come from ([`Metadata::inherited`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InheritedFrom {
+    pub parent_trace: PathBuf,
+    pub blocks: u64,
+    pub bytes: u64,
 }
 
 pub struct TraceReader {

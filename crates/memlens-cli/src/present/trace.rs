@@ -10,6 +10,7 @@ use std::path::Path;
 pub fn json_trace(
     path: &Path,
     h: &memlens_trace::Header,
+    md: &memlens_trace::reader::Metadata,
     truncation: Option<&memlens_trace::reader::Truncation>,
     end: Option<&EndRecord>,
     warnings: &[&String],
@@ -19,6 +20,11 @@ pub fn json_trace(
         "pid": h.pid,
         "ppid": h.ppid,
         "forked_from": if h.forked_from == 0 { Value::Null } else { json!(h.forked_from) },
+        "inherited": md.inherited.as_ref().map(|i| json!({
+            "parent_trace": i.parent_trace.to_string_lossy(),
+            "blocks": i.blocks,
+            "bytes": i.bytes,
+        })),
         "exe": h.exe,
         "argv": h.argv,
         "argv_omitted": (h.argv_omitted > 0)
