@@ -155,6 +155,7 @@ fn the_text_summary_and_leaks_of_its_file_agree() {
     let dir = scratch("snapshot-text");
     let mut p = Prog::start(&mut Command::new(&exe));
     let _ = figures(&p.line());
+    let p_pid = p.pid();
     let file = dir.join("t.snap");
     let Some(out) = snapshot_output(p.pid(), &file, &[]) else {
         return;
@@ -182,6 +183,10 @@ fn the_text_summary_and_leaks_of_its_file_agree() {
         from_snapshot,
         summary_lines(&leaks[leaks.find("LEAK SUMMARY").unwrap()..])
     );
+    // The file names the process and its parent (this test), as a trace does.
+    let rep = report(&file);
+    assert_eq!(rep["trace"]["pid"], p_pid);
+    assert_eq!(rep["trace"]["ppid"], std::process::id());
 }
 
 /// A process running on without its main thread (`pthread_exit` in `main`): snapshot and

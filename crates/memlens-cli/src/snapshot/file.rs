@@ -73,9 +73,13 @@ fn write_inner(path: &Path, a: &Analysed) -> std::io::Result<()> {
         .filter(|s| !s.is_empty())
         .map(|s| String::from_utf8_lossy(s).into_owned())
         .collect();
+    let ppid = std::fs::read_to_string(format!("/proc/{}/stat", t.pid))
+        .ok()
+        .and_then(|s| memlens_watch::proc::parse_stat(&s))
+        .map_or(0, |s| s.ppid.max(0) as u32);
     let header = Header {
         pid: t.pid,
-        ppid: 0,
+        ppid,
         forked_from: 0,
         start_unix_ns: t.unix_ns,
         exe: std::fs::read_link(format!("/proc/{}/exe", super::remote::live_task(t.pid)))
