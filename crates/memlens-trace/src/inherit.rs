@@ -19,10 +19,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// A child's inheritance, with ids that do not collide with the child trace's own.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Inherited {
-    /// The parent's trace.
-    pub parent: PathBuf,
+    /// The parent's trace, and how many blocks and bytes.
+    pub from: InheritedFrom,
     /// One allocation per inherited block, at the fork's instant.
     pub events: Vec<Event>,
     pub stacks: Vec<(u32, Vec<RawFrame>)>,
@@ -42,25 +42,12 @@ impl Inherited {
         for c in &self.py_codes {
             md.py_codes.insert(c.id, c.clone());
         }
-        let bytes = self
-            .events
-            .iter()
-            .map(|e| match e {
-                Event::Alloc { size, .. } => *size,
-                _ => 0,
-            })
-            .sum();
-        md.inherited = Some(InheritedFrom {
-            parent_trace: self.parent.clone(),
-            blocks: self.events.len() as u64,
-            bytes,
-        });
+        md.inherited = Some(self.from.clone());
     }
 }
 
-/// The trace `child` (whose own definitions are `own`) was forked from, found beside it:
-/// the latest trace started before the child whose pid is the child's
-/// `forked_from`.
+/// The trace `child` was forked from, found beside it: the latest trace started before
+/// the child whose pid is the child's `forked_from`.
 fn parent_trace(child: &TraceReader) -> Option<TraceReader> {
     let h = child.header();
     let dir = child.path().parent().filter(|d| !d.as_os_str().is_empty());
@@ -88,22 +75,12 @@ fn parent_trace(child: &TraceReader) -> Option<TraceReader> {
 /// A live block of the parent: (func, size, stack, time of its allocation).
 type Block = (AllocFunc, u64, u32, u64);
 
-/// The inheritance of `child`, whose own definitions are `own`; `None` for a trace that
-/// was not forked, or whose parent's trace is not beside it.
-pub fn inherited(child: &TraceReader, own: &Metadata) -> Option<Inherited> {
-    if child.header().forked_from == 0 {
-        return None;
-    }
-    // The fork's instant: the child's trace defines every module again then.
-    let fork_ts = own.modules.values().map(|m| m.loaded_ns).min()?;
-    let parent = parent_trace(child)?;
-    let pmd = parent.metadata().ok()?;
+/// The blocks live after `events` up to `fork_ts`, by address, as the analysis's replay
+/// counts them: a failed allocation (address 0) is no block, and a failed realloc (no new
+/// block, a size other than 0) leaves the old one live.
+fn live_at(events: impl Iterator<Item = Event>, fork_ts: u64) -> HashMap<u64, Block> {
     let mut live: HashMap<u64, Block> = HashMap::new();
-    for e in parent.events() {
-        let Ok(e) = e else { break };
-        if e.ts() > fork_ts {
-            break;
-        }
+    for e in events.take_while(|e| e.ts() <= fork_ts) {
         match e {
             Event::Alloc {
                 ts,
@@ -112,7 +89,7 @@ pub fn inherited(child: &TraceReader, own: &Metadata) -> Option<Inherited> {
                 size,
                 stack,
                 ..
-            } => {
+            } if addr != 0 => {
                 live.insert(addr, (func, size, stack, ts));
             }
             Event::Free { addr, .. } => {
@@ -127,7 +104,7 @@ pub fn inherited(child: &TraceReader, own: &Metadata) -> Option<Inherited> {
                 stack,
                 ..
             } => {
-                if old != 0 {
+                if old != 0 && (new != 0 || size == 0) {
                     live.remove(&old);
                 }
                 if new != 0 {
@@ -137,6 +114,20 @@ pub fn inherited(child: &TraceReader, own: &Metadata) -> Option<Inherited> {
             _ => {}
         }
     }
+    live
+}
+
+/// The inheritance of `child`, whose own definitions are `own`; `None` for a trace that
+/// was not forked, or whose parent's trace is not beside it.
+pub fn inherited(child: &TraceReader, own: &Metadata) -> Option<Inherited> {
+    if child.header().forked_from == 0 {
+        return None;
+    }
+    // The fork's instant: the child's trace defines every module again then.
+    let fork_ts = own.modules.values().map(|m| m.loaded_ns).min()?;
+    let parent = parent_trace(child)?;
+    let pmd = parent.metadata().ok()?;
+    let live = live_at(parent.events().map_while(Result::ok), fork_ts);
     let mut ids = Renumber::new(own);
     let thread = own.threads.keys().min().copied().unwrap_or(0);
     // In the order they were allocated (then by address), so that reports list them as
@@ -144,8 +135,15 @@ pub fn inherited(child: &TraceReader, own: &Metadata) -> Option<Inherited> {
     let mut blocks: Vec<(u64, Block)> = live.into_iter().collect();
     blocks.sort_unstable_by_key(|&(addr, (_, _, _, ts))| (ts, addr));
     let mut out = Inherited {
-        parent: parent.path().to_path_buf(),
-        ..Default::default()
+        from: InheritedFrom {
+            parent_trace: parent.path().to_path_buf(),
+            blocks: blocks.len() as u64,
+            bytes: blocks.iter().map(|(_, (_, size, _, _))| size).sum(),
+        },
+        events: Vec::new(),
+        stacks: Vec::new(),
+        modules: Vec::new(),
+        py_codes: Vec::new(),
     };
     for (addr, (func, size, stack, _)) in blocks {
         let stack = ids.stack(stack, &pmd, &mut out);
@@ -253,5 +251,63 @@ impl<'a> Renumber<'a> {
             module,
             offset: f.offset,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alloc(ts: u64, addr: u64, size: u64) -> Event {
+        Event::Alloc {
+            ts,
+            thread: 0,
+            func: AllocFunc::Malloc,
+            addr,
+            size,
+            stack: 1,
+        }
+    }
+
+    fn realloc(ts: u64, old: u64, new: u64, size: u64) -> Event {
+        Event::Realloc {
+            ts,
+            thread: 0,
+            func: AllocFunc::Realloc,
+            old,
+            new,
+            size,
+            stack: 2,
+        }
+    }
+
+    /// What is live at the fork: not a failed malloc (address 0), the old block of a
+    /// failed realloc, not the old block of a moved one nor of a realloc to 0, nothing
+    /// freed, nothing after the fork.
+    #[test]
+    fn the_blocks_live_at_the_fork_are_the_replays() {
+        let free = |ts, addr| Event::Free {
+            ts,
+            thread: 0,
+            func: AllocFunc::Free,
+            addr,
+            stack: 0,
+        };
+        let events = [
+            alloc(1, 0, 1 << 40),
+            alloc(2, 0x100, 10),
+            realloc(3, 0x100, 0, 1 << 40),
+            alloc(4, 0x200, 20),
+            realloc(5, 0x200, 0x300, 30),
+            alloc(6, 0x400, 40),
+            realloc(7, 0x400, 0, 0),
+            alloc(8, 0x500, 50),
+            free(9, 0x500),
+            alloc(11, 0x600, 60),
+        ];
+        let live = live_at(events.into_iter(), 10);
+        let mut got: Vec<(u64, u64)> = live.iter().map(|(&a, b)| (a, b.1)).collect();
+        got.sort_unstable();
+        assert_eq!(got, [(0x100, 10), (0x300, 30)]);
     }
 }
