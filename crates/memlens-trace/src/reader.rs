@@ -126,31 +126,44 @@ pub struct TraceReader {
     inherited: std::sync::OnceLock<Option<crate::inherit::Inherited>>,
 }
 
-/// What [`TraceReader::open_as`] read.
-enum Opened {
-    Header(Header),
-    Reader(Box<TraceReader>),
+/// A trace file whose signature, version and header were checked, its chunks not yet
+/// indexed.
+struct Checked {
+    path: PathBuf,
+    file: File,
+    file_bytes: u64,
+    version: u32,
+    header: Header,
+    /// Where the chunks start.
+    chunks_at: u64,
 }
 
 impl TraceReader {
     /// Open a trace: check the signature, version and header, and index the chunks.
     pub fn open(path: impl AsRef<Path>) -> Result<TraceReader, TraceError> {
-        match Self::open_as(path.as_ref(), false)? {
-            Opened::Reader(r) => Ok(*r),
-            Opened::Header(_) => unreachable!("asked for the whole trace"),
-        }
+        let c = Self::check(path.as_ref())?;
+        let mut reader = TraceReader {
+            path: c.path,
+            file: c.file,
+            header: c.header,
+            chunks: Vec::new(),
+            truncation: None,
+            file_bytes: c.file_bytes,
+            version: c.version,
+            inherited: std::sync::OnceLock::new(),
+        };
+        reader.index(c.chunks_at)?;
+        Ok(reader)
     }
 
     /// A trace's header alone (checked as [`TraceReader::open`] checks it), without
     /// indexing its chunks.
     pub fn read_header(path: impl AsRef<Path>) -> Result<Header, TraceError> {
-        match Self::open_as(path.as_ref(), true)? {
-            Opened::Header(h) => Ok(h),
-            Opened::Reader(r) => Ok(r.header),
-        }
+        Ok(Self::check(path.as_ref())?.header)
     }
 
-    fn open_as(path: &Path, header_only: bool) -> Result<Opened, TraceError> {
+    /// Open `path` and check its signature, version and header.
+    fn check(path: &Path) -> Result<Checked, TraceError> {
         let path = path.to_path_buf();
         let io = |err| TraceError::Io {
             path: path.clone(),
@@ -200,22 +213,14 @@ impl TraceReader {
         }
         let header = Header::decode_payload(payload)
             .ok_or_else(|| TraceError::BadHeader { path: path.clone() })?;
-        if header_only {
-            return Ok(Opened::Header(header));
-        }
-
-        let mut reader = TraceReader {
+        Ok(Checked {
             path,
             file,
-            header,
-            chunks: Vec::new(),
-            truncation: None,
             file_bytes,
             version,
-            inherited: std::sync::OnceLock::new(),
-        };
-        reader.index(16 + hlen + 4)?;
-        Ok(Opened::Reader(Box::new(reader)))
+            header,
+            chunks_at: 16 + hlen + 4,
+        })
     }
 
     fn index(&mut self, mut off: u64) -> Result<(), TraceError> {
@@ -430,9 +435,7 @@ impl TraceReader {
     /// All events in time order (ties: file order); a forked child's first are the
     /// allocations of the blocks it inherited ([`TraceReader::inherited`]).
     pub fn events(&self) -> EventStream<'_> {
-        let mut inherited: Vec<Event> =
-            self.inherited().map_or_else(Vec::new, |i| i.events.clone());
-        inherited.reverse(); // popped from the back
+        let inherited = self.inherited().map_or(&[][..], |i| &i.events[..]);
         let mut pending: Vec<usize> = (0..self.chunks.len())
             .filter(|&i| self.chunks[i].header.kind == ChunkKind::Events)
             .collect();
@@ -664,8 +667,8 @@ pub struct EventStream<'r> {
     chunks_done: usize,
     /// Format 7: the live blocks' numbers, for the releases that name a block by number.
     numbered: NumberedBlocks,
-    /// The inherited blocks' allocations not yet given, last first.
-    inherited: Vec<Event>,
+    /// The inherited blocks' allocations not yet given.
+    inherited: &'r [Event],
 }
 
 impl EventStream<'_> {
@@ -740,7 +743,8 @@ impl Iterator for EventStream<'_> {
         if self.failed {
             return None;
         }
-        if let Some(e) = self.inherited.pop() {
+        if let Some((&e, rest)) = self.inherited.split_first() {
+            self.inherited = rest;
             return Some(Ok(e));
         }
         loop {
