@@ -437,7 +437,7 @@ fn queue(t: tls::Here, op: Op) -> Removed {
             },
         );
         // Publish after the slot is written: a signal arriving in between sees the old n.
-        core::sync::atomic::compiler_fence(Ordering::SeqCst);
+        compiler_fence(Ordering::SeqCst);
         count.store(v + 1, Ordering::Relaxed);
     }
     // A full queue drops the operation: the table then keeps a stale block (a released

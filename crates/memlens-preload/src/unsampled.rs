@@ -1,8 +1,9 @@
 //! The exported `malloc`, `calloc`, `realloc`, `free` and C++'s plain, array,
-//! `nothrow` and sized `operator new` and `operator delete`: assembly stubs that, when sampling (`--sample`) passes over the call, hand it to glibc with a
-//! jump, and otherwise jump to the recorded hook (`hooks.rs`) with the program's frame
-//! untouched (so its `caller!` reads the program as its caller, as if it were entered
-//! directly).
+//! `nothrow` and sized `operator new` and `operator delete`: assembly stubs that, when
+//! sampling (`--sample`) passes over the call, hand it to glibc (with a jump; `operator
+//! new` calls glibc, to go to the hook on a null), and otherwise jump to the recorded
+//! hook (`hooks.rs`) with the program's frame untouched (so its `caller!` reads the
+//! program as its caller, as if it were entered directly).
 //!
 //! With sampling, most calls are passed over: an allocation that does not reach the
 //! thread's sample point, a release of an address where no sampled block can start. In

@@ -55,8 +55,7 @@ pub fn json_sampling(interval: u64) -> Value {
 
 /// Why a trace has no exit scan, as far as its end record tells (`memlens leaks`, and the
 /// leak metrics of `flamegraph` and `export`).
-pub fn why_no_exit_scan(end: Option<&memlens_trace::EndRecord>) -> &'static str {
-    use memlens_trace::ExitKind;
+pub fn why_no_exit_scan(end: Option<&EndRecord>) -> &'static str {
     match end.map(|e| e.kind) {
         Some(ExitKind::Exec) => "the process was replaced by exec",
         Some(ExitKind::Exit | ExitKind::UnderscoreExit) => {

@@ -270,8 +270,9 @@ fn tcache_chunks(mem: &mut Remote, tc: u64, out: &mut HashSet<u64>) {
 }
 
 /// Whether `t` (a user address in the copied heap) looks like a tcache structure: a
-/// chunk of the tcache's size (or 16 bytes more) whose 64 counts and 64 entries agree (an entry exactly when
-/// its count is not zero, each entry a free chunk of its bin's size), but in at most
+/// chunk of the tcache's size (or 16 bytes more) whose 64 counts and 64 entries agree
+/// (an entry exactly when its count is not zero, each entry a free chunk of its bin's
+/// size), but in at most
 /// `unsettled` bins, whose count and entry may disagree: a thread stopped inside glibc's
 /// `tcache_put` or `tcache_get` has stored one and not yet the other.
 fn is_tcache(heap: &Copied, t: u64, unsettled: usize) -> bool {
