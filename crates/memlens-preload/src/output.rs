@@ -63,6 +63,14 @@ pub fn owns_trace() -> bool {
     OWNER_PID.load(Ordering::Relaxed) == unsafe { libc::getpid() } as u32
 }
 
+/// Unit tests: this process owns the trace (none is open: nothing is written to a file
+/// while chunks only queue).
+#[cfg(test)]
+pub(crate) fn own_trace_in_tests() {
+    // SAFETY: getpid has no preconditions.
+    OWNER_PID.store(unsafe { libc::getpid() } as u32, Ordering::Relaxed);
+}
+
 fn errno() -> i32 {
     // SAFETY: __errno_location always returns this thread's errno.
     unsafe { *libc::__errno_location() }

@@ -154,7 +154,9 @@ pub fn submit(kind: ChunkKind, thread: u32, b: &mut Buffer) -> bool {
                 .spares
                 .pop()
                 .unwrap_or_else(|| alloc::vec![0u8; CHUNK_RAW].into_boxed_slice());
-            let full = core::mem::replace(b, ChunkBuilder::new(spare));
+            // The empty buffer in its place writes time in the same unit.
+            let empty = ChunkBuilder::new(spare).with_time_shift(b.time_shift());
+            let full = core::mem::replace(b, empty);
             q.chunks.push_back((kind, thread, full));
             drop(q);
             WAKE.fetch_add(1, Ordering::Release);
@@ -230,5 +232,28 @@ pub fn after_fork_child() {
     while let Some((_, _, mut b)) = q.chunks.pop_front() {
         b.clear();
         q.spares.push(b.into_buf());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use memlens_trace::AllocFunc;
+
+    #[test]
+    fn a_buffer_handed_to_the_writer_is_replaced_by_one_writing_time_in_the_same_unit() {
+        output::own_trace_in_tests();
+        WRITER_RUNS.store(true, Ordering::Release);
+        let mut b = Buffer::new(alloc::vec![0u8; CHUNK_RAW].into_boxed_slice()).with_time_shift(10);
+        b.alloc(5 << 10, AllocFunc::Malloc, 0x1000, 16, 1).unwrap();
+        assert!(submit(ChunkKind::Events, 7, &mut b));
+        assert!(b.is_empty());
+        assert_eq!(b.time_shift(), 10);
+        let (kind, thread, queued) = QUEUE.lock().chunks.pop_front().unwrap();
+        assert_eq!(
+            (kind, thread, queued.records(), queued.time_shift()),
+            (ChunkKind::Events, 7, 1, 10)
+        );
+        WRITER_RUNS.store(false, Ordering::Release);
     }
 }

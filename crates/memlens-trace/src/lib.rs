@@ -462,6 +462,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         self
     }
 
+    /// The time unit's shift ([`ChunkBuilder::with_time_shift`]).
+    pub fn time_shift(&self) -> u8 {
+        self.time_shift
+    }
+
     /// Bytes of the payload (see [`ChunkBuilder::payload`]).
     pub fn len(&self) -> usize {
         match self.layout {
