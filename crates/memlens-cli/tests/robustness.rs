@@ -170,10 +170,11 @@ fn killable_allocations(rep: &serde_json::Value) -> u64 {
     sum(&sites_through(rep, "alloc_at"), "allocations")
 }
 
-/// What a SIGKILL can take away from one thread: its own 64 KiB event buffer and the 16
-/// full buffers that may wait for the writer thread (`writer.rs`), at most this many
+/// What a SIGKILL can take away from one thread: its log of 8,192 events, its own 64 KiB
+/// chunk buffer, and the 16 entries that may wait for the writer thread, of which at most
+/// 4 logs and the rest full 64 KiB buffers (`writer.rs`, `rawlog.rs`): at most this many
 /// records (the smallest is 5 bytes).
-const ONE_BUFFER_OF_EVENTS: u64 = 17 * (64 << 10) / 5;
+const ONE_BUFFER_OF_EVENTS: u64 = 8192 + 13 * (64 << 10) / 5 + 4 * 8192;
 
 /// The trace of a killed program reads back as truncated, through every reading
 /// command, with the events up to the last complete chunk.

@@ -39,6 +39,7 @@ mod output;
 mod own_memory;
 mod private_alloc;
 mod python;
+mod rawlog;
 mod sample;
 mod scan;
 mod self_mem;

@@ -9,6 +9,7 @@
 
 use crate::modules::{self, Cache};
 use crate::output::{self, CHUNK_RAW, DISABLED};
+use crate::rawlog::{RawLog, RAW_EVENTS};
 use crate::{config::MAX_DEPTH_LIMIT, stacks, tls};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -33,6 +34,11 @@ static NEXT_THREAD_INDEX: AtomicU32 = AtomicU32::new(0);
 pub struct ThreadState {
     lock: AtomicBool,
     index: u32,
+    /// Allocations, releases and reallocations, as recorded: encoded by the writer
+    /// (`rawlog.rs`).
+    log: RawLog,
+    /// Every other record, encoded here after the log's records before it (see
+    /// [`ThreadState::push`]).
     events: ChunkBuilder<Box<[u8]>>,
     /// Created on the first unwind: the RSS sampler's state never needs it, and it is
     /// the bulk of a state's memory (~280 KiB).
@@ -125,6 +131,7 @@ impl ThreadState {
         Box::new(ThreadState {
             lock: AtomicBool::new(false),
             index,
+            log: RawLog::new(RAW_EVENTS),
             events: ChunkBuilder::new(alloc::vec![0u8; CHUNK_RAW].into_boxed_slice())
                 .with_time_shift(crate::order::TIME_SHIFT),
             unwinding: None,
@@ -203,13 +210,65 @@ impl ThreadState {
         self.lock.store(false, Ordering::Release);
     }
 
-    /// Hand the buffered events to the writer (see `writer.rs`). Caller holds the
-    /// state's lock.
+    /// Hand the buffered events to the writer (see `writer.rs`): the records built
+    /// here, then the log's, which came after them, for the writer to encode; or, when
+    /// it is behind, encoded here. Caller holds the state's lock.
     fn flush_locked(&mut self) {
+        if !self.events.is_empty() {
+            self.submit_events();
+        }
+        if self.log.is_empty() {
+            return;
+        }
+        // Definitions first, as for a chunk built here.
+        output::META.lock().flush();
+        if !crate::writer::queue_log(self.index, &mut self.log) {
+            self.settle();
+            self.submit_events();
+        }
+    }
+
+    /// Hand the records built here to the writer. Caller holds the state's lock.
+    fn submit_events(&mut self) -> bool {
         // Definitions first, so that a trace cut short right after this chunk still
         // defines the stacks it uses.
         output::META.lock().flush();
-        crate::writer::submit(ChunkKind::Events, self.index, &mut self.events);
+        crate::writer::submit(ChunkKind::Events, self.index, &mut self.events)
+    }
+
+    /// Whether nothing is buffered.
+    fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.log.is_empty()
+    }
+
+    /// Encode the log's records here, before a record that does not go through the log
+    /// ([`ThreadState::push`]). Caller holds the state's lock.
+    #[cold]
+    fn settle(&mut self) {
+        let mut next = 0;
+        while !self.log.encode(&mut next, &mut self.events) {
+            if !self.submit_events() || !self.events.is_empty() {
+                // Not this process's trace (a vfork child): the rest is lost.
+                let lost = self.log.records_from(next);
+                output::DROPPED_EVENTS.fetch_add(lost, Ordering::Relaxed);
+                break;
+            }
+        }
+        self.log.clear();
+    }
+
+    /// Append one allocation, release or reallocation to the log with `write`; when the
+    /// log is full, hand it to the writer and try once more; count the record as
+    /// dropped if it still does not fit. Caller holds the lock.
+    #[inline(always)]
+    fn log(&mut self, write: impl Fn(&mut RawLog) -> bool) {
+        if write(&mut self.log) {
+            return;
+        }
+        self.flush_locked();
+        if !write(&mut self.log) {
+            output::DROPPED_EVENTS.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub fn flush(&mut self) {
@@ -218,13 +277,17 @@ impl ThreadState {
         self.unlock();
     }
 
-    /// Append one record with `write`; when the buffer is full, flush it and try once
-    /// more; count the record as dropped if it still does not fit. Caller holds the lock.
+    /// Append one record that does not go through the log with `write`, after the
+    /// log's; when the buffer is full, flush it and try once more; count the record as
+    /// dropped if it still does not fit. Caller holds the lock.
     #[inline]
     fn push(
         &mut self,
         write: impl Fn(&mut ChunkBuilder<Box<[u8]>>) -> Result<(), memlens_trace::WriteError>,
     ) {
+        if !self.log.is_empty() {
+            self.settle();
+        }
         if write(&mut self.events).is_ok() {
             return;
         }
@@ -671,29 +734,27 @@ fn record_into(
         }
         _ => capture(st, caller, ts),
     };
-    st.push(|b| match op {
-        Op::Alloc { addr, size } => b.alloc_numbered(ts, func, addr, size, stack, serial),
-        Op::Free { addr, serial } => b.free_numbered(ts, func, addr, stack, in_this_trace(serial)),
+    match op {
+        Op::Alloc { addr, size } => st.log(|l| l.alloc(ts, func, addr, size, stack, serial)),
+        Op::Free { addr, serial } => {
+            let serial = in_this_trace(serial);
+            st.log(|l| l.free(ts, func, addr, stack, serial))
+        }
         Op::Realloc {
             old,
             new,
             size,
             serial: old_serial,
-        } => b.realloc_numbered(
-            ts,
-            func,
-            old,
-            new,
-            size,
-            stack,
-            [in_this_trace(old_serial), serial],
-        ),
+        } => {
+            let serials = [in_this_trace(old_serial), serial];
+            st.log(|l| l.realloc(ts, func, old, new, size, stack, serials))
+        }
         Op::Error {
             kind,
             addr,
             alloc_func,
-        } => b.heap_error(ts, func, kind, addr, alloc_func, stack),
-    })
+        } => st.push(|b| b.heap_error(ts, func, kind, addr, alloc_func, stack)),
+    }
 }
 
 /// Memoized unwinds, per thread: start registers -> the stack words the unwind read and
@@ -1279,7 +1340,7 @@ fn flush_registered() {
         // this lock); each is touched under its own lock.
         let st = unsafe { &mut *(p as *mut ThreadState) };
         st.lock();
-        if !st.events.is_empty() {
+        if !st.is_empty() {
             st.flush_locked();
         }
         st.unlock();
@@ -1314,6 +1375,7 @@ pub fn after_fork_child(ts: u64) {
         // SAFETY: our own live state; no other thread exists.
         let st = unsafe { &mut *(mine as *mut ThreadState) };
         st.events.clear();
+        st.log.clear();
         st.forget_serials();
         if let Some(u) = st.unwinding.as_mut() {
             u.forget();
@@ -1344,6 +1406,7 @@ pub fn reset_for_new_trace(ts: u64) {
         let st = unsafe { &mut *(p as *mut ThreadState) };
         st.lock();
         st.events.clear();
+        st.log.clear();
         if let Some(u) = st.unwinding.as_mut() {
             u.forget();
         }

@@ -1,9 +1,14 @@
-//! Compression and writing off the allocating threads.
+//! Encoding, compression and writing off the allocating threads.
 //!
-//! A thread whose event buffer is full (or the definitions buffer, when it fills) hands
-//! the raw buffer to a FIFO of at most [`QUEUE_CHUNKS`] chunks and takes an empty spare
-//! in exchange: the hot path never compresses. The memlens-rss thread (the *writer*, see
-//! `thread::sampler_main`) is woken and compresses and writes the queued chunks in order.
+//! A thread whose log of allocation events is full (`rawlog.rs`) hands it to a FIFO of
+//! at most [`QUEUE_CHUNKS`] entries and takes an empty spare in exchange: the hot path
+//! neither encodes nor compresses. So does a thread whose chunk buffer is full (or the
+//! definitions buffer, when it fills), with the raw buffer. The memlens-rss thread (the
+//! *writer*, see `thread::sampler_main`) is woken and encodes the logs, compresses and
+//! writes in queue order. When [`LOG_QUEUE_LIMIT`] entries or more wait, the writer is
+//! behind (the program's threads keep the cores busy), and a thread encodes its log
+//! itself ([`queue_log`] refuses it) and queues the built chunk: the work is shared out
+//! instead of piling up.
 //!
 //! Order in the file is what readers rely on: every thread's chunks in its own order, and
 //! definitions before the events that use them (a thread submits the definitions buffer
@@ -13,15 +18,17 @@
 //! writer retired at exit), the submitting thread drains the queue itself and then writes
 //! its own chunk, under the same lock: nothing overtakes. Exit, exec and fatal signals
 //! flush every buffer and then [`drain`] synchronously; the End record comes last. A
-//! process killed by SIGKILL loses what was queued (at most `QUEUE_CHUNKS` x 64 KiB of
-//! raw events); its file ends at its last complete chunk, which readers accept.
+//! process killed by SIGKILL loses what was queued (at most [`QUEUE_CHUNKS`] entries: up
+//! to [`LOG_QUEUE_LIMIT`] logs of 8,192 events, the rest raw chunks of 64 KiB) and what
+//! its threads held; its file ends at its last complete chunk, which readers accept.
 //!
 //! Lock order: META, then [`WRITING`], then [`QUEUE`], then `output::FILE` (and the
 //! private allocator's, for a new spare buffer under `QUEUE`). The writer thread holds
-//! `WRITING` for one chunk at a time; a program thread that finds the queue full waits
-//! for that chunk, then drains the rest itself.
+//! `WRITING` for one entry at a time; a program thread that finds the queue full waits
+//! for that entry, then drains the rest itself.
 
 use crate::output::{self, CHUNK_RAW};
+use crate::rawlog::{RawLog, RAW_EVENTS};
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -35,14 +42,27 @@ pub const QUEUE_CHUNKS: usize = 16;
 
 pub type Buffer = ChunkBuilder<Box<[u8]>>;
 
+/// What waits for the writer. (A built chunk is large, a log small: both kinds sit in
+/// the queue's own slots, with no allocation per submission.)
+#[allow(clippy::large_enum_variant)]
+enum Queued {
+    /// A chunk built by its thread.
+    Chunk(ChunkKind, u32, Buffer),
+    /// A thread's log of allocation events, encoded into Events chunks by whoever
+    /// writes it (`rawlog.rs`).
+    Log(u32, RawLog),
+}
+
 pub struct Queue {
-    chunks: VecDeque<(ChunkKind, u32, Buffer)>,
+    chunks: VecDeque<Queued>,
     spares: Vec<Box<[u8]>>,
+    spare_logs: Vec<RawLog>,
 }
 
 pub static QUEUE: spin::Mutex<Queue> = spin::Mutex::new(Queue {
     chunks: VecDeque::new(),
     spares: Vec::new(),
+    spare_logs: Vec::new(),
 });
 
 /// What compressing and writing needs; held by whoever does it.
@@ -53,6 +73,8 @@ pub struct Writing {
     raw: Vec<u8>,
     /// The writer thread's zstd context, made on its first chunk.
     zstd: ZstdState,
+    /// Where a thread's log is encoded, made on the first.
+    events: Option<Buffer>,
 }
 
 /// Whether the zstd context was made; if making it failed, lz4 is used from then on
@@ -67,6 +89,7 @@ pub static WRITING: spin::Mutex<Writing> = spin::Mutex::new(Writing {
     out: Vec::new(),
     raw: Vec::new(),
     zstd: ZstdState::Untried,
+    events: None,
 });
 
 /// zstd level for the writer thread. Level 1 already stores an allocation-dense
@@ -157,16 +180,77 @@ pub fn submit(kind: ChunkKind, thread: u32, b: &mut Buffer) -> bool {
             // The empty buffer in its place writes time in the same unit.
             let empty = ChunkBuilder::new(spare).with_time_shift(b.time_shift());
             let full = core::mem::replace(b, empty);
-            q.chunks.push_back((kind, thread, full));
+            q.chunks.push_back(Queued::Chunk(kind, thread, full));
             drop(q);
-            WAKE.fetch_add(1, Ordering::Release);
-            crate::sys::futex_wake(&WAKE);
+            wake_writer();
             return true;
         }
     }
     write_now(kind, thread, b);
     b.clear();
     true
+}
+
+/// Chunks that may wait for the writer when a thread hands it a log: more, and the
+/// writer is behind (the machine's cores are busy with the program's threads), so the
+/// thread encodes its log itself ([`queue_log`]).
+const LOG_QUEUE_LIMIT: usize = 4;
+
+/// Queue thread `thread`'s log for the writer to encode (the caller gets an empty log
+/// in its place). False, leaving the log as it is, when the writer is behind, none runs
+/// or this process does not own the trace: the caller encodes the log into its own
+/// chunks, which [`submit`] then takes.
+pub fn queue_log(thread: u32, log: &mut RawLog) -> bool {
+    if !WRITER_RUNS.load(Ordering::Acquire) || !output::owns_trace() {
+        return false;
+    }
+    let mut q = QUEUE.lock();
+    if q.chunks.len() >= LOG_QUEUE_LIMIT {
+        return false;
+    }
+    let empty = q
+        .spare_logs
+        .pop()
+        .unwrap_or_else(|| RawLog::new(RAW_EVENTS));
+    let full = core::mem::replace(log, empty);
+    q.chunks.push_back(Queued::Log(thread, full));
+    drop(q);
+    wake_writer();
+    true
+}
+
+fn wake_writer() {
+    WAKE.fetch_add(1, Ordering::Release);
+    crate::sys::futex_wake(&WAKE);
+}
+
+/// Encode `log` into Events chunks of thread `thread` and write them (the caller holds
+/// WRITING, and wrote everything queued before).
+fn write_log(w: &mut Writing, thread: u32, log: &RawLog, use_zstd: bool) {
+    let b = w.events.get_or_insert_with(|| {
+        Buffer::new(alloc::vec![0u8; CHUNK_RAW].into_boxed_slice())
+            .with_time_shift(crate::order::TIME_SHIFT)
+    });
+    let mut zstd = match &mut w.zstd {
+        ZstdState::Ready(z) if use_zstd => Some(z),
+        _ => None,
+    };
+    let mut next = 0;
+    loop {
+        let done = log.encode(&mut next, b);
+        output::encode_and_write(
+            ChunkKind::Events,
+            thread,
+            b,
+            &mut w.out,
+            &mut w.raw,
+            zstd.as_deref_mut(),
+        );
+        b.clear();
+        if done {
+            return;
+        }
+    }
 }
 
 /// Write everything queued, then `b`, now, on the calling thread (with lz4: this may be
@@ -202,20 +286,28 @@ fn drain_locked(w: &mut Writing, use_zstd: bool) {
 /// Write the first queued chunk, if there is one (the caller holds WRITING: whoever
 /// holds it pops, so chunks go out in queue order).
 fn write_one(w: &mut Writing, use_zstd: bool) -> bool {
-    let Some((kind, thread, b)) = QUEUE.lock().chunks.pop_front() else {
+    let Some(queued) = QUEUE.lock().chunks.pop_front() else {
         return false;
     };
     if use_zstd && matches!(w.zstd, ZstdState::Untried) {
         w.zstd = Zstd::new().map_or(ZstdState::Failed, ZstdState::Ready);
     }
-    let zstd = match &mut w.zstd {
-        ZstdState::Ready(z) if use_zstd => Some(z),
-        _ => None,
-    };
-    output::encode_and_write(kind, thread, &b, &mut w.out, &mut w.raw, zstd);
-    let mut buf = b;
-    buf.clear();
-    QUEUE.lock().spares.push(buf.into_buf());
+    match queued {
+        Queued::Chunk(kind, thread, mut b) => {
+            let zstd = match &mut w.zstd {
+                ZstdState::Ready(z) if use_zstd => Some(z),
+                _ => None,
+            };
+            output::encode_and_write(kind, thread, &b, &mut w.out, &mut w.raw, zstd);
+            b.clear();
+            QUEUE.lock().spares.push(b.into_buf());
+        }
+        Queued::Log(thread, mut log) => {
+            write_log(w, thread, &log, use_zstd);
+            log.clear();
+            QUEUE.lock().spare_logs.push(log);
+        }
+    }
     true
 }
 
@@ -229,9 +321,17 @@ pub fn pending() -> bool {
 pub fn after_fork_child() {
     WRITER_RUNS.store(false, Ordering::Release);
     let mut q = QUEUE.lock();
-    while let Some((_, _, mut b)) = q.chunks.pop_front() {
-        b.clear();
-        q.spares.push(b.into_buf());
+    while let Some(queued) = q.chunks.pop_front() {
+        match queued {
+            Queued::Chunk(_, _, mut b) => {
+                b.clear();
+                q.spares.push(b.into_buf());
+            }
+            Queued::Log(_, mut log) => {
+                log.clear();
+                q.spare_logs.push(log);
+            }
+        }
     }
 }
 
@@ -240,8 +340,38 @@ mod tests {
     use super::*;
     use memlens_trace::AllocFunc;
 
+    /// The tests share the queue.
+    static QUEUE_TESTS: spin::Mutex<()> = spin::Mutex::new(());
+
+    #[test]
+    fn a_log_is_queued_only_while_the_writer_keeps_up() {
+        let _q = QUEUE_TESTS.lock();
+        output::own_trace_in_tests();
+        let mut log = RawLog::new(16);
+        assert!(log.alloc(1 << 10, AllocFunc::Malloc, 0x1000, 16, 1, 1));
+        // No writer: the thread encodes its log itself.
+        assert!(!queue_log(3, &mut log));
+        assert!(!log.is_empty());
+        WRITER_RUNS.store(true, Ordering::Release);
+        for i in 0..LOG_QUEUE_LIMIT {
+            assert!(queue_log(3, &mut log), "entry {i}");
+            assert!(log.is_empty(), "an empty log in its place");
+            assert!(log.alloc(1 << 10, AllocFunc::Malloc, 0x1000, 16, 1, 1));
+        }
+        // The writer is behind.
+        assert!(!queue_log(3, &mut log));
+        assert!(!log.is_empty());
+        let queued: Vec<_> = QUEUE.lock().chunks.drain(..).collect();
+        assert_eq!(queued.len(), LOG_QUEUE_LIMIT);
+        assert!(queued
+            .iter()
+            .all(|q| matches!(q, Queued::Log(3, l) if l.records_from(0) == 1)));
+        WRITER_RUNS.store(false, Ordering::Release);
+    }
+
     #[test]
     fn a_buffer_handed_to_the_writer_is_replaced_by_one_writing_time_in_the_same_unit() {
+        let _q = QUEUE_TESTS.lock();
         output::own_trace_in_tests();
         WRITER_RUNS.store(true, Ordering::Release);
         let mut b = Buffer::new(alloc::vec![0u8; CHUNK_RAW].into_boxed_slice()).with_time_shift(10);
@@ -249,7 +379,9 @@ mod tests {
         assert!(submit(ChunkKind::Events, 7, &mut b));
         assert!(b.is_empty());
         assert_eq!(b.time_shift(), 10);
-        let (kind, thread, queued) = QUEUE.lock().chunks.pop_front().unwrap();
+        let Some(Queued::Chunk(kind, thread, queued)) = QUEUE.lock().chunks.pop_front() else {
+            panic!("a chunk queued");
+        };
         assert_eq!(
             (kind, thread, queued.records(), queued.time_shift()),
             (ChunkKind::Events, 7, 1, 10)
