@@ -50,7 +50,7 @@ pub const HOOKED: [(&core::ffi::CStr, bool); 30] = [
 use crate::caller;
 use crate::live::{self, Meta, Removed};
 use crate::sample;
-use crate::thread::{record, record_then, reserve_release, Caller, Op};
+use crate::thread::{record, record_release, record_then, reserve_release, Caller, Op};
 use core::ffi::{c_int, c_void};
 use memlens_trace::{AllocFunc, HeapErrorKind};
 
@@ -390,8 +390,8 @@ unsafe fn release(func: AllocFunc, p: *mut c_void, c: Caller) {
         return;
     }
     // Two cache misses, usually: the table's slot and glibc's chunk header (the size word
-    // before the block, which the real free reads). Asked for together, they overlap.
-    // The table is asked first: the record names the block by the number it keeps.
+    // before the block, which the real free reads). Asked for together, they overlap,
+    // and the table's is met only after the record is made (`record_release`).
     live::prefetch(p as u64);
     // SAFETY: a prefetch cannot fault, whatever `p` is.
     unsafe {
@@ -400,11 +400,25 @@ unsafe fn release(func: AllocFunc, p: *mut c_void, c: Caller) {
             core::arch::x86_64::_MM_HINT_T0,
         )
     };
+    // The common case, a release of a block of the same family, is recorded with the
+    // table's lookup inside; the others are recorded below, after the lookup.
+    let mut found = None;
+    let recorded = record_release(func, p as u64, c, || {
+        let r = live::remove(p as u64);
+        let named = release_named(func, &r);
+        found = Some(r);
+        named
+    });
+    let r = match found {
+        Some(r) => r,
+        None => live::remove(p as u64),
+    };
+    let recorded = recorded && release_named(func, &r).is_some();
     let free = |serial| Op::Free {
         addr: p as u64,
         serial,
     };
-    match live::remove(p as u64) {
+    match r {
         Removed::Block(m) => {
             if m.func().family() != func.family() {
                 error(func, HeapErrorKind::Mismatch, p, m.func(), c);
@@ -413,20 +427,44 @@ unsafe fn release(func: AllocFunc, p: *mut c_void, c: Caller) {
             // was never in the trace: its release by glibc later (a thread-exit
             // destructor's list node, dlerror's message, a thread's TLS buffers) is not
             // either.
-            if !m.internal() {
+            if !m.internal() && !recorded {
                 record(func, free(m.serial()), c);
             }
         }
         // Attached: a block from before the attach, recorded as a free the trace never
         // saw allocated (an untracked free).
-        Removed::NotABlock if crate::attach::unknown_blocks_are_old() => record(func, free(0), c),
+        Removed::NotABlock if crate::attach::unknown_blocks_are_old() => {
+            if !recorded {
+                record(func, free(0), c)
+            }
+        }
         Removed::NotABlock => {
             error(func, HeapErrorKind::NotABlock, p, func, c);
             return;
         }
-        Removed::Deferred => record(func, free(0), c),
+        Removed::Deferred => {
+            if !recorded {
+                record(func, free(0), c)
+            }
+        }
     }
     __libc_free(p);
+}
+
+/// For [`release`]: the number a release's record names when it is recorded at once,
+/// with the table's lookup (0: none); `None` when it is not: a heap error (recorded
+/// first, then the release), a block made on the recorder's behalf (never recorded).
+#[inline(always)]
+fn release_named(func: AllocFunc, r: &Removed) -> Option<u64> {
+    match r {
+        Removed::Block(m) if m.func().family() == func.family() && !m.internal() => {
+            Some(m.serial())
+        }
+        Removed::Block(_) => None,
+        Removed::NotABlock if crate::attach::unknown_blocks_are_old() => Some(0),
+        Removed::NotABlock => None,
+        Removed::Deferred => Some(0),
+    }
 }
 
 /// [`release`] when sampling: only sampled blocks are in the table; a release that finds

@@ -145,6 +145,20 @@ impl RawLog {
         true
     }
 
+    /// The last record, a release ([`RawLog::free`]), names the block numbered
+    /// `serial` (0: none).
+    #[inline(always)]
+    pub fn name_last_release(&mut self, serial: u64) {
+        let last = self.get(self.len - 1);
+        debug_assert_eq!(last.meta & 3, Kind::Free as u64);
+        self.events[self.len - 1].write(RawEvent { b: serial, ..last });
+    }
+
+    /// Take the last record back.
+    pub fn take_back_last(&mut self) {
+        self.len = self.len.saturating_sub(1);
+    }
+
     /// [`ChunkBuilder::realloc_numbered`]'s record; false when the log is full.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]

@@ -260,15 +260,18 @@ impl ThreadState {
     /// Append one allocation, release or reallocation to the log with `write`; when the
     /// log is full, hand it to the writer and try once more; count the record as
     /// dropped if it still does not fit. Caller holds the lock.
+    /// Whether the record was appended (the log's last).
     #[inline(always)]
-    fn log(&mut self, write: impl Fn(&mut RawLog) -> bool) {
+    fn log(&mut self, write: impl Fn(&mut RawLog) -> bool) -> bool {
         if write(&mut self.log) {
-            return;
+            return true;
         }
         self.flush_locked();
         if !write(&mut self.log) {
             output::DROPPED_EVENTS.fetch_add(1, Ordering::Relaxed);
+            return false;
         }
+        true
     }
 
     pub fn flush(&mut self) {
@@ -585,6 +588,72 @@ pub fn record_then(func: AllocFunc, op: Op, caller: Caller, then: impl FnOnce(u6
     true
 }
 
+/// A release of the block at `addr` through `func`, recorded before `remove` runs: the
+/// live table's lookup (`live::remove`), usually a cache miss, then overlaps the
+/// record's own work instead of coming before it. `remove` runs with the thread's buffer
+/// held and answers with the number the release names (`Some`, 0: none), or `None`
+/// when the release is not to be recorded (a heap error, which the caller records with
+/// its release after; a block made on the recorder's behalf), and the record is taken
+/// back. Returns whether `remove` ran: when nothing is recorded (not started, disabled,
+/// re-entered) it did not, and the caller takes the block out of the table itself.
+#[inline]
+pub fn record_release(
+    func: AllocFunc,
+    addr: u64,
+    caller: Caller,
+    remove: impl FnOnce() -> Option<u64>,
+) -> bool {
+    if !ACTIVE.load(Ordering::Relaxed) && !crate::lifecycle::init_early() {
+        return false;
+    }
+    if DISABLED.load(Ordering::Relaxed) {
+        return false;
+    }
+    let Some(busy) = tls::BusyGuard::enter() else {
+        return false;
+    };
+    let now = now_ns();
+    // SAFETY: as in `record_then`: this thread's state, while the thread is busy.
+    let st = unsafe { &mut *state_for(busy.here(), now) };
+    st.lock();
+    if !still_active(st) {
+        return false;
+    }
+    let ts = st.stamp(now, [addr, 0]);
+    let stack = release_stack(st, caller, ts);
+    let logged = st.log(|l| l.free(ts, func, addr, stack, 0));
+    let named = remove();
+    if logged {
+        match named {
+            Some(serial) => st.log.name_last_release(in_this_trace(serial)),
+            None => st.log.take_back_last(),
+        }
+    }
+    st.unlock();
+    // As in `record_then`: a fatal signal that arrived meanwhile is handled as the
+    // guard drops.
+    let here = busy.here();
+    here.set_leaving(caller.sp, 0);
+    drop(busy);
+    here.set_leaving(0, 0);
+    if crate::python::take_work_done() {
+        crate::lifecycle::python_work_done();
+    }
+    true
+}
+
+/// The stack a release's record names: 0 unless release stacks are recorded.
+#[inline(always)]
+fn release_stack(st: &mut ThreadState, caller: Caller, ts: u64) -> u32 {
+    if FREE_STACKS.load(Ordering::Relaxed) {
+        return capture(st, caller, ts);
+    }
+    if crate::python::active() {
+        crate::python::poll_finalizing();
+    }
+    0
+}
+
 /// A record of the program's API (`api.rs`) into this thread's buffer, so that it is
 /// ordered with the thread's allocations. `caller`: capture the call's stack and hand
 /// its id to `write` (0 otherwise). `realtime`: the record is a real-time mark, and the
@@ -726,19 +795,16 @@ fn record_into(
     ts: u64,
 ) {
     let stack = match op {
-        Op::Free { .. } if !FREE_STACKS.load(Ordering::Relaxed) => {
-            if crate::python::active() {
-                crate::python::poll_finalizing();
-            }
-            0
-        }
+        Op::Free { .. } => release_stack(st, caller, ts),
         _ => capture(st, caller, ts),
     };
     match op {
-        Op::Alloc { addr, size } => st.log(|l| l.alloc(ts, func, addr, size, stack, serial)),
+        Op::Alloc { addr, size } => {
+            st.log(|l| l.alloc(ts, func, addr, size, stack, serial));
+        }
         Op::Free { addr, serial } => {
             let serial = in_this_trace(serial);
-            st.log(|l| l.free(ts, func, addr, stack, serial))
+            st.log(|l| l.free(ts, func, addr, stack, serial));
         }
         Op::Realloc {
             old,
@@ -747,7 +813,7 @@ fn record_into(
             serial: old_serial,
         } => {
             let serials = [in_this_trace(old_serial), serial];
-            st.log(|l| l.realloc(ts, func, old, new, size, stack, serials))
+            st.log(|l| l.realloc(ts, func, old, new, size, stack, serials));
         }
         Op::Error {
             kind,
