@@ -1201,6 +1201,7 @@ extern "C" fn sampler_main(state: *mut libc::c_void) -> *mut libc::c_void {
                 // A reader following the trace (`--pprof-every`) sees the events of
                 // threads whose buffers are far from full.
                 flush_registered();
+                crate::writer::write_open_chunks();
                 next_flush = now.saturating_add(flush_interval);
             }
             next_sample = next_sample.saturating_add(interval).max(now);

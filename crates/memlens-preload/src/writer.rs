@@ -73,9 +73,20 @@ pub struct Writing {
     raw: Vec<u8>,
     /// The writer thread's zstd context, made on its first chunk.
     zstd: ZstdState,
-    /// Where a thread's log is encoded, made on the first.
-    events: Option<Buffer>,
+    /// Chunks being filled from threads' logs, at most [`MAX_OPEN`]: a log's records
+    /// rarely fill a chunk, and the next log of the same thread goes on where it
+    /// stopped, so chunks are full and compress as well as those a thread builds. A
+    /// thread's open chunk is written before any chunk the thread built itself
+    /// ([`write_one`]), and every open chunk by [`write_now`], [`drain`] and
+    /// [`write_open_chunks`].
+    open: Vec<(u32, Buffer)>,
+    /// Empty chunk buffers for `open`.
+    spare_builders: Vec<Buffer>,
 }
+
+/// Threads whose chunks may be open at once; the one opened first is written when
+/// another thread needs one.
+const MAX_OPEN: usize = 16;
 
 /// Whether the zstd context was made; if making it failed, lz4 is used from then on
 /// (instead of trying, and mapping memory, again for every chunk).
@@ -89,7 +100,8 @@ pub static WRITING: spin::Mutex<Writing> = spin::Mutex::new(Writing {
     out: Vec::new(),
     raw: Vec::new(),
     zstd: ZstdState::Untried,
-    events: None,
+    open: Vec::new(),
+    spare_builders: Vec::new(),
 });
 
 /// zstd level for the writer thread. Level 1 already stores an allocation-dense
@@ -224,33 +236,65 @@ fn wake_writer() {
     crate::sys::futex_wake(&WAKE);
 }
 
-/// Encode `log` into Events chunks of thread `thread` and write them (the caller holds
-/// WRITING, and wrote everything queued before).
+/// Encode `log` into thread `thread`'s open chunk, writing each that fills (the caller
+/// holds WRITING, and wrote everything queued before).
 fn write_log(w: &mut Writing, thread: u32, log: &RawLog, use_zstd: bool) {
-    let b = w.events.get_or_insert_with(|| {
-        Buffer::new(alloc::vec![0u8; CHUNK_RAW].into_boxed_slice())
-            .with_time_shift(crate::order::TIME_SHIFT)
-    });
-    let mut zstd = match &mut w.zstd {
+    let mut b = match w.open.iter().position(|(t, _)| *t == thread) {
+        Some(i) => w.open.remove(i).1,
+        None => w.spare_builders.pop().unwrap_or_else(|| {
+            Buffer::new(alloc::vec![0u8; CHUNK_RAW].into_boxed_slice())
+                .with_time_shift(crate::order::TIME_SHIFT)
+        }),
+    };
+    let mut next = 0;
+    while !log.encode(&mut next, &mut b) {
+        write_built(w, thread, &mut b, use_zstd);
+    }
+    if b.is_empty() {
+        w.spare_builders.push(b);
+        return;
+    }
+    if w.open.len() >= MAX_OPEN {
+        let (t, mut oldest) = w.open.remove(0);
+        write_built(w, t, &mut oldest, use_zstd);
+        w.spare_builders.push(oldest);
+    }
+    w.open.push((thread, b));
+}
+
+/// Write `b`, an Events chunk of thread `thread`, and clear it.
+fn write_built(w: &mut Writing, thread: u32, b: &mut Buffer, use_zstd: bool) {
+    if use_zstd && matches!(w.zstd, ZstdState::Untried) {
+        w.zstd = Zstd::new().map_or(ZstdState::Failed, ZstdState::Ready);
+    }
+    let zstd = match &mut w.zstd {
         ZstdState::Ready(z) if use_zstd => Some(z),
         _ => None,
     };
-    let mut next = 0;
-    loop {
-        let done = log.encode(&mut next, b);
-        output::encode_and_write(
-            ChunkKind::Events,
-            thread,
-            b,
-            &mut w.out,
-            &mut w.raw,
-            zstd.as_deref_mut(),
-        );
-        b.clear();
-        if done {
-            return;
+    output::encode_and_write(ChunkKind::Events, thread, b, &mut w.out, &mut w.raw, zstd);
+    b.clear();
+}
+
+/// Write the open chunk of thread `thread` (`None`: of every thread).
+fn close_open(w: &mut Writing, thread: Option<u32>, use_zstd: bool) {
+    let mut i = 0;
+    while i < w.open.len() {
+        if thread.is_some_and(|t| t != w.open[i].0) {
+            i += 1;
+            continue;
         }
+        let (t, mut b) = w.open.remove(i);
+        write_built(w, t, &mut b, use_zstd);
+        w.spare_builders.push(b);
     }
+}
+
+/// The writer thread, after the program's threads handed it their buffers (a periodic
+/// flush, `memlens snapshot`'s request): write everything queued and every open chunk.
+pub fn write_open_chunks() {
+    let mut w = WRITING.lock();
+    drain_locked(&mut w, true);
+    close_open(&mut w, None, true);
 }
 
 /// Write everything queued, then `b`, now, on the calling thread (with lz4: this may be
@@ -258,13 +302,17 @@ fn write_log(w: &mut Writing, thread: u32, log: &RawLog, use_zstd: bool) {
 pub fn write_now<B: AsRef<[u8]> + AsMut<[u8]>>(kind: ChunkKind, thread: u32, b: &ChunkBuilder<B>) {
     let mut w = WRITING.lock();
     drain_locked(&mut w, false);
+    close_open(&mut w, None, false);
     let w = &mut *w;
     output::encode_and_write(kind, thread, b, &mut w.out, &mut w.raw, None);
 }
 
-/// Write everything queued, on the calling thread (exit, exec), with lz4.
+/// Write everything queued, and every open chunk, on the calling thread (exit, exec),
+/// with lz4.
 pub fn drain() {
-    drain_locked(&mut WRITING.lock(), false);
+    let mut w = WRITING.lock();
+    drain_locked(&mut w, false);
+    close_open(&mut w, None, false);
 }
 
 /// The writer thread's drain: with zstd, which costs more than lz4 but is done off the
@@ -294,6 +342,10 @@ fn write_one(w: &mut Writing, use_zstd: bool) -> bool {
     }
     match queued {
         Queued::Chunk(kind, thread, mut b) => {
+            if kind == ChunkKind::Events {
+                // The thread's records from its logs came before this chunk's.
+                close_open(w, Some(thread), use_zstd);
+            }
             let zstd = match &mut w.zstd {
                 ZstdState::Ready(z) if use_zstd => Some(z),
                 _ => None,
@@ -320,6 +372,12 @@ pub fn pending() -> bool {
 /// keep their buffers as spares. No writer runs here until the child's own starts.
 pub fn after_fork_child() {
     WRITER_RUNS.store(false, Ordering::Release);
+    let mut w = WRITING.lock();
+    while let Some((_, mut b)) = w.open.pop() {
+        b.clear();
+        w.spare_builders.push(b);
+    }
+    drop(w);
     let mut q = QUEUE.lock();
     while let Some(queued) = q.chunks.pop_front() {
         match queued {
@@ -367,6 +425,73 @@ mod tests {
             .iter()
             .all(|q| matches!(q, Queued::Log(3, l) if l.records_from(0) == 1)));
         WRITER_RUNS.store(false, Ordering::Release);
+    }
+
+    fn log_of(n: u64) -> RawLog {
+        let mut log = RawLog::new(16);
+        for i in 0..n {
+            assert!(log.alloc(
+                (i + 1) << 10,
+                AllocFunc::Malloc,
+                0x1000 + 16 * i,
+                16,
+                1,
+                1 + i
+            ));
+        }
+        log
+    }
+
+    /// The open chunks: thread, records.
+    fn open(w: &Writing) -> Vec<(u32, u32)> {
+        w.open.iter().map(|(t, b)| (*t, b.records())).collect()
+    }
+
+    #[test]
+    fn logs_fill_their_threads_open_chunks_which_are_written_before_the_threads_own() {
+        let _q = QUEUE_TESTS.lock();
+        // No trace file is open: writing a chunk writes nothing.
+        let mut w = Writing {
+            out: Vec::new(),
+            raw: Vec::new(),
+            zstd: ZstdState::Failed,
+            open: Vec::new(),
+            spare_builders: Vec::new(),
+        };
+        QUEUE.lock().chunks.push_back(Queued::Log(3, log_of(1)));
+        QUEUE.lock().chunks.push_back(Queued::Log(5, log_of(2)));
+        QUEUE.lock().chunks.push_back(Queued::Log(3, log_of(4)));
+        while write_one(&mut w, false) {}
+        // Thread 3's second log went on in its open chunk.
+        assert_eq!(open(&w), [(5, 2), (3, 5)]);
+        // A chunk thread 3 built itself comes after its open chunk, which is written
+        // first; a definitions chunk leaves the open chunks alone.
+        let mut b = Buffer::new(alloc::vec![0u8; 4096].into_boxed_slice());
+        b.alloc(9 << 10, AllocFunc::Malloc, 0x9000, 16, 1).unwrap();
+        QUEUE
+            .lock()
+            .chunks
+            .push_back(Queued::Chunk(ChunkKind::Events, 3, b));
+        let mut m = Buffer::new(alloc::vec![0u8; 4096].into_boxed_slice());
+        m.thread(0, 3, 77, b"worker").unwrap();
+        QUEUE
+            .lock()
+            .chunks
+            .push_back(Queued::Chunk(ChunkKind::Meta, 0, m));
+        while write_one(&mut w, false) {}
+        assert_eq!(open(&w), [(5, 2)]);
+        // At most MAX_OPEN threads' chunks are open: the first opened is written.
+        for t in 10..10 + MAX_OPEN as u32 {
+            QUEUE.lock().chunks.push_back(Queued::Log(t, log_of(1)));
+        }
+        while write_one(&mut w, false) {}
+        assert_eq!(w.open.len(), MAX_OPEN);
+        assert!(open(&w).iter().all(|&(t, _)| t != 5));
+        close_open(&mut w, None, false);
+        assert!(w.open.is_empty());
+        assert_eq!(w.spare_builders.len(), MAX_OPEN + 1);
+        QUEUE.lock().spares.clear();
+        QUEUE.lock().spare_logs.clear();
     }
 
     #[test]
