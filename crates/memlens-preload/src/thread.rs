@@ -534,23 +534,9 @@ pub fn record(func: AllocFunc, op: Op, caller: Caller) {
 /// recorded (not started, disabled, or re-entered).
 #[inline]
 pub fn record_then(func: AllocFunc, op: Op, caller: Caller, then: impl FnOnce(u64)) -> bool {
-    if !ACTIVE.load(Ordering::Relaxed) && !crate::lifecycle::init_early() {
-        return false;
-    }
-    if DISABLED.load(Ordering::Relaxed) {
-        return false;
-    }
-    let Some(busy) = tls::BusyGuard::enter() else {
+    let Some((busy, st, now)) = begin_record() else {
         return false;
     };
-    let now = now_ns();
-    // SAFETY: this thread's live state (see state_for), used here only while the thread
-    // is busy, so by one code path of this thread at a time; other threads take its lock.
-    let st = unsafe { &mut *state_for(busy.here(), now) };
-    st.lock();
-    if !still_active(st) {
-        return false;
-    }
     let serial = match op {
         Op::Alloc { .. } | Op::Realloc { new: 1.., .. } => st.take_serial(),
         _ => 0,
@@ -570,22 +556,53 @@ pub fn record_then(func: AllocFunc, op: Op, caller: Caller, then: impl FnOnce(u6
         }
     }
     then(serial);
-    st.unlock();
-    // A fatal signal that arrived meanwhile is handled as the guard drops: it scans from
-    // the caller's frames, with the block being returned as a register.
-    let here = busy.here();
     let in_flight = match op {
         Op::Alloc { addr, .. } => addr,
         Op::Realloc { new, .. } => new,
         _ => 0,
     };
+    end_record(busy, st, caller, in_flight);
+    true
+}
+
+/// The start of a recording: the recorder runs and this thread is not inside it
+/// already; the thread's state, locked, and the time now. `None` when nothing is to be
+/// recorded (not started, disabled, re-entered, or the recording ended meanwhile).
+#[inline(always)]
+fn begin_record() -> Option<(tls::BusyGuard, &'static mut ThreadState, u64)> {
+    if !ACTIVE.load(Ordering::Relaxed) && !crate::lifecycle::init_early() {
+        return None;
+    }
+    if DISABLED.load(Ordering::Relaxed) {
+        return None;
+    }
+    let busy = tls::BusyGuard::enter()?;
+    let now = now_ns();
+    // SAFETY: this thread's live state (see state_for), which lives until the thread is
+    // gone; used here only while the thread is busy, so by one code path of this thread
+    // at a time; other threads take its lock.
+    let st = unsafe { &mut *state_for(busy.here(), now) };
+    st.lock();
+    if !still_active(st) {
+        return None;
+    }
+    Some((busy, st, now))
+}
+
+/// The end of a recording begun by [`begin_record`]: the state unlocked, then the busy
+/// section left. A fatal signal that arrived meanwhile is handled as the guard drops: it
+/// scans from the caller's frames, with `in_flight` (the block being returned, 0: none)
+/// as a register.
+#[inline(always)]
+fn end_record(busy: tls::BusyGuard, st: &mut ThreadState, caller: Caller, in_flight: u64) {
+    st.unlock();
+    let here = busy.here();
     here.set_leaving(caller.sp, in_flight);
     drop(busy);
     here.set_leaving(0, 0);
     if crate::python::take_work_done() {
         crate::lifecycle::python_work_done();
     }
-    true
 }
 
 /// A release of the block at `addr` through `func`, recorded before `remove` runs: the
@@ -603,22 +620,9 @@ pub fn record_release(
     caller: Caller,
     remove: impl FnOnce() -> Option<u64>,
 ) -> bool {
-    if !ACTIVE.load(Ordering::Relaxed) && !crate::lifecycle::init_early() {
-        return false;
-    }
-    if DISABLED.load(Ordering::Relaxed) {
-        return false;
-    }
-    let Some(busy) = tls::BusyGuard::enter() else {
+    let Some((busy, st, now)) = begin_record() else {
         return false;
     };
-    let now = now_ns();
-    // SAFETY: as in `record_then`: this thread's state, while the thread is busy.
-    let st = unsafe { &mut *state_for(busy.here(), now) };
-    st.lock();
-    if !still_active(st) {
-        return false;
-    }
     let ts = st.stamp(now, [addr, 0]);
     let stack = release_stack(st, caller, ts);
     let logged = st.log(|l| l.free(ts, func, addr, stack, 0));
@@ -629,16 +633,7 @@ pub fn record_release(
             None => st.log.take_back_last(),
         }
     }
-    st.unlock();
-    // As in `record_then`: a fatal signal that arrived meanwhile is handled as the
-    // guard drops.
-    let here = busy.here();
-    here.set_leaving(caller.sp, 0);
-    drop(busy);
-    here.set_leaving(0, 0);
-    if crate::python::take_work_done() {
-        crate::lifecycle::python_work_done();
-    }
+    end_record(busy, st, caller, 0);
     true
 }
 
