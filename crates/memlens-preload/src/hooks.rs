@@ -403,17 +403,14 @@ unsafe fn release(func: AllocFunc, p: *mut c_void, c: Caller) {
     // The common case, a release of a block of the same family, is recorded with the
     // table's lookup inside; the others are recorded below, after the lookup.
     let mut found = None;
-    let recorded = record_release(func, p as u64, c, || {
+    record_release(func, p as u64, c, || {
         let r = live::remove(p as u64);
         let named = release_named(func, &r);
-        found = Some(r);
+        found = Some((r, named.is_some()));
         named
     });
-    let r = match found {
-        Some(r) => r,
-        None => live::remove(p as u64),
-    };
-    let recorded = recorded && release_named(func, &r).is_some();
+    // `recorded`: the release's record stands (not taken back).
+    let (r, recorded) = found.unwrap_or_else(|| (live::remove(p as u64), false));
     let free = |serial| Op::Free {
         addr: p as u64,
         serial,

@@ -259,8 +259,8 @@ impl ThreadState {
 
     /// Append one allocation, release or reallocation to the log with `write`; when the
     /// log is full, hand it to the writer and try once more; count the record as
-    /// dropped if it still does not fit. Caller holds the lock.
-    /// Whether the record was appended (the log's last).
+    /// dropped if it still does not fit. True when it was appended (it is then the log's
+    /// last). Caller holds the lock.
     #[inline(always)]
     fn log(&mut self, write: impl Fn(&mut RawLog) -> bool) -> bool {
         if write(&mut self.log) {
@@ -611,17 +611,17 @@ fn end_record(busy: tls::BusyGuard, st: &mut ThreadState, caller: Caller, in_fli
 /// held and answers with the number the release names (`Some`, 0: none), or `None`
 /// when the release is not to be recorded (a heap error, which the caller records with
 /// its release after; a block made on the recorder's behalf), and the record is taken
-/// back. Returns whether `remove` ran: when nothing is recorded (not started, disabled,
-/// re-entered) it did not, and the caller takes the block out of the table itself.
+/// back. When nothing is recorded (not started, disabled, re-entered) `remove` does not
+/// run, and the caller takes the block out of the table itself.
 #[inline]
 pub fn record_release(
     func: AllocFunc,
     addr: u64,
     caller: Caller,
     remove: impl FnOnce() -> Option<u64>,
-) -> bool {
+) {
     let Some((busy, st, now)) = begin_record() else {
-        return false;
+        return;
     };
     let ts = st.stamp(now, [addr, 0]);
     let stack = release_stack(st, caller, ts);
@@ -634,7 +634,6 @@ pub fn record_release(
         }
     }
     end_record(busy, st, caller, 0);
-    true
 }
 
 /// The stack a release's record names: 0 unless release stacks are recorded.

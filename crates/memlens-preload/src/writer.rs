@@ -96,6 +96,23 @@ enum ZstdState {
     Failed,
 }
 
+impl ZstdState {
+    /// The context to compress with: `None` (lz4) unless `use_zstd` (the writer
+    /// thread) and it could be made, on first use.
+    fn get(&mut self, use_zstd: bool) -> Option<&mut Zstd> {
+        if !use_zstd {
+            return None;
+        }
+        if matches!(self, ZstdState::Untried) {
+            *self = Zstd::new().map_or(ZstdState::Failed, ZstdState::Ready);
+        }
+        match self {
+            ZstdState::Ready(z) => Some(z),
+            _ => None,
+        }
+    }
+}
+
 pub static WRITING: spin::Mutex<Writing> = spin::Mutex::new(Writing {
     out: Vec::new(),
     raw: Vec::new(),
@@ -203,9 +220,9 @@ pub fn submit(kind: ChunkKind, thread: u32, b: &mut Buffer) -> bool {
     true
 }
 
-/// Chunks that may wait for the writer when a thread hands it a log: more, and the
-/// writer is behind (the machine's cores are busy with the program's threads), so the
-/// thread encodes its log itself ([`queue_log`]).
+/// Entries waiting for the writer at which it is behind (the machine's cores are busy
+/// with the program's threads): a thread's log is then refused, and the thread encodes
+/// it itself ([`queue_log`]).
 const LOG_QUEUE_LIMIT: usize = 4;
 
 /// Queue thread `thread`'s log for the writer to encode (the caller gets an empty log
@@ -264,13 +281,7 @@ fn write_log(w: &mut Writing, thread: u32, log: &RawLog, use_zstd: bool) {
 
 /// Write `b`, an Events chunk of thread `thread`, and clear it.
 fn write_built(w: &mut Writing, thread: u32, b: &mut Buffer, use_zstd: bool) {
-    if use_zstd && matches!(w.zstd, ZstdState::Untried) {
-        w.zstd = Zstd::new().map_or(ZstdState::Failed, ZstdState::Ready);
-    }
-    let zstd = match &mut w.zstd {
-        ZstdState::Ready(z) if use_zstd => Some(z),
-        _ => None,
-    };
+    let zstd = w.zstd.get(use_zstd);
     output::encode_and_write(ChunkKind::Events, thread, b, &mut w.out, &mut w.raw, zstd);
     b.clear();
 }
@@ -337,19 +348,13 @@ fn write_one(w: &mut Writing, use_zstd: bool) -> bool {
     let Some(queued) = QUEUE.lock().chunks.pop_front() else {
         return false;
     };
-    if use_zstd && matches!(w.zstd, ZstdState::Untried) {
-        w.zstd = Zstd::new().map_or(ZstdState::Failed, ZstdState::Ready);
-    }
     match queued {
         Queued::Chunk(kind, thread, mut b) => {
             if kind == ChunkKind::Events {
                 // The thread's records from its logs came before this chunk's.
                 close_open(w, Some(thread), use_zstd);
             }
-            let zstd = match &mut w.zstd {
-                ZstdState::Ready(z) if use_zstd => Some(z),
-                _ => None,
-            };
+            let zstd = w.zstd.get(use_zstd);
             output::encode_and_write(kind, thread, &b, &mut w.out, &mut w.raw, zstd);
             b.clear();
             QUEUE.lock().spares.push(b.into_buf());
