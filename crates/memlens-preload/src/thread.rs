@@ -38,7 +38,8 @@ pub struct ThreadState {
     /// (`rawlog.rs`).
     log: RawLog,
     /// Every other record, encoded here after the log's records before it (see
-    /// [`ThreadState::push`]).
+    /// [`ThreadState::push`]). Its buffer is allocated on first use
+    /// ([`ThreadState::events_ready`]): most threads never make such a record.
     events: ChunkBuilder<Box<[u8]>>,
     /// Created on the first unwind: the RSS sampler's state never needs it, and it is
     /// the bulk of a state's memory (~280 KiB).
@@ -132,8 +133,7 @@ impl ThreadState {
             lock: AtomicBool::new(false),
             index,
             log: RawLog::new(RAW_EVENTS),
-            events: ChunkBuilder::new(alloc::vec![0u8; CHUNK_RAW].into_boxed_slice())
-                .with_time_shift(crate::order::TIME_SHIFT),
+            events: ChunkBuilder::new(Box::default()).with_time_shift(crate::order::TIME_SHIFT),
             unwinding: None,
             stack_lo,
             stack_hi,
@@ -245,6 +245,7 @@ impl ThreadState {
     /// ([`ThreadState::push`]). Caller holds the state's lock.
     #[cold]
     fn settle(&mut self) {
+        self.events_ready();
         let mut next = 0;
         while !self.log.encode(&mut next, &mut self.events) {
             if !self.submit_events() || !self.events.is_empty() {
@@ -255,6 +256,16 @@ impl ThreadState {
             }
         }
         self.log.clear();
+    }
+
+    /// Give the records built here their buffer, on first use: an empty builder holds
+    /// none (a thread's 64 KiB for records that most threads never make).
+    #[inline]
+    fn events_ready(&mut self) {
+        if self.events.capacity() == 0 {
+            self.events = ChunkBuilder::new(alloc::vec![0u8; CHUNK_RAW].into_boxed_slice())
+                .with_time_shift(crate::order::TIME_SHIFT);
+        }
     }
 
     /// Append one allocation, release or reallocation to the log with `write`; when the
@@ -291,6 +302,7 @@ impl ThreadState {
         if !self.log.is_empty() {
             self.settle();
         }
+        self.events_ready();
         if write(&mut self.events).is_ok() {
             return;
         }

@@ -467,6 +467,12 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         self.time_shift
     }
 
+    /// Bytes the buffer holds, used or not (0: a builder with no buffer yet, whose
+    /// every write fails).
+    pub fn capacity(&self) -> usize {
+        self.buf.as_ref().len()
+    }
+
     /// Bytes of the payload (see [`ChunkBuilder::payload`]).
     pub fn len(&self) -> usize {
         match self.layout {
