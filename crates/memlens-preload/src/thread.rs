@@ -867,6 +867,8 @@ struct Memo {
 }
 
 impl Memo {
+    /// An unused entry: all zero, as a new table's entries are (`MemoTable::new`).
+    #[cfg(test)]
     const EMPTY: Memo = Memo {
         ret: 0,
         sp: 0,
@@ -935,7 +937,11 @@ const MEMO_SETS: usize = MEMO_ENTRIES / MEMO_WAYS;
 impl MemoTable {
     fn new() -> MemoTable {
         MemoTable {
-            entries: (0..MEMO_ENTRIES).map(|_| Memo::EMPTY).collect(),
+            // Zeroed lazily: a thread's memo costs the pages of the entries it uses
+            // (`private_alloc::zeroed_slice`). An all-zero entry is unused (ids[0] == 0).
+            // SAFETY: all-zero bytes are a valid Memo: its fields are integers and a
+            // bool, valid as 0 and false.
+            entries: unsafe { crate::private_alloc::zeroed_slice(MEMO_ENTRIES) },
             tags: (0..MEMO_SETS).map(|_| [0; MEMO_WAYS]).collect(),
             used: (0..MEMO_SETS).map(|_| [0; MEMO_WAYS]).collect(),
             tick: 0,
@@ -1510,6 +1516,26 @@ pub fn reset_for_new_trace(ts: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A new memo table's entries (zeroed memory) are Memo::EMPTY's.
+    #[test]
+    fn new_memo_entries_are_empty() {
+        let t = MemoTable::new();
+        assert_eq!(t.entries.len(), MEMO_ENTRIES);
+        for m in t.entries.iter() {
+            let e = Memo::EMPTY;
+            assert_eq!(
+                (m.ret, m.sp, m.bp, m.hi, m.generation, m.depth, m.nreads),
+                (e.ret, e.sp, e.bp, e.hi, e.generation, e.depth, e.nreads)
+            );
+            assert_eq!(
+                (m.bp_sensitive, m.next, m.ids, m.sigs),
+                (false, 0, [0; MEMO_PYTHON], [0; MEMO_PYTHON])
+            );
+            assert!(m.reads.iter().all(|&r| r == (0, 0)));
+        }
+        assert!(t.tags.iter().all(|s| s.iter().all(|&w| w == 0)));
+    }
 
     fn entry(word: &u64) -> Memo {
         let mut m = Memo::EMPTY;
