@@ -1220,12 +1220,14 @@ extern "C" fn sampler_main(state: *mut libc::c_void) -> *mut libc::c_void {
             continue;
         }
         // Sleep until the next sample or the next queued chunk. A chunk queued after
-        // `seen` was read changes WAKE, so the wait returns at once.
-        let seen = crate::writer::WAKE.load(Ordering::Acquire);
-        if crate::writer::pending() {
-            continue;
+        // `seen` was read changes WAKE, so the wait returns at once; one queued after
+        // the flag is up also wakes it (`writer::wake_writer`).
+        crate::writer::WRITER_SLEEPING.store(true, Ordering::SeqCst);
+        let seen = crate::writer::WAKE.load(Ordering::SeqCst);
+        if !crate::writer::pending() {
+            crate::sys::futex_wait(&crate::writer::WAKE, seen, Some(next_sample - now));
         }
-        crate::sys::futex_wait(&crate::writer::WAKE, seen, Some(next_sample - now));
+        crate::writer::WRITER_SLEEPING.store(false, Ordering::Relaxed);
     }
     crate::writer::WRITER_RUNS.store(false, Ordering::Release);
     if EXIT_RETIRED.load(Ordering::Acquire) {

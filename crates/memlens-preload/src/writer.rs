@@ -248,9 +248,19 @@ pub fn queue_log(thread: u32, log: &mut RawLog) -> bool {
     true
 }
 
+/// Set by the writer before it looks at the queue for the last time and sleeps on
+/// [`WAKE`]: only then does a submission need the futex call (a system call per log
+/// otherwise, and a log is handed over every 2,048 events).
+pub static WRITER_SLEEPING: AtomicBool = AtomicBool::new(false);
+
 fn wake_writer() {
-    WAKE.fetch_add(1, Ordering::Release);
-    crate::sys::futex_wake(&WAKE);
+    // SeqCst on both sides (`thread::sampler_main`): either this load sees the writer's
+    // flag, or the writer's later load of WAKE sees this increment (and its look at the
+    // queue this entry), so the wait it is about to begin returns at once.
+    WAKE.fetch_add(1, Ordering::SeqCst);
+    if WRITER_SLEEPING.load(Ordering::SeqCst) {
+        crate::sys::futex_wake(&WAKE);
+    }
 }
 
 /// Encode `log` into thread `thread`'s open chunk, writing each that fills (the caller
