@@ -99,6 +99,108 @@ pub fn own_thread_blocks(
         .collect()
 }
 
+/// Link maps `memlens_loader_maps` holds (`memlens-preload/src/attach/mod.rs`).
+const LOADER_MAPS_MAX: u64 = 16;
+/// Offsets in glibc's `struct link_map` (`<link.h>`, its public head).
+const LINK_MAP_NEXT: u64 = 24;
+const LINK_MAP_PREV: u64 = 32;
+/// Link maps followed at most in either direction (a loop guard).
+const LINK_MAPS_MAX: usize = 1 << 16;
+
+/// The heap blocks ld.so allocated for the recorder when `memlens attach` loaded it with
+/// `dlopen` (under `memlens run` ld.so uses its own memory, and there are none): for the
+/// link maps the recorder noted (its own and those of the libraries loaded with it,
+/// `memlens_loader_maps`), the block holding each link map, the blocks it points to
+/// (its name, origin, search list, version table...) and the blocks those point to,
+/// never a block holding another library's link map; and the loader's table of
+/// `dlopen`ed objects (`_dl_find_object`'s segments) that lists them. The loader's own
+/// data points into such a segment, whose second word is the block's start (`to_free`).
+/// They are the recorder's footprint, left out like the recorder's other blocks.
+pub fn loader_blocks(
+    mem: &mut Remote,
+    syms: &HashMap<String, u64>,
+    maps: &[Mapping],
+    blocks: &[(u64, u64)],
+    heap: &super::glibc::Copied,
+) -> Vec<u64> {
+    let Some(&at) = syms.get("memlens_loader_maps") else {
+        return Vec::new();
+    };
+    let ours: Vec<u64> = (0..LOADER_MAPS_MAX)
+        .map_while(|i| mem.word(at + 8 * i).filter(|&w| w != 0))
+        .collect();
+    let Some(&first) = ours.first() else {
+        return Vec::new();
+    };
+    // Every link map in the loader's list, to never take another library's.
+    let mut all = std::collections::HashSet::new();
+    for link in [LINK_MAP_NEXT, LINK_MAP_PREV] {
+        let mut p = first;
+        while p != 0 && all.len() < LINK_MAPS_MAX && (p == first || all.insert(p)) {
+            p = mem.word(p + link).unwrap_or(0);
+        }
+    }
+    let block_of = |a: u64| -> Option<(u64, u64)> {
+        let i = blocks.partition_point(|&(s, _)| s <= a);
+        (i > 0 && a < blocks[i - 1].0 + blocks[i - 1].1).then(|| blocks[i - 1])
+    };
+    let foreign: std::collections::HashSet<u64> = all
+        .iter()
+        .filter(|lm| !ours.contains(lm))
+        .filter_map(|&lm| block_of(lm).map(|b| b.0))
+        .collect();
+    let mut found: Vec<u64> = Vec::new();
+    let mut level: Vec<(u64, u64)> = ours.iter().filter_map(|&lm| block_of(lm)).collect();
+    level.retain(|b| !foreign.contains(&b.0));
+    for depth in 0..3 {
+        let mut next = Vec::new();
+        for &(start, size) in &level {
+            if found.contains(&start) {
+                continue;
+            }
+            found.push(start);
+            if depth == 2 {
+                continue;
+            }
+            for a in (start..start + size).step_by(8) {
+                let Some(b) = heap.get(a).and_then(block_of) else {
+                    continue;
+                };
+                if b.0 != start && !foreign.contains(&b.0) && !found.contains(&b.0) {
+                    next.push(b);
+                }
+            }
+        }
+        level = next;
+    }
+    // `_dl_find_object`'s segments, pointed into from ld.so's writable data.
+    for m in maps
+        .iter()
+        .filter(|m| m.write && m.name.contains("/ld-linux"))
+    {
+        let mut words = vec![0u64; ((m.end - m.start) / 8) as usize];
+        let n = mem.read_words(m.start, &mut words);
+        for &w in &words[..n] {
+            let Some((start, size)) = block_of(w) else {
+                continue;
+            };
+            let lists_ours = || {
+                (start..start + size)
+                    .step_by(8)
+                    .any(|a| heap.get(a).is_some_and(|v| ours.contains(&v)))
+            };
+            if w > start
+                && heap.get(w + 8) == Some(start)
+                && !found.contains(&start)
+                && lists_ours()
+            {
+                found.push(start);
+            }
+        }
+    }
+    found
+}
+
 /// A block as the recorder's live table has it.
 #[derive(Clone, Copy, Debug)]
 pub struct Recorded {

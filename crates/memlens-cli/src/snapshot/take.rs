@@ -224,6 +224,14 @@ pub fn take(pid: u32) -> Result<Taken, String> {
              and as lost"
         ));
     }
+    let mut recorder_blocks = recorder_blocks;
+    recorder_blocks.extend(recorder::loader_blocks(
+        &mut mem,
+        &syms,
+        &maps,
+        &walk.blocks,
+        &walk.memory,
+    ));
     let t1 = stopped.paused();
     let layout = stack_layout(&mut mem, &maps);
     let mut excl = own;

@@ -66,6 +66,65 @@ pub const ATTACH_MEMORY: c_int = 5;
 /// replaces part of glibc's, or the program defines its own).
 pub const ATTACH_OTHER_ALLOCATOR: c_int = 6;
 
+/// Link maps [`note_loader_maps`] keeps.
+pub const LOADER_MAPS_MAX: usize = 16;
+
+/// The loader's link maps (`struct link_map`) of this library and of the libraries the
+/// `dlopen` that loaded it loaded with it (its dependencies the program had not loaded
+/// yet), 0 after the last: their link maps, names, search lists and version tables are
+/// heap blocks that ld.so allocated for the recorder. `memlens snapshot` reads them here
+/// (`crates/memlens-cli/src/snapshot/recorder.rs`) to leave those blocks out with the
+/// recorder's own, instead of counting them as the program's. Filled by the dormant
+/// constructor; none under `memlens run`, where ld.so maps the recorder in its own memory.
+#[export_name = "memlens_loader_maps"]
+pub static LOADER_MAPS: [AtomicU64; LOADER_MAPS_MAX] =
+    [const { AtomicU64::new(0) }; LOADER_MAPS_MAX];
+
+/// The public head of glibc's `struct link_map` (`<link.h>`).
+#[repr(C)]
+struct LinkMap {
+    l_addr: usize,
+    l_name: *const c_char,
+    l_ld: *mut c_void,
+    l_next: *const LinkMap,
+    l_prev: *const LinkMap,
+}
+
+/// `dladdr1`'s request for the link map (`<dlfcn.h>`).
+const RTLD_DL_LINKMAP: c_int = 2;
+
+/// Fill [`LOADER_MAPS`]: this library's link map and those after it in the loader's list.
+/// Called from the constructor, which the loader runs inside the `dlopen` that loaded us,
+/// holding its lock: the maps after ours are then exactly the ones that `dlopen` added.
+pub fn note_loader_maps() {
+    let mut info = core::mem::MaybeUninit::<libc::Dl_info>::uninit();
+    let mut lm: *mut c_void = core::ptr::null_mut();
+    // SAFETY: dladdr1 writes `info` and, with RTLD_DL_LINKMAP, the link map's address into
+    // `lm`; the address asked about is this library's code. (The loader's lock it takes is
+    // recursive: the constructor runs under it on this thread.)
+    let found = unsafe {
+        libc::dladdr1(
+            note_loader_maps as *const c_void,
+            info.as_mut_ptr(),
+            &mut lm,
+            RTLD_DL_LINKMAP,
+        )
+    };
+    if found == 0 {
+        return;
+    }
+    let mut p = lm as *const LinkMap;
+    for slot in LOADER_MAPS.iter() {
+        if p.is_null() {
+            break;
+        }
+        slot.store(p as u64, Ordering::Relaxed);
+        // SAFETY: `p` is a link map in the loader's list, which the loader's lock (held
+        // while constructors run) keeps as it is; l_next is its public field.
+        p = unsafe { (*p).l_next };
+    }
+}
+
 /// Whether this library was loaded with the program (LD_PRELOAD), not by a later
 /// `dlopen`: the loader lists the modules in load order, and preloaded libraries come
 /// before libc, which every program's own dependencies pull in.

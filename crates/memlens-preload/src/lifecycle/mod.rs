@@ -398,6 +398,7 @@ extern "C" fn memlens_init() {
     if !crate::attach::loaded_at_start() {
         // dlopen'ed by `memlens attach`: dormant until it calls `memlens_attach`.
         crate::attach::LOADED_BY_ATTACH.store(true, Ordering::Release);
+        crate::attach::note_loader_maps();
         return;
     }
     let cfg = Config::from_env();
