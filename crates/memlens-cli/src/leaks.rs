@@ -168,6 +168,10 @@ pub struct LeakView {
     /// For a trace `memlens attach` recorded: when and with how much heap it started
     /// (set by [`LeakView::load`]).
     pub attach_note: Option<String>,
+    /// The process's id, which is its main thread's (set by [`LeakView::load`] from the
+    /// header; 0: the lowest thread id the metadata lists is taken for it). A snapshot
+    /// file lists no threads.
+    pub main_tid: u32,
 }
 
 impl LeakView {
@@ -178,6 +182,7 @@ impl LeakView {
         let mut view = LeakView::new(report, metadata, opts, sup);
         view.truncation = reader.truncation().cloned();
         view.attach_note = crate::present::trace::attach_note(reader.header());
+        view.main_tid = reader.header().pid;
         Ok(view)
     }
 
@@ -197,6 +202,7 @@ impl LeakView {
             used_suppressions: Vec::new(),
             truncation: None,
             attach_note: None,
+            main_tid: 0,
         };
         view.suppress(sup);
         view

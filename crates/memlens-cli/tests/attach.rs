@@ -382,6 +382,21 @@ fn leak_check_at_the_end_of_the_window() {
     }
     let before: Value = serde_json::from_slice(&out.stdout).unwrap();
     let possibly_before = before["kinds"]["possibly_lost"]["bytes"].as_u64().unwrap();
+    // What holds them: each worker's DTV is pointed into from its thread control block,
+    // at the top of its own stack's mapping, not from the main thread's stack.
+    let out = Command::new(memlens())
+        .args(["leaks", "--show-leak-kinds", "possible"])
+        .arg(dir.join("before.snap"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.matches("pointed into by: the stack of thread ")
+            .count(),
+        usize::from(possibly_before > 0),
+        "{text}"
+    );
+    assert!(!text.contains("the main thread's stack"), "{text}");
     let trace = dir.join("w.trace");
     let Some(a) = attach(p.pid(), &trace, &[]) else {
         return;

@@ -25,13 +25,16 @@ impl LeakView {
 
     /// Name a root word: a global's symbol, a thread's stack...
     fn root_text(&mut self, kind: RootKind, name: &str, tid: u32, addr: u64) -> String {
-        let pid = self
-            .metadata
-            .threads
-            .values()
-            .map(|t| t.tid)
-            .min()
-            .unwrap_or(0);
+        let pid = match self.main_tid {
+            0 => self
+                .metadata
+                .threads
+                .values()
+                .map(|t| t.tid)
+                .min()
+                .unwrap_or(0),
+            main => main,
+        };
         let short = name.rsplit('/').next().unwrap_or(name);
         match kind {
             RootKind::ModuleData => match self.data_symbol(addr) {
