@@ -188,6 +188,7 @@ fn build(
     // `leaks` key then shows too.
     let leaks = report.leaks.take().map(|l| {
         let mut view = LeakView::new(l, report.metadata.clone(), leak_opts, sup);
+        view.main_tid = reader.header().pid;
         report.leaks = Some(view.report.clone());
         let records = &mut view.report.records;
         let record_count = records.iter().filter(|r| r.suppressed_by.is_none()).count();

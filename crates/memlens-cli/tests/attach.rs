@@ -397,6 +397,22 @@ fn leak_check_at_the_end_of_the_window() {
         "{text}"
     );
     assert!(!text.contains("the main thread's stack"), "{text}");
+    let page = dir.join("before.html");
+    let out = Command::new(memlens())
+        .arg("html")
+        .arg(dir.join("before.snap"))
+        .arg("-o")
+        .arg(&page)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert_eq!(
+        html.contains("the stack of thread "),
+        possibly_before > 0,
+        "the web page names the same holder"
+    );
+    assert!(!html.contains("the main thread's stack"));
     let trace = dir.join("w.trace");
     let Some(a) = attach(p.pid(), &trace, &[]) else {
         return;
