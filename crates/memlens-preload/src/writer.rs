@@ -249,8 +249,8 @@ pub fn queue_log(thread: u32, log: &mut RawLog) -> bool {
 }
 
 /// Set by the writer before it looks at the queue for the last time and sleeps on
-/// [`WAKE`]: only then does a submission need the futex call (a system call per log
-/// otherwise, and a log is handed over every 2,048 events).
+/// [`WAKE`]: only then does a submission need the futex call (a system call per
+/// submission otherwise).
 pub static WRITER_SLEEPING: AtomicBool = AtomicBool::new(false);
 
 fn wake_writer() {
