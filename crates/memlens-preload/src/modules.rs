@@ -284,16 +284,9 @@ impl UnwindRecord {
     /// A new, empty record on the heap, without building it on the stack first (it is
     /// ~15 KiB; hooks may run on small thread stacks).
     pub fn boxed() -> alloc::boxed::Box<UnwindRecord> {
-        let layout = core::alloc::Layout::new::<UnwindRecord>();
         // SAFETY: all-zero bytes are a valid UnwindRecord (integers 0, bools false,
-        // `valid` false); the allocation has UnwindRecord's layout and is owned by the Box.
-        unsafe {
-            let p = alloc::alloc::alloc_zeroed(layout) as *mut UnwindRecord;
-            if p.is_null() {
-                alloc::alloc::handle_alloc_error(layout);
-            }
-            alloc::boxed::Box::from_raw(p)
-        }
+        // `valid` false).
+        unsafe { crate::private_alloc::zeroed_box() }
     }
 
     fn start(&mut self, generation: u64, hi: u64, depth: usize) {

@@ -131,6 +131,19 @@ pub unsafe fn zeroed_slice<T>(n: usize) -> alloc::boxed::Box<[T]> {
     }
 }
 
+/// A boxed zeroed `T` from the global allocator, never built on the stack first
+/// ([`zeroed_slice`] of one).
+///
+/// # Safety
+/// All-zero bytes are a valid `T`.
+pub unsafe fn zeroed_box<T>() -> alloc::boxed::Box<T> {
+    // SAFETY: per the contract; a slice of one `T` has `T`'s layout, so the Box may own
+    // its allocation as a `T`.
+    unsafe {
+        alloc::boxed::Box::from_raw(alloc::boxed::Box::into_raw(zeroed_slice::<T>(1)) as *mut T)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,5 +179,8 @@ mod tests {
         let s: alloc::boxed::Box<[u64]> = unsafe { zeroed_slice(10_000) };
         assert_eq!(s.len(), 10_000);
         assert!(s.iter().all(|&w| w == 0));
+        // SAFETY: all-zero bytes are a valid [u64; 4096].
+        let b: alloc::boxed::Box<[u64; 4096]> = unsafe { zeroed_box() };
+        assert!(b.iter().all(|&w| w == 0));
     }
 }

@@ -11,6 +11,7 @@
 //! them with).
 
 use super::remote::{Mapping, Remote};
+use memlens_reach::BlockMemory;
 use memlens_trace::AllocFunc;
 use std::collections::HashMap;
 
@@ -162,8 +163,8 @@ pub fn loader_blocks(
             if depth == 2 {
                 continue;
             }
-            for a in (start..start + size).step_by(8) {
-                let Some(b) = heap.get(a).and_then(block_of) else {
+            for &w in heap.words(start, (size / 8) as usize) {
+                let Some(b) = block_of(w) else {
                     continue;
                 };
                 if b.0 != start && !foreign.contains(&b.0) && !found.contains(&b.0) {
@@ -185,9 +186,9 @@ pub fn loader_blocks(
                 continue;
             };
             let lists_ours = || {
-                (start..start + size)
-                    .step_by(8)
-                    .any(|a| heap.get(a).is_some_and(|v| ours.contains(&v)))
+                heap.words(start, (size / 8) as usize)
+                    .iter()
+                    .any(|v| ours.contains(v))
             };
             if w > start
                 && heap.get(w + 8) == Some(start)

@@ -205,7 +205,7 @@ pub fn take(pid: u32) -> Result<Taken, String> {
     let syms = recorder::symbols(&maps);
     let own = recorder::recorder_memory(&mut mem, &syms);
     let recorded = recorder::live_table(&mut mem, &syms);
-    let recorder_blocks = recorder::own_thread_blocks(&mut mem, &syms, &stopped.threads);
+    let mut recorder_blocks = recorder::own_thread_blocks(&mut mem, &syms, &stopped.threads);
     // Thread stacks are never mmapped chunks.
     let mut not_mmapped = own.clone();
     for t in &stopped.threads {
@@ -224,7 +224,6 @@ pub fn take(pid: u32) -> Result<Taken, String> {
              and as lost"
         ));
     }
-    let mut recorder_blocks = recorder_blocks;
     recorder_blocks.extend(recorder::loader_blocks(
         &mut mem,
         &syms,
