@@ -315,6 +315,32 @@ fn blocks_from_dlsym_allocators_are_recorded() {
     );
 }
 
+/// Blocks from glibc's `__libc_*` entry points called by name, and from malloc and calloc
+/// looked up with `dlvsym`, are recorded: one loss record per function with memcheck's
+/// bytes and leaking function, no heap error for the blocks freed or resized "across"
+/// (one name allocates, another frees), and every realloc of such a block succeeds (the
+/// program says so).
+#[test]
+fn blocks_from_libc_entry_points_and_dlvsym_are_recorded() {
+    let (case, run) = run_case("libc_entry_leaks");
+    assert_eq!(run.stdout(), "libc entry points: done\n");
+    let got = leaks_json(&run.only_trace(), &["--show-leak-kinds=all"]);
+    let ours = lost_records(got["records"].as_array().unwrap(), |r| {
+        r["stack"][0]["function"].as_str().unwrap().to_string()
+    });
+    let theirs = lost_records(case["records"].as_array().unwrap(), |r| {
+        r["function"].as_str().unwrap().to_string()
+    });
+    assert_eq!(ours.len(), 7, "{ours:?}");
+    assert_eq!(ours, theirs);
+    assert_eq!(
+        got["errors"].as_array().unwrap().len(),
+        0,
+        "{}",
+        got["errors"]
+    );
+}
+
 /// A library dlopen'ed by a relative path, after which the program changed directory, is
 /// still symbolized by `memlens leaks` run from yet another directory: the trace holds the
 /// library's absolute path.

@@ -1,4 +1,5 @@
-//! `dlsym`, interposed so that allocator pointers looked up at run time are the hooks.
+//! `dlsym` and `dlvsym`, interposed so that allocator pointers looked up at run time are
+//! the hooks.
 //!
 //! A program that takes `malloc` from a library's handle (`dlsym(dlopen("libc.so.6"),
 //! "malloc")`, as Python's ctypes does for `CDLL("libc.so.6").malloc`, or plugin loaders
@@ -34,22 +35,57 @@ type DlsymFn = unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void;
 /// the recorder is initialised).
 static REAL_DLSYM: AtomicUsize = AtomicUsize::new(0);
 
-/// The address of glibc's `dlsym`. `dlvsym` is not interposed, so `RTLD_NEXT` from here
-/// finds the definition after the recorder. The version `GLIBC_2.2.5` exists on every
-/// x86_64 glibc (in libdl before 2.34, kept in libc as a compatibility version since).
+/// The address of glibc's `dlsym`, asked of glibc's `dlvsym` with `RTLD_NEXT` from here
+/// (the definition after the recorder). The version `GLIBC_2.2.5` exists on every x86_64
+/// glibc (in libdl before 2.34, kept in libc as a compatibility version since).
 extern "C" fn real_dlsym() -> usize {
     let f = REAL_DLSYM.load(Ordering::Relaxed);
     if f != 0 {
         return f;
     }
-    // SAFETY: dlvsym with RTLD_NEXT and NUL-terminated strings.
-    let f = unsafe { libc::dlvsym(libc::RTLD_NEXT, c"dlsym".as_ptr(), c"GLIBC_2.2.5".as_ptr()) }
-        as usize;
+    let dlvsym = real_dlvsym();
+    if dlvsym == no_dlvsym as *const () as usize {
+        return no_dlsym as *const () as usize;
+    }
+    // SAFETY: real_dlvsym returns glibc's dlvsym; RTLD_NEXT and NUL-terminated strings.
+    let f = unsafe {
+        let dlvsym: DlvsymFn = core::mem::transmute(dlvsym);
+        dlvsym(libc::RTLD_NEXT, c"dlsym".as_ptr(), c"GLIBC_2.2.5".as_ptr())
+    } as usize;
     if f == 0 {
         return no_dlsym as *const () as usize;
     }
     REAL_DLSYM.store(f, Ordering::Relaxed);
     f
+}
+
+type DlvsymFn = unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char) -> *mut c_void;
+
+/// glibc's `dlvsym`, resolved on first use: read from the modules' symbol tables, leaving
+/// the recorder out (the recorder's own references to `dlvsym` bind to its stub).
+static REAL_DLVSYM: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn real_dlvsym() -> usize {
+    let f = REAL_DLVSYM.load(Ordering::Relaxed);
+    if f != 0 {
+        return f;
+    }
+    let f = crate::symbols::definer(b"dlvsym")
+        .map_or(no_dlvsym as *const () as usize, |(a, _)| a as usize);
+    REAL_DLVSYM.store(f, Ordering::Relaxed);
+    f
+}
+
+/// Stands in for a `dlvsym` that could not be found (never on a working glibc).
+///
+/// # Safety
+/// None: it reads no argument.
+unsafe extern "C" fn no_dlvsym(
+    _handle: *mut c_void,
+    _name: *const c_char,
+    _version: *const c_char,
+) -> *mut c_void {
+    core::ptr::null_mut()
 }
 
 /// Stands in for a `dlsym` that could not be found (never on a working glibc): no symbol.
@@ -126,12 +162,98 @@ unsafe extern "C" fn dlsym_in_handle(handle: *mut c_void, name: *const c_char) -
     }
 }
 
+/// `dlvsym(handle, name, version)`. A versioned lookup passes over the recorder's
+/// unversioned hooks (glibc's `dlvsym` takes no default version), so
+/// `dlvsym(RTLD_NEXT, "malloc", "GLIBC_2.2.5")` answers glibc's malloc whatever the
+/// handle, and its blocks would bypass the recorder. For a name the recorder hooks the
+/// lookup is made from [`dlvsym_hooked`], which hands out the hook as [`dlsym_in_handle`]
+/// does; any other name jumps to glibc's `dlvsym` with the caller's return address
+/// untouched (`RTLD_NEXT` is relative to the caller).
+///
+/// # Safety
+/// dlvsym(3)'s contract.
+#[unsafe(naked)]
+#[no_mangle]
+pub unsafe extern "C" fn dlvsym(
+    handle: *mut c_void,
+    name: *const c_char,
+    version: *const c_char,
+) -> *mut c_void {
+    core::arch::naked_asm!(
+        // Entered with rsp = 8 mod 16; three pushes make each call aligned.
+        "push rdi",
+        "push rsi",
+        "push rdx",
+        "mov rdi, rsi",
+        "call {is_hooked}",
+        "test al, al",
+        "jne 2f",
+        "call {real}",
+        "pop rdx",
+        "pop rsi",
+        "pop rdi",
+        "jmp rax",
+        "2:",
+        "pop rdx",
+        "pop rsi",
+        "pop rdi",
+        "jmp {hooked}",
+        is_hooked = sym is_hooked_name,
+        real = sym real_dlvsym,
+        hooked = sym dlvsym_hooked,
+    )
+}
+
+/// Whether `name` is one the recorder hooks.
+///
+/// # Safety
+/// `name` is null or a NUL-terminated string.
+unsafe extern "C" fn is_hooked_name(name: *const c_char) -> bool {
+    !name.is_null() && hooked(CStr::from_ptr(name).to_bytes()).is_some()
+}
+
+/// `dlvsym` of a name the recorder hooks: glibc's answer, looked up from the recorder
+/// (for `RTLD_NEXT`: the definitions after it, which for the malloc family's versioned
+/// names are the same as after the caller: only the C library and libstdc++ define them
+/// with a version), or the hook when the answer is the function the hook replaces.
+///
+/// # Safety
+/// As [`dlvsym`], with a hooked `name`.
+unsafe extern "C" fn dlvsym_hooked(
+    handle: *mut c_void,
+    name: *const c_char,
+    version: *const c_char,
+) -> *mut c_void {
+    // SAFETY: real_dlvsym returns glibc's dlvsym (or no_dlvsym), both of type DlvsymFn.
+    let real: DlvsymFn = core::mem::transmute(real_dlvsym());
+    let found = real(handle, name, version);
+    if found.is_null() {
+        return found;
+    }
+    let pseudo = handle.is_null() || handle == libc::RTLD_NEXT;
+    let cxx = hooked(CStr::from_ptr(name).to_bytes()) == Some(true);
+    let replaced = if !cxx {
+        module_base(found).is_some() && module_base(found) == module_base(glibc_malloc())
+    } else if pseudo {
+        is_libstdcxx(found)
+    } else {
+        is_main_libstdcxx(found, handle)
+    };
+    let hook = if replaced {
+        own_definition(name)
+    } else {
+        core::ptr::null_mut()
+    };
+    if hook.is_null() {
+        found
+    } else {
+        hook
+    }
+}
+
 /// glibc's malloc, as the hooks call it.
 fn glibc_malloc() -> *const c_void {
-    extern "C" {
-        fn __libc_malloc(size: usize) -> *mut c_void;
-    }
-    __libc_malloc as *const c_void
+    crate::libc_alloc::malloc_address() as *const c_void
 }
 
 /// The load address of the module that contains `addr`.
@@ -150,22 +272,29 @@ fn module_base(addr: *const c_void) -> Option<usize> {
 /// # Safety
 /// `handle` is a handle from dlopen; `addr` may be any address.
 unsafe fn is_main_libstdcxx(addr: *const c_void, handle: *mut c_void) -> bool {
-    // SAFETY: as in module_base; dli_fname, when set, is the loader's NUL-terminated name.
-    let mut info: libc::Dl_info = core::mem::zeroed();
-    if libc::dladdr(addr, &mut info) == 0 || info.dli_fname.is_null() {
-        return false;
-    }
-    let path = CStr::from_ptr(info.dli_fname).to_bytes();
-    let file = path.rsplit(|&c| c == b'/').next().unwrap_or(path);
     let mut lmid: libc::Lmid_t = -1;
     // SAFETY: `handle` is valid: dlsym just found a symbol through it.
-    file.starts_with(b"libstdc++.so")
+    is_libstdcxx(addr)
         && libc::dlinfo(
             handle,
             libc::RTLD_DI_LMID,
             &mut lmid as *mut _ as *mut c_void,
         ) == 0
         && lmid == libc::LM_ID_BASE
+}
+
+/// Whether `addr` lies in a libstdc++.
+fn is_libstdcxx(addr: *const c_void) -> bool {
+    // SAFETY: as in module_base; dli_fname, when set, is the loader's NUL-terminated name.
+    unsafe {
+        let mut info: libc::Dl_info = core::mem::zeroed();
+        if libc::dladdr(addr, &mut info) == 0 || info.dli_fname.is_null() {
+            return false;
+        }
+        let path = CStr::from_ptr(info.dli_fname).to_bytes();
+        let file = path.rsplit(|&c| c == b'/').next().unwrap_or(path);
+        file.starts_with(b"libstdc++.so")
+    }
 }
 
 /// Whether the code at `f` is a PLT stub (an indirect jump through the GOT, optionally

@@ -1,7 +1,7 @@
 //! The interposed allocation functions.
 //!
-//! Each hook calls glibc's real allocator through its `__libc_*` entry point (never
-//! `dlsym` inside malloc), keeps the live-block table (`live.rs`) in step, and records
+//! Each hook calls glibc's real allocator through its `__libc_*` entry point, found
+//! without the loader's `dlsym` (`libc_alloc.rs`), keeps the live-block table (`live.rs`) in step, and records
 //! the event with the caller's stack. Releases are recorded *before* the real free,
 //! allocations *after* the real allocation, so that the timestamps order a block's reuse
 //! by another thread correctly.
@@ -14,7 +14,7 @@
 /// Every function the recorder hooks, by its symbol name, and whether it is one of C++'s
 /// operators (the rest are C's): what `dlsym` hands out as a hook (`dlsym.rs`) and what
 /// `memlens attach` routes to one (`attach/got.rs`).
-pub const HOOKED: [(&core::ffi::CStr, bool); 30] = [
+pub const HOOKED: [(&core::ffi::CStr, bool); 37] = [
     (c"malloc", false),
     (c"calloc", false),
     (c"realloc", false),
@@ -25,6 +25,13 @@ pub const HOOKED: [(&core::ffi::CStr, bool); 30] = [
     (c"memalign", false),
     (c"valloc", false),
     (c"pvalloc", false),
+    (c"__libc_malloc", false),
+    (c"__libc_calloc", false),
+    (c"__libc_realloc", false),
+    (c"__libc_free", false),
+    (c"__libc_memalign", false),
+    (c"__libc_valloc", false),
+    (c"__libc_pvalloc", false),
     (c"_Znwm", true),
     (c"_Znam", true),
     (c"_ZnwmRKSt9nothrow_t", true),
@@ -48,21 +55,12 @@ pub const HOOKED: [(&core::ffi::CStr, bool); 30] = [
 ];
 
 use crate::caller;
+use crate::libc_alloc;
 use crate::live::{self, Meta, Removed};
 use crate::sample;
 use crate::thread::{record, record_release, record_then, reserve_release, Caller, Op};
 use core::ffi::{c_int, c_void};
 use memlens_trace::{AllocFunc, HeapErrorKind};
-
-extern "C" {
-    fn __libc_malloc(size: usize) -> *mut c_void;
-    fn __libc_calloc(n: usize, size: usize) -> *mut c_void;
-    fn __libc_realloc(p: *mut c_void, size: usize) -> *mut c_void;
-    fn __libc_free(p: *mut c_void);
-    fn __libc_memalign(align: usize, size: usize) -> *mut c_void;
-    fn __libc_valloc(size: usize) -> *mut c_void;
-    fn __libc_pvalloc(size: usize) -> *mut c_void;
-}
 
 #[inline(always)]
 fn set_errno(e: c_int) {
@@ -92,7 +90,7 @@ macro_rules! released {
     ($func:expr, $p:expr) => {{
         let p: *mut c_void = $p;
         if sample::passes_over_release(p) {
-            __libc_free(p);
+            libc_alloc::free(p);
         } else {
             release($func, p, caller!());
         }
@@ -171,7 +169,7 @@ fn error(func: AllocFunc, kind: HeapErrorKind, p: *mut c_void, alloc_func: Alloc
 /// # Safety
 /// None beyond malloc(3)'s: any size is accepted.
 pub unsafe extern "C" fn malloc_hook(size: usize) -> *mut c_void {
-    let p = __libc_malloc(size);
+    let p = libc_alloc::malloc(size);
     allocated!(AllocFunc::Malloc, p, size as u64);
     p
 }
@@ -182,7 +180,7 @@ pub unsafe extern "C" fn malloc_hook(size: usize) -> *mut c_void {
 /// # Safety
 /// None beyond calloc(3)'s.
 pub unsafe extern "C" fn calloc_hook(n: usize, size: usize) -> *mut c_void {
-    let p = __libc_calloc(n, size);
+    let p = libc_alloc::calloc(n, size);
     allocated!(AllocFunc::Calloc, p, n.wrapping_mul(size) as u64);
     p
 }
@@ -196,7 +194,7 @@ unsafe fn realloc_impl(func: AllocFunc, old: *mut c_void, size: usize, c: Caller
         return realloc_sampled(func, old, size, c);
     }
     if old.is_null() {
-        let p = __libc_malloc(size);
+        let p = libc_alloc::malloc(size);
         if !p.is_null() {
             let op = Op::Realloc {
                 old: 0,
@@ -226,12 +224,12 @@ unsafe fn realloc_impl(func: AllocFunc, old: *mut c_void, size: usize, c: Caller
             },
             c,
         );
-        return __libc_realloc(old, 0);
+        return libc_alloc::realloc(old, 0);
     }
     if may_move(old, size) {
         reserve_release(old as u64);
     }
-    let p = __libc_realloc(old, size);
+    let p = libc_alloc::realloc(old, size);
     if p.is_null() {
         // Failed: the old block stays allocated.
         if let Some(m) = was {
@@ -308,7 +306,7 @@ unsafe fn realloc_sampled(
             };
             record(func, op, c);
         }
-        return __libc_realloc(old, 0);
+        return libc_alloc::realloc(old, 0);
     }
     // Asked before the real call, so the size may be one no allocator can satisfy:
     // bounded for the countdown (a realloc that fails is handled below).
@@ -326,9 +324,9 @@ unsafe fn realloc_sampled(
         reserve_release(old as u64);
     }
     let p = if old.is_null() {
-        __libc_malloc(size)
+        libc_alloc::malloc(size)
     } else {
-        __libc_realloc(old, size)
+        libc_alloc::realloc(old, size)
     };
     if p.is_null() {
         if let (Some(m), true) = (was, sampled) {
@@ -445,7 +443,7 @@ unsafe fn release(func: AllocFunc, p: *mut c_void, c: Caller) {
             }
         }
     }
-    __libc_free(p);
+    libc_alloc::free(p);
 }
 
 /// For [`release`]: the number a release's record names when it is recorded at once,
@@ -475,7 +473,7 @@ unsafe fn release_sampled(func: AllocFunc, p: *mut c_void, c: Caller) {
     // Most releases are of unsampled blocks, in shards that hold no sampled block: no
     // lock for them.
     if !live::may_hold(p as u64) {
-        __libc_free(p);
+        libc_alloc::free(p);
         return;
     }
     match live::remove(p as u64) {
@@ -502,7 +500,7 @@ unsafe fn release_sampled(func: AllocFunc, p: *mut c_void, c: Caller) {
         ),
         Removed::NotABlock => {}
     }
-    __libc_free(p);
+    libc_alloc::free(p);
 }
 
 /// `free(3)`, recorded; the exported `free` (`unsampled.rs`) comes here unless sampling
@@ -523,7 +521,7 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
     if !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<*mut c_void>()) {
         return libc::EINVAL;
     }
-    let p = __libc_memalign(align, size);
+    let p = libc_alloc::memalign(align, size);
     allocated!(AllocFunc::PosixMemalign, p, size as u64);
     if p.is_null() {
         return libc::ENOMEM;
@@ -538,7 +536,7 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
 /// None beyond aligned_alloc(3)'s.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
-    let p = __libc_memalign(align, size);
+    let p = libc_alloc::memalign(align, size);
     allocated!(AllocFunc::AlignedAlloc, p, size as u64);
     p
 }
@@ -549,7 +547,7 @@ pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void
 /// None beyond memalign(3)'s.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
-    let p = __libc_memalign(align, size);
+    let p = libc_alloc::memalign(align, size);
     allocated!(AllocFunc::Memalign, p, size as u64);
     p
 }
@@ -560,7 +558,7 @@ pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
 /// None beyond valloc(3)'s.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
-    let p = __libc_valloc(size);
+    let p = libc_alloc::valloc(size);
     allocated!(AllocFunc::Valloc, p, size as u64);
     p
 }
@@ -571,7 +569,40 @@ pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
 /// None beyond pvalloc(3)'s.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
-    let p = __libc_pvalloc(size);
+    let p = libc_alloc::pvalloc(size);
+    allocated!(AllocFunc::Pvalloc, p, size as u64);
+    p
+}
+
+/// glibc's `__libc_memalign`, which a program may call by name: [`memalign`].
+///
+/// # Safety
+/// As [`memalign`]'s.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn __libc_memalign(align: usize, size: usize) -> *mut c_void {
+    let p = libc_alloc::memalign(align, size);
+    allocated!(AllocFunc::Memalign, p, size as u64);
+    p
+}
+
+/// glibc's `__libc_valloc`: [`valloc`].
+///
+/// # Safety
+/// As [`valloc`]'s.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn __libc_valloc(size: usize) -> *mut c_void {
+    let p = libc_alloc::valloc(size);
+    allocated!(AllocFunc::Valloc, p, size as u64);
+    p
+}
+
+/// glibc's `__libc_pvalloc`: [`pvalloc`].
+///
+/// # Safety
+/// As [`pvalloc`]'s.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn __libc_pvalloc(size: usize) -> *mut c_void {
+    let p = libc_alloc::pvalloc(size);
     allocated!(AllocFunc::Pvalloc, p, size as u64);
     p
 }
@@ -636,9 +667,9 @@ unsafe fn real_new(
 ) -> *mut c_void {
     let sz = size.max(1);
     let mut p = if align == 0 {
-        __libc_malloc(sz)
+        libc_alloc::malloc(sz)
     } else {
-        __libc_memalign(align, sz)
+        libc_alloc::memalign(align, sz)
     };
     if p.is_null() {
         p = real_new_slow(slow, size, align, nothrow);

@@ -1,4 +1,5 @@
-//! The exported `malloc`, `calloc`, `realloc`, `free` and C++'s plain, array,
+//! The exported `malloc`, `calloc`, `realloc`, `free` (and glibc's `__libc_*` names for
+//! them, which a program may call directly) and C++'s plain, array,
 //! `nothrow` and sized `operator new` and `operator delete`: assembly stubs that, when
 //! sampling (`--sample`) passes over the call, hand it to glibc (with a jump; `operator
 //! new` calls glibc, to go to the hook on a null), and otherwise jump to the recorded
@@ -21,13 +22,6 @@
 //! Without sampling every call goes to the hook: two instructions more than before.
 
 use core::ffi::c_void;
-
-extern "C" {
-    fn __libc_malloc(size: usize) -> *mut c_void;
-    fn __libc_calloc(n: usize, size: usize) -> *mut c_void;
-    fn __libc_realloc(p: *mut c_void, size: usize) -> *mut c_void;
-    fn __libc_free(p: *mut c_void);
-}
 
 /// Assembly that jumps to `{hook}` unless the filter of sampled addresses says that no
 /// sampled block can start at `rdi` (`live::may_hold`: the filter is on, and the count at
@@ -76,84 +70,129 @@ macro_rules! count_down {
     };
 }
 
-/// `malloc(3)`: glibc's, when sampling passes over the allocation; otherwise
-/// [`crate::hooks::malloc_hook`].
-///
-/// # Safety
-/// None beyond malloc(3)'s.
-#[unsafe(naked)]
-#[cfg_attr(not(test), no_mangle)]
-pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
-    core::arch::naked_asm!(
-        // Every block recorded: the hook.
-        "cmp qword ptr [rip + {interval}], 0",
-        "je {hook}",
-        count_down!("rdi", "rax"),
-        "jmp {libc}",
-        interval = sym crate::sample::INTERVAL,
-        hook = sym crate::hooks::malloc_hook,
-        left = const crate::tls::SAMPLE_LEFT_OFFSET,
-        libc = sym __libc_malloc,
-    )
+/// The `malloc` stubs: glibc's malloc when sampling passes over the allocation;
+/// otherwise [`crate::hooks::malloc_hook`].
+macro_rules! malloc_stub {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// None beyond malloc(3)'s.
+        #[unsafe(naked)]
+        #[cfg_attr(not(test), no_mangle)]
+        pub unsafe extern "C" fn $name(size: usize) -> *mut c_void {
+            core::arch::naked_asm!(
+                // Every block recorded: the hook.
+                "cmp qword ptr [rip + {interval}], 0",
+                "je {hook}",
+                count_down!("rdi", "rax"),
+                "jmp qword ptr [rip + {libc}]",
+                interval = sym crate::sample::INTERVAL,
+                hook = sym crate::hooks::malloc_hook,
+                left = const crate::tls::SAMPLE_LEFT_OFFSET,
+                libc = sym crate::libc_alloc::MALLOC,
+            )
+        }
+    };
 }
 
-/// `calloc(3)`: glibc's, when sampling passes over the allocation of `n * size` bytes
-/// (wrapping, as the hook counts them); otherwise [`crate::hooks::calloc_hook`].
-///
-/// # Safety
-/// None beyond calloc(3)'s.
-#[unsafe(naked)]
-#[cfg_attr(not(test), no_mangle)]
-pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
-    core::arch::naked_asm!(
-        "cmp qword ptr [rip + {interval}], 0",
-        "je {hook}",
-        "mov rax, rdi",
-        "imul rax, rsi",
-        count_down!("rax", "rdx"),
-        "jmp {libc}",
-        interval = sym crate::sample::INTERVAL,
-        hook = sym crate::hooks::calloc_hook,
-        left = const crate::tls::SAMPLE_LEFT_OFFSET,
-        libc = sym __libc_calloc,
-    )
+malloc_stub!(
+    /// `malloc(3)`.
+    malloc
+);
+malloc_stub!(
+    /// glibc's `__libc_malloc`, which a program may call by name (or take with
+    /// `dlvsym`): the same as `malloc`.
+    __libc_malloc
+);
+
+/// The `calloc` stubs: glibc's, when sampling passes over the allocation of `n * size`
+/// bytes (wrapping, as the hook counts them); otherwise [`crate::hooks::calloc_hook`].
+macro_rules! calloc_stub {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// None beyond calloc(3)'s.
+        #[unsafe(naked)]
+        #[cfg_attr(not(test), no_mangle)]
+        pub unsafe extern "C" fn $name(n: usize, size: usize) -> *mut c_void {
+            core::arch::naked_asm!(
+                "cmp qword ptr [rip + {interval}], 0",
+                "je {hook}",
+                "mov rax, rdi",
+                "imul rax, rsi",
+                count_down!("rax", "rdx"),
+                "jmp qword ptr [rip + {libc}]",
+                interval = sym crate::sample::INTERVAL,
+                hook = sym crate::hooks::calloc_hook,
+                left = const crate::tls::SAMPLE_LEFT_OFFSET,
+                libc = sym crate::libc_alloc::CALLOC,
+            )
+        }
+    };
 }
 
-/// `realloc(3)`: glibc's, when sampling knows the old block (if any) was not sampled
-/// and passes over the new one (`hooks::realloc_sampled`'s four cases: here, neither);
-/// otherwise [`crate::hooks::realloc_hook`]. `realloc(p, 0)` of an unsampled block counts
-/// nothing, as there; a size the countdown would clamp (2^48 and up) goes to the hook.
-///
-/// # Safety
-/// As the hook's.
-#[unsafe(naked)]
-#[cfg_attr(not(test), no_mangle)]
-pub unsafe extern "C" fn realloc(old: *mut c_void, size: usize) -> *mut c_void {
-    core::arch::naked_asm!(
-        "cmp qword ptr [rip + {interval}], 0",
-        "je {hook}",
-        "test rdi, rdi",
-        "je 3f",
-        // The old block: may a sampled block start there?
-        unsampled_address!(),
-        "test rsi, rsi",
-        "je {libc}",
-        "3:",
-        "mov rcx, rsi",
-        "shr rcx, 48",
-        "jnz {hook}",
-        count_down!("rsi", "rax"),
-        "jmp {libc}",
-        interval = sym crate::sample::INTERVAL,
-        filtering = sym crate::live::FILTERING,
-        counts = sym crate::live::FILTER_COUNTS,
-        mul = const crate::live::FILTER_MUL,
-        shift = const crate::live::FILTER_SHIFT,
-        hook = sym crate::hooks::realloc_hook,
-        left = const crate::tls::SAMPLE_LEFT_OFFSET,
-        libc = sym __libc_realloc,
-    )
+calloc_stub!(
+    /// `calloc(3)`.
+    calloc
+);
+calloc_stub!(
+    /// glibc's `__libc_calloc`: the same as `calloc`.
+    __libc_calloc
+);
+
+/// The `realloc` stubs: glibc's, when sampling knows the old block (if any) was not
+/// sampled and passes over the new one (`hooks::realloc_sampled`'s four cases: here,
+/// neither); otherwise [`crate::hooks::realloc_hook`]. `realloc(p, 0)` of an unsampled
+/// block counts nothing, as there; a size the countdown would clamp (2^48 and up) goes to
+/// the hook.
+macro_rules! realloc_stub {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// As the hook's.
+        #[unsafe(naked)]
+        #[cfg_attr(not(test), no_mangle)]
+        pub unsafe extern "C" fn $name(old: *mut c_void, size: usize) -> *mut c_void {
+            core::arch::naked_asm!(
+                "cmp qword ptr [rip + {interval}], 0",
+                "je {hook}",
+                "test rdi, rdi",
+                "je 3f",
+                // The old block: may a sampled block start there?
+                unsampled_address!(),
+                "test rsi, rsi",
+                "jne 3f",
+                "jmp qword ptr [rip + {libc}]",
+                "3:",
+                "mov rcx, rsi",
+                "shr rcx, 48",
+                "jnz {hook}",
+                count_down!("rsi", "rax"),
+                "jmp qword ptr [rip + {libc}]",
+                interval = sym crate::sample::INTERVAL,
+                filtering = sym crate::live::FILTERING,
+                counts = sym crate::live::FILTER_COUNTS,
+                mul = const crate::live::FILTER_MUL,
+                shift = const crate::live::FILTER_SHIFT,
+                hook = sym crate::hooks::realloc_hook,
+                left = const crate::tls::SAMPLE_LEFT_OFFSET,
+                libc = sym crate::libc_alloc::REALLOC,
+            )
+        }
+    };
 }
+
+realloc_stub!(
+    /// `realloc(3)`.
+    realloc
+);
+realloc_stub!(
+    /// glibc's `__libc_realloc`: the same as `realloc`.
+    __libc_realloc
+);
 
 /// The `operator new` stubs: glibc's malloc when sampling passes over the allocation and
 /// glibc has the memory; otherwise `$hook`, which records a sampled block and, when
@@ -178,7 +217,7 @@ macro_rules! new_stub {
                 count_down!("rdi", "rax"),
                 "push rdi",
                 ".cfi_adjust_cfa_offset 8",
-                "call {libc}",
+                "call qword ptr [rip + {libc}]",
                 "pop rdi",
                 ".cfi_adjust_cfa_offset -8",
                 "test rax, rax",
@@ -188,7 +227,7 @@ macro_rules! new_stub {
                 interval = sym crate::sample::INTERVAL,
                 hook = sym $hook,
                 left = const crate::tls::SAMPLE_LEFT_OFFSET,
-                libc = sym __libc_malloc,
+                libc = sym crate::libc_alloc::MALLOC,
             )
         }
     };
@@ -236,7 +275,7 @@ macro_rules! release_stub {
                 "cmp qword ptr [rip + {interval}], 0",
                 "je {hook}",
                 unsampled_address!(),
-                "jmp {libc}",
+                "jmp qword ptr [rip + {libc}]",
                 "2:",
                 "ret",
                 interval = sym crate::sample::INTERVAL,
@@ -245,7 +284,7 @@ macro_rules! release_stub {
                 mul = const crate::live::FILTER_MUL,
                 shift = const crate::live::FILTER_SHIFT,
                 hook = sym $hook,
-                libc = sym __libc_free,
+                libc = sym crate::libc_alloc::FREE,
             )
         }
     };
@@ -254,6 +293,11 @@ macro_rules! release_stub {
 release_stub!(
     /// `free(3)`.
     free,
+    crate::hooks::free_hook
+);
+release_stub!(
+    /// glibc's `__libc_free`: the same as `free`.
+    __libc_free,
     crate::hooks::free_hook
 );
 release_stub!(

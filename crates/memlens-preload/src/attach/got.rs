@@ -15,6 +15,7 @@
 //! writable is being loaded right now (ld.so relocates before it protects): it is left
 //! for the next pass, so the recorder never changes a page's protection under ld.so.
 
+use crate::symbols::{absolute, definer, DT_NULL, DT_STRTAB, DT_SYMTAB};
 use alloc::vec::Vec;
 use core::ffi::{c_int, c_void, CStr};
 
@@ -23,15 +24,11 @@ extern crate alloc;
 const R_X86_64_64: u32 = 1;
 const R_X86_64_GLOB_DAT: u32 = 6;
 const R_X86_64_JUMP_SLOT: u32 = 7;
-const DT_NULL: i64 = 0;
 const DT_PLTRELSZ: i64 = 2;
-const DT_STRTAB: i64 = 5;
-const DT_SYMTAB: i64 = 6;
 const DT_RELA: i64 = 7;
 const DT_RELASZ: i64 = 8;
 const DT_STRSZ: i64 = 10;
 const DT_JMPREL: i64 = 23;
-const DT_GNU_HASH: i64 = 0x6fff_fef5;
 
 /// One slot the recorder rewrote.
 #[derive(Clone, Copy)]
@@ -58,132 +55,8 @@ struct Route {
     canonical: u64,
 }
 
-extern "C" {
-    fn __libc_malloc(size: usize) -> *mut c_void;
-    fn __libc_free(p: *mut c_void);
-    fn __libc_calloc(n: usize, size: usize) -> *mut c_void;
-    fn __libc_realloc(p: *mut c_void, size: usize) -> *mut c_void;
-    fn __libc_memalign(align: usize, size: usize) -> *mut c_void;
-}
-
-/// The first module, in the loader's order (the order of its global lookups) and
-/// leaving the recorder out, that *defines* `name` (an undefined symbol with a value, an
-/// executable's canonical PLT entry, is not a definition): the definition's address and
-/// the module's file name.
-struct Definer<'a> {
-    name: &'a [u8],
-    own: u64,
-    found: Option<(u64, &'static [u8])>,
-}
-
-/// The GNU hash of a symbol name.
-fn gnu_hash(name: &[u8]) -> u32 {
-    name.iter()
-        .fold(5381u32, |h, &c| h.wrapping_mul(33).wrapping_add(c as u32))
-}
-
-/// # Safety
-/// A `dl_iterate_phdr` callback: `info` is valid for the call (the loader's lock keeps
-/// the module mapped), `data` is the caller's [`Definer`].
-unsafe extern "C" fn find_definer(
-    info: *mut libc::dl_phdr_info,
-    _s: usize,
-    data: *mut c_void,
-) -> c_int {
-    // SAFETY: see the function's contract.
-    let (info, d) = unsafe { (&*info, &mut *(data as *mut Definer)) };
-    if info.dlpi_phdr.is_null() {
-        return 0;
-    }
-    // SAFETY: the program headers of a loaded module.
-    let phdrs = unsafe { core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
-    let bias = info.dlpi_addr;
-    if phdrs.iter().any(|ph| {
-        ph.p_type == libc::PT_LOAD
-            && bias.wrapping_add(ph.p_vaddr) <= d.own
-            && d.own < bias.wrapping_add(ph.p_vaddr + ph.p_memsz)
-    }) {
-        return 0; // the recorder itself
-    }
-    let Some(dynamic) = phdrs.iter().find(|ph| ph.p_type == libc::PT_DYNAMIC) else {
-        return 0;
-    };
-    let (mut symtab, mut strtab, mut gnu_hash_table) = (0u64, 0u64, 0u64);
-    let mut e = (bias + dynamic.p_vaddr) as *const [i64; 2];
-    for _ in 0..4096 {
-        // SAFETY: the module's dynamic array, which ends with DT_NULL.
-        let [tag, val] = unsafe { core::ptr::read(e) };
-        match tag {
-            DT_NULL => break,
-            DT_SYMTAB => symtab = absolute(bias, val as u64),
-            DT_STRTAB => strtab = absolute(bias, val as u64),
-            DT_GNU_HASH => gnu_hash_table = absolute(bias, val as u64),
-            _ => {}
-        }
-        // SAFETY: the next entry (the loop ends at DT_NULL).
-        e = unsafe { e.add(1) };
-    }
-    if symtab == 0 || strtab == 0 || gnu_hash_table == 0 {
-        return 0;
-    }
-    // SAFETY: the module's GNU hash table (header, bloom words, buckets, chains), symbol
-    // table and string table, all mapped with it, read as their ELF layout says.
-    unsafe {
-        let header = gnu_hash_table as *const u32;
-        let (nbuckets, symoffset, bloom_words) = (*header, *header.add(1), *header.add(2));
-        if nbuckets == 0 {
-            return 0;
-        }
-        let buckets = (gnu_hash_table + 16 + bloom_words as u64 * 8) as *const u32;
-        let chains = buckets.add(nbuckets as usize);
-        let h = gnu_hash(d.name);
-        let first = *buckets.add((h % nbuckets) as usize);
-        if first < symoffset {
-            return 0;
-        }
-        // A chain ends with an odd hash; the bound only guards against a damaged table.
-        for i in first..first.saturating_add(1_000_000) {
-            let h2 = *chains.add((i - symoffset) as usize);
-            if h | 1 == h2 | 1 {
-                let sym = (symtab + i as u64 * 24) as *const u8;
-                let st_name = *(sym as *const u32) as u64;
-                let st_info = *sym.add(4);
-                let st_shndx = *(sym.add(6) as *const u16);
-                let st_value = *(sym.add(8) as *const u64);
-                let name =
-                    CStr::from_ptr((strtab + st_name) as *const core::ffi::c_char).to_bytes();
-                // STT_FUNC or STT_GNU_IFUNC, defined here.
-                let func = matches!(st_info & 0xf, 2 | 10);
-                if name == d.name && func && st_shndx != 0 && st_value != 0 {
-                    let file = if info.dlpi_name.is_null() {
-                        &b""[..]
-                    } else {
-                        let path = CStr::from_ptr(info.dlpi_name).to_bytes();
-                        path.rsplit(|&c| c == b'/').next().unwrap_or(path)
-                    };
-                    d.found = Some((bias + st_value, file));
-                    return 1;
-                }
-            }
-            if h2 & 1 != 0 {
-                break;
-            }
-        }
-    }
-    0
-}
-
-/// The definition of `name` the process's global lookups find (see [`Definer`]).
-fn definer(name: &[u8]) -> Option<(u64, &'static [u8])> {
-    let mut d = Definer {
-        name,
-        own: definer as *const () as u64,
-        found: None,
-    };
-    // SAFETY: `find_definer` reads loaded modules' tables and writes `d`.
-    unsafe { libc::dl_iterate_phdr(Some(find_definer), &mut d as *mut Definer as *mut c_void) };
-    d.found
-}
+/// One route per hooked name.
+const ROUTES: usize = crate::hooks::HOOKED.len();
 
 /// The routes, by the name of the function each stands for.
 ///
@@ -201,22 +74,16 @@ fn definer(name: &[u8]) -> Option<(u64, &'static [u8])> {
 /// preloaded, the program's own): routing would free one allocator's blocks with the
 /// other. A slot is routed if it holds the definition, the process-wide (canonical)
 /// address of the name, or (lazy binding) its own module's PLT stub.
-fn routes() -> Option<[Route; 30]> {
+fn routes() -> Option<[Route; ROUTES]> {
     let mut out = [Route {
         name: b"",
         hook: 0,
         expected: 0,
         canonical: 0,
-    }; 30];
-    let core_pairs = [
-        (&b"malloc"[..], __libc_malloc as *const () as u64),
-        (b"free", __libc_free as *const () as u64),
-        (b"calloc", __libc_calloc as *const () as u64),
-        (b"realloc", __libc_realloc as *const () as u64),
-        (b"memalign", __libc_memalign as *const () as u64),
-    ];
+    }; ROUTES];
     let mut c_module: &[u8] = b"";
-    for (name, real) in core_pairs {
+    for (name, real) in crate::libc_alloc::addresses() {
+        let real = real as u64;
         let (_, file) = definer(name)?;
         // What the hooks call must live in the module that defines the name.
         let real = definer(match name {
@@ -346,7 +213,7 @@ unsafe fn write_slot(areas: &[Area], addr: u64, value: u64) -> bool {
 
 /// What a pass over the modules does.
 struct Pass<'a> {
-    routes: [Route; 30],
+    routes: [Route; ROUTES],
     areas: &'a [Area],
     own_bias: u64,
     /// Slots found and written in this pass.
@@ -429,16 +296,6 @@ unsafe extern "C" fn visit(
     // SAFETY: the dynamic section of a loaded module.
     unsafe { patch_module(pass, bias, dynamic, (lo, hi)) };
     0
-}
-
-/// A dynamic-section pointer: glibc rewrites them to absolute addresses in most modules,
-/// not in all (a read-only dynamic section, the vDSO).
-fn absolute(bias: u64, p: u64) -> u64 {
-    if bias != 0 && p < bias {
-        p + bias
-    } else {
-        p
-    }
 }
 
 /// # Safety
@@ -602,7 +459,7 @@ pub fn restore_all() -> usize {
             hook: 0,
             expected: 0,
             canonical: 0,
-        }; 30],
+        }; ROUTES],
         areas: &areas,
         own_bias: own_bias(),
         patched: Vec::new(),
