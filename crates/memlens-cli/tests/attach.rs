@@ -446,6 +446,26 @@ fn leak_check_at_the_end_of_the_window() {
     );
     // The 30 labelled blocks kept, and whatever the workers held at that moment.
     assert_eq!(window[3].0, "still reachable");
+    // The heading says what the five lines add up to, as memcheck's "in use at exit".
+    let (mut bytes, mut blocks) = (0u64, 0u64);
+    for (_, v) in &window {
+        let (b, n) = v.split_once(" bytes in ").unwrap();
+        bytes += b.replace(',', "").parse::<u64>().unwrap();
+        blocks += n
+            .trim_end_matches(" blocks")
+            .replace(',', "")
+            .parse::<u64>()
+            .unwrap();
+    }
+    assert!(
+        said.contains(&format!(
+            "of the blocks allocated while attached: {} bytes in {} in use at the snapshot \
+             (the figures above count on to the detach)\n",
+            memlens_common::units::count(bytes),
+            memlens_common::units::plural(blocks, "block", "blocks")
+        )),
+        "{said}"
+    );
     assert!(
         said.contains("error(s); `memlens leaks ")
             && said.contains("blocks from before the attach (no stacks): "),

@@ -557,11 +557,24 @@ fn window_leaks(
         .partition(|r| r.stack == 0);
     view.report.records = window;
     view.report.resummarize();
+    // What the kinds below add up to, as memcheck's "in use at exit": at the snapshot.
+    // The trace's figures above count on to the detach, a moment later.
+    let w = &view.report.summary;
+    let in_use = [
+        w.definitely_lost,
+        w.indirectly_lost,
+        w.possibly_lost,
+        w.still_reachable,
+        w.suppressed,
+    ];
     let mut text = format!(
         "==memlens== leak check at the end of the window: a heap snapshot of the whole process \
-         (paused {}), in {}\n==memlens== of the blocks allocated while attached:\n",
+         (paused {}), in {}\n==memlens== of the blocks allocated while attached: {} bytes in {} \
+         in use at the snapshot (the figures above count on to the detach)\n",
         human_time(pause.as_nanos() as u64),
-        snap.display()
+        snap.display(),
+        count(in_use.iter().map(|a| a.bytes).sum()),
+        plural(in_use.iter().map(|a| a.blocks).sum(), "block", "blocks"),
     );
     text.push_str(&crate::leaks::after_summary(
         &mut view,
