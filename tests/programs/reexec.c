@@ -4,6 +4,7 @@
  *   replace   LD_PRELOAD set to another library (libm), then execv
  *   emptyenv  execve with an environment of its own: {"A=1", NULL}
  *   keep      execv with the environment unchanged
+ *   shell     through a shell: execl("/bin/sh", "sh", "-c", "exec \"$0\" again", argv[0])
  * Each image mallocs 77 bytes; the new one also leaks 1000 bytes and exits 0. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,9 @@ int main(int argc, char **argv) {
     } else if (!strcmp(mode, "emptyenv")) {
         char *env[] = {"A=1", NULL};
         execve(argv[0], args, env);
+        return 99;
+    } else if (!strcmp(mode, "shell")) {
+        execl("/bin/sh", "sh", "-c", "exec \"$0\" again", argv[0], (char *)NULL);
         return 99;
     } else if (strcmp(mode, "keep")) {
         fprintf(stderr, "unknown mode %s\n", mode);

@@ -360,6 +360,30 @@ fn output_pattern(pattern: &str) -> Result<PathBuf, LaunchError> {
             .map_err(|e| LaunchError::Other(format!("cannot read the current directory: {e}")))?
             .join(p)
     };
+    // A device, FIFO or socket of that name would make the recorder write its trace
+    // beside it (`NAME.1`), in /dev for `-o /dev/null`: refuse it now instead.
+    if let Ok(m) = std::fs::symlink_metadata(&p) {
+        use std::os::unix::fs::FileTypeExt;
+        let t = m.file_type();
+        let what = if t.is_char_device() {
+            Some("a character device")
+        } else if t.is_block_device() {
+            Some("a block device")
+        } else if t.is_fifo() {
+            Some("a FIFO")
+        } else if t.is_socket() {
+            Some("a socket")
+        } else {
+            None
+        };
+        if let Some(what) = what {
+            return Err(LaunchError::Other(format!(
+                "cannot write the trace to {}: it is {what}, not a file (memlens reads the \
+                 trace back for its summary; name a file or a directory with -o)",
+                p.display()
+            )));
+        }
+    }
     let dir = p.parent().unwrap_or(Path::new("/")).to_path_buf();
     if !dir.is_dir() {
         return Err(LaunchError::Other(format!(
@@ -943,9 +967,9 @@ struct TraceInfo {
 /// or wrapper script (pyenv's shims, launchers).
 const WRAPPERS: &[&str] = &["env", "sh", "bash", "dash", "zsh", "ksh"];
 
-/// Without --trace-children, an image of the program's own process that is only a
-/// wrapper (a shell or env that ended by exec into the next, recorded, image: a pyenv
-/// shim runs env -> bash -> ... -> python) leaves no trace: its file is removed, so that
+/// Without --trace-children, the images of the program's own process that are only
+/// wrappers run first (shells or env that ended by exec into the next, recorded, image,
+/// before any other image: a pyenv shim runs env -> bash -> ... -> python) leave no trace: its file is removed, so that
 /// the run leaves the program's trace only. The program's trace takes the first wrapper's
 /// file name when it had the same name with a suffix (`-o FILE`). The wrappers' names
 /// are returned.
@@ -956,6 +980,9 @@ fn drop_wrapper_traces(
 ) -> Vec<String> {
     let own = infos.iter().filter(|t| t.pid == root_pid).count();
     let mut seen = 0;
+    // Only the wrappers that ran first: a shell the program itself execs later is one of
+    // its images like any other.
+    let mut leading = true;
     let mut dropped = Vec::new();
     let mut first_freed: Option<PathBuf> = None;
     infos.retain(|t| {
@@ -964,7 +991,8 @@ fn drop_wrapper_traces(
         }
         seen += 1;
         let name = t.exe.rsplit('/').next().unwrap_or(&t.exe);
-        let wrapper = seen < own && t.exec_followed && WRAPPERS.contains(&name);
+        leading &= seen < own && t.exec_followed && WRAPPERS.contains(&name);
+        let wrapper = leading;
         if wrapper && std::fs::remove_file(&t.path).is_ok() {
             traces.retain(|p| p != &t.path);
             dropped.push(name.to_string());

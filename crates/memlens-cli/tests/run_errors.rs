@@ -99,6 +99,30 @@ fn unwritable_output_directory() {
     one_line(&err);
 }
 
+/// `-o /dev/null` (or a FIFO) is refused in one sentence before the program starts: the
+/// recorder would otherwise write its trace beside it, as `/dev/null.1`.
+#[test]
+fn output_that_is_a_device_or_a_fifo() {
+    let prog = build_c("exits.c", "exits");
+    let (code, err) = memlens_run(&["-o", "/dev/null", "--", prog.to_str().unwrap()]);
+    assert_eq!(code, Some(125), "{err}");
+    assert!(
+        err.contains("cannot write the trace to /dev/null: it is a character device, not a file"),
+        "{err}"
+    );
+    one_line(&err);
+    assert!(!std::path::Path::new("/dev/null.1").exists());
+    let d = scratch("fifo-output");
+    let fifo = d.join("t.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let (code, err) = memlens_run(&["-o", fifo.to_str().unwrap(), "--", prog.to_str().unwrap()]);
+    assert_eq!(code, Some(125), "{err}");
+    assert!(err.contains("it is a FIFO, not a file"), "{err}");
+    assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1);
+}
+
 #[test]
 fn unknown_flag_is_an_error() {
     // 125, as every input memlens cannot use (README's exit status tables).

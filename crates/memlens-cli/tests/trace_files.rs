@@ -264,6 +264,39 @@ fn exec_without_the_recorder_says_the_new_image_was_not_recorded() {
     }
 }
 
+/// A shell the program execs on its way (program -> sh -> program) is one of its images,
+/// not a wrapper run first: its trace is kept and the chain names it.
+#[test]
+fn a_shell_in_the_middle_of_an_exec_chain_is_named() {
+    let prog = build_c("reexec.c", "reexec");
+    let dir = scratch("reexec-shell");
+    let o = run_in(&dir, "%n.%p.trace", &[], &prog, &["shell"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(names(&dir).len(), 3, "{:?}", names(&dir));
+    let err = stderr(&o);
+    let chain = err
+        .lines()
+        .find(|l| l.starts_with("==memlens== its process ran 3 programs by exec: "))
+        .unwrap_or_else(|| panic!("{err}"));
+    let images: Vec<&str> = chain
+        .trim_start_matches("==memlens== its process ran 3 programs by exec: ")
+        .trim_end_matches("; this summary is of the last")
+        .split(" -> ")
+        .collect();
+    assert_eq!(images.len(), 3, "{chain}");
+    assert_eq!(images[0], prog.to_str().unwrap());
+    assert!(
+        ["sh", "dash", "bash"].contains(&images[1].rsplit('/').next().unwrap()),
+        "{chain}"
+    );
+    assert_eq!(images[2], prog.to_str().unwrap());
+    assert!(!err.contains("not kept"), "{err}");
+    assert!(
+        err.contains("definitely lost: 1,000 bytes in 1 blocks"),
+        "{err}"
+    );
+}
+
 /// The recorder kept: the new image has its own trace, which the summary describes, and
 /// nothing is said; with --no-follow, the summary says why the new image has no trace.
 #[test]
