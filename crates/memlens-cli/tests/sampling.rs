@@ -13,6 +13,7 @@ mod common;
 use common::*;
 use memlens_analysis::sampling::relative_error;
 use serde_json::Value;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -243,6 +244,36 @@ fn reports_say_the_figures_are_estimates() {
 /// Almost every release in `sample_sites` is of a block the sampler did not pick: none
 /// is a heap error (the release goes to glibc), and the program's output and status are
 /// its own.
+/// A sampled run that dies by a signal says so without claiming a leak check, which a
+/// sampled run never makes; a full run says the leak check ran at that point.
+#[test]
+fn a_sampled_run_killed_by_a_signal_claims_no_leak_check() {
+    let prog = build_c("exits.c", "exits");
+    for (opts, said) in [
+        (
+            &["--sample", "64"][..],
+            "the figures are those of that moment",
+        ),
+        (&[][..], "the leak check ran at that point"),
+    ] {
+        let dir = scratch("sampled_abort");
+        let r = Command::new(memlens())
+            .arg("run")
+            .arg("-o")
+            .arg(dir.join("%n.%p.trace"))
+            .args(opts)
+            .arg("--")
+            .arg(&prog)
+            .arg("abort")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.signal(), Some(libc::SIGABRT), "{opts:?} {err}");
+        let line = format!("==memlens== the program was killed by signal 6 (SIGABRT); {said}\n");
+        assert!(err.contains(&line), "{opts:?}: {err}");
+    }
+}
+
 #[test]
 fn releases_of_unsampled_blocks_are_not_heap_errors() {
     let r = sampled_run(&["--error-exitcode", "9"], &[]);

@@ -652,6 +652,40 @@ fn run_passes_the_programs_exit_status_on_with_snapshots() {
     }
 }
 
+/// A kernel thread (no memory map) is named as one, not as "a static program".
+#[test]
+fn a_kernel_thread_is_refused_as_one() {
+    // PF_KTHREAD in /proc/PID/stat's flags (the 9th field).
+    let kthread = std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let after = &stat[stat.rfind(')')? + 2..];
+        let flags: u64 = after.split(' ').nth(6)?.parse().ok()?;
+        (flags & 0x0020_0000 != 0).then_some(pid)
+    });
+    let Some(pid) = kthread else {
+        // Not a missing tool: a PID namespace (a container) shows no kernel thread.
+        eprintln!("skipped: no kernel thread is visible here (a PID namespace?)");
+        return;
+    };
+    let o = Command::new(memlens())
+        .args(["snapshot", &pid.to_string()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    if err.contains("permission") || err.contains("ptrace") {
+        skip_or_fail(&format!("SKIPPED: {err}"));
+        return;
+    }
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert_eq!(
+        err.trim(),
+        format!(
+            "memlens: error: process {pid} has no memory map: it is a kernel thread or is exiting"
+        )
+    );
+}
+
 #[test]
 fn a_program_without_libc_so_is_refused_in_one_sentence() {
     let exe = build(

@@ -106,9 +106,15 @@ pub fn run_summary(r: &Report, trace: &Path) -> String {
         .as_ref()
         .filter(|e| e.kind == ExitKind::Signal)
     {
+        // A sampled run makes no leak check (LEAK_KINDS_UNDER_SAMPLING says why).
         lines.push(format!(
-            "the program was {}; the leak check ran at that point",
-            describe_end(Some(e))
+            "the program was {}; {}",
+            describe_end(Some(e)),
+            if r.header.sample_interval != 0 {
+                "the figures are those of that moment"
+            } else {
+                "the leak check ran at that point"
+            }
         ));
     }
     if let Some(tr) = &r.truncation {

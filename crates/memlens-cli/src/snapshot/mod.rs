@@ -207,6 +207,11 @@ pub fn snapshot(pid: u32, trace: Option<&Path>) -> Result<Analysed, String> {
     // Under the recorder: its trace (unless given), written up to now first.
     let mut notes = Vec::new();
     let maps = remote::mappings(pid).map_err(|e| ptrace::describe(pid, &e))?;
+    if maps.is_empty() {
+        return Err(format!(
+            "process {pid} has no memory map: it is a kernel thread or is exiting"
+        ));
+    }
     if !maps.iter().any(glibc::is_libc) {
         return Err(format!(
             "process {pid} maps no libc.so (a static program, or another C library): \
