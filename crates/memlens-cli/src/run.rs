@@ -1024,7 +1024,9 @@ fn trace_infos(traces: &[PathBuf]) -> Vec<TraceInfo> {
         .iter()
         .filter_map(|p| {
             let r = memlens_trace::reader::TraceReader::open(p).ok()?;
-            let exec_followed = r.metadata().ok().and_then(|m| m.end).is_some_and(|e| {
+            // Its own records only: a forked child's inheritance would replay its
+            // parent's trace up to the fork, once per child.
+            let exec_followed = r.own_metadata().ok().and_then(|m| m.end).is_some_and(|e| {
                 e.kind == memlens_trace::ExitKind::Exec
                     && e.code == memlens_trace::EXEC_RECORDER_KEPT
             });

@@ -416,8 +416,10 @@ impl TraceReader {
             .as_ref()
     }
 
-    /// The trace's own definitions.
-    fn own_metadata(&self) -> Result<Metadata, TraceError> {
+    /// The trace's own definitions and end record, without what a forked child
+    /// inherited (finding that replays the parent's trace up to the fork: use this when
+    /// only the trace's own records are wanted, such as how it ended).
+    pub fn own_metadata(&self) -> Result<Metadata, TraceError> {
         let mut md = Metadata::default();
         md.stacks.insert(0, Vec::new());
         for c in self
