@@ -481,6 +481,12 @@ mod tests {
             "memlens.toml:2: `allocations`: a number of allocations is a whole number"
         );
         assert_eq!(
+            e("[process]\npeak = 1.5\n"),
+            "memlens.toml:2: `peak`: 1.5 bytes: a number of bytes is a whole number (with a unit, as a string: \"1.5MiB\")"
+        );
+        let whole = parse("[process]\npeak = 4096.0\n").unwrap();
+        assert_eq!(whole.components[0].limits[0].max, 4096);
+        assert_eq!(
             e("[process]\nleaked = -1\n"),
             "memlens.toml:2: `leaked`: -1 is negative"
         );

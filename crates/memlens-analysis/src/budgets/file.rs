@@ -144,6 +144,9 @@ impl RawValue {
             (RawValue::Float(x), _) if !(0.0..1.8e19).contains(x) => {
                 Err(format!("{x} is out of range"))
             }
+            (RawValue::Float(x), Unit::Bytes) if x.fract() != 0.0 => Err(format!(
+                "{x} bytes: a number of bytes is a whole number (with a unit, as a string: \"{x}MiB\")"
+            )),
             (RawValue::Float(x), _) => Ok(x.round() as u64),
             (RawValue::Str(s), Unit::Bytes) => parse_size(s),
             (RawValue::Str(s), Unit::BytesPerSec) => parse_rate(s).map(|r| r.round() as u64),
