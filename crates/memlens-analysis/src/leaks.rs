@@ -334,7 +334,7 @@ pub fn analyse_with_progress(
         tracker.before(&ev, &replay);
         replay.apply(&ev, &mut ());
     }
-    tracker.finish(r, &md, &replay, resolution)
+    tracker.finish(r, &md, &replay, resolution, progress)
 }
 
 /// The event side of the leak analysis, for a caller that replays the events itself (the
@@ -342,14 +342,90 @@ pub fn analyse_with_progress(
 /// event before applying it to the replay, then [`LeakTracker::finish`] with the replay of
 /// the whole trace.
 ///
-/// [`LeakTracker::summary_only`] skips what heap errors need (a map of freed blocks),
-/// for callers that only show the leak kinds: its report has no errors.
+/// A release of an address where no block starts (the recorder's `NotABlock`) is told
+/// apart (a double free, a free inside a block, of memory never allocated) from the
+/// history of its address: the last release of it, and whether an allocation came
+/// since. Keeping that history for every address in the pass would cost two more hash
+/// table accesses an event, for an error most traces never have; so the pass only notes
+/// where such releases are, and [`LeakTracker::finish`] replays the events again up to
+/// the last of them, keeping the history of their addresses alone.
+///
+/// [`LeakTracker::summary_only`] leaves heap errors out: its report has none.
 #[derive(Default)]
 pub struct LeakTracker {
     summary_only: bool,
-    /// Address -> (alloc func, alloc stack, size, free stack) of blocks freed and not reused.
-    freed: AddrMap<(AllocFunc, u32, u64, u32)>,
+    /// Events seen so far: the next one's position in the pass.
+    seen: u64,
+    /// The `NotABlock` releases, in the order of the events.
+    unresolved: Vec<Unresolved>,
     errors: HashMap<(ErrorKind, u32, AllocFunc), HeapError>,
+}
+
+/// A release of an address where no block started, to be told apart in
+/// [`LeakTracker::finish`].
+#[derive(Clone, Copy)]
+struct Unresolved {
+    /// The event's position in the pass.
+    at: u64,
+    addr: u64,
+    func: AllocFunc,
+    stack: u32,
+}
+
+/// The progress pass number of [`LeakTracker::finish`]'s replay, when it makes one.
+pub const HEAP_ERRORS_PASS: u8 = 4;
+
+/// Address -> (alloc func, alloc stack, size, free stack) of blocks freed and not
+/// allocated again since.
+type Freed = AddrMap<(AllocFunc, u32, u64, u32)>;
+
+/// Keep `freed` up to date with `ev`, before it is applied to `replay`, for the
+/// addresses `wanted` says.
+#[inline]
+fn note_freed(freed: &mut Freed, ev: &Event, replay: &Replay, wanted: impl Fn(u64) -> bool) {
+    match *ev {
+        Event::Free { addr, stack, .. } if wanted(addr) => {
+            if let Some(b) = replay.get(addr) {
+                freed.insert(addr, (b.site.func, b.site.stack, b.size, stack));
+            }
+        }
+        Event::Realloc { old, new, size, .. }
+            if old != 0 && (new != 0 || size == 0) && wanted(old) =>
+        {
+            if let Some(b) = replay.get(old) {
+                freed.insert(old, (b.site.func, b.site.stack, b.size, 0));
+            }
+        }
+        Event::Alloc { addr, .. } if wanted(addr) => {
+            freed.remove(&addr);
+        }
+        _ => {}
+    }
+}
+
+/// What a release of `addr`, where no block started, was: a double free (the address
+/// was freed and not allocated since), a free inside a live block, or of memory never
+/// allocated; with the block's allocation (function, stack, size) and for a double free
+/// the first release's stack.
+fn not_a_block(
+    addr: u64,
+    freed: &Freed,
+    replay: &Replay,
+) -> (ErrorKind, Option<(AllocFunc, u32, u64)>, Option<u32>) {
+    if let Some(&(f, s, size, fs)) = freed.get(&addr) {
+        (ErrorKind::DoubleFree, Some((f, s, size)), Some(fs))
+    } else if let Some((_, b)) = replay
+        .blocks()
+        .find(|(a, b)| addr > *a && addr < a + b.size.max(1))
+    {
+        (
+            ErrorKind::InteriorFree,
+            Some((b.site.func, b.site.stack, b.size)),
+            None,
+        )
+    } else {
+        (ErrorKind::InvalidFree, None, None)
+    }
 }
 
 impl LeakTracker {
@@ -367,78 +443,99 @@ impl LeakTracker {
         if self.summary_only {
             return;
         }
-        let (freed, errors) = (&mut self.freed, &mut self.errors);
-        match *ev {
-            Event::Free { addr, stack, .. } => {
-                if let Some(b) = replay.get(addr) {
-                    freed.insert(addr, (b.site.func, b.site.stack, b.size, stack));
+        let at = self.seen;
+        self.seen += 1;
+        if let Event::HeapError {
+            func,
+            kind,
+            addr,
+            alloc_func,
+            stack,
+            ..
+        } = *ev
+        {
+            match kind {
+                memlens_trace::HeapErrorKind::Mismatch => {
+                    let alloc = replay.get(addr).map(|b| (alloc_func, b.site.stack, b.size));
+                    self.count(ErrorKind::MismatchedFree, func, addr, stack, alloc, None);
                 }
+                memlens_trace::HeapErrorKind::NotABlock => self.unresolved.push(Unresolved {
+                    at,
+                    addr,
+                    func,
+                    stack,
+                }),
             }
-            Event::Realloc { old, new, size, .. } if old != 0 && (new != 0 || size == 0) => {
-                if let Some(b) = replay.get(old) {
-                    freed.insert(old, (b.site.func, b.site.stack, b.size, 0));
-                }
-            }
-            Event::Alloc { addr, .. } => {
-                freed.remove(&addr);
-            }
-            Event::HeapError {
-                func,
-                kind,
-                addr,
-                alloc_func,
-                stack,
-                ..
-            } => {
-                let (ek, alloc, first_free) = match kind {
-                    memlens_trace::HeapErrorKind::Mismatch => (
-                        ErrorKind::MismatchedFree,
-                        replay.get(addr).map(|b| (alloc_func, b.site.stack, b.size)),
-                        None,
-                    ),
-                    memlens_trace::HeapErrorKind::NotABlock => {
-                        if let Some(&(f, s, size, fs)) = freed.get(&addr) {
-                            (ErrorKind::DoubleFree, Some((f, s, size)), Some(fs))
-                        } else if let Some((_, b)) = replay
-                            .blocks()
-                            .find(|(a, b)| addr > *a && addr < a + b.size.max(1))
-                        {
-                            (
-                                ErrorKind::InteriorFree,
-                                Some((b.site.func, b.site.stack, b.size)),
-                                None,
-                            )
-                        } else {
-                            (ErrorKind::InvalidFree, None, None)
-                        }
-                    }
-                };
-                errors
-                    .entry((ek, stack, func))
-                    .or_insert(HeapError {
-                        kind: ek,
-                        func,
-                        addr,
-                        count: 0,
-                        stack,
-                        alloc,
-                        first_free_stack: first_free,
-                        suppressed_by: None,
-                    })
-                    .count += 1;
-            }
-            _ => {}
         }
+    }
+
+    /// Count one heap error; its first occurrence describes it.
+    fn count(
+        &mut self,
+        kind: ErrorKind,
+        func: AllocFunc,
+        addr: u64,
+        stack: u32,
+        alloc: Option<(AllocFunc, u32, u64)>,
+        first_free_stack: Option<u32>,
+    ) {
+        self.errors
+            .entry((kind, stack, func))
+            .or_insert(HeapError {
+                kind,
+                func,
+                addr,
+                count: 0,
+                stack,
+                alloc,
+                first_free_stack,
+                suppressed_by: None,
+            })
+            .count += 1;
+    }
+
+    /// Tell the `NotABlock` releases apart: replay the events again (the same ones, in
+    /// the same order, as the pass that fed [`LeakTracker::before`]) up to the last of
+    /// them, keeping the release history of their addresses only.
+    fn resolve(
+        &mut self,
+        r: &TraceReader,
+        md: &Metadata,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(), crate::Error> {
+        let unresolved = std::mem::take(&mut self.unresolved);
+        let Some(last) = unresolved.last().map(|u| u.at) else {
+            return Ok(());
+        };
+        let wanted: std::collections::HashSet<u64> = unresolved.iter().map(|u| u.addr).collect();
+        let mut freed = Freed::default();
+        let mut replay = Replay::for_trace(r);
+        let mut next = unresolved.iter().peekable();
+        for (at, ev) in ReportedEvents::new(r, md, HEAP_ERRORS_PASS, progress).enumerate() {
+            let ev = ev?;
+            while let Some(u) = next.next_if(|u| u.at == at as u64) {
+                let (kind, alloc, first_free) = not_a_block(u.addr, &freed, &replay);
+                self.count(kind, u.func, u.addr, u.stack, alloc, first_free);
+            }
+            if at as u64 >= last {
+                break;
+            }
+            note_freed(&mut freed, &ev, &replay, |a| wanted.contains(&a));
+            replay.apply(&ev, &mut ());
+        }
+        Ok(())
     }
 
     /// The leak report: the scan joined with the replay of the whole trace.
     pub fn finish(
-        self,
+        mut self,
         r: &TraceReader,
         md: &Metadata,
         replay: &Replay,
         resolution: Resolution,
+        progress: &mut dyn FnMut(Progress),
     ) -> Result<LeakReport, crate::Error> {
+        self.resolve(r, md, progress)?;
         let errors = self.errors;
         let mut errors: Vec<HeapError> = errors.into_values().collect();
         errors.sort_by_key(|e| (e.kind, e.stack, e.addr));

@@ -162,7 +162,7 @@ impl Report {
             progress,
         )?;
         let leaks = match (f.leaks.take(), want_leaks) {
-            (Some(t), Some(res)) => Some(t.finish(reader, &metadata, &f.replay, res)?),
+            (Some(t), Some(res)) => Some(t.finish(reader, &metadata, &f.replay, res, progress)?),
             _ => None,
         };
         let top = opts.top;

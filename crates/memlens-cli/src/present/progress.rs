@@ -36,8 +36,12 @@ impl Bar {
         if p.pass != self.pass {
             self.pass = p.pass;
             let i = (p.pass as usize).saturating_sub(1);
-            self.bar
-                .set_message(self.messages.get(i).copied().unwrap_or(""));
+            let message = match self.messages.get(i) {
+                Some(m) => m,
+                None if p.pass == memlens_analysis::leaks::HEAP_ERRORS_PASS => "naming heap errors",
+                None => "",
+            };
+            self.bar.set_message(message);
             self.bar.reset();
         }
         self.bar.set_position(p.chunks_done);
