@@ -307,6 +307,54 @@ fn progress_reports_every_chunk_of_pass_one() {
     std::fs::remove_file(p).ok();
 }
 
+/// A pass's events, decoded on a thread of their own for a trace of several chunks, are
+/// the trace's event stream item for item (its error included, for every cut of the
+/// file), with the progress the stream shows event by event. Batches of 8,192 events
+/// are crossed with a trace of 20,000.
+#[test]
+fn a_pass_sees_exactly_the_event_stream() {
+    use memlens_analysis::site::ReportedEvents;
+    let (p, small) = write_trace("stream", true);
+    let mut w = TraceWriter::new(Vec::new(), &header()).unwrap();
+    for c in 0..5u64 {
+        w.chunk(ChunkKind::Events, c as u32, |b| {
+            for i in 0..4000u64 {
+                let addr = 0x10_0000 * (c + 1) + 16 * i;
+                b.alloc(MS + 10 * i + c, AllocFunc::Malloc, addr, 16 + i, 1)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+    let big = w.finish().unwrap();
+    for full in [small, big] {
+        for cut in [full.len(), full.len() - 7, full.len() / 2, full.len() / 3] {
+            std::fs::write(&p, &full[..cut]).unwrap();
+            let Ok(reader) = TraceReader::open(&p) else {
+                continue;
+            };
+            let md = reader.metadata().unwrap_or_default();
+            let expected: Vec<String> = reader.events().map(|e| format!("{e:?}")).collect();
+            let (mut progress, mut counted) = (Vec::new(), Vec::new());
+            let got: Vec<String> =
+                ReportedEvents::new(&reader, &md, 1, &mut |p| progress.push(p.chunks_done))
+                    .map(|e| format!("{e:?}"))
+                    .collect();
+            assert_eq!(got, expected, "cut at {cut} of {}", full.len());
+            let mut stream = reader.events();
+            let mut last = 0;
+            while let Some(e) = stream.next() {
+                if e.is_ok() && stream.chunks_done() != last {
+                    last = stream.chunks_done();
+                    counted.push(last as u64);
+                }
+            }
+            assert_eq!(progress, counted, "cut at {cut}");
+        }
+    }
+    std::fs::remove_file(p).ok();
+}
+
 #[test]
 fn damaged_traces_never_panic() {
     let (p, full) = write_trace("fuzz", true);

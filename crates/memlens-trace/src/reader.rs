@@ -381,6 +381,32 @@ impl TraceReader {
         }
     }
 
+    /// Another reader of the same trace, for another thread: the file reopened (reads are
+    /// positioned, so the two never disturb each other), the index and what a forked
+    /// child inherited copied rather than found again.
+    pub fn try_clone(&self) -> Result<TraceReader, TraceError> {
+        let file = self.file.try_clone().map_err(|err| TraceError::Io {
+            path: self.path.clone(),
+            err,
+        })?;
+        // Found here first (the events need it), so that neither reader finds it again.
+        let _ = self.inherited();
+        let inherited = std::sync::OnceLock::new();
+        if let Some(i) = self.inherited.get() {
+            let _ = inherited.set(i.clone());
+        }
+        Ok(TraceReader {
+            path: self.path.clone(),
+            file,
+            header: self.header.clone(),
+            chunks: self.chunks.clone(),
+            truncation: self.truncation.clone(),
+            file_bytes: self.file_bytes,
+            version: self.version,
+            inherited,
+        })
+    }
+
     /// Load every definition (modules, stacks, threads) and the end record; for a forked
     /// child's trace, with the stacks (and their modules and code objects) of the blocks
     /// it inherited ([`TraceReader::inherited`]).
