@@ -103,7 +103,9 @@ impl Gen {
         b: &mut ChunkBuilder<&mut [u8]>,
         mut ts: u64,
     ) -> Result<u64, WriteError> {
-        while b.len() < CHUNK_FILL && self.events < self.target {
+        // A step writes at most two records; each column has a region of its own, which
+        // can fill before the chunk's total does.
+        while b.len() < CHUNK_FILL && b.room_for_events() >= 2 && self.events < self.target {
             ts += t.rng.below(2 * NS_PER_EVENT) + 1;
             t.steps += 1;
             if t.steps.is_multiple_of(1000) {

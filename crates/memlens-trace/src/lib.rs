@@ -577,6 +577,17 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ChunkBuilder<B> {
         }
     }
 
+    /// How many more event records surely fit (the longest assumed in every column): a
+    /// producer that writes several records per step checks before each step, so that
+    /// none of them is refused for want of room halfway. An empty chunk takes the
+    /// events' layout (columns); a chunk of Meta or Scan records has room for none.
+    pub fn room_for_events(&mut self) -> u32 {
+        if self.fits == 0 && !self.refit() {
+            return 0;
+        }
+        self.fits
+    }
+
     /// Columns: whether one more event record fits in every column (counted as
     /// written: call it once per record, just before writing it).
     #[inline(always)]

@@ -730,3 +730,48 @@ fn a_release_names_its_block_by_number() {
         }
     ));
 }
+
+/// `room_for_events` promises only what fits: writing that many of the longest
+/// allocation records (a full-size address far from the last, a large size and stack) always
+/// succeeds, until it says none is left; and then the next write is refused. A chunk
+/// of Meta records has room for none.
+#[test]
+fn room_for_events_is_a_promise() {
+    let mut buf = [0u8; 4096];
+    let mut b = ChunkBuilder::new(&mut buf[..]);
+    let mut written = 0u64;
+    loop {
+        let room = b.room_for_events();
+        if room == 0 {
+            break;
+        }
+        for _ in 0..room {
+            let addr = 0x7f00_0000_0000 ^ (written.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16);
+            b.alloc(
+                written * 1_000_003,
+                AllocFunc::Malloc,
+                addr & !15,
+                u64::MAX >> 1,
+                u32::MAX,
+            )
+            .unwrap();
+            written += 1;
+        }
+    }
+    assert!(written > 10, "{written}");
+    let addr = 0x7f00_0000_0000 ^ 0xdead_bee0;
+    assert!(b
+        .alloc(
+            written * 1_000_003,
+            AllocFunc::Malloc,
+            addr,
+            u64::MAX >> 1,
+            u32::MAX
+        )
+        .is_err());
+    assert_eq!(decode_chunk(&b, 7).len() as u64, written);
+    let mut buf = [0u8; 1024];
+    let mut m = ChunkBuilder::new(&mut buf[..]);
+    m.thread(0, 1, 42, b"main").unwrap();
+    assert_eq!(m.room_for_events(), 0);
+}
