@@ -409,6 +409,7 @@ extern "C" fn memlens_init() {
     thread::FREE_STACKS.store(cfg.free_stacks, Ordering::Relaxed);
     // A sampled run knows only the sampled blocks: no scan (see `sample.rs`).
     scan::ENABLED.store(cfg.leak_check && cfg.sample_bytes == 0, Ordering::Relaxed);
+    scan::FREERES_AT_EXIT.store(true, Ordering::Relaxed);
     crate::sample::SEED.store(cfg.sample_seed, Ordering::Relaxed);
     if cfg.sample_bytes != 0 {
         // Releases of unsampled blocks learn without a lock that the table has none.

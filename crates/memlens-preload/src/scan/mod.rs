@@ -64,6 +64,9 @@ const RED_ZONE: u64 = 128;
 pub static HEURISTICS: AtomicU32 = AtomicU32::new(0b111110);
 /// Whether to run the scan at all (`MEMLENS_LEAK_CHECK=no` turns it off).
 pub static ENABLED: AtomicBool = AtomicBool::new(true);
+/// A recording `memlens run` started (not `attach`): the runtimes' buffers are given
+/// back at a normal exit even without a scan ([`run`]).
+pub static FREERES_AT_EXIT: AtomicBool = AtomicBool::new(false);
 /// Scan every mapping a thread's stack pointer is in whole (a Go program: go_exit.rs).
 pub static WHOLE_STACK_MAPPINGS: AtomicBool = AtomicBool::new(false);
 
@@ -107,6 +110,16 @@ fn freeres() {
 /// not busy (freeres must be recorded), with the trace still open.
 pub fn run(trigger: ExitKind, code: i32, ctx: &Context) {
     if !ENABLED.load(Ordering::Relaxed) {
+        // No leak check (a sampled run, --leak-check=no): the C and C++ runtimes' buffers
+        // are still given back at a normal exit of a process left with one thread, as
+        // before a scan (and as memcheck does whether it checks leaks or not), so that
+        // "not freed at exit" counts the same blocks either way.
+        if FREERES_AT_EXIT.load(Ordering::Relaxed)
+            && matches!(trigger, ExitKind::Exit | ExitKind::UnderscoreExit)
+            && alone()
+        {
+            freeres();
+        }
         return;
     }
     let (parked, unstoppable) = stop_threads();
@@ -118,6 +131,14 @@ pub fn run(trigger: ExitKind, code: i32, ctx: &Context) {
         flags |= 1;
     }
     scan_and_write(trigger, code, ctx, &parked, &unstoppable, flags);
+}
+
+/// Whether this thread is the process's only one but the recorder's own.
+fn alone() -> bool {
+    let _busy = tls::BusyGuard::enter();
+    let me = sys::gettid();
+    let sampler = crate::thread::SAMPLER_TID.load(Ordering::Relaxed);
+    thread_ids().into_iter().all(|t| t == me || t == sampler)
 }
 
 /// The leak check of a process that goes on afterwards (a Python program whose work is
