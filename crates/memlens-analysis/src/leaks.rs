@@ -403,6 +403,31 @@ fn note_freed(freed: &mut Freed, ev: &Event, replay: &Replay, wanted: impl Fn(u6
     }
 }
 
+/// The live blocks of [`LeakTracker::resolve`]'s replay by address, so that the block an
+/// address falls inside is found at once (a heap of millions of blocks and many bad
+/// frees would otherwise cost a walk of the heap each): start -> (allocation function,
+/// stack, size).
+#[derive(Default)]
+struct ByAddress(std::collections::BTreeMap<u64, (AllocFunc, u32, u64)>);
+
+impl crate::replay::HeapObserver for ByAddress {
+    fn added(&mut self, addr: u64, b: &crate::replay::Block) -> u32 {
+        self.0.insert(addr, (b.site.func, b.site.stack, b.size));
+        0
+    }
+    fn removed(&mut self, addr: u64, _b: &crate::replay::Block, _why: crate::replay::Release) {
+        self.0.remove(&addr);
+    }
+}
+
+impl ByAddress {
+    /// The live block `addr` lies inside of (not at its start).
+    fn inside(&self, addr: u64) -> Option<(AllocFunc, u32, u64)> {
+        let (&start, &(func, stack, size)) = self.0.range(..addr).next_back()?;
+        (addr < start.saturating_add(size.max(1))).then_some((func, stack, size))
+    }
+}
+
 /// What a release of `addr`, where no block started, was: a double free (the address
 /// was freed and not allocated since), a free inside a live block, or of memory never
 /// allocated; with the block's allocation (function, stack, size) and for a double free
@@ -410,19 +435,12 @@ fn note_freed(freed: &mut Freed, ev: &Event, replay: &Replay, wanted: impl Fn(u6
 fn not_a_block(
     addr: u64,
     freed: &Freed,
-    replay: &Replay,
+    live: &ByAddress,
 ) -> (ErrorKind, Option<(AllocFunc, u32, u64)>, Option<u32>) {
     if let Some(&(f, s, size, fs)) = freed.get(&addr) {
         (ErrorKind::DoubleFree, Some((f, s, size)), Some(fs))
-    } else if let Some((_, b)) = replay
-        .blocks()
-        .find(|(a, b)| addr > *a && addr < a + b.size.max(1))
-    {
-        (
-            ErrorKind::InteriorFree,
-            Some((b.site.func, b.site.stack, b.size)),
-            None,
-        )
+    } else if let Some(block) = live.inside(addr) {
+        (ErrorKind::InteriorFree, Some(block), None)
     } else {
         (ErrorKind::InvalidFree, None, None)
     }
@@ -509,19 +527,20 @@ impl LeakTracker {
         };
         let wanted: std::collections::HashSet<u64> = unresolved.iter().map(|u| u.addr).collect();
         let mut freed = Freed::default();
+        let mut live = ByAddress::default();
         let mut replay = Replay::for_trace(r);
         let mut next = unresolved.iter().peekable();
         for (at, ev) in ReportedEvents::new(r, md, HEAP_ERRORS_PASS, progress).enumerate() {
             let ev = ev?;
             while let Some(u) = next.next_if(|u| u.at == at as u64) {
-                let (kind, alloc, first_free) = not_a_block(u.addr, &freed, &replay);
+                let (kind, alloc, first_free) = not_a_block(u.addr, &freed, &live);
                 self.count(kind, u.func, u.addr, u.stack, alloc, first_free);
             }
             if at as u64 >= last {
                 break;
             }
             note_freed(&mut freed, &ev, &replay, |a| wanted.contains(&a));
-            replay.apply(&ev, &mut ());
+            replay.apply(&ev, &mut live);
         }
         Ok(())
     }
@@ -886,5 +905,69 @@ pub fn alloc_symbol(f: AllocFunc) -> (&'static str, Option<&'static str>) {
     match f.cxx_operator() {
         Some((symbol, readable)) => (readable, Some(symbol)),
         None => (f.name(), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replay::HeapObserver;
+
+    fn block(size: u64, stack: u32) -> crate::replay::Block {
+        crate::replay::Block {
+            size,
+            count: 1,
+            site: crate::replay::SiteKey {
+                stack,
+                func: AllocFunc::Malloc,
+            },
+            ts: 0,
+            thread: 0,
+            tag: 0,
+        }
+    }
+
+    /// A bad release is named from the history of its address: freed and not allocated
+    /// since, a double free; strictly inside a live block (found by address, the block
+    /// just before it), an interior free of that block; anything else, never allocated.
+    #[test]
+    fn a_release_of_a_non_block_is_named() {
+        let mut live = ByAddress::default();
+        live.added(0x1000, &block(64, 1));
+        live.added(0x2000, &block(0, 2));
+        live.added(0x3000, &block(16, 3));
+        live.removed(0x3000, &block(16, 3), crate::replay::Release::Free);
+        let mut freed = Freed::default();
+        freed.insert(0x3000, (AllocFunc::Malloc, 3, 16, 9));
+        let kind = |a| not_a_block(a, &freed, &live);
+        assert_eq!(
+            kind(0x3000),
+            (
+                ErrorKind::DoubleFree,
+                Some((AllocFunc::Malloc, 3, 16)),
+                Some(9)
+            )
+        );
+        assert_eq!(
+            kind(0x1008),
+            (
+                ErrorKind::InteriorFree,
+                Some((AllocFunc::Malloc, 1, 64)),
+                None
+            )
+        );
+        assert_eq!(
+            kind(0x103f),
+            (
+                ErrorKind::InteriorFree,
+                Some((AllocFunc::Malloc, 1, 64)),
+                None
+            )
+        );
+        assert_eq!(kind(0x1040), (ErrorKind::InvalidFree, None, None));
+        // A block of 0 bytes has no inside; the freed one no longer counts as live.
+        assert_eq!(kind(0x2001), (ErrorKind::InvalidFree, None, None));
+        assert_eq!(kind(0x3008), (ErrorKind::InvalidFree, None, None));
+        assert_eq!(kind(0x10), (ErrorKind::InvalidFree, None, None));
     }
 }
