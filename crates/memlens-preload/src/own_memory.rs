@@ -46,23 +46,52 @@ pub fn map(bytes: usize) -> Option<*mut u8> {
 /// # Safety
 /// `p` and `bytes` are exactly a region returned by `map`, and nothing uses it any more.
 pub unsafe fn unmap(p: *mut u8, bytes: usize) {
-    let n = COUNT.load(Ordering::Acquire).min(MAX_REGIONS);
-    for i in 0..n {
-        if STARTS[i].load(Ordering::Relaxed) == p as u64 {
-            LENS[i].store(0, Ordering::Release);
-            break;
-        }
-    }
+    forget(p as u64);
     // SAFETY: per the contract, the region is ours and unused.
     unsafe { libc::munmap(p as *mut _, bytes) };
 }
 
-/// Remember a region of the recorder's own memory that was mapped elsewhere.
+/// Remember a region of the recorder's own memory that was mapped elsewhere. A slot that
+/// [`forget`] freed (start 0) is taken again before the table grows: a recorder that maps
+/// and unmaps all along keeps as many slots as it has regions. A slot is taken by a
+/// compare-and-swap of its start from 0, so two registrations never share one.
 pub fn register(start: u64, len: u64) {
-    let i = COUNT.fetch_add(1, Ordering::AcqRel);
-    if i < MAX_REGIONS {
-        STARTS[i].store(start, Ordering::Relaxed);
-        LENS[i].store(len, Ordering::Release);
+    let take = |i: usize| {
+        STARTS[i]
+            .compare_exchange(0, start, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    };
+    loop {
+        let n = COUNT.load(Ordering::Acquire).min(MAX_REGIONS);
+        if let Some(i) = (0..n).find(|&i| STARTS[i].load(Ordering::Relaxed) == 0 && take(i)) {
+            LENS[i].store(len, Ordering::Release);
+            return;
+        }
+        let i = COUNT.fetch_add(1, Ordering::AcqRel);
+        if i >= MAX_REGIONS {
+            return;
+        }
+        // Another registration may have taken the new slot between the two steps.
+        if take(i) {
+            LENS[i].store(len, Ordering::Release);
+            return;
+        }
+    }
+}
+
+/// The region starting at `start` is no longer the recorder's: its slot is freed (its
+/// length first, so that a reader never sees its start with a stale length). Only the
+/// live slot of that start is: an address the kernel hands out again after an unmap must
+/// not leave the earlier region's slot live, or the scan would leave out whatever is
+/// mapped there later (a library's data, seen with ctypes).
+fn forget(start: u64) {
+    let n = COUNT.load(Ordering::Acquire).min(MAX_REGIONS);
+    for i in 0..n {
+        if STARTS[i].load(Ordering::Relaxed) == start && LENS[i].load(Ordering::Relaxed) != 0 {
+            LENS[i].store(0, Ordering::Release);
+            STARTS[i].store(0, Ordering::Release);
+            return;
+        }
     }
 }
 
@@ -75,5 +104,55 @@ pub fn for_each(mut f: impl FnMut(u64, u64)) {
             let s = STARTS[i].load(Ordering::Relaxed);
             f(s, s + len);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(start: u64) -> Vec<(u64, u64)> {
+        let mut v = Vec::new();
+        for_each(|s, e| {
+            if s == start {
+                v.push((s, e));
+            }
+        });
+        v
+    }
+
+    /// A region mapped, unmapped and mapped again at the same address (the kernel hands
+    /// the address out again) is listed once while mapped and not at all once unmapped.
+    #[test]
+    fn an_address_mapped_again_is_listed_only_while_mapped() {
+        let a = map(5000).unwrap();
+        assert_eq!(live(a as u64), [(a as u64, a as u64 + 5000)]);
+        // SAFETY: the region just mapped, unused.
+        unsafe { unmap(a, 5000) };
+        assert!(live(a as u64).is_empty());
+        register(a as u64, 3000);
+        register(a as u64 + 8192, 100);
+        assert_eq!(live(a as u64), [(a as u64, a as u64 + 3000)]);
+        forget(a as u64);
+        assert!(live(a as u64).is_empty());
+        forget(a as u64 + 8192);
+        assert!(live(a as u64 + 8192).is_empty());
+    }
+
+    /// Mapping and unmapping all along reuses slots: the table does not fill up (when it
+    /// did, later regions were not listed and the scan took the recorder's memory, which
+    /// holds every block's address, for roots).
+    #[test]
+    fn slots_are_reused() {
+        for _ in 0..3 * MAX_REGIONS {
+            let p = map(4096).unwrap();
+            // SAFETY: the region just mapped, unused.
+            unsafe { unmap(p, 4096) };
+        }
+        assert!(COUNT.load(Ordering::Acquire) < MAX_REGIONS);
+        let p = map(4096).unwrap();
+        assert_eq!(live(p as u64).len(), 1);
+        // SAFETY: as above.
+        unsafe { unmap(p, 4096) };
     }
 }
