@@ -330,10 +330,11 @@ fn pytest_venv(dir: &Path) -> Option<PathBuf> {
 }
 
 /// `[memlens check -o DIR/t.trace --errors-for-leak-kinds=none --budgets-json DIR/b.json
-/// --python-allocator=pymalloc --] PY -m pytest --memlens` in tests/programs/pytest_limits.
-/// pymalloc: the limits are about the tests' large buffers, and exact; with every Python
-/// object seen (the default), pytest's own small objects made during a test count too.
-fn pytest(py: &Path, dir: &Path, under_memlens: bool) -> Output {
+/// [--python-allocator=pymalloc] --] PY -m pytest --memlens` in
+/// tests/programs/pytest_limits. With pymalloc the limits are about the tests' large
+/// buffers only, and exact; with every Python object seen (the default) the tests' small
+/// objects count too.
+fn pytest(py: &Path, dir: &Path, under_memlens: bool, pymalloc: bool) -> Output {
     let mut cmd = if under_memlens {
         let mut c = Command::new(memlens());
         c.arg("check")
@@ -341,10 +342,11 @@ fn pytest(py: &Path, dir: &Path, under_memlens: bool) -> Output {
             .arg(dir.join("t.trace"))
             .arg("--errors-for-leak-kinds=none")
             .arg("--budgets-json")
-            .arg(dir.join("b.json"))
-            .arg("--python-allocator=pymalloc")
-            .arg("--")
-            .arg(py);
+            .arg(dir.join("b.json"));
+        if pymalloc {
+            c.arg("--python-allocator=pymalloc");
+        }
+        c.arg("--").arg(py);
         c
     } else {
         Command::new(py)
@@ -369,7 +371,7 @@ fn pytest_plugin_limits_are_judged_by_check() {
     let d = scratch("api-pytest");
     let Some(py) = pytest_venv(&d) else { return };
     // Without memlens: both tests pass, and the plugin says nothing was checked.
-    let o = pytest(&py, &d, false);
+    let o = pytest(&py, &d, false, true);
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(
         o.status.code(),
@@ -380,7 +382,7 @@ fn pytest_plugin_limits_are_judged_by_check() {
     assert!(out.contains("2 passed"), "{out}");
     assert!(out.contains("memlens: not running under memlens"), "{out}");
     // Under memlens check: pytest passes both, check fails on the one over its limits.
-    let o = pytest(&py, &d, true);
+    let o = pytest(&py, &d, true, true);
     let out = String::from_utf8_lossy(&o.stdout);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{out}{err}");
@@ -438,4 +440,32 @@ fn pytest_plugin_limits_are_judged_by_check() {
         (&site["blocks"], &site["bytes"]),
         (&1.into(), &((1 << 20) + 1).into())
     );
+
+    // Every Python object seen (the default): a test that keeps nothing still passes
+    // `leaked=0`. What the plugin allocates to make its assertions (the labels, the mark,
+    // ctypes' temporaries), and what pytest allocates after the test returns, are not the
+    // test's. The leaking test's largest block is its buffer.
+    let o = pytest(&py, &d, true, false);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let doc = json_file(&d.join("b.json"));
+    let a = doc["assertions"].as_array().unwrap();
+    let leaked: Vec<(&str, bool, u64)> = a
+        .iter()
+        .filter(|a| a["label"].as_str().unwrap().ends_with(": leaked"))
+        .map(|a| {
+            (
+                a["label"].as_str().unwrap(),
+                a["passed"].as_bool().unwrap(),
+                a["value"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        leaked[0],
+        ("test_limits.py::test_within_limit: leaked", true, 0),
+        "{err}"
+    );
+    assert_eq!(leaked[1].1, false);
+    assert_eq!(a[3]["sites"][0]["bytes"], (1 << 20) + 1, "{}", a[3]);
 }

@@ -433,7 +433,10 @@ pub enum BlockLink {
 #[repr(u8)]
 pub enum AssertKind {
     /// The blocks allocated since the mark (trace time, ns) by the asserting thread that
-    /// are still live hold at most the limit (bytes; 0: no block at all).
+    /// are still live hold at most the limit (bytes; 0: no block at all). Of an assertion
+    /// made from Python, the blocks the asserting Python function allocated itself (its
+    /// arguments, ctypes' temporaries), rather than through a Python function it called,
+    /// are left out (and from the blocks a failed peak-since assertion lists).
     NoLeaksSince = 1,
     /// The process's live heap bytes are at most the limit.
     MaxLive = 2,

@@ -211,6 +211,23 @@ impl Peaks {
     }
 }
 
+/// The Python function a stack was in and its Python callers, by code object only (a
+/// Python program's stacks that show the same frames share one id, whatever instruction
+/// of a line they were at, and native frames between them vary): the innermost Python
+/// frame's code and a hash of the sequence of codes. `None` for a stack without Python
+/// frames. Two blocks with the same were allocated by that function itself (or by native
+/// code it called), not by a Python function it called.
+fn python_caller(md: &Metadata, stack: u32) -> Option<(u32, u64)> {
+    let mut codes = md.stacks.get(&stack)?.iter().filter_map(|f| f.python());
+    let (first, _) = codes.next()?;
+    let chain = codes.fold(u64::from(first), |h, (code, _)| {
+        (h ^ u64::from(code))
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29)
+    });
+    Some((first, chain))
+}
+
 /// Judge an assertion on the live heap of `replay` (the events before it applied).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn judge(
@@ -225,8 +242,15 @@ pub(super) fn judge(
     label: u32,
     stack: u32,
 ) -> Assertion {
+    // From Python, the function that makes the assertion allocates to make the call (its
+    // arguments, ctypes' temporaries, the mark it kept): not the measured code's blocks.
+    let asserting = python_caller(md, stack);
     let counted = |b: &crate::replay::Block| match kind {
-        AssertKind::NoLeaksSince | AssertKind::PeakSince => b.thread == thread && b.ts >= mark,
+        AssertKind::NoLeaksSince | AssertKind::PeakSince => {
+            b.thread == thread
+                && b.ts >= mark
+                && asserting.is_none_or(|a| python_caller(md, b.site.stack) != Some(a))
+        }
         AssertKind::MaxLive => true,
     };
     let since = || {

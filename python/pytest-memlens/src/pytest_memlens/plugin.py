@@ -16,12 +16,16 @@ runs to the end, and `memlens check` is the gate.
 
 The recorder is called through ctypes (`memlens_region_enter`, `memlens_mark`,
 `memlens_assert`, found in the process with dlsym); without memlens every call is a
-no-op. Python's small-object allocator (pymalloc) takes its memory from the system in
-arenas of 256 KiB or more, which memlens sees as such: run with PYTHONMALLOC=malloc to
-have every object counted at its own size.
+no-op. memlens run and check see every Python object at its own size (PYTHONMALLOC=malloc)
+unless told --python-allocator=pymalloc. The measuring is done around the test function
+itself, and memlens leaves out of an assertion made from Python the blocks the asserting
+function allocated itself: the plugin's labels, mark and ctypes temporaries do not count.
 """
 
+import array
 import ctypes
+import functools
+import inspect
 import re
 
 import pytest
@@ -155,9 +159,48 @@ def _limits(item):
         raise pytest.UsageError("%s: memlens_limit: %s" % (item.nodeid, e))
 
 
-# Around the test function's own call (not pytest's call phase, which sets
+# Around the test function itself (not pytest's call phase, which sets
 # PYTEST_CURRENT_TEST: glibc keeps every environment string it is given, which would count
-# as the test's leak). Fixtures run in the setup phase, outside.
+# as the test's leak; nor pluggy's hook call, whose result objects are made after the test
+# returns). Fixtures run in the setup phase, outside. What the measuring function allocates
+# itself to make the calls (the labels, the mark, ctypes' temporaries) memlens does not
+# count: it leaves out the blocks the asserting Python function made, as opposed to the
+# functions it called.
+def _measured(rec, test, nodeid, peak, leaked):
+    checks = [
+        (("%s: %s" % (nodeid, what)).encode(), kind, limit)
+        for what, kind, limit in (("peak", PEAK_SINCE, peak), ("leaked", NO_LEAKS_SINCE, leaked))
+        if limit is not None
+    ]
+    checks = [(label, len(label), kind, limit) for label, kind, limit in checks]
+    call = rec._assert
+    marks = array.array("Q", [0])
+
+    if inspect.iscoroutinefunction(test):
+        # An async test (pytest-asyncio and the like) stays a coroutine function.
+        @functools.wraps(test)
+        async def measured_async(*args, **kwargs):
+            marks[0] = rec.mark()
+            try:
+                return await test(*args, **kwargs)
+            finally:
+                for label, n, kind, limit in checks:
+                    call(label, n, kind, marks[0], limit)
+
+        return measured_async
+
+    @functools.wraps(test)
+    def measured(*args, **kwargs):
+        marks[0] = rec.mark()
+        try:
+            return test(*args, **kwargs)
+        finally:
+            for label, n, kind, limit in checks:
+                call(label, n, kind, marks[0], limit)
+
+    return measured
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_pyfunc_call(pyfuncitem):
     item = pyfuncitem
@@ -167,14 +210,13 @@ def pytest_pyfunc_call(pyfuncitem):
         return
     peak, leaked = _limits(item)
     token = rec.region_enter(item.nodeid)
-    mark = rec.mark()
+    test = item.obj
+    if rec._assert and (peak is not None or leaked is not None):
+        item.obj = _measured(rec, test, item.nodeid, peak, leaked)
     try:
         yield
     finally:
-        if peak is not None:
-            rec.assert_("%s: peak" % item.nodeid, PEAK_SINCE, mark, peak)
-        if leaked is not None:
-            rec.assert_("%s: leaked" % item.nodeid, NO_LEAKS_SINCE, mark, leaked)
+        item.obj = test
         rec.region_exit(token)
 
 
