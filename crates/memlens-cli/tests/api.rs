@@ -466,6 +466,6 @@ fn pytest_plugin_limits_are_judged_by_check() {
         ("test_limits.py::test_within_limit: leaked", true, 0),
         "{err}"
     );
-    assert_eq!(leaked[1].1, false);
+    assert!(!leaked[1].1, "{err}");
     assert_eq!(a[3]["sites"][0]["bytes"], (1 << 20) + 1, "{}", a[3]);
 }
