@@ -165,11 +165,20 @@ pub fn main(args: ReportArgs) -> ExitCode {
         Err(msg) => return crate::fail(msg),
     };
     let (opts, shown) = opts;
-    let report = match analyse(&args.trace, &opts) {
+    let mut report = match analyse(&args.trace, &opts) {
         Ok(r) => r,
         Err(msg) => return crate::fail(msg),
     };
     let mut sym = Symbolizer::for_trace(&report.metadata);
+    // The LEAK SUMMARY as `memlens leaks` and `run`'s summary give it: with memlens's
+    // built-in suppressions of glibc, ld.so and libstdc++ internals.
+    if let Some(l) = report.leaks.as_mut() {
+        l.suppress(
+            &memlens_analysis::suppressions::Suppressions::default_set(),
+            &report.metadata,
+            &mut sym,
+        );
+    }
     let out = match args.format {
         Format::Text => text(&report, &mut sym, args.top, &shown),
         Format::Json => {

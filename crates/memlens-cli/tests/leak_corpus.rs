@@ -341,6 +341,42 @@ fn blocks_from_libc_entry_points_and_dlvsym_are_recorded() {
     );
 }
 
+/// `memlens report`'s LEAK SUMMARY (text and JSON) is `memlens leaks`'s, memlens's
+/// built-in suppressions applied: for a library kept loaded, ld.so's four blocks for it
+/// are suppressed in both.
+#[test]
+fn the_reports_leak_summary_is_the_leak_checks() {
+    let case = expected()["dlopen_keep"].clone();
+    let exe = build_case(&case);
+    let run = run_with(&["-q"], &exe, &["keep"]);
+    let trace = run.only_trace();
+    let leaks = leaks_json(&trace, &[]);
+    assert_eq!(
+        leaks["summary"]["suppressed"]["blocks"], 4,
+        "{}",
+        leaks["summary"]
+    );
+    assert_eq!(report(&trace)["leaks"], leaks["summary"]);
+    let text = Command::new(memlens())
+        .args(["report", "--sections", "leaks"])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    let s = &leaks["summary"];
+    for (line, kind) in [
+        ("still reachable", "still_reachable"),
+        ("suppressed", "suppressed"),
+    ] {
+        let want = format!(
+            "{line}: {} bytes in {} blocks",
+            memlens_common::units::count(s[kind]["bytes"].as_u64().unwrap()),
+            s[kind]["blocks"]
+        );
+        assert!(text.contains(&want), "{want:?} not in:\n{text}");
+    }
+}
+
 /// A library dlopen'ed by a relative path, after which the program changed directory, is
 /// still symbolized by `memlens leaks` run from yet another directory: the trace holds the
 /// library's absolute path.
