@@ -128,6 +128,15 @@ fn parse_kinds(s: &str) -> Result<KindSet, String> {
 }
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:\n  \
+memlens leaks memlens.myprog.1234.trace            # definite and possible losses\n  \
+memlens leaks --show-leak-kinds=all TRACE          # and what holds the reachable blocks\n  \
+memlens leaks --gen-suppressions=all TRACE         # a suppression to paste after each\n  \
+memlens leaks --suppressions my.supp TRACE         # the pasted ones (Valgrind's format)\n  \
+memlens leaks --format sarif TRACE > leaks.sarif   # for GitHub code scanning\n  \
+memlens leaks after.snap                           # a heap snapshot's (memlens snapshot)\n\n\
+Exit status: 0 when the report was made (whatever it found), 125 for a trace or option it \
+cannot use.")]
 pub struct LeaksArgs {
     /// The trace file to read.
     #[arg(required_unless_present = "show_default_suppressions")]

@@ -48,9 +48,15 @@ or one mapping. It writes a snapshot file that `memlens leaks`, `report`, `html`
 read; `memlens diff A.snap B.snap` shows the growth between two snapshots by site and by \
 holder.
 
-With --trace (a trace of the same process from `memlens run`), blocks the recorder saw get \
-their allocation stacks; blocks it did not see (allocated before recording, or too recently \
-for the trace to hold them yet) are grouped by size.
+Blocks the recorder saw get their allocation stacks: a process under `memlens run` or \
+`memlens attach` has its trace found among its open files (or give it with --trace). Blocks \
+it did not see (allocated before recording) are grouped by size.
+
+Examples:
+  memlens snapshot 4242                     # writes memlens.PROG.4242.1.snap
+  memlens snapshot 4242 -o before.snap      # later: ... -o after.snap
+  memlens diff before.snap after.snap       # what grew, by site and by holder
+  memlens leaks --show-leak-kinds=all after.snap
 
 The process must be one ptrace may stop: the same user (or root), and a Yama ptrace_scope \
 that allows it. glibc on x86_64 only.
@@ -66,9 +72,10 @@ pub struct SnapshotArgs {
     /// directory, N the first number not yet used).
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// A trace of the same process (from `memlens run`): blocks it recorded get their
-    /// allocation stacks. Without it, the trace named by the process's environment
-    /// (MEMLENS_OUTPUT... of a `memlens run`) is not looked for: give it.
+    /// A trace of the same process (from `memlens run` or `memlens attach`): blocks it
+    /// recorded get their allocation stacks. Without it, a process that runs the recorder
+    /// has its own trace found among its open files (written up to now first); give it
+    /// for a trace of a process that no longer has it open.
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
     /// How many holders to print.
