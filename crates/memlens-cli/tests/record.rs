@@ -602,6 +602,39 @@ fn exit_statuses_and_signals_are_passed_on() {
     }
 }
 
+/// Two sites on one line of the program, a std::string's buffer and a std::map node:
+/// their stacks differ only in the library code inlined there, and the summary names it
+/// ("through"), so that the two lines are not alike.
+#[test]
+fn sites_on_one_line_are_told_apart_by_what_they_called() {
+    let prog = build("g++", "same_line_sites.cpp", "same_line_sites", CXX_FLAGS);
+    let r = run(&prog, &[]);
+    assert_eq!(r.output.status.code(), Some(0), "{}", r.stderr());
+    assert_eq!(r.stdout(), "kept 10\n");
+    let at = format!(
+        "at cache_put(int) (same_line_sites.cpp:{}) [same_line_sites] through ",
+        line_of("same_line_sites.cpp", "void cache_put(int k)")
+    );
+    let err = r.stderr();
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains(&at) && l.contains(" in 10 blocks "))
+        .collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    // The library's names are shortened (no template arguments or parameters); its
+    // header lines depend on the libstdc++ version.
+    for through in [
+        "through std::__cxx11::basic_string::basic_string (basic_string.h:",
+        "through std::map::operator[] (stl_map.h:",
+    ] {
+        assert_eq!(
+            lines.iter().filter(|l| l.contains(through)).count(),
+            1,
+            "{through}: {err}"
+        );
+    }
+}
+
 #[test]
 fn dlopened_then_dlclosed_library_frames_resolve() {
     let plugin = build(

@@ -123,37 +123,98 @@ pub fn is_system_header(file: &str) -> bool {
 /// this stack differs from every other stack with that label (the same wrapper called
 /// from different places).
 pub fn site_labels(md: &Metadata, sym: &mut Symbolizer, stacks: &[u32]) -> Vec<String> {
-    let located: Vec<Vec<String>> = stacks
+    // Each stack's frames as text, and where its own code starts (the label's frame).
+    let located: Vec<(Vec<String>, usize)> = stacks
         .iter()
         .map(|&s| {
             let (frames, at) = located_frames(md, sym, s);
-            frames.iter().skip(at).map(frame_text).collect()
+            (frames.iter().map(frame_text).collect(), at)
         })
         .collect();
-    let base = |f: &[String]| {
-        f.first()
+    labels_of(&located)
+}
+
+/// A frame's text without its module, template arguments and parameter list:
+/// `std::map::operator[] (stl_map.h:511)` for a C++ library function named at length.
+fn short_frame(text: &str) -> String {
+    let text = text.split(" [").next().unwrap_or(text);
+    let mut out = String::with_capacity(text.len());
+    let (mut angle, mut paren, mut prev) = (0usize, 0usize, ' ');
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            // `operator<`, `operator<<`, `operator<=`: not template arguments.
+            '<' if out.ends_with("operator") || out.ends_with("operator<") => out.push(c),
+            '<' if paren == 0 => angle += 1,
+            '>' if angle > 0 && paren == 0 => angle -= 1,
+            _ if angle > 0 => {}
+            // A parameter list follows the name directly; `(file:line)` after a space.
+            '(' if paren > 0 || (prev != ' ' && !chars.peek().is_some_and(|&n| n == 'a')) => {
+                paren += 1
+            }
+            ')' if paren > 0 => paren -= 1,
+            _ if paren > 0 => {}
+            _ => out.push(c),
+        }
+        prev = c;
+    }
+    out
+}
+
+/// [`site_labels`] of stacks given as text frames (innermost first) and the index of each
+/// one's label frame. Stacks with the same label are told apart by the first frame out
+/// from it where they part (`via` a caller); when their callers are the same, by the
+/// first frame in from it (`through` library code inlined or called there: a
+/// `std::string` and a `std::map` node made on one line).
+fn labels_of(located: &[(Vec<String>, usize)]) -> Vec<String> {
+    let base = |(f, at): &(Vec<String>, usize)| {
+        f.get(*at)
             .cloned()
             .unwrap_or_else(|| "(no stack recorded)".to_string())
+    };
+    let parting = |a: &[String], b: &[String]| {
+        a.iter()
+            .zip(b)
+            .position(|(x, y)| x != y)
+            .unwrap_or(a.len().min(b.len()))
     };
     located
         .iter()
         .enumerate()
         .map(|(i, own)| {
             let label = base(own);
-            // Where this stack parts from each other stack with the same label.
-            let parts = located
+            let same: Vec<&(Vec<String>, usize)> = located
                 .iter()
                 .enumerate()
                 .filter(|&(j, other)| j != i && base(other) == label)
-                .map(|(_, other)| {
-                    own.iter()
-                        .zip(other)
-                        .position(|(a, b)| a != b)
-                        .unwrap_or(own.len().min(other.len()))
+                .map(|(_, other)| other)
+                .collect();
+            if same.is_empty() {
+                return label;
+            }
+            // Out: callers, from the label's frame.
+            let (frames, at) = own;
+            let outer = &frames[*at..];
+            let out = same
+                .iter()
+                .map(|(f, a)| parting(outer, &f[*a..]))
+                .max()
+                .and_then(|k| outer.get(k));
+            if let Some(f) = out {
+                return format!("{label} via {f}");
+            }
+            // In: what the label's frame called, nearest first.
+            let inner: Vec<String> = frames[..*at].iter().rev().cloned().collect();
+            let inward = same
+                .iter()
+                .map(|(f, a)| {
+                    let theirs: Vec<String> = f[..*a].iter().rev().cloned().collect();
+                    parting(&inner, &theirs)
                 })
-                .max();
-            match parts.and_then(|k| own.get(k)) {
-                Some(f) => format!("{label} via {f}"),
+                .max()
+                .and_then(|k| inner.get(k));
+            match inward {
+                Some(f) => format!("{label} through {}", short_frame(f)),
                 None => label,
             }
         })
@@ -163,6 +224,55 @@ pub fn site_labels(md: &Metadata, sym: &mut Symbolizer, stacks: &[u32]) -> Vec<S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sites labelled alike are told apart by their callers, else by what they called.
+    #[test]
+    fn alike_sites_are_told_apart_out_then_in() {
+        let st = |frames: &[&str], at: usize| (frames.iter().map(|f| f.to_string()).collect(), at);
+        let labels = labels_of(&[
+            st(
+                &["new", "string::create", "put (a.cpp:12)", "main (a.cpp:20)"],
+                2,
+            ),
+            st(
+                &["new", "map::node", "put (a.cpp:12)", "main (a.cpp:20)"],
+                2,
+            ),
+            st(&["malloc", "load (b.c:3)", "run (b.c:9)"], 1),
+            st(&["malloc", "load (b.c:3)", "init (b.c:7)"], 1),
+            st(&["malloc", "once (c.c:1)", "main (c.c:2)"], 1),
+        ]);
+        assert_eq!(
+            labels,
+            [
+                "put (a.cpp:12) through string::create",
+                "put (a.cpp:12) through map::node",
+                "load (b.c:3) via run (b.c:9)",
+                "load (b.c:3) via init (b.c:7)",
+                "once (c.c:1)",
+            ]
+        );
+        assert_eq!(
+            short_frame(
+                "std::map<int, std::__cxx11::basic_string<char> >::operator[](int const&) \
+                 (stl_map.h:511) [app] (inlined)"
+            ),
+            "std::map::operator[] (stl_map.h:511)"
+        );
+        assert_eq!(
+            short_frame(
+                "std::operator<<(std::ostream&, char const*) (ostream:611) [libstdc++.so.6]"
+            ),
+            "std::operator<< (ostream:611)"
+        );
+        assert_eq!(
+            short_frame("(anonymous namespace)::pool::allocate(unsigned long) (eh_alloc.cc:123)"),
+            "(anonymous namespace)::pool::allocate (eh_alloc.cc:123)"
+        );
+        // Nothing to tell them apart by: the label as it is.
+        let same = labels_of(&[st(&["new", "f (x.c:1)"], 1), st(&["new", "f (x.c:1)"], 1)]);
+        assert_eq!(same, ["f (x.c:1)", "f (x.c:1)"]);
+    }
 
     #[test]
     fn frame_lines() {
