@@ -149,7 +149,7 @@ fn short_frame(text: &str) -> String {
             '>' if angle > 0 && paren == 0 => angle -= 1,
             _ if angle > 0 => {}
             // A parameter list follows the name directly; `(file:line)` after a space.
-            '(' if paren > 0 || (prev != ' ' && !chars.peek().is_some_and(|&n| n == 'a')) => {
+            '(' if paren > 0 || (prev != ' ' && chars.peek().is_none_or(|&n| n != 'a')) => {
                 paren += 1
             }
             ')' if paren > 0 => paren -= 1,
