@@ -49,8 +49,9 @@ pub struct FlamegraphArgs {
     /// Title of the graph (default: "memlens: " and what the metric counts).
     #[arg(long, value_name = "TEXT")]
     pub title: Option<String>,
-    /// Initial width of the SVG in pixels (browsers then fit it to the window).
-    #[arg(long, value_name = "PIXELS", default_value_t = 1200)]
+    /// Initial width of the SVG in pixels (browsers then fit it to the window), 100 or more.
+    #[arg(long, value_name = "PIXELS", default_value_t = 1200,
+          value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u32).range(100..=100_000), |w| w as usize))]
     pub width: usize,
 }
 

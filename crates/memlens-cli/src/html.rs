@@ -74,10 +74,10 @@ pub struct HtmlArgs {
     #[arg(long, default_value_t = 6, value_name = "N")]
     pub sites: usize,
     /// Report on the run from TIME on (1.5s, 200ms, 50%).
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub from: Option<String>,
     /// Report on the run up to TIME (1.5s, 200ms, 50%).
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub to: Option<String>,
     /// Hide the leak records a suppression of FILE matches (Valgrind or LeakSanitizer
     /// format, as for `memlens leaks`). Repeatable.

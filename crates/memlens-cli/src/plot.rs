@@ -46,10 +46,10 @@ pub struct PlotArgs {
     #[arg(long, default_value_t = 500, value_name = "N", value_parser = clap::value_parser!(u32).range(2..=100_000))]
     pub buckets: u32,
     /// Plot the run from TIME on (1.5s, 200ms, 50%).
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub from: Option<String>,
     /// Plot the run up to TIME (1.5s, 200ms, 50%).
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub to: Option<String>,
 }
 

@@ -56,10 +56,10 @@ pub struct ReportArgs {
     #[arg(long, default_value_t = 10, value_name = "N", value_parser = crate::present::parse_top)]
     pub top: usize,
     /// Report on the run from TIME on (1.5s, 200ms, 50%).
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub from: Option<String>,
     /// Report on the run up to TIME (1.5s, 200ms, 50%).
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub to: Option<String>,
     /// Order of a list, LIST=KEY (repeatable): not-freed=bytes|blocks, peak=bytes|blocks,
     /// temporary=count|bytes|fraction, growth=rate|growth|confidence. The first key of
@@ -143,6 +143,12 @@ fn sections(list: Option<&str>) -> Result<Vec<&'static str>, String> {
                 ))
             }
         }
+    }
+    if out.is_empty() {
+        return Err(format!(
+            "--sections names no section (use one or more of {}, separated by commas)",
+            names().collect::<Vec<_>>().join(", ")
+        ));
     }
     Ok(out)
 }

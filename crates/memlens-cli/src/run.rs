@@ -116,7 +116,7 @@ pub struct RunArgs {
     /// as `memlens snapshot PID` does: numbered files memlens.PROGRAM.PID.N.snap beside
     /// the traces, for `memlens diff` and `memlens leaks`. Each pauses the program for a
     /// moment (the pause is printed).
-    #[arg(long, value_name = "DURATION", value_parser = parse_snapshot_every)]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = parse_snapshot_every)]
     pub snapshot_every: Option<std::time::Duration>,
     /// The program to run, then its arguments (put them after `--`).
     #[arg(

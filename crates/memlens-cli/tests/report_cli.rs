@@ -261,6 +261,39 @@ fn top_zero_is_refused() {
     }
 }
 
+/// Option values that make no sense are refused in one sentence, with 125, on a trace
+/// that reads: no section at all, a flame graph 0 pixels wide, a window from before the
+/// run (given as `--from -5s`, which clap took for an unknown option).
+#[test]
+fn odd_option_values_are_refused() {
+    let t = write_trace("odd-values.trace");
+    let t = t.to_str().unwrap();
+    for (args, said) in [
+        (
+            &["report", "--sections", "", t][..],
+            "--sections names no section",
+        ),
+        (
+            &["report", "--from", "-5s", t],
+            "--from: `-5s` is not a time in the run",
+        ),
+        (
+            &["plot", "--to", "-1s", "-o", "/tmp/odd.svg", t],
+            "--to: `-1s`",
+        ),
+        (
+            &["flamegraph", "--width", "0", "-o", "/dev/null", t],
+            "invalid value '0' for '--width <PIXELS>'",
+        ),
+    ] {
+        let out = memlens(args);
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {err}");
+        assert!(err.contains(said), "{args:?}: {err}");
+        assert!(!err.contains("unexpected argument"), "{err}");
+    }
+}
+
 /// Compile a C program, return its path and (address, size) of `make_buffer` and `main`.
 fn compile_demo(dir: &std::path::Path) -> (PathBuf, [(u64, u64); 2]) {
     std::fs::create_dir_all(dir).unwrap();

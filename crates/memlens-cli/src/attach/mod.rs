@@ -63,7 +63,7 @@ pub struct AttachArgs {
     pub pid: i32,
     /// Stop recording after this long (e.g. 500ms, 30s, 5m). Without it, recording
     /// lasts until Ctrl-C or SIGTERM to memlens, or until the process ends.
-    #[arg(long, value_name = "DURATION", value_parser = memlens_common::units::parse_duration)]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = memlens_common::units::parse_duration)]
     pub duration: Option<Duration>,
     /// Where to write the trace. Default: memlens.NAME.PID.trace in the current directory
     /// (replaced if it exists).

@@ -32,10 +32,10 @@ memlens top --match '*java*'              # only command lines matching a wildca
 )]
 pub struct TopArgs {
     /// Time between samples.
-    #[arg(short, long, value_name = "DURATION", default_value = "5s", value_parser = crate::watch::parse_interval_arg)]
+    #[arg(short, long, value_name = "DURATION", allow_hyphen_values = true, default_value = "5s", value_parser = crate::watch::parse_interval_arg)]
     pub interval: Duration,
     /// Stop after this long (default: on Ctrl-C).
-    #[arg(short, long, value_name = "DURATION", value_parser = crate::watch::parse_positive_duration_arg)]
+    #[arg(short, long, value_name = "DURATION", allow_hyphen_values = true, value_parser = crate::watch::parse_positive_duration_arg)]
     pub duration: Option<Duration>,
     /// Only the processes of this cgroup (and the cgroups below it), followed one by one
     /// and as one sum: a directory under /sys/fs/cgroup, or a path relative to the memory
@@ -68,7 +68,7 @@ pub struct TopArgs {
     pub limit: Option<u64>,
     /// Time at the start of each process's watch left out of its trend (default: 10% of
     /// the time it was watched, at most 5m).
-    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = units::parse_duration)]
     pub warmup: Option<Duration>,
     /// No live view and no report on stderr (errors are still printed).
     #[arg(short, long)]

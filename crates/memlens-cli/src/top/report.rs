@@ -185,15 +185,11 @@ pub(super) fn text(s: &Summary, files: &[String]) -> String {
             );
         }
     }
-    let pct = if st.elapsed > 0.0 {
-        100.0 * s.cpu / st.elapsed
-    } else {
-        0.0
-    };
     let _ = writeln!(
         o,
-        "{P} sampler: {:.2} s CPU ({pct:.2}% of one core), peak RSS {}, {} followed at the end",
+        "{P} sampler: {:.2} s CPU{}, peak RSS {}, {} followed at the end",
         s.cpu,
+        crate::watch::share_of_a_core(s.cpu, st.elapsed),
         human_bytes(s.peak),
         units::plural(t.live_count() as u64, "process", "processes"),
     );

@@ -30,11 +30,11 @@ pub struct WatchArgs {
     #[arg(short, long, value_name = "PID", value_parser = clap::value_parser!(i32).range(1..))]
     pub pid: Option<i32>,
     /// Time between samples.
-    #[arg(short, long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
+    #[arg(short, long, value_name = "DURATION", allow_hyphen_values = true, default_value = "1s", value_parser = parse_interval)]
     pub interval: Duration,
     /// Stop after this long (default: when the process exits, or on Ctrl-C). A program
     /// started by memlens is then sent SIGTERM.
-    #[arg(short, long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    #[arg(short, long, value_name = "DURATION", allow_hyphen_values = true, value_parser = parse_positive_duration)]
     pub duration: Option<Duration>,
     /// Sum the memory of the process and all its descendants, found again at every sample.
     #[arg(short = 'c', long)]
@@ -61,7 +61,7 @@ pub struct WatchArgs {
     #[arg(long, value_name = "RATE", value_parser = units::parse_rate)]
     pub max_growth_rate: Option<f64>,
     /// Time at the start left out of the trend (default: 10% of the watch, at most 5m).
-    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = units::parse_duration)]
     pub warmup: Option<Duration>,
     /// The memory figure the trend, the verdict and the projection are about.
     #[arg(long, value_enum, default_value_t = MetricArg::Rss)]
@@ -69,7 +69,7 @@ pub struct WatchArgs {
     /// Restart the program after `--` every DURATION (SIGTERM, wait, start it again) and
     /// compare its growth before and after each restart: growing again confirms a leak,
     /// flat after says the growth was a warm-up.
-    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration, conflicts_with = "pid", requires = "command")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = parse_positive_duration, conflicts_with = "pid", requires = "command")]
     pub restart_every: Option<Duration>,
     /// No live view and no report on stderr (errors and budget failures are still printed).
     #[arg(short, long)]

@@ -23,6 +23,7 @@ mod args;
 pub(crate) mod live_view;
 mod output;
 mod report;
+pub(crate) use report::share_of_a_core;
 
 pub use args::WatchArgs;
 pub(crate) use args::{

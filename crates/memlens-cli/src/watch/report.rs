@@ -240,15 +240,11 @@ pub(super) fn text(s: &Summary, files: &[String]) -> String {
     for b in budget_lines(s) {
         let _ = writeln!(o, "{p} {b}");
     }
-    let pct = if s.elapsed > 0.0 {
-        100.0 * s.self_cpu / s.elapsed
-    } else {
-        0.0
-    };
     let _ = writeln!(
         o,
-        "{p} sampler: {:.2} s CPU ({pct:.2}% of one core), peak RSS {}",
+        "{p} sampler: {:.2} s CPU{}, peak RSS {}",
         s.self_cpu,
+        share_of_a_core(s.self_cpu, s.elapsed),
         human_bytes(s.self_peak)
     );
     if !files.is_empty() {
@@ -396,4 +392,26 @@ pub(super) fn json(s: &Summary) -> Value {
         "exit_code": s.exit_code,
         "samples": samples,
     })
+}
+
+/// ` (N% of one core)` for `cpu` seconds over `elapsed`, or nothing when the watch was too
+/// short for the share to mean anything (memlens's own start-up counts in `cpu`).
+pub(crate) fn share_of_a_core(cpu: f64, elapsed: f64) -> String {
+    if elapsed < 1.0 {
+        return String::new();
+    }
+    format!(" ({:.2}% of one core)", 100.0 * cpu / elapsed)
+}
+
+#[cfg(test)]
+mod share_tests {
+    use super::share_of_a_core;
+
+    /// A watch of less than a second gives no share of a core (memlens's start-up would
+    /// make it hundreds of percent).
+    #[test]
+    fn a_short_watch_gives_no_share() {
+        assert_eq!(share_of_a_core(0.05, 0.01), "");
+        assert_eq!(share_of_a_core(0.5, 10.0), " (5.00% of one core)");
+    }
 }
