@@ -150,6 +150,15 @@ unsafe extern "C" fn dlsym_in_handle(handle: *mut c_void, name: *const c_char) -
     } else {
         module_base(found).is_some() && module_base(found) == module_base(glibc_malloc())
     };
+    hook_or(replaced, name, found)
+}
+
+/// The recorder's hook for `name` when the answer `found` is the function it replaces,
+/// else `found` (also when the recorder cannot name its own definition).
+///
+/// # Safety
+/// `name` is a NUL-terminated string.
+unsafe fn hook_or(replaced: bool, name: *const c_char, found: *mut c_void) -> *mut c_void {
     let hook = if replaced {
         own_definition(name)
     } else {
@@ -239,16 +248,7 @@ unsafe extern "C" fn dlvsym_hooked(
     } else {
         is_main_libstdcxx(found, handle)
     };
-    let hook = if replaced {
-        own_definition(name)
-    } else {
-        core::ptr::null_mut()
-    };
-    if hook.is_null() {
-        found
-    } else {
-        hook
-    }
+    hook_or(replaced, name, found)
 }
 
 /// glibc's malloc, as the hooks call it.
