@@ -120,9 +120,12 @@ fn summary_lines_name_the_program_not_inlined_library_templates() {
         .filter(|l| l.starts_with("==memlens==   ") && l.contains(" at "))
         .collect();
     assert!(!lines.is_empty(), "{err}");
-    // No line names a header's code; the program's blocks are named by its function.
+    // No line is labelled by a header's code; the program's blocks are named by its
+    // function. (Two sites of one line are then told apart by the library code they went
+    // through, after the label: `... through std::vector::push_back (stl_vector.h:1294)`.)
     for l in &lines {
-        assert!(!l.contains(".h:") && !l.contains(".tcc:"), "{l}\n{err}");
+        let label = l.split(" through ").next().unwrap();
+        assert!(!label.contains(".h:") && !label.contains(".tcc:"), "{l}\n{err}");
     }
     let strings = lines
         .iter()
