@@ -125,7 +125,10 @@ fn summary_lines_name_the_program_not_inlined_library_templates() {
     // through, after the label: `... through std::vector::push_back (stl_vector.h:1294)`.)
     for l in &lines {
         let label = l.split(" through ").next().unwrap();
-        assert!(!label.contains(".h:") && !label.contains(".tcc:"), "{l}\n{err}");
+        assert!(
+            !label.contains(".h:") && !label.contains(".tcc:"),
+            "{l}\n{err}"
+        );
     }
     let strings = lines
         .iter()
