@@ -136,9 +136,7 @@ pub fn run(trigger: ExitKind, code: i32, ctx: &Context) {
 /// Whether this thread is the process's only one but the recorder's own.
 fn alone() -> bool {
     let _busy = tls::BusyGuard::enter();
-    let me = sys::gettid();
-    let sampler = crate::thread::SAMPLER_TID.load(Ordering::Relaxed);
-    thread_ids().into_iter().all(|t| t == me || t == sampler)
+    other_threads().is_empty()
 }
 
 /// The leak check of a process that goes on afterwards (a Python program whose work is
@@ -149,13 +147,10 @@ pub fn run_live(trigger: ExitKind, code: i32, ctx: &Context) {
     if !ENABLED.load(Ordering::Relaxed) {
         return;
     }
-    let me = sys::gettid();
-    let sampler = crate::thread::SAMPLER_TID.load(Ordering::Relaxed);
     let unstoppable: Vec<(u32, u64)> = {
         let _busy = tls::BusyGuard::enter();
-        thread_ids()
+        other_threads()
             .into_iter()
-            .filter(|&t| t != me && t != sampler)
             .map(|t| (t, blocked_sp(t).unwrap_or(0)))
             .collect()
     };

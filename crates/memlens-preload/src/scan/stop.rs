@@ -273,17 +273,24 @@ fn sigblk_has(tid: u32, sig: i32) -> bool {
     mask & (1u64 << (sig - 1)) != 0
 }
 
+/// The process's threads but the calling one and the recorder's RSS sampler (which never
+/// touches program memory).
+pub(super) fn other_threads() -> Vec<u32> {
+    let me = sys::gettid();
+    let sampler = crate::thread::SAMPLER_TID.load(Ordering::Relaxed);
+    thread_ids()
+        .into_iter()
+        .filter(|&t| t != me && t != sampler)
+        .collect()
+}
+
 /// Stop every other thread (except the RSS sampler, which never touches program
 /// memory). Returns (stopped, unstoppable tids with their blocked sp if known).
 pub(super) fn stop_threads() -> (Vec<[u64; SLOT]>, Vec<(u32, u64)>) {
     let me = sys::gettid();
     SCANNER_TID.store(me, Ordering::Relaxed);
     STOPPING.store(true, Ordering::SeqCst);
-    let sampler = crate::thread::SAMPLER_TID.load(Ordering::Relaxed);
-    let others: Vec<u32> = thread_ids()
-        .into_iter()
-        .filter(|&t| t != me && t != sampler)
-        .collect();
+    let others = other_threads();
     if others.is_empty() {
         return (Vec::new(), Vec::new());
     }
