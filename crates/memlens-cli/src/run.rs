@@ -969,8 +969,8 @@ const WRAPPERS: &[&str] = &["env", "sh", "bash", "dash", "zsh", "ksh"];
 
 /// Without --trace-children, the images of the program's own process that are only
 /// wrappers run first (shells or env that ended by exec into the next, recorded, image,
-/// before any other image: a pyenv shim runs env -> bash -> ... -> python) leave no trace: its file is removed, so that
-/// the run leaves the program's trace only. The program's trace takes the first wrapper's
+/// before any other image: a pyenv shim runs env -> bash -> ... -> python) leave no
+/// trace: their files are removed, so that the run leaves the program's trace only. The program's trace takes the first wrapper's
 /// file name when it had the same name with a suffix (`-o FILE`). The wrappers' names
 /// are returned.
 fn drop_wrapper_traces(
@@ -992,8 +992,7 @@ fn drop_wrapper_traces(
         seen += 1;
         let name = t.exe.rsplit('/').next().unwrap_or(&t.exe);
         leading &= seen < own && t.exec_followed && WRAPPERS.contains(&name);
-        let wrapper = leading;
-        if wrapper && std::fs::remove_file(&t.path).is_ok() {
+        if leading && std::fs::remove_file(&t.path).is_ok() {
             traces.retain(|p| p != &t.path);
             dropped.push(name.to_string());
             first_freed.get_or_insert_with(|| t.path.clone());
