@@ -329,7 +329,8 @@ pub fn analyse_with_progress(
     let md = r.metadata()?;
     let mut replay = Replay::for_trace(r);
     let mut tracker = LeakTracker::default();
-    for ev in ReportedEvents::new(r, &md, 3, progress) {
+    let mut events = ReportedEvents::new(r, &md, 3, progress);
+    while let Some(ev) = events.next_for(&replay) {
         let ev = ev?;
         tracker.before(&ev, &replay);
         replay.apply(&ev, &mut ());

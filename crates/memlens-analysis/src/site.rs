@@ -79,6 +79,29 @@ pub fn work_done_ns(metadata: &Metadata) -> Option<u64> {
         .map(|n| n.ts)
 }
 
+/// How many events ahead of the one it returns [`ReportedEvents::next_for`] asks the
+/// replay for its table's slots: enough to cover a cache miss at the rate a pass applies
+/// events, few enough that the slots are still cached when their events come.
+const LOOK_AHEAD: usize = 16;
+
+impl ReportedEvents<'_, '_> {
+    /// The next event, as [`Iterator::next`], after asking `replay` to prefetch what the
+    /// event [`LOOK_AHEAD`] places after it will touch, if that event is decoded already.
+    /// A pass that replays the events calls this instead of `next`.
+    #[inline]
+    pub fn next_for(
+        &mut self,
+        replay: &crate::replay::Replay,
+    ) -> Option<Result<Event, TraceError>> {
+        if let Source::Thread(d) = &self.events {
+            if let Some(e) = d.batch.events.get(d.at + LOOK_AHEAD) {
+                replay.prefetch(e);
+            }
+        }
+        self.next()
+    }
+}
+
 impl Iterator for ReportedEvents<'_, '_> {
     type Item = Result<Event, TraceError>;
 

@@ -257,7 +257,8 @@ fn replay_window(
 ) -> Result<(), Error> {
     let mut replay = Replay::for_trace(reader);
     let mut entered = false;
-    for ev in ReportedEvents::new(reader, metadata, pass, progress) {
+    let mut events = ReportedEvents::new(reader, metadata, pass, progress);
+    while let Some(ev) = events.next_for(&replay) {
         let ev = ev?;
         let ts = ev.ts();
         if ts > win.to_ns {

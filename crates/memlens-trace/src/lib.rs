@@ -22,6 +22,7 @@
 extern crate alloc;
 
 pub mod env;
+pub mod key_table;
 mod kinds;
 // The decoders beside the encoders serve the reader, which needs `std`.
 #[cfg_attr(not(feature = "std"), allow(dead_code, unused_imports))]
@@ -324,6 +325,21 @@ impl core::hash::Hasher for IntHasher {
     fn write_u64(&mut self, v: u64) {
         self.0 = v;
     }
+}
+
+/// Ask the CPU to bring the cache line at `p` in without waiting for it: a hint that reads
+/// nothing and changes nothing. Tables of millions of entries, touched in an order the
+/// hardware cannot guess, use it some events before they need an entry.
+#[inline(always)]
+pub fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults and has no effect the program can see, whatever the
+    // address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch(p as *const i8, core::arch::x86_64::_MM_HINT_T0)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 pub fn crc32(data: &[u8]) -> u32 {

@@ -259,7 +259,8 @@ pub fn measure(
     let mut peaks = program::Peaks::prepare(reader, &md)?;
     type VKey = (ViolationKind, AllocFunc, u32, Option<SiteKey>);
     let mut violations: HashMap<VKey, Violation> = HashMap::new();
-    for ev in ReportedEvents::new(reader, &md, 1, progress) {
+    let mut events = ReportedEvents::new(reader, &md, 1, progress);
+    while let Some(ev) = events.next_for(&replay) {
         let ev = ev?;
         match ev {
             Event::Region {

@@ -456,7 +456,8 @@ pub(super) fn run(
         window_last_rss: None,
         last_ts: 0,
     };
-    for ev in ReportedEvents::new(reader, metadata, 1, progress) {
+    let mut events = ReportedEvents::new(reader, metadata, 1, progress);
+    while let Some(ev) = events.next_for(&pass.replay) {
         let ev = ev?;
         if !to_end && ev.ts() > win.to_ns {
             break;

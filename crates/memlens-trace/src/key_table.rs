@@ -1,0 +1,277 @@
+//! A map from non-zero `u64` keys (heap addresses, block numbers) to small `Copy` values,
+//! for the tables of millions of entries that a pass over a trace touches at every event:
+//! the replay's live blocks by address, the reader's live blocks by number.
+//!
+//! Open addressing: linear probing, backward-shift deletion (no tombstones), a
+//! power-of-two capacity grown twofold at 3/4 load. A slot holds the key and the value
+//! side by side, so that a lookup touches one place in memory (a `HashMap`'s control
+//! bytes and its bucket are two). What it adds over a `HashMap` is [`KeyTable::prefetch`]:
+//! the events are decoded ahead of their use, so a pass asks for a key's slot some
+//! events before it needs it. On a large heap every lookup is otherwise a cache miss, and
+//! the passes spent most of their time waiting for them (docs/PERFORMANCE.md, "Analysis
+//! throughput").
+//!
+//! Key 0 marks a free slot: it is never stored (no block starts at address 0, no block is
+//! numbered 0).
+
+#[derive(Clone, Copy, Default)]
+struct Slot<V> {
+    /// 0: the slot is free.
+    key: u64,
+    value: V,
+}
+
+/// Capacity of the first table (a power of two).
+const FIRST_CAPACITY: usize = 1024;
+
+/// Values keyed by non-zero `u64`s.
+pub struct KeyTable<V> {
+    /// `capacity` slots (a power of two), or none before the first insertion.
+    slots: Vec<Slot<V>>,
+    len: usize,
+    /// `64 - log2(capacity)`: the home slot is the top bits of the hashed key.
+    shift: u32,
+}
+
+impl<V> Default for KeyTable<V> {
+    fn default() -> Self {
+        KeyTable {
+            slots: Vec::new(),
+            len: 0,
+            shift: 64,
+        }
+    }
+}
+
+/// Where a key is, or would go.
+pub enum Place {
+    /// The key is there; its slot.
+    Occupied(usize),
+    /// It is not: the free slot where it would be inserted.
+    Vacant(usize),
+}
+
+impl<V: Copy + Default> KeyTable<V> {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline(always)]
+    fn mask(&self) -> usize {
+        self.slots.len() - 1
+    }
+
+    /// The first slot a key probes (Fibonacci hashing: the top bits of the product depend
+    /// on every bit of the key, so neither aligned addresses nor consecutive numbers
+    /// crowd together).
+    #[inline(always)]
+    fn home(&self, key: u64) -> usize {
+        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+    }
+
+    /// Ask the CPU to load `key`'s home slot without waiting for it (a hint: it reads
+    /// nothing and changes nothing).
+    #[inline(always)]
+    pub fn prefetch(&self, key: u64) {
+        if !self.slots.is_empty() {
+            crate::prefetch(self.slots.as_ptr().wrapping_add(self.home(key)));
+        }
+    }
+
+    /// Where `key` (non-zero) is, or would be inserted; `None` before the first insertion.
+    #[inline]
+    fn find(&self, key: u64) -> Option<Place> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.mask();
+        let mut i = self.home(key);
+        loop {
+            match self.slots[i].key {
+                k if k == key => return Some(Place::Occupied(i)),
+                0 => return Some(Place::Vacant(i)),
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    /// The value of `key`.
+    #[inline]
+    pub fn get(&self, key: u64) -> Option<&V> {
+        if key == 0 {
+            return None;
+        }
+        match self.find(key)? {
+            Place::Occupied(i) => Some(&self.slots[i].value),
+            Place::Vacant(_) => None,
+        }
+    }
+
+    /// Where `key` (non-zero) is, or where it would be inserted: room for one more is
+    /// made first, so that a [`Place::Vacant`] can be given to [`KeyTable::fill`].
+    #[inline]
+    pub fn place(&mut self, key: u64) -> Place {
+        debug_assert!(key != 0, "key 0 marks a free slot");
+        if (self.len + 1) * 4 > self.slots.len() * 3 {
+            self.grow();
+        }
+        self.find(key).expect("the table has slots after growing")
+    }
+
+    /// The value in an occupied slot.
+    #[inline]
+    pub fn value_mut(&mut self, slot: usize) -> &mut V {
+        &mut self.slots[slot].value
+    }
+
+    /// Store `key` and its value in the vacant slot that [`KeyTable::place`] returned for
+    /// it (nothing was inserted or removed in between).
+    #[inline]
+    pub fn fill(&mut self, slot: usize, key: u64, value: V) {
+        debug_assert_eq!(self.slots[slot].key, 0);
+        self.slots[slot] = Slot { key, value };
+        self.len += 1;
+    }
+
+    /// Insert or replace the value of `key` (non-zero); the value it replaced.
+    #[inline]
+    pub fn insert(&mut self, key: u64, value: V) -> Option<V> {
+        match self.place(key) {
+            Place::Occupied(i) => Some(std::mem::replace(self.value_mut(i), value)),
+            Place::Vacant(i) => {
+                self.fill(i, key, value);
+                None
+            }
+        }
+    }
+
+    /// Take out `key`'s value.
+    #[inline]
+    pub fn remove(&mut self, key: u64) -> Option<V> {
+        if key == 0 {
+            return None;
+        }
+        let Place::Occupied(mut hole) = self.find(key)? else {
+            return None;
+        };
+        let removed = self.slots[hole].value;
+        // Backward shift: each following entry of the run whose home is not between the
+        // hole and itself moves into the hole, and leaves one where it was.
+        let mask = self.mask();
+        let mut j = (hole + 1) & mask;
+        loop {
+            let k = self.slots[j].key;
+            if k == 0 {
+                break;
+            }
+            let distance = j.wrapping_sub(self.home(k)) & mask;
+            if distance >= (j.wrapping_sub(hole) & mask) {
+                self.slots[hole] = self.slots[j];
+                hole = j;
+            }
+            j = (j + 1) & mask;
+        }
+        self.slots[hole] = Slot::default();
+        self.len -= 1;
+        Some(removed)
+    }
+
+    /// The entries, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &V)> + '_ {
+        self.slots
+            .iter()
+            .filter(|s| s.key != 0)
+            .map(|s| (s.key, &s.value))
+    }
+
+    #[cold]
+    fn grow(&mut self) {
+        let capacity = (self.slots.len() * 2).max(FIRST_CAPACITY);
+        let old = std::mem::replace(&mut self.slots, vec![Slot::default(); capacity]);
+        self.shift = 64 - capacity.trailing_zeros();
+        let mask = self.mask();
+        for s in old.into_iter().filter(|s| s.key != 0) {
+            let mut i = self.home(s.key);
+            while self.slots[i].key != 0 {
+                i = (i + 1) & mask;
+            }
+            self.slots[i] = s;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn insert_get_replace_remove() {
+        let mut t = KeyTable::<u64>::default();
+        assert!(t.get(0x10).is_none());
+        assert!(t.remove(0x10).is_none());
+        assert!(t.insert(0x10, 1).is_none());
+        assert_eq!(t.insert(0x10, 2), Some(1));
+        assert_eq!((t.len(), t.get(0x10)), (1, Some(&2)));
+        assert!(t.get(0).is_none() && t.remove(0).is_none());
+        assert_eq!(t.remove(0x10), Some(2));
+        assert!(t.is_empty() && t.get(0x10).is_none() && t.remove(0x10).is_none());
+    }
+
+    /// Random insertions and removals of keys that share runs of slots (few keys, so the
+    /// table stays near its growth point), checked against a `HashMap` as it goes.
+    #[test]
+    fn agrees_with_a_hash_map() {
+        for spacing in [16u64, 1, 4096] {
+            let mut t = KeyTable::<u64>::default();
+            let mut m: HashMap<u64, u64> = HashMap::new();
+            let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+            for step in 0..200_000u64 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let key = 0x5555_0000_0000 + (x % 3000) * spacing;
+                if x >> 60 < 9 {
+                    assert_eq!(t.insert(key, step), m.insert(key, step));
+                } else {
+                    assert_eq!(t.remove(key), m.remove(&key));
+                }
+                if step % 997 == 0 {
+                    assert_eq!(t.len(), m.len());
+                    for (k, v) in &m {
+                        assert_eq!(t.get(*k), Some(v));
+                    }
+                    let mut seen: Vec<(u64, u64)> = t.iter().map(|(k, v)| (k, *v)).collect();
+                    let mut want: Vec<(u64, u64)> = m.iter().map(|(k, v)| (*k, *v)).collect();
+                    seen.sort();
+                    want.sort();
+                    assert_eq!(seen, want);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn grows_and_keeps_every_entry() {
+        let mut t = KeyTable::<u64>::default();
+        for i in 1..=100_000u64 {
+            t.insert(i * 16, i);
+        }
+        assert_eq!(t.len(), 100_000);
+        assert!(t.slots.len() * 3 >= t.len() * 4);
+        for i in 1..=100_000u64 {
+            assert_eq!(t.get(i * 16), Some(&i));
+        }
+        for i in (1..=100_000u64).step_by(2) {
+            assert_eq!(t.remove(i * 16), Some(i));
+        }
+        assert_eq!(t.len(), 50_000);
+        for i in 1..=100_000u64 {
+            assert_eq!(t.get(i * 16).is_some(), i % 2 == 0, "entry {i}");
+        }
+    }
+}
