@@ -80,22 +80,39 @@ pub fn work_done_ns(metadata: &Metadata) -> Option<u64> {
 }
 
 /// How many events ahead of the one it returns [`ReportedEvents::next_for`] asks the
-/// replay for its table's slots: enough to cover a cache miss at the rate a pass applies
-/// events, few enough that the slots are still cached when their events come.
+/// pass to prefetch: enough to cover a cache miss at the rate a pass applies events, few
+/// enough that the lines are still cached when their events come.
 const LOOK_AHEAD: usize = 16;
 
-impl ReportedEvents<'_, '_> {
-    /// The next event, as [`Iterator::next`], after asking `replay` to prefetch what the
-    /// event [`LOOK_AHEAD`] places after it will touch, if that event is decoded already.
-    /// A pass that replays the events calls this instead of `next`.
+/// What a pass's tables will touch for an event, asked for ahead of it (see
+/// [`ReportedEvents::next_for`]): hints, the pass is the same without them.
+pub trait Prefetch {
+    /// Ask the CPU for what applying `ev` will touch, [`LOOK_AHEAD`] events early.
+    fn prefetch(&self, ev: &Event);
+    /// The same, [`LOOK_AHEAD`] / 2 events early, when the lines asked for by
+    /// [`Prefetch::prefetch`] have had time to arrive (what the first lines point to).
+    fn prefetch_then(&self, _ev: &Event) {}
+}
+
+impl Prefetch for crate::replay::Replay {
     #[inline]
-    pub fn next_for(
-        &mut self,
-        replay: &crate::replay::Replay,
-    ) -> Option<Result<Event, TraceError>> {
+    fn prefetch(&self, ev: &Event) {
+        crate::replay::Replay::prefetch(self, ev)
+    }
+}
+
+impl ReportedEvents<'_, '_> {
+    /// The next event, as [`Iterator::next`], after asking `pass` to prefetch what the
+    /// events [`LOOK_AHEAD`] and [`LOOK_AHEAD`] / 2 places after it will touch, if they are
+    /// decoded already. A pass that replays the events calls this instead of `next`.
+    #[inline]
+    pub fn next_for(&mut self, pass: &impl Prefetch) -> Option<Result<Event, TraceError>> {
         if let Source::Thread(d) = &self.events {
             if let Some(e) = d.batch.events.get(d.at + LOOK_AHEAD) {
-                replay.prefetch(e);
+                pass.prefetch(e);
+            }
+            if let Some(e) = d.batch.events.get(d.at + LOOK_AHEAD / 2) {
+                pass.prefetch_then(e);
             }
         }
         self.next()

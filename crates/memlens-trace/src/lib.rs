@@ -22,6 +22,7 @@
 extern crate alloc;
 
 pub mod env;
+#[cfg(feature = "std")]
 pub mod key_table;
 mod kinds;
 // The decoders beside the encoders serve the reader, which needs `std`.
@@ -340,6 +341,19 @@ pub fn prefetch<T>(p: *const T) {
     };
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
+}
+
+/// [`prefetch`] every cache line of `*v` (a value larger than a line, whose fields an
+/// access is spread over).
+#[inline(always)]
+pub fn prefetch_value<T>(v: &T) {
+    let start = v as *const T as usize;
+    let last = start + core::mem::size_of::<T>().max(1) - 1;
+    let mut line = start & !63;
+    while line <= last {
+        prefetch(line as *const u8);
+        line += 64;
+    }
 }
 
 pub fn crc32(data: &[u8]) -> u32 {

@@ -9,8 +9,8 @@ use crate::growth::{self, Floors};
 use crate::heap_rss::{glibc_chunk_size, RssPoint};
 use crate::leaks::LeakTracker;
 use crate::replay::{AddrHasher, Block, Counters, HeapObserver, Release, Replay, SiteKey};
-use crate::site::ReportedEvents;
 use crate::site::DENSE_STACK_IDS;
+use crate::site::{Prefetch, ReportedEvents};
 use crate::site::{Progress, Site, SiteStats};
 use crate::temporary::Temporary;
 use crate::window::Window;
@@ -137,6 +137,16 @@ impl SiteTable {
         self.index_slow(key)
     }
 
+    /// Ask the CPU for the site of `stack`'s blocks, if it has one (a hint).
+    #[inline]
+    fn prefetch(&self, stack: u32) {
+        if let Some(&i) = self.by_stack.get(stack as usize) {
+            if let Some(site) = (i as usize).checked_sub(1).and_then(|i| self.sites.get(i)) {
+                memlens_trace::prefetch_value(site);
+            }
+        }
+    }
+
     #[cold]
     fn index_slow(&mut self, key: SiteKey) -> u32 {
         let k = (key.stack as u64) << 8 | key.func as u64;
@@ -237,6 +247,30 @@ impl HeapObserver for State {
             if temporary {
                 s.temporary += b.count;
                 s.temporary_bytes = s.temporary_bytes.saturating_add(b.size);
+            }
+        }
+    }
+}
+
+/// The sites of allocations and the live blocks of releases come from tables of
+/// thousands to millions of entries, prefetched ahead of their events.
+impl Prefetch for Pass {
+    #[inline]
+    fn prefetch(&self, ev: &Event) {
+        self.replay.prefetch(ev);
+        if let Event::Alloc { stack, .. } | Event::Realloc { stack, .. } = *ev {
+            self.st.sites.prefetch(stack);
+        }
+    }
+
+    /// A released block's site: its slot in the replay's table has arrived by now.
+    #[inline]
+    fn prefetch_then(&self, ev: &Event) {
+        if let Event::Free { addr, .. } | Event::Realloc { old: addr, .. } = *ev {
+            if let Some(b) = self.replay.get(addr) {
+                if let Some(site) = self.st.sites.sites.get(b.tag as usize) {
+                    memlens_trace::prefetch_value(site);
+                }
             }
         }
     }
@@ -457,7 +491,7 @@ pub(super) fn run(
         last_ts: 0,
     };
     let mut events = ReportedEvents::new(reader, metadata, 1, progress);
-    while let Some(ev) = events.next_for(&pass.replay) {
+    while let Some(ev) = events.next_for(&pass) {
         let ev = ev?;
         if !to_end && ev.ts() > win.to_ns {
             break;
