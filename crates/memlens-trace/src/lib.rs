@@ -328,6 +328,10 @@ impl core::hash::Hasher for IntHasher {
     }
 }
 
+/// Tables smaller than this are taken to stay in the CPU's cache while a pass runs: their
+/// entries are not prefetched (the hint would cost more than the miss it saves).
+pub const CACHED_BYTES: usize = 1 << 20;
+
 /// Ask the CPU to bring the cache line at `p` in without waiting for it: a hint that reads
 /// nothing and changes nothing. Tables of millions of entries, touched in an order the
 /// hardware cannot guess, use it some events before they need an entry.

@@ -137,9 +137,20 @@ impl SiteTable {
         self.index_slow(key)
     }
 
-    /// Ask the CPU for the site of `stack`'s blocks, if it has one (a hint).
+    /// Whether the sites take more room than the cache holds, so that prefetching them
+    /// pays.
+    #[inline]
+    fn spills_cache(&self) -> bool {
+        std::mem::size_of_val(self.sites.as_slice()) >= memlens_trace::CACHED_BYTES
+    }
+
+    /// Ask the CPU for the site of `stack`'s blocks, if it has one and the sites do not
+    /// stay in the cache anyway (a hint).
     #[inline]
     fn prefetch(&self, stack: u32) {
+        if !self.spills_cache() {
+            return;
+        }
         if let Some(&i) = self.by_stack.get(stack as usize) {
             if let Some(site) = (i as usize).checked_sub(1).and_then(|i| self.sites.get(i)) {
                 memlens_trace::prefetch_value(site);
@@ -266,6 +277,9 @@ impl Prefetch for Pass {
     /// A released block's site: its slot in the replay's table has arrived by now.
     #[inline]
     fn prefetch_then(&self, ev: &Event) {
+        if !self.st.sites.spills_cache() {
+            return;
+        }
         if let Event::Free { addr, .. } | Event::Realloc { old: addr, .. } = *ev {
             if let Some(b) = self.replay.get(addr) {
                 if let Some(site) = self.st.sites.sites.get(b.tag as usize) {
