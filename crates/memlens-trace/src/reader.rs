@@ -621,16 +621,35 @@ impl NumberedBlocks {
         }
     }
 
-    /// Ask the CPU for the slot of [`NumberedBlocks::recent`] that a release by number
-    /// will read (a hint). The numbers of a chunk's events are decoded with them, so the
-    /// stream asks [`NUMBERS_AHEAD`] events early: blocks are released in another order
-    /// than they were numbered, and the 2 MiB of slots do not stay in the cache.
+    /// Ask the CPU for the slots of [`NumberedBlocks::recent`] that an event's release
+    /// and allocation will use (a hint). The numbers of a chunk's events are decoded with
+    /// them, so the stream asks [`NUMBERS_AHEAD`] events early: blocks are released in
+    /// another order than they were numbered, and the 2 MiB of slots do not stay in the
+    /// cache.
     #[inline]
     fn prefetch(&self, n: &records::Numbers) {
-        if n.released != 0 {
-            crate::prefetch(&self.recent[n.released as usize % RECENT_NUMBERS]);
-            // Most blocks are released from `recent`; the table's slot is a cheap guess.
+        for number in [n.released, n.allocated] {
+            if number != 0 {
+                crate::prefetch(&self.recent[number as usize % RECENT_NUMBERS]);
+            }
+        }
+    }
+
+    /// The second step of [`NumberedBlocks::prefetch`], [`NUMBERS_AHEAD`] / 2 events
+    /// early, when the `recent` slots have arrived: the slot of [`NumberedBlocks::live`]
+    /// that a release will take its address from (its number is not in `recent`), or
+    /// that an allocation will move the number it displaces from `recent` to. With many
+    /// threads' blocks live, most numbers go that way.
+    #[inline]
+    fn prefetch_then(&self, n: &records::Numbers) {
+        if n.released != 0 && self.recent[n.released as usize % RECENT_NUMBERS].0 != n.released {
             self.live.prefetch(n.released);
+        }
+        if n.allocated != 0 {
+            let displaced = self.recent[n.allocated as usize % RECENT_NUMBERS].0;
+            if displaced != 0 && displaced != n.allocated {
+                self.live.prefetch(displaced);
+            }
         }
     }
 
@@ -818,6 +837,9 @@ impl Iterator for EventStream<'_> {
             self.numbered.resolve(&mut e, n);
             if let Some(ahead) = numbers.get(*pos + NUMBERS_AHEAD) {
                 self.numbered.prefetch(ahead);
+            }
+            if let Some(ahead) = numbers.get(*pos + NUMBERS_AHEAD / 2) {
+                self.numbered.prefetch_then(ahead);
             }
         }
         *pos += 1;
