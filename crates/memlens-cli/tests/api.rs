@@ -186,6 +186,28 @@ fn failed_assertions_and_realtime_allocations_fail_check_without_a_budget_file()
             &3999.into()
         )
     );
+    // The failed peak names the blocks that made it, freed before the assertion.
+    let sites: Vec<(u64, u64, &str, u64)> = peak["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["bytes"].as_u64().unwrap(),
+                s["blocks"].as_u64().unwrap(),
+                s["stack"][0]["function"].as_str().unwrap(),
+                s["stack"][0]["line"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sites,
+        vec![
+            (3000, 1, "main", line_of("api.c", "b = malloc(3000)")),
+            (1000, 1, "main", line_of("api.c", "a = malloc(1000)")),
+        ]
+    );
+    assert_eq!(peak["blocks"], 2);
 }
 
 /// `cargo test --lib` of `tests/programs/rust_api` (which uses the memlens-api crate),
@@ -434,6 +456,14 @@ fn pytest_plugin_limits_are_judged_by_check() {
                 0
             ),
         ]
+    );
+    // The failed peak's largest site is the 32 MiB buffer, freed before the assertion.
+    let peak_site = &doc["assertions"][2]["sites"][0];
+    assert_eq!(
+        (&peak_site["blocks"], &peak_site["bytes"]),
+        (&1.into(), &((32 << 20) + 1).into()),
+        "{}",
+        doc["assertions"][2]
     );
     let site = &doc["assertions"][3]["sites"][0];
     assert_eq!(

@@ -10,7 +10,8 @@
 //! other's); max-live(limit) fails when the process's live heap exceeds `limit`;
 //! peak-since(mark, limit) fails when the live bytes of the blocks the thread allocated
 //! since the mark exceeded `limit` at any time up to the assertion. A failure keeps the
-//! sites of the blocks concerned (for a peak, those still live), the most bytes first.
+//! sites of the blocks concerned (for a peak, those live at its highest), the most bytes
+//! first.
 
 use crate::replay::{Replay, SiteKey};
 use memlens_common::glob::glob_match;
@@ -110,27 +111,92 @@ pub struct Assertion {
     pub mark: u64,
     /// Max-live: the limit (bytes). No-leaks-since: 0.
     pub limit: u64,
-    /// No-leaks-since: the bytes still live of those allocated since the mark; max-live:
-    /// the live heap's bytes.
+    /// No-leaks-since: the bytes still live of those allocated since the mark; peak-since:
+    /// their highest live bytes; max-live: the live heap's bytes.
     pub value: u64,
-    /// The blocks `value` counts.
+    /// The blocks `value` counts (peak-since: those live at the peak).
     pub blocks: u64,
     pub passed: bool,
     /// When it failed: the sites of the blocks counted, the most bytes first (at most
-    /// [`ASSERT_SITES`]).
+    /// [`ASSERT_SITES`]); for a peak, their share of it.
     pub sites: Vec<AssertSite>,
 }
 
 /// The peaks that peak-since assertions ask for: for each (thread, mark) of one, the
 /// live bytes of the blocks that thread allocated since the mark, followed from the mark
-/// to the assertion. The marks are known before the pass ([`Peaks::prepare`] reads the
-/// assertions first, only in traces that have some).
+/// to the assertion, and which sites they were at the highest. The marks are known before
+/// the pass ([`Peaks::prepare`] reads the assertions first, only in traces that have
+/// some).
 #[derive(Default)]
 pub(super) struct Peaks {
     /// (mark, thread) not yet reached, the latest first (popped from the end).
     pending: Vec<(u64, u32)>,
-    /// (thread, mark) -> (live, peak) being followed.
-    active: HashMap<(u32, u64), (u64, u64)>,
+    /// (thread, mark) -> what is followed.
+    active: HashMap<(u32, u64), Followed>,
+}
+
+/// One followed peak: the live bytes now and at the highest, and the sites' share.
+///
+/// The sites' figures at the peak need no copy at each new peak: a new peak bumps
+/// `epoch`, and a site about to change first saves its figures if its epoch is older
+/// (the report's peak composition works the same way).
+#[derive(Default)]
+struct Followed {
+    live: u64,
+    peak: u64,
+    epoch: u64,
+    sites: HashMap<SiteKey, SiteShare>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct SiteShare {
+    /// Bytes and blocks live now.
+    bytes: u64,
+    blocks: u64,
+    /// The peak's epoch when `at_peak` was saved.
+    epoch: u64,
+    /// (bytes, blocks) at the peak of `epoch`.
+    at_peak: (u64, u64),
+}
+
+impl Followed {
+    /// A block of `site` (`bytes`, standing for `blocks`) entered (`added`) or left.
+    fn change(&mut self, site: SiteKey, bytes: u64, blocks: u64, added: bool) {
+        let s = self.sites.entry(site).or_default();
+        if s.epoch < self.epoch {
+            s.at_peak = (s.bytes, s.blocks);
+            s.epoch = self.epoch;
+        }
+        if added {
+            s.bytes = s.bytes.saturating_add(bytes);
+            s.blocks += blocks;
+            self.live = self.live.saturating_add(bytes);
+            if self.live > self.peak {
+                self.peak = self.live;
+                self.epoch += 1;
+            }
+        } else {
+            s.bytes = s.bytes.saturating_sub(bytes);
+            s.blocks = s.blocks.saturating_sub(blocks);
+            self.live = self.live.saturating_sub(bytes);
+        }
+    }
+
+    /// Each site's (bytes, blocks) at the peak, the sites that had none left out.
+    fn at_peak(&self) -> impl Iterator<Item = (SiteKey, (u64, u64))> + '_ {
+        self.sites
+            .iter()
+            .map(|(&k, s)| {
+                let figures = if s.epoch < self.epoch {
+                    // Unchanged since the last peak.
+                    (s.bytes, s.blocks)
+                } else {
+                    s.at_peak
+                };
+                (k, figures)
+            })
+            .filter(|(_, (bytes, blocks))| *bytes > 0 || *blocks > 0)
+    }
 }
 
 impl Peaks {
@@ -166,48 +232,58 @@ impl Peaks {
                 break;
             }
             self.pending.pop();
-            self.active.insert((t, m), (0, 0));
+            self.active.insert((t, m), Followed::default());
         }
         if self.active.is_empty() {
             return;
         }
         let (released, added) = match *ev {
             Event::Alloc {
-                thread, addr, size, ..
-            } if addr != 0 => (None, Some((thread, replay.weigh(addr, ts, size).0))),
+                thread,
+                addr,
+                size,
+                stack,
+                func,
+                ..
+            } if addr != 0 => (None, Some((thread, addr, size, SiteKey { stack, func }))),
             Event::Free { addr, .. } if addr != 0 => (Some(addr), None),
             Event::Realloc {
                 thread,
                 old,
                 new,
                 size,
+                stack,
+                func,
                 ..
             } => (
                 (old != 0 && (new != 0 || size == 0)).then_some(old),
-                (new != 0).then(|| (thread, replay.weigh(new, ts, size).0)),
+                (new != 0).then_some((thread, new, size, SiteKey { stack, func })),
             ),
             _ => (None, None),
         };
         if let Some(b) = released.and_then(|a| replay.get(a)) {
-            for (&(t, m), w) in self.active.iter_mut() {
+            for (&(t, m), f) in self.active.iter_mut() {
                 if t == b.thread && b.ts >= m {
-                    w.0 = w.0.saturating_sub(b.size);
+                    f.change(b.site, b.size, b.count, false);
                 }
             }
         }
-        if let Some((thread, size)) = added {
-            for (&(t, _), w) in self.active.iter_mut() {
+        if let Some((thread, addr, size, site)) = added {
+            let (bytes, blocks) = replay.weigh(addr, ts, size);
+            for (&(t, _), f) in self.active.iter_mut() {
                 if t == thread {
-                    w.0 = w.0.saturating_add(size);
-                    w.1 = w.1.max(w.0);
+                    f.change(site, bytes, blocks, true);
                 }
             }
         }
     }
 
-    /// The peak for an assertion of `thread` about `mark`, no longer followed.
-    fn take(&mut self, thread: u32, mark: u64) -> u64 {
-        self.active.remove(&(thread, mark)).map_or(0, |w| w.1)
+    /// The peak for an assertion of `thread` about `mark`, no longer followed: its bytes,
+    /// and each site's (bytes, blocks) at that moment.
+    fn take(&mut self, thread: u32, mark: u64) -> (u64, Vec<(SiteKey, (u64, u64))>) {
+        self.active
+            .remove(&(thread, mark))
+            .map_or((0, Vec::new()), |f| (f.peak, f.at_peak().collect()))
     }
 }
 
@@ -261,14 +337,18 @@ pub(super) fn judge(
         }
         (bytes, n)
     };
+    // A peak's sites are those of its moment; the others', the blocks live now.
+    let mut at_peak = None;
     let (value, blocks, passed) = match kind {
         AssertKind::NoLeaksSince => {
             let (bytes, n) = since();
             (bytes, n, n == 0 || (limit > 0 && bytes <= limit))
         }
         AssertKind::PeakSince => {
-            let peak = peaks.take(thread, mark);
-            (peak, since().1, peak <= limit)
+            let (peak, sites) = peaks.take(thread, mark);
+            let blocks = sites.iter().map(|(_, (_, n))| n).sum();
+            at_peak = Some(sites);
+            (peak, blocks, peak <= limit)
         }
         AssertKind::MaxLive => {
             let live = replay.live_bytes();
@@ -277,12 +357,21 @@ pub(super) fn judge(
     };
     let mut sites = Vec::new();
     if !passed {
-        let mut by_site: HashMap<SiteKey, (u64, u64)> = HashMap::new();
-        for (_, b) in replay.blocks().filter(|(_, b)| counted(b)) {
-            let e = by_site.entry(b.site).or_default();
-            e.0 += 1;
-            e.1 = e.1.saturating_add(b.size);
-        }
+        let by_site: HashMap<SiteKey, (u64, u64)> = match at_peak {
+            Some(sites) => sites
+                .into_iter()
+                .map(|(site, (bytes, blocks))| (site, (blocks, bytes)))
+                .collect(),
+            None => {
+                let mut by_site: HashMap<SiteKey, (u64, u64)> = HashMap::new();
+                for (_, b) in replay.blocks().filter(|(_, b)| counted(b)) {
+                    let e = by_site.entry(b.site).or_default();
+                    e.0 += 1;
+                    e.1 = e.1.saturating_add(b.size);
+                }
+                by_site
+            }
+        };
         sites = by_site
             .into_iter()
             .map(|(site, (blocks, bytes))| AssertSite {
