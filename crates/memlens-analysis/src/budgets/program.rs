@@ -182,20 +182,24 @@ impl Followed {
         }
     }
 
-    /// Each site's (bytes, blocks) at the peak, the sites that had none left out.
-    fn at_peak(&self) -> impl Iterator<Item = (SiteKey, (u64, u64))> + '_ {
+    /// Each site's share of the peak, the sites that had none left out.
+    fn at_peak(&self) -> impl Iterator<Item = AssertSite> + '_ {
         self.sites
             .iter()
-            .map(|(&k, s)| {
-                let figures = if s.epoch < self.epoch {
+            .map(|(&site, s)| {
+                let (bytes, blocks) = if s.epoch < self.epoch {
                     // Unchanged since the last peak.
                     (s.bytes, s.blocks)
                 } else {
                     s.at_peak
                 };
-                (k, figures)
+                AssertSite {
+                    site,
+                    blocks,
+                    bytes,
+                }
             })
-            .filter(|(_, (bytes, blocks))| *bytes > 0 || *blocks > 0)
+            .filter(|s| s.bytes > 0 || s.blocks > 0)
     }
 }
 
@@ -279,8 +283,8 @@ impl Peaks {
     }
 
     /// The peak for an assertion of `thread` about `mark`, no longer followed: its bytes,
-    /// and each site's (bytes, blocks) at that moment.
-    fn take(&mut self, thread: u32, mark: u64) -> (u64, Vec<(SiteKey, (u64, u64))>) {
+    /// and each site's share of it.
+    fn take(&mut self, thread: u32, mark: u64) -> (u64, Vec<AssertSite>) {
         self.active
             .remove(&(thread, mark))
             .map_or((0, Vec::new()), |f| (f.peak, f.at_peak().collect()))
@@ -346,7 +350,7 @@ pub(super) fn judge(
         }
         AssertKind::PeakSince => {
             let (peak, sites) = peaks.take(thread, mark);
-            let blocks = sites.iter().map(|(_, (_, n))| n).sum();
+            let blocks = sites.iter().map(|s| s.blocks).sum();
             at_peak = Some(sites);
             (peak, blocks, peak <= limit)
         }
@@ -357,11 +361,8 @@ pub(super) fn judge(
     };
     let mut sites = Vec::new();
     if !passed {
-        let by_site: HashMap<SiteKey, (u64, u64)> = match at_peak {
-            Some(sites) => sites
-                .into_iter()
-                .map(|(site, (bytes, blocks))| (site, (blocks, bytes)))
-                .collect(),
+        sites = match at_peak {
+            Some(sites) => sites,
             None => {
                 let mut by_site: HashMap<SiteKey, (u64, u64)> = HashMap::new();
                 for (_, b) in replay.blocks().filter(|(_, b)| counted(b)) {
@@ -370,16 +371,15 @@ pub(super) fn judge(
                     e.1 = e.1.saturating_add(b.size);
                 }
                 by_site
+                    .into_iter()
+                    .map(|(site, (blocks, bytes))| AssertSite {
+                        site,
+                        blocks,
+                        bytes,
+                    })
+                    .collect()
             }
         };
-        sites = by_site
-            .into_iter()
-            .map(|(site, (blocks, bytes))| AssertSite {
-                site,
-                blocks,
-                bytes,
-            })
-            .collect();
         sites.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.site.cmp(&b.site)));
         sites.truncate(ASSERT_SITES);
     }
