@@ -268,7 +268,13 @@ fn text(r: &Report, sym: &mut Symbolizer, top: usize, shown: &[&str]) -> String 
         } else {
             " after"
         },
-        human_time(r.window.run_ns)
+        // The process's end, from its end record: a Python program's figures stop earlier
+        // (the `python` line above says when), and `run_ns` is theirs.
+        human_time(
+            r.end
+                .as_ref()
+                .map_or(r.window.run_ns, |e| e.ts.max(r.window.run_ns))
+        )
     );
     if let Some(why) = r
         .end

@@ -615,6 +615,21 @@ fn every_view_shows_the_python_frames() {
             .contains("  python     the leak check ran when the Python program's work was done"),
         "{text}"
     );
+    // The header's end is the process's, as the runtime is, not where the figures stop.
+    let runtime = text
+        .lines()
+        .find_map(|l| l.strip_prefix("  runtime "))
+        .unwrap_or_else(|| panic!("{text}"))
+        .trim();
+    let ended = text
+        .lines()
+        .find(|l| l.starts_with("  ended      exited with status 0 after "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(
+        ended.trim_start_matches("  ended      exited with status 0 after "),
+        runtime,
+        "{text}"
+    );
     // Flame graph: the frame is `encode (cache_growth.py)`, filled blue (r < g < b = 230).
     let svg = String::from_utf8(m(&["flamegraph", trace.to_str().unwrap(), "-o", "-"])).unwrap();
     let at = svg
