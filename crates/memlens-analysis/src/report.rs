@@ -214,7 +214,7 @@ pub fn notice_sentence(n: &Notice) -> Option<String> {
                 _ => n.symbols.clone(),
             };
             Some(format!(
-                "{file} defines its own {list}, so the blocks it allocates there never reach the C library's allocator, where memlens records, and cannot be seen; only calls passed on to the C library are recorded"
+                "{file} defines its own {list}: the blocks it serves itself never reach the C library's allocator, where memlens records, and cannot be seen; what it passes on to the C library (a call of glibc's `__libc_malloc` and the like, or of an allocation function it does not define) is recorded"
             ))
         }
         NoticeKind::PythonFrames => {
