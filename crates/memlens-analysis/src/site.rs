@@ -107,9 +107,7 @@ impl ReportedEvents<'_, '_> {
     /// decoded already. A pass that replays the events calls this instead of `next`.
     #[inline]
     pub fn next_for(&mut self, pass: &impl Prefetch) -> Option<Result<Event, TraceError>> {
-        static NOPF: std::sync::LazyLock<bool> =
-            std::sync::LazyLock::new(|| std::env::var_os("NOPF").is_some());
-        if let (Source::Thread(d), false) = (&self.events, *NOPF) {
+        if let Source::Thread(d) = &self.events {
             if let Some(e) = d.batch.events.get(d.at + LOOK_AHEAD) {
                 pass.prefetch(e);
             }

@@ -273,6 +273,15 @@ impl Peaks {
             }
         }
         if let Some((thread, addr, size, site)) = added {
+            // An allocation at a live block's address drops that block (a release the
+            // recorder missed), as the replay does.
+            if let Some(b) = replay.get(addr).filter(|_| released != Some(addr)) {
+                for (&(t, m), f) in self.active.iter_mut() {
+                    if t == b.thread && b.ts >= m {
+                        f.change(b.site, b.size, b.count, false);
+                    }
+                }
+            }
             let (bytes, blocks) = replay.weigh(addr, ts, size);
             for (&(t, _), f) in self.active.iter_mut() {
                 if t == thread {
@@ -337,7 +346,7 @@ pub(super) fn judge(
         let (mut bytes, mut n) = (0u64, 0u64);
         for (_, b) in replay.blocks().filter(|(_, b)| counted(b)) {
             bytes = bytes.saturating_add(b.size);
-            n += 1;
+            n += b.count;
         }
         (bytes, n)
     };
@@ -367,7 +376,7 @@ pub(super) fn judge(
                 let mut by_site: HashMap<SiteKey, (u64, u64)> = HashMap::new();
                 for (_, b) in replay.blocks().filter(|(_, b)| counted(b)) {
                     let e = by_site.entry(b.site).or_default();
-                    e.0 += 1;
+                    e.0 += b.count;
                     e.1 = e.1.saturating_add(b.size);
                 }
                 by_site
