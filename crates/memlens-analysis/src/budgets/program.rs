@@ -133,6 +133,8 @@ pub(super) struct Peaks {
     pending: Vec<(u64, u32)>,
     /// (thread, mark) -> what is followed.
     active: HashMap<(u32, u64), Followed>,
+    /// (thread, mark) -> its assertions not judged yet: it is followed until the last.
+    uses: HashMap<(u32, u64), u32>,
 }
 
 /// One followed peak: the live bytes now and at the highest, and the sites' share.
@@ -221,6 +223,7 @@ impl Peaks {
             } = ev?
             {
                 p.pending.push((mark, thread));
+                *p.uses.entry((thread, mark)).or_default() += 1;
             }
         }
         p.pending.sort_unstable_by(|a, b| b.cmp(a));
@@ -291,12 +294,25 @@ impl Peaks {
         }
     }
 
-    /// The peak for an assertion of `thread` about `mark`, no longer followed: its bytes,
-    /// and each site's share of it.
+    /// The peak for an assertion of `thread` about `mark`: its bytes, and each site's
+    /// share of it. After the last assertion about it, it is no longer followed (nor
+    /// waited for, when no event came between the mark and the assertion).
     fn take(&mut self, thread: u32, mark: u64) -> (u64, Vec<AssertSite>) {
-        self.active
-            .remove(&(thread, mark))
-            .map_or((0, Vec::new()), |f| (f.peak, f.at_peak().collect()))
+        let key = (thread, mark);
+        let peak = self
+            .active
+            .get(&key)
+            .map_or((0, Vec::new()), |f| (f.peak, f.at_peak().collect()));
+        let left = self.uses.get_mut(&key).map(|n| {
+            *n = n.saturating_sub(1);
+            *n
+        });
+        if left.unwrap_or(0) == 0 {
+            self.uses.remove(&key);
+            self.active.remove(&key);
+            self.pending.retain(|&(m, t)| (t, m) != key);
+        }
+        peak
     }
 }
 
@@ -418,6 +434,69 @@ pub(super) fn judge(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use memlens_trace::AllocFunc;
+
+    /// Two peak-since assertions about one mark: the second sees the same peak, made of
+    /// the blocks live at it (freed since), not 0; after it the mark is no longer
+    /// followed. An allocation at a live block's address drops that block from the peak's
+    /// sites, as from the replay.
+    #[test]
+    fn a_mark_asserted_twice_keeps_its_peak_and_its_sites() {
+        let mut p = Peaks::default();
+        p.pending.push((10, 1));
+        p.uses.insert((1, 10), 2);
+        let mut replay = Replay::new();
+        let alloc = |ts, addr, size, stack| Event::Alloc {
+            ts,
+            thread: 1,
+            func: AllocFunc::Malloc,
+            addr,
+            size,
+            stack,
+        };
+        let free = |ts, addr| Event::Free {
+            ts,
+            thread: 1,
+            func: AllocFunc::Free,
+            addr,
+            stack: 0,
+        };
+        let before_mark = alloc(5, 0x100, 7000, 9);
+        for ev in [
+            before_mark,
+            alloc(11, 0x200, 1000, 1),
+            alloc(12, 0x300, 3000, 2),
+            // Reused address: the 3000-byte block is dropped, this one takes its place.
+            alloc(13, 0x300, 500, 3),
+            free(14, 0x200),
+            free(15, 0x100),
+        ] {
+            p.before(&ev, &replay);
+            replay.apply(&ev, &mut ());
+        }
+        let shares = |v: Vec<AssertSite>| {
+            let mut v: Vec<(u32, u64, u64)> = v
+                .iter()
+                .map(|s| (s.site.stack, s.bytes, s.blocks))
+                .collect();
+            v.sort();
+            v
+        };
+        let (peak, sites) = p.take(1, 10);
+        assert_eq!(
+            (peak, shares(sites)),
+            (4000, vec![(1, 1000, 1), (2, 3000, 1)])
+        );
+        let ev = alloc(16, 0x400, 200, 4);
+        p.before(&ev, &replay);
+        replay.apply(&ev, &mut ());
+        let (peak, sites) = p.take(1, 10);
+        assert_eq!(
+            (peak, shares(sites)),
+            (4000, vec![(1, 1000, 1), (2, 3000, 1)])
+        );
+        assert!(p.active.is_empty() && p.uses.is_empty() && p.pending.is_empty());
+    }
 
     #[test]
     fn a_region_allows_its_components_until_it_is_left() {
