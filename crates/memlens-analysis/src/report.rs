@@ -333,12 +333,12 @@ mod notice_tests {
     #[test]
     fn own_allocator_sentence_names_the_file_and_lists_the_functions() {
         assert!(
-            own("malloc").starts_with("server defines its own malloc, so the blocks"),
+            own("malloc").starts_with("server defines its own malloc: the blocks"),
             "{}",
             own("malloc")
         );
-        assert!(own("malloc,free").starts_with("server defines its own malloc and free, so"));
+        assert!(own("malloc,free").starts_with("server defines its own malloc and free: the"));
         assert!(own("malloc,calloc,free")
-            .starts_with("server defines its own malloc, calloc and free, so"));
+            .starts_with("server defines its own malloc, calloc and free: the"));
     }
 }
