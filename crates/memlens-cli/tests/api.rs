@@ -392,7 +392,7 @@ fn pytest(py: &Path, dir: &Path, under_memlens: bool, pymalloc: bool) -> Output 
 fn pytest_plugin_limits_are_judged_by_check() {
     let d = scratch("api-pytest");
     let Some(py) = pytest_venv(&d) else { return };
-    // Without memlens: both tests pass, and the plugin says nothing was checked.
+    // Without memlens: the tests pass, and the plugin says nothing was checked.
     let o = pytest(&py, &d, false, true);
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(
@@ -401,16 +401,16 @@ fn pytest_plugin_limits_are_judged_by_check() {
         "{out}{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert!(out.contains("2 passed"), "{out}");
+    assert!(out.contains("3 passed"), "{out}");
     assert!(out.contains("memlens: not running under memlens"), "{out}");
     // Under memlens check: pytest passes both, check fails on the one over its limits.
     let o = pytest(&py, &d, true, true);
     let out = String::from_utf8_lossy(&o.stdout);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{out}{err}");
-    assert!(out.contains("2 passed"), "{out}");
+    assert!(out.contains("3 passed"), "{out}");
     for want in [
-        "assertions of the program: 4 made, 2 failed",
+        "assertions of the program: 5 made, 2 failed",
         "test_limits.py::test_within_limit: peak: peak since",
         "test_limits.py::test_over_limit: peak: peak since",
         "test_limits.py::test_over_limit: leaked: no leaks since",
@@ -455,6 +455,12 @@ fn pytest_plugin_limits_are_judged_by_check() {
                 (1 << 20) + 1,
                 0
             ),
+            (
+                "test_limits.py::test_peak_at_return: peak",
+                true,
+                (4 << 20) - 511,
+                4 << 20
+            ),
         ]
     );
     // The failed peak's largest site is the 32 MiB buffer, freed before the assertion.
@@ -498,4 +504,16 @@ fn pytest_plugin_limits_are_judged_by_check() {
     );
     assert!(!leaked[1].1, "{err}");
     assert_eq!(a[3]["sites"][0]["bytes"], (1 << 20) + 1, "{}", a[3]);
+    // A peak reached when the test returns: its buffer and the test's own small objects
+    // (the bytearray's 56 bytes), not the 400-odd bytes the plugin allocates to assert.
+    let at_return = &a[4];
+    assert_eq!(
+        at_return["label"], "test_limits.py::test_peak_at_return: peak",
+        "{at_return}"
+    );
+    let over = at_return["value"].as_u64().unwrap() - ((4 << 20) - 511);
+    assert!(
+        at_return["passed"].as_bool().unwrap() && over <= 128,
+        "{at_return}"
+    );
 }

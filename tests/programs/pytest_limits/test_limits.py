@@ -1,7 +1,9 @@
 """Tests with memory limits for the pytest-memlens plugin, run by
 crates/memlens-cli/tests/api.rs under `memlens check -- python3 -m pytest --memlens`.
-Both pass under pytest; memlens check fails on test_over_limit (peak and leaked), whose
-allocations are bytearrays large enough to go to malloc one each."""
+All pass under pytest; memlens check fails on test_over_limit (peak and leaked), whose
+allocations are bytearrays large enough to go to malloc one each. test_peak_at_return's
+peak is when it returns, just under its limit: what the plugin allocates to make its
+assertions then must not count."""
 
 import pytest
 
@@ -25,3 +27,8 @@ def test_over_limit():
     kept.append(make_buffer(1 << 20))
     assert len(big) == 32 << 20
     del big
+
+
+@pytest.mark.memlens_limit(peak="4 MiB")
+def test_peak_at_return():
+    kept.append(make_buffer((4 << 20) - 512))

@@ -294,7 +294,7 @@ pub fn measure(
             )),
             _ => {}
         }
-        peaks.before(&ev, &replay);
+        peaks.before(&ev, &replay, &md);
         if !no_alloc.is_empty() {
             note_violation(&ev, &replay, &no_alloc, &md, &mut violations);
         }

@@ -135,15 +135,24 @@ pub(super) struct Peaks {
     active: HashMap<(u32, u64), Followed>,
     /// (thread, mark) -> its assertions not judged yet: it is followed until the last.
     uses: HashMap<(u32, u64), u32>,
+    /// (thread, mark) -> the Python functions that assert about it (see
+    /// [`python_caller`]): the blocks they allocate themselves to make the assertion (the
+    /// pytest plugin's ctypes temporaries) are not the measured code's, and do not count
+    /// towards the peak.
+    asserting: HashMap<(u32, u64), Vec<(u32, u64)>>,
+    /// Stack id -> its [`python_caller`], computed once (only with `asserting`).
+    callers: HashMap<u32, Option<(u32, u64)>>,
 }
 
-/// One followed peak: the live bytes now and at the highest, and the sites' share.
+/// One followed peak: the live bytes now and at the highest, and the sites' share; the
+/// blocks of the Python functions in `skip` are left out.
 ///
 /// The sites' figures at the peak need no copy at each new peak: a new peak bumps
 /// `epoch`, and a site about to change first saves its figures if its epoch is older
 /// (the report's peak composition works the same way).
 #[derive(Default)]
 struct Followed {
+    skip: Vec<(u32, u64)>,
     live: u64,
     peak: u64,
     epoch: u64,
@@ -162,6 +171,11 @@ struct SiteShare {
 }
 
 impl Followed {
+    /// Whether a block allocated where `caller` was counts.
+    fn counts(&self, caller: Option<(u32, u64)>) -> bool {
+        caller.is_none_or(|c| !self.skip.contains(&c))
+    }
+
     /// A block of `site` (`bytes`, standing for `blocks`) entered (`added`) or left.
     fn change(&mut self, site: SiteKey, bytes: u64, blocks: u64, added: bool) {
         let s = self.sites.entry(site).or_default();
@@ -219,11 +233,15 @@ impl Peaks {
                 kind: AssertKind::PeakSince,
                 thread,
                 mark,
+                stack,
                 ..
             } = ev?
             {
                 p.pending.push((mark, thread));
                 *p.uses.entry((thread, mark)).or_default() += 1;
+                if let Some(c) = python_caller(md, stack) {
+                    p.asserting.entry((thread, mark)).or_default().push(c);
+                }
             }
         }
         p.pending.sort_unstable_by(|a, b| b.cmp(a));
@@ -232,18 +250,34 @@ impl Peaks {
     }
 
     /// Follow `ev` (before `replay` applies it).
-    pub(super) fn before(&mut self, ev: &Event, replay: &Replay) {
+    pub(super) fn before(&mut self, ev: &Event, replay: &Replay, md: &Metadata) {
         let ts = ev.ts();
         while let Some(&(m, t)) = self.pending.last() {
             if m > ts {
                 break;
             }
             self.pending.pop();
-            self.active.insert((t, m), Followed::default());
+            let skip = self.asserting.get(&(t, m)).cloned().unwrap_or_default();
+            self.active.insert(
+                (t, m),
+                Followed {
+                    skip,
+                    ..Followed::default()
+                },
+            );
         }
         if self.active.is_empty() {
             return;
         }
+        let (asserting, callers) = (!self.asserting.is_empty(), &mut self.callers);
+        let mut caller = |stack: u32| {
+            if !asserting {
+                return None;
+            }
+            *callers
+                .entry(stack)
+                .or_insert_with(|| python_caller(md, stack))
+        };
         let (released, added) = match *ev {
             Event::Alloc {
                 thread,
@@ -269,8 +303,9 @@ impl Peaks {
             _ => (None, None),
         };
         if let Some(b) = released.and_then(|a| replay.get(a)) {
+            let c = caller(b.site.stack);
             for (&(t, m), f) in self.active.iter_mut() {
-                if t == b.thread && b.ts >= m {
+                if t == b.thread && b.ts >= m && f.counts(c) {
                     f.change(b.site, b.size, b.count, false);
                 }
             }
@@ -279,15 +314,17 @@ impl Peaks {
             // An allocation at a live block's address drops that block (a release the
             // recorder missed), as the replay does.
             if let Some(b) = replay.get(addr).filter(|_| released != Some(addr)) {
+                let c = caller(b.site.stack);
                 for (&(t, m), f) in self.active.iter_mut() {
-                    if t == b.thread && b.ts >= m {
+                    if t == b.thread && b.ts >= m && f.counts(c) {
                         f.change(b.site, b.size, b.count, false);
                     }
                 }
             }
             let (bytes, blocks) = replay.weigh(addr, ts, size);
+            let c = caller(site.stack);
             for (&(t, _), f) in self.active.iter_mut() {
-                if t == thread {
+                if t == thread && f.counts(c) {
                     f.change(site, bytes, blocks, true);
                 }
             }
@@ -309,6 +346,7 @@ impl Peaks {
         });
         if left.unwrap_or(0) == 0 {
             self.uses.remove(&key);
+            self.asserting.remove(&key);
             self.active.remove(&key);
             self.pending.retain(|&(m, t)| (t, m) != key);
         }
@@ -471,7 +509,7 @@ mod tests {
             free(14, 0x200),
             free(15, 0x100),
         ] {
-            p.before(&ev, &replay);
+            p.before(&ev, &replay, &Metadata::default());
             replay.apply(&ev, &mut ());
         }
         let shares = |v: Vec<AssertSite>| {
@@ -488,7 +526,7 @@ mod tests {
             (4000, vec![(1, 1000, 1), (2, 3000, 1)])
         );
         let ev = alloc(16, 0x400, 200, 4);
-        p.before(&ev, &replay);
+        p.before(&ev, &replay, &Metadata::default());
         replay.apply(&ev, &mut ());
         let (peak, sites) = p.take(1, 10);
         assert_eq!(
