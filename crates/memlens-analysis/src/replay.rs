@@ -107,6 +107,23 @@ pub struct Counters {
     pub events: u64,
 }
 
+/// The part of the live-block table an event will touch, asked for some events before it
+/// is applied (a hint: the replay is the same without it). A pass over a large heap waits
+/// on a cache miss for every event otherwise.
+impl crate::site::Prefetch for Replay {
+    #[inline]
+    fn prefetch(&self, ev: &Event) {
+        match *ev {
+            Event::Alloc { addr, .. } | Event::Free { addr, .. } => self.live.prefetch(addr),
+            Event::Realloc { old, new, .. } => {
+                self.live.prefetch(old);
+                self.live.prefetch(new);
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Notified of every block that enters or leaves the live heap, with its address.
 pub trait HeapObserver {
     /// A block entered the heap; the value returned is kept as the block's `tag`.
@@ -190,21 +207,6 @@ impl Replay {
     /// The live blocks, in no particular order.
     pub fn blocks(&self) -> impl Iterator<Item = (u64, &Block)> + '_ {
         self.live.iter()
-    }
-
-    /// Ask the CPU for the part of the live-block table that `ev` will touch, some
-    /// events before applying it (a hint: the replay is the same without it). A pass over
-    /// a large heap waits on a cache miss for every event otherwise.
-    #[inline]
-    pub fn prefetch(&self, ev: &Event) {
-        match *ev {
-            Event::Alloc { addr, .. } | Event::Free { addr, .. } => self.live.prefetch(addr),
-            Event::Realloc { old, new, .. } => {
-                self.live.prefetch(old);
-                self.live.prefetch(new);
-            }
-            _ => {}
-        }
     }
 
     fn add(&mut self, addr: u64, mut block: Block, obs: &mut impl HeapObserver) {

@@ -94,13 +94,6 @@ pub trait Prefetch {
     fn prefetch_then(&self, _ev: &Event) {}
 }
 
-impl Prefetch for crate::replay::Replay {
-    #[inline]
-    fn prefetch(&self, ev: &Event) {
-        crate::replay::Replay::prefetch(self, ev)
-    }
-}
-
 impl ReportedEvents<'_, '_> {
     /// The next event, as [`Iterator::next`], after asking `pass` to prefetch what the
     /// events [`LOOK_AHEAD`] and [`LOOK_AHEAD`] / 2 places after it will touch, if they are

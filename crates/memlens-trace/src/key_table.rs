@@ -54,7 +54,8 @@ impl<V> Default for KeyTable<V> {
 pub enum Place {
     /// The key is there; its slot.
     Occupied(usize),
-    /// It is not: the free slot where it would be inserted.
+    /// It is not: the slot it would take, free or held by an entry nearer its home
+    /// (which [`KeyTable::fill`] moves on).
     Vacant(usize),
 }
 
@@ -256,6 +257,29 @@ mod tests {
         assert!(t.is_empty() && t.get(0x10).is_none() && t.remove(0x10).is_none());
     }
 
+    /// The next of a xorshift sequence.
+    fn next_random(x: &mut u64) -> u64 {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x
+    }
+
+    /// Insert `key` (or remove it, when not `insert`) in both, and check they agree.
+    fn insert_or_remove(
+        t: &mut KeyTable<u64>,
+        m: &mut HashMap<u64, u64>,
+        key: u64,
+        insert: bool,
+        value: u64,
+    ) {
+        if insert {
+            assert_eq!(t.insert(key, value), m.insert(key, value));
+        } else {
+            assert_eq!(t.remove(key), m.remove(&key));
+        }
+    }
+
     /// Random insertions and removals of keys that share runs of slots (few keys, so the
     /// table stays near its growth point), checked against a `HashMap` as it goes.
     #[test]
@@ -265,15 +289,9 @@ mod tests {
             let mut m: HashMap<u64, u64> = HashMap::new();
             let mut x: u64 = 0x2545_F491_4F6C_DD1D;
             for step in 0..200_000u64 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let key = 0x5555_0000_0000 + (x % 3000) * spacing;
-                if x >> 60 < 9 {
-                    assert_eq!(t.insert(key, step), m.insert(key, step));
-                } else {
-                    assert_eq!(t.remove(key), m.remove(&key));
-                }
+                let r = next_random(&mut x);
+                let key = 0x5555_0000_0000 + (r % 3000) * spacing;
+                insert_or_remove(&mut t, &mut m, key, r >> 60 < 9, step);
                 if step % 997 == 0 {
                     assert_robin_hood_order(&t);
                     assert_eq!(t.len(), m.len());
@@ -328,15 +346,14 @@ mod tests {
         let mut m: HashMap<u64, u64> = HashMap::new();
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
         for step in 0..100_000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let key = near_end[(x % 40) as usize];
-            if x >> 62 < 2 {
-                assert_eq!(t.insert(key, step), m.insert(key, step));
-            } else {
-                assert_eq!(t.remove(key), m.remove(&key));
-            }
+            let r = next_random(&mut x);
+            insert_or_remove(
+                &mut t,
+                &mut m,
+                near_end[(r % 40) as usize],
+                r >> 62 < 2,
+                step,
+            );
             assert_eq!(t.slots.len(), cap, "no growth: the runs stay at the end");
             assert_robin_hood_order(&t);
             for (k, v) in &m {

@@ -604,6 +604,12 @@ impl Default for NumberedBlocks {
     }
 }
 
+/// The slot of [`NumberedBlocks::recent`] that block `number` takes.
+#[inline(always)]
+fn recent_slot(number: u64) -> usize {
+    number as usize % RECENT_NUMBERS
+}
+
 /// How many events of a chunk ahead the stream prefetches a release's number slot.
 const NUMBERS_AHEAD: usize = 16;
 
@@ -614,7 +620,7 @@ impl NumberedBlocks {
     /// Remember live block `number` at `addr`.
     #[inline]
     fn insert(&mut self, number: u64, addr: u64) {
-        let slot = &mut self.recent[number as usize % RECENT_NUMBERS];
+        let slot = &mut self.recent[recent_slot(number)];
         let (old, old_addr) = core::mem::replace(slot, (number, addr));
         if old != 0 && old != number {
             self.live.insert(old, old_addr);
@@ -630,7 +636,7 @@ impl NumberedBlocks {
     fn prefetch(&self, n: &records::Numbers) {
         for number in [n.released, n.allocated] {
             if number != 0 {
-                crate::prefetch(&self.recent[number as usize % RECENT_NUMBERS]);
+                crate::prefetch(&self.recent[recent_slot(number)]);
             }
         }
     }
@@ -642,11 +648,11 @@ impl NumberedBlocks {
     /// threads' blocks live, most numbers go that way.
     #[inline]
     fn prefetch_then(&self, n: &records::Numbers) {
-        if n.released != 0 && self.recent[n.released as usize % RECENT_NUMBERS].0 != n.released {
+        if n.released != 0 && self.recent[recent_slot(n.released)].0 != n.released {
             self.live.prefetch(n.released);
         }
         if n.allocated != 0 {
-            let displaced = self.recent[n.allocated as usize % RECENT_NUMBERS].0;
+            let displaced = self.recent[recent_slot(n.allocated)].0;
             if displaced != 0 && displaced != n.allocated {
                 self.live.prefetch(displaced);
             }
@@ -656,7 +662,7 @@ impl NumberedBlocks {
     /// Forget live block `number`: its address, if it was live.
     #[inline]
     fn remove(&mut self, number: u64) -> Option<u64> {
-        let slot = &mut self.recent[number as usize % RECENT_NUMBERS];
+        let slot = &mut self.recent[recent_slot(number)];
         if slot.0 == number {
             return Some(core::mem::take(slot).1);
         }

@@ -302,7 +302,16 @@ impl Peaks {
             ),
             _ => (None, None),
         };
-        if let Some(b) = released.and_then(|a| replay.get(a)) {
+        // The block released, and a live block at the address an allocation returns (a
+        // release the recorder missed, which the replay drops as well).
+        let reused = added
+            .map(|(_, addr, ..)| addr)
+            .filter(|&a| released != Some(a));
+        for b in [released, reused]
+            .into_iter()
+            .flatten()
+            .filter_map(|a| replay.get(a))
+        {
             let c = caller(b.site.stack);
             for (&(t, m), f) in self.active.iter_mut() {
                 if t == b.thread && b.ts >= m && f.counts(c) {
@@ -311,16 +320,6 @@ impl Peaks {
             }
         }
         if let Some((thread, addr, size, site)) = added {
-            // An allocation at a live block's address drops that block (a release the
-            // recorder missed), as the replay does.
-            if let Some(b) = replay.get(addr).filter(|_| released != Some(addr)) {
-                let c = caller(b.site.stack);
-                for (&(t, m), f) in self.active.iter_mut() {
-                    if t == b.thread && b.ts >= m && f.counts(c) {
-                        f.change(b.site, b.size, b.count, false);
-                    }
-                }
-            }
             let (bytes, blocks) = replay.weigh(addr, ts, size);
             let c = caller(site.stack);
             for (&(t, _), f) in self.active.iter_mut() {

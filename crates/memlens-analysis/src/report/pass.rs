@@ -148,13 +148,18 @@ impl SiteTable {
     /// stay in the cache anyway (a hint).
     #[inline]
     fn prefetch(&self, stack: u32) {
-        if !self.spills_cache() {
-            return;
-        }
         if let Some(&i) = self.by_stack.get(stack as usize) {
-            if let Some(site) = (i as usize).checked_sub(1).and_then(|i| self.sites.get(i)) {
-                memlens_trace::prefetch_value(site);
+            if let Some(i) = (i as usize).checked_sub(1) {
+                self.prefetch_site(i);
             }
+        }
+    }
+
+    /// Ask the CPU for site `i`, unless the sites stay in the cache anyway (a hint).
+    #[inline]
+    fn prefetch_site(&self, i: usize) {
+        if let Some(site) = self.sites.get(i).filter(|_| self.spills_cache()) {
+            memlens_trace::prefetch_value(site);
         }
     }
 
@@ -282,9 +287,7 @@ impl Prefetch for Pass {
         }
         if let Event::Free { addr, .. } | Event::Realloc { old: addr, .. } = *ev {
             if let Some(b) = self.replay.get(addr) {
-                if let Some(site) = self.st.sites.sites.get(b.tag as usize) {
-                    memlens_trace::prefetch_value(site);
-                }
+                self.st.sites.prefetch_site(b.tag as usize);
             }
         }
     }
