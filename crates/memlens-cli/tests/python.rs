@@ -616,18 +616,15 @@ fn every_view_shows_the_python_frames() {
         "{text}"
     );
     // The header's end is the process's, as the runtime is, not where the figures stop.
-    let runtime = text
-        .lines()
-        .find_map(|l| l.strip_prefix("  runtime "))
-        .unwrap_or_else(|| panic!("{text}"))
-        .trim();
-    let ended = text
-        .lines()
-        .find(|l| l.starts_with("  ended      exited with status 0 after "))
-        .unwrap_or_else(|| panic!("{text}"));
+    let after = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("{text}"))
+            .trim()
+    };
     assert_eq!(
-        ended.trim_start_matches("  ended      exited with status 0 after "),
-        runtime,
+        after("  ended      exited with status 0 after "),
+        after("  runtime "),
         "{text}"
     );
     // Flame graph: the frame is `encode (cache_growth.py)`, filled blue (r < g < b = 230).
